@@ -1,0 +1,169 @@
+// Every configuration default, in one place. The schema (schema.ts) refers to these values and
+// `kms-appliance config defaults` prints them as a commented example. Units are in the names.
+
+export interface SrvTarget {
+  /** Host name clients connect to (the SRV target). */
+  readonly target: string;
+  readonly port: number;
+  readonly priority: number;
+  readonly weight: number;
+  /** Addresses of the target, sent as A/AAAA additional records; empty = this machine's own. */
+  readonly addresses: readonly string[];
+}
+
+export interface DnsZoneConfig {
+  /** The client DNS domain: clients ask for `_vlmcs._tcp.<domain>`. */
+  readonly domain: string;
+  readonly ttlSeconds: number;
+  /** SRV records answered for the zone; empty = this appliance on its KMS port. */
+  readonly hosts: readonly SrvTarget[];
+}
+
+export interface DnsRegistrationConfig {
+  readonly enabled: boolean;
+  /** The site DNS server that accepts RFC 2136 updates, "ADDR" or "ADDR:PORT" ("[v6]:PORT"). */
+  readonly server: string;
+  /** Zones (domains) to publish `_vlmcs._tcp` into; like a KMS host's DnsDomainPublishList. */
+  readonly domains: readonly { readonly domain: string; readonly priority: number; readonly weight: number }[];
+  /** The name published as SRV target; empty = the machine's host name inside the domain. */
+  readonly hostName: string;
+  /** Addresses published as A/AAAA for hostName; empty = this machine's non-loopback addresses. */
+  readonly addresses: readonly string[];
+  readonly ttlSeconds: number;
+  readonly tsig: { readonly keyName: string; readonly algorithm: 'hmac-sha256'; readonly secretBase64: string; readonly secretFile: string };
+  readonly refreshMinutes: number;
+  /** Remove the records on shutdown. */
+  readonly removeOnShutdown: boolean;
+}
+
+export interface AppConfig {
+  readonly kms: {
+    /** "ADDR:PORT" with IPv6 in brackets, e.g. "0.0.0.0:1688", "[::]:1688". */
+    readonly listen: readonly string[];
+    readonly activationIntervalMinutes: number;
+    readonly renewalIntervalMinutes: number;
+    readonly maxPduBytes: number;
+    readonly maxStubBytes: number;
+    readonly maxConnections: number;
+    readonly idleTimeoutSeconds: number;
+    readonly ndr64: boolean;
+    readonly btfn: boolean;
+    readonly checkRequestTime: boolean;
+    readonly maxClockSkewMinutes: number;
+    readonly verifyV4Mac: boolean;
+    readonly allowRetail: boolean;
+    readonly allowPreview: boolean;
+    /** CIDRs allowed to connect; empty = everyone. */
+    readonly clientNetworks: readonly string[];
+  };
+  readonly host: {
+    /** Host OS build named in the ePIDs; must be ≥ 9200 exactly when kms.ndr64 is on. */
+    readonly build: number;
+    readonly lcid: number;
+    /** 16 hex digits; empty = generated once and kept in the store. */
+    readonly hwid: string;
+    /** Host-key group names or ids to serve; empty = every usable one in the catalogue (§7.4). */
+    readonly hostKeyGroups: readonly string[];
+    /** Pinned ePIDs by host-key group name or id. */
+    readonly epids: Readonly<Record<string, string>>;
+  };
+  readonly store: {
+    /** Where the database lives; empty = $STATE_DIRECTORY, else $XDG_STATE_HOME/kms-appliance, else ~/.local/state/kms-appliance. */
+    readonly dataDir: string;
+    readonly eventRetentionDays: number;
+  };
+  readonly catalog: {
+    /** An updated product catalogue file; empty = the one shipped with the appliance. */
+    readonly file: string;
+  };
+  /** Licences the site bought, for `kms-appliance report`. */
+  readonly entitlements: readonly { readonly product: string; readonly licenses: number }[];
+  readonly dns: {
+    /** Where the DNS responder answers; empty = it is off. */
+    readonly listen: readonly string[];
+    readonly zones: readonly DnsZoneConfig[];
+    readonly forwarding: {
+      readonly enabled: boolean;
+      readonly upstream: readonly string[];
+      /** CIDRs that may use forwarding; never an open resolver. */
+      readonly allowNetworks: readonly string[];
+    };
+    readonly rateLimit: { readonly responsesPerSecond: number; readonly burst: number };
+    readonly registration: DnsRegistrationConfig;
+    readonly mdns: { readonly enabled: boolean; readonly instanceName: string };
+  };
+  readonly admin: {
+    /** Where the admin web page and JSON API listen; empty = off. */
+    readonly listen: readonly string[];
+  };
+  readonly log: {
+    readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  };
+}
+
+export const DEFAULTS: AppConfig = deepFreeze({
+  kms: {
+    listen: ['0.0.0.0:1688', '[::]:1688'],
+    activationIntervalMinutes: 120, // 2 h (§7.3)
+    renewalIntervalMinutes: 10080, // 7 days
+    maxPduBytes: 4096, // legal KMS PDUs are ≤ 344 bytes (§2.1)
+    maxStubBytes: 4096, // reassembly limit for fragmented requests (§2.10)
+    maxConnections: 1000,
+    idleTimeoutSeconds: 30, // like Microsoft's RPC runtime (§1.4)
+    ndr64: true,
+    btfn: true,
+    checkRequestTime: true,
+    maxClockSkewMinutes: 240, // ±4 h (§7.1 step 5)
+    verifyV4Mac: true,
+    allowRetail: false,
+    allowPreview: false,
+    clientNetworks: [],
+  },
+  host: {
+    build: 20348, // Windows Server 2022; ≥ 9200 because NDR64 is on
+    lcid: 1033,
+    hwid: '',
+    hostKeyGroups: [],
+    epids: {},
+  },
+  store: {
+    dataDir: '',
+    eventRetentionDays: 400,
+  },
+  catalog: {
+    file: '',
+  },
+  entitlements: [],
+  dns: {
+    listen: [],
+    zones: [],
+    forwarding: { enabled: false, upstream: [], allowNetworks: [] },
+    rateLimit: { responsesPerSecond: 50, burst: 100 },
+    registration: {
+      enabled: false,
+      server: '',
+      domains: [],
+      hostName: '',
+      addresses: [],
+      ttlSeconds: 900,
+      tsig: { keyName: '', algorithm: 'hmac-sha256', secretBase64: '', secretFile: '' },
+      refreshMinutes: 1440, // a Windows host re-publishes about daily
+      removeOnShutdown: true,
+    },
+    mdns: { enabled: false, instanceName: '' },
+  },
+  admin: {
+    listen: ['127.0.0.1:8688'],
+  },
+  log: {
+    level: 'info',
+  },
+});
+
+export function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o as Record<string, unknown>)) deepFreeze(v);
+  }
+  return o;
+}

@@ -1,0 +1,205 @@
+// The error registry: every failure the appliance reports has a stable code here, the wire
+// reaction it causes (KMS refusal HRESULT, RPC fault, bind_nak, close) and the admin's words for
+// what the client saw and what to change. Code is the contract; message text may change.
+// This module is a leaf (no imports) so that every layer, the pure codecs included, can use it.
+
+/** What the host does on the wire when this error happens while serving a client. */
+export type WireAction =
+  | 'refuse' // a normal response PDU whose stub carries `hresult` (PROTOCOL.md §3.4)
+  | 'fault' // a fault PDU with status `rpcFault` (§2.9)
+  | 'nak' // a bind_nak with `nakReason` (§2.7)
+  | 'close' // close this connection only
+  | 'none'; // not a wire event (configuration, storage, CLI, DNS …)
+
+export interface ErrorSpec {
+  readonly action: WireAction;
+  /** HRESULT a Windows client shows (slmgr / ospp.vbs / event 12289), when there is one. */
+  readonly hresult?: number;
+  readonly rpcFault?: number;
+  readonly nakReason?: number;
+  /** One line, in an administrator's words: what went wrong and what to change. */
+  readonly explain: string;
+}
+
+export const HRESULT = Object.freeze({
+  SUCCESS: 0x00000000,
+  INVALID_DATA: 0x8007000d, // ERROR_INVALID_DATA "The data is invalid"
+  TIME_INVALID: 0xc004f06c, // "The request time is invalid" (client clock > 4 h off)
+  PRODUCT_NOT_SERVED: 0xc004f042, // "The specified KMS cannot be used"
+  TOO_MANY_CLIENTS: 0xc004d104, // host refuses to track more machines (not used by default)
+  COUNT_INSUFFICIENT: 0xc004f038, // client side: count below its threshold
+  NO_KMS_HOST: 0xc004f074, // client side: no KMS host could be contacted
+  DNS_NAME_NOT_FOUND: 0x8007232b, // client side: DNS name does not exist
+  DNS_NO_RECORDS: 0x8007251d, // client side: no records found for the DNS query
+  DNS_BAD_NAME: 0x8007007b, // client side: invalid name syntax (no DNS suffix)
+  RPC_SERVER_UNAVAILABLE: 0x800706ba, // client side: TCP connect failed
+} as const);
+export type Hresult = (typeof HRESULT)[keyof typeof HRESULT];
+
+/** DCE/RPC fault statuses (C706 Appendix N) and the RPC_S_* a Windows client maps them to. */
+export const RPC_FAULT = Object.freeze({
+  OP_RNG_ERROR: 0x1c010002, // RPC_S_PROCNUM_OUT_OF_RANGE (1745)
+  UNK_IF: 0x1c010003, // RPC_S_UNKNOWN_IF (1717)
+  PROTO_ERROR: 0x1c01000b, // RPC_S_PROTOCOL_ERROR (1728)
+  SERVER_TOO_BUSY: 0x1c010014, // RPC_S_SERVER_TOO_BUSY (1723)
+} as const);
+
+/** bind_nak provider_reject_reason values (C706 §12.6.3.1). */
+export const NAK_REASON = Object.freeze({
+  NOT_SPECIFIED: 0,
+  LOCAL_LIMIT_EXCEEDED: 2,
+  PROTOCOL_VERSION_NOT_SUPPORTED: 4,
+  AUTHENTICATION_TYPE_NOT_RECOGNIZED: 8,
+} as const);
+
+const E = HRESULT;
+const F = RPC_FAULT;
+
+export const ERRORS = Object.freeze({
+  // ---- DCE/RPC framing and PDUs (src/protocol/rpc, src/server) ----
+  KMS_ERR_PDU_TRUNCATED: { action: 'close', explain: 'A PDU ended before a field it declares; the client or the network sent a broken packet. Nothing to change on the host.' },
+  KMS_ERR_PDU_FRAG_LENGTH: { action: 'close', explain: 'frag_length is below 16 or above kms.maxPduBytes; this is not a KMS client (or kms.maxPduBytes is far too small).' },
+  KMS_ERR_PDU_PTYPE_UNKNOWN: { action: 'close', explain: 'A DCE/RPC packet type KMS never uses; the peer is not a KMS client.' },
+  KMS_ERR_PDU_PTYPE_CLOSE: { action: 'close', explain: 'The client sent auth3 or shutdown; the connection is closed as DCE/RPC prescribes.' },
+  KMS_ERR_PDU_RPC_VERSION: { action: 'nak', nakReason: 4, rpcFault: F.PROTO_ERROR, explain: 'The client speaks a DCE/RPC version other than 5.0; it is not a KMS client.' },
+  KMS_ERR_PDU_DREP: { action: 'nak', nakReason: 0, rpcFault: F.PROTO_ERROR, explain: 'The client uses big-endian or EBCDIC data representation; no KMS client does.' },
+  KMS_ERR_PDU_AUTH: { action: 'nak', nakReason: 8, rpcFault: F.PROTO_ERROR, explain: 'The client sent RPC authentication data; KMS uses none.' },
+  KMS_ERR_BIND_MALFORMED: { action: 'nak', nakReason: 0, explain: 'A bind whose presentation contexts do not fit in the PDU; the client is broken.' },
+  KMS_ERR_BIND_SECOND: { action: 'nak', nakReason: 0, explain: 'A second bind on one connection; KMS clients never do this.' },
+  KMS_ERR_BIND_CONNECTION_LIMIT: { action: 'nak', nakReason: 2, explain: 'kms.maxConnections is reached; raise it if many clients activate at once.' },
+  KMS_ERR_RPC_UNKNOWN_CONTEXT: { action: 'fault', rpcFault: F.UNK_IF, explain: 'A request on a presentation context the host never accepted (or before any bind); the client sees RPC_S_UNKNOWN_IF.' },
+  KMS_ERR_RPC_OPNUM: { action: 'fault', rpcFault: F.OP_RNG_ERROR, explain: 'A request for an operation other than RequestActivation (opnum 0); the client sees RPC_S_PROCNUM_OUT_OF_RANGE.' },
+  KMS_ERR_RPC_STUB_MALFORMED: { action: 'fault', rpcFault: F.PROTO_ERROR, explain: 'The NDR stub of a request is inconsistent (size and conformance differ, or it is short); the client sees RPC_S_PROTOCOL_ERROR.' },
+  KMS_ERR_RPC_FRAGMENT_SEQUENCE: { action: 'fault', rpcFault: F.PROTO_ERROR, explain: 'Request fragments arrived out of order or with mixed call ids; the client sees RPC_S_PROTOCOL_ERROR.' },
+  KMS_ERR_RPC_FRAGMENT_TOO_LARGE: { action: 'fault', rpcFault: F.PROTO_ERROR, explain: 'A fragmented request grew beyond kms.maxStubBytes; no KMS request is that large.' },
+  KMS_ERR_RPC_BAD_HEADER: { action: 'fault', rpcFault: F.PROTO_ERROR, explain: 'A request with a wrong RPC minor version or authentication data; the client sees RPC_S_PROTOCOL_ERROR.' },
+
+  // ---- Connections (src/server) ----
+  KMS_ERR_CONN_IDLE: { action: 'close', explain: 'The client sent nothing for kms.idleTimeoutSeconds; the connection was closed.' },
+  KMS_ERR_CONN_NOT_ALLOWED: { action: 'close', explain: 'The client address is outside kms.clientNetworks; add its network there if it should activate.' },
+  KMS_ERR_CONN_LIMIT: { action: 'close', explain: 'kms.maxConnections is reached; the new connection was closed. Raise the limit if this is legitimate load.' },
+  KMS_ERR_LISTEN_IN_USE: { action: 'none', explain: 'Another program already listens on this address and port; stop it or choose another port.' },
+  KMS_ERR_LISTEN_PERMISSION: { action: 'none', explain: 'No permission to bind this port (ports below 1024 need CAP_NET_BIND_SERVICE; the systemd unit grants it).' },
+  KMS_ERR_LISTEN_ADDRESS: { action: 'none', explain: 'This address does not exist on the machine; check the listen setting.' },
+
+  // ---- KMS message refusals (src/protocol/kms, src/host) ----
+  KMS_ERR_KMS_VERSION: { action: 'refuse', hresult: E.INVALID_DATA, explain: 'The client asked in a KMS protocol version other than 4.0, 5.0 or 6.0; it is not a genuine client.' },
+  KMS_ERR_KMS_LENGTH: { action: 'refuse', hresult: E.INVALID_DATA, explain: 'The KMS message is shorter than its version requires; the client or a middlebox damaged it.' },
+  KMS_ERR_KMS_MAC: { action: 'refuse', hresult: E.INVALID_DATA, explain: 'The v4 request MAC does not verify; the request was altered in transit (or kms.verifyV4Mac is wrongly on for a broken tool).' },
+  KMS_ERR_KMS_PADDING: { action: 'refuse', hresult: E.INVALID_DATA, explain: 'The v5/v6 request does not decrypt to valid padding; it was altered in transit or uses the wrong key.' },
+  KMS_ERR_KMS_INNER_VERSION: { action: 'refuse', hresult: E.INVALID_DATA, explain: 'The encrypted version inside a v5/v6 request differs from the clear one; the request is forged or damaged.' },
+  KMS_ERR_KMS_POLICY_RANGE: { action: 'refuse', hresult: E.INVALID_DATA, explain: 'The client asked for a threshold (RequiredClientCount) above 1000; no genuine product does.' },
+  KMS_ERR_KMS_TIME_SKEW: { action: 'refuse', hresult: E.TIME_INVALID, explain: "The client's clock is more than 4 hours away from the host's; fix the time on the client (or the host: check NTP)." },
+  KMS_ERR_KMS_UNKNOWN_GROUP: { action: 'refuse', hresult: E.PRODUCT_NOT_SERVED, explain: 'The product group (KMS counted ID) is not in the catalogue; update the appliance for new products.' },
+  KMS_ERR_KMS_WRONG_APPLICATION: { action: 'refuse', hresult: E.PRODUCT_NOT_SERVED, explain: "The product group belongs to another application than the one the client named; the client's licence data is inconsistent." },
+  KMS_ERR_KMS_RETAIL_GROUP: { action: 'refuse', hresult: E.PRODUCT_NOT_SERVED, explain: 'The client has a retail product, which KMS does not activate; install the product\'s GVLK (volume key) on it, or set kms.allowRetail.' },
+  KMS_ERR_KMS_PREVIEW_GROUP: { action: 'refuse', hresult: E.PRODUCT_NOT_SERVED, explain: 'The client runs a preview (pre-release) product; set kms.allowPreview to serve it.' },
+  KMS_ERR_KMS_NO_HOST_KEY_GROUP: { action: 'refuse', hresult: E.PRODUCT_NOT_SERVED, explain: 'None of the host-key groups configured in host.hostKeyGroups activates this product; add one that does.' },
+  KMS_ERR_KMS_RESPONSE_INVALID: { action: 'none', hresult: E.INVALID_DATA, explain: 'The KMS response does not pass the checks a Windows client makes (decryption, MAC/HMAC, echoed fields, ePID form).' },
+
+  // ---- Client-side diagnostics (activate, dns check) ----
+  KMS_ERR_CLIENT_CONNECT: { action: 'none', hresult: E.RPC_SERVER_UNAVAILABLE, explain: 'The TCP connection to the KMS host failed: host down, wrong port, or a firewall drops port 1688.' },
+  KMS_ERR_CLIENT_TIMEOUT: { action: 'none', hresult: E.RPC_SERVER_UNAVAILABLE, explain: 'The KMS host accepted the connection but did not answer in time.' },
+  KMS_ERR_CLIENT_RPC_FAULT: { action: 'none', hresult: E.NO_KMS_HOST, explain: 'The host answered with a DCE/RPC fault instead of a KMS response.' },
+  KMS_ERR_CLIENT_BIND_REJECTED: { action: 'none', hresult: E.NO_KMS_HOST, explain: 'The host did not accept the KMS interface in bind; it is not a KMS host (or NDR64/BTFN settings disagree).' },
+  KMS_ERR_CLIENT_REFUSED: { action: 'none', explain: 'The KMS host refused the activation; the HRESULT says why.' },
+  KMS_ERR_CLIENT_COUNT_LOW: { action: 'none', hresult: E.COUNT_INSUFFICIENT, explain: 'The host answered, but its count is below the threshold this product needs; more machines must contact it first.' },
+  KMS_ERR_CLIENT_PROTOCOL: { action: 'none', hresult: E.NO_KMS_HOST, explain: 'The host broke the DCE/RPC exchange (unexpected PDU, wrong call id, closed the connection).' },
+
+  // ---- Discovery (src/dns) ----
+  KMS_ERR_DNS_MALFORMED: { action: 'none', explain: 'A DNS message that does not parse; answered with FORMERR or dropped.' },
+  KMS_ERR_DNS_RATE_LIMITED: { action: 'none', explain: 'One address sent more DNS queries than dns.rateLimit allows; some were dropped.' },
+  KMS_ERR_DNS_REFUSED: { action: 'none', explain: 'A query for a name outside the configured zones, from a client not allowed to use forwarding; answered REFUSED.' },
+  KMS_ERR_DNS_NO_SRV: { action: 'none', hresult: E.DNS_NAME_NOT_FOUND, explain: 'No _vlmcs._tcp SRV record exists for the domain; clients there cannot find the host (register it, serve the zone, or configure clients by hand).' },
+  KMS_ERR_DNS_NO_RECORDS: { action: 'none', hresult: E.DNS_NO_RECORDS, explain: 'The SRV name exists but has no SRV records, or its target has no address.' },
+  KMS_ERR_DNS_SERVER_UNREACHABLE: { action: 'none', hresult: E.DNS_NAME_NOT_FOUND, explain: 'The DNS server did not answer; clients using it cannot discover any KMS host.' },
+  KMS_ERR_DNS_UPDATE_FAILED: { action: 'none', explain: 'The DNS server rejected the dynamic update (RFC 2136); check the zone name, the TSIG key and the server\'s update policy.' },
+  KMS_ERR_DNS_TSIG_BAD: { action: 'none', explain: 'The TSIG signature did not verify (wrong key name, secret or algorithm, or clocks more than 5 minutes apart).' },
+  KMS_ERR_DNS_LISTEN: { action: 'none', explain: 'The DNS server could not bind its address (port 53 needs CAP_NET_BIND_SERVICE, or another resolver already uses it).' },
+
+  // ---- Storage (src/store) ----
+  KMS_ERR_STORE_OPEN: { action: 'none', explain: 'The database file cannot be opened; check the data directory and its permissions.' },
+  KMS_ERR_STORE_CORRUPT: { action: 'none', explain: 'The database file is damaged; the host refuses to start and leaves the file untouched. Restore it from a backup or move it away to start empty.' },
+  KMS_ERR_STORE_FOREIGN: { action: 'none', explain: 'The file is not a kms-appliance database; the host refuses to touch it. Point --data-dir elsewhere.' },
+  KMS_ERR_STORE_SCHEMA_NEWER: { action: 'none', explain: 'The database was written by a newer kms-appliance; upgrade the appliance instead of downgrading.' },
+  KMS_ERR_STORE_WRITE_FAILED: { action: 'none', explain: 'The database cannot be written (disk full or read-only); the host keeps answering from memory and writes again when it can. Free disk space.' },
+
+  // ---- Configuration and CLI (src/config, src/cli) ----
+  KMS_ERR_CONFIG_NOT_FOUND: { action: 'none', explain: 'The configuration file does not exist; check the path (or run without --config for the embedded defaults).' },
+  KMS_ERR_CONFIG_UNREADABLE: { action: 'none', explain: 'The configuration file cannot be read; check its permissions.' },
+  KMS_ERR_CONFIG_SYNTAX: { action: 'none', explain: 'The configuration file is not valid YAML; the line number points at the problem.' },
+  KMS_ERR_CONFIG_INVALID: { action: 'none', explain: 'The configuration file has fields with wrong names, types or values; each is listed with its line.' },
+  KMS_ERR_CLI_USAGE: { action: 'none', explain: 'The command line is wrong; run the command with --help.' },
+} satisfies Record<string, ErrorSpec>);
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(ERRORS, code);
+}
+
+export function specOf(code: ErrorCode): ErrorSpec {
+  return ERRORS[code];
+}
+
+/** Base of every error the appliance raises on purpose. `details` are structured log fields. */
+export class KmsError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message?: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message ?? ERRORS[code].explain, options);
+    this.name = 'KmsError';
+    this.code = code;
+    this.details = details;
+  }
+
+  get spec(): ErrorSpec {
+    return ERRORS[this.code];
+  }
+}
+
+/** Raised by the pure codecs for bytes that break the wire format. */
+export class ProtocolError extends KmsError {
+  constructor(code: ErrorCode, message?: string, details: Record<string, unknown> = {}) {
+    super(code, message, details);
+    this.name = 'ProtocolError';
+  }
+}
+
+export class ConfigError extends KmsError {
+  constructor(code: ErrorCode, message?: string, details: Record<string, unknown> = {}) {
+    super(code, message, details);
+    this.name = 'ConfigError';
+  }
+}
+
+export class StoreError extends KmsError {
+  constructor(code: ErrorCode, message?: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(code, message, details, options);
+    this.name = 'StoreError';
+  }
+}
+
+export function formatHresult(hr: number): string {
+  return '0x' + (hr >>> 0).toString(16).toUpperCase().padStart(8, '0');
+}
+
+/** Admin-facing meaning of an HRESULT a client may show, or undefined when unknown. */
+export function describeHresult(hr: number): string | undefined {
+  return HRESULT_MEANING.get(hr >>> 0);
+}
+
+const HRESULT_MEANING: ReadonlyMap<number, string> = new Map([
+  [E.SUCCESS, 'success'],
+  [E.INVALID_DATA, 'the host found the request invalid (damaged, forged, or an out-of-range threshold)'],
+  [E.TIME_INVALID, "the client's clock is more than 4 hours away from the host's"],
+  [E.PRODUCT_NOT_SERVED, 'the host does not activate this product (unknown, retail, preview or not covered by its host keys)'],
+  [E.TOO_MANY_CLIENTS, 'the host tracks no more machines'],
+  [E.COUNT_INSUFFICIENT, 'the host count is below the threshold the product needs'],
+  [E.NO_KMS_HOST, 'no KMS host could be contacted'],
+  [E.DNS_NAME_NOT_FOUND, 'the DNS name _vlmcs._tcp.<domain> does not exist'],
+  [E.DNS_NO_RECORDS, 'no DNS records found for _vlmcs._tcp.<domain>'],
+  [E.DNS_BAD_NAME, 'the client has no DNS domain suffix to search'],
+  [E.RPC_SERVER_UNAVAILABLE, 'the RPC server is unavailable (TCP connection failed)'],
+]);

@@ -1,0 +1,35 @@
+// GUIDs on the wire use the Windows "mixed-endian" layout (PROTOCOL.md conventions): the first
+// three groups little-endian, the last eight bytes as written. In code they are lowercase strings.
+
+const GUID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+export const NIL_GUID = '00000000-0000-0000-0000-000000000000';
+
+export function isGuid(s: string): boolean {
+  return GUID_SHAPE.test(s.toLowerCase());
+}
+
+export function normalizeGuid(s: string): string {
+  const g = s.trim().replace(/^\{|\}$/g, '').toLowerCase();
+  if (!GUID_SHAPE.test(g)) throw new TypeError(`not a GUID: ${s}`);
+  return g;
+}
+
+export function bytesToGuid(b: Uint8Array, at = 0): string {
+  const h = (i: number): string => HEX[b[at + i]!]!;
+  return (
+    h(3) + h(2) + h(1) + h(0) + '-' + h(5) + h(4) + '-' + h(7) + h(6) + '-' + h(8) + h(9) + '-' +
+    h(10) + h(11) + h(12) + h(13) + h(14) + h(15)
+  );
+}
+
+export function guidToBytes(guid: string): Buffer {
+  const hex = normalizeGuid(guid).replace(/-/g, '');
+  const raw = Buffer.from(hex, 'hex');
+  const out = Buffer.from(raw);
+  out[0] = raw[3]!; out[1] = raw[2]!; out[2] = raw[1]!; out[3] = raw[0]!;
+  out[4] = raw[5]!; out[5] = raw[4]!;
+  out[6] = raw[7]!; out[7] = raw[6]!;
+  return out;
+}
