@@ -25,22 +25,27 @@ export class Writer {
   }
 
   u8(v: number): this {
-    this.buf[this.ensure(1)] = v & 0xff;
+    // ensure() may replace this.buf, so it must run before this.buf is read.
+    const at = this.ensure(1);
+    this.buf[at] = v & 0xff;
     return this;
   }
 
   u16(v: number): this {
-    this.buf.writeUInt16LE(v & 0xffff, this.ensure(2));
+    const at = this.ensure(2);
+    this.buf.writeUInt16LE(v & 0xffff, at);
     return this;
   }
 
   u32(v: number): this {
-    this.buf.writeUInt32LE(v >>> 0, this.ensure(4));
+    const at = this.ensure(4);
+    this.buf.writeUInt32LE(v >>> 0, at);
     return this;
   }
 
   u64(v: bigint): this {
-    this.buf.writeBigUInt64LE(BigInt.asUintN(64, v), this.ensure(8));
+    const at = this.ensure(8);
+    this.buf.writeBigUInt64LE(BigInt.asUintN(64, v), at);
     return this;
   }
 
