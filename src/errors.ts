@@ -72,6 +72,7 @@ export const ERRORS = Object.freeze({
   KMS_ERR_RPC_STUB_MALFORMED: { action: 'fault', rpcFault: F.PROTO_ERROR, explain: 'The NDR stub of a request is inconsistent (size and conformance differ, or it is short); the client sees RPC_S_PROTOCOL_ERROR.' },
   KMS_ERR_RPC_FRAGMENT_SEQUENCE: { action: 'fault', rpcFault: F.PROTO_ERROR, explain: 'Request fragments arrived out of order or with mixed call ids; the client sees RPC_S_PROTOCOL_ERROR.' },
   KMS_ERR_RPC_FRAGMENT_TOO_LARGE: { action: 'fault', rpcFault: F.PROTO_ERROR, explain: 'A fragmented request grew beyond kms.maxStubBytes; no KMS request is that large.' },
+  KMS_ERR_RPC_REQUEST_TRUNCATED: { action: 'fault', rpcFault: F.PROTO_ERROR, explain: 'A request PDU too short for its own fixed fields (context id, opnum, object UUID); the client sees RPC_S_PROTOCOL_ERROR.' },
   KMS_ERR_RPC_BAD_HEADER: { action: 'fault', rpcFault: F.PROTO_ERROR, explain: 'A request with a wrong RPC minor version or authentication data; the client sees RPC_S_PROTOCOL_ERROR.' },
 
   // ---- Connections (src/server) ----
