@@ -1,0 +1,271 @@
+// The per-connection DCE/RPC state machine of the host (PROTOCOL.md §2.11): whole PDUs in, at most
+// one reply out per PDU, plus whether to close. Pure: the server owns the socket, timers and logs.
+import { KmsError, ProtocolError, specOf, type ErrorCode } from '../../errors';
+import { decodeRequestStub, encodeRefusalStub, encodeSuccessStub, type TransferSyntax } from '../ndr/stub';
+import { decodeBind, encodeBindAck, encodeBindNak, type BindPdu } from './bind';
+import {
+  DREP_LITTLE_ENDIAN_ASCII_IEEE,
+  OPNUM_REQUEST_ACTIVATION,
+  PFC,
+  PTYPE,
+  REPLY_FLAGS,
+  RPC_VERSION,
+  RPC_VERSION_MINOR,
+} from './constants';
+import { decodeWholePduHeader, type CommonHeader } from './header';
+import { addAcceptedContexts, judgePresentationContexts, type ContextTable } from './presentation-context';
+import { decodeRequest, encodeFault, encodeResponse, type RequestPdu } from './request';
+
+export interface SessionOptions {
+  readonly ndr64: boolean;
+  readonly btfn: boolean;
+  /** Reassembly limit for a fragmented request's stub (§2.10). */
+  readonly maxStubBytes: number;
+  /** The listening port as decimal text, sent as bind_ack's secondary address (§2.6, C35). */
+  readonly secondaryAddress: string;
+  /** A nonzero u32, called once per association (at the first bind_ack). */
+  readonly newAssocGroupId: () => number;
+}
+
+export interface KmsCall {
+  readonly syntax: TransferSyntax;
+  readonly callId: number;
+  readonly contextId: number;
+}
+
+/** Gets exactly the requestSize KMS bytes; answers with a KMS response or a refusal HRESULT. */
+export type KmsCallHandler = (kmsMessage: Buffer, call: KmsCall) => { response: Buffer } | { hresult: number };
+
+export interface SessionResult {
+  /** PDU to send: bind_ack, bind_nak, alter_context_resp, response or fault. */
+  readonly reply?: Buffer;
+  /** Close the connection after sending `reply` (if any). */
+  readonly close: boolean;
+  /** Why a fault, bind_nak or close happened (one log line); also a refusal the handler threw. */
+  readonly error?: KmsError;
+}
+
+interface PendingCall {
+  readonly callId: number;
+  readonly contextId: number;
+  readonly opnum: number;
+  readonly syntax: TransferSyntax;
+  readonly parts: Buffer[];
+  size: number;
+}
+
+const CONTINUE: SessionResult = Object.freeze({ close: false });
+
+export class RpcSession {
+  private bound = false;
+  private assocGroupId = 0;
+  private contexts: ContextTable = new Map();
+  /** A request arriving in fragments, until its last one (§2.10). */
+  private pending: PendingCall | undefined;
+  /** A fragmented call already answered with a fault: its remaining fragments get no reply. */
+  private discardCallId: number | undefined;
+
+  constructor(
+    private readonly options: SessionOptions,
+    private readonly handler: KmsCallHandler,
+  ) {}
+
+  /** Handles one whole PDU (as the FragmentAssembler cuts them). Never throws for bad input. */
+  handlePdu(pdu: Buffer): SessionResult {
+    let header: CommonHeader;
+    try {
+      header = decodeWholePduHeader(pdu);
+    } catch (err) {
+      return { close: true, error: asKmsError(err) };
+    }
+    switch (header.ptype) {
+      case PTYPE.BIND:
+      case PTYPE.ALTER_CONTEXT:
+        return this.onBind(pdu, header);
+      case PTYPE.REQUEST:
+        return this.onRequest(pdu, header);
+      case PTYPE.CO_CANCEL:
+      case PTYPE.ORPHANED:
+        // §2.2: no reply. A KMS call is answered as soon as it is complete, so there is nothing
+        // to cancel. §2.1: a PDU of another RPC version that cannot be refused is closed on.
+        if (!isVersion50(header)) return closeWith('KMS_ERR_PDU_RPC_VERSION', header);
+        return CONTINUE;
+      case PTYPE.AUTH3:
+      case PTYPE.SHUTDOWN:
+        return closeWith('KMS_ERR_PDU_PTYPE_CLOSE', header);
+      default:
+        // Unknown types and the host's own reply types (response, bind_ack …) from a client (§2.2).
+        return closeWith('KMS_ERR_PDU_PTYPE_UNKNOWN', header);
+    }
+  }
+
+  private onBind(pdu: Buffer, header: CommonHeader): SessionResult {
+    const isAlter = header.ptype === PTYPE.ALTER_CONTEXT;
+    // §2.1: version 4, drep 0, auth 8 — the bind_nak reasons come from the error registry.
+    const problem = bindHeaderProblem(header);
+    if (problem) return nak(header, problem);
+    // §2.11: a second bind on a bound connection is refused and the association kept (U7).
+    if (!isAlter && this.bound) return nak(header, 'KMS_ERR_BIND_SECOND');
+    let bind: BindPdu;
+    try {
+      bind = decodeBind(pdu);
+    } catch (err) {
+      return nak(header, 'KMS_ERR_BIND_MALFORMED', err);
+    }
+    const judgement = judgePresentationContexts(bind.contexts, this.options);
+    // §2.11: an alter_context before any bind opens the association like a bind would (U7).
+    if (!this.bound) {
+      this.bound = true;
+      this.assocGroupId = this.options.newAssocGroupId() >>> 0;
+    }
+    this.contexts = addAcceptedContexts(this.contexts, judgement.accepted);
+    // §2.6: the frag sizes are echoed (the host's replies are ≤ 344 bytes and it accepts up to
+    // kms.maxPduBytes, which the framer enforces); bind_ack echoes pfc_flags, so CONC_MPX comes
+    // back exactly when asked for; alter_context_resp has 0x03 and an empty secondary address.
+    const reply = encodeBindAck({
+      ptype: isAlter ? PTYPE.ALTER_CONTEXT_RESP : PTYPE.BIND_ACK,
+      callId: header.callId,
+      flags: isAlter ? REPLY_FLAGS.SINGLE_FRAGMENT : header.flags,
+      maxXmitFrag: bind.maxXmitFrag,
+      maxRecvFrag: bind.maxRecvFrag,
+      assocGroupId: this.assocGroupId,
+      secondaryAddress: isAlter ? '' : this.options.secondaryAddress,
+      results: judgement.results,
+    });
+    return { reply, close: false };
+  }
+
+  private onRequest(pdu: Buffer, header: CommonHeader): SessionResult {
+    const first = (header.flags & PFC.FIRST_FRAG) !== 0;
+    const last = (header.flags & PFC.LAST_FRAG) !== 0;
+    if (!first && this.discardCallId === header.callId) {
+      if (last) this.discardCallId = undefined;
+      return CONTINUE;
+    }
+    if (first) this.discardCallId = undefined;
+
+    let req: RequestPdu | undefined;
+    let truncation: unknown;
+    try {
+      req = decodeRequest(pdu);
+    } catch (err) {
+      truncation = err;
+    }
+    const contextId = req?.contextId ?? 0;
+    // §2.1 / C39: the header rules come before everything else of §2.8.
+    const problem = requestHeaderProblem(header);
+    if (problem) return this.fault(header, contextId, problem);
+    if (!req) return this.fault(header, 0, 'KMS_ERR_RPC_REQUEST_TRUNCATED', truncation);
+
+    if (first) {
+      if (this.pending) {
+        const stale = this.pending.callId;
+        this.pending = undefined;
+        return this.fault(header, contextId, 'KMS_ERR_RPC_FRAGMENT_SEQUENCE', undefined, { pendingCallId: stale });
+      }
+      // §2.8 checks in order: context known (before any bind nothing is), then opnum.
+      const syntax = this.contexts.get(req.contextId);
+      if (syntax === undefined) return this.fault(header, contextId, 'KMS_ERR_RPC_UNKNOWN_CONTEXT', undefined, { bound: this.bound });
+      if (req.opnum !== OPNUM_REQUEST_ACTIVATION) return this.fault(header, contextId, 'KMS_ERR_RPC_OPNUM', undefined, { opnum: req.opnum });
+      if (last) return this.serve(req.stub, header.callId, req.contextId, syntax);
+      if (req.stub.length > this.options.maxStubBytes) return this.fault(header, contextId, 'KMS_ERR_RPC_FRAGMENT_TOO_LARGE');
+      this.pending = { callId: header.callId, contextId: req.contextId, opnum: req.opnum, syntax, parts: [Buffer.from(req.stub)], size: req.stub.length };
+      return CONTINUE;
+    }
+
+    // §2.10: a continuation must belong to the call in progress.
+    const call = this.pending;
+    if (!call) return this.fault(header, contextId, 'KMS_ERR_RPC_FRAGMENT_SEQUENCE');
+    if (call.callId !== header.callId || call.contextId !== req.contextId || call.opnum !== req.opnum) {
+      this.pending = undefined;
+      return this.fault(header, contextId, 'KMS_ERR_RPC_FRAGMENT_SEQUENCE', undefined, { pendingCallId: call.callId });
+    }
+    if (call.size + req.stub.length > this.options.maxStubBytes) {
+      this.pending = undefined;
+      return this.fault(header, contextId, 'KMS_ERR_RPC_FRAGMENT_TOO_LARGE', undefined, { size: call.size + req.stub.length });
+    }
+    call.parts.push(Buffer.from(req.stub));
+    call.size += req.stub.length;
+    if (!last) return CONTINUE;
+    this.pending = undefined;
+    return this.serve(Buffer.concat(call.parts, call.size), call.callId, call.contextId, call.syntax);
+  }
+
+  private serve(stub: Buffer, callId: number, contextId: number, syntax: TransferSyntax): SessionResult {
+    let kmsMessage: Buffer;
+    try {
+      // A copy: the handler may keep it, and the stub is a view of a network buffer.
+      kmsMessage = Buffer.from(decodeRequestStub(stub, syntax));
+    } catch (err) {
+      return this.faultFor(callId, contextId, true, 'KMS_ERR_RPC_STUB_MALFORMED', err);
+    }
+    let outcome: { response: Buffer } | { hresult: number };
+    let error: KmsError | undefined;
+    try {
+      outcome = this.handler(kmsMessage, { syntax, callId, contextId });
+    } catch (err) {
+      // A refusal the host raised as an error still travels as an HRESULT (§3.4); anything else
+      // is a bug in the handler, not bad input, and is not hidden here.
+      if (!(err instanceof KmsError) || err.spec.action !== 'refuse' || err.spec.hresult === undefined) throw err;
+      outcome = { hresult: err.spec.hresult };
+      error = err;
+    }
+    const stubOut = 'response' in outcome ? encodeSuccessStub(outcome.response, syntax) : encodeRefusalStub(outcome.hresult, syntax);
+    const reply = encodeResponse(callId, contextId, stubOut);
+    return error ? { reply, close: false, error } : { reply, close: false };
+  }
+
+  private fault(header: CommonHeader, contextId: number, code: ErrorCode, cause?: unknown, details: Record<string, unknown> = {}): SessionResult {
+    return this.faultFor(header.callId, contextId, (header.flags & PFC.LAST_FRAG) !== 0, code, cause, details);
+  }
+
+  /** §2.9: a fault echoing the call_id and p_cont_id; the rest of a faulted call is then dropped. */
+  private faultFor(callId: number, contextId: number, lastFragment: boolean, code: ErrorCode, cause?: unknown, details: Record<string, unknown> = {}): SessionResult {
+    if (!lastFragment) this.discardCallId = callId;
+    const status = specOf(code).rpcFault;
+    if (status === undefined) throw new TypeError(`${code} has no RPC fault status`); // registry bug
+    const error = cause instanceof KmsError && cause.code === code ? cause : new ProtocolError(code, messageOf(cause), { callId, contextId, ...details });
+    return { reply: encodeFault(callId, contextId, status), close: false, error };
+  }
+}
+
+function isVersion50(h: CommonHeader): boolean {
+  return h.rpcVersion === RPC_VERSION && h.rpcVersionMinor === RPC_VERSION_MINOR;
+}
+
+function bindHeaderProblem(h: CommonHeader): ErrorCode | undefined {
+  if (!isVersion50(h)) return 'KMS_ERR_PDU_RPC_VERSION';
+  if (h.drep !== DREP_LITTLE_ENDIAN_ASCII_IEEE) return 'KMS_ERR_PDU_DREP';
+  if (h.authLength !== 0) return 'KMS_ERR_PDU_AUTH';
+  return undefined;
+}
+
+function requestHeaderProblem(h: CommonHeader): ErrorCode | undefined {
+  if (!isVersion50(h) || h.authLength !== 0) return 'KMS_ERR_RPC_BAD_HEADER';
+  if (h.drep !== DREP_LITTLE_ENDIAN_ASCII_IEEE) return 'KMS_ERR_PDU_DREP';
+  return undefined;
+}
+
+function nak(header: CommonHeader, code: ErrorCode, cause?: unknown): SessionResult {
+  const reason = specOf(code).nakReason;
+  if (reason === undefined) throw new TypeError(`${code} has no bind_nak reason`); // registry bug
+  const error = cause instanceof KmsError && cause.code === code ? cause : new ProtocolError(code, undefined, headerDetails(header));
+  // §2.11: the connection stays as it was (OPEN, or BOUND after a second bind).
+  return { reply: encodeBindNak(header.callId, reason), close: false, error };
+}
+
+function closeWith(code: ErrorCode, header: CommonHeader): SessionResult {
+  return { close: true, error: new ProtocolError(code, undefined, headerDetails(header)) };
+}
+
+function headerDetails(h: CommonHeader): Record<string, unknown> {
+  return { ptype: h.ptype, callId: h.callId, rpcVersion: `${h.rpcVersion}.${h.rpcVersionMinor}`, drep: h.drep, authLength: h.authLength };
+}
+
+function asKmsError(err: unknown): KmsError {
+  return err instanceof KmsError ? err : new ProtocolError('KMS_ERR_PDU_TRUNCATED', messageOf(err));
+}
+
+function messageOf(err: unknown): string | undefined {
+  return err instanceof Error ? err.message : undefined;
+}
