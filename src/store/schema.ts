@@ -1,0 +1,254 @@
+// The database file format: the marker that makes a file ours, the versioned schema and its
+// migrations, and the checks that refuse a corrupt, foreign or newer file before anything is
+// written to it.
+
+import * as fs from 'node:fs';
+import Database from 'better-sqlite3';
+import { StoreError } from '../errors';
+
+/** PRAGMA application_id of every kms-appliance database: "KMSA" as a big-endian u32. */
+export const APPLICATION_ID = 0x4b4d5341;
+
+const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
+const HEADER_LENGTH = 100;
+const HEADER_USER_VERSION_OFFSET = 60;
+const HEADER_APPLICATION_ID_OFFSET = 68;
+
+/** Each entry upgrades the schema from version index to index + 1; never edit a shipped one. */
+export const MIGRATIONS: readonly string[] = [
+  // v1: settings, one row per (application, CMID), and the per-application thresholds seen.
+  `
+  CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  ) WITHOUT ROWID;
+
+  CREATE TABLE clients (
+    application TEXT NOT NULL,
+    cmid TEXT NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    last_counted_ms INTEGER,                  -- NULL while the machine was only ever refused
+    workstation TEXT NOT NULL DEFAULT '',
+    sku TEXT NOT NULL DEFAULT '',             -- activation id
+    kms_group TEXT NOT NULL DEFAULT '',       -- KMS counted id
+    license_status INTEGER NOT NULL DEFAULT 0,
+    protocol_version INTEGER NOT NULL DEFAULT 0,
+    client_address TEXT NOT NULL DEFAULT '',
+    vm INTEGER NOT NULL DEFAULT 0,
+    requests INTEGER NOT NULL DEFAULT 0,
+    last_hresult INTEGER NOT NULL DEFAULT 0,
+    required_count INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (application, cmid)
+  ) WITHOUT ROWID;
+
+  -- Counting reads a bounded range of this index (PROTOCOL.md §7.2), never the whole table.
+  CREATE INDEX clients_window ON clients (application, last_counted_ms);
+
+  -- At most a handful of rows per application: the window's max RequiredClientCount without a scan.
+  CREATE TABLE app_required (
+    application TEXT NOT NULL,
+    required_count INTEGER NOT NULL,
+    last_served_ms INTEGER NOT NULL,
+    PRIMARY KEY (application, required_count)
+  ) WITHOUT ROWID;
+  `,
+  // v2: the request event log (event 12290 fields, PROTOCOL.md §7.1) and the evidence for
+  // machines cloned without sysprep (one CMID answering under several names or addresses).
+  `
+  CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    time_ms INTEGER NOT NULL,
+    served INTEGER NOT NULL,
+    hresult INTEGER NOT NULL,
+    code TEXT NOT NULL DEFAULT '',
+    application TEXT NOT NULL DEFAULT '',
+    kms_group TEXT NOT NULL DEFAULT '',
+    sku TEXT NOT NULL DEFAULT '',
+    cmid TEXT NOT NULL DEFAULT '',
+    previous_cmid TEXT NOT NULL DEFAULT '',
+    workstation TEXT NOT NULL DEFAULT '',
+    required_count INTEGER NOT NULL DEFAULT 0,
+    license_status INTEGER NOT NULL DEFAULT 0,
+    vm INTEGER NOT NULL DEFAULT 0,
+    protocol_version INTEGER NOT NULL DEFAULT 0,
+    client_address TEXT NOT NULL DEFAULT '',
+    request_time_ms INTEGER NOT NULL DEFAULT 0,
+    current_count INTEGER NOT NULL DEFAULT 0
+  );
+
+  ALTER TABLE clients ADD COLUMN previous_workstation TEXT NOT NULL DEFAULT '';
+  ALTER TABLE clients ADD COLUMN workstation_changes INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE clients ADD COLUMN previous_address TEXT NOT NULL DEFAULT '';
+  ALTER TABLE clients ADD COLUMN address_changes INTEGER NOT NULL DEFAULT 0;
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Bring the schema to `target` inside one transaction: a crash mid-way leaves the old version. */
+export function applyMigrations(db: Database.Database, target: number = SCHEMA_VERSION): void {
+  const current = (): number => db.pragma('user_version', { simple: true }) as number;
+  // An up-to-date file is not written at all on start-up.
+  if (current() >= target && db.pragma('application_id', { simple: true }) === APPLICATION_ID) return;
+  const migrate = db.transaction(() => {
+    const from = current();
+    for (let v = from; v < target; v++) db.exec(MIGRATIONS[v]!);
+    db.pragma(`application_id = ${APPLICATION_ID}`);
+    db.pragma(`user_version = ${target}`);
+  });
+  // IMMEDIATE: two processes starting on one file must not both run the same migration.
+  migrate.immediate();
+}
+
+interface FileHeader {
+  readonly applicationId: number;
+  readonly userVersion: number;
+}
+
+/**
+ * Reads the 100-byte SQLite header without opening the database, so that a file that is not a
+ * database at all is refused before SQLite could touch it. undefined = missing or empty file.
+ */
+function readHeader(file: string): FileHeader | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new StoreError('KMS_ERR_STORE_OPEN', `cannot read the database ${file}: ${(err as Error).message}`, { file }, { cause: err });
+  }
+  try {
+    const header = Buffer.alloc(HEADER_LENGTH);
+    const n = fs.readSync(fd, header, 0, HEADER_LENGTH, 0);
+    if (n === 0) return undefined;
+    if (n < HEADER_LENGTH || !header.subarray(0, SQLITE_MAGIC.length).equals(SQLITE_MAGIC)) {
+      throw new StoreError('KMS_ERR_STORE_CORRUPT', `${file} is not a SQLite database (damaged or overwritten); it was left untouched`, { file });
+    }
+    return {
+      applicationId: header.readUInt32BE(HEADER_APPLICATION_ID_OFFSET),
+      userVersion: header.readUInt32BE(HEADER_USER_VERSION_OFFSET),
+    };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+const CORRUPT_CODES = new Set(['SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_CORRUPT_INDEX', 'SQLITE_CORRUPT_SEQUENCE', 'SQLITE_CORRUPT_VTAB']);
+
+function sqliteCode(err: unknown): string | undefined {
+  return err instanceof Database.SqliteError ? err.code : undefined;
+}
+
+function openError(file: string, err: unknown): StoreError {
+  if (err instanceof StoreError) return err;
+  const code = sqliteCode(err);
+  if (code !== undefined && CORRUPT_CODES.has(code)) {
+    return new StoreError('KMS_ERR_STORE_CORRUPT', `${file} is damaged (${code}); it was left untouched`, { file, sqliteCode: code }, { cause: err });
+  }
+  return new StoreError('KMS_ERR_STORE_OPEN', `cannot open the database ${file}: ${(err as Error).message}`, { file, sqliteCode: code }, { cause: err });
+}
+
+/** What inspection found; `fresh` = an empty file (or none) that may be initialised. */
+interface Inspection {
+  readonly fresh: boolean;
+  readonly version: number;
+}
+
+/**
+ * Looks at an existing file through a read-only connection (which cannot write to it) and
+ * throws CORRUPT / FOREIGN / SCHEMA_NEWER. `deep` adds PRAGMA quick_check, which reads every page.
+ */
+function inspect(file: string, deep: boolean): Inspection {
+  const header = readHeader(file);
+  if (header === undefined) return { fresh: true, version: 0 };
+  if (header.applicationId !== 0 && header.applicationId !== APPLICATION_ID) {
+    throw foreign(file, { applicationId: header.applicationId });
+  }
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true });
+    const tables = db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'").get() as { n: number };
+    // Header and pragma agree unless a WAL holds newer pages; the pragma is the truth.
+    const applicationId = db.pragma('application_id', { simple: true }) as number;
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (applicationId !== APPLICATION_ID) {
+      // application_id is written in the migration transaction, so our own file never has
+      // tables without it: an unmarked file with tables belongs to another program.
+      if (tables.n > 0 || applicationId !== 0) throw foreign(file, { applicationId, tables: tables.n });
+      return { fresh: true, version: 0 };
+    }
+    if (version > SCHEMA_VERSION) {
+      throw new StoreError(
+        'KMS_ERR_STORE_SCHEMA_NEWER',
+        `${file} has schema version ${version}, newer than this kms-appliance understands (${SCHEMA_VERSION})`,
+        { file, version, supported: SCHEMA_VERSION },
+      );
+    }
+    if (deep) {
+      const check = db.pragma('quick_check', { simple: true }) as string;
+      if (check !== 'ok') {
+        throw new StoreError('KMS_ERR_STORE_CORRUPT', `${file} is damaged (quick_check: ${check}); it was left untouched`, { file, check });
+      }
+    }
+    return { fresh: false, version };
+  } catch (err) {
+    throw openError(file, err);
+  } finally {
+    db?.close();
+  }
+}
+
+function foreign(file: string, details: Record<string, unknown>): StoreError {
+  return new StoreError('KMS_ERR_STORE_FOREIGN', `${file} is not a kms-appliance database; it was left untouched`, { file, ...details });
+}
+
+export interface OpenOptions {
+  readonly readonly: boolean;
+  /** Milliseconds a statement waits for another process's lock before failing. */
+  readonly busyTimeoutMs: number;
+}
+
+/**
+ * Opens (creating or migrating when writable) the database file after inspection. A read-only
+ * open never creates or migrates: it needs a file at the current schema version.
+ */
+export function openDatabase(file: string, options: OpenOptions): Database.Database {
+  const found = inspect(file, !options.readonly);
+  if (options.readonly) {
+    if (found.fresh) {
+      throw new StoreError('KMS_ERR_STORE_OPEN', `no kms-appliance database at ${file} (has the server run with this --data-dir?)`, { file });
+    }
+    if (found.version < SCHEMA_VERSION) {
+      throw new StoreError(
+        'KMS_ERR_STORE_OPEN',
+        `${file} has schema version ${found.version}; start the server once to upgrade it to ${SCHEMA_VERSION}`,
+        { file, version: found.version },
+      );
+    }
+  }
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(file, { readonly: options.readonly });
+    db.pragma(`busy_timeout = ${options.busyTimeoutMs}`);
+    if (!options.readonly) {
+      // WAL: readers (the CLI, the admin page) never block the writer and vice versa, and a
+      // commit appends to the -wal file instead of rewriting pages in place.
+      db.pragma('journal_mode = WAL');
+      // synchronous=NORMAL in WAL mode: a commit is complete once its frames are written to the
+      // -wal file (write(2) into the OS page cache); fsync happens only at checkpoints. A killed
+      // process (kill -9, OOM, crash) loses nothing that was committed, because the kernel still
+      // writes the page cache out. A power cut or kernel panic may lose the last transactions
+      // since the previous checkpoint, but never corrupts the file: SQLite ignores WAL frames
+      // whose checksums do not match. FULL would fsync every commit, a multi-millisecond cost per
+      // activation on SD cards and cheap disks, for a window of seconds that clients re-send anyway
+      // (an unactivated client retries every activation interval).
+      db.pragma('synchronous = NORMAL');
+      applyMigrations(db);
+    }
+    return db;
+  } catch (err) {
+    db?.close();
+    throw openError(file, err);
+  }
+}

@@ -1,0 +1,535 @@
+// The durable ActivationStore (src/host/ports.ts) on SQLite: counts distinct machines per
+// application in the rolling window (PROTOCOL.md §7.2) so the count survives restarts, kill -9
+// and full disks, and keeps the request event log the inventory commands read.
+
+import * as fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import Database from 'better-sqlite3';
+import type { ActivationStore, ClientObservation, Clock, CountSnapshot } from '../host/ports';
+import { NIL_GUID } from '../protocol/guid';
+import { StoreError } from '../errors';
+import { databaseFile } from './data-dir';
+import { openDatabase, SCHEMA_VERSION } from './schema';
+import { PendingWrites, DEFAULT_PENDING_LIMITS, type PendingLimits } from './pending-writes';
+import { SILENT_LOG, type StoreLog } from './store-log';
+
+const DAY_MS = 86_400_000;
+
+export interface SqliteStoreOptions {
+  readonly log?: StoreLog;
+  /** Events older than this are pruned (config store.eventRetentionDays). */
+  readonly eventRetentionDays?: number;
+  /** Hard cap on event-log rows, whatever their age, so the file cannot grow without bound. */
+  readonly maxEvents?: number;
+  readonly readonly?: boolean;
+  /** Wall clock for periodic work (pruning); requests bring their own nowMs. */
+  readonly clock?: Clock;
+  /** Minimum spacing of retries triggered by new writes while the file is unwritable. */
+  readonly retryIntervalMs?: number;
+  /** Period of the background retry while writes are pending. */
+  readonly retryTimerMs?: number;
+  readonly pruneIntervalMs?: number;
+  readonly busyTimeoutMs?: number;
+  readonly pendingLimits?: PendingLimits;
+}
+
+/** One row of the event log, in statement parameter form. */
+interface EventRow {
+  time_ms: number;
+  served: number;
+  hresult: number;
+  code: string;
+  application: string;
+  kms_group: string;
+  sku: string;
+  cmid: string;
+  previous_cmid: string;
+  workstation: string;
+  required_count: number;
+  license_status: number;
+  vm: number;
+  protocol_version: number;
+  client_address: string;
+  request_time_ms: number;
+  current_count: number;
+}
+
+interface ClientRow {
+  application: string;
+  cmid: string;
+  now: number;
+  counted: number | null;
+  workstation: string;
+  sku: string;
+  kms_group: string;
+  license_status: number;
+  protocol_version: number;
+  client_address: string;
+  vm: number;
+  last_hresult: number;
+  required_count: number;
+}
+
+// Every merge is order-independent (MIN/MAX, sums), so replaying pending writes after an outage
+// gives the same row as writing them on time. last_counted only moves forward: a clock set back
+// never un-counts a machine (it stays counted until its newest time leaves the window).
+// In an UPDATE every right-hand side sees the old row, so the CASEs compare old with new.
+const UPSERT_CLIENT_SERVED = `
+  INSERT INTO clients (application, cmid, first_seen_ms, last_seen_ms, last_counted_ms, workstation, sku,
+    kms_group, license_status, protocol_version, client_address, vm, requests, last_hresult, required_count)
+  VALUES (:application, :cmid, :now, :now, :counted, :workstation, :sku, :kms_group, :license_status,
+    :protocol_version, :client_address, :vm, 1, :last_hresult, :required_count)
+  ON CONFLICT (application, cmid) DO UPDATE SET
+    last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms),
+    last_counted_ms = MAX(COALESCE(last_counted_ms, excluded.last_counted_ms), excluded.last_counted_ms),
+    previous_workstation = CASE WHEN workstation <> excluded.workstation THEN workstation ELSE previous_workstation END,
+    workstation_changes = workstation_changes + (workstation <> excluded.workstation),
+    previous_address = CASE WHEN excluded.client_address <> '' AND client_address <> excluded.client_address
+      THEN client_address ELSE previous_address END,
+    address_changes = address_changes + (excluded.client_address <> '' AND client_address <> excluded.client_address),
+    workstation = excluded.workstation,
+    sku = excluded.sku,
+    kms_group = excluded.kms_group,
+    license_status = excluded.license_status,
+    protocol_version = excluded.protocol_version,
+    client_address = CASE WHEN excluded.client_address <> '' THEN excluded.client_address ELSE client_address END,
+    vm = excluded.vm,
+    requests = requests + 1,
+    last_hresult = excluded.last_hresult,
+    required_count = excluded.required_count`;
+
+// A refusal updates when the machine was heard from and what it was told, never its counting time
+// nor the product it was served for (PROTOCOL.md §7.1: refusals are not counted).
+const UPSERT_CLIENT_REFUSED = `
+  INSERT INTO clients (application, cmid, first_seen_ms, last_seen_ms, last_counted_ms, workstation, sku,
+    kms_group, license_status, protocol_version, client_address, vm, requests, last_hresult, required_count)
+  VALUES (:application, :cmid, :now, :now, NULL, :workstation, :sku, :kms_group, :license_status,
+    :protocol_version, :client_address, :vm, 1, :last_hresult, :required_count)
+  ON CONFLICT (application, cmid) DO UPDATE SET
+    last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms),
+    requests = requests + 1,
+    last_hresult = excluded.last_hresult`;
+
+const INSERT_EVENT = `
+  INSERT INTO events (time_ms, served, hresult, code, application, kms_group, sku, cmid, previous_cmid,
+    workstation, required_count, license_status, vm, protocol_version, client_address, request_time_ms, current_count)
+  VALUES (:time_ms, :served, :hresult, :code, :application, :kms_group, :sku, :cmid, :previous_cmid,
+    :workstation, :required_count, :license_status, :vm, :protocol_version, :client_address, :request_time_ms, :current_count)`;
+
+function sqliteCodeOf(err: unknown): string {
+  if (err instanceof Database.SqliteError) return err.code;
+  return (err as { code?: string } | null)?.code ?? 'unknown';
+}
+
+export class SqliteStore implements ActivationStore {
+  private readonly log: StoreLog;
+  private readonly clock: Clock;
+  private readonly retentionMs: number;
+  private readonly maxEvents: number;
+  private readonly retryIntervalMs: number;
+  private readonly retryTimerMs: number;
+  private readonly pending: PendingWrites<EventRow>;
+  private failing = false;
+  private lastRetryAt = -Infinity;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly pruneTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  private readonly upsertServed: Database.Statement;
+  private readonly upsertRefused: Database.Statement;
+  private readonly deleteClient: Database.Statement;
+  private readonly upsertRequired: Database.Statement;
+  private readonly maxRequiredSince: Database.Statement;
+  private readonly countSince: Database.Statement;
+  private readonly lastCountedOf: Database.Statement;
+  private readonly insertEvent: Database.Statement;
+  private readonly selectSetting: Database.Statement;
+  private readonly upsertSetting: Database.Statement;
+  private readonly pruneByAge: Database.Statement;
+  private readonly pruneByCount: Database.Statement;
+  private readonly recordServedTx: (row: ClientRow, obs: ClientObservation, nowMs: number, windowMs: number) => CountSnapshot;
+  private readonly replayTx: () => void;
+
+  static open(dataDir: string, options: SqliteStoreOptions = {}): SqliteStore {
+    const readonly = options.readonly ?? false;
+    if (!readonly) {
+      try {
+        fs.mkdirSync(dataDir, { recursive: true, mode: 0o750 });
+      } catch (err) {
+        throw new StoreError('KMS_ERR_STORE_OPEN', `cannot create the data directory ${dataDir}: ${(err as Error).message}`, { dataDir }, { cause: err });
+      }
+    }
+    const file = databaseFile(dataDir);
+    const db = openDatabase(file, { readonly, busyTimeoutMs: options.busyTimeoutMs ?? 5000 });
+    try {
+      return new SqliteStore(db, file, options);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  private constructor(
+    private readonly db: Database.Database,
+    /** The database file, for messages and the inventory. */
+    readonly file: string,
+    options: SqliteStoreOptions,
+  ) {
+    this.log = options.log ?? SILENT_LOG;
+    this.clock = options.clock ?? { now: () => Date.now() };
+    this.retentionMs = (options.eventRetentionDays ?? 400) * DAY_MS;
+    this.maxEvents = options.maxEvents ?? 2_000_000;
+    this.retryIntervalMs = options.retryIntervalMs ?? 1000;
+    this.retryTimerMs = options.retryTimerMs ?? 5000;
+    this.pending = new PendingWrites<EventRow>(options.pendingLimits ?? DEFAULT_PENDING_LIMITS);
+
+    // Prepared once: preparing costs more than running these statements.
+    this.upsertServed = db.prepare(UPSERT_CLIENT_SERVED);
+    this.upsertRefused = db.prepare(UPSERT_CLIENT_REFUSED);
+    this.deleteClient = db.prepare('DELETE FROM clients WHERE application = ? AND cmid = ?');
+    this.upsertRequired = db.prepare(`
+      INSERT INTO app_required (application, required_count, last_served_ms) VALUES (?, ?, ?)
+      ON CONFLICT (application, required_count) DO UPDATE SET last_served_ms = MAX(last_served_ms, excluded.last_served_ms)`);
+    this.maxRequiredSince = db
+      .prepare('SELECT MAX(required_count) FROM app_required WHERE application = ? AND last_served_ms > ?')
+      .pluck();
+    // The LIMIT keeps this a bounded walk of the (application, last_counted_ms) index, however
+    // many machines the file holds: the host never reports more than 2 × the threshold (§7.2).
+    this.countSince = db
+      .prepare('SELECT count(*) FROM (SELECT 1 FROM clients WHERE application = ? AND last_counted_ms > ? LIMIT ?)')
+      .pluck();
+    this.lastCountedOf = db.prepare('SELECT last_counted_ms FROM clients WHERE application = ? AND cmid = ?').pluck();
+    this.insertEvent = db.prepare(INSERT_EVENT);
+    this.selectSetting = db.prepare('SELECT value FROM settings WHERE key = ?').pluck();
+    this.upsertSetting = db.prepare(
+      'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+    );
+    // Events are appended in time order, so the rows to prune are a prefix of the rowid order:
+    // this walks only the rows it deletes and needs no index on time (one less write per request).
+    this.pruneByAge = db.prepare(`
+      DELETE FROM events WHERE id < COALESCE(
+        (SELECT id FROM events WHERE time_ms >= ? ORDER BY id LIMIT 1),
+        (SELECT MAX(id) + 1 FROM events))`);
+    this.pruneByCount = db.prepare('DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?');
+
+    this.recordServedTx = db.transaction((row, obs, nowMs, windowMs) => {
+      if (this.replacesPrevious(obs)) this.deleteClient.run(obs.applicationId, obs.previousClientMachineId);
+      this.upsertServed.run(row);
+      this.upsertRequired.run(obs.applicationId, thresholdOf(obs), nowMs);
+      const snapshot = this.storedSnapshot(obs.applicationId, nowMs - windowMs);
+      this.insertEvent.run(servedEvent(obs, nowMs, snapshot));
+      return snapshot;
+    });
+    this.replayTx = db.transaction(() => this.pending.replay((e) => this.insertEvent.run(e)));
+
+    if (!db.readonly) {
+      this.prune();
+      const every = options.pruneIntervalMs ?? 3_600_000;
+      this.pruneTimer = setInterval(() => this.prune(), every);
+      this.pruneTimer.unref();
+    }
+  }
+
+  /** The underlying connection, for the inventory queries and for tests that inject faults. */
+  get connection(): Database.Database {
+    return this.db;
+  }
+
+  get schemaVersion(): number {
+    return SCHEMA_VERSION;
+  }
+
+  /** Whether writes are failing and records wait in memory. */
+  get hasPendingWrites(): boolean {
+    return !this.pending.isEmpty;
+  }
+
+  recordActivation(obs: ClientObservation, nowMs: number, windowMs: number): CountSnapshot {
+    this.retryIfDue();
+    const row = servedRow(obs, nowMs);
+    if (this.pending.isEmpty) {
+      try {
+        return this.recordServedTx(row, obs, nowMs, windowMs);
+      } catch (err) {
+        this.enterFailure(err);
+      }
+    }
+    try {
+      return this.recordServedPending(row, obs, nowMs, windowMs);
+    } catch (err) {
+      // Even reading failed: answer with this machine alone rather than fail the client.
+      this.enterFailure(err);
+      return { activeClients: 1, maxRequiredClientCount: thresholdOf(obs) };
+    }
+  }
+
+  recordRefusal(obs: Partial<ClientObservation>, hresult: number, code: string, nowMs: number): void {
+    this.retryIfDue();
+    const event = refusedEvent(obs, hresult, code, nowMs);
+    const row = obs.applicationId && obs.clientMachineId ? refusedRow(obs, hresult, nowMs) : undefined;
+    if (this.pending.isEmpty) {
+      try {
+        this.writeRefusal(row, event);
+        return;
+      } catch (err) {
+        this.enterFailure(err);
+      }
+    }
+    if (row) this.queueOp(() => this.upsertRefused.run(row));
+    this.pending.addEvent(event);
+  }
+
+  getSetting(key: string): string | undefined {
+    const pending = this.pending.settings.get(key);
+    if (pending !== undefined) return pending;
+    return this.selectSetting.get(key) as string | undefined;
+  }
+
+  setSetting(key: string, value: string): void {
+    this.retryIfDue();
+    if (this.pending.isEmpty) {
+      try {
+        this.upsertSetting.run(key, value);
+        return;
+      } catch (err) {
+        this.enterFailure(err);
+      }
+    }
+    this.pending.settings.set(key, value);
+    this.queueOp(() => this.upsertSetting.run(key, value));
+  }
+
+  /**
+   * Writes what is pending now. true when nothing is left pending. Called by new writes (at most
+   * every retryIntervalMs) and by a timer; public so an operator action or a test can force it.
+   */
+  flushPending(): boolean {
+    if (this.pending.isEmpty) return true;
+    this.lastRetryAt = performance.now();
+    const { ops, events } = this.pending.size;
+    const { droppedOps, droppedEvents } = this.pending;
+    try {
+      this.replayTx();
+    } catch {
+      return false;
+    }
+    this.pending.clear();
+    this.failing = false;
+    this.stopRetryTimer();
+    this.log.info(
+      { file: this.file, writes: ops, events, droppedOps, droppedEvents },
+      `the activation database ${this.file} is writable again; ${ops} pending writes and ${events} events were stored`,
+    );
+    return true;
+  }
+
+  /** Deletes events past the retention period or beyond the row cap. Runs at open and hourly. */
+  prune(nowMs: number = this.clock.now()): number {
+    if (this.closed || this.db.readonly || !this.pending.isEmpty) return 0;
+    try {
+      const byAge = this.pruneByAge.run(nowMs - this.retentionMs).changes;
+      const byCount = this.pruneByCount.run(this.maxEvents).changes;
+      return byAge + byCount;
+    } catch (err) {
+      this.log.warn({ file: this.file, sqliteCode: sqliteCodeOf(err) }, `could not prune the event log of ${this.file}`);
+      return 0;
+    }
+  }
+
+  /** Bytes on disk: the database file plus its write-ahead log. */
+  sizeOnDisk(): number {
+    let total = 0;
+    for (const f of [this.file, `${this.file}-wal`]) {
+      try {
+        total += fs.statSync(f).size;
+      } catch {
+        // no WAL right after a clean close
+      }
+    }
+    return total;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    if (!this.pending.isEmpty && !this.flushPending()) {
+      const { ops, events } = this.pending.size;
+      this.log.error(
+        { code: 'KMS_ERR_STORE_WRITE_FAILED', file: this.file, lostWrites: ops, lostEvents: events },
+        `closing ${this.file} while it is still unwritable: ${ops} writes and ${events} events kept in memory are lost`,
+      );
+    }
+    this.closed = true;
+    this.stopRetryTimer();
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.db.close();
+  }
+
+  // ---- internals ----
+
+  private replacesPrevious(obs: ClientObservation): boolean {
+    const prev = obs.previousClientMachineId;
+    return prev !== '' && prev !== NIL_GUID && prev !== obs.clientMachineId;
+  }
+
+  private storedSnapshot(application: string, cutoff: number): CountSnapshot {
+    const max = Math.max(1, (this.maxRequiredSince.get(application, cutoff) as number | null) ?? 1);
+    const active = this.countSince.get(application, cutoff, 2 * max) as number;
+    return { activeClients: active, maxRequiredClientCount: max };
+  }
+
+  private writeRefusal(row: ClientRow | undefined, event: EventRow): void {
+    if (row) {
+      this.db.transaction(() => {
+        this.upsertRefused.run(row);
+        this.insertEvent.run(event);
+      })();
+    } else {
+      this.insertEvent.run(event);
+    }
+  }
+
+  /** The same rules as the transaction, answered from the file (read-only) plus the overlay. */
+  private recordServedPending(row: ClientRow, obs: ClientObservation, nowMs: number, windowMs: number): CountSnapshot {
+    const app = obs.applicationId;
+    const cutoff = nowMs - windowMs;
+    const loadStored = (cmid: string) => () => (this.lastCountedOf.get(app, cmid) as number | null | undefined) ?? null;
+
+    if (this.replacesPrevious(obs)) {
+      const prev = obs.previousClientMachineId;
+      this.pending.overlayOf(app, prev, loadStored(prev)).counted = null;
+      this.queueOp(() => this.deleteClient.run(app, prev));
+    }
+    const entry = this.pending.overlayOf(app, obs.clientMachineId, loadStored(obs.clientMachineId));
+    entry.counted = entry.counted === null ? nowMs : Math.max(entry.counted, nowMs);
+    this.queueOp(() => this.upsertServed.run(row));
+    const threshold = thresholdOf(obs);
+    this.pending.noteRequired(app, threshold, nowMs);
+    this.queueOp(() => this.upsertRequired.run(app, threshold, nowMs));
+
+    let max = (this.maxRequiredSince.get(app, cutoff) as number | null) ?? 1;
+    for (const [required, lastServed] of this.pending.required.get(app) ?? []) {
+      if (lastServed > cutoff && required > max) max = required;
+    }
+    let storedInWindow = 0;
+    let overlayInWindow = 0;
+    for (const e of this.pending.clients.get(app)?.values() ?? []) {
+      if (e.stored !== null && e.stored > cutoff) storedInWindow++;
+      if (e.counted !== null && e.counted > cutoff) overlayInWindow++;
+    }
+    const stored = this.countSince.get(app, cutoff, 2 * max + storedInWindow) as number;
+    const snapshot = { activeClients: stored - storedInWindow + overlayInWindow, maxRequiredClientCount: max };
+    this.pending.addEvent(servedEvent(obs, nowMs, snapshot));
+    return snapshot;
+  }
+
+  private queueOp(op: () => void): void {
+    if (!this.pending.addOp(op) && this.pending.droppedOps === 1) {
+      this.log.warn(
+        { code: 'KMS_ERR_STORE_WRITE_FAILED', file: this.file },
+        `too many writes are waiting for ${this.file}; further activations are counted in memory only until it is writable`,
+      );
+    }
+  }
+
+  private enterFailure(err: unknown): void {
+    if (this.failing) return;
+    this.failing = true;
+    this.lastRetryAt = performance.now();
+    const sqliteCode = sqliteCodeOf(err);
+    this.log.error(
+      { code: 'KMS_ERR_STORE_WRITE_FAILED', file: this.file, sqliteCode, err: (err as Error)?.message },
+      `cannot write the activation database ${this.file} (${sqliteCode}): clients are still answered, ` +
+        'activations are kept in memory and written when it works again; free disk space or fix its permissions',
+    );
+    this.startRetryTimer();
+  }
+
+  private retryIfDue(): void {
+    if (!this.pending.isEmpty && performance.now() - this.lastRetryAt >= this.retryIntervalMs) this.flushPending();
+  }
+
+  private startRetryTimer(): void {
+    if (this.retryTimer || this.closed) return;
+    this.retryTimer = setInterval(() => this.flushPending(), this.retryTimerMs);
+    this.retryTimer.unref();
+  }
+
+  private stopRetryTimer(): void {
+    if (this.retryTimer) clearInterval(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+}
+
+/** RequiredClientCount 0 is served as 1 (PROTOCOL.md §7.1 step 4, U8). */
+function thresholdOf(obs: Partial<ClientObservation>): number {
+  return Math.max(1, obs.requiredClientCount ?? 1);
+}
+
+function servedRow(obs: ClientObservation, nowMs: number): ClientRow {
+  return {
+    application: obs.applicationId,
+    cmid: obs.clientMachineId,
+    now: nowMs,
+    counted: nowMs,
+    workstation: obs.workstationName,
+    sku: obs.activationId,
+    kms_group: obs.kmsCountedId,
+    license_status: obs.licenseStatus,
+    protocol_version: obs.protocolVersion,
+    client_address: obs.clientAddress,
+    // VMs count like physical machines (§7.6); the flag is inventory only.
+    vm: obs.vmInfo ? 1 : 0,
+    last_hresult: 0,
+    required_count: obs.requiredClientCount,
+  };
+}
+
+function refusedRow(obs: Partial<ClientObservation>, hresult: number, nowMs: number): ClientRow {
+  return {
+    application: obs.applicationId ?? '',
+    cmid: obs.clientMachineId ?? '',
+    now: nowMs,
+    counted: null,
+    workstation: obs.workstationName ?? '',
+    sku: obs.activationId ?? '',
+    kms_group: obs.kmsCountedId ?? '',
+    license_status: obs.licenseStatus ?? 0,
+    protocol_version: obs.protocolVersion ?? 0,
+    client_address: obs.clientAddress ?? '',
+    vm: obs.vmInfo ? 1 : 0,
+    last_hresult: hresult >>> 0,
+    required_count: obs.requiredClientCount ?? 0,
+  };
+}
+
+function servedEvent(obs: ClientObservation, nowMs: number, snapshot: CountSnapshot): EventRow {
+  return {
+    ...eventBase(obs, nowMs),
+    served: 1,
+    hresult: 0,
+    code: '',
+    current_count: Math.min(snapshot.activeClients, 2 * snapshot.maxRequiredClientCount),
+  };
+}
+
+function refusedEvent(obs: Partial<ClientObservation>, hresult: number, code: string, nowMs: number): EventRow {
+  return { ...eventBase(obs, nowMs), served: 0, hresult: hresult >>> 0, code, current_count: 0 };
+}
+
+function eventBase(obs: Partial<ClientObservation>, nowMs: number): Omit<EventRow, 'served' | 'hresult' | 'code' | 'current_count'> {
+  return {
+    time_ms: nowMs,
+    application: obs.applicationId ?? '',
+    kms_group: obs.kmsCountedId ?? '',
+    sku: obs.activationId ?? '',
+    cmid: obs.clientMachineId ?? '',
+    previous_cmid: obs.previousClientMachineId ?? '',
+    workstation: obs.workstationName ?? '',
+    required_count: obs.requiredClientCount ?? 0,
+    license_status: obs.licenseStatus ?? 0,
+    vm: obs.vmInfo ? 1 : 0,
+    protocol_version: obs.protocolVersion ?? 0,
+    client_address: obs.clientAddress ?? '',
+    request_time_ms: Number.isFinite(obs.requestTimeMs) ? Math.trunc(obs.requestTimeMs!) : 0,
+  };
+}
