@@ -1,0 +1,144 @@
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildCatalog } from '../../src/catalog/catalog';
+import { KmsError } from '../../src/errors';
+
+const RAW = JSON.parse(readFileSync(join(__dirname, '..', '..', 'data', 'kms-catalog.json'), 'utf8')) as Record<string, unknown>;
+const catalog = buildCatalog(RAW, 'kms-catalog.json');
+
+const WINDOWS = '55c92734-d682-4d71-983e-d6ec3f16059f';
+const OFFICE2010 = '59a52881-a989-479d-af46-f275c6370663';
+const OFFICE2013 = '0ff1ce15-a989-479d-af46-f275c6370663';
+const WIN10_VOLUME = '58e2134f-8e11-4d17-9cb2-91069c151148';
+const WIN10_ENTERPRISE_SKU = '73111121-5638-40f6-bc11-f1d7b0d64300';
+
+function clone(): Record<string, any> {
+  return JSON.parse(JSON.stringify(RAW));
+}
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return err instanceof KmsError ? err.code : 'not a KmsError';
+  }
+  return undefined;
+}
+
+t.test('applications and KMS groups by id', async (t) => {
+  t.equal(catalog.applicationById(WINDOWS)?.name, 'Windows');
+  t.equal(catalog.applicationById(OFFICE2010)?.name, 'Office 14 (2010)');
+  t.ok(catalog.applicationById(OFFICE2013));
+  // upper case, as an admin might paste it
+  t.equal(catalog.applicationById(WINDOWS.toUpperCase())?.id, WINDOWS);
+  t.equal(catalog.applicationById('00000000-0000-0000-0000-000000000000'), undefined);
+
+  const g = catalog.kmsGroupById(WIN10_VOLUME);
+  t.equal(g?.name, 'Windows 10/11 2015 (Volume)');
+  t.equal(g?.nCountPolicy, 25);
+  t.equal(g?.application.id, WINDOWS);
+  t.equal(catalog.kmsGroupById('e85af946-2e25-47b7-83e1-bebcebeac611')?.application.id, OFFICE2010);
+});
+
+t.test('SKUs by activation id, with their group', async (t) => {
+  const sku = catalog.skuById(WIN10_ENTERPRISE_SKU);
+  t.ok(sku, 'Windows 10 Enterprise is in the catalogue');
+  t.match(sku?.name, /Enterprise/);
+  t.equal(sku?.group.id, WIN10_VOLUME);
+  t.equal(sku?.group.application.id, WINDOWS);
+  t.equal(catalog.skuById('11111111-2222-3333-4444-555555555555'), undefined);
+});
+
+t.test('host-key groups by id and by name; host builds', async (t) => {
+  t.equal(catalog.hostKeyGroups.length, (RAW.hostKeyGroups as unknown[]).length);
+  const byName = catalog.findHostKeyGroup('windows server 2022');
+  t.equal(byName?.groupId, 4573);
+  t.equal(catalog.findHostKeyGroup('{661F7658-7035-4B4C-9F35-010682943EC2}'), byName, 'braced upper-case id');
+  t.equal(catalog.hostKeyGroupById('661f7658-7035-4b4c-9f35-010682943ec2'), byName);
+  t.equal(catalog.findHostKeyGroup('Windows Server 2031'), undefined);
+  t.equal(catalog.hostBuild(20348)?.platformId, 3612);
+  t.equal(catalog.hostBuild(9200)?.platformId, 5426);
+  t.equal(catalog.hostBuild(7601)?.platformId, 55041);
+  t.equal(catalog.hostBuild(12345), undefined);
+  t.same(catalog.warnings, []);
+});
+
+t.test('describeSku never says just "Unknown"', async (t) => {
+  t.equal(catalog.describeSku(WIN10_ENTERPRISE_SKU, WIN10_VOLUME), catalog.skuById(WIN10_ENTERPRISE_SKU)!.name);
+  const newEdition = catalog.describeSku('11111111-2222-3333-4444-555555555555', WIN10_VOLUME);
+  t.match(newEdition, 'Windows 10/11 2015 (Volume)', 'an unknown SKU of a known group is named after the group');
+  t.match(newEdition, '11111111-2222-3333-4444-555555555555');
+  const unknownGroup = catalog.describeSku('11111111-2222-3333-4444-555555555555', '01234567-89ab-cdef-0123-456789abcdef');
+  t.match(unknownGroup, '01234567-89ab-cdef-0123-456789abcdef', 'an unknown group is named by its GUID');
+  t.match(unknownGroup, /catalogue/, 'with a hint to update the catalogue');
+  t.equal(catalog.describeKmsGroup(WIN10_VOLUME), 'Windows 10/11 2015 (Volume)');
+  t.match(catalog.describeApplication('01234567-89ab-cdef-0123-456789abcdef'), /catalogue/);
+});
+
+t.test('the catalogue is frozen', async (t) => {
+  t.throws(() => {
+    (catalog.hostKeyGroups[0] as { name: string }).name = 'x';
+  });
+});
+
+t.test('bad shapes are ConfigError KMS_ERR_CONFIG_INVALID naming the entry', async (t) => {
+  t.equal(codeOf(() => buildCatalog(null)), 'KMS_ERR_CONFIG_INVALID');
+  t.equal(codeOf(() => buildCatalog([])), 'KMS_ERR_CONFIG_INVALID');
+  t.equal(codeOf(() => buildCatalog({ ...clone(), applications: undefined })), 'KMS_ERR_CONFIG_INVALID');
+
+  const badGroup = clone();
+  badGroup.applications[0].kmsGroups[2].nCountPolicy = '5';
+  try {
+    buildCatalog(badGroup, 'updated.json');
+    t.fail('should throw');
+  } catch (err) {
+    t.equal((err as KmsError).code, 'KMS_ERR_CONFIG_INVALID');
+    const errors = (err as KmsError).details.errors as string[];
+    t.equal(errors.length, 1);
+    t.match(errors[0], 'applications[0].kmsGroups[2]');
+    t.match(errors[0], badGroup.applications[0].kmsGroups[2].name);
+    t.match(errors[0], 'nCountPolicy');
+    t.match((err as KmsError).message, 'updated.json');
+  }
+
+  const badGuid = clone();
+  badGuid.hostKeyGroups[5].activatesKmsGroups.push('not-a-guid');
+  badGuid.hostBuilds[1].platformId = null;
+  try {
+    buildCatalog(badGuid);
+    t.fail('should throw');
+  } catch (err) {
+    const errors = (err as KmsError).details.errors as string[];
+    t.equal(errors.length, 2, 'every problem is reported');
+    t.match(errors.join('\n'), 'hostKeyGroups[5]');
+    t.match(errors.join('\n'), 'hostBuilds[1]');
+  }
+
+  const badRange = clone();
+  badRange.hostKeyGroups[0].minKeyId = badRange.hostKeyGroups[0].maxKeyId + 1;
+  t.equal(codeOf(() => buildCatalog(badRange)), 'KMS_ERR_CONFIG_INVALID');
+
+  const dup = clone();
+  dup.applications[2].kmsGroups.push(dup.applications[0].kmsGroups[0]);
+  t.equal(codeOf(() => buildCatalog(dup)), 'KMS_ERR_CONFIG_INVALID', 'a KMS group in two applications');
+});
+
+t.test('a newer file from the same generator with extra fields and products still loads', async (t) => {
+  const next = clone();
+  next.futureField = { anything: true };
+  next.applications[0].kmsGroups.push({
+    id: 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee', name: 'Windows Server 2028', names: {}, nCountPolicy: 5, protocol: '6.0',
+    isRetail: false, isPreview: false, sources: ['python-db'], hostEpidSlot: null, activatedByHostKeyGroups: [], skus: [], newKey: 1,
+  });
+  const c = buildCatalog(next);
+  t.equal(c.kmsGroupById('aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee')?.name, 'Windows Server 2028');
+});
+
+t.test('dangling host-key references are warnings, not errors', async (t) => {
+  const raw = clone();
+  raw.hostKeyGroups[0].activatesKmsGroups.push('aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee');
+  const c = buildCatalog(raw);
+  t.equal(c.warnings.length, 1);
+  t.match(c.warnings[0], 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee');
+});
