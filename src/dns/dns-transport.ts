@@ -1,0 +1,102 @@
+// Sends one DNS message to one server and returns the raw answer: UDP first, TCP when the
+// answer comes back truncated (RFC 7766 §5). Used by the forwarder and the RFC 2136 registrar.
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { KmsError } from '../errors';
+
+export interface DnsServerAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** "IP", "IP:PORT", "[IPv6]:PORT" or a bare IPv6 address; null when it is none of these. */
+export function parseServerAddress(spec: string, defaultPort = 53): DnsServerAddress | null {
+  const s = spec.trim();
+  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(s);
+  if (bracketed) {
+    const port = bracketed[2] === undefined ? defaultPort : Number(bracketed[2]);
+    return net.isIPv6(bracketed[1]!) && port > 0 && port <= 65535 ? { host: bracketed[1]!, port } : null;
+  }
+  if (net.isIPv6(s)) return { host: s, port: defaultPort };
+  const m = /^([^:]+)(?::(\d{1,5}))?$/.exec(s);
+  if (!m || !net.isIPv4(m[1]!)) return null;
+  const port = m[2] === undefined ? defaultPort : Number(m[2]);
+  return port > 0 && port <= 65535 ? { host: m[1]!, port } : null;
+}
+
+function unreachable(server: DnsServerAddress, reason: string, cause?: unknown): KmsError {
+  return new KmsError('KMS_ERR_DNS_SERVER_UNREACHABLE', `DNS server ${server.host} port ${server.port}: ${reason}`, { server: server.host, port: server.port }, { cause });
+}
+
+/** One UDP exchange; answers from other addresses or with another ID are ignored. */
+export function exchangeUdp(server: DnsServerAddress, query: Buffer, timeoutMs: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const socket = dgram.createSocket(net.isIPv6(server.host) ? 'udp6' : 'udp4');
+    const id = query.readUInt16BE(0);
+    let done = false;
+    const finish = (err: Error | null, answer?: Buffer): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.close();
+      if (err) reject(err);
+      else resolve(answer!);
+    };
+    const timer = setTimeout(() => finish(unreachable(server, `no answer within ${timeoutMs} ms`)), timeoutMs);
+    socket.on('error', (err) => finish(unreachable(server, err.message, err)));
+    socket.on('message', (msg, rinfo) => {
+      if (rinfo.port !== server.port || msg.length < 12 || msg.readUInt16BE(0) !== id) return;
+      finish(null, msg);
+    });
+    socket.connect(server.port, server.host, () => {
+      socket.send(query, (err) => {
+        if (err) finish(unreachable(server, err.message, err));
+      });
+    });
+  });
+}
+
+/** One TCP exchange with the 2-byte length prefix (RFC 1035 §4.2.2). */
+export function exchangeTcp(server: DnsServerAddress, query: Buffer, timeoutMs: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: server.host, port: server.port });
+    let buffered = Buffer.alloc(0);
+    let done = false;
+    const finish = (err: Error | null, answer?: Buffer): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(answer!);
+    };
+    const timer = setTimeout(() => finish(unreachable(server, `no answer over TCP within ${timeoutMs} ms`)), timeoutMs);
+    socket.on('error', (err) => finish(unreachable(server, err.message, err)));
+    socket.on('connect', () => {
+      const len = Buffer.alloc(2);
+      len.writeUInt16BE(query.length);
+      socket.write(Buffer.concat([len, query]));
+    });
+    socket.on('data', (chunk) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      if (buffered.length < 2) return;
+      const n = buffered.readUInt16BE(0);
+      if (buffered.length >= 2 + n) finish(null, Buffer.from(buffered.subarray(2, 2 + n)));
+    });
+    socket.on('end', () => finish(unreachable(server, 'connection closed before a full answer')));
+  });
+}
+
+/** UDP with TCP fallback on TC; `tcpOnly` skips UDP (for answers known to be large). */
+export async function exchangeDns(
+  server: DnsServerAddress,
+  query: Buffer,
+  options: { readonly timeoutMs: number; readonly tcpOnly?: boolean },
+): Promise<{ readonly response: Buffer; readonly transport: 'udp' | 'tcp' }> {
+  if (!options.tcpOnly) {
+    const response = await exchangeUdp(server, query, options.timeoutMs);
+    const truncated = (response.readUInt16BE(2) & 0x0200) !== 0;
+    if (!truncated) return { response, transport: 'udp' };
+  }
+  return { response: await exchangeTcp(server, query, options.timeoutMs), transport: 'tcp' };
+}
