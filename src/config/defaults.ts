@@ -160,6 +160,13 @@ export const DEFAULTS: AppConfig = deepFreeze({
   },
 });
 
+/** Defaults of the fields inside list entries, which DEFAULTS (whose lists are empty) cannot show. */
+export const ITEM_DEFAULTS = deepFreeze({
+  zone: { ttlSeconds: 900, hosts: [] as readonly SrvTarget[] },
+  srvTarget: { port: 1688, priority: 0, weight: 0, addresses: [] as readonly string[] },
+  publishedDomain: { priority: 0, weight: 0 }, // like a DnsDomainPublishList entry without them (§8.1)
+});
+
 export function deepFreeze<T>(o: T): T {
   if (o && typeof o === 'object' && !Object.isFrozen(o)) {
     Object.freeze(o);
