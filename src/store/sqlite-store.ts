@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
 import type { ActivationStore, ClientObservation, Clock, CountSnapshot } from '../host/ports';
+import { effectiveRequiredCount } from '../host/counting';
 import { NIL_GUID } from '../protocol/guid';
 import { StoreError } from '../errors';
 import { databaseFile } from './data-dir';
@@ -137,6 +138,7 @@ export class SqliteStore implements ActivationStore {
 
   private readonly upsertServed: Database.Statement;
   private readonly upsertRefused: Database.Statement;
+  private readonly renameClient: Database.Statement;
   private readonly deleteClient: Database.Statement;
   private readonly upsertRequired: Database.Statement;
   private readonly maxRequiredSince: Database.Statement;
@@ -186,17 +188,21 @@ export class SqliteStore implements ActivationStore {
     // Prepared once: preparing costs more than running these statements.
     this.upsertServed = db.prepare(UPSERT_CLIENT_SERVED);
     this.upsertRefused = db.prepare(UPSERT_CLIENT_REFUSED);
+    // A re-imaged machine takes over its previous entry (first seen, requests, counting time) the
+    // way the reference store does; OR IGNORE leaves it alone when the new CMID has a row already,
+    // and the DELETE then drops it (PROTOCOL.md §7.2: the re-imaged machine counts once).
+    this.renameClient = db.prepare('UPDATE OR IGNORE clients SET cmid = ? WHERE application = ? AND cmid = ?');
     this.deleteClient = db.prepare('DELETE FROM clients WHERE application = ? AND cmid = ?');
     this.upsertRequired = db.prepare(`
       INSERT INTO app_required (application, required_count, last_served_ms) VALUES (?, ?, ?)
       ON CONFLICT (application, required_count) DO UPDATE SET last_served_ms = MAX(last_served_ms, excluded.last_served_ms)`);
     this.maxRequiredSince = db
-      .prepare('SELECT MAX(required_count) FROM app_required WHERE application = ? AND last_served_ms > ?')
+      .prepare('SELECT MAX(required_count) FROM app_required WHERE application = ? AND last_served_ms >= ?')
       .pluck();
     // The LIMIT keeps this a bounded walk of the (application, last_counted_ms) index, however
     // many machines the file holds: the host never reports more than 2 × the threshold (§7.2).
     this.countSince = db
-      .prepare('SELECT count(*) FROM (SELECT 1 FROM clients WHERE application = ? AND last_counted_ms > ? LIMIT ?)')
+      .prepare('SELECT count(*) FROM (SELECT 1 FROM clients WHERE application = ? AND last_counted_ms >= ? LIMIT ?)')
       .pluck();
     this.lastCountedOf = db.prepare('SELECT last_counted_ms FROM clients WHERE application = ? AND cmid = ?').pluck();
     this.insertEvent = db.prepare(INSERT_EVENT);
@@ -213,10 +219,14 @@ export class SqliteStore implements ActivationStore {
     this.pruneByCount = db.prepare('DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?');
 
     this.recordServedTx = db.transaction((row, obs, nowMs, windowMs) => {
-      if (this.replacesPrevious(obs)) this.deleteClient.run(obs.applicationId, obs.previousClientMachineId);
+      const previous = previousOf(obs, row);
+      if (previous !== undefined) {
+        this.renameClient.run(row.cmid, row.application, previous);
+        this.deleteClient.run(row.application, previous);
+      }
       this.upsertServed.run(row);
-      this.upsertRequired.run(obs.applicationId, thresholdOf(obs), nowMs);
-      const snapshot = this.storedSnapshot(obs.applicationId, nowMs - windowMs);
+      this.upsertRequired.run(row.application, thresholdOf(obs), nowMs);
+      const snapshot = this.storedSnapshot(row.application, nowMs - windowMs);
       this.insertEvent.run(servedEvent(obs, nowMs, snapshot));
       return snapshot;
     });
@@ -366,11 +376,6 @@ export class SqliteStore implements ActivationStore {
 
   // ---- internals ----
 
-  private replacesPrevious(obs: ClientObservation): boolean {
-    const prev = obs.previousClientMachineId;
-    return prev !== '' && prev !== NIL_GUID && prev !== obs.clientMachineId;
-  }
-
   private storedSnapshot(application: string, cutoff: number): CountSnapshot {
     const max = Math.max(1, (this.maxRequiredSince.get(application, cutoff) as number | null) ?? 1);
     const active = this.countSince.get(application, cutoff, 2 * max) as number;
@@ -390,16 +395,21 @@ export class SqliteStore implements ActivationStore {
 
   /** The same rules as the transaction, answered from the file (read-only) plus the overlay. */
   private recordServedPending(row: ClientRow, obs: ClientObservation, nowMs: number, windowMs: number): CountSnapshot {
-    const app = obs.applicationId;
+    const app = row.application;
     const cutoff = nowMs - windowMs;
     const loadStored = (cmid: string) => () => (this.lastCountedOf.get(app, cmid) as number | null | undefined) ?? null;
 
-    if (this.replacesPrevious(obs)) {
-      const prev = obs.previousClientMachineId;
-      this.pending.overlayOf(app, prev, loadStored(prev)).counted = null;
-      this.queueOp(() => this.deleteClient.run(app, prev));
+    const entry = this.pending.overlayOf(app, row.cmid, loadStored(row.cmid));
+    const previous = previousOf(obs, row);
+    if (previous !== undefined) {
+      const old = this.pending.overlayOf(app, previous, loadStored(previous));
+      if (entry.counted === null) entry.counted = old.counted;
+      old.counted = null;
+      this.queueOp(() => {
+        this.renameClient.run(row.cmid, app, previous);
+        this.deleteClient.run(app, previous);
+      });
     }
-    const entry = this.pending.overlayOf(app, obs.clientMachineId, loadStored(obs.clientMachineId));
     entry.counted = entry.counted === null ? nowMs : Math.max(entry.counted, nowMs);
     this.queueOp(() => this.upsertServed.run(row));
     const threshold = thresholdOf(obs);
@@ -408,13 +418,13 @@ export class SqliteStore implements ActivationStore {
 
     let max = (this.maxRequiredSince.get(app, cutoff) as number | null) ?? 1;
     for (const [required, lastServed] of this.pending.required.get(app) ?? []) {
-      if (lastServed > cutoff && required > max) max = required;
+      if (lastServed >= cutoff && required > max) max = required;
     }
     let storedInWindow = 0;
     let overlayInWindow = 0;
     for (const e of this.pending.clients.get(app)?.values() ?? []) {
-      if (e.stored !== null && e.stored > cutoff) storedInWindow++;
-      if (e.counted !== null && e.counted > cutoff) overlayInWindow++;
+      if (e.stored !== null && e.stored >= cutoff) storedInWindow++;
+      if (e.counted !== null && e.counted >= cutoff) overlayInWindow++;
     }
     const stored = this.countSince.get(app, cutoff, 2 * max + storedInWindow) as number;
     const snapshot = { activeClients: stored - storedInWindow + overlayInWindow, maxRequiredClientCount: max };
@@ -462,18 +472,26 @@ export class SqliteStore implements ActivationStore {
 
 /** RequiredClientCount 0 is served as 1 (PROTOCOL.md §7.1 step 4, U8). */
 function thresholdOf(obs: Partial<ClientObservation>): number {
-  return Math.max(1, obs.requiredClientCount ?? 1);
+  return effectiveRequiredCount(obs.requiredClientCount ?? 1);
 }
 
+/** The previous CMID this request replaces, lowercased like every stored id; undefined = none. */
+function previousOf(obs: ClientObservation, row: ClientRow): string | undefined {
+  const prev = obs.previousClientMachineId.toLowerCase();
+  return prev === '' || prev === NIL_GUID || prev === row.cmid ? undefined : prev;
+}
+
+// GUIDs are stored lowercase, as the protocol layer writes them, so that a differently-cased id
+// from a tool or a test is still the same machine.
 function servedRow(obs: ClientObservation, nowMs: number): ClientRow {
   return {
-    application: obs.applicationId,
-    cmid: obs.clientMachineId,
+    application: obs.applicationId.toLowerCase(),
+    cmid: obs.clientMachineId.toLowerCase(),
     now: nowMs,
     counted: nowMs,
     workstation: obs.workstationName,
-    sku: obs.activationId,
-    kms_group: obs.kmsCountedId,
+    sku: obs.activationId.toLowerCase(),
+    kms_group: obs.kmsCountedId.toLowerCase(),
     license_status: obs.licenseStatus,
     protocol_version: obs.protocolVersion,
     client_address: obs.clientAddress,
@@ -486,13 +504,13 @@ function servedRow(obs: ClientObservation, nowMs: number): ClientRow {
 
 function refusedRow(obs: Partial<ClientObservation>, hresult: number, nowMs: number): ClientRow {
   return {
-    application: obs.applicationId ?? '',
-    cmid: obs.clientMachineId ?? '',
+    application: obs.applicationId?.toLowerCase() ?? '',
+    cmid: obs.clientMachineId?.toLowerCase() ?? '',
     now: nowMs,
     counted: null,
     workstation: obs.workstationName ?? '',
-    sku: obs.activationId ?? '',
-    kms_group: obs.kmsCountedId ?? '',
+    sku: obs.activationId?.toLowerCase() ?? '',
+    kms_group: obs.kmsCountedId?.toLowerCase() ?? '',
     license_status: obs.licenseStatus ?? 0,
     protocol_version: obs.protocolVersion ?? 0,
     client_address: obs.clientAddress ?? '',
@@ -519,11 +537,11 @@ function refusedEvent(obs: Partial<ClientObservation>, hresult: number, code: st
 function eventBase(obs: Partial<ClientObservation>, nowMs: number): Omit<EventRow, 'served' | 'hresult' | 'code' | 'current_count'> {
   return {
     time_ms: nowMs,
-    application: obs.applicationId ?? '',
-    kms_group: obs.kmsCountedId ?? '',
-    sku: obs.activationId ?? '',
-    cmid: obs.clientMachineId ?? '',
-    previous_cmid: obs.previousClientMachineId ?? '',
+    application: obs.applicationId?.toLowerCase() ?? '',
+    kms_group: obs.kmsCountedId?.toLowerCase() ?? '',
+    sku: obs.activationId?.toLowerCase() ?? '',
+    cmid: obs.clientMachineId?.toLowerCase() ?? '',
+    previous_cmid: obs.previousClientMachineId?.toLowerCase() ?? '',
     workstation: obs.workstationName ?? '',
     required_count: obs.requiredClientCount ?? 0,
     license_status: obs.licenseStatus ?? 0,

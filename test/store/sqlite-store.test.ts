@@ -59,9 +59,9 @@ t.test('the largest threshold only counts while it was served inside the window'
   const store = openStore(t);
   store.recordActivation(obs(1), T0, WINDOW); // threshold 25
   const server = { kmsCountedId: SERVER_2022_GROUP, activationId: SERVER_2022_STANDARD, requiredClientCount: 5 };
-  const inside = store.recordActivation(obs(2, server), T0 + 29 * DAY, WINDOW);
+  const inside = store.recordActivation(obs(2, server), T0 + WINDOW, WINDOW);
   t.equal(inside.maxRequiredClientCount, 25);
-  const after = store.recordActivation(obs(3, server), T0 + 31 * DAY, WINDOW);
+  const after = store.recordActivation(obs(3, server), T0 + WINDOW + 1, WINDOW);
   t.equal(after.maxRequiredClientCount, 5);
   // RequiredClientCount 0 is served as 1 (PROTOCOL.md §7.1 step 4).
   const office = store.recordActivation(obs(4, { applicationId: OFFICE_2013, requiredClientCount: 0 }), T0, WINDOW);
@@ -71,8 +71,8 @@ t.test('the largest threshold only counts while it was served inside the window'
 t.test('a machine silent for 30 days drops out of the count', async (t) => {
   const store = openStore(t);
   store.recordActivation(obs(1), T0, WINDOW);
-  t.equal(reported(store.recordActivation(obs(2), T0 + WINDOW - 1, WINDOW)), 2, 'one millisecond before 30 days');
-  t.equal(reported(store.recordActivation(obs(3), T0 + WINDOW, WINDOW)), 2, 'machine 1 is out after exactly 30 days');
+  t.equal(reported(store.recordActivation(obs(2), T0 + WINDOW, WINDOW)), 2, 'seen exactly 30 days ago still counts');
+  t.equal(reported(store.recordActivation(obs(3), T0 + WINDOW + 1, WINDOW)), 2, 'machine 1 is out after 30 days');
   t.equal(reported(store.recordActivation(obs(1), T0 + WINDOW + 5, WINDOW)), 3, 'and back in when it asks again');
   t.ok(clientRow(store, cmid(1)), 'an expired machine is not forgotten, only not counted');
 });
@@ -118,9 +118,14 @@ t.test('a request naming a known previous CMID replaces that machine', async (t)
   const store = openStore(t);
   store.recordActivation(obs(1), T0, WINDOW);
   store.recordActivation(obs(2), T0, WINDOW);
-  const reimaged = store.recordActivation(obs(3, { previousClientMachineId: cmid(1) }), T0 + 1, WINDOW);
+  const reimaged = store.recordActivation(obs(3, { previousClientMachineId: cmid(1).toUpperCase() }), T0 + 1, WINDOW);
   t.equal(reported(reimaged), 2, 'the re-imaged machine counts once');
   t.notOk(clientRow(store, cmid(1)));
+  t.match(clientRow(store, cmid(3)), { first_seen_ms: T0, requests: 2 }, 'and keeps the history of its old entry');
+  // The new CMID already known: the old entry just goes.
+  store.recordActivation(obs(2, { previousClientMachineId: cmid(3) }), T0 + 1, WINDOW);
+  t.notOk(clientRow(store, cmid(3)));
+  store.recordActivation(obs(3), T0 + 1, WINDOW);
   const unknownPrevious = store.recordActivation(obs(4, { previousClientMachineId: cmid(77) }), T0 + 2, WINDOW);
   t.equal(reported(unknownPrevious), 3);
   // The previous CMID of another application is not this application's machine.
