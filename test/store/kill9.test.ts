@@ -1,0 +1,52 @@
+// kill -9 during a stream of activations loses none that was answered (synchronous=NORMAL in WAL
+// mode: a commit is in the -wal file before recordActivation returns).
+
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { SqliteStore } from '../../src/store/sqlite-store';
+import { tempDataDir } from './observations';
+
+const CHILD = path.join(__dirname, 'fixtures', 'activate-until-killed.ts');
+const KILL_AFTER = 500; // answered activations before the kill
+
+t.test('every activation answered before kill -9 is stored', async (t) => {
+  const dir = tempDataDir(t);
+  // The child runs TypeScript with the same loader flags tap gave this process.
+  const loaderFlags = process.execArgv.filter((a) => a.includes('typescript') || a === '--enable-source-maps');
+  const child = spawn(process.execPath, [...loaderFlags, CHILD, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+
+  const answered: string[] = [];
+  let partial = '';
+  let killed = false;
+  const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
+  child.stdout.on('data', (d: Buffer) => {
+    const lines = (partial + d.toString()).split('\n');
+    partial = lines.pop() ?? '';
+    answered.push(...lines);
+    if (!killed && answered.length >= KILL_AFTER) {
+      killed = true;
+      child.kill('SIGKILL');
+    }
+  });
+  const { signal } = await exit;
+  t.equal(signal, 'SIGKILL', `the child was killed mid-stream ${stderr}`);
+  t.ok(answered.length >= KILL_AFTER);
+
+  const store = SqliteStore.open(dir, {});
+  t.teardown(() => store.close());
+  const has = store.connection.prepare('SELECT 1 FROM clients WHERE cmid = ?').pluck();
+  const lost = answered.filter((id) => has.get(id) === undefined);
+  t.same(lost, [], `all ${answered.length} answered activations survived`);
+  const stored = store.connection.prepare('SELECT count(*) FROM clients').pluck().get() as number;
+  // At most the one activation committed but not yet printed when the signal hit.
+  t.ok(stored >= answered.length && stored <= answered.length + 1, `${stored} stored for ${answered.length} answered`);
+  t.equal(store.connection.pragma('integrity_check', { simple: true }), 'ok');
+});
