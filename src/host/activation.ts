@@ -109,9 +109,10 @@ export function processKmsMessage(message: Buffer, clientAddress: string, deps: 
   }
 
   // §7.1 step 7, §7.2: count, then answer with the ePID of the chosen host-key group (§7.4).
+  // The ePID first: if it cannot be formed (a configuration fault), nothing has been counted.
+  const epid = deps.identity.epidFor(decision.hostKeyGroup.id);
   const snapshot = deps.store.recordActivation(obs, nowMs, COUNT_WINDOW_MS);
   const currentCount = reportedCount(snapshot);
-  const epid = deps.identity.epidFor(decision.hostKeyGroup.id);
   const base: KmsResponseBase = {
     majorVersion: b.majorVersion,
     minorVersion: b.minorVersion,

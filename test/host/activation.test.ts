@@ -314,3 +314,14 @@ t.test('the outcome record is complete', async (t) => {
   t.match(refused.productGroupName, '01234567-89ab-cdef-0123-456789abcdef');
   t.match(refused.skuName, '01234567-89ab-cdef-0123-456789abcdef');
 });
+
+t.test('a host-key group that cannot form an ePID is a configuration fault, and nothing is counted', async (t) => {
+  const host = makeHost({ policy: { hostKeyGroups: ['Windows Server 2019 (Azure Only)'] } });
+  t.throws(() => host.request({ groupName: 'Windows Server 2019' }), { code: 'KMS_ERR_CONFIG_INVALID' });
+  t.equal(counts(host), 0);
+  const pinned = makeHost({
+    policy: { hostKeyGroups: ['Windows Server 2019 (Azure Only)'] },
+    identity: { epids: { 'Windows Server 2019 (Azure Only)': '03612-00206-999-000001-03-1033-20348.0000-2402021' } },
+  });
+  t.equal(pinned.request({ groupName: 'Windows Server 2019' }).verified?.base.epid, '03612-00206-999-000001-03-1033-20348.0000-2402021');
+});
