@@ -1,0 +1,278 @@
+// Dynamic DNS registration (dns.registration): publishes this appliance's SRV and A/AAAA records
+// in the site's DNS with TSIG-signed RFC 2136 updates on start, every refreshMinutes and when
+// the machine's addresses change, and removes them on shutdown. Each result is logged with the
+// Windows KMS host's event ids: 12294 (published) and 12293 (publishing failed).
+import fs from 'node:fs';
+import net from 'node:net';
+import { randomInt } from 'node:crypto';
+import type { DnsRegistrationConfig } from '../config/defaults';
+import { ConfigError, KmsError, ProtocolError, type ErrorCode } from '../errors';
+import { decodeMessage, encodeMessage, EMPTY_HEADER, RCODE, RCODE_NAME, RR_CLASS, RR_TYPE, type DnsMessage } from './dns-message';
+import { canonicalName, sameName } from './dns-names';
+import type { DnsLog } from './dns-responder';
+import { exchangeDns, parseServerAddress, type DnsServerAddress } from './dns-transport';
+import { buildRegisterUpdate, buildRemoveUpdate, type SrvData, type SrvPublication } from './rfc2136-update';
+import { selfTargetIn, SRV_LABEL } from './srv-answers';
+import { parseTsigSecret, signMessage, verifyResponse, TSIG_ALGORITHM_HMAC_SHA256, type TsigKey } from './tsig';
+
+export const EVENT_PUBLISH_OK = 12294;
+export const EVENT_PUBLISH_FAILED = 12293;
+
+export interface RegistrarContext {
+  /** The port the KMS listener actually uses (C35). */
+  readonly kmsPort: number;
+  readonly hostName: string;
+  /** The machine's current addresses; polled to notice changes. */
+  addresses(): string[];
+  readonly log: DnsLog;
+  /** Seconds since the epoch, for TSIG; the system clock by default. */
+  nowSeconds?(): number;
+}
+
+export interface RegistrarOptions {
+  /** How often to look for address changes (ms); 0 = never. Default 60 s. */
+  readonly addressPollMs?: number;
+  /** Per-exchange timeout (ms). Default 5 s. */
+  readonly timeoutMs?: number;
+  /** Delay before retrying a failed registration (ms). Default min(refresh, 15 min). */
+  readonly retryMs?: number;
+}
+
+export interface RegistrationResult {
+  readonly domain: string;
+  readonly action: 'register' | 'remove';
+  readonly ok: boolean;
+  /** 12294 or 12293 for registrations; absent for removals. */
+  readonly event?: number;
+  readonly code?: ErrorCode;
+  readonly reason?: string;
+  readonly target: string;
+  readonly port: number;
+  readonly addresses: readonly string[];
+}
+
+export interface RegistrarHandle {
+  /** Registers every domain now (also what the timers do). */
+  registerNow(): Promise<RegistrationResult[]>;
+  /** Stops the timers and, when removeOnShutdown, removes the records. */
+  stop(): Promise<RegistrationResult[]>;
+}
+
+const DEFAULT_POLL_MS = 60_000;
+const DEFAULT_TIMEOUT_MS = 5_000;
+const MAX_RETRY_MS = 15 * 60_000;
+
+/** Addresses worth publishing: no loopback, link-local or unspecified addresses. */
+export function publishableAddresses(list: readonly string[]): string[] {
+  const out = new Set<string>();
+  for (const a of list) {
+    const plain = a.replace(/%.*$/, '');
+    if (net.isIPv4(plain) && !/^(127\.|0\.|169\.254\.)/.test(plain)) out.add(plain);
+    if (net.isIPv6(plain) && !/^(::1?$|fe[89ab][0-9a-f]:)/i.test(plain)) out.add(plain.toLowerCase());
+  }
+  return [...out].sort();
+}
+
+function readKey(config: DnsRegistrationConfig): TsigKey {
+  const tsig = config.tsig;
+  if (!tsig.keyName) throw new ConfigError('KMS_ERR_CONFIG_INVALID', 'dns.registration.tsig.keyName is empty');
+  if (tsig.algorithm !== TSIG_ALGORITHM_HMAC_SHA256) throw new ConfigError('KMS_ERR_CONFIG_INVALID', `dns.registration.tsig.algorithm must be ${TSIG_ALGORITHM_HMAC_SHA256}`);
+  let text = tsig.secretBase64;
+  if (!text && tsig.secretFile) {
+    try {
+      text = fs.readFileSync(tsig.secretFile, 'utf8');
+    } catch (err) {
+      throw new ConfigError('KMS_ERR_CONFIG_UNREADABLE', `dns.registration.tsig.secretFile ${tsig.secretFile}: ${(err as Error).message}`);
+    }
+  }
+  const secret = parseTsigSecret(text);
+  if (!secret) throw new ConfigError('KMS_ERR_CONFIG_INVALID', 'dns.registration.tsig: no base64 secret in secretBase64 or secretFile');
+  return { name: tsig.keyName, algorithm: TSIG_ALGORITHM_HMAC_SHA256, secret };
+}
+
+/** The admin's words for a refusal from the DNS server. */
+function explainRcode(rcode: number, zone: string, key: string): string {
+  switch (rcode) {
+    case RCODE.REFUSED:
+      return `the DNS server refused the update: its update policy for zone ${zone} does not allow key "${key}" to change these names`;
+    case RCODE.NOTAUTH:
+      return `the DNS server is not authoritative (primary) for zone ${zone}; send updates to the zone's primary server`;
+    case RCODE.NOTZONE:
+      return `a published name is not inside zone ${zone}; check dns.registration.hostName`;
+    case RCODE.SERVFAIL:
+      return 'the DNS server failed while applying the update; its own log says why';
+    case RCODE.NOTIMP:
+      return 'the DNS server does not accept dynamic updates at all';
+    case RCODE.FORMERR:
+      return 'the DNS server could not parse the update';
+    default:
+      return `the DNS server answered ${RCODE_NAME.get(rcode) ?? `rcode ${rcode}`}`;
+  }
+}
+
+function explainTsigError(tsigError: number, key: string): string {
+  if (tsigError === RCODE.BADKEY) return `the DNS server does not know the TSIG key "${key}" (or not with HMAC-SHA256)`;
+  if (tsigError === RCODE.BADTIME) return 'the clocks of this appliance and the DNS server are more than 5 minutes apart (check NTP)';
+  return `the TSIG secret of key "${key}" does not match the DNS server's`;
+}
+
+class UpdateFailure extends KmsError {}
+
+/** Sends a signed update and checks the rcode and the answer's signature. */
+async function sendSignedUpdate(server: DnsServerAddress, message: DnsMessage, key: TsigKey, zone: string, nowSeconds: number, timeoutMs: number): Promise<void> {
+  const { signed, mac } = signMessage(encodeMessage(message), key, nowSeconds);
+  const { response } = await exchangeDns(server, signed, { timeoutMs });
+  let decoded;
+  try {
+    decoded = decodeMessage(response);
+  } catch (err) {
+    if (err instanceof ProtocolError) throw new UpdateFailure('KMS_ERR_DNS_UPDATE_FAILED', `the DNS server's answer does not parse (${err.message})`);
+    throw err;
+  }
+  const tsig = decoded.additionals.find((r) => r.type === RR_TYPE.TSIG);
+  if (tsig && tsig.data.kind === 'tsig' && tsig.data.error !== 0) {
+    throw new UpdateFailure('KMS_ERR_DNS_TSIG_BAD', explainTsigError(tsig.data.error, key.name), { tsigError: tsig.data.error });
+  }
+  if (!tsig) {
+    // RFC 8945 §5.3: an unsigned answer to a signed request is not to be trusted; but an
+    // unsigned NOTAUTH is how servers without the key (or other software) say no.
+    const rcode = decoded.header.rcode;
+    if (rcode === RCODE.NOTAUTH) throw new UpdateFailure('KMS_ERR_DNS_TSIG_BAD', explainTsigError(RCODE.BADKEY, key.name), { rcode });
+    if (rcode !== RCODE.NOERROR) throw new UpdateFailure('KMS_ERR_DNS_UPDATE_FAILED', explainRcode(rcode, zone, key.name), { rcode });
+    throw new UpdateFailure('KMS_ERR_DNS_TSIG_BAD', 'the DNS server answered without a TSIG signature; the answer cannot be trusted');
+  }
+  const check = verifyResponse(response, key, mac, nowSeconds);
+  if (!check.ok) throw new UpdateFailure('KMS_ERR_DNS_TSIG_BAD', check.problem === 'time' ? explainTsigError(RCODE.BADTIME, key.name) : "the DNS server's answer carries a TSIG signature that does not verify with our key");
+  if (decoded.header.rcode !== RCODE.NOERROR) throw new UpdateFailure('KMS_ERR_DNS_UPDATE_FAILED', explainRcode(decoded.header.rcode, zone, key.name), { rcode: decoded.header.rcode });
+}
+
+/** The SRV records the server holds now, to find our stale ones; [] when it will not say. */
+async function currentSrv(server: DnsServerAddress, name: string, timeoutMs: number): Promise<SrvData[]> {
+  const query = encodeMessage({ header: { ...EMPTY_HEADER, id: randomInt(0, 0x10000) }, questions: [{ name, type: RR_TYPE.SRV, class: RR_CLASS.IN }], answers: [], authorities: [], additionals: [] });
+  try {
+    const { response } = await exchangeDns(server, query, { timeoutMs });
+    const m = decodeMessage(response);
+    const out: SrvData[] = [];
+    for (const rr of m.answers) if (rr.data.kind === 'srv' && sameName(rr.name, name)) out.push(rr.data);
+    return out;
+  } catch {
+    return [];
+  }
+}
+
+export function startRegistrar(config: DnsRegistrationConfig, context: RegistrarContext, options: RegistrarOptions = {}): RegistrarHandle & { readonly ready: Promise<RegistrationResult[]> } {
+  const key = readKey(config);
+  const server = parseServerAddress(config.server);
+  if (!server) throw new ConfigError('KMS_ERR_CONFIG_INVALID', `dns.registration.server "${config.server}" is not ADDR or ADDR:PORT`);
+  if (config.domains.length === 0) throw new ConfigError('KMS_ERR_CONFIG_INVALID', 'dns.registration.domains is empty');
+  const log = context.log;
+  const now = context.nowSeconds ?? (() => Date.now() / 1000);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const refreshMs = Math.max(1, config.refreshMinutes) * 60_000;
+  const retryMs = options.retryMs ?? Math.min(refreshMs, MAX_RETRY_MS);
+  const currentAddresses = (): string[] => (config.addresses.length > 0 ? [...config.addresses] : publishableAddresses(context.addresses()));
+
+  const publications = (addresses: readonly string[]): SrvPublication[] =>
+    config.domains.map((d) => {
+      const zone = canonicalName(d.domain);
+      const target = config.hostName ? (config.hostName.includes('.') ? canonicalName(config.hostName) : `${canonicalName(config.hostName)}.${zone}`) : selfTargetIn(zone, context.hostName);
+      return { zone, srvName: `${SRV_LABEL}.${zone}`, target, port: context.kmsPort, priority: d.priority, weight: d.weight, ttl: config.ttlSeconds, addresses };
+    });
+
+  let published: SrvPublication[] = [];
+  let lastAddresses = currentAddresses();
+  let stopped = false;
+  let chain: Promise<unknown> = Promise.resolve();
+  // Runs one registration round at a time: timers and address changes never overlap.
+  const serialize = <T>(fn: () => Promise<T>): Promise<T> => {
+    const p = chain.then(fn, fn);
+    chain = p.catch(() => undefined);
+    return p;
+  };
+
+  const runOne = async (p: SrvPublication, action: 'register' | 'remove'): Promise<RegistrationResult> => {
+    const base = { domain: p.zone, action, target: p.target, port: p.port, addresses: p.addresses };
+    try {
+      const existing = await currentSrv(server, p.srvName, timeoutMs);
+      const id = randomInt(0, 0x10000);
+      const message = action === 'register' ? buildRegisterUpdate(p, id, existing) : buildRemoveUpdate(p, id, existing);
+      await sendSignedUpdate(server, message, key, p.zone, now(), timeoutMs);
+      if (action === 'register') {
+        log.info(
+          { event: EVENT_PUBLISH_OK, domain: p.zone, server: server.host, serverPort: server.port, target: p.target, port: p.port, addresses: p.addresses },
+          `Publishing the Key Management Service (KMS) to DNS in the '${p.zone}' domain was successful.`,
+        );
+        return { ...base, ok: true, event: EVENT_PUBLISH_OK };
+      }
+      log.info({ domain: p.zone, server: server.host, target: p.target }, `Removed the Key Management Service (KMS) SRV record from DNS in the '${p.zone}' domain.`);
+      return { ...base, ok: true };
+    } catch (err) {
+      const code: ErrorCode = err instanceof KmsError ? err.code : 'KMS_ERR_DNS_UPDATE_FAILED';
+      const reason =
+        err instanceof KmsError && err.code === 'KMS_ERR_DNS_SERVER_UNREACHABLE'
+          ? `the DNS server ${config.server} did not answer (${err.message})`
+          : err instanceof Error
+            ? err.message
+            : String(err);
+      if (action === 'register') {
+        log.warn(
+          { event: EVENT_PUBLISH_FAILED, code, domain: p.zone, server: server.host, serverPort: server.port, reason },
+          `Publishing the Key Management Service (KMS) to DNS in the '${p.zone}' domain failed: ${reason}.`,
+        );
+        return { ...base, ok: false, event: EVENT_PUBLISH_FAILED, code, reason };
+      }
+      log.warn({ code, domain: p.zone, server: server.host, reason }, `Removing the KMS SRV record from DNS in the '${p.zone}' domain failed: ${reason}.`);
+      return { ...base, ok: false, code, reason };
+    }
+  };
+
+  let timer: NodeJS.Timeout | undefined;
+  const schedule = (ms: number): void => {
+    if (stopped) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => void registerNow(), ms);
+    timer.unref();
+  };
+
+  const registerNow = (): Promise<RegistrationResult[]> =>
+    serialize(async () => {
+      if (stopped) return [];
+      const addresses = currentAddresses();
+      lastAddresses = addresses;
+      const pubs = publications(addresses);
+      const results: RegistrationResult[] = [];
+      for (const p of pubs) results.push(await runOne(p, 'register'));
+      published = pubs;
+      schedule(results.every((r) => r.ok) ? refreshMs : retryMs);
+      return results;
+    });
+
+  const pollMs = options.addressPollMs ?? DEFAULT_POLL_MS;
+  const poller =
+    pollMs > 0 && config.addresses.length === 0
+      ? setInterval(() => {
+          const now = currentAddresses();
+          if (now.join(',') !== lastAddresses.join(',')) {
+            log.info({ previous: lastAddresses, current: now }, 'the machine\'s addresses changed; publishing them in DNS again');
+            void registerNow();
+          }
+        }, pollMs)
+      : undefined;
+  poller?.unref();
+
+  const ready = registerNow();
+  return {
+    ready,
+    registerNow,
+    stop: () =>
+      serialize(async () => {
+        stopped = true;
+        clearTimeout(timer);
+        if (poller) clearInterval(poller);
+        if (!config.removeOnShutdown) return [];
+        const results: RegistrationResult[] = [];
+        for (const p of published.length > 0 ? published : publications(lastAddresses)) results.push(await runOne(p, 'remove'));
+        return results;
+      }),
+  };
+}
