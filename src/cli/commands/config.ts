@@ -1,0 +1,78 @@
+// `kms-appliance config check FILE` and `kms-appliance config defaults`: validate a configuration
+// file the way `serve` would read it, or print the complete commented example.
+import { parseArgs } from 'node:util';
+import { EXIT, type Command, type CommandIo } from '../command';
+import { loadConfig } from '../../config/load';
+import { configExample } from '../../config/example';
+import { KmsError } from '../../errors';
+
+const HELP = `Usage: kms-appliance config check FILE
+       kms-appliance config defaults
+
+Check a configuration file, or print a commented example with every default.
+
+  check FILE   Validate FILE as \`serve --config FILE\` would read it. Prints "FILE: OK", or
+               one line per problem: "FILE:LINE: field: what is allowed" (all at once).
+  defaults     Print a complete configuration file: every field with its meaning, unit,
+               range and default. Loading it gives exactly the built-in defaults.
+
+Options:
+  -h, --help   Show this help.
+
+Exit codes: 0 valid, 2 invalid file or wrong command line.
+
+Examples:
+  kms-appliance config check /etc/kms-appliance/config.yaml
+  kms-appliance config defaults > /etc/kms-appliance/config.yaml
+`;
+
+function usage(io: CommandIo, problem: string): number {
+  io.stderr.write(`kms-appliance config: ${problem} (see kms-appliance config --help)\n`);
+  return EXIT.USAGE;
+}
+
+export const command: Command = {
+  name: 'config',
+  summary: 'check a configuration file, or print every default as a commented example',
+  help: HELP,
+  async run(argv, io) {
+    let positionals: string[];
+    let help: boolean | undefined;
+    try {
+      const parsed = parseArgs({ args: [...argv], allowPositionals: true, strict: true, options: { help: { type: 'boolean', short: 'h' } } });
+      positionals = parsed.positionals;
+      help = parsed.values.help;
+    } catch (err) {
+      return usage(io, (err as Error).message);
+    }
+    if (help) {
+      io.stdout.write(HELP);
+      return EXIT.OK;
+    }
+    const [sub, ...rest] = positionals;
+    switch (sub) {
+      case 'check': {
+        if (rest.length !== 1) return usage(io, 'config check needs exactly one FILE');
+        const file = rest[0]!;
+        try {
+          loadConfig(file);
+        } catch (err) {
+          if (!(err instanceof KmsError)) throw err;
+          const lines = (err.details.errors as string[] | undefined) ?? [err.message];
+          for (const line of lines) io.stderr.write(line + '\n');
+          return EXIT.USAGE;
+        }
+        io.stdout.write(`${file}: OK\n`);
+        return EXIT.OK;
+      }
+      case 'defaults':
+        if (rest.length !== 0) return usage(io, 'config defaults takes no arguments');
+        io.stdout.write(configExample());
+        return EXIT.OK;
+      case undefined:
+        return usage(io, 'missing sub-command: check or defaults');
+      default:
+        return usage(io, `unknown sub-command "${sub}": use check or defaults`);
+    }
+  },
+};
