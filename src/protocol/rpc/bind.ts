@@ -5,6 +5,7 @@ import { Reader } from '../reader';
 import { Writer } from '../writer';
 import {
   COMMON_HEADER_LENGTH,
+  MIN_FRAG_SIZE,
   PTYPE,
   REPLY_FLAGS,
   RPC_VERSION,
@@ -191,4 +192,13 @@ export function encodeBind(f: BindFields): Buffer {
     for (const ts of c.transferSyntaxes) w.bytes(guidToBytes(ts.uuid)).u32(ts.version);
   }
   return finishPdu(w, at);
+}
+
+/**
+ * The max_xmit_frag/max_recv_frag a bind_ack answers with (§2.6): the client's value, lowered to
+ * the host's limit but never below 1432 and never raised (a value below 1432 is echoed as is).
+ */
+export function negotiateFragSize(offered: number, hostLimit: number): number {
+  if (offered <= MIN_FRAG_SIZE) return offered;
+  return Math.max(MIN_FRAG_SIZE, Math.min(offered, hostLimit));
 }

@@ -57,7 +57,6 @@ export const FRAG_LENGTH_KNOWN_AFTER = 10;
 
 /** Request/response/fault header part: common header + alloc_hint, p_cont_id, opnum/cancel (§2.8). */
 export const CALL_HEADER_LENGTH = 24;
-export const OBJECT_UUID_LENGTH = 16;
 /** A fault is always exactly this long (§2.9). */
 export const FAULT_PDU_LENGTH = 32;
 /** bind_ack never advertises fragments below the DCE/RPC minimum (§2.6). */

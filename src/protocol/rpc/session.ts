@@ -2,7 +2,7 @@
 // one reply out per PDU, plus whether to close. Pure: the server owns the socket, timers and logs.
 import { KmsError, ProtocolError, specOf, type ErrorCode } from '../../errors';
 import { decodeRequestStub, encodeRefusalStub, encodeSuccessStub, type TransferSyntax } from '../ndr/stub';
-import { decodeBind, encodeBindAck, encodeBindNak, type BindPdu } from './bind';
+import { decodeBind, encodeBindAck, encodeBindNak, negotiateFragSize, type BindPdu } from './bind';
 import {
   DREP_LITTLE_ENDIAN_ASCII_IEEE,
   OPNUM_REQUEST_ACTIVATION,
@@ -25,6 +25,8 @@ export interface SessionOptions {
   readonly secondaryAddress: string;
   /** A nonzero u32, called once per association (at the first bind_ack). */
   readonly newAssocGroupId: () => number;
+  /** The framer's limit (kms.maxPduBytes): bind_ack lowers the client's frag sizes to it (§2.6). Absent: echo them. */
+  readonly maxPduBytes?: number;
 }
 
 export interface KmsCall {
@@ -119,15 +121,15 @@ export class RpcSession {
       this.assocGroupId = this.options.newAssocGroupId() >>> 0;
     }
     this.contexts = addAcceptedContexts(this.contexts, judgement.accepted);
-    // §2.6: the frag sizes are echoed (the host's replies are ≤ 344 bytes and it accepts up to
-    // kms.maxPduBytes, which the framer enforces); bind_ack echoes pfc_flags, so CONC_MPX comes
-    // back exactly when asked for; alter_context_resp has 0x03 and an empty secondary address.
+    // §2.6: frag sizes echoed or lowered to what the framer accepts; bind_ack echoes pfc_flags, so
+    // CONC_MPX comes back exactly when asked for; alter_context_resp has 0x03 and no sec_addr.
+    const limit = this.options.maxPduBytes ?? 0xffff;
     const reply = encodeBindAck({
       ptype: isAlter ? PTYPE.ALTER_CONTEXT_RESP : PTYPE.BIND_ACK,
       callId: header.callId,
       flags: isAlter ? REPLY_FLAGS.SINGLE_FRAGMENT : header.flags,
-      maxXmitFrag: bind.maxXmitFrag,
-      maxRecvFrag: bind.maxRecvFrag,
+      maxXmitFrag: negotiateFragSize(bind.maxXmitFrag, limit),
+      maxRecvFrag: negotiateFragSize(bind.maxRecvFrag, limit),
       assocGroupId: this.assocGroupId,
       secondaryAddress: isAlter ? '' : this.options.secondaryAddress,
       results: judgement.results,

@@ -8,6 +8,7 @@ import {
   encodeBind,
   encodeBindAck,
   encodeBindNak,
+  negotiateFragSize,
   type PresentationContextItem,
 } from '../../../src/protocol/rpc/bind';
 import { btfnSyntax, KMS_INTERFACE, NDR32_SYNTAX, NDR64_SYNTAX, NULL_SYNTAX, PTYPE } from '../../../src/protocol/rpc/constants';
@@ -194,4 +195,13 @@ t.test('a bind with two transfer syntaxes in one item decodes both, in order', a
     `),
   );
   t.same(decodeBind(pdu).contexts, items);
+});
+
+t.test('bind_ack frag sizes: echoed, or lowered to the host limit but never below 1432 (§2.6)', async (t) => {
+  t.equal(negotiateFragSize(5840, 0xffff), 5840, 'echoed under a large limit');
+  t.equal(negotiateFragSize(5840, 4096), 4096, 'lowered to the limit');
+  t.equal(negotiateFragSize(5840, 512), 1432, 'never below 1432');
+  t.equal(negotiateFragSize(1000, 4096), 1000, 'a value below 1432 is echoed unchanged');
+  t.equal(negotiateFragSize(1000, 512), 1000, 'and never raised');
+  t.equal(negotiateFragSize(2000, 4096), 2000, 'never raised');
 });

@@ -126,6 +126,12 @@ t.test('C5: bind_ack echoes flags without CONC_MPX and the call_id', async (t) =
   t.equal(a.header.callId, 0x2a);
   t.equal(a.maxXmitFrag, 5840);
   t.equal(a.maxRecvFrag, 5840);
+  const limited = new RpcSession(
+    { ndr64: true, btfn: true, maxStubBytes: 4096, secondaryAddress: '1688', newAssocGroupId: () => 1, maxPduBytes: 4096 },
+    () => ({ hresult: 0 }),
+  );
+  const b = decodeBindAck(limited.handlePdu(BIND3).reply!);
+  t.same([b.maxXmitFrag, b.maxRecvFrag], [4096, 4096], 'lowered to kms.maxPduBytes');
 });
 
 t.test('an alter_context before any bind is treated like a bind (§2.11, U7)', async (t) => {
