@@ -6,7 +6,8 @@ import type { BlockCipher } from './rijndael';
 
 const B = CIPHER_BLOCK_LENGTH;
 
-function checkRange(buf: Uint8Array, start: number, end: number): void {
+function checkRange(iv: Uint8Array, buf: Uint8Array, start: number, end: number): void {
+  if (iv.length !== B) throw new Error(`a CBC IV is 16 bytes, got ${iv.length}`);
   if (start < 0 || end > buf.length || end < start || (end - start) % B !== 0) {
     throw new Error(`CBC range ${start}..${end} of ${buf.length} bytes is not whole 16-byte blocks`);
   }
@@ -14,7 +15,7 @@ function checkRange(buf: Uint8Array, start: number, end: number): void {
 
 /** C_i = E(P_i ⊕ C_{i−1}), C_{−1} = iv; `iv` must not overlap the range. */
 export function cbcEncryptInPlace(cipher: BlockCipher, iv: Uint8Array, buf: Uint8Array, start: number, end: number): void {
-  checkRange(buf, start, end);
+  checkRange(iv, buf, start, end);
   let prev: Uint8Array = iv;
   let prevOff = 0;
   for (let at = start; at < end; at += B) {
@@ -27,7 +28,7 @@ export function cbcEncryptInPlace(cipher: BlockCipher, iv: Uint8Array, buf: Uint
 
 /** P_i = D(C_i) ⊕ C_{i−1}, walking backwards so each C_{i−1} is still intact when it is needed. */
 export function cbcDecryptInPlace(cipher: BlockCipher, iv: Uint8Array, buf: Uint8Array, start: number, end: number): void {
-  checkRange(buf, start, end);
+  checkRange(iv, buf, start, end);
   for (let at = end - B; at >= start; at -= B) {
     cipher.decryptBlock(buf, at, buf, at);
     if (at > start) {

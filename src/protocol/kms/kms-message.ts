@@ -25,7 +25,7 @@ export function requestLengthOf(version: KmsVersion): number {
  * Host side. `message` = the requestSize bytes of the stub (§3.1). Checks, in order: version 4.0,
  * 5.0 or 6.0; the version's length (excess ignored, §4.1); the v4 MAC when `verifyV4Mac`; v5/v6
  * padding 04 04 04 04 and inner version = clear version (§6.2). Each failure is a ProtocolError
- * whose code the host answers with 0x8007000D.
+ * whose code the host answers with 0x8007000D. The result never shares memory with `message`.
  */
 export function decodeKmsRequest(message: Buffer, opts: { verifyV4Mac: boolean }): DecodedKmsRequest {
   if (message.length < KMS_VERSION_LENGTH) {
