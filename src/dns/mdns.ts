@@ -1,0 +1,178 @@
+// mDNS / DNS-SD (RFC 6762, RFC 6763) with multicast-dns: announces `_vlmcs._tcp.local` (PTR,
+// SRV, TXT, A/AAAA), answers queries for it and withdraws it (TTL 0) on shutdown. Windows
+// clients never use mDNS to find a KMS host (they query DNS SRV, PROTOCOL.md §8.1): this is
+// for people and tools (avahi-browse, dns-sd, network scanners) looking for the appliance.
+import type { RemoteInfo } from 'node:dgram';
+import net from 'node:net';
+import makeMdns from 'multicast-dns';
+import type { Answer, Question } from 'dns-packet';
+import type { AppConfig } from '../config/defaults';
+import type { DnsLog } from './dns-responder';
+
+export const MDNS_SERVICE = '_vlmcs._tcp.local';
+const SERVICES_ENUMERATION = '_services._dns-sd._udp.local'; // RFC 6763 §9
+const MDNS_PORT = 5353;
+// RFC 6762 §10: host-bound records 120 s, the others 75 minutes.
+const HOST_TTL = 120;
+const SERVICE_TTL = 4500;
+// RFC 6762 §6.7: answers to legacy (non-5353) queriers carry TTLs of at most 10 s.
+const LEGACY_UNICAST_TTL = 10;
+const CLASS_IN_QU = 0x8001; // IN with the unicast-response bit
+
+export interface MdnsContext {
+  readonly kmsPort: number;
+  readonly hostName: string;
+  addresses(): string[];
+  readonly log: DnsLog;
+}
+
+export interface MdnsOptions {
+  /** multicast-dns socket options; tests bind to 127.0.0.1 with `multicast: false`. */
+  readonly socket?: makeMdns.Options;
+  /** Where unsolicited announcements go; the mDNS group by default. */
+  readonly announceTo?: { readonly address: string; readonly port: number };
+  /** Delays of the announcements after start (RFC 6762 §8.3: two, one second apart). */
+  readonly announceDelaysMs?: readonly number[];
+}
+
+export interface MdnsHandle {
+  readonly instance: string;
+  /** True once bound and announcing; false (and a log line) when the socket could not bind. */
+  readonly ready: Promise<boolean>;
+  /** Sends the goodbye (TTL 0) and closes the socket. */
+  stop(): Promise<void>;
+}
+
+export interface MdnsNames {
+  readonly instance: string;
+  readonly host: string;
+}
+
+/** The DNS-SD instance and host names; dots are not allowed inside our labels. */
+export function mdnsNames(instanceName: string, hostName: string): MdnsNames {
+  const short = (hostName.split('.')[0] || 'kms-appliance').replace(/[^A-Za-z0-9-]/g, '-');
+  const label = (instanceName || `KMS on ${short}`).replace(/\./g, '-');
+  return { instance: `${label}.${MDNS_SERVICE}`, host: `${short}.local` };
+}
+
+/** Every record this appliance publishes; `ttl` overrides all TTLs (0 = goodbye). */
+export function buildMdnsRecords(names: MdnsNames, port: number, addresses: readonly string[], ttl?: number): Answer[] {
+  const t = (d: number): number => (ttl === undefined ? d : ttl);
+  const records: Answer[] = [
+    { name: MDNS_SERVICE, type: 'PTR', ttl: t(SERVICE_TTL), data: names.instance },
+    { name: SERVICES_ENUMERATION, type: 'PTR', ttl: t(SERVICE_TTL), data: MDNS_SERVICE },
+    { name: names.instance, type: 'SRV', ttl: t(HOST_TTL), flush: true, data: { priority: 0, weight: 0, port, target: names.host } },
+    { name: names.instance, type: 'TXT', ttl: t(SERVICE_TTL), flush: true, data: ['txtvers=1', `port=${port}`] },
+  ];
+  for (const a of addresses) {
+    if (net.isIPv4(a)) records.push({ name: names.host, type: 'A', ttl: t(HOST_TTL), flush: true, data: a });
+    else if (net.isIPv6(a)) records.push({ name: names.host, type: 'AAAA', ttl: t(HOST_TTL), flush: true, data: a.replace(/%.*$/, '') });
+  }
+  return records;
+}
+
+/** Answers and additional records for one question (RFC 6763 §12 says what to add). */
+export function answerMdnsQuestion(q: Pick<Question, 'name' | 'type'>, records: readonly Answer[]): { answers: Answer[]; additionals: Answer[] } {
+  const name = q.name.toLowerCase();
+  const answers = records.filter((r) => r.name.toLowerCase() === name && ((q.type as string) === 'ANY' || r.type === q.type));
+  const additionals: Answer[] = [];
+  const add = (r: Answer): void => {
+    if (!answers.includes(r) && !additionals.includes(r)) additionals.push(r);
+  };
+  for (const a of answers) {
+    if (a.type === 'PTR' && a.name.toLowerCase() === MDNS_SERVICE) {
+      for (const r of records) if (r.name === a.data && (r.type === 'SRV' || r.type === 'TXT')) add(r);
+    }
+  }
+  for (const a of [...answers, ...additionals]) {
+    if (a.type === 'SRV') for (const r of records) if ((r.type === 'A' || r.type === 'AAAA') && r.name === a.data.target) add(r);
+  }
+  return { answers, additionals };
+}
+
+/** Starts at once; `ready` says whether the socket bound. Never throws for socket errors. */
+export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext, options: MdnsOptions = {}): MdnsHandle {
+  const names = mdnsNames(config.instanceName, context.hostName);
+  const records = (): Answer[] => buildMdnsRecords(names, context.kmsPort, context.addresses());
+  const mdns = makeMdns(options.socket);
+  const log = context.log;
+  const announceTarget = options.announceTo ? { port: options.announceTo.port, address: options.announceTo.address } : undefined;
+  const timers: NodeJS.Timeout[] = [];
+  let state: 'starting' | 'up' | 'failed' | 'stopped' = 'starting';
+
+  const sendAnnouncement = (answers: Answer[], cb?: () => void): void => {
+    const done = (err: Error | null): void => {
+      if (err) log.warn({ reason: err.message }, 'mDNS announcement not sent');
+      cb?.();
+    };
+    if (announceTarget) mdns.respond({ answers }, announceTarget, done);
+    else mdns.respond({ answers }, done);
+  };
+
+  mdns.on('warning', (err: Error) => log.debug({ code: 'KMS_ERR_DNS_MALFORMED', reason: err.message }, 'mDNS packet ignored'));
+  mdns.on('query', (query: makeMdns.QueryPacket, rinfo: RemoteInfo) => {
+    if (state !== 'up') return;
+    const all = records();
+    const answers: Answer[] = [];
+    const additionals: Answer[] = [];
+    let unicast = rinfo.port !== MDNS_PORT;
+    for (const q of query.questions) {
+      const klass = q.class as unknown;
+      if (klass === `UNKNOWN_${CLASS_IN_QU}`) unicast = true; // dns-packet names the QU bit this way
+      const r = answerMdnsQuestion(q, all);
+      for (const a of r.answers) if (!answers.includes(a)) answers.push(a);
+      for (const a of r.additionals) if (!additionals.includes(a) && !answers.includes(a)) additionals.push(a);
+    }
+    if (answers.length === 0) return; // mDNS responders stay silent when they know nothing (RFC 6762 §6)
+    if (unicast) {
+      const cap = (a: Answer): Answer => ({ ...a, ttl: Math.min((a as { ttl?: number }).ttl ?? HOST_TTL, LEGACY_UNICAST_TTL), flush: false }) as Answer;
+      // RFC 6762 §6.7: a legacy querier gets its ID and question back, by unicast.
+      mdns.respond({ id: query.id, questions: query.questions, answers: answers.map(cap), additionals: additionals.map(cap) }, { port: rinfo.port, address: rinfo.address });
+    } else if (announceTarget) {
+      mdns.respond({ answers, additionals }, announceTarget);
+    } else {
+      mdns.respond({ answers, additionals });
+    }
+  });
+
+  const ready = new Promise<boolean>((resolve) => {
+    mdns.on('error', (err: Error) => {
+      if (state === 'starting') {
+        state = 'failed';
+        log.warn({ code: 'KMS_ERR_DNS_LISTEN', reason: err.message }, 'mDNS responder could not bind its socket; _vlmcs._tcp.local is not announced');
+        resolve(false);
+      } else {
+        log.warn({ reason: err.message }, 'mDNS socket error');
+      }
+    });
+    mdns.once('ready', () => {
+      if (state !== 'starting') return resolve(false);
+      state = 'up';
+      log.info(
+        { service: MDNS_SERVICE, instance: names.instance, host: names.host, port: context.kmsPort },
+        'mDNS: announcing the KMS host as _vlmcs._tcp.local for people and tools; Windows clients do not use mDNS to find a KMS host (they query DNS SRV)',
+      );
+      for (const delay of options.announceDelaysMs ?? [0, 1000]) {
+        const timer = setTimeout(() => sendAnnouncement(records()), delay);
+        timer.unref();
+        timers.push(timer);
+      }
+      resolve(true);
+    });
+  });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    instance: names.instance,
+    ready,
+    stop: () =>
+      (stopping ??= new Promise<void>((done) => {
+        for (const timer of timers) clearTimeout(timer);
+        const wasUp = state === 'up';
+        state = 'stopped';
+        if (!wasUp) return mdns.destroy(() => done());
+        // RFC 6762 §10.1: a goodbye is the records again with TTL 0.
+        sendAnnouncement(buildMdnsRecords(names, context.kmsPort, context.addresses(), 0), () => mdns.destroy(() => done()));
+      })),
+  };
+}
