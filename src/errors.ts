@@ -114,6 +114,7 @@ export const ERRORS = Object.freeze({
   KMS_ERR_DNS_NO_SRV: { action: 'none', hresult: E.DNS_NAME_NOT_FOUND, explain: 'No _vlmcs._tcp SRV record exists for the domain; clients there cannot find the host (register it, serve the zone, or configure clients by hand).' },
   KMS_ERR_DNS_NO_RECORDS: { action: 'none', hresult: E.DNS_NO_RECORDS, explain: 'The SRV name exists but has no SRV records, or its target has no address.' },
   KMS_ERR_DNS_SERVER_UNREACHABLE: { action: 'none', hresult: E.DNS_NAME_NOT_FOUND, explain: 'The DNS server did not answer; clients using it cannot discover any KMS host.' },
+  KMS_ERR_DNS_NO_HOST_REACHED: { action: 'none', hresult: E.NO_KMS_HOST, explain: 'DNS names KMS hosts, but activation failed against every one of them; each attempt says why (host down, wrong port in the SRV record, firewall, refusal).' },
   KMS_ERR_DNS_UPDATE_FAILED: { action: 'none', explain: 'The DNS server rejected the dynamic update (RFC 2136); check the zone name, the TSIG key and the server\'s update policy.' },
   KMS_ERR_DNS_TSIG_BAD: { action: 'none', explain: 'The TSIG signature did not verify (wrong key name, secret or algorithm, or clocks more than 5 minutes apart).' },
   KMS_ERR_DNS_LISTEN: { action: 'none', explain: 'The DNS server could not bind its address (port 53 needs CAP_NET_BIND_SERVICE, or another resolver already uses it).' },
