@@ -1,0 +1,126 @@
+// `kms-appliance status`: where the count stands per application and KMS group, in words an
+// administrator can act on ("2 more machines must contact this host"), read from the database
+// while the server runs.
+
+import { parseArgs } from 'node:util';
+import { EXIT, type Command, type CommandIo } from '../command';
+import { COMMON_HELP, COMMON_OPTIONS, openInventory, usageError, withExit } from '../inventory-access';
+import { isoTime, shortTime } from '../tabular';
+import type { ApplicationSummary, DatabaseInfo, Duplicates } from '../../store/inventory';
+
+const HELP = `Usage: kms-appliance status [--data-dir DIR] [--config FILE] [--json]
+
+Show, per application (Windows, Office 2010, Office 2013+) and per KMS group, how many machines
+contacted this host in the last 30 days, how many their products need before they activate,
+and machines that look cloned without sysprep. Safe to run while the server runs.
+
+Options:
+      --json          Machine-readable output.
+${COMMON_HELP}
+
+Exit codes: 0 ok, 1 database missing or unusable, 2 usage or configuration error.
+`;
+
+const WINDOW_DAYS = 30;
+
+export function describeApplication(a: ApplicationSummary): string {
+  const machines = `${a.activeMachines} machine${a.activeMachines === 1 ? '' : 's'} in the last ${WINDOW_DAYS} days`;
+  if (a.threshold === 0) return `${a.applicationName}: ${machines}; no client asked in that time.`;
+  let line = `${a.applicationName}: ${machines}; clients need ${a.threshold}: `;
+  if (a.activates) {
+    line += `${a.applicationName} clients activate`;
+  } else {
+    const more = `${a.missing} more machine${a.missing === 1 ? '' : 's'}`;
+    line += `${more} must contact this host before ${a.applicationName} clients activate`;
+  }
+  // PROTOCOL.md §7.2: a host never reports more than twice the threshold.
+  if (a.activeMachines > a.reportedCount) line += ` (clients are told ${a.reportedCount}, twice the threshold)`;
+  return `${line}.`;
+}
+
+function formatSize(bytes: number): string {
+  return bytes < 1048576 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+export function formatStatus(info: DatabaseInfo, apps: readonly ApplicationSummary[], dups: Duplicates): string {
+  const out: string[] = [];
+  out.push(`Database: ${info.file} (${info.clients} machines known, ${info.events} events, ${formatSize(info.sizeBytes)})`);
+  out.push('');
+  if (apps.length === 0) out.push('No machine has asked this host for activation yet.');
+  for (const a of apps) {
+    out.push(describeApplication(a));
+    if (a.lastActivationMs !== null) out.push(`  last activation ${shortTime(a.lastActivationMs)}`);
+    const width = Math.max(0, ...a.groups.map((g) => g.groupName.length));
+    for (const g of a.groups) {
+      const state = g.activates ? 'activating' : `not activating (needs ${g.requiredCount - a.activeMachines} more)`;
+      out.push(
+        `  ${g.groupName.padEnd(width)}  ${String(g.activeMachines).padStart(6)} machine${g.activeMachines === 1 ? ' ' : 's'}` +
+          `  need ${String(g.requiredCount).padEnd(3)}  ${state}; last ${shortTime(g.lastActivationMs)}`,
+      );
+    }
+    out.push('');
+  }
+  if (dups.sharedCmids.length > 0) {
+    out.push(`Duplicate CMIDs (one machine ID under several names or addresses: an image deployed without sysprep /generalize?):`);
+    for (const d of dups.sharedCmids) {
+      const parts = [`names ${d.workstations.join(', ')}`];
+      if (d.addresses.length > 1) parts.push(`addresses ${d.addresses.join(', ')}`);
+      parts.push(`switched ${d.workstationChanges + d.addressChanges} times`);
+      out.push(`  ${d.cmid}: ${parts.join('; ')}`);
+    }
+    out.push('');
+  }
+  if (dups.sharedWorkstations.length > 0) {
+    out.push('Workstation names with several CMIDs (re-imaged, or two machines with one name):');
+    for (const w of dups.sharedWorkstations) out.push(`  ${w.workstation}: ${w.cmids.join(', ')}`);
+    out.push('');
+  }
+  if (dups.sharedCmids.length === 0 && dups.sharedWorkstations.length === 0) out.push('No duplicate CMIDs.');
+  return out.join('\n').replace(/\n+$/, '') + '\n';
+}
+
+export function statusJson(info: DatabaseInfo, apps: readonly ApplicationSummary[], dups: Duplicates, nowMs: number): unknown {
+  return {
+    database: info,
+    generatedAt: isoTime(nowMs),
+    windowDays: WINDOW_DAYS,
+    applications: apps.map((a) => ({
+      ...a,
+      summary: describeApplication(a),
+      lastActivation: isoTime(a.lastActivationMs),
+      groups: a.groups.map((g) => ({ ...g, lastActivation: isoTime(g.lastActivationMs) })),
+    })),
+    duplicates: dups,
+  };
+}
+
+async function run(argv: readonly string[], io: CommandIo): Promise<number> {
+  let values: { 'data-dir'?: string; config?: string; help?: boolean; json?: boolean };
+  try {
+    ({ values } = parseArgs({ args: [...argv], strict: true, options: { ...COMMON_OPTIONS, json: { type: 'boolean' } } }));
+  } catch (err) {
+    return usageError(io, 'status', (err as Error).message);
+  }
+  if (values.help) {
+    io.stdout.write(HELP);
+    return EXIT.OK;
+  }
+  const { inventory } = openInventory('status', values, io);
+  try {
+    const now = Date.now();
+    const info = inventory.info();
+    const apps = inventory.summary(now);
+    const dups = inventory.duplicates(now);
+    io.stdout.write(values.json ? `${JSON.stringify(statusJson(info, apps, dups, now), null, 2)}\n` : formatStatus(info, apps, dups));
+    return EXIT.OK;
+  } finally {
+    inventory.close();
+  }
+}
+
+export const command: Command = {
+  name: 'status',
+  summary: 'machines counted per application and product group, and what is missing for activation',
+  help: HELP,
+  run: (argv, io) => withExit(() => run(argv, io)),
+};

@@ -1,0 +1,335 @@
+// The read side of the activation database: per-application and per-group counts, the client
+// list, machines cloned without sysprep. It opens the file read-only, so the CLI and the admin
+// page can read while the server writes (WAL mode: readers never block the writer).
+
+import * as fs from 'node:fs';
+import Database from 'better-sqlite3';
+import { COUNT_WINDOW_MS } from '../host/counting';
+import { databaseFile } from './data-dir';
+import { openDatabase, SCHEMA_VERSION } from './schema';
+import { ID_NAMES, memoizeNames, type NameResolver } from './name-resolver';
+
+export interface GroupSummary {
+  readonly groupId: string;
+  readonly groupName: string;
+  /** Distinct machines of this group counted inside the window. */
+  readonly activeMachines: number;
+  /** Largest RequiredClientCount its machines sent: what they need to activate. */
+  readonly requiredCount: number;
+  /** Whether the application's count reaches what this group's clients need. */
+  readonly activates: boolean;
+  readonly lastActivationMs: number;
+}
+
+export interface ApplicationSummary {
+  readonly applicationId: string;
+  readonly applicationName: string;
+  /** Distinct machines counted inside the window (PROTOCOL.md §7.2). */
+  readonly activeMachines: number;
+  /** Largest RequiredClientCount served inside the window; 0 when nothing was served in it. */
+  readonly threshold: number;
+  /** What a client is told now: activeMachines capped at 2 × threshold. */
+  readonly reportedCount: number;
+  /** Machines still missing before clients with the largest threshold activate. */
+  readonly missing: number;
+  readonly activates: boolean;
+  /** Host time of the latest served request; null when none is in the window. */
+  readonly lastActivationMs: number | null;
+  readonly groups: readonly GroupSummary[];
+}
+
+export interface ClientRecord {
+  readonly applicationId: string;
+  readonly applicationName: string;
+  readonly groupId: string;
+  readonly groupName: string;
+  readonly skuId: string;
+  readonly skuName: string;
+  readonly cmid: string;
+  readonly workstation: string;
+  readonly address: string;
+  readonly firstSeenMs: number;
+  readonly lastSeenMs: number;
+  /** null: never served (only refused). */
+  readonly lastCountedMs: number | null;
+  /** Counted in the window now. */
+  readonly active: boolean;
+  readonly licenseStatus: number;
+  readonly vm: boolean;
+  readonly protocolVersion: number;
+  readonly requests: number;
+  readonly lastHresult: number;
+  readonly requiredCount: number;
+}
+
+export interface ClientFilter {
+  /** KMS group id, or part of its name (case-insensitive). */
+  readonly group?: string;
+  /** SKU (activation) id, or part of its name. */
+  readonly product?: string;
+  /** Application id, or part of its name. */
+  readonly application?: string;
+  /** Only machines whose last request is older than this host time. */
+  readonly notSeenSinceMs?: number;
+}
+
+export interface SharedCmid {
+  readonly cmid: string;
+  readonly workstations: readonly string[];
+  readonly addresses: readonly string[];
+  /** How often the name (or address) under this CMID switched; clones flip back and forth. */
+  readonly workstationChanges: number;
+  readonly addressChanges: number;
+  readonly applications: readonly string[];
+}
+
+export interface SharedWorkstation {
+  readonly workstation: string;
+  readonly cmids: readonly string[];
+}
+
+export interface Duplicates {
+  /** One CMID answering under several names or addresses: an image deployed without sysprep. */
+  readonly sharedCmids: readonly SharedCmid[];
+  /** One name with several CMIDs: re-imaged without PreviousClientMachineID, or clashing names. */
+  readonly sharedWorkstations: readonly SharedWorkstation[];
+}
+
+export interface DatabaseInfo {
+  readonly file: string;
+  readonly schemaVersion: number;
+  readonly clients: number;
+  readonly events: number;
+  readonly sizeBytes: number;
+}
+
+/** Counts of active machines per (application, group), for the compliance report. */
+export interface GroupCount {
+  readonly applicationId: string;
+  readonly groupId: string;
+  readonly activeMachines: number;
+}
+
+interface ClientDbRow {
+  application: string;
+  cmid: string;
+  first_seen_ms: number;
+  last_seen_ms: number;
+  last_counted_ms: number | null;
+  workstation: string;
+  sku: string;
+  kms_group: string;
+  license_status: number;
+  protocol_version: number;
+  client_address: string;
+  vm: number;
+  requests: number;
+  last_hresult: number;
+  required_count: number;
+}
+
+// A single DHCP renumbering changes the address once; two machines sharing a CMID keep switching.
+const ADDRESS_SWITCHES_FOR_DUPLICATE = 2;
+
+export class Inventory {
+  private readonly names: NameResolver;
+
+  /** Opens `dataDir`'s database read-only; throws StoreError like SqliteStore.open. */
+  static open(dataDir: string, options: { names?: NameResolver; busyTimeoutMs?: number } = {}): Inventory {
+    const file = databaseFile(dataDir);
+    const db = openDatabase(file, { readonly: true, busyTimeoutMs: options.busyTimeoutMs ?? 5000 });
+    return new Inventory(db, file, options.names ?? ID_NAMES, true);
+  }
+
+  /** Reads through an open connection (the server's own store, for the admin page). */
+  constructor(
+    private readonly db: Database.Database,
+    readonly file: string,
+    names: NameResolver = ID_NAMES,
+    private readonly ownsConnection = false,
+  ) {
+    this.names = memoizeNames(names);
+  }
+
+  close(): void {
+    if (this.ownsConnection) this.db.close();
+  }
+
+  info(): DatabaseInfo {
+    let sizeBytes = 0;
+    for (const f of [this.file, `${this.file}-wal`]) {
+      try {
+        sizeBytes += fs.statSync(f).size;
+      } catch {
+        // no WAL while no writer has the file open
+      }
+    }
+    return {
+      file: this.file,
+      schemaVersion: SCHEMA_VERSION,
+      clients: this.db.prepare('SELECT count(*) FROM clients').pluck().get() as number,
+      events: this.db.prepare('SELECT count(*) FROM events').pluck().get() as number,
+      sizeBytes,
+    };
+  }
+
+  /** Per application, then per KMS group: counts in the window ending at nowMs. */
+  summary(nowMs: number, windowMs: number = COUNT_WINDOW_MS): ApplicationSummary[] {
+    const cutoff = nowMs - windowMs;
+    // One read transaction: the numbers of all applications come from the same moment.
+    return this.db.transaction(() => {
+      const apps = this.db
+        .prepare('SELECT application, MAX(CASE WHEN last_served_ms >= ? THEN required_count ELSE 0 END) AS threshold FROM app_required GROUP BY application')
+        .all(cutoff) as { application: string; threshold: number }[];
+      const countApp = this.db.prepare(
+        'SELECT count(*) AS n, MAX(last_counted_ms) AS last FROM clients WHERE application = ? AND last_counted_ms >= ?',
+      );
+      const groupsOf = this.db.prepare(`
+        SELECT kms_group, count(*) AS n, MAX(required_count) AS required, MAX(last_counted_ms) AS last
+        FROM clients WHERE application = ? AND last_counted_ms >= ? GROUP BY kms_group ORDER BY n DESC, kms_group`);
+      return apps
+        .map(({ application, threshold }) => {
+          const { n, last } = countApp.get(application, cutoff) as { n: number; last: number | null };
+          const groups = (groupsOf.all(application, cutoff) as { kms_group: string; n: number; required: number; last: number }[]).map(
+            (g): GroupSummary => ({
+              groupId: g.kms_group,
+              groupName: this.names.groupName(g.kms_group),
+              activeMachines: g.n,
+              requiredCount: Math.max(1, g.required),
+              activates: n >= Math.max(1, g.required),
+              lastActivationMs: g.last,
+            }),
+          );
+          return {
+            applicationId: application,
+            applicationName: this.names.applicationName(application),
+            activeMachines: n,
+            threshold,
+            reportedCount: Math.min(n, 2 * threshold),
+            missing: Math.max(0, threshold - n),
+            activates: threshold > 0 && n >= threshold,
+            lastActivationMs: last,
+            groups,
+          };
+        })
+        .sort((a, b) => b.activeMachines - a.activeMachines || a.applicationName.localeCompare(b.applicationName));
+    })();
+  }
+
+  /** Machines matching the filter, by application, group and name. Streams: a site may have many. */
+  *clients(filter: ClientFilter, nowMs: number, windowMs: number = COUNT_WINDOW_MS): Generator<ClientRecord> {
+    const cutoff = nowMs - windowMs;
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.notSeenSinceMs !== undefined) {
+      where.push('last_seen_ms < ?');
+      params.push(filter.notSeenSinceMs);
+    }
+    const sql = `SELECT * FROM clients ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY application, kms_group, workstation, cmid`;
+    const matchApp = matcher(filter.application, (id) => this.names.applicationName(id));
+    const matchGroup = matcher(filter.group, (id) => this.names.groupName(id));
+    for (const row of this.db.prepare(sql).iterate(...params) as IterableIterator<ClientDbRow>) {
+      if (!matchApp(row.application) || !matchGroup(row.kms_group)) continue;
+      if (filter.product !== undefined && !matches(filter.product, row.sku, this.names.skuName(row.sku, row.kms_group))) continue;
+      yield this.toRecord(row, cutoff);
+    }
+  }
+
+  /** Evidence of cloned machines among those seen in the window. */
+  duplicates(nowMs: number, windowMs: number = COUNT_WINDOW_MS): Duplicates {
+    const cutoff = nowMs - windowMs;
+    const sharedCmids = (
+      this.db
+        .prepare(`
+          SELECT cmid,
+            group_concat(workstation, char(10)) AS names, group_concat(previous_workstation, char(10)) AS previous_names,
+            group_concat(client_address, char(10)) AS addresses, group_concat(previous_address, char(10)) AS previous_addresses,
+            SUM(workstation_changes) AS ws_changes, SUM(address_changes) AS addr_changes,
+            group_concat(application, char(10)) AS applications
+          FROM clients WHERE last_seen_ms >= ? AND (workstation_changes > 0 OR address_changes >= ?)
+          GROUP BY cmid ORDER BY cmid`)
+        .all(cutoff, ADDRESS_SWITCHES_FOR_DUPLICATE) as {
+        cmid: string; names: string; previous_names: string; addresses: string; previous_addresses: string;
+        ws_changes: number; addr_changes: number; applications: string;
+      }[]
+    ).map(
+      (r): SharedCmid => ({
+        cmid: r.cmid,
+        workstations: distinct(`${r.names}\n${r.previous_names}`),
+        addresses: distinct(`${r.addresses}\n${r.previous_addresses}`),
+        workstationChanges: r.ws_changes,
+        addressChanges: r.addr_changes,
+        applications: distinct(r.applications).map((a) => this.names.applicationName(a)),
+      }),
+    );
+    const sharedWorkstations = (
+      this.db
+        .prepare(`
+          SELECT lower(workstation) AS workstation, group_concat(DISTINCT cmid) AS cmids
+          FROM clients WHERE workstation <> '' AND last_seen_ms >= ?
+          GROUP BY lower(workstation) HAVING count(DISTINCT cmid) > 1 ORDER BY 1`)
+        .all(cutoff) as { workstation: string; cmids: string }[]
+    ).map((r) => ({ workstation: r.workstation, cmids: r.cmids.split(',').sort() }));
+    return { sharedCmids, sharedWorkstations };
+  }
+
+  /** Active machines per (application, group) in the window. */
+  groupCounts(nowMs: number, windowMs: number = COUNT_WINDOW_MS): GroupCount[] {
+    return (
+      this.db
+        .prepare(`
+          SELECT application, kms_group, count(*) AS n FROM clients
+          WHERE last_counted_ms >= ? GROUP BY application, kms_group ORDER BY application, kms_group`)
+        .all(nowMs - windowMs) as { application: string; kms_group: string; n: number }[]
+    ).map((r) => ({ applicationId: r.application, groupId: r.kms_group, activeMachines: r.n }));
+  }
+
+  get nameResolver(): NameResolver {
+    return this.names;
+  }
+
+  private toRecord(r: ClientDbRow, cutoff: number): ClientRecord {
+    return {
+      applicationId: r.application,
+      applicationName: this.names.applicationName(r.application),
+      groupId: r.kms_group,
+      groupName: this.names.groupName(r.kms_group),
+      skuId: r.sku,
+      skuName: this.names.skuName(r.sku, r.kms_group),
+      cmid: r.cmid,
+      workstation: r.workstation,
+      address: r.client_address,
+      firstSeenMs: r.first_seen_ms,
+      lastSeenMs: r.last_seen_ms,
+      lastCountedMs: r.last_counted_ms,
+      active: r.last_counted_ms !== null && r.last_counted_ms >= cutoff,
+      licenseStatus: r.license_status,
+      vm: r.vm !== 0,
+      protocolVersion: r.protocol_version,
+      requests: r.requests,
+      lastHresult: r.last_hresult,
+      requiredCount: r.required_count,
+    };
+  }
+}
+
+/** An id matches itself exactly, or a name containing the text (case-insensitive). */
+export function matches(wanted: string, id: string, name: string): boolean {
+  const w = wanted.trim().toLowerCase();
+  return id === w || name.toLowerCase().includes(w);
+}
+
+function matcher(wanted: string | undefined, nameOf: (id: string) => string): (id: string) => boolean {
+  if (wanted === undefined) return () => true;
+  const memo = new Map<string, boolean>();
+  return (id) => {
+    let m = memo.get(id);
+    if (m === undefined) memo.set(id, (m = matches(wanted, id, nameOf(id))));
+    return m;
+  };
+}
+
+function distinct(joined: string): string[] {
+  return [...new Set(joined.split('\n').filter((s) => s !== ''))].sort();
+}

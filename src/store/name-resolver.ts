@@ -1,0 +1,32 @@
+// How the read side turns GUIDs into the names an administrator knows. The CLI builds one from
+// the product catalogue; the store itself never depends on catalogue internals.
+
+export interface NameResolver {
+  applicationName(id: string): string;
+  groupName(id: string): string;
+  skuName(activationId: string, groupId: string): string;
+}
+
+/** Shows the ids themselves; for tools that run without a catalogue. */
+export const ID_NAMES: NameResolver = Object.freeze({
+  applicationName: (id: string) => id,
+  groupName: (id: string) => id,
+  skuName: (activationId: string) => activationId,
+});
+
+/** Resolves each id once: the client list asks for the same few names a million times. */
+export function memoizeNames(names: NameResolver): NameResolver {
+  const apps = new Map<string, string>();
+  const groups = new Map<string, string>();
+  const skus = new Map<string, string>();
+  const cached = (map: Map<string, string>, key: string, make: () => string): string => {
+    let v = map.get(key);
+    if (v === undefined) map.set(key, (v = make()));
+    return v;
+  };
+  return {
+    applicationName: (id) => cached(apps, id, () => names.applicationName(id)),
+    groupName: (id) => cached(groups, id, () => names.groupName(id)),
+    skuName: (activationId, groupId) => cached(skus, `${activationId}/${groupId}`, () => names.skuName(activationId, groupId)),
+  };
+}
