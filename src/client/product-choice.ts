@@ -37,7 +37,7 @@ export function chooseProduct(catalog: Catalog, wanted: string): ChosenProduct {
     const names = partial.slice(0, 12).map((s) => `"${s.name}"`).join(', ');
     throw usage(`"${text}" matches ${partial.length} products: ${names}${partial.length > 12 ? ', …' : ''}; be more specific`);
   }
-  throw usage(`no product named like "${text}"; try a name such as "Windows 11 Enterprise" or an Activation ID`);
+  throw usage(`no product named like "${text}"; try a name such as "Windows 10/11 Enterprise" or an Activation ID, or --list-products`);
 }
 
 /** Every volume product (SKUs of non-retail, non-preview groups), for `activate --list-products`. */

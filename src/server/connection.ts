@@ -48,6 +48,7 @@ export class KmsConnection {
         ndr64: settings.ndr64,
         btfn: settings.btfn,
         maxStubBytes: settings.maxStubBytes,
+        maxPduBytes: settings.maxPduBytes,
         secondaryAddress: String(socket.localPort ?? ''),
         newAssocGroupId: () => randomInt(1, 0xffffffff),
       },

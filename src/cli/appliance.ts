@@ -1,0 +1,256 @@
+// Assembles the running appliance from a validated configuration: store, catalogue, host identity,
+// the KMS listener, the DNS responder, DNS registration, mDNS and the admin page. `serve` runs it;
+// tests start it in-process on port 0. Reload swaps what can change without dropping connections.
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { ConfigError } from '../errors';
+import type { AppConfig } from '../config/defaults';
+import { parseListenAddress, formatListenAddress, type ListenAddress } from '../config/listen-address';
+import { loadCatalog } from '../catalog/load';
+import type { Catalog } from '../catalog/catalog';
+import { buildProductPolicy } from '../host/product-policy';
+import { loadHostIdentity } from '../host/host-identity';
+import { processKmsMessage, type ActivationDeps, type HostSettings } from '../host/activation';
+import type { Clock } from '../host/ports';
+import { SqliteStore } from '../store/sqlite-store';
+import { databaseFile, resolveDataDir } from '../store/data-dir';
+import { KmsServer, type BoundAddress } from '../server/kms-server';
+import type { KmsServerSettings } from '../server/types';
+import { logActivation, type Logger } from '../logging/logger';
+import { startDnsServer, type DnsServerHandle } from '../dns/dns-server';
+import { startRegistrar, type RegistrarHandle } from '../dns/registrar';
+import { startMdns, type MdnsHandle } from '../dns/mdns';
+import { startAdminServer, type AdminServerHandle } from '../admin/http-server';
+import { adminSnapshot } from '../admin/snapshot';
+import { Inventory } from '../store/inventory';
+import { catalogNames } from '../catalog/names';
+
+export interface ApplianceOverrides {
+  readonly listen?: readonly string[];
+  readonly dnsListen?: readonly string[];
+  readonly dataDir?: string;
+}
+
+export interface StartOptions {
+  readonly log: Logger;
+  readonly env?: NodeJS.ProcessEnv;
+  readonly clock?: Clock;
+  /** Records every KMS request outcome (tests); the log line is written either way. */
+  readonly onOutcome?: Parameters<typeof logActivation>[1] extends infer O ? (o: O) => void : never;
+}
+
+export interface ReloadReport {
+  readonly applied: readonly string[];
+  readonly needsRestart: readonly string[];
+}
+
+export interface Appliance {
+  readonly config: AppConfig;
+  readonly dataDir: string;
+  readonly databaseFile: string;
+  readonly kmsAddresses: readonly BoundAddress[];
+  readonly dnsAddresses: readonly ListenAddress[];
+  readonly adminAddresses: readonly ListenAddress[];
+  readonly store: SqliteStore;
+  readonly catalog: Catalog;
+  reload(next: AppConfig): ReloadReport;
+  stop(): Promise<void>;
+}
+
+/** Applies command-line overrides; listen specs are checked here so a typo is a usage error. */
+export function applyOverrides(config: AppConfig, o: ApplianceOverrides): AppConfig {
+  const next = structuredClone(config) as { -readonly [K in keyof AppConfig]: any };
+  if (o.listen && o.listen.length > 0) next.kms.listen = [...o.listen];
+  if (o.dnsListen && o.dnsListen.length > 0) next.dns.listen = [...o.dnsListen];
+  if (o.dataDir) next.store.dataDir = o.dataDir;
+  return next as AppConfig;
+}
+
+function parseAll(specs: readonly string[], what: string): ListenAddress[] {
+  return specs.map((spec) => {
+    const a = parseListenAddress(spec);
+    if ('error' in a) throw new ConfigError('KMS_ERR_CONFIG_INVALID', `${what}: ${a.error}`, { errors: [`${what}: ${a.error}`] });
+    return a;
+  });
+}
+
+function hostSettings(config: AppConfig): HostSettings {
+  const k = config.kms;
+  return {
+    activationIntervalMinutes: k.activationIntervalMinutes,
+    renewalIntervalMinutes: k.renewalIntervalMinutes,
+    checkRequestTime: k.checkRequestTime,
+    maxClockSkewMinutes: k.maxClockSkewMinutes,
+    verifyV4Mac: k.verifyV4Mac,
+  };
+}
+
+function serverSettings(config: AppConfig): KmsServerSettings {
+  const k = config.kms;
+  return {
+    ndr64: k.ndr64,
+    btfn: k.btfn,
+    maxPduBytes: k.maxPduBytes,
+    maxStubBytes: k.maxStubBytes,
+    maxConnections: k.maxConnections,
+    idleTimeoutMs: k.idleTimeoutSeconds * 1000,
+    clientNetworks: k.clientNetworks,
+  };
+}
+
+/** The machine's own addresses, for SRV additional records and registration. */
+export function machineAddresses(): string[] {
+  const out: string[] = [];
+  for (const list of Object.values(os.networkInterfaces())) {
+    for (const a of list ?? []) if (!a.internal) out.push(a.address);
+  }
+  return out;
+}
+
+export async function startAppliance(config: AppConfig, options: StartOptions): Promise<Appliance> {
+  const { log } = options;
+  const env = options.env ?? process.env;
+  const clock: Clock = options.clock ?? { now: () => Date.now() };
+  const kmsListen = parseAll(config.kms.listen, 'kms.listen');
+  const dnsListen = parseAll(config.dns.listen, 'dns.listen');
+  const adminListen = parseAll(config.admin.listen, 'admin.listen');
+
+  const catalog = loadCatalog(config.catalog.file || undefined);
+  const dataDir = resolveDataDir(config.store.dataDir, env);
+  const store = SqliteStore.open(dataDir, { log, eventRetentionDays: config.store.eventRetentionDays });
+  const cleanup: (() => Promise<void> | void)[] = [() => store.close()];
+  try {
+    const buildDeps = (cfg: AppConfig): ActivationDeps => {
+      const policy = buildProductPolicy(catalog, { hostKeyGroups: cfg.host.hostKeyGroups, allowRetail: cfg.kms.allowRetail, allowPreview: cfg.kms.allowPreview });
+      const identity = loadHostIdentity(
+        { store, catalog, randomBytes, clock },
+        { build: cfg.host.build, lcid: cfg.host.lcid, hwid: cfg.host.hwid, epids: cfg.host.epids, ndr64: cfg.kms.ndr64 },
+      );
+      // Generate (or check) every ePID now, so a host-key group that cannot form one fails at start.
+      for (const h of policy.hostKeyGroupsInUse) identity.epidFor(h.id);
+      return { catalog, policy, identity, store, clock, randomBytes, settings: hostSettings(cfg) };
+    };
+    let deps = buildDeps(config);
+    const handlerFor = (d: ActivationDeps) => (message: Buffer, clientAddress: string) => processKmsMessage(message, clientAddress, d);
+    const onOutcome = options.onOutcome;
+    const kms = new KmsServer({
+      listen: kmsListen,
+      settings: serverSettings(config),
+      handler: handlerFor(deps),
+      log,
+      onOutcome: (o) => {
+        logActivation(log, o);
+        onOutcome?.(o);
+      },
+    });
+    const kmsAddresses = await kms.start();
+    cleanup.unshift(() => kms.close());
+    const kmsPort = kmsAddresses[0]!.port;
+    const hostName = os.hostname();
+
+    let dns: DnsServerHandle | undefined;
+    if (dnsListen.length > 0) {
+      dns = await startDnsServer(config.dns, { kmsPort, hostName, addresses: machineAddresses, log }, dnsListen);
+      const d = dns;
+      cleanup.unshift(() => d.close());
+    }
+    let registrar: RegistrarHandle | undefined;
+    if (config.dns.registration.enabled) {
+      registrar = startRegistrar(config.dns.registration, { kmsPort, hostName, addresses: machineAddresses, log });
+      const r = registrar;
+      cleanup.unshift(async () => {
+        await r.stop();
+      });
+    }
+    let mdns: MdnsHandle | undefined;
+    if (config.dns.mdns.enabled) {
+      mdns = startMdns(config.dns.mdns, { kmsPort, hostName, addresses: machineAddresses, log });
+      const m = mdns;
+      cleanup.unshift(() => m.stop());
+    }
+    let admin: AdminServerHandle | undefined;
+    if (adminListen.length > 0) {
+      const inventory = new Inventory(store.connection, databaseFile(dataDir), catalogNames(catalog));
+      admin = await startAdminServer(adminListen, {
+        log,
+        snapshot: () => adminSnapshot(inventory, clock.now(), {
+          databaseFile: databaseFile(dataDir),
+          catalog: catalog.source,
+          kmsListen: kms.addresses().map(formatListenAddress),
+          dnsListen: (dns?.addresses ?? []).map(formatListenAddress),
+        }),
+      });
+      const a = admin;
+      cleanup.unshift(() => a.close());
+    }
+
+    let current = config;
+    log.info(
+      {
+        event: 'listening',
+        kms: kmsAddresses.map(formatListenAddress),
+        dns: (dns?.addresses ?? []).map(formatListenAddress),
+        admin: (admin?.addresses ?? []).map(formatListenAddress),
+        database: databaseFile(dataDir),
+        catalog: catalog.source,
+        hostKeyGroups: deps.policy.hostKeyGroupsInUse.length,
+        mdns: config.dns.mdns.enabled ? 'announcing _vlmcs._tcp.local (for people and tools: Windows clients do not use mDNS to find a KMS host)' : 'off',
+      },
+      `KMS host listening on ${kmsAddresses.map(formatListenAddress).join(', ')}; database ${databaseFile(dataDir)}`,
+    );
+
+    let stopped = false;
+    return {
+      get config() {
+        return current;
+      },
+      dataDir,
+      databaseFile: databaseFile(dataDir),
+      kmsAddresses,
+      dnsAddresses: dns?.addresses ?? [],
+      adminAddresses: admin?.addresses ?? [],
+      store,
+      catalog,
+      reload(next: AppConfig): ReloadReport {
+        const needsRestart: string[] = [];
+        const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+        if (!same(next.kms.listen, current.kms.listen)) needsRestart.push('kms.listen');
+        if (!same(next.dns, current.dns)) needsRestart.push('dns');
+        if (!same(next.admin, current.admin)) needsRestart.push('admin');
+        if (!same(next.store, current.store)) needsRestart.push('store');
+        if (!same(next.catalog, current.catalog)) needsRestart.push('catalog');
+        if (next.kms.ndr64 !== current.kms.ndr64 || next.host.build !== current.host.build) {
+          // NDR64 and the ePID build must change together (C26); both apply to new connections.
+        }
+        // Build everything first: an exception here leaves the running configuration untouched.
+        const nextDeps = buildDeps(next);
+        deps = nextDeps;
+        kms.reconfigure(serverSettings(next), handlerFor(nextDeps));
+        log.level = next.log.level;
+        const applied = ['kms (intervals, checks, limits, allowlist, NDR64/BTFN for new connections)', 'host', 'entitlements', 'log.level'];
+        current = next;
+        return { applied, needsRestart };
+      },
+      async stop(): Promise<void> {
+        if (stopped) return;
+        stopped = true;
+        for (const step of cleanup) {
+          try {
+            await step();
+          } catch (err) {
+            log.error({ err }, 'error while stopping');
+          }
+        }
+      },
+    };
+  } catch (err) {
+    for (const step of cleanup) {
+      try {
+        await step();
+      } catch {
+        // already failing; the first error is the one worth reporting
+      }
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,121 @@
+// `kms-appliance serve`: run the appliance until SIGTERM/SIGINT (graceful: answered calls are
+// flushed, then exit 0). SIGHUP re-reads the configuration file: a valid file is applied without
+// dropping connections or counts; an invalid one is logged and the running configuration stays.
+import { parseArgs } from 'node:util';
+import { EXIT, type Command, type CommandIo } from '../command';
+import { loadConfig } from '../../config/load';
+import { KmsError } from '../../errors';
+import { createLogger, logShutdown, logStartup } from '../../logging/logger';
+import { applyOverrides, startAppliance, type Appliance } from '../appliance';
+import { formatListenAddress } from '../../config/listen-address';
+import { VERSION } from '../../version';
+
+const HELP = `Usage: kms-appliance serve [--config FILE] [--listen ADDR:PORT]... [--dns-listen ADDR:PORT]...
+                           [--data-dir DIR]
+
+Run the KMS host (and, as configured, the DNS responder, DNS registration, mDNS and the admin page).
+Without --config the embedded defaults apply: KMS on port 1688 on every IPv4 and IPv6 address.
+
+Options:
+  -c, --config FILE          Configuration file (YAML). See: kms-appliance config defaults
+  -l, --listen ADDR:PORT     KMS listen address, repeatable; replaces kms.listen. IPv6 in brackets:
+                             --listen [::1]:1688. Port 0 picks a free port (logged at start).
+      --dns-listen ADDR:PORT DNS responder address, repeatable; replaces dns.listen.
+  -d, --data-dir DIR         Where the database lives; replaces store.dataDir.
+  -h, --help                 Show this help.
+
+Signals: SIGTERM/SIGINT stop gracefully (exit 0); SIGHUP reloads the configuration file.
+Exit codes: 0 stopped cleanly, 1 failure (e.g. port in use, database unusable), 2 usage or
+configuration error.
+`;
+
+export const command: Command = {
+  name: 'serve',
+  summary: 'run the KMS host',
+  help: HELP,
+  async run(argv, io) {
+    let values: { config?: string; listen?: string[]; 'dns-listen'?: string[]; 'data-dir'?: string; help?: boolean };
+    try {
+      values = parseArgs({
+        args: [...argv],
+        strict: true,
+        options: {
+          config: { type: 'string', short: 'c' },
+          listen: { type: 'string', short: 'l', multiple: true },
+          'dns-listen': { type: 'string', multiple: true },
+          'data-dir': { type: 'string', short: 'd' },
+          help: { type: 'boolean', short: 'h' },
+        },
+      }).values;
+    } catch (err) {
+      io.stderr.write(`kms-appliance serve: ${(err as Error).message} (see kms-appliance serve --help)\n`);
+      return EXIT.USAGE;
+    }
+    if (values.help) {
+      io.stdout.write(HELP);
+      return EXIT.OK;
+    }
+    const overrides = { listen: values.listen ?? [], dnsListen: values['dns-listen'] ?? [], dataDir: values['data-dir'] ?? '' };
+    let config;
+    try {
+      config = applyOverrides(loadConfig(values.config), overrides);
+    } catch (err) {
+      return reportStartError(err, io);
+    }
+    const log = createLogger({ level: config.log.level });
+    let appliance: Appliance;
+    try {
+      appliance = await startAppliance(config, { log, env: io.env });
+    } catch (err) {
+      if (err instanceof KmsError) log.fatal({ code: err.code, ...err.details }, err.message);
+      return reportStartError(err, io);
+    }
+    logStartup(log, appliance.config, {
+      version: VERSION,
+      ...(values.config ? { configFile: values.config } : {}),
+      database: appliance.databaseFile,
+      kms: appliance.kmsAddresses.map(formatListenAddress),
+    });
+
+    return new Promise<number>((resolve) => {
+      let stopping = false;
+      const stop = (signal: string): void => {
+        if (stopping) return;
+        stopping = true;
+        void appliance.stop().then(() => {
+          logShutdown(log, { reason: signal });
+          process.off('SIGHUP', reload);
+          resolve(EXIT.OK);
+        });
+      };
+      const reload = (): void => {
+        if (!values.config) {
+          log.warn({ event: 'reload' }, 'SIGHUP: running on embedded defaults (no --config), nothing to reload');
+          return;
+        }
+        try {
+          const next = applyOverrides(loadConfig(values.config), overrides);
+          const report = appliance.reload(next);
+          log.info({ event: 'reload', configFile: values.config, applied: report.applied, needsRestart: report.needsRestart }, report.needsRestart.length > 0
+            ? `configuration reloaded; changes to ${report.needsRestart.join(', ')} take effect after a restart`
+            : 'configuration reloaded');
+        } catch (err) {
+          const lines = err instanceof KmsError && Array.isArray(err.details['errors']) ? (err.details['errors'] as string[]) : [(err as Error).message];
+          log.error({ event: 'reload', configFile: values.config, code: err instanceof KmsError ? err.code : undefined, errors: lines }, 'SIGHUP: new configuration rejected; the running configuration stays');
+        }
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.on('SIGHUP', reload);
+    });
+  },
+};
+
+/** One line (or one per config error) on stderr, never a stack trace for an expected problem. */
+function reportStartError(err: unknown, io: CommandIo): number {
+  if (!(err instanceof KmsError)) throw err;
+  const lines = Array.isArray(err.details['errors']) && err.code.startsWith('KMS_ERR_CONFIG') ? (err.details['errors'] as string[]) : [err.message];
+  for (const line of lines) io.stderr.write(`kms-appliance serve: ${line}\n`);
+  if (!err.code.startsWith('KMS_ERR_CONFIG')) io.stderr.write(`  (${err.code}) ${err.spec.explain}\n`);
+  return err.code.startsWith('KMS_ERR_CONFIG') ? EXIT.USAGE : EXIT.FAILURE;
+}

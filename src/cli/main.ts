@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+// kms-appliance <command>: dispatches to the command modules. Expected problems end as one line on
+// stderr with exit code 1 (failure) or 2 (usage/configuration); only bugs print a stack trace.
+import { EXIT, type Command, type CommandIo } from './command';
+import { COMMANDS } from './commands';
+import { VERSION } from '../version';
+
+function overview(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return (
+    `Usage: kms-appliance <command> [options]   (kms-appliance <command> --help for details)\n\n` +
+    `An honest KMS host for Windows and Office volume activation.\n\nCommands:\n` +
+    COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n') +
+    `\n\nExit codes: 0 ok, 1 failure, 2 usage or configuration error.\n`
+  );
+}
+
+/** Finds the command for argv: a two-word name ("dns check") wins over a one-word one. */
+export function findCommand(argv: readonly string[]): { command: Command; rest: readonly string[] } | undefined {
+  const two = argv.slice(0, 2).join(' ');
+  const byTwo = COMMANDS.find((c) => c.name === two);
+  if (byTwo) return { command: byTwo, rest: argv.slice(2) };
+  const byOne = COMMANDS.find((c) => c.name === argv[0]);
+  return byOne ? { command: byOne, rest: argv.slice(1) } : undefined;
+}
+
+export async function main(argv: readonly string[], io: CommandIo): Promise<number> {
+  const first = argv[0];
+  if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
+    io.stdout.write(overview());
+    return first === undefined ? EXIT.USAGE : EXIT.OK;
+  }
+  if (first === '--version' || first === '-V') {
+    io.stdout.write(`kms-appliance ${VERSION}\n`);
+    return EXIT.OK;
+  }
+  const found = findCommand(argv);
+  if (!found) {
+    io.stderr.write(`kms-appliance: unknown command "${first}" (kms-appliance --help lists them)\n`);
+    return EXIT.USAGE;
+  }
+  return found.command.run(found.rest, io);
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`kms-appliance: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+      process.exitCode = EXIT.FAILURE;
+    },
+  );
+}
