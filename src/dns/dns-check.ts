@@ -1,0 +1,227 @@
+// `dns check`: discovers a KMS host the way a Windows client does (PROTOCOL.md §8.1) — SRV
+// query for _vlmcs._tcp.<domain>, lowest priority first with a weighted random choice inside a
+// priority (RFC 2782), the target's addresses, the next record on failure — and probes each
+// chosen host with a real activation call. Every failure is explained with the code a client shows.
+import { Resolver } from 'node:dns/promises';
+import { ERRORS, HRESULT, formatHresult, type ErrorCode } from '../errors';
+import type { DnsServerAddress } from './dns-transport';
+import { SRV_LABEL } from './srv-answers';
+
+export type ProbeResult =
+  | { readonly ok: true; readonly epid: string; readonly count: number }
+  | { readonly ok: false; readonly code: string; readonly hresult?: number | undefined; readonly message: string };
+
+export type Probe = (host: string, port: number) => Promise<ProbeResult>;
+
+export interface SrvRecord {
+  readonly priority: number;
+  readonly weight: number;
+  readonly port: number;
+  readonly target: string;
+}
+
+export type Lookup<T> =
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly kind: 'nxdomain' | 'nodata' | 'refused' | 'unreachable'; readonly detail: string };
+
+export interface DiscoveryResolver {
+  /** Where it asks, for the report ("system resolver" or ADDR:PORT). */
+  readonly description: string;
+  srv(name: string): Promise<Lookup<SrvRecord[]>>;
+  addresses(host: string): Promise<Lookup<string[]>>;
+}
+
+export interface CheckOptions {
+  readonly domain: string;
+  /** The port the KMS host listens on, when known: an SRV naming another port is pointed out. */
+  readonly expectedPort?: number;
+  /** Probe every record instead of stopping at the first that works, as a client does. */
+  readonly all?: boolean;
+  /** [0, 1) source for the weighted choice; Math.random by default. */
+  readonly random?: () => number;
+}
+
+export interface AddressTry {
+  readonly address: string;
+  readonly result: ProbeResult;
+}
+
+export interface Attempt {
+  readonly record: SrvRecord;
+  readonly ok: boolean;
+  readonly tries: readonly AddressTry[];
+  readonly code?: string;
+  readonly hresult?: number;
+  /** What happened, in the admin's words. */
+  readonly explain: string;
+}
+
+export interface DiscoveryReport {
+  readonly domain: string;
+  readonly srvName: string;
+  readonly resolver: string;
+  readonly records: readonly SrvRecord[];
+  readonly attempts: readonly Attempt[];
+  readonly ok: boolean;
+  /** On failure: the registry code and the HRESULT a Windows client would show. */
+  readonly code?: ErrorCode;
+  readonly hresult?: number;
+  readonly explain: string;
+  readonly warnings: readonly string[];
+}
+
+/**
+ * RFC 2782 order: ascending priority; inside one priority a weighted random pick, repeated
+ * until the group is used up (zero weights first, so they are chosen only rarely).
+ */
+export function orderSrvRecords(records: readonly SrvRecord[], random: () => number = Math.random): SrvRecord[] {
+  const out: SrvRecord[] = [];
+  const priorities = [...new Set(records.map((r) => r.priority))].sort((a, b) => a - b);
+  for (const p of priorities) {
+    const group = records.filter((r) => r.priority === p).sort((a, b) => (a.weight === 0 ? 0 : 1) - (b.weight === 0 ? 0 : 1));
+    while (group.length > 0) {
+      const total = group.reduce((s, r) => s + r.weight, 0);
+      const pick = Math.floor(random() * (total + 1)); // uniform in 0..total
+      let running = 0;
+      let index = group.length - 1;
+      for (let i = 0; i < group.length; i++) {
+        running += group[i]!.weight;
+        if (running >= pick) {
+          index = i;
+          break;
+        }
+      }
+      out.push(...group.splice(index, 1));
+    }
+  }
+  return out;
+}
+
+function hostPort(r: SrvRecord, address?: string): string {
+  const a = address && address.includes(':') ? `[${address}]` : address;
+  return a && a !== r.target ? `${r.target} port ${r.port} (${a})` : `${r.target} port ${r.port}`;
+}
+
+function explainProbeFailure(r: SrvRecord, address: string, res: Extract<ProbeResult, { ok: false }>, expectedPort: number | undefined): string {
+  const code = res.code;
+  const hr = res.hresult === undefined ? '' : ` (${formatHresult(res.hresult)})`;
+  const portHint = expectedPort !== undefined && r.port !== expectedPort ? ` The SRV record names port ${r.port}, but the KMS host listens on ${expectedPort}: fix the record.` : '';
+  if (code === 'KMS_ERR_CLIENT_CONNECT') {
+    return `no TCP connection to ${hostPort(r, address)}${hr}: the host is down, nothing listens on port ${r.port} (wrong port in the SRV record?), or a firewall drops it.${portHint}`;
+  }
+  if (code === 'KMS_ERR_CLIENT_TIMEOUT') return `${hostPort(r, address)} accepted the connection but did not answer in time${hr}.${portHint}`;
+  const known = code in ERRORS ? ERRORS[code as ErrorCode].explain : '';
+  return `${hostPort(r, address)} did not activate${hr}: ${res.message}${known && known !== res.message ? ` — ${known}` : ''}${portHint}`;
+}
+
+function lookupFailure(kind: Exclude<Lookup<unknown>, { ok: true }>['kind'], srvName: string, resolver: string, detail: string): { code: ErrorCode; hresult: number; explain: string } {
+  switch (kind) {
+    case 'nxdomain':
+      return { code: 'KMS_ERR_DNS_NO_SRV', hresult: HRESULT.DNS_NAME_NOT_FOUND, explain: `${srvName} does not exist in DNS (${resolver}): clients of this domain cannot find any KMS host. Register the appliance (dns.registration), let clients use its DNS responder (dns.zones), add the SRV record by hand, or configure clients with kms-appliance client-config.` };
+    case 'nodata':
+      return { code: 'KMS_ERR_DNS_NO_RECORDS', hresult: HRESULT.DNS_NO_RECORDS, explain: `${srvName} exists but holds no SRV records (${resolver}); publish one for the appliance.` };
+    case 'refused':
+      return { code: 'KMS_ERR_DNS_SERVER_UNREACHABLE', hresult: HRESULT.DNS_NAME_NOT_FOUND, explain: `the DNS server (${resolver}) refused to answer for ${srvName}: it is not authoritative for the domain and will not recurse for this machine (${detail}).` };
+    case 'unreachable':
+      return { code: 'KMS_ERR_DNS_SERVER_UNREACHABLE', hresult: HRESULT.DNS_NAME_NOT_FOUND, explain: `the DNS server (${resolver}) did not answer (${detail}); clients using it cannot discover any KMS host.` };
+  }
+}
+
+export async function checkDiscovery(options: CheckOptions, deps: { readonly resolver: DiscoveryResolver; readonly probe: Probe }): Promise<DiscoveryReport> {
+  const domain = options.domain.replace(/\.$/, '');
+  const srvName = `${SRV_LABEL}.${domain}`;
+  const base = { domain, srvName, resolver: deps.resolver.description };
+  const warnings: string[] = [];
+  const srv = await deps.resolver.srv(srvName);
+  if (!srv.ok) return { ...base, records: [], attempts: [], ok: false, warnings, ...lookupFailure(srv.kind, srvName, base.resolver, srv.detail) };
+  if (srv.value.length === 0) return { ...base, records: [], attempts: [], ok: false, warnings, ...lookupFailure('nodata', srvName, base.resolver, '') };
+  if (options.expectedPort !== undefined) {
+    for (const r of srv.value) if (r.port !== options.expectedPort) warnings.push(`the record for ${r.target} names port ${r.port}, not ${options.expectedPort}`);
+  }
+
+  const attempts: Attempt[] = [];
+  let success: Attempt | undefined;
+  for (const record of orderSrvRecords(srv.value, options.random)) {
+    const addrs = await deps.resolver.addresses(record.target);
+    if (!addrs.ok || addrs.value.length === 0) {
+      const why = addrs.ok ? 'has no A or AAAA record' : addrs.kind === 'nxdomain' ? 'does not exist in DNS' : addrs.kind === 'nodata' ? 'has no A or AAAA record' : `could not be resolved (${addrs.detail})`;
+      attempts.push({ record, ok: false, tries: [], code: 'KMS_ERR_DNS_NO_RECORDS', hresult: HRESULT.DNS_NO_RECORDS, explain: `the SRV target ${record.target} ${why}; clients skip this record.` });
+      continue;
+    }
+    const tries: AddressTry[] = [];
+    let attempt: Attempt | undefined;
+    for (const address of addrs.value) {
+      const result = await deps.probe(address, record.port);
+      tries.push({ address, result });
+      if (result.ok) {
+        attempt = { record, ok: true, tries, explain: `${hostPort(record, address)} activated: current count ${result.count}, ePID ${result.epid}.` };
+        break;
+      }
+    }
+    if (!attempt) {
+      const last = tries[tries.length - 1]!;
+      const res = last.result as Extract<ProbeResult, { ok: false }>;
+      attempt = { record, ok: false, tries, code: res.code, ...(res.hresult === undefined ? {} : { hresult: res.hresult }), explain: tries.map((x) => explainProbeFailure(record, x.address, x.result as Extract<ProbeResult, { ok: false }>, options.expectedPort)).join(' ') };
+    }
+    attempts.push(attempt);
+    if (attempt.ok) {
+      success ??= attempt;
+      if (!options.all) break;
+    }
+  }
+  if (success) {
+    return { ...base, records: srv.value, attempts, ok: true, warnings, explain: `a Windows client in ${domain} would activate against ${hostPort(success.record)}.` };
+  }
+  return {
+    ...base,
+    records: srv.value,
+    attempts,
+    ok: false,
+    warnings,
+    code: 'KMS_ERR_DNS_NO_HOST_REACHED',
+    hresult: HRESULT.NO_KMS_HOST,
+    explain: `DNS names ${srv.value.length} KMS host record(s) for ${domain}, but activation failed against every one; a Windows client reports ${formatHresult(HRESULT.NO_KMS_HOST)} (no KMS host could be contacted).`,
+  };
+}
+
+// ---------------------------------------------------------------- the real resolver
+
+function lookupError(err: unknown): Exclude<Lookup<never>, { ok: true }> {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  const detail = `${code || (err as Error).message}`;
+  if (code === 'ENOTFOUND') return { ok: false, kind: 'nxdomain', detail };
+  if (code === 'ENODATA') return { ok: false, kind: 'nodata', detail };
+  if (code === 'EREFUSED') return { ok: false, kind: 'refused', detail };
+  return { ok: false, kind: 'unreachable', detail };
+}
+
+/** node:dns (c-ares) against the system's resolvers, or one given server. */
+export function createSystemResolver(options: { readonly server?: DnsServerAddress; readonly timeoutMs: number }): DiscoveryResolver {
+  const resolver = new Resolver({ timeout: options.timeoutMs, tries: 2 });
+  let description = 'the system resolver';
+  if (options.server) {
+    const { host, port } = options.server;
+    const spec = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    resolver.setServers([spec]);
+    description = `DNS server ${spec}`;
+  }
+  return {
+    description,
+    async srv(name) {
+      try {
+        const list = await resolver.resolveSrv(name);
+        return { ok: true, value: list.map((r) => ({ priority: r.priority, weight: r.weight, port: r.port, target: r.name })) };
+      } catch (err) {
+        return lookupError(err);
+      }
+    },
+    async addresses(host) {
+      const [v6, v4] = await Promise.allSettled([resolver.resolve6(host), resolver.resolve4(host)]);
+      const value = [...(v6.status === 'fulfilled' ? v6.value : []), ...(v4.status === 'fulfilled' ? v4.value : [])];
+      if (value.length > 0) return { ok: true, value };
+      // Both failed or both empty: report the more telling of the two.
+      const errors = [v6, v4].filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => lookupError(r.reason));
+      return errors.find((e) => e.kind === 'unreachable' || e.kind === 'refused') ?? errors.find((e) => e.kind === 'nxdomain') ?? { ok: false, kind: 'nodata', detail: 'no A or AAAA' };
+    },
+  };
+}
