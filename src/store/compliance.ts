@@ -6,16 +6,19 @@ import type { GroupCount } from './inventory';
 import type { NameResolver } from './name-resolver';
 
 export interface Entitlement {
-  /** A KMS group or an application, by id or name (names match case-insensitively, in full). */
+  /**
+   * A KMS group, an application or a single product (SKU), by id or by its full catalogue name
+   * (case-insensitive); tried in that order.
+   */
   readonly product: string;
   readonly licenses: number;
 }
 
 export interface ComplianceRow {
-  /** As configured, or the group name for groups without an entitlement. */
+  /** As configured, or the group name for groups in use without an entitlement. */
   readonly product: string;
-  /** What the entitlement matched; 'unmatched' = no client of this product was seen. */
-  readonly scope: 'group' | 'application' | 'unmatched';
+  /** What the entitlement matched; 'unmatched' = no active machine has this product. */
+  readonly scope: 'group' | 'application' | 'sku' | 'unmatched';
   /** Names of the KMS groups whose machines are counted against it. */
   readonly groups: readonly string[];
   /** null: in use without an entitlement configured. */
@@ -32,36 +35,40 @@ export function complianceReport(counts: readonly GroupCount[], entitlements: re
   for (const e of entitlements) {
     const wanted = e.product.trim().toLowerCase();
     const exact = (id: string, name: string): boolean => id === wanted || name.toLowerCase() === wanted;
-    let scope: ComplianceRow['scope'] = 'group';
-    let hit = counts.filter((c) => exact(c.groupId, names.groupName(c.groupId)));
-    if (hit.length === 0) {
-      scope = 'application';
-      hit = counts.filter((c) => exact(c.applicationId, names.applicationName(c.applicationId)));
+    const scopes = [
+      ['group', (c: GroupCount) => exact(c.groupId, names.groupName(c.groupId))],
+      ['application', (c: GroupCount) => exact(c.applicationId, names.applicationName(c.applicationId))],
+      ['sku', (c: GroupCount) => exact(c.skuId, names.skuName(c.skuId, c.groupId))],
+    ] as const;
+    let scope: ComplianceRow['scope'] = 'unmatched';
+    let hit: GroupCount[] = [];
+    for (const [s, test] of scopes) {
+      hit = counts.filter(test);
+      if (hit.length > 0) {
+        scope = s;
+        break;
+      }
     }
-    if (hit.length === 0) scope = 'unmatched';
     for (const c of hit) covered.add(c);
     const active = hit.reduce((n, c) => n + c.activeMachines, 0);
     rows.push({
       product: e.product,
       scope,
-      groups: hit.map((c) => names.groupName(c.groupId)),
+      groups: [...new Set(hit.map((c) => names.groupName(c.groupId)))],
       licenses: e.licenses,
       activeMachines: active,
       overUse: active > e.licenses,
       excess: Math.max(0, active - e.licenses),
     });
   }
+  // Machines no entitlement covers, per group: in use without a licence on record.
+  const uncovered = new Map<string, number>();
   for (const c of counts) {
-    if (covered.has(c) || c.activeMachines === 0) continue;
-    rows.push({
-      product: names.groupName(c.groupId),
-      scope: 'group',
-      groups: [names.groupName(c.groupId)],
-      licenses: null,
-      activeMachines: c.activeMachines,
-      overUse: false,
-      excess: 0,
-    });
+    if (!covered.has(c) && c.activeMachines > 0) uncovered.set(c.groupId, (uncovered.get(c.groupId) ?? 0) + c.activeMachines);
+  }
+  for (const [groupId, active] of uncovered) {
+    const name = names.groupName(groupId);
+    rows.push({ product: name, scope: 'group', groups: [name], licenses: null, activeMachines: active, overUse: false, excess: 0 });
   }
   return rows;
 }

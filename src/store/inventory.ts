@@ -103,10 +103,11 @@ export interface DatabaseInfo {
   readonly sizeBytes: number;
 }
 
-/** Counts of active machines per (application, group), for the compliance report. */
+/** Active machines per (application, group, SKU), for the compliance report. */
 export interface GroupCount {
   readonly applicationId: string;
   readonly groupId: string;
+  readonly skuId: string;
   readonly activeMachines: number;
 }
 
@@ -274,15 +275,15 @@ export class Inventory {
     return { sharedCmids, sharedWorkstations };
   }
 
-  /** Active machines per (application, group) in the window. */
+  /** Active machines per (application, group, SKU) in the window. */
   groupCounts(nowMs: number, windowMs: number = COUNT_WINDOW_MS): GroupCount[] {
     return (
       this.db
         .prepare(`
-          SELECT application, kms_group, count(*) AS n FROM clients
-          WHERE last_counted_ms >= ? GROUP BY application, kms_group ORDER BY application, kms_group`)
-        .all(nowMs - windowMs) as { application: string; kms_group: string; n: number }[]
-    ).map((r) => ({ applicationId: r.application, groupId: r.kms_group, activeMachines: r.n }));
+          SELECT application, kms_group, sku, count(*) AS n FROM clients
+          WHERE last_counted_ms >= ? GROUP BY application, kms_group, sku ORDER BY application, kms_group, sku`)
+        .all(nowMs - windowMs) as { application: string; kms_group: string; sku: string; n: number }[]
+    ).map((r) => ({ applicationId: r.application, groupId: r.kms_group, skuId: r.sku, activeMachines: r.n }));
   }
 
   get nameResolver(): NameResolver {

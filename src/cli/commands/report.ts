@@ -10,8 +10,9 @@ import { complianceReport, type ComplianceRow } from '../../store/compliance';
 const HELP = `Usage: kms-appliance report [--format table|json|csv] [--data-dir DIR] [--config FILE]
 
 Compare the machines that activated in the last 30 days with the licences the site bought, as
-configured under "entitlements" (product: a KMS group or application name or id; licenses: N).
-Product groups in use without an entitlement are listed too.
+configured under "entitlements": product is a KMS group ("Windows 10/11 2015 (Volume)"), an
+application ("Windows") or one product ("Windows 10/11 Enterprise"), by its full catalogue name
+or id; licenses is the number bought. Groups in use without an entitlement are listed too.
 
 Options:
   -f, --format FORMAT  table (default), json or csv.
