@@ -36,7 +36,9 @@ export class CommandExit extends Error {
 }
 
 export function usageError(io: CommandIo, command: string, problem: string): number {
-  io.stderr.write(`kms-appliance ${command}: ${problem} (see kms-appliance ${command} --help)\n`);
+  // parseArgs explains some mistakes over several lines; the first says what is wrong.
+  const first = problem.split('\n')[0]!.trim();
+  io.stderr.write(`kms-appliance ${command}: ${first} (see kms-appliance ${command} --help)\n`);
   return EXIT.USAGE;
 }
 

@@ -49,7 +49,7 @@ export const TABLE_COLUMNS: readonly Column<ClientRecord>[] = [
   { header: 'GROUP', value: (c) => c.groupName },
   { header: 'LAST SEEN', value: (c) => shortTime(c.lastSeenMs) },
   { header: 'COUNTED', value: (c) => c.active },
-  { header: 'LAST RESULT', value: (c) => (c.lastHresult === 0 ? 'activated' : formatHresult(c.lastHresult)) },
+  { header: 'LAST RESULT', value: (c) => (c.lastHresult === 0 ? 'served' : formatHresult(c.lastHresult)) },
   { header: 'CMID', value: (c) => c.cmid },
 ];
 

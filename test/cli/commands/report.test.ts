@@ -1,0 +1,76 @@
+import t from 'tap';
+import { command } from '../../../src/cli/commands/report';
+import { captureIo, preparedDataDir, writeConfig } from './inventory-fixture';
+
+const ENTITLEMENTS = `entitlements:
+  - product: Windows 10/11 2015 (Volume)
+    licenses: 15
+  - product: Office 2019
+    licenses: 10
+  - product: Visio 2099
+    licenses: 3
+`;
+
+async function run(args: string[], dir: string): Promise<{ code: number; out: string; err: string }> {
+  const c = captureIo();
+  const code = await command.run([...args, '--data-dir', dir], c.io);
+  return { code, out: c.stdout(), err: c.stderr() };
+}
+
+t.test('table: active machines against licences, over-use flagged', async (t) => {
+  const dir = preparedDataDir(t);
+  const config = writeConfig(t, ENTITLEMENTS);
+  const { code, out, err } = await run(['--config', config], dir);
+  t.equal(code, 0);
+  t.equal(err, '');
+  const lines = out.split('\n');
+  t.match(lines.find((l) => l.startsWith('Windows 10/11 2015 (Volume)')), /\s+group\s+20\s+15\s+YES \(\+5\)\s+Windows 10\/11 2015 \(Volume\)$/);
+  t.match(lines.find((l) => l.startsWith('Office 2019')), /\s+group\s+6\s+10\s+no\s+Office 2019$/);
+  t.match(lines.find((l) => l.startsWith('Visio 2099')), /\s+unmatched\s+0\s+3\s+no\s*$/);
+  t.match(lines.find((l) => l.startsWith('Windows Server 2022')), /\s+group\s+3\s+none\s+no entitlement\s+Windows Server 2022$/);
+  t.ok(lines.includes('Over-used: Windows 10/11 2015 (Volume) (20 machines, 15 licences).'));
+});
+
+t.test('json and csv carry the same rows', async (t) => {
+  const dir = preparedDataDir(t);
+  const config = writeConfig(t, ENTITLEMENTS);
+  const json = await run(['--config', config, '--format', 'json'], dir);
+  t.equal(json.code, 0);
+  const report = JSON.parse(json.out) as { rows: { product: string; activeMachines: number; licenses: number | null; overUse: boolean; excess: number }[] };
+  t.same(report.rows.map((r) => [r.product, r.activeMachines, r.licenses, r.overUse, r.excess]), [
+    ['Windows 10/11 2015 (Volume)', 20, 15, true, 5],
+    ['Office 2019', 6, 10, false, 0],
+    ['Visio 2099', 0, 3, false, 0],
+    ['Windows Server 2022', 3, null, false, 0],
+  ]);
+  const csv = await run(['--config', config, '-f', 'csv'], dir);
+  t.same(csv.out.split('\r\n'), [
+    'product,scope,activeMachines,licenses,overUse,excess,groups',
+    'Windows 10/11 2015 (Volume),group,20,15,yes,5,Windows 10/11 2015 (Volume)',
+    'Office 2019,group,6,10,no,0,Office 2019',
+    'Visio 2099,unmatched,0,3,no,0,',
+    'Windows Server 2022,group,3,,no,0,Windows Server 2022',
+    '',
+  ]);
+});
+
+t.test('without entitlements every group in use is listed, nothing over-used', async (t) => {
+  const dir = preparedDataDir(t);
+  const { code, out } = await run([], dir);
+  t.equal(code, 0);
+  t.equal(out.match(/no entitlement/g)?.length, 3);
+  t.match(out, 'No product is used beyond its licences.');
+});
+
+t.test('usage and configuration errors exit 2', async (t) => {
+  const dir = preparedDataDir(t);
+  const bad = await run(['--format', 'pdf'], dir);
+  t.equal(bad.code, 2);
+  t.equal(bad.err.trim().split('\n').length, 1);
+  const missing = await run(['--config', '/nonexistent/kms.yaml'], dir);
+  t.equal(missing.code, 2);
+  t.match(missing.err, '/nonexistent/kms.yaml');
+  const c = captureIo();
+  t.equal(await command.run(['--help'], c.io), 0);
+  t.equal(c.stdout(), command.help);
+});

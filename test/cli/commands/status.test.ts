@@ -1,0 +1,87 @@
+import t from 'tap';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { command } from '../../../src/cli/commands/status';
+import { DATABASE_FILE_NAME } from '../../../src/store/data-dir';
+import { cmid } from '../../store/observations';
+import { captureIo, preparedDataDir, writeConfig } from './inventory-fixture';
+
+const OFFICE_NAME = 'Office 2013 / 2016 / 2019 / LTSC 2021 / LTSC 2024';
+
+t.test('explains the count in words, names the database and lists duplicate CMIDs', async (t) => {
+  const dir = preparedDataDir(t);
+  const c = captureIo();
+  t.equal(await command.run(['--data-dir', dir], c.io), 0);
+  const out = c.stdout();
+  const lines = out.split('\n');
+  t.ok(lines[0]?.startsWith(`Database: ${path.join(dir, DATABASE_FILE_NAME)} (32 machines known, 34 events`), lines[0] ?? '');
+  t.ok(lines.includes('Windows: 23 machines in the last 30 days; clients need 25: 2 more machines must contact this host before Windows clients activate.'));
+  t.ok(lines.includes(`${OFFICE_NAME}: 6 machines in the last 30 days; clients need 5: ${OFFICE_NAME} clients activate.`));
+  t.match(out, /Windows 10\/11 2015 \(Volume\)\s+20 machines\s+need 25\s+not activating \(needs 2 more\)/);
+  t.match(out, /Windows Server 2022\s+3 machines\s+need 5\s+activating/);
+  t.ok(lines.includes(`  ${cmid(1)}: names clone-b, pc-1.branch.example; switched 2 times`));
+  t.equal(c.stderr(), '');
+});
+
+t.test('--json carries the same numbers', async (t) => {
+  const dir = preparedDataDir(t);
+  const c = captureIo();
+  t.equal(await command.run(['--json', '--data-dir', dir], c.io), 0);
+  const status = JSON.parse(c.stdout()) as {
+    database: { file: string; clients: number };
+    applications: { applicationName: string; activeMachines: number; threshold: number; missing: number; activates: boolean; summary: string; lastActivation: string }[];
+    duplicates: { sharedCmids: { cmid: string }[] };
+  };
+  t.equal(status.database.file, path.join(dir, DATABASE_FILE_NAME));
+  t.equal(status.database.clients, 32);
+  t.match(status.applications[0], { applicationName: 'Windows', activeMachines: 23, threshold: 25, missing: 2, activates: false });
+  t.ok(!Number.isNaN(Date.parse(status.applications[0]!.lastActivation)));
+  t.match(status.applications[1], { applicationName: OFFICE_NAME, activeMachines: 6, activates: true });
+  t.same(status.duplicates.sharedCmids.map((d) => d.cmid), [cmid(1)]);
+});
+
+t.test('finds the database through $STATE_DIRECTORY like the server', async (t) => {
+  const dir = preparedDataDir(t);
+  const c = captureIo({ STATE_DIRECTORY: `${dir}:/var/lib/other` });
+  t.equal(await command.run([], c.io), 0);
+  t.match(c.stdout(), `Database: ${path.join(dir, DATABASE_FILE_NAME)}`);
+});
+
+t.test('usage errors exit 2 with one line; --help exits 0', async (t) => {
+  const bad = captureIo();
+  t.equal(await command.run(['--bogus'], bad.io), 2);
+  t.equal(bad.stderr().trim().split('\n').length, 1);
+  t.equal(bad.stdout(), '');
+  const help = captureIo();
+  t.equal(await command.run(['--help'], help.io), 0);
+  t.equal(help.stdout(), command.help);
+  t.match(command.help, /--data-dir DIR/);
+});
+
+t.test('a missing or damaged database exits 1 naming the file; nothing is written', async (t) => {
+  const dir = preparedDataDir(t);
+  const empty = path.join(dir, 'nothing-here');
+  fs.mkdirSync(empty);
+  const missing = captureIo();
+  t.equal(await command.run(['--data-dir', empty], missing.io), 1);
+  t.match(missing.stderr(), path.join(empty, DATABASE_FILE_NAME));
+  t.match(missing.stderr(), 'KMS_ERR_STORE_OPEN');
+  t.same(fs.readdirSync(empty), []);
+
+  const file = path.join(empty, DATABASE_FILE_NAME);
+  fs.writeFileSync(file, crypto.randomBytes(4096));
+  const before = fs.readFileSync(file);
+  const corrupt = captureIo();
+  t.equal(await command.run(['--data-dir', empty], corrupt.io), 1);
+  t.match(corrupt.stderr(), 'KMS_ERR_STORE_CORRUPT');
+  t.same(fs.readFileSync(file), before);
+});
+
+t.test('a broken configuration file exits 2', async (t) => {
+  const dir = preparedDataDir(t);
+  const config = writeConfig(t, 'entitlements: [ { product: x, licenses: -3 } ]\n');
+  const c = captureIo();
+  t.equal(await command.run(['--config', config, '--data-dir', dir], c.io), 2);
+  t.match(c.stderr(), 'config.yaml:1');
+});
