@@ -76,6 +76,8 @@ export function createDnsResponder(
   deps: { readonly forward?: Forwarder; readonly serial?: number; readonly onEvent?: (e: ResponderEvent) => void },
 ): DnsResponder {
   const mayForward = buildAddressMatcher(settings.forwarding.enabled && settings.forwarding.upstream.length > 0 ? settings.forwarding.allowNetworks : []);
+  // An upstream that forwards back to us would make a loop; its own queries are never forwarded.
+  const upstreamHosts = new Set(settings.forwarding.upstream.map((u) => u.replace(/^\[([^\]]+)\].*$/, '$1').replace(/^([^:]+):\d+$/, '$1')));
   const serial = deps.serial ?? 1;
   const report = deps.onEvent ?? (() => undefined);
 
@@ -130,10 +132,12 @@ export function createDnsResponder(
     }
 
     const answer = buildDnsAnswer(settings.zones, question, { kmsPort: context.kmsPort, hostName: context.hostName, addresses: context.addresses(), serial });
-    const canForward = deps.forward !== undefined && mayForward(client.address);
+    const canForward = deps.forward !== undefined && mayForward(client.address) && !upstreamHosts.has(client.address);
     if (!answer.authoritative && canForward && question.class !== RR_CLASS.CH) {
       try {
-        const upstream = await deps.forward!(raw, client);
+        const upstream = Buffer.from(await deps.forward!(raw, client));
+        // We answer from another server's data: recursion available, not authoritative.
+        if (upstream.length >= HEADER_LENGTH) upstream.writeUInt16BE((upstream.readUInt16BE(2) | 0x0080) & ~0x0400, 2);
         if (client.transport === 'tcp' || upstream.length <= udpLimit) return upstream;
         return encodeMessage({ header: { ...responseHeader(header), tc: true, ra: true }, questions: [question], answers: [], authorities: [], additionals: optOut });
       } catch (err) {

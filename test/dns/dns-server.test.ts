@@ -193,14 +193,18 @@ t.test('forwarding: refused for clients outside allowNetworks, served for those 
   t.equal(own.status, 'NOERROR', 'own zones are still answered');
 
   const open = await start(t, { forwarding: { ...forwarding, allowNetworks: ['127.0.0.0/8'] } }, ['127.0.0.1:0']);
-  const fwd = await dig('127.0.0.1', open.v4, ['SRV', '_vlmcs._tcp.upstream.test']);
+  // The client sends from 127.0.0.2: 127.0.0.1 is the upstream's own address.
+  const fwd = await dig('127.0.0.1', open.v4, ['-b', '127.0.0.2', 'SRV', '_vlmcs._tcp.upstream.test']);
   t.equal(fwd.status, 'NOERROR');
+  t.ok(fwd.flags.includes('ra'), 'recursion available to this client');
   t.same(fwd.answer.map((a) => a.slice(3)), [['SRV', '0', '0', '1688', 'kms01.upstream.test.']], 'answer relayed from upstream');
-  const fwdTcp = await dig('127.0.0.1', open.v4, ['SRV', '_vlmcs._tcp.upstream.test', '+tcp']);
+  const fwdTcp = await dig('127.0.0.1', open.v4, ['-b', '127.0.0.2', 'SRV', '_vlmcs._tcp.upstream.test', '+tcp']);
   t.equal(fwdTcp.answer.length, 1, 'forwarding over TCP too');
+  const fromUpstream = await dig('127.0.0.1', open.v4, ['-b', '127.0.0.1', 'SRV', '_vlmcs._tcp.upstream.test']);
+  t.equal(fromUpstream.status, 'REFUSED', 'queries from the upstream itself are not forwarded back (no loop)');
 
   const dead = await start(t, { forwarding: { enabled: true, upstream: ['127.0.0.1:9'], allowNetworks: ['127.0.0.0/8'] } }, ['127.0.0.1:0']);
-  const fail = await dig('127.0.0.1', dead.v4, ['A', 'www.example.com']);
+  const fail = await dig('127.0.0.1', dead.v4, ['-b', '127.0.0.2', 'A', 'www.example.com']);
   t.equal(fail.status, 'SERVFAIL', 'an unreachable upstream gives SERVFAIL');
 });
 
