@@ -27,8 +27,6 @@ const REDACT_PATHS = [
   'tsig.secret',
   'secretBase64',
   'secret',
-  '*.secretBase64',
-  '*.secret',
 ];
 
 export function createLogger(options: LoggerOptions): Logger {
