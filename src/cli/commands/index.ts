@@ -2,7 +2,11 @@
 import type { Command } from '../command';
 import { command as serve } from './serve';
 import { command as activate } from './activate';
-import { command as config } from './config';
+import { command as status } from './status';
+import { command as clients } from './clients';
+import { command as report } from './report';
+import { command as dnsCheck } from './dns-check';
 import { command as clientConfig } from './client-config';
+import { command as config } from './config';
 
-export const COMMANDS: readonly Command[] = [serve, activate, config, clientConfig];
+export const COMMANDS: readonly Command[] = [serve, activate, status, clients, report, dnsCheck, clientConfig, config];
