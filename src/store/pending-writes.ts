@@ -24,8 +24,6 @@ export class PendingWrites<E> {
   private events: E[] = [];
   /** application → CMID → overlay. */
   readonly clients = new Map<string, Map<string, OverlayClient>>();
-  /** application → RequiredClientCount → last served. */
-  readonly required = new Map<string, Map<number, number>>();
   readonly settings = new Map<string, string>();
   droppedOps = 0;
   droppedEvents = 0;
@@ -70,12 +68,6 @@ export class PendingWrites<E> {
     return entry;
   }
 
-  noteRequired(application: string, requiredCount: number, nowMs: number): void {
-    let app = this.required.get(application);
-    if (app === undefined) this.required.set(application, (app = new Map()));
-    app.set(requiredCount, Math.max(app.get(requiredCount) ?? nowMs, nowMs));
-  }
-
   /** Runs every pending write in order; the caller wraps this in one transaction. */
   replay(insertEvent: (event: E) => void): void {
     for (const op of this.ops) op();
@@ -86,7 +78,6 @@ export class PendingWrites<E> {
     this.ops = [];
     this.events = [];
     this.clients.clear();
-    this.required.clear();
     this.settings.clear();
     this.droppedOps = 0;
     this.droppedEvents = 0;

@@ -13,6 +13,7 @@ import { databaseFile } from './data-dir';
 import { openDatabase, SCHEMA_VERSION } from './schema';
 import { PendingWrites, DEFAULT_PENDING_LIMITS, type PendingLimits } from './pending-writes';
 import { SILENT_LOG, type StoreLog } from './store-log';
+import { Thresholds } from './thresholds';
 
 const DAY_MS = 86_400_000;
 
@@ -141,7 +142,7 @@ export class SqliteStore implements ActivationStore {
   private readonly renameClient: Database.Statement;
   private readonly deleteClient: Database.Statement;
   private readonly upsertRequired: Database.Statement;
-  private readonly maxRequiredSince: Database.Statement;
+  private readonly thresholds = new Thresholds();
   private readonly countSince: Database.Statement;
   private readonly lastCountedOf: Database.Statement;
   private readonly insertEvent: Database.Statement;
@@ -149,7 +150,9 @@ export class SqliteStore implements ActivationStore {
   private readonly upsertSetting: Database.Statement;
   private readonly pruneByAge: Database.Statement;
   private readonly pruneByCount: Database.Statement;
-  private readonly recordServedTx: (row: ClientRow, obs: ClientObservation, nowMs: number, windowMs: number) => CountSnapshot;
+  private readonly recordServedTx: (
+    row: ClientRow, obs: ClientObservation, nowMs: number, windowMs: number,
+  ) => { snapshot: CountSnapshot; threshold: number; thresholdWritten: number | undefined };
   private readonly replayTx: () => void;
 
   static open(dataDir: string, options: SqliteStoreOptions = {}): SqliteStore {
@@ -196,9 +199,11 @@ export class SqliteStore implements ActivationStore {
     this.upsertRequired = db.prepare(`
       INSERT INTO app_required (application, required_count, last_served_ms) VALUES (?, ?, ?)
       ON CONFLICT (application, required_count) DO UPDATE SET last_served_ms = MAX(last_served_ms, excluded.last_served_ms)`);
-    this.maxRequiredSince = db
-      .prepare('SELECT MAX(required_count) FROM app_required WHERE application = ? AND last_served_ms >= ?')
-      .pluck();
+    this.thresholds.load(
+      db.prepare('SELECT application, required_count, last_served_ms FROM app_required').all() as {
+        application: string; required_count: number; last_served_ms: number;
+      }[],
+    );
     // The LIMIT keeps this a bounded walk of the (application, last_counted_ms) index, however
     // many machines the file holds: the host never reports more than 2 × the threshold (§7.2).
     this.countSince = db
@@ -225,10 +230,15 @@ export class SqliteStore implements ActivationStore {
         this.deleteClient.run(row.application, previous);
       }
       this.upsertServed.run(row);
-      this.upsertRequired.run(row.application, thresholdOf(obs), nowMs);
+      const threshold = thresholdOf(obs);
+      let thresholdWritten: number | undefined;
+      if (this.thresholds.note(row.application, threshold, nowMs)) {
+        thresholdWritten = this.thresholds.served(row.application, threshold);
+        this.upsertRequired.run(row.application, threshold, thresholdWritten);
+      }
       const snapshot = this.storedSnapshot(row.application, nowMs - windowMs);
       this.insertEvent.run(servedEvent(obs, nowMs, snapshot));
-      return snapshot;
+      return { snapshot, threshold, thresholdWritten };
     });
     this.replayTx = db.transaction(() => this.pending.replay((e) => this.insertEvent.run(e)));
 
@@ -259,7 +269,10 @@ export class SqliteStore implements ActivationStore {
     const row = servedRow(obs, nowMs);
     if (this.pending.isEmpty) {
       try {
-        return this.recordServedTx(row, obs, nowMs, windowMs);
+        const done = this.recordServedTx(row, obs, nowMs, windowMs);
+        // Only once committed: a rolled-back write must be queued again by the pending path.
+        if (done.thresholdWritten !== undefined) this.thresholds.markPersisted(row.application, done.threshold, done.thresholdWritten);
+        return done.snapshot;
       } catch (err) {
         this.enterFailure(err);
       }
@@ -371,13 +384,22 @@ export class SqliteStore implements ActivationStore {
     this.closed = true;
     this.stopRetryTimer();
     if (this.pruneTimer) clearInterval(this.pruneTimer);
+    if (!this.db.readonly && this.pending.isEmpty) {
+      try {
+        this.db.transaction(() => {
+          for (const [app, required, served] of this.thresholds.unpersisted()) this.upsertRequired.run(app, required, served);
+        })();
+      } catch {
+        // At worst a threshold leaves the window up to a minute early after the restart.
+      }
+    }
     this.db.close();
   }
 
   // ---- internals ----
 
   private storedSnapshot(application: string, cutoff: number): CountSnapshot {
-    const max = Math.max(1, (this.maxRequiredSince.get(application, cutoff) as number | null) ?? 1);
+    const max = this.thresholds.maxSince(application, cutoff);
     const active = this.countSince.get(application, cutoff, 2 * max) as number;
     return { activeClients: active, maxRequiredClientCount: max };
   }
@@ -413,13 +435,11 @@ export class SqliteStore implements ActivationStore {
     entry.counted = entry.counted === null ? nowMs : Math.max(entry.counted, nowMs);
     this.queueOp(() => this.upsertServed.run(row));
     const threshold = thresholdOf(obs);
-    this.pending.noteRequired(app, threshold, nowMs);
-    this.queueOp(() => this.upsertRequired.run(app, threshold, nowMs));
-
-    let max = (this.maxRequiredSince.get(app, cutoff) as number | null) ?? 1;
-    for (const [required, lastServed] of this.pending.required.get(app) ?? []) {
-      if (lastServed >= cutoff && required > max) max = required;
+    if (this.thresholds.note(app, threshold, nowMs)) {
+      const served = this.thresholds.served(app, threshold);
+      this.queueOp(() => this.upsertRequired.run(app, threshold, served));
     }
+    const max = this.thresholds.maxSince(app, cutoff);
     let storedInWindow = 0;
     let overlayInWindow = 0;
     for (const e of this.pending.clients.get(app)?.values() ?? []) {

@@ -206,3 +206,17 @@ t.test('the event log keeps 12290 fields and is pruned by age and by size', asyn
   t.equal(store.connection.prepare('SELECT count(*) FROM events').pluck().get(), 5);
   t.equal(store.connection.prepare('SELECT count(*) FROM clients').pluck().get(), 12, 'pruning touches only events');
 });
+
+t.test('thresholds survive a restart with their exact last-served time', async (t) => {
+  const dir = tempDataDir(t);
+  const first = SqliteStore.open(dir, {});
+  first.recordActivation(obs(1), T0, WINDOW);
+  // 30 s later: inside the write granularity, so only memory has the newer time until close().
+  first.recordActivation(obs(2), T0 + 30_000, WINDOW);
+  first.close();
+  const second = SqliteStore.open(dir, {});
+  t.teardown(() => second.close());
+  const server = { kmsCountedId: SERVER_2022_GROUP, activationId: SERVER_2022_STANDARD, requiredClientCount: 5 };
+  t.equal(second.recordActivation(obs(3, server), T0 + WINDOW + 20_000, WINDOW).maxRequiredClientCount, 25);
+  t.equal(second.recordActivation(obs(4, server), T0 + WINDOW + 30_001, WINDOW).maxRequiredClientCount, 5);
+});
