@@ -5,10 +5,12 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { SqliteStore } from '../../src/store/sqlite-store';
+import { Inventory } from '../../src/store/inventory';
 import { tempDataDir } from './observations';
 
 const CHILD = path.join(__dirname, 'fixtures', 'activate-until-killed.ts');
 const KILL_AFTER = 500; // answered activations before the kill
+const READ_AT = [100, 200, 300]; // answered activations at which another process reads the file
 
 t.test('every activation answered before kill -9 is stored', async (t) => {
   const dir = tempDataDir(t);
@@ -24,6 +26,9 @@ t.test('every activation answered before kill -9 is stored', async (t) => {
   const answered: string[] = [];
   let partial = '';
   let killed = false;
+  // Read-only reads from this process while the child writes: never blocked, never behind what
+  // was answered.
+  const reads: { answered: number; counted: number }[] = [];
   const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
     child.on('exit', (code, signal) => resolve({ code, signal })),
   );
@@ -31,6 +36,15 @@ t.test('every activation answered before kill -9 is stored', async (t) => {
     const lines = (partial + d.toString()).split('\n');
     partial = lines.pop() ?? '';
     answered.push(...lines);
+    if (reads.length < READ_AT.length && answered.length >= READ_AT[reads.length]!) {
+      const seen = answered.length;
+      const inventory = Inventory.open(dir);
+      try {
+        reads.push({ answered: seen, counted: inventory.summary(Date.now())[0]?.activeMachines ?? 0 });
+      } finally {
+        inventory.close();
+      }
+    }
     if (!killed && answered.length >= KILL_AFTER) {
       killed = true;
       child.kill('SIGKILL');
@@ -39,6 +53,8 @@ t.test('every activation answered before kill -9 is stored', async (t) => {
   const { signal } = await exit;
   t.equal(signal, 'SIGKILL', `the child was killed mid-stream ${stderr}`);
   t.ok(answered.length >= KILL_AFTER);
+  t.equal(reads.length, READ_AT.length, 'the file was read while the child wrote');
+  for (const r of reads) t.ok(r.counted >= r.answered, `reader counted ${r.counted} after ${r.answered} answers`);
 
   const store = SqliteStore.open(dir, {});
   t.teardown(() => store.close());
