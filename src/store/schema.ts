@@ -244,6 +244,9 @@ export function openDatabase(file: string, options: OpenOptions): Database.Datab
       // activation on SD cards and cheap disks, for a window of seconds that clients re-send anyway
       // (an unactivated client retries every activation interval).
       db.pragma('synchronous = NORMAL');
+      // After a burst (or a long reader holding back checkpoints) the -wal file is cut back to
+      // this size instead of keeping its peak size forever.
+      db.pragma('journal_size_limit = 67108864'); // 64 MiB
       applyMigrations(db);
     }
     return db;
