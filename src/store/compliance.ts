@@ -66,8 +66,9 @@ export function complianceReport(counts: readonly GroupCount[], entitlements: re
   for (const c of counts) {
     if (!covered.has(c) && c.activeMachines > 0) uncovered.set(c.groupId, (uncovered.get(c.groupId) ?? 0) + c.activeMachines);
   }
-  for (const [groupId, active] of uncovered) {
-    const name = names.groupName(groupId);
+  const unlicensed = [...uncovered].map(([groupId, active]) => ({ name: names.groupName(groupId), active }));
+  unlicensed.sort((a, b) => a.name.localeCompare(b.name));
+  for (const { name, active } of unlicensed) {
     rows.push({ product: name, scope: 'group', groups: [name], licenses: null, activeMachines: active, overUse: false, excess: 0 });
   }
   return rows;
