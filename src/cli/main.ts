@@ -43,6 +43,13 @@ export async function main(argv: readonly string[], io: CommandIo): Promise<numb
 }
 
 if (require.main === module) {
+  // `kms-appliance clients | head` closes the pipe early: that ends the output, it is no error.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  }
   main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
     (code) => {
       process.exitCode = code;

@@ -227,7 +227,7 @@ export const CONFIG_SCHEMA: Schema = obj(
         licenses: int('Number of licences.', 0, 10000000),
       }, { required: ['product', 'licenses'] }),
       D.entitlements,
-      { examples: [[{ product: 'Windows 11 Enterprise', licenses: 40 }]] },
+      { examples: [[{ product: 'Windows 10/11 Enterprise', licenses: 40 }]] },
     ),
     dns: obj('DNS discovery: the responder, dynamic registration, mDNS.', {
       listen: list('Where the DNS responder answers (UDP and TCP); empty = off. Port 53 needs CAP_NET_BIND_SERVICE.', listenSpec, D.dns.listen, { uniqueItems: true }),
