@@ -16,6 +16,7 @@ import { activate } from '../src/client/kms-client';
 import { findPackageRoot } from '../src/catalog/load';
 import { generateStore, progressBar } from '../scripts/generate-store';
 import { benchStore } from './store-bench';
+import { SERVER_NODE_FLAGS } from '../src/server/node-flags';
 import { benchDns } from './dns-bench';
 import type { WorkerJob, WorkerReport } from './load-worker';
 
@@ -62,7 +63,7 @@ async function startServer(dataDir: string): Promise<Server> {
   const config = path.join(dataDir, 'bench-config.yaml');
   // Logging stays on (one line per request is part of the real per-request path), to /dev/null.
   fs.writeFileSync(config, 'admin:\n  listen: []\nlog:\n  level: info\n');
-  const child = spawn(process.execPath, [...profileArgs('server'), MAIN, 'serve', '--config', config, '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...profileArgs('server'), MAIN, 'serve', '--config', config, '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const product = chooseProduct(loadCatalog(), 'Windows 10/11 Enterprise');
@@ -154,7 +155,7 @@ async function main(): Promise<void> {
     out(line('new connection per request', perConn));
     const multi = await drive(server.port, { perConnection: 20, concurrency: 16, seconds, rate: 0 });
     out(line('20 requests per connection', multi));
-    const half = await drive(server.port, { perConnection: 20, concurrency: 16, seconds, rate: multi.perSecond / 2 });
+    const half = await drive(server.port, { perConnection: 20, concurrency: Number(process.env['BENCH_HALF_CONCURRENCY'] ?? 16), seconds, rate: multi.perSecond / 2 });
     out(line(`paced at half that rate (${Math.round(multi.perSecond / 2)}/s)`, half));
     out(`server peak RSS ${server.peakRssMb().toFixed(1)} MB`);
     await server.stop();

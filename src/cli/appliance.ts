@@ -16,6 +16,7 @@ import { SqliteStore } from '../store/sqlite-store';
 import { databaseFile, resolveDataDir } from '../store/data-dir';
 import { KmsServer, type BoundAddress } from '../server/kms-server';
 import type { KmsServerSettings } from '../server/types';
+import { GroupCommitGate } from '../server/reply-gate';
 import { logActivation, type Logger } from '../logging/logger';
 import { startDnsServer, type DnsServerHandle } from '../dns/dns-server';
 import { startRegistrar, type RegistrarHandle } from '../dns/registrar';
@@ -117,7 +118,7 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
 
   const catalog = loadCatalog(config.catalog.file || undefined);
   const dataDir = resolveDataDir(config.store.dataDir, env);
-  const store = SqliteStore.open(dataDir, { log, eventRetentionDays: config.store.eventRetentionDays });
+  const store = SqliteStore.open(dataDir, { log, eventRetentionDays: config.store.eventRetentionDays, backgroundCheckpointMs: 1000 });
   const cleanup: (() => Promise<void> | void)[] = [() => store.close()];
   try {
     const buildDeps = (cfg: AppConfig): ActivationDeps => {
@@ -131,12 +132,17 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
       return { catalog, policy, identity, store, clock, randomBytes, settings: hostSettings(cfg) };
     };
     let deps = buildDeps(config);
-    const handlerFor = (d: ActivationDeps) => (message: Buffer, clientAddress: string) => processKmsMessage(message, clientAddress, d);
+    const gate = new GroupCommitGate(store);
+    const handlerFor = (d: ActivationDeps) => (message: Buffer, clientAddress: string) => {
+      gate.enter();
+      return processKmsMessage(message, clientAddress, d);
+    };
     const onOutcome = options.onOutcome;
     const kms = new KmsServer({
       listen: kmsListen,
       settings: serverSettings(config),
       handler: handlerFor(deps),
+      gate,
       log,
       onOutcome: (o) => {
         logActivation(log, o);
@@ -144,7 +150,10 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
       },
     });
     const kmsAddresses = await kms.start();
-    cleanup.unshift(() => kms.close());
+    cleanup.unshift(async () => {
+      await kms.close();
+      gate.flush();
+    });
     const kmsPort = kmsAddresses[0]!.port;
     const hostName = os.hostname();
 

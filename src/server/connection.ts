@@ -9,6 +9,7 @@ import { RpcSession, type KmsCallHandler } from '../protocol/rpc/session';
 import { KmsError } from '../errors';
 import type { ActivationOutcome } from '../host/outcome';
 import type { ServerLog, KmsServerSettings, ActivationHandler } from './types';
+import type { ReplyGate } from './reply-gate';
 
 /** Above this much unsent reply data the connection stops reading until the peer catches up. */
 const MAX_PENDING_WRITE_BYTES = 256 * 1024;
@@ -19,6 +20,8 @@ export interface ConnectionContext {
   readonly log: ServerLog;
   readonly reportError: (err: KmsError, peer: string) => void;
   readonly onOutcome: (outcome: ActivationOutcome) => void;
+  /** Replies and closes go through the gate, which holds them until the store has committed. */
+  readonly gate: ReplyGate;
 }
 
 export class KmsConnection {
@@ -79,12 +82,13 @@ export class KmsConnection {
     if (pdus.length === 0) return;
     this.idleTimer.refresh();
     const socket = this.socket;
-    socket.cork();
+    const gate = this.ctx.gate;
     try {
       for (const pdu of pdus) {
         const result = this.session.handlePdu(pdu);
         if (result.error) this.ctx.reportError(result.error, this.peer);
-        if (result.reply) socket.write(result.reply);
+        const reply = result.reply;
+        if (reply) gate.run(() => socket.destroyed || socket.write(reply));
         if (result.close) {
           this.end();
           break;
@@ -92,8 +96,6 @@ export class KmsConnection {
       }
     } catch (err) {
       this.fail(err);
-    } finally {
-      socket.uncork();
     }
     if (socket.writableLength > MAX_PENDING_WRITE_BYTES) socket.pause();
     if (this.shutdownRequested && !this.midPdu) this.end();
@@ -121,7 +123,8 @@ export class KmsConnection {
     if (this.closing) return;
     this.closing = true;
     clearTimeout(this.idleTimer);
-    this.socket.end();
+    // After the replies already queued behind the gate, never before them.
+    this.ctx.gate.run(() => this.socket.end());
   }
 
   /** True while part of a PDU is buffered. */

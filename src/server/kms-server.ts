@@ -9,6 +9,7 @@ import { buildClientFilter, type ClientFilter } from './client-filter';
 import { KmsConnection } from './connection';
 import { createLogThrottle } from './log-throttle';
 import type { ActivationHandler, KmsServerSettings, ServerLog } from './types';
+import { IMMEDIATE_REPLIES, type ReplyGate } from './reply-gate';
 
 export interface KmsServerOptions {
   readonly listen: readonly ListenAddress[];
@@ -17,6 +18,8 @@ export interface KmsServerOptions {
   readonly log: ServerLog;
   /** Called once per KMS request with the host's decision (the 12290 log line, C32). */
   readonly onOutcome?: (outcome: ActivationOutcome) => void;
+  /** Holds replies until the store commits (group commit); default: replies leave at once. */
+  readonly gate?: ReplyGate;
 }
 
 export interface BoundAddress {
@@ -98,6 +101,7 @@ export class KmsServer {
       log: this.options.log,
       reportError: (err, peer) => this.reportError(err, peer),
       onOutcome: this.options.onOutcome ?? (() => {}),
+      gate: this.options.gate ?? IMMEDIATE_REPLIES,
     });
     this.connections.add(connection);
     socket.on('close', () => this.connections.delete(connection));

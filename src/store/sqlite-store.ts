@@ -14,6 +14,7 @@ import { openDatabase, SCHEMA_VERSION } from './schema';
 import { PendingWrites, DEFAULT_PENDING_LIMITS, type PendingLimits } from './pending-writes';
 import { SILENT_LOG, type StoreLog } from './store-log';
 import { Thresholds } from './thresholds';
+import { startCheckpointer, type Checkpointer } from './checkpointer';
 
 const DAY_MS = 86_400_000;
 
@@ -24,6 +25,11 @@ export interface SqliteStoreOptions {
   /** Hard cap on event-log rows, whatever their age, so the file cannot grow without bound. */
   readonly maxEvents?: number;
   readonly readonly?: boolean;
+  /**
+   * Checkpoint the WAL from a worker thread every this many ms instead of inside commits
+   * (checkpointer.ts); 0 or absent = SQLite's automatic checkpoints. The server uses it.
+   */
+  readonly backgroundCheckpointMs?: number;
   /** Wall clock for periodic work (pruning); requests bring their own nowMs. */
   readonly clock?: Clock;
   /** Minimum spacing of retries triggered by new writes while the file is unwritable. */
@@ -136,6 +142,7 @@ export class SqliteStore implements ActivationStore {
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly pruneTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  private checkpointer: Checkpointer | undefined;
 
   private readonly upsertServed: Database.Statement;
   private readonly upsertRefused: Database.Statement;
@@ -153,7 +160,16 @@ export class SqliteStore implements ActivationStore {
   private readonly recordServedTx: (
     row: ClientRow, obs: ClientObservation, nowMs: number, windowMs: number,
   ) => { snapshot: CountSnapshot; threshold: number; thresholdWritten: number | undefined };
+  private readonly recordServedBody: SqliteStore['recordServedTx'];
   private readonly replayTx: () => void;
+  private readonly beginStmt: Database.Statement;
+  private readonly commitStmt: Database.Statement;
+  /**
+   * Group commit (beginBatch … commitBatch): the writes of many requests share one transaction.
+   * `replays` re-apply each write through the in-memory pending path should the commit fail;
+   * `onCommit` runs what may only happen once the batch is durable.
+   */
+  private batch: { replays: (() => void)[]; onCommit: (() => void)[] } | undefined;
 
   static open(dataDir: string, options: SqliteStoreOptions = {}): SqliteStore {
     const readonly = options.readonly ?? false;
@@ -223,7 +239,7 @@ export class SqliteStore implements ActivationStore {
         (SELECT MAX(id) + 1 FROM events))`);
     this.pruneByCount = db.prepare('DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?');
 
-    this.recordServedTx = db.transaction((row, obs, nowMs, windowMs) => {
+    this.recordServedBody = (row, obs, nowMs, windowMs) => {
       const previous = previousOf(obs, row);
       if (previous !== undefined) {
         this.renameClient.run(row.cmid, row.application, previous);
@@ -239,9 +255,16 @@ export class SqliteStore implements ActivationStore {
       const snapshot = this.storedSnapshot(row.application, nowMs - windowMs);
       this.insertEvent.run(servedEvent(obs, nowMs, snapshot));
       return { snapshot, threshold, thresholdWritten };
-    });
+    };
+    this.recordServedTx = db.transaction(this.recordServedBody);
+    this.beginStmt = db.prepare('BEGIN');
+    this.commitStmt = db.prepare('COMMIT');
     this.replayTx = db.transaction(() => this.pending.replay((e) => this.insertEvent.run(e)));
 
+    if (!db.readonly && (options.backgroundCheckpointMs ?? 0) > 0) {
+      db.pragma('wal_autocheckpoint = 0');
+      this.checkpointer = startCheckpointer(file, options.backgroundCheckpointMs!, this.log);
+    }
     if (!db.readonly) {
       this.prune();
       const every = options.pruneIntervalMs ?? 3_600_000;
@@ -264,9 +287,67 @@ export class SqliteStore implements ActivationStore {
     return !this.pending.isEmpty;
   }
 
+  /**
+   * Opens a group commit: until commitBatch(), every write joins one transaction instead of
+   * committing on its own (one WAL append for many requests). The caller must not let anything
+   * depend on these writes — no reply may leave — before commitBatch() returns. false when no
+   * batch was opened (writes failing, read-only, closed): writes then commit one by one.
+   */
+  beginBatch(): boolean {
+    if (this.batch) return true;
+    if (this.closed || this.db.readonly || !this.pending.isEmpty) return false;
+    try {
+      this.beginStmt.run();
+    } catch (err) {
+      this.enterFailure(err);
+      return false;
+    }
+    this.batch = { replays: [], onCommit: [] };
+    return true;
+  }
+
+  /** Commits the open batch. Should that fail, its writes go to the pending path; none is lost. */
+  commitBatch(): void {
+    const batch = this.batch;
+    if (!batch) return;
+    this.batch = undefined;
+    try {
+      this.commitStmt.run();
+    } catch (err) {
+      this.abandonBatch(batch, err);
+      return;
+    }
+    for (const done of batch.onCommit) done();
+  }
+
+  private abandonBatch(batch: NonNullable<SqliteStore['batch']>, err: unknown): void {
+    this.batch = undefined;
+    try {
+      if (this.db.inTransaction) this.db.prepare('ROLLBACK').run();
+    } catch {
+      // SQLite may already have rolled back on SQLITE_FULL / SQLITE_IOERR
+    }
+    this.enterFailure(err);
+    for (const replay of batch.replays) replay();
+  }
+
   recordActivation(obs: ClientObservation, nowMs: number, windowMs: number): CountSnapshot {
     this.retryIfDue();
     const row = servedRow(obs, nowMs);
+    const batch = this.batch;
+    if (batch) {
+      try {
+        const done = this.recordServedBody(row, obs, nowMs, windowMs);
+        if (done.thresholdWritten !== undefined) {
+          const written = done.thresholdWritten;
+          batch.onCommit.push(() => this.thresholds.markPersisted(row.application, done.threshold, written));
+        }
+        batch.replays.push(() => this.recordServedPending(row, obs, nowMs, windowMs));
+        return done.snapshot;
+      } catch (err) {
+        this.abandonBatch(batch, err);
+      }
+    }
     if (this.pending.isEmpty) {
       try {
         const done = this.recordServedTx(row, obs, nowMs, windowMs);
@@ -290,6 +371,20 @@ export class SqliteStore implements ActivationStore {
     this.retryIfDue();
     const event = refusedEvent(obs, hresult, code, nowMs);
     const row = obs.applicationId && obs.clientMachineId ? refusedRow(obs, hresult, nowMs) : undefined;
+    const batch = this.batch;
+    if (batch) {
+      try {
+        if (row) this.upsertRefused.run(row);
+        this.insertEvent.run(event);
+        batch.replays.push(() => {
+          if (row) this.queueOp(() => this.upsertRefused.run(row));
+          this.pending.addEvent(event);
+        });
+        return;
+      } catch (err) {
+        this.abandonBatch(batch, err);
+      }
+    }
     if (this.pending.isEmpty) {
       try {
         this.writeRefusal(row, event);
@@ -310,6 +405,19 @@ export class SqliteStore implements ActivationStore {
 
   setSetting(key: string, value: string): void {
     this.retryIfDue();
+    const batch = this.batch;
+    if (batch) {
+      try {
+        this.upsertSetting.run(key, value);
+        batch.replays.push(() => {
+          this.pending.settings.set(key, value);
+          this.queueOp(() => this.upsertSetting.run(key, value));
+        });
+        return;
+      } catch (err) {
+        this.abandonBatch(batch, err);
+      }
+    }
     if (this.pending.isEmpty) {
       try {
         this.upsertSetting.run(key, value);
@@ -374,6 +482,7 @@ export class SqliteStore implements ActivationStore {
 
   close(): void {
     if (this.closed) return;
+    this.commitBatch();
     if (!this.pending.isEmpty && !this.flushPending()) {
       const { ops, events } = this.pending.size;
       this.log.error(
@@ -382,6 +491,8 @@ export class SqliteStore implements ActivationStore {
       );
     }
     this.closed = true;
+    // Not awaited: an interrupted checkpoint is harmless, and this connection's close checkpoints.
+    void this.checkpointer?.stop();
     this.stopRetryTimer();
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     if (!this.db.readonly && this.pending.isEmpty) {

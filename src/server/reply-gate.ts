@@ -1,0 +1,52 @@
+// Group commit for the KMS listener. An answered activation must be on disk (PROTOCOL.md §7.2:
+// counts survive restarts; issue 4: kill -9 loses nothing answered), but a commit per request
+// costs more than the rest of the request. So the first request of an event-loop turn opens one
+// store transaction, every request of that turn joins it, and every reply of the turn waits in
+// FIFO order until the transaction is committed at the end of the turn (setImmediate).
+
+/** Where the connection sends its replies and closes: now, or after the pending commit. */
+export interface ReplyGate {
+  run(send: () => void): void;
+}
+
+export const IMMEDIATE_REPLIES: ReplyGate = Object.freeze({ run: (send: () => void) => send() });
+
+/** The store side of a group commit (SqliteStore implements it). */
+export interface BatchingStore {
+  /** false when no batch could be opened: writes then commit one by one. */
+  beginBatch(): boolean;
+  /** Never throws: a failed commit keeps its writes in memory for a later retry. */
+  commitBatch(): void;
+}
+
+export class GroupCommitGate implements ReplyGate {
+  private open = false;
+  private queue: (() => void)[] = [];
+
+  constructor(private readonly store: BatchingStore) {}
+
+  /** Called before each request that writes to the store. */
+  enter(): void {
+    if (this.open || !this.store.beginBatch()) return;
+    this.open = true;
+    setImmediate(() => this.flush());
+  }
+
+  run(send: () => void): void {
+    if (this.open) this.queue.push(send);
+    else send();
+  }
+
+  /** Commits and releases the replies; also called at shutdown. */
+  flush(): void {
+    if (!this.open) return;
+    try {
+      this.store.commitBatch();
+    } finally {
+      this.open = false;
+      const queued = this.queue;
+      this.queue = [];
+      for (const send of queued) send();
+    }
+  }
+}
