@@ -120,6 +120,10 @@ JS
 cat > "$STAGE/bin/$NAME" <<EOF
 #!/bin/sh
 # Runs kms-appliance with the node it was installed for (exec: systemd's main PID is node).
+# The server gets the heap settings of src/server/node-flags.ts; the other commands do not.
+if [ "\$1" = serve ]; then
+  exec $NODE --max-semi-space-size=1 --max-old-space-size=96 $LIB/dist/src/cli/main.js "\$@"
+fi
 exec $NODE $LIB/dist/src/cli/main.js "\$@"
 EOF
 chmod 0755 "$STAGE/bin/$NAME"

@@ -18,13 +18,11 @@ import { KmsServer, type BoundAddress } from '../server/kms-server';
 import type { KmsServerSettings } from '../server/types';
 import { GroupCommitGate } from '../server/reply-gate';
 import { logActivation, type Logger } from '../logging/logger';
-import { startDnsServer, type DnsServerHandle } from '../dns/dns-server';
-import { startRegistrar, type RegistrarHandle } from '../dns/registrar';
-import { startMdns, type MdnsHandle } from '../dns/mdns';
-import { startAdminServer, type AdminServerHandle } from '../admin/http-server';
-import { adminSnapshot } from '../admin/snapshot';
-import { Inventory } from '../store/inventory';
-import { catalogNames } from '../catalog/names';
+import type { DnsServerHandle } from '../dns/dns-server';
+import type { RegistrarHandle } from '../dns/registrar';
+import type { MdnsHandle } from '../dns/mdns';
+import type { AdminServerHandle } from '../admin/http-server';
+
 
 export interface ApplianceOverrides {
   readonly listen?: readonly string[];
@@ -159,12 +157,15 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
 
     let dns: DnsServerHandle | undefined;
     if (dnsListen.length > 0) {
+      // Loaded only when used: a host without DNS or mDNS does not carry those modules.
+      const { startDnsServer } = require('../dns/dns-server') as typeof import('../dns/dns-server');
       dns = await startDnsServer(config.dns, { kmsPort, hostName, addresses: machineAddresses, log }, dnsListen);
       const d = dns;
       cleanup.unshift(() => d.close());
     }
     let registrar: RegistrarHandle | undefined;
     if (config.dns.registration.enabled) {
+      const { startRegistrar } = require('../dns/registrar') as typeof import('../dns/registrar');
       registrar = startRegistrar(config.dns.registration, { kmsPort, hostName, addresses: machineAddresses, log });
       const r = registrar;
       cleanup.unshift(async () => {
@@ -173,12 +174,17 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
     }
     let mdns: MdnsHandle | undefined;
     if (config.dns.mdns.enabled) {
+      const { startMdns } = require('../dns/mdns') as typeof import('../dns/mdns');
       mdns = startMdns(config.dns.mdns, { kmsPort, hostName, addresses: machineAddresses, log });
       const m = mdns;
       cleanup.unshift(() => m.stop());
     }
     let admin: AdminServerHandle | undefined;
     if (adminListen.length > 0) {
+      const { startAdminServer } = require('../admin/http-server') as typeof import('../admin/http-server');
+      const { adminSnapshot } = require('../admin/snapshot') as typeof import('../admin/snapshot');
+      const { Inventory } = require('../store/inventory') as typeof import('../store/inventory');
+      const { catalogNames } = require('../catalog/names') as typeof import('../catalog/names');
       const inventory = new Inventory(store.connection, databaseFile(dataDir), catalogNames(catalog));
       admin = await startAdminServer(adminListen, {
         log,

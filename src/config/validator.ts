@@ -13,10 +13,9 @@ export interface ConfigProblem {
   readonly related: readonly string[];
 }
 
-let compiled: ValidateFunction | undefined;
-
+// Compiled for each load (start-up and SIGHUP reloads, rare), not cached: a compiled schema
+// holds megabytes that a server running for years would otherwise keep for nothing.
 function validator(): ValidateFunction {
-  if (compiled) return compiled;
   const ajv = new Ajv({
     allErrors: true, // every error at once, not the first
     verbose: true, // errors carry their schema and data, which the messages need
@@ -29,8 +28,7 @@ function validator(): ValidateFunction {
     // Emptiness is minLength's job: fields where "" means "automatic" share the formats.
     ajv.addFormat(name, { type: 'string', validate: (v: string) => v === '' || f.check(v) === undefined });
   }
-  compiled = ajv.compile(CONFIG_SCHEMA);
-  return compiled;
+  return ajv.compile(CONFIG_SCHEMA);
 }
 
 /** Validates (and fills list-entry defaults into) `data`; returns every problem found. */
