@@ -17,3 +17,11 @@ export interface Command {
 }
 
 export const EXIT = Object.freeze({ OK: 0, FAILURE: 1, USAGE: 2 } as const);
+
+/** One line on stderr for a usage mistake, naming the command's --help; returns exit code 2. */
+export function usageError(io: CommandIo, command: string, problem: string): number {
+  // parseArgs explains some mistakes over several lines; the first says what is wrong.
+  const first = problem.split('\n')[0]!.trim();
+  io.stderr.write(`kms-appliance ${command}: ${first} (see kms-appliance ${command} --help)\n`);
+  return EXIT.USAGE;
+}

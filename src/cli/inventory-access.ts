@@ -35,12 +35,6 @@ export class CommandExit extends Error {
   }
 }
 
-export function usageError(io: CommandIo, command: string, problem: string): number {
-  // parseArgs explains some mistakes over several lines; the first says what is wrong.
-  const first = problem.split('\n')[0]!.trim();
-  io.stderr.write(`kms-appliance ${command}: ${first} (see kms-appliance ${command} --help)\n`);
-  return EXIT.USAGE;
-}
 
 export function namesFromCatalog(file: string): NameResolver {
   const catalog = loadCatalog(file === '' ? undefined : file);

@@ -2,7 +2,7 @@
 // response the way one does, and prints what the client would conclude — or the HRESULT a Windows
 // client would show, with its meaning and what to change.
 import { parseArgs } from 'node:util';
-import { EXIT, type Command, type CommandIo } from '../command';
+import { EXIT, usageError, type Command, type CommandIo } from '../command';
 import { KmsError, describeHresult, formatHresult } from '../../errors';
 import { loadCatalog } from '../../catalog/load';
 import { activate } from '../../client/kms-client';
@@ -64,7 +64,7 @@ export const command: Command = {
         },
       }).values;
     } catch (err) {
-      return usage(io, (err as Error).message);
+      return usageError(io, 'activate', (err as Error).message);
     }
     if (v.help) {
       io.stdout.write(HELP);
@@ -75,24 +75,24 @@ export const command: Command = {
       for (const p of listProducts(catalog)) io.stdout.write(`${p.name}\t${p.group}\tv${p.protocol}\t${p.activationId}\n`);
       return EXIT.OK;
     }
-    if (!v.host) return usage(io, '--host is required');
-    if (!v.product) return usage(io, '--product is required (kms-appliance activate --list-products shows them)');
+    if (!v.host) return usageError(io, 'activate', '--host is required');
+    if (!v.product) return usageError(io, 'activate', '--product is required (kms-appliance activate --list-products shows them)');
     const port = intOption(v.port ?? '1688', 1, 65535);
     const requests = intOption(v.requests ?? '1', 1, 10000);
     const timeout = intOption(v.timeout ?? '5', 1, 600);
     const protocol = v.protocol === undefined ? undefined : intOption(v.protocol, 4, 6);
     const ndr64 = onOff(v.ndr64 ?? 'on');
     const btfn = onOff(v.btfn ?? 'on');
-    if (port === undefined) return usage(io, '--port must be 1..65535');
-    if (requests === undefined) return usage(io, '--requests must be 1..10000');
-    if (timeout === undefined) return usage(io, '--timeout must be 1..600 seconds');
-    if (v.protocol !== undefined && protocol === undefined) return usage(io, '--protocol must be 4, 5 or 6');
-    if (ndr64 === undefined || btfn === undefined) return usage(io, '--ndr64 and --btfn take on or off');
+    if (port === undefined) return usageError(io, 'activate', '--port must be 1..65535');
+    if (requests === undefined) return usageError(io, 'activate', '--requests must be 1..10000');
+    if (timeout === undefined) return usageError(io, 'activate', '--timeout must be 1..600 seconds');
+    if (v.protocol !== undefined && protocol === undefined) return usageError(io, 'activate', '--protocol must be 4, 5 or 6');
+    if (ndr64 === undefined || btfn === undefined) return usageError(io, 'activate', '--ndr64 and --btfn take on or off');
     let product;
     try {
       product = chooseProduct(catalog, v.product);
     } catch (err) {
-      return usage(io, (err as Error).message);
+      return usageError(io, 'activate', (err as Error).message);
     }
     try {
       const replies = await activate({
@@ -135,10 +135,6 @@ export const command: Command = {
   },
 };
 
-function usage(io: CommandIo, problem: string): number {
-  io.stderr.write(`kms-appliance activate: ${problem} (see kms-appliance activate --help)\n`);
-  return EXIT.USAGE;
-}
 
 function intOption(text: string, min: number, max: number): number | undefined {
   if (!/^\d+$/.test(text)) return undefined;

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { EXIT, type Command, type CommandIo } from '../command';
+import { EXIT, usageError, type Command, type CommandIo } from '../command';
 import { checkClientHost, checkClientPort, generateClientConfig } from '../../admin/client-config';
 
 /** The port Windows clients use when none is given (PROTOCOL.md §8.1). */
@@ -36,10 +36,6 @@ Example:
   kms-appliance client-config --host kms.branch.example.org --out /srv/share/kms
 `;
 
-function usage(io: CommandIo, problem: string): number {
-  io.stderr.write(`kms-appliance client-config: ${problem} (see kms-appliance client-config --help)\n`);
-  return EXIT.USAGE;
-}
 
 export const command: Command = {
   name: 'client-config',
@@ -60,20 +56,20 @@ export const command: Command = {
         },
       }).values;
     } catch (err) {
-      return usage(io, (err as Error).message);
+      return usageError(io, 'client-config', (err as Error).message);
     }
     if (values.help) {
       io.stdout.write(HELP);
       return EXIT.OK;
     }
-    if (values.host === undefined) return usage(io, '--host is required');
+    if (values.host === undefined) return usageError(io, 'client-config', '--host is required');
     const hostProblem = checkClientHost(values.host);
-    if (hostProblem) return usage(io, `--host: ${hostProblem}`);
+    if (hostProblem) return usageError(io, 'client-config', `--host: ${hostProblem}`);
     let port = KMS_DEFAULT_PORT;
     if (values.port !== undefined) {
       port = /^\d{1,5}$/.test(values.port) ? Number(values.port) : NaN;
       const portProblem = Number.isNaN(port) ? `"${values.port}" is not a port number` : checkClientPort(port);
-      if (portProblem) return usage(io, `--port: ${portProblem}`);
+      if (portProblem) return usageError(io, 'client-config', `--port: ${portProblem}`);
     }
     const dir = values.out ?? DEFAULT_OUT;
     const files = generateClientConfig({ host: values.host, port });

@@ -2,8 +2,8 @@
 // or how long they have been silent, as a table, JSON or CSV.
 
 import { parseArgs } from 'node:util';
-import { EXIT, type Command, type CommandIo } from '../command';
-import { COMMON_HELP, COMMON_OPTIONS, openInventory, parseFormat, usageError, withExit } from '../inventory-access';
+import { EXIT, usageError, type Command, type CommandIo } from '../command';
+import { COMMON_HELP, COMMON_OPTIONS, openInventory, parseFormat, withExit } from '../inventory-access';
 import { csvLine, formatTable, isoTime, shortTime, type Column } from '../tabular';
 import { formatHresult } from '../../errors';
 import { licenseStatusName } from '../../host/activation';

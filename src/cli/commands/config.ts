@@ -1,7 +1,7 @@
 // `kms-appliance config check FILE` and `kms-appliance config defaults`: validate a configuration
 // file the way `serve` would read it, or print the complete commented example.
 import { parseArgs } from 'node:util';
-import { EXIT, type Command, type CommandIo } from '../command';
+import { EXIT, usageError, type Command, type CommandIo } from '../command';
 import { loadConfig } from '../../config/load';
 import { configExample } from '../../config/example';
 import { KmsError } from '../../errors';
@@ -26,10 +26,6 @@ Examples:
   kms-appliance config defaults > /etc/kms-appliance/config.yaml
 `;
 
-function usage(io: CommandIo, problem: string): number {
-  io.stderr.write(`kms-appliance config: ${problem} (see kms-appliance config --help)\n`);
-  return EXIT.USAGE;
-}
 
 export const command: Command = {
   name: 'config',
@@ -43,7 +39,7 @@ export const command: Command = {
       positionals = parsed.positionals;
       help = parsed.values.help;
     } catch (err) {
-      return usage(io, (err as Error).message);
+      return usageError(io, 'config', (err as Error).message);
     }
     if (help) {
       io.stdout.write(HELP);
@@ -52,7 +48,7 @@ export const command: Command = {
     const [sub, ...rest] = positionals;
     switch (sub) {
       case 'check': {
-        if (rest.length !== 1) return usage(io, 'config check needs exactly one FILE');
+        if (rest.length !== 1) return usageError(io, 'config', 'config check needs exactly one FILE');
         const file = rest[0]!;
         try {
           loadConfig(file);
@@ -66,13 +62,13 @@ export const command: Command = {
         return EXIT.OK;
       }
       case 'defaults':
-        if (rest.length !== 0) return usage(io, 'config defaults takes no arguments');
+        if (rest.length !== 0) return usageError(io, 'config', 'config defaults takes no arguments');
         io.stdout.write(configExample());
         return EXIT.OK;
       case undefined:
-        return usage(io, 'missing sub-command: check or defaults');
+        return usageError(io, 'config', 'missing sub-command: check or defaults');
       default:
-        return usage(io, `unknown sub-command "${sub}": use check or defaults`);
+        return usageError(io, 'config', `unknown sub-command "${sub}": use check or defaults`);
     }
   },
 };

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { EXIT, type Command, type CommandIo } from '../command';
+import { EXIT, usageError, type Command, type CommandIo } from '../command';
 import { formatHresult, HRESULT } from '../../errors';
 import { checkDiscovery, createSystemResolver, type DiscoveryReport, type ProbeResult } from '../../dns/dns-check';
 import { parseServerAddress } from '../../dns/dns-transport';
@@ -55,10 +55,6 @@ export function defaultDomain(hostName = os.hostname(), resolvConf = '/etc/resol
   }
 }
 
-function usage(io: CommandIo, message: string): number {
-  io.stderr.write(`kms-appliance dns check: ${message}\nRun "kms-appliance dns check --help" for usage.\n`);
-  return EXIT.USAGE;
-}
 
 function printReport(io: CommandIo, r: DiscoveryReport): void {
   const w = (s: string): void => void io.stdout.write(s + '\n');
@@ -99,7 +95,7 @@ export const command: Command = {
         },
       }).values;
     } catch (err) {
-      return usage(io, (err as Error).message);
+      return usageError(io, 'dns check', (err as Error).message);
     }
     if (v.help) {
       io.stdout.write(HELP);
@@ -107,20 +103,20 @@ export const command: Command = {
     }
     const domain = (v.domain ?? defaultDomain() ?? '').trim().replace(/\.$/, '');
     if (!domain) {
-      return usage(io, `this machine has no DNS domain suffix to search (a Windows client would show ${formatHresult(HRESULT.DNS_BAD_NAME)}); give --domain`);
+      return usageError(io, 'dns check', `this machine has no DNS domain suffix to search (a Windows client would show ${formatHresult(HRESULT.DNS_BAD_NAME)}); give --domain`);
     }
     let server;
     if (v.server !== undefined) {
       server = parseServerAddress(v.server);
-      if (!server) return usage(io, `--server "${v.server}" is not IP or IP:PORT (IPv6 as [addr]:port)`);
+      if (!server) return usageError(io, 'dns check', `--server "${v.server}" is not IP or IP:PORT (IPv6 as [addr]:port)`);
     }
     let expectedPort: number | undefined;
     if (v.port !== undefined) {
       expectedPort = Number(v.port);
-      if (!/^\d{1,5}$/.test(v.port) || expectedPort < 1 || expectedPort > 65535) return usage(io, `--port "${v.port}" is not a port number`);
+      if (!/^\d{1,5}$/.test(v.port) || expectedPort < 1 || expectedPort > 65535) return usageError(io, 'dns check', `--port "${v.port}" is not a port number`);
     }
     const timeoutSeconds = v.timeout === undefined ? 5 : Number(v.timeout);
-    if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0 || timeoutSeconds > 300) return usage(io, `--timeout "${v.timeout}" is not a number of seconds (1-300)`);
+    if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0 || timeoutSeconds > 300) return usageError(io, 'dns check', `--timeout "${v.timeout}" is not a number of seconds (1-300)`);
     const timeoutMs = Math.round(timeoutSeconds * 1000);
 
     const report = await checkDiscovery(

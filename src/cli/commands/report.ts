@@ -2,8 +2,8 @@
 // licences configured in `entitlements`, with over-use flagged.
 
 import { parseArgs } from 'node:util';
-import { EXIT, type Command, type CommandIo } from '../command';
-import { COMMON_HELP, COMMON_OPTIONS, openInventory, parseFormat, usageError, withExit } from '../inventory-access';
+import { EXIT, usageError, type Command, type CommandIo } from '../command';
+import { COMMON_HELP, COMMON_OPTIONS, openInventory, parseFormat, withExit } from '../inventory-access';
 import { formatCsv, formatTable, isoTime, type Column } from '../tabular';
 import { complianceReport, type ComplianceRow } from '../../store/compliance';
 

@@ -3,8 +3,8 @@
 // while the server runs.
 
 import { parseArgs } from 'node:util';
-import { EXIT, type Command, type CommandIo } from '../command';
-import { COMMON_HELP, COMMON_OPTIONS, openInventory, usageError, withExit } from '../inventory-access';
+import { EXIT, usageError, type Command, type CommandIo } from '../command';
+import { COMMON_HELP, COMMON_OPTIONS, openInventory, withExit } from '../inventory-access';
 import { isoTime, shortTime } from '../tabular';
 import type { ApplicationSummary, DatabaseInfo, Duplicates } from '../../store/inventory';
 
