@@ -2,6 +2,7 @@
 // the KMS listener, the DNS responder, DNS registration, mDNS and the admin page. `serve` runs it;
 // tests start it in-process on port 0. Reload swaps what can change without dropping connections.
 import os from 'node:os';
+import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../errors';
 import type { AppConfig } from '../config/defaults';
@@ -106,6 +107,26 @@ export function machineAddresses(): string[] {
   return out;
 }
 
+/**
+ * The addresses clients can reach the KMS listener on: a specific listen address as it is, a
+ * wildcard as the machine's addresses of that family. Publishing an interface the listener does
+ * not serve would send clients to a closed port.
+ */
+export function kmsAddressesToPublish(bound: readonly { host: string; family: 4 | 6 }[], machine: () => string[] = machineAddresses): () => string[] {
+  return () => {
+    const out = new Set<string>();
+    for (const b of bound) {
+      if (b.host === '0.0.0.0' || b.host === '::') {
+        // Link-local addresses mean nothing outside their link: never published.
+        for (const a of machine()) if (net.isIP(a) === b.family && !/^(fe[89ab][0-9a-f]:|169\.254\.)/i.test(a)) out.add(a);
+      } else {
+        out.add(b.host);
+      }
+    }
+    return [...out];
+  };
+}
+
 export async function startAppliance(config: AppConfig, options: StartOptions): Promise<Appliance> {
   const { log } = options;
   const env = options.env ?? process.env;
@@ -154,19 +175,20 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
     });
     const kmsPort = kmsAddresses[0]!.port;
     const hostName = os.hostname();
+    const publish = kmsAddressesToPublish(kmsAddresses);
 
     let dns: DnsServerHandle | undefined;
     if (dnsListen.length > 0) {
       // Loaded only when used: a host without DNS or mDNS does not carry those modules.
       const { startDnsServer } = require('../dns/dns-server') as typeof import('../dns/dns-server');
-      dns = await startDnsServer(config.dns, { kmsPort, hostName, addresses: machineAddresses, log }, dnsListen);
+      dns = await startDnsServer(config.dns, { kmsPort, hostName, addresses: publish, log }, dnsListen);
       const d = dns;
       cleanup.unshift(() => d.close());
     }
     let registrar: RegistrarHandle | undefined;
     if (config.dns.registration.enabled) {
       const { startRegistrar } = require('../dns/registrar') as typeof import('../dns/registrar');
-      registrar = startRegistrar(config.dns.registration, { kmsPort, hostName, addresses: machineAddresses, log });
+      registrar = startRegistrar(config.dns.registration, { kmsPort, hostName, addresses: publish, log });
       const r = registrar;
       cleanup.unshift(async () => {
         await r.stop();
@@ -175,7 +197,7 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
     let mdns: MdnsHandle | undefined;
     if (config.dns.mdns.enabled) {
       const { startMdns } = require('../dns/mdns') as typeof import('../dns/mdns');
-      mdns = startMdns(config.dns.mdns, { kmsPort, hostName, addresses: machineAddresses, log });
+      mdns = startMdns(config.dns.mdns, { kmsPort, hostName, addresses: publish, log });
       const m = mdns;
       cleanup.unshift(() => m.stop());
     }

@@ -150,7 +150,8 @@ export class KmsServer {
   }
 }
 
-function listenError(err: NodeJS.ErrnoException, address: ListenAddress): KmsError {
+/** A failed listen() as the admin should read it: what is wrong and what to do. */
+export function listenError(err: NodeJS.ErrnoException, address: ListenAddress): KmsError {
   const where = formatListenAddress(address);
   const code: ErrorCode =
     err.code === 'EADDRINUSE' ? 'KMS_ERR_LISTEN_IN_USE' : err.code === 'EACCES' || err.code === 'EPERM' ? 'KMS_ERR_LISTEN_PERMISSION' : 'KMS_ERR_LISTEN_ADDRESS';

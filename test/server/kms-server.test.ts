@@ -4,6 +4,7 @@
 import t from 'tap';
 import { activate } from '../../src/client/kms-client';
 import { KmsError, HRESULT } from '../../src/errors';
+import { listenError } from '../../src/server/kms-server';
 import { product, rawConnect, startHarness } from './appliance-harness';
 
 const PRODUCTS = [
@@ -129,4 +130,13 @@ t.test('graceful stop: an idle keep-alive connection is closed, the listener is 
   t.equal(r2?.verified?.base.currentCount, 2, 'the count survived the restart');
   t.equal(r2?.verified?.base.epid, r?.verified?.base.epid, 'so did the ePID');
   t.same(r2?.verified?.hwid, r?.verified?.hwid, 'and the HwId (C20)');
+});
+
+t.test('listen failures read as what to change', async (t) => {
+  const at = { host: '0.0.0.0', port: 53, family: 4 as const };
+  const denied = listenError(Object.assign(new Error('listen EACCES'), { code: 'EACCES' }), at);
+  t.equal(denied.code, 'KMS_ERR_LISTEN_PERMISSION');
+  t.match(denied.message, /CAP_NET_BIND_SERVICE/);
+  t.equal(listenError(Object.assign(new Error('x'), { code: 'EADDRINUSE' }), at).code, 'KMS_ERR_LISTEN_IN_USE');
+  t.equal(listenError(Object.assign(new Error('x'), { code: 'EADDRNOTAVAIL' }), { host: '192.0.2.1', port: 1688, family: 4 }).code, 'KMS_ERR_LISTEN_ADDRESS');
 });
