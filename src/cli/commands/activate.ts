@@ -109,7 +109,7 @@ export const command: Command = {
             ...(r.verified.hwid ? { hwid: r.verified.hwid.toString('hex') } : {}) } : {}),
         })), null, 2) + '\n');
       } else {
-        io.stdout.write(`${product.name} → ${v.host}:${port}, KMS v${protocol ?? product.protocol}, NDR64 ${ndr64 ? 'on' : 'off'}, BTFN ${btfn ? 'on' : 'off'}\n`);
+        io.stdout.write(`${product.name} → ${v.host.includes(':') ? `[${v.host}]` : v.host}:${port}, KMS v${protocol ?? product.protocol}, NDR64 ${ndr64 ? 'on' : 'off'}, BTFN ${btfn ? 'on' : 'off'}\n`);
         for (const [i, r] of replies.entries()) {
           for (const w of r.warnings) io.stdout.write(`  warning: ${w}\n`);
           if (r.verified) {
