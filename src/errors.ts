@@ -78,6 +78,7 @@ export const ERRORS = Object.freeze({
   // ---- Connections (src/server) ----
   KMS_ERR_CONN_IDLE: { action: 'close', explain: 'The client sent nothing for kms.idleTimeoutSeconds; the connection was closed.' },
   KMS_ERR_CONN_NOT_ALLOWED: { action: 'close', explain: 'The client address is outside kms.clientNetworks; add its network there if it should activate.' },
+  KMS_ERR_CONN_PUBLIC_CLIENT: { action: 'none', explain: 'A client from a public (internet) address connected and was served because kms.clientNetworks is empty; if this host is reachable from the internet, set kms.clientNetworks to the site\'s client networks.' },
   KMS_ERR_CONN_LIMIT: { action: 'close', explain: 'kms.maxConnections is reached; the new connection was closed. Raise the limit if this is legitimate load.' },
   KMS_ERR_LISTEN_IN_USE: { action: 'none', explain: 'Another program already listens on this address and port; stop it or choose another port.' },
   KMS_ERR_LISTEN_PERMISSION: { action: 'none', explain: 'No permission to bind this port (ports below 1024 need CAP_NET_BIND_SERVICE; the systemd unit grants it).' },

@@ -21,3 +21,22 @@ export function buildClientFilter(cidrs: readonly string[]): ClientFilter {
     return list.check(remote, net.isIPv6(remote) ? 'ipv6' : 'ipv4');
   };
 }
+
+const PRIVATE = new net.BlockList();
+for (const [a, p] of [['10.0.0.0', 8], ['172.16.0.0', 12], ['192.168.0.0', 16], ['127.0.0.0', 8], ['169.254.0.0', 16], ['100.64.0.0', 10]] as const) {
+  PRIVATE.addSubnet(a, p, 'ipv4');
+}
+for (const [a, p] of [['::1', 128], ['fe80::', 10], ['fc00::', 7]] as const) PRIVATE.addSubnet(a, p, 'ipv6');
+
+/**
+ * True for an address from outside private, loopback, link-local and CGNAT ranges: a client
+ * there means the host is reachable from the internet (worth a warning while no allowlist is set).
+ */
+export function isPublicAddress(remote: string | undefined): boolean {
+  if (!remote) return false;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(remote);
+  const addr = mapped ? mapped[1]! : remote;
+  const family = net.isIP(addr);
+  if (family === 0) return false;
+  return !PRIVATE.check(addr, family === 4 ? 'ipv4' : 'ipv6');
+}

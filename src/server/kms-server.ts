@@ -5,7 +5,10 @@ import net from 'node:net';
 import { KmsError, type ErrorCode } from '../errors';
 import type { ActivationOutcome } from '../host/outcome';
 import { formatListenAddress, type ListenAddress } from '../config/listen-address';
-import { buildClientFilter, type ClientFilter } from './client-filter';
+import { buildClientFilter, isPublicAddress, type ClientFilter } from './client-filter';
+
+/** A client from the internet is worth one warning an hour, not one per connection. */
+const PUBLIC_CLIENT_LOG_INTERVAL = 3_600_000;
 import { KmsConnection } from './connection';
 import { createLogThrottle } from './log-throttle';
 import type { ActivationHandler, KmsServerSettings, ServerLog } from './types';
@@ -35,6 +38,7 @@ export class KmsServer {
   private readonly servers: net.Server[] = [];
   private readonly connections = new Set<KmsConnection>();
   private readonly throttle = createLogThrottle();
+  private readonly rareThrottle = createLogThrottle(1, PUBLIC_CLIENT_LOG_INTERVAL);
   private bound: BoundAddress[] = [];
 
   constructor(private readonly options: KmsServerOptions) {
@@ -90,6 +94,10 @@ export class KmsServer {
       socket.destroy();
       return;
     }
+    if (this.settings.clientNetworks.length === 0 && isPublicAddress(remote)) {
+      // Served (no allowlist is set), but the admin should know the internet can reach this host.
+      this.reportError(new KmsError('KMS_ERR_CONN_PUBLIC_CLIENT', undefined, { clientAddress: remote }), remote ?? '?', PUBLIC_CLIENT_LOG_INTERVAL);
+    }
     if (this.connections.size >= this.settings.maxConnections) {
       this.reportError(new KmsError('KMS_ERR_CONN_LIMIT', undefined, { limit: this.settings.maxConnections }), remote ?? '?');
       socket.destroy();
@@ -107,11 +115,12 @@ export class KmsServer {
     socket.on('close', () => this.connections.delete(connection));
   }
 
-  private reportError(err: KmsError, peer: string): void {
+  private reportError(err: KmsError, peer: string, rare?: number): void {
     const key = err.code;
     const now = Date.now();
-    if (!this.throttle.allow(key, now)) return;
-    const suppressed = this.throttle.takeSuppressed(key);
+    const throttle = rare ? this.rareThrottle : this.throttle;
+    if (!throttle.allow(key, now)) return;
+    const suppressed = throttle.takeSuppressed(key);
     this.options.log.warn(
       { peer, code: err.code, action: err.spec.action, ...err.details, ...(suppressed ? { suppressedSimilar: suppressed } : {}) },
       err.message,

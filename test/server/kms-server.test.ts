@@ -5,6 +5,7 @@ import t from 'tap';
 import { activate } from '../../src/client/kms-client';
 import { KmsError, HRESULT } from '../../src/errors';
 import { listenError } from '../../src/server/kms-server';
+import { isPublicAddress } from '../../src/server/client-filter';
 import { product, rawConnect, startHarness } from './appliance-harness';
 
 const PRODUCTS = [
@@ -139,4 +140,11 @@ t.test('listen failures read as what to change', async (t) => {
   t.match(denied.message, /CAP_NET_BIND_SERVICE/);
   t.equal(listenError(Object.assign(new Error('x'), { code: 'EADDRINUSE' }), at).code, 'KMS_ERR_LISTEN_IN_USE');
   t.equal(listenError(Object.assign(new Error('x'), { code: 'EADDRNOTAVAIL' }), { host: '192.0.2.1', port: 1688, family: 4 }).code, 'KMS_ERR_LISTEN_ADDRESS');
+});
+
+t.test('public client addresses are recognised for the exposure warning', async (t) => {
+  for (const a of ['203.0.113.9', '8.8.8.8', '2001:4860::8888', '::ffff:198.51.100.1']) t.equal(isPublicAddress(a), true, `${a} is public`);
+  for (const a of ['10.1.2.3', '172.20.0.1', '192.168.1.1', '127.0.0.1', '100.64.3.4', '169.254.1.1', '::1', 'fe80::1', 'fd00::5', '::ffff:10.0.0.1', undefined]) {
+    t.equal(isPublicAddress(a), false, `${String(a)} is not public`);
+  }
 });
