@@ -127,6 +127,26 @@ function lookupFailure(kind: Exclude<Lookup<unknown>, { ok: true }>['kind'], srv
   }
 }
 
+/**
+ * Microsoft documents both behaviours: Windows 7 / Server 2008 R2 and later honour priority and
+ * weight, older clients pick any record at random (PROTOCOL.md §8.1). A record layout that only
+ * works with the first behaviour is pointed out.
+ */
+export function legacyClientWarnings(records: readonly SrvRecord[]): string[] {
+  const warnings: string[] = [];
+  const priorities = new Set(records.map((r) => r.priority));
+  if (priorities.size > 1) {
+    const lowest = Math.min(...priorities);
+    const backups = records.filter((r) => r.priority !== lowest).map((r) => r.target);
+    warnings.push(
+      `clients older than Windows 7 / Server 2008 R2 ignore SRV priority and pick any record at random, so ${backups.join(', ')} (meant as backup) also get first requests; every listed host must be able to serve`,
+    );
+  } else if (new Set(records.map((r) => r.weight)).size > 1) {
+    warnings.push('clients older than Windows 7 / Server 2008 R2 ignore SRV weight: they spread requests evenly over these records');
+  }
+  return warnings;
+}
+
 export async function checkDiscovery(options: CheckOptions, deps: { readonly resolver: DiscoveryResolver; readonly probe: Probe }): Promise<DiscoveryReport> {
   const domain = options.domain.replace(/\.$/, '');
   const srvName = `${SRV_LABEL}.${domain}`;
@@ -138,6 +158,8 @@ export async function checkDiscovery(options: CheckOptions, deps: { readonly res
   if (options.expectedPort !== undefined) {
     for (const r of srv.value) if (r.port !== options.expectedPort) warnings.push(`the record for ${r.target} names port ${r.port}, not ${options.expectedPort}`);
   }
+
+  warnings.push(...legacyClientWarnings(srv.value));
 
   const attempts: Attempt[] = [];
   let success: Attempt | undefined;
