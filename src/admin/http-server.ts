@@ -39,11 +39,13 @@ export async function startAdminServer(listen: readonly ListenAddress[], ctx: Ad
       res.end('internal error; see the log\n');
     }
   };
-  try {
-    for (const a of listen) {
-      const server = http.createServer(handler);
-      server.headersTimeout = 10_000;
-      server.requestTimeout = 10_000;
+  // Each address on its own: a machine without IPv6 still gets the page on 127.0.0.1, and a busy
+  // port costs the admin page, never the KMS host.
+  for (const a of listen) {
+    const server = http.createServer(handler);
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 10_000;
+    try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen({ host: a.host, port: a.port, ipv6Only: a.family === 6 }, () => {
@@ -51,15 +53,14 @@ export async function startAdminServer(listen: readonly ListenAddress[], ctx: Ad
           resolve();
         });
       });
-      servers.push(server);
-      const info = server.address() as { port: number };
-      bound.push({ ...a, port: info.port });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      ctx.log.warn({ code: e.code, listen: formatListenAddress(a) }, `admin page not served on ${formatListenAddress(a)}: ${e.code ?? e.message}; the KMS host runs without it there`);
+      continue;
     }
-  } catch (err) {
-    for (const s of servers) s.close();
-    const e = err as NodeJS.ErrnoException;
-    ctx.log.warn({ code: e.code, listen: listen.map(formatListenAddress) }, `admin page not started: ${e.code ?? e.message}; the KMS host runs without it`);
-    return { addresses: [], close: async () => {} };
+    servers.push(server);
+    const info = server.address() as { port: number };
+    bound.push({ ...a, port: info.port });
   }
   return {
     addresses: bound,

@@ -153,7 +153,7 @@ export const DEFAULTS: AppConfig = deepFreeze({
     mdns: { enabled: false, instanceName: '' },
   },
   admin: {
-    listen: ['127.0.0.1:8688'],
+    listen: ['127.0.0.1:8688', '[::1]:8688'], // loopback only: the page has no authentication
   },
   log: {
     level: 'info',
