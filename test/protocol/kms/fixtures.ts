@@ -101,3 +101,10 @@ export function replay(...chunks: Buffer[]): (n: number) => Buffer {
 export function xor(a: Buffer, b: Buffer): Buffer {
   return Buffer.from(a.map((x, i) => x ^ b[i]!));
 }
+
+/** One C-client → C-server capture per protocol version, for the codec tests. */
+export const CAPTURES = {
+  4: 'vlmcs-vlmcsd-win7-v4-ndr32-btfn.json',
+  5: 'vlmcs-vlmcsd-win8-v5-ndr32-btfn.json',
+  6: 'vlmcs-vlmcsd-win10-v6-ndr32-btfn.json',
+} as const;

@@ -13,13 +13,8 @@ import {
   type KmsVersion,
 } from '../../../src/protocol/kms';
 import { KmsError } from '../../../src/errors';
-import { hex, readFixture, requestFieldsOf, withoutUtc } from './fixtures';
+import { CAPTURES, hex, readFixture, requestFieldsOf, withoutUtc } from './fixtures';
 
-const CAPTURES = {
-  4: 'vlmcs-vlmcsd-win7-v4-ndr32-btfn.json',
-  5: 'vlmcs-vlmcsd-win8-v5-ndr32-btfn.json',
-  6: 'vlmcs-vlmcsd-win10-v6-ndr32-btfn.json',
-} as const;
 const call = (v: 4 | 5 | 6): any => readFixture(`exchanges/${CAPTURES[v]}`).decoded.calls[0];
 const captured = (v: 4 | 5 | 6): Buffer => hex(call(v).kms_request_hex);
 const on = { verifyV4Mac: true };

@@ -18,13 +18,8 @@ import {
   type SentKmsRequest,
 } from '../../../src/protocol/kms';
 import { KmsError } from '../../../src/errors';
-import { hex, readFixture, sentOf } from './fixtures';
+import { CAPTURES, hex, readFixture, sentOf } from './fixtures';
 
-const CAPTURES = {
-  4: 'vlmcs-vlmcsd-win7-v4-ndr32-btfn.json',
-  5: 'vlmcs-vlmcsd-win8-v5-ndr32-btfn.json',
-  6: 'vlmcs-vlmcsd-win10-v6-ndr32-btfn.json',
-} as const;
 
 function captured(v: 4 | 5 | 6): { req: DecodedKmsRequest; sent: SentKmsRequest } {
   const message = hex(readFixture(`exchanges/${CAPTURES[v]}`).decoded.calls[0].kms_request_hex);
