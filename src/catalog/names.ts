@@ -8,5 +8,6 @@ export function catalogNames(catalog: Catalog): NameResolver {
     applicationName: (id) => catalog.describeApplication(id),
     groupName: (id) => catalog.describeKmsGroup(id),
     skuName: (activationId, groupId) => catalog.describeSku(activationId, groupId),
+    hostKeyGroupName: (id) => catalog.hostKeyGroupById(id)?.name ?? id,
   };
 }

@@ -5,6 +5,7 @@
 import type { AppConfig } from '../config/defaults';
 import { loadConfig } from '../config/load';
 import { loadCatalog } from '../catalog/load';
+import { catalogNames } from '../catalog/names';
 import { KmsError, StoreError } from '../errors';
 import { resolveDataDir } from '../store/data-dir';
 import { Inventory } from '../store/inventory';
@@ -37,12 +38,7 @@ export class CommandExit extends Error {
 
 
 export function namesFromCatalog(file: string): NameResolver {
-  const catalog = loadCatalog(file === '' ? undefined : file);
-  return {
-    applicationName: (id) => catalog.describeApplication(id),
-    groupName: (id) => catalog.describeKmsGroup(id),
-    skuName: (activationId, groupId) => catalog.describeSku(activationId, groupId),
-  };
+  return catalogNames(loadCatalog(file === '' ? undefined : file));
 }
 
 /**

@@ -132,6 +132,13 @@ interface ClientDbRow {
 // A single DHCP renumbering changes the address once; two machines sharing a CMID keep switching.
 const ADDRESS_SWITCHES_FOR_DUPLICATE = 2;
 
+/** What the host presents to clients (kept in the settings table by src/host/host-identity.ts). */
+export interface HostIdentityInfo {
+  /** The v6 hardware id as 16 hex digits, when one was generated or configured. */
+  readonly hwid: string | undefined;
+  readonly epids: readonly { readonly hostKeyGroupId: string; readonly hostKeyGroup: string; readonly epid: string }[];
+}
+
 export class Inventory {
   private readonly names: NameResolver;
 
@@ -172,6 +179,24 @@ export class Inventory {
       events: this.db.prepare('SELECT count(*) FROM events').pluck().get() as number,
       sizeBytes,
     };
+  }
+
+  /** The host's HwId and the ePID kept for each host-key group in use, by group name. */
+  hostIdentity(): HostIdentityInfo {
+    const rows = this.db.prepare("SELECT key, value FROM settings WHERE key = 'host.hwid' OR key LIKE 'host.epid.%' ORDER BY key").all() as { key: string; value: string }[];
+    let hwid: string | undefined;
+    const epids: { hostKeyGroupId: string; hostKeyGroup: string; epid: string }[] = [];
+    for (const r of rows) {
+      if (r.key === 'host.hwid') {
+        hwid = r.value;
+        continue;
+      }
+      const id = r.key.slice('host.epid.'.length);
+      const epid = r.value;
+      epids.push({ hostKeyGroupId: id, hostKeyGroup: this.names.hostKeyGroupName?.(id) ?? id, epid });
+    }
+    epids.sort((a, b) => a.hostKeyGroup.localeCompare(b.hostKeyGroup));
+    return { hwid, epids };
   }
 
   /** Per application, then per KMS group: counts in the window ending at nowMs. */

@@ -5,6 +5,8 @@ export interface NameResolver {
   applicationName(id: string): string;
   groupName(id: string): string;
   skuName(activationId: string, groupId: string): string;
+  /** The host-key group an ePID is kept for; the id itself when unknown. */
+  hostKeyGroupName?(id: string): string;
 }
 
 /** Shows the ids themselves; for tools that run without a catalogue. */
@@ -28,5 +30,6 @@ export function memoizeNames(names: NameResolver): NameResolver {
     applicationName: (id) => cached(apps, id, () => names.applicationName(id)),
     groupName: (id) => cached(groups, id, () => names.groupName(id)),
     skuName: (activationId, groupId) => cached(skus, `${activationId}/${groupId}`, () => names.skuName(activationId, groupId)),
+    hostKeyGroupName: (id) => names.hostKeyGroupName?.(id) ?? id,
   };
 }

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { EXIT, usageError, type Command, type CommandIo } from '../command';
 import { COMMON_HELP, COMMON_OPTIONS, openInventory, withExit } from '../inventory-access';
 import { isoTime, shortTime } from '../tabular';
-import type { ApplicationSummary, DatabaseInfo, Duplicates } from '../../store/inventory';
+import type { ApplicationSummary, DatabaseInfo, Duplicates, HostIdentityInfo } from '../../store/inventory';
 
 const HELP = `Usage: kms-appliance status [--data-dir DIR] [--config FILE] [--json]
 
@@ -42,7 +42,7 @@ function formatSize(bytes: number): string {
   return bytes < 1048576 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1048576).toFixed(1)} MiB`;
 }
 
-export function formatStatus(info: DatabaseInfo, apps: readonly ApplicationSummary[], dups: Duplicates): string {
+export function formatStatus(info: DatabaseInfo, apps: readonly ApplicationSummary[], dups: Duplicates, identity?: HostIdentityInfo): string {
   const out: string[] = [];
   out.push(`Database: ${info.file} (${info.clients} machines known, ${info.events} events, ${formatSize(info.sizeBytes)})`);
   out.push('');
@@ -76,12 +76,20 @@ export function formatStatus(info: DatabaseInfo, apps: readonly ApplicationSumma
     out.push('');
   }
   if (dups.sharedCmids.length === 0 && dups.sharedWorkstations.length === 0) out.push('No duplicate CMIDs.');
+  if (identity && (identity.hwid || identity.epids.length > 0)) {
+    // What `slmgr /dlv` on a client shows as "KMS machine extended PID", and the HwId it records.
+    out.push('');
+    out.push(`Host identity: HwId ${identity.hwid?.toUpperCase() ?? '(not yet generated)'}; the ePID clients see, per host-key group:`);
+    const width = Math.max(0, ...identity.epids.map((e) => e.hostKeyGroup.length));
+    for (const e of identity.epids) out.push(`  ${e.hostKeyGroup.padEnd(width)}  ${e.epid}`);
+  }
   return out.join('\n').replace(/\n+$/, '') + '\n';
 }
 
-export function statusJson(info: DatabaseInfo, apps: readonly ApplicationSummary[], dups: Duplicates, nowMs: number): unknown {
+export function statusJson(info: DatabaseInfo, apps: readonly ApplicationSummary[], dups: Duplicates, nowMs: number, identity?: HostIdentityInfo): unknown {
   return {
     database: info,
+    ...(identity ? { hostIdentity: identity } : {}),
     generatedAt: isoTime(nowMs),
     windowDays: WINDOW_DAYS,
     applications: apps.map((a) => ({
@@ -111,7 +119,8 @@ async function run(argv: readonly string[], io: CommandIo): Promise<number> {
     const info = inventory.info();
     const apps = inventory.summary(now);
     const dups = inventory.duplicates(now);
-    io.stdout.write(values.json ? `${JSON.stringify(statusJson(info, apps, dups, now), null, 2)}\n` : formatStatus(info, apps, dups));
+    const identity = inventory.hostIdentity();
+    io.stdout.write(values.json ? `${JSON.stringify(statusJson(info, apps, dups, now, identity), null, 2)}\n` : formatStatus(info, apps, dups, identity));
     return EXIT.OK;
   } finally {
     inventory.close();

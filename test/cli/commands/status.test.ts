@@ -3,6 +3,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { command } from '../../../src/cli/commands/status';
+import { SqliteStore } from '../../../src/store/sqlite-store';
 import { DATABASE_FILE_NAME } from '../../../src/store/data-dir';
 import { cmid } from '../../store/observations';
 import { captureIo, preparedDataDir, writeConfig } from './inventory-fixture';
@@ -84,4 +85,22 @@ t.test('a broken configuration file exits 2', async (t) => {
   const c = captureIo();
   t.equal(await command.run(['--config', config, '--data-dir', dir], c.io), 2);
   t.match(c.stderr(), 'config.yaml:1');
+});
+
+t.test('shows the host identity the clients see: HwId and the ePID per host-key group', async (t) => {
+  const dir = preparedDataDir(t);
+
+  const store = SqliteStore.open(dir, {});
+  store.setSetting('host.hwid', 'c76fe28b0efa494e');
+  store.setSetting('host.epid.84e331f6-4279-48c4-ab10-b75139181351', '03612-04918-007-939703-03-1033-20348.0000-0682026');
+  store.close();
+  const c = captureIo();
+  t.equal(await command.run(['--data-dir', dir], c.io), 0);
+  t.match(c.stdout(), /Host identity: HwId C76FE28B0EFA494E/);
+  t.match(c.stdout(), /\n {2}Windows Server 2025\s+03612-04918-007-939703-03-1033-20348\.0000-0682026\n/, 'named after its host-key group');
+  const j = captureIo();
+  t.equal(await command.run(['--json', '--data-dir', dir], j.io), 0);
+  const status = JSON.parse(j.stdout()) as { hostIdentity: { hwid: string; epids: { hostKeyGroup: string; epid: string }[] } };
+  t.equal(status.hostIdentity.hwid, 'c76fe28b0efa494e');
+  t.same(status.hostIdentity.epids, [{ hostKeyGroupId: '84e331f6-4279-48c4-ab10-b75139181351', hostKeyGroup: 'Windows Server 2025', epid: '03612-04918-007-939703-03-1033-20348.0000-0682026' }]);
 });
