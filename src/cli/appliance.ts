@@ -93,6 +93,7 @@ function serverSettings(config: AppConfig): KmsServerSettings {
     maxPduBytes: k.maxPduBytes,
     maxStubBytes: k.maxStubBytes,
     maxConnections: k.maxConnections,
+    maxConnectionsPerAddress: k.maxConnectionsPerAddress,
     idleTimeoutMs: k.idleTimeoutSeconds * 1000,
     clientNetworks: k.clientNetworks,
   };

@@ -45,6 +45,7 @@ export interface AppConfig {
     readonly maxPduBytes: number;
     readonly maxStubBytes: number;
     readonly maxConnections: number;
+    readonly maxConnectionsPerAddress: number;
     readonly idleTimeoutSeconds: number;
     readonly ndr64: boolean;
     readonly btfn: boolean;
@@ -109,6 +110,7 @@ export const DEFAULTS: AppConfig = deepFreeze({
     maxPduBytes: 4096, // legal KMS PDUs are ≤ 344 bytes (§2.1)
     maxStubBytes: 4096, // reassembly limit for fragmented requests (§2.10)
     maxConnections: 1000,
+    maxConnectionsPerAddress: 64, // a client opens one; NAT gateways carry a few dozen machines
     idleTimeoutSeconds: 30, // like Microsoft's RPC runtime (§1.4)
     ndr64: true,
     btfn: true,

@@ -184,6 +184,7 @@ export const CONFIG_SCHEMA: Schema = obj(
       maxPduBytes: int('Largest DCE/RPC PDU accepted; real KMS PDUs are at most 344 bytes.', 1024, 65535, D.kms.maxPduBytes),
       maxStubBytes: int('Largest reassembled request stub (fragmented requests).', 1024, 1048576, D.kms.maxStubBytes),
       maxConnections: int('Open client connections at once.', 1, 100000, D.kms.maxConnections),
+      maxConnectionsPerAddress: int('Open connections from one client address at once, so one host cannot take them all.', 1, 100000, D.kms.maxConnectionsPerAddress),
       idleTimeoutSeconds: int('Close a connection after this long without data.', 1, 3600, D.kms.idleTimeoutSeconds),
       ndr64: bool('Accept NDR64 in bind, as hosts from build 9200 do; must agree with host.build.', D.kms.ndr64),
       btfn: bool('Accept the bind-time feature negotiation context.', D.kms.btfn),

@@ -37,6 +37,7 @@ export class KmsServer {
   private filter: ClientFilter;
   private readonly servers: net.Server[] = [];
   private readonly connections = new Set<KmsConnection>();
+  private readonly perAddress = new Map<string, number>();
   private readonly throttle = createLogThrottle();
   private readonly rareThrottle = createLogThrottle(1, PUBLIC_CLIENT_LOG_INTERVAL);
   private bound: BoundAddress[] = [];
@@ -103,6 +104,14 @@ export class KmsServer {
       socket.destroy();
       return;
     }
+    const key = remote ?? '';
+    const fromThere = this.perAddress.get(key) ?? 0;
+    if (fromThere >= this.settings.maxConnectionsPerAddress) {
+      this.reportError(new KmsError('KMS_ERR_CONN_LIMIT', `${key} already has ${fromThere} connections open (kms.maxConnectionsPerAddress)`, { limit: this.settings.maxConnectionsPerAddress }), key);
+      socket.destroy();
+      return;
+    }
+    this.perAddress.set(key, fromThere + 1);
     const connection = new KmsConnection(socket, {
       settings: () => this.settings,
       handler: () => this.handler,
@@ -112,7 +121,12 @@ export class KmsServer {
       gate: this.options.gate ?? IMMEDIATE_REPLIES,
     });
     this.connections.add(connection);
-    socket.on('close', () => this.connections.delete(connection));
+    socket.on('close', () => {
+      this.connections.delete(connection);
+      const left = (this.perAddress.get(key) ?? 1) - 1;
+      if (left > 0) this.perAddress.set(key, left);
+      else this.perAddress.delete(key);
+    });
   }
 
   private reportError(err: KmsError, peer: string, rare?: number): void {

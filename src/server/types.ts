@@ -15,6 +15,7 @@ export interface KmsServerSettings {
   readonly maxPduBytes: number;
   readonly maxStubBytes: number;
   readonly maxConnections: number;
+  readonly maxConnectionsPerAddress: number;
   readonly idleTimeoutMs: number;
   readonly clientNetworks: readonly string[];
 }

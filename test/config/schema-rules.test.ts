@@ -31,6 +31,7 @@ const CASES: readonly (readonly [string, string, readonly string[]])[] = [
   ['maxPduBytes too small', 'kms:\n  maxPduBytes: 100\n', ['config.yaml:2: kms.maxPduBytes: must be between 1024 and 65535']],
   ['maxStubBytes too large', 'kms:\n  maxStubBytes: 2000000\n', ['config.yaml:2: kms.maxStubBytes: must be between 1024 and 1048576']],
   ['maxConnections zero', 'kms:\n  maxConnections: 0\n', ['config.yaml:2: kms.maxConnections: must be between 1 and 100000']],
+  ['maxConnectionsPerAddress zero', 'kms:\n  maxConnectionsPerAddress: 0\n', ['config.yaml:2: kms.maxConnectionsPerAddress: must be between 1 and 100000']],
   ['idleTimeoutSeconds zero', 'kms:\n  idleTimeoutSeconds: 0\n', ['config.yaml:2: kms.idleTimeoutSeconds: must be between 1 and 3600']],
   ['ndr64 as yes', 'kms:\n  ndr64: yes\n', ['config.yaml:2: kms.ndr64: must be true or false']],
   ['btfn as string', 'kms:\n  btfn: "true"\n', ['config.yaml:2: kms.btfn: must be true or false']],
@@ -42,7 +43,7 @@ const CASES: readonly (readonly [string, string, readonly string[]])[] = [
   ['clientNetworks without prefix', 'kms:\n  clientNetworks:\n    - 10.0.0.0\n', ['config.yaml:3: kms.clientNetworks[0]: must be a network as ADDR/PREFIX (e.g. 192.168.1.0/24, fd00::/8): has no /PREFIX']],
   ['clientNetworks prefix too long', 'kms:\n  clientNetworks: [10.0.0.0/33]\n', ['config.yaml:2: kms.clientNetworks[0]: must be a network as ADDR/PREFIX (e.g. 192.168.1.0/24, fd00::/8): prefix "/33" is not 0 … 32']],
   ['clientNetworks bad address', 'kms:\n  clientNetworks: [fd00::zz/8]\n', ['config.yaml:2: kms.clientNetworks[0]: must be a network as ADDR/PREFIX (e.g. 192.168.1.0/24, fd00::/8): "fd00::zz" is not an IPv4 or IPv6 address']],
-  ['unknown kms field', 'kms:\n  port: 1688\n', ['config.yaml:2: kms.port: unknown field; allowed: listen, activationIntervalMinutes, renewalIntervalMinutes, maxPduBytes, maxStubBytes, maxConnections, idleTimeoutSeconds, ndr64, btfn, checkRequestTime, maxClockSkewMinutes, verifyV4Mac, allowRetail, allowPreview, clientNetworks']],
+  ['unknown kms field', 'kms:\n  port: 1688\n', ['config.yaml:2: kms.port: unknown field; allowed: listen, activationIntervalMinutes, renewalIntervalMinutes, maxPduBytes, maxStubBytes, maxConnections, maxConnectionsPerAddress, idleTimeoutSeconds, ndr64, btfn, checkRequestTime, maxClockSkewMinutes, verifyV4Mac, allowRetail, allowPreview, clientNetworks']],
   ['kms not a mapping', 'kms: 1688\n', ['config.yaml:1: kms: must be a mapping of fields']],
   // ---- host ----
   ['build below 1000', 'kms:\n  ndr64: false\nhost:\n  build: 999\n', ['config.yaml:4: host.build: must be between 1000 and 99999']],

@@ -117,6 +117,23 @@ t.test('connection limit: the connection over the limit is closed, the others ar
   b.socket.destroy();
 });
 
+t.test('per-address limit: one client address cannot take every connection', async (t) => {
+  const h = await startHarness(t, (c) => {
+    c.kms.maxConnectionsPerAddress = 2;
+  });
+  const a = await rawConnect(h.host, h.port);
+  const b = await rawConnect(h.host, h.port);
+  const third = await rawConnect(h.host, h.port);
+  await third.closed;
+  t.ok(h.logs.some((l) => l['code'] === 'KMS_ERR_CONN_LIMIT' && String(l['msg']).includes('maxConnectionsPerAddress')), 'logged, naming the setting');
+  b.socket.destroy();
+  await b.closed;
+  await new Promise((r) => setTimeout(r, 50));
+  const [r] = await activate({ host: h.host, port: h.port, product: product('Windows 10/11 Enterprise') });
+  t.equal(r?.hresult, 0, 'a slot freed by a close is usable again');
+  a.socket.destroy();
+});
+
 t.test('graceful stop: an idle keep-alive connection is closed, the listener is gone, data survives', async (t) => {
   const h = await startHarness(t);
   const [r] = await activate({ host: h.host, port: h.port, product: product('Windows 10/11 Enterprise') });
