@@ -1,13 +1,15 @@
 // The admin page as one self-contained HTML document (no scripts, no external assets): counts and
 // why, what is still missing for each threshold, cloned machines, and recent clients.
 import type { AdminSnapshot } from './http-server';
-import type { ApplicationSummary, ClientRecord, Duplicates } from '../store/inventory';
+import type { ApplicationSummary, ClientRecord, Duplicates, HostIdentityInfo } from '../store/inventory';
+import { describeHresult, formatHresult } from '../errors';
 
 export interface InventoryView {
   readonly summary: readonly ApplicationSummary[];
   readonly duplicates: Duplicates;
   readonly clients: readonly ClientRecord[];
   readonly clientsTruncated: boolean;
+  readonly identity: HostIdentityInfo;
 }
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
@@ -58,11 +60,21 @@ function clientRows(clients: readonly ClientRecord[], truncated: boolean): strin
       .map(
         (c) =>
           `<tr><td>${escapeHtml(c.workstation)}</td><td>${escapeHtml(c.address)}</td><td>${escapeHtml(c.skuName)}</td><td>${when(c.lastSeenMs)}</td>` +
-          `<td>${c.active ? 'yes' : 'no'}</td><td>0x${(c.lastHresult >>> 0).toString(16).toUpperCase().padStart(8, '0')}</td></tr>`,
+          `<td>${c.active ? 'yes' : 'no'}</td><td>${c.lastHresult === 0 ? 'served' : `refused ${formatHresult(c.lastHresult)}: ${escapeHtml(describeHresult(c.lastHresult) ?? '')}`}</td></tr>`,
       )
       .join('') +
     '</table>' +
     (truncated ? '<p>Only the first machines are shown; <code>kms-appliance clients --format csv</code> lists all.</p>' : '')
+  );
+}
+
+function identityRows(id: HostIdentityInfo): string {
+  if (!id.hwid && id.epids.length === 0) return '<p>Not generated yet.</p>';
+  return (
+    `<p>HwId <code>${escapeHtml(id.hwid?.toUpperCase() ?? '—')}</code>. Clients show the ePID as "KMS machine extended PID" (<code>slmgr /dlv</code>).</p>` +
+    '<table><tr><th>Host-key group</th><th>ePID</th></tr>' +
+    id.epids.map((e) => `<tr><td>${escapeHtml(e.hostKeyGroup)}</td><td><code>${escapeHtml(e.epid)}</code></td></tr>`).join('') +
+    '</table>'
   );
 }
 
@@ -86,6 +98,8 @@ ${applicationRows(inv.summary)}
 ${duplicateRows(inv.duplicates)}
 <h2>Machines</h2>
 ${clientRows(inv.clients, inv.clientsTruncated)}
+<h2>Host identity</h2>
+${identityRows(inv.identity)}
 </body></html>
 `;
 }

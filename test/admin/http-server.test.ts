@@ -42,6 +42,7 @@ t.test('status JSON and page show the counts, what is missing, and escape client
   t.equal(page.status, 200);
   t.match(page.type, /text\/html/);
   t.match(page.body, /21 more machines must contact this host/);
+  t.match(page.body, /<h2>Host identity<\/h2>\n<p>HwId <code>[0-9A-F]{16}<\/code>/, 'the identity clients see');
   t.notMatch(page.body, /<script>alert/, 'a workstation name cannot inject markup');
   t.match(page.body, /&lt;script&gt;alert\(1\)&lt;\/script&gt;/);
 
