@@ -1,8 +1,8 @@
 // The admin page as one self-contained HTML document (no scripts, no external assets): counts and
 // why, what is still missing for each threshold, cloned machines, and recent clients.
 import type { AdminSnapshot } from './http-server';
-import type { ApplicationSummary, ClientRecord, Duplicates, HostIdentityInfo } from '../store/inventory';
-import { describeHresult, formatHresult } from '../errors';
+import type { ApplicationSummary, ClientRecord, Duplicates, HostIdentityInfo, RefusalSummary } from '../store/inventory';
+import { ERRORS, describeHresult, formatHresult, isErrorCode } from '../errors';
 
 export interface InventoryView {
   readonly summary: readonly ApplicationSummary[];
@@ -10,6 +10,8 @@ export interface InventoryView {
   readonly clients: readonly ClientRecord[];
   readonly clientsTruncated: boolean;
   readonly identity: HostIdentityInfo;
+  /** Refusals of the last week by reason. */
+  readonly refusals: readonly RefusalSummary[];
 }
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
@@ -68,6 +70,21 @@ function clientRows(clients: readonly ClientRecord[], truncated: boolean): strin
   );
 }
 
+function refusalRows(refusals: readonly RefusalSummary[]): string {
+  if (refusals.length === 0) return '<p>No request refused in the last 7 days.</p>';
+  return (
+    '<table><tr><th>Client saw</th><th>Times</th><th>Last</th><th>Why, and what to change</th></tr>' +
+    refusals
+      .map(
+        (r) =>
+          `<tr><td>${formatHresult(r.hresult)}</td><td>${r.count}</td><td>${when(r.lastMs)}<br>${escapeHtml([r.lastWorkstation, r.lastAddress].filter(Boolean).join(' at '))}</td>` +
+          `<td>${escapeHtml(isErrorCode(r.code) ? ERRORS[r.code].explain : r.code)}</td></tr>`,
+      )
+      .join('') +
+    '</table>'
+  );
+}
+
 function identityRows(id: HostIdentityInfo): string {
   if (!id.hwid && id.epids.length === 0) return '<p>Not generated yet.</p>';
   return (
@@ -94,6 +111,8 @@ Database <code>${escapeHtml(s.databaseFile)}</code>; catalogue <code>${escapeHtm
 <h2>Counts</h2>
 <p>The count is the number of distinct machines that asked in the last 30 days (never more than twice the threshold, like a Windows host). Clients activate once it reaches their threshold: 25 for Windows client editions, 5 for Windows Server and Office.</p>
 ${applicationRows(inv.summary)}
+<h2>Refused requests (7 days)</h2>
+${refusalRows(inv.refusals)}
 <h2>Duplicate machine ids</h2>
 ${duplicateRows(inv.duplicates)}
 <h2>Machines</h2>

@@ -21,6 +21,6 @@ export function adminSnapshot(
     }
     clients.push(c);
   }
-  const view: InventoryView = { summary: inventory.summary(nowMs), duplicates: inventory.duplicates(nowMs), clients, clientsTruncated: truncated, identity: inventory.hostIdentity() };
+  const view: InventoryView = { summary: inventory.summary(nowMs), duplicates: inventory.duplicates(nowMs), clients, clientsTruncated: truncated, identity: inventory.hostIdentity(), refusals: inventory.refusalsSince(nowMs - 7 * 86_400_000) };
   return { generatedAt: new Date(nowMs).toISOString(), version: VERSION, ...facts, inventory: view };
 }

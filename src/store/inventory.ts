@@ -139,6 +139,17 @@ export interface HostIdentityInfo {
   readonly epids: readonly { readonly hostKeyGroupId: string; readonly hostKeyGroup: string; readonly epid: string }[];
 }
 
+/** Refused requests of one kind (error code) in a period: how often, and the latest one. */
+export interface RefusalSummary {
+  readonly code: string;
+  readonly hresult: number;
+  readonly count: number;
+  readonly lastMs: number;
+  readonly lastWorkstation: string;
+  readonly lastAddress: string;
+  readonly lastGroup: string;
+}
+
 export class Inventory {
   private readonly names: NameResolver;
 
@@ -197,6 +208,45 @@ export class Inventory {
     }
     epids.sort((a, b) => a.hostKeyGroup.localeCompare(b.hostKeyGroup));
     return { hwid, epids };
+  }
+
+  /**
+   * Refused requests since `sinceMs`, grouped by reason, most frequent first. Events are appended
+   * in time order, so the first one in the period is found by bisecting the rowids (no time
+   * index is kept: it would cost a write per request).
+   */
+  refusalsSince(sinceMs: number): RefusalSummary[] {
+    const bounds = this.db.prepare('SELECT MIN(id) AS lo, MAX(id) AS hi FROM events').get() as { lo: number | null; hi: number | null };
+    if (bounds.lo === null || bounds.hi === null) return [];
+    const timeAtOrAfter = this.db.prepare('SELECT id, time_ms FROM events WHERE id >= ? ORDER BY id LIMIT 1');
+    let lo = bounds.lo;
+    let hi = bounds.hi + 1;
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      const row = timeAtOrAfter.get(mid) as { id: number; time_ms: number } | undefined;
+      if (row === undefined || row.time_ms >= sinceMs) hi = mid;
+      else lo = row.id + 1;
+    }
+    const rows = this.db
+      .prepare(`
+        SELECT code, hresult, count(*) AS n, MAX(time_ms) AS last_ms
+        FROM events WHERE id >= ? AND served = 0 AND time_ms >= ? GROUP BY code, hresult ORDER BY n DESC, last_ms DESC`)
+      .all(lo, sinceMs) as { code: string; hresult: number; n: number; last_ms: number }[];
+    const latest = this.db.prepare(
+      'SELECT workstation, client_address, kms_group FROM events WHERE id >= ? AND served = 0 AND code = ? AND time_ms = ? ORDER BY id DESC LIMIT 1',
+    );
+    return rows.map((r) => {
+      const l = latest.get(lo, r.code, r.last_ms) as { workstation: string; client_address: string; kms_group: string } | undefined;
+      return {
+        code: r.code,
+        hresult: r.hresult >>> 0,
+        count: r.n,
+        lastMs: r.last_ms,
+        lastWorkstation: l?.workstation ?? '',
+        lastAddress: l?.client_address ?? '',
+        lastGroup: l?.kms_group ? this.names.groupName(l.kms_group) : '',
+      };
+    });
   }
 
   /** Per application, then per KMS group: counts in the window ending at nowMs. */

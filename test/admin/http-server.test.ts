@@ -46,6 +46,9 @@ t.test('status JSON and page show the counts, what is missing, and escape client
   t.notMatch(page.body, /<script>alert/, 'a workstation name cannot inject markup');
   t.match(page.body, /&lt;script&gt;alert\(1\)&lt;\/script&gt;/);
 
+  await activate({ host: h.host, port: h.port, product: product('Windows 10/11 Home') });
+  const refusedPage = await get(port, '/');
+  t.match(refusedPage.body, /<td>0xC004F042<\/td><td>1<\/td>/, 'the refusal is listed with what the client saw');
   t.equal((await get(port, '/api/status', 'POST')).status, 405, 'read-only');
   t.equal((await get(port, '/nothing-here')).status, 404);
 });

@@ -6,7 +6,23 @@ import { parseArgs } from 'node:util';
 import { EXIT, usageError, type Command, type CommandIo } from '../command';
 import { COMMON_HELP, COMMON_OPTIONS, openInventory, withExit } from '../inventory-access';
 import { isoTime, shortTime } from '../tabular';
-import type { ApplicationSummary, DatabaseInfo, Duplicates, HostIdentityInfo } from '../../store/inventory';
+import type { ApplicationSummary, DatabaseInfo, Duplicates, HostIdentityInfo, RefusalSummary } from '../../store/inventory';
+import { ERRORS, formatHresult, isErrorCode } from '../../errors';
+
+/** Refusals are summarised over the last week: long enough to catch a weekly renewal cycle. */
+export const REFUSAL_DAYS = 7;
+
+export function formatRefusals(refusals: readonly RefusalSummary[]): string[] {
+  const total = refusals.reduce((n, r) => n + r.count, 0);
+  if (total === 0) return [`No request refused in the last ${REFUSAL_DAYS} days.`];
+  const out = [`Refused in the last ${REFUSAL_DAYS} days: ${total} request${total === 1 ? '' : 's'} (clients show the HRESULT):`];
+  for (const r of refusals) {
+    const from = [r.lastWorkstation, r.lastAddress].filter(Boolean).join(' at ');
+    out.push(`  ${formatHresult(r.hresult)} ×${r.count} (${r.code}), last ${shortTime(r.lastMs)}${from ? ` from ${from}` : ''}${r.lastGroup ? `, ${r.lastGroup}` : ''}`);
+    if (isErrorCode(r.code)) out.push(`    ${ERRORS[r.code].explain}`);
+  }
+  return out;
+}
 
 const HELP = `Usage: kms-appliance status [--data-dir DIR] [--config FILE] [--json]
 
@@ -42,7 +58,7 @@ function formatSize(bytes: number): string {
   return bytes < 1048576 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1048576).toFixed(1)} MiB`;
 }
 
-export function formatStatus(info: DatabaseInfo, apps: readonly ApplicationSummary[], dups: Duplicates, identity?: HostIdentityInfo): string {
+export function formatStatus(info: DatabaseInfo, apps: readonly ApplicationSummary[], dups: Duplicates, identity?: HostIdentityInfo, refusals?: readonly RefusalSummary[]): string {
   const out: string[] = [];
   out.push(`Database: ${info.file} (${info.clients} machines known, ${info.events} events, ${formatSize(info.sizeBytes)})`);
   out.push('');
@@ -76,6 +92,7 @@ export function formatStatus(info: DatabaseInfo, apps: readonly ApplicationSumma
     out.push('');
   }
   if (dups.sharedCmids.length === 0 && dups.sharedWorkstations.length === 0) out.push('No duplicate CMIDs.');
+  if (refusals) out.push('', ...formatRefusals(refusals));
   if (identity && (identity.hwid || identity.epids.length > 0)) {
     // What `slmgr /dlv` on a client shows as "KMS machine extended PID", and the HwId it records.
     out.push('');
@@ -86,8 +103,9 @@ export function formatStatus(info: DatabaseInfo, apps: readonly ApplicationSumma
   return out.join('\n').replace(/\n+$/, '') + '\n';
 }
 
-export function statusJson(info: DatabaseInfo, apps: readonly ApplicationSummary[], dups: Duplicates, nowMs: number, identity?: HostIdentityInfo): unknown {
+export function statusJson(info: DatabaseInfo, apps: readonly ApplicationSummary[], dups: Duplicates, nowMs: number, identity?: HostIdentityInfo, refusals?: readonly RefusalSummary[]): unknown {
   return {
+    ...(refusals ? { refusals: { days: REFUSAL_DAYS, byReason: refusals.map((r) => ({ ...r, hresult: formatHresult(r.hresult), last: isoTime(r.lastMs) })) } } : {}),
     database: info,
     ...(identity ? { hostIdentity: identity } : {}),
     generatedAt: isoTime(nowMs),
@@ -120,7 +138,8 @@ async function run(argv: readonly string[], io: CommandIo): Promise<number> {
     const apps = inventory.summary(now);
     const dups = inventory.duplicates(now);
     const identity = inventory.hostIdentity();
-    io.stdout.write(values.json ? `${JSON.stringify(statusJson(info, apps, dups, now, identity), null, 2)}\n` : formatStatus(info, apps, dups, identity));
+    const refusals = inventory.refusalsSince(now - REFUSAL_DAYS * 86_400_000);
+    io.stdout.write(values.json ? `${JSON.stringify(statusJson(info, apps, dups, now, identity, refusals), null, 2)}\n` : formatStatus(info, apps, dups, identity, refusals));
     return EXIT.OK;
   } finally {
     inventory.close();

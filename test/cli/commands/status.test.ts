@@ -104,3 +104,23 @@ t.test('shows the host identity the clients see: HwId and the ePID per host-key 
   t.equal(status.hostIdentity.hwid, 'c76fe28b0efa494e');
   t.same(status.hostIdentity.epids, [{ hostKeyGroupId: '84e331f6-4279-48c4-ab10-b75139181351', hostKeyGroup: 'Windows Server 2025', epid: '03612-04918-007-939703-03-1033-20348.0000-0682026' }]);
 });
+
+t.test('refusals of the last week are summarised by reason with what to change', async (t) => {
+  const dir = preparedDataDir(t);
+  const store = SqliteStore.open(dir, {});
+  const now = Date.now();
+  // Older than the week: not reported.
+  store.recordRefusal({ applicationId: '55c92734-d682-4d71-983e-d6ec3f16059f', clientMachineId: cmid(900), workstationName: 'old' }, 0xc004f042, 'KMS_ERR_KMS_RETAIL_GROUP', now - 8 * 86_400_000);
+  for (let i = 0; i < 3; i++) {
+    store.recordRefusal({ applicationId: '55c92734-d682-4d71-983e-d6ec3f16059f', clientMachineId: cmid(901 + i), workstationName: `home-${i}`, clientAddress: '10.0.0.9' }, 0xc004f042, 'KMS_ERR_KMS_RETAIL_GROUP', now - 1000 + i);
+  }
+  store.close();
+  const c = captureIo();
+  t.equal(await command.run(['--data-dir', dir], c.io), 0);
+  const out = c.stdout();
+  t.match(out, /Refused in the last 7 days: 4 requests/, 'the three retail refusals and the prepared clock-skew one');
+  t.match(out, /0xC004F042 ×3 \(KMS_ERR_KMS_RETAIL_GROUP\), last .* from home-2 at 10\.0\.0\.9/);
+  t.match(out, /install the product's GVLK/, 'says what to change');
+  t.match(out, /0xC004F06C ×1 \(KMS_ERR_KMS_TIME_SKEW\)/);
+  t.notMatch(out, /from old/, 'older refusals are left out');
+});
