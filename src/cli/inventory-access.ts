@@ -5,11 +5,11 @@
 import type { AppConfig } from '../config/defaults';
 import { loadConfig } from '../config/load';
 import { loadCatalog } from '../catalog/load';
+import type { Catalog } from '../catalog/catalog';
 import { catalogNames } from '../catalog/names';
 import { KmsError, StoreError } from '../errors';
 import { resolveDataDir } from '../store/data-dir';
 import { Inventory } from '../store/inventory';
-import type { NameResolver } from '../store/name-resolver';
 import { EXIT, type CommandIo } from './command';
 
 /** parseArgs option definitions every inventory command accepts. */
@@ -27,6 +27,7 @@ export const COMMON_HELP = `  -d, --data-dir DIR  Where the database lives (defa
 export interface Opened {
   readonly inventory: Inventory;
   readonly config: AppConfig;
+  readonly catalog: Catalog;
 }
 
 /** Thrown to end a command with an exit code after its message was written. */
@@ -37,8 +38,20 @@ export class CommandExit extends Error {
 }
 
 
-export function namesFromCatalog(file: string): NameResolver {
-  return catalogNames(loadCatalog(file === '' ? undefined : file));
+/**
+ * Entitlement names that match no application, KMS group or product of the catalogue: most
+ * likely a typo, which would otherwise only show as an entitlement nobody uses.
+ */
+export function unknownEntitlements(catalog: Catalog, entitlements: AppConfig['entitlements']): string[] {
+  const known = new Set<string>();
+  for (const app of catalog.applications) {
+    known.add(app.id).add(app.name.toLowerCase());
+    for (const g of app.kmsGroups) {
+      known.add(g.id).add(g.name.toLowerCase());
+      for (const s of g.skus) known.add(s.id).add(s.name.toLowerCase());
+    }
+  }
+  return entitlements.map((e) => e.product).filter((p) => !known.has(p.trim().toLowerCase()));
 }
 
 /**
@@ -47,10 +60,10 @@ export function namesFromCatalog(file: string): NameResolver {
  */
 export function openInventory(command: string, values: { 'data-dir'?: string; config?: string }, io: CommandIo): Opened {
   let config: AppConfig;
-  let names: NameResolver;
+  let catalog: Catalog;
   try {
     config = loadConfig(values.config);
-    names = namesFromCatalog(config.catalog.file);
+    catalog = loadCatalog(config.catalog.file === '' ? undefined : config.catalog.file);
   } catch (err) {
     if (!(err instanceof KmsError)) throw err;
     const lines = (err.details['errors'] as string[] | undefined) ?? [err.message];
@@ -59,7 +72,7 @@ export function openInventory(command: string, values: { 'data-dir'?: string; co
   }
   const dataDir = resolveDataDir(values['data-dir'] ?? config.store.dataDir, io.env);
   try {
-    return { inventory: Inventory.open(dataDir, { names }), config };
+    return { inventory: Inventory.open(dataDir, { names: catalogNames(catalog) }), config, catalog };
   } catch (err) {
     if (!(err instanceof StoreError)) throw err;
     io.stderr.write(`kms-appliance ${command}: ${err.message} [${err.code}]\n`);

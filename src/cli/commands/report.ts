@@ -3,7 +3,7 @@
 
 import { parseArgs } from 'node:util';
 import { EXIT, usageError, type Command, type CommandIo } from '../command';
-import { COMMON_HELP, COMMON_OPTIONS, openInventory, parseFormat, withExit } from '../inventory-access';
+import { COMMON_HELP, COMMON_OPTIONS, openInventory, parseFormat, unknownEntitlements, withExit } from '../inventory-access';
 import { formatCsv, formatTable, isoTime, type Column } from '../tabular';
 import { complianceReport, type ComplianceRow } from '../../store/compliance';
 
@@ -55,8 +55,14 @@ async function run(argv: readonly string[], io: CommandIo): Promise<number> {
   const format = parseFormat(values.format, ['table', 'json', 'csv']);
   if (format === undefined) return usageError(io, 'report', `--format must be table, json or csv, not "${values.format}"`);
 
-  const { inventory, config } = openInventory('report', values, io);
+  const { inventory, config, catalog } = openInventory('report', values, io);
   try {
+    for (const name of unknownEntitlements(catalog, config.entitlements)) {
+      io.stderr.write(
+        `kms-appliance report: entitlement "${name}" names no application, product group or product of the catalogue; ` +
+          'use a group name from `kms-appliance status`, an application ("Windows") or a product from `kms-appliance activate --list-products`\n',
+      );
+    }
     const now = Date.now();
     const rows = complianceReport(inventory.groupCounts(now), config.entitlements, inventory.nameResolver);
     if (format === 'json') {

@@ -22,7 +22,8 @@ t.test('table: active machines against licences, over-use flagged', async (t) =>
   const config = writeConfig(t, ENTITLEMENTS);
   const { code, out, err } = await run(['--config', config], dir);
   t.equal(code, 0);
-  t.equal(err, '');
+  t.equal(err.trim().split('\n').length, 1, 'one warning line');
+  t.match(err, /entitlement "Visio 2099" names no application, product group or product of the catalogue/, 'a name the catalogue lacks is pointed out');
   const lines = out.split('\n');
   t.match(lines.find((l) => l.startsWith('Windows 10/11 2015 (Volume)')), /\s+group\s+20\s+15\s+YES \(\+5\)\s+Windows 10\/11 2015 \(Volume\)$/);
   t.match(lines.find((l) => l.startsWith('Office 2019')), /\s+group\s+6\s+10\s+no\s+Office 2019$/);
