@@ -68,6 +68,83 @@ t.test('C14 served responses echo version, CMID and RequestTime and carry a well
   }
 });
 
+interface RawHostKeyGroup {
+  name: string;
+  groupId: number | null;
+  minKeyId: number | null;
+  maxKeyId: number | null;
+  releaseDate: string | null;
+  isLab: boolean;
+  isPreview: boolean;
+  activatesKmsGroups: string[];
+}
+interface RawKmsGroup {
+  id: string;
+  name: string;
+  protocol: string;
+  nCountPolicy: number;
+  isRetail: boolean;
+  isPreview: boolean;
+  skus: { id: string }[];
+}
+const RAW_CATALOG = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'data', 'kms-catalog.json'), 'utf8')) as {
+  applications: { id: string; kmsGroups: RawKmsGroup[] }[];
+  hostKeyGroups: RawHostKeyGroup[];
+  hostBuilds: { build: number; platformId: number; releaseDate: string }[];
+};
+
+/** §7.4 "Choosing the host-key group", applied to the raw catalogue with the default configuration. */
+function expectedHostKeyGroup(kmsGroupId: string): RawHostKeyGroup | undefined {
+  const configured = RAW_CATALOG.hostKeyGroups.filter((h) => !h.isLab && !h.isPreview && h.groupId !== null && h.minKeyId !== null && h.maxKeyId !== null);
+  let best: RawHostKeyGroup | undefined;
+  for (const h of configured) {
+    if (!h.activatesKmsGroups.includes(kmsGroupId)) continue;
+    if (best === undefined || (h.releaseDate ?? '') > (best.releaseDate ?? '')) best = h;
+  }
+  return best;
+}
+
+function dayOfYearToMs(day: number, year: number): number {
+  return Date.UTC(year, 0, 1) + (day - 1) * 86_400_000;
+}
+
+t.test('C14 (§7.4) every served volume group gets the ePID of its host-key group: id, key range, build, date', async (t) => {
+  const build = 20348;
+  const h = await startHarness(t, (c) => {
+    c.host.build = build;
+  });
+  const hostBuild = RAW_CATALOG.hostBuilds.find((b) => b.build === build)!;
+  let checked = 0;
+  for (const app of RAW_CATALOG.applications) {
+    for (const g of app.kmsGroups) {
+      if (g.isRetail || g.isPreview) continue;
+      const hk = expectedHostKeyGroup(g.id);
+      t.ok(hk, `${g.name}: the catalogue has a host-key group for it`);
+      if (!hk) continue;
+      const version = Number(g.protocol[0]) as 4 | 5 | 6;
+      const sent = kmsRequest(version, { group: { app: app.id, kms: g.id, sku: g.skus[0]?.id ?? randomUUID() }, requiredClientCount: g.nCountPolicy });
+      const m = await served(t, h.port, sent, g.name);
+      const epid = decodeKmsResponse(version, m).base.epid;
+      const parts = /^(\d{5})-(\d{5})-(\d{3})-(\d{6})-03-(\d{4,5})-(\d{4,5})\.0000-(\d{3})(\d{4})$/.exec(epid);
+      t.ok(parts, `${g.name}: ${epid} has the §7.4 shape`);
+      if (!parts) continue;
+      const [, platform, groupId, k1, k2, lcid, epidBuild, day, year] = parts.map(Number) as number[];
+      const keyId = k1! * 1_000_000 + k2!;
+      const issued = dayOfYearToMs(day!, year!);
+      const what = `${g.name} → "${hk.name}"`;
+      t.equal(platform, hostBuild.platformId, `${what}: platform id of build ${build}`);
+      t.equal(groupId, hk.groupId, `${what}: group id ${hk.groupId}`);
+      t.ok(keyId >= hk.minKeyId! && keyId <= hk.maxKeyId!, `${what}: key id ${keyId} in ${hk.minKeyId}…${hk.maxKeyId}`);
+      t.same([lcid, epidBuild], [1033, build], `${what}: LCID and build`);
+      t.ok(day! >= 1 && day! <= (year! % 4 === 0 ? 366 : 365), `${what}: day of year ${day}`);
+      t.ok(issued >= Date.parse(hostBuild.releaseDate) - 86_400_000 && issued <= Date.now(), `${what}: date between the build's release and today`);
+      if (hk.releaseDate) t.ok(issued >= Date.parse(hk.releaseDate) - 86_400_000, `${what}: not before the host key's release`);
+      checked++;
+    }
+  }
+  t.ok(checked >= 25, `${checked} groups checked`);
+});
+
 t.test('C15 v4: the response is 60 + PIDSize bytes ending in the V4 MAC of the rest', async (t) => {
   const h = await startHarness(t);
   for (const group of [GROUP.win7, GROUP.office2010, GROUP.server2008r2]) {

@@ -3,6 +3,7 @@
 import t, { type Test } from 'tap';
 import { randomUUID } from 'node:crypto';
 import { startHarness } from '../server/appliance-harness';
+import { RpcSession } from '../../src/protocol/rpc/session';
 import {
   ACCEPT_NDR32,
   ACCEPT_NDR64,
@@ -164,6 +165,17 @@ t.test('C2 frag_length < 16 or above the maximum closes that connection only', a
   }
   t.notOk(good.isClosed);
   good.destroy();
+
+  const small = await startHarness(t, (c) => {
+    c.kms.maxPduBytes = 512;
+  });
+  const ok = await boundNdr32(small.port);
+  const bad = await Peer.open(small.port);
+  bad.send(hex('05 00 00 03  10 00 00 00  01 02')); // frag_length 513
+  t.ok(await bad.closesWithin(2000), 'configured maximum 512: frag_length 513 closes');
+  const { stub } = await call(ok, win10Request().message, { callId: 11 });
+  t.equal(stub.hresult, 0, 'a 284-byte request on the other connection is served');
+  ok.destroy();
 });
 
 t.test('C3 the 3-item Windows bind gets (2,2) (0,0 NDR64) (3,3) and frag_length A + 76', async (t) => {
@@ -181,6 +193,17 @@ t.test('C3 the 3-item Windows bind gets (2,2) (0,0 NDR64) (3,3) and frag_length 
   t.equal(ack.length, a.h.fragLength);
   if (L >= 3 && L <= 6) t.equal(a.h.fragLength, 108, '108 for a port of 2 to 5 digits');
   p.destroy();
+
+  // A 1-digit port needs privileges to listen on, so the server's session is asked directly with
+  // the secondary address the server would give it.
+  const session = new RpcSession(
+    { ndr64: true, btfn: true, maxStubBytes: 4096, maxPduBytes: 4096, secondaryAddress: '7', newAssocGroupId: () => 0x12345678 },
+    () => ({ hresult: 0 }),
+  );
+  const small = session.handlePdu(windowsBind(2)).reply!;
+  const s = parseBindAck(small);
+  t.same(s.results.map(res), [REJECT_2_2, ACCEPT_NDR64, BTFN_ACK]);
+  t.same([s.secAddrLength, s.resultsAt, s.h.fragLength, small.length], [2, 28, 104, 104], 'port 7: L 2, A 28, frag_length 104');
 });
 
 t.test('C4 NDR32 alone, and NDR32 + BTFN, are accepted with NDR32 v2', async (t) => {

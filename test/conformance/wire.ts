@@ -70,7 +70,7 @@ export const APP_OFFICE2010 = '59a52881-a989-479d-af46-f275c6370663';
 export const APP_OFFICE = '0ff1ce15-a989-479d-af46-f275c6370663';
 
 /** KMS groups from data/kms-catalog.json, with an Activation ID of each. */
-export const GROUP = {
+export const GROUP: Readonly<Record<'win10' | 'server2022' | 'server2008r2' | 'win7' | 'win10Retail' | 'windowsPreview' | 'office2010' | 'office2013' | 'office2021', Group>> = {
   win10: { app: APP_WINDOWS, kms: '58e2134f-8e11-4d17-9cb2-91069c151148', sku: '7b51a46c-0c04-4e8f-9af4-8496cca90d5e' },
   server2022: { app: APP_WINDOWS, kms: 'b74263e4-0f92-46c6-bcf8-c11d5efe2959', sku: '8c8f0ad3-9a43-4e05-b840-93b8d1475cbc' },
   server2008r2: { app: APP_WINDOWS, kms: 'ca87f5b6-cd46-40c0-b06d-8ecd57a4373f', sku: '68531fb9-5511-4989-97be-d11a0f55633f' },
@@ -80,8 +80,12 @@ export const GROUP = {
   office2010: { app: APP_OFFICE2010, kms: 'e85af946-2e25-47b7-83e1-bebcebeac611', sku: '8ce7e872-188c-4b98-9d90-f8f90b7aad02' },
   office2013: { app: APP_OFFICE, kms: 'e6a6f1bf-9d40-40c3-aa9f-c77ba21578c0', sku: '6ee7622c-18d8-4005-9fb7-92db644a279b' },
   office2021: { app: APP_OFFICE, kms: '86d50b16-4808-41af-b83b-b338274318b2', sku: '1fe429d8-3fa7-4a39-b6f0-03dded42fe14' },
-} as const;
-export type Group = (typeof GROUP)[keyof typeof GROUP];
+};
+export interface Group {
+  readonly app: string;
+  readonly kms: string;
+  readonly sku: string;
+}
 
 /** §2.9 fault statuses and §7.1 HRESULTs, as numbers written in the spec. */
 export const NCA_OP_RNG_ERROR = 0x1c010002;
