@@ -23,7 +23,7 @@ t.test('check: an invalid file prints every error line and exits 2', async (t) =
     io.err(),
     [
       'config.yaml:2: kms.renewalIntervalMinutes: must be between 15 and 43200',
-      'config.yaml:3: kms.foo: unknown field; allowed: listen, activationIntervalMinutes, renewalIntervalMinutes, maxPduBytes, maxStubBytes, maxConnections, idleTimeoutSeconds, ndr64, btfn, checkRequestTime, maxClockSkewMinutes, verifyV4Mac, allowRetail, allowPreview, clientNetworks',
+      'config.yaml:3: kms.foo: unknown field; allowed: listen, activationIntervalMinutes, renewalIntervalMinutes, maxPduBytes, maxStubBytes, maxConnections, maxConnectionsPerAddress, idleTimeoutSeconds, ndr64, btfn, checkRequestTime, maxClockSkewMinutes, verifyV4Mac, allowRetail, allowPreview, clientNetworks',
       'config.yaml:5: log.level: must be one of: fatal, error, warn, info, debug, trace',
       '',
     ].join('\n'),
