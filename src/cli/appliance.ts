@@ -18,6 +18,7 @@ import { databaseFile, resolveDataDir } from '../store/data-dir';
 import { KmsServer, type BoundAddress } from '../server/kms-server';
 import type { KmsServerSettings } from '../server/types';
 import { GroupCommitGate } from '../server/reply-gate';
+import { pooledRandomBytes } from '../server/random-pool';
 import { logActivation, type Logger } from '../logging/logger';
 import type { DnsServerHandle } from '../dns/dns-server';
 import type { RegistrarHandle } from '../dns/registrar';
@@ -141,6 +142,7 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
   const store = SqliteStore.open(dataDir, { log, eventRetentionDays: config.store.eventRetentionDays, backgroundCheckpointMs: 1000 });
   const cleanup: (() => Promise<void> | void)[] = [() => store.close()];
   try {
+    const requestRandom = pooledRandomBytes();
     const buildDeps = (cfg: AppConfig): ActivationDeps => {
       const policy = buildProductPolicy(catalog, { hostKeyGroups: cfg.host.hostKeyGroups, allowRetail: cfg.kms.allowRetail, allowPreview: cfg.kms.allowPreview });
       const identity = loadHostIdentity(
@@ -149,7 +151,7 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
       );
       // Generate (or check) every ePID now, so a host-key group that cannot form one fails at start.
       for (const h of policy.hostKeyGroupsInUse) identity.epidFor(h.id);
-      return { catalog, policy, identity, store, clock, randomBytes, settings: hostSettings(cfg) };
+      return { catalog, policy, identity, store, clock, randomBytes: requestRandom, settings: hostSettings(cfg) };
     };
     let deps = buildDeps(config);
     const gate = new GroupCommitGate(store);
