@@ -179,8 +179,8 @@ export const CONFIG_SCHEMA: Schema = obj(
   {
     kms: obj('The KMS service (DCE/RPC over TCP).', {
       listen: list('Where the KMS service listens: "ADDR:PORT", IPv6 in brackets.', listenSpec, D.kms.listen, { uniqueItems: true }),
-      activationIntervalMinutes: int('How often a client that is not activated retries (VLActivationInterval, PROTOCOL.md §7.3).', INTERVAL_MINUTES.min, INTERVAL_MINUTES.max, D.kms.activationIntervalMinutes),
-      renewalIntervalMinutes: int('How often an activated client renews (VLRenewalInterval, PROTOCOL.md §7.3).', INTERVAL_MINUTES.min, INTERVAL_MINUTES.max, D.kms.renewalIntervalMinutes),
+      activationIntervalMinutes: int('How often a client that is not activated retries (VLActivationInterval; Windows: slmgr /sai).', INTERVAL_MINUTES.min, INTERVAL_MINUTES.max, D.kms.activationIntervalMinutes),
+      renewalIntervalMinutes: int('How often an activated client renews (VLRenewalInterval; Windows: slmgr /sri).', INTERVAL_MINUTES.min, INTERVAL_MINUTES.max, D.kms.renewalIntervalMinutes),
       maxPduBytes: int('Largest DCE/RPC PDU accepted; real KMS PDUs are at most 344 bytes.', 1024, 65535, D.kms.maxPduBytes),
       maxStubBytes: int('Largest reassembled request stub (fragmented requests).', 1024, 1048576, D.kms.maxStubBytes),
       maxConnections: int('Open client connections at once.', 1, 100000, D.kms.maxConnections),
@@ -202,7 +202,7 @@ export const CONFIG_SCHEMA: Schema = obj(
         pattern: '^([0-9A-Fa-f]{16})?$',
         'x-message': 'must be 16 hex digits (8 bytes, e.g. 0123456789ABCDEF) or empty to generate one',
       }),
-      hostKeyGroups: list('Host-key groups (names or ids) to serve; empty = every usable one (PROTOCOL.md §7.4).', { type: 'string', minLength: 1 }, D.host.hostKeyGroups, { uniqueItems: true }),
+      hostKeyGroups: list('Host-key groups (names or ids) to serve; empty = every usable one in the catalogue, as if all public host keys were installed.', { type: 'string', minLength: 1 }, D.host.hostKeyGroups, { uniqueItems: true }),
       epids: {
         type: 'object',
         description: 'Pinned ePIDs by host-key group name or id; others are generated once and kept.',
