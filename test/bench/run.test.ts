@@ -1,0 +1,21 @@
+// `npm run bench` must keep working: a one-second run of each phase prints every figure and no
+// errors. No timing is asserted here (targets live in the benchmark, not in tests).
+import t from 'tap';
+import path from 'node:path';
+import { execFile } from 'node:child_process';
+
+const RUN = path.join(__dirname, '..', '..', 'dist', 'bench', 'run.js');
+
+t.test('the benchmark runs end to end and prints every figure', async (t) => {
+  const out = await new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, [RUN, '--seconds', '1', '--skip-large'], { timeout: 120_000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
+    );
+  });
+  for (const label of ['new connection per request', '20 requests per connection', 'paced at half that rate']) {
+    t.match(out, new RegExp(`${label}.*\\s\\d+ activations/s\\s+p50 \\d+\\.\\d+ ms\\s+p99 \\d+\\.\\d+ ms\\n`), label);
+  }
+  t.notMatch(out, /errors:/, 'no request failed');
+  t.match(out, /server peak RSS \d+\.\d MB/);
+  t.match(out, /DNS: \d+ SRV queries\/s over UDP/);
+});
