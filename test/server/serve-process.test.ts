@@ -40,7 +40,8 @@ async function serve(t: Test, dir: string, config: string): Promise<Served> {
     }
   });
   child.stderr!.on('data', () => {});
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // 'close', not 'exit': it comes after the last stdout bytes were read.
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
@@ -81,7 +82,9 @@ t.test('SIGHUP applies a valid file and keeps serving; a broken file is rejected
   fs.writeFileSync(config, fs.readFileSync(config, 'utf8').replace('renewalIntervalMinutes: 10080', 'renewalIntervalMinutes: 1440'));
   s.child.kill('SIGHUP');
   await waitFor(() => (renewals.includes(1440) ? true : undefined), 10_000);
-  t.ok(s.lines.some((l) => l['event'] === 'reload' && l['msg'] === 'configuration reloaded'), 'reload logged');
+  // Log lines are flushed every 250 ms: wait for the line rather than expect it at once.
+  const reloaded = await waitFor(() => s.lines.find((l) => l['event'] === 'reload' && l['msg'] === 'configuration reloaded'), 10_000);
+  t.ok(reloaded, 'reload logged');
 
   fs.writeFileSync(config, 'kms:\n  renewalIntervalMinutes: 5\n');
   s.child.kill('SIGHUP');
