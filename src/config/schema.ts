@@ -60,7 +60,6 @@ const port = (description: string, def?: number): Schema => int(description, 1, 
 const listenSpec: Schema = { type: 'string', minLength: 1, format: 'listen-address' };
 const ipAddress: Schema = { type: 'string', minLength: 1, format: 'ip-address' };
 const cidr: Schema = { type: 'string', minLength: 1, format: 'cidr' };
-const dnsName: Schema = { type: 'string', minLength: 1, format: 'dns-name' };
 const absolutePathOrEmpty = (description: string, def: string, empty: string): Schema =>
   str(description, def, { pattern: '^(/.*)?$', 'x-message': `must be an absolute path (or empty for ${empty})` });
 

@@ -2,7 +2,7 @@
 // response the way one does, and prints what the client would conclude — or the HRESULT a Windows
 // client would show, with its meaning and what to change.
 import { parseArgs } from 'node:util';
-import { EXIT, usageError, type Command, type CommandIo } from '../command';
+import { EXIT, usageError, type Command } from '../command';
 import { KmsError, describeHresult, formatHresult } from '../../errors';
 import { loadCatalog } from '../../catalog/load';
 import { activate } from '../../client/kms-client';

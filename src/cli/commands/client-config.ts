@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { EXIT, usageError, type Command, type CommandIo } from '../command';
+import { EXIT, usageError, type Command } from '../command';
 import { checkClientHost, checkClientPort, generateClientConfig } from '../../admin/client-config';
 
 /** The port Windows clients use when none is given (PROTOCOL.md §8.1). */

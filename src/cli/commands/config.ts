@@ -1,7 +1,7 @@
 // `kms-appliance config check FILE` and `kms-appliance config defaults`: validate a configuration
 // file the way `serve` would read it, or print the complete commented example.
 import { parseArgs } from 'node:util';
-import { EXIT, usageError, type Command, type CommandIo } from '../command';
+import { EXIT, usageError, type Command } from '../command';
 import { loadConfig } from '../../config/load';
 import { configExample } from '../../config/example';
 import { KmsError } from '../../errors';

@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap';
 import { KmsError } from '../../../src/errors';
 import { decodeBindAck, decodeBindNak, encodeBind, type PresentationContextItem } from '../../../src/protocol/rpc/bind';
-import { btfnSyntax, KMS_INTERFACE, NDR32_SYNTAX, NDR64_SYNTAX, PTYPE, PTYPE_NAME } from '../../../src/protocol/rpc/constants';
+import { KMS_INTERFACE, NDR32_SYNTAX, NDR64_SYNTAX, PTYPE, PTYPE_NAME } from '../../../src/protocol/rpc/constants';
 import { decodeFaultPdu, decodeResponsePdu, encodeRequestPdu } from '../../../src/protocol/rpc/request';
 import { RpcSession, type KmsCall, type SessionResult } from '../../../src/protocol/rpc/session';
 import { EXCHANGES, hex, pduBytes } from './exchanges';
