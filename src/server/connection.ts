@@ -113,7 +113,12 @@ export class KmsConnection {
   }
 
   private onIdle(): void {
-    this.ctx.log.debug({ peer: this.peer, code: 'KMS_ERR_CONN_IDLE' }, 'idle connection closed');
+    if (this.midPdu) {
+      // Part of a PDU and then nothing (or a drip): worth a warning, unlike a quiet keep-alive.
+      this.ctx.reportError(new KmsError('KMS_ERR_CONN_IDLE', `closed: ${this.assembler.buffered} bytes of an unfinished PDU and no complete PDU for the idle timeout`, { partialBytes: this.assembler.buffered }), this.peer);
+    } else {
+      this.ctx.log.debug({ peer: this.peer, code: 'KMS_ERR_CONN_IDLE' }, 'idle connection closed');
+    }
     this.closing = true;
     this.socket.destroy();
   }

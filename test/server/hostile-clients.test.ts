@@ -113,6 +113,11 @@ t.test('slow drip and idle clients are closed after the idle timeout, others una
   t.ok(Date.now() - started < 5000, 'both closed within a few seconds');
   t.ok(sent < BIND_NDR32.length, 'the drip never completed its PDU');
   t.equal(drip.received().length, 0);
+  const dripLog = h.logs.find((l) => l['code'] === 'KMS_ERR_CONN_IDLE' && l['level'] === 'warn');
+  t.ok(dripLog, 'the drip is logged as a warning with its peer');
+  t.type(dripLog?.['peer'], 'string');
+  t.ok(Number(dripLog?.['partialBytes']) > 0);
+  t.notOk(h.logs.some((l) => l['code'] === 'KMS_ERR_CONN_IDLE' && l['level'] === 'warn' && l['partialBytes'] === undefined), 'a quiet idle connection is no warning');
   await goodClientServed(t, h.host, h.port);
 });
 
