@@ -153,7 +153,7 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
       for (const h of policy.hostKeyGroupsInUse) identity.epidFor(h.id);
       return { catalog, policy, identity, store, clock, randomBytes: requestRandom, settings: hostSettings(cfg) };
     };
-    let deps = buildDeps(config);
+    const deps = buildDeps(config);
     const gate = new GroupCommitGate(store);
     const handlerFor = (d: ActivationDeps) => (message: Buffer, clientAddress: string) => {
       gate.enter();
@@ -259,12 +259,10 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
         if (!same(next.admin, current.admin)) needsRestart.push('admin');
         if (!same(next.store, current.store)) needsRestart.push('store');
         if (!same(next.catalog, current.catalog)) needsRestart.push('catalog');
-        if (next.kms.ndr64 !== current.kms.ndr64 || next.host.build !== current.host.build) {
-          // NDR64 and the ePID build must change together (C26); both apply to new connections.
-        }
         // Build everything first: an exception here leaves the running configuration untouched.
+        // (NDR64 and the ePID build change together, C26: the schema refused a file where they
+        // disagree, and both apply to the next connection.)
         const nextDeps = buildDeps(next);
-        deps = nextDeps;
         kms.reconfigure(serverSettings(next), handlerFor(nextDeps));
         log.level = next.log.level;
         const applied = ['kms (intervals, checks, limits, allowlist, NDR64/BTFN for new connections)', 'host', 'entitlements', 'log.level'];

@@ -2,7 +2,7 @@
 // requests like a Windows client, sends them over RpcClient and checks every response the way a
 // client does (decryption, MAC/HMAC, echoed fields, ePID form) before trusting a single field.
 import { randomBytes as cryptoRandomBytes, randomUUID } from 'node:crypto';
-import { KmsError, HRESULT } from '../errors';
+import { HRESULT } from '../errors';
 import { encodeKmsRequest, verifyKmsResponse } from '../protocol/kms';
 import type { KmsRequestBase, KmsVersion, VerifiedKmsResponse } from '../protocol/kms/types';
 import { filetimeFromMs } from '../protocol/filetime';
@@ -93,8 +93,4 @@ export async function activate(options: ActivateOptions): Promise<ActivationRepl
   } finally {
     client.close();
   }
-}
-
-export function isKmsError(err: unknown): err is KmsError {
-  return err instanceof KmsError;
 }

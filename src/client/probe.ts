@@ -5,7 +5,7 @@
 import { KmsError, describeHresult, formatHresult } from '../errors';
 import { loadCatalog } from '../catalog/load';
 import { activate } from './kms-client';
-import { chooseProduct } from './product-choice';
+import { chooseProduct, type ChosenProduct } from './product-choice';
 
 export const PROBE_CMID = '6b6d7361-7070-4c69-8e63-65636865636b';
 export const PROBE_WORKSTATION = 'kms-appliance-dns-check';
@@ -16,9 +16,13 @@ export type ProbeResult =
   | { readonly ok: true; readonly epid: string; readonly count: number; readonly hresult: 0 }
   | { readonly ok: false; readonly code: string; readonly hresult: number | undefined; readonly message: string };
 
+/** Chosen once: `dns check` probes every host of every record, the catalogue need not be read each time. */
+let probeProduct: ChosenProduct | undefined;
+
 export async function probeKmsHost(host: string, port: number, timeoutMs = 5000): Promise<ProbeResult> {
   try {
-    const product = chooseProduct(loadCatalog(), PROBE_PRODUCT);
+    probeProduct ??= chooseProduct(loadCatalog(), PROBE_PRODUCT);
+    const product = probeProduct;
     const [reply] = await activate({ host, port, product, cmid: PROBE_CMID, workstation: PROBE_WORKSTATION, timeoutMs });
     if (!reply) throw new KmsError('KMS_ERR_CLIENT_PROTOCOL', 'no reply');
     if (reply.hresult !== 0 || !reply.verified) {

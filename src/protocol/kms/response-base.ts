@@ -14,10 +14,6 @@ export function pidSizeOf(epid: string): number {
   return 2 * (epid.length + 1);
 }
 
-export function responseBaseLength(pidSize: number): number {
-  return RESPONSE_BASE_FIXED_LENGTH + pidSize;
-}
-
 /** Writes the base at `at` and returns its length (44 + PIDSize). */
 export function writeResponseBase(base: KmsResponseBase, pidSize: number, out: Buffer, at: number): number {
   out.writeUInt16LE(base.minorVersion, at);
