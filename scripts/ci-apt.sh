@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the DNS tests need when they are missing: dig (bind9-dnsutils)
-# and named (bind9). Idempotent and non-interactive; needs root (CI runs as root) or sudo.
+# Installs the Debian packages the tests drive when they are missing: dig (bind9-dnsutils) and
+# named (bind9) for DNS, chromium for the admin page in a real browser, and a PostgreSQL server
+# (postgresql: initdb/pg_ctl) for fleet reporting. Idempotent and non-interactive; needs root
+# (CI runs as root) or sudo.
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
@@ -8,8 +10,10 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/
 missing=()
 have dig || missing+=(bind9-dnsutils)
 have named || missing+=(bind9)
+have chromium || missing+=(chromium)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "ci-apt: dig and named present"
+  echo "ci-apt: dig, named, chromium and postgresql present"
   exit 0
 fi
 
@@ -30,5 +34,5 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet named 2>/dev/null; then
   $SUDO systemctl stop named || true
 fi
-have dig && have named
-echo "ci-apt: dig and named installed"
+have dig && have named && have chromium
+echo "ci-apt: ${missing[*]} installed"

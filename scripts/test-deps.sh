@@ -5,9 +5,9 @@
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 if [ "$(id -u)" -ne 0 ] && ! sudo -n true 2>/dev/null; then
-  for tool in dig named systemd-analyze; do
+  for tool in dig named chromium systemd-analyze; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] ||
-      echo "test-deps: $tool is missing; install bind9-dnsutils, bind9 and systemd (as root: bash scripts/test-deps.sh)" >&2
+      echo "test-deps: $tool is missing; install bind9-dnsutils, bind9, chromium, postgresql and systemd (as root: bash scripts/test-deps.sh)" >&2
   done
   exit 0
 fi
