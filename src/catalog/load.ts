@@ -1,25 +1,15 @@
 // Reads the product catalogue from disk: the copy shipped in data/ (found from the package root,
 // so it works from src/ under tap and from dist/src/ after tsc) or an updated file the
 // administrator names in catalog.file.
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { ConfigError } from '../errors';
+import { findPackageRoot } from '../package-root';
 import { buildCatalog, type Catalog } from './catalog';
 
-export const SHIPPED_CATALOG = join('data', 'kms-catalog.json');
+export { findPackageRoot };
 
-/** The directory holding package.json, searched upwards from `start`. */
-export function findPackageRoot(start: string = __dirname): string {
-  let dir = resolve(start);
-  for (;;) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) {
-      throw new ConfigError('KMS_ERR_CONFIG_NOT_FOUND', `no package.json above ${start}; cannot find the shipped ${SHIPPED_CATALOG}`, { start });
-    }
-    dir = up;
-  }
-}
+export const SHIPPED_CATALOG = join('data', 'kms-catalog.json');
 
 export function shippedCatalogPath(): string {
   return join(findPackageRoot(), SHIPPED_CATALOG);

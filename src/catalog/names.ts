@@ -1,7 +1,7 @@
 // The catalogue as the store's NameResolver: GUIDs in the database become the names an
 // administrator knows, and an unknown product is still described by what is known of it.
 import type { Catalog } from './catalog';
-import type { NameResolver } from '../store/name-resolver';
+import type { NameResolver } from './name-resolver';
 
 export function catalogNames(catalog: Catalog): NameResolver {
   return {

@@ -5,6 +5,7 @@ import type { Catalog, KmsGroup } from '../catalog/catalog';
 import { HRESULT, KmsError, specOf, type ErrorCode } from '../errors';
 import { msFromFiletime } from '../protocol/filetime';
 import { decodeKmsRequest, encodeKmsResponse, type DecodedKmsRequest, type KmsResponseBase } from '../protocol/kms';
+import { licenseStatusName } from '../protocol/kms/license-status';
 import { COUNT_WINDOW_MS, effectiveRequiredCount, reportedCount } from './counting';
 import type { HostIdentity } from './host-identity';
 import type { ActivationOutcome } from './outcome';
@@ -39,21 +40,6 @@ export interface ActivationResult {
 
 /** §7.1 step 4: the largest RequiredClientCount a genuine product sends. */
 export const MAX_REQUIRED_CLIENT_COUNT = 1000;
-
-/** §4.2 LicenseStatus values, in the words `slmgr /dlv` uses. */
-export const LICENSE_STATUS_NAMES: readonly string[] = [
-  'unlicensed',
-  'licensed',
-  'initial grace (OOB)',
-  'out-of-tolerance grace',
-  'non-genuine grace',
-  'notification',
-  'extended grace',
-];
-
-export function licenseStatusName(status: number): string {
-  return LICENSE_STATUS_NAMES[status] ?? `unknown (${status})`;
-}
 
 export function processKmsMessage(message: Buffer, clientAddress: string, deps: ActivationDeps): ActivationResult {
   const nowMs = deps.clock.now();

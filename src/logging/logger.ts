@@ -1,11 +1,16 @@
 // Structured logs: pino JSON lines on stdout, which journald stores (`journalctl -u
 // kms-appliance -o cat | jq`). One line per KMS request with the fields of a Windows host's event
-// 12290 (PROTOCOL.md §7.1), start-up and shutdown lines with the effective configuration, and
-// secrets (TSIG) never written.
+// 12290 (docs/PROTOCOL.md §7.1), start-up and shutdown lines with the effective configuration, and
+// secrets (TSIG) never written. Every line carries a string `event` name, and the numeric
+// `eventId` of the Windows event it mirrors where there is one; under systemd each line starts
+// with the syslog priority journald reads (`<4>` for a warning), so `journalctl -p warning` works.
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { formatHresult } from '../errors';
 import type { AppConfig } from '../config/defaults';
 import type { ActivationOutcome } from '../host/outcome';
+import { licenseStatusName } from '../protocol/kms/license-status';
+import { EVENT_NAMES, eventNameFor } from './events';
+import { withSyslogPrefix } from './journal';
 
 export type { Logger };
 export type LogLevel = AppConfig['log']['level'] | 'silent';
@@ -14,6 +19,8 @@ export interface LoggerOptions {
   readonly level: LogLevel;
   /** Where lines go; default stdout, written synchronously so nothing is lost at exit. */
   readonly destination?: DestinationStream | NodeJS.WritableStream;
+  /** Start each line with its syslog priority (`<3>`…`<7>`): set when stdout is journald's stream. */
+  readonly syslogPrefix?: boolean;
 }
 
 export const REDACTED = '[redacted]';
@@ -36,26 +43,23 @@ export function createLogger(options: LoggerOptions): Logger {
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
       // "level":"info" rather than 30: read by people in journalctl as often as by tools.
-      formatters: { level: (label) => ({ level: label }) },
+      formatters: { level: (label) => ({ level: label }), log: nameEvent },
       redact: { paths: REDACT_PATHS, censor: REDACTED },
     },
-    (options.destination ?? pino.destination({ dest: 1, sync: true })) as DestinationStream,
+    withSyslogPrefix((options.destination ?? pino.destination({ dest: 1, sync: true })) as DestinationStream, options.syslogPrefix === true),
   );
 }
 
-/** Windows' names for the licence states a client reports (slmgr /dlv wording). */
-const LICENSE_STATE_NAMES: readonly string[] = [
-  'Unlicensed',
-  'Licensed',
-  'Initial grace period',
-  'Additional grace period',
-  'Non-genuine grace period',
-  'Notification',
-  'Extended grace period',
-];
-
-export function licenseStateName(state: number): string {
-  return LICENSE_STATE_NAMES[state] ?? `Unknown (${state})`;
+/**
+ * `event` is always a string, so a typed log store sees one type: a number given as `event` (a
+ * Windows event id) moves to `eventId` and gets its name; a line without one is named after its
+ * error code, or "message".
+ */
+function nameEvent(fields: Record<string, unknown>): Record<string, unknown> {
+  const event = fields['event'];
+  if (typeof event === 'string') return fields;
+  if (typeof event === 'number') return { ...fields, eventId: event, event: EVENT_NAMES.get(event) ?? `windows-event-${event}` };
+  return { ...fields, event: eventNameFor(fields['code']) };
 }
 
 /**
@@ -64,10 +68,14 @@ export function licenseStateName(state: number): string {
  * Activation ID") and event 12289's "Current count", plus what Windows does not log: the client
  * address, protocol version, product names and, for refusals, the registered code and what to do.
  */
+const EVENT_SERVED = 'kms-request-served';
+const EVENT_REFUSED = 'kms-request-refused';
+
 export function logActivation(log: Logger, outcome: ActivationOutcome): void {
   const o = outcome;
   const fields = {
-    event: 12290,
+    event: o.result === 'refused' ? EVENT_REFUSED : EVENT_SERVED,
+    eventId: 12290,
     result: o.result,
     errorCode: formatHresult(o.hresult),
     code: o.code,
@@ -79,7 +87,7 @@ export function logActivation(log: Logger, outcome: ActivationOutcome): void {
     clientTimestamp: o.requestTime,
     vm: o.vm,
     licenseState: o.licenseStatus,
-    licenseStateName: o.licenseStatusName ?? (o.licenseStatus === undefined ? undefined : licenseStateName(o.licenseStatus)),
+    licenseStateName: o.licenseStatusName ?? (o.licenseStatus === undefined ? undefined : licenseStatusName(o.licenseStatus)),
     timeToStateExpirationMinutes: o.bindingExpirationMinutes,
     minimumCountNeeded: o.requiredClientCount,
     currentCount: o.currentCount,

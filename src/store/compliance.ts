@@ -3,7 +3,7 @@
 // licence counts; this is the appliance telling the site where it stands.
 
 import type { GroupCount } from './inventory';
-import type { NameResolver } from './name-resolver';
+import type { NameResolver } from '../catalog/name-resolver';
 
 export interface Entitlement {
   /**

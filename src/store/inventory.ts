@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { COUNT_WINDOW_MS } from '../host/counting';
 import { databaseFile } from './data-dir';
 import { openDatabase, SCHEMA_VERSION } from './schema';
-import { ID_NAMES, memoizeNames, type NameResolver } from './name-resolver';
+import { ID_NAMES, memoizeNames, type NameResolver } from '../catalog/name-resolver';
 
 export interface GroupSummary {
   readonly groupId: string;

@@ -262,7 +262,7 @@ t.test('C32 every KMS request produces exactly one 12290 record with its outcome
   t.equal(parseFault((await p.expect())!).status, 0x1c010003);
   p.destroy();
   await delay(50);
-  const records = h.logs.filter((l) => l['event'] === 12290);
+  const records = h.logs.filter((l) => l['eventId'] === 12290);
   t.equal(records.length, plan.length, 'one record per request');
   t.equal(h.outcomes.length, plan.length, 'one outcome per request');
   records.forEach((r, i) => {

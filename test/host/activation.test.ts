@@ -1,6 +1,7 @@
 import t from 'tap';
 import { HRESULT } from '../../src/errors';
-import { MAX_REQUIRED_CLIENT_COUNT, licenseStatusName } from '../../src/host/activation';
+import { MAX_REQUIRED_CLIENT_COUNT } from '../../src/host/activation';
+import { licenseStatusName } from '../../src/protocol/kms/license-status';
 import { COUNT_WINDOW_MS } from '../../src/host/counting';
 import { parseEpid } from '../../src/host/epid';
 import { filetimeFromMs } from '../../src/protocol/filetime';

@@ -1,7 +1,11 @@
 // Log lines are JSON with the event 12290 fields, secrets never appear, and the level applies.
+import fs from 'node:fs';
+import path from 'node:path';
 import { Writable } from 'node:stream';
 import t from 'tap';
-import { createLogger, logActivation, logShutdown, logStartup, licenseStateName, REDACTED } from '../../src/logging/logger';
+import { createLogger, logActivation, logShutdown, logStartup, REDACTED } from '../../src/logging/logger';
+import { isJournalStream, syslogPriority } from '../../src/logging/journal';
+import { licenseStatusName } from '../../src/protocol/kms/license-status';
 import { validateConfigText } from '../../src/config/load';
 import type { ActivationOutcome } from '../../src/host/outcome';
 import type { LogLevel } from '../../src/logging/logger';
@@ -51,7 +55,8 @@ t.test('a served request is one info line with the 12290 fields', async (t) => {
   t.match(lines[0], {
     level: 'info',
     msg: '12290 activation',
-    event: 12290,
+    event: 'kms-request-served',
+    eventId: 12290,
     result: 'activated',
     errorCode: '0x00000000',
     clientAddress: '192.0.2.17',
@@ -61,7 +66,7 @@ t.test('a served request is one info line with the 12290 fields', async (t) => {
     clientTimestamp: '2024-03-01T10:00:00.000Z',
     vm: false,
     licenseState: 2,
-    licenseStateName: 'Initial grace period',
+    licenseStateName: 'initial grace (OOB)',
     timeToStateExpirationMinutes: 43200,
     minimumCountNeeded: 25,
     currentCount: 26,
@@ -91,7 +96,8 @@ t.test('a refusal is a warn line with the HRESULT as text and the explanation', 
   t.match(lines[0], {
     level: 'warn',
     msg: '12290 refused',
-    event: 12290,
+    event: 'kms-request-refused',
+    eventId: 12290,
     result: 'refused',
     errorCode: '0xC004F042',
     code: 'KMS_ERR_KMS_RETAIL_GROUP',
@@ -110,11 +116,61 @@ t.test('a request refused before its version was known has no version field', as
   t.notOk('protocolVersion' in lines[0]!);
 });
 
-t.test('licence state names', async (t) => {
-  t.equal(licenseStateName(0), 'Unlicensed');
-  t.equal(licenseStateName(1), 'Licensed');
-  t.equal(licenseStateName(6), 'Extended grace period');
-  t.equal(licenseStateName(9), 'Unknown (9)');
+t.test('licence state names are the words slmgr /dlv uses, shared with the CLI', async (t) => {
+  t.equal(licenseStatusName(0), 'unlicensed');
+  t.equal(licenseStatusName(1), 'licensed');
+  t.equal(licenseStatusName(6), 'extended grace');
+  t.equal(licenseStatusName(9), 'unknown (9)');
+});
+
+t.test('every line has a string event; a Windows event id moves to eventId', async (t) => {
+  const { log, lines } = capture('debug');
+  log.info({ event: 12294, domain: 'example.org' }, 'published');
+  log.warn({ event: 12293, code: 'KMS_ERR_DNS_UPDATE_REFUSED' }, 'failed');
+  log.info({ event: 12999 }, 'unknown windows event');
+  log.warn({ code: 'KMS_ERR_DNS_LISTEN' }, 'no event given');
+  log.info('plain');
+  log.info({ event: 'startup' }, 'named');
+  t.match(lines[0], { event: 'dns-published', eventId: 12294 });
+  t.match(lines[1], { event: 'dns-publish-failed', eventId: 12293 });
+  t.match(lines[2], { event: 'windows-event-12999', eventId: 12999 });
+  t.match(lines[3], { event: 'dns-listen' });
+  t.match(lines[4], { event: 'message' });
+  t.match(lines[5], { event: 'startup' });
+  for (const l of lines) t.equal(typeof l.event, 'string');
+  t.notOk('eventId' in lines[3]!, 'no eventId where no Windows event applies');
+});
+
+t.test('under journald each line starts with its syslog priority', async (t) => {
+  const raw: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      raw.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const log = createLogger({ level: 'debug', destination, syslogPrefix: true });
+  log.debug('d');
+  log.info('i');
+  log.warn('w');
+  log.error('e');
+  log.fatal('f');
+  logActivation(log, { result: 'refused', hresult: 0x8007000d, code: 'KMS_ERR_KMS_VERSION', clientAddress: '192.0.2.1' });
+  t.same(raw.map((l) => /^<(\d)>\{/.exec(l)?.[1]), ['7', '6', '4', '3', '2', '4']);
+  t.same(JSON.parse(raw[2]!.slice(3)).msg, 'w', 'the rest of the line is the JSON object');
+});
+
+t.test('the journal is detected by the device and inode systemd names, not by the variable alone', async (t) => {
+  const dir = t.testdir({ f: 'x' });
+  const fd = fs.openSync(path.join(dir, 'f'), 'r');
+  t.teardown(() => fs.closeSync(fd));
+  const st = fs.fstatSync(fd);
+  t.ok(isJournalStream(fd, { JOURNAL_STREAM: `${st.dev}:${st.ino}` }));
+  t.notOk(isJournalStream(fd, { JOURNAL_STREAM: `${st.dev}:${st.ino + 1}` }), 'another stream');
+  t.notOk(isJournalStream(fd, {}), 'not under systemd');
+  t.notOk(isJournalStream(fd, { JOURNAL_STREAM: 'garbage' }));
+  t.equal(syslogPriority(40), 4);
+  t.equal(syslogPriority(50), 3);
 });
 
 t.test('start-up logs the effective configuration with the TSIG secret redacted', async (t) => {

@@ -59,7 +59,7 @@ t.test('counts distinct machines per application across connections; the ePID is
   const [o] = await activate({ host: h.host, port: h.port, product: office });
   t.equal(o!.verified!.base.currentCount, 1, 'Office 2013+ counts on its own');
   t.equal(h.outcomes.length, 6, 'one outcome per request (C32)');
-  t.equal(h.logs.filter((l) => l['event'] === 12290).length, 6, 'one 12290 log line per request');
+  t.equal(h.logs.filter((l) => l['eventId'] === 12290).length, 6, 'one 12290 log line per request');
 });
 
 t.test('IPv6 loopback is served', async (t) => {

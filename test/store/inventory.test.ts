@@ -3,7 +3,7 @@ import { loadCatalog } from '../../src/catalog/load';
 import { SqliteStore } from '../../src/store/sqlite-store';
 import { Inventory } from '../../src/store/inventory';
 import { complianceReport } from '../../src/store/compliance';
-import type { NameResolver } from '../../src/store/name-resolver';
+import type { NameResolver } from '../../src/catalog/name-resolver';
 import {
   cmid, DAY, obs, OFFICE_2013, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, SERVER_2022_GROUP, SERVER_2022_STANDARD,
   tempDataDir, WIN10_GROUP, WINDOW, WINDOWS,

@@ -1,11 +1,11 @@
 // `kms-appliance client-config --host H [--port P] [--out DIR]`: writes the files that point
 // Windows and Office clients at this host by hand, for sites whose DNS cannot publish the
-// _vlmcs._tcp record (the generator is src/admin/client-config.ts).
+// _vlmcs._tcp record (the generator is src/client-config/client-config.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { EXIT, usageError, type Command } from '../command';
-import { checkClientHost, checkClientPort, generateClientConfig } from '../../admin/client-config';
+import { checkClientHost, checkClientPort, generateClientConfig } from '../../client-config/client-config';
 
 /** The port Windows clients use when none is given (PROTOCOL.md §8.1). */
 const KMS_DEFAULT_PORT = 1688;

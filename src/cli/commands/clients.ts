@@ -6,7 +6,7 @@ import { EXIT, usageError, type Command, type CommandIo } from '../command';
 import { COMMON_HELP, COMMON_OPTIONS, openInventory, parseFormat, withExit } from '../inventory-access';
 import { csvLine, formatTable, isoTime, shortTime, type Column } from '../tabular';
 import { formatHresult } from '../../errors';
-import { licenseStatusName } from '../../host/activation';
+import { licenseStatusName } from '../../protocol/kms/license-status';
 import type { ClientFilter, ClientRecord } from '../../store/inventory';
 
 const HELP = `Usage: kms-appliance clients [--group G] [--product P] [--application A]

@@ -1,5 +1,6 @@
 // How the read side turns GUIDs into the names an administrator knows. The CLI builds one from
-// the product catalogue; the store itself never depends on catalogue internals.
+// the product catalogue (names.ts); the store receives it and never depends on catalogue
+// internals. It lives here, not in store/, so that catalog/ imports nothing from the layers above.
 
 export interface NameResolver {
   applicationName(id: string): string;

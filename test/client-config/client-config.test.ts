@@ -1,6 +1,6 @@
 // The manual client configuration files (PROTOCOL.md §8.2), checked byte by byte.
 import t from 'tap';
-import { checkClientHost, checkClientPort, generateClientConfig } from '../../src/admin/client-config';
+import { checkClientHost, checkClientPort, generateClientConfig } from '../../src/client-config/client-config';
 
 function files(host: string, port: number): Map<string, Buffer> {
   return new Map(generateClientConfig({ host, port }).map((f) => [f.name, f.content]));
