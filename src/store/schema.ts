@@ -82,6 +82,17 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE clients ADD COLUMN previous_address TEXT NOT NULL DEFAULT '';
   ALTER TABLE clients ADD COLUMN address_changes INTEGER NOT NULL DEFAULT 0;
   `,
+  // v3: the fleet outbox (src/store/fleet-outbox.ts): what PostgreSQL acknowledged of each
+  // machine, so a change is found by comparison off the request path and sent exactly once.
+  `
+  CREATE TABLE fleet_sent (
+    application TEXT NOT NULL,
+    cmid TEXT NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    PRIMARY KEY (application, cmid)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
