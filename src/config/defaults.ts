@@ -105,6 +105,16 @@ export interface AppConfig {
 export const DEFAULTS: AppConfig = deepFreeze({
   kms: {
     listen: ['0.0.0.0:1688', '[::]:1688'],
+    /** Names (Host header) the page is reached by besides the host name, localhost and listen addresses. */
+    readonly hostNames: readonly string[];
+    readonly tls: {
+      /** Serve HTTPS; without certFile a self-signed certificate is generated in the data directory. */
+      readonly enabled: boolean;
+      readonly certFile: string;
+      readonly keyFile: string;
+    };
+    /** Open admin connections at once, all listeners together. */
+    readonly maxConnections: number;
     activationIntervalMinutes: 120, // 2 h (§7.3)
     renewalIntervalMinutes: 10080, // 7 days
     maxPduBytes: 4096, // legal KMS PDUs are ≤ 344 bytes (§2.1)
@@ -155,7 +165,10 @@ export const DEFAULTS: AppConfig = deepFreeze({
     mdns: { enabled: false, instanceName: '' },
   },
   admin: {
-    listen: ['127.0.0.1:8688', '[::1]:8688'], // loopback only: the page has no authentication
+    listen: ['127.0.0.1:8688', '[::1]:8688'], // loopback: other addresses need tls.enabled and a password
+    hostNames: [],
+    tls: { enabled: false, certFile: '', keyFile: '' },
+    maxConnections: 64, // a few browsers and a Prometheus scraper
   },
   log: {
     level: 'info',

@@ -135,6 +135,18 @@ const tsigOneSecret: Schema = {
   },
 };
 
+const adminTlsPair: Schema = {
+  if: { type: 'object', properties: { certFile: { type: 'string', minLength: 1 } } },
+  then: {
+    type: 'object',
+    properties: { keyFile: { type: 'string', minLength: 1, 'x-message': 'must be set when admin.tls.certFile is set', 'x-related': ['/admin/tls/certFile'] } },
+  },
+  else: {
+    type: 'object',
+    properties: { keyFile: { type: 'string', maxLength: 0, 'x-message': 'must be empty unless admin.tls.certFile is set', 'x-related': ['/admin/tls/certFile'] } },
+  },
+};
+
 const forwardingRules: Schema = {
   if: { type: 'object', properties: { enabled: { const: true } } },
   then: {
@@ -269,8 +281,15 @@ export const CONFIG_SCHEMA: Schema = obj(
         instanceName: str('Service instance name; empty = the host name.', D.dns.mdns.instanceName, { maxLength: 63 }),
       }),
     }),
-    admin: obj('The admin web page and JSON API.', {
-      listen: list('Where it listens; empty = off. Keep it on loopback or a management network.', listenSpec, D.admin.listen, { uniqueItems: true }),
+    admin: obj('The admin web page, its JSON API, /metrics and /healthz.', {
+      listen: list('Where it listens; empty = off. An address other than loopback needs tls.enabled and a password (kms-appliance admin set-password).', listenSpec, D.admin.listen, { uniqueItems: true }),
+      hostNames: list('Names the page is reached by (the Host header) besides the machine\'s host name, localhost and the listen addresses; any other name is refused (DNS rebinding).', { type: 'string', minLength: 1, format: 'dns-name' }, D.admin.hostNames, { uniqueItems: true }),
+      tls: obj('HTTPS for every admin listener.', {
+        enabled: bool('Serve HTTPS. Without certFile a self-signed certificate is made in the data directory at first start (kms-appliance admin cert shows its fingerprint).', D.admin.tls.enabled),
+        certFile: absolutePathOrEmpty('The site\'s own certificate, PEM, an absolute path (the chain may follow it); reloaded on SIGHUP.', D.admin.tls.certFile, 'the generated one'),
+        keyFile: absolutePathOrEmpty('The private key of certFile, PEM, an absolute path (keep it 0600).', D.admin.tls.keyFile, 'the generated one'),
+      }, adminTlsPair),
+      maxConnections: int('Open admin connections at once, all listeners together.', 1, 10000, D.admin.maxConnections),
     }),
     log: obj('Logging (JSON lines on stdout, collected by journald).', {
       level: { type: 'string', description: 'Least severe level written.', enum: [...LOG_LEVELS], default: D.log.level },

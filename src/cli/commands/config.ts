@@ -4,7 +4,12 @@ import { parseArgs } from 'node:util';
 import { EXIT, usageError, type Command } from '../command';
 import { loadConfig } from '../../config/load';
 import { configExample } from '../../config/example';
-import { KmsError } from '../../errors';
+import { loadCatalog } from '../../catalog/load';
+import { entitlementProblems } from '../entitlements';
+import { INSTALLED_CONFIG, locate } from '../locations';
+import { inert } from '../terminal';
+import { didYouMean } from '../suggest';
+import { checkConfiguredCertificate } from '../../admin/tls-certificate';
 
 const HELP = `Usage: kms-appliance config check FILE
        kms-appliance config defaults

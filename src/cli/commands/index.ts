@@ -8,5 +8,6 @@ import { command as report } from './report';
 import { command as dnsCheck } from './dns-check';
 import { command as clientConfig } from './client-config';
 import { command as config } from './config';
+import { commands as admin } from './admin';
 
-export const COMMANDS: readonly Command[] = [serve, activate, status, clients, report, dnsCheck, clientConfig, config];
+export const COMMANDS: readonly Command[] = [serve, activate, status, clients, report, dnsCheck, clientConfig, config, ...admin];

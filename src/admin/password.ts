@@ -1,0 +1,87 @@
+// The admin password: only a scrypt hash with its salt and parameters is kept, in the data
+// directory, so the file tells a thief nothing they can use without a long search per guess.
+// The user name is always `admin`: one box, one administrator role.
+import fs from 'node:fs';
+import path from 'node:path';
+import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+
+export const ADMIN_USER = 'admin';
+export const PASSWORD_FILE = 'admin-password.json';
+/** Passwords shorter than this are refused by `admin set-password`. */
+export const MIN_PASSWORD_LENGTH = 10;
+/** A line longer than this is not a password someone types; refused rather than hashed. */
+export const MAX_PASSWORD_LENGTH = 1024;
+
+/** N = 2^15, r = 8, p = 1: ~32 MiB and tens of milliseconds per check, on the thread pool. */
+const PARAMS = Object.freeze({ N: 32768, r: 8, p: 1, keyLength: 32 });
+
+export interface PasswordRecord {
+  readonly user: string;
+  readonly scheme: 'scrypt';
+  readonly N: number;
+  readonly r: number;
+  readonly p: number;
+  readonly salt: string; // base64
+  readonly hash: string; // base64
+}
+
+function scryptAsync(password: string, salt: Buffer, keyLength: number, options: ScryptOptions): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    scrypt(password, salt, keyLength, { ...options, maxmem: 256 * (options.N ?? 1) * (options.r ?? 8) + 1024 * 1024 }, (err, key) =>
+      err ? reject(err) : resolve(key),
+    );
+  });
+}
+
+export async function hashPassword(password: string): Promise<PasswordRecord> {
+  const salt = randomBytes(16);
+  const hash = await scryptAsync(password, salt, PARAMS.keyLength, { N: PARAMS.N, r: PARAMS.r, p: PARAMS.p });
+  return { user: ADMIN_USER, scheme: 'scrypt', N: PARAMS.N, r: PARAMS.r, p: PARAMS.p, salt: salt.toString('base64'), hash: hash.toString('base64') };
+}
+
+/** Constant-time comparison of the derived key; the user name is compared the same way. */
+export async function verifyPassword(record: PasswordRecord, user: string, password: string): Promise<boolean> {
+  const expected = Buffer.from(record.hash, 'base64');
+  const derived = await scryptAsync(password, Buffer.from(record.salt, 'base64'), expected.length, { N: record.N, r: record.r, p: record.p });
+  const userOk = timingSafeEqual(Buffer.from(sha256Hex(user)), Buffer.from(sha256Hex(record.user)));
+  return timingSafeEqual(derived, expected) && userOk;
+}
+
+function sha256Hex(s: string): string {
+  return createHash('sha256').update(s).digest('hex');
+}
+
+export function passwordFile(dataDir: string): string {
+  return path.join(dataDir, PASSWORD_FILE);
+}
+
+/** The stored record, or undefined when no password was set. A damaged file is an error, not "no password". */
+export function readPasswordRecord(dataDir: string): PasswordRecord | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(passwordFile(dataDir), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  const r = JSON.parse(text) as Partial<PasswordRecord>;
+  if (r.scheme !== 'scrypt' || typeof r.salt !== 'string' || typeof r.hash !== 'string' || !Number.isInteger(r.N) || !Number.isInteger(r.r) || !Number.isInteger(r.p)) {
+    throw new Error(`${passwordFile(dataDir)} is not a kms-appliance password file; run kms-appliance admin set-password again`);
+  }
+  return { user: r.user ?? ADMIN_USER, scheme: 'scrypt', N: r.N!, r: r.r!, p: r.p!, salt: r.salt, hash: r.hash };
+}
+
+/** Replaces the stored record atomically (0600, through a new file and rename). */
+export function writePasswordRecord(dataDir: string, record: PasswordRecord): void {
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o750 });
+  const file = passwordFile(dataDir);
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+  try {
+    fs.writeSync(fd, JSON.stringify(record) + '\n');
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
