@@ -4,11 +4,7 @@ import { parseArgs } from 'node:util';
 import { EXIT, usageError, type Command } from '../command';
 import { loadConfig } from '../../config/load';
 import { configExample } from '../../config/example';
-import { loadCatalog } from '../../catalog/load';
-import { entitlementProblems } from '../entitlements';
-import { INSTALLED_CONFIG, locate } from '../locations';
-import { inert } from '../terminal';
-import { didYouMean } from '../suggest';
+import { KmsError } from '../../errors';
 import { checkConfiguredCertificate } from '../../admin/tls-certificate';
 
 const HELP = `Usage: kms-appliance config check FILE
@@ -55,12 +51,20 @@ export const command: Command = {
       case 'check': {
         if (rest.length !== 1) return usageError(io, 'config', 'config check needs exactly one FILE');
         const file = rest[0]!;
+        let loaded;
         try {
-          loadConfig(file);
+          loaded = loadConfig(file);
         } catch (err) {
           if (!(err instanceof KmsError)) throw err;
           const lines = (err.details.errors as string[] | undefined) ?? [err.message];
           for (const line of lines) io.stderr.write(line + '\n');
+          return EXIT.USAGE;
+        }
+        // The admin certificate is checked with node-forge as serve would: key match, chain, expiry.
+        const cert = checkConfiguredCertificate(loaded.admin.tls);
+        for (const w of cert.warnings) io.stderr.write(`${file}: warning: ${w}\n`);
+        if (cert.errors.length > 0) {
+          for (const e of cert.errors) io.stderr.write(`${file}: ${e}\n`);
           return EXIT.USAGE;
         }
         io.stdout.write(`${file}: OK\n`);
