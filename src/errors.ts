@@ -132,6 +132,11 @@ export const ERRORS = Object.freeze({
   KMS_ERR_CONFIG_UNREADABLE: { action: 'none', explain: 'The configuration file cannot be read; check its permissions.' },
   KMS_ERR_CONFIG_SYNTAX: { action: 'none', explain: 'The configuration file is not valid YAML; the line number points at the problem.' },
   KMS_ERR_CONFIG_INVALID: { action: 'none', explain: 'The configuration file has fields with wrong names, types or values; each is listed with its line.' },
+  KMS_ERR_CONFIG_ADMIN_EXPOSED: { action: 'none', explain: 'An admin listener on an address other than loopback needs admin.tls.enabled and a password (kms-appliance admin set-password); move it to loopback or set both.' },
+  KMS_ERR_CONFIG_ADMIN_TLS: { action: 'none', explain: 'The admin certificate or key (admin.tls.certFile, admin.tls.keyFile) cannot be used: unreadable, not PEM, the key does not match, or it has expired. Fix the files; the message says which.' },
+
+  // ---- Admin page (src/admin) ----
+  KMS_ERR_ADMIN_LOGIN_FAILED: { action: 'none', explain: 'Someone tried to log in to the admin page with a wrong user or password; after 5 failures the address waits (30 s, doubling up to 15 min). Check the address in the log if you did not do it.' },
   KMS_ERR_CLI_USAGE: { action: 'none', explain: 'The command line is wrong; run the command with --help.' },
 } satisfies Record<string, ErrorSpec>);
 
@@ -142,11 +147,6 @@ export function isErrorCode(code: string): code is ErrorCode {
 }
 
 export function specOf(code: ErrorCode): ErrorSpec {
-  KMS_ERR_CONFIG_ADMIN_EXPOSED: { action: 'none', explain: 'An admin listener on an address other than loopback needs admin.tls.enabled and a password (kms-appliance admin set-password); move it to loopback or set both.' },
-  KMS_ERR_CONFIG_ADMIN_TLS: { action: 'none', explain: 'The admin certificate or key (admin.tls.certFile, admin.tls.keyFile) cannot be used: unreadable, not PEM, the key does not match, or it has expired. Fix the files; the message says which.' },
-
-  // ---- Admin page (src/admin) ----
-  KMS_ERR_ADMIN_LOGIN_FAILED: { action: 'none', explain: 'Someone tried to log in to the admin page with a wrong user or password; after 5 failures the address waits (30 s, doubling up to 15 min). Check the address in the log if you did not do it.' },
   return ERRORS[code];
 }
 

@@ -96,15 +96,6 @@ export interface AppConfig {
   readonly admin: {
     /** Where the admin web page and JSON API listen; empty = off. */
     readonly listen: readonly string[];
-  };
-  readonly log: {
-    readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
-  };
-}
-
-export const DEFAULTS: AppConfig = deepFreeze({
-  kms: {
-    listen: ['0.0.0.0:1688', '[::]:1688'],
     /** Names (Host header) the page is reached by besides the host name, localhost and listen addresses. */
     readonly hostNames: readonly string[];
     readonly tls: {
@@ -115,6 +106,15 @@ export const DEFAULTS: AppConfig = deepFreeze({
     };
     /** Open admin connections at once, all listeners together. */
     readonly maxConnections: number;
+  };
+  readonly log: {
+    readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  };
+}
+
+export const DEFAULTS: AppConfig = deepFreeze({
+  kms: {
+    listen: ['0.0.0.0:1688', '[::]:1688'],
     activationIntervalMinutes: 120, // 2 h (§7.3)
     renewalIntervalMinutes: 10080, // 7 days
     maxPduBytes: 4096, // legal KMS PDUs are ≤ 344 bytes (§2.1)
