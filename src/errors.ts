@@ -100,7 +100,7 @@ export const ERRORS = Object.freeze({
   KMS_ERR_KMS_RESPONSE_INVALID: { action: 'none', hresult: E.INVALID_DATA, explain: 'The KMS response does not pass the checks a Windows client makes (decryption, MAC/HMAC, echoed fields, ePID form).' },
 
   // ---- Client-side diagnostics (activate, dns check) ----
-  KMS_ERR_CLIENT_CONNECT: { action: 'none', hresult: E.RPC_SERVER_UNAVAILABLE, explain: 'The TCP connection to the KMS host failed: host down, wrong port, or a firewall drops port 1688.' },
+  KMS_ERR_CLIENT_CONNECT: { action: 'none', hresult: E.RPC_SERVER_UNAVAILABLE, explain: 'The TCP connection to the KMS host failed: host down, wrong port, or a firewall drops the connection to that port.' },
   KMS_ERR_CLIENT_TIMEOUT: { action: 'none', hresult: E.RPC_SERVER_UNAVAILABLE, explain: 'The KMS host accepted the connection but did not answer in time.' },
   KMS_ERR_CLIENT_RPC_FAULT: { action: 'none', hresult: E.NO_KMS_HOST, explain: 'The host answered with a DCE/RPC fault instead of a KMS response.' },
   KMS_ERR_CLIENT_BIND_REJECTED: { action: 'none', hresult: E.NO_KMS_HOST, explain: 'The host did not accept the KMS interface in bind; it is not a KMS host (or NDR64/BTFN settings disagree).' },
@@ -138,6 +138,7 @@ export const ERRORS = Object.freeze({
   // ---- Admin page (src/admin) ----
   KMS_ERR_ADMIN_LOGIN_FAILED: { action: 'none', explain: 'Someone tried to log in to the admin page with a wrong user or password; after 5 failures the address waits (30 s, doubling up to 15 min). Check the address in the log if you did not do it.' },
   KMS_ERR_CLI_USAGE: { action: 'none', explain: 'The command line is wrong; run the command with --help.' },
+  KMS_ERR_CONFIG_LIMIT: { action: 'none', explain: 'The configuration file is not a regular file, or is larger, deeper or uses more YAML aliases than a configuration ever needs; it was not read.' },
 } satisfies Record<string, ErrorSpec>);
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -176,9 +177,13 @@ export class ProtocolError extends KmsError {
 }
 
 export class ConfigError extends KmsError {
-  constructor(code: ErrorCode, message?: string, details: Record<string, unknown> = {}) {
+  /** One line per problem, each naming the file (and line) it is in: what the CLI prints. */
+  readonly errors: readonly string[];
+
+  constructor(code: ErrorCode, message?: string, details: Record<string, unknown> & { errors?: readonly string[] } = {}) {
     super(code, message, details);
     this.name = 'ConfigError';
+    this.errors = details.errors ?? [this.message];
   }
 }
 

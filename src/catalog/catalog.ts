@@ -39,7 +39,13 @@ export interface Catalog {
 }
 
 const DATE_SHAPE = /^\d{4}-\d{2}-\d{2}$/;
-const UPDATE_HINT = 'update the product catalogue (catalog.file) when Microsoft ships new products';
+/** The advice for names that start with "unknown": printed once, below a table, never in a cell. */
+export const CATALOG_UPDATE_HINT = 'update the product catalogue (catalog.file) when Microsoft ships new products';
+
+/** True for the names describe*() gives ids the catalogue does not know. */
+export function isUnknownName(name: string): boolean {
+  return name.startsWith('unknown ');
+}
 
 /** Validates `raw` (the parsed JSON) and builds the lookups. Throws ConfigError KMS_ERR_CONFIG_INVALID. */
 export function buildCatalog(raw: unknown, source = 'kms-catalog.json'): Catalog {
@@ -112,7 +118,7 @@ function indexCatalog(raw: RawCatalog, source: string): Catalog {
 
   const describeKmsGroup = (kmsCountedId: string): string => {
     const g = groups.get(kmsCountedId.toLowerCase());
-    return g ? g.name : `unknown KMS group ${kmsCountedId} (${UPDATE_HINT})`;
+    return g ? g.name : `unknown KMS group ${kmsCountedId}`;
   };
 
   return Object.freeze({
@@ -136,12 +142,12 @@ function indexCatalog(raw: RawCatalog, source: string): Catalog {
       if (sku) return sku.name;
       const g = groups.get(kmsCountedId.toLowerCase());
       // Hosts activate SKUs they do not know (§4.2), so this is routine for new editions.
-      if (g) return `an edition of ${g.name} not in the catalogue (Activation ID ${activationId})`;
-      return `unknown product (Activation ID ${activationId}) of ${describeKmsGroup(kmsCountedId)}`;
+      if (g) return `unknown edition of ${g.name} (Activation ID ${activationId})`;
+      return `unknown product (Activation ID ${activationId})`;
     },
     describeKmsGroup,
     describeApplication: (applicationId: string): string =>
-      applications.get(applicationId.toLowerCase())?.name ?? `unknown application ${applicationId} (${UPDATE_HINT})`,
+      applications.get(applicationId.toLowerCase())?.name ?? `unknown application ${applicationId}`,
   });
 }
 

@@ -1,27 +1,29 @@
-// What the read-only commands (status, clients, report) share: the common options, loading the
-// configuration and the catalogue, opening the database read-only, and turning failures into
-// one-line messages with the right exit code.
+// What the read-only commands (status, clients, report) share: the common options, finding and
+// loading the configuration and the catalogue, opening the database read-only, and turning
+// failures into one-line messages with the right exit code (via defineCommand).
 
 import type { AppConfig } from '../config/defaults';
 import { loadConfig } from '../config/load';
 import { loadCatalog } from '../catalog/load';
 import type { Catalog } from '../catalog/catalog';
 import { catalogNames } from '../catalog/names';
-import { KmsError, StoreError } from '../errors';
-import { resolveDataDir } from '../store/data-dir';
+import { StoreError } from '../errors';
+import { databaseFile } from '../store/data-dir';
 import { Inventory } from '../store/inventory';
-import { EXIT, type CommandIo } from './command';
+import { CommandExit, EXIT, type CommandIo } from './command';
+import { checkReadable, locate } from './locations';
 
-/** parseArgs option definitions every inventory command accepts. */
+/** Option definitions every inventory command accepts. */
 export const COMMON_OPTIONS = {
   'data-dir': { type: 'string', short: 'd' },
   config: { type: 'string', short: 'c' },
-  help: { type: 'boolean', short: 'h' },
 } as const;
 
-export const COMMON_HELP = `  -d, --data-dir DIR  Where the database lives (default: store.dataDir, else $STATE_DIRECTORY,
-                      else $XDG_STATE_HOME/kms-appliance, else ~/.local/state/kms-appliance).
-  -c, --config FILE   Configuration file (for store.dataDir, catalog.file and entitlements).
+export const COMMON_HELP = `  -d, --data-dir DIR  Where the database lives (default: store.dataDir; on an installed box the
+                      service's /var/lib/kms-appliance; else ~/.local/state/kms-appliance).
+  -c, --config FILE   Configuration file, for store.dataDir, catalog.file and entitlements
+                      (default: /etc/kms-appliance/config.yaml when it exists).
+  -f, --format FORMAT table (default), json or csv; --json is short for --format json.
   -h, --help          Show this help.`;
 
 export interface Opened {
@@ -30,69 +32,51 @@ export interface Opened {
   readonly catalog: Catalog;
 }
 
-/** Thrown to end a command with an exit code after its message was written. */
-export class CommandExit extends Error {
-  constructor(readonly exitCode: number) {
-    super(`exit ${exitCode}`);
-  }
+/** The configuration (installed one by default) and its catalogue; ConfigError on a problem. */
+export interface Settings {
+  readonly config: AppConfig;
+  readonly catalog: Catalog;
+  readonly dataDir: string;
+  readonly configFile: string | undefined;
 }
 
-
-/**
- * Entitlement names that match no application, KMS group or product of the catalogue: most
- * likely a typo, which would otherwise only show as an entitlement nobody uses.
- */
-export function unknownEntitlements(catalog: Catalog, entitlements: AppConfig['entitlements']): string[] {
-  const known = new Set<string>();
-  for (const app of catalog.applications) {
-    known.add(app.id).add(app.name.toLowerCase());
-    for (const g of app.kmsGroups) {
-      known.add(g.id).add(g.name.toLowerCase());
-      for (const s of g.skus) known.add(s.id).add(s.name.toLowerCase());
-    }
+export function loadSettings(values: { config?: string | undefined; 'data-dir'?: string | undefined }, io: CommandIo): Settings {
+  const where = locate({ config: values.config, dataDir: values['data-dir'], env: io.env });
+  const unreadable = where.configFile === undefined ? undefined : checkReadable(where.configFile);
+  if (unreadable) {
+    io.stderr.write(`kms-appliance: ${unreadable}\n`);
+    throw new CommandExit(EXIT.FAILURE);
   }
-  return entitlements.map((e) => e.product).filter((p) => !known.has(p.trim().toLowerCase()));
+  const config = loadConfig(where.configFile);
+  const catalog = loadCatalog(config.catalog.file === '' ? undefined : config.catalog.file);
+  return { config, catalog, dataDir: where.dataDir(config.store.dataDir), configFile: where.configFile };
 }
 
 /**
  * Loads configuration and catalogue and opens the database read-only. Configuration problems
- * exit 2 (like every command), an unusable database exits 1; both with one line on stderr.
+ * exit 2 (like every command), an unusable or unreadable database exits 1; both with one line.
  */
-export function openInventory(command: string, values: { 'data-dir'?: string; config?: string }, io: CommandIo): Opened {
-  let config: AppConfig;
-  let catalog: Catalog;
-  try {
-    config = loadConfig(values.config);
-    catalog = loadCatalog(config.catalog.file === '' ? undefined : config.catalog.file);
-  } catch (err) {
-    if (!(err instanceof KmsError)) throw err;
-    const lines = (err.details['errors'] as string[] | undefined) ?? [err.message];
-    for (const line of lines) io.stderr.write(`kms-appliance ${command}: ${line}\n`);
-    throw new CommandExit(EXIT.USAGE);
+export function openInventory(
+  values: { config?: string | undefined; 'data-dir'?: string | undefined },
+  io: CommandIo,
+  settings: Settings = loadSettings(values, io),
+): Opened {
+  const { config, catalog, dataDir } = settings;
+  const file = databaseFile(dataDir);
+  const unreadable = checkReadable(file) ?? checkReadable(dataDir);
+  if (unreadable) {
+    io.stderr.write(`kms-appliance: ${unreadable}\n`);
+    throw new CommandExit(EXIT.FAILURE);
   }
-  const dataDir = resolveDataDir(values['data-dir'] ?? config.store.dataDir, io.env);
   try {
     return { inventory: Inventory.open(dataDir, { names: catalogNames(catalog) }), config, catalog };
   } catch (err) {
-    if (!(err instanceof StoreError)) throw err;
-    io.stderr.write(`kms-appliance ${command}: ${err.message} [${err.code}]\n`);
-    throw new CommandExit(EXIT.FAILURE);
-  }
-}
-
-/** Runs `body`, mapping CommandExit to its code. */
-export async function withExit(body: () => Promise<number> | number): Promise<number> {
-  try {
-    return await body();
-  } catch (err) {
-    if (err instanceof CommandExit) return err.exitCode;
+    // SQLite's "unable to open database file" after our check: the -shm/-wal files or the
+    // directory deny this user what a reader needs.
+    if (err instanceof StoreError && /unable to open|readonly|permission/i.test(err.message) && process.getuid?.() !== 0) {
+      io.stderr.write(`kms-appliance: ${err.message}; run the command with sudo, or join the group kms-appliance\n`);
+      throw new CommandExit(EXIT.FAILURE);
+    }
     throw err;
   }
-}
-
-export type OutputFormat = 'table' | 'json' | 'csv';
-
-export function parseFormat(value: string | undefined, allowed: readonly OutputFormat[]): OutputFormat | undefined {
-  const f = (value ?? 'table') as OutputFormat;
-  return allowed.includes(f) ? f : undefined;
 }

@@ -3,6 +3,8 @@
 // stderr with exit code 1 (failure) or 2 (usage/configuration); only bugs print a stack trace.
 import { EXIT, type Command, type CommandIo } from './command';
 import { COMMANDS } from './commands';
+import { didYouMean } from './suggest';
+import { inert } from './terminal';
 import { VERSION } from '../version';
 
 function overview(): string {
@@ -36,7 +38,15 @@ export async function main(argv: readonly string[], io: CommandIo): Promise<numb
   }
   const found = findCommand(argv);
   if (!found) {
-    io.stderr.write(`kms-appliance: unknown command "${first}" (kms-appliance --help lists them)\n`);
+    // "dns" alone, or "dns --help": the group of two-word commands it starts.
+    const group = COMMANDS.filter((c) => c.name.startsWith(`${first} `));
+    if (group.length > 0) {
+      const help = argv[1] === '--help' || argv[1] === '-h';
+      (help ? io.stdout : io.stderr).write(`kms-appliance ${first}: sub-commands: ${group.map((c) => c.name.slice(first.length + 1)).join(', ')} (kms-appliance ${group[0]!.name} --help)\n`);
+      return help ? EXIT.OK : EXIT.USAGE;
+    }
+    const names = COMMANDS.flatMap((c) => [c.name, c.name.split(' ')[0]!]);
+    io.stderr.write(`kms-appliance: unknown command "${inert(first)}"${didYouMean(first, names)} (kms-appliance --help lists them)\n`);
     return EXIT.USAGE;
   }
   return found.command.run(found.rest, io);

@@ -27,10 +27,20 @@ export const REGISTRY_KEYS = Object.freeze({
 const OFFICE_FOLDERS = ['Office14', 'Office15', 'Office16'] as const;
 
 const LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
+const ZONE_ID = /^[A-Za-z0-9_.-]{1,15}$/;
 
 /** Why `host` cannot be written into the files, or undefined when it can. */
 export function checkClientHost(host: string): string | undefined {
   const bare = stripBrackets(host);
+  const zone = bare.indexOf('%');
+  if (zone >= 0 && net.isIPv6(bare)) {
+    // A zone (scope) id names an interface: Windows numbers them, Linux names them in at most 15
+    // characters. Anything longer or stranger is no zone, and "%" sequences would be expanded by
+    // cmd.exe (%PATH%) in the .cmd file.
+    const id = bare.slice(zone + 1);
+    if (!ZONE_ID.test(id)) return `"${host.slice(0, 80)}": the IPv6 zone id must be 1 to 15 letters, digits, ".", "_" or "-"`;
+    return undefined;
+  }
   if (net.isIP(bare) !== 0) return undefined;
   if (bare !== host) return `"${host}" is not an IPv6 address`;
   const name = host.endsWith('.') ? host.slice(0, -1) : host;
@@ -63,11 +73,13 @@ export function generateClientConfig(options: ClientConfigOptions): ClientConfig
   // take the name alone, the port separately.
   const target = net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
   const v = { host, port, target };
+  // In a batch file "%" starts a variable or parameter (%1): an IPv6 zone's % is written %%.
+  const cmd = { host: host.replace(/%/g, '%%'), port, target: target.replace(/%/g, '%%') };
   return [
-    { name: 'kms-client-set.cmd', purpose: 'sets the KMS host for Windows and Office and activates (run as Administrator)', content: ascii(setCmd(v)) },
+    { name: 'kms-client-set.cmd', purpose: 'sets the KMS host for Windows and Office and activates (run as Administrator)', content: ascii(setCmd(cmd)) },
     { name: 'kms-client-set.ps1', purpose: 'the same in PowerShell', content: ascii(setPs1(v)) },
     { name: 'kms-client-set.reg', purpose: 'the registry values alone (then run slmgr /ato)', content: utf16leBom(setReg(v)) },
-    { name: 'kms-client-undo.cmd', purpose: 'back to DNS discovery for Windows and Office', content: ascii(undoCmd(v)) },
+    { name: 'kms-client-undo.cmd', purpose: 'back to DNS discovery for Windows and Office', content: ascii(undoCmd(cmd)) },
     { name: 'kms-client-undo.ps1', purpose: 'the same in PowerShell', content: ascii(undoPs1(v)) },
     { name: 'kms-client-undo.reg', purpose: 'deletes the registry values', content: utf16leBom(undoReg(v)) },
   ];

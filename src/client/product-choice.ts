@@ -3,7 +3,7 @@
 import { KmsError } from '../errors';
 import type { Catalog, KmsGroup } from '../catalog/catalog';
 import type { KmsVersion } from '../protocol/kms/types';
-import { isGuid } from '../protocol/guid';
+import { explainUnresolved, resolveName } from '../catalog/name-match';
 
 export interface ChosenProduct {
   readonly name: string;
@@ -16,28 +16,14 @@ export interface ChosenProduct {
 }
 
 export function chooseProduct(catalog: Catalog, wanted: string): ChosenProduct {
-  const text = wanted.trim();
-  if (isGuid(text)) {
-    const sku = catalog.skuById(text.toLowerCase());
-    if (sku) return fromSku(sku.group, sku.id, sku.name);
-    const group = catalog.kmsGroupById(text.toLowerCase());
-    if (group) return fromGroup(group);
-    throw usage(`no SKU or product group with id ${text} in the catalogue (${catalog.source})`);
+  const r = resolveName(catalog, wanted, ['sku', 'group']);
+  if (!('found' in r)) {
+    const hint = 'suggestions' in r && r.suggestions.length === 0 ? ' (kms-appliance activate --list-products shows them)' : '';
+    throw usage(explainUnresolved(wanted.trim(), r, 'product') + hint);
   }
-  const lower = text.toLowerCase();
-  const skus = allSkus(catalog);
-  const exact = skus.find((s) => s.name.toLowerCase() === lower);
-  if (exact) return fromSku(exact.group, exact.id, exact.name);
-  const groups = catalog.applications.flatMap((a) => a.kmsGroups.map((g) => catalog.kmsGroupById(g.id)!));
-  const exactGroup = groups.find((g) => g.name.toLowerCase() === lower);
-  if (exactGroup) return fromGroup(exactGroup);
-  const partial = skus.filter((s) => s.name.toLowerCase().includes(lower));
-  if (partial.length === 1) return fromSku(partial[0]!.group, partial[0]!.id, partial[0]!.name);
-  if (partial.length > 1) {
-    const names = partial.slice(0, 12).map((s) => `"${s.name}"`).join(', ');
-    throw usage(`"${text}" matches ${partial.length} products: ${names}${partial.length > 12 ? ', …' : ''}; be more specific`);
-  }
-  throw usage(`no product named like "${text}"; try a name such as "Windows 10/11 Enterprise" or an Activation ID, or --list-products`);
+  if (r.found.kind === 'group') return fromGroup(catalog.kmsGroupById(r.found.id)!);
+  const sku = catalog.skuById(r.found.id)!;
+  return fromSku(sku.group, sku.id, sku.name);
 }
 
 /** Every volume product (SKUs of non-retail, non-preview groups), for `activate --list-products`. */

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildCatalog } from '../../src/catalog/catalog';
+import { buildCatalog, CATALOG_UPDATE_HINT, isUnknownName } from '../../src/catalog/catalog';
 import { KmsError } from '../../src/errors';
 
 const RAW = JSON.parse(readFileSync(join(__dirname, '..', '..', 'data', 'kms-catalog.json'), 'utf8')) as Record<string, unknown>;
@@ -70,10 +70,13 @@ t.test('describeSku never says just "Unknown"', async (t) => {
   t.match(newEdition, 'Windows 10/11 2015 (Volume)', 'an unknown SKU of a known group is named after the group');
   t.match(newEdition, '11111111-2222-3333-4444-555555555555');
   const unknownGroup = catalog.describeSku('11111111-2222-3333-4444-555555555555', '01234567-89ab-cdef-0123-456789abcdef');
-  t.match(unknownGroup, '01234567-89ab-cdef-0123-456789abcdef', 'an unknown group is named by its GUID');
-  t.match(unknownGroup, /catalogue/, 'with a hint to update the catalogue');
+  t.match(unknownGroup, '11111111-2222-3333-4444-555555555555', 'an unknown product is named by its Activation ID');
+  t.ok(isUnknownName(unknownGroup) && isUnknownName(newEdition), 'both read as unknown, so the CLI adds the advice once');
+  t.equal(catalog.describeKmsGroup('01234567-89ab-cdef-0123-456789abcdef'), 'unknown KMS group 01234567-89ab-cdef-0123-456789abcdef');
+  t.ok(unknownGroup.length <= 70, 'short enough for a table cell and a log field; the advice is CATALOG_UPDATE_HINT');
   t.equal(catalog.describeKmsGroup(WIN10_VOLUME), 'Windows 10/11 2015 (Volume)');
-  t.match(catalog.describeApplication('01234567-89ab-cdef-0123-456789abcdef'), /catalogue/);
+  t.equal(catalog.describeApplication('01234567-89ab-cdef-0123-456789abcdef'), 'unknown application 01234567-89ab-cdef-0123-456789abcdef');
+  t.match(CATALOG_UPDATE_HINT, /catalogue/);
 });
 
 t.test('the catalogue is frozen', async (t) => {

@@ -21,6 +21,15 @@ t.test('dispatch: overview, version, unknown commands, two-word commands', async
   io = captureIo();
   t.equal(await main(['frobnicate'], io), 2);
   t.match(io.err(), /unknown command "frobnicate"/);
+  io = captureIo();
+  t.equal(await main(['clinets'], io), 2);
+  t.match(io.err(), /unknown command "clinets" \(did you mean "clients"\?\)/);
+  io = captureIo();
+  t.equal(await main(['dns', '--help'], io), 0, 'dns --help names its sub-command');
+  t.match(io.out(), /sub-commands: check/);
+  io = captureIo();
+  t.equal(await main(['status', '--jsn'], io), 2);
+  t.match(io.err(), /unknown option --jsn \(did you mean --json\?\)/);
   t.equal(findCommand(['dns', 'check', '--domain', 'x'])?.command.name, 'dns check');
   t.same(findCommand(['dns', 'check', '--domain', 'x'])?.rest, ['--domain', 'x']);
   for (const name of ['serve', 'activate', 'status', 'clients', 'report', 'client-config', 'config']) {
@@ -39,7 +48,7 @@ t.test('activate: usage errors exit 2, a served request exits 0, an unreachable 
   t.match(io.err(), /no product named like/);
   io = captureIo();
   t.equal(await main(['activate', '--host', '127.0.0.1', '--product', 'Enterprise'], io), 2, 'ambiguous names are refused');
-  t.match(io.err(), /matches \d+ products/);
+  t.match(io.err(), /matches \d+ names/);
   io = captureIo();
   t.equal(await main(['activate', '--host', '127.0.0.1', '--product', 'Windows 10/11 Enterprise', '--protocol', '7'], io), 2);
 
@@ -64,6 +73,13 @@ t.test('activate: usage errors exit 2, a served request exits 0, an unreachable 
   io = captureIo();
   t.equal(await main(['activate', '--host', '127.0.0.1', '--port', String(closed), '--product', 'Windows 10/11 Enterprise'], io), 1);
   t.match(io.err(), /0x800706BA/, 'names the code a Windows client would show');
+  t.match(io.err(), `127.0.0.1:${closed}`, 'and the port it tried');
+  t.notMatch(io.err(), /1688/, 'not the default port');
+  io = captureIo();
+  t.equal(await main(['activate', '--host', '127.0.0.1', '--product', 'Windows 11 Enterprise', '--cmid', 'notaguid'], io), 2);
+  t.match(io.err(), /^kms-appliance activate: --cmid "notaguid" is not a GUID/);
+  t.notMatch(io.err(), /TypeError|\n\s+at /);
+  t.equal(io.err().split('\n').length, 2, 'one line');
   t.notMatch(io.err(), /\n\s+at /, 'no stack trace');
 });
 

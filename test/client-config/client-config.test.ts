@@ -129,3 +129,17 @@ t.test('invalid input is refused with a usage code, never written into a script'
   t.throws(() => generateClientConfig({ host: 'kms & del C:\\', port: 1688 }), { name: 'KmsError', code: 'KMS_ERR_CLI_USAGE' });
   t.throws(() => generateClientConfig({ host: 'kms', port: 0 }), { name: 'KmsError', code: 'KMS_ERR_CLI_USAGE' });
 });
+
+t.test('IPv6 zone ids are bounded and never expanded by cmd.exe', async (t) => {
+  t.equal(checkClientHost('fe80::1%12'), undefined);
+  t.equal(checkClientHost('fe80::1%eth0'), undefined);
+  t.match(checkClientHost(`fe80::1%${'a'.repeat(16)}`), /zone id must be 1 to 15/);
+  t.match(checkClientHost('fe80::1%PATH%'), /zone id|not a host name/);
+  t.match(checkClientHost('fe80::1%'), /zone id|not a host name/);
+  const files = generateClientConfig({ host: 'fe80::1%12', port: 1688 });
+  const cmd = files.find((f) => f.name === 'kms-client-set.cmd')!.content.toString('ascii');
+  t.match(cmd, '/skms [fe80::1%%12]:1688', 'the % is doubled in the batch file');
+  t.notMatch(cmd.replace(/%%/g, ''), /fe80::1%12/, 'no single % before the zone');
+  const ps1 = files.find((f) => f.name === 'kms-client-set.ps1')!.content.toString('ascii');
+  t.match(ps1, 'fe80::1%12', 'PowerShell takes it as written');
+});

@@ -1,10 +1,10 @@
 // `kms-appliance client-config --host H [--port P] [--out DIR]`: writes the files that point
 // Windows and Office clients at this host by hand, for sites whose DNS cannot publish the
 // _vlmcs._tcp record (the generator is src/client-config/client-config.ts).
-import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { EXIT, usageError, type Command } from '../command';
+import { EXIT, UsageProblem, defineCommand } from '../command';
+import { inert } from '../terminal';
+import { writeFilesSafely } from '../safe-write';
 import { checkClientHost, checkClientPort, generateClientConfig } from '../../client-config/client-config';
 
 /** The port Windows clients use when none is given (PROTOCOL.md §8.1). */
@@ -22,7 +22,10 @@ DNS cannot carry the _vlmcs._tcp SRV record (an ISP resolver, a small router):
   kms-client-set.reg    KeyManagementServiceName / KeyManagementServicePort for Windows and Office
   kms-client-undo.*     back to DNS discovery (slmgr /ckms, ospp.vbs /remhst, values deleted)
 
-Run them on the client as Administrator.
+Run them on the client as Administrator. The .cmd runs from an elevated Command Prompt; Windows
+runs no downloaded .ps1 by default, so start it with
+  powershell -ExecutionPolicy Bypass -File .\\kms-client-set.ps1
+The files are written fresh: an existing file is replaced, a symbolic link is refused.
 
 Options:
   --host H     host name or IP address the clients connect to (required; IPv6 as is)
@@ -37,51 +40,36 @@ Example:
 `;
 
 
-export const command: Command = {
+export const command = defineCommand({
   name: 'client-config',
   summary: 'write .cmd/.ps1/.reg files that point clients at this host by hand',
   help: HELP,
-  async run(argv, io) {
-    let values: { host?: string; port?: string; out?: string; help?: boolean };
-    try {
-      values = parseArgs({
-        args: [...argv],
-        strict: true,
-        allowPositionals: false,
-        options: {
-          host: { type: 'string' },
-          port: { type: 'string' },
-          out: { type: 'string' },
-          help: { type: 'boolean', short: 'h' },
-        },
-      }).values;
-    } catch (err) {
-      return usageError(io, 'client-config', (err as Error).message);
-    }
-    if (values.help) {
-      io.stdout.write(HELP);
-      return EXIT.OK;
-    }
-    if (values.host === undefined) return usageError(io, 'client-config', '--host is required');
+  options: {
+    host: { type: 'string' },
+    port: { type: 'string' },
+    out: { type: 'string' },
+  },
+  run({ values, io }) {
+    if (values.host === undefined) throw new UsageProblem('--host is required');
     const hostProblem = checkClientHost(values.host);
-    if (hostProblem) return usageError(io, 'client-config', `--host: ${hostProblem}`);
+    if (hostProblem) throw new UsageProblem(`--host: ${inert(hostProblem)}`);
     let port = KMS_DEFAULT_PORT;
     if (values.port !== undefined) {
       port = /^\d{1,5}$/.test(values.port) ? Number(values.port) : NaN;
-      const portProblem = Number.isNaN(port) ? `"${values.port}" is not a port number` : checkClientPort(port);
-      if (portProblem) return usageError(io, 'client-config', `--port: ${portProblem}`);
+      const portProblem = Number.isNaN(port) ? `"${inert(values.port)}" is not a port number` : checkClientPort(port);
+      if (portProblem) throw new UsageProblem(`--port: ${portProblem}`);
     }
     const dir = values.out ?? DEFAULT_OUT;
     const files = generateClientConfig({ host: values.host, port });
     try {
-      fs.mkdirSync(dir, { recursive: true });
-      for (const f of files) fs.writeFileSync(path.join(dir, f.name), f.content);
+      writeFilesSafely(dir, files);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      io.stderr.write(`kms-appliance client-config: cannot write to ${dir}: ${e.code ?? e.message}\n`);
+      io.stderr.write(`kms-appliance client-config: cannot write to ${inert(dir)}: ${inert(e.message ?? e.code ?? String(err))}\n`);
       return EXIT.FAILURE;
     }
-    for (const f of files) io.stdout.write(`${path.join(dir, f.name)}: ${f.purpose}\n`);
+    for (const f of files) io.stdout.write(`${inert(path.join(dir, f.name))}: ${f.purpose}\n`);
+    io.stdout.write(`On the client, as Administrator: kms-client-set.cmd, or powershell -ExecutionPolicy Bypass -File .\\kms-client-set.ps1\n`);
     return EXIT.OK;
   },
-};
+});

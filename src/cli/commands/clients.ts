@@ -1,11 +1,13 @@
 // `kms-appliance clients`: the machines this host knows, filtered by group, product, application
-// or how long they have been silent, as a table, JSON or CSV.
+// or how long they have been silent, as a table, JSON or CSV (JSON and CSV share field names).
 
-import { parseArgs } from 'node:util';
-import { EXIT, usageError, type Command, type CommandIo } from '../command';
-import { COMMON_HELP, COMMON_OPTIONS, openInventory, parseFormat, withExit } from '../inventory-access';
+import { EXIT, UsageProblem, defineCommand, type CommandIo } from '../command';
+import { COMMON_HELP, COMMON_OPTIONS, loadSettings, openInventory } from '../inventory-access';
 import { csvLine, formatTable, isoTime, shortTime, type Column } from '../tabular';
+import { toJson } from '../terminal';
 import { formatHresult } from '../../errors';
+import { CATALOG_UPDATE_HINT, isUnknownName, type Catalog } from '../../catalog/catalog';
+import { explainUnresolved, resolveName, type NameKind } from '../../catalog/name-match';
 import { licenseStatusName } from '../../protocol/kms/license-status';
 import type { ClientFilter, ClientRecord } from '../../store/inventory';
 
@@ -16,13 +18,15 @@ const HELP = `Usage: kms-appliance clients [--group G] [--product P] [--applicat
 List the machines that asked this host for activation (served or refused).
 
 Options:
-  -g, --group G              KMS group: its id, or part of its name ("Windows 10", "Office 2019").
-  -p, --product P            Product (SKU): its activation id, or part of its name ("Enterprise").
-  -a, --application A        Application: its id, or part of its name ("Windows", "Office").
+  -g, --group G              KMS group: its id or name as people say it ("Windows 11", "Office 2019").
+  -p, --product P            Product (SKU): its activation id or name ("Win 11 Enterprise").
+  -a, --application A        Application: its id or name ("Windows", "Office 2010").
+                             A name that fits several is refused with the candidates (exit 2).
   -n, --not-seen-since WHEN  Only machines silent since WHEN: a date (2026-01-31, or an ISO 8601
                              time) or a number of days (30 = silent for 30 days or more).
-  -f, --format FORMAT        table (default), json or csv. Times are UTC; in JSON/CSV ISO 8601.
 ${COMMON_HELP}
+
+Times are UTC; in JSON and CSV ISO 8601, with the same field names in both.
 
 Examples:
   kms-appliance clients --group "Windows 10" --not-seen-since 30
@@ -42,48 +46,46 @@ export function parseNotSeenSince(value: string, nowMs: number): number | undefi
   return Number.isNaN(ms) ? undefined : ms;
 }
 
+/**
+ * The table for people, within 120 columns: the product names its group, so the group is left to
+ * JSON and CSV; long names and addresses are shortened with "…", ids and times never.
+ */
 export const TABLE_COLUMNS: readonly Column<ClientRecord>[] = [
   { header: 'WORKSTATION', value: (c) => c.workstation },
   { header: 'ADDRESS', value: (c) => c.address },
   { header: 'PRODUCT', value: (c) => c.skuName },
-  { header: 'GROUP', value: (c) => c.groupName },
-  { header: 'LAST SEEN', value: (c) => shortTime(c.lastSeenMs) },
-  { header: 'COUNTED', value: (c) => c.active },
-  { header: 'LAST RESULT', value: (c) => (c.lastHresult === 0 ? 'served' : formatHresult(c.lastHresult)) },
-  { header: 'CMID', value: (c) => c.cmid },
+  { header: 'LAST SEEN (UTC)', value: (c) => shortTime(c.lastSeenMs).replace(/ UTC$/, ''), keep: true },
+  { header: 'ACTIVE', value: (c) => c.active, keep: true },
+  { header: 'RESULT', value: (c) => (c.lastHresult === 0 ? 'served' : formatHresult(c.lastHresult)), keep: true },
+  { header: 'CMID', value: (c) => c.cmid, keep: true },
 ];
 
-export const CSV_COLUMNS: readonly Column<ClientRecord>[] = [
+/** The fields of JSON and CSV alike, in CSV column order. */
+export const FIELDS: readonly Column<ClientRecord>[] = [
   { header: 'workstation', value: (c) => c.workstation },
   { header: 'address', value: (c) => c.address },
   { header: 'cmid', value: (c) => c.cmid },
-  { header: 'application', value: (c) => c.applicationName },
+  { header: 'applicationName', value: (c) => c.applicationName },
   { header: 'applicationId', value: (c) => c.applicationId },
-  { header: 'group', value: (c) => c.groupName },
+  { header: 'groupName', value: (c) => c.groupName },
   { header: 'groupId', value: (c) => c.groupId },
-  { header: 'product', value: (c) => c.skuName },
-  { header: 'activationId', value: (c) => c.skuId },
+  { header: 'skuName', value: (c) => c.skuName },
+  { header: 'skuId', value: (c) => c.skuId },
   { header: 'firstSeen', value: (c) => isoTime(c.firstSeenMs) },
   { header: 'lastSeen', value: (c) => isoTime(c.lastSeenMs) },
   { header: 'lastCounted', value: (c) => isoTime(c.lastCountedMs) },
-  { header: 'counted', value: (c) => c.active },
-  { header: 'licenseStatus', value: (c) => licenseStatusName(c.licenseStatus) },
+  { header: 'active', value: (c) => c.active },
+  { header: 'licenseStatus', value: (c) => c.licenseStatus },
+  { header: 'licenseStatusName', value: (c) => licenseStatusName(c.licenseStatus) },
   { header: 'vm', value: (c) => c.vm },
   { header: 'protocolVersion', value: (c) => c.protocolVersion },
-  { header: 'requiredClientCount', value: (c) => c.requiredCount },
+  { header: 'requiredCount', value: (c) => c.requiredCount },
   { header: 'requests', value: (c) => c.requests },
   { header: 'lastResult', value: (c) => formatHresult(c.lastHresult) },
 ];
 
-function jsonRecord(c: ClientRecord): Record<string, unknown> {
-  return {
-    ...c,
-    firstSeen: isoTime(c.firstSeenMs),
-    lastSeen: isoTime(c.lastSeenMs),
-    lastCounted: isoTime(c.lastCountedMs),
-    licenseStatusName: licenseStatusName(c.licenseStatus),
-    lastResult: formatHresult(c.lastHresult),
-  };
+export function jsonRecord(c: ClientRecord): Record<string, unknown> {
+  return Object.fromEntries(FIELDS.map((f) => [f.header, f.value(c)]));
 }
 
 /** Writes in chunks: a big site has hundreds of thousands of machines. */
@@ -99,82 +101,81 @@ function writeChunked(io: CommandIo, lines: Iterable<string>): void {
   if (chunk !== '') io.stdout.write(chunk);
 }
 
-async function run(argv: readonly string[], io: CommandIo): Promise<number> {
-  let values: {
-    'data-dir'?: string; config?: string; help?: boolean; group?: string; product?: string; application?: string;
-    'not-seen-since'?: string; format?: string;
-  };
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      strict: true,
-      options: {
-        ...COMMON_OPTIONS,
-        group: { type: 'string', short: 'g' },
-        product: { type: 'string', short: 'p' },
-        application: { type: 'string', short: 'a' },
-        'not-seen-since': { type: 'string', short: 'n' },
-        format: { type: 'string', short: 'f' },
-      },
-    }));
-  } catch (err) {
-    return usageError(io, 'clients', (err as Error).message);
-  }
-  if (values.help) {
-    io.stdout.write(HELP);
-    return EXIT.OK;
-  }
-  const format = parseFormat(values.format, ['table', 'json', 'csv']);
-  if (format === undefined) return usageError(io, 'clients', `--format must be table, json or csv, not "${values.format}"`);
-  const now = Date.now();
-  const filter: { -readonly [K in keyof ClientFilter]: ClientFilter[K] } = {};
-  if (values['not-seen-since'] !== undefined) {
-    const since = parseNotSeenSince(values['not-seen-since'], now);
-    if (since === undefined) {
-      return usageError(io, 'clients', `--not-seen-since needs a date (2026-01-31) or a number of days, not "${values['not-seen-since']}"`);
-    }
-    filter.notSeenSinceMs = since;
-  }
-  for (const key of ['group', 'product', 'application'] as const) {
-    const v = values[key];
-    if (v !== undefined) {
-      if (v.trim() === '') return usageError(io, 'clients', `--${key} needs a name or an id`);
-      filter[key] = v;
-    }
-  }
+const KINDS: Readonly<Record<'group' | 'product' | 'application', NameKind>> = { group: 'group', product: 'sku', application: 'application' };
 
-  const { inventory } = openInventory('clients', values, io);
-  try {
-    const rows = inventory.clients(filter, now);
-    if (format === 'csv') {
-      writeChunked(io, (function* () {
-        yield csvLine(CSV_COLUMNS.map((c) => c.header));
-        for (const r of rows) yield csvLine(CSV_COLUMNS.map((c) => c.value(r)));
-      })());
-    } else if (format === 'json') {
-      writeChunked(io, (function* () {
-        let first = true;
-        yield '[';
-        for (const r of rows) {
-          yield `${first ? '\n' : ',\n'}  ${JSON.stringify(jsonRecord(r))}`;
-          first = false;
-        }
-        yield first ? ']\n' : '\n]\n';
-      })());
-    } else {
-      const all = [...rows];
-      if (all.length === 0) io.stdout.write('No machines match.\n');
-      else io.stdout.write(formatTable(all, TABLE_COLUMNS) + `${all.length} machine${all.length === 1 ? '' : 's'}\n`);
-    }
-    return EXIT.OK;
-  } finally {
-    inventory.close();
-  }
+/** A --group/--product/--application value as the catalogue id it names; UsageProblem otherwise. */
+export function resolveFilter(catalog: Catalog, option: keyof typeof KINDS, typed: string): string {
+  if (typed.trim() === '') throw new UsageProblem(`--${option} needs a name or an id`);
+  const r = resolveName(catalog, typed, [KINDS[option]]);
+  if ('found' in r) return r.found.id;
+  // An id the catalogue does not know may still be in the database (a newer product).
+  if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(typed.trim())) return typed.trim().toLowerCase();
+  throw new UsageProblem(`--${option}: ${explainUnresolved(typed, r, KINDS[option] === 'sku' ? 'product' : option)}`);
 }
 
-export const command: Command = {
+export const command = defineCommand({
   name: 'clients',
   summary: 'list the machines this host knows, filtered by group, product or silence; table, JSON or CSV',
   help: HELP,
-  run: (argv, io) => withExit(() => run(argv, io)),
-};
+  options: {
+    ...COMMON_OPTIONS,
+    group: { type: 'string', short: 'g' },
+    product: { type: 'string', short: 'p' },
+    application: { type: 'string', short: 'a' },
+    'not-seen-since': { type: 'string', short: 'n' },
+  },
+  formats: true,
+  run({ values, format, io }) {
+    const now = Date.now();
+    const filter: { -readonly [K in keyof ClientFilter]: ClientFilter[K] } = {};
+    if (values['not-seen-since'] !== undefined) {
+      const since = parseNotSeenSince(values['not-seen-since'], now);
+      if (since === undefined) throw new UsageProblem(`--not-seen-since needs a date (2026-01-31) or a number of days, not "${values['not-seen-since']}"`);
+      filter.notSeenSinceMs = since;
+    }
+    const settings = loadSettings(values, io);
+    const { catalog } = settings;
+    for (const key of ['group', 'product', 'application'] as const) {
+      const v = values[key];
+      if (v !== undefined) filter[key] = resolveFilter(catalog, key, v);
+    }
+
+    const { inventory } = openInventory(values, io, settings);
+    try {
+      const rows = inventory.clients(filter, now);
+      if (format === 'csv') {
+        writeChunked(io, (function* () {
+          yield csvLine(FIELDS.map((c) => c.header));
+          for (const r of rows) yield csvLine(FIELDS.map((c) => c.value(r)));
+        })());
+      } else if (format === 'json') {
+        writeChunked(io, (function* () {
+          let first = true;
+          yield '[';
+          for (const r of rows) {
+            yield `${first ? '\n' : ',\n'}  ${toJson(jsonRecord(r))}`;
+            first = false;
+          }
+          yield first ? ']\n' : '\n]\n';
+        })());
+      } else {
+        printTable(io, [...rows]);
+      }
+      return EXIT.OK;
+    } finally {
+      inventory.close();
+    }
+  },
+});
+
+function printTable(io: CommandIo, rows: readonly ClientRecord[]): void {
+  if (rows.length === 0) {
+    io.stdout.write('No machines match.\n');
+    return;
+  }
+  io.stdout.write(formatTable(rows, TABLE_COLUMNS) + `${rows.length} machine${rows.length === 1 ? '' : 's'}\n`);
+  // Advice goes below the table, once, not into every cell of the GROUP column.
+  if (rows.some((r) => isUnknownName(r.groupName) || isUnknownName(r.skuName))) {
+    io.stdout.write(`Some products are not in the catalogue: ${CATALOG_UPDATE_HINT}.\n`);
+  }
+}

@@ -3,15 +3,16 @@
 // what a client there would experience.
 import fs from 'node:fs';
 import os from 'node:os';
-import { parseArgs } from 'node:util';
-import { EXIT, usageError, type Command, type CommandIo } from '../command';
+import { EXIT, UsageProblem, defineCommand, type CommandIo } from '../command';
+import { formatCsv, type Column } from '../tabular';
+import { inert, toJson } from '../terminal';
 import { formatHresult, HRESULT } from '../../errors';
-import { checkDiscovery, createSystemResolver, type DiscoveryReport, type ProbeResult } from '../../dns/dns-check';
+import { checkDiscovery, createSystemResolver, type Attempt, type DiscoveryReport, type ProbeResult } from '../../dns/dns-check';
 import { parseServerAddress } from '../../dns/dns-transport';
 import { probeKmsHost } from '../../client/probe';
 
 const HELP = `Usage: kms-appliance dns check [--domain D] [--server IP[:PORT]] [--port P] [--all]
-                               [--timeout SECONDS] [--json]
+                               [--timeout SECONDS] [--format table|json|csv]
 
 Find the KMS host the way a Windows client in domain D does: ask DNS for the SRV record
 _vlmcs._tcp.D, take the records lowest priority first (weighted random choice among equal
@@ -29,7 +30,8 @@ Options:
                         pointed out as the likely mistake.
       --all             Probe every record, not only until one works.
       --timeout S       Seconds for each DNS query and each probe (default 5).
-      --json            Print the report as JSON.
+  -f, --format F        table (default: the report in words), json (the whole report) or csv (one
+                        row per SRV record tried); --json = --format json.
   -h, --help            Show this help.
 
 Exit codes: 0 a client would activate, 1 it would not, 2 usage error.
@@ -40,7 +42,17 @@ Examples:
   kms-appliance dns check --domain branch.example --server 127.0.0.1:5353 --port 1688
 `;
 
-type Values = { domain?: string; server?: string; port?: string; all?: boolean; timeout?: string; json?: boolean; help?: boolean };
+/** CSV: one row per record tried, named as the fields of the JSON report's attempts. */
+const ATTEMPT_COLUMNS: readonly Column<Attempt>[] = [
+  { header: 'priority', value: (a) => a.record.priority },
+  { header: 'weight', value: (a) => a.record.weight },
+  { header: 'port', value: (a) => a.record.port },
+  { header: 'target', value: (a) => a.record.target },
+  { header: 'ok', value: (a) => a.ok },
+  { header: 'hresult', value: (a) => (a.hresult === undefined ? null : formatHresult(a.hresult)) },
+  { header: 'code', value: (a) => a.code ?? null },
+  { header: 'explain', value: (a) => a.explain },
+];
 
 /** The machine's DNS domain, as a Windows client would use its primary DNS suffix. */
 export function defaultDomain(hostName = os.hostname(), resolvConf = '/etc/resolv.conf'): string | undefined {
@@ -57,7 +69,8 @@ export function defaultDomain(hostName = os.hostname(), resolvConf = '/etc/resol
 
 
 function printReport(io: CommandIo, r: DiscoveryReport): void {
-  const w = (s: string): void => void io.stdout.write(s + '\n');
+  // Names and text from DNS answers are chosen by whoever runs that DNS server: printed inert.
+  const w = (s: string): void => void io.stdout.write(inert(s) + '\n');
   w(`Discovery check for ${r.domain}, asking ${r.resolver}`);
   if (r.records.length > 0) {
     w(`SRV ${r.srvName}: ${r.records.length} record(s)`);
@@ -74,49 +87,38 @@ function printReport(io: CommandIo, r: DiscoveryReport): void {
   else w(`Result: FAILED ${r.hresult !== undefined ? formatHresult(r.hresult) : ''} (${r.code}) — ${r.explain}`);
 }
 
-export const command: Command = {
+export const command = defineCommand({
   name: 'dns check',
   summary: 'find the KMS host like a Windows client (DNS SRV) and probe it with an activation',
   help: HELP,
-  async run(argv, io) {
-    let v: Values;
-    try {
-      v = parseArgs({
-        args: [...argv],
-        strict: true,
-        options: {
-          domain: { type: 'string', short: 'd' },
-          server: { type: 'string', short: 's' },
-          port: { type: 'string', short: 'p' },
-          all: { type: 'boolean' },
-          timeout: { type: 'string' },
-          json: { type: 'boolean' },
-          help: { type: 'boolean', short: 'h' },
-        },
-      }).values;
-    } catch (err) {
-      return usageError(io, 'dns check', (err as Error).message);
-    }
-    if (v.help) {
-      io.stdout.write(HELP);
-      return EXIT.OK;
-    }
+  options: {
+    domain: { type: 'string', short: 'd' },
+    server: { type: 'string', short: 's' },
+    port: { type: 'string', short: 'p' },
+    all: { type: 'boolean' },
+    timeout: { type: 'string' },
+  },
+  formats: true,
+  async run({ values: v, format, io }) {
     const domain = (v.domain ?? defaultDomain() ?? '').trim().replace(/\.$/, '');
     if (!domain) {
-      return usageError(io, 'dns check', `this machine has no DNS domain suffix to search (a Windows client would show ${formatHresult(HRESULT.DNS_BAD_NAME)}); give --domain`);
+      throw new UsageProblem(`this machine has no DNS domain suffix to search (a Windows client would show ${formatHresult(HRESULT.DNS_BAD_NAME)}); give --domain`);
+    }
+    if (domain.length > 253 || !/^[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*$/.test(domain)) {
+      throw new UsageProblem(`--domain "${inert(domain.slice(0, 80))}" is not a DNS domain name`);
     }
     let server;
     if (v.server !== undefined) {
       server = parseServerAddress(v.server);
-      if (!server) return usageError(io, 'dns check', `--server "${v.server}" is not IP or IP:PORT (IPv6 as [addr]:port)`);
+      if (!server) throw new UsageProblem(`--server "${inert(v.server)}" is not IP or IP:PORT (IPv6 as [addr]:port)`);
     }
     let expectedPort: number | undefined;
     if (v.port !== undefined) {
       expectedPort = Number(v.port);
-      if (!/^\d{1,5}$/.test(v.port) || expectedPort < 1 || expectedPort > 65535) return usageError(io, 'dns check', `--port "${v.port}" is not a port number`);
+      if (!/^\d{1,5}$/.test(v.port) || expectedPort < 1 || expectedPort > 65535) throw new UsageProblem(`--port "${inert(v.port)}" is not a port number`);
     }
     const timeoutSeconds = v.timeout === undefined ? 5 : Number(v.timeout);
-    if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0 || timeoutSeconds > 300) return usageError(io, 'dns check', `--timeout "${v.timeout}" is not a number of seconds (1-300)`);
+    if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0 || timeoutSeconds > 300) throw new UsageProblem(`--timeout "${inert(v.timeout ?? '')}" is not a number of seconds (1-300)`);
     const timeoutMs = Math.round(timeoutSeconds * 1000);
 
     const report = await checkDiscovery(
@@ -126,8 +128,9 @@ export const command: Command = {
         probe: (host, port): Promise<ProbeResult> => probeKmsHost(host, port, timeoutMs),
       },
     );
-    if (v.json) io.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    if (format === 'json') io.stdout.write(toJson(report, 2) + '\n');
+    else if (format === 'csv') io.stdout.write(formatCsv(report.attempts, ATTEMPT_COLUMNS));
     else printReport(io, report);
     return report.ok ? EXIT.OK : EXIT.FAILURE;
   },
-};
+});

@@ -1,18 +1,18 @@
 // `kms-appliance serve`: run the appliance until SIGTERM/SIGINT (graceful: answered calls are
 // flushed, then exit 0). SIGHUP re-reads the configuration file: a valid file is applied without
 // dropping connections or counts; an invalid one is logged and the running configuration stays.
-import { parseArgs } from 'node:util';
 import pino from 'pino';
-import { EXIT, type Command, type CommandIo } from '../command';
+import { EXIT, defineCommand, type CommandIo } from '../command';
 import { loadConfig } from '../../config/load';
-import { KmsError } from '../../errors';
+import { ConfigError, KmsError } from '../../errors';
 import { createLogger, logShutdown, logStartup } from '../../logging/logger';
+import { isJournalStream, journalLine } from '../../logging/journal';
 import { applyOverrides, startAppliance, type Appliance } from '../appliance';
 import { formatListenAddress } from '../../config/listen-address';
 import { VERSION } from '../../version';
 
 const HELP = `Usage: kms-appliance serve [--config FILE] [--listen ADDR:PORT]... [--dns-listen ADDR:PORT]...
-                           [--data-dir DIR]
+                           [--admin-listen ADDR:PORT]... [--data-dir DIR]
 
 Run the KMS host (and, as configured, the DNS responder, DNS registration, mDNS and the admin page).
 Without --config the embedded defaults apply: KMS on port 1688 on every IPv4 and IPv6 address.
@@ -22,6 +22,9 @@ Options:
   -l, --listen ADDR:PORT     KMS listen address, repeatable; replaces kms.listen. IPv6 in brackets:
                              --listen [::1]:1688. Port 0 picks a free port (logged at start).
       --dns-listen ADDR:PORT DNS responder address, repeatable; replaces dns.listen.
+      --admin-listen ADDR:PORT
+                             Admin page address, repeatable; replaces admin.listen. Beyond
+                             loopback it needs admin.tls.enabled and a password.
   -d, --data-dir DIR         Where the database lives; replaces store.dataDir.
   -h, --help                 Show this help.
 
@@ -30,33 +33,19 @@ Exit codes: 0 stopped cleanly, 1 failure (e.g. port in use, database unusable), 
 configuration error.
 `;
 
-export const command: Command = {
+export const command = defineCommand({
   name: 'serve',
   summary: 'run the KMS host',
   help: HELP,
-  async run(argv, io) {
-    let values: { config?: string; listen?: string[]; 'dns-listen'?: string[]; 'data-dir'?: string; help?: boolean };
-    try {
-      values = parseArgs({
-        args: [...argv],
-        strict: true,
-        options: {
-          config: { type: 'string', short: 'c' },
-          listen: { type: 'string', short: 'l', multiple: true },
-          'dns-listen': { type: 'string', multiple: true },
-          'data-dir': { type: 'string', short: 'd' },
-          help: { type: 'boolean', short: 'h' },
-        },
-      }).values;
-    } catch (err) {
-      io.stderr.write(`kms-appliance serve: ${(err as Error).message} (see kms-appliance serve --help)\n`);
-      return EXIT.USAGE;
-    }
-    if (values.help) {
-      io.stdout.write(HELP);
-      return EXIT.OK;
-    }
-    const overrides = { listen: values.listen ?? [], dnsListen: values['dns-listen'] ?? [], dataDir: values['data-dir'] ?? '' };
+  options: {
+    config: { type: 'string', short: 'c' },
+    listen: { type: 'string', short: 'l', multiple: true },
+    'dns-listen': { type: 'string', multiple: true },
+    'admin-listen': { type: 'string', multiple: true },
+    'data-dir': { type: 'string', short: 'd' },
+  },
+  async run({ values, io }) {
+    const overrides = { listen: values.listen ?? [], dnsListen: values['dns-listen'] ?? [], adminListen: values['admin-listen'] ?? [], dataDir: values['data-dir'] ?? '' };
     let config;
     try {
       config = applyOverrides(loadConfig(values.config), overrides);
@@ -69,7 +58,8 @@ export const command: Command = {
     const flushTimer = setInterval(() => destination.flush(), 250);
     flushTimer.unref();
     const flushLog = (): Promise<void> => new Promise((resolve) => destination.flush(() => resolve()));
-    const log = createLogger({ level: config.log.level, destination });
+    // Under systemd each line carries its syslog priority, so journalctl -p warning works.
+    const log = createLogger({ level: config.log.level, destination, syslogPrefix: isJournalStream(1, io.env) });
     let appliance: Appliance;
     try {
       appliance = await startAppliance(config, { log, env: io.env });
@@ -109,7 +99,8 @@ export const command: Command = {
             ? `configuration reloaded; changes to ${report.needsRestart.join(', ')} take effect after a restart`
             : 'configuration reloaded');
         } catch (err) {
-          const lines = err instanceof KmsError && Array.isArray(err.details['errors']) ? (err.details['errors'] as string[]) : [(err as Error).message];
+          // Whatever the new file does (too big, an alias bomb, a FIFO), the running server stays.
+          const lines = err instanceof ConfigError ? err.errors : [(err as Error).message];
           log.error({ event: 'reload', configFile: values.config, code: err instanceof KmsError ? err.code : undefined, errors: lines }, 'SIGHUP: new configuration rejected; the running configuration stays');
         }
       };
@@ -118,13 +109,19 @@ export const command: Command = {
       process.on('SIGHUP', reload);
     });
   },
-};
+});
 
-/** One line (or one per config error) on stderr, never a stack trace for an expected problem. */
+/**
+ * One line (or one per config error) on stderr, never a stack trace for an expected problem.
+ * Under systemd the lines are errors for journald (priority 3), like the log's fatal line.
+ */
 function reportStartError(err: unknown, io: CommandIo): number {
   if (!(err instanceof KmsError)) throw err;
-  const lines = Array.isArray(err.details['errors']) && err.code.startsWith('KMS_ERR_CONFIG') ? (err.details['errors'] as string[]) : [err.message];
-  for (const line of lines) io.stderr.write(`kms-appliance serve: ${line}\n`);
-  if (!err.code.startsWith('KMS_ERR_CONFIG')) io.stderr.write(`  (${err.code}) ${err.spec.explain}\n`);
-  return err.code.startsWith('KMS_ERR_CONFIG') ? EXIT.USAGE : EXIT.FAILURE;
+  const journal = isJournalStream(2, io.env);
+  const say = (line: string): void => void io.stderr.write(`${journal ? journalLine(3, line) : line}\n`);
+  const lines = err instanceof ConfigError ? err.errors : [err.message];
+  for (const line of lines) say(`kms-appliance serve: ${line}`);
+  if (!(err instanceof ConfigError)) say(`  (${err.code}) ${err.spec.explain}`);
+  // Exit 2 for configuration: the unit's RestartPreventExitStatus=2 does not loop on a bad file.
+  return err instanceof ConfigError || err.code.startsWith('KMS_ERR_CONFIG') ? EXIT.USAGE : EXIT.FAILURE;
 }

@@ -2,10 +2,10 @@
 // administrator can act on ("2 more machines must contact this host"), read from the database
 // while the server runs.
 
-import { parseArgs } from 'node:util';
-import { EXIT, usageError, type Command, type CommandIo } from '../command';
-import { COMMON_HELP, COMMON_OPTIONS, openInventory, withExit } from '../inventory-access';
-import { isoTime, shortTime } from '../tabular';
+import { EXIT, defineCommand } from '../command';
+import { COMMON_HELP, COMMON_OPTIONS, openInventory } from '../inventory-access';
+import { formatCsv, isoTime, shortTime, type Column } from '../tabular';
+import { inert, toJson } from '../terminal';
 import type { ApplicationSummary, DatabaseInfo, Duplicates, HostIdentityInfo, RefusalSummary } from '../../store/inventory';
 import { ERRORS, formatHresult, isErrorCode } from '../../errors';
 
@@ -17,21 +17,21 @@ export function formatRefusals(refusals: readonly RefusalSummary[]): string[] {
   if (total === 0) return [`No request refused in the last ${REFUSAL_DAYS} days.`];
   const out = [`Refused in the last ${REFUSAL_DAYS} days: ${total} request${total === 1 ? '' : 's'} (clients show the HRESULT):`];
   for (const r of refusals) {
-    const from = [r.lastWorkstation, r.lastAddress].filter(Boolean).join(' at ');
+    const from = [r.lastWorkstation, r.lastAddress].filter(Boolean).map(inert).join(' at ');
     out.push(`  ${formatHresult(r.hresult)} ×${r.count} (${r.code}), last ${shortTime(r.lastMs)}${from ? ` from ${from}` : ''}${r.lastGroup ? `, ${r.lastGroup}` : ''}`);
     if (isErrorCode(r.code)) out.push(`    ${ERRORS[r.code].explain}`);
   }
   return out;
 }
 
-const HELP = `Usage: kms-appliance status [--data-dir DIR] [--config FILE] [--json]
+const HELP = `Usage: kms-appliance status [--format table|json|csv] [--data-dir DIR] [--config FILE]
 
 Show, per application (Windows, Office 2010, Office 2013+) and per KMS group, how many machines
 contacted this host in the last 30 days, how many their products need before they activate,
-and machines that look cloned without sysprep. Safe to run while the server runs.
+and machines that look cloned without sysprep. Safe to run while the server runs. CSV has one
+row per KMS group, with the same field names as the groups in the JSON.
 
 Options:
-      --json          Machine-readable output.
 ${COMMON_HELP}
 
 Exit codes: 0 ok, 1 database missing or unusable, 2 usage or configuration error.
@@ -60,7 +60,7 @@ function formatSize(bytes: number): string {
 
 export function formatStatus(info: DatabaseInfo, apps: readonly ApplicationSummary[], dups: Duplicates, identity?: HostIdentityInfo, refusals?: readonly RefusalSummary[]): string {
   const out: string[] = [];
-  out.push(`Database: ${info.file} (${info.clients} machines known, ${info.events} events, ${formatSize(info.sizeBytes)})`);
+  out.push(`Database: ${info.file} (${plural(info.clients, 'machine')} known, ${plural(info.events, 'event')}, ${formatSize(info.sizeBytes)})`);
   out.push('');
   if (apps.length === 0) out.push('No machine has asked this host for activation yet.');
   for (const a of apps) {
@@ -69,6 +69,7 @@ export function formatStatus(info: DatabaseInfo, apps: readonly ApplicationSumma
     const width = Math.max(0, ...a.groups.map((g) => g.groupName.length));
     for (const g of a.groups) {
       const state = g.activates ? 'activating' : `not activating (needs ${g.requiredCount - a.activeMachines} more)`;
+      // The group name comes from the catalogue, or describes an unknown id: printed inert all the same.
       out.push(
         `  ${g.groupName.padEnd(width)}  ${String(g.activeMachines).padStart(6)} machine${g.activeMachines === 1 ? ' ' : 's'}` +
           `  need ${String(g.requiredCount).padEnd(3)}  ${state}; last ${shortTime(g.lastActivationMs)}`,
@@ -79,16 +80,17 @@ export function formatStatus(info: DatabaseInfo, apps: readonly ApplicationSumma
   if (dups.sharedCmids.length > 0) {
     out.push(`Duplicate CMIDs (one machine ID under several names or addresses: an image deployed without sysprep /generalize?):`);
     for (const d of dups.sharedCmids) {
-      const parts = [`names ${d.workstations.join(', ')}`];
-      if (d.addresses.length > 1) parts.push(`addresses ${d.addresses.join(', ')}`);
-      parts.push(`switched ${d.workstationChanges + d.addressChanges} times`);
+      const parts = [`names ${d.workstations.map(inert).join(', ')}`];
+      if (d.addresses.length > 1) parts.push(`addresses ${d.addresses.map(inert).join(', ')}`);
+      const switches = d.workstationChanges + d.addressChanges;
+      parts.push(`switched ${switches} time${switches === 1 ? '' : 's'}`);
       out.push(`  ${d.cmid}: ${parts.join('; ')}`);
     }
     out.push('');
   }
   if (dups.sharedWorkstations.length > 0) {
     out.push('Workstation names with several CMIDs (re-imaged, or two machines with one name):');
-    for (const w of dups.sharedWorkstations) out.push(`  ${w.workstation}: ${w.cmids.join(', ')}`);
+    for (const w of dups.sharedWorkstations) out.push(`  ${inert(w.workstation)}: ${w.cmids.join(', ')}`);
     out.push('');
   }
   if (dups.sharedCmids.length === 0 && dups.sharedWorkstations.length === 0) out.push('No duplicate CMIDs.');
@@ -120,35 +122,50 @@ export function statusJson(info: DatabaseInfo, apps: readonly ApplicationSummary
   };
 }
 
-async function run(argv: readonly string[], io: CommandIo): Promise<number> {
-  let values: { 'data-dir'?: string; config?: string; help?: boolean; json?: boolean };
-  try {
-    ({ values } = parseArgs({ args: [...argv], strict: true, options: { ...COMMON_OPTIONS, json: { type: 'boolean' } } }));
-  } catch (err) {
-    return usageError(io, 'status', (err as Error).message);
-  }
-  if (values.help) {
-    io.stdout.write(HELP);
-    return EXIT.OK;
-  }
-  const { inventory } = openInventory('status', values, io);
-  try {
-    const now = Date.now();
-    const info = inventory.info();
-    const apps = inventory.summary(now);
-    const dups = inventory.duplicates(now);
-    const identity = inventory.hostIdentity();
-    const refusals = inventory.refusalsSince(now - REFUSAL_DAYS * 86_400_000);
-    io.stdout.write(values.json ? `${JSON.stringify(statusJson(info, apps, dups, now, identity, refusals), null, 2)}\n` : formatStatus(info, apps, dups, identity, refusals));
-    return EXIT.OK;
-  } finally {
-    inventory.close();
-  }
+interface GroupRow {
+  readonly application: ApplicationSummary;
+  readonly group: ApplicationSummary['groups'][number];
 }
 
-export const command: Command = {
+/** The CSV rows: one per KMS group, fields named as in the JSON. */
+const CSV_COLUMNS: readonly Column<GroupRow>[] = [
+  { header: 'applicationId', value: (r) => r.application.applicationId },
+  { header: 'applicationName', value: (r) => r.application.applicationName },
+  { header: 'groupId', value: (r) => r.group.groupId },
+  { header: 'groupName', value: (r) => r.group.groupName },
+  { header: 'activeMachines', value: (r) => r.group.activeMachines },
+  { header: 'requiredCount', value: (r) => r.group.requiredCount },
+  { header: 'activates', value: (r) => r.group.activates },
+  { header: 'lastActivation', value: (r) => isoTime(r.group.lastActivationMs) },
+];
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+export const command = defineCommand({
   name: 'status',
   summary: 'machines counted per application and product group, and what is missing for activation',
   help: HELP,
-  run: (argv, io) => withExit(() => run(argv, io)),
-};
+  options: COMMON_OPTIONS,
+  formats: true,
+  run({ values, format, io }) {
+    const { inventory } = openInventory(values, io);
+    try {
+      const now = Date.now();
+      const info = inventory.info();
+      const apps = inventory.summary(now);
+      if (format === 'csv') {
+        io.stdout.write(formatCsv(apps.flatMap((application) => application.groups.map((group) => ({ application, group }))), CSV_COLUMNS));
+        return EXIT.OK;
+      }
+      const dups = inventory.duplicates(now);
+      const identity = inventory.hostIdentity();
+      const refusals = inventory.refusalsSince(now - REFUSAL_DAYS * 86_400_000);
+      io.stdout.write(format === 'json' ? `${toJson(statusJson(info, apps, dups, now, identity, refusals), 2)}\n` : formatStatus(info, apps, dups, identity, refusals));
+      return EXIT.OK;
+    } finally {
+      inventory.close();
+    }
+  },
+});

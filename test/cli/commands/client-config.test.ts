@@ -12,7 +12,8 @@ t.test('writes the six files into --out with the given host and port', async (t)
   const io = captureIo();
   t.equal(await command.run(['--host', 'kms.branch.example.org', '--port', '11688', '--out', dir], io), 0);
   t.same(fs.readdirSync(dir).sort(), NAMES);
-  t.equal(io.out().trimEnd().split('\n').length, 6);
+  t.equal(io.out().trimEnd().split('\n').length, 7);
+  t.match(io.out(), /powershell -ExecutionPolicy Bypass -File \.\\kms-client-set\.ps1\n$/, 'says how to run the .ps1');
   t.match(io.out(), `${path.join(dir, 'kms-client-set.cmd')}: `);
   const cmd = fs.readFileSync(path.join(dir, 'kms-client-set.cmd'), 'ascii');
   t.ok(cmd.includes('"%SLMGR%" /skms kms.branch.example.org:11688\r\n'));
@@ -55,7 +56,27 @@ t.test('an unwritable destination is a failure (exit 1), one line', async (t) =>
   const dir = t.testdir({ 'a-file': 'x' });
   const io = captureIo();
   t.equal(await command.run(['--host', 'kms', '--out', path.join(dir, 'a-file', 'sub')], io), 1);
-  t.match(io.err(), /^kms-appliance client-config: cannot write to .*: ENOTDIR\n$/);
+  t.match(io.err(), /^kms-appliance client-config: cannot write to .*: ENOTDIR[^\n]*\n$/);
+});
+
+t.test('a planted symbolic link is refused, its target untouched', async (t) => {
+  const dir = t.testdir({ victim: 'precious\n', out: {} });
+  const out = path.join(dir, 'out');
+  fs.symlinkSync(path.join(dir, 'victim'), path.join(out, 'kms-client-set.ps1'));
+  const io = captureIo();
+  t.equal(await command.run(['--host', 'kms', '--out', out], io), 1);
+  t.match(io.err(), /kms-client-set\.ps1 is a symbolic link; refusing to write through it/);
+  t.equal(fs.readFileSync(path.join(dir, 'victim'), 'utf8'), 'precious\n', 'the target is unchanged');
+  t.same(fs.readdirSync(out).filter((n) => n.endsWith('.tmp')), [], 'no temporary file left');
+  // --out itself a link to somewhere else is refused too.
+  fs.symlinkSync(dir, path.join(dir, 'link-dir'));
+  t.equal(await command.run(['--host', 'kms', '--out', path.join(dir, 'link-dir')], captureIo()), 1);
+  // An existing regular file is replaced whole.
+  const fresh = path.join(dir, 'fresh');
+  fs.mkdirSync(fresh);
+  fs.writeFileSync(path.join(fresh, 'kms-client-set.cmd'), 'old');
+  t.equal(await command.run(['--host', 'kms', '--out', fresh], captureIo()), 0);
+  t.match(fs.readFileSync(path.join(fresh, 'kms-client-set.cmd'), 'ascii'), /^@echo off/);
 });
 
 t.test('--help', async (t) => {

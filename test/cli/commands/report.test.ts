@@ -23,7 +23,7 @@ t.test('table: active machines against licences, over-use flagged', async (t) =>
   const { code, out, err } = await run(['--config', config], dir);
   t.equal(code, 0);
   t.equal(err.trim().split('\n').length, 1, 'one warning line');
-  t.match(err, /entitlement "Visio 2099" names no application, product group or product of the catalogue/, 'a name the catalogue lacks is pointed out');
+  t.match(err, /entitlements\[2\]\.product: "Visio 2099" names no application, product group or product of the catalogue/, 'a name the catalogue lacks is pointed out');
   const lines = out.split('\n');
   t.match(lines.find((l) => l.startsWith('Windows 10/11 2015 (Volume)')), /\s+group\s+20\s+15\s+YES \(\+5\)\s+Windows 10\/11 2015 \(Volume\)$/);
   t.match(lines.find((l) => l.startsWith('Office 2019')), /\s+group\s+6\s+10\s+no\s+Office 2019$/);
@@ -55,12 +55,23 @@ t.test('json and csv carry the same rows', async (t) => {
   ]);
 });
 
-t.test('without entitlements every group in use is listed, nothing over-used', async (t) => {
+t.test('without entitlements every group in use is listed, and the report says nothing was compared', async (t) => {
   const dir = preparedDataDir(t);
   const { code, out } = await run([], dir);
   t.equal(code, 0);
   t.equal(out.match(/no entitlement/g)?.length, 3);
-  t.match(out, 'No product is used beyond its licences.');
+  t.match(out, 'No entitlements are configured, so nothing is compared with licences');
+  t.notMatch(out, 'No product is used beyond its licences', 'no false reassurance');
+  const json = JSON.parse((await run(['--json'], dir)).out) as { entitlementsConfigured: number };
+  t.equal(json.entitlementsConfigured, 0);
+});
+
+t.test('an entitlement typed loosely gets the catalogue name to use', async (t) => {
+  const dir = preparedDataDir(t);
+  const config = writeConfig(t, 'entitlements:\n  - product: Win 11 Ent\n    licenses: 5\n  - product: Ofice 2019\n    licenses: 5\n');
+  const { err } = await run(['--config', config], dir);
+  t.match(err, /entitlements\[0\]\.product: "Win 11 Ent" names no .*did you mean "Windows 10\/11 Enterprise"\?/);
+  t.match(err, /entitlements\[1\]\.product: "Ofice 2019" .*did you mean "Office 2019"/);
 });
 
 t.test('usage and configuration errors exit 2', async (t) => {

@@ -1,0 +1,49 @@
+// Text a client chose (workstation names, addresses as logged) made inert before it reaches an
+// administrator's terminal or spreadsheet: a name must not clear the screen, retitle the
+// terminal, reorder text (bidi overrides) or start a new line that looks like another entry.
+
+/** C0/C1 controls, DEL, and the Unicode format characters that move or hide text. */
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]/g;
+
+function escapeChar(ch: string): string {
+  const code = ch.charCodeAt(0);
+  if (ch === '\n') return '\\n';
+  if (ch === '\r') return '\\r';
+  if (ch === '\t') return '\\t';
+  return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+}
+
+/** For terminal output: controls and bidi/invisible characters shown as \x1b, \u202e, \n; a backslash doubled. */
+export function inert(text: string): string {
+  return text.replace(/\\/g, '\\\\').replace(UNSAFE, escapeChar);
+}
+
+/** True when `text` would change when printed by inert(): what a test or a warning can check. */
+export function hasUnsafeCharacters(text: string): boolean {
+  UNSAFE.lastIndex = 0;
+  return UNSAFE.test(text);
+}
+
+/**
+ * A CSV cell a spreadsheet will not run: OWASP's rule for formula injection prefixes a cell that
+ * starts with = + - @ tab or CR with a single quote. Numbers (a negative count) stay numbers.
+ */
+export function csvSafe(text: string): string {
+  if (/^[=+\-@\t\r]/.test(text) && !/^[+-]?\d+(\.\d+)?$/.test(text)) return `'${text}`;
+  return text;
+}
+
+// JSON.stringify escapes C0 controls but leaves DEL, C1 and the bidi/invisible characters raw.
+// eslint-disable-next-line no-control-regex
+const JSON_UNSAFE = /[\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]/g;
+
+/** JSON text with every character that could act on a terminal written as a \u escape. */
+export function escapeJsonText(json: string): string {
+  return json.replace(JSON_UNSAFE, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** JSON.stringify, then escapeJsonText: for every JSON the CLI prints. */
+export function toJson(value: unknown, indent?: number): string {
+  return escapeJsonText(JSON.stringify(value, null, indent));
+}
