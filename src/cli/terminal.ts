@@ -1,6 +1,7 @@
 // Text a client chose (workstation names, addresses as logged) made inert before it reaches an
 // administrator's terminal or spreadsheet: a name must not clear the screen, retitle the
 // terminal, reorder text (bidi overrides) or start a new line that looks like another entry.
+import { escapeJsonText } from '../logging/json-escape';
 
 /** C0/C1 controls, DEL, and the Unicode format characters that move or hide text. */
 // eslint-disable-next-line no-control-regex
@@ -32,15 +33,6 @@ export function hasUnsafeCharacters(text: string): boolean {
 export function csvSafe(text: string): string {
   if (/^[=+\-@\t\r]/.test(text) && !/^[+-]?\d+(\.\d+)?$/.test(text)) return `'${text}`;
   return text;
-}
-
-// JSON.stringify escapes C0 controls but leaves DEL, C1 and the bidi/invisible characters raw.
-// eslint-disable-next-line no-control-regex
-const JSON_UNSAFE = /[\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]/g;
-
-/** JSON text with every character that could act on a terminal written as a \u escape. */
-export function escapeJsonText(json: string): string {
-  return json.replace(JSON_UNSAFE, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** JSON.stringify, then escapeJsonText: for every JSON the CLI prints. */

@@ -1,6 +1,8 @@
 // Reads the configuration file: YAML with positions, merged over DEFAULTS, validated against
 // CONFIG_SCHEMA with every error reported at once as "<file>:<line>: <field>: <what is allowed>",
-// and returned deep-frozen. No file at all means the embedded defaults.
+// and returned deep-frozen. No file at all means the embedded defaults. A file that is not a
+// regular file, too large, nested too deep or expanding too many YAML aliases is refused before
+// it can hang (a FIFO), exhaust memory or the stack: SIGHUP reloads read it while serving.
 import fs from 'node:fs';
 import path from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
@@ -9,12 +11,32 @@ import { DEFAULTS, deepFreeze, type AppConfig } from './defaults';
 import { checkConfigObject, formatDottedPath, pointerToPath } from './validator';
 import { lineOfPath } from './yaml-positions';
 
+/** A configuration with every field and long comments is about 20 KiB. */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+/** Nesting of mappings and lists: the schema needs 5; the rest is an attack or an accident. */
+export const MAX_CONFIG_DEPTH = 32;
+/** How often aliases may be expanded (yaml's maxAliasCount): a few anchors are plenty. */
+export const MAX_CONFIG_ALIASES = 100;
+
+function limitError(file: string, problem: string): ConfigError {
+  const line = `${file}: ${problem}`;
+  return new ConfigError('KMS_ERR_CONFIG_LIMIT', line, { file, errors: [line] });
+}
+
 /** The configuration from `file`, or DEFAULTS when no file is given. */
 export function loadConfig(file?: string): AppConfig {
   if (file === undefined) return DEFAULTS;
-  let text: string;
+  return validateConfigText(readConfigFile(file), path.basename(file));
+}
+
+/**
+ * The file's text. Opened non-blocking so a FIFO or device cannot hang the open, then checked
+ * with fstat on the very descriptor that is read (no race with a swapped file).
+ */
+export function readConfigFile(file: string): string {
+  let fd: number;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
@@ -24,11 +46,86 @@ export function loadConfig(file?: string): AppConfig {
     const line = `${file}: cannot be read (${code ?? String(err)})`;
     throw new ConfigError('KMS_ERR_CONFIG_UNREADABLE', line, { file, errors: [line] });
   }
-  return validateConfigText(text, path.basename(file));
+  try {
+    const st = fs.fstatSync(fd);
+    if (st.isDirectory()) {
+      const line = `${file}: cannot be read (EISDIR)`;
+      throw new ConfigError('KMS_ERR_CONFIG_UNREADABLE', line, { file, errors: [line] });
+    }
+    if (!st.isFile()) throw limitError(file, `is not a regular file (${kindOf(st)}); give the path of a YAML file`);
+    if (st.size > MAX_CONFIG_BYTES) throw limitError(file, `is ${st.size} bytes; a configuration file may be at most ${MAX_CONFIG_BYTES} (1 MiB)`);
+    const buf = Buffer.alloc(Math.min(st.size, MAX_CONFIG_BYTES) + 1);
+    let n = 0;
+    for (;;) {
+      const got = fs.readSync(fd, buf, n, buf.length - n, null);
+      if (got === 0) break;
+      n += got;
+      if (n > MAX_CONFIG_BYTES) throw limitError(file, `grew beyond ${MAX_CONFIG_BYTES} bytes while being read`);
+      if (n === buf.length) break;
+    }
+    return buf.subarray(0, n).toString('utf8');
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    const line = `${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`;
+    throw new ConfigError('KMS_ERR_CONFIG_UNREADABLE', line, { file, errors: [line] });
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function kindOf(st: fs.Stats): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  return 'not a file';
+}
+
+/**
+ * The deepest nesting of flow brackets, or of block indentation in steps, found by a linear scan
+ * before parsing: the parser recurses per level, so depth is refused before it could overflow.
+ */
+function nestingDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let quote = '';
+  let comment = false;
+  let lineStart = true;
+  let indent = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === '\n') {
+      comment = false;
+      lineStart = true;
+      indent = 0;
+      if (quote === "'") continue;
+      continue;
+    }
+    if (lineStart) {
+      if (c === ' ' || c === '-') {
+        indent++;
+        continue;
+      }
+      lineStart = false;
+      // Two columns per level is the narrowest block nesting people write.
+      if (c !== '#') max = Math.max(max, Math.floor(indent / 2) + depth);
+    }
+    if (comment) continue;
+    if (quote !== '') {
+      if (c === '\\' && quote === '"') i++;
+      else if (c === quote) quote = '';
+      continue;
+    }
+    if (c === '"' || c === "'") quote = c;
+    else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]!))) comment = true;
+    else if (c === '[' || c === '{') max = Math.max(max, ++depth);
+    else if ((c === ']' || c === '}') && depth > 0) depth--;
+  }
+  return max;
 }
 
 /** Parses and validates configuration text; `fileName` prefixes every error line. */
 export function validateConfigText(text: string, fileName: string): AppConfig {
+  if (nestingDepth(text) > MAX_CONFIG_DEPTH) throw limitError(fileName, `nests mappings or lists more than ${MAX_CONFIG_DEPTH} levels deep`);
   const lines = new LineCounter();
   // prettyErrors off: the error text stays one line, and positions come from the LineCounter.
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
@@ -37,7 +134,15 @@ export function validateConfigText(text: string, fileName: string): AppConfig {
     throw new ConfigError('KMS_ERR_CONFIG_SYNTAX', errors.join('\n'), { file: fileName, errors });
   }
 
-  const raw: unknown = doc.toJS({ maxAliasCount: 100 });
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: MAX_CONFIG_ALIASES });
+  } catch (err) {
+    // yaml refuses an alias bomb with a ReferenceError; a deep structure could still end in a RangeError.
+    if (err instanceof ReferenceError) throw limitError(fileName, `expands YAML aliases more than ${MAX_CONFIG_ALIASES} times (an alias bomb?)`);
+    if (err instanceof RangeError) throw limitError(fileName, `nests mappings or lists more than ${MAX_CONFIG_DEPTH} levels deep`);
+    throw err;
+  }
   // An empty file (or one with every line commented out) means all defaults.
   const merged = raw === null || raw === undefined ? cloneDefaults() : mergeOver(cloneDefaults(), raw);
   const problems = checkConfigObject(merged);

@@ -11,6 +11,7 @@ import type { ActivationOutcome } from '../host/outcome';
 import { licenseStatusName } from '../protocol/kms/license-status';
 import { EVENT_NAMES, eventNameFor } from './events';
 import { withSyslogPrefix } from './journal';
+import { escapeJsonText } from './json-escape';
 
 export type { Logger };
 export type LogLevel = AppConfig['log']['level'] | 'silent';
@@ -45,6 +46,8 @@ export function createLogger(options: LoggerOptions): Logger {
       // "level":"info" rather than 30: read by people in journalctl as often as by tools.
       formatters: { level: (label) => ({ level: label }), log: nameEvent },
       redact: { paths: REDACT_PATHS, censor: REDACTED },
+      // Workstation names are chosen by clients: a bidi override or C1 control stays an escape.
+      hooks: { streamWrite: escapeJsonText },
     },
     withSyslogPrefix((options.destination ?? pino.destination({ dest: 1, sync: true })) as DestinationStream, options.syslogPrefix === true),
   );

@@ -1,5 +1,6 @@
 // Loading the configuration file: defaults, merging, every error at once with its line, syntax
 // errors, missing and unreadable files.
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import t from 'tap';
 import { loadConfig, validateConfigText } from '../../src/config/load';
@@ -109,7 +110,7 @@ t.test('every error at once, in line order', async (t) => {
     'site.yaml:2: log.level: must be one of: fatal, error, warn, info, debug, trace',
     'site.yaml:4: kms.renewalIntervalMinutes: must be between 15 and 43200',
     'site.yaml:5: kms.activationIntervalMinutes: must be between 15 and 43200',
-    'site.yaml:6: kms.colour: unknown field; allowed: listen, activationIntervalMinutes, renewalIntervalMinutes, maxPduBytes, maxStubBytes, maxConnections, maxConnectionsPerAddress, idleTimeoutSeconds, ndr64, btfn, checkRequestTime, maxClockSkewMinutes, verifyV4Mac, allowRetail, allowPreview, clientNetworks',
+    'site.yaml:6: kms.colour: unknown field; allowed: listen, activationIntervalMinutes, renewalIntervalMinutes, maxPduBytes, maxStubBytes, maxConnections, maxConnectionsPerAddress, ipv6GroupPrefixLength, idleTimeoutSeconds, maxConnectionSeconds, maxContextsPerConnection, ndr64, btfn, checkRequestTime, maxClockSkewMinutes, verifyV4Mac, allowRetail, allowPreview, clientNetworks',
     'site.yaml:8: host.hwid: must be a string (quote it if it looks like a number or true/false)',
   ]);
   t.equal(err.message, (err.details.errors as string[]).join('\n'));
@@ -157,4 +158,32 @@ t.test('files: missing, unreadable, and errors named by the basename', async (t)
   const bad = failure(() => loadConfig(path.join(dir, 'bad.yaml')));
   t.equal(bad.code, 'KMS_ERR_CONFIG_INVALID');
   t.same(bad.details.errors, ['bad.yaml:2: kms.renewalIntervalMinutes: must be between 15 and 43200']);
+});
+
+t.test('limits: FIFO, size, alias bomb, depth — one line naming the file, code KMS_ERR_CONFIG_LIMIT', async (t) => {
+  const dir = t.testdir({
+    'big.yaml': `# ${'x'.repeat(2 * 1024 * 1024)}\n`,
+    'bomb.yaml': ['a: &a ["x","x","x","x","x","x","x","x","x"]', ...'bcdefgh'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefgh'[i]}`).join(',')}]`)].join('\n') + '\n',
+    'deep-flow.yaml': `kms: ${'['.repeat(5000)}${']'.repeat(5000)}\n`,
+    'deep-block.yaml': Array.from({ length: 200 }, (_, i) => `${'  '.repeat(i)}k${i}:`).join('\n') + ' 1\n',
+    'ok-anchors.yaml': 'kms: &k\n  ndr64: true\n',
+  });
+  const fifo = path.join(dir, 'fifo.yaml');
+  execFileSync('mkfifo', [fifo]);
+  for (const [name, pattern] of [
+    ['fifo.yaml', /is not a regular file \(a FIFO\)/],
+    ['big.yaml', /a configuration file may be at most 1048576/],
+    ['bomb.yaml', /expands YAML aliases more than 100 times/],
+    ['deep-flow.yaml', /more than 32 levels deep/],
+    ['deep-block.yaml', /more than 32 levels deep/],
+  ] as [string, RegExp][]) {
+    const err = failure(() => loadConfig(path.join(dir, name)));
+    t.equal(err.code, 'KMS_ERR_CONFIG_LIMIT', name);
+    const errors = err.details.errors as string[];
+    t.equal(errors.length, 1, `${name}: one line`);
+    t.match(errors[0], pattern, name);
+    t.match(errors[0], name, `${name}: the line names the file`);
+    t.notMatch(errors[0], /\n/);
+  }
+  t.equal(loadConfig(path.join(dir, 'ok-anchors.yaml')).kms.ndr64, true, 'a normal anchor still works');
 });

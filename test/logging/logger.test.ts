@@ -219,3 +219,13 @@ t.test('the configured level filters', async (t) => {
   t.equal(lines.length, 1);
   t.equal(lines[0]!.msg, '12290 refused');
 });
+
+t.test('client-chosen text stays escaped in the log: no raw control, bidi or newline', async (t) => {
+  const { log, raw, lines } = capture();
+  const name = 'evil\u202egpj.exe\x1b[2J\nfake {"level":"info"}\u0085';
+  logActivation(log, { ...SERVED, workstationName: name });
+  t.equal(raw.length, 1, 'one line, whatever the name holds');
+  t.notMatch(raw[0]!, /[\x00-\x1f\x7f-\x9f\u202e]/);
+  t.match(raw[0]!, '\\u202e');
+  t.equal(lines[0]!.clientFqdn, name, 'the JSON value is the exact name');
+});
