@@ -46,9 +46,12 @@ t.test('the unit runs the installed program as its own user with one capability'
   t.equal(one('NoNewPrivileges'), 'yes');
   t.not(one('MemoryDenyWriteExecute'), 'yes', 'V8 needs writable executable memory');
   t.not(one('PrivateUsers'), 'yes', 'a user namespace would lose CAP_NET_BIND_SERVICE for port 53');
-  t.equal(one('Restart'), 'on-failure');
-  t.ok(Number(one('StartLimitBurst', unit.get('Unit')!)) > 0, 'restarts are limited');
-  t.ok(one('StartLimitIntervalSec', unit.get('Unit')!), 'within an interval');
+  t.equal(one('Restart'), 'always', 'crashes always restart');
+  t.equal(one('RestartPreventExitStatus'), '2', 'except a configuration error (exit 2), which a restart cannot fix');
+  t.equal(one('StartLimitIntervalSec', unit.get('Unit')!), '0', 'no start limit that gives up');
+  t.notOk(unit.get('Unit')!.has('StartLimitBurst'));
+  t.equal(one('UMask'), '0027', 'the database is readable by group kms-appliance, not by others');
+  t.equal(one('SyslogLevelPrefix'), 'yes', 'journald reads the <N> priority of each line');
   t.equal(one('WantedBy', unit.get('Install')!), 'multi-user.target');
 });
 
