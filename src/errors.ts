@@ -127,6 +127,12 @@ export const ERRORS = Object.freeze({
   KMS_ERR_STORE_SCHEMA_NEWER: { action: 'none', explain: 'The database was written by a newer kms-appliance; upgrade the appliance instead of downgrading.' },
   KMS_ERR_STORE_WRITE_FAILED: { action: 'none', explain: 'The database cannot be written (disk full or read-only); the host keeps answering from memory and writes again when it can. Free disk space.' },
 
+  // ---- Fleet reporting to PostgreSQL (src/fleet) ----
+  KMS_ERR_FLEET_CONFIG: { action: 'none', explain: 'Fleet reporting cannot start: a fleet.postgres setting is missing, the CA file is unreadable, or the password file is readable by group or others (chmod 600 it, owned by the service user).' },
+  KMS_ERR_FLEET_SEND_FAILED: { action: 'none', explain: 'The fleet database could not be reached or refused the data (network, TLS certificate, password, grants or schema); activations go on and the local outbox keeps everything until it works again.' },
+  KMS_ERR_FLEET_OUTBOX_FULL: { action: 'none', explain: 'The fleet database was unreachable so long that fleet.postgres.maxBacklogEvents was exceeded (or the local event log pruned events first); the oldest events are not sent. The machine inventory is still sent in full, and local counting is unaffected.' },
+  KMS_ERR_FLEET_SCHEMA: { action: 'none', explain: 'The fleet schema in PostgreSQL is missing or older than this appliance needs; run kms-appliance fleet init as the owner role.' },
+
   // ---- Configuration and CLI (src/config, src/cli) ----
   KMS_ERR_CONFIG_NOT_FOUND: { action: 'none', explain: 'The configuration file does not exist; check the path (or run without --config for the embedded defaults).' },
   KMS_ERR_CONFIG_UNREADABLE: { action: 'none', explain: 'The configuration file cannot be read; check its permissions.' },

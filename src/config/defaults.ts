@@ -110,6 +110,34 @@ export interface AppConfig {
   readonly log: {
     readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   };
+  readonly fleet: FleetConfig;
+}
+
+/** Reporting into the organisation's PostgreSQL (src/fleet); nothing leaves the box unless enabled. */
+export interface FleetConfig {
+  /** This site's name in the fleet database; empty = the machine's host name. */
+  readonly siteName: string;
+  /** `fleet report`: a site that has not reported for this long is listed as silent. */
+  readonly silentAfterHours: number;
+  readonly postgres: {
+    readonly enabled: boolean;
+    readonly host: string;
+    readonly port: number;
+    readonly database: string;
+    readonly user: string;
+    /** File holding the password; must not be readable by group or others. */
+    readonly passwordFile: string;
+    /** PEM of the CA(s) that signed the server's certificate; always verified. */
+    readonly caFile: string;
+    /** Name the server certificate must carry; empty = host. */
+    readonly serverName: string;
+    readonly connectTimeoutSeconds: number;
+    readonly sendIntervalSeconds: number;
+    /** Machines or events per transaction. */
+    readonly batchSize: number;
+    /** Unsent events kept at most; older ones are not sent (machines and counting are unaffected). */
+    readonly maxBacklogEvents: number;
+  };
 }
 
 export const DEFAULTS: AppConfig = deepFreeze({
@@ -172,6 +200,24 @@ export const DEFAULTS: AppConfig = deepFreeze({
   },
   log: {
     level: 'info',
+  },
+  fleet: {
+    siteName: '',
+    silentAfterHours: 24, // a box reports every sendIntervalSeconds while the database is reachable
+    postgres: {
+      enabled: false,
+      host: '',
+      port: 5432,
+      database: 'kms_fleet',
+      user: 'kms_appliance',
+      passwordFile: '',
+      caFile: '',
+      serverName: '',
+      connectTimeoutSeconds: 10,
+      sendIntervalSeconds: 60,
+      batchSize: 1000,
+      maxBacklogEvents: 1_000_000, // weeks of a busy site; bounded so a dead database cannot fill the disk
+    },
   },
 });
 

@@ -158,6 +158,22 @@ const forwardingRules: Schema = {
   },
 };
 
+const FP = D.fleet.postgres;
+const hostName: Schema = { pattern: '^[A-Za-z0-9.:_-]*$', maxLength: 253, 'x-message': 'must be a host name or an IP address (no scheme, port or path)' };
+
+/** Where to connect and how to trust it, once fleet.postgres.enabled is switched on. */
+const fleetRules: Schema = {
+  if: { type: 'object', properties: { enabled: { const: true } } },
+  then: {
+    type: 'object',
+    properties: {
+      host: { type: 'string', minLength: 1, 'x-message': 'must be set when fleet.postgres.enabled is true', 'x-related': ['/fleet/postgres/enabled'] },
+      passwordFile: { type: 'string', minLength: 1, 'x-message': 'must be set when fleet.postgres.enabled is true (the password is read from a file readable by the service only)', 'x-related': ['/fleet/postgres/enabled'] },
+      caFile: { type: 'string', minLength: 1, 'x-message': 'must be set when fleet.postgres.enabled is true (the server certificate is always verified)', 'x-related': ['/fleet/postgres/enabled'] },
+    },
+  },
+};
+
 /** Build ≥ 9200 exactly when NDR64 is on (PROTOCOL.md §7.4: "builds ≥ 9200 ↔ NDR64 accepted"). */
 const buildMatchesNdr64: Schema = {
   if: { type: 'object', properties: { kms: { type: 'object', properties: { ndr64: { const: false } } } } },
@@ -293,6 +309,24 @@ export const CONFIG_SCHEMA: Schema = obj(
     }),
     log: obj('Logging (JSON lines on stdout, collected by journald).', {
       level: { type: 'string', description: 'Least severe level written.', enum: [...LOG_LEVELS], default: D.log.level },
+    }),
+    fleet: obj('Reporting into the organisation\'s PostgreSQL (see "Fleet reporting"); nothing leaves the box unless postgres.enabled.', {
+      siteName: str('This site\'s name in the fleet database; empty = the machine\'s host name.', D.fleet.siteName, { maxLength: 200 }),
+      silentAfterHours: int('`fleet report` lists a site as silent after this many hours without a report.', 1, 8760, D.fleet.silentAfterHours),
+      postgres: obj('The fleet database; always TLS with the server certificate verified against caFile and serverName.', {
+        enabled: bool('Send the machine inventory and the activation and refusal events.', FP.enabled),
+        host: str('Host name (or address) of the PostgreSQL server.', FP.host, hostName),
+        port: port('Its TCP port.', FP.port),
+        database: str('Database holding the kms_fleet schema (created by `kms-appliance fleet init`).', FP.database, { minLength: 1 }),
+        user: str('The appliances\' role: INSERT/UPDATE on kms_fleet only.', FP.user, { minLength: 1 }),
+        passwordFile: absolutePathOrEmpty('File holding the role\'s password, an absolute path readable by the service only (0600 or 0400; never logged).', FP.passwordFile, 'none'),
+        caFile: absolutePathOrEmpty('PEM of the CA that signed the server certificate, an absolute path.', FP.caFile, 'none'),
+        serverName: str('Name the server certificate must carry; empty = host.', FP.serverName, hostName),
+        connectTimeoutSeconds: int('Give up a connection attempt after this long.', 1, 300, FP.connectTimeoutSeconds),
+        sendIntervalSeconds: int('Send what changed this often (a backlog is sent at once, batch after batch).', 5, 86400, FP.sendIntervalSeconds),
+        batchSize: int('Machines or events per transaction.', 10, 100000, FP.batchSize),
+        maxBacklogEvents: int('Unsent events kept at most while the database is unreachable; beyond that the oldest are not sent (machines and local counting are unaffected).', 1000, 100000000, FP.maxBacklogEvents),
+      }, fleetRules),
     }),
   },
   buildMatchesNdr64,

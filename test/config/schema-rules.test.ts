@@ -114,9 +114,9 @@ const CASES: readonly (readonly [string, string, readonly string[]])[] = [
   // ---- admin, log, top level ----
   ['admin listen bad', 'admin:\n  listen: ["localhost:8688"]\n', ['config.yaml:2: admin.listen[0]: must be a listen address: "localhost" is not an IPv4 or IPv6 address']],
   ['log level', 'log:\n  level: verbose\n', ['config.yaml:2: log.level: must be one of: fatal, error, warn, info, debug, trace']],
-  ['unknown section', 'kms: {}\nlogging:\n  level: info\n', ['config.yaml:2: logging: unknown field; allowed: kms, host, store, catalog, entitlements, dns, admin, log']],
+  ['unknown section', 'kms: {}\nlogging:\n  level: info\n', ['config.yaml:2: logging: unknown field; allowed: kms, host, store, catalog, entitlements, dns, admin, log, fleet']],
   ['a list instead of a mapping', '- kms\n', ['config.yaml:1: (top level): must be a mapping of fields']],
-  ['__proto__ is just an unknown field', '__proto__:\n  polluted: true\n', ['config.yaml:1: __proto__: unknown field; allowed: kms, host, store, catalog, entitlements, dns, admin, log']],
+  ['__proto__ is just an unknown field', '__proto__:\n  polluted: true\n', ['config.yaml:1: __proto__: unknown field; allowed: kms, host, store, catalog, entitlements, dns, admin, log, fleet']],
 ];
 
 for (const [what, text, expected] of CASES) {

@@ -1,0 +1,366 @@
+// Store-and-forward of the site's machines and events into the fleet database. It runs on a
+// timer, reads the local outbox in bounded slices between requests and never touches the
+// request path: a slow or dead database costs the KMS service nothing. Delivery is at least
+// once (a batch whose acknowledgement was lost is sent again) and exactly once in effect
+// (the writes are idempotent, remote-writes.ts); the local mark moves only after the remote commit.
+
+import os from 'node:os';
+import { setImmediate as yieldToRequests } from 'node:timers/promises';
+import { Client } from 'pg';
+import type { FleetConfig } from '../config/defaults';
+import { KmsError } from '../errors';
+import type { NameResolver } from '../catalog/name-resolver';
+import { memoizeNames } from '../catalog/name-resolver';
+import type { Clock } from '../host/ports';
+import type { FleetOutbox, MachineCursor, OutboxMachine } from '../store/fleet-outbox';
+import type { StoreLog } from '../store/store-log';
+import { connectionConfig, describeTarget, explainPostgresError } from './pg-connection';
+import { REMOTE_SCHEMA_VERSION, remoteSchemaVersion } from './remote-schema';
+import { writeBatch, type SiteReport } from './remote-writes';
+
+/** Rows of `clients` read per slice when looking for changed machines (a few ms each). */
+const SLICE_ROWS = 2000;
+const FIRST_RETRY_MS = 5_000;
+const MAX_BACKOFF_MS = 10 * 60_000; // a database back after an outage is found within 10 minutes
+/** The schema version this release writes; a database at an older one needs `fleet init`. */
+const REQUIRED_SCHEMA_VERSION = REMOTE_SCHEMA_VERSION;
+
+export interface ForwarderOptions {
+  /** The outbox on the server's own store connection (SqliteStore.fleetOutbox()). */
+  readonly outbox: FleetOutbox;
+  readonly fleet: FleetConfig;
+  readonly log: StoreLog & { debug?(obj: object, msg: string): void };
+  readonly names: NameResolver;
+  readonly softwareVersion: string;
+  readonly clock?: Clock;
+  readonly hostName?: string;
+  /** Tests shorten the retry schedule; jitter still applies. */
+  readonly firstRetryMs?: number;
+  readonly maxBackoffMs?: number;
+  readonly random?: () => number;
+}
+
+/** What /healthz and `status` show about fleet reporting. */
+export interface FleetHealth {
+  readonly target: string;
+  readonly siteName: string;
+  readonly applianceId: string | undefined;
+  readonly lastSuccessMs: number | null;
+  readonly lastAttemptMs: number | null;
+  readonly lastError: string | null;
+  /** Since when every attempt failed; null while sending works. */
+  readonly failingSinceMs: number | null;
+  /** Events waiting in the local outbox. */
+  readonly backlogEvents: number;
+  readonly oldestUnsentMs: number | null;
+  /** Changed machines found by the current pass and not yet acknowledged. */
+  readonly pendingMachines: number;
+  /** Events never sent because the outbox was full or the local log pruned them first. */
+  readonly droppedEvents: number;
+  /** Problems in the admin's words; empty when all is well. */
+  readonly problems: readonly string[];
+}
+
+export interface SyncResult {
+  readonly machines: number;
+  readonly events: number;
+  readonly batches: number;
+}
+
+/** Exponential backoff with jitter: retries from many sites do not arrive in step. */
+export function backoffMs(failures: number, firstMs: number, maxMs: number, random: () => number): number {
+  const exp = Math.min(maxMs, firstMs * 2 ** Math.max(0, Math.min(30, failures - 1)));
+  return Math.round(exp * (0.5 + 0.5 * random()));
+}
+
+export class FleetForwarder {
+  private readonly outbox: FleetOutbox;
+  private readonly names: NameResolver;
+  private readonly clock: Clock;
+  private readonly intervalMs: number;
+  private readonly batchSize: number;
+  private readonly target: string;
+  private readonly siteName: string;
+  private client: Client | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = true;
+  private failures = 0;
+  private failingSinceMs: number | null = null;
+  private lastLoggedError: string | null = null;
+  private cursor: MachineCursor = undefined;
+  private pendingMachines = 0;
+  private warnedFull = false;
+
+  constructor(private readonly options: ForwarderOptions) {
+    this.outbox = options.outbox;
+    this.names = memoizeNames(options.names);
+    this.clock = options.clock ?? { now: () => Date.now() };
+    const p = options.fleet.postgres;
+    this.intervalMs = p.sendIntervalSeconds * 1000;
+    this.batchSize = p.batchSize;
+    this.target = describeTarget(p);
+    this.siteName = options.fleet.siteName || (options.hostName ?? os.hostname());
+  }
+
+  /** Starts sending soon (not at once: the appliance finishes starting first). */
+  start(firstDelayMs = 1000): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    const id = this.outbox.applianceId();
+    this.options.log.info(
+      { event: 'fleet-start', fleet: this.target, site: this.siteName, applianceId: id },
+      `fleet reporting to ${this.target} as site "${this.siteName}" (appliance ${id})`,
+    );
+    this.schedule(firstDelayMs);
+  }
+
+  /** Stops the timer, lets a batch in flight finish or fail, and closes the connection. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running?.catch(() => undefined);
+    await this.closeClient();
+  }
+
+  /**
+   * Sends until nothing is left (or throws the first failure). For `fleet send`, tests and the
+   * benchmark; the timer uses the same steps.
+   */
+  async syncNow(): Promise<SyncResult> {
+    let machines = 0;
+    let events = 0;
+    let batches = 0;
+    try {
+      for (;;) {
+        const step = await this.sendBatch();
+        machines += step.machines;
+        events += step.events;
+        batches++;
+        if (!step.more) break;
+        await yieldToRequests();
+      }
+    } catch (err) {
+      await this.failed(err);
+      throw err;
+    }
+    this.recovered();
+    return { machines, events, batches };
+  }
+
+  health(): FleetHealth {
+    const state = this.outbox.state();
+    const backlog = this.outbox.eventBacklog(state.eventsAcked);
+    const now = this.clock.now();
+    const problems: string[] = [];
+    const stale = state.lastSuccessMs === null ? null : now - state.lastSuccessMs;
+    if (this.failingSinceMs !== null && (this.failures >= 2 || now - this.failingSinceMs > this.intervalMs)) {
+      problems.push(
+        `fleet reporting to ${this.target} fails since ${new Date(this.failingSinceMs).toISOString()}: ${state.lastError ?? 'unknown error'}; ` +
+          `${backlog.count} events and the machines changed meanwhile wait in the local outbox and are sent when it works again`,
+      );
+    } else if (stale !== null && stale > 3 * this.intervalMs + MAX_BACKOFF_MS) {
+      problems.push(`nothing was sent to the fleet database since ${new Date(state.lastSuccessMs!).toISOString()}`);
+    }
+    if (state.droppedEvents > 0) {
+      problems.push(
+        `${state.droppedEvents} activation/refusal events were never sent to the fleet database (outbox full or pruned locally); ` +
+          'the machine inventory and local counting are unaffected',
+      );
+    }
+    return {
+      target: this.target,
+      siteName: this.siteName,
+      applianceId: state.applianceId,
+      lastSuccessMs: state.lastSuccessMs,
+      lastAttemptMs: state.lastAttemptMs,
+      lastError: this.failingSinceMs === null ? null : state.lastError,
+      failingSinceMs: this.failingSinceMs,
+      backlogEvents: backlog.count,
+      oldestUnsentMs: backlog.oldestMs,
+      pendingMachines: this.pendingMachines,
+      droppedEvents: state.droppedEvents,
+      problems,
+    };
+  }
+
+  // ---- internals ----
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.running = this.cycle().finally(() => {
+        this.running = undefined;
+      });
+    }, ms);
+    this.timer.unref();
+  }
+
+  private async cycle(): Promise<void> {
+    try {
+      await this.syncNow();
+      this.schedule(this.intervalMs);
+    } catch {
+      const o = this.options;
+      this.schedule(backoffMs(this.failures, o.firstRetryMs ?? Math.min(FIRST_RETRY_MS, this.intervalMs), o.maxBackoffMs ?? MAX_BACKOFF_MS, o.random ?? Math.random));
+    }
+  }
+
+  private recovered(): void {
+    if (this.failingSinceMs !== null) {
+      const down = Math.round((this.clock.now() - this.failingSinceMs) / 1000);
+      this.options.log.info(
+        { event: 'fleet-recovered', fleet: this.target, failedSeconds: down },
+        `fleet database ${this.target} reachable again after ${down} s; the outbox was sent`,
+      );
+    }
+    this.failures = 0;
+    this.failingSinceMs = null;
+    this.lastLoggedError = null;
+  }
+
+  private async failed(err: unknown): Promise<void> {
+    await this.closeClient();
+    this.cursor = undefined; // the pass restarts: what it found was not acknowledged
+    const now = this.clock.now();
+    const message = explainPostgresError(err, this.options.fleet.postgres);
+    this.failures++;
+    if (this.failingSinceMs === null) this.failingSinceMs = now;
+    try {
+      this.outbox.recordFailure(message, now);
+    } catch {
+      // the local store is failing too; it logs that itself
+    }
+    const fields = { code: err instanceof KmsError ? err.code : 'KMS_ERR_FLEET_SEND_FAILED', fleet: this.target, failures: this.failures };
+    if (message !== this.lastLoggedError) {
+      this.lastLoggedError = message;
+      this.options.log.warn(
+        fields,
+        `cannot send to the fleet database: ${message}; activations go on, and the outbox keeps everything until it works again`,
+      );
+    } else {
+      this.options.log.debug?.(fields, `fleet database still unreachable: ${message}`);
+    }
+  }
+
+  private async connected(): Promise<Client> {
+    if (this.client) return this.client;
+    const client = new Client(connectionConfig(this.options.fleet.postgres));
+    // An idle connection dropped by the server or the network must not crash the process.
+    client.on('error', () => {
+      if (this.client === client) this.client = undefined;
+    });
+    try {
+      await client.connect();
+      const version = await remoteSchemaVersion(client);
+      if (version < REQUIRED_SCHEMA_VERSION) {
+        throw new KmsError(
+          'KMS_ERR_FLEET_SCHEMA',
+          `the fleet schema in ${this.options.fleet.postgres.database} is version ${version}, this appliance needs ${REQUIRED_SCHEMA_VERSION}: run kms-appliance fleet init as the owner role`,
+        );
+      }
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw err;
+    }
+    this.client = client;
+    return client;
+  }
+
+  private async closeClient(): Promise<void> {
+    const c = this.client;
+    this.client = undefined;
+    await c?.end().catch(() => undefined);
+  }
+
+  /** Applies the outbox bound and repairs the event mark; returns where sending continues. */
+  private eventMark(): { acked: number; offset: number; backlog: number } {
+    const state = this.outbox.state();
+    let acked = state.eventsAcked;
+    let offset = state.eventOffset;
+    let backlog = this.outbox.eventBacklog(acked);
+    if (acked > 0 && (backlog.lastId === null || backlog.lastId < acked)) {
+      // The log was emptied and ids start again at 1: shift them past everything already sent.
+      offset += acked;
+      acked = 0;
+      this.outbox.skipEvents(0, 0, offset);
+      backlog = this.outbox.eventBacklog(0);
+    }
+    if (backlog.firstAvailableId !== null && backlog.firstAvailableId > acked + 1 && acked > 0) {
+      const pruned = backlog.firstAvailableId - acked - 1;
+      this.outbox.skipEvents(backlog.firstAvailableId - 1, pruned);
+      this.options.log.warn(
+        { code: 'KMS_ERR_FLEET_OUTBOX_FULL', fleet: this.target, dropped: pruned },
+        `${pruned} events were pruned from the local event log before they reached the fleet database; ` +
+          'they will not be sent (the machine inventory is sent in full and local counting is unaffected)',
+      );
+      acked = backlog.firstAvailableId - 1;
+    }
+    const max = this.options.fleet.postgres.maxBacklogEvents;
+    if (backlog.count > max && backlog.lastId !== null) {
+      const newMark = backlog.lastId - max;
+      const dropped = newMark - Math.max(acked, (backlog.firstAvailableId ?? 1) - 1);
+      this.outbox.skipEvents(newMark, dropped);
+      if (!this.warnedFull) {
+        this.warnedFull = true;
+        const since = backlog.oldestMs === null ? '' : ` (from ${new Date(backlog.oldestMs).toISOString()} on)`;
+        this.options.log.warn(
+          { code: 'KMS_ERR_FLEET_OUTBOX_FULL', fleet: this.target, dropped, maxBacklogEvents: max },
+          `the fleet outbox is full (fleet.postgres.maxBacklogEvents ${max}): the oldest ${dropped} activation/refusal events${since} ` +
+            'will not be sent to the fleet database; the machine inventory is still sent in full and local counting is unaffected',
+        );
+      }
+      acked = newMark;
+      backlog = this.outbox.eventBacklog(acked);
+    } else if (backlog.count <= max / 2) {
+      this.warnedFull = false;
+    }
+    return { acked, offset, backlog: backlog.count };
+  }
+
+  /** Collects up to batchSize changed machines slice by slice, yielding between slices. */
+  private async changedMachines(): Promise<{ machines: OutboxMachine[]; passDone: boolean }> {
+    const machines: OutboxMachine[] = [];
+    for (;;) {
+      const slice = this.outbox.machineSlice(this.cursor, SLICE_ROWS, this.batchSize - machines.length);
+      for (const m of slice.changed) machines.push(m);
+      this.cursor = slice.next;
+      if (slice.next === undefined) return { machines, passDone: true };
+      if (machines.length >= this.batchSize) return { machines, passDone: false };
+      await yieldToRequests();
+    }
+  }
+
+  /** One transaction: the site heartbeat, up to batchSize machines and up to batchSize events. */
+  private async sendBatch(): Promise<{ machines: number; events: number; more: boolean }> {
+    const mark = this.eventMark();
+    const events = this.outbox.eventsAfterMark(mark.acked, this.batchSize);
+    const startCursor = this.cursor;
+    const { machines, passDone } = await this.changedMachines();
+    this.pendingMachines = machines.length;
+    const lastEvent = events[events.length - 1];
+    const acked = lastEvent?.id ?? mark.acked;
+    const site: SiteReport = {
+      applianceId: this.outbox.applianceId(),
+      siteName: this.siteName,
+      hostName: this.options.hostName ?? os.hostname(),
+      softwareVersion: this.options.softwareVersion,
+      lastEventId: acked + mark.offset,
+      backlogEvents: Math.max(0, mark.backlog - events.length),
+    };
+    const client = await this.connected();
+    try {
+      await writeBatch(client, { site, machines, events, eventOffset: mark.offset }, this.names);
+    } catch (err) {
+      this.cursor = startCursor;
+      throw err;
+    }
+    // Only now, after PostgreSQL committed: a crash before this line resends the batch, harmlessly.
+    this.outbox.acknowledge(machines, acked, this.clock.now());
+    this.pendingMachines = 0;
+    if (passDone) this.outbox.forgetRemovedMachines();
+    return { machines: machines.length, events: events.length, more: events.length === this.batchSize || !passDone };
+  }
+}

@@ -1,0 +1,146 @@
+// The statements that write one batch into the fleet database. Every write is idempotent: a
+// machine is keyed by (appliance, application, CMID) and only ever moves forward in time, an event
+// by (appliance, event id) and is never rewritten. A batch delivered twice (the commit went
+// through but its acknowledgement was lost with the connection) leaves the same rows.
+
+import type { ClientBase } from 'pg';
+import { describeHresult, formatHresult } from '../errors';
+import type { NameResolver } from '../catalog/name-resolver';
+import type { OutboxEvent, OutboxMachine } from '../store/fleet-outbox';
+
+/** Names a CMID answered under that are kept per machine; clones can cycle through many. */
+const MAX_NAMES_SEEN = 16;
+
+export interface SiteReport {
+  readonly applianceId: string;
+  readonly siteName: string;
+  readonly hostName: string;
+  readonly softwareVersion: string;
+  /** Highest event id the fleet database holds after this batch. */
+  readonly lastEventId: number;
+  readonly backlogEvents: number;
+}
+
+const UPSERT_APPLIANCE = `
+  INSERT INTO kms_fleet.appliances AS a (appliance_id, site_name, host_name, software_version, last_contact, last_event_id, backlog_events)
+  VALUES ($1, $2, $3, $4, now(), $5, $6)
+  ON CONFLICT (appliance_id) DO UPDATE SET
+    site_name = excluded.site_name, host_name = excluded.host_name, software_version = excluded.software_version,
+    last_contact = now(), last_event_id = greatest(a.last_event_id, excluded.last_event_id),
+    backlog_events = excluded.backlog_events`;
+
+// One statement per batch: the rows travel as one JSON parameter (one round trip, any size).
+const UPSERT_MACHINES = `
+  INSERT INTO kms_fleet.machines AS m (appliance_id, application, cmid, workstation, names_seen, address, sku, product_name,
+    kms_group, group_name, application_name, first_seen, last_seen, last_counted, last_hresult, last_result,
+    license_status, protocol_version, vm, requests, received_at)
+  SELECT $1::uuid, x.application, x.cmid, x.workstation, x.names, x.address, x.sku, x.product_name,
+    x.kms_group, x.group_name, x.application_name, to_timestamp(x.first_seen_ms / 1000.0), to_timestamp(x.last_seen_ms / 1000.0),
+    to_timestamp(x.last_counted_ms / 1000.0), x.last_hresult, x.last_result, x.license_status, x.protocol_version, x.vm,
+    x.requests, now()
+  FROM json_to_recordset($2::json) AS x(application text, cmid text, workstation text, names text[], address text, sku text,
+    product_name text, kms_group text, group_name text, application_name text, first_seen_ms bigint, last_seen_ms bigint,
+    last_counted_ms bigint, last_hresult bigint, last_result text, license_status integer, protocol_version integer,
+    vm boolean, requests integer)
+  ON CONFLICT (appliance_id, application, cmid) DO UPDATE SET
+    workstation = excluded.workstation,
+    names_seen = (SELECT coalesce(array_agg(n ORDER BY n), '{}') FROM (
+      SELECT DISTINCT n FROM unnest(m.names_seen || excluded.names_seen) AS n WHERE n <> '' LIMIT ${MAX_NAMES_SEEN}) AS names),
+    address = excluded.address, sku = excluded.sku, product_name = excluded.product_name, kms_group = excluded.kms_group,
+    group_name = excluded.group_name, application_name = excluded.application_name,
+    first_seen = least(m.first_seen, excluded.first_seen), last_seen = excluded.last_seen,
+    last_counted = greatest(m.last_counted, excluded.last_counted), last_hresult = excluded.last_hresult,
+    last_result = excluded.last_result, license_status = excluded.license_status,
+    protocol_version = excluded.protocol_version, vm = excluded.vm, requests = excluded.requests, received_at = now()
+  WHERE m.last_seen <= excluded.last_seen`;
+
+const INSERT_EVENTS = `
+  INSERT INTO kms_fleet.events (appliance_id, event_id, time, served, hresult, code, application, kms_group, group_name,
+    sku, product_name, cmid, workstation, address, license_status, protocol_version, required_count, current_count)
+  SELECT $1::uuid, x.id, to_timestamp(x.time_ms / 1000.0), x.served, x.hresult, x.code, x.application, x.kms_group,
+    x.group_name, x.sku, x.product_name, x.cmid, x.workstation, x.address, x.license_status, x.protocol_version,
+    x.required_count, x.current_count
+  FROM json_to_recordset($2::json) AS x(id bigint, time_ms bigint, served boolean, hresult bigint, code text,
+    application text, kms_group text, group_name text, sku text, product_name text, cmid text, workstation text,
+    address text, license_status integer, protocol_version integer, required_count integer, current_count integer)
+  ON CONFLICT (appliance_id, event_id) DO NOTHING`;
+
+/** "activated" or the HRESULT the client saw, with its meaning when known. */
+export function resultInWords(hresult: number): string {
+  if (hresult === 0) return 'activated';
+  const meaning = describeHresult(hresult);
+  return meaning ? `${formatHresult(hresult)} ${meaning}` : formatHresult(hresult);
+}
+
+function machineJson(m: OutboxMachine, names: NameResolver): Record<string, unknown> {
+  return {
+    application: m.application,
+    cmid: m.cmid,
+    workstation: m.workstation,
+    names: [...new Set([m.workstation, m.previousWorkstation].filter((n) => n !== ''))],
+    address: m.address,
+    sku: m.sku,
+    product_name: m.sku ? names.skuName(m.sku, m.kmsGroup) : '',
+    kms_group: m.kmsGroup,
+    group_name: m.kmsGroup ? names.groupName(m.kmsGroup) : '',
+    application_name: names.applicationName(m.application),
+    first_seen_ms: m.firstSeenMs,
+    last_seen_ms: m.lastSeenMs,
+    last_counted_ms: m.lastCountedMs,
+    last_hresult: m.lastHresult,
+    last_result: resultInWords(m.lastHresult),
+    license_status: m.licenseStatus,
+    protocol_version: m.protocolVersion,
+    vm: m.vm,
+    requests: m.requests,
+  };
+}
+
+function eventJson(e: OutboxEvent, offset: number, names: NameResolver): Record<string, unknown> {
+  return {
+    id: e.id + offset,
+    time_ms: e.timeMs,
+    served: e.served,
+    hresult: e.hresult,
+    code: e.code,
+    application: e.application,
+    kms_group: e.kmsGroup,
+    group_name: e.kmsGroup ? names.groupName(e.kmsGroup) : '',
+    sku: e.sku,
+    product_name: e.sku ? names.skuName(e.sku, e.kmsGroup) : '',
+    cmid: e.cmid,
+    workstation: e.workstation,
+    address: e.address,
+    license_status: e.licenseStatus,
+    protocol_version: e.protocolVersion,
+    required_count: e.requiredCount,
+    current_count: e.currentCount,
+  };
+}
+
+export interface Batch {
+  readonly site: SiteReport;
+  readonly machines: readonly OutboxMachine[];
+  readonly events: readonly OutboxEvent[];
+  /** Added to local event ids (see FleetOutbox: ids restart only if the whole log was pruned). */
+  readonly eventOffset: number;
+}
+
+/** Writes one batch in one transaction; resolves only once PostgreSQL committed it. */
+export async function writeBatch(client: ClientBase, batch: Batch, names: NameResolver): Promise<void> {
+  const s = batch.site;
+  await client.query('BEGIN');
+  try {
+    await client.query(UPSERT_APPLIANCE, [s.applianceId, s.siteName, s.hostName, s.softwareVersion, s.lastEventId, s.backlogEvents]);
+    if (batch.machines.length > 0) {
+      await client.query(UPSERT_MACHINES, [s.applianceId, JSON.stringify(batch.machines.map((m) => machineJson(m, names)))]);
+    }
+    if (batch.events.length > 0) {
+      await client.query(INSERT_EVENTS, [s.applianceId, JSON.stringify(batch.events.map((e) => eventJson(e, batch.eventOffset, names)))]);
+    }
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
