@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SqliteStore } from '../src/store/sqlite-store';
+import { connectionOf } from '../src/store/testing';
 import { databaseFile } from '../src/store/data-dir';
 import type { ClientObservation } from '../src/host/ports';
 import { generateStore, progressBar } from '../scripts/generate-store';
@@ -77,7 +78,7 @@ function countClients(dataDir: string): number {
   if (!fs.existsSync(databaseFile(dataDir))) return 0;
   const store = SqliteStore.open(dataDir, { readonly: true });
   try {
-    return store.connection.prepare('SELECT count(*) FROM clients').pluck().get() as number;
+    return connectionOf(store).prepare('SELECT count(*) FROM clients').pluck().get() as number;
   } finally {
     store.close();
   }
@@ -116,7 +117,7 @@ export async function benchStore(options: StoreBenchOptions = {}): Promise<Store
   let large: RateResult;
   let total: number;
   try {
-    total = store.connection.prepare('SELECT count(*) FROM clients').pluck().get() as number;
+    total = connectionOf(store).prepare('SELECT count(*) FROM clients').pluck().get() as number;
     large = measure(store, requests, runPrefix());
   } finally {
     store.close();

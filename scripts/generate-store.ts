@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { loadCatalog } from '../src/catalog/load';
 import type { CatalogKmsGroup } from '../src/catalog/types';
 import { SqliteStore } from '../src/store/sqlite-store';
+import { connectionOf } from '../src/store/testing';
 
 const DAY_MS = 86_400_000;
 const BATCH = 20_000;
@@ -49,7 +50,7 @@ export function generateStore(dataDir: string, options: GenerateOptions): { clie
   const pools = APPLICATION_SHARE.map(([id, share]) => ({ share, products: productsOf(id) }));
   const store = SqliteStore.open(dataDir, {});
   try {
-    const db = store.connection;
+    const db = connectionOf(store);
     const insert = db.prepare(`
       INSERT OR REPLACE INTO clients (application, cmid, first_seen_ms, last_seen_ms, last_counted_ms, workstation,
         sku, kms_group, license_status, protocol_version, client_address, vm, requests, last_hresult, required_count)

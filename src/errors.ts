@@ -26,7 +26,7 @@ export const HRESULT = Object.freeze({
   INVALID_DATA: 0x8007000d, // ERROR_INVALID_DATA "The data is invalid"
   TIME_INVALID: 0xc004f06c, // "The request time is invalid" (client clock > 4 h off)
   PRODUCT_NOT_SERVED: 0xc004f042, // "The specified KMS cannot be used"
-  TOO_MANY_CLIENTS: 0xc004d104, // host refuses to track more machines (not used by default)
+  TOO_MANY_CLIENTS: 0xc004d104, // host refuses to track more machines (only while its disk is full)
   COUNT_INSUFFICIENT: 0xc004f038, // client side: count below its threshold
   NO_KMS_HOST: 0xc004f074, // client side: no KMS host could be contacted
   DNS_NAME_NOT_FOUND: 0x8007232b, // client side: DNS name does not exist
@@ -126,6 +126,7 @@ export const ERRORS = Object.freeze({
   KMS_ERR_STORE_FOREIGN: { action: 'none', explain: 'The file is not a kms-appliance database; the host refuses to touch it. Point --data-dir elsewhere.' },
   KMS_ERR_STORE_SCHEMA_NEWER: { action: 'none', explain: 'The database was written by a newer kms-appliance; upgrade the appliance instead of downgrading.' },
   KMS_ERR_STORE_WRITE_FAILED: { action: 'none', explain: 'The database cannot be written (disk full or read-only); the host keeps answering from memory and writes again when it can. Free disk space.' },
+  KMS_ERR_STORE_BACKLOG_FULL: { action: 'refuse', hresult: E.TOO_MANY_CLIENTS, explain: 'The database has been unwritable so long that store.pendingMachines machines wait in memory; machines not already waiting are refused (nothing is counted) until it can be written. Free disk space.' },
 
   // ---- Fleet reporting to PostgreSQL (src/fleet) ----
   KMS_ERR_FLEET_CONFIG: { action: 'none', explain: 'Fleet reporting cannot start: a fleet.postgres setting is missing, the CA file is unreadable, or the password file is readable by group or others (chmod 600 it, owned by the service user).' },

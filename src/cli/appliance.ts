@@ -5,7 +5,7 @@ import os from 'node:os';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../errors';
-import type { AppConfig } from '../config/defaults';
+import { STORE_TUNING, type AppConfig } from '../config/defaults';
 import { parseListenAddress, formatListenAddress, type ListenAddress } from '../config/listen-address';
 import { loadCatalog } from '../catalog/load';
 import type { Catalog } from '../catalog/catalog';
@@ -139,7 +139,13 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
 
   const catalog = loadCatalog(config.catalog.file || undefined);
   const dataDir = resolveDataDir(config.store.dataDir, env);
-  const store = SqliteStore.open(dataDir, { log, eventRetentionDays: config.store.eventRetentionDays, backgroundCheckpointMs: 1000 });
+  const store = SqliteStore.open(dataDir, {
+    log,
+    eventRetentionDays: config.store.eventRetentionDays,
+    maxEvents: config.store.maxEvents,
+    pendingLimits: { maxMachines: config.store.pendingMachines, maxEvents: config.store.pendingEvents },
+    backgroundCheckpointMs: STORE_TUNING.checkpointIntervalMs,
+  });
   const cleanup: (() => Promise<void> | void)[] = [() => store.close()];
   try {
     const requestRandom = pooledRandomBytes();
@@ -208,9 +214,8 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
     if (adminListen.length > 0) {
       const { startAdminServer } = require('../admin/http-server') as typeof import('../admin/http-server');
       const { adminSnapshot } = require('../admin/snapshot') as typeof import('../admin/snapshot');
-      const { Inventory } = require('../store/inventory') as typeof import('../store/inventory');
       const { catalogNames } = require('../catalog/names') as typeof import('../catalog/names');
-      const inventory = new Inventory(store.connection, databaseFile(dataDir), catalogNames(catalog));
+      const inventory = store.inventory(catalogNames(catalog));
       admin = await startAdminServer(adminListen, {
         log,
         snapshot: () => adminSnapshot(inventory, clock.now(), {

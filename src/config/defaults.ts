@@ -72,6 +72,12 @@ export interface AppConfig {
     /** Where the database lives; empty = $STATE_DIRECTORY, else $XDG_STATE_HOME/kms-appliance, else ~/.local/state/kms-appliance. */
     readonly dataDir: string;
     readonly eventRetentionDays: number;
+    /** Event-log rows kept at most, whatever their age. */
+    readonly maxEvents: number;
+    /** Distinct machines whose writes may wait in memory while the disk is full. */
+    readonly pendingMachines: number;
+    /** Event-log rows that may wait in memory while the disk is full. */
+    readonly pendingEvents: number;
   };
   readonly catalog: {
     /** An updated product catalogue file; empty = the one shipped with the appliance. */
@@ -169,6 +175,9 @@ export const DEFAULTS: AppConfig = deepFreeze({
   store: {
     dataDir: '',
     eventRetentionDays: 400,
+    maxEvents: 2_000_000, // about 600 MB of events at the most
+    pendingMachines: 50_000, // about 30 MB of memory while the disk is full
+    pendingEvents: 10_000,
   },
   catalog: {
     file: '',
@@ -222,6 +231,16 @@ export const DEFAULTS: AppConfig = deepFreeze({
 });
 
 /** Defaults of the fields inside list entries, which DEFAULTS (whose lists are empty) cannot show. */
+/** The store's internal timings: tuned, not configuration. */
+export const STORE_TUNING = deepFreeze({
+  busyTimeoutMs: 5000, // another process's lock (a backup, the CLI) before a write fails
+  retryIntervalMs: 1000, // at most one retry per second triggered by new writes during an outage
+  retryTimerMs: 5000, // and one every 5 s without requests
+  pruneIntervalMs: 3_600_000, // event-log pruning, hourly
+  checkpointIntervalMs: 1000, // background WAL checkpoint
+  walTruncateBytes: 16 * 1024 * 1024, // a -wal file this large is checkpointed and truncated
+});
+
 export const ITEM_DEFAULTS = deepFreeze({
   zone: { ttlSeconds: 900, hosts: [] as readonly SrvTarget[] },
   srvTarget: { port: 1688, priority: 0, weight: 0, addresses: [] as readonly string[] },

@@ -244,6 +244,9 @@ export const CONFIG_SCHEMA: Schema = obj(
     store: obj('The database of clients and events.', {
       dataDir: absolutePathOrEmpty('Directory of the database, an absolute path; empty = $STATE_DIRECTORY (/var/lib/kms-appliance under systemd), else ~/.local/state/kms-appliance.', D.store.dataDir, '$STATE_DIRECTORY, as systemd sets it'),
       eventRetentionDays: int('Keep the activation event log this long.', 1, 3650, D.store.eventRetentionDays),
+      maxEvents: int('Keep at most this many event-log rows, whatever their age (the oldest go first).', 1000, 100000000, D.store.maxEvents),
+      pendingMachines: int('While the disk is full: machines whose activations are kept in memory until it can be written; beyond it new machines are refused (0xC004D104).', 100, 10000000, D.store.pendingMachines),
+      pendingEvents: int('While the disk is full: event-log rows kept in memory; beyond it further rows are dropped and counted (counts are not affected).', 100, 10000000, D.store.pendingEvents),
     }),
     catalog: obj('The product catalogue.', {
       file: absolutePathOrEmpty('An updated catalogue file, an absolute path; empty = the one shipped with the appliance.', D.catalog.file, 'the one shipped with the appliance'),

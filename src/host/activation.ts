@@ -97,6 +97,9 @@ export function processKmsMessage(message: Buffer, clientAddress: string, deps: 
   // §7.1 step 7, §7.2: count, then answer with the ePID of the chosen host-key group (§7.4).
   // The ePID first: if it cannot be formed (a configuration fault), nothing has been counted.
   const epid = deps.identity.epidFor(decision.hostKeyGroup.id);
+  if (!deps.store.acceptsActivation(obs)) {
+    return refuse('KMS_ERR_STORE_BACKLOG_FULL', 'The activation database cannot be written and holds as many waiting machines as it may.', obs, described, deps, nowMs);
+  }
   const snapshot = deps.store.recordActivation(obs, nowMs, COUNT_WINDOW_MS);
   const currentCount = reportedCount(snapshot);
   const base: KmsResponseBase = {

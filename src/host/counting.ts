@@ -2,6 +2,12 @@
 // "inside" it means at the boundary, and the count a client is told.
 import type { CountSnapshot } from './ports';
 
+/** §7.1 step 4: the largest RequiredClientCount a genuine product sends. */
+export const MAX_REQUIRED_CLIENT_COUNT = 1000;
+
+/** The largest count ever reported: twice the largest threshold (C28). Stores count this far. */
+export const MAX_REPORTED_COUNT = 2 * MAX_REQUIRED_CLIENT_COUNT;
+
 /** 30 days: a machine silent for longer no longer counts. */
 export const COUNT_WINDOW_MS = 30 * 24 * 60 * 60 * 1000;
 

@@ -64,6 +64,10 @@ export class MemoryActivationStore implements ActivationStore {
     return this.snapshot(obs.applicationId, nowMs, windowMs);
   }
 
+  acceptsActivation(): boolean {
+    return true; // memory is the store: nothing waits for a disk
+  }
+
   recordRefusal(obs: Partial<ClientObservation>, hresult: number, code: string, nowMs: number): void {
     // Refusals are logged only: they never touch the machines or thresholds that counting reads (C30).
     this.remember({ kind: 'refusal', nowMs, hresult, code, observation: obs });

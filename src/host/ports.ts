@@ -44,6 +44,12 @@ export interface ActivationStore {
    * Must not throw for a storage failure: it keeps the record in memory and retries later.
    */
   recordActivation(obs: ClientObservation, nowMs: number, windowMs: number): CountSnapshot;
+  /**
+   * Whether recordActivation can keep this request now. false only while the store cannot write
+   * and its in-memory bound is reached: the host then refuses the request rather than acknowledge
+   * an activation it could lose (PROTOCOL.md §7.1 step 7, 0xC004D104). Counting is unchanged.
+   */
+  acceptsActivation(obs: ClientObservation): boolean;
   /** Record a refused request (event log and the machine's last result); never counted. */
   recordRefusal(obs: Partial<ClientObservation>, hresult: number, code: string, nowMs: number): void;
   /** Small persistent key/value settings: the host identity (ePIDs, HwId). */

@@ -1,85 +1,238 @@
-// What the store could not write yet (disk full, read-only, I/O error): the writes in their
-// original order, plus an in-memory overlay so counts answer from stored + pending until the
-// writes succeed. Bounded, so a long outage cannot exhaust memory.
-
-/** Per (application, CMID) touched while writes fail: what counting must see instead of the file. */
-export interface OverlayClient {
-  /** last_counted_ms in the file when the entry was created (the file does not change meanwhile). */
-  readonly stored: number | null;
-  /** Effective last counted: stored merged with pending writes; null = not counted (or replaced). */
-  counted: number | null;
-}
+// What the store could not write yet (disk full, read-only, I/O error), kept so that every
+// answered request reaches the file once it is writable again. Writes are coalesced per machine
+// (application, CMID): a machine that asks a thousand times during an outage holds one entry, so
+// memory is bounded by distinct machines, not by requests. The request log (events) is history,
+// not state: it waits in its own smaller buffer whose overflow is counted, never silently lost.
+import type { ClientRow, EventRow } from './rows';
 
 export interface PendingLimits {
-  /** Row writes (client upserts, deletions, thresholds, settings) kept while the file is unwritable. */
-  readonly maxOps: number;
-  /** Event-log rows kept; the oldest are dropped first, the log is history, not state. */
+  /** Distinct machines (and replaced machine ids) kept while the file is unwritable. */
+  readonly maxMachines: number;
+  /** Event-log rows kept; beyond it the newest are counted as dropped (the log, not the count). */
   readonly maxEvents: number;
 }
 
-export const DEFAULT_PENDING_LIMITS: PendingLimits = Object.freeze({ maxOps: 50_000, maxEvents: 10_000 });
+/** Everything one machine asked while the file was unwritable, folded into what the rows need. */
+export interface PendingMachine {
+  readonly application: string;
+  readonly cmid: string;
+  /** The first refused request, replayed with the refusal upsert (it may create the row). */
+  firstRefused?: ClientRow;
+  /** The first served request, replayed with the served upsert (it finds changes against the file). */
+  firstServed?: ClientRow;
+  /** Machines this one replaced (PROTOCOL.md §7.2) before `firstServed`: their own pending writes go first. */
+  readonly replacedFirst: Replaced[];
+  /** Machines replaced afterwards: the row exists by then, so they are only deleted. */
+  readonly replacedLater: Replaced[];
+  /** Requests after the first of each kind, folded (undefined = none). */
+  later?: LaterWrites;
+  /** Last counted time this machine will have once written (null = never served). */
+  counted: number | null;
+}
 
-export class PendingWrites<E> {
-  private ops: Array<() => void> = [];
-  private events: E[] = [];
-  /** application → CMID → overlay. */
-  readonly clients = new Map<string, Map<string, OverlayClient>>();
-  readonly settings = new Map<string, string>();
-  droppedOps = 0;
+export interface Replaced {
+  readonly cmid: string;
+  /** Its writes still pending when it was replaced, replayed before it is renamed or deleted. */
+  readonly writes: PendingMachine | undefined;
+}
+
+/** Parameters of the fold statement (rows.ts FOLD_CLIENT). */
+export interface LaterWrites {
+  application: string;
+  cmid: string;
+  requests: number;
+  last_seen: number;
+  counted: number | null;
+  last_hresult: number;
+  /** Latest served request's fields, or null when only refusals came later. */
+  served: ClientRow | null;
+  /** The workstation and address the row has after firstServed and the later served requests. */
+  workstation: string;
+  client_address: string;
+  workstation_changes: number;
+  previous_workstation: string;
+  address_changes: number;
+  previous_address: string;
+}
+
+export class PendingWrites {
+  private machines = new Map<string, PendingMachine>();
+  /** Machine ids replaced while pending: they have no row once written (for counting lookups). */
+  private replacedKeys = new Set<string>();
+  private events: EventRow[] = [];
+  private readonly settingsMap = new Map<string, string>();
+  /** Machines held, replaced ones included: what the bound applies to. */
+  private units = 0;
   droppedEvents = 0;
+  refusedMachines = 0;
 
   constructor(private readonly limits: PendingLimits) {}
 
   get isEmpty(): boolean {
-    return this.ops.length === 0 && this.events.length === 0;
+    return this.units === 0 && this.events.length === 0 && this.settingsMap.size === 0;
   }
 
-  get size(): { ops: number; events: number } {
-    return { ops: this.ops.length, events: this.events.length };
+  get machineCount(): number {
+    return this.units;
   }
 
-  /** false when the bound is reached: the write is lost (the overlay still counts it until restart). */
-  addOp(op: () => void): boolean {
-    if (this.ops.length >= this.limits.maxOps) {
-      this.droppedOps++;
+  get eventCount(): number {
+    return this.events.length;
+  }
+
+  get settings(): ReadonlyMap<string, string> {
+    return this.settingsMap;
+  }
+
+  /** Whether this machine's request can be kept: it is held already, or the bound leaves room. */
+  canKeep(application: string, cmid: string, previous: string | undefined): boolean {
+    if (this.machines.has(keyOf(application, cmid))) return previous === undefined || this.units < this.limits.maxMachines;
+    return this.units + (previous === undefined ? 1 : 2) <= this.limits.maxMachines;
+  }
+
+  served(row: ClientRow, previous: string | undefined): void {
+    const m = this.entry(row.application, row.cmid);
+    if (previous !== undefined) {
+      const replaced = this.replace(row.application, previous);
+      // Before the first served write, the rename may hand the old row to this id (if it has none).
+      (m.firstServed === undefined && m.firstRefused === undefined ? m.replacedFirst : m.replacedLater).push(replaced);
+    }
+    m.counted = Math.max(m.counted ?? -Infinity, row.now);
+    if (m.firstServed !== undefined) {
+      this.fold(m, row, true);
+      return;
+    }
+    m.firstServed = row;
+    const l = m.later;
+    if (l !== undefined) {
+      // Refusals folded so far are replayed before this upsert; what comes after starts from it.
+      l.last_hresult = row.last_hresult;
+      l.last_seen = Math.max(l.last_seen, row.now);
+      l.workstation = row.workstation;
+      l.client_address = row.client_address;
+    }
+  }
+
+  refused(row: ClientRow): void {
+    const m = this.entry(row.application, row.cmid);
+    if (m.firstRefused === undefined && m.firstServed === undefined) {
+      m.firstRefused = row;
+      return;
+    }
+    this.fold(m, row, false);
+  }
+
+  /** false when the buffer is full: the event is counted in droppedEvents. */
+  addEvent(event: EventRow): boolean {
+    if (this.events.length >= this.limits.maxEvents) {
+      this.droppedEvents++;
       return false;
     }
-    this.ops.push(op);
+    this.events.push(event);
     return true;
   }
 
-  addEvent(event: E): void {
-    if (this.events.length >= this.limits.maxEvents) {
-      this.events.shift();
-      this.droppedEvents++;
-    }
-    this.events.push(event);
+  setSetting(key: string, value: string): void {
+    this.settingsMap.set(key, value);
   }
 
-  overlayOf(application: string, cmid: string, loadStored: () => number | null): OverlayClient {
-    let app = this.clients.get(application);
-    if (app === undefined) this.clients.set(application, (app = new Map()));
-    let entry = app.get(cmid);
-    if (entry === undefined) {
-      const stored = loadStored();
-      entry = { stored, counted: stored };
-      app.set(cmid, entry);
-    }
-    return entry;
+  /** For counting: undefined = unknown here (ask the file), 'replaced' = no row once written. */
+  lookup(application: string, cmid: string): PendingMachine | 'replaced' | undefined {
+    const key = keyOf(application, cmid);
+    const m = this.machines.get(key);
+    if (m !== undefined) return m;
+    return this.replacedKeys.has(key) ? 'replaced' : undefined;
   }
 
-  /** Runs every pending write in order; the caller wraps this in one transaction. */
-  replay(insertEvent: (event: E) => void): void {
-    for (const op of this.ops) op();
-    for (const event of this.events) insertEvent(event);
+  /** Pending machines of one application, for reloading counts. */
+  *machinesOf(application: string): Generator<PendingMachine> {
+    for (const m of this.machines.values()) if (m.application === application) yield m;
+  }
+
+  *replacedOf(application: string): Generator<string> {
+    const prefix = `${application}\n`;
+    for (const k of this.replacedKeys) if (k.startsWith(prefix)) yield k.slice(prefix.length);
+  }
+
+  /** Every machine in the order its writes must be replayed; the caller wraps this in one transaction. */
+  replay(write: { machine(m: PendingMachine): void; event(e: EventRow): void; setting(key: string, value: string): void }): void {
+    for (const m of this.machines.values()) write.machine(m);
+    for (const e of this.events) write.event(e);
+    for (const [k, v] of this.settingsMap) write.setting(k, v);
   }
 
   clear(): void {
-    this.ops = [];
+    this.machines = new Map();
+    this.replacedKeys = new Set();
     this.events = [];
-    this.clients.clear();
-    this.settings.clear();
-    this.droppedOps = 0;
+    this.settingsMap.clear();
+    this.units = 0;
     this.droppedEvents = 0;
   }
+
+  private entry(application: string, cmid: string): PendingMachine {
+    const key = keyOf(application, cmid);
+    let m = this.machines.get(key);
+    if (m === undefined) {
+      m = { application, cmid, replacedFirst: [], replacedLater: [], counted: null };
+      this.machines.set(key, m);
+      this.replacedKeys.delete(key);
+      this.units++;
+    }
+    return m;
+  }
+
+  // The replaced machine's own pending writes move along, so they are replayed before it goes;
+  // if it asks again later it gets a new entry, replayed after (as the requests happened).
+  private replace(application: string, cmid: string): Replaced {
+    const key = keyOf(application, cmid);
+    const writes = this.machines.get(key);
+    this.machines.delete(key);
+    this.replacedKeys.add(key);
+    if (writes === undefined) this.units++;
+    return { cmid, writes };
+  }
+
+  private fold(m: PendingMachine, row: ClientRow, served: boolean): void {
+    const anchor = m.firstServed;
+    let l = m.later;
+    if (l === undefined) {
+      l = m.later = {
+        application: m.application,
+        cmid: m.cmid,
+        requests: 0,
+        last_seen: row.now,
+        counted: null,
+        last_hresult: row.last_hresult,
+        served: null,
+        workstation: anchor?.workstation ?? '',
+        client_address: anchor?.client_address ?? '',
+        workstation_changes: 0,
+        previous_workstation: '',
+        address_changes: 0,
+        previous_address: '',
+      };
+    }
+    l.requests++;
+    l.last_seen = Math.max(l.last_seen, row.now);
+    l.last_hresult = row.last_hresult;
+    if (!served) return;
+    l.counted = Math.max(l.counted ?? -Infinity, row.now);
+    l.served = row;
+    // The same change tracking as UPSERT_CLIENT_SERVED, applied to the requests in between.
+    if (row.workstation !== l.workstation) {
+      l.workstation_changes++;
+      l.previous_workstation = l.workstation;
+      l.workstation = row.workstation;
+    }
+    if (row.client_address !== '' && row.client_address !== l.client_address) {
+      l.address_changes++;
+      l.previous_address = l.client_address;
+      l.client_address = row.client_address;
+    }
+  }
+}
+
+function keyOf(application: string, cmid: string): string {
+  return `${application}\n${cmid}`;
 }

@@ -1,9 +1,6 @@
-// How one request becomes rows: the clients-table row and the event-log row of a served or a
-// refused request, and the SQL that merges them. Shared by the direct, batched and pending write
-// paths of sqlite-store.ts, which must all write exactly the same thing.
-import type { ClientObservation, CountSnapshot } from '../host/ports';
-import { effectiveRequiredCount } from '../host/counting';
-import { NIL_GUID } from '../protocol/guid';
+// The rows of the clients and events tables in statement parameter form, and the SQL that
+// merges them. Shared by the write paths of sqlite-store.ts (which must all write exactly the same
+// thing) and by the read side; request-rows.ts builds them from what the host observed.
 
 /** One row of the event log, in statement parameter form. */
 export interface EventRow {
@@ -88,85 +85,32 @@ export const INSERT_EVENT = `
   VALUES (:time_ms, :served, :hresult, :code, :application, :kms_group, :sku, :cmid, :previous_cmid,
     :workstation, :required_count, :license_status, :vm, :protocol_version, :client_address, :request_time_ms, :current_count)`;
 
+// The requests a machine sent while the file was unwritable after its first served one, folded
+// into one UPDATE (pending-writes.ts): the same merges as UPSERT_CLIENT_SERVED and
+// UPSERT_CLIENT_REFUSED applied in order, with the changes in between counted in memory.
+export const FOLD_CLIENT = `
+  UPDATE clients SET
+    last_seen_ms = MAX(last_seen_ms, :last_seen),
+    last_counted_ms = CASE WHEN :counted IS NULL THEN last_counted_ms
+      ELSE MAX(COALESCE(last_counted_ms, :counted), :counted) END,
+    requests = requests + :requests,
+    last_hresult = :last_hresult,
+    previous_workstation = CASE WHEN :workstation_changes > 0 THEN :previous_workstation ELSE previous_workstation END,
+    workstation_changes = workstation_changes + :workstation_changes,
+    previous_address = CASE WHEN :address_changes > 0 THEN :previous_address ELSE previous_address END,
+    address_changes = address_changes + :address_changes,
+    workstation = CASE WHEN :has_served THEN :workstation ELSE workstation END,
+    client_address = CASE WHEN :has_served AND :client_address <> '' THEN :client_address ELSE client_address END,
+    sku = CASE WHEN :has_served THEN :sku ELSE sku END,
+    kms_group = CASE WHEN :has_served THEN :kms_group ELSE kms_group END,
+    license_status = CASE WHEN :has_served THEN :license_status ELSE license_status END,
+    protocol_version = CASE WHEN :has_served THEN :protocol_version ELSE protocol_version END,
+    vm = CASE WHEN :has_served THEN :vm ELSE vm END,
+    required_count = CASE WHEN :has_served THEN :required_count ELSE required_count END
+  WHERE application = :application AND cmid = :cmid`;
 
-/** RequiredClientCount 0 is served as 1 (PROTOCOL.md §7.1 step 4, U8). */
-export function thresholdOf(obs: Partial<ClientObservation>): number {
-  return effectiveRequiredCount(obs.requiredClientCount ?? 1);
-}
-
-/** The previous CMID this request replaces, lowercased like every stored id; undefined = none. */
-export function previousOf(obs: ClientObservation, row: ClientRow): string | undefined {
-  const prev = obs.previousClientMachineId.toLowerCase();
-  return prev === '' || prev === NIL_GUID || prev === row.cmid ? undefined : prev;
-}
-
-// GUIDs are stored lowercase, as the protocol layer writes them, so that a differently-cased id
-// from a tool or a test is still the same machine.
-export function servedRow(obs: ClientObservation, nowMs: number): ClientRow {
-  return {
-    application: obs.applicationId.toLowerCase(),
-    cmid: obs.clientMachineId.toLowerCase(),
-    now: nowMs,
-    counted: nowMs,
-    workstation: obs.workstationName,
-    sku: obs.activationId.toLowerCase(),
-    kms_group: obs.kmsCountedId.toLowerCase(),
-    license_status: obs.licenseStatus,
-    protocol_version: obs.protocolVersion,
-    client_address: obs.clientAddress,
-    // VMs count like physical machines (§7.6); the flag is inventory only.
-    vm: obs.vmInfo ? 1 : 0,
-    last_hresult: 0,
-    required_count: obs.requiredClientCount,
-  };
-}
-
-export function refusedRow(obs: Partial<ClientObservation>, hresult: number, nowMs: number): ClientRow {
-  return {
-    application: obs.applicationId?.toLowerCase() ?? '',
-    cmid: obs.clientMachineId?.toLowerCase() ?? '',
-    now: nowMs,
-    counted: null,
-    workstation: obs.workstationName ?? '',
-    sku: obs.activationId?.toLowerCase() ?? '',
-    kms_group: obs.kmsCountedId?.toLowerCase() ?? '',
-    license_status: obs.licenseStatus ?? 0,
-    protocol_version: obs.protocolVersion ?? 0,
-    client_address: obs.clientAddress ?? '',
-    vm: obs.vmInfo ? 1 : 0,
-    last_hresult: hresult >>> 0,
-    required_count: obs.requiredClientCount ?? 0,
-  };
-}
-
-export function servedEvent(obs: ClientObservation, nowMs: number, snapshot: CountSnapshot): EventRow {
-  return {
-    ...eventBase(obs, nowMs),
-    served: 1,
-    hresult: 0,
-    code: '',
-    current_count: Math.min(snapshot.activeClients, 2 * snapshot.maxRequiredClientCount),
-  };
-}
-
-export function refusedEvent(obs: Partial<ClientObservation>, hresult: number, code: string, nowMs: number): EventRow {
-  return { ...eventBase(obs, nowMs), served: 0, hresult: hresult >>> 0, code, current_count: 0 };
-}
-
-export function eventBase(obs: Partial<ClientObservation>, nowMs: number): Omit<EventRow, 'served' | 'hresult' | 'code' | 'current_count'> {
-  return {
-    time_ms: nowMs,
-    application: obs.applicationId?.toLowerCase() ?? '',
-    kms_group: obs.kmsCountedId?.toLowerCase() ?? '',
-    sku: obs.activationId?.toLowerCase() ?? '',
-    cmid: obs.clientMachineId?.toLowerCase() ?? '',
-    previous_cmid: obs.previousClientMachineId?.toLowerCase() ?? '',
-    workstation: obs.workstationName ?? '',
-    required_count: obs.requiredClientCount ?? 0,
-    license_status: obs.licenseStatus ?? 0,
-    vm: obs.vmInfo ? 1 : 0,
-    protocol_version: obs.protocolVersion ?? 0,
-    client_address: obs.clientAddress ?? '',
-    request_time_ms: Number.isFinite(obs.requestTimeMs) ? Math.trunc(obs.requestTimeMs!) : 0,
-  };
-}
+// A re-imaged machine takes over its previous entry (first seen, requests, counting time) the way
+// the reference store does; OR IGNORE leaves it alone when the new CMID has a row already, and
+// DELETE_CLIENT then drops it (PROTOCOL.md §7.2: the re-imaged machine counts once).
+export const RENAME_CLIENT = 'UPDATE OR IGNORE clients SET cmid = ? WHERE application = ? AND cmid = ?';
+export const DELETE_CLIENT = 'DELETE FROM clients WHERE application = ? AND cmid = ?';

@@ -130,6 +130,9 @@ function readHeader(file: string): FileHeader | undefined {
     throw new StoreError('KMS_ERR_STORE_OPEN', `cannot read the database ${file}: ${(err as Error).message}`, { file }, { cause: err });
   }
   try {
+    if (!fs.fstatSync(fd).isFile()) {
+      throw new StoreError('KMS_ERR_STORE_OPEN', `${file} is not a regular file (a directory?); move it away or point store.dataDir elsewhere`, { file });
+    }
     const header = Buffer.alloc(HEADER_LENGTH);
     const n = fs.readSync(fd, header, 0, HEADER_LENGTH, 0);
     if (n === 0) return undefined;

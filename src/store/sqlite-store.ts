@@ -6,26 +6,30 @@ import * as fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
 import type { ActivationStore, ClientObservation, Clock, CountSnapshot } from '../host/ports';
+import { DEFAULTS, STORE_TUNING } from '../config/defaults';
 import { StoreError } from '../errors';
+import { NIL_GUID } from '../protocol/guid';
+import type { NameResolver } from '../catalog/name-resolver';
 import { databaseFile } from './data-dir';
 import { openDatabase, SCHEMA_VERSION } from './schema';
-import { PendingWrites, DEFAULT_PENDING_LIMITS, type PendingLimits } from './pending-writes';
+import { PendingWrites, type PendingLimits, type PendingMachine } from './pending-writes';
 import { SILENT_LOG, type StoreLog } from './store-log';
 import { Thresholds } from './thresholds';
 import { startCheckpointer, type Checkpointer } from './checkpointer';
+import { WindowCounts, type CountSource } from './window-counts';
+import { describeWriteFailure, failureSummary, sqliteCodeOf } from './write-failure';
+import { Inventory } from './inventory';
+import { registerConnection } from './testing';
 import {
+  DELETE_CLIENT,
+  FOLD_CLIENT,
   INSERT_EVENT,
+  RENAME_CLIENT,
   UPSERT_CLIENT_REFUSED,
   UPSERT_CLIENT_SERVED,
-  previousOf,
-  refusedEvent,
-  refusedRow,
-  servedEvent,
-  servedRow,
-  thresholdOf,
-  type ClientRow,
   type EventRow,
 } from './rows';
+import { previousOf, refusedEvent, refusedRow, servedEvent, servedRow, thresholdOf } from './request-rows';
 
 const DAY_MS = 86_400_000;
 
@@ -41,6 +45,8 @@ export interface SqliteStoreOptions {
    * (checkpointer.ts); 0 or absent = SQLite's automatic checkpoints. The server uses it.
    */
   readonly backgroundCheckpointMs?: number;
+  /** The -wal size at which the background checkpointer restarts the WAL from its beginning. */
+  readonly walTruncateBytes?: number;
   /** Wall clock for periodic work (pruning); requests bring their own nowMs. */
   readonly clock?: Clock;
   /** Minimum spacing of retries triggered by new writes while the file is unwritable. */
@@ -52,10 +58,31 @@ export interface SqliteStoreOptions {
   readonly pendingLimits?: PendingLimits;
 }
 
-function sqliteCodeOf(err: unknown): string {
-  if (err instanceof Database.SqliteError) return err.code;
-  return (err as { code?: string } | null)?.code ?? 'unknown';
+/** What the metrics endpoint reads: counters kept as the store works, no query per call. */
+export interface StoreStats {
+  /** Distinct machines whose writes wait in memory for the file (coalesced per machine). */
+  readonly pendingMachines: number;
+  /** Event-log rows waiting in memory. */
+  readonly pendingEvents: number;
+  /** Event-log rows dropped since start because the buffer was full during an outage. */
+  readonly droppedEvents: number;
+  /** Requests of new machines refused (0xC004D104) since start because the pending bound was reached. */
+  readonly refusedMachines: number;
+  /** Writes (or retries) that failed since start. */
+  readonly writeFailures: number;
+  /** Whether the file takes writes now. */
+  readonly writable: boolean;
+  /** The last write failure (SQLite code and message); null once writable again. */
+  readonly lastWriteError: string | null;
+  /** Size of the -wal file, in bytes (one stat). */
+  readonly walBytes?: number;
 }
+
+/**
+ * Where a write goes: `direct` = a transaction of its own; `batch` = the open group commit;
+ * `failing` = the file cannot be written, so into the pending writes (memory) until a retry works.
+ */
+type WriteState = 'direct' | 'batch' | 'failing';
 
 export class SqliteStore implements ActivationStore {
   private readonly log: StoreLog;
@@ -64,40 +91,44 @@ export class SqliteStore implements ActivationStore {
   private readonly maxEvents: number;
   private readonly retryIntervalMs: number;
   private readonly retryTimerMs: number;
-  private readonly pending: PendingWrites<EventRow>;
-  private failing = false;
+  private readonly pending: PendingWrites;
+  private state: WriteState = 'direct';
   private lastRetryAt = -Infinity;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly pruneTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private checkpointer: Checkpointer | undefined;
+  private readonly counts: WindowCounts;
+  private readonly thresholds = new Thresholds();
+  // Counters for stats(); an outage's warnings are logged once (reset when writable again).
+  private droppedEvents = 0;
+  private refusedMachines = 0;
+  private writeFailures = 0;
+  private lastWriteError: string | null = null;
+  private warnedEvents = false;
+  private warnedMachines = false;
 
   private readonly upsertServed: Database.Statement;
   private readonly upsertRefused: Database.Statement;
+  private readonly foldClient: Database.Statement;
   private readonly renameClient: Database.Statement;
   private readonly deleteClient: Database.Statement;
   private readonly upsertRequired: Database.Statement;
-  private readonly thresholds = new Thresholds();
-  private readonly countSince: Database.Statement;
   private readonly lastCountedOf: Database.Statement;
+  private readonly mostRecentOf: Database.Statement;
   private readonly insertEvent: Database.Statement;
   private readonly selectSetting: Database.Statement;
   private readonly upsertSetting: Database.Statement;
   private readonly pruneByAge: Database.Statement;
   private readonly pruneByCount: Database.Statement;
-  private readonly recordServedTx: (
-    row: ClientRow, obs: ClientObservation, nowMs: number, windowMs: number,
-  ) => { snapshot: CountSnapshot; threshold: number; thresholdWritten: number | undefined };
-  private readonly recordServedBody: SqliteStore['recordServedTx'];
-  private readonly replayTx: () => void;
   private readonly beginStmt: Database.Statement;
   private readonly commitStmt: Database.Statement;
+  private readonly rollbackStmt: Database.Statement;
   /**
-   * Group commit (beginBatch … commitBatch): the writes of many requests share one transaction.
-   * `replays` re-apply each write through the in-memory pending path should the commit fail;
-   * `onCommit` runs what may only happen once the batch is durable.
+   * The open group commit: `replays` re-apply each write to the pending writes should the commit
+   * fail; `onCommit` runs what may only happen once the batch is durable.
    */
-  private batch: { replays: (() => void)[]; onCommit: (() => void)[] } | undefined;
+  private batch: { replays: (() => void)[]; onCommit: (() => void)[] } = { replays: [], onCommit: [] };
 
   static open(dataDir: string, options: SqliteStoreOptions = {}): SqliteStore {
     const readonly = options.readonly ?? false;
@@ -109,7 +140,7 @@ export class SqliteStore implements ActivationStore {
       }
     }
     const file = databaseFile(dataDir);
-    const db = openDatabase(file, { readonly, busyTimeoutMs: options.busyTimeoutMs ?? 5000 });
+    const db = openDatabase(file, { readonly, busyTimeoutMs: options.busyTimeoutMs ?? STORE_TUNING.busyTimeoutMs });
     try {
       return new SqliteStore(db, file, options);
     } catch (err) {
@@ -124,22 +155,23 @@ export class SqliteStore implements ActivationStore {
     readonly file: string,
     options: SqliteStoreOptions,
   ) {
+    registerConnection(this, db);
     this.log = options.log ?? SILENT_LOG;
     this.clock = options.clock ?? { now: () => Date.now() };
-    this.retentionMs = (options.eventRetentionDays ?? 400) * DAY_MS;
-    this.maxEvents = options.maxEvents ?? 2_000_000;
-    this.retryIntervalMs = options.retryIntervalMs ?? 1000;
-    this.retryTimerMs = options.retryTimerMs ?? 5000;
-    this.pending = new PendingWrites<EventRow>(options.pendingLimits ?? DEFAULT_PENDING_LIMITS);
+    this.retentionMs = (options.eventRetentionDays ?? DEFAULTS.store.eventRetentionDays) * DAY_MS;
+    this.maxEvents = options.maxEvents ?? DEFAULTS.store.maxEvents;
+    this.retryIntervalMs = options.retryIntervalMs ?? STORE_TUNING.retryIntervalMs;
+    this.retryTimerMs = options.retryTimerMs ?? STORE_TUNING.retryTimerMs;
+    this.pending = new PendingWrites(
+      options.pendingLimits ?? { maxMachines: DEFAULTS.store.pendingMachines, maxEvents: DEFAULTS.store.pendingEvents },
+    );
 
     // Prepared once: preparing costs more than running these statements.
     this.upsertServed = db.prepare(UPSERT_CLIENT_SERVED);
     this.upsertRefused = db.prepare(UPSERT_CLIENT_REFUSED);
-    // A re-imaged machine takes over its previous entry (first seen, requests, counting time) the
-    // way the reference store does; OR IGNORE leaves it alone when the new CMID has a row already,
-    // and the DELETE then drops it (PROTOCOL.md §7.2: the re-imaged machine counts once).
-    this.renameClient = db.prepare('UPDATE OR IGNORE clients SET cmid = ? WHERE application = ? AND cmid = ?');
-    this.deleteClient = db.prepare('DELETE FROM clients WHERE application = ? AND cmid = ?');
+    this.foldClient = db.prepare(FOLD_CLIENT);
+    this.renameClient = db.prepare(RENAME_CLIENT);
+    this.deleteClient = db.prepare(DELETE_CLIENT);
     this.upsertRequired = db.prepare(`
       INSERT INTO app_required (application, required_count, last_served_ms) VALUES (?, ?, ?)
       ON CONFLICT (application, required_count) DO UPDATE SET last_served_ms = MAX(last_served_ms, excluded.last_served_ms)`);
@@ -148,12 +180,11 @@ export class SqliteStore implements ActivationStore {
         application: string; required_count: number; last_served_ms: number;
       }[],
     );
-    // The LIMIT keeps this a bounded walk of the (application, last_counted_ms) index, however
-    // many machines the file holds: the host never reports more than 2 × the threshold (§7.2).
-    this.countSince = db
-      .prepare('SELECT count(*) FROM (SELECT 1 FROM clients WHERE application = ? AND last_counted_ms >= ? LIMIT ?)')
-      .pluck();
     this.lastCountedOf = db.prepare('SELECT last_counted_ms FROM clients WHERE application = ? AND cmid = ?').pluck();
+    // A walk of the (application, last_counted_ms) index from its newest end.
+    this.mostRecentOf = db
+      .prepare('SELECT cmid, last_counted_ms FROM clients WHERE application = ? AND last_counted_ms IS NOT NULL ORDER BY last_counted_ms DESC LIMIT ?')
+      .raw();
     this.insertEvent = db.prepare(INSERT_EVENT);
     this.selectSetting = db.prepare('SELECT value FROM settings WHERE key = ?').pluck();
     this.upsertSetting = db.prepare(
@@ -166,44 +197,38 @@ export class SqliteStore implements ActivationStore {
         (SELECT id FROM events WHERE time_ms >= ? ORDER BY id LIMIT 1),
         (SELECT MAX(id) + 1 FROM events))`);
     this.pruneByCount = db.prepare('DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?');
-
-    this.recordServedBody = (row, obs, nowMs, windowMs) => {
-      const previous = previousOf(obs, row);
-      if (previous !== undefined) {
-        this.renameClient.run(row.cmid, row.application, previous);
-        this.deleteClient.run(row.application, previous);
-      }
-      this.upsertServed.run(row);
-      const threshold = thresholdOf(obs);
-      let thresholdWritten: number | undefined;
-      if (this.thresholds.note(row.application, threshold, nowMs)) {
-        thresholdWritten = this.thresholds.served(row.application, threshold);
-        this.upsertRequired.run(row.application, threshold, thresholdWritten);
-      }
-      const snapshot = this.storedSnapshot(row.application, nowMs - windowMs);
-      this.insertEvent.run(servedEvent(obs, nowMs, snapshot));
-      return { snapshot, threshold, thresholdWritten };
-    };
-    this.recordServedTx = db.transaction(this.recordServedBody);
     this.beginStmt = db.prepare('BEGIN');
     this.commitStmt = db.prepare('COMMIT');
-    this.replayTx = db.transaction(() => this.pending.replay((e) => this.insertEvent.run(e)));
+    this.rollbackStmt = db.prepare('ROLLBACK');
+
+    this.counts = new WindowCounts(this.countSource());
+    // Every application with a counted machine: a skip-scan of the index, one step per application.
+    this.counts.load(
+      db.prepare(`
+        WITH RECURSIVE a(app) AS (
+          SELECT MIN(application) FROM clients
+          UNION ALL SELECT (SELECT MIN(application) FROM clients WHERE application > a.app) FROM a WHERE a.app IS NOT NULL)
+        SELECT app FROM a WHERE app IS NOT NULL`).pluck().all() as string[],
+    );
 
     if (!db.readonly && (options.backgroundCheckpointMs ?? 0) > 0) {
       db.pragma('wal_autocheckpoint = 0');
-      this.checkpointer = startCheckpointer(file, options.backgroundCheckpointMs!, this.log);
+      this.checkpointer = startCheckpointer(file, {
+        intervalMs: options.backgroundCheckpointMs!,
+        truncateBytes: options.walTruncateBytes ?? STORE_TUNING.walTruncateBytes,
+      }, this.log);
     }
     if (!db.readonly) {
       this.prune();
-      const every = options.pruneIntervalMs ?? 3_600_000;
+      const every = options.pruneIntervalMs ?? STORE_TUNING.pruneIntervalMs;
       this.pruneTimer = setInterval(() => this.prune(), every);
       this.pruneTimer.unref();
     }
   }
 
-  /** The underlying connection, for the inventory queries and for tests that inject faults. */
-  get connection(): Database.Database {
-    return this.db;
+  /** The read side on this store's own connection (the admin page of the running server). */
+  inventory(names?: NameResolver): Inventory {
+    return new Inventory(this.db, this.file, names);
   }
 
   get schemaVersion(): number {
@@ -215,30 +240,49 @@ export class SqliteStore implements ActivationStore {
     return !this.pending.isEmpty;
   }
 
+  stats(): StoreStats {
+    let walBytes: number | undefined;
+    try {
+      walBytes = fs.statSync(`${this.file}-wal`).size;
+    } catch {
+      // no WAL right after a clean close, or read-only
+    }
+    return {
+      pendingMachines: this.pending.machineCount,
+      pendingEvents: this.pending.eventCount,
+      droppedEvents: this.droppedEvents,
+      refusedMachines: this.refusedMachines,
+      writeFailures: this.writeFailures,
+      writable: this.state !== 'failing',
+      lastWriteError: this.lastWriteError,
+      ...(walBytes === undefined ? {} : { walBytes }),
+    };
+  }
+
   /**
    * Opens a group commit: until commitBatch(), every write joins one transaction instead of
    * committing on its own (one WAL append for many requests). The caller must not let anything
    * depend on these writes — no reply may leave — before commitBatch() returns. false when no
-   * batch was opened (writes failing, read-only, closed): writes then commit one by one.
+   * batch was opened (writes failing, read-only, closed): writes then go their own way.
    */
   beginBatch(): boolean {
-    if (this.batch) return true;
-    if (this.closed || this.db.readonly || !this.pending.isEmpty) return false;
+    if (this.state === 'batch') return true;
+    if (this.state === 'failing' || this.closed || this.db.readonly) return false;
+    this.checkpointer?.yieldToCheckpoint();
     try {
       this.beginStmt.run();
     } catch (err) {
       this.enterFailure(err);
       return false;
     }
-    this.batch = { replays: [], onCommit: [] };
+    this.state = 'batch';
     return true;
   }
 
   /** Commits the open batch. Should that fail, its writes go to the pending path; none is lost. */
   commitBatch(): void {
-    const batch = this.batch;
-    if (!batch) return;
-    this.batch = undefined;
+    if (this.state !== 'batch') return;
+    const batch = this.takeBatch();
     try {
       this.commitStmt.run();
     } catch (err) {
@@ -248,81 +292,69 @@ export class SqliteStore implements ActivationStore {
     for (const done of batch.onCommit) done();
   }
 
-  private abandonBatch(batch: NonNullable<SqliteStore['batch']>, err: unknown): void {
-    this.batch = undefined;
-    try {
-      if (this.db.inTransaction) this.db.prepare('ROLLBACK').run();
-    } catch {
-      // SQLite may already have rolled back on SQLITE_FULL / SQLITE_IOERR
-    }
-    this.enterFailure(err);
-    for (const replay of batch.replays) replay();
+  /**
+   * false while the file is unwritable and store.pendingMachines machines wait in memory, for a
+   * machine not among them: the host refuses it (0xC004D104) rather than acknowledge what it could lose.
+   */
+  acceptsActivation(obs: ClientObservation): boolean {
+    this.retryIfDue();
+    if (this.state !== 'failing') return true;
+    const cmid = obs.clientMachineId.toLowerCase();
+    const prev = obs.previousClientMachineId.toLowerCase();
+    const previous = prev === '' || prev === NIL_GUID || prev === cmid ? undefined : prev;
+    if (this.pending.canKeep(obs.applicationId.toLowerCase(), cmid, previous)) return true;
+    this.refuseMachine();
+    return false;
   }
 
+  /** Counts a served request and records it (callers ask acceptsActivation first). */
   recordActivation(obs: ClientObservation, nowMs: number, windowMs: number): CountSnapshot {
     this.retryIfDue();
     const row = servedRow(obs, nowMs);
-    const batch = this.batch;
-    if (batch) {
-      try {
-        const done = this.recordServedBody(row, obs, nowMs, windowMs);
-        if (done.thresholdWritten !== undefined) {
-          const written = done.thresholdWritten;
-          batch.onCommit.push(() => this.thresholds.markPersisted(row.application, done.threshold, written));
+    const app = row.application;
+    const previous = previousOf(obs, row);
+    const threshold = thresholdOf(obs);
+    const persistThreshold = this.thresholds.note(app, threshold, nowMs);
+    const servedMs = this.thresholds.served(app, threshold);
+    const cutoff = nowMs - windowMs;
+    const max = this.thresholds.maxSince(app, cutoff);
+    const snapshot = { activeClients: this.counts.served(app, row.cmid, previous, nowMs, cutoff, 2 * max), maxRequiredClientCount: max };
+    const event = servedEvent(row, obs, snapshot);
+    this.write(
+      () => {
+        if (previous !== undefined) {
+          this.renameClient.run(row.cmid, app, previous);
+          this.deleteClient.run(app, previous);
         }
-        batch.replays.push(() => this.recordServedPending(row, obs, nowMs, windowMs));
-        return done.snapshot;
-      } catch (err) {
-        this.abandonBatch(batch, err);
-      }
-    }
-    if (this.pending.isEmpty) {
-      try {
-        const done = this.recordServedTx(row, obs, nowMs, windowMs);
-        // Only once committed: a rolled-back write must be queued again by the pending path.
-        if (done.thresholdWritten !== undefined) this.thresholds.markPersisted(row.application, done.threshold, done.thresholdWritten);
-        return done.snapshot;
-      } catch (err) {
-        this.enterFailure(err);
-      }
-    }
-    try {
-      return this.recordServedPending(row, obs, nowMs, windowMs);
-    } catch (err) {
-      // Even reading failed: answer with this machine alone rather than fail the client.
-      this.enterFailure(err);
-      return { activeClients: 1, maxRequiredClientCount: thresholdOf(obs) };
-    }
+        this.upsertServed.run(row);
+        if (persistThreshold) this.upsertRequired.run(app, threshold, servedMs);
+        this.insertEvent.run(event);
+      },
+      () => {
+        // The threshold waits in this.thresholds (unpersisted) and is written by flushPending.
+        this.pending.served(row, previous);
+        this.keepEvent(event);
+      },
+      persistThreshold ? () => this.thresholds.markPersisted(app, threshold, servedMs) : undefined,
+    );
+    return snapshot;
   }
 
   recordRefusal(obs: Partial<ClientObservation>, hresult: number, code: string, nowMs: number): void {
     this.retryIfDue();
     const event = refusedEvent(obs, hresult, code, nowMs);
     const row = obs.applicationId && obs.clientMachineId ? refusedRow(obs, hresult, nowMs) : undefined;
-    const batch = this.batch;
-    if (batch) {
-      try {
+    this.write(
+      () => {
         if (row) this.upsertRefused.run(row);
         this.insertEvent.run(event);
-        batch.replays.push(() => {
-          if (row) this.queueOp(() => this.upsertRefused.run(row));
-          this.pending.addEvent(event);
-        });
-        return;
-      } catch (err) {
-        this.abandonBatch(batch, err);
-      }
-    }
-    if (this.pending.isEmpty) {
-      try {
-        this.writeRefusal(row, event);
-        return;
-      } catch (err) {
-        this.enterFailure(err);
-      }
-    }
-    if (row) this.queueOp(() => this.upsertRefused.run(row));
-    this.pending.addEvent(event);
+      },
+      () => {
+        // Past the bound a refused new machine leaves only its event: nothing was acknowledged.
+        if (row && this.pending.canKeep(row.application, row.cmid, undefined)) this.pending.refused(row);
+        this.keepEvent(event);
+      },
+    );
   }
 
   getSetting(key: string): string | undefined {
@@ -333,29 +365,10 @@ export class SqliteStore implements ActivationStore {
 
   setSetting(key: string, value: string): void {
     this.retryIfDue();
-    const batch = this.batch;
-    if (batch) {
-      try {
-        this.upsertSetting.run(key, value);
-        batch.replays.push(() => {
-          this.pending.settings.set(key, value);
-          this.queueOp(() => this.upsertSetting.run(key, value));
-        });
-        return;
-      } catch (err) {
-        this.abandonBatch(batch, err);
-      }
-    }
-    if (this.pending.isEmpty) {
-      try {
-        this.upsertSetting.run(key, value);
-        return;
-      } catch (err) {
-        this.enterFailure(err);
-      }
-    }
-    this.pending.settings.set(key, value);
-    this.queueOp(() => this.upsertSetting.run(key, value));
+    this.write(
+      () => this.upsertSetting.run(key, value),
+      () => this.pending.setSetting(key, value),
+    );
   }
 
   /**
@@ -364,27 +377,44 @@ export class SqliteStore implements ActivationStore {
    */
   flushPending(): boolean {
     if (this.pending.isEmpty) return true;
+    if (this.closed) return false;
     this.lastRetryAt = performance.now();
-    const { ops, events } = this.pending.size;
-    const { droppedOps, droppedEvents } = this.pending;
+    const machines = this.pending.machineCount;
+    const events = this.pending.eventCount;
+    const thresholds = [...this.thresholds.unpersisted()];
     try {
-      this.replayTx();
-    } catch {
+      this.inTransaction(() => {
+        this.pending.replay({
+          machine: (m) => this.replayMachine(m),
+          event: (e) => this.insertEvent.run(e),
+          setting: (k, v) => this.upsertSetting.run(k, v),
+        });
+        for (const [app, required, served] of thresholds) this.upsertRequired.run(app, required, served);
+      });
+    } catch (err) {
+      this.writeFailures++;
+      this.lastWriteError = failureSummary(err);
       return false;
     }
+    for (const [app, required, served] of thresholds) this.thresholds.markPersisted(app, required, served);
+    const droppedEvents = this.pending.droppedEvents;
     this.pending.clear();
-    this.failing = false;
+    this.state = 'direct';
+    this.lastWriteError = null;
+    this.warnedEvents = false;
+    this.warnedMachines = false;
     this.stopRetryTimer();
     this.log.info(
-      { file: this.file, writes: ops, events, droppedOps, droppedEvents },
-      `the activation database ${this.file} is writable again; ${ops} pending writes and ${events} events were stored`,
+      { file: this.file, machines, events, droppedEvents },
+      `the activation database ${this.file} is writable again; the writes of ${machines} machines and ${events} events were stored` +
+        (droppedEvents > 0 ? ` (${droppedEvents} event-log entries were dropped during the outage; counts are complete)` : ''),
     );
     return true;
   }
 
   /** Deletes events past the retention period or beyond the row cap. Runs at open and hourly. */
   prune(nowMs: number = this.clock.now()): number {
-    if (this.closed || this.db.readonly || !this.pending.isEmpty) return 0;
+    if (this.closed || this.db.readonly || this.state !== 'direct') return 0;
     try {
       const byAge = this.pruneByAge.run(nowMs - this.retentionMs).changes;
       const byCount = this.pruneByCount.run(this.maxEvents).changes;
@@ -412,10 +442,11 @@ export class SqliteStore implements ActivationStore {
     if (this.closed) return;
     this.commitBatch();
     if (!this.pending.isEmpty && !this.flushPending()) {
-      const { ops, events } = this.pending.size;
+      const machines = this.pending.machineCount;
+      const events = this.pending.eventCount;
       this.log.error(
-        { code: 'KMS_ERR_STORE_WRITE_FAILED', file: this.file, lostWrites: ops, lostEvents: events },
-        `closing ${this.file} while it is still unwritable: ${ops} writes and ${events} events kept in memory are lost`,
+        { code: 'KMS_ERR_STORE_WRITE_FAILED', file: this.file, lostWrites: machines, lostEvents: events },
+        `closing ${this.file} while it is still unwritable: the writes of ${machines} machines and ${events} events kept in memory are lost`,
       );
     }
     this.closed = true;
@@ -425,9 +456,9 @@ export class SqliteStore implements ActivationStore {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     if (!this.db.readonly && this.pending.isEmpty) {
       try {
-        this.db.transaction(() => {
+        this.inTransaction(() => {
           for (const [app, required, served] of this.thresholds.unpersisted()) this.upsertRequired.run(app, required, served);
-        })();
+        });
       } catch {
         // At worst a threshold leaves the window up to a minute early after the restart.
       }
@@ -437,84 +468,167 @@ export class SqliteStore implements ActivationStore {
 
   // ---- internals ----
 
-  private storedSnapshot(application: string, cutoff: number): CountSnapshot {
-    const max = this.thresholds.maxSince(application, cutoff);
-    const active = this.countSince.get(application, cutoff, 2 * max) as number;
-    return { activeClients: active, maxRequiredClientCount: max };
+  /**
+   * The one write path. `toFile` runs the statements (inside the open batch, or in a transaction
+   * of its own); should the file refuse them, `toPending` keeps the same write in memory, now or
+   * when the failed batch is replayed. `onCommit` runs once the write is durable.
+   */
+  private write(toFile: () => void, toPending: () => void, onCommit?: () => void): void {
+    if (this.state === 'batch') {
+      try {
+        toFile();
+        this.batch.replays.push(toPending);
+        if (onCommit) this.batch.onCommit.push(onCommit);
+        return;
+      } catch (err) {
+        this.abandonBatch(this.takeBatch(), err);
+      }
+    } else if (this.state === 'direct' && !this.closed) {
+      try {
+        this.inTransaction(toFile);
+        onCommit?.();
+        return;
+      } catch (err) {
+        this.enterFailure(err);
+      }
+    }
+    toPending();
   }
 
-  private writeRefusal(row: ClientRow | undefined, event: EventRow): void {
-    if (row) {
-      this.db.transaction(() => {
-        this.upsertRefused.run(row);
-        this.insertEvent.run(event);
-      })();
-    } else {
-      this.insertEvent.run(event);
+  private inTransaction(fn: () => void): void {
+    this.checkpointer?.yieldToCheckpoint();
+    this.beginStmt.run();
+    try {
+      fn();
+      this.commitStmt.run();
+    } catch (err) {
+      this.rollback();
+      throw err;
     }
   }
 
-  /** The same rules as the transaction, answered from the file (read-only) plus the overlay. */
-  private recordServedPending(row: ClientRow, obs: ClientObservation, nowMs: number, windowMs: number): CountSnapshot {
-    const app = row.application;
-    const cutoff = nowMs - windowMs;
-    const loadStored = (cmid: string) => () => (this.lastCountedOf.get(app, cmid) as number | null | undefined) ?? null;
+  private rollback(): void {
+    try {
+      if (this.db.inTransaction) this.rollbackStmt.run();
+    } catch {
+      // SQLite may already have rolled back on SQLITE_FULL / SQLITE_IOERR
+    }
+  }
 
-    const entry = this.pending.overlayOf(app, row.cmid, loadStored(row.cmid));
-    const previous = previousOf(obs, row);
-    if (previous !== undefined) {
-      const old = this.pending.overlayOf(app, previous, loadStored(previous));
-      if (entry.counted === null) entry.counted = old.counted;
-      old.counted = null;
-      this.queueOp(() => {
-        this.renameClient.run(row.cmid, app, previous);
-        this.deleteClient.run(app, previous);
+  private takeBatch(): SqliteStore['batch'] {
+    const batch = this.batch;
+    this.batch = { replays: [], onCommit: [] };
+    if (this.state === 'batch') this.state = 'direct';
+    return batch;
+  }
+
+  private abandonBatch(batch: SqliteStore['batch'], err: unknown): void {
+    this.rollback();
+    this.enterFailure(err);
+    for (const replay of batch.replays) replay();
+  }
+
+  /** One machine's pending writes in the order the requests made them (pending-writes.ts). */
+  private replayMachine(m: PendingMachine): void {
+    const replace = (list: PendingMachine['replacedFirst']) => {
+      for (const r of list) {
+        if (r.writes) this.replayMachine(r.writes);
+        this.renameClient.run(m.cmid, m.application, r.cmid);
+        this.deleteClient.run(m.application, r.cmid);
+      }
+    };
+    if (m.firstRefused) this.upsertRefused.run(m.firstRefused);
+    replace(m.replacedFirst);
+    if (m.firstServed) this.upsertServed.run(m.firstServed);
+    replace(m.replacedLater);
+    const l = m.later;
+    if (l) {
+      const s = l.served;
+      this.foldClient.run({
+        application: l.application,
+        cmid: l.cmid,
+        requests: l.requests,
+        last_seen: l.last_seen,
+        counted: l.counted,
+        last_hresult: l.last_hresult,
+        workstation_changes: l.workstation_changes,
+        previous_workstation: l.previous_workstation,
+        address_changes: l.address_changes,
+        previous_address: l.previous_address,
+        has_served: s === null ? 0 : 1,
+        workstation: l.workstation,
+        client_address: l.client_address,
+        sku: s?.sku ?? '',
+        kms_group: s?.kms_group ?? '',
+        license_status: s?.license_status ?? 0,
+        protocol_version: s?.protocol_version ?? 0,
+        vm: s?.vm ?? 0,
+        required_count: s?.required_count ?? 0,
       });
     }
-    entry.counted = entry.counted === null ? nowMs : Math.max(entry.counted, nowMs);
-    this.queueOp(() => this.upsertServed.run(row));
-    const threshold = thresholdOf(obs);
-    if (this.thresholds.note(app, threshold, nowMs)) {
-      const served = this.thresholds.served(app, threshold);
-      this.queueOp(() => this.upsertRequired.run(app, threshold, served));
-    }
-    const max = this.thresholds.maxSince(app, cutoff);
-    let storedInWindow = 0;
-    let overlayInWindow = 0;
-    for (const e of this.pending.clients.get(app)?.values() ?? []) {
-      if (e.stored !== null && e.stored >= cutoff) storedInWindow++;
-      if (e.counted !== null && e.counted >= cutoff) overlayInWindow++;
-    }
-    const stored = this.countSince.get(app, cutoff, 2 * max + storedInWindow) as number;
-    const snapshot = { activeClients: stored - storedInWindow + overlayInWindow, maxRequiredClientCount: max };
-    this.pending.addEvent(servedEvent(obs, nowMs, snapshot));
-    return snapshot;
   }
 
-  private queueOp(op: () => void): void {
-    if (!this.pending.addOp(op) && this.pending.droppedOps === 1) {
-      this.log.warn(
-        { code: 'KMS_ERR_STORE_WRITE_FAILED', file: this.file },
-        `too many writes are waiting for ${this.file}; further activations are counted in memory only until it is writable`,
-      );
-    }
+  private keepEvent(event: EventRow): void {
+    if (this.pending.addEvent(event)) return;
+    this.droppedEvents++;
+    if (this.warnedEvents) return;
+    this.warnedEvents = true;
+    this.log.error(
+      { code: 'KMS_ERR_STORE_WRITE_FAILED', file: this.file, pendingEvents: this.pending.eventCount },
+      `${this.file} is still unwritable and ${this.pending.eventCount} request-log entries wait in memory: further ` +
+        'entries of the request log are dropped (and counted) until it is writable; counts and machines are not affected',
+    );
+  }
+
+  private refuseMachine(): void {
+    this.refusedMachines++;
+    if (this.warnedMachines) return;
+    this.warnedMachines = true;
+    this.log.error(
+      { code: 'KMS_ERR_STORE_BACKLOG_FULL', file: this.file, pendingMachines: this.pending.machineCount },
+      `${this.file} is still unwritable and ${this.pending.machineCount} machines wait in memory, the most store.pendingMachines ` +
+        'allows: machines not already waiting are refused (0xC004D104) until it is writable; free disk space now',
+    );
+  }
+
+  private countSource(): CountSource {
+    return {
+      lastCounted: (application, cmid) => {
+        const p = this.pending.lookup(application, cmid);
+        if (p === 'replaced') return undefined;
+        const stored = this.lastCountedOf.get(application, cmid) as number | null | undefined;
+        if (p === undefined || p.counted === null) return p === undefined ? stored : (stored ?? null);
+        return Math.max(stored ?? p.counted, p.counted);
+      },
+      mostRecent: (application, limit) => {
+        if (this.pending.isEmpty) return this.mostRecentOf.all(application, limit) as [string, number][];
+        const replaced = new Set(this.pending.replacedOf(application));
+        const merged = new Map<string, number>();
+        for (const [cmid, time] of this.mostRecentOf.all(application, limit + replaced.size) as [string, number][]) {
+          if (!replaced.has(cmid)) merged.set(cmid, time);
+        }
+        for (const m of this.pending.machinesOf(application)) {
+          if (m.counted !== null) merged.set(m.cmid, Math.max(merged.get(m.cmid) ?? m.counted, m.counted));
+        }
+        return [...merged].sort((a, b) => b[1] - a[1]).slice(0, limit);
+      },
+    };
   }
 
   private enterFailure(err: unknown): void {
-    if (this.failing) return;
-    this.failing = true;
+    this.writeFailures++;
+    this.lastWriteError = failureSummary(err);
+    if (this.state === 'failing') return;
+    this.state = 'failing';
     this.lastRetryAt = performance.now();
     const sqliteCode = sqliteCodeOf(err);
-    this.log.error(
-      { code: 'KMS_ERR_STORE_WRITE_FAILED', file: this.file, sqliteCode, err: (err as Error)?.message },
-      `cannot write the activation database ${this.file} (${sqliteCode}): clients are still answered, ` +
-        'activations are kept in memory and written when it works again; free disk space or fix its permissions',
-    );
+    const failure = describeWriteFailure(err, this.file);
+    this.log.error({ code: failure.code, file: this.file, sqliteCode, err: (err as Error)?.message }, failure.message);
     this.startRetryTimer();
   }
 
   private retryIfDue(): void {
-    if (!this.pending.isEmpty && performance.now() - this.lastRetryAt >= this.retryIntervalMs) this.flushPending();
+    if (this.state === 'failing' && performance.now() - this.lastRetryAt >= this.retryIntervalMs) this.flushPending();
   }
 
   private startRetryTimer(): void {
@@ -528,3 +642,4 @@ export class SqliteStore implements ActivationStore {
     this.retryTimer = undefined;
   }
 }
+

@@ -3,6 +3,7 @@
 // loses nothing: the batch's records move to the in-memory pending path and are written later.
 import t from 'tap';
 import { SqliteStore } from '../../src/store/sqlite-store';
+import { connectionOf } from '../../src/store/testing';
 import { GroupCommitGate } from '../../src/server/reply-gate';
 import { obs, recordingLog, tempDataDir, WINDOW } from './observations';
 
@@ -15,9 +16,9 @@ t.test('a batch counts as it goes and is durable only after commitBatch', async 
   t.equal(store.beginBatch(), true);
   for (let i = 1; i <= 10; i++) t.equal(store.recordActivation(obs(i, big), T0 + i, WINDOW).activeClients, i, `machine ${i} counted inside the batch`);
   const reader = SqliteStore.open(dir, { readonly: true });
-  t.equal(reader.connection.prepare('SELECT count(*) FROM clients').pluck().get(), 0, 'another connection sees nothing before the commit');
+  t.equal(connectionOf(reader).prepare('SELECT count(*) FROM clients').pluck().get(), 0, 'another connection sees nothing before the commit');
   store.commitBatch();
-  t.equal(reader.connection.prepare('SELECT count(*) FROM clients').pluck().get(), 10, 'and all of it after');
+  t.equal(connectionOf(reader).prepare('SELECT count(*) FROM clients').pluck().get(), 10, 'and all of it after');
   reader.close();
   store.close();
 });
@@ -27,7 +28,7 @@ t.test('a failing commit moves the batch to the pending path; nothing is lost', 
   const log = recordingLog();
   const store = SqliteStore.open(dir, { log, retryIntervalMs: 0, retryTimerMs: 3_600_000 });
   for (let i = 1; i <= 20; i++) store.recordActivation(obs(i, big), T0 + i, WINDOW);
-  const db = store.connection;
+  const db = connectionOf(store);
   db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
   let n = 21;
   // Batches until one cannot be written: each answer still counts every machine so far.
@@ -44,7 +45,7 @@ t.test('a failing commit moves the batch to the pending path; nothing is lost', 
   t.equal(store.flushPending(), true, 'written once space returns');
   store.close();
   const reopened = SqliteStore.open(dir, {});
-  t.equal(reopened.connection.prepare('SELECT count(*) FROM clients').pluck().get(), n, 'every answered machine is stored');
+  t.equal(connectionOf(reopened).prepare('SELECT count(*) FROM clients').pluck().get(), n, 'every answered machine is stored');
   reopened.close();
 });
 

@@ -5,6 +5,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { SqliteStore } from '../../src/store/sqlite-store';
+import { connectionOf } from '../../src/store/testing';
 import { Inventory } from '../../src/store/inventory';
 import { tempDataDir } from './observations';
 
@@ -58,11 +59,11 @@ t.test('every activation answered before kill -9 is stored', async (t) => {
 
   const store = SqliteStore.open(dir, {});
   t.teardown(() => store.close());
-  const has = store.connection.prepare('SELECT 1 FROM clients WHERE cmid = ?').pluck();
+  const has = connectionOf(store).prepare('SELECT 1 FROM clients WHERE cmid = ?').pluck();
   const lost = answered.filter((id) => has.get(id) === undefined);
   t.same(lost, [], `all ${answered.length} answered activations survived`);
-  const stored = store.connection.prepare('SELECT count(*) FROM clients').pluck().get() as number;
+  const stored = connectionOf(store).prepare('SELECT count(*) FROM clients').pluck().get() as number;
   // At most the one activation committed but not yet printed when the signal hit.
   t.ok(stored >= answered.length && stored <= answered.length + 1, `${stored} stored for ${answered.length} answered`);
-  t.equal(store.connection.pragma('integrity_check', { simple: true }), 'ok');
+  t.equal(connectionOf(store).pragma('integrity_check', { simple: true }), 'ok');
 });

@@ -7,6 +7,7 @@ import t from 'tap';
 import { MemoryActivationStore } from '../../src/host/memory-store';
 import { reportedCount } from '../../src/host/counting';
 import { SqliteStore } from '../../src/store/sqlite-store';
+import { connectionOf } from '../../src/store/testing';
 import { cmid, DAY, NIL, obs, OFFICE_2013, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, SERVER_2022_GROUP, SERVER_2022_STANDARD, tempDataDir, WINDOW } from './observations';
 
 const SEED = 0x5eed1234;
@@ -67,7 +68,7 @@ t.test(`SQLite and reference stores report the same counts (seed ${SEED})`, asyn
 t.test(`the same while the disk is full for a stretch, then after recovery (seed ${SEED})`, async (t) => {
   const store = SqliteStore.open(tempDataDir(t), { retryIntervalMs: 60_000, retryTimerMs: 3_600_000 });
   t.teardown(() => store.close());
-  const db = store.connection;
+  const db = connectionOf(store);
   let outage = false;
   const { mine, reference } = walk(store, (step) => {
     if (step === 400) {

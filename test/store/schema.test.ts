@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreError } from '../../src/errors';
 import { SqliteStore } from '../../src/store/sqlite-store';
+import { connectionOf } from '../../src/store/testing';
 import { APPLICATION_ID, applyMigrations, SCHEMA_VERSION } from '../../src/store/schema';
 import { databaseFile, DATABASE_FILE_NAME } from '../../src/store/data-dir';
 import { cmid, obs, tempDataDir, WINDOW, WINDOWS } from './observations';
@@ -128,7 +129,7 @@ t.test('a version 1 database is migrated at start-up and keeps its machines', as
 
   const store = SqliteStore.open(dir, {});
   t.teardown(() => store.close());
-  const db = store.connection;
+  const db = connectionOf(store);
   t.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
   t.match(db.prepare('SELECT * FROM clients WHERE cmid = ?').get(cmid(1)), {
     workstation: 'old-pc', requests: 4, previous_workstation: '', workstation_changes: 0,
@@ -147,4 +148,16 @@ t.test('reopening a current database does not write to it', async (t) => {
   const before = sha256(databaseFile(dir));
   SqliteStore.open(dir, { readonly: true }).close();
   t.equal(sha256(databaseFile(dir)), before);
+});
+
+t.test('a directory where the database file should be is one clear StoreError, not a stack', async (t) => {
+  const dir = tempDataDir(t);
+  fs.mkdirSync(databaseFile(dir));
+  for (const readonly of [false, true]) {
+    const err = t.throws(() => SqliteStore.open(dir, { readonly })) as unknown;
+    t.ok(err instanceof StoreError, 'a StoreError');
+    t.equal((err as StoreError).code, 'KMS_ERR_STORE_OPEN');
+    t.equal((err as StoreError).details['file'], databaseFile(dir), 'it names the path');
+    t.match((err as StoreError).message, /not a regular file/);
+  }
 });

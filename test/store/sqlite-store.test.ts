@@ -1,5 +1,6 @@
 import t from 'tap';
 import { SqliteStore } from '../../src/store/sqlite-store';
+import { connectionOf } from '../../src/store/testing';
 import { DATABASE_FILE_NAME } from '../../src/store/data-dir';
 import { cmid, DAY, NIL, obs, OFFICE_2013, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, SERVER_2022_GROUP, SERVER_2022_STANDARD, tempDataDir, WINDOW, WINDOWS } from './observations';
 
@@ -18,7 +19,7 @@ function openStore(t: Parameters<typeof tempDataDir>[0], dir = tempDataDir(t)): 
 
 type Row = Record<string, unknown>;
 function clientRow(store: SqliteStore, id: string, app = WINDOWS): Row | undefined {
-  return store.connection.prepare('SELECT * FROM clients WHERE application = ? AND cmid = ?').get(app, id) as Row | undefined;
+  return connectionOf(store).prepare('SELECT * FROM clients WHERE application = ? AND cmid = ?').get(app, id) as Row | undefined;
 }
 
 t.test('distinct machines count 1, 2, 3 … and cross the threshold of 25 at the 25th', async (t) => {
@@ -104,7 +105,7 @@ t.test('refused requests are logged but never counted', async (t) => {
   store.recordRefusal(obs(2), 0xc004f042, 'KMS_ERR_KMS_UNKNOWN_GROUP', T0 + 3);
   t.equal(clientRow(store, cmid(2))?.['last_counted_ms'], T0 + 2);
   t.equal(reported(store.recordActivation(obs(3), T0 + 4, WINDOW)), 2);
-  const events = store.connection.prepare('SELECT served, hresult, code FROM events ORDER BY id').all();
+  const events = connectionOf(store).prepare('SELECT served, hresult, code FROM events ORDER BY id').all();
   t.same(events, [
     { served: 0, hresult: 0xc004f06c, code: 'KMS_ERR_KMS_TIME_SKEW' },
     { served: 0, hresult: 0x8007000d, code: 'KMS_ERR_KMS_VERSION' },
@@ -180,8 +181,8 @@ t.test('counts, settings and rows survive close and reopen', async (t) => {
   t.equal(reported(second.recordActivation(obs(3), T0 + 101, WINDOW)), 8);
   second.setSetting('hwid', 'fedcba9876543210');
   t.equal(second.getSetting('hwid'), 'fedcba9876543210');
-  t.equal(second.connection.pragma('journal_mode', { simple: true }), 'wal');
-  t.equal(second.connection.pragma('synchronous', { simple: true }), 1, 'NORMAL');
+  t.equal(connectionOf(second).pragma('journal_mode', { simple: true }), 'wal');
+  t.equal(connectionOf(second).pragma('synchronous', { simple: true }), 1, 'NORMAL');
 });
 
 t.test('the event log keeps 12290 fields and is pruned by age and by size', async (t) => {
@@ -189,7 +190,7 @@ t.test('the event log keeps 12290 fields and is pruned by age and by size', asyn
   const store = SqliteStore.open(dir, { eventRetentionDays: 10, maxEvents: 5 });
   t.teardown(() => store.close());
   store.recordActivation(obs(1, { vmInfo: 1, requestTimeMs: T0 - 5000 }), T0, WINDOW);
-  const e = store.connection.prepare('SELECT * FROM events').get() as Row;
+  const e = connectionOf(store).prepare('SELECT * FROM events').get() as Row;
   t.match(e, {
     time_ms: T0, served: 1, hresult: 0, application: WINDOWS, cmid: cmid(1), previous_cmid: NIL,
     workstation: 'pc-1.branch.example', required_count: 25, license_status: 2, vm: 1, protocol_version: 6,
@@ -199,12 +200,12 @@ t.test('the event log keeps 12290 fields and is pruned by age and by size', asyn
   // Retention 10 days: at T0 + 12 d the event of T0 + 2 d is exactly 10 days old and stays.
   t.equal(store.prune(T0 + 12 * DAY), 1);
   t.equal(store.prune(T0 + 12 * DAY + 1), 1);
-  const left = store.connection.prepare('SELECT time_ms FROM events ORDER BY id').pluck().all();
+  const left = connectionOf(store).prepare('SELECT time_ms FROM events ORDER BY id').pluck().all();
   t.same(left, [T0 + 3 * DAY, T0 + 4 * DAY]);
   for (let i = 5; i <= 12; i++) store.recordActivation(obs(i), T0 + 11 * DAY, WINDOW);
   t.equal(store.prune(T0 + 12 * DAY), 5, 'at most maxEvents rows are kept');
-  t.equal(store.connection.prepare('SELECT count(*) FROM events').pluck().get(), 5);
-  t.equal(store.connection.prepare('SELECT count(*) FROM clients').pluck().get(), 12, 'pruning touches only events');
+  t.equal(connectionOf(store).prepare('SELECT count(*) FROM events').pluck().get(), 5);
+  t.equal(connectionOf(store).prepare('SELECT count(*) FROM clients').pluck().get(), 12, 'pruning touches only events');
 });
 
 t.test('thresholds survive a restart with their exact last-served time', async (t) => {

@@ -1,0 +1,101 @@
+// How one request the host observed becomes rows (rows.ts): the clients-table row and the
+// event-log row of a served or a refused request.
+import type { ClientObservation, CountSnapshot } from '../host/ports';
+import { effectiveRequiredCount } from '../host/counting';
+import { NIL_GUID } from '../protocol/guid';
+import type { ClientRow, EventRow } from './rows';
+
+/** RequiredClientCount 0 is served as 1 (PROTOCOL.md §7.1 step 4, U8). */
+export function thresholdOf(obs: Partial<ClientObservation>): number {
+  return effectiveRequiredCount(obs.requiredClientCount ?? 1);
+}
+
+/** The previous CMID this request replaces, lowercased like every stored id; undefined = none. */
+export function previousOf(obs: ClientObservation, row: ClientRow): string | undefined {
+  const prev = obs.previousClientMachineId.toLowerCase();
+  return prev === '' || prev === NIL_GUID || prev === row.cmid ? undefined : prev;
+}
+
+// GUIDs are stored lowercase, as the protocol layer writes them, so that a differently-cased id
+// from a tool or a test is still the same machine.
+export function servedRow(obs: ClientObservation, nowMs: number): ClientRow {
+  return {
+    application: obs.applicationId.toLowerCase(),
+    cmid: obs.clientMachineId.toLowerCase(),
+    now: nowMs,
+    counted: nowMs,
+    workstation: obs.workstationName,
+    sku: obs.activationId.toLowerCase(),
+    kms_group: obs.kmsCountedId.toLowerCase(),
+    license_status: obs.licenseStatus,
+    protocol_version: obs.protocolVersion,
+    client_address: obs.clientAddress,
+    // VMs count like physical machines (§7.6); the flag is inventory only.
+    vm: obs.vmInfo ? 1 : 0,
+    last_hresult: 0,
+    required_count: obs.requiredClientCount,
+  };
+}
+
+export function refusedRow(obs: Partial<ClientObservation>, hresult: number, nowMs: number): ClientRow {
+  return {
+    application: obs.applicationId?.toLowerCase() ?? '',
+    cmid: obs.clientMachineId?.toLowerCase() ?? '',
+    now: nowMs,
+    counted: null,
+    workstation: obs.workstationName ?? '',
+    sku: obs.activationId?.toLowerCase() ?? '',
+    kms_group: obs.kmsCountedId?.toLowerCase() ?? '',
+    license_status: obs.licenseStatus ?? 0,
+    protocol_version: obs.protocolVersion ?? 0,
+    client_address: obs.clientAddress ?? '',
+    vm: obs.vmInfo ? 1 : 0,
+    last_hresult: hresult >>> 0,
+    required_count: obs.requiredClientCount ?? 0,
+  };
+}
+
+/** The event of a served request, from its row (the ids are lowercased once). */
+export function servedEvent(row: ClientRow, obs: ClientObservation, snapshot: CountSnapshot): EventRow {
+  return {
+    time_ms: row.now,
+    served: 1,
+    hresult: 0,
+    code: '',
+    application: row.application,
+    kms_group: row.kms_group,
+    sku: row.sku,
+    cmid: row.cmid,
+    previous_cmid: obs.previousClientMachineId.toLowerCase(),
+    workstation: row.workstation,
+    required_count: row.required_count,
+    license_status: row.license_status,
+    vm: row.vm,
+    protocol_version: row.protocol_version,
+    client_address: row.client_address,
+    request_time_ms: Number.isFinite(obs.requestTimeMs) ? Math.trunc(obs.requestTimeMs) : 0,
+    current_count: Math.min(snapshot.activeClients, 2 * snapshot.maxRequiredClientCount),
+  };
+}
+
+export function refusedEvent(obs: Partial<ClientObservation>, hresult: number, code: string, nowMs: number): EventRow {
+  return { ...eventBase(obs, nowMs), served: 0, hresult: hresult >>> 0, code, current_count: 0 };
+}
+
+export function eventBase(obs: Partial<ClientObservation>, nowMs: number): Omit<EventRow, 'served' | 'hresult' | 'code' | 'current_count'> {
+  return {
+    time_ms: nowMs,
+    application: obs.applicationId?.toLowerCase() ?? '',
+    kms_group: obs.kmsCountedId?.toLowerCase() ?? '',
+    sku: obs.activationId?.toLowerCase() ?? '',
+    cmid: obs.clientMachineId?.toLowerCase() ?? '',
+    previous_cmid: obs.previousClientMachineId?.toLowerCase() ?? '',
+    workstation: obs.workstationName ?? '',
+    required_count: obs.requiredClientCount ?? 0,
+    license_status: obs.licenseStatus ?? 0,
+    vm: obs.vmInfo ? 1 : 0,
+    protocol_version: obs.protocolVersion ?? 0,
+    client_address: obs.clientAddress ?? '',
+    request_time_ms: Number.isFinite(obs.requestTimeMs) ? Math.trunc(obs.requestTimeMs!) : 0,
+  };
+}
