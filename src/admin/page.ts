@@ -1,124 +1,235 @@
-// The admin page as one self-contained HTML document (no scripts, no external assets): counts and
-// why, what is still missing for each threshold, cloned machines, and recent clients.
-import type { AdminSnapshot } from './http-server';
-import type { ApplicationSummary, ClientRecord, Duplicates, HostIdentityInfo, RefusalSummary } from '../store/inventory';
+// The admin page as one self-contained HTML document, mobile first: health, per application a bar
+// of the count against the threshold, licences against use, 30 days of activity, refusals with
+// what to change, and the machine list (searchable, sortable, a page at a time). No script; the
+// one style block is allowed by its hash in the CSP.
+import { createHash } from 'node:crypto';
+import type { AdminSnapshot } from './snapshot';
+import type { ApplicationSummary, Duplicates, HostIdentityInfo, RefusalSummary, ClientRecord } from '../store/inventory';
+import type { ComplianceRow } from '../store/compliance';
+import type { MachinePage, MachineQuery } from './inventory-reads';
 import { ERRORS, describeHresult, formatHresult, isErrorCode } from '../errors';
+import { escapeHtml } from './html';
+import { activityChart, thresholdBar } from './chart';
 
-export interface InventoryView {
-  readonly summary: readonly ApplicationSummary[];
-  readonly duplicates: Duplicates;
-  readonly clients: readonly ClientRecord[];
-  readonly clientsTruncated: boolean;
-  readonly identity: HostIdentityInfo;
-  /** Refusals of the last week by reason. */
-  readonly refusals: readonly RefusalSummary[];
-}
+export { escapeHtml };
 
-const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+const CSS = `
+*{box-sizing:border-box}
+body{font:16px/1.45 system-ui,sans-serif;margin:0;color:#1c1c1c;background:#f6f6f4}
+header,main{max-width:72rem;margin:0 auto;padding:0 1rem}
+header{display:flex;flex-wrap:wrap;align-items:baseline;justify-content:space-between;gap:.5rem;padding-top:1rem}
+h1{font-size:1.3rem;margin:0}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}
+.banner{padding:.75rem 1rem;border-radius:.4rem;margin:1rem 0}.banner ul{margin:.3rem 0 0;padding-left:1.2rem}
+.ok{background:#e6f4e7;border:1px solid #9ccc9f}.bad{background:#fdecea;border:1px solid #ef9a9a}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(17rem,1fr));gap:.75rem}
+.card{background:#fff;border:1px solid #ddd;border-radius:.4rem;padding:.75rem}
+.card h3{margin:0 0 .3rem;font-size:1rem}.big{font-size:1.6rem;font-weight:600}
+.bar{display:block;width:100%;height:.9rem;margin:.4rem 0}
+.chart{display:block;width:100%;height:auto;background:#fff;border:1px solid #ddd;border-radius:.4rem}
+.muted{color:#555;font-size:.9rem}.warn{color:#b71c1c;font-weight:600}
+.scroll{overflow-x:auto;background:#fff;border:1px solid #ddd;border-radius:.4rem}
+table{border-collapse:collapse;width:100%}td,th{padding:.35rem .6rem;text-align:left;border-bottom:1px solid #eee;vertical-align:top}
+th{background:#f0f0ee;font-weight:600}td.n{text-align:right}
+form.search{display:flex;flex-wrap:wrap;gap:.5rem;margin:.5rem 0}
+input,select,button{font:inherit;padding:.35rem .5rem}input[type=search]{flex:1 1 12rem;min-width:0}
+code{font-size:.85em;word-break:break-all}
+.legend span{display:inline-block;width:.8em;height:.8em;margin:0 .3em 0 .8em;vertical-align:middle}
+.served{background:#2f7d32}.refused{background:#c62828}
+nav form{display:inline;margin-left:.5rem}
+`;
 
-export function escapeHtml(s: unknown): string {
-  return String(s).replace(/[&<>"']/g, (c) => ESCAPES[c]!);
+/** The CSP source for the style block: the page stays style-hashed, script-free. */
+export const PAGE_STYLE_HASH = `'sha256-${createHash('sha256').update(CSS).digest('base64')}'`;
+
+export interface PageView {
+  readonly snapshot: AdminSnapshot;
+  readonly machines: MachinePage;
+  readonly query: MachineQuery;
+  /** Whether the visitor logged in with the form (shows "Log out"). */
+  readonly session: boolean;
 }
 
 function when(ms: number | null): string {
-  return ms === null ? '—' : new Date(ms).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
+  return ms === null ? '—' : new Date(ms).toISOString().replace('T', ' ').slice(0, 16) + ' UTC';
 }
 
-function applicationRows(summary: readonly ApplicationSummary[]): string {
-  if (summary.length === 0) return '<p>No client has asked this host yet. Clients find it through DNS (<code>_vlmcs._tcp</code>) or a manual setting (<code>slmgr /skms</code>).</p>';
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+function healthBanner(s: AdminSnapshot): string {
+  if (s.health.ok) return '<div class="banner ok" id="health"><strong>Healthy.</strong> Clients can activate; every answered activation is on disk.</div>';
+  return `<div class="banner bad" id="health" role="alert"><strong>Needs attention:</strong><ul>${s.health.problems.map((p) => `<li>${escapeHtml(p)}</li>`).join('')}</ul></div>`;
+}
+
+function applicationCards(summary: readonly ApplicationSummary[]): string {
+  if (summary.length === 0) {
+    return '<p>No client has asked this host yet. Clients find it through DNS (<code>_vlmcs._tcp</code>) or a manual setting (<code>slmgr /skms</code>).</p>';
+  }
   return (
-    '<table><tr><th>Application</th><th>Machines (30 days)</th><th>Threshold</th><th>Count sent</th><th>Clients activate?</th><th>Last activation</th></tr>' +
+    '<div class="cards">' +
     summary
-      .map(
-        (a) =>
-          `<tr><td>${escapeHtml(a.applicationName)}</td><td>${a.activeMachines}</td><td>${a.threshold}</td><td>${a.reportedCount}</td>` +
-          `<td>${a.activates ? 'yes' : `<strong>no</strong>: ${a.missing} more machine${a.missing === 1 ? '' : 's'} must contact this host`}</td><td>${when(a.lastActivationMs)}</td></tr>` +
-          a.groups
-            .map((g) => `<tr class="sub"><td>↳ ${escapeHtml(g.groupName)}</td><td>${g.activeMachines}</td><td>${g.requiredCount}</td><td></td><td>${g.activates ? 'yes' : 'no'}</td><td>${when(g.lastActivationMs)}</td></tr>`)
-            .join(''),
-      )
+      .map((a) => {
+        const need = a.threshold === 0 ? 'No client asked in the last 30 days.' : a.activates ? `Clients activate (they need ${a.threshold}).` : `<span class="warn">${plural(a.missing, 'more machine')} needed</span> before clients activate (they need ${a.threshold}).`;
+        const capped = a.activeMachines > a.reportedCount ? ` Clients are told ${a.reportedCount}, twice the threshold.` : '';
+        const groups = a.groups
+          .map((g) => `<li>${escapeHtml(g.groupName)}: ${g.activeMachines}${g.activates ? '' : ` (needs ${g.requiredCount})`}</li>`)
+          .join('');
+        return (
+          `<section class="card app"><h3>${escapeHtml(a.applicationName)}</h3>` +
+          `<div><span class="big">${a.activeMachines}</span> / ${a.threshold} machines</div>` +
+          thresholdBar(a.activeMachines, a.threshold) +
+          `<div>${need}${capped}</div>` +
+          `<div class="muted">Last activation ${when(a.lastActivationMs)}</div>` +
+          (groups ? `<details><summary class="muted">${plural(a.groups.length, 'product group')}</summary><ul>${groups}</ul></details>` : '') +
+          '</section>'
+        );
+      })
       .join('') +
-    '</table>'
+    '</div>'
   );
 }
 
-function duplicateRows(d: Duplicates): string {
-  if (d.sharedCmids.length === 0 && d.sharedWorkstations.length === 0) return '<p>No duplicate machine ids seen.</p>';
-  const cm = d.sharedCmids
-    .map((c) => `<tr><td><code>${escapeHtml(c.cmid)}</code></td><td>${escapeHtml(c.workstations.join(', '))}</td><td>${escapeHtml(c.addresses.join(', '))}</td></tr>`)
-    .join('');
-  const ws = d.sharedWorkstations.map((w) => `<tr><td>${escapeHtml(w.workstation)}</td><td>${escapeHtml(w.cmids.join(', '))}</td></tr>`).join('');
+function complianceTable(rows: readonly ComplianceRow[]): string {
+  if (rows.length === 0) return '<p>No machine counted in the last 30 days.</p>';
   return (
-    (cm ? `<p>One machine id used by several machines: these were cloned from an image that was not sysprepped (<code>sysprep /generalize</code>); each counts once.</p><table><tr><th>CMID</th><th>Workstations</th><th>Addresses</th></tr>${cm}</table>` : '') +
-    (ws ? `<p>One name with several machine ids (re-imaged, or two machines with one name):</p><table><tr><th>Workstation</th><th>CMIDs</th></tr>${ws}</table>` : '')
-  );
-}
-
-function clientRows(clients: readonly ClientRecord[], truncated: boolean): string {
-  if (clients.length === 0) return '<p>None.</p>';
-  return (
-    '<table><tr><th>Workstation</th><th>Address</th><th>Product</th><th>Last seen</th><th>Counted</th><th>Last result</th></tr>' +
-    clients
-      .map(
-        (c) =>
-          `<tr><td>${escapeHtml(c.workstation)}</td><td>${escapeHtml(c.address)}</td><td>${escapeHtml(c.skuName)}</td><td>${when(c.lastSeenMs)}</td>` +
-          `<td>${c.active ? 'yes' : 'no'}</td><td>${c.lastHresult === 0 ? 'served' : `refused ${formatHresult(c.lastHresult)}: ${escapeHtml(describeHresult(c.lastHresult) ?? '')}`}</td></tr>`,
-      )
+    '<div class="scroll"><table><tr><th>Product</th><th>Licences</th><th>In use</th><th></th></tr>' +
+    rows
+      .map((r) => {
+        const state =
+          r.licenses === null ? 'no licences on record (<code>entitlements</code>)' : r.scope === 'unmatched' ? 'matches no product in use' : r.overUse ? `<span class="warn">${r.excess} over</span>` : 'within licences';
+        return `<tr><td>${escapeHtml(r.product)}</td><td class="n">${r.licenses ?? '—'}</td><td class="n">${r.activeMachines}</td><td>${state}</td></tr>`;
+      })
       .join('') +
-    '</table>' +
-    (truncated ? '<p>Only the first machines are shown; <code>kms-appliance clients --format csv</code> lists all.</p>' : '')
+    '</table></div>'
   );
 }
 
-function refusalRows(refusals: readonly RefusalSummary[]): string {
+function refusalTable(refusals: readonly RefusalSummary[]): string {
   if (refusals.length === 0) return '<p>No request refused in the last 7 days.</p>';
   return (
-    '<table><tr><th>Client saw</th><th>Times</th><th>Last</th><th>Why, and what to change</th></tr>' +
+    '<div class="scroll"><table><tr><th>Client saw</th><th>Times</th><th>Last</th><th>Why, and what to change</th></tr>' +
     refusals
       .map(
         (r) =>
-          `<tr><td>${formatHresult(r.hresult)}</td><td>${r.count}</td><td>${when(r.lastMs)}<br>${escapeHtml([r.lastWorkstation, r.lastAddress].filter(Boolean).join(' at '))}</td>` +
+          `<tr><td>${formatHresult(r.hresult)}</td><td class="n">${r.count}</td><td>${when(r.lastMs)}<br>${escapeHtml([r.lastWorkstation, r.lastAddress].filter(Boolean).join(' at '))}</td>` +
           `<td>${escapeHtml(isErrorCode(r.code) ? ERRORS[r.code].explain : r.code)}</td></tr>`,
       )
       .join('') +
-    '</table>'
+    '</table></div>'
   );
 }
 
-function identityRows(id: HostIdentityInfo): string {
+function duplicateSection(d: Duplicates & { sharedCmidsTotal: number; sharedWorkstationsTotal: number }): string {
+  if (d.sharedCmidsTotal === 0 && d.sharedWorkstationsTotal === 0) return '<p>No duplicate machine ids seen.</p>';
+  const more = (shown: number, total: number): string => (total > shown ? `<p class="muted">${total - shown} more: <code>kms-appliance status</code> lists all.</p>` : '');
+  const cm = d.sharedCmids
+    .map((c) => `<tr><td><code>${escapeHtml(c.cmid)}</code></td><td>${escapeHtml(c.workstations.join(', '))}</td><td>${escapeHtml(c.addresses.join(', '))}</td></tr>`)
+    .join('');
+  const ws = d.sharedWorkstations.map((w) => `<tr><td>${escapeHtml(w.workstation)}</td><td><code>${escapeHtml(w.cmids.join(', '))}</code></td></tr>`).join('');
+  return (
+    (cm
+      ? `<p>One machine id used by several machines: cloned from an image that was not sysprepped (<code>sysprep /generalize</code>); each counts once.</p><div class="scroll"><table><tr><th>CMID</th><th>Workstations</th><th>Addresses</th></tr>${cm}</table></div>${more(d.sharedCmids.length, d.sharedCmidsTotal)}`
+      : '') +
+    (ws ? `<p>One name with several machine ids (re-imaged, or two machines with one name):</p><div class="scroll"><table><tr><th>Workstation</th><th>CMIDs</th></tr>${ws}</table></div>${more(d.sharedWorkstations.length, d.sharedWorkstationsTotal)}` : '')
+  );
+}
+
+function sortLink(q: MachineQuery, sort: MachineQuery['sort'], label: string): string {
+  if (q.sort === sort) return `<th aria-sort="${sort === 'seen' ? 'descending' : 'ascending'}">${label} ▾</th>`;
+  return `<th><a href="/?q=${encodeURIComponent(q.q)}&amp;sort=${sort}#machines">${label}</a></th>`;
+}
+
+function machineSection(v: PageView, known: number): string {
+  const q = v.query;
+  const form =
+    `<form class="search" method="get" action="/#machines" role="search"><input type="search" name="q" value="${escapeHtml(q.q)}" placeholder="Name, address or CMID" aria-label="Search machines" maxlength="100">` +
+    `<select name="sort" aria-label="Sort by">${(
+      [
+        ['name', 'Name'],
+        ['seen', 'Last seen'],
+        ['application', 'Application'],
+      ] as const
+    )
+      .map(([k, l]) => `<option value="${k}"${q.sort === k ? ' selected' : ''}>${l}</option>`)
+      .join('')}</select><button type="submit">Search</button></form>`;
+  const rows = v.machines.rows;
+  const table =
+    rows.length === 0
+      ? `<p>${q.q ? `No machine matches “${escapeHtml(q.q)}”.` : 'None yet.'}</p>`
+      : `<div class="scroll"><table id="machine-list"><tr>${sortLink(q, 'name', 'Workstation')}<th>Address</th>${sortLink(q, 'application', 'Product')}${sortLink(q, 'seen', 'Last seen')}<th>Counted</th><th>Last result</th></tr>` +
+        rows.map(machineRow).join('') +
+        '</table></div>';
+  const next = v.machines.next ? `<p><a id="next-page" href="/?q=${encodeURIComponent(q.q)}&amp;sort=${q.sort}&amp;after=${encodeURIComponent(v.machines.next)}#machines">Next ${q.limit} →</a></p>` : '';
+  const first = q.after ? '<p><a href="/?sort=' + q.sort + '&amp;q=' + encodeURIComponent(q.q) + '#machines">← First page</a></p>' : '';
+  return `<p class="muted">${known} machine${known === 1 ? '' : 's'} known. <code>kms-appliance clients --format csv</code> exports all.</p>${form}${table}${first}${next}`;
+}
+
+function machineRow(c: ClientRecord): string {
+  const result = c.lastHresult === 0 ? 'served' : `refused ${formatHresult(c.lastHresult)}: ${escapeHtml(describeHresult(c.lastHresult) ?? '')}`;
+  return (
+    `<tr><td>${escapeHtml(c.workstation || '—')}</td><td>${escapeHtml(c.address)}</td><td>${escapeHtml(c.skuName)}</td><td>${when(c.lastSeenMs)}</td>` +
+    `<td>${c.active ? 'yes' : 'no'}</td><td>${result}</td></tr>`
+  );
+}
+
+function identitySection(id: HostIdentityInfo): string {
   if (!id.hwid && id.epids.length === 0) return '<p>Not generated yet.</p>';
   return (
     `<p>HwId <code>${escapeHtml(id.hwid?.toUpperCase() ?? '—')}</code>. Clients show the ePID as "KMS machine extended PID" (<code>slmgr /dlv</code>).</p>` +
-    '<table><tr><th>Host-key group</th><th>ePID</th></tr>' +
+    '<div class="scroll"><table><tr><th>Host-key group</th><th>ePID</th></tr>' +
     id.epids.map((e) => `<tr><td>${escapeHtml(e.hostKeyGroup)}</td><td><code>${escapeHtml(e.epid)}</code></td></tr>`).join('') +
-    '</table>'
+    '</table></div>'
   );
 }
 
-export function renderAdminPage(s: AdminSnapshot): string {
-  const inv = s.inventory as InventoryView;
+function document(title: string, body: string, refreshSeconds?: number): string {
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="30">
-<title>kms-appliance</title>
-<style>
-body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
-th{background:#f3f3f3}tr.sub td{color:#555;font-size:90%}code{font-size:90%}
-</style></head><body>
-<h1>kms-appliance ${escapeHtml(s.version)}</h1>
-<p>KMS on ${escapeHtml(s.kmsListen.join(', '))}${s.dnsListen.length ? `; DNS on ${escapeHtml(s.dnsListen.join(', '))}` : ''}.
-Database <code>${escapeHtml(s.databaseFile)}</code>; catalogue <code>${escapeHtml(s.catalog)}</code>. As of ${escapeHtml(s.generatedAt)}.</p>
-<h2>Counts</h2>
-<p>The count is the number of distinct machines that asked in the last 30 days (never more than twice the threshold, like a Windows host). Clients activate once it reaches their threshold: 25 for Windows client editions, 5 for Windows Server and Office.</p>
-${applicationRows(inv.summary)}
-<h2>Refused requests (7 days)</h2>
-${refusalRows(inv.refusals)}
-<h2>Duplicate machine ids</h2>
-${duplicateRows(inv.duplicates)}
-<h2>Machines</h2>
-${clientRows(inv.clients, inv.clientsTruncated)}
-<h2>Host identity</h2>
-${identityRows(inv.identity)}
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">${refreshSeconds ? `<meta http-equiv="refresh" content="${refreshSeconds}">` : ''}
+<title>${escapeHtml(title)}</title>
+<style>${CSS}</style></head><body>
+${body}
 </body></html>
 `;
+}
+
+export function renderAdminPage(v: PageView): string {
+  const s = v.snapshot;
+  const inv = s.inventory;
+  const served = inv.activity.reduce((n, d) => n + d.served, 0);
+  const refused = inv.activity.reduce((n, d) => n + d.refused, 0);
+  const body = `<header><h1>kms-appliance ${escapeHtml(s.version)}</h1><nav class="muted">As of ${escapeHtml(s.generatedAt.slice(0, 19).replace('T', ' '))} UTC${v.session ? '<form method="post" action="/logout"><button type="submit">Log out</button></form>' : ''}</nav></header>
+<main>
+${healthBanner(s)}
+<h2>Counts</h2>
+<p class="muted">Distinct machines that asked in the last 30 days. Clients activate once the count reaches their threshold: 25 for Windows client editions, 5 for Windows Server and Office.</p>
+${applicationCards(inv.summary)}
+<h2>Licences against use</h2>
+${complianceTable(inv.compliance)}
+<h2>Activations per day (30 days)</h2>
+<p class="legend muted"><span class="served"></span>served ${served}<span class="refused"></span>refused ${refused}</p>
+${activityChart(inv.activity)}
+<h2>Refused requests (7 days)</h2>
+${refusalTable(inv.refusals)}
+<h2 id="machines">Machines</h2>
+${machineSection(v, inv.machinesKnown)}
+<h2>Duplicate machine ids</h2>
+${duplicateSection(inv.duplicates)}
+<h2>Host identity</h2>
+${identitySection(inv.identity)}
+<p class="muted">KMS on ${escapeHtml(s.kmsListen.join(', '))}${s.dnsListen.length ? `; DNS on ${escapeHtml(s.dnsListen.join(', '))}` : ''}. Database <code>${escapeHtml(s.databaseFile)}</code>; catalogue <code>${escapeHtml(s.catalog)}</code>. Metrics for Prometheus at <code>/metrics</code>, health at <code>/healthz</code>.</p>
+</main>`;
+  return document('kms-appliance', body, 60);
+}
+
+export function renderLoginPage(message: string | undefined): string {
+  const body = `<main><h1>kms-appliance</h1>
+<p>Log in as <code>admin</code> with the password set by <code>kms-appliance admin set-password</code>.</p>
+${message ? `<div class="banner bad" role="alert">${escapeHtml(message)}</div>` : ''}
+<form method="post" action="/login" class="card" id="login">
+<p><label>User<br><input name="user" value="admin" autocomplete="username" required></label></p>
+<p><label>Password<br><input name="password" type="password" autocomplete="current-password" required autofocus></label></p>
+<p><button type="submit">Log in</button></p>
+</form></main>`;
+  return document('kms-appliance: log in', body);
 }

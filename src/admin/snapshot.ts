@@ -1,26 +1,64 @@
-// Builds the admin page's status document from the store's read side.
-import type { Inventory } from '../store/inventory';
-import type { AdminSnapshot } from './http-server';
-import type { InventoryView } from './page';
-import { VERSION } from '../version';
+// The admin page's status document: what the host counts and why, licences against use, cloned
+// machines, refusals and the 30-day activity. Built in the snapshot worker from the store's read
+// side (it takes seconds with a million clients), then completed with live facts on the main thread.
+import type Database from 'better-sqlite3';
+import type { ApplicationSummary, Duplicates, HostIdentityInfo, Inventory, RefusalSummary } from '../store/inventory';
+import { complianceReport, type ComplianceRow, type Entitlement } from '../store/compliance';
+import { activationsPerDay, distinctMachines, type DayActivity } from './inventory-reads';
+import type { CountFacts } from '../metrics/sources';
+import type { HealthReport } from './health';
+import { COUNT_WINDOW_MS } from '../host/counting';
 
-/** The page lists this many machines; `kms-appliance clients` lists all. */
-const PAGE_CLIENT_LIMIT = 300;
+/** Refusals are summarised over a week: long enough to catch a weekly renewal cycle. */
+export const REFUSAL_DAYS = 7;
+/** Duplicate lists on the page stop here; `kms-appliance status` lists them all. */
+const DUPLICATES_SHOWN = 50;
 
-export function adminSnapshot(
-  inventory: Inventory,
-  nowMs: number,
-  facts: { databaseFile: string; catalog: string; kmsListen: string[]; dnsListen: string[] },
-): AdminSnapshot {
-  const clients = [];
-  let truncated = false;
-  for (const c of inventory.clients({}, nowMs)) {
-    if (clients.length === PAGE_CLIENT_LIMIT) {
-      truncated = true;
-      break;
-    }
-    clients.push(c);
-  }
-  const view: InventoryView = { summary: inventory.summary(nowMs), duplicates: inventory.duplicates(nowMs), clients, clientsTruncated: truncated, identity: inventory.hostIdentity(), refusals: inventory.refusalsSince(nowMs - 7 * 86_400_000) };
-  return { generatedAt: new Date(nowMs).toISOString(), version: VERSION, ...facts, inventory: view };
+export interface InventoryView {
+  readonly summary: readonly ApplicationSummary[];
+  readonly compliance: readonly ComplianceRow[];
+  readonly duplicates: Duplicates & { readonly sharedCmidsTotal: number; readonly sharedWorkstationsTotal: number };
+  readonly identity: HostIdentityInfo;
+  /** Refusals of the last week by reason. */
+  readonly refusals: readonly RefusalSummary[];
+  readonly activity: readonly DayActivity[];
+  readonly machinesKnown: number;
+}
+
+/** GET /api/status and the page. */
+export interface AdminSnapshot {
+  readonly generatedAt: string;
+  readonly version: string;
+  readonly databaseFile: string;
+  readonly catalog: string;
+  readonly kmsListen: readonly string[];
+  readonly dnsListen: readonly string[];
+  readonly health: HealthReport;
+  readonly inventory: InventoryView;
+}
+
+export function buildInventoryView(db: Database.Database, inventory: Inventory, nowMs: number, entitlements: readonly Entitlement[]): InventoryView {
+  const dups = inventory.duplicates(nowMs);
+  return {
+    summary: inventory.summary(nowMs),
+    compliance: complianceReport(inventory.groupCounts(nowMs), entitlements, inventory.nameResolver),
+    duplicates: {
+      sharedCmids: dups.sharedCmids.slice(0, DUPLICATES_SHOWN),
+      sharedWorkstations: dups.sharedWorkstations.slice(0, DUPLICATES_SHOWN),
+      sharedCmidsTotal: dups.sharedCmids.length,
+      sharedWorkstationsTotal: dups.sharedWorkstations.length,
+    },
+    identity: inventory.hostIdentity(),
+    refusals: inventory.refusalsSince(nowMs - REFUSAL_DAYS * 86_400_000),
+    activity: activationsPerDay(db, nowMs),
+    machinesKnown: db.prepare('SELECT count(*) FROM clients').pluck().get() as number,
+  };
+}
+
+export function buildCountFacts(db: Database.Database, inventory: Inventory, nowMs: number): CountFacts {
+  return {
+    applications: inventory.summary(nowMs).map((a) => ({ name: a.applicationName, count: a.activeMachines, threshold: a.threshold })),
+    distinctMachines: distinctMachines(db, nowMs - COUNT_WINDOW_MS),
+    asOfMs: nowMs,
+  };
 }

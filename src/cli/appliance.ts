@@ -5,7 +5,7 @@ import os from 'node:os';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../errors';
-import { STORE_TUNING, type AppConfig } from '../config/defaults';
+import type { AppConfig } from '../config/defaults';
 import { parseListenAddress, formatListenAddress, type ListenAddress } from '../config/listen-address';
 import { loadCatalog } from '../catalog/load';
 import type { Catalog } from '../catalog/catalog';
@@ -23,13 +23,16 @@ import { logActivation, type Logger } from '../logging/logger';
 import type { DnsServerHandle } from '../dns/dns-server';
 import type { RegistrarHandle } from '../dns/registrar';
 import type { MdnsHandle } from '../dns/mdns';
-import type { AdminServerHandle } from '../admin/http-server';
+import type { AdminHandle } from '../admin/admin-service';
+import { createApplianceMetrics, type ApplianceMetrics } from '../metrics/appliance-metrics';
+import type { MetricSources } from '../metrics/sources';
 
 
 export interface ApplianceOverrides {
   readonly listen?: readonly string[];
   readonly dnsListen?: readonly string[];
   readonly dataDir?: string;
+  readonly adminListen?: readonly string[];
 }
 
 export interface StartOptions {
@@ -52,6 +55,9 @@ export interface Appliance {
   readonly kmsAddresses: readonly BoundAddress[];
   readonly dnsAddresses: readonly ListenAddress[];
   readonly adminAddresses: readonly ListenAddress[];
+  /** The admin listeners' router (tests inject requests without sockets); absent when admin.listen is empty. */
+  readonly admin: AdminHandle | undefined;
+  readonly metrics: ApplianceMetrics;
   readonly store: SqliteStore;
   readonly catalog: Catalog;
   reload(next: AppConfig): ReloadReport;
@@ -64,6 +70,7 @@ export function applyOverrides(config: AppConfig, o: ApplianceOverrides): AppCon
   if (o.listen && o.listen.length > 0) next.kms.listen = [...o.listen];
   if (o.dnsListen && o.dnsListen.length > 0) next.dns.listen = [...o.dnsListen];
   if (o.dataDir) next.store.dataDir = o.dataDir;
+  if (o.adminListen && o.adminListen.length > 0) next.admin.listen = [...o.adminListen];
   return next as AppConfig;
 }
 
@@ -139,13 +146,7 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
 
   const catalog = loadCatalog(config.catalog.file || undefined);
   const dataDir = resolveDataDir(config.store.dataDir, env);
-  const store = SqliteStore.open(dataDir, {
-    log,
-    eventRetentionDays: config.store.eventRetentionDays,
-    maxEvents: config.store.maxEvents,
-    pendingLimits: { maxMachines: config.store.pendingMachines, maxEvents: config.store.pendingEvents },
-    backgroundCheckpointMs: STORE_TUNING.checkpointIntervalMs,
-  });
+  const store = SqliteStore.open(dataDir, { log, eventRetentionDays: config.store.eventRetentionDays, backgroundCheckpointMs: 1000 });
   const cleanup: (() => Promise<void> | void)[] = [() => store.close()];
   try {
     const requestRandom = pooledRandomBytes();
@@ -166,6 +167,16 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
       return processKmsMessage(message, clientAddress, d);
     };
     const onOutcome = options.onOutcome;
+    // Filled in once the servers exist; /metrics and /healthz read them through these getters.
+    let sources: MetricSources | undefined;
+    const metrics = createApplianceMetrics(
+      {
+        kms: () => sources!.kms(),
+        store: () => sources!.store(),
+        counts: () => sources!.counts(),
+      },
+      { knownApplication: (id) => catalog.applicationById(id)?.name },
+    );
     const kms = new KmsServer({
       listen: kmsListen,
       settings: serverSettings(config),
@@ -174,6 +185,7 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
       log,
       onOutcome: (o) => {
         logActivation(log, o);
+        metrics.recordOutcome(o);
         onOutcome?.(o);
       },
     });
@@ -210,20 +222,34 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
       const m = mdns;
       cleanup.unshift(() => m.stop());
     }
-    let admin: AdminServerHandle | undefined;
+    // The admin page reads the database in a worker thread with its own connection, never on
+    // this event loop (a million clients take seconds to summarise).
+    const { SnapshotService } = require('../admin/snapshot-service') as typeof import('../admin/snapshot-service');
+    const snapshots = new SnapshotService({ dataDir, catalogFile: config.catalog.file }, log, () => clock.now());
+    cleanup.unshift(() => snapshots.close());
+    sources = {
+      kms: () => ({ listening: kms.addresses().length > 0, open: kms.connectionCount, refusedByReason: {} }),
+      store: () => ({ pendingWrites: store.hasPendingWrites ? 1 : 0, writeFailures: 0, writable: !store.hasPendingWrites }),
+      counts: () => snapshots.latestCounts(),
+    };
+    let admin: AdminHandle | undefined;
     if (adminListen.length > 0) {
-      const { startAdminServer } = require('../admin/http-server') as typeof import('../admin/http-server');
-      const { adminSnapshot } = require('../admin/snapshot') as typeof import('../admin/snapshot');
-      const { catalogNames } = require('../catalog/names') as typeof import('../catalog/names');
-      const inventory = store.inventory(catalogNames(catalog));
-      admin = await startAdminServer(adminListen, {
+      const { startAdmin } = require('../admin/admin-service') as typeof import('../admin/admin-service');
+      admin = await startAdmin(adminListen, {
+        config,
+        dataDir,
         log,
-        snapshot: () => adminSnapshot(inventory, clock.now(), {
+        sources,
+        metrics,
+        snapshots,
+        now: () => clock.now(),
+        machineAddresses,
+        facts: {
           databaseFile: databaseFile(dataDir),
           catalog: catalog.source,
-          kmsListen: kms.addresses().map(formatListenAddress),
-          dnsListen: (dns?.addresses ?? []).map(formatListenAddress),
-        }),
+          kmsListen: () => kms.addresses().map(formatListenAddress),
+          dnsListen: () => (dns?.addresses ?? []).map(formatListenAddress),
+        },
       });
       const a = admin;
       cleanup.unshift(() => a.close());
@@ -254,6 +280,8 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
       kmsAddresses,
       dnsAddresses: dns?.addresses ?? [],
       adminAddresses: admin?.addresses ?? [],
+      admin,
+      metrics,
       store,
       catalog,
       reload(next: AppConfig): ReloadReport {
@@ -270,7 +298,7 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
         const nextDeps = buildDeps(next);
         kms.reconfigure(serverSettings(next), handlerFor(nextDeps));
         log.level = next.log.level;
-        const applied = ['kms (intervals, checks, limits, allowlist, NDR64/BTFN for new connections)', 'host', 'entitlements', 'log.level'];
+        const applied = ['kms (intervals, checks, limits, allowlist, NDR64/BTFN for new connections)', 'host', 'entitlements', 'log.level', ...(admin?.reload(next) ?? [])];
         current = next;
         return { applied, needsRestart };
       },

@@ -1,0 +1,33 @@
+// /healthz and the page's banner: healthy only when clients can activate and counts are safe. Each
+// problem is one sentence an administrator can act on; nothing about clients or inventory.
+import type { MetricSources } from '../metrics/sources';
+
+export interface HealthReport {
+  readonly ok: boolean;
+  readonly problems: readonly string[];
+}
+
+/** Registration may be this late past its refresh interval before it counts as failing (one retry). */
+const REGISTRATION_GRACE_MS = 5 * 60_000;
+
+export function checkHealth(sources: Pick<MetricSources, 'kms' | 'store' | 'registration'>, nowMs: number): HealthReport {
+  const problems: string[] = [];
+  const kms = sources.kms();
+  if (!kms.listening) problems.push('The KMS listener is not accepting connections: clients cannot activate. Check the log for the listen error and restart the service.');
+  const store = sources.store();
+  if (!store.writable) {
+    problems.push('The database cannot be written (disk full or read-only file system): counts are kept in memory only. Free disk space.');
+  }
+  if (store.pendingWrites > 0) {
+    problems.push(`${store.pendingWrites} answered activation${store.pendingWrites === 1 ? ' is' : 's are'} not yet written to the database; they are written as soon as the disk accepts them.`);
+  }
+  const reg = sources.registration?.();
+  if (reg) {
+    const late = reg.lastSuccessMs === null || nowMs - reg.lastSuccessMs > reg.refreshMs + REGISTRATION_GRACE_MS;
+    if (late) {
+      const since = reg.lastSuccessMs === null ? 'has not succeeded since start' : `last succeeded ${new Date(reg.lastSuccessMs).toISOString()}`;
+      problems.push(`DNS registration of _vlmcs._tcp ${since}${reg.lastError ? ` (${reg.lastError})` : ''}: new clients may not find this host. Check dns.registration and the DNS server's update policy (kms-appliance dns check).`);
+    }
+  }
+  return { ok: problems.length === 0, problems };
+}

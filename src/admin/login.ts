@@ -1,0 +1,212 @@
+// Who may use the admin listeners once a password is set: HTTP Basic (curl, Prometheus) or a
+// session cookie from the login form (browsers). Failed logins are slowed per address (an IPv6
+// client per /64, which one machine can fill) and logged with the address.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import net from 'node:net';
+import { ADMIN_USER, verifyPassword, type PasswordRecord } from './password';
+
+export const SESSION_COOKIE = 'kms_admin_session';
+/** A browser session lasts a working day; the page asks again after that. */
+export const SESSION_TTL_MS = 12 * 3_600_000;
+const MAX_SESSIONS = 1000;
+/** Failures an address may make before it waits; the wait doubles up to LOCKOUT_MAX_MS. */
+const FREE_FAILURES = 5;
+const LOCKOUT_BASE_MS = 30_000;
+const LOCKOUT_MAX_MS = 15 * 60_000;
+/** Forget an address's failures after this long without one. */
+const FAILURE_MEMORY_MS = 60 * 60_000;
+const MAX_TRACKED_ADDRESSES = 10_000;
+/** A verified Basic header is remembered this long, so a scraper does not cost a scrypt per scrape. */
+const BASIC_CACHE_MS = 5 * 60_000;
+
+export interface LoginLog {
+  warn(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+}
+
+export type AuthResult =
+  | { readonly ok: true; readonly via: 'none' | 'basic' | 'session' }
+  | { readonly ok: false; readonly reason: 'missing' | 'wrong' | 'throttled'; readonly retryAfterSeconds?: number };
+
+interface FailureState {
+  failures: number;
+  lockedUntil: number;
+  last: number;
+}
+
+/** The address key failures are counted under: IPv4 as is, IPv6 by its /64. */
+export function throttleKey(address: string): string {
+  const a = address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
+  if (!net.isIPv6(a)) return a;
+  const full = expandIpv6(a);
+  return full.slice(0, 4).join(':') + '::/64';
+}
+
+function expandIpv6(a: string): string[] {
+  const [head, tail] = a.split('%')[0]!.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
+  const fill = tail === undefined ? [] : new Array<string>(8 - h.length - t.length).fill('0');
+  return [...h, ...fill, ...t].map((x) => x.toLowerCase().replace(/^0+(?=.)/, ''));
+}
+
+export class LoginGuard {
+  private readonly sessions = new Map<string, number>();
+  private readonly failures = new Map<string, FailureState>();
+  private readonly basicCache = new Map<string, number>();
+  /** Keys the Basic cache, so the map never holds anything a memory dump could replay. */
+  private readonly cacheKey = randomBytes(32);
+
+  constructor(
+    private readonly password: () => PasswordRecord | undefined,
+    private readonly log: LoginLog,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Whether a password is set: without one every request is let in (loopback only, checked at start). */
+  get required(): boolean {
+    return this.password() !== undefined;
+  }
+
+  /** Checks the request's Basic credentials or session cookie. */
+  async authenticate(headers: { authorization?: string | undefined; cookie?: string | undefined }, address: string): Promise<AuthResult> {
+    const record = this.password();
+    if (!record) return { ok: true, via: 'none' };
+    const session = readCookie(headers.cookie, SESSION_COOKIE);
+    if (session && this.validSession(session)) return { ok: true, via: 'session' };
+    const basic = parseBasic(headers.authorization);
+    if (!basic) return { ok: false, reason: 'missing' };
+    const verdict = await this.checkPassword(record, basic.user, basic.password, address, 'basic');
+    return verdict === true ? { ok: true, via: 'basic' } : verdict;
+  }
+
+  /** The login form: a new session token on success. */
+  async login(user: string, password: string, address: string): Promise<{ ok: true; token: string } | Extract<AuthResult, { ok: false }>> {
+    const record = this.password();
+    if (!record) return { ok: false, reason: 'wrong' };
+    const verdict = await this.checkPassword(record, user, password, address, 'form');
+    if (verdict !== true) return verdict;
+    const token = randomBytes(32).toString('base64url');
+    this.pruneSessions();
+    this.sessions.set(token, this.now() + SESSION_TTL_MS);
+    return { ok: true, token };
+  }
+
+  logout(cookieHeader: string | undefined): void {
+    const token = readCookie(cookieHeader, SESSION_COOKIE);
+    if (token) this.sessions.delete(token);
+  }
+
+  /** Seconds an address must still wait, or 0. */
+  lockedFor(address: string): number {
+    const s = this.failures.get(throttleKey(address));
+    const left = s ? s.lockedUntil - this.now() : 0;
+    return left > 0 ? Math.ceil(left / 1000) : 0;
+  }
+
+  private async checkPassword(record: PasswordRecord, user: string, password: string, address: string, via: string): Promise<true | Extract<AuthResult, { ok: false }>> {
+    const wait = this.lockedFor(address);
+    if (wait > 0) return { ok: false, reason: 'throttled', retryAfterSeconds: wait };
+    const cacheId = createHmac('sha256', this.cacheKey).update(`${record.hash}\0${user}\0${password}`).digest('base64');
+    const cached = this.basicCache.get(cacheId);
+    if (cached !== undefined && cached > this.now()) return true;
+    const ok = user.length <= 256 && password.length <= 1024 && (await verifyPassword(record, user, password));
+    if (ok) {
+      this.failures.delete(throttleKey(address));
+      if (this.basicCache.size >= MAX_SESSIONS) this.basicCache.clear();
+      this.basicCache.set(cacheId, this.now() + BASIC_CACHE_MS);
+      return true;
+    }
+    const key = throttleKey(address);
+    const s = this.trackFailure(key);
+    this.log.warn(
+      { event: 'admin-login-failed', code: 'KMS_ERR_ADMIN_LOGIN_FAILED', clientAddress: address, via, user: user.slice(0, 64), failures: s.failures, lockedSeconds: Math.ceil(Math.max(0, s.lockedUntil - this.now()) / 1000) },
+      `admin login failed from ${address}`,
+    );
+    return { ok: false, reason: 'wrong' };
+  }
+
+  private trackFailure(key: string): FailureState {
+    const now = this.now();
+    let s = this.failures.get(key);
+    if (!s || now - s.last > FAILURE_MEMORY_MS) {
+      if (this.failures.size >= MAX_TRACKED_ADDRESSES) this.forgetOldFailures(now);
+      s = { failures: 0, lockedUntil: 0, last: now };
+      this.failures.set(key, s);
+    }
+    s.failures++;
+    s.last = now;
+    if (s.failures >= FREE_FAILURES) {
+      s.lockedUntil = now + Math.min(LOCKOUT_MAX_MS, LOCKOUT_BASE_MS * 2 ** (s.failures - FREE_FAILURES));
+    }
+    return s;
+  }
+
+  private forgetOldFailures(now: number): void {
+    for (const [k, s] of this.failures) if (now - s.last > FAILURE_MEMORY_MS && s.lockedUntil < now) this.failures.delete(k);
+    // Still full: an attacker with many addresses. Drop the oldest half rather than grow.
+    if (this.failures.size >= MAX_TRACKED_ADDRESSES) {
+      let n = this.failures.size / 2;
+      for (const k of this.failures.keys()) {
+        if (n-- <= 0) break;
+        this.failures.delete(k);
+      }
+    }
+  }
+
+  private validSession(token: string): boolean {
+    const expires = this.sessions.get(token);
+    if (expires === undefined) return false;
+    if (expires <= this.now()) {
+      this.sessions.delete(token);
+      return false;
+    }
+    return true;
+  }
+
+  private pruneSessions(): void {
+    const now = this.now();
+    for (const [t, e] of this.sessions) if (e <= now) this.sessions.delete(t);
+    while (this.sessions.size >= MAX_SESSIONS) {
+      const oldest = this.sessions.keys().next().value as string;
+      this.sessions.delete(oldest);
+    }
+  }
+}
+
+/** `Basic base64(user:password)` (RFC 7617), or undefined for anything else. */
+export function parseBasic(header: string | undefined): { user: string; password: string } | undefined {
+  if (!header || header.length > 4096) return undefined;
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
+  if (!m) return undefined;
+  const text = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const colon = text.indexOf(':');
+  if (colon < 0) return undefined;
+  return { user: text.slice(0, colon), password: text.slice(colon + 1) };
+}
+
+export function readCookie(header: string | undefined, name: string): string | undefined {
+  if (!header || header.length > 8192) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+export function sessionCookie(token: string): string {
+  return `${SESSION_COOKIE}=${token}; Path=/; Max-Age=${SESSION_TTL_MS / 1000}; Secure; HttpOnly; SameSite=Strict`;
+}
+
+export function clearedSessionCookie(): string {
+  return `${SESSION_COOKIE}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Strict`;
+}
+
+/** Constant-time string equality for equal-length secrets (used by tests and the CSRF check). */
+export function sameSecret(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+export { ADMIN_USER };

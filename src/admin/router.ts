@@ -1,0 +1,182 @@
+// What each admin URL answers, as a function of a plain request object: testable without sockets
+// (`inject`), and the same for every listener. The order of checks is the security policy:
+// Host first (DNS rebinding), then /healthz (no login, no inventory), then login for the rest.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { LoginGuard } from './login';
+import { ADMIN_USER, clearedSessionCookie, sessionCookie } from './login';
+import type { HostCheck } from './host-check';
+import type { HealthReport } from './health';
+import type { AdminSnapshot } from './snapshot';
+import { MACHINE_SORTS, MAX_PAGE_SIZE, MAX_SEARCH_LENGTH, type MachinePage, type MachineQuery, type MachineSort } from './inventory-reads';
+import { AdminBusyError } from './snapshot-service';
+import { PAGE_STYLE_HASH, renderAdminPage, renderLoginPage } from './page';
+
+export interface AdminRequest {
+  readonly method: string;
+  /** Path and query as sent. */
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly remoteAddress: string;
+  /** The address the client connected to (the Host check accepts it as a literal). */
+  readonly localAddress: string;
+  readonly tls: boolean;
+  /** The request body (only POST /login reads one; the server bounds its size). */
+  readonly body?: string;
+}
+
+export interface AdminResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string | readonly string[]>>;
+  readonly body: string;
+}
+
+export interface AdminRouterContext {
+  readonly hostCheck: HostCheck;
+  readonly login: LoginGuard;
+  health(): HealthReport;
+  snapshot(): Promise<AdminSnapshot>;
+  machines(query: MachineQuery): Promise<MachinePage>;
+  metrics(): Promise<{ contentType: string; body: string }>;
+  readonly log: { warn(obj: object, msg?: string): void; error(obj: object, msg?: string): void };
+  /** Called for each failed login (metrics). */
+  onLoginFailure?(): void;
+}
+
+export const PAGE_SIZE = 50;
+
+/** CSP for every response: nothing loads but the hashed style block; no framing, no plugins, forms post here only. */
+export const CONTENT_SECURITY_POLICY = `default-src 'none'; style-src ${PAGE_STYLE_HASH}; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;
+
+/** Headers every answer carries, whatever it is. */
+export function securityHeaders(tls: boolean): Record<string, string> {
+  return {
+    'content-security-policy': CONTENT_SECURITY_POLICY,
+    'x-frame-options': 'DENY',
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'no-referrer',
+    'cache-control': 'no-store',
+    ...(tls ? { 'strict-transport-security': 'max-age=31536000' } : {}),
+  };
+}
+
+const TEXT = 'text/plain; charset=utf-8';
+const HTML = 'text/html; charset=utf-8';
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+function reply(status: number, type: string, body: string, extra: Record<string, string | readonly string[]> = {}): AdminResponse {
+  return { status, headers: { 'content-type': type, ...extra }, body };
+}
+
+export class AdminRouter {
+  constructor(private readonly ctx: AdminRouterContext) {}
+
+  async handle(req: AdminRequest): Promise<AdminResponse> {
+    const r = await this.route(req);
+    return { ...r, headers: { ...securityHeaders(req.tls), ...r.headers } };
+  }
+
+  private async route(req: AdminRequest): Promise<AdminResponse> {
+    // RFC 9110 §15.5.20: 421 Misdirected Request — this server is not authoritative for that name.
+    if (!this.ctx.hostCheck.allows(req.headers.host, req.localAddress)) {
+      return reply(421, TEXT, 'this admin listener does not answer to that host name; use its own name or address\n');
+    }
+    const url = parseUrl(req.url);
+    if (!url) return reply(400, TEXT, 'bad request target\n');
+    const path = url.pathname;
+    const isRead = req.method === 'GET' || req.method === 'HEAD';
+
+    if (path === '/healthz') {
+      if (!isRead) return methodNotAllowed('GET, HEAD');
+      const h = this.ctx.health();
+      return h.ok ? reply(200, TEXT, 'ok\n') : reply(503, JSON_TYPE, JSON.stringify({ status: 'unhealthy', problems: h.problems }, null, 2) + '\n');
+    }
+    if (path === '/login') {
+      if (req.method === 'POST') return this.login(req);
+      if (!isRead) return methodNotAllowed('GET, HEAD, POST');
+      return reply(200, HTML, renderLoginPage(undefined));
+    }
+    if (path === '/logout') {
+      if (req.method !== 'POST') return methodNotAllowed('POST');
+      if (!sameOrigin(req)) return reply(403, TEXT, 'cross-site request refused\n');
+      this.ctx.login.logout(req.headers.cookie);
+      return reply(303, TEXT, 'logged out\n', { location: '/login', 'set-cookie': clearedSessionCookie() });
+    }
+
+    const known = path === '/' || path === '/index.html' || path === '/api/status' || path === '/api/machines' || path === '/metrics';
+    if (!known) return reply(404, TEXT, 'not found\n');
+    if (!isRead) return methodNotAllowed('GET, HEAD');
+
+    const auth = await this.ctx.login.authenticate(req.headers, req.remoteAddress);
+    if (!auth.ok) {
+      if (auth.reason === 'wrong') this.ctx.onLoginFailure?.();
+      if (auth.reason === 'throttled') return reply(429, TEXT, 'too many failed logins from your address; wait and try again\n', { 'retry-after': String(auth.retryAfterSeconds ?? 60) });
+      // Browsers get the form; programs get a Basic challenge (curl -u admin, Prometheus basic_auth).
+      if ((path === '/' || path === '/index.html') && auth.reason === 'missing') return reply(303, TEXT, 'log in first\n', { location: '/login' });
+      return reply(401, TEXT, 'log in as admin (HTTP Basic)\n', { 'www-authenticate': 'Basic realm="kms-appliance", charset="UTF-8"' });
+    }
+
+    try {
+      if (path === '/metrics') {
+        const m = await this.ctx.metrics();
+        return reply(200, m.contentType, m.body);
+      }
+      if (path === '/api/status') return reply(200, JSON_TYPE, JSON.stringify(await this.ctx.snapshot(), null, 2));
+      const query = machineQuery(url.searchParams);
+      if (path === '/api/machines') return reply(200, JSON_TYPE, JSON.stringify(await this.ctx.machines(query), null, 2));
+      const [snapshot, machines] = await Promise.all([this.ctx.snapshot(), this.ctx.machines(query)]);
+      return reply(200, HTML, renderAdminPage({ snapshot, machines, query, session: auth.via === 'session' }));
+    } catch (err) {
+      if (err instanceof AdminBusyError) return reply(503, TEXT, `${err.message}\n`, { 'retry-after': '5' });
+      this.ctx.log.error({ err: (err as Error).message, path }, 'admin page error');
+      return reply(500, TEXT, 'internal error; see the log\n');
+    }
+  }
+
+  private async login(req: AdminRequest): Promise<AdminResponse> {
+    if (!sameOrigin(req)) return reply(403, TEXT, 'cross-site request refused\n');
+    if (!this.ctx.login.required) return reply(303, TEXT, 'no password is set\n', { location: '/' });
+    const form = new URLSearchParams(req.body ?? '');
+    const result = await this.ctx.login.login(form.get('user') ?? ADMIN_USER, form.get('password') ?? '', req.remoteAddress);
+    if (result.ok) return reply(303, TEXT, 'logged in\n', { location: '/', 'set-cookie': sessionCookie(result.token) });
+    if (result.reason === 'wrong') this.ctx.onLoginFailure?.();
+    const status = result.reason === 'throttled' ? 429 : 401;
+    const message = result.reason === 'throttled' ? `Too many failed logins from your address; wait ${result.retryAfterSeconds ?? 60} seconds.` : 'Wrong user or password.';
+    return reply(status, HTML, renderLoginPage(message), result.reason === 'throttled' ? { 'retry-after': String(result.retryAfterSeconds ?? 60) } : {});
+  }
+}
+
+function methodNotAllowed(allow: string): AdminResponse {
+  return reply(405, TEXT, 'method not allowed\n', { allow });
+}
+
+function parseUrl(target: string): URL | undefined {
+  if (!target.startsWith('/') || target.startsWith('//')) return undefined;
+  try {
+    return new URL(target, 'http://admin.invalid');
+  } catch {
+    return undefined;
+  }
+}
+
+/** A form post must come from a page of this listener (Origin, when a browser sends one, names our Host). */
+function sameOrigin(req: AdminRequest): boolean {
+  const origin = req.headers.origin;
+  if (origin === undefined) return true;
+  try {
+    return new URL(origin).host === String(req.headers.host ?? '').toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
+export function machineQuery(p: URLSearchParams): MachineQuery {
+  const sort = p.get('sort');
+  const limit = Number(p.get('limit') ?? PAGE_SIZE);
+  const after = p.get('after');
+  return {
+    q: (p.get('q') ?? '').slice(0, MAX_SEARCH_LENGTH),
+    sort: (MACHINE_SORTS as readonly string[]).includes(sort ?? '') ? (sort as MachineSort) : 'name',
+    ...(after ? { after: after.slice(0, 2000) } : {}),
+    limit: Number.isFinite(limit) ? Math.max(1, Math.min(MAX_PAGE_SIZE, Math.floor(limit))) : PAGE_SIZE,
+  };
+}

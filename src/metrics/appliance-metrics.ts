@@ -1,0 +1,186 @@
+// The Prometheus metrics of one appliance (prom-client, own registry, names kms_appliance_*).
+// Per-request figures are counters incremented by the activation outcome hook; everything else
+// is read at scrape time from the cheap getters in sources.ts, never from the database.
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { formatHresult } from '../errors';
+import type { ActivationOutcome } from '../host/outcome';
+import type { MetricSources } from './sources';
+
+export const METRIC_PREFIX = 'kms_appliance_';
+/** Distinct application labels kept; more (forged application ids) are counted as "other". */
+const MAX_APPLICATION_LABELS = 32;
+
+export interface ApplianceMetrics {
+  readonly registry: Registry;
+  /** Called once per KMS request outcome (served or refused). */
+  recordOutcome(o: ActivationOutcome): void;
+  recordLoginFailure(): void;
+  /** The text exposition and its content type. */
+  scrape(): Promise<{ contentType: string; body: string }>;
+}
+
+export function createApplianceMetrics(sources: MetricSources, options: { knownApplication?: (id: string) => string | undefined; processMetrics?: boolean } = {}): ApplianceMetrics {
+  const registry = new Registry();
+  const p = METRIC_PREFIX;
+  if (options.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: p });
+
+  const activations = new Counter({
+    name: `${p}activations_total`,
+    help: 'KMS activation requests answered, by application, result (served or refused) and protocol version.',
+    labelNames: ['application', 'result', 'protocol'] as const,
+    registers: [registry],
+  });
+  const refusals = new Counter({
+    name: `${p}refusals_total`,
+    help: 'Refused KMS requests by the HRESULT the client shows and the registered error code.',
+    labelNames: ['hresult', 'code'] as const,
+    registers: [registry],
+  });
+  const loginFailures = new Counter({ name: `${p}admin_login_failures_total`, help: 'Failed admin logins (wrong user or password).', registers: [registry] });
+
+  new Gauge({
+    name: `${p}application_count`,
+    help: 'Distinct machines counted in the last 30 days per application (refreshed about every minute).',
+    labelNames: ['application'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const a of sources.counts()?.applications ?? []) this.set({ application: a.name }, a.count);
+    },
+  });
+  new Gauge({
+    name: `${p}application_threshold`,
+    help: 'Largest threshold (RequiredClientCount) clients of each application asked for in the last 30 days.',
+    labelNames: ['application'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const a of sources.counts()?.applications ?? []) this.set({ application: a.name }, a.threshold);
+    },
+  });
+  new Gauge({
+    name: `${p}distinct_machines`,
+    help: 'Distinct machines (CMIDs) counted in the last 30 days, whatever they activated.',
+    registers: [registry],
+    collect() {
+      const c = sources.counts();
+      // Before the first refresh there is no figure: say nothing rather than a false 0.
+      if (c) this.set(c.distinctMachines);
+      else this.reset();
+    },
+  });
+  new Gauge({
+    name: `${p}store_pending_writes`,
+    help: 'Activations answered but not yet written to the database file.',
+    registers: [registry],
+    collect() {
+      this.set(sources.store().pendingWrites);
+    },
+  });
+  new Counter({
+    name: `${p}store_write_failures_total`,
+    help: 'Failed writes to the database file (full disk, read-only file system).',
+    registers: [registry],
+    collect() {
+      setCounter(this, sources.store().writeFailures);
+    },
+  });
+  new Gauge({
+    name: `${p}kms_connections_open`,
+    help: 'Open KMS client connections.',
+    registers: [registry],
+    collect() {
+      this.set(sources.kms().open);
+    },
+  });
+  new Counter({
+    name: `${p}kms_connections_refused_total`,
+    help: 'KMS connections refused or closed by the host, by reason.',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(sources.kms().refusedByReason)) if (n > 0) this.inc({ reason }, n);
+    },
+  });
+  if (sources.dns) {
+    const dns = sources.dns.bind(sources);
+    new Counter({
+      name: `${p}dns_responses_total`,
+      help: 'DNS responses sent, by RCODE.',
+      labelNames: ['rcode'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [rcode, n] of Object.entries(dns().responsesByRcode)) if (n > 0) this.inc({ rcode }, n);
+      },
+    });
+    new Counter({
+      name: `${p}dns_rate_limited_total`,
+      help: 'DNS queries not answered because their source exceeded dns.rateLimit.',
+      registers: [registry],
+      collect() {
+        setCounter(this, dns().rateLimited);
+      },
+    });
+    new Counter({
+      name: `${p}dns_refused_total`,
+      help: 'DNS queries answered REFUSED (not our zone, forwarding not allowed).',
+      registers: [registry],
+      collect() {
+        setCounter(this, dns().refused);
+      },
+    });
+  }
+  if (sources.registration) {
+    const reg = sources.registration.bind(sources);
+    new Gauge({
+      name: `${p}dns_registration_last_success_timestamp_seconds`,
+      help: 'When the SRV record was last registered in the site DNS (Unix time; 0 = never).',
+      registers: [registry],
+      collect() {
+        const last = reg().lastSuccessMs;
+        this.set(last === null ? 0 : last / 1000);
+      },
+    });
+    new Counter({
+      name: `${p}dns_registration_failures_total`,
+      help: 'Failed registration attempts (RFC 2136 UPDATE refused, TSIG, network).',
+      registers: [registry],
+      collect() {
+        setCounter(this, reg().failures);
+      },
+    });
+  }
+
+  const applicationLabel = (o: ActivationOutcome): string => {
+    const name = o.applicationId ? (options.knownApplication ? options.knownApplication(o.applicationId) : o.applicationName) : undefined;
+    if (!name) return 'unknown';
+    if (seenApplications.has(name)) return name;
+    if (seenApplications.size >= MAX_APPLICATION_LABELS) return 'other';
+    seenApplications.add(name);
+    return name;
+  };
+  const seenApplications = new Set<string>();
+
+  return {
+    registry,
+    recordOutcome(o) {
+      const served = o.result !== 'refused';
+      activations.inc({ application: applicationLabel(o), result: served ? 'served' : 'refused', protocol: o.protocolVersion === undefined ? 'unknown' : String(o.protocolVersion) });
+      if (!served) refusals.inc({ hresult: formatHresult(o.hresult), code: o.code ?? 'unknown' });
+    },
+    recordLoginFailure() {
+      loginFailures.inc();
+    },
+    async scrape() {
+      return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+  };
+}
+
+/** A counter that mirrors a monotonic total kept elsewhere. */
+function setCounter(c: Counter, total: number): void {
+  c.reset();
+  if (total > 0) c.inc(total);
+}

@@ -1,0 +1,53 @@
+// What /metrics and /healthz read: cheap getters over counters the servers already keep, so a
+// scrape never queries the database or walks a table on the KMS event loop. The appliance adapts
+// each server's own stats to these shapes; any of them may be absent (DNS off, for instance).
+
+export interface KmsConnectionFacts {
+  /** Whether every configured KMS listener is bound and accepting. */
+  readonly listening: boolean;
+  readonly open: number;
+  /** Connections refused or closed early, by reason (a fixed, small set of words). */
+  readonly refusedByReason: Readonly<Record<string, number>>;
+}
+
+export interface StoreFacts {
+  /** Writes answered to clients but not yet in the database file. */
+  readonly pendingWrites: number;
+  readonly writeFailures: number;
+  /** False while the last write failed (full disk, read-only file system). */
+  readonly writable: boolean;
+}
+
+export interface DnsFacts {
+  readonly responsesByRcode: Readonly<Record<string, number>>;
+  readonly rateLimited: number;
+  readonly refused: number;
+}
+
+export interface RegistrationFacts {
+  /** Host time of the last successful registration of every domain; null = not yet. */
+  readonly lastSuccessMs: number | null;
+  readonly failures: number;
+  /** How often it re-registers (dns.registration.refreshMinutes). */
+  readonly refreshMs: number;
+  /** Why the last attempt failed, in the admin's words; empty when it succeeded. */
+  readonly lastError: string;
+}
+
+/** Per application: distinct machines counted in the window and the threshold clients need. */
+export interface CountFacts {
+  readonly applications: readonly { readonly name: string; readonly count: number; readonly threshold: number }[];
+  /** Machines (CMIDs) counted in the window, whatever they activated. */
+  readonly distinctMachines: number;
+  /** Host time the figures were read. */
+  readonly asOfMs: number;
+}
+
+export interface MetricSources {
+  kms(): KmsConnectionFacts;
+  store(): StoreFacts;
+  dns?(): DnsFacts;
+  registration?(): RegistrationFacts;
+  /** The latest counts, refreshed off the event loop; undefined until the first refresh. */
+  counts(): CountFacts | undefined;
+}

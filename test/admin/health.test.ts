@@ -1,0 +1,58 @@
+// /healthz and the page banner: healthy only when KMS accepts, the database is writable with
+// nothing pending, and registration (when on) succeeded within its interval; each problem in words.
+import t from 'tap';
+import { checkHealth } from '../../src/admin/health';
+import { AdminRouter } from '../../src/admin/router';
+import { HostCheck } from '../../src/admin/host-check';
+import { LoginGuard } from '../../src/admin/login';
+import type { MetricSources, RegistrationFacts, StoreFacts } from '../../src/metrics/sources';
+
+const NOW = Date.parse('2026-12-04T12:00:00Z');
+const kmsUp = () => ({ listening: true, open: 0, refusedByReason: {} });
+const storeOk = (): StoreFacts => ({ pendingWrites: 0, writeFailures: 0, writable: true });
+
+function sources(o: { kms?: boolean; store?: StoreFacts; registration?: RegistrationFacts } = {}): Pick<MetricSources, 'kms' | 'store' | 'registration'> {
+  return {
+    kms: () => ({ ...kmsUp(), listening: o.kms ?? true }),
+    store: () => o.store ?? storeOk(),
+    ...(o.registration ? { registration: () => o.registration! } : {}),
+  };
+}
+
+t.test('healthy only when everything holds', async (t) => {
+  t.same(checkHealth(sources(), NOW), { ok: true, problems: [] });
+  const reg = (lastSuccessMs: number | null, lastError = ''): RegistrationFacts => ({ lastSuccessMs, failures: 1, refreshMs: 3_600_000, lastError });
+  t.ok(checkHealth(sources({ registration: reg(NOW - 3_600_000) }), NOW).ok, 'registered within the interval');
+  const late = checkHealth(sources({ registration: reg(NOW - 2 * 3_600_000, 'REFUSED by 192.0.2.53') }), NOW);
+  t.notOk(late.ok);
+  t.match(late.problems[0], /DNS registration of _vlmcs\._tcp last succeeded 2026-12-04T10:00:00\.000Z \(REFUSED by 192\.0\.2\.53\)/);
+  t.match(checkHealth(sources({ registration: reg(null) }), NOW).problems[0], /has not succeeded since start/);
+  t.match(checkHealth(sources({ kms: false }), NOW).problems[0], /KMS listener is not accepting/);
+  const full = checkHealth(sources({ store: { pendingWrites: 12, writeFailures: 3, writable: false } }), NOW);
+  t.equal(full.problems.length, 2);
+  t.match(full.problems.join(' '), /cannot be written.*12 answered activations are not yet written/);
+});
+
+t.test('/healthz answers 503 with the list, without login and without inventory', async (t) => {
+  const log = { warn() {}, info() {}, error() {} };
+  let store = storeOk();
+  const router = new AdminRouter({
+    hostCheck: new HostCheck(['localhost']),
+    login: new LoginGuard(() => ({ user: 'admin', scheme: 'scrypt', N: 2, r: 1, p: 1, salt: '', hash: 'AAAA' }), log),
+    health: () => checkHealth({ kms: kmsUp, store: () => store }, NOW),
+    snapshot: () => Promise.reject(new Error('not used')),
+    machines: () => Promise.reject(new Error('not used')),
+    metrics: () => Promise.reject(new Error('not used')),
+    log,
+  });
+  const req = { method: 'GET', url: '/healthz', headers: { host: 'localhost' }, remoteAddress: '127.0.0.1', localAddress: '127.0.0.1', tls: true };
+  const ok = await router.handle(req);
+  t.equal(ok.status, 200);
+  t.equal(ok.body, 'ok\n');
+  t.equal(ok.headers['strict-transport-security'], 'max-age=31536000', 'HSTS over TLS');
+  store = { pendingWrites: 1, writeFailures: 1, writable: false };
+  const bad = await router.handle(req);
+  t.equal(bad.status, 503);
+  t.same(JSON.parse(bad.body).problems.length, 2);
+  t.equal((await router.handle({ ...req, headers: { host: 'evil.example' } })).status, 421, 'the Host check comes first');
+});
