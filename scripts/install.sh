@@ -60,7 +60,18 @@ fi
 systemctl_() { if [ "$RUN_SYSTEMCTL" = 1 ]; then $SYSTEMCTL "$@"; else say "skipped: systemctl $*"; fi; }
 
 if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then die "run as root (or set DESTDIR to install below a directory)"; fi
-[ -x "$NODE" ] || die "$NODE not found: install Node.js 20 or later (apt-get install nodejs) or set NODE"
+# The Node version package.json's "engines" asks for (">=20"): Debian 12 and Ubuntu 24.04 ship
+# Node 18, so a distribution's nodejs package is often too old.
+MIN_NODE="$(sed -n 's/.*"node": *">=\([0-9][0-9]*\).*/\1/p' "$SOURCE/package.json" 2>/dev/null | head -n1)"
+MIN_NODE="${MIN_NODE:-20}"
+NODE_FIX="install Node.js $MIN_NODE or later (https://nodejs.org, or NodeSource: curl -fsSL https://deb.nodesource.com/setup_lts.x | bash - && apt-get install -y nodejs) or set NODE=/path/to/node"
+[ -x "$NODE" ] || die "$NODE not found: $NODE_FIX"
+NODE_VERSION="$("$NODE" -p 'process.versions.node' 2>/dev/null || true)"
+case "$NODE_VERSION" in
+  [0-9]*) ;;
+  *) die "$NODE does not run as Node.js: $NODE_FIX" ;;
+esac
+if [ "${NODE_VERSION%%.*}" -lt "$MIN_NODE" ]; then die "$NODE is Node.js $NODE_VERSION, too old: $NODE_FIX"; fi
 for f in dist/src/cli/main.js package.json; do
   [ -e "$SOURCE/$f" ] || die "$SOURCE/$f is missing: run \`npm ci && npm run build\` first (or set KMS_APPLIANCE_SOURCE)"
 done
@@ -121,10 +132,13 @@ cat > "$STAGE/bin/$NAME" <<EOF
 #!/bin/sh
 # Runs kms-appliance with the node it was installed for (exec: systemd's main PID is node).
 # The server gets the heap settings of src/server/node-flags.ts; the other commands do not.
+# The program is found next to this script (through the /usr/bin symlink), so a copy installed
+# below a staging root runs its own files.
+LIB="\$(dirname "\$(dirname "\$(readlink -f "\$0")")")"
 if [ "\$1" = serve ]; then
-  exec $NODE --max-semi-space-size=1 --max-old-space-size=96 $LIB/dist/src/cli/main.js "\$@"
+  exec $NODE --max-semi-space-size=1 --max-old-space-size=96 "\$LIB/dist/src/cli/main.js" "\$@"
 fi
-exec $NODE $LIB/dist/src/cli/main.js "\$@"
+exec $NODE "\$LIB/dist/src/cli/main.js" "\$@"
 EOF
 chmod 0755 "$STAGE/bin/$NAME"
 chmod -R u=rwX,go=rX "$STAGE"
@@ -165,6 +179,11 @@ fi
 # ---- state directory (systemd's StateDirectory= creates it too; the database lives here) ----
 install -d -m 0750 "$DESTDIR$STATE"
 own "$NAME":"$NAME" "$DESTDIR$STATE"
+# Group members read the database (the unit's UMask=0027); files an older version wrote 0600
+# become group-readable too.
+for f in "$DESTDIR$STATE/$NAME.db" "$DESTDIR$STATE/$NAME.db-wal" "$DESTDIR$STATE/$NAME.db-shm"; do
+  if [ -f "$f" ]; then chmod g+r "$f"; fi
+done
 
 # ---- command and unit ----
 install -d -m 0755 "$DESTDIR/usr/bin" "$DESTDIR$UNIT_DIR"

@@ -123,8 +123,11 @@ t.test('a fresh install: files, permissions, production dependencies only, enabl
   t.equal(mode(path.join(lib, 'bin/kms-appliance')), 0o755);
   t.equal(
     fs.readFileSync(path.join(lib, 'bin/kms-appliance'), 'utf8').split('\n').find((l) => l.startsWith('exec ')),
-    `exec ${process.execPath} /usr/lib/kms-appliance/dist/src/cli/main.js "$@"`,
+    `exec ${process.execPath} "$LIB/dist/src/cli/main.js" "$@"`,
   );
+  // The wrapper finds the program next to itself: the staged copy runs the staged files.
+  const ran = spawnSync(path.join(lib, 'bin/kms-appliance'), ['config', 'defaults'], { encoding: 'utf8' });
+  t.equal(ran.stdout, '# fake defaults\nlog:\n  level: info\n');
   t.equal(fs.readlinkSync(path.join(s.root, 'usr/bin/kms-appliance')), '/usr/lib/kms-appliance/bin/kms-appliance');
 
   const unit = path.join(s.root, 'usr/lib/systemd/system/kms-appliance.service');
@@ -243,3 +246,21 @@ function isLink(p: string): boolean {
     return false;
   }
 }
+
+t.test('a node older than the engines field is refused with one line saying what to do', async (t) => {
+  const s = setup(t);
+  const dir = path.join(path.dirname(s.source), 'fakes');
+  fs.mkdirSync(dir);
+  for (const [version, pattern] of [['18.19.0', /is Node\.js 18\.19\.0, too old: install Node\.js 20 or later/], ['', /does not run as Node\.js/]] as const) {
+    const fake = path.join(dir, `node-${version || 'broken'}`);
+    fs.writeFileSync(fake, version ? `#!/bin/sh\necho ${version}\n` : '#!/bin/sh\nexit 1\n', { mode: 0o755 });
+    const r = s.run(INSTALL, [], { NODE: fake });
+    t.equal(r.status, 1, version);
+    t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+    t.match(r.stderr, pattern);
+    t.match(r.stderr, /NodeSource|nodejs\.org/, 'with the fix');
+    t.notOk(fs.existsSync(path.join(s.root, 'usr/lib/kms-appliance')), 'nothing installed');
+  }
+  const missing = s.run(INSTALL, [], { NODE: path.join(dir, 'no-node') });
+  t.match(missing.stderr, /not found: install Node\.js 20 or later/);
+});
