@@ -4,7 +4,9 @@
 
 import * as fs from 'node:fs';
 import Database from 'better-sqlite3';
-import { COUNT_WINDOW_MS } from '../host/counting';
+import { COUNT_WINDOW_MS, reportedCount } from '../host/counting';
+import { EPID_SETTING_PREFIX, HWID_SETTING } from '../host/host-identity';
+import type { StoredClientRow } from './rows';
 import { databaseFile } from './data-dir';
 import { openDatabase, SCHEMA_VERSION } from './schema';
 import { ID_NAMES, memoizeNames, type NameResolver } from '../catalog/name-resolver';
@@ -111,23 +113,6 @@ export interface GroupCount {
   readonly activeMachines: number;
 }
 
-interface ClientDbRow {
-  application: string;
-  cmid: string;
-  first_seen_ms: number;
-  last_seen_ms: number;
-  last_counted_ms: number | null;
-  workstation: string;
-  sku: string;
-  kms_group: string;
-  license_status: number;
-  protocol_version: number;
-  client_address: string;
-  vm: number;
-  requests: number;
-  last_hresult: number;
-  required_count: number;
-}
 
 // A single DHCP renumbering changes the address once; two machines sharing a CMID keep switching.
 const ADDRESS_SWITCHES_FOR_DUPLICATE = 2;
@@ -194,15 +179,17 @@ export class Inventory {
 
   /** The host's HwId and the ePID kept for each host-key group in use, by group name. */
   hostIdentity(): HostIdentityInfo {
-    const rows = this.db.prepare("SELECT key, value FROM settings WHERE key = 'host.hwid' OR key LIKE 'host.epid.%' ORDER BY key").all() as { key: string; value: string }[];
+    const rows = this.db
+      .prepare('SELECT key, value FROM settings WHERE key = ? OR substr(key, 1, ?) = ? ORDER BY key')
+      .all(HWID_SETTING, EPID_SETTING_PREFIX.length, EPID_SETTING_PREFIX) as { key: string; value: string }[];
     let hwid: string | undefined;
     const epids: { hostKeyGroupId: string; hostKeyGroup: string; epid: string }[] = [];
     for (const r of rows) {
-      if (r.key === 'host.hwid') {
+      if (r.key === HWID_SETTING) {
         hwid = r.value;
         continue;
       }
-      const id = r.key.slice('host.epid.'.length);
+      const id = r.key.slice(EPID_SETTING_PREFIX.length);
       const epid = r.value;
       epids.push({ hostKeyGroupId: id, hostKeyGroup: this.names.hostKeyGroupName?.(id) ?? id, epid });
     }
@@ -281,7 +268,8 @@ export class Inventory {
             applicationName: this.names.applicationName(application),
             activeMachines: n,
             threshold,
-            reportedCount: Math.min(n, 2 * threshold),
+            // Threshold 0: nothing was served in the window, so nothing is reported.
+            reportedCount: threshold > 0 ? reportedCount({ activeClients: n, maxRequiredClientCount: threshold }) : 0,
             missing: Math.max(0, threshold - n),
             activates: threshold > 0 && n >= threshold,
             lastActivationMs: last,
@@ -305,7 +293,7 @@ export class Inventory {
       ORDER BY application, kms_group, workstation, cmid`;
     const matchApp = matcher(filter.application, (id) => this.names.applicationName(id));
     const matchGroup = matcher(filter.group, (id) => this.names.groupName(id));
-    for (const row of this.db.prepare(sql).iterate(...params) as IterableIterator<ClientDbRow>) {
+    for (const row of this.db.prepare(sql).iterate(...params) as IterableIterator<StoredClientRow>) {
       if (!matchApp(row.application) || !matchGroup(row.kms_group)) continue;
       if (filter.product !== undefined && !matches(filter.product, row.sku, this.names.skuName(row.sku, row.kms_group))) continue;
       yield this.toRecord(row, cutoff);
@@ -365,7 +353,7 @@ export class Inventory {
     return this.names;
   }
 
-  private toRecord(r: ClientDbRow, cutoff: number): ClientRecord {
+  private toRecord(r: StoredClientRow, cutoff: number): ClientRecord {
     return {
       applicationId: r.application,
       applicationName: this.names.applicationName(r.application),

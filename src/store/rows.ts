@@ -39,6 +39,25 @@ export interface ClientRow {
   required_count: number;
 }
 
+/** One row of the clients table as the read side sees it. */
+export interface StoredClientRow {
+  application: string;
+  cmid: string;
+  first_seen_ms: number;
+  last_seen_ms: number;
+  last_counted_ms: number | null;
+  workstation: string;
+  sku: string;
+  kms_group: string;
+  license_status: number;
+  protocol_version: number;
+  client_address: string;
+  vm: number;
+  requests: number;
+  last_hresult: number;
+  required_count: number;
+}
+
 // Every merge is order-independent (MIN/MAX, sums), so replaying pending writes after an outage
 // gives the same row as writing them on time. last_counted only moves forward: a clock set back
 // never un-counts a machine (it stays counted until its newest time leaves the window).
