@@ -66,7 +66,8 @@ export const ERRORS = Object.freeze({
   KMS_ERR_PDU_AUTH: { action: 'nak', nakReason: NAK_REASON.AUTHENTICATION_TYPE_NOT_RECOGNIZED, rpcFault: F.PROTO_ERROR, explain: 'The client sent RPC authentication data; KMS uses none.' },
   KMS_ERR_BIND_MALFORMED: { action: 'nak', nakReason: NAK_REASON.NOT_SPECIFIED, explain: 'A bind whose presentation contexts do not fit in the PDU; the client is broken.' },
   KMS_ERR_BIND_SECOND: { action: 'nak', nakReason: NAK_REASON.NOT_SPECIFIED, explain: 'A second bind on one connection; KMS clients never do this.' },
-  KMS_ERR_BIND_CONNECTION_LIMIT: { action: 'nak', nakReason: NAK_REASON.LOCAL_LIMIT_EXCEEDED, explain: 'kms.maxConnections is reached; raise it if many clients activate at once.' },
+  KMS_ERR_BIND_CONNECTION_LIMIT: { action: 'nak', nakReason: NAK_REASON.LOCAL_LIMIT_EXCEEDED, explain: 'A bind arrived while kms.maxConnections (or kms.maxConnectionsPerAddress for its address) was reached and no idle connection could make way; the client sees the connection limit and retries later. Raise the limit if this is legitimate load.' },
+  KMS_ERR_RPC_CONTEXT_LIMIT: { action: 'close', explain: 'A client offered more presentation contexts on one connection than kms.maxContextsPerConnection (KMS clients use two); the extra ones were rejected (local limit exceeded) and the connection closed.' },
   KMS_ERR_RPC_UNKNOWN_CONTEXT: { action: 'fault', rpcFault: F.UNK_IF, explain: 'A request on a presentation context the host never accepted (or before any bind); the client sees RPC_S_UNKNOWN_IF.' },
   KMS_ERR_RPC_OPNUM: { action: 'fault', rpcFault: F.OP_RNG_ERROR, explain: 'A request for an operation other than RequestActivation (opnum 0); the client sees RPC_S_PROCNUM_OUT_OF_RANGE.' },
   KMS_ERR_RPC_STUB_MALFORMED: { action: 'fault', rpcFault: F.PROTO_ERROR, explain: 'The NDR stub of a request is inconsistent (size and conformance differ, or it is short); the client sees RPC_S_PROTOCOL_ERROR.' },
@@ -76,10 +77,13 @@ export const ERRORS = Object.freeze({
   KMS_ERR_RPC_BAD_HEADER: { action: 'fault', rpcFault: F.PROTO_ERROR, explain: 'A request with a wrong RPC minor version or authentication data; the client sees RPC_S_PROTOCOL_ERROR.' },
 
   // ---- Connections (src/server) ----
-  KMS_ERR_CONN_IDLE: { action: 'close', explain: 'The client sent nothing for kms.idleTimeoutSeconds; the connection was closed.' },
+  KMS_ERR_CONN_IDLE: { action: 'close', explain: 'The client made no progress (no bind, alter_context or request that was served) for kms.idleTimeoutSeconds; the connection was closed.' },
   KMS_ERR_CONN_NOT_ALLOWED: { action: 'close', explain: 'The client address is outside kms.clientNetworks; add its network there if it should activate.' },
   KMS_ERR_CONN_PUBLIC_CLIENT: { action: 'none', explain: 'A client from a public (internet) address connected and was served because kms.clientNetworks is empty; if this host is reachable from the internet, set kms.clientNetworks to the site\'s client networks.' },
-  KMS_ERR_CONN_LIMIT: { action: 'close', explain: 'kms.maxConnections is reached; the new connection was closed. Raise the limit if this is legitimate load.' },
+  KMS_ERR_CONN_LIMIT: { action: 'close', explain: 'kms.maxConnections (or kms.maxConnectionsPerAddress for this address) is reached and no idle connection could make way; the new connection was refused. Raise the limit if this is legitimate load.' },
+  KMS_ERR_CONN_EVICTED: { action: 'close', explain: 'Every connection slot was taken, so the connection that had waited longest without progress, from the address (or IPv6 /64) holding the most connections, was closed to let a new client in.' },
+  KMS_ERR_CONN_LIFETIME: { action: 'close', explain: 'The connection stayed open longer than kms.maxConnectionSeconds and was closed so that no client holds a slot forever; KMS clients reconnect when they need to.' },
+  KMS_ERR_CONN_BACKLOG: { action: 'close', explain: "The client does not read the host's replies; the host stopped reading from it and closed the connection. Nothing to change on the host." },
   KMS_ERR_LISTEN_IN_USE: { action: 'none', explain: 'Another program already listens on this address and port; stop it or choose another port.' },
   KMS_ERR_LISTEN_PERMISSION: { action: 'none', explain: 'No permission to bind this port (ports below 1024 need CAP_NET_BIND_SERVICE; the systemd unit grants it).' },
   KMS_ERR_LISTEN_ADDRESS: { action: 'none', explain: 'This address does not exist on the machine; check the listen setting.' },
@@ -105,7 +109,6 @@ export const ERRORS = Object.freeze({
   KMS_ERR_CLIENT_RPC_FAULT: { action: 'none', hresult: E.NO_KMS_HOST, explain: 'The host answered with a DCE/RPC fault instead of a KMS response.' },
   KMS_ERR_CLIENT_BIND_REJECTED: { action: 'none', hresult: E.NO_KMS_HOST, explain: 'The host did not accept the KMS interface in bind; it is not a KMS host (or NDR64/BTFN settings disagree).' },
   KMS_ERR_CLIENT_REFUSED: { action: 'none', explain: 'The KMS host refused the activation; the HRESULT says why.' },
-  KMS_ERR_CLIENT_COUNT_LOW: { action: 'none', hresult: E.COUNT_INSUFFICIENT, explain: 'The host answered, but its count is below the threshold this product needs; more machines must contact it first.' },
   KMS_ERR_CLIENT_PROTOCOL: { action: 'none', hresult: E.NO_KMS_HOST, explain: 'The host broke the DCE/RPC exchange (unexpected PDU, wrong call id, closed the connection).' },
 
   // ---- Discovery (src/dns) ----

@@ -102,7 +102,10 @@ function serverSettings(config: AppConfig): KmsServerSettings {
     maxStubBytes: k.maxStubBytes,
     maxConnections: k.maxConnections,
     maxConnectionsPerAddress: k.maxConnectionsPerAddress,
+    ipv6GroupPrefixLength: k.ipv6GroupPrefixLength,
     idleTimeoutMs: k.idleTimeoutSeconds * 1000,
+    maxConnectionLifetimeMs: k.maxConnectionSeconds * 1000,
+    maxContextsPerConnection: k.maxContextsPerConnection,
     clientNetworks: k.clientNetworks,
   };
 }

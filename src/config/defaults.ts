@@ -46,7 +46,10 @@ export interface AppConfig {
     readonly maxStubBytes: number;
     readonly maxConnections: number;
     readonly maxConnectionsPerAddress: number;
+    readonly ipv6GroupPrefixLength: number;
     readonly idleTimeoutSeconds: number;
+    readonly maxConnectionSeconds: number;
+    readonly maxContextsPerConnection: number;
     readonly ndr64: boolean;
     readonly btfn: boolean;
     readonly checkRequestTime: boolean;
@@ -155,7 +158,10 @@ export const DEFAULTS: AppConfig = deepFreeze({
     maxStubBytes: 4096, // reassembly limit for fragmented requests (§2.10)
     maxConnections: 1000,
     maxConnectionsPerAddress: 64, // a client opens one; NAT gateways carry a few dozen machines
+    ipv6GroupPrefixLength: 64, // one IPv6 client owns a whole /64
     idleTimeoutSeconds: 30, // like Microsoft's RPC runtime (§1.4)
+    maxConnectionSeconds: 300, // a KMS exchange takes milliseconds; clients reconnect as needed
+    maxContextsPerConnection: 16, // Windows clients use two (NDR32 + NDR64)
     ndr64: true,
     btfn: true,
     checkRequestTime: true,

@@ -1,7 +1,10 @@
 // One client TCP connection: bytes in → FragmentAssembler → RpcSession → replies out. Everything a
 // client can do wrong ends here as a fault, a bind_nak or a close of this socket only, logged once
 // with the peer address and a stable code (PROTOCOL.md §2.11: nothing received may stop the host
-// serving other connections).
+// serving other connections). Every resource a connection holds is bounded: the PDU being
+// reassembled (kms.maxPduBytes), a fragmented request (kms.maxStubBytes), presentation contexts
+// (kms.maxContextsPerConnection), replies not yet sent (below), time without progress
+// (kms.idleTimeoutSeconds) and time at all (kms.maxConnectionSeconds).
 import type net from 'node:net';
 import { randomInt } from 'node:crypto';
 import { FragmentAssembler } from '../protocol/rpc/fragment-assembler';
@@ -10,36 +13,61 @@ import { KmsError } from '../errors';
 import type { ActivationOutcome } from '../host/outcome';
 import type { ServerLog, KmsServerSettings, ActivationHandler } from './types';
 import type { ReplyGate } from './reply-gate';
+import type { Slot } from './connection-table';
 
-/** Above this much unsent reply data the connection stops reading until the peer catches up. */
-const MAX_PENDING_WRITE_BYTES = 256 * 1024;
+/**
+ * Above this much unsent reply data the connection stops reading until the peer catches up. A
+ * client has at most a few replies of ≤ 344 bytes outstanding; one read (≤ 64 KiB) produces at
+ * most about 1.5× its size in replies, so the backlog cannot pass BACKLOG_CLOSE_BYTES by reading.
+ */
+const BACKLOG_PAUSE_BYTES = 64 * 1024;
+const BACKLOG_CLOSE_BYTES = 1024 * 1024;
+/** A connection paused because its peer does not read is closed if it stays paused this long. */
+const BACKLOG_STALL_MS = 2000;
+/** After a graceful close, a peer that neither reads the rest nor closes is cut off after this. */
+const CLOSE_GRACE_MS = 2000;
+
+/** Why the host closed a connection on its own, for the server's counters. */
+export type LimitReason = 'idle' | 'lifetime' | 'backlog' | 'limit-contexts';
 
 export interface ConnectionContext {
-  readonly settings: () => KmsServerSettings;
+  readonly settings: KmsServerSettings;
   readonly handler: () => ActivationHandler;
   readonly log: ServerLog;
-  readonly reportError: (err: KmsError, peer: string) => void;
+  readonly reportError: (err: KmsError, connection: KmsConnection) => void;
   readonly onOutcome: (outcome: ActivationOutcome) => void;
+  /** The connection made progress (the server moves it to the back of the eviction order). */
+  readonly onProgress: (connection: KmsConnection) => void;
+  /** The connection hit one of its limits and is being closed. */
+  readonly onLimit: (reason: LimitReason) => void;
   /** Replies and closes go through the gate, which holds them until the store has committed. */
   readonly gate: ReplyGate;
 }
 
-export class KmsConnection {
+export class KmsConnection implements Slot {
   readonly peer: string;
-  private readonly clientAddress: string;
+  readonly clientAddress: string;
+  lastProgressAt: number;
+  private readonly acceptedAt: number;
   private readonly assembler: FragmentAssembler;
   private readonly session: RpcSession;
-  private readonly idleTimer: NodeJS.Timeout;
+  private timer: NodeJS.Timeout;
+  /** Reply bytes handed to the gate and not yet written to the socket. */
+  private gated = 0;
+  private paused = false;
+  private pausedAt = 0;
   private closing = false;
   private shutdownRequested = false;
 
   constructor(
     readonly socket: net.Socket,
+    readonly group: string,
     private readonly ctx: ConnectionContext,
   ) {
-    const settings = ctx.settings();
+    const settings = ctx.settings;
     this.clientAddress = socket.remoteAddress ?? '';
     this.peer = socket.remoteFamily === 'IPv6' ? `[${this.clientAddress}]:${socket.remotePort}` : `${this.clientAddress}:${socket.remotePort}`;
+    this.acceptedAt = this.lastProgressAt = Date.now();
     this.assembler = new FragmentAssembler(settings.maxPduBytes);
     const onCall: KmsCallHandler = (message) => {
       const result = ctx.handler()(message, this.clientAddress);
@@ -52,22 +80,28 @@ export class KmsConnection {
         btfn: settings.btfn,
         maxStubBytes: settings.maxStubBytes,
         maxPduBytes: settings.maxPduBytes,
+        maxContexts: settings.maxContextsPerConnection,
         secondaryAddress: String(socket.localPort ?? ''),
         newAssocGroupId: () => randomInt(1, 0xffffffff),
       },
       onCall,
     );
-    // Idle means "no complete PDU for idleTimeout": a client dripping one byte a second never
-    // completes one, so it cannot hold a connection open forever (C33, C36).
-    this.idleTimer = setTimeout(() => this.onIdle(), settings.idleTimeoutMs);
+    // One timer per connection, checking both the idle and the lifetime limit when it fires;
+    // progress only records the time, so the hot path never touches a timer.
+    this.timer = setTimeout(() => this.onTimer(), Math.min(settings.idleTimeoutMs, settings.maxConnectionLifetimeMs));
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => socket.resume());
+    socket.on('drain', () => {
+      if (this.paused && !this.closing) {
+        this.paused = false;
+        socket.resume();
+      }
+    });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       // Resets and broken pipes are what clients do when they go away; not worth a warning.
       ctx.log.debug({ peer: this.peer, err: err.code ?? err.message }, 'client connection error');
     });
-    socket.on('close', () => clearTimeout(this.idleTimer));
+    socket.on('close', () => clearTimeout(this.timer));
   }
 
   private onData(chunk: Buffer): void {
@@ -80,15 +114,16 @@ export class KmsConnection {
       return;
     }
     if (pdus.length === 0) return;
-    this.idleTimer.refresh();
-    const socket = this.socket;
-    const gate = this.ctx.gate;
+    let progress = false;
     try {
       for (const pdu of pdus) {
         const result = this.session.handlePdu(pdu);
-        if (result.error) this.ctx.reportError(result.error, this.peer);
-        const reply = result.reply;
-        if (reply) gate.run(() => socket.destroyed || socket.write(reply));
+        if (result.progress) progress = true;
+        if (result.error) {
+          this.ctx.reportError(result.error, this);
+          if (result.error.code === 'KMS_ERR_RPC_CONTEXT_LIMIT') this.ctx.onLimit('limit-contexts');
+        }
+        if (result.reply) this.send(result.reply);
         if (result.close) {
           this.end();
           break;
@@ -96,14 +131,45 @@ export class KmsConnection {
       }
     } catch (err) {
       this.fail(err);
+      return;
     }
-    if (socket.writableLength > MAX_PENDING_WRITE_BYTES) socket.pause();
+    if (progress) {
+      this.lastProgressAt = Date.now();
+      this.ctx.onProgress(this);
+    }
+    this.checkBacklog();
     if (this.shutdownRequested && !this.midPdu) this.end();
+  }
+
+  private send(reply: Buffer): void {
+    const socket = this.socket;
+    this.gated += reply.length;
+    this.ctx.gate.run(() => {
+      this.gated -= reply.length;
+      if (!socket.destroyed) socket.write(reply);
+    });
+  }
+
+  /** A peer that does not read our replies stops being read; past a hard bound it is cut off. */
+  private checkBacklog(): void {
+    if (this.closing) return;
+    const backlog = this.gated + this.socket.writableLength;
+    if (backlog <= BACKLOG_PAUSE_BYTES) return;
+    if (backlog > BACKLOG_CLOSE_BYTES) {
+      this.limitClose(new KmsError('KMS_ERR_CONN_BACKLOG', undefined, { unsentBytes: backlog }), 'backlog');
+      return;
+    }
+    if (this.paused) return;
+    this.paused = true;
+    this.pausedAt = Date.now();
+    this.socket.pause();
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.onTimer(), BACKLOG_STALL_MS);
   }
 
   private fail(err: unknown): void {
     if (err instanceof KmsError) {
-      this.ctx.reportError(err, this.peer);
+      this.ctx.reportError(err, this);
     } else {
       // A bug, not a client error: keep serving everyone else, but say so loudly.
       this.ctx.log.error({ peer: this.peer, err }, 'internal error while serving a client; connection closed');
@@ -112,13 +178,39 @@ export class KmsConnection {
     this.socket.destroy();
   }
 
+  private onTimer(): void {
+    if (this.closing) return;
+    const now = Date.now();
+    const { idleTimeoutMs, maxConnectionLifetimeMs } = this.ctx.settings;
+    const lifetimeEnds = this.acceptedAt + maxConnectionLifetimeMs;
+    const idleEnds = this.lastProgressAt + idleTimeoutMs;
+    const stallEnds = this.paused ? this.pausedAt + BACKLOG_STALL_MS : Infinity;
+    if (now >= stallEnds) {
+      this.limitClose(new KmsError('KMS_ERR_CONN_BACKLOG', undefined, { unsentBytes: this.gated + this.socket.writableLength }), 'backlog');
+    } else if (now >= lifetimeEnds) {
+      this.limitClose(new KmsError('KMS_ERR_CONN_LIFETIME', undefined, { openSeconds: Math.round((now - this.acceptedAt) / 1000) }), 'lifetime');
+    } else if (now >= idleEnds) {
+      this.onIdle();
+    } else {
+      this.timer = setTimeout(() => this.onTimer(), Math.min(idleEnds, lifetimeEnds, stallEnds) - now);
+    }
+  }
+
   private onIdle(): void {
     if (this.midPdu) {
       // Part of a PDU and then nothing (or a drip): worth a warning, unlike a quiet keep-alive.
-      this.ctx.reportError(new KmsError('KMS_ERR_CONN_IDLE', `closed: ${this.assembler.buffered} bytes of an unfinished PDU and no complete PDU for the idle timeout`, { partialBytes: this.assembler.buffered }), this.peer);
+      this.ctx.reportError(new KmsError('KMS_ERR_CONN_IDLE', `closed: ${this.assembler.buffered} bytes of an unfinished PDU and no progress for the idle timeout`, { partialBytes: this.assembler.buffered }), this);
     } else {
       this.ctx.log.debug({ peer: this.peer, code: 'KMS_ERR_CONN_IDLE' }, 'idle connection closed');
     }
+    this.ctx.onLimit('idle');
+    this.closing = true;
+    this.socket.destroy();
+  }
+
+  private limitClose(err: KmsError, reason: LimitReason): void {
+    this.ctx.reportError(err, this);
+    this.ctx.onLimit(reason);
     this.closing = true;
     this.socket.destroy();
   }
@@ -127,9 +219,17 @@ export class KmsConnection {
   end(): void {
     if (this.closing) return;
     this.closing = true;
-    clearTimeout(this.idleTimer);
+    clearTimeout(this.timer);
     // After the replies already queued behind the gate, never before them.
     this.ctx.gate.run(() => this.socket.end());
+    this.timer = setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS);
+  }
+
+  /** Closed to make room for a new client (the server chose this one); logged once per address. */
+  evict(): void {
+    if (this.closing) return;
+    this.ctx.reportError(new KmsError('KMS_ERR_CONN_EVICTED', undefined, { idleMs: Date.now() - this.lastProgressAt }), this);
+    this.end();
   }
 
   /** True while part of a PDU is buffered. */

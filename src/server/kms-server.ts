@@ -6,13 +6,32 @@ import { KmsError, type ErrorCode } from '../errors';
 import type { ActivationOutcome } from '../host/outcome';
 import { formatListenAddress, type ListenAddress } from '../config/listen-address';
 import { buildClientFilter, isPublicAddress, type ClientFilter } from './client-filter';
+import { addressGroup } from './address-group';
+import { KmsConnection, type ConnectionContext } from './connection';
+import { ConnectionTable } from './connection-table';
+import { createLogThrottle, createOncePerAddress } from './log-throttle';
+import { refuseWithBindNak } from './refusal';
+import type { ActivationHandler, KmsServerSettings, ServerLog } from './types';
+import { IMMEDIATE_REPLIES, type ReplyGate } from './reply-gate';
 
 /** A client from the internet is worth one warning an hour, not one per connection. */
 const PUBLIC_CLIENT_LOG_INTERVAL = 3_600_000;
-import { KmsConnection } from './connection';
-import { createLogThrottle } from './log-throttle';
-import type { ActivationHandler, KmsServerSettings, ServerLog } from './types';
-import { IMMEDIATE_REPLIES, type ReplyGate } from './reply-gate';
+/**
+ * A connection of the newcomer's own group (or of an equally large one) is evicted only after
+ * this long without progress: a client in the middle of its bind → request exchange is not.
+ */
+export const EVICTION_GRACE_MS = 1000;
+/** Refused sockets waiting for their bind to be answered with bind_nak; beyond this they are dropped. */
+const MAX_REFUSING = 64;
+/** Limits that one address keeps hitting are logged once per address (and window), not per connection. */
+const LIMIT_CODES: ReadonlySet<string> = new Set([
+  'KMS_ERR_CONN_LIMIT',
+  'KMS_ERR_CONN_EVICTED',
+  'KMS_ERR_CONN_LIFETIME',
+  'KMS_ERR_CONN_BACKLOG',
+  'KMS_ERR_CONN_IDLE',
+  'KMS_ERR_RPC_CONTEXT_LIMIT',
+]);
 
 export interface KmsServerOptions {
   readonly listen: readonly ListenAddress[];
@@ -31,21 +50,66 @@ export interface BoundAddress {
   readonly family: 4 | 6;
 }
 
+/** Why the host refused or closed connections on its own, for the metrics endpoint. */
+export type RefusalReason = 'allowlist' | 'per-address' | 'total' | 'evicted' | 'idle' | 'lifetime' | 'backlog' | 'limit-contexts';
+
+/** Cheap counters, kept as things happen (never computed by scanning). */
+export interface KmsServerStats {
+  /** Connections open now (refused sockets waiting for their bind_nak not included). */
+  readonly open: number;
+  /** Connections accepted since start (refused ones not included). */
+  readonly accepted: number;
+  /** Connections refused at accept, or closed by the host because of a limit, by reason. */
+  readonly refusedByReason: Readonly<Record<RefusalReason, number>>;
+  /** bind_nak reason 2 answers sent to refused connections. */
+  readonly bindNaks: number;
+}
+
 export class KmsServer {
   private settings: KmsServerSettings;
   private handler: ActivationHandler;
   private filter: ClientFilter;
   private readonly servers: net.Server[] = [];
+  private readonly table = new ConnectionTable<KmsConnection>();
   private readonly connections = new Set<KmsConnection>();
-  private readonly perAddress = new Map<string, number>();
+  private refusing = 0;
+  private accepted = 0;
+  private bindNaks = 0;
+  private readonly refused: Record<RefusalReason, number> = {
+    allowlist: 0,
+    'per-address': 0,
+    total: 0,
+    evicted: 0,
+    idle: 0,
+    lifetime: 0,
+    backlog: 0,
+    'limit-contexts': 0,
+  };
   private readonly throttle = createLogThrottle();
   private readonly rareThrottle = createLogThrottle(1, PUBLIC_CLIENT_LOG_INTERVAL);
+  private readonly oncePerAddress = createOncePerAddress();
+  private readonly connectionContext: (settings: KmsServerSettings) => ConnectionContext;
   private bound: BoundAddress[] = [];
 
   constructor(private readonly options: KmsServerOptions) {
     this.settings = options.settings;
     this.handler = options.handler;
     this.filter = buildClientFilter(options.settings.clientNetworks);
+    const common = {
+      handler: () => this.handler,
+      log: options.log,
+      reportError: (err: KmsError, c: KmsConnection) => this.reportError(err, c.peer, c.group),
+      onOutcome: options.onOutcome ?? (() => {}),
+      onProgress: (c: KmsConnection) => this.table.touch(c),
+      onLimit: (reason: RefusalReason) => this.refused[reason]++,
+      gate: options.gate ?? IMMEDIATE_REPLIES,
+    };
+    // One context object per settings generation, shared by its connections.
+    let cached: { settings: KmsServerSettings; ctx: ConnectionContext } | undefined;
+    this.connectionContext = (settings) => {
+      if (cached?.settings !== settings) cached = { settings, ctx: { ...common, settings } };
+      return cached.ctx;
+    };
   }
 
   /**
@@ -90,48 +154,102 @@ export class KmsServer {
 
   private accept(socket: net.Socket): void {
     const remote = socket.remoteAddress;
+    const settings = this.settings;
     if (!this.filter(remote)) {
+      this.refused.allowlist++;
       this.reportError(new KmsError('KMS_ERR_CONN_NOT_ALLOWED', undefined, { clientAddress: remote }), remote ?? '?');
       socket.destroy();
       return;
     }
-    if (this.settings.clientNetworks.length === 0 && isPublicAddress(remote)) {
+    if (settings.clientNetworks.length === 0 && isPublicAddress(remote)) {
       // Served (no allowlist is set), but the admin should know the internet can reach this host.
-      this.reportError(new KmsError('KMS_ERR_CONN_PUBLIC_CLIENT', undefined, { clientAddress: remote }), remote ?? '?', PUBLIC_CLIENT_LOG_INTERVAL);
+      this.reportError(new KmsError('KMS_ERR_CONN_PUBLIC_CLIENT', undefined, { clientAddress: remote }), remote ?? '?', undefined, PUBLIC_CLIENT_LOG_INTERVAL);
     }
-    if (this.connections.size >= this.settings.maxConnections) {
-      this.reportError(new KmsError('KMS_ERR_CONN_LIMIT', undefined, { limit: this.settings.maxConnections }), remote ?? '?');
-      socket.destroy();
+    const group = addressGroup(remote, settings.ipv6GroupPrefixLength);
+    if (!this.makeRoom(group, remote ?? '?', settings)) {
+      this.refuse(socket, settings);
       return;
     }
-    const key = remote ?? '';
-    const fromThere = this.perAddress.get(key) ?? 0;
-    if (fromThere >= this.settings.maxConnectionsPerAddress) {
-      this.reportError(new KmsError('KMS_ERR_CONN_LIMIT', `${key} already has ${fromThere} connections open (kms.maxConnectionsPerAddress)`, { limit: this.settings.maxConnectionsPerAddress }), key);
-      socket.destroy();
-      return;
-    }
-    this.perAddress.set(key, fromThere + 1);
-    const connection = new KmsConnection(socket, {
-      settings: () => this.settings,
-      handler: () => this.handler,
-      log: this.options.log,
-      reportError: (err, peer) => this.reportError(err, peer),
-      onOutcome: this.options.onOutcome ?? (() => {}),
-      gate: this.options.gate ?? IMMEDIATE_REPLIES,
-    });
+    const connection = new KmsConnection(socket, group, this.connectionContext(settings));
+    this.accepted++;
+    this.table.add(connection);
     this.connections.add(connection);
     socket.on('close', () => {
       this.connections.delete(connection);
-      const left = (this.perAddress.get(key) ?? 1) - 1;
-      if (left > 0) this.perAddress.set(key, left);
-      else this.perAddress.delete(key);
+      this.table.remove(connection);
     });
   }
 
-  private reportError(err: KmsError, peer: string, rare?: number): void {
+  /**
+   * Whether a newcomer from `group` may have a slot, evicting a connection if that makes room.
+   * The policy (README, "Hostile clients"): an address group at kms.maxConnectionsPerAddress
+   * makes room only from its own connections idle for EVICTION_GRACE_MS; at kms.maxConnections a
+   * newcomer from a group holding at least two fewer connections than the largest group takes
+   * the slot of that group's connection that has gone longest without progress; otherwise an
+   * idle connection (own group or largest group) makes way; failing all that, it is refused.
+   */
+  private makeRoom(group: string, remote: string, settings: KmsServerSettings): boolean {
+    const now = Date.now();
+    const idle = (c: KmsConnection | undefined): c is KmsConnection => c !== undefined && now - c.lastProgressAt >= EVICTION_GRACE_MS;
+    const own = this.table.sizeOf(group);
+    if (own >= settings.maxConnectionsPerAddress) {
+      const oldest = this.table.oldestOf(group);
+      if (!idle(oldest)) return this.limitReached('per-address', remote, group, settings);
+      this.evict(oldest);
+      return true;
+    }
+    if (this.table.size < settings.maxConnections) return true;
+    const largest = this.table.largestGroup();
+    if (largest !== undefined && this.table.largestGroupSize >= own + 2) {
+      this.evict(this.table.oldestOf(largest)!);
+      return true;
+    }
+    const candidates = [this.table.oldestOf(group), largest === undefined ? undefined : this.table.oldestOf(largest)].filter(idle);
+    const victim = candidates.sort((a, b) => a.lastProgressAt - b.lastProgressAt)[0];
+    if (!victim) return this.limitReached('total', remote, group, settings);
+    this.evict(victim);
+    return true;
+  }
+
+  private evict(victim: KmsConnection): void {
+    this.refused.evicted++;
+    this.table.remove(victim);
+    this.connections.delete(victim);
+    victim.evict();
+  }
+
+  private limitReached(reason: 'per-address' | 'total', remote: string, group: string, settings: KmsServerSettings): false {
+    this.refused[reason]++;
+    const err =
+      reason === 'total'
+        ? new KmsError('KMS_ERR_CONN_LIMIT', undefined, { limit: settings.maxConnections, setting: 'kms.maxConnections' })
+        : new KmsError('KMS_ERR_CONN_LIMIT', `${group} already has ${this.table.sizeOf(group)} connections open (kms.maxConnectionsPerAddress)`, {
+            limit: settings.maxConnectionsPerAddress,
+            setting: 'kms.maxConnectionsPerAddress',
+          });
+    this.reportError(err, remote, group);
+    return false;
+  }
+
+  /** §2.7: the refused client's bind gets bind_nak reason 2; a bounded number wait for it. */
+  private refuse(socket: net.Socket, settings: KmsServerSettings): void {
+    if (this.refusing >= MAX_REFUSING) {
+      socket.destroy();
+      return;
+    }
+    this.refusing++;
+    refuseWithBindNak(socket, settings.maxPduBytes, (naked) => {
+      this.refusing--;
+      if (!naked) return;
+      this.bindNaks++;
+      this.options.log.debug({ peer: socket.remoteAddress, code: 'KMS_ERR_BIND_CONNECTION_LIMIT' }, 'bind refused: connection limit');
+    });
+  }
+
+  private reportError(err: KmsError, peer: string, group?: string, rare?: number): void {
     const key = err.code;
     const now = Date.now();
+    if (group !== undefined && LIMIT_CODES.has(key) && !this.oncePerAddress(key, group, now)) return;
     const throttle = rare ? this.rareThrottle : this.throttle;
     if (!throttle.allow(key, now)) return;
     const suppressed = throttle.takeSuppressed(key);
@@ -139,6 +257,11 @@ export class KmsServer {
       { peer, code: err.code, action: err.spec.action, ...err.details, ...(suppressed ? { suppressedSimilar: suppressed } : {}) },
       err.message,
     );
+  }
+
+  /** Counters for the metrics endpoint: a copy, cheap to take. */
+  stats(): KmsServerStats {
+    return { open: this.connections.size, accepted: this.accepted, refusedByReason: { ...this.refused }, bindNaks: this.bindNaks };
   }
 
   /** New settings apply to new connections; the handler applies to the next request. */

@@ -32,3 +32,21 @@ export function createLogThrottle(perWindow = 20, windowMs = 10_000): ThrottledL
     },
   };
 }
+
+/**
+ * "Logged once per address": a limit that one client address keeps hitting is one line per
+ * window, not one per connection. Remembers at most `maxKeys` (code, address) pairs, forgetting
+ * the oldest first, so an attacker cycling addresses cannot grow it.
+ */
+export function createOncePerAddress(windowMs = 600_000, maxKeys = 4096): (code: string, address: string, nowMs: number) => boolean {
+  const seen = new Map<string, number>();
+  return (code, address, nowMs) => {
+    const key = `${code} ${address}`;
+    const at = seen.get(key);
+    if (at !== undefined && nowMs - at < windowMs) return false;
+    seen.delete(key);
+    seen.set(key, nowMs);
+    if (seen.size > maxKeys) seen.delete(seen.keys().next().value!);
+    return true;
+  };
+}

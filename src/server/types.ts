@@ -16,7 +16,13 @@ export interface KmsServerSettings {
   readonly maxStubBytes: number;
   readonly maxConnections: number;
   readonly maxConnectionsPerAddress: number;
+  /** IPv6 clients count against maxConnectionsPerAddress per network of this prefix length. */
+  readonly ipv6GroupPrefixLength: number;
+  /** Closed after this long without progress (a bind/alter_context that added a context, or a served request). */
   readonly idleTimeoutMs: number;
+  /** Closed after this long whatever it does, so no client holds a slot forever. */
+  readonly maxConnectionLifetimeMs: number;
+  readonly maxContextsPerConnection: number;
   readonly clientNetworks: readonly string[];
 }
 

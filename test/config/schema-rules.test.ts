@@ -43,7 +43,7 @@ const CASES: readonly (readonly [string, string, readonly string[]])[] = [
   ['clientNetworks without prefix', 'kms:\n  clientNetworks:\n    - 10.0.0.0\n', ['config.yaml:3: kms.clientNetworks[0]: must be a network as ADDR/PREFIX (e.g. 192.168.1.0/24, fd00::/8): has no /PREFIX']],
   ['clientNetworks prefix too long', 'kms:\n  clientNetworks: [10.0.0.0/33]\n', ['config.yaml:2: kms.clientNetworks[0]: must be a network as ADDR/PREFIX (e.g. 192.168.1.0/24, fd00::/8): prefix "/33" is not 0 … 32']],
   ['clientNetworks bad address', 'kms:\n  clientNetworks: [fd00::zz/8]\n', ['config.yaml:2: kms.clientNetworks[0]: must be a network as ADDR/PREFIX (e.g. 192.168.1.0/24, fd00::/8): "fd00::zz" is not an IPv4 or IPv6 address']],
-  ['unknown kms field', 'kms:\n  port: 1688\n', ['config.yaml:2: kms.port: unknown field; allowed: listen, activationIntervalMinutes, renewalIntervalMinutes, maxPduBytes, maxStubBytes, maxConnections, maxConnectionsPerAddress, idleTimeoutSeconds, ndr64, btfn, checkRequestTime, maxClockSkewMinutes, verifyV4Mac, allowRetail, allowPreview, clientNetworks']],
+  ['unknown kms field', 'kms:\n  port: 1688\n', ['config.yaml:2: kms.port: unknown field; allowed: listen, activationIntervalMinutes, renewalIntervalMinutes, maxPduBytes, maxStubBytes, maxConnections, maxConnectionsPerAddress, ipv6GroupPrefixLength, idleTimeoutSeconds, maxConnectionSeconds, maxContextsPerConnection, ndr64, btfn, checkRequestTime, maxClockSkewMinutes, verifyV4Mac, allowRetail, allowPreview, clientNetworks']],
   ['kms not a mapping', 'kms: 1688\n', ['config.yaml:1: kms: must be a mapping of fields']],
   // ---- host ----
   ['build below 1000', 'kms:\n  ndr64: false\nhost:\n  build: 999\n', ['config.yaml:4: host.build: must be between 1000 and 99999']],

@@ -2,6 +2,7 @@
 // the problem is logged once with the peer and a code, and a good client is served meanwhile (C33).
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { activate } from '../../src/client/kms-client';
 import { encodeBind } from '../../src/protocol/rpc/bind';
 import { encodeRequestPdu, decodeFaultPdu } from '../../src/protocol/rpc/request';
@@ -133,4 +134,178 @@ t.test('a connection is not closed merely because a response was sent (C36)', as
   await new Promise((r) => setTimeout(r, 500));
   t.equal(peer.socket.destroyed, false, 'open after the bind_ack');
   peer.socket.destroy();
+});
+
+// ---- Issue 10: bounded resources and good clients first ----
+
+/** A raw connection from a chosen loopback source address (127.0.1.x = distinct IPv4 clients). */
+function connectFrom(localAddress: string, port: number): Promise<net.Socket | undefined> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port, localAddress });
+    socket.on('error', () => resolve(undefined));
+    socket.on('data', () => {});
+    socket.once('connect', () => resolve(socket));
+  });
+}
+
+function closed(socket: net.Socket): Promise<void> {
+  return socket.destroyed ? Promise.resolve() : new Promise((r) => socket.once('close', () => r()));
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Twenty fresh activations, one after the other; how many were served with a verified response. */
+async function goodClientTries(host: string, port: number, tries = 20): Promise<number> {
+  let served = 0;
+  for (let i = 0; i < tries; i++) {
+    const r = await activate({ host, port, product: WIN, timeoutMs: 3000 }).catch(() => []);
+    if (r[0]?.hresult === 0 && r[0].verified) served++;
+  }
+  return served;
+}
+
+function alterWithContexts(callId: number, first: number, n: number): Buffer {
+  return encodeBind({
+    ptype: PTYPE.ALTER_CONTEXT,
+    callId,
+    flags: 0x03,
+    maxXmitFrag: 5840,
+    maxRecvFrag: 5840,
+    assocGroupId: 0,
+    contexts: Array.from({ length: n }, (_, i) => ({ contextId: (first + i) & 0xffff, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR32_SYNTAX] })),
+  });
+}
+
+/** Runs `attack` repeatedly (each run one connection) until `stop` is set; resolves when the last run ended. */
+async function keepAttacking(stop: { done: boolean }, attack: () => Promise<void>): Promise<void> {
+  for (let runs = 0; !stop.done && runs < 10_000; runs++) await attack();
+}
+
+function peersLogged(logs: Record<string, unknown>[], code: string): string[] {
+  return logs.filter((l) => l['code'] === code).map((l) => String(l['peer']).replace(/:\d+$/, ''));
+}
+
+t.test('alter_context floods with ever new contexts from four connections of one address: bounded, logged once, good client served', async (t) => {
+  const h = await startHarness(t);
+  const stop = { done: false };
+  let closedByHost = 0;
+  const flood = async (): Promise<void> => {
+    const s = await connectFrom('127.0.1.1', h.port);
+    if (!s) return;
+    s.write(BIND_NDR32);
+    // 60 new contexts per alter_context (2,668 bytes): the table limit is reached by the first.
+    for (let i = 0; i < 200 && !s.destroyed && !stop.done; i++) {
+      if (!s.write(alterWithContexts(3 + i, 1 + i * 60, 60))) await new Promise((r) => s.once('drain', r));
+    }
+    await Promise.race([closed(s), sleep(2000)]);
+    if (s.destroyed) closedByHost++;
+    s.destroy();
+  };
+  const attackers = [1, 2, 3, 4].map(() => keepAttacking(stop, flood));
+  await sleep(200);
+  const served = await goodClientTries(h.host, h.port);
+  stop.done = true;
+  await Promise.all(attackers);
+  t.ok(served >= 19, `a good client was served ${served} of 20 times during the flood`);
+  t.ok(closedByHost >= 4, 'the flooding connections were closed by the host');
+  t.same(peersLogged(h.logs, 'KMS_ERR_RPC_CONTEXT_LIMIT'), ['127.0.1.1'], 'logged once for the address, with its code');
+});
+
+t.test('100 addresses holding idle, dripping and keep-alive-abusing connections cannot lock a good client out', async (t) => {
+  const h = await startHarness(t, (c) => {
+    c.kms.maxConnections = 200;
+    c.kms.idleTimeoutSeconds = 30; // the attack must not be defeated by the idle timeout alone
+  });
+  const stop = { done: false };
+  const cancel = Buffer.from(BIND_NDR32);
+  cancel[2] = PTYPE.CO_CANCEL;
+  const kinds: ((s: net.Socket) => Promise<void>)[] = [
+    async (s) => {
+      await Promise.race([closed(s), new Promise<void>((r) => { const i = setInterval(() => stop.done && (clearInterval(i), r()), 50); })]);
+    },
+    async (s) => {
+      // A slow drip: one byte of a bind every 100 ms, never a whole PDU.
+      for (let i = 0; i < BIND_NDR32.length - 1 && !s.destroyed && !stop.done; i++) {
+        s.write(BIND_NDR32.subarray(i, i + 1));
+        await sleep(100);
+      }
+    },
+    async (s) => {
+      // Keep-alive abuse: a bind, then co_cancel, a second bind and a faulting request forever.
+      s.write(BIND_NDR32);
+      for (let i = 0; !s.destroyed && !stop.done; i++) {
+        s.write([cancel, BIND_NDR32, encodeRequestPdu({ callId: i, contextId: 9, opnum: 0, stub: Buffer.alloc(8) })][i % 3]!);
+        await sleep(100);
+      }
+    },
+  ];
+  let opened = 0;
+  const holders: Promise<void>[] = [];
+  for (let a = 1; a <= 100; a++) {
+    for (let k = 0; k < 3; k++) {
+      holders.push(
+        keepAttacking(stop, async () => {
+          const s = await connectFrom(`127.0.1.${a}`, h.port);
+          if (!s) return sleep(50);
+          opened++;
+          await kinds[(a + k) % 3]!(s);
+          s.destroy();
+        }),
+      );
+    }
+  }
+  await sleep(1500); // every slot taken, the attackers reconnecting whenever one is closed
+  const served = await goodClientTries(h.host, h.port);
+  stop.done = true;
+  await Promise.all(holders);
+  t.ok(opened >= 200, `the attack held the host full (${opened} connections opened)`);
+  t.ok(served >= 19, `a good client was served ${served} of 20 times during the attack`);
+  const evicted = peersLogged(h.logs, 'KMS_ERR_CONN_EVICTED');
+  t.ok(evicted.length > 0, 'connections were evicted to make room');
+  t.equal(new Set(evicted).size, evicted.length, 'each address is logged at most once');
+  await goodClientServed(t, h.host, h.port);
+});
+
+t.test('a client that never reads its replies is paused, then closed; it cannot grow the host', async (t) => {
+  const h = await startHarness(t, (c) => {
+    c.kms.idleTimeoutSeconds = 30; // closed for not reading, not for being idle
+  });
+  const s = (await connectFrom('127.0.1.7', h.port))!;
+  s.pause(); // never reads
+  s.write(BIND_NDR32);
+  // Requests on an unknown context: each answered with a 32-byte fault, never read.
+  const burst = Buffer.concat(Array.from({ length: 2000 }, (_, i) => encodeRequestPdu({ callId: i, contextId: 9, opnum: 0, stub: Buffer.alloc(0) })));
+  let sent = 0;
+  const writer = (async () => {
+    while (!s.destroyed && sent < 64 * 1024 * 1024) {
+      sent += burst.length;
+      if (!s.write(burst)) await Promise.race([new Promise((r) => s.once('drain', r)), closed(s)]);
+    }
+  })();
+  await goodClientServed(t, h.host, h.port);
+  await Promise.race([closed(s), sleep(20_000)]);
+  t.ok(s.destroyed, 'the host closed the connection');
+  t.ok(sent < 64 * 1024 * 1024, 'before the client ran out of things to send');
+  await writer;
+  t.same(peersLogged(h.logs, 'KMS_ERR_CONN_BACKLOG'), ['127.0.1.7'], 'logged once with its code');
+  await goodClientServed(t, h.host, h.port);
+});
+
+t.test('a keep-alive client making progress is still closed at kms.maxConnectionSeconds', async (t) => {
+  const h = await startHarness(t, (c) => {
+    (c.kms as { maxConnectionSeconds: number }).maxConnectionSeconds = 1; // below the schema minimum, for the test only
+  });
+  const s = (await connectFrom('127.0.1.8', h.port))!;
+  const started = Date.now();
+  s.write(BIND_NDR32);
+  let alters = 0;
+  while (!s.destroyed && Date.now() - started < 10_000) {
+    // Each alter_context re-offers ctx 0 under a new id … until the limit; then plain re-offers.
+    s.write(alterWithContexts(10 + alters, alters % 8, 1));
+    alters++;
+    await sleep(100);
+  }
+  t.ok(s.destroyed, 'closed by the host');
+  t.same(peersLogged(h.logs, 'KMS_ERR_CONN_LIFETIME'), ['127.0.1.8']);
+  await goodClientServed(t, h.host, h.port);
 });

@@ -7,6 +7,18 @@ import { KmsError, HRESULT } from '../../src/errors';
 import { listenError } from '../../src/server/kms-server';
 import { isPublicAddress } from '../../src/server/client-filter';
 import { product, rawConnect, startHarness } from './appliance-harness';
+import { decodeBindNak, encodeBind } from '../../src/protocol/rpc/bind';
+import { KMS_INTERFACE, NDR32_SYNTAX, PTYPE } from '../../src/protocol/rpc/constants';
+
+const BIND = encodeBind({
+  ptype: PTYPE.BIND,
+  callId: 2,
+  flags: 0x13,
+  maxXmitFrag: 5840,
+  maxRecvFrag: 5840,
+  assocGroupId: 0,
+  contexts: [{ contextId: 0, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR32_SYNTAX] }],
+});
 
 const PRODUCTS = [
   { name: 'Windows 7 Enterprise', version: 4 },
@@ -100,14 +112,17 @@ t.test('client-network allowlist: outsiders are closed on, insiders served', asy
   t.equal(r?.hresult, 0);
 });
 
-t.test('connection limit: the connection over the limit is closed, the others are served', async (t) => {
+t.test('connection limit: the bind over the limit gets bind_nak reason 2 and a close, the others are served', async (t) => {
   const h = await startHarness(t, (c) => {
     c.kms.maxConnections = 2;
   });
   const a = await rawConnect(h.host, h.port);
   const b = await rawConnect(h.host, h.port);
   const c = await rawConnect(h.host, h.port);
+  c.socket.write(BIND);
   await c.closed;
+  t.equal(c.received()[2], PTYPE.BIND_NAK);
+  t.equal(decodeBindNak(c.received()).reason, 2, 'local_limit_exceeded (§2.7)');
   t.ok(h.logs.some((l) => l['code'] === 'KMS_ERR_CONN_LIMIT'), 'the refused connection is logged');
   a.socket.destroy();
   await a.closed;

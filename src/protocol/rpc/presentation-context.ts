@@ -21,6 +21,8 @@ export interface ContextPolicy {
 }
 
 export interface AcceptedContext {
+  /** Position of the item in the PDU (and of its result in the reply). */
+  readonly item: number;
   readonly contextId: number;
   readonly syntax: TransferSyntax;
 }
@@ -32,8 +34,6 @@ export interface ContextJudgement {
   readonly accepted: readonly AcceptedContext[];
 }
 
-/** Context id → the marshalling a request on it uses. Ids absent here are unknown (§2.5). */
-export type ContextTable = ReadonlyMap<number, TransferSyntax>;
 
 export function isBtfn(ts: TransferSyntaxId): boolean {
   return ts.uuid.toLowerCase().startsWith(BTFN_UUID_PREFIX);
@@ -97,7 +97,7 @@ export function judgePresentationContexts(items: readonly PresentationContextIte
   if (verdicts.some((v) => v.syntax === 'ndr64')) verdicts = items.map((item) => judgeItem(item, policy, false));
   const accepted: AcceptedContext[] = [];
   verdicts.forEach((v, i) => {
-    if (v.syntax !== undefined) accepted.push({ contextId: items[i]!.contextId, syntax: v.syntax });
+    if (v.syntax !== undefined) accepted.push({ item: i, contextId: items[i]!.contextId, syntax: v.syntax });
   });
   return {
     results: verdicts.map(({ result, reason, transferSyntax }) => ({ result, reason, transferSyntax })),
@@ -105,12 +105,44 @@ export function judgePresentationContexts(items: readonly PresentationContextIte
   };
 }
 
+/** The result entry of an item accepted by the table above but past the connection's context limit. */
+export const LIMIT_REJECTION: ContextResult = Object.freeze({
+  result: CONTEXT_RESULT.PROVIDER_REJECTION,
+  reason: PROVIDER_REASON.LOCAL_LIMIT_EXCEEDED,
+  transferSyntax: NULL_SYNTAX,
+});
+
+/** What adding one accepted item did to the table. */
+export type ContextChange = 'added' | 'changed' | 'unchanged' | 'full';
+
 /**
- * The contexts a connection serves after one more bind/alter_context (§2.5 bookkeeping): accepted
- * items are added (a re-offered id takes its new syntax); nothing is ever removed.
+ * Context id → the marshalling a request on it uses, for one connection (§2.5 bookkeeping). Ids
+ * absent here are unknown. Accepted items are added in place (a re-offered id takes its new
+ * syntax); nothing is ever removed. At most `limit` ids: each alter_context then costs time in
+ * proportion to its own items, never to the table a client has built up.
  */
-export function addAcceptedContexts(table: ContextTable, accepted: readonly AcceptedContext[]): ContextTable {
-  const next = new Map(table);
-  for (const c of accepted) next.set(c.contextId, c.syntax);
-  return next;
+export class ContextTable {
+  private readonly byId = new Map<number, TransferSyntax>();
+
+  constructor(readonly limit: number) {}
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  get(contextId: number): TransferSyntax | undefined {
+    return this.byId.get(contextId);
+  }
+
+  add(context: AcceptedContext): ContextChange {
+    const before = this.byId.get(context.contextId);
+    if (before === context.syntax) return 'unchanged';
+    if (before === undefined && this.byId.size >= this.limit) return 'full';
+    this.byId.set(context.contextId, context.syntax);
+    return before === undefined ? 'added' : 'changed';
+  }
+
+  entries(): IterableIterator<[number, TransferSyntax]> {
+    return this.byId.entries();
+  }
 }

@@ -13,7 +13,7 @@ import {
   RPC_VERSION_MINOR,
 } from './constants';
 import { decodeWholePduHeader, type CommonHeader } from './header';
-import { addAcceptedContexts, judgePresentationContexts, type ContextTable } from './presentation-context';
+import { ContextTable, judgePresentationContexts, LIMIT_REJECTION } from './presentation-context';
 import { decodeRequest, encodeFault, encodeResponse, type RequestPdu } from './request';
 
 export interface SessionOptions {
@@ -27,7 +27,12 @@ export interface SessionOptions {
   readonly newAssocGroupId: () => number;
   /** The framer's limit (kms.maxPduBytes): bind_ack lowers the client's frag sizes to it (§2.6). Absent: echo them. */
   readonly maxPduBytes?: number;
+  /** Accepted presentation contexts one connection may hold (kms.maxContextsPerConnection). */
+  readonly maxContexts?: number;
 }
+
+/** Without a configured limit: far above the two contexts a Windows client uses. */
+const DEFAULT_MAX_CONTEXTS = 16;
 
 export interface KmsCall {
   readonly syntax: TransferSyntax;
@@ -45,6 +50,12 @@ export interface SessionResult {
   readonly close: boolean;
   /** Why a fault, bind_nak or close happened (one log line); also a refusal the handler threw. */
   readonly error?: KmsError;
+  /**
+   * The PDU moved the association forward: a bind/alter_context that added a context, or a request
+   * answered with a response. Only these keep a connection from counting as idle; a fault, a
+   * bind_nak, co_cancel or orphaned do not.
+   */
+  readonly progress?: true;
 }
 
 interface PendingCall {
@@ -61,7 +72,7 @@ const CONTINUE: SessionResult = Object.freeze({ close: false });
 export class RpcSession {
   private bound = false;
   private assocGroupId = 0;
-  private contexts: ContextTable = new Map();
+  private readonly contexts: ContextTable;
   /** A request arriving in fragments, until its last one (§2.10). */
   private pending: PendingCall | undefined;
   /** A fragmented call already answered with a fault: its remaining fragments get no reply. */
@@ -70,7 +81,9 @@ export class RpcSession {
   constructor(
     private readonly options: SessionOptions,
     private readonly handler: KmsCallHandler,
-  ) {}
+  ) {
+    this.contexts = new ContextTable(options.maxContexts ?? DEFAULT_MAX_CONTEXTS);
+  }
 
   /** Handles one whole PDU (as the FragmentAssembler cuts them). Never throws for bad input. */
   handlePdu(pdu: Buffer): SessionResult {
@@ -120,7 +133,20 @@ export class RpcSession {
       this.bound = true;
       this.assocGroupId = this.options.newAssocGroupId() >>> 0;
     }
-    this.contexts = addAcceptedContexts(this.contexts, judgement.accepted);
+    let results = judgement.results;
+    let progress = false;
+    let overLimit: number[] | undefined;
+    for (const c of judgement.accepted) {
+      const change = this.contexts.add(c);
+      if (change === 'full') (overLimit ??= []).push(c.item);
+      else if (change !== 'unchanged') progress = true;
+    }
+    if (overLimit) {
+      // Items past the limit are answered (2, 3) local_limit_exceeded (§2.5) and the connection
+      // closes after the reply: no KMS client offers more than two contexts.
+      const over = new Set(overLimit);
+      results = results.map((r, i) => (over.has(i) ? LIMIT_REJECTION : r));
+    }
     // §2.6: frag sizes echoed or lowered to what the framer accepts; bind_ack echoes pfc_flags, so
     // CONC_MPX comes back exactly when asked for; alter_context_resp has 0x03 and no sec_addr.
     const limit = this.options.maxPduBytes ?? 0xffff;
@@ -132,9 +158,13 @@ export class RpcSession {
       maxRecvFrag: negotiateFragSize(bind.maxRecvFrag, limit),
       assocGroupId: this.assocGroupId,
       secondaryAddress: isAlter ? '' : this.options.secondaryAddress,
-      results: judgement.results,
+      results,
     });
-    return { reply, close: false };
+    if (overLimit) {
+      const error = new ProtocolError('KMS_ERR_RPC_CONTEXT_LIMIT', undefined, { ...headerDetails(header), limit: this.contexts.limit, refusedItems: overLimit.length });
+      return { reply, close: true, error };
+    }
+    return progress ? { reply, close: false, progress: true } : { reply, close: false };
   }
 
   private onRequest(pdu: Buffer, header: CommonHeader): SessionResult {
@@ -214,7 +244,7 @@ export class RpcSession {
     }
     const stubOut = 'response' in outcome ? encodeSuccessStub(outcome.response, syntax) : encodeRefusalStub(outcome.hresult, syntax);
     const reply = encodeResponse(callId, contextId, stubOut);
-    return error ? { reply, close: false, error } : { reply, close: false };
+    return error ? { reply, close: false, error, progress: true } : { reply, close: false, progress: true };
   }
 
   private fault(header: CommonHeader, contextId: number, code: ErrorCode, cause?: unknown, details: Record<string, unknown> = {}): SessionResult {

@@ -452,3 +452,54 @@ t.test('handlePdu never throws for garbage (C33)', async (t) => {
   }
   t.equal(typeof session.handlePdu(Buffer.alloc(0)).close, 'boolean');
 });
+
+function alter(callId: number, contexts: PresentationContextItem[]): Buffer {
+  return encodeBind({ ptype: PTYPE.ALTER_CONTEXT, callId, flags: 0x03, maxXmitFrag: 5840, maxRecvFrag: 5840, assocGroupId: 0, contexts });
+}
+
+t.test('progress: only a bind/alter_context that adds a context and a served request count (idle timer)', async (t) => {
+  const { session } = newSession();
+  t.equal(session.handlePdu(BIND3).progress, true, 'bind adding contexts');
+  t.equal(session.handlePdu(ALTER).progress, true, 'alter_context adding ctx 0');
+  t.equal(session.handlePdu(ALTER).progress, undefined, 're-offering the same context is no progress');
+  t.equal(session.handlePdu(BIND3).progress, undefined, 'a refused second bind is none');
+  t.equal(session.handlePdu(set(REQ32, { 2: PTYPE.CO_CANCEL })).progress, undefined, 'co_cancel is none');
+  t.equal(session.handlePdu(set(REQ32, { 2: PTYPE.ORPHANED })).progress, undefined, 'orphaned is none');
+  t.equal(session.handlePdu(set(REQ32, { 20: 9 })).progress, undefined, 'a faulted request is none');
+  const served = session.handlePdu(REQ32);
+  expectResponse(t, served, 2, 0);
+  t.equal(served.progress, true, 'a served request is progress');
+});
+
+t.test('presentation contexts per connection are bounded: items past the limit get (2,3) and the connection closes', async (t) => {
+  const session = new RpcSession(
+    { ndr64: true, btfn: true, maxStubBytes: 4096, secondaryAddress: '1688', newAssocGroupId: () => 1, maxContexts: 4 },
+    () => ({ response: KMS_RESPONSE }),
+  );
+  expectOk(t, session.handlePdu(BIND3)); // ctx 1 (NDR64)
+  const r = session.handlePdu(alter(3, [10, 11, 12, 13].map((id) => ({ contextId: id, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR32_SYNTAX] }))));
+  t.equal(ptypeOf(r), 'alter_context_resp', 'the alter_context is still answered');
+  const results = decodeBindAck(r.reply!).results;
+  t.same(results.map((x) => [x.result, x.reason]), [[0, 0], [0, 0], [0, 0], [2, 3]], 'the fifth context is rejected with local_limit_exceeded');
+  t.equal(r.close, true, 'and the connection closes');
+  t.equal(r.error?.code, 'KMS_ERR_RPC_CONTEXT_LIMIT');
+});
+
+t.test('an alter_context costs time for its own items only, however many came before (issue 10)', async (t) => {
+  const { session } = newSession();
+  session.handlePdu(BIND3);
+  // 10,000 alter_contexts re-offering known or new ids stay within the default bound of 16.
+  for (let i = 0; i < 10_000; i++) {
+    const r = session.handlePdu(alter(i, [{ contextId: i % 8, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR32_SYNTAX] }]));
+    if (r.close) {
+      t.fail(`closed at ${i}`);
+      break;
+    }
+  }
+  expectResponse(t, session.handlePdu(REQ32), 2, 0);
+});
+
+function expectOk(t: Test, r: SessionResult): void {
+  t.equal(r.close, false);
+  t.equal(r.error, undefined);
+}
