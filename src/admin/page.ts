@@ -36,6 +36,13 @@ code{font-size:.85em;word-break:break-all}
 .legend span{display:inline-block;width:.8em;height:.8em;margin:0 .3em 0 .8em;vertical-align:middle}
 .served{background:#2f7d32}.refused{background:#c62828}
 nav form{display:inline;margin-left:.5rem}
+details.more summary{cursor:pointer;margin:.5rem 0}
+@media (max-width:40rem){
+.stack table,.stack tbody,.stack tr,.stack td{display:block;width:100%}
+.stack tr:first-child{display:none}.stack tr{border-bottom:1px solid #ddd;padding:.4rem 0}
+.stack td{border:0;padding:.1rem .6rem}.stack td.n{text-align:left}
+.stack td[data-label]::before{content:attr(data-label) ": ";color:#555;font-size:.85rem}
+}
 `;
 
 /** The CSP source for the style block: the page stays style-hashed, script-free. */
@@ -93,12 +100,12 @@ function applicationCards(summary: readonly ApplicationSummary[]): string {
 function complianceTable(rows: readonly ComplianceRow[]): string {
   if (rows.length === 0) return '<p>No machine counted in the last 30 days.</p>';
   return (
-    '<div class="scroll"><table><tr><th>Product</th><th>Licences</th><th>In use</th><th></th></tr>' +
+    '<div class="scroll stack"><table><tr><th>Product</th><th>Licences</th><th>In use</th><th></th></tr>' +
     rows
       .map((r) => {
         const state =
           r.licenses === null ? 'no licences on record (<code>entitlements</code>)' : r.scope === 'unmatched' ? 'matches no product in use' : r.overUse ? `<span class="warn">${r.excess} over</span>` : 'within licences';
-        return `<tr><td>${escapeHtml(r.product)}</td><td class="n">${r.licenses ?? '—'}</td><td class="n">${r.activeMachines}</td><td>${state}</td></tr>`;
+        return `<tr><td><strong>${escapeHtml(r.product)}</strong></td><td class="n" data-label="Licences">${r.licenses ?? '—'}</td><td class="n" data-label="In use">${r.activeMachines}</td><td>${state}</td></tr>`;
       })
       .join('') +
     '</table></div>'
@@ -108,12 +115,12 @@ function complianceTable(rows: readonly ComplianceRow[]): string {
 function refusalTable(refusals: readonly RefusalSummary[]): string {
   if (refusals.length === 0) return '<p>No request refused in the last 7 days.</p>';
   return (
-    '<div class="scroll"><table><tr><th>Client saw</th><th>Times</th><th>Last</th><th>Why, and what to change</th></tr>' +
+    '<div class="scroll stack"><table><tr><th>Client saw</th><th>Times</th><th>Last</th><th>Why, and what to change</th></tr>' +
     refusals
       .map(
         (r) =>
-          `<tr><td>${formatHresult(r.hresult)}</td><td class="n">${r.count}</td><td>${when(r.lastMs)}<br>${escapeHtml([r.lastWorkstation, r.lastAddress].filter(Boolean).join(' at '))}</td>` +
-          `<td>${escapeHtml(isErrorCode(r.code) ? ERRORS[r.code].explain : r.code)}</td></tr>`,
+          `<tr><td><strong>${formatHresult(r.hresult)}</strong></td><td class="n" data-label="Times">${r.count}</td><td data-label="Last">${when(r.lastMs)}<br>${escapeHtml([r.lastWorkstation, r.lastAddress].filter(Boolean).join(' at '))}</td>` +
+          `<td data-label="What to change">${escapeHtml(isErrorCode(r.code) ? ERRORS[r.code].explain : r.code)}</td></tr>`,
       )
       .join('') +
     '</table></div>'
@@ -157,7 +164,7 @@ function machineSection(v: PageView, known: number): string {
   const table =
     rows.length === 0
       ? `<p>${q.q ? `No machine matches “${escapeHtml(q.q)}”.` : 'None yet.'}</p>`
-      : `<div class="scroll"><table id="machine-list"><tr>${sortLink(q, 'name', 'Workstation')}<th>Address</th>${sortLink(q, 'application', 'Product')}${sortLink(q, 'seen', 'Last seen')}<th>Counted</th><th>Last result</th></tr>` +
+      : `<div class="scroll stack"><table id="machine-list"><tr>${sortLink(q, 'name', 'Workstation')}<th>Address</th>${sortLink(q, 'application', 'Product')}${sortLink(q, 'seen', 'Last seen')}<th>Counted</th><th>Last result</th></tr>` +
         rows.map(machineRow).join('') +
         '</table></div>';
   const next = v.machines.next ? `<p><a id="next-page" href="/?q=${encodeURIComponent(q.q)}&amp;sort=${q.sort}&amp;after=${encodeURIComponent(v.machines.next)}#machines">Next ${q.limit} →</a></p>` : '';
@@ -168,8 +175,8 @@ function machineSection(v: PageView, known: number): string {
 function machineRow(c: ClientRecord): string {
   const result = c.lastHresult === 0 ? 'served' : `refused ${formatHresult(c.lastHresult)}: ${escapeHtml(describeHresult(c.lastHresult) ?? '')}`;
   return (
-    `<tr><td>${escapeHtml(c.workstation || '—')}</td><td>${escapeHtml(c.address)}</td><td>${escapeHtml(c.skuName)}</td><td>${when(c.lastSeenMs)}</td>` +
-    `<td>${c.active ? 'yes' : 'no'}</td><td>${result}</td></tr>`
+    `<tr><td><strong>${escapeHtml(c.workstation || '—')}</strong></td><td data-label="Address">${escapeHtml(c.address)}</td><td data-label="Product">${escapeHtml(c.skuName)}</td><td data-label="Last seen">${when(c.lastSeenMs)}</td>` +
+    `<td data-label="Counted">${c.active ? 'yes' : 'no'}</td><td data-label="Last result">${result}</td></tr>`
   );
 }
 
@@ -177,9 +184,9 @@ function identitySection(id: HostIdentityInfo): string {
   if (!id.hwid && id.epids.length === 0) return '<p>Not generated yet.</p>';
   return (
     `<p>HwId <code>${escapeHtml(id.hwid?.toUpperCase() ?? '—')}</code>. Clients show the ePID as "KMS machine extended PID" (<code>slmgr /dlv</code>).</p>` +
-    '<div class="scroll"><table><tr><th>Host-key group</th><th>ePID</th></tr>' +
+    `<details class="more"><summary>ePID per host-key group (${id.epids.length})</summary><div class="scroll stack"><table><tr><th>Host-key group</th><th>ePID</th></tr>` +
     id.epids.map((e) => `<tr><td>${escapeHtml(e.hostKeyGroup)}</td><td><code>${escapeHtml(e.epid)}</code></td></tr>`).join('') +
-    '</table></div>'
+    '</table></div></details>'
   );
 }
 

@@ -53,7 +53,8 @@ export function securityHeaders(tls: boolean): Record<string, string> {
     'content-security-policy': CONTENT_SECURITY_POLICY,
     'x-frame-options': 'DENY',
     'x-content-type-options': 'nosniff',
-    'referrer-policy': 'no-referrer',
+    // same-origin, not no-referrer: with no-referrer a browser sends `Origin: null` on our own form posts.
+    'referrer-policy': 'same-origin',
     'cache-control': 'no-store',
     ...(tls ? { 'strict-transport-security': 'max-age=31536000' } : {}),
   };

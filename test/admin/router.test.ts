@@ -159,7 +159,7 @@ t.test('machine list: keyset pages cover every machine once in each order; searc
   t.equal(bad.status, 200, 'a bad cursor or sort falls back to the first page by name');
   const page = await inject(h, { url: '/?q=PC-0&sort=name' });
   t.match(page.body, /<input type="search" name="q" value="PC-0"/);
-  t.match(page.body, /<td>PC-00<\/td>/);
+  t.match(page.body, /<strong>PC-00<\/strong>/);
 });
 
 async function waitFor<T>(probe: () => Promise<T | undefined>, tries = 50): Promise<T | undefined> {
