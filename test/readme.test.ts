@@ -45,3 +45,42 @@ t.test('the configuration reference is exactly `config defaults`', async (t) => 
 t.test('every command is documented', async (t) => {
   for (const c of COMMANDS) t.ok(readme.includes('`' + c.name), `${c.name} appears in the README`);
 });
+
+const ROOT = path.join(__dirname, '..');
+const protocol = fs.readFileSync(path.join(ROOT, 'docs', 'PROTOCOL.md'), 'utf8');
+
+/** Every file below `dir` with one of the extensions, skipping what git ignores. */
+function filesBelow(dir: string, ext: RegExp): string[] {
+  const out: string[] = [];
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...filesBelow(p, ext));
+    else if (ext.test(e.name)) out.push(p);
+  }
+  return out;
+}
+
+/** "§7.4" exists as a heading "### 7.4"; "§1.5" may also be item 5 of section 1's list. */
+function sectionExists(section: string): boolean {
+  const [major, minor] = section.split('.');
+  if (minor === undefined) return new RegExp(`^## ${major}\\. `, 'm').test(protocol);
+  if (new RegExp(`^### ${major}\\.${minor} `, 'm').test(protocol)) return true;
+  const start = protocol.search(new RegExp(`^## ${major}\\. `, 'm'));
+  const end = protocol.indexOf('\n## ', start + 1);
+  return start >= 0 && new RegExp(`^${minor}\\. `, 'm').test(protocol.slice(start, end < 0 ? undefined : end));
+}
+
+t.test('every README link and PROTOCOL.md citation resolves inside the repository', async (t) => {
+  for (const [, target] of readme.matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)) {
+    if (/^[a-z]+:/.test(target!)) continue; // a web address
+    t.ok(fs.existsSync(path.join(ROOT, target!)), `README link ${target} exists`);
+  }
+  t.match(readme, '](docs/PROTOCOL.md)', 'the README links the protocol notes it cites');
+  const sources = [path.join(ROOT, 'README.md'), ...filesBelow(path.join(ROOT, 'src'), /\.ts$/)];
+  for (const file of sources) {
+    const text = fs.readFileSync(file, 'utf8');
+    for (const [, section] of text.matchAll(/PROTOCOL\.md\)? §(\d+(?:\.\d+)?)/g)) {
+      t.ok(sectionExists(section!), `${path.relative(ROOT, file)} cites §${section}, which docs/PROTOCOL.md has`);
+    }
+  }
+});
