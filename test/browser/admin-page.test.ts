@@ -3,13 +3,18 @@
 // phone) and a sensible layout at 1280 px, no CSP violation, and a foreign Host refused.
 import t from 'tap';
 import fs from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { activate } from '../../src/client/kms-client';
 import { product, startHarness } from '../server/appliance-harness';
 import { hashPassword, writePasswordRecord } from '../../src/admin/password';
 
 const CHROMIUM = '/usr/bin/chromium';
 const PASSWORD = 'correct horse battery';
+/** The document's scroll width against its visible width (a string: the tests compile without the DOM types). */
+function widths(page: Page): Promise<{ scroll: number; client: number }> {
+  return page.evaluate('({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth })');
+}
+
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 t.test('log in, read the page on a phone and a desk, search a machine', { skip: fs.existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (scripts/ci-apt.sh installs it)` }, async (t) => {
@@ -67,7 +72,7 @@ t.test('log in, read the page on a phone and a desk, search a machine', { skip: 
   t.equal(await page.locator('b:text("bold")').count(), 0, 'and never rendered');
 
   // No horizontal scroll on a phone.
-  const phone = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth }));
+  const phone = await widths(page);
   t.ok(phone.scroll <= phone.client, `390 px: no horizontal scroll (${phone.scroll} <= ${phone.client})`);
   await page.screenshot({ path: '/tmp/kms-admin-390.png' });
 
@@ -78,14 +83,14 @@ t.test('log in, read the page on a phone and a desk, search a machine', { skip: 
   const rows = page.locator('#machine-list tr');
   t.equal(await rows.count(), 2, 'header and one machine');
   t.match(await rows.nth(1).textContent(), /FINANCE-PC-2/);
-  const after = await page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth);
+  const after = await widths(page).then((w) => w.scroll <= w.client);
   t.ok(after, '390 px: the machine list fits too');
   await page.screenshot({ path: '/tmp/kms-admin-390-machines.png' });
 
   // A desk: cards side by side, nothing overflowing.
   await page.setViewportSize({ width: 1280, height: 900 });
   await page.goto(`${base}/`);
-  const desk = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth }));
+  const desk = await widths(page);
   t.ok(desk.scroll <= desk.client, '1280 px: no horizontal scroll');
   const [a, b] = [await cards.nth(0).boundingBox(), await cards.nth(1).boundingBox()];
   t.equal(Math.round(a!.y), Math.round(b!.y), '1280 px: application cards side by side');
