@@ -5,7 +5,7 @@
 import dgram from 'node:dgram';
 import { parseArgs } from 'node:util';
 import { DEFAULTS } from '../src/config/defaults';
-import { encodeMessage, EMPTY_HEADER, RR_CLASS, RR_TYPE } from '../src/dns/dns-message';
+import { encodeMessage, EMPTY_HEADER, RR_CLASS, RR_TYPE } from '../src/protocol/dns/message';
 import { startDnsServer } from '../src/dns/dns-server';
 
 export interface DnsBenchOptions {

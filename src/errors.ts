@@ -113,7 +113,10 @@ export const ERRORS = Object.freeze({
 
   // ---- Discovery (src/dns) ----
   KMS_ERR_DNS_MALFORMED: { action: 'none', explain: 'A DNS message that does not parse; answered with FORMERR or dropped.' },
-  KMS_ERR_DNS_RATE_LIMITED: { action: 'none', explain: 'One address sent more DNS queries than dns.rateLimit allows; some were dropped.' },
+  KMS_ERR_DNS_RATE_LIMITED: { action: 'none', explain: 'One address (an IPv6 /64) sent more DNS queries than dns.rateLimit allows; UDP replies beyond it were dropped, TCP queries slowed down.' },
+  KMS_ERR_DNS_CONNECTION_LIMIT: { action: 'none', explain: 'A DNS client opened more TCP connections than dns.tcp allows (per address, or in all); the extra or oldest idle connection was closed. Other clients are unaffected.' },
+  KMS_ERR_DNS_UNREAD_REPLIES: { action: 'none', explain: 'A DNS TCP client kept sending queries without reading the replies; the connection was paused, then closed past dns.tcp.maxUnsentBytes.' },
+  KMS_ERR_DNS_TCP_TIMEOUT: { action: 'none', explain: 'A DNS TCP connection sent no complete query within dns.tcp.idleTimeoutSeconds while part of one was waiting (a slow drip); it was closed.' },
   KMS_ERR_DNS_REFUSED: { action: 'none', explain: 'A query for a name outside the configured zones, from a client not allowed to use forwarding; answered REFUSED.' },
   KMS_ERR_DNS_NO_SRV: { action: 'none', hresult: E.DNS_NAME_NOT_FOUND, explain: 'No _vlmcs._tcp SRV record exists for the domain; clients there cannot find the host (register it, serve the zone, or configure clients by hand).' },
   KMS_ERR_DNS_NO_RECORDS: { action: 'none', hresult: E.DNS_NO_RECORDS, explain: 'The SRV name exists but has no SRV records, or its target has no address.' },

@@ -99,6 +99,16 @@ export interface AppConfig {
       readonly allowNetworks: readonly string[];
     };
     readonly rateLimit: { readonly responsesPerSecond: number; readonly burst: number };
+    /** Bounds on DNS over TCP, so one client cannot exhaust memory or connection slots. */
+    readonly tcp: {
+      readonly maxConnections: number;
+      /** Per IPv4 address or IPv6 /64. */
+      readonly maxConnectionsPerAddress: number;
+      readonly idleTimeoutSeconds: number;
+      readonly maxPendingQueries: number;
+      readonly pauseUnsentBytes: number;
+      readonly maxUnsentBytes: number;
+    };
     readonly registration: DnsRegistrationConfig;
     readonly mdns: { readonly enabled: boolean; readonly instanceName: string };
   };
@@ -194,6 +204,14 @@ export const DEFAULTS: AppConfig = deepFreeze({
     zones: [],
     forwarding: { enabled: false, upstream: [], allowNetworks: [] },
     rateLimit: { responsesPerSecond: 50, burst: 100 },
+    tcp: {
+      maxConnections: 256,
+      maxConnectionsPerAddress: 16, // an IPv6 /64 counts as one address
+      idleTimeoutSeconds: 10, // RFC 7766 §6.2.3; only complete queries restart it, not single bytes
+      maxPendingQueries: 32, // queries read but not answered yet, per connection
+      pauseUnsentBytes: 16384, // stop reading a connection's queries while this much of its replies waits unsent
+      maxUnsentBytes: 131072, // and close it past this: the client does not read its replies
+    },
     registration: {
       enabled: false,
       server: '',

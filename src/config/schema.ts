@@ -273,9 +273,17 @@ export const CONFIG_SCHEMA: Schema = obj(
         upstream: list('Resolvers to forward to.', { type: 'string', minLength: 1, format: 'dns-server' }, D.dns.forwarding.upstream),
         allowNetworks: list('Client networks (CIDR) that may use forwarding.', cidr, D.dns.forwarding.allowNetworks),
       }, forwardingRules),
-      rateLimit: obj('Responses per client address.', {
+      rateLimit: obj('Responses per client address (an IPv6 /64 counts as one), over UDP and TCP.', {
         responsesPerSecond: int('Sustained responses per second to one address.', 1, 100000, D.dns.rateLimit.responsesPerSecond),
         burst: int('Responses one address may get at once before the limit applies.', 1, 1000000, D.dns.rateLimit.burst),
+      }),
+      tcp: obj('Limits on DNS over TCP (an IPv6 /64 counts as one address); each limit hit is logged once per address.', {
+        maxConnections: int('Open TCP connections in all; when full, the oldest idle one of the address holding the most is closed.', 1, 100000, D.dns.tcp.maxConnections),
+        maxConnectionsPerAddress: int('Open TCP connections per client address; more are refused.', 1, 100000, D.dns.tcp.maxConnectionsPerAddress),
+        idleTimeoutSeconds: int('Close a connection that sends no complete query for this long (a byte-by-byte drip does not count).', 1, 3600, D.dns.tcp.idleTimeoutSeconds),
+        maxPendingQueries: int('Queries read but not yet answered per connection; reading pauses beyond.', 1, 10000, D.dns.tcp.maxPendingQueries),
+        pauseUnsentBytes: int('Stop reading a connection\'s queries while this many bytes of its replies wait unsent.', 512, 16777216, D.dns.tcp.pauseUnsentBytes),
+        maxUnsentBytes: int('Close a connection whose unsent replies exceed this many bytes (it does not read them).', 1024, 67108864, D.dns.tcp.maxUnsentBytes),
       }),
       registration: obj('Registration of the SRV record in the site\'s DNS by RFC 2136 UPDATE with TSIG.', {
         enabled: bool('Register (and refresh, and remove on shutdown).', R.enabled),

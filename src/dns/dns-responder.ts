@@ -9,6 +9,8 @@ import {
   decodeMessage,
   ednsOf,
   encodeMessage,
+  encodingLength,
+  readSimpleQuery,
   EMPTY_HEADER,
   HEADER_LENGTH,
   OPCODE,
@@ -18,10 +20,13 @@ import {
   type DecodedMessage,
   type DnsHeader,
   type DnsMessage,
+  type DnsQuestion,
   type DnsRecord,
-} from './dns-message';
+  type SimpleQuery,
+} from '../protocol/dns/message';
+import { decodeName } from '../protocol/dns/names';
 import { buildAddressMatcher } from './networks';
-import { buildDnsAnswer } from './srv-answers';
+import { buildDnsAnswer, type DnsAnswer } from './srv-answers';
 
 /** The subset of a pino logger the DNS modules use. */
 export interface DnsLog {
@@ -60,7 +65,8 @@ export const CLASSIC_UDP_LIMIT = 512;
 export const MAX_UDP_PAYLOAD = 1232;
 const EDNS_VERSION = 0;
 
-export type DnsResponder = (raw: Buffer, client: DnsClient) => Promise<Buffer | null>;
+/** A reply now, silence (null), or a reply later (only forwarding waits for another server). */
+export type DnsResponder = (raw: Buffer, client: DnsClient) => Buffer | null | Promise<Buffer | null>;
 
 /** Logged once per event by the caller; carries the code and the reason. */
 export interface ResponderEvent {
@@ -68,6 +74,20 @@ export interface ResponderEvent {
   readonly client: DnsClient;
   readonly reason: string;
   readonly details?: Record<string, unknown>;
+}
+
+// Encoded answers kept per (transport, UDP size, forwarding allowed, type, class, name). The set
+// of names is the attacker's to choose, so the cache is bounded and simply starts over when full.
+const ANSWER_CACHE_ENTRIES = 4096;
+// How often the machine's addresses (published for targets without their own) are looked at.
+const ADDRESS_CHECK_MS = 1000;
+
+interface CachedAnswer {
+  /** The reply with ID 0 and RD/CD clear; the question bytes are the client's, copied in. */
+  readonly bytes: Buffer;
+  /** Not ours to answer, and this client may use the forwarder: take the full path. */
+  readonly forward: boolean;
+  readonly refused: boolean;
 }
 
 export function createDnsResponder(
@@ -80,19 +100,95 @@ export function createDnsResponder(
   const upstreamHosts = new Set(settings.forwarding.upstream.map((u) => u.replace(/^\[([^\]]+)\].*$/, '$1').replace(/^([^:]+):\d+$/, '$1')));
   const serial = deps.serial ?? 1;
   const report = deps.onEvent ?? (() => undefined);
+  const canForwardFor = (client: DnsClient): boolean => deps.forward !== undefined && mayForward(client.address) && !upstreamHosts.has(client.address);
 
-  return async (raw, client) => {
+  const cache = new Map<string, CachedAnswer>();
+  let addresses = context.addresses();
+  let addressesKey = addresses.join(' ');
+  let addressesCheckedAt = Date.now();
+  const currentAddresses = (): readonly string[] => {
+    const now = Date.now();
+    if (now - addressesCheckedAt >= ADDRESS_CHECK_MS) {
+      addressesCheckedAt = now;
+      const next = context.addresses();
+      const key = next.join(' ');
+      if (key !== addressesKey) {
+        addresses = next;
+        addressesKey = key;
+        cache.clear();
+      }
+    }
+    return addresses;
+  };
+
+  const answerFromZones = (question: DnsQuestion): DnsAnswer =>
+    buildDnsAnswer(settings.zones, question, { kmsPort: context.kmsPort, hostName: context.hostName, addresses: currentAddresses(), serial });
+
+  const reportRefused = (client: DnsClient, question: DnsQuestion, rd: boolean): void => {
+    report({ code: 'KMS_ERR_DNS_REFUSED', client, reason: `query for ${question.name} outside the configured zones`, details: { name: question.name, type: question.type, rd } });
+  };
+
+  /** The zone answer for one question, as it goes on the wire for this client. */
+  const encodeAnswer = (query: DnsHeader, question: DnsQuestion, answer: DnsAnswer, edns: boolean, udpLimit: number, client: DnsClient, canForward: boolean): Buffer => {
+    const response: DnsMessage = {
+      header: { ...responseHeader(query), aa: answer.authoritative && answer.rcode !== RCODE.REFUSED, ra: canForward, rcode: answer.rcode },
+      questions: [question],
+      answers: answer.answers,
+      authorities: answer.authorities,
+      additionals: edns ? [...answer.additionals, buildOptRecord(MAX_UDP_PAYLOAD)] : answer.additionals,
+    };
+    return client.transport === 'udp' ? encodeForUdp(response, udpLimit) : encodeMessage(response);
+  };
+
+  /** The common query, answered from the cache: only the ID, RD/CD and the question's casing change. */
+  const fromCache = (raw: Buffer, q: SimpleQuery, client: DnsClient): Buffer | undefined => {
+    const canForward = canForwardFor(client);
+    const udpLimit = q.udpPayloadSize === 0 ? CLASSIC_UDP_LIMIT : Math.min(MAX_UDP_PAYLOAD, Math.max(CLASSIC_UDP_LIMIT, q.udpPayloadSize));
+    const key = `${client.transport === 'udp' ? udpLimit : 0}/${q.udpPayloadSize === 0 ? 0 : 1}/${canForward ? 1 : 0}/${q.type}/${q.class}/${q.nameKey}`;
+    currentAddresses();
+    let entry = cache.get(key);
+    if (!entry) {
+      const question: DnsQuestion = { name: decodeName(raw, HEADER_LENGTH).name, type: q.type, class: q.class };
+      const answer = answerFromZones(question);
+      const forward = !answer.authoritative && canForward && question.class !== RR_CLASS.CH;
+      const bytes = forward ? Buffer.alloc(0) : encodeAnswer(EMPTY_HEADER, question, answer, q.udpPayloadSize !== 0, udpLimit, client, canForward);
+      entry = { bytes, forward, refused: answer.rcode === RCODE.REFUSED && !answer.authoritative };
+      if (cache.size >= ANSWER_CACHE_ENTRIES) cache.clear();
+      cache.set(key, entry);
+    }
+    if (entry.forward) return undefined;
+    if (entry.refused) reportRefused(client, { name: decodeName(raw, HEADER_LENGTH).name, type: q.type, class: q.class }, (raw[2]! & 0x01) !== 0);
+    const out = Buffer.allocUnsafe(entry.bytes.length);
+    entry.bytes.copy(out);
+    out[0] = raw[0]!;
+    out[1] = raw[1]!;
+    out[2] = out[2]! | (raw[2]! & 0x01); // RD
+    out[3] = out[3]! | (raw[3]! & 0x10); // CD
+    raw.copy(out, HEADER_LENGTH, HEADER_LENGTH, q.questionEnd);
+    return out;
+  };
+
+  return (raw, client) => {
     // Fewer than 12 bytes: there is no ID to answer to, so silence (RFC 1035 has no reply).
     if (raw.length < HEADER_LENGTH) {
-      report({ code: 'KMS_ERR_DNS_MALFORMED', client, reason: `${raw.length}-byte datagram, shorter than a DNS header`, details: { head: raw.toString('hex') } });
+      report({ code: 'KMS_ERR_DNS_MALFORMED', client, reason: `${raw.length}-byte message, shorter than a DNS header`, details: { head: raw.toString('hex') } });
       return null;
     }
-    const header = decodeHeader(raw);
     // Never answer a response: that is how reflection loops between servers start.
-    if (header.qr) {
+    if ((raw[2]! & 0x80) !== 0) {
       report({ code: 'KMS_ERR_DNS_MALFORMED', client, reason: 'a DNS response (QR=1) sent to the responder; ignored' });
       return null;
     }
+    if (((raw[2]! >> 3) & 0xf) === OPCODE.QUERY) {
+      const simple = readSimpleQuery(raw);
+      const cached = simple ? fromCache(raw, simple, client) : undefined;
+      if (cached) return cached;
+    }
+    return respondInFull(raw, client);
+  };
+
+  function respondInFull(raw: Buffer, client: DnsClient): Buffer | Promise<Buffer> {
+    const header = decodeHeader(raw);
     let query: DecodedMessage;
     try {
       query = decodeMessage(raw);
@@ -131,32 +227,25 @@ export function createDnsResponder(
       });
     }
 
-    const answer = buildDnsAnswer(settings.zones, question, { kmsPort: context.kmsPort, hostName: context.hostName, addresses: context.addresses(), serial });
-    const canForward = deps.forward !== undefined && mayForward(client.address) && !upstreamHosts.has(client.address);
-    if (!answer.authoritative && canForward && question.class !== RR_CLASS.CH) {
-      try {
-        const upstream = Buffer.from(await deps.forward!(raw, client));
-        // We answer from another server's data: recursion available, not authoritative.
-        if (upstream.length >= HEADER_LENGTH) upstream.writeUInt16BE((upstream.readUInt16BE(2) | 0x0080) & ~0x0400, 2);
-        if (client.transport === 'tcp' || upstream.length <= udpLimit) return upstream;
-        return encodeMessage({ header: { ...responseHeader(header), tc: true, ra: true }, questions: [question], answers: [], authorities: [], additionals: optOut });
-      } catch (err) {
-        report({ code: 'KMS_ERR_DNS_SERVER_UNREACHABLE', client, reason: `forwarding failed: ${err instanceof Error ? err.message : String(err)}`, details: { name: question.name } });
-        return encodeMessage({ header: { ...responseHeader(header), rcode: RCODE.SERVFAIL, ra: true }, questions: [question], answers: [], authorities: [], additionals: optOut });
-      }
+    const answer = answerFromZones(question);
+    const canForward = canForwardFor(client);
+    if (!answer.authoritative && canForward && question.class !== RR_CLASS.CH) return forwardQuery(raw, client, header, question, udpLimit, optOut);
+    if (answer.rcode === RCODE.REFUSED && !answer.authoritative) reportRefused(client, question, header.rd);
+    return encodeAnswer(header, question, answer, edns !== undefined, udpLimit, client, canForward);
+  }
+
+  async function forwardQuery(raw: Buffer, client: DnsClient, header: DnsHeader, question: DnsQuestion, udpLimit: number, optOut: DnsRecord[]): Promise<Buffer> {
+    try {
+      const upstream = Buffer.from(await deps.forward!(raw, client));
+      // We answer from another server's data: recursion available, not authoritative.
+      if (upstream.length >= HEADER_LENGTH) upstream.writeUInt16BE((upstream.readUInt16BE(2) | 0x0080) & ~0x0400, 2);
+      if (client.transport === 'tcp' || upstream.length <= udpLimit) return upstream;
+      return encodeMessage({ header: { ...responseHeader(header), tc: true, ra: true }, questions: [question], answers: [], authorities: [], additionals: optOut });
+    } catch (err) {
+      report({ code: 'KMS_ERR_DNS_SERVER_UNREACHABLE', client, reason: `forwarding failed: ${err instanceof Error ? err.message : String(err)}`, details: { name: question.name } });
+      return encodeMessage({ header: { ...responseHeader(header), rcode: RCODE.SERVFAIL, ra: true }, questions: [question], answers: [], authorities: [], additionals: optOut });
     }
-    if (answer.rcode === RCODE.REFUSED && !answer.authoritative) {
-      report({ code: 'KMS_ERR_DNS_REFUSED', client, reason: `query for ${question.name} outside the configured zones`, details: { name: question.name, type: question.type, rd: header.rd } });
-    }
-    const response: DnsMessage = {
-      header: { ...responseHeader(header), aa: answer.authoritative && answer.rcode !== RCODE.REFUSED, ra: canForward, rcode: answer.rcode },
-      questions: [question],
-      answers: answer.answers,
-      authorities: answer.authorities,
-      additionals: [...answer.additionals, ...optOut],
-    };
-    return client.transport === 'udp' ? encodeForUdp(response, udpLimit) : encodeMessage(response);
-  };
+  }
 }
 
 function responseHeader(query: DnsHeader): DnsHeader {
@@ -173,11 +262,10 @@ function errorResponse(query: DnsHeader, rcode: number): DnsMessage {
  * (and OPT) and sets TC so the client asks again over TCP (RFC 1035 §4.2.1, RFC 7766 §5).
  */
 export function encodeForUdp(response: DnsMessage, limit: number): Buffer {
-  const full = encodeMessage(response);
-  if (full.length <= limit) return full;
+  if (encodingLength(response) <= limit) return encodeMessage(response);
   const opt = response.additionals.filter((r) => r.type === RR_TYPE.OPT);
-  const noExtra = encodeMessage({ ...response, additionals: opt });
-  if (noExtra.length <= limit) return noExtra;
+  const noExtra: DnsMessage = { ...response, additionals: opt };
+  if (encodingLength(noExtra) <= limit) return encodeMessage(noExtra);
   return encodeMessage({ ...response, header: { ...response.header, tc: true }, answers: [], authorities: [], additionals: opt });
 }
 

@@ -1,15 +1,21 @@
-// The DNS responder's sockets: dns2's UDP and TCP servers carry the datagrams and TCP streams,
-// while parsing and policy stay in dns-responder.ts. dns2's own parser is bypassed (its
-// lenient parse cannot tell FORMERR from silence and drops the sender on errors), so each
-// dns2 server is subclassed at its per-message entry point.
+// The DNS responder's sockets: UDP datagrams and TCP streams in, dns-responder.ts decides, and
+// every counter the metrics page shows is kept here.
+//
+// Why not dns2's servers (dns2 was the server library until the hostile-clients review): they
+// hand a handler only dns2's own lenient parse of a message (no raw bytes, so no FORMERR, no
+// patching of a precomputed answer), read TCP without any bound (no backpressure, no connection
+// caps, an idle timer any byte restarts) and cannot create an IPv6-only UDP socket, so the
+// responder owns plain node:dgram and node:net sockets (dns-tcp.ts carries the TCP limits).
 import dgram from 'node:dgram';
 import type net from 'node:net';
 import { randomInt } from 'node:crypto';
-import DNS from 'dns2';
 import type { AppConfig } from '../config/defaults';
 import { parseListenAddress, formatListenAddress, type ListenAddress } from '../config/listen-address';
-import { ConfigError, KmsError } from '../errors';
+import { ConfigError, KmsError, type ErrorCode } from '../errors';
+import { RCODE_NAME } from '../protocol/dns/message';
+import { clientGroup } from './client-group';
 import { createDnsResponder, describeError, type DnsClient, type DnsLog, type DnsResponder, type Forwarder, type ResponderEvent } from './dns-responder';
+import { createDnsTcpService, type DnsTcpCounters } from './dns-tcp';
 import { exchangeDns, parseServerAddress } from './dns-transport';
 import { createRateLimiter } from './rate-limiter';
 
@@ -20,77 +26,36 @@ export interface DnsServerContext {
   readonly log: DnsLog;
 }
 
+/** Cheap counters, incremented as things happen (for the metrics endpoint). */
+export interface DnsStats extends DnsTcpCounters {
+  /** Replies sent, by header rcode name (NOERROR, NXDOMAIN, REFUSED, FORMERR …). */
+  readonly responsesByRcode: Record<string, number>;
+  /** Queries for names outside the zones answered REFUSED. */
+  refused: number;
+  /** Malformed messages (answered FORMERR or dropped). */
+  malformed: number;
+  /** UDP replies not sent because the socket's send queue was full. */
+  udpDropped: number;
+}
+
 export interface DnsServerHandle {
   /** Where it really answers (UDP and TCP share each port), port 0 resolved. */
   readonly addresses: readonly ListenAddress[];
+  /** A snapshot of the counters since start. */
+  stats(): DnsStats;
   close(): Promise<void>;
 }
 
 const FORWARD_TIMEOUT_MS = 2000;
-const TCP_MAX_CONNECTIONS = 256;
 const LOG_WINDOW_MS = 10_000;
 const LOG_PER_WINDOW = 20;
+// A limit hit by one address is logged once per this period, not once per packet.
+const LIMIT_LOG_PERIOD_MS = 10 * 60_000;
+const LIMIT_LOG_ADDRESSES = 4096;
 const PORT_RETRIES = 20;
-
-/** dns2's UDP server with its datagram handler replaced by ours (it would parse first). */
-class RawUdpServer extends DNS.UDPServer {
-  onDatagram: (data: Buffer, rinfo: dgram.RemoteInfo) => void = () => undefined;
-  override handle(data: Buffer, rinfo: dgram.RemoteInfo): void {
-    this.onDatagram(data, rinfo);
-  }
-}
-
-interface TcpState {
-  inFlight: number;
-  peerEnded: boolean;
-}
-
-/** The parts of dns2's TCP server its typings leave out. */
-interface Dns2TcpInternals {
-  idleTimeout: number;
-  response(client: net.Socket, state: TcpState, message: Buffer): void;
-}
-
-/** dns2's TCP server; our framing replaces its handler, its response() writes the answers. */
-class RawTcpServer extends DNS.TCPServer {
-  onMessage: (data: Buffer, socket: net.Socket) => Promise<Buffer | null> = async () => null;
-
-  handle(socket: net.Socket): void {
-    const self = this as unknown as Dns2TcpInternals;
-    const state: TcpState = { inFlight: 0, peerEnded: false };
-    let buffered: Buffer = Buffer.alloc(0);
-    socket.setTimeout(self.idleTimeout);
-    socket.on('timeout', () => socket.destroy());
-    socket.on('error', () => socket.destroy());
-    socket.on('end', () => {
-      state.peerEnded = true;
-      if (state.inFlight === 0) socket.end();
-    });
-    socket.on('data', (chunk: Buffer) => {
-      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-      // RFC 1035 §4.2.2: each message is preceded by its 2-byte length; the length caps what
-      // a client can make us buffer at 64 KiB.
-      while (buffered.length >= 2) {
-        const n = buffered.readUInt16BE(0);
-        if (buffered.length < 2 + n) return;
-        const message = Buffer.from(buffered.subarray(2, 2 + n));
-        buffered = buffered.subarray(2 + n);
-        state.inFlight++;
-        void this.onMessage(message, socket).then(
-          (answer) => {
-            if (answer) self.response(socket, state, answer);
-            else {
-              // Nothing to say to this peer (it sent a response, or garbage we must not answer).
-              state.inFlight--;
-              socket.destroy();
-            }
-          },
-          () => socket.destroy(),
-        );
-      }
-    });
-  }
-}
+// Datagrams waiting in the UDP socket's send queue before replies are dropped (the kernel
+// buffer is full: replying faster only grows memory).
+const UDP_SEND_QUEUE_LIMIT = 1024;
 
 function createForwarder(upstream: readonly string[], log: DnsLog): Forwarder {
   const servers = upstream.map((u) => {
@@ -135,7 +100,25 @@ function createEventLogger(log: DnsLog): (e: ResponderEvent) => void {
     }
     const fields = { code: e.code, client: e.client.address, port: e.client.port, transport: e.client.transport, reason: e.reason, ...e.details };
     if (e.code === 'KMS_ERR_DNS_REFUSED') log.debug(fields, 'DNS query refused');
-    else log.warn(fields, e.code === 'KMS_ERR_DNS_MALFORMED' ? 'malformed DNS message' : 'DNS event');
+    else if (e.code === 'KMS_ERR_DNS_MALFORMED') log.warn(fields, 'malformed DNS message');
+    else if (LIMIT_CODES.has(e.code)) log.warn(fields, 'DNS client hit a limit');
+    else log.warn(fields, 'DNS event');
+  };
+}
+
+const LIMIT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['KMS_ERR_DNS_RATE_LIMITED', 'KMS_ERR_DNS_CONNECTION_LIMIT', 'KMS_ERR_DNS_UNREAD_REPLIES', 'KMS_ERR_DNS_TCP_TIMEOUT']);
+
+/** Passes a limit hit on once per code and client group per LIMIT_LOG_PERIOD_MS (bounded memory). */
+function oncePerAddress(onEvent: (e: ResponderEvent) => void): (code: ErrorCode, client: DnsClient, group: string, reason: string) => void {
+  const seen = new Map<string, number>();
+  return (code, client, group, reason) => {
+    const key = `${code} ${group}`;
+    const now = Date.now();
+    const at = seen.get(key);
+    if (at !== undefined && now - at < LIMIT_LOG_PERIOD_MS) return;
+    if (seen.size >= LIMIT_LOG_ADDRESSES) seen.clear();
+    seen.set(key, now);
+    onEvent({ code, client, reason, details: { group } });
   };
 }
 
@@ -143,7 +126,7 @@ function listenError(addr: ListenAddress, err: NodeJS.ErrnoException): KmsError 
   return new KmsError('KMS_ERR_DNS_LISTEN', `DNS responder cannot bind ${formatListenAddress(addr)}: ${err.code ?? err.message}`, { address: addr.host, port: addr.port, errno: err.code }, { cause: err });
 }
 
-function bindTcp(server: RawTcpServer, addr: ListenAddress, port: number): Promise<number> {
+function bindTcp(server: net.Server, addr: ListenAddress, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => reject(err);
     server.once('error', onError);
@@ -155,7 +138,7 @@ function bindTcp(server: RawTcpServer, addr: ListenAddress, port: number): Promi
   });
 }
 
-function bindUdp(socket: RawUdpServer, addr: ListenAddress, port: number): Promise<void> {
+function bindUdp(socket: dgram.Socket, addr: ListenAddress, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => reject(err);
     socket.once('error', onError);
@@ -166,9 +149,8 @@ function bindUdp(socket: RawUdpServer, addr: ListenAddress, port: number): Promi
   });
 }
 
-function closeTcp(server: net.Server, sockets: Set<net.Socket>): Promise<void> {
+function closeTcp(server: net.Server): Promise<void> {
   return new Promise((resolve) => {
-    for (const s of sockets) s.destroy();
     if (!server.listening) return resolve();
     server.close(() => resolve());
   });
@@ -182,6 +164,22 @@ function closeUdp(socket: dgram.Socket): Promise<void> {
       resolve(); // never bound
     }
   });
+}
+
+function emptyStats(): DnsStats {
+  return {
+    responsesByRcode: {},
+    refused: 0,
+    malformed: 0,
+    udpDropped: 0,
+    rateLimited: 0,
+    tcpOpen: 0,
+    tcpConnectionsRefused: 0,
+    tcpConnectionsEvicted: 0,
+    tcpClosedUnread: 0,
+    tcpClosedDrip: 0,
+    tcpBackpressure: 0,
+  };
 }
 
 /**
@@ -200,58 +198,93 @@ export async function startDnsServer(
     if ('error' in a) throw new ConfigError('KMS_ERR_CONFIG_INVALID', `DNS listen address: ${a.error}`);
     return a;
   });
-  const onEvent = createEventLogger(log);
+  const stats = emptyStats();
+  const rcodeNames = Array.from({ length: 16 }, (_, i) => RCODE_NAME.get(i) ?? `RCODE${i}`);
+  const countReply = (reply: Buffer): void => {
+    const name = rcodeNames[reply.length >= 4 ? reply[3]! & 0xf : 0]!;
+    stats.responsesByRcode[name] = (stats.responsesByRcode[name] ?? 0) + 1;
+  };
+  const logEvent = createEventLogger(log);
+  const onEvent = (e: ResponderEvent): void => {
+    if (e.code === 'KMS_ERR_DNS_REFUSED') stats.refused++;
+    else if (e.code === 'KMS_ERR_DNS_MALFORMED') stats.malformed++;
+    logEvent(e);
+  };
+  const onLimit = oncePerAddress(onEvent);
   const forward = config.forwarding.enabled && config.forwarding.upstream.length > 0 ? createForwarder(config.forwarding.upstream, log) : undefined;
   const respond: DnsResponder = createDnsResponder(config, context, { forward, serial: Math.floor(Date.now() / 1000), onEvent });
   const limiter = createRateLimiter(config.rateLimit);
 
-  const handleSafely = async (data: Buffer, client: DnsClient): Promise<Buffer | null> => {
-    try {
-      return await respond(data, client);
-    } catch (err) {
+  const respondSafely = (data: Buffer, client: DnsClient): Buffer | null | Promise<Buffer | null> => {
+    const failed = (err: unknown): null => {
       const d = describeError(err);
       log.error({ code: d.code, client: client.address, reason: d.message }, 'DNS responder failed on a message; it keeps serving');
       return null;
+    };
+    try {
+      const r = respond(data, client);
+      return r instanceof Promise ? r.catch(failed) : r;
+    } catch (err) {
+      return failed(err);
     }
   };
 
-  const udpSockets: RawUdpServer[] = [];
-  const tcpServers: { server: RawTcpServer; sockets: Set<net.Socket> }[] = [];
+  const t = config.tcp;
+  const tcpLimits = {
+    maxConnections: t.maxConnections,
+    maxConnectionsPerAddress: t.maxConnectionsPerAddress,
+    idleTimeoutMs: t.idleTimeoutSeconds * 1000,
+    maxPendingQueries: t.maxPendingQueries,
+    pauseUnsentBytes: Math.min(t.pauseUnsentBytes, t.maxUnsentBytes),
+    maxUnsentBytes: t.maxUnsentBytes,
+  };
+  // The TCP connection caps are shared by all listen addresses, like the rate limit.
+  const tcpService = createDnsTcpService({ limits: tcpLimits, limiter, respond: respondSafely, onReply: countReply, onLimit, counters: stats });
+
+  const udpSockets: dgram.Socket[] = [];
+  const tcpServers: net.Server[] = [];
   const bound: ListenAddress[] = [];
   const closeAll = async (): Promise<void> => {
-    await Promise.all([...udpSockets.map(closeUdp), ...tcpServers.map((t) => closeTcp(t.server, t.sockets))]);
+    tcpService.destroyAll();
+    await Promise.all([...udpSockets.map(closeUdp), ...tcpServers.map(closeTcp)]);
+  };
+
+  const serveUdp = (udp: dgram.Socket): void => {
+    const reply = (answer: Buffer | null, rinfo: dgram.RemoteInfo): void => {
+      if (!answer) return;
+      if (udp.getSendQueueCount() >= UDP_SEND_QUEUE_LIMIT) {
+        stats.udpDropped++;
+        return;
+      }
+      countReply(answer);
+      udp.send(answer, rinfo.port, rinfo.address);
+    };
+    udp.on('message', (data, rinfo) => {
+      if (!limiter.allow(clientGroup(rinfo.address), Date.now())) {
+        stats.rateLimited++;
+        onLimit('KMS_ERR_DNS_RATE_LIMITED', { address: rinfo.address, port: rinfo.port, transport: 'udp' }, clientGroup(rinfo.address), 'responses dropped: over dns.rateLimit');
+        return;
+      }
+      const answer = respondSafely(data, { address: rinfo.address, port: rinfo.port, transport: 'udp' });
+      if (answer instanceof Promise) void answer.then((a) => reply(a, rinfo));
+      else reply(answer, rinfo);
+    });
   };
 
   try {
     for (const addr of addrs) {
       let port = addr.port;
       for (let attempt = 0; ; attempt++) {
-        const tcp = new RawTcpServer();
-        tcp.maxConnections = TCP_MAX_CONNECTIONS;
-        const sockets = new Set<net.Socket>();
-        tcp.on('connection', (s: net.Socket) => {
-          sockets.add(s);
-          s.once('close', () => sockets.delete(s));
-        });
-        tcp.onMessage = (data, socket) => handleSafely(data, { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, transport: 'tcp' });
-        const udp = new RawUdpServer({ type: { type: addr.family === 6 ? 'udp6' : 'udp4', ipv6Only: addr.family === 6 } as unknown as 'udp4' });
-        udp.onDatagram = (data, rinfo) => {
-          // Rate limiting applies to UDP only: TCP sources cannot be spoofed for reflection.
-          if (!limiter.allow(rinfo.address, Date.now())) {
-            onEvent({ code: 'KMS_ERR_DNS_RATE_LIMITED', client: { address: rinfo.address, port: rinfo.port, transport: 'udp' }, reason: 'response dropped: over dns.rateLimit' });
-            return;
-          }
-          void handleSafely(data, { address: rinfo.address, port: rinfo.port, transport: 'udp' }).then((answer) => {
-            if (answer) udp.send(answer, rinfo.port, rinfo.address, () => undefined);
-          });
-        };
+        const tcp = tcpService.createServer();
+        const udp = dgram.createSocket({ type: addr.family === 6 ? 'udp6' : 'udp4', ipv6Only: addr.family === 6 });
+        serveUdp(udp);
         udp.on('error', (err) => log.warn({ code: 'KMS_ERR_DNS_LISTEN', reason: err.message }, 'DNS UDP socket error'));
         try {
           const tcpPort = await bindTcp(tcp, addr, port);
           try {
             await bindUdp(udp, addr, tcpPort);
           } catch (err) {
-            await closeTcp(tcp, sockets);
+            await closeTcp(tcp);
             await closeUdp(udp);
             // With port 0 the TCP port may be taken on UDP; pick again.
             if (addr.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && attempt < PORT_RETRIES) continue;
@@ -263,7 +296,7 @@ export async function startDnsServer(
         }
         tcp.on('error', (err: Error) => log.warn({ code: 'KMS_ERR_DNS_LISTEN', reason: err.message }, 'DNS TCP server error'));
         udpSockets.push(udp);
-        tcpServers.push({ server: tcp, sockets });
+        tcpServers.push(tcp);
         bound.push({ host: addr.host, port, family: addr.family });
         break;
       }
@@ -279,6 +312,7 @@ export async function startDnsServer(
   let closed: Promise<void> | undefined;
   return {
     addresses: bound,
+    stats: () => ({ ...stats, responsesByRcode: { ...stats.responsesByRcode } }),
     close: () => (closed ??= closeAll()),
   };
 }

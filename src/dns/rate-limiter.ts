@@ -1,4 +1,5 @@
-// Per-client response rate limiting (dns.rateLimit): a token bucket per source address, so a
+// Per-client response rate limiting (dns.rateLimit): a token bucket per client (clientGroup: an
+// IPv4 address or an IPv6 /64, over UDP and TCP alike), so a
 // flood from one address (or a spoofed reflection attempt) cannot use the responder as an
 // amplifier, while every other client is still answered.
 
@@ -14,6 +15,8 @@ export interface RateLimiter {
   allow(client: string, nowMs: number): boolean;
   /** Number of addresses currently tracked (bounded by `maxClients`). */
   readonly size: number;
+  /** Tokens per second (0 = no limit). */
+  readonly rate: number;
 }
 
 /** Bounded: when `maxClients` buckets exist, the full (idle) ones are forgotten first. */
@@ -50,5 +53,6 @@ export function createRateLimiter(settings: RateLimitSettings, maxClients = 10_0
     get size() {
       return buckets.size;
     },
+    rate,
   };
 }

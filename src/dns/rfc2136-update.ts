@@ -1,9 +1,9 @@
 // RFC 2136 UPDATE messages that publish or withdraw this appliance's `_vlmcs._tcp` SRV record
 // and its target's A/AAAA in a site DNS zone, the way a Windows KMS host registers itself
 // (PROTOCOL.md §8.1). Pure: the registrar signs and sends them.
-import net from 'node:net';
-import { EMPTY_HEADER, OPCODE, RR_CLASS, RR_TYPE, type DnsMessage, type DnsRecord, type RData } from './dns-message';
-import { isInZone, sameName } from './dns-names';
+import { isIpv6 } from '../protocol/dns/addresses';
+import { EMPTY_HEADER, OPCODE, RR_CLASS, RR_TYPE, type DnsMessage, type DnsRecord, type RData } from '../protocol/dns/message';
+import { isInZone, sameName } from '../protocol/dns/names';
 
 export interface SrvPublication {
   /** The zone the update goes to (the client DNS domain). */
@@ -42,7 +42,7 @@ function deleteRrset(name: string, type: number): DnsRecord {
 
 function addressRecords(p: SrvPublication): DnsRecord[] {
   return p.addresses.map((a) =>
-    net.isIPv6(a)
+    isIpv6(a)
       ? { name: p.target, type: RR_TYPE.AAAA, class: RR_CLASS.IN, ttl: p.ttl, data: { kind: 'aaaa', address: a } }
       : { name: p.target, type: RR_TYPE.A, class: RR_CLASS.IN, ttl: p.ttl, data: { kind: 'a', address: a } },
   );

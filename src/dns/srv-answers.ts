@@ -1,10 +1,10 @@
 // The authoritative answer for the configured zones, as a pure function of the configuration
 // and one question: the `_vlmcs._tcp` SRV records clients look for (PROTOCOL.md §8.1, C34),
 // the targets' A/AAAA, SOA and NS at the apex, and RFC 2308 negative answers. No sockets.
-import net from 'node:net';
+import { isIpv4, isIpv6 } from '../protocol/dns/addresses';
 import type { DnsZoneConfig, SrvTarget } from '../config/defaults';
-import { RCODE, RR_CLASS, RR_TYPE, type DnsQuestion, type DnsRecord } from './dns-message';
-import { canonicalName, isInZone } from './dns-names';
+import { RCODE, RR_CLASS, RR_TYPE, type DnsQuestion, type DnsRecord } from '../protocol/dns/message';
+import { canonicalName, isInZone } from '../protocol/dns/names';
 
 export const SRV_LABEL = '_vlmcs._tcp';
 
@@ -84,8 +84,8 @@ function zoneData(zone: DnsZoneConfig, o: DnsAnswerOptions): ZoneData {
 function addressRecords(name: string, list: readonly string[], type: number, ttl: number): DnsRecord[] {
   const out: DnsRecord[] = [];
   for (const a of list) {
-    if (type === RR_TYPE.A && net.isIPv4(a)) out.push({ name, type, class: RR_CLASS.IN, ttl, data: { kind: 'a', address: a } });
-    if (type === RR_TYPE.AAAA && net.isIPv6(a)) out.push({ name, type, class: RR_CLASS.IN, ttl, data: { kind: 'aaaa', address: a } });
+    if (type === RR_TYPE.A && isIpv4(a)) out.push({ name, type, class: RR_CLASS.IN, ttl, data: { kind: 'a', address: a } });
+    if (type === RR_TYPE.AAAA && isIpv6(a)) out.push({ name, type, class: RR_CLASS.IN, ttl, data: { kind: 'aaaa', address: a } });
   }
   return out;
 }

@@ -1,8 +1,8 @@
 // TSIG (RFC 8945) with HMAC-SHA256: signs a request we send and verifies the server's signed
 // answer, so a site DNS server accepts our dynamic updates and we know the answer is its own.
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { decodeMessage, RCODE, RR_CLASS, RR_TYPE, type DecodedRecord } from './dns-message';
-import { canonicalWireName } from './dns-names';
+import { decodeMessage, RCODE, RR_CLASS, RR_TYPE, type DecodedRecord } from '../protocol/dns/message';
+import { canonicalWireName } from '../protocol/dns/names';
 
 export const TSIG_ALGORITHM_HMAC_SHA256 = 'hmac-sha256';
 /** RFC 8945 §10: 300 s is the recommended fudge. */

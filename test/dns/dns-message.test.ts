@@ -1,6 +1,7 @@
 import t from 'tap';
-import { decodeMessage, encodeMessage, ipv6ToBytes, ipv6ToText, EMPTY_HEADER, RR_TYPE, RR_CLASS } from '../../src/dns/dns-message';
-import { decodeName, nameToLabels } from '../../src/dns/dns-names';
+import { decodeMessage, encodeMessage, encodingLength, EMPTY_HEADER, RR_TYPE, RR_CLASS } from '../../src/protocol/dns/message';
+import { ipv6ToBytes, ipv6ToText, parseIpv4, parseIpv6 } from '../../src/protocol/dns/addresses';
+import { decodeName, nameToLabels } from '../../src/protocol/dns/names';
 
 // A query for SRV _vlmcs._tcp.example.org with an EDNS OPT (4096, DO clear), written by hand
 // from RFC 1035 §4.1 and RFC 6891 §6.1.2.
@@ -87,4 +88,34 @@ t.test('IPv6 text and bytes (RFC 5952)', async (t) => {
   t.equal(ipv6ToText(Buffer.from('20010db8000000010000000000000001', 'hex')), '2001:db8:0:1::1');
   t.equal(ipv6ToText(Buffer.from('20010db8000100000001000100010001', 'hex')), '2001:db8:1:0:1:1:1:1', 'a single zero group stays');
   t.equal(ipv6ToText(Buffer.alloc(16)), '::');
+});
+
+t.test('address parsing without node:net agrees with RFC 4291 text forms', async (t) => {
+  t.equal(parseIpv4('192.0.2.255')?.toString('hex'), 'c00002ff');
+  for (const bad of ['256.0.0.1', '1.2.3', '01.2.3.4', '1.2.3.4.5', ' 1.2.3.4', '']) t.equal(parseIpv4(bad), null, `IPv4 "${bad}" refused`);
+  t.equal(parseIpv6('fe80::1%eth0')?.toString('hex'), 'fe800000000000000000000000000001', 'zone id ignored');
+  t.equal(parseIpv6('1:2:3:4:5:6:7:8')?.toString('hex'), '00010002000300040005000600070008');
+  t.equal(parseIpv6('1:2:3:4:5:6:1.2.3.4')?.toString('hex'), '00010002000300040005000601020304');
+  for (const bad of ['1:2:3:4:5:6:7', '1::2::3', '12345::', ':::', '1:2:3:4:5:6:7:8:9', '::1.2.3', 'g::1', '1.2.3.4::', '1:2:3:4:5:6:7::8']) {
+    t.equal(parseIpv6(bad), null, `IPv6 "${bad}" refused`);
+  }
+});
+
+t.test('encodingLength is the exact encoded size, name compression included', async (t) => {
+  const m = {
+    header: { ...EMPTY_HEADER, id: 7, qr: true },
+    questions: [{ name: '_vlmcs._tcp.Example.org', type: RR_TYPE.SRV, class: RR_CLASS.IN }],
+    answers: [
+      { name: '_vlmcs._tcp.example.org', type: RR_TYPE.SRV, class: RR_CLASS.IN, ttl: 60, data: { kind: 'srv' as const, priority: 0, weight: 0, port: 1688, target: 'kms.example.org' } },
+    ],
+    authorities: [{ name: 'example.org', type: RR_TYPE.NS, class: RR_CLASS.IN, ttl: 60, data: { kind: 'name' as const, target: 'kms.example.org' } }],
+    additionals: [
+      { name: 'kms.example.org', type: RR_TYPE.A, class: RR_CLASS.IN, ttl: 60, data: { kind: 'a' as const, address: '192.0.2.1' } },
+      { name: 'kms.example.org', type: RR_TYPE.AAAA, class: RR_CLASS.IN, ttl: 60, data: { kind: 'aaaa' as const, address: '2001:db8::1' } },
+    ],
+  };
+  const bytes = encodeMessage(m);
+  t.equal(encodingLength(m), bytes.length);
+  t.ok(bytes.length < 150, `names are compressed (${bytes.length} bytes)`);
+  t.same(decodeMessage(bytes).additionals.map((r) => r.data), m.additionals.map((r) => r.data), 'round trip');
 });

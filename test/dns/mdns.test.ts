@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap';
 import dgram from 'node:dgram';
 import { startMdns, MDNS_SERVICE, buildMdnsRecords, mdnsNames, answerMdnsQuestion } from '../../src/dns/mdns';
-import { decodeMessage, encodeMessage, EMPTY_HEADER, RR_TYPE, RR_CLASS, type DecodedMessage } from '../../src/dns/dns-message';
+import { decodeMessage, encodeMessage, EMPTY_HEADER, RR_TYPE, RR_CLASS, type DecodedMessage } from '../../src/protocol/dns/message';
 import type { DnsLog } from '../../src/dns/dns-responder';
 import { freePort } from './named';
 

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { buildDnsAnswer, selfTargetIn } from '../../src/dns/srv-answers';
-import { RCODE, RR_CLASS, RR_TYPE } from '../../src/dns/dns-message';
+import { RCODE, RR_CLASS, RR_TYPE } from '../../src/protocol/dns/message';
 import type { DnsZoneConfig } from '../../src/config/defaults';
 
 const ZONES: DnsZoneConfig[] = [

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { createHmac } from 'node:crypto';
 import { signMessage, verifyResponse, parseTsigSecret, type TsigKey } from '../../src/dns/tsig';
-import { decodeMessage } from '../../src/dns/dns-message';
+import { decodeMessage } from '../../src/protocol/dns/message';
 
 const KEY: TsigKey = { name: 'Kms-Update.', algorithm: 'hmac-sha256', secret: Buffer.from('0123456789abcdef0123456789abcdef') };
 const NOW = 0x0000_6543_2100; // seconds

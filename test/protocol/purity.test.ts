@@ -61,6 +61,9 @@ t.test('the scanner finds every kind of import and flags the forbidden ones', as
 t.test('src/protocol imports only node:buffer, node:crypto, protocol modules and ../errors', async (t) => {
   const files = sourceFiles(PROTOCOL);
   t.ok(files.length >= 10, `${files.length} source files`);
+  for (const codec of ['dns/message.ts', 'dns/names.ts', 'dns/addresses.ts', 'dns/wire.ts']) {
+    t.ok(files.includes(join(PROTOCOL, codec)), `the DNS codec is scanned too: ${codec}`);
+  }
   const offenders: string[] = [];
   let imports = 0;
   for (const file of files) {

@@ -1,7 +1,7 @@
 // Domain names on the wire (RFC 1035 §3.1, §4.1.4) and in presentation form. Decoding is the
 // part hostile input attacks, so every limit is checked here: label ≤ 63 octets, name ≤ 255
 // octets, and compression pointers may only point backwards, which makes loops impossible.
-import { ProtocolError } from '../errors';
+import { ProtocolError } from '../../errors';
 
 export const MAX_LABEL_OCTETS = 63;
 export const MAX_NAME_OCTETS = 255; // wire length including the root label (RFC 1035 §2.3.4)
