@@ -88,6 +88,8 @@ export interface SharedCmid {
 export interface SharedWorkstation {
   readonly workstation: string;
   readonly cmids: readonly string[];
+  /** The product line (application) whose CMIDs these are. */
+  readonly application?: string;
 }
 
 export interface Duplicates {
@@ -116,6 +118,8 @@ export interface GroupCount {
 
 // A single DHCP renumbering changes the address once; two machines sharing a CMID keep switching.
 const ADDRESS_SWITCHES_FOR_DUPLICATE = 2;
+/** Names (and addresses) listed per duplicate CMID: enough to find the clones, bounded for a flood. */
+export const MAX_NAMES_KEPT = 16;
 
 /** What the host presents to clients (kept in the settings table by src/host/host-identity.ts). */
 export interface HostIdentityInfo {
@@ -300,42 +304,90 @@ export class Inventory {
     }
   }
 
-  /** Evidence of cloned machines among those seen in the window. */
+  /**
+   * Evidence of cloned machines among those served in the window, per product line (a PC's
+   * Windows and its Office are separate CMIDs of one name, not a clone). The names and addresses
+   * a CMID was served under come from the served events of the window (at most
+   * MAX_NAMES_KEPT each; the clients table keeps only the current and previous one), so three
+   * machines sharing one image all show; refused requests do not count.
+   */
   duplicates(nowMs: number, windowMs: number = COUNT_WINDOW_MS): Duplicates {
     const cutoff = nowMs - windowMs;
-    const sharedCmids = (
-      this.db
+    const candidates = this.db
+      .prepare(`
+        SELECT application, cmid, workstation, previous_workstation, client_address, previous_address,
+          workstation_changes, address_changes
+        FROM clients WHERE last_seen_ms >= ? AND last_counted_ms IS NOT NULL AND (workstation_changes > 0 OR address_changes >= ?)
+        ORDER BY cmid, application`)
+      .all(cutoff, ADDRESS_SWITCHES_FOR_DUPLICATE) as {
+      application: string; cmid: string; workstation: string; previous_workstation: string; client_address: string;
+      previous_address: string; workstation_changes: number; address_changes: number;
+    }[];
+    const seen = new Map<string, { names: Set<string>; addresses: Set<string>; name?: string; address?: string; nameSwitches: number; addressSwitches: number }>();
+    if (candidates.length > 0) {
+      for (const c of candidates) seen.set(`${c.application} ${c.cmid}`, { names: new Set(), addresses: new Set(), nameSwitches: 0, addressSwitches: 0 });
+      const rows = this.db
         .prepare(`
-          SELECT cmid,
-            group_concat(workstation, char(10)) AS names, group_concat(previous_workstation, char(10)) AS previous_names,
-            group_concat(client_address, char(10)) AS addresses, group_concat(previous_address, char(10)) AS previous_addresses,
-            SUM(workstation_changes) AS ws_changes, SUM(address_changes) AS addr_changes,
-            group_concat(application, char(10)) AS applications
-          FROM clients WHERE last_seen_ms >= ? AND (workstation_changes > 0 OR address_changes >= ?)
-          GROUP BY cmid ORDER BY cmid`)
-        .all(cutoff, ADDRESS_SWITCHES_FOR_DUPLICATE) as {
-        cmid: string; names: string; previous_names: string; addresses: string; previous_addresses: string;
-        ws_changes: number; addr_changes: number; applications: string;
-      }[]
-    ).map(
-      (r): SharedCmid => ({
-        cmid: r.cmid,
-        workstations: distinct(`${r.names}\n${r.previous_names}`),
-        addresses: distinct(`${r.addresses}\n${r.previous_addresses}`),
-        workstationChanges: r.ws_changes,
-        addressChanges: r.addr_changes,
-        applications: distinct(r.applications).map((a) => this.names.applicationName(a)),
-      }),
-    );
+          SELECT application, cmid, workstation, client_address FROM events
+          WHERE id >= ? AND served = 1 AND time_ms >= ? AND cmid IN (SELECT value FROM json_each(?)) ORDER BY id`)
+        .iterate(this.firstEventAtOrAfter(cutoff), cutoff, JSON.stringify([...new Set(candidates.map((c) => c.cmid))])) as IterableIterator<{
+        application: string; cmid: string; workstation: string; client_address: string;
+      }>;
+      for (const e of rows) {
+        const m = seen.get(`${e.application} ${e.cmid}`);
+        if (!m) continue;
+        if (m.name !== undefined && e.workstation.toLowerCase() !== m.name) m.nameSwitches++;
+        if (m.address !== undefined && e.client_address !== m.address) m.addressSwitches++;
+        m.name = e.workstation.toLowerCase();
+        m.address = e.client_address;
+        if (e.workstation !== '' && m.names.size < MAX_NAMES_KEPT) m.names.add(e.workstation.toLowerCase());
+        if (e.client_address !== '' && m.addresses.size < MAX_NAMES_KEPT) m.addresses.add(e.client_address);
+      }
+    }
+    const sharedCmids: SharedCmid[] = [];
+    for (const c of candidates) {
+      const m = seen.get(`${c.application} ${c.cmid}`)!;
+      // No served event left in the window (pruned by store.maxEvents): what the clients row knows.
+      const fromEvents = m.name !== undefined;
+      const workstations = fromEvents ? [...m.names].sort() : distinct(`${c.workstation}\n${c.previous_workstation}`.toLowerCase());
+      const addresses = fromEvents ? [...m.addresses].sort() : distinct(`${c.client_address}\n${c.previous_address}`);
+      const workstationChanges = fromEvents ? m.nameSwitches : c.workstation_changes;
+      const addressChanges = fromEvents ? m.addressSwitches : c.address_changes;
+      if (workstations.length < 2 && addressChanges < ADDRESS_SWITCHES_FOR_DUPLICATE) continue;
+      sharedCmids.push({
+        cmid: c.cmid,
+        workstations,
+        addresses,
+        workstationChanges,
+        addressChanges,
+        applications: [this.names.applicationName(c.application)],
+      });
+    }
     const sharedWorkstations = (
       this.db
         .prepare(`
-          SELECT lower(workstation) AS workstation, group_concat(DISTINCT cmid) AS cmids
-          FROM clients WHERE workstation <> '' AND last_seen_ms >= ?
-          GROUP BY lower(workstation) HAVING count(DISTINCT cmid) > 1 ORDER BY 1`)
-        .all(cutoff) as { workstation: string; cmids: string }[]
-    ).map((r) => ({ workstation: r.workstation, cmids: r.cmids.split(',').sort() }));
+          SELECT application, lower(workstation) AS workstation, group_concat(DISTINCT cmid) AS cmids
+          FROM clients WHERE workstation <> '' AND last_seen_ms >= ? AND last_counted_ms IS NOT NULL
+          GROUP BY application, lower(workstation) HAVING count(DISTINCT cmid) > 1 ORDER BY 2, 1`)
+        .all(cutoff) as { application: string; workstation: string; cmids: string }[]
+    ).map((r) => ({ workstation: r.workstation, cmids: r.cmids.split(',').sort(), application: this.names.applicationName(r.application) }));
     return { sharedCmids, sharedWorkstations };
+  }
+
+  /** The id of the first event at or after `ms` (events are appended in time order). */
+  private firstEventAtOrAfter(ms: number): number {
+    const bounds = this.db.prepare('SELECT MIN(id) AS lo, MAX(id) AS hi FROM events').get() as { lo: number | null; hi: number | null };
+    if (bounds.lo === null || bounds.hi === null) return 0;
+    const timeAtOrAfter = this.db.prepare('SELECT id, time_ms FROM events WHERE id >= ? ORDER BY id LIMIT 1');
+    let lo = bounds.lo;
+    let hi = bounds.hi + 1;
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      const row = timeAtOrAfter.get(mid) as { id: number; time_ms: number } | undefined;
+      if (row === undefined || row.time_ms >= ms) hi = mid;
+      else lo = row.id + 1;
+    }
+    return lo;
   }
 
   /** Active machines per (application, group, SKU) in the window. */

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { loadCatalog } from '../../src/catalog/load';
 import { SqliteStore } from '../../src/store/sqlite-store';
-import { Inventory } from '../../src/store/inventory';
+import { Inventory, MAX_NAMES_KEPT } from '../../src/store/inventory';
 import { complianceReport } from '../../src/store/compliance';
 import type { NameResolver } from '../../src/catalog/name-resolver';
 import {
@@ -101,7 +101,36 @@ t.test('duplicates: one CMID under several names, one name with several CMIDs', 
   t.same(d.sharedCmids.map((s) => s.cmid), [cmid(1), cmid(3)]);
   t.match(d.sharedCmids[0], { workstations: ['clone-b', 'pc-1.branch.example'], workstationChanges: 2, applications: ['Windows'] });
   t.match(d.sharedCmids[1], { addresses: ['10.0.0.3', '10.9.9.8'], addressChanges: 2, workstationChanges: 0 });
-  t.same(d.sharedWorkstations, [{ workstation: 'pc-5.branch.example', cmids: [cmid(5), cmid(200)].sort() }]);
+  t.same(d.sharedWorkstations, [{ workstation: 'pc-5.branch.example', cmids: [cmid(5), cmid(200)].sort(), application: 'Windows' }]);
+});
+
+t.test('duplicates: every name of a cloned CMID, per product line, served requests only', async (t) => {
+  const { store, inventory } = setup(t);
+  // Three machines from one image: the clients row remembers two names, the events all three.
+  for (const [k, name] of ['clone-a', 'clone-b', 'clone-c', 'clone-a'].entries()) store.recordActivation(obs(7, { workstationName: name }), NOW + k, WINDOW);
+  // A PC's Windows and Office (different CMIDs, one name) are not "one name, several CMIDs".
+  store.recordActivation(obs(300, { workstationName: 'desk-1' }), NOW, WINDOW);
+  store.recordActivation(obs(301, { ...office, workstationName: 'desk-1' }), NOW, WINDOW);
+  // Refused requests under another name prove nothing about clones.
+  store.recordRefusal(obs(8, { workstationName: 'someone-else' }), 0xc004f06c, 'KMS_ERR_KMS_TIME_SKEW', NOW);
+  store.recordActivation(obs(400, { workstationName: 'lab-1' }), NOW, WINDOW);
+  store.recordRefusal(obs(401, { workstationName: 'lab-1' }), 0xc004f06c, 'KMS_ERR_KMS_TIME_SKEW', NOW);
+  // A name with a newline is one name, not two entries.
+  store.recordActivation(obs(9, { workstationName: 'evil\nfake-entry' }), NOW, WINDOW);
+  store.recordActivation(obs(9), NOW + 1, WINDOW);
+  const d = inventory.duplicates(NOW);
+  const seven = d.sharedCmids.find((c) => c.cmid === cmid(7));
+  t.same(seven?.workstations, ['clone-a', 'clone-b', 'clone-c', 'pc-7.branch.example'], 'all names, not only the last two');
+  t.equal(seven?.workstationChanges, 4);
+  t.notOk(d.sharedCmids.some((c) => c.cmid === cmid(8)), 'a refused request under another name is no clone');
+  t.notOk(d.sharedWorkstations.some((w) => w.workstation === 'desk-1'), 'Windows and Office of one PC are not duplicates');
+  t.notOk(d.sharedWorkstations.some((w) => w.workstation === 'lab-1'), 'a refused CMID does not make a name shared');
+  const nine = d.sharedCmids.find((c) => c.cmid === cmid(9));
+  t.same(nine?.workstations, ['evil\nfake-entry', 'pc-9.branch.example']);
+  t.notOk(d.sharedCmids.some((c) => c.workstations.includes('fake-entry')), 'no made-up entry');
+  // Bounded: a CMID answering under hundreds of names lists MAX_NAMES_KEPT of them.
+  for (let k = 0; k < 100; k++) store.recordActivation(obs(10, { workstationName: `flood-${k}` }), NOW + k, WINDOW);
+  t.equal(inventory.duplicates(NOW).sharedCmids.find((c) => c.cmid === cmid(10))?.workstations.length, MAX_NAMES_KEPT);
 });
 
 t.test('compliance: entitlements by group name, application id or SKU name; over-use and unlicensed groups', async (t) => {

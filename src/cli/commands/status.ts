@@ -84,13 +84,13 @@ export function formatStatus(info: DatabaseInfo, apps: readonly ApplicationSumma
       if (d.addresses.length > 1) parts.push(`addresses ${d.addresses.map(inert).join(', ')}`);
       const switches = d.workstationChanges + d.addressChanges;
       parts.push(`switched ${switches} time${switches === 1 ? '' : 's'}`);
-      out.push(`  ${d.cmid}: ${parts.join('; ')}`);
+      out.push(`  ${d.cmid}${d.applications.length > 0 ? ` (${d.applications.join(', ')})` : ''}: ${parts.join('; ')}`);
     }
     out.push('');
   }
   if (dups.sharedWorkstations.length > 0) {
     out.push('Workstation names with several CMIDs (re-imaged, or two machines with one name):');
-    for (const w of dups.sharedWorkstations) out.push(`  ${inert(w.workstation)}: ${w.cmids.join(', ')}`);
+    for (const w of dups.sharedWorkstations) out.push(`  ${inert(w.workstation)}${w.application ? ` (${w.application})` : ''}: ${w.cmids.join(', ')}`);
     out.push('');
   }
   if (dups.sharedCmids.length === 0 && dups.sharedWorkstations.length === 0) out.push('No duplicate CMIDs.');

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { command } from '../../../src/cli/commands/status';
 import { SqliteStore } from '../../../src/store/sqlite-store';
 import { DATABASE_FILE_NAME } from '../../../src/store/data-dir';
-import { cmid } from '../../store/observations';
+import { cmid, obs, WINDOW } from '../../store/observations';
 import { captureIo, preparedDataDir, writeConfig } from './inventory-fixture';
 
 const OFFICE_NAME = 'Office 2013 / 2016 / 2019 / LTSC 2021 / LTSC 2024';
@@ -21,7 +21,7 @@ t.test('explains the count in words, names the database and lists duplicate CMID
   t.ok(lines.includes(`${OFFICE_NAME}: 6 machines in the last 30 days; clients need 5: ${OFFICE_NAME} clients activate.`));
   t.match(out, /Windows 10\/11 2015 \(Volume\)\s+20 machines\s+need 25\s+not activating \(needs 2 more\)/);
   t.match(out, /Windows Server 2022\s+3 machines\s+need 5\s+activating/);
-  t.ok(lines.includes(`  ${cmid(1)}: names clone-b, pc-1.branch.example; switched 2 times`));
+  t.ok(lines.includes(`  ${cmid(1)} (Windows): names clone-b, pc-1.branch.example; switched 2 times`));
   t.equal(c.stderr(), '');
 });
 
@@ -123,4 +123,22 @@ t.test('refusals of the last week are summarised by reason with what to change',
   t.match(out, /install the product's GVLK/, 'says what to change');
   t.match(out, /0xC004F06C ×1 \(KMS_ERR_KMS_TIME_SKEW\)/);
   t.notMatch(out, /from old/, 'older refusals are left out');
+});
+
+t.test('client-chosen names are printed inert: no escape sequence, bidi override or fake line', async (t) => {
+  const dir = preparedDataDir(t);
+  const store = SqliteStore.open(dir, {});
+  const now = Date.now();
+  store.recordActivation(obs(60, { workstationName: '\x1b]0;owned\x07\x1b[2J' }), now - 2000, WINDOW);
+  store.recordActivation(obs(60, { workstationName: 'b\u202eexe.txt\nFAKE: line' }), now - 1000, WINDOW);
+  store.recordRefusal(obs(61, { workstationName: '\x1b[31mred' }), 0xc004f06c, 'KMS_ERR_KMS_TIME_SKEW', now - 10);
+  store.close();
+  const c = captureIo();
+  t.equal(await command.run(['--data-dir', dir], c.io), 0);
+  const out = c.stdout();
+  t.notMatch(out, /[\x00-\x09\x0b-\x1f\x7f\u202e]/, 'nothing a terminal acts on');
+  t.match(out, '\\x1b]0;owned\\x07');
+  t.match(out, 'b\\u202eexe.txt\\nfake: line');
+  t.notOk(out.split('\n').some((l) => /^fake/i.test(l)), 'no made-up line');
+  t.match(out, 'from \\x1b[31mred');
 });
