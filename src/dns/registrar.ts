@@ -51,9 +51,22 @@ export interface RegistrationResult {
   readonly addresses: readonly string[];
 }
 
+/** How registration is going, for the metrics endpoint and health checks. */
+export interface RegistrarStatus {
+  /** When a registration round last succeeded for every domain (ms since the epoch); null = never yet. */
+  readonly lastSuccessMs: number | null;
+  /** Failed registrations (one per domain and attempt) since start: a counter. */
+  readonly failures: number;
+  /** Why the latest round failed; null when it succeeded (or none ran yet). */
+  readonly lastError: string | null;
+  /** The interval between successful rounds (dns.registration.refreshMinutes). */
+  readonly refreshMs: number;
+}
+
 export interface RegistrarHandle {
   /** Registers every domain now (also what the timers do). */
   registerNow(): Promise<RegistrationResult[]>;
+  status(): RegistrarStatus;
   /** Stops the timers and, when removeOnShutdown, removes the records. */
   stop(): Promise<RegistrationResult[]>;
 }
@@ -180,6 +193,9 @@ export function startRegistrar(config: DnsRegistrationConfig, context: Registrar
     });
 
   let published: SrvPublication[] = [];
+  let lastSuccessMs: number | null = null;
+  let failures = 0;
+  let lastError: string | null = null;
   let lastAddresses = currentAddresses();
   let stopped = false;
   let chain: Promise<unknown> = Promise.resolve();
@@ -243,6 +259,10 @@ export function startRegistrar(config: DnsRegistrationConfig, context: Registrar
       const results: RegistrationResult[] = [];
       for (const p of pubs) results.push(await runOne(p, 'register'));
       published = pubs;
+      const failed = results.filter((r) => !r.ok);
+      failures += failed.length;
+      lastError = failed.length > 0 ? failed.map((r) => `${r.domain}: ${r.reason ?? r.code}`).join('; ') : null;
+      if (failed.length === 0) lastSuccessMs = Date.now();
       schedule(results.every((r) => r.ok) ? refreshMs : retryMs);
       return results;
     });
@@ -264,6 +284,7 @@ export function startRegistrar(config: DnsRegistrationConfig, context: Registrar
   return {
     ready,
     registerNow,
+    status: () => ({ lastSuccessMs, failures, lastError, refreshMs }),
     stop: () =>
       serialize(async () => {
         stopped = true;

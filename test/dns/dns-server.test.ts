@@ -374,3 +374,22 @@ t.test('an independent parser (dns2\'s) reads the answers as we mean them, over 
     t.same(srv, ['0 40 11688 kms-b.branch.test', '0 60 1688 kms-a.branch.test', '10 0 1688 kms-c.elsewhere.test'], `${what}: SRV set`);
   }
 });
+
+t.test('stats() counts replies by rcode, refusals and malformed messages as they happen', async (t) => {
+  const { h, v4 } = await start(t, {}, ['127.0.0.1:0']);
+  t.same(h.stats().responsesByRcode, {}, 'nothing yet');
+  await dig('127.0.0.1', v4, ['SRV', '_vlmcs._tcp.example.test']);
+  await dig('127.0.0.1', v4, ['A', 'nothere.example.test']);
+  await dig('127.0.0.1', v4, ['A', 'www.elsewhere.invalid']);
+  await exchangeRaw(v4, Buffer.concat([header(0x5151, 0, 2), QNAME_EXAMPLE, TYPE_SRV_IN, QNAME_EXAMPLE, TYPE_SRV_IN]));
+  await dig('127.0.0.1', v4, ['SRV', '_vlmcs._tcp.example.test', '+tcp']);
+  const s = h.stats();
+  t.same(s.responsesByRcode, { NOERROR: 2, NXDOMAIN: 1, REFUSED: 1, FORMERR: 1 });
+  t.equal(s.refused, 1);
+  t.equal(s.malformed, 1);
+  t.equal(s.rateLimited, 0);
+  for (let i = 0; i < 20 && h.stats().tcpOpen > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  t.equal(h.stats().tcpOpen, 0, 'the TCP connection is closed again');
+  s.responsesByRcode.NOERROR = 99;
+  t.equal(h.stats().responsesByRcode.NOERROR, 2, 'a snapshot, not the live counters');
+});

@@ -40,6 +40,11 @@ t.test('registers in a real BIND 9 named with TSIG, and removes the records on s
   const reg = startRegistrar(registration(named), { kmsPort: 1688, hostName: 'ignored', addresses: () => [], log }, { addressPollMs: 0 });
   const results = await reg.ready;
   t.match(results, [{ domain: ZONE, ok: true, event: EVENT_PUBLISH_OK, target: 'kms-appliance.site.test', port: 1688 }]);
+  const st = reg.status();
+  t.ok(st.lastSuccessMs !== null && Math.abs(st.lastSuccessMs - Date.now()) < 60_000, 'status: last success recorded');
+  t.equal(st.failures, 0, 'status: no failures');
+  t.equal(st.lastError, null);
+  t.equal(st.refreshMs, registration(named).refreshMinutes * 60_000, 'status: refresh interval');
   const okLine = lines.find((l) => l.obj.event === EVENT_PUBLISH_OK);
   t.ok(okLine, 'event 12294 logged');
   t.equal(okLine?.obj.domain, ZONE);
@@ -129,6 +134,7 @@ t.test('a zone the server does not serve, and a server that does not answer, are
   const dead = startRegistrar(registration(named, { server: '127.0.0.1:9' }), { kmsPort: 1688, hostName: 'x', addresses: () => [], log }, { addressPollMs: 0, timeoutMs: 300 });
   const [d] = await dead.ready;
   t.equal(d?.code, 'KMS_ERR_DNS_SERVER_UNREACHABLE');
+  t.match(dead.status(), { lastSuccessMs: null, failures: 1, lastError: /did not answer/ }, 'status: the failure counted, with its reason');
   t.equal(d?.event, EVENT_PUBLISH_FAILED);
   await dead.stop();
 });
