@@ -73,7 +73,7 @@ function printReport(io: CommandIo, r: DiscoveryReport): void {
   const w = (s: string): void => void io.stdout.write(inert(s) + '\n');
   w(`Discovery check for ${r.domain}, asking ${r.resolver}`);
   if (r.records.length > 0) {
-    w(`SRV ${r.srvName}: ${r.records.length} record(s)`);
+    w(`SRV ${r.srvName}: ${r.records.length} record${r.records.length === 1 ? '' : 's'}`);
     for (const rec of r.records) w(`  priority ${rec.priority}  weight ${rec.weight}  port ${rec.port}  ${rec.target}`);
     w('Tried in the order a Windows client would:');
     r.attempts.forEach((a, i) => {
