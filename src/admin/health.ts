@@ -16,10 +16,12 @@ export function checkHealth(sources: Pick<MetricSources, 'kms' | 'store' | 'regi
   if (!kms.listening) problems.push('The KMS listener is not accepting connections: clients cannot activate. Check the log for the listen error and restart the service.');
   const store = sources.store();
   if (!store.writable) {
-    problems.push('The database cannot be written (disk full or read-only file system): counts are kept in memory only. Free disk space.');
+    problems.push(`The database cannot be written${store.lastError ? ` (${store.lastError})` : ''}: answered activations wait in memory. Free disk space or fix the file system.`);
   }
   if (store.pendingWrites > 0) {
-    problems.push(`${store.pendingWrites} answered activation${store.pendingWrites === 1 ? ' is' : 's are'} not yet written to the database; they are written as soon as the disk accepts them.`);
+    problems.push(`${store.pendingWrites} machine${store.pendingWrites === 1 ? "'s answered activation is" : "s' answered activations are"} not yet written to the database; they are written as soon as the disk accepts them.`);
+  } else if ((store.pendingEvents ?? 0) > 0) {
+    problems.push(`${store.pendingEvents} request log entr${store.pendingEvents === 1 ? 'y is' : 'ies are'} not yet written to the database.`);
   }
   const reg = sources.registration?.();
   if (reg) {

@@ -231,8 +231,14 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
     const snapshots = new SnapshotService({ dataDir, catalogFile: config.catalog.file }, log, () => clock.now());
     cleanup.unshift(() => snapshots.close());
     sources = {
-      kms: () => ({ listening: kms.addresses().length > 0, open: kms.connectionCount, refusedByReason: {} }),
-      store: () => ({ pendingWrites: store.hasPendingWrites ? 1 : 0, writeFailures: 0, writable: !store.hasPendingWrites }),
+      kms: () => {
+        const s = kms.stats();
+        return { listening: kms.addresses().length > 0, open: s.open, refusedByReason: s.refusedByReason };
+      },
+      store: () => {
+        const s = store.stats();
+        return { pendingWrites: s.pendingMachines, pendingEvents: s.pendingEvents, writeFailures: s.writeFailures, writable: s.writable, lastError: s.lastWriteError ?? '' };
+      },
       counts: () => snapshots.latestCounts(),
     };
     let admin: AdminHandle | undefined;

@@ -71,10 +71,18 @@ export function createApplianceMetrics(sources: MetricSources, options: { knownA
   });
   new Gauge({
     name: `${p}store_pending_writes`,
-    help: 'Activations answered but not yet written to the database file.',
+    help: 'Machines whose answered activations are not yet written to the database file.',
     registers: [registry],
     collect() {
       this.set(sources.store().pendingWrites);
+    },
+  });
+  new Gauge({
+    name: `${p}store_pending_events`,
+    help: 'Request event-log rows not yet written to the database file.',
+    registers: [registry],
+    collect() {
+      this.set(sources.store().pendingEvents ?? 0);
     },
   });
   new Counter({

@@ -11,8 +11,12 @@ export interface KmsConnectionFacts {
 }
 
 export interface StoreFacts {
-  /** Writes answered to clients but not yet in the database file. */
+  /** Machines whose answered activations are not yet in the database file. */
   readonly pendingWrites: number;
+  /** Event-log rows not yet in the file. */
+  readonly pendingEvents?: number;
+  /** The last write error while not writable (SQLite code and message). */
+  readonly lastError?: string;
   readonly writeFailures: number;
   /** False while the last write failed (full disk, read-only file system). */
   readonly writable: boolean;

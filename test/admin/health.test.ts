@@ -6,6 +6,9 @@ import { AdminRouter } from '../../src/admin/router';
 import { HostCheck } from '../../src/admin/host-check';
 import { LoginGuard } from '../../src/admin/login';
 import type { MetricSources, RegistrationFacts, StoreFacts } from '../../src/metrics/sources';
+import { activate } from '../../src/client/kms-client';
+import { connectionOf } from '../../src/store/testing';
+import { product, startHarness } from '../server/appliance-harness';
 
 const NOW = Date.parse('2026-12-04T12:00:00Z');
 const kmsUp = () => ({ listening: true, open: 0, refusedByReason: {} });
@@ -30,7 +33,7 @@ t.test('healthy only when everything holds', async (t) => {
   t.match(checkHealth(sources({ kms: false }), NOW).problems[0], /KMS listener is not accepting/);
   const full = checkHealth(sources({ store: { pendingWrites: 12, writeFailures: 3, writable: false } }), NOW);
   t.equal(full.problems.length, 2);
-  t.match(full.problems.join(' '), /cannot be written.*12 answered activations are not yet written/);
+  t.match(full.problems.join(' '), /cannot be written.*12 machines' answered activations are not yet written/);
 });
 
 t.test('/healthz answers 503 with the list, without login and without inventory', async (t) => {
@@ -55,4 +58,31 @@ t.test('/healthz answers 503 with the list, without login and without inventory'
   t.equal(bad.status, 503);
   t.same(JSON.parse(bad.body).problems.length, 2);
   t.equal((await router.handle({ ...req, headers: { host: 'evil.example' } })).status, 421, 'the Host check comes first');
+});
+
+t.test('a real full disk: /healthz says so and why, the metrics show what waits, and both recover', async (t) => {
+  const h = await startHarness(t, (c) => {
+    c.admin.listen = ['127.0.0.1:0'];
+  });
+  const get = (url: string) => h.appliance.admin!.router.handle({ method: 'GET', url, headers: { host: 'localhost' }, remoteAddress: '127.0.0.1', localAddress: '127.0.0.1', tls: false });
+  t.equal((await get('/healthz')).status, 200);
+  const db = connectionOf(h.appliance.store);
+  const pages = db.pragma('page_count', { simple: true }) as number;
+  db.pragma(`max_page_count = ${pages}`);
+  // Free space inside the file absorbs some writes before one needs a new page (bounded loop).
+  for (let i = 0; i < 2000 && !h.appliance.store.hasPendingWrites; i++) {
+    await activate({ host: h.host, port: h.port, product: product('Windows Server 2022 Standard'), workstation: `srv-${i}` });
+  }
+  t.ok(h.appliance.store.hasPendingWrites, 'the disk is full');
+  const sick = await get('/healthz');
+  t.equal(sick.status, 503);
+  const problems = (JSON.parse(sick.body) as { problems: string[] }).problems.join(' ');
+  t.match(problems, /The database cannot be written \(SQLITE_FULL/);
+  t.match(problems, /answered activations? (is|are) not yet written/);
+  const m = (await get('/metrics')).body;
+  t.match(m, /^kms_appliance_store_pending_writes [1-9]\d*$/m);
+  t.match(m, /^kms_appliance_store_write_failures_total [1-9]\d*$/m);
+  db.pragma('max_page_count = 1073741823');
+  h.appliance.store.flushPending();
+  t.equal((await get('/healthz')).status, 200, 'healthy again once everything is written');
 });
