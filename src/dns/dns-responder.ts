@@ -93,8 +93,17 @@ interface CachedAnswer {
 export function createDnsResponder(
   settings: DnsResponderSettings,
   context: DnsResponderContext,
-  deps: { readonly forward?: Forwarder; readonly serial?: number; readonly onEvent?: (e: ResponderEvent) => void },
+  deps: {
+    readonly forward?: Forwarder;
+    readonly serial?: number;
+    readonly onEvent?: (e: ResponderEvent) => void;
+    /** false: every query takes the full decode/encode path (tests compare both). */
+    readonly answerCache?: boolean;
+    readonly nowMs?: () => number;
+  },
 ): DnsResponder {
+  const nowMs = deps.nowMs ?? Date.now;
+  const useCache = deps.answerCache ?? true;
   const mayForward = buildAddressMatcher(settings.forwarding.enabled && settings.forwarding.upstream.length > 0 ? settings.forwarding.allowNetworks : []);
   // An upstream that forwards back to us would make a loop; its own queries are never forwarded.
   const upstreamHosts = new Set(settings.forwarding.upstream.map((u) => u.replace(/^\[([^\]]+)\].*$/, '$1').replace(/^([^:]+):\d+$/, '$1')));
@@ -105,9 +114,9 @@ export function createDnsResponder(
   const cache = new Map<string, CachedAnswer>();
   let addresses = context.addresses();
   let addressesKey = addresses.join(' ');
-  let addressesCheckedAt = Date.now();
+  let addressesCheckedAt = nowMs();
   const currentAddresses = (): readonly string[] => {
-    const now = Date.now();
+    const now = nowMs();
     if (now - addressesCheckedAt >= ADDRESS_CHECK_MS) {
       addressesCheckedAt = now;
       const next = context.addresses();
@@ -179,7 +188,7 @@ export function createDnsResponder(
       report({ code: 'KMS_ERR_DNS_MALFORMED', client, reason: 'a DNS response (QR=1) sent to the responder; ignored' });
       return null;
     }
-    if (((raw[2]! >> 3) & 0xf) === OPCODE.QUERY) {
+    if (useCache && ((raw[2]! >> 3) & 0xf) === OPCODE.QUERY) {
       const simple = readSimpleQuery(raw);
       const cached = simple ? fromCache(raw, simple, client) : undefined;
       if (cached) return cached;
