@@ -3,18 +3,18 @@
 // connect, and the password (stored as a scrypt hash only).
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { EXIT, usageError, type Command, type CommandIo } from '../command';
+import { EXIT, UsageProblem, defineCommand, type Command, type CommandIo } from '../command';
+import { COMMON_OPTIONS } from '../inventory-access';
+import { locate } from '../locations';
 import { loadConfig } from '../../config/load';
-import { DEFAULTS, type AppConfig } from '../../config/defaults';
-import { KmsError } from '../../errors';
-import { resolveDataDir } from '../../store/data-dir';
+import type { AppConfig } from '../../config/defaults';
 import { GENERATED_CERT_FILE, checkCertificatePair, describeCertificate, type CertificateFacts } from '../../admin/tls-certificate';
 import { ADMIN_USER, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, hashPassword, passwordFile, writePasswordRecord } from '../../admin/password';
 
-const COMMON = `  -d, --data-dir DIR  The appliance's data directory (default: store.dataDir, else $STATE_DIRECTORY,
-                      else $XDG_STATE_HOME/kms-appliance, else ~/.local/state/kms-appliance).
-  -c, --config FILE   Configuration file (for store.dataDir and admin.tls).
+const COMMON = `  -d, --data-dir DIR  The appliance's data directory (default: store.dataDir; on an installed box
+                      the service's /var/lib/kms-appliance; else ~/.local/state/kms-appliance).
+  -c, --config FILE   Configuration file, for store.dataDir and admin.tls (default:
+                      /etc/kms-appliance/config.yaml when it exists).
   -h, --help          Show this help.`;
 
 const CERT_HELP = `Usage: kms-appliance admin cert [--data-dir DIR] [--config FILE]
@@ -50,30 +50,11 @@ interface Common {
   dataDir: string;
 }
 
-function parseCommon(name: string, argv: readonly string[], io: CommandIo, help: string): Common | number {
-  let values: { 'data-dir'?: string; config?: string; help?: boolean };
-  try {
-    values = parseArgs({
-      args: [...argv],
-      strict: true,
-      options: { 'data-dir': { type: 'string', short: 'd' }, config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
-    }).values;
-  } catch (err) {
-    return usageError(io, name, (err as Error).message);
-  }
-  if (values.help) {
-    io.stdout.write(help);
-    return EXIT.OK;
-  }
-  let config: AppConfig = DEFAULTS;
-  try {
-    if (values.config) config = loadConfig(values.config);
-  } catch (err) {
-    if (!(err instanceof KmsError)) throw err;
-    for (const line of (err.details['errors'] as string[] | undefined) ?? [err.message]) io.stderr.write(`kms-appliance ${name}: ${line}\n`);
-    return EXIT.USAGE;
-  }
-  return { config, dataDir: resolveDataDir(values['data-dir'] ?? config.store.dataDir, io.env) };
+/** The configuration and data directory, found like every other command's (locations.ts). */
+function settings(values: { 'data-dir'?: string | undefined; config?: string | undefined }, io: CommandIo): Common {
+  const where = locate({ config: values.config, dataDir: values['data-dir'], env: io.env });
+  const config = loadConfig(where.configFile);
+  return { config, dataDir: where.dataDir(config.store.dataDir) };
 }
 
 function day(d: Date): string {
@@ -94,13 +75,13 @@ export function formatCertificate(file: string, f: CertificateFacts, now: Date =
   ].join('\n');
 }
 
-const cert: Command = {
+const cert = defineCommand({
   name: 'admin cert',
   summary: "print the admin page certificate's names, validity and SHA-256 fingerprint",
   help: CERT_HELP,
-  async run(argv, io) {
-    const c = parseCommon('admin cert', argv, io, CERT_HELP);
-    if (typeof c === 'number') return c;
+  options: COMMON_OPTIONS,
+  run({ values, io }) {
+    const c = settings(values, io);
     const file = c.config.admin.tls.certFile || path.join(c.dataDir, GENERATED_CERT_FILE);
     let pem: string;
     try {
@@ -132,7 +113,7 @@ const cert: Command = {
     }
     return EXIT.OK;
   },
-};
+});
 
 /** Reads one line; on a terminal without echo (raw mode), so the password never appears on screen. */
 export function readSecretLine(input: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown }, prompt: string, out: NodeJS.WritableStream): Promise<string | undefined> {
@@ -172,21 +153,21 @@ export function readSecretLine(input: NodeJS.ReadableStream & { isTTY?: boolean;
   });
 }
 
-const setPassword: Command = {
+const setPassword = defineCommand({
   name: 'admin set-password',
   summary: 'set the admin page password (read from standard input)',
   help: PASSWORD_HELP,
-  async run(argv, io) {
-    const c = parseCommon('admin set-password', argv, io, PASSWORD_HELP);
-    if (typeof c === 'number') return c;
+  options: COMMON_OPTIONS,
+  async run({ values, io }) {
+    const c = settings(values, io);
     const stdin = (io as CommandIo & { stdin?: NodeJS.ReadStream }).stdin ?? process.stdin;
     const first = await readSecretLine(stdin, `Password for ${ADMIN_USER}: `, io.stderr);
-    if (first === undefined || first === '') return usageError(io, 'admin set-password', 'no password given on standard input');
-    if (first.length < MIN_PASSWORD_LENGTH) return usageError(io, 'admin set-password', `the password must have at least ${MIN_PASSWORD_LENGTH} characters`);
-    if (first.length > MAX_PASSWORD_LENGTH) return usageError(io, 'admin set-password', `the password must have at most ${MAX_PASSWORD_LENGTH} characters`);
+    if (first === undefined || first === '') throw new UsageProblem('no password given on standard input');
+    if (first.length < MIN_PASSWORD_LENGTH) throw new UsageProblem(`the password must have at least ${MIN_PASSWORD_LENGTH} characters`);
+    if (first.length > MAX_PASSWORD_LENGTH) throw new UsageProblem(`the password must have at most ${MAX_PASSWORD_LENGTH} characters`);
     if (stdin.isTTY) {
       const again = await readSecretLine(stdin, 'Again: ', io.stderr);
-      if (again !== first) return usageError(io, 'admin set-password', 'the two passwords differ; nothing changed');
+      if (again !== first) throw new UsageProblem('the two passwords differ; nothing changed');
     }
     try {
       writePasswordRecord(c.dataDir, await hashPassword(first));
@@ -197,6 +178,6 @@ const setPassword: Command = {
     io.stdout.write(`Password of ${ADMIN_USER} stored in ${passwordFile(c.dataDir)} (scrypt hash only).\n`);
     return EXIT.OK;
   },
-};
+});
 
 export const commands: readonly Command[] = [cert, setPassword];
