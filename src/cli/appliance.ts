@@ -5,7 +5,7 @@ import os from 'node:os';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../errors';
-import type { AppConfig } from '../config/defaults';
+import { STORE_TUNING, type AppConfig } from '../config/defaults';
 import { parseListenAddress, formatListenAddress, type ListenAddress } from '../config/listen-address';
 import { loadCatalog } from '../catalog/load';
 import type { Catalog } from '../catalog/catalog';
@@ -149,7 +149,13 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
 
   const catalog = loadCatalog(config.catalog.file || undefined);
   const dataDir = resolveDataDir(config.store.dataDir, env);
-  const store = SqliteStore.open(dataDir, { log, eventRetentionDays: config.store.eventRetentionDays, backgroundCheckpointMs: 1000 });
+  const store = SqliteStore.open(dataDir, {
+    log,
+    eventRetentionDays: config.store.eventRetentionDays,
+    maxEvents: config.store.maxEvents,
+    pendingLimits: { maxMachines: config.store.pendingMachines, maxEvents: config.store.pendingEvents },
+    backgroundCheckpointMs: STORE_TUNING.checkpointIntervalMs,
+  });
   const cleanup: (() => Promise<void> | void)[] = [() => store.close()];
   try {
     const requestRandom = pooledRandomBytes();
