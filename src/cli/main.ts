@@ -6,6 +6,7 @@ import { COMMANDS } from './commands';
 import { didYouMean } from './suggest';
 import { inert } from './terminal';
 import { VERSION } from '../version';
+import { isJournalStream, journalLine } from '../logging/journal';
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -65,7 +66,10 @@ if (require.main === module) {
       process.exitCode = code;
     },
     (err: unknown) => {
-      process.stderr.write(`kms-appliance: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+      const text = `kms-appliance: internal error: ${(err as Error)?.stack ?? String(err)}`;
+      // Under systemd every line of the trace is critical for journald, not info.
+      const journal = isJournalStream(2, process.env);
+      process.stderr.write(`${text.split('\n').map((l) => (journal ? journalLine(2, l) : l)).join('\n')}\n`);
       process.exitCode = EXIT.FAILURE;
     },
   );
