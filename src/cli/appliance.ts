@@ -25,7 +25,7 @@ import type { RegistrarHandle } from '../dns/registrar';
 import type { MdnsHandle } from '../dns/mdns';
 import type { AdminHandle } from '../admin/admin-service';
 import { createApplianceMetrics, type ApplianceMetrics } from '../metrics/appliance-metrics';
-import type { MetricSources } from '../metrics/sources';
+import type { DnsFacts, MetricSources, RegistrationFacts } from '../metrics/sources';
 
 
 export interface ApplianceOverrides {
@@ -139,6 +139,22 @@ export function kmsAddressesToPublish(bound: readonly { host: string; family: 4 
   };
 }
 
+/** The DNS responder's counters as /metrics reads them. */
+function dnsFacts(dns: DnsServerHandle): () => DnsFacts {
+  return () => {
+    const s = dns.stats();
+    return { responsesByRcode: s.responsesByRcode, rateLimited: s.rateLimited, refused: s.refused };
+  };
+}
+
+/** Registration's state as /metrics and /healthz read it. */
+function registrationFacts(registrar: RegistrarHandle): () => RegistrationFacts {
+  return () => {
+    const s = registrar.status();
+    return { lastSuccessMs: s.lastSuccessMs, failures: s.failures, refreshMs: s.refreshMs, lastError: s.lastError ?? '' };
+  };
+}
+
 export async function startAppliance(config: AppConfig, options: StartOptions): Promise<Appliance> {
   const { log } = options;
   const env = options.env ?? process.env;
@@ -183,6 +199,8 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
         kms: () => sources!.kms(),
         store: () => sources!.store(),
         counts: () => sources!.counts(),
+        ...(dnsListen.length > 0 ? { dns: () => sources!.dns!() } : {}),
+        ...(config.dns.registration.enabled ? { registration: () => sources!.registration!() } : {}),
       },
       { knownApplication: (id) => catalog.applicationById(id)?.name },
     );
@@ -246,6 +264,8 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
         return { pendingWrites: s.pendingMachines, pendingEvents: s.pendingEvents, writeFailures: s.writeFailures, writable: s.writable, lastError: s.lastWriteError ?? '' };
       },
       counts: () => snapshots.latestCounts(),
+      ...(dns ? { dns: dnsFacts(dns) } : {}),
+      ...(registrar ? { registration: registrationFacts(registrar) } : {}),
     };
     let admin: AdminHandle | undefined;
     if (adminListen.length > 0) {

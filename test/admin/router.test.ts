@@ -170,3 +170,32 @@ async function waitFor<T>(probe: () => Promise<T | undefined>, tries = 50): Prom
   }
   return undefined;
 }
+
+t.test('/metrics and /healthz see the DNS responder and registration', async (t) => {
+  const h = await startHarness(t, (c) => {
+    c.admin.listen = ['127.0.0.1:0'];
+    c.dns.listen = ['127.0.0.1:0'];
+    c.dns.registration = {
+      ...c.dns.registration,
+      enabled: true,
+      server: '127.0.0.1:9', // nothing answers there: registration fails
+      domains: [{ domain: 'branch.example', priority: 0, weight: 0 }],
+      tsig: { keyName: 'kms-key', algorithm: 'hmac-sha256', secretBase64: Buffer.alloc(32, 7).toString('base64'), secretFile: '' },
+    };
+  });
+  const { Resolver } = await import('node:dns/promises');
+  const resolver = new Resolver({ timeout: 2000, tries: 1 });
+  resolver.setServers([`127.0.0.1:${h.appliance.dnsAddresses[0]!.port}`]);
+  await resolver.resolveSrv('_vlmcs._tcp.not-our-zone.example').catch(() => undefined);
+  const m = await waitFor(async () => {
+    const body = (await inject(h, { url: '/metrics' })).body;
+    return /^kms_appliance_dns_registration_failures_total [1-9]/m.test(body) ? body : undefined;
+  });
+  t.match(m ?? '', /^kms_appliance_dns_responses_total\{rcode="REFUSED"\} [1-9]\d*$/m);
+  t.match(m ?? '', /^kms_appliance_dns_refused_total [1-9]\d*$/m);
+  t.match(m ?? '', /^kms_appliance_dns_rate_limited_total 0$/m);
+  t.match(m ?? '', /^kms_appliance_dns_registration_last_success_timestamp_seconds 0$/m);
+  const health = await inject(h, { url: '/healthz' });
+  t.equal(health.status, 503);
+  t.match(health.body, /DNS registration of _vlmcs\._tcp has not succeeded since start/);
+});
