@@ -23,6 +23,7 @@ import { logActivation, type Logger } from '../logging/logger';
 import type { DnsServerHandle } from '../dns/dns-server';
 import type { RegistrarHandle } from '../dns/registrar';
 import type { MdnsHandle } from '../dns/mdns';
+import type { FleetForwarder, FleetHealth } from '../fleet/forwarder';
 import type { AdminHandle } from '../admin/admin-service';
 import { createApplianceMetrics, type ApplianceMetrics } from '../metrics/appliance-metrics';
 import type { DnsFacts, MetricSources, RegistrationFacts } from '../metrics/sources';
@@ -57,6 +58,8 @@ export interface Appliance {
   readonly adminAddresses: readonly ListenAddress[];
   /** The admin listeners' router (tests inject requests without sockets); absent when admin.listen is empty. */
   readonly admin: AdminHandle | undefined;
+  /** Fleet reporting's state for /healthz and status; undefined while fleet.postgres.enabled is false. */
+  fleetHealth(): FleetHealth | undefined;
   readonly metrics: ApplianceMetrics;
   readonly store: SqliteStore;
   readonly catalog: Catalog;
@@ -267,6 +270,18 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
       ...(dns ? { dns: dnsFacts(dns) } : {}),
       ...(registrar ? { registration: registrationFacts(registrar) } : {}),
     };
+    let fleet: FleetForwarder | undefined;
+    if (config.fleet.postgres.enabled) {
+      // Loaded only when used: a box that does not report never loads pg. The forwarder works on
+      // a timer, off the request path; a database that is down or slow costs clients nothing.
+      const { FleetForwarder: Forwarder } = require('../fleet/forwarder') as typeof import('../fleet/forwarder');
+      const { catalogNames } = require('../catalog/names') as typeof import('../catalog/names');
+      const { VERSION } = require('../version') as typeof import('../version');
+      fleet = new Forwarder({ outbox: store.fleetOutbox(), fleet: config.fleet, log, names: catalogNames(catalog), softwareVersion: VERSION, clock, hostName });
+      fleet.start();
+      const f = fleet;
+      cleanup.unshift(() => f.stop());
+    }
     let admin: AdminHandle | undefined;
     if (adminListen.length > 0) {
       const { startAdmin } = require('../admin/admin-service') as typeof import('../admin/admin-service');
@@ -316,6 +331,7 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
       dnsAddresses: dns?.addresses ?? [],
       adminAddresses: admin?.addresses ?? [],
       admin,
+      fleetHealth: () => fleet?.health(),
       metrics,
       store,
       catalog,
@@ -325,6 +341,7 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
         if (!same(next.kms.listen, current.kms.listen)) needsRestart.push('kms.listen');
         if (!same(next.dns, current.dns)) needsRestart.push('dns');
         if (!same(next.admin, current.admin)) needsRestart.push('admin');
+        if (!same(next.fleet, current.fleet)) needsRestart.push('fleet');
         if (!same(next.store, current.store)) needsRestart.push('store');
         if (!same(next.catalog, current.catalog)) needsRestart.push('catalog');
         // Build everything first: an exception here leaves the running configuration untouched.

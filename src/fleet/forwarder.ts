@@ -22,6 +22,7 @@ import { writeBatch, type SiteReport } from './remote-writes';
 const SLICE_ROWS = 2000;
 const FIRST_RETRY_MS = 5_000;
 const MAX_BACKOFF_MS = 10 * 60_000; // a database back after an outage is found within 10 minutes
+const STOP_WAIT_MS = 2000;
 /** The schema version this release writes; a database at an older one needs `fleet init`. */
 const REQUIRED_SCHEMA_VERSION = REMOTE_SCHEMA_VERSION;
 
@@ -91,6 +92,8 @@ export class FleetForwarder {
   private cursor: MachineCursor = undefined;
   private pendingMachines = 0;
   private warnedFull = false;
+  /** Why start() refused to run; reported by health(). */
+  private refusal: string | undefined;
 
   constructor(private readonly options: ForwarderOptions) {
     this.outbox = options.outbox;
@@ -103,9 +106,21 @@ export class FleetForwarder {
     this.siteName = options.fleet.siteName || (options.hostName ?? os.hostname());
   }
 
-  /** Starts sending soon (not at once: the appliance finishes starting first). */
-  start(firstDelayMs = 1000): void {
-    if (!this.stopped) return;
+  /**
+   * Starts sending soon (not at once: the appliance finishes starting first). A configuration
+   * the forwarder cannot use (password file readable by others, CA file missing) is refused with
+   * one error line and a standing health problem; the KMS service itself keeps serving.
+   */
+  start(firstDelayMs = 1000): boolean {
+    if (!this.stopped) return true;
+    try {
+      connectionConfig(this.options.fleet.postgres);
+    } catch (err) {
+      if (!(err instanceof KmsError)) throw err;
+      this.refusal = err.message;
+      this.options.log.error({ code: err.code, fleet: this.target }, `fleet reporting is not started: ${err.message}`);
+      return false;
+    }
     this.stopped = false;
     const id = this.outbox.applianceId();
     this.options.log.info(
@@ -113,6 +128,7 @@ export class FleetForwarder {
       `fleet reporting to ${this.target} as site "${this.siteName}" (appliance ${id})`,
     );
     this.schedule(firstDelayMs);
+    return true;
   }
 
   /** Stops the timer, lets a batch in flight finish or fail, and closes the connection. */
@@ -120,8 +136,12 @@ export class FleetForwarder {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    await this.running?.catch(() => undefined);
-    await this.closeClient();
+    // A batch in flight over a dead link must not hold up the shutdown: it is sent again next
+    // time (its acknowledgement was not recorded), so giving up on it loses nothing.
+    const settle = Promise.all([this.running?.catch(() => undefined), this.closeClient()]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([settle, new Promise((resolve) => (timer = setTimeout(resolve, STOP_WAIT_MS)))]);
+    clearTimeout(timer);
   }
 
   /**
@@ -154,6 +174,7 @@ export class FleetForwarder {
     const backlog = this.outbox.eventBacklog(state.eventsAcked);
     const now = this.clock.now();
     const problems: string[] = [];
+    if (this.refusal !== undefined) problems.push(`fleet reporting is not running: ${this.refusal}`);
     const stale = state.lastSuccessMs === null ? null : now - state.lastSuccessMs;
     if (this.failingSinceMs !== null && (this.failures >= 2 || now - this.failingSinceMs > this.intervalMs)) {
       problems.push(
@@ -360,7 +381,6 @@ export class FleetForwarder {
     // Only now, after PostgreSQL committed: a crash before this line resends the batch, harmlessly.
     this.outbox.acknowledge(machines, acked, this.clock.now());
     this.pendingMachines = 0;
-    if (passDone) this.outbox.forgetRemovedMachines();
     return { machines: machines.length, events: events.length, more: events.length === this.batchSize || !passDone };
   }
 }

@@ -105,10 +105,12 @@ export const REMOTE_MIGRATIONS: readonly string[] = [
     GROUP BY application_name, group_name, product_name;
 
   CREATE VIEW kms_fleet.compliance AS
+    -- application || cmid is NULL for an entitlement nothing matches, and count() skips NULLs
+    -- (a row value of NULLs would be counted as one machine).
     SELECT e.product, e.licenses,
-      count(DISTINCT (m.application, m.cmid)) AS active_machines,
-      greatest(count(DISTINCT (m.application, m.cmid)) - e.licenses, 0) AS excess,
-      count(DISTINCT (m.application, m.cmid)) > e.licenses AS over_use
+      count(DISTINCT m.application || '/' || m.cmid) AS active_machines,
+      greatest(count(DISTINCT m.application || '/' || m.cmid) - e.licenses, 0) AS excess,
+      count(DISTINCT m.application || '/' || m.cmid) > e.licenses AS over_use
     FROM kms_fleet.entitlements e
     LEFT JOIN kms_fleet.active_machines m ON lower(e.product) IN (
       lower(m.product_name), lower(m.group_name), lower(m.application_name), m.sku, m.kms_group, m.application)

@@ -57,6 +57,10 @@ export interface OutboxEvent {
   readonly currentCount: number;
 }
 
+// Bounds of the (application, cmid) key space: ids are ASCII GUIDs, U+FFFF sorts above them all.
+const KEY_MIN: readonly [string, string] = ['', ''];
+const KEY_MAX: readonly [string, string] = ['\uffff', '\uffff'];
+
 /** Where a pass over the machines stands: the last key looked at, or the start. */
 export type MachineCursor = readonly [application: string, cmid: string] | undefined;
 
@@ -206,9 +210,10 @@ export class FleetOutbox {
       this.markSent = db.prepare(`
         INSERT INTO fleet_sent (application, cmid, last_seen_ms, requests) VALUES (?, ?, ?, ?)
         ON CONFLICT (application, cmid) DO UPDATE SET last_seen_ms = excluded.last_seen_ms, requests = excluded.requests`);
-      this.forgetGone = db.prepare(
-        'DELETE FROM fleet_sent WHERE NOT EXISTS (SELECT 1 FROM clients c WHERE c.application = fleet_sent.application AND c.cmid = fleet_sent.cmid)',
-      );
+      // Bounded to the key range a slice just read, so it costs what the slice cost.
+      this.forgetGone = db.prepare(`
+        DELETE FROM fleet_sent WHERE (application, cmid) > (?, ?) AND (application, cmid) <= (?, ?)
+          AND NOT EXISTS (SELECT 1 FROM clients c WHERE c.application = fleet_sent.application AND c.cmid = fleet_sent.cmid)`);
     }
   }
 
@@ -260,7 +265,9 @@ export class FleetOutbox {
       }
     }
     const last = found[found.length - 1];
-    return { changed, next: found.length < rows || last === undefined ? undefined : [last.application, last.cmid], scanned };
+    const next: MachineCursor = found.length < rows || last === undefined ? undefined : [last.application, last.cmid];
+    this.forgetRemoved(cursor ?? KEY_MIN, next ?? KEY_MAX);
+    return { changed, next, scanned };
   }
 
   /** Events after the high-water mark, oldest first. */
@@ -310,8 +317,11 @@ export class FleetOutbox {
     })();
   }
 
-  /** Drops acknowledgements of machines the store no longer has (replaced by a re-imaged CMID). */
-  forgetRemovedMachines(): number {
-    return this.forgetGone?.run().changes ?? 0;
+  /**
+   * Drops acknowledgements of machines the store no longer has (a re-imaged machine's old CMID
+   * is replaced by its new one) in the key range (from, to]; a read-only outbox leaves them.
+   */
+  private forgetRemoved(from: readonly [string, string], to: readonly [string, string]): void {
+    this.forgetGone?.run(from[0], from[1], to[0], to[1]);
   }
 }

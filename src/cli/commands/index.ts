@@ -9,5 +9,6 @@ import { command as dnsCheck } from './dns-check';
 import { command as clientConfig } from './client-config';
 import { command as config } from './config';
 import { commands as admin } from './admin';
+import { commands as fleet } from './fleet';
 
-export const COMMANDS: readonly Command[] = [serve, activate, status, clients, report, dnsCheck, clientConfig, config, ...admin];
+export const COMMANDS: readonly Command[] = [serve, activate, status, clients, report, dnsCheck, clientConfig, config, ...admin, ...fleet];

@@ -4,6 +4,7 @@
 
 import { EXIT, defineCommand } from '../command';
 import { COMMON_HELP, COMMON_OPTIONS, openInventory } from '../inventory-access';
+import { fleetStatusLines } from './fleet';
 import { formatCsv, isoTime, shortTime, type Column } from '../tabular';
 import { inert, toJson } from '../terminal';
 import type { ApplicationSummary, DatabaseInfo, Duplicates, HostIdentityInfo, RefusalSummary } from '../../store/inventory';
@@ -150,7 +151,7 @@ export const command = defineCommand({
   options: COMMON_OPTIONS,
   formats: true,
   run({ values, format, io }) {
-    const { inventory } = openInventory(values, io);
+    const { inventory, config } = openInventory(values, io);
     try {
       const now = Date.now();
       const info = inventory.info();
@@ -163,6 +164,7 @@ export const command = defineCommand({
       const identity = inventory.hostIdentity();
       const refusals = inventory.refusalsSince(now - REFUSAL_DAYS * 86_400_000);
       io.stdout.write(format === 'json' ? `${toJson(statusJson(info, apps, dups, now, identity, refusals), 2)}\n` : formatStatus(info, apps, dups, identity, refusals));
+      if (format === 'table') for (const line of fleetStatusLines(inventory.file, config.fleet.postgres)) io.stdout.write(`${line}\n`);
       return EXIT.OK;
     } finally {
       inventory.close();
