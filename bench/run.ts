@@ -2,8 +2,12 @@
 // processes with the project's own client. Prints activations/s with a new connection per request
 // and with 20 requests per connection, p50/p99 latency at half the measured rate, the server's
 // peak RSS, the same run against a store pre-filled with 1,000,000 clients, the store's own
-// figures, and SRV queries/s. Options: --seconds N (per run, default 8), --clients N (default
-// 1000000), --quick (2 s runs, 100,000 clients), --skip-large, --skip-dns.
+// figures, and SRV queries/s. First, the load real clients make (issue 14's table): two client
+// processes each sending one request at a time and waiting for the answer, over one kept-alive
+// connection each and with a new connection (bind + request) per activation, with the server's
+// peak RSS under that load. Options: --seconds N (per run, default 8), --clients N (default
+// 1000000), --quick (2 s runs, 100,000 clients), --sequential (only the sequential runs),
+// --skip-large, --skip-dns.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -24,6 +28,7 @@ const ROOT = findPackageRoot();
 const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const WORKER = path.join(ROOT, 'dist', 'bench', 'load-worker.js');
 const WORKERS = 2;
+const CLOCK_TICKS = 100; // USER_HZ on Linux
 
 interface RunResult {
   readonly perSecond: number;
@@ -55,6 +60,8 @@ interface Server {
   readonly port: number;
   readonly child: ChildProcess;
   peakRssMb(): number;
+  /** CPU time the server process has used (user + system), in µs. */
+  cpuUs(): number;
   stop(): Promise<void>;
 }
 
@@ -79,6 +86,12 @@ async function startServer(dataDir: string): Promise<Server> {
   return {
     port,
     child,
+    cpuUs() {
+      // /proc/PID/stat fields 14 and 15 (after the parenthesised name): utime, stime in clock ticks.
+      const stat = fs.readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS;
+    },
     peakRssMb() {
       const status = fs.readFileSync(`/proc/${child.pid}/status`, 'utf8');
       const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
@@ -91,6 +104,13 @@ async function startServer(dataDir: string): Promise<Server> {
       });
     },
   };
+}
+
+/** A run, with the server CPU time it cost per activation (less sensitive to a busy machine than /s). */
+async function measure(server: Server, o: Parameters<typeof drive>[1]): Promise<RunResult & { cpuUsPerRequest: number }> {
+  const before = server.cpuUs();
+  const r = await drive(server.port, o);
+  return { ...r, cpuUsPerRequest: (server.cpuUs() - before) / Math.max(1, r.requests) };
 }
 
 async function drive(port: number, o: { perConnection: number; concurrency: number; seconds: number; rate: number }): Promise<RunResult> {
@@ -132,14 +152,22 @@ async function drive(port: number, o: { perConnection: number; concurrency: numb
   };
 }
 
-function line(label: string, r: RunResult): string {
+function line(label: string, r: RunResult & { cpuUsPerRequest?: number }): string {
   return `${label.padEnd(44)} ${Math.round(r.perSecond).toString().padStart(7)} activations/s   p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms` +
+    (r.cpuUsPerRequest === undefined ? '' : `   server CPU ${Math.round(r.cpuUsPerRequest)} µs/activation`) +
     (r.errors ? `   (${r.errors} errors: ${r.firstError})` : '');
 }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { seconds: { type: 'string' }, clients: { type: 'string' }, quick: { type: 'boolean' }, 'skip-large': { type: 'boolean' }, 'skip-dns': { type: 'boolean' } },
+    options: {
+      seconds: { type: 'string' },
+      clients: { type: 'string' },
+      quick: { type: 'boolean' },
+      sequential: { type: 'boolean' },
+      'skip-large': { type: 'boolean' },
+      'skip-dns': { type: 'boolean' },
+    },
   });
   const quick = values.quick ?? false;
   const seconds = Number(values.seconds ?? (quick ? 2 : 8));
@@ -151,6 +179,17 @@ async function main(): Promise<void> {
     const emptyDir = path.join(tmp, 'empty');
     fs.mkdirSync(emptyDir);
     const server = await startServer(emptyDir);
+    // One request in flight per client process: what a site's machines do, so no group commit
+    // shares a transaction here and every figure is the cost of one request.
+    const seqKeepAlive = await measure(server, { perConnection: Number.MAX_SAFE_INTEGER, concurrency: 1, seconds, rate: 0 });
+    out(line('sequential: keep-alive, 1 in flight per client', seqKeepAlive));
+    const seqNewConn = await measure(server, { perConnection: 1, concurrency: 1, seconds, rate: 0 });
+    out(line('sequential: new connection per activation', seqNewConn));
+    out(`server peak RSS under the sequential loads ${server.peakRssMb().toFixed(1)} MB`);
+    if (values.sequential) {
+      await server.stop();
+      return;
+    }
     const perConn = await drive(server.port, { perConnection: 1, concurrency: 16, seconds, rate: 0 });
     out(line('new connection per request', perConn));
     const multi = await drive(server.port, { perConnection: 20, concurrency: 16, seconds, rate: 0 });
@@ -159,7 +198,7 @@ async function main(): Promise<void> {
     // the synchronised bursts of 32 paced loops.
     const half = await drive(server.port, { perConnection: 20, concurrency: 8, seconds, rate: multi.perSecond / 2 });
     out(line(`paced at half that rate (${Math.round(multi.perSecond / 2)}/s)`, half));
-    out(`server peak RSS ${server.peakRssMb().toFixed(1)} MB`);
+    out(`server peak RSS ${server.peakRssMb().toFixed(1)} MB (all runs so far)`);
     await server.stop();
 
     if (!values['skip-large']) {

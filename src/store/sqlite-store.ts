@@ -19,7 +19,6 @@ import { startCheckpointer, type Checkpointer } from './checkpointer';
 import { WindowCounts, type CountSource } from './window-counts';
 import { describeWriteFailure, failureSummary, sqliteCodeOf } from './write-failure';
 import { Inventory } from './inventory';
-import { FleetOutbox } from './fleet-outbox';
 import { registerConnection } from './testing';
 import {
   DELETE_CLIENT,
@@ -33,6 +32,11 @@ import {
 import { previousOf, refusedEvent, refusedRow, servedEvent, servedRow, thresholdOf } from './request-rows';
 
 const DAY_MS = 86_400_000;
+const WAL_CHECK_COMMITS = 32;
+
+function isBusy(err: unknown): boolean {
+  return sqliteCodeOf(err).startsWith('SQLITE_BUSY');
+}
 
 export interface SqliteStoreOptions {
   readonly log?: StoreLog;
@@ -108,6 +112,8 @@ export class SqliteStore implements ActivationStore {
   private lastWriteError: string | null = null;
   private warnedEvents = false;
   private warnedMachines = false;
+  private commitsSinceWalCheck = 0;
+  private readonly walHardLimitBytes: number;
 
   private readonly upsertServed: Database.Statement;
   private readonly upsertRefused: Database.Statement;
@@ -163,6 +169,7 @@ export class SqliteStore implements ActivationStore {
     this.maxEvents = options.maxEvents ?? DEFAULTS.store.maxEvents;
     this.retryIntervalMs = options.retryIntervalMs ?? STORE_TUNING.retryIntervalMs;
     this.retryTimerMs = options.retryTimerMs ?? STORE_TUNING.retryTimerMs;
+    this.walHardLimitBytes = 3 * (options.walTruncateBytes ?? STORE_TUNING.walTruncateBytes);
     this.pending = new PendingWrites(
       options.pendingLimits ?? { maxMachines: DEFAULTS.store.pendingMachines, maxEvents: DEFAULTS.store.pendingEvents },
     );
@@ -232,16 +239,13 @@ export class SqliteStore implements ActivationStore {
     return new Inventory(this.db, this.file, names);
   }
 
-  /**
-   * The fleet outbox on this store's own connection (src/fleet's forwarder): its few writes join
-   * an open group commit instead of waiting for this connection's lock from a second one.
-   */
-  fleetOutbox(): FleetOutbox {
-    return new FleetOutbox(this.db);
-  }
-
   get schemaVersion(): number {
     return SCHEMA_VERSION;
+  }
+
+  /** Machines of an application counted at or after `cutoff`, up to `cap`, from memory (no query). */
+  countSince(application: string, cutoff: number, cap: number): number {
+    return this.counts.countSince(application.toLowerCase(), cutoff, cap);
   }
 
   /** Whether writes are failing and records wait in memory. */
@@ -298,6 +302,7 @@ export class SqliteStore implements ActivationStore {
       this.abandonBatch(batch, err);
       return;
     }
+    this.afterCommit();
     for (const done of batch.onCommit) done();
   }
 
@@ -498,7 +503,8 @@ export class SqliteStore implements ActivationStore {
         onCommit?.();
         return;
       } catch (err) {
-        this.enterFailure(err);
+        if (!isBusy(err) || !this.retryOnce(toFile, onCommit)) this.enterFailure(err);
+        else return;
       }
     }
     toPending();
@@ -513,6 +519,41 @@ export class SqliteStore implements ActivationStore {
     } catch (err) {
       this.rollback();
       throw err;
+    }
+    this.afterCommit();
+  }
+
+  // A lock held by the checkpointer's truncation (or a backup) is transient: one more try after
+  // it, before the write counts as failed.
+  private retryOnce(toFile: () => void, onCommit: (() => void) | undefined): boolean {
+    try {
+      this.inTransaction(toFile);
+      onCommit?.();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * The background checkpointer keeps the -wal file small; should it fall behind (a starved
+   * thread on a busy machine), the writer truncates it itself past walHardLimitBytes, so the
+   * file stays bounded whatever happens. A stat every WAL_CHECK_COMMITS commits costs nothing.
+   */
+  private afterCommit(): void {
+    if (++this.commitsSinceWalCheck < WAL_CHECK_COMMITS || this.checkpointer === undefined) return;
+    this.commitsSinceWalCheck = 0;
+    let size = 0;
+    try {
+      size = fs.statSync(`${this.file}-wal`).size;
+    } catch {
+      return;
+    }
+    if (size < this.walHardLimitBytes) return;
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {
+      // busy: the next check tries again
     }
   }
 

@@ -1,0 +1,113 @@
+// Where the store's microseconds per activation go, one request at a time (issue 14): the whole
+// durable write (its own commit), the same inside a group commit of 1 (what the server does for a
+// lone request) and of 100 (a burst), and the parts — counting from memory against the SQL count
+// it replaced, the row statements, the COMMIT. Rounds are interleaved and the fastest round of
+// each kind is kept, so that a busy machine inflates the figures less than it skews them.
+// Alone: node dist/bench/request-cost.js [--requests N] [--rounds N]
+
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { SqliteStore } from '../src/store/sqlite-store';
+import { connectionOf } from '../src/store/testing';
+import type { ClientObservation } from '../src/host/ports';
+
+const WINDOW_MS = 30 * 86_400_000;
+const APP = '55c92734-d682-4d71-983e-d6ec3f16059f';
+
+export interface RequestCost {
+  /** recordActivation committing on its own: the durable path of one request. */
+  readonly directUs: number;
+  /** beginBatch, recordActivation, commitBatch: the server's path for a lone request. */
+  readonly batchOfOneUs: number;
+  /** Per request inside a group commit of 100. */
+  readonly batchOf100Us: number;
+  /** The window count from memory (what a request pays for counting now). */
+  readonly countMemoryUs: number;
+  /** The SQL count over the index it replaced (what a request paid before). */
+  readonly countSqlUs: number;
+  /** A one-row write in its own transaction (BEGIN, one small upsert, COMMIT). */
+  readonly commitUs: number;
+}
+
+function observation(i: number, prefix: string): ClientObservation {
+  return {
+    applicationId: APP,
+    kmsCountedId: '58e2134f-8e11-4d17-9cb2-91069c151148',
+    activationId: 'e0c42288-980c-4788-a014-c080d2e1926e',
+    clientMachineId: `${prefix}-0000-4000-8000-${i.toString(16).padStart(12, '0')}`,
+    previousClientMachineId: '00000000-0000-0000-0000-000000000000',
+    workstationName: `bench-${i}.example`,
+    requiredClientCount: 25,
+    licenseStatus: 2,
+    vmInfo: 0,
+    protocolVersion: 6,
+    clientAddress: '192.0.2.10',
+    requestTimeMs: Date.now(),
+  };
+}
+
+function timeUs(n: number, fn: (i: number) => void): number {
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) fn(i);
+  return Number(process.hrtime.bigint() - t0) / 1000 / n;
+}
+
+export function measureRequestCost(options: { requests?: number; rounds?: number } = {}): RequestCost {
+  const n = options.requests ?? 3000;
+  const rounds = options.rounds ?? 5;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-request-cost-'));
+  const store = SqliteStore.open(dir, { backgroundCheckpointMs: 1000 });
+  try {
+    const db = connectionOf(store);
+    const sqlCount = db.prepare('SELECT count(*) FROM (SELECT 1 FROM clients WHERE application = ? AND last_counted_ms >= ? LIMIT ?)').pluck();
+    let now = Date.now();
+    let run = 0;
+    const best = { directUs: Infinity, batchOfOneUs: Infinity, batchOf100Us: Infinity, countMemoryUs: Infinity, countSqlUs: Infinity, commitUs: Infinity };
+    for (let r = 0; r < rounds; r++) {
+      // New machines each time (the costly case: an insert and an index entry).
+      const p = () => (run++).toString(16).padStart(8, '0');
+      let prefix = p();
+      best.directUs = Math.min(best.directUs, timeUs(n, (i) => store.recordActivation(observation(i, prefix), ++now, WINDOW_MS)));
+      prefix = p();
+      best.batchOfOneUs = Math.min(best.batchOfOneUs, timeUs(n, (i) => {
+        store.beginBatch();
+        store.recordActivation(observation(i, prefix), ++now, WINDOW_MS);
+        store.commitBatch();
+      }));
+      prefix = p();
+      best.batchOf100Us = Math.min(best.batchOf100Us, timeUs(n, (i) => {
+        if (i % 100 === 0) store.beginBatch();
+        store.recordActivation(observation(i, prefix), ++now, WINDOW_MS);
+        if (i % 100 === 99) store.commitBatch();
+      }));
+      store.commitBatch();
+      best.countSqlUs = Math.min(best.countSqlUs, timeUs(n, () => sqlCount.get(APP, now - WINDOW_MS, 50)));
+      best.countMemoryUs = Math.min(best.countMemoryUs, timeUs(n, () => store.countSince(APP, now - WINDOW_MS, 50)));
+      // One settings row in its own transaction: little more than BEGIN and COMMIT.
+      best.commitUs = Math.min(best.commitUs, timeUs(n, (i) => store.setSetting('bench', String(i))));
+    }
+    return best;
+  } finally {
+    store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export function formatRequestCost(c: RequestCost): string {
+  const f = (us: number): string => `${us.toFixed(1)} µs`;
+  return [
+    `store per activation, one at a time: ${f(c.directUs)} with its own commit, ${f(c.batchOfOneUs)} as a group commit of 1, ${f(c.batchOf100Us)} in a group commit of 100`,
+    `  parts: count from memory ${f(c.countMemoryUs)} (the SQL count it replaced: ${f(c.countSqlUs)}), a one-row transaction ${f(c.commitUs)}`,
+  ].join('\n');
+}
+
+if (require.main === module) {
+  const { values } = parseArgs({ options: { requests: { type: 'string' }, rounds: { type: 'string' } } });
+  const c = measureRequestCost({
+    ...(values.requests !== undefined ? { requests: Number(values.requests) } : {}),
+    ...(values.rounds !== undefined ? { rounds: Number(values.rounds) } : {}),
+  });
+  process.stdout.write(`${formatRequestCost(c)}\n`);
+}
