@@ -9,6 +9,7 @@ const MAPPED_V4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i;
 /** The group key of a peer address: the IPv4 address itself, or an IPv6 prefix as "hex…/len". */
 export function addressGroup(remote: string | undefined, ipv6PrefixLength: number): string {
   if (!remote) return '';
+  if (!remote.includes(':')) return remote; // IPv4, the common case
   const mapped = MAPPED_V4.exec(remote);
   if (mapped) return mapped[1]!;
   if (!net.isIPv6(remote.replace(/%.*$/, ''))) return remote;

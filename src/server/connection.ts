@@ -40,12 +40,13 @@ export interface ConnectionContext {
   readonly onProgress: (connection: KmsConnection) => void;
   /** The connection hit one of its limits and is being closed. */
   readonly onLimit: (reason: LimitReason) => void;
+  /** The socket closed (for whatever reason). */
+  readonly onClose: (connection: KmsConnection) => void;
   /** Replies and closes go through the gate, which holds them until the store has committed. */
   readonly gate: ReplyGate;
 }
 
 export class KmsConnection implements Slot {
-  readonly peer: string;
   readonly clientAddress: string;
   lastProgressAt: number;
   private readonly acceptedAt: number;
@@ -62,11 +63,12 @@ export class KmsConnection implements Slot {
   constructor(
     readonly socket: net.Socket,
     readonly group: string,
+    /** The listening port as text (bind_ack's secondary address); known to the server, so no getsockname per connection. */
+    listenPort: string,
     private readonly ctx: ConnectionContext,
   ) {
     const settings = ctx.settings;
     this.clientAddress = socket.remoteAddress ?? '';
-    this.peer = socket.remoteFamily === 'IPv6' ? `[${this.clientAddress}]:${socket.remotePort}` : `${this.clientAddress}:${socket.remotePort}`;
     this.acceptedAt = this.lastProgressAt = Date.now();
     this.assembler = new FragmentAssembler(settings.maxPduBytes);
     const onCall: KmsCallHandler = (message) => {
@@ -81,7 +83,7 @@ export class KmsConnection implements Slot {
         maxStubBytes: settings.maxStubBytes,
         maxPduBytes: settings.maxPduBytes,
         maxContexts: settings.maxContextsPerConnection,
-        secondaryAddress: String(socket.localPort ?? ''),
+        secondaryAddress: listenPort,
         newAssocGroupId: () => randomInt(1, 0xffffffff),
       },
       onCall,
@@ -89,7 +91,6 @@ export class KmsConnection implements Slot {
     // One timer per connection, checking both the idle and the lifetime limit when it fires;
     // progress only records the time, so the hot path never touches a timer.
     this.timer = setTimeout(() => this.onTimer(), Math.min(settings.idleTimeoutMs, settings.maxConnectionLifetimeMs));
-    socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => {
       if (this.paused && !this.closing) {
@@ -101,7 +102,16 @@ export class KmsConnection implements Slot {
       // Resets and broken pipes are what clients do when they go away; not worth a warning.
       ctx.log.debug({ peer: this.peer, err: err.code ?? err.message }, 'client connection error');
     });
-    socket.on('close', () => clearTimeout(this.timer));
+    socket.on('close', () => {
+      clearTimeout(this.timer);
+      ctx.onClose(this);
+    });
+  }
+
+  /** "address:port" ("[v6]:port") for log lines; built only when something is logged. */
+  get peer(): string {
+    const s = this.socket;
+    return s.remoteFamily === 'IPv6' ? `[${this.clientAddress}]:${s.remotePort}` : `${this.clientAddress}:${s.remotePort}`;
   }
 
   private onData(chunk: Buffer): void {

@@ -102,6 +102,10 @@ export class KmsServer {
       onOutcome: options.onOutcome ?? (() => {}),
       onProgress: (c: KmsConnection) => this.table.touch(c),
       onLimit: (reason: RefusalReason) => this.refused[reason]++,
+      onClose: (c: KmsConnection) => {
+        this.connections.delete(c);
+        this.table.remove(c);
+      },
       gate: options.gate ?? IMMEDIATE_REPLIES,
     };
     // One context object per settings generation, shared by its connections.
@@ -139,7 +143,9 @@ export class KmsServer {
 
   private listenOn(address: ListenAddress): Promise<BoundAddress> {
     return new Promise((resolve, reject) => {
-      const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+      let portText = String(address.port);
+      // noDelay: every reply is one write the client waits for; Nagle would hold it for an ACK.
+      const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, portText));
       const onError = (err: NodeJS.ErrnoException): void => reject(listenError(err, address));
       server.once('error', onError);
       server.listen({ host: address.host, port: address.port, ipv6Only: address.family === 6, backlog: 1024 }, () => {
@@ -147,12 +153,13 @@ export class KmsServer {
         server.on('error', (err) => this.options.log.error({ err, address: formatListenAddress(address) }, 'KMS listener error'));
         this.servers.push(server);
         const a = server.address() as net.AddressInfo;
+        portText = String(a.port);
         resolve({ host: a.address, port: a.port, family: address.family });
       });
     });
   }
 
-  private accept(socket: net.Socket): void {
+  private accept(socket: net.Socket, listenPort: string): void {
     const remote = socket.remoteAddress;
     const settings = this.settings;
     if (!this.filter(remote)) {
@@ -170,14 +177,10 @@ export class KmsServer {
       this.refuse(socket, settings);
       return;
     }
-    const connection = new KmsConnection(socket, group, this.connectionContext(settings));
+    const connection = new KmsConnection(socket, group, listenPort, this.connectionContext(settings));
     this.accepted++;
     this.table.add(connection);
     this.connections.add(connection);
-    socket.on('close', () => {
-      this.connections.delete(connection);
-      this.table.remove(connection);
-    });
   }
 
   /**

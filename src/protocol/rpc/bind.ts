@@ -102,6 +102,20 @@ export interface BindAckFields {
   readonly results: readonly ContextResult[];
 }
 
+/**
+ * A bind_ack names only the syntaxes the host chose (NDR32, NDR64, the all-zero one), so their wire
+ * bytes are converted once, not per result of every bind (a few cached, anything else converted).
+ */
+const syntaxBytes = new Map<string, Buffer>();
+function transferSyntaxBytes(uuid: string): Buffer {
+  let bytes = syntaxBytes.get(uuid);
+  if (bytes === undefined) {
+    bytes = guidToBytes(uuid);
+    if (syntaxBytes.size < 8) syntaxBytes.set(uuid, bytes);
+  }
+  return bytes;
+}
+
 /** Encodes bind_ack or alter_context_resp with the layout of §2.6 (zero padding). */
 export function encodeBindAck(f: BindAckFields): Buffer {
   const w = new Writer(128);
@@ -113,7 +127,7 @@ export function encodeBindAck(f: BindAckFields): Buffer {
   w.align(4); // n_results starts at a PDU offset ≡ 0 mod 4
   w.u8(f.results.length).zeros(3);
   for (const res of f.results) {
-    w.u16(res.result).u16(res.reason).bytes(guidToBytes(res.transferSyntax.uuid)).u32(res.transferSyntax.version);
+    w.u16(res.result).u16(res.reason).bytes(transferSyntaxBytes(res.transferSyntax.uuid)).u32(res.transferSyntax.version);
   }
   return finishPdu(w, at);
 }
