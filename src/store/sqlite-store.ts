@@ -19,6 +19,7 @@ import { startCheckpointer, type Checkpointer } from './checkpointer';
 import { WindowCounts, type CountSource } from './window-counts';
 import { describeWriteFailure, failureSummary, sqliteCodeOf } from './write-failure';
 import { Inventory } from './inventory';
+import { FleetOutbox } from './fleet-outbox';
 import { registerConnection } from './testing';
 import {
   DELETE_CLIENT,
@@ -237,6 +238,14 @@ export class SqliteStore implements ActivationStore {
   /** The read side on this store's own connection (the admin page of the running server). */
   inventory(names?: NameResolver): Inventory {
     return new Inventory(this.db, this.file, names);
+  }
+
+  /**
+   * The fleet outbox on this store's own connection (src/fleet's forwarder): its few writes join
+   * an open group commit instead of waiting for this connection's lock from a second one.
+   */
+  fleetOutbox(): FleetOutbox {
+    return new FleetOutbox(this.db);
   }
 
   get schemaVersion(): number {
