@@ -53,7 +53,7 @@ type ValueOf<S extends OptionSpec> = S['type'] extends 'boolean'
 export type OptionValues<O extends Record<string, OptionSpec>> = { -readonly [K in keyof O]?: ValueOf<O[K]> };
 
 export type OutputFormat = 'table' | 'json' | 'csv';
-export const OUTPUT_FORMATS: readonly OutputFormat[] = ['table', 'json', 'csv'];
+const OUTPUT_FORMATS: readonly OutputFormat[] = ['table', 'json', 'csv'];
 
 export interface CommandContext<O extends Record<string, OptionSpec>> {
   readonly values: OptionValues<O>;

@@ -17,16 +17,16 @@ import path from 'node:path';
 import { findPackageRoot } from '../package-root';
 import { DATABASE_FILE_NAME, resolveDataDir } from '../store/data-dir';
 
-export const SERVICE_NAME = 'kms-appliance';
-export const INSTALLED_PROGRAM = `/usr/lib/${SERVICE_NAME}`;
+const SERVICE_NAME = 'kms-appliance';
+const INSTALLED_PROGRAM = `/usr/lib/${SERVICE_NAME}`;
 export const INSTALLED_CONFIG = `/etc/${SERVICE_NAME}/config.yaml`;
-export const SERVICE_STATE_DIR = `/var/lib/${SERVICE_NAME}`;
+const SERVICE_STATE_DIR = `/var/lib/${SERVICE_NAME}`;
 
 /**
  * The root the program was installed below: '' for /usr/lib/kms-appliance, the staging root for
  * <root>/usr/lib/kms-appliance, undefined when it runs from a checkout (npm start, tap).
  */
-export function installRoot(packageRoot: string = findPackageRoot()): string | undefined {
+function installRoot(packageRoot: string = findPackageRoot()): string | undefined {
   const root = path.resolve(packageRoot);
   if (root === INSTALLED_PROGRAM) return '';
   return root.endsWith(INSTALLED_PROGRAM) ? root.slice(0, -INSTALLED_PROGRAM.length) : undefined;
@@ -77,7 +77,7 @@ function exists(file: string): boolean {
 }
 
 /** The one line for a user who may not read the service's files (root:kms-appliance, 0640/0750). */
-export function permissionHint(what: string): string {
+function permissionHint(what: string): string {
   return `${what}: permission denied; run the command with sudo, or join the group ${SERVICE_NAME} (sudo usermod -aG ${SERVICE_NAME} $USER, then log in again)`;
 }
 

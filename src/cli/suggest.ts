@@ -1,7 +1,7 @@
 // "Did you mean": the closest candidates to what was typed, for commands, flags and names.
 
 /** Optimal string alignment distance (Levenshtein plus swapping two neighbours), case-insensitive. */
-export function editDistance(a: string, b: string): number {
+function editDistance(a: string, b: string): number {
   const s = a.toLowerCase();
   const t = b.toLowerCase();
   const rows: number[][] = [];

@@ -19,7 +19,7 @@ function text(v: string | number | boolean | null): string {
 }
 
 /** What fits on a 120-column terminal; a longer cell is shortened with "…". */
-export const TABLE_WIDTH = 120;
+const TABLE_WIDTH = 120;
 
 export function formatTable<R>(rows: readonly R[], columns: readonly Column<R>[]): string {
   const cells = rows.map((r) => columns.map((c) => text(c.value(r))));

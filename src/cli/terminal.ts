@@ -20,12 +20,6 @@ export function inert(text: string): string {
   return text.replace(/\\/g, '\\\\').replace(UNSAFE, escapeChar);
 }
 
-/** True when `text` would change when printed by inert(): what a test or a warning can check. */
-export function hasUnsafeCharacters(text: string): boolean {
-  UNSAFE.lastIndex = 0;
-  return UNSAFE.test(text);
-}
-
 /**
  * A CSV cell a spreadsheet will not run: OWASP's rule for formula injection prefixes a cell that
  * starts with = + - @ tab or CR with a single quote. Numbers (a negative count) stay numbers.

@@ -12,11 +12,11 @@ import { checkConfigObject, formatDottedPath, pointerToPath } from './validator'
 import { lineOfPath } from './yaml-positions';
 
 /** A configuration with every field and long comments is about 20 KiB. */
-export const MAX_CONFIG_BYTES = 1024 * 1024;
+const MAX_CONFIG_BYTES = 1024 * 1024;
 /** Nesting of mappings and lists: the schema needs 5; the rest is an attack or an accident. */
-export const MAX_CONFIG_DEPTH = 32;
+const MAX_CONFIG_DEPTH = 32;
 /** How often aliases may be expanded (yaml's maxAliasCount): a few anchors are plenty. */
-export const MAX_CONFIG_ALIASES = 100;
+const MAX_CONFIG_ALIASES = 100;
 
 function limitError(file: string, problem: string): ConfigError {
   const line = `${file}: ${problem}`;
@@ -33,7 +33,7 @@ export function loadConfig(file?: string): AppConfig {
  * The file's text. Opened non-blocking so a FIFO or device cannot hang the open, then checked
  * with fstat on the very descriptor that is read (no race with a swapped file).
  */
-export function readConfigFile(file: string): string {
+function readConfigFile(file: string): string {
   let fd: number;
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);

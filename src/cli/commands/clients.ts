@@ -50,7 +50,7 @@ export function parseNotSeenSince(value: string, nowMs: number): number | undefi
  * The table for people, within 120 columns: the product names its group, so the group is left to
  * JSON and CSV; long names and addresses are shortened with "…", ids and times never.
  */
-export const TABLE_COLUMNS: readonly Column<ClientRecord>[] = [
+const TABLE_COLUMNS: readonly Column<ClientRecord>[] = [
   { header: 'WORKSTATION', value: (c) => c.workstation },
   { header: 'ADDRESS', value: (c) => c.address },
   { header: 'PRODUCT', value: (c) => c.skuName },
@@ -61,7 +61,7 @@ export const TABLE_COLUMNS: readonly Column<ClientRecord>[] = [
 ];
 
 /** The fields of JSON and CSV alike, in CSV column order. */
-export const FIELDS: readonly Column<ClientRecord>[] = [
+const FIELDS: readonly Column<ClientRecord>[] = [
   { header: 'workstation', value: (c) => c.workstation },
   { header: 'address', value: (c) => c.address },
   { header: 'cmid', value: (c) => c.cmid },
@@ -84,7 +84,7 @@ export const FIELDS: readonly Column<ClientRecord>[] = [
   { header: 'lastResult', value: (c) => formatHresult(c.lastHresult) },
 ];
 
-export function jsonRecord(c: ClientRecord): Record<string, unknown> {
+function jsonRecord(c: ClientRecord): Record<string, unknown> {
   return Object.fromEntries(FIELDS.map((f) => [f.header, f.value(c)]));
 }
 
@@ -104,7 +104,7 @@ function writeChunked(io: CommandIo, lines: Iterable<string>): void {
 const KINDS: Readonly<Record<'group' | 'product' | 'application', NameKind>> = { group: 'group', product: 'sku', application: 'application' };
 
 /** A --group/--product/--application value as the catalogue id it names; UsageProblem otherwise. */
-export function resolveFilter(catalog: Catalog, option: keyof typeof KINDS, typed: string): string {
+function resolveFilter(catalog: Catalog, option: keyof typeof KINDS, typed: string): string {
   if (typed.trim() === '') throw new UsageProblem(`--${option} needs a name or an id`);
   const r = resolveName(catalog, typed, [KINDS[option]]);
   if ('found' in r) return r.found.id;
