@@ -77,5 +77,19 @@ t.test('install into a staging root, then every command works with no options', 
     const memberClients = run(['clients', '--format', 'csv'], ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, `--groups=${GROUP}`]);
     t.equal(memberClients.status, 0, memberClients.stderr);
     t.equal(memberClients.stdout.trim().split('\r\n').length, 4);
+
+    // While the service runs: its connection holds the -wal and -shm files (group-readable, not
+    // group-writable), and a member still reads the newest count.
+    const running = SqliteStore.open(state, {});
+    t.teardown(() => running.close());
+    running.recordActivation(obs(4), Date.now(), WINDOW);
+    for (const f of fs.readdirSync(state)) {
+      fs.chownSync(path.join(state, f), 0, GROUP);
+      fs.chmodSync(path.join(state, f), 0o640);
+    }
+    t.ok(fs.existsSync(path.join(state, 'kms-appliance.db-wal')), 'the service has its WAL open');
+    const live = run(['status'], ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, `--groups=${GROUP}`]);
+    t.equal(live.status, 0, live.stderr);
+    t.match(live.stdout, '4 machines known');
   });
 });
