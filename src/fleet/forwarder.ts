@@ -92,6 +92,7 @@ export class FleetForwarder {
   private cursor: MachineCursor = undefined;
   private pendingMachines = 0;
   private warnedFull = false;
+  private queue: Promise<unknown> = Promise.resolve();
   /** Why start() refused to run; reported by health(). */
   private refusal: string | undefined;
 
@@ -122,7 +123,14 @@ export class FleetForwarder {
       return false;
     }
     this.stopped = false;
-    const id = this.outbox.applianceId();
+    let id: string;
+    try {
+      id = this.outbox.applianceId();
+    } catch {
+      // The database cannot be written right now (the store logs why); the id is made on the
+      // first send instead, and that send is retried like any other.
+      id = 'not yet assigned';
+    }
     this.options.log.info(
       { event: 'fleet-start', fleet: this.target, site: this.siteName, applianceId: id },
       `fleet reporting to ${this.target} as site "${this.siteName}" (appliance ${id})`,
@@ -145,10 +153,16 @@ export class FleetForwarder {
   }
 
   /**
-   * Sends until nothing is left (or throws the first failure). For `fleet send`, tests and the
-   * benchmark; the timer uses the same steps.
+   * Sends until nothing is left (or throws the first failure); the timer runs the same. Calls are
+   * serialised: a second one waits for the first, so a pass is never walked twice at once.
    */
-  async syncNow(): Promise<SyncResult> {
+  syncNow(): Promise<SyncResult> {
+    const run = this.queue.then(() => this.sendAll());
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async sendAll(): Promise<SyncResult> {
     let machines = 0;
     let events = 0;
     let batches = 0;
@@ -170,8 +184,20 @@ export class FleetForwarder {
   }
 
   health(): FleetHealth {
-    const state = this.outbox.state();
-    const backlog = this.outbox.eventBacklog(state.eventsAcked);
+    let state: ReturnType<FleetOutbox['state']>;
+    let backlog: ReturnType<FleetOutbox['eventBacklog']>;
+    try {
+      state = this.outbox.state();
+      backlog = this.outbox.eventBacklog(state.eventsAcked);
+    } catch (err) {
+      // A health check must answer even when the database cannot be read.
+      return {
+        target: this.target, siteName: this.siteName, applianceId: undefined, lastSuccessMs: null, lastAttemptMs: null,
+        lastError: (err as Error).message, failingSinceMs: this.failingSinceMs, backlogEvents: 0, oldestUnsentMs: null,
+        pendingMachines: this.pendingMachines, droppedEvents: 0,
+        problems: [`the fleet outbox cannot be read from the local database: ${(err as Error).message}`],
+      };
+    }
     const now = this.clock.now();
     const problems: string[] = [];
     if (this.refusal !== undefined) problems.push(`fleet reporting is not running: ${this.refusal}`);
