@@ -71,6 +71,11 @@ t.test('install into a staging root, then every command works with no options', 
     t.equal(outsider.status, 1);
     t.equal(outsider.stderr.trim().split('\n').length, 1, `one line`);
     t.match(outsider.stderr, /permission denied; run the command with sudo, or join the group kms-appliance/);
+    for (const args of [['config', 'check'], ['clients'], ['report']]) {
+      const r = run(args, ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups']);
+      t.equal(r.status, 1, args.join(' '));
+      t.match(r.stderr, /^kms-appliance[^\n]*: permission denied; run the command with sudo, or join the group kms-appliance[^\n]*\n$/, args.join(' '));
+    }
     const member = run(['status'], ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, `--groups=${GROUP}`]);
     t.equal(member.status, 0, member.stderr);
     t.match(member.stdout, '3 machines known');

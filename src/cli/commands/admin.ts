@@ -3,9 +3,9 @@
 // connect, and the password (stored as a scrypt hash only).
 import fs from 'node:fs';
 import path from 'node:path';
-import { EXIT, UsageProblem, defineCommand, type Command, type CommandIo } from '../command';
+import { CommandExit, EXIT, UsageProblem, defineCommand, type Command, type CommandIo } from '../command';
 import { COMMON_OPTIONS } from '../inventory-access';
-import { locate } from '../locations';
+import { checkReadable, locate } from '../locations';
 import { loadConfig } from '../../config/load';
 import type { AppConfig } from '../../config/defaults';
 import { GENERATED_CERT_FILE, checkCertificatePair, describeCertificate, type CertificateFacts } from '../../admin/tls-certificate';
@@ -53,6 +53,11 @@ interface Common {
 /** The configuration and data directory, found like every other command's (locations.ts). */
 function settings(values: { 'data-dir'?: string | undefined; config?: string | undefined }, io: CommandIo): Common {
   const where = locate({ config: values.config, dataDir: values['data-dir'], env: io.env });
+  const unreadable = where.configFile === undefined ? undefined : checkReadable(where.configFile);
+  if (unreadable) {
+    io.stderr.write(`kms-appliance: ${unreadable}\n`);
+    throw new CommandExit(EXIT.FAILURE);
+  }
   const config = loadConfig(where.configFile);
   return { config, dataDir: where.dataDir(config.store.dataDir) };
 }

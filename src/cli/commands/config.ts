@@ -5,7 +5,7 @@ import { loadConfig } from '../../config/load';
 import { configExample } from '../../config/example';
 import { loadCatalog } from '../../catalog/load';
 import { entitlementProblems } from '../entitlements';
-import { INSTALLED_CONFIG, locate } from '../locations';
+import { INSTALLED_CONFIG, checkReadable, locate } from '../locations';
 import { inert } from '../terminal';
 import { didYouMean } from '../suggest';
 import { ConfigError } from '../../errors';
@@ -47,6 +47,11 @@ export const command = defineCommand({
         if (rest.length > 1) throw new UsageProblem('config check takes one FILE');
         const file = rest[0] ?? locate({ env: io.env }).configFile;
         if (file === undefined) throw new UsageProblem(`config check needs a FILE (no ${INSTALLED_CONFIG} on this machine)`);
+        const unreadable = checkReadable(file);
+        if (unreadable) {
+          io.stderr.write(`kms-appliance config: ${unreadable}\n`);
+          return EXIT.FAILURE;
+        }
         let config;
         try {
           config = loadConfig(file);
