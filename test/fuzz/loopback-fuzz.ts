@@ -1,22 +1,24 @@
-// `npm run test:fuzz`: a time-boxed, seeded fuzzer over loopback. It starts the appliance
-// in-process, replays the captured client PDUs with random mutations (bit flips, truncation,
-// lying lengths, spliced PDUs, random chunking) on many connections, and after every round checks
-// that a well-behaved client is still served with a verified response. Prints the seed so that a
-// failure can be replayed: node dist/test/fuzz/loopback-fuzz.js --seed N [--seconds S].
+// `npm run test:fuzz [-- --seconds S | --minutes M] [--seed N] [--targets kms,dns,http]`: a seeded
+// fuzzing campaign over loopback. It starts one appliance in-process with the KMS listener, a DNS
+// responder (UDP and TCP, one zone) and the admin listener, then alternates rounds of hostile input
+// between the targets (test/fuzz/*-target.ts, one FuzzTarget each) and after every round asks each
+// target whether a well-behaved client is still served. It prints how many inputs it sent, the
+// crashes (an uncaught error; the process dying is one too, seen by whoever ran it), the findings
+// (a failed health check, with the round to replay) and the peak RSS. Exit 0 only with neither.
+// Replay a run with the seed it prints: node dist/test/fuzz/loopback-fuzz.js --seed N.
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { startAppliance } from '../../src/cli/appliance';
+import { startAppliance, type Appliance } from '../../src/cli/appliance';
 import { DEFAULTS, type AppConfig } from '../../src/config/defaults';
+import { formatListenAddress } from '../../src/config/listen-address';
 import { createLogger } from '../../src/logging/logger';
-import { activate } from '../../src/client/kms-client';
-import { chooseProduct } from '../../src/client/product-choice';
-import { findPackageRoot, loadCatalog } from '../../src/catalog/load';
+import { kmsFuzzTarget } from './kms-target';
+import type { FuzzTarget } from './target';
 
 /** Small deterministic PRNG (mulberry32): the same seed replays the same run. */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -27,96 +29,153 @@ function prng(seed: number): () => number {
   };
 }
 
-function clientStreams(): Buffer[][] {
-  const dir = path.join(findPackageRoot(), 'test', 'fixtures', 'exchanges');
-  return fs.readdirSync(dir).map((f) => {
-    const capture = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as { pdus: { dir: string; hex: string }[] };
-    return capture.pdus.filter((p) => p.dir === 'c2s').map((p) => Buffer.from(p.hex, 'hex'));
-  });
+const ZONE = 'fuzz.test';
+
+export interface CampaignOptions {
+  readonly seed: number;
+  readonly seconds: number;
+  /** Target names to attack; default every target whose module is present. */
+  readonly targets?: readonly string[];
+  /** Progress lines (every 30 s) and the summary go here. */
+  readonly out?: (line: string) => void;
 }
 
-function mutate(pdu: Buffer, rnd: () => number): Buffer {
-  const b = Buffer.from(pdu);
-  switch (Math.floor(rnd() * 6)) {
-    case 0: // flip a few bits anywhere
-      for (let i = 0, n = 1 + Math.floor(rnd() * 4); i < n; i++) b[Math.floor(rnd() * b.length)]! ^= 1 << Math.floor(rnd() * 8);
-      return b;
-    case 1: // truncate
-      return b.subarray(0, Math.floor(rnd() * b.length));
-    case 2: // lie about frag_length
-      b.writeUInt16LE(Math.floor(rnd() * 0x10000), 8);
-      return b;
-    case 3: // a random byte in the header
-      b[Math.floor(rnd() * Math.min(24, b.length))] = Math.floor(rnd() * 256);
-      return b;
-    case 4: // corrupt the stub (KMS body)
-      for (let i = 24; i < b.length; i += 1 + Math.floor(rnd() * 40)) b[i] = Math.floor(rnd() * 256);
-      return b;
-    default:
-      return b; // unchanged: keeps the state machine moving
-  }
+export interface CampaignReport {
+  readonly seed: number;
+  readonly rounds: number;
+  readonly inputs: number;
+  readonly inputsByTarget: Readonly<Record<string, number>>;
+  readonly crashes: readonly string[];
+  readonly findings: readonly string[];
+  readonly peakRssBytes: number;
+  readonly targets: readonly string[];
+  /** Targets asked for (or expected) whose module could not be loaded, with why. */
+  readonly missing: readonly string[];
 }
 
-async function send(port: number, bytes: Buffer, rnd: () => number): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    socket.on('error', () => resolve());
-    socket.on('close', () => resolve());
-    socket.on('data', () => {});
-    socket.once('connect', () => {
-      let at = 0;
-      while (at < bytes.length) {
-        const n = 1 + Math.floor(rnd() * 200);
-        socket.write(bytes.subarray(at, at + n));
-        at += n;
-      }
-      setTimeout(() => socket.destroy(), 20 + Math.floor(rnd() * 50));
-    });
-  });
-}
-
-async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { seed: { type: 'string' }, seconds: { type: 'string' } } });
-  const seed = Number(values.seed ?? Math.floor(Math.random() * 2 ** 31));
-  const seconds = Number(values.seconds ?? 30);
-  const rnd = prng(seed);
-  process.stdout.write(`fuzz: seed ${seed}, ${seconds} s (replay with --seed ${seed})\n`);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-fuzz-'));
+function fuzzConfig(dataDir: string): AppConfig {
   const config = structuredClone(DEFAULTS) as { -readonly [K in keyof AppConfig]: any };
   config.kms.listen = ['127.0.0.1:0'];
   config.kms.idleTimeoutSeconds = 2;
-  config.admin.listen = [];
-  config.store.dataDir = dir;
-  const appliance = await startAppliance(config as AppConfig, { log: createLogger({ level: 'silent' }) });
-  const port = appliance.kmsAddresses[0]!.port;
-  const product = chooseProduct(loadCatalog(), 'Windows 10/11 Enterprise');
-  const streams = clientStreams();
-  const deadline = Date.now() + seconds * 1000;
-  let rounds = 0;
-  let sent = 0;
+  config.dns.listen = ['127.0.0.1:0'];
+  config.dns.zones = [{ domain: ZONE, ttlSeconds: 60, hosts: [] }];
+  config.admin.listen = ['127.0.0.1:0'];
+  config.store.dataDir = dataDir;
+  return config as AppConfig;
+}
+
+/** A target module written beside this one, loaded only if it is there (and compiles). */
+function optionalTarget<T>(module: string, exportName: string, missing: string[]): T | undefined {
   try {
-    while (Date.now() < deadline) {
-      const batch: Promise<void>[] = [];
-      for (let c = 0; c < 20; c++) {
-        const stream = streams[Math.floor(rnd() * streams.length)]!;
-        const pdus = stream.map((p) => mutate(p, rnd));
-        if (rnd() < 0.2) pdus.push(Buffer.from(Array.from({ length: Math.floor(rnd() * 400) }, () => Math.floor(rnd() * 256))));
-        batch.push(send(port, Buffer.concat(pdus), rnd));
-        sent++;
-      }
-      await Promise.all(batch);
-      const [reply] = await activate({ host: '127.0.0.1', port, product, timeoutMs: 5000 });
-      if (reply?.hresult !== 0 || !reply.verified) throw new Error(`round ${rounds}: a good client was not served`);
-      rounds++;
-    }
-    process.stdout.write(`fuzz: ${sent} hostile connections in ${rounds} rounds; the host served a good client after every round\n1 passed, 0 failed\n`);
-  } finally {
-    await appliance.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+    const loaded = require(module) as Record<string, unknown>;
+    const factory = loaded[exportName];
+    if (typeof factory !== 'function') throw new Error(`${module} does not export ${exportName}`);
+    return factory as T;
+  } catch (err) {
+    missing.push(`${module}: ${(err as Error).message.split('\n')[0]}`);
+    return undefined;
   }
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`fuzz failed: ${(err as Error).stack ?? String(err)}\n0 passed, 1 failed\n`);
-  process.exitCode = 1;
-});
+function buildTargets(appliance: Appliance, missing: string[]): FuzzTarget[] {
+  const targets: FuzzTarget[] = [kmsFuzzTarget({ host: '127.0.0.1', port: appliance.kmsAddresses[0]!.port })];
+  const dns = appliance.dnsAddresses[0];
+  const dnsTarget = optionalTarget<(o: { host: string; port: number; zone: string }) => FuzzTarget>('./dns-target', 'dnsFuzzTarget', missing);
+  if (dns && dnsTarget) targets.push(dnsTarget({ host: '127.0.0.1', port: dns.port, zone: ZONE }));
+  const admin = appliance.adminAddresses[0];
+  const httpTarget = optionalTarget<(o: { host: string; port: number }) => FuzzTarget>('./http-target', 'httpFuzzTarget', missing);
+  if (admin && httpTarget) targets.push(httpTarget({ host: '127.0.0.1', port: admin.port }));
+  return targets;
+}
+
+export async function runCampaign(options: CampaignOptions): Promise<CampaignReport> {
+  const out = options.out ?? (() => {});
+  const crashes: string[] = [];
+  const findings: string[] = [];
+  const missing: string[] = [];
+  // Anything thrown outside the targets' own handling is a crash of the host (it shares the process).
+  const onCrash = (err: unknown): void => {
+    crashes.push((err as Error)?.stack ?? String(err));
+  };
+  process.on('uncaughtException', onCrash);
+  process.on('unhandledRejection', onCrash);
+  let peakRss = process.memoryUsage.rss();
+  const sampler = setInterval(() => {
+    peakRss = Math.max(peakRss, process.memoryUsage.rss());
+  }, 200);
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-fuzz-'));
+  const rnd = prng(options.seed);
+  const inputsByTarget: Record<string, number> = {};
+  let rounds = 0;
+  let appliance: Appliance | undefined;
+  let targets: FuzzTarget[] = [];
+  try {
+    appliance = await startAppliance(fuzzConfig(dataDir), { log: createLogger({ level: 'silent' }) });
+    targets = buildTargets(appliance, missing).filter((t) => !options.targets || options.targets.includes(t.name));
+    out(
+      `fuzz: seed ${options.seed}, ${options.seconds} s, targets ${targets.map((t) => t.name).join(', ')}` +
+        ` (kms ${formatListenAddress(appliance.kmsAddresses[0]!)}` +
+        (appliance.dnsAddresses[0] ? `, dns ${formatListenAddress(appliance.dnsAddresses[0])}` : '') +
+        (appliance.adminAddresses[0] ? `, admin ${formatListenAddress(appliance.adminAddresses[0])}` : '') +
+        `); replay with --seed ${options.seed}`,
+    );
+    for (const m of missing) out(`fuzz: target not loaded: ${m}`);
+    const started = Date.now();
+    const deadline = started + options.seconds * 1000;
+    let nextProgress = started + 30_000;
+    while (Date.now() < deadline && crashes.length === 0) {
+      const target = targets[rounds % targets.length]!;
+      inputsByTarget[target.name] = (inputsByTarget[target.name] ?? 0) + (await target.round(rnd));
+      for (const t of targets) {
+        if (!(await t.healthy())) findings.push(`round ${rounds} (after ${target.name}): ${t.name} did not serve a well-behaved client`);
+      }
+      rounds++;
+      if (Date.now() >= nextProgress) {
+        nextProgress += 30_000;
+        out(`fuzz: ${Math.round((Date.now() - started) / 1000)} s, ${total(inputsByTarget)} inputs, ${rounds} rounds, ${findings.length} findings, RSS ${mb(peakRss)} MB peak`);
+      }
+    }
+  } finally {
+    await appliance?.stop().catch(onCrash);
+    clearInterval(sampler);
+    process.off('uncaughtException', onCrash);
+    process.off('unhandledRejection', onCrash);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+  // resourceUsage().maxRSS is the kernel's high-water mark (KiB), which catches peaks between samples.
+  peakRss = Math.max(peakRss, process.resourceUsage().maxRSS * 1024);
+  return { seed: options.seed, rounds, inputs: total(inputsByTarget), inputsByTarget, crashes, findings, peakRssBytes: peakRss, targets: targets.map((t) => t.name), missing };
+}
+
+function total(byTarget: Record<string, number>): number {
+  return Object.values(byTarget).reduce((a, b) => a + b, 0);
+}
+
+function mb(bytes: number): string {
+  return (bytes / 1048576).toFixed(0);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { seed: { type: 'string' }, seconds: { type: 'string' }, minutes: { type: 'string' }, targets: { type: 'string' } } });
+  const seed = Number(values.seed ?? Math.floor(Math.random() * 2 ** 31));
+  const seconds = values.minutes !== undefined ? Number(values.minutes) * 60 : Number(values.seconds ?? 30);
+  if (!Number.isFinite(seed) || !(seconds > 0)) throw new Error('usage: loopback-fuzz [--seed N] [--seconds S | --minutes M] [--targets kms,dns,http]');
+  const out = (line: string): void => void process.stdout.write(`${line}\n`);
+  const report = await runCampaign({ seed, seconds, targets: values.targets?.split(','), out });
+  const per = Object.entries(report.inputsByTarget).map(([k, v]) => `${k} ${v}`).join(', ');
+  out(`fuzz: ${report.inputs} inputs sent (${per}) in ${report.rounds} rounds; ${report.crashes.length} crashes; ${report.findings.length} findings; peak RSS ${mb(report.peakRssBytes)} MB; seed ${seed}`);
+  for (const c of report.crashes) out(`crash: ${c}`);
+  for (const f of report.findings.slice(0, 20)) out(`finding: ${f}`);
+  const failed = report.crashes.length > 0 || report.findings.length > 0;
+  out(failed ? '0 passed, 1 failed' : '1 passed, 0 failed');
+  process.exitCode = failed ? 1 : 0;
+  // A socket a target left behind must not keep a finished campaign running.
+  setTimeout(() => process.exit(), 2000).unref();
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`fuzz failed: ${(err as Error).stack ?? String(err)}\n0 passed, 1 failed\n`);
+    process.exitCode = 1;
+  });
+}
