@@ -6,8 +6,9 @@
 // processes each sending one request at a time and waiting for the answer, over one kept-alive
 // connection each and with a new connection (bind + request) per activation, with the server's
 // peak RSS under that load. Options: --seconds N (per run, default 8), --clients N (default
-// 1000000), --quick (2 s runs, 100,000 clients), --sequential (only the sequential runs),
-// --skip-large, --skip-dns.
+// 1000000), --quick (2 s runs, 100,000 clients), --sequential (only the sequential runs, the
+// store's cost per request and what the memory is made of), --skip-footprint, --skip-large,
+// --skip-dns.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -23,6 +24,8 @@ import { benchStore } from './store-bench';
 import { SERVER_NODE_FLAGS } from '../src/server/node-flags';
 import { benchDns } from './dns-bench';
 import type { WorkerJob, WorkerReport } from './load-worker';
+import { formatRequestCost, measureRequestCost } from './request-cost';
+import { formatFootprint, measureFootprint } from './footprint';
 
 const ROOT = findPackageRoot();
 const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -165,6 +168,7 @@ async function main(): Promise<void> {
       clients: { type: 'string' },
       quick: { type: 'boolean' },
       sequential: { type: 'boolean' },
+      'skip-footprint': { type: 'boolean' },
       'skip-large': { type: 'boolean' },
       'skip-dns': { type: 'boolean' },
     },
@@ -186,6 +190,8 @@ async function main(): Promise<void> {
     const seqNewConn = await measure(server, { perConnection: 1, concurrency: 1, seconds, rate: 0 });
     out(line('sequential: new connection per activation', seqNewConn));
     out(`server peak RSS under the sequential loads ${server.peakRssMb().toFixed(1)} MB`);
+    out(formatRequestCost(measureRequestCost({ requests: quick || seconds < 2 ? 500 : 3000, rounds: quick || seconds < 2 ? 2 : 5 })));
+    if (!values['skip-footprint']) out(formatFootprint(await measureFootprint()));
     if (values.sequential) {
       await server.stop();
       return;

@@ -21,6 +21,8 @@ const Database = require(workerData.sqlite);
 const fs = require('node:fs');
 const db = new Database(workerData.file, { fileMustExist: true });
 db.pragma('busy_timeout = 0');
+// Checkpoints copy WAL frames to the file; they need no page cache of their own.
+db.pragma('cache_size = -64');
 const wal = workerData.file + '-wal';
 const walSize = () => {
   try {
