@@ -21,12 +21,12 @@ export function inert(text: string): string {
 }
 
 /**
- * A CSV cell a spreadsheet will not run: OWASP's rule for formula injection prefixes a cell that
- * starts with = + - @ tab or CR with a single quote. Numbers (a negative count) stay numbers.
+ * A CSV text cell a spreadsheet will not run: OWASP's rule for formula injection prefixes a cell
+ * that starts with = + - @ tab or CR with a single quote. Only text goes through here; numeric
+ * fields (a count) are written as numbers by the caller.
  */
 export function csvSafe(text: string): string {
-  if (/^[=+\-@\t\r]/.test(text) && !/^[+-]?\d+(\.\d+)?$/.test(text)) return `'${text}`;
-  return text;
+  return /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
 }
 
 /** JSON.stringify, then escapeJsonText: for every JSON the CLI prints. */
