@@ -142,3 +142,18 @@ t.test('client-chosen names are printed inert: no escape sequence, bidi override
   t.notOk(out.split('\n').some((l) => /^fake/i.test(l)), 'no made-up line');
   t.match(out, 'from \\x1b[31mred');
 });
+
+t.test('--format csv: one row per product group, named like the JSON fields', async (t) => {
+  const dir = preparedDataDir(t);
+  const csv = captureIo();
+  t.equal(await command.run(['--data-dir', dir, '--format', 'csv'], csv.io), 0);
+  const lines = csv.stdout().split('\r\n');
+  const header = lines[0]!.split(',');
+  t.same(header, ['applicationId', 'applicationName', 'groupId', 'groupName', 'activeMachines', 'requiredCount', 'activates', 'lastActivation']);
+  const json = captureIo();
+  t.equal(await command.run(['--data-dir', dir, '--json'], json.io), 0);
+  const status = JSON.parse(json.stdout()) as { applications: Record<string, unknown>[] & { groups: Record<string, unknown>[] }[] };
+  const app = status.applications[0]! as Record<string, unknown> & { groups: Record<string, unknown>[] };
+  for (const f of header) t.ok(f in app.groups[0]! || f in app, `${f} is a JSON field too`);
+  t.equal(lines.length - 2, status.applications.reduce((n, a) => n + (a as unknown as { groups: unknown[] }).groups.length, 0));
+});
