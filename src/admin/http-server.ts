@@ -81,7 +81,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       });
     }
     if (res.destroyed) return;
-    res.writeHead(r.status, r.headers as http.OutgoingHttpHeaders);
+    res.writeHead(r.status, { ...(r.headers as http.OutgoingHttpHeaders), 'content-length': Buffer.byteLength(r.body) });
     res.end(r.body);
   };
 

@@ -162,7 +162,7 @@ t.test('machine list: keyset pages cover every machine once in each order; searc
   t.match(page.body, /<strong>PC-00<\/strong>/);
 });
 
-async function waitFor<T>(probe: () => Promise<T | undefined>, tries = 50): Promise<T | undefined> {
+async function waitFor<T>(probe: () => Promise<T | undefined>, tries = 200): Promise<T | undefined> {
   for (let i = 0; i < tries; i++) {
     const v = await probe();
     if (v !== undefined) return v;
