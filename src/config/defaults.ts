@@ -192,7 +192,7 @@ export const DEFAULTS: AppConfig = deepFreeze({
     dataDir: '',
     eventRetentionDays: 400,
     maxEvents: 2_000_000, // about 600 MB of events at the most
-    pendingMachines: 50_000, // about 30 MB of memory while the disk is full
+    pendingMachines: 20_000, // about 1 KB each (20 MB) while the disk is full
     pendingEvents: 10_000,
   },
   catalog: {
