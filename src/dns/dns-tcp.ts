@@ -49,6 +49,10 @@ export interface DnsTcpOptions {
   readonly counters: DnsTcpCounters;
 }
 
+// Messages one connection may have answered before it yields the event loop to others.
+const MESSAGES_PER_TURN = 64;
+const EMPTY = Buffer.alloc(0);
+
 class Connection {
   readonly frames = new DnsFrameReader();
   pending = 0;
@@ -56,6 +60,7 @@ class Connection {
   peerEnded = false;
   throttled = false;
   closed = false;
+  awaitingFlush = false;
   readonly idleTimer: NodeJS.Timeout;
 
   constructor(
@@ -134,19 +139,49 @@ export function createDnsTcpService(o: DnsTcpOptions): DnsTcpService {
     return true;
   };
 
-  /** Reads and answers whole messages while every limit allows, then pauses or resumes reading. */
+  /**
+   * Reads and answers whole messages while every limit allows, then pauses or resumes reading.
+   * Replies of one turn leave in one write (cork); a turn answers at most MESSAGES_PER_TURN, then
+   * yields to the event loop so one pipelining client cannot hold it for a whole 64 KiB chunk.
+   */
   const pump = (c: Connection): void => {
-    while (!c.closed && !c.throttled && !c.socket.destroyed) {
+    if (c.closed || c.socket.destroyed) return;
+    c.socket.cork();
+    try {
+      pumpTurn(c);
+    } finally {
+      if (!c.socket.destroyed) c.socket.uncork();
+    }
+  };
+
+  const pumpTurn = (c: Connection): void => {
+    for (let answered = 0; !c.closed && !c.throttled && !c.socket.destroyed; answered++) {
       const unread = c.socket.writableLength > limits.pauseUnsentBytes;
       if (unread || c.pending >= limits.maxPendingQueries) {
-        // 'drain' or a finished query calls pump again.
-        if (unread && !c.socket.isPaused()) counters.tcpBackpressure++;
+        // A finished query, or the replies leaving, call pump again.
         c.socket.pause();
+        if (unread && !c.awaitingFlush) {
+          counters.tcpBackpressure++;
+          c.awaitingFlush = true;
+          const again = (): void => {
+            c.awaitingFlush = false;
+            pump(c);
+          };
+          // 'drain' comes only past the socket's high-water mark; an empty write's callback
+          // runs once everything before it has left, whatever the bound.
+          if (c.socket.writableNeedDrain) c.socket.once('drain', again);
+          else c.socket.write(EMPTY, again);
+        }
         return;
       }
       if (!c.frames.hasMessage) {
         c.socket.resume();
         closeWhenDone(c);
+        return;
+      }
+      if (answered >= MESSAGES_PER_TURN) {
+        c.socket.pause();
+        setImmediate(() => pump(c));
         return;
       }
       if (!o.limiter.allow(c.group, Date.now())) {
@@ -222,7 +257,6 @@ export function createDnsTcpService(o: DnsTcpOptions): DnsTcpService {
       c.frames.push(chunk);
       pump(c);
     });
-    socket.on('drain', () => pump(c));
     socket.on('end', () => {
       c.peerEnded = true;
       closeWhenDone(c);
