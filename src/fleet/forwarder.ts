@@ -16,7 +16,7 @@ import type { FleetOutbox, MachineCursor, OutboxMachine } from '../store/fleet-o
 import type { StoreLog } from '../store/store-log';
 import { connectionConfig, describeTarget, explainPostgresError } from './pg-connection';
 import { REMOTE_SCHEMA_VERSION, remoteSchemaVersion } from './remote-schema';
-import { writeBatch, type SiteReport } from './remote-writes';
+import { writeBatch, type BatchWritten, type SiteReport } from './remote-writes';
 
 /** Rows of `clients` read per slice when looking for changed machines (a few ms each). */
 const SLICE_ROWS = 2000;
@@ -93,6 +93,7 @@ export class FleetForwarder {
   private pendingMachines = 0;
   private warnedFull = false;
   private queue: Promise<unknown> = Promise.resolve();
+  private warnedClone = false;
   /** Why start() refused to run; reported by health(). */
   private refusal: string | undefined;
 
@@ -322,6 +323,21 @@ export class FleetForwarder {
     await c?.end().catch(() => undefined);
   }
 
+  /**
+   * Another host name under this box's appliance id means a second box runs on a copy of this
+   * one's database (a cloned VM or disk): their events would collide and one box's be dropped.
+   * Said once per run, with the fix; a box whose host name changed sees it once, harmlessly.
+   */
+  private noticeClone(previous: string | null, site: SiteReport): void {
+    if (previous === null || previous === '' || previous === site.hostName || this.warnedClone) return;
+    this.warnedClone = true;
+    this.options.log.warn(
+      { code: 'KMS_ERR_FLEET_CONFIG', fleet: this.target, applianceId: site.applianceId, otherHost: previous },
+      `the fleet database knows appliance id ${site.applianceId} from host ${previous}, this is ${site.hostName}: if ${previous} ` +
+        'still runs, one box was cloned from the other\'s disk and their reports mix; give this one its own id (see "Fleet reporting" in the README)',
+    );
+  }
+
   /** Applies the outbox bound and repairs the event mark; returns where sending continues. */
   private eventMark(): { acked: number; offset: number; backlog: number } {
     const state = this.outbox.state();
@@ -398,12 +414,14 @@ export class FleetForwarder {
       backlogEvents: Math.max(0, mark.backlog - events.length),
     };
     const client = await this.connected();
+    let written: BatchWritten;
     try {
-      await writeBatch(client, { site, machines, events, eventOffset: mark.offset }, this.names);
+      written = await writeBatch(client, { site, machines, events, eventOffset: mark.offset }, this.names);
     } catch (err) {
       this.cursor = startCursor;
       throw err;
     }
+    this.noticeClone(written.previousHostName, site);
     // Only now, after PostgreSQL committed: a crash before this line resends the batch, harmlessly.
     this.outbox.acknowledge(machines, acked, this.clock.now());
     this.pendingMachines = 0;

@@ -1,7 +1,8 @@
 // The statements that write one batch into the fleet database. Every write is idempotent: a
-// machine is keyed by (appliance, application, CMID) and only ever moves forward in time, an event
-// by (appliance, event id) and is never rewritten. A batch delivered twice (the commit went
-// through but its acknowledgement was lost with the connection) leaves the same rows.
+// machine is keyed by (appliance, application, CMID) and mirrors the box's own row (the box is
+// the truth, even if its clock stepped back), an event by (appliance, event id) and is never
+// rewritten. A batch delivered twice (the commit went through but its acknowledgement was lost
+// with the connection) leaves the same rows; batches of one box are sent one after the other.
 
 import type { ClientBase } from 'pg';
 import { describeHresult, formatHresult } from '../errors';
@@ -49,10 +50,9 @@ const UPSERT_MACHINES = `
     address = excluded.address, sku = excluded.sku, product_name = excluded.product_name, kms_group = excluded.kms_group,
     group_name = excluded.group_name, application_name = excluded.application_name,
     first_seen = least(m.first_seen, excluded.first_seen), last_seen = excluded.last_seen,
-    last_counted = greatest(m.last_counted, excluded.last_counted), last_hresult = excluded.last_hresult,
+    last_counted = excluded.last_counted, last_hresult = excluded.last_hresult,
     last_result = excluded.last_result, license_status = excluded.license_status,
-    protocol_version = excluded.protocol_version, vm = excluded.vm, requests = excluded.requests, received_at = now()
-  WHERE m.last_seen <= excluded.last_seen`;
+    protocol_version = excluded.protocol_version, vm = excluded.vm, requests = excluded.requests, received_at = now()`;
 
 const INSERT_EVENTS = `
   INSERT INTO kms_fleet.events (appliance_id, event_id, time, served, hresult, code, application, kms_group, group_name,
@@ -126,11 +126,17 @@ export interface Batch {
   readonly eventOffset: number;
 }
 
+export interface BatchWritten {
+  /** The host name the database had for this appliance id before; null for a new site. */
+  readonly previousHostName: string | null;
+}
+
 /** Writes one batch in one transaction; resolves only once PostgreSQL committed it. */
-export async function writeBatch(client: ClientBase, batch: Batch, names: NameResolver): Promise<void> {
+export async function writeBatch(client: ClientBase, batch: Batch, names: NameResolver): Promise<BatchWritten> {
   const s = batch.site;
   await client.query('BEGIN');
   try {
+    const before = await client.query<{ host_name: string }>('SELECT host_name FROM kms_fleet.appliances WHERE appliance_id = $1', [s.applianceId]);
     await client.query(UPSERT_APPLIANCE, [s.applianceId, s.siteName, s.hostName, s.softwareVersion, s.lastEventId, s.backlogEvents]);
     if (batch.machines.length > 0) {
       await client.query(UPSERT_MACHINES, [s.applianceId, JSON.stringify(batch.machines.map((m) => machineJson(m, names)))]);
@@ -139,6 +145,7 @@ export async function writeBatch(client: ClientBase, batch: Batch, names: NameRe
       await client.query(INSERT_EVENTS, [s.applianceId, JSON.stringify(batch.events.map((e) => eventJson(e, batch.eventOffset, names)))]);
     }
     await client.query('COMMIT');
+    return { previousHostName: before.rows[0]?.host_name ?? null };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;

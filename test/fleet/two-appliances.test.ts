@@ -81,6 +81,18 @@ t.test('two appliances, one database', async (t) => {
   const total = await rows<{ n: string }>(db, 'SELECT count(*) AS n FROM kms_fleet.events');
   t.equal(Number(total[0]!.n), 35 + 22 + 3, 'every request once');
 
+  // A third box started from a copy of North's disk carries North's appliance id: it is told.
+  const clone = appliance(t, fleet.fleetConfig('North'), { hostName: 'copy-box' });
+  clone.store.setSetting('fleet.appliance_id', northId!);
+  clone.store.recordActivation(obs(7000), NOW, WINDOW);
+  await clone.forwarder.syncNow();
+  const cloneWarning = clone.log.lines.find((l) => l.level === 'warn' && l.obj.code === 'KMS_ERR_FLEET_CONFIG');
+  t.equal(cloneWarning?.obj.otherHost, 'North-box', 'a box reporting under another host\'s appliance id is warned');
+  t.match(cloneWarning?.msg ?? '', /cloned/);
+  await clone.forwarder.syncNow();
+  t.equal(clone.log.lines.filter((l) => l.obj.code === 'KMS_ERR_FLEET_CONFIG').length, 1, 'once');
+  t.notOk(north.log.lines.some((l) => l.obj.code === 'KMS_ERR_FLEET_CONFIG'), 'North itself was never told');
+
   const health = north.forwarder.health();
   t.equal(health.backlogEvents, 0);
   t.ok(health.lastSuccessMs !== null && health.lastSuccessMs >= NOW, 'health shows the last successful send');
