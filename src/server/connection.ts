@@ -9,6 +9,7 @@ import type net from 'node:net';
 import { randomInt } from 'node:crypto';
 import { FragmentAssembler } from '../protocol/rpc/fragment-assembler';
 import { RpcSession, type KmsCallHandler } from '../protocol/rpc/session';
+import { PTYPE } from '../protocol/rpc/constants';
 import { KmsError } from '../errors';
 import type { ActivationOutcome } from '../host/outcome';
 import type { ServerLog, KmsServerSettings, ActivationHandler } from './types';
@@ -153,6 +154,13 @@ export class KmsConnection implements Slot {
 
   private send(reply: Buffer): void {
     const socket = this.socket;
+    // Only a response carries something the store must hold first (an answered activation is on
+    // disk). bind_ack, alter_context_resp, bind_nak and faults leave at once unless a reply of this
+    // connection is still waiting at the gate, which keeps this connection's replies in order.
+    if (this.gated === 0 && reply[2] !== PTYPE.RESPONSE) {
+      socket.write(reply);
+      return;
+    }
     this.gated += reply.length;
     this.ctx.gate.run(() => {
       this.gated -= reply.length;

@@ -189,13 +189,16 @@ t.test('alter_context floods with ever new contexts from four connections of one
   const h = await startHarness(t);
   const stop = { done: false };
   let closedByHost = 0;
+  // 60 new contexts per alter_context (2,668 bytes): the table limit is reached by the first.
+  const alters = Array.from({ length: 50 }, (_, i) => alterWithContexts(3 + i, 1 + i * 60, 60));
   const flood = async (): Promise<void> => {
     const s = await connectFrom('127.0.1.1', h.port);
     if (!s) return;
     s.write(BIND_NDR32);
-    // 60 new contexts per alter_context (2,668 bytes): the table limit is reached by the first.
-    for (let i = 0; i < 200 && !s.destroyed && !stop.done; i++) {
-      if (!s.write(alterWithContexts(3 + i, 1 + i * 60, 60))) await new Promise((r) => s.once('drain', r));
+    for (const pdu of alters) {
+      if (s.destroyed || stop.done) break;
+      s.write(pdu);
+      await new Promise((r) => setImmediate(r));
     }
     await Promise.race([closed(s), sleep(2000)]);
     if (s.destroyed) closedByHost++;
@@ -307,5 +310,23 @@ t.test('a keep-alive client making progress is still closed at kms.maxConnection
   }
   t.ok(s.destroyed, 'closed by the host');
   t.same(peersLogged(h.logs, 'KMS_ERR_CONN_LIFETIME'), ['127.0.1.8']);
+  await goodClientServed(t, h.host, h.port);
+});
+
+t.test('PDUs that make no progress (co_cancel, orphaned, refused binds, faulting requests) do not keep a connection open', async (t) => {
+  const h = await startHarness(t, (c) => {
+    c.kms.idleTimeoutSeconds = 1;
+  });
+  const s = (await connectFrom('127.0.1.9', h.port))!;
+  s.write(BIND_NDR32);
+  const cancel = Buffer.from(BIND_NDR32.subarray(0, 16));
+  cancel.writeUInt16LE(16, 8);
+  const started = Date.now();
+  for (let i = 0; !s.destroyed && Date.now() - started < 8000; i++) {
+    cancel[2] = i % 2 ? PTYPE.CO_CANCEL : PTYPE.ORPHANED;
+    s.write([cancel, BIND_NDR32, encodeRequestPdu({ callId: i, contextId: 9, opnum: 0, stub: Buffer.alloc(8) })][i % 3]!);
+    await sleep(100);
+  }
+  t.ok(s.destroyed, 'closed by the host for want of progress');
   await goodClientServed(t, h.host, h.port);
 });
