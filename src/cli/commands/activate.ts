@@ -104,7 +104,8 @@ export const command = defineCommand({
         ...(v.workstation ? { workstation: v.workstation } : {}),
       });
       if (format === 'json') {
-        io.stdout.write(toJson(replies.map((r) => Object.fromEntries(FIELDS.map((f) => [f.header, f.value(r)]))), 2) + '\n');
+        // The same fields as CSV; warnings stay a list in JSON (CSV joins them with "; ").
+        io.stdout.write(toJson(replies.map((r) => ({ ...Object.fromEntries(FIELDS.map((f) => [f.header, f.value(r)])), warnings: r.warnings })), 2) + '\n');
       } else if (format === 'csv') {
         io.stdout.write(formatCsv(replies, FIELDS));
       } else {
