@@ -103,6 +103,12 @@ t.test('fleet init explains a connection problem in one line', async (t) => {
   t.equal(code, 1);
   t.match(err, /^kms-appliance fleet init: PostgreSQL at kms_fleet_owner@127\.0\.0\.1:\d+\/kms_fleet_\d+ refused the password of role kms_fleet_owner/);
   t.equal(err.trim().split('\n').length, 1, 'one line');
+  err = '';
+  const loose = pg.writePasswordFile('loose-owner', fleet.passwords.owner, 0o644);
+  const refused = await fleetInit.run(['--config', configFile(fleet), '--user', OWNER, '--password-file', loose], { stdout, stderr, env: {} });
+  t.equal(refused, 2, 'a password file others can read is a configuration error');
+  t.match(err, /readable or writable by group or others \(mode 644\).*\[KMS_ERR_FLEET_CONFIG\]\n$/);
+  t.equal(err.trim().split('\n').length, 1, 'one line');
   const usage = await fleetInit.run(['--config', configFile(fleet), '--grant', 'x; DROP TABLE y'], { stdout, stderr, env: {} });
   t.equal(usage, 2, 'a role name that is not one is a usage error');
 });

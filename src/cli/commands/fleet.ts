@@ -29,8 +29,11 @@ const CONNECTION_HELP = `  -c, --config FILE        Configuration file with the 
 
 type Io = CommandIo;
 
-/** Connects as configured (TLS verified), or ends the command with one line and exit 1. */
-async function connect(command: string, p: PostgresSettings, overrides: ConnectionOverrides, io: Io): Promise<Client | undefined> {
+/**
+ * Connects as configured (TLS verified), or writes one line and returns the exit code: 2 for a
+ * setting or file that cannot be used, 1 for a database that cannot be reached or refuses.
+ */
+async function connect(command: string, p: PostgresSettings, overrides: ConnectionOverrides, io: Io): Promise<Client | number> {
   let client: Client | undefined;
   try {
     client = new Client(connectionConfig(p, overrides));
@@ -41,7 +44,7 @@ async function connect(command: string, p: PostgresSettings, overrides: Connecti
     await client?.end().catch(() => undefined);
     const code = err instanceof KmsError ? err.code : 'KMS_ERR_FLEET_SEND_FAILED';
     io.stderr.write(`kms-appliance ${command}: ${explainPostgresError(err, p, overrides.user)} [${code}]\n`);
-    return undefined;
+    return code === 'KMS_ERR_FLEET_CONFIG' ? EXIT.USAGE : EXIT.FAILURE;
   }
 }
 
@@ -68,7 +71,7 @@ Options:
 ${CONNECTION_HELP}
 
 Exit codes: 0 the schema is current, 1 the database could not be reached or refused,
-2 usage or configuration error.
+2 usage or configuration error (also a password file others can read, or no CA file).
 `;
 
 const ROLE_NAME = /^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/;
@@ -86,7 +89,7 @@ export const fleetInit = defineCommand({
     const p = config.fleet.postgres;
     const overrides = overridesOf(values);
     const client = await connect('fleet init', p, overrides, io);
-    if (!client) return EXIT.FAILURE;
+    if (typeof client === 'number') return client;
     try {
       const { from, to } = await migrateRemote(client);
       for (const r of writers) await grantWriter(client, r);
@@ -125,7 +128,7 @@ Options:
 ${CONNECTION_HELP}
 
 Exit codes: 0 ok (also with over-use or silent sites: see the report), 1 the database could
-not be reached or refused, 2 usage or configuration error.
+not be reached or refused, 2 usage or configuration error (also an unusable password or CA file).
 `;
 
 interface CsvRow {
@@ -224,7 +227,7 @@ export const fleetReport = defineCommand({
     const p = config.fleet.postgres;
     const overrides = overridesOf(values);
     const client = await connect('fleet report', p, overrides, io);
-    if (!client) return EXIT.FAILURE;
+    if (typeof client === 'number') return client;
     let report: FleetReport;
     try {
       report = await readFleetReport(client, hours ?? config.fleet.silentAfterHours);
