@@ -84,6 +84,8 @@ export const REMOTE_MIGRATIONS: readonly string[] = [
     ADD COLUMN product_name text NOT NULL DEFAULT '',
     ADD COLUMN group_name text NOT NULL DEFAULT '';
   ALTER TABLE kms_fleet.appliances ADD COLUMN backlog_events bigint NOT NULL DEFAULT 0;
+  -- Dashboards ask for time ranges of events.
+  CREATE INDEX events_by_time ON kms_fleet.events (time);
 
   -- Machines counted (served) in the last 30 days, the window a KMS host counts in.
   CREATE VIEW kms_fleet.active_machines AS
@@ -193,9 +195,13 @@ export async function grantWriter(client: ClientBase, role: string): Promise<voi
   for (const t of WRITTEN_TABLES) await client.query(`GRANT SELECT, INSERT, UPDATE ON kms_fleet.${t} TO ${r}`);
 }
 
-/** What head office's reporting role (Grafana, `fleet report`) may do: read everything. */
+/**
+ * What head office's reporting role (Grafana, `fleet report`) may do: read everything, including
+ * the tables and views later migrations add (default privileges of the role running init).
+ */
 export async function grantReader(client: ClientBase, role: string): Promise<void> {
   const r = quoteIdent(role);
   await client.query(`GRANT USAGE ON SCHEMA kms_fleet TO ${r}`);
   await client.query(`GRANT SELECT ON ALL TABLES IN SCHEMA kms_fleet TO ${r}`);
+  await client.query(`ALTER DEFAULT PRIVILEGES IN SCHEMA kms_fleet GRANT SELECT ON TABLES TO ${r}`);
 }
