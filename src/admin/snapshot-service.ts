@@ -49,6 +49,8 @@ export class SnapshotService {
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve: (v: WorkerValue) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private status: { at: number; value: Promise<InventoryView> } | undefined;
+  private lastGood: InventoryView | undefined;
+  private refreshing: Promise<InventoryView> | undefined;
   private counts: CountFacts | undefined;
   private countsRequested = -Infinity;
   private closed = false;
@@ -59,17 +61,29 @@ export class SnapshotService {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** The status, at most STATUS_TTL_MS old; concurrent callers share one computation. */
+  /**
+   * The status: computed at most once per STATUS_TTL_MS, concurrent callers sharing one
+   * computation. Once one exists, an older one is answered at once while the next is computed
+   * (with a million clients a computation takes seconds; nobody should wait for it twice).
+   */
   inventory(entitlements: readonly Entitlement[]): Promise<InventoryView> {
     const now = this.now();
     if (this.status && now - this.status.at < STATUS_TTL_MS) return this.status.value;
-    const value = this.request({ op: 'status', nowMs: now, entitlements }) as Promise<InventoryView>;
-    this.status = { at: now, value };
-    // A failure is not cached: the next request tries again.
-    value.catch(() => {
-      if (this.status?.value === value) this.status = undefined;
-    });
-    return value;
+    const previous = this.lastGood;
+    if (!this.refreshing) {
+      const value = this.request({ op: 'status', nowMs: now, entitlements }) as Promise<InventoryView>;
+      this.refreshing = value;
+      value.then(
+        (v) => {
+          this.lastGood = v;
+          this.status = { at: now, value };
+        },
+        () => undefined, // not cached: the next request tries again
+      ).finally(() => {
+        if (this.refreshing === value) this.refreshing = undefined;
+      });
+    }
+    return previous ? Promise.resolve(previous) : this.refreshing!;
   }
 
   machines(query: MachineQuery): Promise<MachinePage> {
