@@ -271,6 +271,7 @@ export class FleetForwarder {
 
   private async failed(err: unknown): Promise<void> {
     await this.closeClient();
+    if (this.stopped && this.running !== undefined) return; // a shutdown cut the batch short
     this.cursor = undefined; // the pass restarts: what it found was not acknowledged
     const now = this.clock.now();
     const message = explainPostgresError(err, this.options.fleet.postgres);
@@ -421,6 +422,9 @@ export class FleetForwarder {
       this.cursor = startCursor;
       throw err;
     }
+    // Stopped meanwhile: the store may be closing. Not acknowledging only means the batch is sent
+    // again after the restart, where the idempotent writes make it a no-op.
+    if (this.stopped && this.running !== undefined) return { machines: 0, events: 0, more: false };
     this.noticeClone(written.previousHostName, site);
     // Only now, after PostgreSQL committed: a crash before this line resends the batch, harmlessly.
     this.outbox.acknowledge(machines, acked, this.clock.now());
