@@ -262,7 +262,7 @@ export const STORE_TUNING = deepFreeze({
   retryTimerMs: 5000, // and one every 5 s without requests
   pruneIntervalMs: 3_600_000, // event-log pruning, hourly
   checkpointIntervalMs: 1000, // background WAL checkpoint
-  walTruncateBytes: 16 * 1024 * 1024, // a -wal file this large is checkpointed and truncated
+  walTruncateBytes: 8 * 1024 * 1024, // a -wal file this large is checkpointed and truncated (3× by the writer itself)
 });
 
 export const ITEM_DEFAULTS = deepFreeze({

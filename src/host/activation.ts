@@ -6,7 +6,7 @@ import { HRESULT, KmsError, specOf, type ErrorCode } from '../errors';
 import { msFromFiletime } from '../protocol/filetime';
 import { decodeKmsRequest, encodeKmsResponse, type DecodedKmsRequest, type KmsResponseBase } from '../protocol/kms';
 import { licenseStatusName } from '../protocol/kms/license-status';
-import { COUNT_WINDOW_MS, effectiveRequiredCount, reportedCount } from './counting';
+import { COUNT_WINDOW_MS, effectiveRequiredCount, MAX_REQUIRED_CLIENT_COUNT, reportedCount } from './counting';
 import type { HostIdentity } from './host-identity';
 import type { ActivationOutcome } from './outcome';
 import type { ActivationStore, Clock, ClientObservation, RandomBytes } from './ports';
@@ -38,8 +38,7 @@ export interface ActivationResult {
   readonly outcome: ActivationOutcome;
 }
 
-/** §7.1 step 4: the largest RequiredClientCount a genuine product sends. */
-export const MAX_REQUIRED_CLIENT_COUNT = 1000;
+export { MAX_REQUIRED_CLIENT_COUNT };
 
 export function processKmsMessage(message: Buffer, clientAddress: string, deps: ActivationDeps): ActivationResult {
   const nowMs = deps.clock.now();

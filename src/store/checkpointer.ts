@@ -95,7 +95,14 @@ export function startCheckpointer(file: string, options: CheckpointerOptions, lo
   const flag = new Int32Array(new SharedArrayBuffer(4));
   const worker = new Worker(WORKER_SOURCE, {
     eval: true,
-    workerData: { file, intervalMs: options.intervalMs, truncateBytes: options.truncateBytes, tickMs, flag: flag.buffer, sqlite: require.resolve('better-sqlite3') },
+    workerData: {
+      file,
+      intervalMs: options.intervalMs,
+      truncateBytes: options.truncateBytes,
+      tickMs,
+      flag: flag.buffer,
+      sqlite: require.resolve('better-sqlite3'),
+    },
     // The worker only runs SQLite: a small heap keeps the thread's footprint small.
     resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 },
   });

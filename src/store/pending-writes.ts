@@ -30,14 +30,14 @@ export interface PendingMachine {
   counted: number | null;
 }
 
-export interface Replaced {
+interface Replaced {
   readonly cmid: string;
   /** Its writes still pending when it was replaced, replayed before it is renamed or deleted. */
   readonly writes: PendingMachine | undefined;
 }
 
 /** Parameters of the fold statement (rows.ts FOLD_CLIENT). */
-export interface LaterWrites {
+interface LaterWrites {
   application: string;
   cmid: string;
   requests: number;

@@ -82,7 +82,7 @@ export function refusedEvent(obs: Partial<ClientObservation>, hresult: number, c
   return { ...eventBase(obs, nowMs), served: 0, hresult: hresult >>> 0, code, current_count: 0 };
 }
 
-export function eventBase(obs: Partial<ClientObservation>, nowMs: number): Omit<EventRow, 'served' | 'hresult' | 'code' | 'current_count'> {
+function eventBase(obs: Partial<ClientObservation>, nowMs: number): Omit<EventRow, 'served' | 'hresult' | 'code' | 'current_count'> {
   return {
     time_ms: nowMs,
     application: obs.applicationId?.toLowerCase() ?? '',

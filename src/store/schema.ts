@@ -131,7 +131,8 @@ function readHeader(file: string): FileHeader | undefined {
   }
   try {
     if (!fs.fstatSync(fd).isFile()) {
-      throw new StoreError('KMS_ERR_STORE_OPEN', `${file} is not a regular file (a directory?); move it away or point store.dataDir elsewhere`, { file });
+      const message = `${file} is not a regular file (a directory?); move it away or point store.dataDir elsewhere`;
+      throw new StoreError('KMS_ERR_STORE_OPEN', message, { file });
     }
     const header = Buffer.alloc(HEADER_LENGTH);
     const n = fs.readSync(fd, header, 0, HEADER_LENGTH, 0);

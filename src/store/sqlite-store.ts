@@ -192,7 +192,8 @@ export class SqliteStore implements ActivationStore {
     this.lastCountedOf = db.prepare('SELECT last_counted_ms FROM clients WHERE application = ? AND cmid = ?').pluck();
     // A walk of the (application, last_counted_ms) index from its newest end.
     this.mostRecentOf = db
-      .prepare('SELECT cmid, last_counted_ms FROM clients WHERE application = ? AND last_counted_ms IS NOT NULL ORDER BY last_counted_ms DESC LIMIT ?')
+      .prepare(`SELECT cmid, last_counted_ms FROM clients WHERE application = ? AND last_counted_ms IS NOT NULL
+        ORDER BY last_counted_ms DESC LIMIT ?`)
       .raw();
     this.insertEvent = db.prepare(INSERT_EVENT);
     this.selectSetting = db.prepare('SELECT value FROM settings WHERE key = ?').pluck();
@@ -469,7 +470,8 @@ export class SqliteStore implements ActivationStore {
       const events = this.pending.eventCount;
       this.log.error(
         { code: 'KMS_ERR_STORE_WRITE_FAILED', file: this.file, lostWrites: machines, lostEvents: events },
-        `closing ${this.file} while it is still unwritable: the writes of ${machines} machines and ${events} events kept in memory are lost`,
+        `closing ${this.file} while it is still unwritable: the writes of ${machines} machines and ${events} events ` +
+          'kept in memory are lost',
       );
     }
     this.closed = true;

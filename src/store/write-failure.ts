@@ -9,7 +9,7 @@ export function sqliteCodeOf(err: unknown): string {
 }
 
 /** The SQLite codes of a damaged file (extended codes share the prefix). */
-export function isCorruption(sqliteCode: string): boolean {
+function isCorruption(sqliteCode: string): boolean {
   return sqliteCode.startsWith('SQLITE_CORRUPT') || sqliteCode === 'SQLITE_NOTADB';
 }
 
