@@ -71,8 +71,8 @@ t.test(`memory counts equal a model of the rows with 3 machines held (seed ${SEE
 });
 
 t.test(`SqliteStore counts equal the SQL count on its file, more machines than held (seed ${SEED})`, async (t) => {
-  const store = SqliteStore.open(tempDataDir(t), {});
-  t.teardown(() => store.close());
+  const dir = tempDataDir(t);
+  const store = SqliteStore.open(dir, {});
   const db = connectionOf(store);
   const sqlCount = db.prepare('SELECT count(*) FROM (SELECT 1 FROM clients WHERE application = ? AND last_counted_ms >= ? LIMIT ?)').pluck();
   const next = rng(SEED ^ 0x55aa);
@@ -98,6 +98,14 @@ t.test(`SqliteStore counts equal the SQL count on its file, more machines than h
   }
   t.ok(sql.some((c) => c === 2000), 'the walk reaches the largest cap');
   t.same(mine, sql);
-  // A reopened store builds the same counts from the file.
+
+  // A reopened store builds the same counts from the file, at any cutoff.
   store.close();
+  const reopened = SqliteStore.open(dir, {});
+  t.teardown(() => reopened.close());
+  const count = connectionOf(reopened).prepare(sqlCount.source).pluck();
+  const cutoffs = [0, 10, 20, 30, 35].map((d) => now - d * DAY);
+  for (const cap of [50, 2000]) {
+    t.same(cutoffs.map((c) => reopened.countSince(WINDOWS, c, cap)), cutoffs.map((c) => count.get(WINDOWS, c, cap)), `after a restart, cap ${cap}`);
+  }
 });
