@@ -65,6 +65,15 @@ const INSERT_EVENTS = `
     address text, license_status integer, protocol_version integer, required_count integer, current_count integer)
   ON CONFLICT (appliance_id, event_id) DO NOTHING`;
 
+// PostgreSQL text cannot hold NUL, and JSON with a lone surrogate escape does not convert to text
+// either: one such workstation name (chosen by any client) would fail its batch on every retry
+// and stop the reporting for good. Both become U+FFFD, the replacement character.
+const UNSENDABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+function sendable(_key: string, value: unknown): unknown {
+  return typeof value === 'string' ? value.replace(UNSENDABLE, '\ufffd') : value;
+}
+
 /** "activated" or the HRESULT the client saw, with its meaning when known. */
 export function resultInWords(hresult: number): string {
   if (hresult === 0) return 'activated';
@@ -137,12 +146,13 @@ export async function writeBatch(client: ClientBase, batch: Batch, names: NameRe
   await client.query('BEGIN');
   try {
     const before = await client.query<{ host_name: string }>('SELECT host_name FROM kms_fleet.appliances WHERE appliance_id = $1', [s.applianceId]);
-    await client.query(UPSERT_APPLIANCE, [s.applianceId, s.siteName, s.hostName, s.softwareVersion, s.lastEventId, s.backlogEvents]);
+    const clean = (v: string): string => sendable('', v) as string;
+    await client.query(UPSERT_APPLIANCE, [s.applianceId, clean(s.siteName), clean(s.hostName), clean(s.softwareVersion), s.lastEventId, s.backlogEvents]);
     if (batch.machines.length > 0) {
-      await client.query(UPSERT_MACHINES, [s.applianceId, JSON.stringify(batch.machines.map((m) => machineJson(m, names)))]);
+      await client.query(UPSERT_MACHINES, [s.applianceId, JSON.stringify(batch.machines.map((m) => machineJson(m, names)), sendable)]);
     }
     if (batch.events.length > 0) {
-      await client.query(INSERT_EVENTS, [s.applianceId, JSON.stringify(batch.events.map((e) => eventJson(e, batch.eventOffset, names)))]);
+      await client.query(INSERT_EVENTS, [s.applianceId, JSON.stringify(batch.events.map((e) => eventJson(e, batch.eventOffset, names)), sendable)]);
     }
     await client.query('COMMIT');
     return { previousHostName: before.rows[0]?.host_name ?? null };

@@ -111,3 +111,20 @@ t.test('batches are bounded: a backlog larger than batchSize goes in several tra
   const [n] = await rows<{ m: string; e: string }>(db, 'SELECT (SELECT count(*) FROM kms_fleet.machines) AS m, (SELECT count(*) FROM kms_fleet.events) AS e');
   t.same([Number(n!.m), Number(n!.e)], [95, 95]);
 });
+
+t.test('names a hostile client chose cannot stop the reporting', async (t) => {
+  const fleet = await fleetDatabase(pg);
+  const site = appliance(t, fleet.fleetConfig('Hostile'));
+  const names = ['nul\u0000inside', 'lone\ud800surrogate', 'quote\'"\\back', 'bidi\u202eevil', "'; DROP TABLE kms_fleet.machines; --", 'x'.repeat(300)];
+  names.forEach((w, i) => site.store.recordActivation(obs(i + 1, { workstationName: w }), NOW, WINDOW));
+  site.store.recordRefusal(obs(99, { workstationName: 'nul\u0000refused' }), 0xc004f06c, 'KMS_ERR_KMS_TIME_SKEW', NOW);
+  const r = await site.forwarder.syncNow();
+  t.same([r.machines, r.events], [names.length + 1, names.length + 1], 'every machine and event arrived');
+  const db = await fleet.connectAs('superuser');
+  t.teardown(() => db.end());
+  const got = await rows<{ workstation: string }>(db, 'SELECT workstation FROM kms_fleet.machines ORDER BY cmid');
+  t.equal(got.length, names.length + 1);
+  t.equal(got[0]!.workstation, 'nul\ufffdinside', 'a NUL (which PostgreSQL text cannot hold) arrives as U+FFFD');
+  t.equal(got[2]!.workstation, 'quote\'"\\back', 'quotes and backslashes arrive as they are');
+  t.equal(got[4]!.workstation, "'; DROP TABLE kms_fleet.machines; --", 'SQL in a name is just a name');
+});
