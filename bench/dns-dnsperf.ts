@@ -20,6 +20,15 @@ export interface DnsperfFigures {
   readonly queriesPerSecond: number;
   readonly completed: number;
   readonly lost: number;
+  /** The server's own CPU time per answered query (user + system), which load on the machine disturbs less than the rate. */
+  readonly cpuMicrosPerQuery?: number;
+}
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+function cpuSecondsOf(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  // After the command name: utime and stime are fields 14 and 15 of stat(5), here at 11 and 12.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Runs dnsperf against 127.0.0.1:port and reads its summary. */
@@ -86,9 +95,16 @@ export async function benchDnsperf(seconds: number, clients: number): Promise<{ 
   try {
     await waitForAnswer(dnsmasqPort);
     // dnsperf runs as its own process; this process only answers while it does.
+    const cpuBefore = process.cpuUsage();
     const appliance = await runDnsperf(server.addresses[0]!.port, queryFile, seconds, clients);
+    const cpu = process.cpuUsage(cpuBefore);
+    const dnsmasqCpuBefore = cpuSecondsOf(dnsmasq.pid!);
     const other = await runDnsperf(dnsmasqPort, queryFile, seconds, clients);
-    return { appliance, dnsmasq: other };
+    const dnsmasqCpu = cpuSecondsOf(dnsmasq.pid!) - dnsmasqCpuBefore;
+    return {
+      appliance: { ...appliance, cpuMicrosPerQuery: (cpu.user + cpu.system) / Math.max(1, appliance.completed) },
+      dnsmasq: { ...other, cpuMicrosPerQuery: (dnsmasqCpu * 1e6) / Math.max(1, other.completed) },
+    };
   } finally {
     dnsmasq.kill();
     await server.close();
@@ -102,7 +118,8 @@ if (require.main === module) {
   const clients = Math.min(Math.max(Number(values.clients ?? 4), 1), 64);
   benchDnsperf(seconds, clients).then(
     (r) => {
-      const line = (name: string, f: DnsperfFigures): string => `${name.padEnd(10)} ${Math.round(f.queriesPerSecond).toLocaleString('en')} SRV queries/s over UDP (${f.completed} completed, ${f.lost} lost)\n`;
+      const line = (name: string, f: DnsperfFigures): string =>
+        `${name.padEnd(10)} ${Math.round(f.queriesPerSecond).toLocaleString('en')} SRV queries/s over UDP (${f.completed} completed, ${f.lost} lost), ${f.cpuMicrosPerQuery?.toFixed(1)} µs server CPU per query\n`;
       process.stdout.write(`dnsperf -c ${clients} -l ${seconds}, loopback, rate limit off:\n`);
       process.stdout.write(line('appliance', r.appliance));
       process.stdout.write(line('dnsmasq', r.dnsmasq));

@@ -166,6 +166,11 @@ function closeUdp(socket: dgram.Socket): Promise<void> {
   });
 }
 
+/** dgram's lookup for destinations that are already IP literals: answers at once. */
+function literalAddress(family: 4 | 6): (host: string, options: unknown, callback: (err: Error | null, address: string, family: number) => void) => void {
+  return (host, _options, callback) => callback(null, host, family);
+}
+
 function emptyStats(): DnsStats {
   return {
     responsesByRcode: {},
@@ -276,7 +281,8 @@ export async function startDnsServer(
       let port = addr.port;
       for (let attempt = 0; ; attempt++) {
         const tcp = tcpService.createServer();
-        const udp = dgram.createSocket({ type: addr.family === 6 ? 'udp6' : 'udp4', ipv6Only: addr.family === 6 });
+        // Replies go to the address the query came from, always an IP: no resolver round per send.
+        const udp = dgram.createSocket({ type: addr.family === 6 ? 'udp6' : 'udp4', ipv6Only: addr.family === 6, lookup: literalAddress(addr.family) });
         serveUdp(udp);
         udp.on('error', (err) => log.warn({ code: 'KMS_ERR_DNS_LISTEN', reason: err.message }, 'DNS UDP socket error'));
         try {
