@@ -67,7 +67,7 @@ export function checkAdminExposure(listen: readonly ListenAddress[], tlsEnabled:
 }
 
 /** The certificate the listeners serve: the site's (checked) or the generated self-signed one. */
-export async function adminCertificate(config: AppConfig, dataDir: string, hostName: string, addresses: readonly string[]): Promise<CertificatePair & { source: string; created?: boolean }> {
+async function adminCertificate(config: AppConfig, dataDir: string, hostName: string, addresses: readonly string[]): Promise<CertificatePair & { source: string; created?: boolean }> {
   const t = config.admin.tls;
   if (t.certFile) {
     let pair;
@@ -170,10 +170,20 @@ export async function startAdmin(listen: readonly ListenAddress[], deps: AdminDe
       const applied = ['admin entitlements'];
       const t = next.admin.tls;
       if (server.tls && t.enabled && t.certFile) {
-        const pair = readSitePair(t.certFile, t.keyFile);
-        if (pair.errors.length > 0) throw new ConfigError('KMS_ERR_CONFIG_ADMIN_TLS', `admin.tls.certFile ${t.certFile}: ${pair.errors[0]}`, { errors: pair.errors });
-        server.setCertificate(pair);
-        applied.push('admin.tls certificate');
+        // A bad renewal must not stop the rest of the reload: it is logged and the running certificate stays.
+        let problems: readonly string[];
+        try {
+          const pair = readSitePair(t.certFile, t.keyFile);
+          problems = pair.errors;
+          if (problems.length === 0) server.setCertificate(pair);
+        } catch (err) {
+          problems = [(err as Error).message];
+        }
+        if (problems.length === 0) {
+          applied.push('admin.tls certificate');
+        } else {
+          log.error({ event: 'reload', code: 'KMS_ERR_CONFIG_ADMIN_TLS', certFile: t.certFile, errors: problems }, `admin.tls.certFile ${t.certFile}: ${problems[0]}; the running certificate stays`);
+        }
       }
       return applied;
     },

@@ -12,9 +12,9 @@ import { normalizeAddress } from './host-check';
 import type { CertificatePair } from './tls-certificate';
 
 /** Header block limit: a browser's request is 1–2 KiB. */
-export const MAX_HEADER_BYTES = 8192;
+const MAX_HEADER_BYTES = 8192;
 /** Only the login form has a body. */
-export const MAX_BODY_BYTES = 4096;
+const MAX_BODY_BYTES = 4096;
 const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 15_000;
 const KEEP_ALIVE_TIMEOUT_MS = 5_000;

@@ -1,9 +1,9 @@
 // Who may use the admin listeners once a password is set: HTTP Basic (curl, Prometheus) or a
 // session cookie from the login form (browsers). Failed logins are slowed per address (an IPv6
 // client per /64, which one machine can fill) and logged with the address.
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { ADMIN_USER, verifyPassword, type PasswordRecord } from './password';
+import { verifyPassword, type PasswordRecord } from './password';
 
 export const SESSION_COOKIE = 'kms_admin_session';
 /** A browser session lasts a working day; the page asks again after that. */
@@ -201,12 +201,3 @@ export function sessionCookie(token: string): string {
 export function clearedSessionCookie(): string {
   return `${SESSION_COOKIE}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Strict`;
 }
-
-/** Constant-time string equality for equal-length secrets (used by tests and the CSRF check). */
-export function sameSecret(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
-
-export { ADMIN_USER };

@@ -11,7 +11,6 @@ import { ERRORS, describeHresult, formatHresult, isErrorCode } from '../errors';
 import { escapeHtml } from './html';
 import { activityChart, thresholdBar } from './chart';
 
-export { escapeHtml };
 
 const CSS = `
 *{box-sizing:border-box}

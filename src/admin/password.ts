@@ -6,7 +6,7 @@ import path from 'node:path';
 import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 
 export const ADMIN_USER = 'admin';
-export const PASSWORD_FILE = 'admin-password.json';
+const PASSWORD_FILE = 'admin-password.json';
 /** Passwords shorter than this are refused by `admin set-password`. */
 export const MIN_PASSWORD_LENGTH = 10;
 /** A line longer than this is not a password someone types; refused rather than hashed. */

@@ -3,7 +3,8 @@
 // Host first (DNS rebinding), then /healthz (no login, no inventory), then login for the rest.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { LoginGuard } from './login';
-import { ADMIN_USER, clearedSessionCookie, sessionCookie } from './login';
+import { clearedSessionCookie, sessionCookie } from './login';
+import { ADMIN_USER } from './password';
 import type { HostCheck } from './host-check';
 import type { HealthReport } from './health';
 import type { AdminSnapshot } from './snapshot';
@@ -42,7 +43,7 @@ export interface AdminRouterContext {
   onLoginFailure?(): void;
 }
 
-export const PAGE_SIZE = 50;
+const PAGE_SIZE = 50;
 
 /** CSP for every response: nothing loads but the hashed style block; no framing, no plugins, forms post here only. */
 export const CONTENT_SECURITY_POLICY = `default-src 'none'; style-src ${PAGE_STYLE_HASH}; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;
