@@ -26,7 +26,10 @@ export interface DnsperfFigures {
 
 /** CPU seconds (user + system) a process has used, from /proc. */
 function cpuSecondsOf(pid: number): number {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  const fields = fs
+    .readFileSync(`/proc/${pid}/stat`, 'utf8')
+    .replace(/^.*\) /, '')
+    .split(' ');
   // After the command name: utime and stime are fields 14 and 15 of stat(5), here at 11 and 12.
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
@@ -34,7 +37,9 @@ function cpuSecondsOf(pid: number): number {
 /** Runs dnsperf against 127.0.0.1:port and reads its summary. */
 export function runDnsperf(port: number, queryFile: string, seconds: number, clients: number): Promise<DnsperfFigures> {
   return new Promise((resolve, reject) => {
-    const child = spawn('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-c', String(clients), '-l', String(seconds), '-d', queryFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-c', String(clients), '-l', String(seconds), '-d', queryFile], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -63,14 +68,27 @@ function freeUdpPort(): Promise<number> {
 function startDnsmasq(port: number): ChildProcess {
   return spawn(
     'dnsmasq',
-    ['--no-daemon', `--port=${port}`, '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts', `--srv-host=_vlmcs._tcp.${ZONE},kms.${ZONE},1688`, `--host-record=kms.${ZONE},192.0.2.10`, '--conf-file=/dev/null', '--log-facility=/dev/null'],
+    [
+      '--no-daemon',
+      `--port=${port}`,
+      '--listen-address=127.0.0.1',
+      '--bind-interfaces',
+      '--no-resolv',
+      '--no-hosts',
+      `--srv-host=_vlmcs._tcp.${ZONE},kms.${ZONE},1688`,
+      `--host-record=kms.${ZONE},192.0.2.10`,
+      '--conf-file=/dev/null',
+      '--log-facility=/dev/null',
+    ],
     { stdio: 'ignore' },
   );
 }
 
 async function waitForAnswer(port: number): Promise<void> {
   for (let i = 0; i < 50; i++) {
-    const ok = spawnSync('dig', ['@127.0.0.1', '-p', String(port), '+time=1', '+tries=1', '+short', 'SRV', `_vlmcs._tcp.${ZONE}`], { encoding: 'utf8' }).stdout.trim();
+    const ok = spawnSync('dig', ['@127.0.0.1', '-p', String(port), '+time=1', '+tries=1', '+short', 'SRV', `_vlmcs._tcp.${ZONE}`], {
+      encoding: 'utf8',
+    }).stdout.trim();
     if (ok) return;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -85,7 +103,13 @@ export async function benchDnsperf(seconds: number, clients: number): Promise<{ 
     {
       ...DEFAULTS.dns,
       rateLimit: { responsesPerSecond: 100000, burst: 1000000 },
-      zones: [{ domain: ZONE, ttlSeconds: 900, hosts: [{ target: `kms.${ZONE}`, port: 1688, priority: 0, weight: 0, addresses: ['192.0.2.10'] }] }],
+      zones: [
+        {
+          domain: ZONE,
+          ttlSeconds: 900,
+          hosts: [{ target: `kms.${ZONE}`, port: 1688, priority: 0, weight: 0, addresses: ['192.0.2.10'] }],
+        },
+      ],
     },
     { kmsPort: 1688, hostName: 'kms', addresses: () => ['192.0.2.10'], log: SILENT },
     ['127.0.0.1:0'],

@@ -102,28 +102,58 @@ function hostPort(r: SrvRecord, address?: string): string {
   return a && a !== r.target ? `${r.target} port ${r.port} (${a})` : `${r.target} port ${r.port}`;
 }
 
-function explainProbeFailure(r: SrvRecord, address: string, res: Extract<ProbeResult, { ok: false }>, expectedPort: number | undefined): string {
+function explainProbeFailure(
+  r: SrvRecord,
+  address: string,
+  res: Extract<ProbeResult, { ok: false }>,
+  expectedPort: number | undefined,
+): string {
   const code = res.code;
   const hr = res.hresult === undefined ? '' : ` (${formatHresult(res.hresult)})`;
-  const portHint = expectedPort !== undefined && r.port !== expectedPort ? ` The SRV record names port ${r.port}, but the KMS host listens on ${expectedPort}: fix the record.` : '';
+  const portHint =
+    expectedPort !== undefined && r.port !== expectedPort
+      ? ` The SRV record names port ${r.port}, but the KMS host listens on ${expectedPort}: fix the record.`
+      : '';
   if (code === 'KMS_ERR_CLIENT_CONNECT') {
     return `no TCP connection to ${hostPort(r, address)}${hr}: the host is down, nothing listens on port ${r.port} (wrong port in the SRV record?), or a firewall drops it.${portHint}`;
   }
-  if (code === 'KMS_ERR_CLIENT_TIMEOUT') return `${hostPort(r, address)} accepted the connection but did not answer in time${hr}.${portHint}`;
+  if (code === 'KMS_ERR_CLIENT_TIMEOUT')
+    return `${hostPort(r, address)} accepted the connection but did not answer in time${hr}.${portHint}`;
   const known = code in ERRORS ? ERRORS[code as ErrorCode].explain : '';
   return `${hostPort(r, address)} did not activate${hr}: ${res.message}${known && known !== res.message ? ` — ${known}` : ''}${portHint}`;
 }
 
-function lookupFailure(kind: Exclude<Lookup<unknown>, { ok: true }>['kind'], srvName: string, resolver: string, detail: string): { code: ErrorCode; hresult: number; explain: string } {
+function lookupFailure(
+  kind: Exclude<Lookup<unknown>, { ok: true }>['kind'],
+  srvName: string,
+  resolver: string,
+  detail: string,
+): { code: ErrorCode; hresult: number; explain: string } {
   switch (kind) {
     case 'nxdomain':
-      return { code: 'KMS_ERR_DNS_NO_SRV', hresult: HRESULT.DNS_NAME_NOT_FOUND, explain: `${srvName} does not exist in DNS (${resolver}): clients of this domain cannot find any KMS host. Register the appliance (dns.registration), let clients use its DNS responder (dns.zones), add the SRV record by hand, or configure clients with kms-appliance client-config.` };
+      return {
+        code: 'KMS_ERR_DNS_NO_SRV',
+        hresult: HRESULT.DNS_NAME_NOT_FOUND,
+        explain: `${srvName} does not exist in DNS (${resolver}): clients of this domain cannot find any KMS host. Register the appliance (dns.registration), let clients use its DNS responder (dns.zones), add the SRV record by hand, or configure clients with kms-appliance client-config.`,
+      };
     case 'nodata':
-      return { code: 'KMS_ERR_DNS_NO_RECORDS', hresult: HRESULT.DNS_NO_RECORDS, explain: `${srvName} exists but holds no SRV records (${resolver}); publish one for the appliance.` };
+      return {
+        code: 'KMS_ERR_DNS_NO_RECORDS',
+        hresult: HRESULT.DNS_NO_RECORDS,
+        explain: `${srvName} exists but holds no SRV records (${resolver}); publish one for the appliance.`,
+      };
     case 'refused':
-      return { code: 'KMS_ERR_DNS_SERVER_UNREACHABLE', hresult: HRESULT.DNS_NAME_NOT_FOUND, explain: `the DNS server (${resolver}) refused to answer for ${srvName}: it is not authoritative for the domain and will not recurse for this machine (${detail}).` };
+      return {
+        code: 'KMS_ERR_DNS_SERVER_UNREACHABLE',
+        hresult: HRESULT.DNS_NAME_NOT_FOUND,
+        explain: `the DNS server (${resolver}) refused to answer for ${srvName}: it is not authoritative for the domain and will not recurse for this machine (${detail}).`,
+      };
     case 'unreachable':
-      return { code: 'KMS_ERR_DNS_SERVER_UNREACHABLE', hresult: HRESULT.DNS_NAME_NOT_FOUND, explain: `the DNS server (${resolver}) did not answer (${detail}); clients using it cannot discover any KMS host.` };
+      return {
+        code: 'KMS_ERR_DNS_SERVER_UNREACHABLE',
+        hresult: HRESULT.DNS_NAME_NOT_FOUND,
+        explain: `the DNS server (${resolver}) did not answer (${detail}); clients using it cannot discover any KMS host.`,
+      };
   }
 }
 
@@ -147,16 +177,22 @@ export function legacyClientWarnings(records: readonly SrvRecord[]): string[] {
   return warnings;
 }
 
-export async function checkDiscovery(options: CheckOptions, deps: { readonly resolver: DiscoveryResolver; readonly probe: Probe }): Promise<DiscoveryReport> {
+export async function checkDiscovery(
+  options: CheckOptions,
+  deps: { readonly resolver: DiscoveryResolver; readonly probe: Probe },
+): Promise<DiscoveryReport> {
   const domain = options.domain.replace(/\.$/, '');
   const srvName = `${SRV_LABEL}.${domain}`;
   const base = { domain, srvName, resolver: deps.resolver.description };
   const warnings: string[] = [];
   const srv = await deps.resolver.srv(srvName);
-  if (!srv.ok) return { ...base, records: [], attempts: [], ok: false, warnings, ...lookupFailure(srv.kind, srvName, base.resolver, srv.detail) };
-  if (srv.value.length === 0) return { ...base, records: [], attempts: [], ok: false, warnings, ...lookupFailure('nodata', srvName, base.resolver, '') };
+  if (!srv.ok)
+    return { ...base, records: [], attempts: [], ok: false, warnings, ...lookupFailure(srv.kind, srvName, base.resolver, srv.detail) };
+  if (srv.value.length === 0)
+    return { ...base, records: [], attempts: [], ok: false, warnings, ...lookupFailure('nodata', srvName, base.resolver, '') };
   if (options.expectedPort !== undefined) {
-    for (const r of srv.value) if (r.port !== options.expectedPort) warnings.push(`the record for ${r.target} names port ${r.port}, not ${options.expectedPort}`);
+    for (const r of srv.value)
+      if (r.port !== options.expectedPort) warnings.push(`the record for ${r.target} names port ${r.port}, not ${options.expectedPort}`);
   }
 
   warnings.push(...legacyClientWarnings(srv.value));
@@ -166,8 +202,21 @@ export async function checkDiscovery(options: CheckOptions, deps: { readonly res
   for (const record of orderSrvRecords(srv.value, options.random)) {
     const addrs = await deps.resolver.addresses(record.target);
     if (!addrs.ok || addrs.value.length === 0) {
-      const why = addrs.ok ? 'has no A or AAAA record' : addrs.kind === 'nxdomain' ? 'does not exist in DNS' : addrs.kind === 'nodata' ? 'has no A or AAAA record' : `could not be resolved (${addrs.detail})`;
-      attempts.push({ record, ok: false, tries: [], code: 'KMS_ERR_DNS_NO_RECORDS', hresult: HRESULT.DNS_NO_RECORDS, explain: `the SRV target ${record.target} ${why}; clients skip this record.` });
+      const why = addrs.ok
+        ? 'has no A or AAAA record'
+        : addrs.kind === 'nxdomain'
+          ? 'does not exist in DNS'
+          : addrs.kind === 'nodata'
+            ? 'has no A or AAAA record'
+            : `could not be resolved (${addrs.detail})`;
+      attempts.push({
+        record,
+        ok: false,
+        tries: [],
+        code: 'KMS_ERR_DNS_NO_RECORDS',
+        hresult: HRESULT.DNS_NO_RECORDS,
+        explain: `the SRV target ${record.target} ${why}; clients skip this record.`,
+      });
       continue;
     }
     const tries: AddressTry[] = [];
@@ -176,14 +225,28 @@ export async function checkDiscovery(options: CheckOptions, deps: { readonly res
       const result = await deps.probe(address, record.port);
       tries.push({ address, result });
       if (result.ok) {
-        attempt = { record, ok: true, tries, explain: `${hostPort(record, address)} activated: current count ${result.count}, ePID ${result.epid}.` };
+        attempt = {
+          record,
+          ok: true,
+          tries,
+          explain: `${hostPort(record, address)} activated: current count ${result.count}, ePID ${result.epid}.`,
+        };
         break;
       }
     }
     if (!attempt) {
       const last = tries[tries.length - 1]!;
       const res = last.result as Extract<ProbeResult, { ok: false }>;
-      attempt = { record, ok: false, tries, code: res.code, ...(res.hresult === undefined ? {} : { hresult: res.hresult }), explain: tries.map((x) => explainProbeFailure(record, x.address, x.result as Extract<ProbeResult, { ok: false }>, options.expectedPort)).join(' ') };
+      attempt = {
+        record,
+        ok: false,
+        tries,
+        code: res.code,
+        ...(res.hresult === undefined ? {} : { hresult: res.hresult }),
+        explain: tries
+          .map((x) => explainProbeFailure(record, x.address, x.result as Extract<ProbeResult, { ok: false }>, options.expectedPort))
+          .join(' '),
+      };
     }
     attempts.push(attempt);
     if (attempt.ok) {
@@ -192,7 +255,14 @@ export async function checkDiscovery(options: CheckOptions, deps: { readonly res
     }
   }
   if (success) {
-    return { ...base, records: srv.value, attempts, ok: true, warnings, explain: `a Windows client in ${domain} would activate against ${hostPort(success.record)}.` };
+    return {
+      ...base,
+      records: srv.value,
+      attempts,
+      ok: true,
+      warnings,
+      explain: `a Windows client in ${domain} would activate against ${hostPort(success.record)}.`,
+    };
   }
   return {
     ...base,
@@ -243,7 +313,10 @@ export function createSystemResolver(options: { readonly server?: DnsServerAddre
       if (value.length > 0) return { ok: true, value };
       // Both failed or both empty: report the more telling of the two.
       const errors = [v6, v4].filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => lookupError(r.reason));
-      return errors.find((e) => e.kind === 'unreachable' || e.kind === 'refused') ?? errors.find((e) => e.kind === 'nxdomain') ?? { ok: false, kind: 'nodata', detail: 'no A or AAAA' };
+      return (
+        errors.find((e) => e.kind === 'unreachable' || e.kind === 'refused') ??
+        errors.find((e) => e.kind === 'nxdomain') ?? { ok: false, kind: 'nodata', detail: 'no A or AAAA' }
+      );
     },
   };
 }

@@ -104,12 +104,17 @@ export function createDnsResponder(
 ): DnsResponder {
   const nowMs = deps.nowMs ?? Date.now;
   const useCache = deps.answerCache ?? true;
-  const mayForward = buildAddressMatcher(settings.forwarding.enabled && settings.forwarding.upstream.length > 0 ? settings.forwarding.allowNetworks : []);
+  const mayForward = buildAddressMatcher(
+    settings.forwarding.enabled && settings.forwarding.upstream.length > 0 ? settings.forwarding.allowNetworks : [],
+  );
   // An upstream that forwards back to us would make a loop; its own queries are never forwarded.
-  const upstreamHosts = new Set(settings.forwarding.upstream.map((u) => u.replace(/^\[([^\]]+)\].*$/, '$1').replace(/^([^:]+):\d+$/, '$1')));
+  const upstreamHosts = new Set(
+    settings.forwarding.upstream.map((u) => u.replace(/^\[([^\]]+)\].*$/, '$1').replace(/^([^:]+):\d+$/, '$1')),
+  );
   const serial = deps.serial ?? 1;
   const report = deps.onEvent ?? (() => undefined);
-  const canForwardFor = (client: DnsClient): boolean => deps.forward !== undefined && mayForward(client.address) && !upstreamHosts.has(client.address);
+  const canForwardFor = (client: DnsClient): boolean =>
+    deps.forward !== undefined && mayForward(client.address) && !upstreamHosts.has(client.address);
 
   const cache = new Map<string, CachedAnswer>();
   let addresses = context.addresses();
@@ -131,14 +136,32 @@ export function createDnsResponder(
   };
 
   const answerFromZones = (question: DnsQuestion): DnsAnswer =>
-    buildDnsAnswer(settings.zones, question, { kmsPort: context.kmsPort, hostName: context.hostName, addresses: currentAddresses(), serial });
+    buildDnsAnswer(settings.zones, question, {
+      kmsPort: context.kmsPort,
+      hostName: context.hostName,
+      addresses: currentAddresses(),
+      serial,
+    });
 
   const reportRefused = (client: DnsClient, question: DnsQuestion, rd: boolean): void => {
-    report({ code: 'KMS_ERR_DNS_REFUSED', client, reason: `query for ${question.name} outside the configured zones`, details: { name: question.name, type: question.type, rd } });
+    report({
+      code: 'KMS_ERR_DNS_REFUSED',
+      client,
+      reason: `query for ${question.name} outside the configured zones`,
+      details: { name: question.name, type: question.type, rd },
+    });
   };
 
   /** The zone answer for one question, as it goes on the wire for this client. */
-  const encodeAnswer = (query: DnsHeader, question: DnsQuestion, answer: DnsAnswer, edns: boolean, udpLimit: number, client: DnsClient, canForward: boolean): Buffer => {
+  const encodeAnswer = (
+    query: DnsHeader,
+    question: DnsQuestion,
+    answer: DnsAnswer,
+    edns: boolean,
+    udpLimit: number,
+    client: DnsClient,
+    canForward: boolean,
+  ): Buffer => {
     const response: DnsMessage = {
       header: { ...responseHeader(query), aa: answer.authoritative && answer.rcode !== RCODE.REFUSED, ra: canForward, rcode: answer.rcode },
       questions: [question],
@@ -160,13 +183,16 @@ export function createDnsResponder(
       const question: DnsQuestion = { name: decodeName(raw, HEADER_LENGTH).name, type: q.type, class: q.class };
       const answer = answerFromZones(question);
       const forward = !answer.authoritative && canForward && question.class !== RR_CLASS.CH;
-      const bytes = forward ? Buffer.alloc(0) : encodeAnswer(EMPTY_HEADER, question, answer, q.udpPayloadSize !== 0, udpLimit, client, canForward);
+      const bytes = forward
+        ? Buffer.alloc(0)
+        : encodeAnswer(EMPTY_HEADER, question, answer, q.udpPayloadSize !== 0, udpLimit, client, canForward);
       entry = { bytes, forward, refused: answer.rcode === RCODE.REFUSED && !answer.authoritative };
       if (cache.size >= ANSWER_CACHE_ENTRIES) cache.clear();
       cache.set(key, entry);
     }
     if (entry.forward) return undefined;
-    if (entry.refused) reportRefused(client, { name: decodeName(raw, HEADER_LENGTH).name, type: q.type, class: q.class }, (raw[2]! & 0x01) !== 0);
+    if (entry.refused)
+      reportRefused(client, { name: decodeName(raw, HEADER_LENGTH).name, type: q.type, class: q.class }, (raw[2]! & 0x01) !== 0);
     const out = Buffer.allocUnsafe(entry.bytes.length);
     entry.bytes.copy(out);
     out[0] = raw[0]!;
@@ -180,7 +206,12 @@ export function createDnsResponder(
   return (raw, client) => {
     // Fewer than 12 bytes: there is no ID to answer to, so silence (RFC 1035 has no reply).
     if (raw.length < HEADER_LENGTH) {
-      report({ code: 'KMS_ERR_DNS_MALFORMED', client, reason: `${raw.length}-byte message, shorter than a DNS header`, details: { head: raw.toString('hex') } });
+      report({
+        code: 'KMS_ERR_DNS_MALFORMED',
+        client,
+        reason: `${raw.length}-byte message, shorter than a DNS header`,
+        details: { head: raw.toString('hex') },
+      });
       return null;
     }
     // Never answer a response: that is how reflection loops between servers start.
@@ -203,7 +234,12 @@ export function createDnsResponder(
       query = decodeMessage(raw);
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
-      report({ code: 'KMS_ERR_DNS_MALFORMED', client, reason: err.message, details: { ...err.details, head: raw.subarray(0, 32).toString('hex') } });
+      report({
+        code: 'KMS_ERR_DNS_MALFORMED',
+        client,
+        reason: err.message,
+        details: { ...err.details, head: raw.subarray(0, 32).toString('hex') },
+      });
       return encodeMessage(errorResponse(header, RCODE.FORMERR));
     }
     if (header.opcode !== OPCODE.QUERY) {
@@ -238,21 +274,46 @@ export function createDnsResponder(
 
     const answer = answerFromZones(question);
     const canForward = canForwardFor(client);
-    if (!answer.authoritative && canForward && question.class !== RR_CLASS.CH) return forwardQuery(raw, client, header, question, udpLimit, optOut);
+    if (!answer.authoritative && canForward && question.class !== RR_CLASS.CH)
+      return forwardQuery(raw, client, header, question, udpLimit, optOut);
     if (answer.rcode === RCODE.REFUSED && !answer.authoritative) reportRefused(client, question, header.rd);
     return encodeAnswer(header, question, answer, edns !== undefined, udpLimit, client, canForward);
   }
 
-  async function forwardQuery(raw: Buffer, client: DnsClient, header: DnsHeader, question: DnsQuestion, udpLimit: number, optOut: DnsRecord[]): Promise<Buffer> {
+  async function forwardQuery(
+    raw: Buffer,
+    client: DnsClient,
+    header: DnsHeader,
+    question: DnsQuestion,
+    udpLimit: number,
+    optOut: DnsRecord[],
+  ): Promise<Buffer> {
     try {
       const upstream = Buffer.from(await deps.forward!(raw, client));
       // We answer from another server's data: recursion available, not authoritative.
       if (upstream.length >= HEADER_LENGTH) upstream.writeUInt16BE((upstream.readUInt16BE(2) | 0x0080) & ~0x0400, 2);
       if (client.transport === 'tcp' || upstream.length <= udpLimit) return upstream;
-      return encodeMessage({ header: { ...responseHeader(header), tc: true, ra: true }, questions: [question], answers: [], authorities: [], additionals: optOut });
+      return encodeMessage({
+        header: { ...responseHeader(header), tc: true, ra: true },
+        questions: [question],
+        answers: [],
+        authorities: [],
+        additionals: optOut,
+      });
     } catch (err) {
-      report({ code: 'KMS_ERR_DNS_SERVER_UNREACHABLE', client, reason: `forwarding failed: ${err instanceof Error ? err.message : String(err)}`, details: { name: question.name } });
-      return encodeMessage({ header: { ...responseHeader(header), rcode: RCODE.SERVFAIL, ra: true }, questions: [question], answers: [], authorities: [], additionals: optOut });
+      report({
+        code: 'KMS_ERR_DNS_SERVER_UNREACHABLE',
+        client,
+        reason: `forwarding failed: ${err instanceof Error ? err.message : String(err)}`,
+        details: { name: question.name },
+      });
+      return encodeMessage({
+        header: { ...responseHeader(header), rcode: RCODE.SERVFAIL, ra: true },
+        questions: [question],
+        answers: [],
+        authorities: [],
+        additionals: optOut,
+      });
     }
   }
 }

@@ -14,7 +14,15 @@ import { parseListenAddress, formatListenAddress, type ListenAddress } from '../
 import { ConfigError, KmsError, type ErrorCode } from '../errors';
 import { RCODE_NAME } from '../protocol/dns/message';
 import { clientGroup } from './client-group';
-import { createDnsResponder, describeError, type DnsClient, type DnsLog, type DnsResponder, type Forwarder, type ResponderEvent } from './dns-responder';
+import {
+  createDnsResponder,
+  describeError,
+  type DnsClient,
+  type DnsLog,
+  type DnsResponder,
+  type Forwarder,
+  type ResponderEvent,
+} from './dns-responder';
 import { createDnsTcpService, type DnsTcpCounters } from './dns-tcp';
 import { exchangeDns, parseServerAddress } from './dns-transport';
 import { createRateLimiter } from './rate-limiter';
@@ -90,7 +98,8 @@ function createEventLogger(log: DnsLog): (e: ResponderEvent) => void {
     const now = Date.now();
     let w = windows.get(e.code);
     if (!w || now - w.start >= LOG_WINDOW_MS) {
-      if (w && w.suppressed > 0) log.warn({ code: e.code, suppressed: w.suppressed }, `${w.suppressed} more DNS events of this kind were not logged`);
+      if (w && w.suppressed > 0)
+        log.warn({ code: e.code, suppressed: w.suppressed }, `${w.suppressed} more DNS events of this kind were not logged`);
       w = { start: now, count: 0, suppressed: 0 };
       windows.set(e.code, w);
     }
@@ -98,7 +107,14 @@ function createEventLogger(log: DnsLog): (e: ResponderEvent) => void {
       w.suppressed++;
       return;
     }
-    const fields = { code: e.code, client: e.client.address, port: e.client.port, transport: e.client.transport, reason: e.reason, ...e.details };
+    const fields = {
+      code: e.code,
+      client: e.client.address,
+      port: e.client.port,
+      transport: e.client.transport,
+      reason: e.reason,
+      ...e.details,
+    };
     if (e.code === 'KMS_ERR_DNS_REFUSED') log.debug(fields, 'DNS query refused');
     else if (e.code === 'KMS_ERR_DNS_MALFORMED') log.warn(fields, 'malformed DNS message');
     else if (LIMIT_CODES.has(e.code)) log.warn(fields, 'DNS client hit a limit');
@@ -106,7 +122,12 @@ function createEventLogger(log: DnsLog): (e: ResponderEvent) => void {
   };
 }
 
-const LIMIT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['KMS_ERR_DNS_RATE_LIMITED', 'KMS_ERR_DNS_CONNECTION_LIMIT', 'KMS_ERR_DNS_UNREAD_REPLIES', 'KMS_ERR_DNS_TCP_TIMEOUT']);
+const LIMIT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'KMS_ERR_DNS_RATE_LIMITED',
+  'KMS_ERR_DNS_CONNECTION_LIMIT',
+  'KMS_ERR_DNS_UNREAD_REPLIES',
+  'KMS_ERR_DNS_TCP_TIMEOUT',
+]);
 
 /** Passes a limit hit on once per code and client group per LIMIT_LOG_PERIOD_MS (bounded memory). */
 function oncePerAddress(onEvent: (e: ResponderEvent) => void): (code: ErrorCode, client: DnsClient, group: string, reason: string) => void {
@@ -123,7 +144,12 @@ function oncePerAddress(onEvent: (e: ResponderEvent) => void): (code: ErrorCode,
 }
 
 function listenError(addr: ListenAddress, err: NodeJS.ErrnoException): KmsError {
-  return new KmsError('KMS_ERR_DNS_LISTEN', `DNS responder cannot bind ${formatListenAddress(addr)}: ${err.code ?? err.message}`, { address: addr.host, port: addr.port, errno: err.code }, { cause: err });
+  return new KmsError(
+    'KMS_ERR_DNS_LISTEN',
+    `DNS responder cannot bind ${formatListenAddress(addr)}: ${err.code ?? err.message}`,
+    { address: addr.host, port: addr.port, errno: err.code },
+    { cause: err },
+  );
 }
 
 function bindTcp(server: net.Server, addr: ListenAddress, port: number): Promise<number> {
@@ -167,7 +193,9 @@ function closeUdp(socket: dgram.Socket): Promise<void> {
 }
 
 /** dgram's lookup for destinations that are already IP literals: answers at once. */
-function literalAddress(family: 4 | 6): (host: string, options: unknown, callback: (err: Error | null, address: string, family: number) => void) => void {
+function literalAddress(
+  family: 4 | 6,
+): (host: string, options: unknown, callback: (err: Error | null, address: string, family: number) => void) => void {
   return (host, _options, callback) => callback(null, host, family);
 }
 
@@ -216,7 +244,8 @@ export async function startDnsServer(
     logEvent(e);
   };
   const onLimit = oncePerAddress(onEvent);
-  const forward = config.forwarding.enabled && config.forwarding.upstream.length > 0 ? createForwarder(config.forwarding.upstream, log) : undefined;
+  const forward =
+    config.forwarding.enabled && config.forwarding.upstream.length > 0 ? createForwarder(config.forwarding.upstream, log) : undefined;
   const respond: DnsResponder = createDnsResponder(config, context, { forward, serial: Math.floor(Date.now() / 1000), onEvent });
   const limiter = createRateLimiter(config.rateLimit);
 
@@ -244,7 +273,14 @@ export async function startDnsServer(
     maxUnsentBytes: t.maxUnsentBytes,
   };
   // The TCP connection caps are shared by all listen addresses, like the rate limit.
-  const tcpService = createDnsTcpService({ limits: tcpLimits, limiter, respond: respondSafely, onReply: countReply, onLimit, counters: stats });
+  const tcpService = createDnsTcpService({
+    limits: tcpLimits,
+    limiter,
+    respond: respondSafely,
+    onReply: countReply,
+    onLimit,
+    counters: stats,
+  });
 
   const udpSockets: dgram.Socket[] = [];
   const tcpServers: net.Server[] = [];
@@ -267,7 +303,12 @@ export async function startDnsServer(
     udp.on('message', (data, rinfo) => {
       if (!limiter.allow(clientGroup(rinfo.address), Date.now())) {
         stats.rateLimited++;
-        onLimit('KMS_ERR_DNS_RATE_LIMITED', { address: rinfo.address, port: rinfo.port, transport: 'udp' }, clientGroup(rinfo.address), 'responses dropped: over dns.rateLimit');
+        onLimit(
+          'KMS_ERR_DNS_RATE_LIMITED',
+          { address: rinfo.address, port: rinfo.port, transport: 'udp' },
+          clientGroup(rinfo.address),
+          'responses dropped: over dns.rateLimit',
+        );
         return;
       }
       const answer = respondSafely(data, { address: rinfo.address, port: rinfo.port, transport: 'udp' });
@@ -282,7 +323,11 @@ export async function startDnsServer(
       for (let attempt = 0; ; attempt++) {
         const tcp = tcpService.createServer();
         // Replies go to the address the query came from, always an IP: no resolver round per send.
-        const udp = dgram.createSocket({ type: addr.family === 6 ? 'udp6' : 'udp4', ipv6Only: addr.family === 6, lookup: literalAddress(addr.family) });
+        const udp = dgram.createSocket({
+          type: addr.family === 6 ? 'udp6' : 'udp4',
+          ipv6Only: addr.family === 6,
+          lookup: literalAddress(addr.family),
+        });
         serveUdp(udp);
         udp.on('error', (err) => log.warn({ code: 'KMS_ERR_DNS_LISTEN', reason: err.message }, 'DNS UDP socket error'));
         try {

@@ -107,7 +107,12 @@ export function createDnsTcpService(o: DnsTcpOptions): DnsTcpService {
     for (const c of largest ?? []) if (!oldest || c.lastProgress < oldest.lastProgress) oldest = c;
     if (!oldest) return;
     counters.tcpConnectionsEvicted++;
-    o.onLimit('KMS_ERR_DNS_CONNECTION_LIMIT', oldest.client, oldest.group, `dns.tcp.maxConnections (${limits.maxConnections}) reached: the oldest idle connection of the address holding the most was closed`);
+    o.onLimit(
+      'KMS_ERR_DNS_CONNECTION_LIMIT',
+      oldest.client,
+      oldest.group,
+      `dns.tcp.maxConnections (${limits.maxConnections}) reached: the oldest idle connection of the address holding the most was closed`,
+    );
     oldest.socket.destroy();
     forget(oldest);
   };
@@ -132,7 +137,12 @@ export function createDnsTcpService(o: DnsTcpOptions): DnsTcpService {
     c.socket.write(frameDnsMessage(reply));
     if (c.socket.writableLength > limits.maxUnsentBytes) {
       counters.tcpClosedUnread++;
-      o.onLimit('KMS_ERR_DNS_UNREAD_REPLIES', c.client, c.group, `more than dns.tcp.maxUnsentBytes (${limits.maxUnsentBytes}) of replies unread; connection closed`);
+      o.onLimit(
+        'KMS_ERR_DNS_UNREAD_REPLIES',
+        c.client,
+        c.group,
+        `more than dns.tcp.maxUnsentBytes (${limits.maxUnsentBytes}) of replies unread; connection closed`,
+      );
       c.socket.destroy();
       return false;
     }
@@ -227,10 +237,20 @@ export function createDnsTcpService(o: DnsTcpOptions): DnsTcpService {
     if (c.closed) return;
     if (c.frames.buffered > 0) {
       counters.tcpClosedDrip++;
-      o.onLimit('KMS_ERR_DNS_TCP_TIMEOUT', c.client, c.group, `no complete query within dns.tcp.idleTimeoutSeconds (${limits.idleTimeoutMs / 1000} s), ${c.frames.buffered} bytes of one waiting; connection closed`);
+      o.onLimit(
+        'KMS_ERR_DNS_TCP_TIMEOUT',
+        c.client,
+        c.group,
+        `no complete query within dns.tcp.idleTimeoutSeconds (${limits.idleTimeoutMs / 1000} s), ${c.frames.buffered} bytes of one waiting; connection closed`,
+      );
     } else if (c.socket.writableLength > 0) {
       counters.tcpClosedUnread++;
-      o.onLimit('KMS_ERR_DNS_UNREAD_REPLIES', c.client, c.group, `replies unread for dns.tcp.idleTimeoutSeconds (${limits.idleTimeoutMs / 1000} s); connection closed`);
+      o.onLimit(
+        'KMS_ERR_DNS_UNREAD_REPLIES',
+        c.client,
+        c.group,
+        `replies unread for dns.tcp.idleTimeoutSeconds (${limits.idleTimeoutMs / 1000} s); connection closed`,
+      );
     }
     c.socket.destroy();
     forget(c);
@@ -242,7 +262,12 @@ export function createDnsTcpService(o: DnsTcpOptions): DnsTcpService {
     const mine = byGroup.get(group);
     if (mine && mine.size >= limits.maxConnectionsPerAddress) {
       counters.tcpConnectionsRefused++;
-      o.onLimit('KMS_ERR_DNS_CONNECTION_LIMIT', client, group, `dns.tcp.maxConnectionsPerAddress (${limits.maxConnectionsPerAddress}) reached; new connection closed`);
+      o.onLimit(
+        'KMS_ERR_DNS_CONNECTION_LIMIT',
+        client,
+        group,
+        `dns.tcp.maxConnectionsPerAddress (${limits.maxConnectionsPerAddress}) reached; new connection closed`,
+      );
       socket.on('error', () => undefined);
       socket.destroy();
       return;

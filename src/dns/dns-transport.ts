@@ -25,7 +25,12 @@ export function parseServerAddress(spec: string, defaultPort = 53): DnsServerAdd
 }
 
 function unreachable(server: DnsServerAddress, reason: string, cause?: unknown): KmsError {
-  return new KmsError('KMS_ERR_DNS_SERVER_UNREACHABLE', `DNS server ${server.host} port ${server.port}: ${reason}`, { server: server.host, port: server.port }, { cause });
+  return new KmsError(
+    'KMS_ERR_DNS_SERVER_UNREACHABLE',
+    `DNS server ${server.host} port ${server.port}: ${reason}`,
+    { server: server.host, port: server.port },
+    { cause },
+  );
 }
 
 /** One UDP exchange; answers from other addresses or with another ID are ignored. */

@@ -72,7 +72,10 @@ export function buildMdnsRecords(names: MdnsNames, port: number, addresses: read
 }
 
 /** Answers and additional records for one question (RFC 6763 §12 says what to add). */
-export function answerMdnsQuestion(q: Pick<Question, 'name' | 'type'>, records: readonly Answer[]): { answers: Answer[]; additionals: Answer[] } {
+export function answerMdnsQuestion(
+  q: Pick<Question, 'name' | 'type'>,
+  records: readonly Answer[],
+): { answers: Answer[]; additionals: Answer[] } {
   const name = q.name.toLowerCase();
   const answers = records.filter((r) => r.name.toLowerCase() === name && ((q.type as string) === 'ANY' || r.type === q.type));
   const additionals: Answer[] = [];
@@ -125,9 +128,13 @@ export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext
     }
     if (answers.length === 0) return; // mDNS responders stay silent when they know nothing (RFC 6762 §6)
     if (unicast) {
-      const cap = (a: Answer): Answer => ({ ...a, ttl: Math.min((a as { ttl?: number }).ttl ?? HOST_TTL, LEGACY_UNICAST_TTL), flush: false }) as Answer;
+      const cap = (a: Answer): Answer =>
+        ({ ...a, ttl: Math.min((a as { ttl?: number }).ttl ?? HOST_TTL, LEGACY_UNICAST_TTL), flush: false }) as Answer;
       // RFC 6762 §6.7: a legacy querier gets its ID and question back, by unicast.
-      mdns.respond({ id: query.id, questions: query.questions, answers: answers.map(cap), additionals: additionals.map(cap) }, { port: rinfo.port, address: rinfo.address });
+      mdns.respond(
+        { id: query.id, questions: query.questions, answers: answers.map(cap), additionals: additionals.map(cap) },
+        { port: rinfo.port, address: rinfo.address },
+      );
     } else if (announceTarget) {
       mdns.respond({ answers, additionals }, announceTarget);
     } else {
@@ -139,7 +146,10 @@ export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext
     mdns.on('error', (err: Error) => {
       if (state === 'starting') {
         state = 'failed';
-        log.warn({ code: 'KMS_ERR_DNS_LISTEN', reason: err.message }, 'mDNS responder could not bind its socket; _vlmcs._tcp.local is not announced');
+        log.warn(
+          { code: 'KMS_ERR_DNS_LISTEN', reason: err.message },
+          'mDNS responder could not bind its socket; _vlmcs._tcp.local is not announced',
+        );
         resolve(false);
       } else {
         log.warn({ reason: err.message }, 'mDNS socket error');

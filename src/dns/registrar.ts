@@ -89,7 +89,8 @@ export function publishableAddresses(list: readonly string[]): string[] {
 function readKey(config: DnsRegistrationConfig): TsigKey {
   const tsig = config.tsig;
   if (!tsig.keyName) throw new ConfigError('KMS_ERR_CONFIG_INVALID', 'dns.registration.tsig.keyName is empty');
-  if (tsig.algorithm !== TSIG_ALGORITHM_HMAC_SHA256) throw new ConfigError('KMS_ERR_CONFIG_INVALID', `dns.registration.tsig.algorithm must be ${TSIG_ALGORITHM_HMAC_SHA256}`);
+  if (tsig.algorithm !== TSIG_ALGORITHM_HMAC_SHA256)
+    throw new ConfigError('KMS_ERR_CONFIG_INVALID', `dns.registration.tsig.algorithm must be ${TSIG_ALGORITHM_HMAC_SHA256}`);
   let text = tsig.secretBase64;
   if (!text && tsig.secretFile) {
     try {
@@ -132,14 +133,22 @@ function explainTsigError(tsigError: number, key: string): string {
 class UpdateFailure extends KmsError {}
 
 /** Sends a signed update and checks the rcode and the answer's signature. */
-async function sendSignedUpdate(server: DnsServerAddress, message: DnsMessage, key: TsigKey, zone: string, nowSeconds: number, timeoutMs: number): Promise<void> {
+async function sendSignedUpdate(
+  server: DnsServerAddress,
+  message: DnsMessage,
+  key: TsigKey,
+  zone: string,
+  nowSeconds: number,
+  timeoutMs: number,
+): Promise<void> {
   const { signed, mac } = signMessage(encodeMessage(message), key, nowSeconds);
   const { response } = await exchangeDns(server, signed, { timeoutMs });
   let decoded;
   try {
     decoded = decodeMessage(response);
   } catch (err) {
-    if (err instanceof ProtocolError) throw new UpdateFailure('KMS_ERR_DNS_UPDATE_FAILED', `the DNS server's answer does not parse (${err.message})`);
+    if (err instanceof ProtocolError)
+      throw new UpdateFailure('KMS_ERR_DNS_UPDATE_FAILED', `the DNS server's answer does not parse (${err.message})`);
     throw err;
   }
   const tsig = decoded.additionals.find((r) => r.type === RR_TYPE.TSIG);
@@ -155,13 +164,28 @@ async function sendSignedUpdate(server: DnsServerAddress, message: DnsMessage, k
     throw new UpdateFailure('KMS_ERR_DNS_TSIG_BAD', 'the DNS server answered without a TSIG signature; the answer cannot be trusted');
   }
   const check = verifyResponse(response, key, mac, nowSeconds);
-  if (!check.ok) throw new UpdateFailure('KMS_ERR_DNS_TSIG_BAD', check.problem === 'time' ? explainTsigError(RCODE.BADTIME, key.name) : "the DNS server's answer carries a TSIG signature that does not verify with our key");
-  if (decoded.header.rcode !== RCODE.NOERROR) throw new UpdateFailure('KMS_ERR_DNS_UPDATE_FAILED', explainRcode(decoded.header.rcode, zone, key.name), { rcode: decoded.header.rcode });
+  if (!check.ok)
+    throw new UpdateFailure(
+      'KMS_ERR_DNS_TSIG_BAD',
+      check.problem === 'time'
+        ? explainTsigError(RCODE.BADTIME, key.name)
+        : "the DNS server's answer carries a TSIG signature that does not verify with our key",
+    );
+  if (decoded.header.rcode !== RCODE.NOERROR)
+    throw new UpdateFailure('KMS_ERR_DNS_UPDATE_FAILED', explainRcode(decoded.header.rcode, zone, key.name), {
+      rcode: decoded.header.rcode,
+    });
 }
 
 /** The SRV records the server holds now, to find our stale ones; [] when it will not say. */
 async function currentSrv(server: DnsServerAddress, name: string, timeoutMs: number): Promise<SrvData[]> {
-  const query = encodeMessage({ header: { ...EMPTY_HEADER, id: randomInt(0, 0x10000) }, questions: [{ name, type: RR_TYPE.SRV, class: RR_CLASS.IN }], answers: [], authorities: [], additionals: [] });
+  const query = encodeMessage({
+    header: { ...EMPTY_HEADER, id: randomInt(0, 0x10000) },
+    questions: [{ name, type: RR_TYPE.SRV, class: RR_CLASS.IN }],
+    answers: [],
+    authorities: [],
+    additionals: [],
+  });
   try {
     const { response } = await exchangeDns(server, query, { timeoutMs });
     const m = decodeMessage(response);
@@ -173,7 +197,11 @@ async function currentSrv(server: DnsServerAddress, name: string, timeoutMs: num
   }
 }
 
-export function startRegistrar(config: DnsRegistrationConfig, context: RegistrarContext, options: RegistrarOptions = {}): RegistrarHandle & { readonly ready: Promise<RegistrationResult[]> } {
+export function startRegistrar(
+  config: DnsRegistrationConfig,
+  context: RegistrarContext,
+  options: RegistrarOptions = {},
+): RegistrarHandle & { readonly ready: Promise<RegistrationResult[]> } {
   const key = readKey(config);
   const server = parseServerAddress(config.server);
   if (!server) throw new ConfigError('KMS_ERR_CONFIG_INVALID', `dns.registration.server "${config.server}" is not ADDR or ADDR:PORT`);
@@ -183,13 +211,27 @@ export function startRegistrar(config: DnsRegistrationConfig, context: Registrar
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const refreshMs = Math.max(1, config.refreshMinutes) * 60_000;
   const retryMs = options.retryMs ?? Math.min(refreshMs, MAX_RETRY_MS);
-  const currentAddresses = (): string[] => (config.addresses.length > 0 ? [...config.addresses] : publishableAddresses(context.addresses()));
+  const currentAddresses = (): string[] =>
+    config.addresses.length > 0 ? [...config.addresses] : publishableAddresses(context.addresses());
 
   const publications = (addresses: readonly string[]): SrvPublication[] =>
     config.domains.map((d) => {
       const zone = canonicalName(d.domain);
-      const target = config.hostName ? (config.hostName.includes('.') ? canonicalName(config.hostName) : `${canonicalName(config.hostName)}.${zone}`) : selfTargetIn(zone, context.hostName);
-      return { zone, srvName: `${SRV_LABEL}.${zone}`, target, port: context.kmsPort, priority: d.priority, weight: d.weight, ttl: config.ttlSeconds, addresses };
+      const target = config.hostName
+        ? config.hostName.includes('.')
+          ? canonicalName(config.hostName)
+          : `${canonicalName(config.hostName)}.${zone}`
+        : selfTargetIn(zone, context.hostName);
+      return {
+        zone,
+        srvName: `${SRV_LABEL}.${zone}`,
+        target,
+        port: context.kmsPort,
+        priority: d.priority,
+        weight: d.weight,
+        ttl: config.ttlSeconds,
+        addresses,
+      };
     });
 
   let published: SrvPublication[] = [];
@@ -215,12 +257,23 @@ export function startRegistrar(config: DnsRegistrationConfig, context: Registrar
       await sendSignedUpdate(server, message, key, p.zone, now(), timeoutMs);
       if (action === 'register') {
         log.info(
-          { event: EVENT_PUBLISH_OK, domain: p.zone, server: server.host, serverPort: server.port, target: p.target, port: p.port, addresses: p.addresses },
+          {
+            event: EVENT_PUBLISH_OK,
+            domain: p.zone,
+            server: server.host,
+            serverPort: server.port,
+            target: p.target,
+            port: p.port,
+            addresses: p.addresses,
+          },
           `Publishing the Key Management Service (KMS) to DNS in the '${p.zone}' domain was successful.`,
         );
         return { ...base, ok: true, event: EVENT_PUBLISH_OK };
       }
-      log.info({ domain: p.zone, server: server.host, target: p.target }, `Removed the Key Management Service (KMS) SRV record from DNS in the '${p.zone}' domain.`);
+      log.info(
+        { domain: p.zone, server: server.host, target: p.target },
+        `Removed the Key Management Service (KMS) SRV record from DNS in the '${p.zone}' domain.`,
+      );
       return { ...base, ok: true };
     } catch (err) {
       const code: ErrorCode = err instanceof KmsError ? err.code : 'KMS_ERR_DNS_UPDATE_FAILED';
@@ -237,7 +290,10 @@ export function startRegistrar(config: DnsRegistrationConfig, context: Registrar
         );
         return { ...base, ok: false, event: EVENT_PUBLISH_FAILED, code, reason };
       }
-      log.warn({ code, domain: p.zone, server: server.host, reason }, `Removing the KMS SRV record from DNS in the '${p.zone}' domain failed: ${reason}.`);
+      log.warn(
+        { code, domain: p.zone, server: server.host, reason },
+        `Removing the KMS SRV record from DNS in the '${p.zone}' domain failed: ${reason}.`,
+      );
       return { ...base, ok: false, code, reason };
     }
   };
@@ -273,7 +329,7 @@ export function startRegistrar(config: DnsRegistrationConfig, context: Registrar
       ? setInterval(() => {
           const now = currentAddresses();
           if (now.join(',') !== lastAddresses.join(',')) {
-            log.info({ previous: lastAddresses, current: now }, 'the machine\'s addresses changed; publishing them in DNS again');
+            log.info({ previous: lastAddresses, current: now }, "the machine's addresses changed; publishing them in DNS again");
             void registerNow();
           }
         }, pollMs)

@@ -115,7 +115,8 @@ function recordsAt(z: ZoneData, key: string, owner: string, type: number, serial
   const want = (t: number): boolean => type === t || type === RR_TYPE.ANY;
   if (key === z.apex) {
     if (want(RR_TYPE.SOA)) out.push({ ...soaRecord(z, serial), name: owner });
-    if (want(RR_TYPE.NS)) out.push({ name: owner, type: RR_TYPE.NS, class: RR_CLASS.IN, ttl: z.ttl, data: { kind: 'name', target: z.nsName } });
+    if (want(RR_TYPE.NS))
+      out.push({ name: owner, type: RR_TYPE.NS, class: RR_CLASS.IN, ttl: z.ttl, data: { kind: 'name', target: z.nsName } });
   }
   if (key === z.srvName && want(RR_TYPE.SRV)) {
     for (const h of z.srv) {
@@ -169,7 +170,13 @@ export function buildDnsAnswer(zones: readonly DnsZoneConfig[], question: DnsQue
   if (!zone) return REFUSED;
   const z = zoneData(zone, options);
   const serial = options.serial ?? 1;
-  const negative = (rcode: number): DnsAnswer => ({ rcode, authoritative: true, answers: [], authorities: [soaRecord(z, serial)], additionals: [] });
+  const negative = (rcode: number): DnsAnswer => ({
+    rcode,
+    authoritative: true,
+    answers: [],
+    authorities: [soaRecord(z, serial)],
+    additionals: [],
+  });
   if (question.type === RR_TYPE.AXFR || question.type === RR_TYPE.IXFR) {
     // Zone transfers are not offered: the data is configuration, not a zone file.
     return { ...REFUSED, authoritative: true };

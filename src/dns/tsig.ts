@@ -66,7 +66,12 @@ function tsigRecordBytes(key: TsigKey, originalId: number, v: TsigVariables, mac
 }
 
 /** Appends a TSIG record to an encoded message; returns it and the MAC the answer must chain. */
-export function signMessage(message: Buffer, key: TsigKey, nowSeconds: number, fudge = TSIG_FUDGE_SECONDS): { signed: Buffer; mac: Buffer } {
+export function signMessage(
+  message: Buffer,
+  key: TsigKey,
+  nowSeconds: number,
+  fudge = TSIG_FUDGE_SECONDS,
+): { signed: Buffer; mac: Buffer } {
   const v: TsigVariables = { timeSigned: Math.floor(nowSeconds), fudge, error: 0, other: Buffer.alloc(0) };
   const mac = hmac(key, [message, variablesBytes(key, v)]);
   const signed = Buffer.concat([message, tsigRecordBytes(key, message.readUInt16BE(0), v, mac)]);
@@ -95,7 +100,10 @@ export function verifyResponse(response: Buffer, key: TsigKey, requestMac: Buffe
   if (!last || last.type !== RR_TYPE.TSIG || last.data.kind !== 'tsig') return { ok: false, problem: 'unsigned', tsigError: 0 };
   const t = last.data;
   if (t.error !== RCODE.NOERROR) return { ok: false, problem: 'error', tsigError: t.error };
-  if (canonicalWireName(last.name).compare(canonicalWireName(key.name)) !== 0 || canonicalWireName(t.algorithm).compare(canonicalWireName(key.algorithm)) !== 0) {
+  if (
+    canonicalWireName(last.name).compare(canonicalWireName(key.name)) !== 0 ||
+    canonicalWireName(t.algorithm).compare(canonicalWireName(key.algorithm)) !== 0
+  ) {
     return { ok: false, problem: 'key', tsigError: RCODE.BADKEY };
   }
   if (t.mac.length !== HMAC_SHA256_LENGTH) return { ok: false, problem: 'mac', tsigError: RCODE.BADVERS };

@@ -44,7 +44,10 @@ export function parseDig(out: string): DigResult {
   const section = (title: string): string[][] => {
     const m = new RegExp(`;; ${title} SECTION:\\n([\\s\\S]*?)(?:\\n\\n|$)`).exec(out);
     if (!m) return [];
-    return m[1]!.split('\n').filter((l) => l && !l.startsWith(';')).map((l) => l.trim().split(/\s+/));
+    return m[1]!
+      .split('\n')
+      .filter((l) => l && !l.startsWith(';'))
+      .map((l) => l.trim().split(/\s+/));
   };
   const udp = /EDNS: version: \d+, flags:[^;]*; udp: (\d+)/.exec(out)?.[1];
   return {

@@ -4,7 +4,14 @@ import { PassThrough } from 'node:stream';
 import { DEFAULTS } from '../../src/config/defaults';
 import { HRESULT } from '../../src/errors';
 import { startDnsServer } from '../../src/dns/dns-server';
-import { checkDiscovery, createSystemResolver, orderSrvRecords, type DiscoveryResolver, type ProbeResult, type SrvRecord } from '../../src/dns/dns-check';
+import {
+  checkDiscovery,
+  createSystemResolver,
+  orderSrvRecords,
+  type DiscoveryResolver,
+  type ProbeResult,
+  type SrvRecord,
+} from '../../src/dns/dns-check';
 import { command, defaultDomain } from '../../src/cli/commands/dns-check';
 import { freePort } from './named';
 
@@ -29,7 +36,9 @@ function connectProbe(calls: string[]): (host: string, port: number) => Promise<
         s.destroy();
         resolve({ ok: true, epid: '06401-00206-271-000000-03-1033-20348.0000-0000000', count: 25 });
       });
-      s.once('error', (err: NodeJS.ErrnoException) => resolve({ ok: false, code: 'KMS_ERR_CLIENT_CONNECT', hresult: HRESULT.RPC_SERVER_UNAVAILABLE, message: err.code ?? err.message }));
+      s.once('error', (err: NodeJS.ErrnoException) =>
+        resolve({ ok: false, code: 'KMS_ERR_CLIENT_CONNECT', hresult: HRESULT.RPC_SERVER_UNAVAILABLE, message: err.code ?? err.message }),
+      );
     });
 }
 
@@ -45,8 +54,16 @@ async function setup(t: Test): Promise<{ dnsPort: number; kmsPort: number; deadP
         { domain: 'works.test', ttlSeconds: 60, hosts: [host('kms.works.test', kmsPort)] },
         { domain: 'down.test', ttlSeconds: 60, hosts: [host('kms.down.test', kmsPort)] },
         { domain: 'wrongport.test', ttlSeconds: 60, hosts: [host('kms.wrongport.test', deadPort)] },
-        { domain: 'fallback.test', ttlSeconds: 60, hosts: [host('first.fallback.test', deadPort, 0), host('second.fallback.test', kmsPort, 10)] },
-        { domain: 'dangling.test', ttlSeconds: 60, hosts: [{ target: 'gone.elsewhere.test', port: kmsPort, priority: 0, weight: 0, addresses: [] }] },
+        {
+          domain: 'fallback.test',
+          ttlSeconds: 60,
+          hosts: [host('first.fallback.test', deadPort, 0), host('second.fallback.test', kmsPort, 10)],
+        },
+        {
+          domain: 'dangling.test',
+          ttlSeconds: 60,
+          hosts: [{ target: 'gone.elsewhere.test', port: kmsPort, priority: 0, weight: 0, addresses: [] }],
+        },
       ],
     },
     { kmsPort, hostName: 'appliance', addresses: () => [], log: SILENT },
@@ -57,7 +74,7 @@ async function setup(t: Test): Promise<{ dnsPort: number; kmsPort: number; deadP
   return { dnsPort, kmsPort, deadPort, resolver: createSystemResolver({ server: { host: '127.0.0.1', port: dnsPort }, timeoutMs: 2000 }) };
 }
 
-t.test('dns check against the appliance\'s own DNS responder', async (t) => {
+t.test("dns check against the appliance's own DNS responder", async (t) => {
   const { resolver, kmsPort, deadPort } = await setup(t);
 
   await t.test('working: SRV found, target resolved, host probed', async (t) => {
@@ -80,7 +97,12 @@ t.test('dns check against the appliance\'s own DNS responder', async (t) => {
   });
 
   await t.test('unreachable host: the probe fails, 0x800706BA per attempt, 0xC004F074 overall', async (t) => {
-    const probe = async (): Promise<ProbeResult> => ({ ok: false, code: 'KMS_ERR_CLIENT_CONNECT', hresult: HRESULT.RPC_SERVER_UNAVAILABLE, message: 'EHOSTUNREACH' });
+    const probe = async (): Promise<ProbeResult> => ({
+      ok: false,
+      code: 'KMS_ERR_CLIENT_CONNECT',
+      hresult: HRESULT.RPC_SERVER_UNAVAILABLE,
+      message: 'EHOSTUNREACH',
+    });
     const r = await checkDiscovery({ domain: 'down.test' }, { resolver, probe });
     t.equal(r.ok, false);
     t.equal(r.code, 'KMS_ERR_DNS_NO_HOST_REACHED');
@@ -105,7 +127,10 @@ t.test('dns check against the appliance\'s own DNS responder', async (t) => {
     const r = await checkDiscovery({ domain: 'fallback.test' }, { resolver, probe: connectProbe(calls) });
     t.equal(r.ok, true);
     t.same(calls, [`127.0.0.1:${deadPort}`, `127.0.0.1:${kmsPort}`], 'priority 0 first, then priority 10');
-    t.same(r.attempts.map((a) => a.ok), [false, true]);
+    t.same(
+      r.attempts.map((a) => a.ok),
+      [false, true],
+    );
   });
 
   await t.test('a target without addresses is skipped with 0x8007251D', async (t) => {
@@ -115,7 +140,7 @@ t.test('dns check against the appliance\'s own DNS responder', async (t) => {
     t.equal(r.attempts[0]!.code, 'KMS_ERR_DNS_NO_RECORDS');
   });
 
-  await t.test('a domain outside the responder\'s zones is refused', async (t) => {
+  await t.test("a domain outside the responder's zones is refused", async (t) => {
     const r = await checkDiscovery({ domain: 'example.com' }, { resolver, probe: connectProbe([]) });
     t.equal(r.code, 'KMS_ERR_DNS_SERVER_UNREACHABLE');
     t.match(r.explain, /refused/);
@@ -131,7 +156,11 @@ t.test('a DNS server that does not answer', async (t) => {
 });
 
 t.test('NODATA from the resolver is 0x8007251D', async (t) => {
-  const resolver: DiscoveryResolver = { description: 'stub', srv: async () => ({ ok: false, kind: 'nodata', detail: 'ENODATA' }), addresses: async () => ({ ok: true, value: [] }) };
+  const resolver: DiscoveryResolver = {
+    description: 'stub',
+    srv: async () => ({ ok: false, kind: 'nodata', detail: 'ENODATA' }),
+    addresses: async () => ({ ok: true, value: [] }),
+  };
   const r = await checkDiscovery({ domain: 'x.test' }, { resolver, probe: connectProbe([]) });
   t.equal(r.code, 'KMS_ERR_DNS_NO_RECORDS');
   t.equal(r.hresult, 0x8007251d);
@@ -145,10 +174,19 @@ t.test('RFC 2782 order: priority first, weight-proportional choice inside a prio
     { priority: 0, weight: 0, port: 1, target: 'zero' },
   ];
   // A fixed sequence instead of Math.random: 0.0 picks the zero-weight record (sorted first).
-  t.same(orderSrvRecords(recs, () => 0).map((r) => r.target), ['zero', 'a', 'b', 'low']);
-  t.same(orderSrvRecords(recs, () => 0.99).map((r) => r.target).slice(-1), ['low'], 'priority 10 always last');
+  t.same(
+    orderSrvRecords(recs, () => 0).map((r) => r.target),
+    ['zero', 'a', 'b', 'low'],
+  );
+  t.same(
+    orderSrvRecords(recs, () => 0.99)
+      .map((r) => r.target)
+      .slice(-1),
+    ['low'],
+    'priority 10 always last',
+  );
   let seed = 1;
-  const lcg = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const lcg = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   const firsts = { a: 0, b: 0 } as Record<string, number>;
   const N = 4000;
   for (let i = 0; i < N; i++) {

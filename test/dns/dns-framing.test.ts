@@ -16,7 +16,9 @@ function prng(seed: number): () => number {
 t.test('random chunk boundaries give back exactly the framed messages', async (t) => {
   const rnd = prng(7);
   for (let round = 0; round < 50; round++) {
-    const messages = Array.from({ length: 1 + Math.floor(rnd() * 20) }, () => Buffer.from(Array.from({ length: Math.floor(rnd() * 300) }, () => Math.floor(rnd() * 256))));
+    const messages = Array.from({ length: 1 + Math.floor(rnd() * 20) }, () =>
+      Buffer.from(Array.from({ length: Math.floor(rnd() * 300) }, () => Math.floor(rnd() * 256))),
+    );
     const stream = Buffer.concat(messages.map(frameDnsMessage));
     const r = new DnsFrameReader();
     const out: Buffer[] = [];

@@ -24,10 +24,25 @@ function prng(seed: number): () => number {
 t.test(`the DNS surface survives ${SECONDS} s of seeded fuzzing (seed ${SEED}) and still answers`, async (t) => {
   const warnings: string[] = [];
   const errors: string[] = [];
-  const log = { info() {}, debug() {}, warn: (o: object) => void warnings.push(String((o as { code?: string }).code)), error: (o: object) => void errors.push(JSON.stringify(o)) };
+  const log = {
+    info() {},
+    debug() {},
+    warn: (o: object) => void warnings.push(String((o as { code?: string }).code)),
+    error: (o: object) => void errors.push(JSON.stringify(o)),
+  };
   const zone = 'fuzz.test';
   const server = await startDnsServer(
-    { ...DEFAULTS.dns, zones: [{ domain: zone, ttlSeconds: 60, hosts: [{ target: `kms.${zone}`, port: 1688, priority: 0, weight: 0, addresses: ['192.0.2.1', '2001:db8::1'] }] }], tcp: { ...DEFAULTS.dns.tcp, idleTimeoutSeconds: 1 } },
+    {
+      ...DEFAULTS.dns,
+      zones: [
+        {
+          domain: zone,
+          ttlSeconds: 60,
+          hosts: [{ target: `kms.${zone}`, port: 1688, priority: 0, weight: 0, addresses: ['192.0.2.1', '2001:db8::1'] }],
+        },
+      ],
+      tcp: { ...DEFAULTS.dns.tcp, idleTimeoutSeconds: 1 },
+    },
     { kmsPort: 1688, hostName: 'kms', addresses: () => ['192.0.2.1'], log },
     ['127.0.0.1:0'],
   );

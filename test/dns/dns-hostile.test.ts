@@ -38,18 +38,30 @@ const SRV_NAME = `_vlmcs._tcp.${ZONE}`;
 const NO_RATE_LIMIT = { responsesPerSecond: 100000, burst: 1000000 };
 
 function query(id: number, name = SRV_NAME): Buffer {
-  return encodeMessage({ header: { ...EMPTY_HEADER, id, rd: true }, questions: [{ name, type: RR_TYPE.SRV, class: RR_CLASS.IN }], answers: [], authorities: [], additionals: [] });
+  return encodeMessage({
+    header: { ...EMPTY_HEADER, id, rd: true },
+    questions: [{ name, type: RR_TYPE.SRV, class: RR_CLASS.IN }],
+    answers: [],
+    authorities: [],
+    additionals: [],
+  });
 }
 
 function frame(m: Buffer): Buffer {
   return Buffer.concat([Buffer.from([m.length >> 8, m.length & 0xff]), m]);
 }
 
-async function start(t: Test, over: Partial<AppConfig['dns']> = {}, listen = ['127.0.0.1:0']): Promise<{ h: DnsServerHandle; lines: LogLine[]; port: number }> {
+async function start(
+  t: Test,
+  over: Partial<AppConfig['dns']> = {},
+  listen = ['127.0.0.1:0'],
+): Promise<{ h: DnsServerHandle; lines: LogLine[]; port: number }> {
   const { log, lines } = captureLog();
   const config: AppConfig['dns'] = {
     ...DEFAULTS.dns,
-    zones: [{ domain: ZONE, ttlSeconds: 60, hosts: [{ target: `kms.${ZONE}`, port: 1688, priority: 0, weight: 0, addresses: ['192.0.2.10'] }] }],
+    zones: [
+      { domain: ZONE, ttlSeconds: 60, hosts: [{ target: `kms.${ZONE}`, port: 1688, priority: 0, weight: 0, addresses: ['192.0.2.10'] }] },
+    ],
     rateLimit: NO_RATE_LIMIT,
     ...over,
     tcp: { ...DEFAULTS.dns.tcp, ...over.tcp },
@@ -139,7 +151,9 @@ t.test('a client that pipelines queries and never reads is paused by backpressur
   t.equal(await goodTcp(port), 1, 'good TCP client answered during the flood');
   await Promise.all(attackers);
   const grown = heapMb() - before;
-  t.comment(`attackers got ${(written / 2 ** 20).toFixed(1)} MB into their sockets (kernel buffers included); heap grew ${grown.toFixed(1)} MB; rss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MB`);
+  t.comment(
+    `attackers got ${(written / 2 ** 20).toFixed(1)} MB into their sockets (kernel buffers included); heap grew ${grown.toFixed(1)} MB; rss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MB`,
+  );
   t.ok(h.stats().tcpBackpressure >= 1, 'the server stopped reading while replies were unread');
   t.ok(grown < 100, `heap growth stays bounded (${grown.toFixed(1)} MB)`);
   t.equal(await goodTcp(port), 1, 'good TCP client answered after the flood');
@@ -174,7 +188,11 @@ t.test('a 0xFFFF length prefix dripped a byte at a time is closed by the idle de
   t.equal(await goodTcp(port), 1, 'good TCP client answered while the drips run');
   t.equal(await goodUdp(port), 1, 'good UDP client answered while the drips run');
   const closed = await Promise.all(drips);
-  t.same(closed, closed.map(() => true), 'every drip connection was closed by the server within the time box');
+  t.same(
+    closed,
+    closed.map(() => true),
+    'every drip connection was closed by the server within the time box',
+  );
   t.equal(logged(lines, 'KMS_ERR_DNS_TCP_TIMEOUT').length, 1, 'logged once for the address');
   t.ok(h.stats().tcpClosedDrip >= 6, 'counted');
 });

@@ -18,16 +18,29 @@ const ZONES: DnsZoneConfig[] = [
   {
     domain: 'big.test',
     ttlSeconds: 60,
-    hosts: Array.from({ length: 40 }, (_, i) => ({ target: `kms-${i}.big.test`, port: 1688, priority: 0, weight: 0, addresses: [`192.0.2.${i + 1}`] })),
+    hosts: Array.from({ length: 40 }, (_, i) => ({
+      target: `kms-${i}.big.test`,
+      port: 1688,
+      priority: 0,
+      weight: 0,
+      addresses: [`192.0.2.${i + 1}`],
+    })),
   },
 ];
 
 const UDP: DnsClient = { address: '192.0.2.200', port: 5353, transport: 'udp' };
 const TCP: DnsClient = { address: '192.0.2.200', port: 5353, transport: 'tcp' };
 
-function responder(opts: { cache?: boolean; addresses?: () => string[]; now?: () => number; events?: ResponderEvent[] } = {}): DnsResponder {
+function responder(
+  opts: { cache?: boolean; addresses?: () => string[]; now?: () => number; events?: ResponderEvent[] } = {},
+): DnsResponder {
   const settings = { ...DEFAULTS.dns, zones: ZONES };
-  const context = { kmsPort: 1688, hostName: 'kms01', addresses: opts.addresses ?? (() => ['198.51.100.1']), log: { info() {}, warn() {}, error() {}, debug() {} } };
+  const context = {
+    kmsPort: 1688,
+    hostName: 'kms01',
+    addresses: opts.addresses ?? (() => ['198.51.100.1']),
+    log: { info() {}, warn() {}, error() {}, debug() {} },
+  };
   return createDnsResponder(settings, context, {
     serial: 2026,
     answerCache: opts.cache ?? true,
@@ -37,7 +50,8 @@ function responder(opts: { cache?: boolean; addresses?: () => string[]; now?: ()
 }
 
 function q(id: number, name: string, type: number, o: { rd?: boolean; cd?: boolean; udp?: number; klass?: number } = {}): Buffer {
-  const additionals: DnsRecord[] = o.udp === undefined ? [] : [{ name: '', type: RR_TYPE.OPT, class: o.udp, ttl: 0, data: { kind: 'raw', bytes: Buffer.alloc(0) } }];
+  const additionals: DnsRecord[] =
+    o.udp === undefined ? [] : [{ name: '', type: RR_TYPE.OPT, class: o.udp, ttl: 0, data: { kind: 'raw', bytes: Buffer.alloc(0) } }];
   return encodeMessage({
     header: { ...EMPTY_HEADER, id, rd: o.rd ?? false, cd: o.cd ?? false },
     questions: [{ name, type, class: o.klass ?? RR_CLASS.IN }],
@@ -58,7 +72,9 @@ t.test('a hand-written SRV query gets the exact bytes RFC 1035 and RFC 2782 call
       'beef 0100 0001 0000 0000 0000', // ID, RD, one question
       '06 5f766c6d6373 04 5f746370 07 6578616d706c65 04 74657374 00', // _vlmcs._tcp.example.test
       '0021 0001', // SRV IN
-    ].join('').replace(/\s/g, ''),
+    ]
+      .join('')
+      .replace(/\s/g, ''),
     'hex',
   );
   const reply = sync(responder()(query, UDP))!;
@@ -68,14 +84,25 @@ t.test('a hand-written SRV query gets the exact bytes RFC 1035 and RFC 2782 call
     'c00c 0021 0001 0000012c 001a 0000 0000 0698', // owner → question, TTL 300, RDLENGTH 26, prio 0, weight 0, port 1688
     '05 6b6d733031 07 6578616d706c65 04 74657374 00', // kms01.example.test, never compressed
     'c03c 0001 0001 0000012c 0004 c6336401', // kms01.example.test (pointer to the SRV target at 60) A 198.51.100.1
-  ].join('').replace(/\s/g, '');
+  ]
+    .join('')
+    .replace(/\s/g, '');
   t.equal(reply.toString('hex'), expected);
 });
 
 t.test('the cached answer equals the full path for every shape of the common query', async (t) => {
   const cached = responder();
   const full = responder({ cache: false });
-  const names = ['_vlmcs._tcp.example.test', '_VLMCS._TCP.Example.TEST', '_vlmcs._tcp.branch.test', 'kms-b.branch.test', 'branch.test', 'nothere.branch.test', '_vlmcs._tcp.big.test', 'outside.invalid'];
+  const names = [
+    '_vlmcs._tcp.example.test',
+    '_VLMCS._TCP.Example.TEST',
+    '_vlmcs._tcp.branch.test',
+    'kms-b.branch.test',
+    'branch.test',
+    'nothere.branch.test',
+    '_vlmcs._tcp.big.test',
+    'outside.invalid',
+  ];
   const types = [RR_TYPE.SRV, RR_TYPE.A, RR_TYPE.AAAA, RR_TYPE.SOA, RR_TYPE.NS, RR_TYPE.ANY, RR_TYPE.TXT];
   let compared = 0;
   let id = 1;
@@ -107,7 +134,7 @@ t.test('only the ID, RD/CD and the question casing change between cached answers
   const m = decodeMessage(b);
   t.equal(m.header.id, 0xabcd);
   t.ok(m.header.rd && m.header.cd && m.header.aa && m.header.qr);
-  t.equal(m.questions[0]!.name, '_VLMCS._tcp.Branch.test', 'the client\'s spelling is echoed');
+  t.equal(m.questions[0]!.name, '_VLMCS._tcp.Branch.test', "the client's spelling is echoed");
   t.equal(m.answers[0]!.name, '_VLMCS._tcp.Branch.test', 'owner names point at the question');
   t.equal(a.length, b.length);
   t.equal(decodeMessage(a).questions[0]!.name, '_vlmcs._tcp.branch.test', 'the first answer was not changed by the second');
@@ -151,5 +178,9 @@ t.test('silence, FORMERR and events for what is not a plain query', async (t) =>
   t.equal(bv.additionals[0]!.ttl >>> 24, 1, 'EDNS version 1: BADVERS in the OPT');
   sync(r(q(12, 'www.outside.invalid', RR_TYPE.A), UDP));
   sync(r(q(13, 'www.outside.invalid', RR_TYPE.A), UDP));
-  t.same(events.map((e) => e.code), ['KMS_ERR_DNS_MALFORMED', 'KMS_ERR_DNS_MALFORMED', 'KMS_ERR_DNS_MALFORMED', 'KMS_ERR_DNS_REFUSED', 'KMS_ERR_DNS_REFUSED'], 'cached refusals are still reported');
+  t.same(
+    events.map((e) => e.code),
+    ['KMS_ERR_DNS_MALFORMED', 'KMS_ERR_DNS_MALFORMED', 'KMS_ERR_DNS_MALFORMED', 'KMS_ERR_DNS_REFUSED', 'KMS_ERR_DNS_REFUSED'],
+    'cached refusals are still reported',
+  );
 });

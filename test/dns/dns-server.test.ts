@@ -50,9 +50,17 @@ function dnsConfig(over: Partial<AppConfig['dns']> = {}): AppConfig['dns'] {
 
 const KMS_PORT = 1688;
 
-async function start(t: Test, over: Partial<AppConfig['dns']> = {}, listen = ['127.0.0.1:0', '[::1]:0']): Promise<{ h: DnsServerHandle; lines: LogLine[]; v4: number; v6: number }> {
+async function start(
+  t: Test,
+  over: Partial<AppConfig['dns']> = {},
+  listen = ['127.0.0.1:0', '[::1]:0'],
+): Promise<{ h: DnsServerHandle; lines: LogLine[]; v4: number; v6: number }> {
   const { log, lines } = captureLog();
-  const h = await startDnsServer(dnsConfig(over), { kmsPort: KMS_PORT, hostName: 'kms01', addresses: () => ['127.0.0.1', '::1'], log }, listen);
+  const h = await startDnsServer(
+    dnsConfig(over),
+    { kmsPort: KMS_PORT, hostName: 'kms01', addresses: () => ['127.0.0.1', '::1'], log },
+    listen,
+  );
   t.teardown(() => h.close());
   const v4 = h.addresses.find((a) => a.family === 4)?.port ?? 0;
   const v6 = h.addresses.find((a) => a.family === 6)?.port ?? 0;
@@ -62,14 +70,21 @@ async function start(t: Test, over: Partial<AppConfig['dns']> = {}, listen = ['1
 t.test('SRV for a zone without hosts publishes this appliance on its KMS port, over UDP and TCP, IPv4 and IPv6', async (t) => {
   const { v4, v6 } = await start(t);
   t.ok(v4 > 0 && v6 > 0, 'bound ports are reported');
-  for (const [server, port] of [['127.0.0.1', v4], ['::1', v6]] as const) {
+  for (const [server, port] of [
+    ['127.0.0.1', v4],
+    ['::1', v6],
+  ] as const) {
     for (const tcp of [false, true]) {
       const r = await dig(server, port, ['SRV', '_vlmcs._tcp.example.test', ...(tcp ? ['+tcp'] : [])]);
       const where = `${server} ${tcp ? 'TCP' : 'UDP'}`;
       t.equal(r.status, 'NOERROR', where);
       t.equal(r.tcp, tcp, `${where}: transport`);
       t.ok(r.flags.includes('aa'), `${where}: authoritative`);
-      t.same(r.answer, [['_vlmcs._tcp.example.test.', '300', 'IN', 'SRV', '0', '0', String(KMS_PORT), 'kms01.example.test.']], `${where}: SRV`);
+      t.same(
+        r.answer,
+        [['_vlmcs._tcp.example.test.', '300', 'IN', 'SRV', '0', '0', String(KMS_PORT), 'kms01.example.test.']],
+        `${where}: SRV`,
+      );
       t.same(
         r.additional,
         [
@@ -82,7 +97,7 @@ t.test('SRV for a zone without hosts publishes this appliance on its KMS port, o
   }
 });
 
-t.test('several hosts per zone with priority, weight, port, and each target\'s addresses', async (t) => {
+t.test("several hosts per zone with priority, weight, port, and each target's addresses", async (t) => {
   const { v4 } = await start(t);
   const r = await dig('127.0.0.1', v4, ['SRV', '_vlmcs._tcp.branch.test']);
   t.equal(r.status, 'NOERROR');
@@ -128,7 +143,11 @@ t.test('NXDOMAIN and NODATA carry the SOA in the authority section; SOA and NS a
   t.same(soa.answer[0]!.slice(3, 6), ['SOA', 'kms01.example.test.', 'hostmaster.example.test.']);
   const ns = await dig('127.0.0.1', v4, ['NS', 'example.test']);
   t.same(ns.answer, [['example.test.', '300', 'IN', 'NS', 'kms01.example.test.']]);
-  t.same(ns.additional.map((a) => a[3]), ['A', 'AAAA'], 'name server addresses as additional data');
+  t.same(
+    ns.additional.map((a) => a[3]),
+    ['A', 'AAAA'],
+    'name server addresses as additional data',
+  );
 
   const unknownType = await dig('127.0.0.1', v4, ['TYPE65280', '_vlmcs._tcp.example.test']);
   t.equal(unknownType.status, 'NOERROR', 'an unknown type at an existing name is NODATA');
@@ -141,7 +160,10 @@ t.test('names outside the zones are REFUSED, not answered, and the query casing 
   t.equal(r.status, 'REFUSED');
   t.notOk(r.flags.includes('aa'));
   t.notOk(r.flags.includes('ra'), 'no recursion offered');
-  t.ok(lines.some((l) => l.obj.code === 'KMS_ERR_DNS_REFUSED'), 'logged with its code');
+  t.ok(
+    lines.some((l) => l.obj.code === 'KMS_ERR_DNS_REFUSED'),
+    'logged with its code',
+  );
   const ch = await dig('127.0.0.1', v4, ['CH', 'TXT', 'version.bind']);
   t.equal(ch.status, 'REFUSED', 'CHAOS class is refused');
   const mixed = await dig('127.0.0.1', v4, ['SRV', '_VLMCS._TCP.Example.TEST']);
@@ -196,13 +218,19 @@ t.test('forwarding: refused for clients outside allowNetworks, served for those 
   const fwd = await dig('127.0.0.1', open.v4, ['-b', '127.0.0.2', 'SRV', '_vlmcs._tcp.upstream.test']);
   t.equal(fwd.status, 'NOERROR');
   t.ok(fwd.flags.includes('ra'), 'recursion available to this client');
-  t.same(fwd.answer.map((a) => a.slice(3)), [['SRV', '0', '0', '1688', 'kms01.upstream.test.']], 'answer relayed from upstream');
+  t.same(
+    fwd.answer.map((a) => a.slice(3)),
+    [['SRV', '0', '0', '1688', 'kms01.upstream.test.']],
+    'answer relayed from upstream',
+  );
   const fwdTcp = await dig('127.0.0.1', open.v4, ['-b', '127.0.0.2', 'SRV', '_vlmcs._tcp.upstream.test', '+tcp']);
   t.equal(fwdTcp.answer.length, 1, 'forwarding over TCP too');
   const fromUpstream = await dig('127.0.0.1', open.v4, ['-b', '127.0.0.1', 'SRV', '_vlmcs._tcp.upstream.test']);
   t.equal(fromUpstream.status, 'REFUSED', 'queries from the upstream itself are not forwarded back (no loop)');
 
-  const dead = await start(t, { forwarding: { enabled: true, upstream: ['127.0.0.1:9'], allowNetworks: ['127.0.0.0/8'] } }, ['127.0.0.1:0']);
+  const dead = await start(t, { forwarding: { enabled: true, upstream: ['127.0.0.1:9'], allowNetworks: ['127.0.0.0/8'] } }, [
+    '127.0.0.1:0',
+  ]);
   const fail = await dig('127.0.0.1', dead.v4, ['-b', '127.0.0.2', 'A', 'www.example.com']);
   t.equal(fail.status, 'SERVFAIL', 'an unreachable upstream gives SERVFAIL');
 });
@@ -221,13 +249,27 @@ function header(id: number, flags: number, qd: number, an = 0, ns = 0, ar = 0): 
 }
 // _vlmcs._tcp.example.test in wire form, written out label by label.
 const QNAME_EXAMPLE = Buffer.concat([
-  Buffer.from([6]), Buffer.from('_vlmcs'),
-  Buffer.from([4]), Buffer.from('_tcp'),
-  Buffer.from([7]), Buffer.from('example'),
-  Buffer.from([4]), Buffer.from('test'),
+  Buffer.from([6]),
+  Buffer.from('_vlmcs'),
+  Buffer.from([4]),
+  Buffer.from('_tcp'),
+  Buffer.from([7]),
+  Buffer.from('example'),
+  Buffer.from([4]),
+  Buffer.from('test'),
   Buffer.from([0]),
 ]);
-const QNAME_BRANCH = Buffer.concat([Buffer.from([6]), Buffer.from('_vlmcs'), Buffer.from([4]), Buffer.from('_tcp'), Buffer.from([6]), Buffer.from('branch'), Buffer.from([4]), Buffer.from('test'), Buffer.from([0])]);
+const QNAME_BRANCH = Buffer.concat([
+  Buffer.from([6]),
+  Buffer.from('_vlmcs'),
+  Buffer.from([4]),
+  Buffer.from('_tcp'),
+  Buffer.from([6]),
+  Buffer.from('branch'),
+  Buffer.from([4]),
+  Buffer.from('test'),
+  Buffer.from([0]),
+]);
 const TYPE_SRV_IN = Buffer.from('00210001', 'hex');
 
 function exchangeRaw(port: number, datagram: Buffer, bindAddress = '127.0.0.1', waitMs = 400): Promise<Buffer | null> {
@@ -249,28 +291,69 @@ function exchangeRaw(port: number, datagram: Buffer, bindAddress = '127.0.0.1', 
 t.test('malformed datagrams are answered FORMERR or dropped, logged, and the server keeps answering', async (t) => {
   const { v4, lines } = await start(t, {}, ['127.0.0.1:0']);
   const label64 = Buffer.concat([Buffer.from([64]), Buffer.alloc(64, 0x61), Buffer.from([0])]);
-  const longName = Buffer.concat([...Array.from({ length: 5 }, () => Buffer.concat([Buffer.from([60]), Buffer.alloc(60, 0x62)])), Buffer.from([0])]);
+  const longName = Buffer.concat([
+    ...Array.from({ length: 5 }, () => Buffer.concat([Buffer.from([60]), Buffer.alloc(60, 0x62)])),
+    Buffer.from([0]),
+  ]);
   const cases: { what: string; bytes: Buffer; expect: number | null }[] = [
     { what: '5-byte datagram', bytes: Buffer.from('0102030405', 'hex'), expect: null },
     { what: 'empty datagram', bytes: Buffer.alloc(0), expect: null },
     { what: 'header promising a question that is missing', bytes: header(0x1111, 0x0100, 1), expect: 1 },
     { what: 'question cut inside its name', bytes: Buffer.concat([header(0x1112, 0, 1), QNAME_EXAMPLE.subarray(0, 9)]), expect: 1 },
     { what: 'question without type and class', bytes: Buffer.concat([header(0x1113, 0, 1), QNAME_EXAMPLE]), expect: 1 },
-    { what: 'compression pointer to itself', bytes: Buffer.concat([header(0x1114, 0, 1), Buffer.from('c00c', 'hex'), TYPE_SRV_IN]), expect: 1 },
-    { what: 'compression loop of two pointers', bytes: Buffer.concat([header(0x1115, 0, 1), Buffer.from('c00e', 'hex'), Buffer.from('c00c', 'hex'), TYPE_SRV_IN]), expect: 1 },
-    { what: 'forward compression pointer', bytes: Buffer.concat([header(0x1116, 0, 1), Buffer.from('c020', 'hex'), TYPE_SRV_IN, Buffer.alloc(20)]), expect: 1 },
+    {
+      what: 'compression pointer to itself',
+      bytes: Buffer.concat([header(0x1114, 0, 1), Buffer.from('c00c', 'hex'), TYPE_SRV_IN]),
+      expect: 1,
+    },
+    {
+      what: 'compression loop of two pointers',
+      bytes: Buffer.concat([header(0x1115, 0, 1), Buffer.from('c00e', 'hex'), Buffer.from('c00c', 'hex'), TYPE_SRV_IN]),
+      expect: 1,
+    },
+    {
+      what: 'forward compression pointer',
+      bytes: Buffer.concat([header(0x1116, 0, 1), Buffer.from('c020', 'hex'), TYPE_SRV_IN, Buffer.alloc(20)]),
+      expect: 1,
+    },
     { what: '64-octet label', bytes: Buffer.concat([header(0x1117, 0, 1), label64, TYPE_SRV_IN]), expect: 1 },
     { what: 'name over 255 octets', bytes: Buffer.concat([header(0x1118, 0, 1), longName, TYPE_SRV_IN]), expect: 1 },
     { what: 'reserved label type 0x40', bytes: Buffer.concat([header(0x1119, 0, 1), Buffer.from('4100', 'hex'), TYPE_SRV_IN]), expect: 1 },
     { what: 'answer count with no answers', bytes: Buffer.concat([header(0x111a, 0, 1, 3), QNAME_EXAMPLE, TYPE_SRV_IN]), expect: 1 },
-    { what: 'trailing garbage', bytes: Buffer.concat([header(0x111b, 0, 1), QNAME_EXAMPLE, TYPE_SRV_IN, Buffer.from('deadbeef', 'hex')]), expect: 1 },
-    { what: 'two questions', bytes: Buffer.concat([header(0x111c, 0, 2), QNAME_EXAMPLE, TYPE_SRV_IN, QNAME_EXAMPLE, TYPE_SRV_IN]), expect: 1 },
+    {
+      what: 'trailing garbage',
+      bytes: Buffer.concat([header(0x111b, 0, 1), QNAME_EXAMPLE, TYPE_SRV_IN, Buffer.from('deadbeef', 'hex')]),
+      expect: 1,
+    },
+    {
+      what: 'two questions',
+      bytes: Buffer.concat([header(0x111c, 0, 2), QNAME_EXAMPLE, TYPE_SRV_IN, QNAME_EXAMPLE, TYPE_SRV_IN]),
+      expect: 1,
+    },
     { what: 'no question', bytes: header(0x111d, 0, 0), expect: 1 },
-    { what: 'a response (QR=1) is never answered', bytes: Buffer.concat([header(0x111e, 0x8000, 1), QNAME_EXAMPLE, TYPE_SRV_IN]), expect: null },
+    {
+      what: 'a response (QR=1) is never answered',
+      bytes: Buffer.concat([header(0x111e, 0x8000, 1), QNAME_EXAMPLE, TYPE_SRV_IN]),
+      expect: null,
+    },
     { what: 'opcode NOTIFY', bytes: Buffer.concat([header(0x111f, 4 << 11, 1), QNAME_EXAMPLE, TYPE_SRV_IN]), expect: 4 },
-    { what: 'opcode UPDATE (this responder takes none)', bytes: Buffer.concat([header(0x1120, 5 << 11, 1), QNAME_EXAMPLE, TYPE_SRV_IN]), expect: 4 },
+    {
+      what: 'opcode UPDATE (this responder takes none)',
+      bytes: Buffer.concat([header(0x1120, 5 << 11, 1), QNAME_EXAMPLE, TYPE_SRV_IN]),
+      expect: 4,
+    },
     { what: 'unknown class 42', bytes: Buffer.concat([header(0x1121, 0, 1), QNAME_EXAMPLE, Buffer.from('0021002a', 'hex')]), expect: 5 },
-    { what: 'two OPT records', bytes: Buffer.concat([header(0x1122, 0, 1, 0, 0, 2), QNAME_EXAMPLE, TYPE_SRV_IN, Buffer.from('0000291000000000000000', 'hex'), Buffer.from('0000291000000000000000', 'hex')]), expect: 1 },
+    {
+      what: 'two OPT records',
+      bytes: Buffer.concat([
+        header(0x1122, 0, 1, 0, 0, 2),
+        QNAME_EXAMPLE,
+        TYPE_SRV_IN,
+        Buffer.from('0000291000000000000000', 'hex'),
+        Buffer.from('0000291000000000000000', 'hex'),
+      ]),
+      expect: 1,
+    },
   ];
   for (const c of cases) {
     const reply = await exchangeRaw(v4, c.bytes);
@@ -289,7 +372,10 @@ t.test('malformed datagrams are answered FORMERR or dropped, logged, and the ser
   t.equal(good.answer.length, 1);
   const malformedLogs = lines.filter((l) => l.obj.code === 'KMS_ERR_DNS_MALFORMED');
   t.ok(malformedLogs.length >= 14, 'each malformed message logged with its code');
-  t.ok(malformedLogs.every((l) => l.level === 'warn' && typeof l.obj.reason === 'string'), 'one warn line with a reason');
+  t.ok(
+    malformedLogs.every((l) => l.level === 'warn' && typeof l.obj.reason === 'string'),
+    'one warn line with a reason',
+  );
 });
 
 t.test('malformed TCP frames: FORMERR on the stream, and the server keeps serving', async (t) => {
@@ -339,7 +425,10 @@ t.test('rate limiting: a flood from one address is cut to the burst, other clien
   });
   t.ok(replies >= 10, `at least the burst is answered (${replies})`);
   t.ok(replies <= 10 + 5, `no more than burst + rate × time (${replies} of ${FLOOD})`);
-  t.ok(lines.some((l) => l.obj.code === 'KMS_ERR_DNS_RATE_LIMITED'), 'logged');
+  t.ok(
+    lines.some((l) => l.obj.code === 'KMS_ERR_DNS_RATE_LIMITED'),
+    'logged',
+  );
   const other = await exchangeRaw(v4, query, '127.0.0.2');
   t.ok(other, 'another address is answered');
   t.equal(other!.readUInt16BE(2) & 0xf, 0);
@@ -350,10 +439,12 @@ t.test('rate limiting: a flood from one address is cut to the burst, other clien
 t.test('a port that is taken is reported as KMS_ERR_DNS_LISTEN', async (t) => {
   const { v4 } = await start(t, {}, ['127.0.0.1:0']);
   const { log } = captureLog();
-  await t.rejects(startDnsServer(dnsConfig(), { kmsPort: 1688, hostName: 'x', addresses: () => [], log }, [`127.0.0.1:${v4}`]), { code: 'KMS_ERR_DNS_LISTEN' });
+  await t.rejects(startDnsServer(dnsConfig(), { kmsPort: 1688, hostName: 'x', addresses: () => [], log }, [`127.0.0.1:${v4}`]), {
+    code: 'KMS_ERR_DNS_LISTEN',
+  });
 });
 
-t.test('an independent parser (dns2\'s) reads the answers as we mean them, over UDP and TCP', async (t) => {
+t.test("an independent parser (dns2's) reads the answers as we mean them, over UDP and TCP", async (t) => {
   const net = await import('node:net');
   const { v4 } = await start(t, {}, ['127.0.0.1:0']);
   const query = Buffer.concat([header(0x4242, 0x0100, 1), QNAME_BRANCH, TYPE_SRV_IN]);
@@ -365,12 +456,20 @@ t.test('an independent parser (dns2\'s) reads the answers as we mean them, over 
     s.on('end', () => resolve(got.subarray(2)));
     s.on('error', reject);
   });
-  for (const [what, reply] of [['UDP', viaUdp], ['TCP', viaTcp]] as const) {
+  for (const [what, reply] of [
+    ['UDP', viaUdp],
+    ['TCP', viaTcp],
+  ] as const) {
     t.ok(reply, `${what}: answered`);
     const p = DNS.Packet.parse(reply!);
     t.equal(p.header.id, 0x4242, `${what}: ID`);
     t.equal(p.header.aa, 1, `${what}: authoritative`);
-    const srv = p.answers.map((a) => `${(a as { priority: number }).priority} ${(a as { weight: number }).weight} ${(a as { port: number }).port} ${(a as { target: string }).target}`).sort();
+    const srv = p.answers
+      .map(
+        (a) =>
+          `${(a as { priority: number }).priority} ${(a as { weight: number }).weight} ${(a as { port: number }).port} ${(a as { target: string }).target}`,
+      )
+      .sort();
     t.same(srv, ['0 40 11688 kms-b.branch.test', '0 60 1688 kms-a.branch.test', '10 0 1688 kms-c.elsewhere.test'], `${what}: SRV set`);
   }
 });

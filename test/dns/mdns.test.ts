@@ -14,7 +14,9 @@ function captureLog(): { log: DnsLog; lines: { level: string; obj: Record<string
 }
 
 /** A loopback socket that collects every datagram it receives, decoded with our own codec. */
-async function listener(t: Test): Promise<{ port: number; socket: dgram.Socket; got: DecodedMessage[]; next(ms?: number): Promise<DecodedMessage | undefined> }> {
+async function listener(
+  t: Test,
+): Promise<{ port: number; socket: dgram.Socket; got: DecodedMessage[]; next(ms?: number): Promise<DecodedMessage | undefined> }> {
   const socket = dgram.createSocket('udp4');
   const got: DecodedMessage[] = [];
   const waiters: ((m: DecodedMessage) => void)[] = [];
@@ -48,7 +50,11 @@ t.test('answers a PTR query for _vlmcs._tcp.local with SRV, TXT and A/AAAA; anno
   const h = startMdns(
     { enabled: true, instanceName: 'Branch KMS' },
     { kmsPort: 1688, hostName: 'kms01.corp.example', addresses: () => ['127.0.0.1', '::1'], log },
-    { socket: { multicast: false, port, ip: '127.0.0.1', interface: '127.0.0.1' }, announceTo: { address: '127.0.0.1', port: announcements.port }, announceDelaysMs: [0] },
+    {
+      socket: { multicast: false, port, ip: '127.0.0.1', interface: '127.0.0.1' },
+      announceTo: { address: '127.0.0.1', port: announcements.port },
+      announceDelaysMs: [0],
+    },
   );
   t.teardown(() => h.stop());
   t.equal(await h.ready, true, 'bound');
@@ -59,26 +65,55 @@ t.test('answers a PTR query for _vlmcs._tcp.local with SRV, TXT and A/AAAA; anno
   t.ok(ann, 'an announcement arrived');
   t.equal(ann!.header.qr, true);
   t.equal(ann!.header.aa, true);
-  t.ok(ann!.answers.some((r) => r.type === RR_TYPE.PTR && r.name === MDNS_SERVICE), 'announcement carries the PTR');
+  t.ok(
+    ann!.answers.some((r) => r.type === RR_TYPE.PTR && r.name === MDNS_SERVICE),
+    'announcement carries the PTR',
+  );
 
   const client = await listener(t);
-  const query = encodeMessage({ header: { ...EMPTY_HEADER, id: 0x4d44 }, questions: [{ name: MDNS_SERVICE, type: RR_TYPE.PTR, class: RR_CLASS.IN }], answers: [], authorities: [], additionals: [] });
+  const query = encodeMessage({
+    header: { ...EMPTY_HEADER, id: 0x4d44 },
+    questions: [{ name: MDNS_SERVICE, type: RR_TYPE.PTR, class: RR_CLASS.IN }],
+    answers: [],
+    authorities: [],
+    additionals: [],
+  });
   const reply = client.next();
   client.socket.send(query, port, '127.0.0.1');
   const r = await reply;
   t.ok(r, 'a unicast reply to a legacy querier');
   t.equal(r!.header.id, 0x4d44, 'ID echoed (RFC 6762 §6.7)');
-  t.same(r!.questions.map((q) => q.name), [MDNS_SERVICE], 'question echoed');
-  t.same(r!.answers.map((a) => [a.name, a.type, a.data]), [[MDNS_SERVICE, RR_TYPE.PTR, { kind: 'name', target: 'Branch\\032KMS._vlmcs._tcp.local' }]]);
+  t.same(
+    r!.questions.map((q) => q.name),
+    [MDNS_SERVICE],
+    'question echoed',
+  );
+  t.same(
+    r!.answers.map((a) => [a.name, a.type, a.data]),
+    [[MDNS_SERVICE, RR_TYPE.PTR, { kind: 'name', target: 'Branch\\032KMS._vlmcs._tcp.local' }]],
+  );
   const byType = new Map(r!.additionals.map((a) => [a.type, a]));
   t.same(byType.get(RR_TYPE.SRV)?.data, { kind: 'srv', priority: 0, weight: 0, port: 1688, target: 'kms01.local' });
   t.same((byType.get(RR_TYPE.TXT)?.data as unknown as { strings: Buffer[] }).strings.map(String), ['txtvers=1', 'port=1688']);
   t.same(byType.get(RR_TYPE.A)?.data, { kind: 'a', address: '127.0.0.1' });
   t.same(byType.get(RR_TYPE.AAAA)?.data, { kind: 'aaaa', address: '::1' });
-  t.ok([...r!.answers, ...r!.additionals].every((a) => a.ttl <= 10), 'legacy unicast TTLs are at most 10 s');
+  t.ok(
+    [...r!.answers, ...r!.additionals].every((a) => a.ttl <= 10),
+    'legacy unicast TTLs are at most 10 s',
+  );
 
   const unknown = client.next(300);
-  client.socket.send(encodeMessage({ header: { ...EMPTY_HEADER, id: 7 }, questions: [{ name: '_http._tcp.local', type: RR_TYPE.PTR, class: RR_CLASS.IN }], answers: [], authorities: [], additionals: [] }), port, '127.0.0.1');
+  client.socket.send(
+    encodeMessage({
+      header: { ...EMPTY_HEADER, id: 7 },
+      questions: [{ name: '_http._tcp.local', type: RR_TYPE.PTR, class: RR_CLASS.IN }],
+      answers: [],
+      authorities: [],
+      additionals: [],
+    }),
+    port,
+    '127.0.0.1',
+  );
   t.equal(await unknown, undefined, 'silent for services it does not offer');
 
   const goodbye = announcements.next();
@@ -93,7 +128,11 @@ t.test('a port already bound without reuse is reported, not thrown', async (t) =
   await new Promise<void>((r) => blocker.bind(0, '127.0.0.1', () => r()));
   t.teardown(() => blocker.close());
   const { log, lines } = captureLog();
-  const h = startMdns({ enabled: true, instanceName: '' }, { kmsPort: 1688, hostName: 'x', addresses: () => [], log }, { socket: { multicast: false, port: blocker.address().port, ip: '127.0.0.1', interface: '127.0.0.1' } });
+  const h = startMdns(
+    { enabled: true, instanceName: '' },
+    { kmsPort: 1688, hostName: 'x', addresses: () => [], log },
+    { socket: { multicast: false, port: blocker.address().port, ip: '127.0.0.1', interface: '127.0.0.1' } },
+  );
   t.equal(await h.ready, false);
   t.ok(lines.some((l) => l.obj.code === 'KMS_ERR_DNS_LISTEN'));
   await h.stop();
@@ -105,7 +144,20 @@ t.test('record set and question matching', async (t) => {
   t.equal(mdnsNames('a.b', 'x').instance, 'a-b._vlmcs._tcp.local', 'no dots inside the instance label');
   const records = buildMdnsRecords(names, 11688, ['192.0.2.1', 'fe80::1%eth0']);
   const srv = answerMdnsQuestion({ name: names.instance, type: 'SRV' }, records);
-  t.same(srv.answers.map((a) => a.type), ['SRV']);
-  t.same(srv.additionals.map((a) => [a.type, (a as { data: unknown }).data]), [['A', '192.0.2.1'], ['AAAA', 'fe80::1']]);
-  t.same(answerMdnsQuestion({ name: 'KMS01.local', type: 'A' }, records).answers.map((a) => (a as { data: unknown }).data), ['192.0.2.1'], 'names match case-insensitively');
+  t.same(
+    srv.answers.map((a) => a.type),
+    ['SRV'],
+  );
+  t.same(
+    srv.additionals.map((a) => [a.type, (a as { data: unknown }).data]),
+    [
+      ['A', '192.0.2.1'],
+      ['AAAA', 'fe80::1'],
+    ],
+  );
+  t.same(
+    answerMdnsQuestion({ name: 'KMS01.local', type: 'A' }, records).answers.map((a) => (a as { data: unknown }).data),
+    ['192.0.2.1'],
+    'names match case-insensitively',
+  );
 });

@@ -43,7 +43,9 @@ export async function startNamed(zone: string, keyName: string, secretBase64: st
   const port = await freePort();
   fs.writeFileSync(
     path.join(dir, `${zone}.zone`),
-    [`$TTL 300`, `@ IN SOA ns.${zone}. hostmaster.${zone}. 1 3600 600 86400 300`, `@ IN NS ns.${zone}.`, `ns IN A 127.0.0.1`, ''].join('\n'),
+    [`$TTL 300`, `@ IN SOA ns.${zone}. hostmaster.${zone}. 1 3600 600 86400 300`, `@ IN NS ns.${zone}.`, `ns IN A 127.0.0.1`, ''].join(
+      '\n',
+    ),
   );
   fs.writeFileSync(
     path.join(dir, 'named.conf'),

@@ -53,22 +53,43 @@ t.test('registers in a real BIND 9 named with TSIG, and removes the records on s
   t.equal(srv.status, 'NOERROR');
   t.same(srvOf(srv), ['0 0 1688 kms-appliance.site.test.'], 'named serves our SRV');
   const a = await dig('127.0.0.1', named.port, ['A', `kms-appliance.${ZONE}`]);
-  t.same(a.answer.map((x) => x[4]), ['192.0.2.77']);
+  t.same(
+    a.answer.map((x) => x[4]),
+    ['192.0.2.77'],
+  );
   const aaaa = await dig('127.0.0.1', named.port, ['AAAA', `kms-appliance.${ZONE}`]);
-  t.same(aaaa.answer.map((x) => x[4]), ['2001:db8::77']);
+  t.same(
+    aaaa.answer.map((x) => x[4]),
+    ['2001:db8::77'],
+  );
 
   // A second appliance in the same domain, on another port with another priority.
-  const other = startRegistrar(registration(named, { hostName: 'kms-second', addresses: ['192.0.2.78'], domains: [{ domain: ZONE, priority: 10, weight: 5 }] }), { kmsPort: 11688, hostName: 'x', addresses: () => [], log }, { addressPollMs: 0 });
+  const other = startRegistrar(
+    registration(named, { hostName: 'kms-second', addresses: ['192.0.2.78'], domains: [{ domain: ZONE, priority: 10, weight: 5 }] }),
+    { kmsPort: 11688, hostName: 'x', addresses: () => [], log },
+    { addressPollMs: 0 },
+  );
   t.match(await other.ready, [{ ok: true }]);
-  t.same(srvOf(await dig('127.0.0.1', named.port, ['SRV', `_vlmcs._tcp.${ZONE}`])), ['0 0 1688 kms-appliance.site.test.', '10 5 11688 kms-second.site.test.'], 'both hosts published');
+  t.same(
+    srvOf(await dig('127.0.0.1', named.port, ['SRV', `_vlmcs._tcp.${ZONE}`])),
+    ['0 0 1688 kms-appliance.site.test.', '10 5 11688 kms-second.site.test.'],
+    'both hosts published',
+  );
 
   // Re-registering is idempotent: still one record for us.
   t.match(await reg.registerNow(), [{ ok: true }]);
-  t.same(srvOf(await dig('127.0.0.1', named.port, ['SRV', `_vlmcs._tcp.${ZONE}`])), ['0 0 1688 kms-appliance.site.test.', '10 5 11688 kms-second.site.test.']);
+  t.same(srvOf(await dig('127.0.0.1', named.port, ['SRV', `_vlmcs._tcp.${ZONE}`])), [
+    '0 0 1688 kms-appliance.site.test.',
+    '10 5 11688 kms-second.site.test.',
+  ]);
 
   const removed = await reg.stop();
   t.match(removed, [{ action: 'remove', ok: true }]);
-  t.same(srvOf(await dig('127.0.0.1', named.port, ['SRV', `_vlmcs._tcp.${ZONE}`])), ['10 5 11688 kms-second.site.test.'], 'only our record is gone');
+  t.same(
+    srvOf(await dig('127.0.0.1', named.port, ['SRV', `_vlmcs._tcp.${ZONE}`])),
+    ['10 5 11688 kms-second.site.test.'],
+    'only our record is gone',
+  );
   const gone = await dig('127.0.0.1', named.port, ['A', `kms-appliance.${ZONE}`]);
   t.equal(gone.status, 'NXDOMAIN', 'our address records are gone');
 
@@ -81,14 +102,26 @@ t.test('a changed port replaces our stale SRV; address changes trigger a new reg
   const named = await startNamed(ZONE, KEY, SECRET);
   t.teardown(() => named.stop());
   const { log } = captureLog();
-  const first = startRegistrar(registration(named, { removeOnShutdown: false }), { kmsPort: 1688, hostName: 'x', addresses: () => [], log }, { addressPollMs: 0 });
+  const first = startRegistrar(
+    registration(named, { removeOnShutdown: false }),
+    { kmsPort: 1688, hostName: 'x', addresses: () => [], log },
+    { addressPollMs: 0 },
+  );
   t.match(await first.ready, [{ ok: true }]);
   await first.stop();
   let addrs = ['192.0.2.90'];
-  const second = startRegistrar(registration(named, { addresses: [] }), { kmsPort: 2688, hostName: 'x', addresses: () => [...addrs, '127.0.0.1', 'fe80::1'], log }, { addressPollMs: 50 });
+  const second = startRegistrar(
+    registration(named, { addresses: [] }),
+    { kmsPort: 2688, hostName: 'x', addresses: () => [...addrs, '127.0.0.1', 'fe80::1'], log },
+    { addressPollMs: 50 },
+  );
   t.teardown(() => second.stop());
   t.match(await second.ready, [{ ok: true, port: 2688, addresses: ['192.0.2.90'] }]);
-  t.same(srvOf(await dig('127.0.0.1', named.port, ['SRV', `_vlmcs._tcp.${ZONE}`])), ['0 0 2688 kms-appliance.site.test.'], 'the record for the old port is gone');
+  t.same(
+    srvOf(await dig('127.0.0.1', named.port, ['SRV', `_vlmcs._tcp.${ZONE}`])),
+    ['0 0 2688 kms-appliance.site.test.'],
+    'the record for the old port is gone',
+  );
   addrs = ['192.0.2.91'];
   const deadline = Date.now() + 5000;
   let seen: string[] = [];
@@ -104,7 +137,10 @@ t.test('a wrong TSIG secret or key name is reported as KMS_ERR_DNS_TSIG_BAD with
   const named = await startNamed(ZONE, KEY, SECRET);
   t.teardown(() => named.stop());
   for (const [what, over] of [
-    ['wrong secret', { tsig: { keyName: KEY, algorithm: 'hmac-sha256' as const, secretBase64: randomBytes(32).toString('base64'), secretFile: '' } }],
+    [
+      'wrong secret',
+      { tsig: { keyName: KEY, algorithm: 'hmac-sha256' as const, secretBase64: randomBytes(32).toString('base64'), secretFile: '' } },
+    ],
     ['unknown key name', { tsig: { keyName: 'nobody', algorithm: 'hmac-sha256' as const, secretBase64: SECRET, secretFile: '' } }],
   ] as const) {
     const { log, lines } = captureLog();
@@ -126,12 +162,20 @@ t.test('a zone the server does not serve, and a server that does not answer, are
   const named = await startNamed(ZONE, KEY, SECRET);
   t.teardown(() => named.stop());
   const { log } = captureLog();
-  const wrongZone = startRegistrar(registration(named, { domains: [{ domain: 'other.test', priority: 0, weight: 0 }] }), { kmsPort: 1688, hostName: 'x', addresses: () => [], log }, { addressPollMs: 0 });
+  const wrongZone = startRegistrar(
+    registration(named, { domains: [{ domain: 'other.test', priority: 0, weight: 0 }] }),
+    { kmsPort: 1688, hostName: 'x', addresses: () => [], log },
+    { addressPollMs: 0 },
+  );
   const [r] = await wrongZone.ready;
   t.equal(r?.ok, false);
   t.ok(r?.code === 'KMS_ERR_DNS_UPDATE_FAILED' || r?.code === 'KMS_ERR_DNS_TSIG_BAD', `zone not served: ${r?.code} (${r?.reason})`);
   await wrongZone.stop();
-  const dead = startRegistrar(registration(named, { server: '127.0.0.1:9' }), { kmsPort: 1688, hostName: 'x', addresses: () => [], log }, { addressPollMs: 0, timeoutMs: 300 });
+  const dead = startRegistrar(
+    registration(named, { server: '127.0.0.1:9' }),
+    { kmsPort: 1688, hostName: 'x', addresses: () => [], log },
+    { addressPollMs: 0, timeoutMs: 300 },
+  );
   const [d] = await dead.ready;
   t.equal(d?.code, 'KMS_ERR_DNS_SERVER_UNREACHABLE');
   t.match(dead.status(), { lastSuccessMs: null, failures: 1, lastError: /did not answer/ }, 'status: the failure counted, with its reason');
@@ -141,10 +185,17 @@ t.test('a zone the server does not serve, and a server that does not answer, are
 
 t.test('configuration problems are ConfigErrors; addresses worth publishing', async (t) => {
   const { log } = captureLog();
-  const base = { ...DEFAULTS.dns.registration, server: '127.0.0.1', domains: [{ domain: ZONE, priority: 0, weight: 0 }], tsig: { keyName: KEY, algorithm: 'hmac-sha256' as const, secretBase64: SECRET, secretFile: '' } };
+  const base = {
+    ...DEFAULTS.dns.registration,
+    server: '127.0.0.1',
+    domains: [{ domain: ZONE, priority: 0, weight: 0 }],
+    tsig: { keyName: KEY, algorithm: 'hmac-sha256' as const, secretBase64: SECRET, secretFile: '' },
+  };
   const ctx = { kmsPort: 1688, hostName: 'x', addresses: () => [], log };
   t.throws(() => startRegistrar({ ...base, tsig: { ...base.tsig, secretBase64: '' } }, ctx), { code: 'KMS_ERR_CONFIG_INVALID' });
-  t.throws(() => startRegistrar({ ...base, tsig: { ...base.tsig, secretBase64: '', secretFile: '/nonexistent/key' } }, ctx), { code: 'KMS_ERR_CONFIG_UNREADABLE' });
+  t.throws(() => startRegistrar({ ...base, tsig: { ...base.tsig, secretBase64: '', secretFile: '/nonexistent/key' } }, ctx), {
+    code: 'KMS_ERR_CONFIG_UNREADABLE',
+  });
   t.throws(() => startRegistrar({ ...base, server: 'dns.example' }, ctx), { code: 'KMS_ERR_CONFIG_INVALID' });
   t.throws(() => startRegistrar({ ...base, domains: [] }, ctx), { code: 'KMS_ERR_CONFIG_INVALID' });
   t.same(publishableAddresses(['127.0.0.1', '::1', 'fe80::1%eth0', '10.1.2.3', '2001:DB8::5', '169.254.1.1']), ['10.1.2.3', '2001:db8::5']);

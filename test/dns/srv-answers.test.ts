@@ -21,25 +21,33 @@ t.test('a zone without hosts publishes this appliance with its actual KMS port (
   const a = buildDnsAnswer(ZONES, q('_vlmcs._tcp.corp.example', RR_TYPE.SRV), OPTS);
   t.equal(a.rcode, RCODE.NOERROR);
   t.equal(a.authoritative, true);
-  t.same(a.answers.map((r) => r.data), [{ kind: 'srv', priority: 0, weight: 0, port: 11688, target: 'appliance.corp.example' }]);
-  t.same(a.additionals.map((r) => [r.name, r.data]), [
-    ['appliance.corp.example', { kind: 'a', address: '192.0.2.50' }],
-    ['appliance.corp.example', { kind: 'aaaa', address: '2001:db8::50' }],
-  ]);
+  t.same(
+    a.answers.map((r) => r.data),
+    [{ kind: 'srv', priority: 0, weight: 0, port: 11688, target: 'appliance.corp.example' }],
+  );
+  t.same(
+    a.additionals.map((r) => [r.name, r.data]),
+    [
+      ['appliance.corp.example', { kind: 'a', address: '192.0.2.50' }],
+      ['appliance.corp.example', { kind: 'aaaa', address: '2001:db8::50' }],
+    ],
+  );
   t.equal(a.answers[0]!.ttl, 600);
 });
 
-t.test('the most specific zone wins; hosts without addresses get the appliance\'s', async (t) => {
+t.test("the most specific zone wins; hosts without addresses get the appliance's", async (t) => {
   const a = buildDnsAnswer(ZONES, q('_vlmcs._tcp.branch.corp.example', RR_TYPE.SRV), OPTS);
-  t.same(a.answers.map((r) => r.data), [
-    { kind: 'srv', priority: 0, weight: 10, port: 1688, target: 'kms1.branch.corp.example' },
-    { kind: 'srv', priority: 5, weight: 0, port: 1689, target: 'kms2.branch.corp.example' },
-  ]);
-  t.same(a.additionals.map((r) => `${r.name} ${r.data.kind === 'a' || r.data.kind === 'aaaa' ? r.data.address : ''}`), [
-    'kms1.branch.corp.example 192.0.2.1',
-    'kms2.branch.corp.example 192.0.2.50',
-    'kms2.branch.corp.example 2001:db8::50',
-  ]);
+  t.same(
+    a.answers.map((r) => r.data),
+    [
+      { kind: 'srv', priority: 0, weight: 10, port: 1688, target: 'kms1.branch.corp.example' },
+      { kind: 'srv', priority: 5, weight: 0, port: 1689, target: 'kms2.branch.corp.example' },
+    ],
+  );
+  t.same(
+    a.additionals.map((r) => `${r.name} ${r.data.kind === 'a' || r.data.kind === 'aaaa' ? r.data.address : ''}`),
+    ['kms1.branch.corp.example 192.0.2.1', 'kms2.branch.corp.example 192.0.2.50', 'kms2.branch.corp.example 2001:db8::50'],
+  );
   t.equal(a.answers[0]!.ttl, 300);
 });
 
@@ -48,7 +56,13 @@ t.test('negative answers carry the SOA; REFUSED outside the zones', async (t) =>
   t.equal(nx.rcode, RCODE.NXDOMAIN);
   t.same(nx.answers, []);
   t.equal(nx.authorities[0]!.type, RR_TYPE.SOA);
-  t.match(nx.authorities[0]!.data, { kind: 'soa', serial: 42, minimum: 600, mname: 'appliance.corp.example', rname: 'hostmaster.corp.example' });
+  t.match(nx.authorities[0]!.data, {
+    kind: 'soa',
+    serial: 42,
+    minimum: 600,
+    mname: 'appliance.corp.example',
+    rname: 'hostmaster.corp.example',
+  });
   const nodata = buildDnsAnswer(ZONES, q('_vlmcs._tcp.corp.example', RR_TYPE.A), OPTS);
   t.equal(nodata.rcode, RCODE.NOERROR);
   t.same(nodata.answers, []);
@@ -65,10 +79,23 @@ t.test('negative answers carry the SOA; REFUSED outside the zones', async (t) =>
 
 t.test('apex SOA and NS, ANY, case-insensitive match echoing the asked spelling', async (t) => {
   const any = buildDnsAnswer(ZONES, q('CORP.example', RR_TYPE.ANY), OPTS);
-  t.same(any.answers.map((r) => [r.name, r.type]), [['CORP.example', RR_TYPE.SOA], ['CORP.example', RR_TYPE.NS]]);
-  t.same(any.additionals.map((r) => r.type), [RR_TYPE.A, RR_TYPE.AAAA], 'NS target addresses');
+  t.same(
+    any.answers.map((r) => [r.name, r.type]),
+    [
+      ['CORP.example', RR_TYPE.SOA],
+      ['CORP.example', RR_TYPE.NS],
+    ],
+  );
+  t.same(
+    any.additionals.map((r) => r.type),
+    [RR_TYPE.A, RR_TYPE.AAAA],
+    'NS target addresses',
+  );
   const aaaa = buildDnsAnswer(ZONES, q('Appliance.corp.example', RR_TYPE.AAAA), OPTS);
-  t.same(aaaa.answers.map((r) => r.data), [{ kind: 'aaaa', address: '2001:db8::50' }]);
+  t.same(
+    aaaa.answers.map((r) => r.data),
+    [{ kind: 'aaaa', address: '2001:db8::50' }],
+  );
 });
 
 t.test('selfTargetIn keeps a name inside the zone and qualifies a short one', async (t) => {

@@ -18,14 +18,31 @@ function pick<T>(rnd: () => number, list: readonly T[]): T {
 
 /** Well-formed queries the mutations start from. */
 function seedQueries(zone: string): Buffer[] {
-  const names = [`_vlmcs._tcp.${zone}`, zone, `kms.${zone}`, `nothere.${zone}`, `_VLMCS._TCP.${zone.toUpperCase()}`, 'www.example.com', `a.b.c.d.e.${zone}`];
+  const names = [
+    `_vlmcs._tcp.${zone}`,
+    zone,
+    `kms.${zone}`,
+    `nothere.${zone}`,
+    `_VLMCS._TCP.${zone.toUpperCase()}`,
+    'www.example.com',
+    `a.b.c.d.e.${zone}`,
+  ];
   const types = [RR_TYPE.SRV, RR_TYPE.A, RR_TYPE.AAAA, RR_TYPE.SOA, RR_TYPE.NS, RR_TYPE.ANY, RR_TYPE.AXFR, RR_TYPE.TXT, 65280];
   const out: Buffer[] = [];
   for (const name of names) {
     for (const type of types) {
       for (const edns of [undefined, 512, 1232, 65535]) {
-        const additionals: DnsRecord[] = edns === undefined ? [] : [{ name: '', type: RR_TYPE.OPT, class: edns, ttl: 0, data: { kind: 'raw', bytes: Buffer.alloc(0) } }];
-        out.push(encodeMessage({ header: { ...EMPTY_HEADER, id: out.length, rd: out.length % 2 === 0 }, questions: [{ name, type, class: RR_CLASS.IN }], answers: [], authorities: [], additionals }));
+        const additionals: DnsRecord[] =
+          edns === undefined ? [] : [{ name: '', type: RR_TYPE.OPT, class: edns, ttl: 0, data: { kind: 'raw', bytes: Buffer.alloc(0) } }];
+        out.push(
+          encodeMessage({
+            header: { ...EMPTY_HEADER, id: out.length, rd: out.length % 2 === 0 },
+            questions: [{ name, type, class: RR_CLASS.IN }],
+            answers: [],
+            authorities: [],
+            additionals,
+          }),
+        );
       }
     }
   }
@@ -91,7 +108,14 @@ function udpBurst(host: string, port: number, datagrams: Buffer[], from: string 
 type TcpAttack = 'lying-length' | 'drip' | 'flood-unread' | 'mutated-frames' | 'random-chunks';
 
 /** One hostile TCP connection; resolves with the messages (or fragments) it sent. */
-function tcpAttack(host: string, port: number, kind: TcpAttack, seeds: Buffer[], rnd: () => number, from: string | undefined): Promise<number> {
+function tcpAttack(
+  host: string,
+  port: number,
+  kind: TcpAttack,
+  seeds: Buffer[],
+  rnd: () => number,
+  from: string | undefined,
+): Promise<number> {
   return new Promise((resolve) => {
     const s = net.connect({ host, port, ...(from ? { localAddress: from } : {}) });
     let sent = 0;
@@ -159,14 +183,25 @@ function tcpAttack(host: string, port: number, kind: TcpAttack, seeds: Buffer[],
 }
 
 function srvQuery(zone: string, id: number): Buffer {
-  return encodeMessage({ header: { ...EMPTY_HEADER, id, rd: true }, questions: [{ name: `_vlmcs._tcp.${zone}`, type: RR_TYPE.SRV, class: RR_CLASS.IN }], answers: [], authorities: [], additionals: [] });
+  return encodeMessage({
+    header: { ...EMPTY_HEADER, id, rd: true },
+    questions: [{ name: `_vlmcs._tcp.${zone}`, type: RR_TYPE.SRV, class: RR_CLASS.IN }],
+    answers: [],
+    authorities: [],
+    additionals: [],
+  });
 }
 
 /** True when `reply` answers query `id` with NOERROR and at least one SRV record for the zone. */
 function goodAnswer(reply: Buffer, id: number, zone: string): boolean {
   try {
     const m = decodeMessage(reply);
-    return m.header.id === id && m.header.qr && m.header.rcode === 0 && m.answers.some((a) => a.type === RR_TYPE.SRV && a.name.toLowerCase() === `_vlmcs._tcp.${zone}`.toLowerCase());
+    return (
+      m.header.id === id &&
+      m.header.qr &&
+      m.header.rcode === 0 &&
+      m.answers.some((a) => a.type === RR_TYPE.SRV && a.name.toLowerCase() === `_vlmcs._tcp.${zone}`.toLowerCase())
+    );
   } catch {
     return false;
   }
@@ -217,7 +252,9 @@ export function dnsFuzzTarget(opts: { host: string; port: number; zone: string }
     async round(rnd) {
       const from = attackerAddress(opts.host, rnd);
       const datagrams = Array.from({ length: UDP_PER_ROUND }, () => mutate(pick(rnd, seeds), rnd));
-      const tcp = Array.from({ length: 3 + Math.floor(rnd() * 4) }, () => tcpAttack(opts.host, opts.port, pick(rnd, attacks), seeds, rnd, attackerAddress(opts.host, rnd)));
+      const tcp = Array.from({ length: 3 + Math.floor(rnd() * 4) }, () =>
+        tcpAttack(opts.host, opts.port, pick(rnd, attacks), seeds, rnd, attackerAddress(opts.host, rnd)),
+      );
       const [, ...tcpSent] = await Promise.all([udpBurst(opts.host, opts.port, datagrams, from), ...tcp]);
       return datagrams.length + tcpSent.reduce((a, b) => a + b, 0);
     },

@@ -408,9 +408,14 @@ export function ednsOf(rr: DnsRecord): EdnsInfo {
 }
 
 export function buildOptRecord(udpPayloadSize: number, extendedRcode = 0): DnsRecord {
-  return { name: '', type: RR_TYPE.OPT, class: udpPayloadSize, ttl: ((extendedRcode & 0xff) << 24) >>> 0, data: { kind: 'raw', bytes: Buffer.alloc(0) } };
+  return {
+    name: '',
+    type: RR_TYPE.OPT,
+    class: udpPayloadSize,
+    ttl: ((extendedRcode & 0xff) << 24) >>> 0,
+    data: { kind: 'raw', bytes: Buffer.alloc(0) },
+  };
 }
-
 
 // ---------------------------------------------------------------- the common query, read fast
 

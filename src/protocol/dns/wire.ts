@@ -25,7 +25,11 @@ export class DnsReader {
 
   private need(n: number, what: string): number {
     if (this.pos + n > this.buf.length) {
-      throw new ProtocolError('KMS_ERR_DNS_MALFORMED', `${what} runs past the end of the message`, { at: this.pos, need: n, have: this.buf.length - this.pos });
+      throw new ProtocolError('KMS_ERR_DNS_MALFORMED', `${what} runs past the end of the message`, {
+        at: this.pos,
+        need: n,
+        have: this.buf.length - this.pos,
+      });
     }
     const at = this.pos;
     this.pos += n;
@@ -59,7 +63,8 @@ export class DnsReader {
 
   /** Fails unless the cursor stands exactly at `end` (RDATA must fill RDLENGTH, no trailing bytes). */
   expectAt(end: number, what: string): void {
-    if (this.pos !== end) throw new ProtocolError('KMS_ERR_DNS_MALFORMED', `${what}: ${end - this.pos} bytes unaccounted for`, { at: this.pos });
+    if (this.pos !== end)
+      throw new ProtocolError('KMS_ERR_DNS_MALFORMED', `${what}: ${end - this.pos} bytes unaccounted for`, { at: this.pos });
   }
 }
 
