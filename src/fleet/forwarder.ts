@@ -12,7 +12,7 @@ import { KmsError } from '../errors';
 import type { NameResolver } from '../catalog/name-resolver';
 import { memoizeNames } from '../catalog/name-resolver';
 import type { Clock } from '../host/ports';
-import type { FleetOutbox, MachineCursor, OutboxMachine } from '../store/fleet-outbox';
+import type { FleetOutbox, MachineCursor, OutboxEvent, OutboxMachine } from '../store/fleet-outbox';
 import type { StoreLog } from '../store/store-log';
 import { connectionConfig, describeTarget, explainPostgresError } from './pg-connection';
 import { REMOTE_SCHEMA_VERSION, remoteSchemaVersion } from './remote-schema';
@@ -66,6 +66,15 @@ export interface SyncResult {
   readonly machines: number;
   readonly events: number;
   readonly batches: number;
+}
+
+/**
+ * SQLSTATE class 22 (data exception: a value out of range, text PostgreSQL cannot store) and 23
+ * (a constraint): the rows themselves are refused, not the connection or the privileges.
+ */
+function isRowRejection(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code);
 }
 
 /** Exponential backoff with jitter: retries from many sites do not arrive in step. */
@@ -339,6 +348,38 @@ export class FleetForwarder {
     );
   }
 
+  /**
+   * PostgreSQL refused a value of the batch (out of range, invalid text): sending it again would
+   * fail forever and stop the reporting. Each row goes alone instead; the rows it refuses are
+   * skipped with one warning, and every other row arrives.
+   */
+  private async sendRowByRow(
+    client: Client, site: SiteReport, machines: readonly OutboxMachine[], events: readonly OutboxEvent[], offset: number, first: unknown,
+  ): Promise<BatchWritten> {
+    let written: BatchWritten = { previousHostName: null };
+    let skippedMachines = 0;
+    let skippedEvents = 0;
+    const one = async (batch: { machines: readonly OutboxMachine[]; events: readonly OutboxEvent[] }): Promise<boolean> => {
+      try {
+        written = await writeBatch(client, { site, ...batch, eventOffset: offset }, this.names);
+        return true;
+      } catch (err) {
+        if (!isRowRejection(err)) throw err;
+        return false;
+      }
+    };
+    // The site's own row alone first: if that is refused, no row is to blame and none is skipped.
+    if (!(await one({ machines: [], events: [] }))) throw first;
+    for (const m of machines) if (!(await one({ machines: [m], events: [] }))) skippedMachines++;
+    for (const e of events) if (!(await one({ machines: [], events: [e] }))) skippedEvents++;
+    this.options.log.warn(
+      { code: 'KMS_ERR_FLEET_SEND_FAILED', fleet: this.target, skippedMachines, skippedEvents, err: (first as Error).message },
+      `the fleet database refused ${skippedMachines} machines and ${skippedEvents} events (${(first as Error).message}); ` +
+        'they are skipped so that the rest keeps arriving (local counting and the local records are unaffected)',
+    );
+    return written;
+  }
+
   /** Applies the outbox bound and repairs the event mark; returns where sending continues. */
   private eventMark(): { acked: number; offset: number; backlog: number } {
     const state = this.outbox.state();
@@ -419,8 +460,11 @@ export class FleetForwarder {
     try {
       written = await writeBatch(client, { site, machines, events, eventOffset: mark.offset }, this.names);
     } catch (err) {
-      this.cursor = startCursor;
-      throw err;
+      if (!isRowRejection(err)) {
+        this.cursor = startCursor;
+        throw err;
+      }
+      written = await this.sendRowByRow(client, site, machines, events, mark.offset, err);
     }
     // Stopped meanwhile: the store may be closing. Not acknowledging only means the batch is sent
     // again after the restart, where the idempotent writes make it a no-op.

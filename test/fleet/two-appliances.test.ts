@@ -128,3 +128,22 @@ t.test('names a hostile client chose cannot stop the reporting', async (t) => {
   t.equal(got[2]!.workstation, 'quote\'"\\back', 'quotes and backslashes arrive as they are');
   t.equal(got[4]!.workstation, "'; DROP TABLE kms_fleet.machines; --", 'SQL in a name is just a name');
 });
+
+t.test('a row PostgreSQL refuses is skipped with a warning; the rest of its batch arrives', async (t) => {
+  const fleet = await fleetDatabase(pg);
+  const site = appliance(t, fleet.fleetConfig('Odd'));
+  for (let n = 1; n <= 10; n++) site.store.recordActivation(obs(n), NOW, WINDOW);
+  // A request count beyond PostgreSQL's integer (SQLite's is 64-bit): the row cannot be stored.
+  connectionOf(site.store).prepare('UPDATE clients SET requests = 3000000000 WHERE cmid = ?').run(cmid(4));
+  const r = await site.forwarder.syncNow();
+  t.same([r.machines, r.events], [10, 10], 'the batch was dealt with');
+  const warning = site.log.lines.find((l) => l.level === 'warn' && l.obj.skippedMachines !== undefined);
+  t.same([warning?.obj.skippedMachines, warning?.obj.skippedEvents], [1, 0], 'one machine skipped, said once');
+  const db = await fleet.connectAs('superuser');
+  t.teardown(() => db.end());
+  const [n] = await rows<{ m: string; e: string }>(db, 'SELECT (SELECT count(*) FROM kms_fleet.machines) AS m, (SELECT count(*) FROM kms_fleet.events) AS e');
+  t.same([Number(n!.m), Number(n!.e)], [9, 10], 'every other row arrived');
+  const again = await site.forwarder.syncNow();
+  t.same([again.machines, again.events], [0, 0], 'and the refused row is not retried forever');
+  t.equal(site.forwarder.health().failingSinceMs, null, 'reporting is healthy');
+});
