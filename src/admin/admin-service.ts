@@ -16,7 +16,7 @@ import { startAdminServer, type AdminServerHandle, type AdminServerLog } from '.
 import { LoginGuard } from './login';
 import { passwordFile, readPasswordRecord, type PasswordRecord } from './password';
 import { AdminRouter } from './router';
-import { SnapshotService } from './snapshot-service';
+import { STATUS_WAIT_MS, SnapshotService, waitAtMost } from './snapshot-service';
 import type { AdminSnapshot } from './snapshot';
 import { loadOrCreateSelfSigned, readSitePair, type CertificatePair } from './tls-certificate';
 import { VERSION } from '../version';
@@ -138,7 +138,7 @@ export async function startAdmin(listen: readonly ListenAddress[], deps: AdminDe
   let entitlements: readonly Entitlement[] = config.entitlements;
   const health = () => checkHealth(sources, now());
   const snapshot = async (): Promise<AdminSnapshot> => {
-    const inventory = await deps.snapshots.inventory(entitlements);
+    const inventory = await waitAtMost(deps.snapshots.inventory(entitlements), STATUS_WAIT_MS, 'the figures are still being computed (a big database takes a while the first time); try again in a minute');
     return {
       generatedAt: new Date(now()).toISOString(),
       version: VERSION,

@@ -35,9 +35,22 @@ require(workerData.entry).runSnapshotWorker();
 `;
 
 export class AdminBusyError extends Error {
-  constructor() {
-    super('the admin page is busy; try again in a moment');
+  constructor(message = 'the admin page is busy; try again in a moment') {
+    super(message);
   }
+}
+
+/** How long a page or API request waits for a status still being computed before answering 503. */
+export const STATUS_WAIT_MS = 30_000;
+
+/** `promise`, or AdminBusyError once `ms` passed (the work itself goes on). */
+export function waitAtMost<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new AdminBusyError(message)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 export interface SnapshotLog {
@@ -71,7 +84,9 @@ export class SnapshotService {
     if (this.status && now - this.status.at < STATUS_TTL_MS) return this.status.value;
     const previous = this.lastGood;
     if (!this.refreshing) {
-      const value = this.request({ op: 'status', nowMs: now, entitlements }) as Promise<InventoryView>;
+      // No deadline here: on a slow box with a huge store the first one may take minutes, and its
+      // result must still land (the caller gives up waiting on its own, see admin-service.ts).
+      const value = this.request({ op: 'status', nowMs: now, entitlements }, 0) as Promise<InventoryView>;
       this.refreshing = value;
       value.then(
         (v) => {
@@ -124,16 +139,17 @@ export class SnapshotService {
     if (w) await w.terminate();
   }
 
-  private request(body: DistributiveOmit<WorkerRequest, 'id'>): Promise<WorkerValue> {
+  private request(body: DistributiveOmit<WorkerRequest, 'id'>, timeoutMs = REQUEST_TIMEOUT_MS): Promise<WorkerValue> {
     if (this.closed) return Promise.reject(new Error('the admin page is stopping'));
     if (this.waiting.size >= MAX_QUEUED) return Promise.reject(new AdminBusyError());
     const worker = this.ensureWorker();
     const id = this.nextId++;
     return new Promise<WorkerValue>((resolve, reject) => {
       const timer = setTimeout(() => {
+        if (timeoutMs === 0) return;
         this.waiting.delete(id);
         reject(new Error('the database read took too long'));
-      }, REQUEST_TIMEOUT_MS);
+      }, timeoutMs === 0 ? 0x7fffffff : timeoutMs);
       timer.unref();
       this.waiting.set(id, { resolve, reject, timer });
       worker.postMessage({ ...body, id } as WorkerRequest);

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { generateStore } from '../../scripts/generate-store';
-import { SnapshotService } from '../../src/admin/snapshot-service';
+import { AdminBusyError, SnapshotService, waitAtMost } from '../../src/admin/snapshot-service';
 
 t.test('one computation per interval; stale-while-revalidate after it', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-snap-'));
@@ -34,4 +34,17 @@ t.test('one computation per interval; stale-while-revalidate after it', async (t
   const counts = await service.refreshCounts();
   t.ok(counts.distinctMachines > 0 && counts.distinctMachines <= 500);
   t.same(warnings, []);
+});
+
+t.test('a caller waits a bounded time for a status still being computed; the work goes on', async (t) => {
+  // waitAtMost's timer is unref'd (it must not keep a stopping server alive): keep this test's loop alive.
+  const keep = setInterval(() => undefined, 1000);
+  t.teardown(() => clearInterval(keep));
+  let finish: (v: string) => void = () => undefined;
+  const work = new Promise<string>((r) => (finish = r));
+  await t.rejects(waitAtMost(work, 20, 'still computing'), { message: 'still computing' });
+  t.type(await waitAtMost(work, 20, 'x').catch((e: unknown) => e), AdminBusyError, 'a busy answer (503), not a failure');
+  finish('done');
+  t.equal(await work, 'done', 'the computation itself was not cancelled');
+  t.equal(await waitAtMost(Promise.resolve(1), 20, 'x'), 1);
 });
