@@ -20,20 +20,22 @@ export interface PendingMachine {
   firstRefused?: ClientRow;
   /** The first served request, replayed with the served upsert (it finds changes against the file). */
   firstServed?: ClientRow;
-  /** Machines this one replaced (PROTOCOL.md §7.2) before `firstServed`: their own pending writes go first. */
-  readonly replacedFirst: Replaced[];
-  /** Machines replaced afterwards: the row exists by then, so they are only deleted. */
-  readonly replacedLater: Replaced[];
+  /** Machine ids this one replaced (PROTOCOL.md §7.2) with its first request, renamed before `firstServed`. */
+  readonly replacedFirst: string[];
   /** Requests after the first of each kind, folded (undefined = none). */
   later?: LaterWrites;
   /** Last counted time this machine will have once written (null = never served). */
   counted: number | null;
 }
 
-interface Replaced {
-  readonly cmid: string;
-  /** Its writes still pending when it was replaced, replayed before it is renamed or deleted. */
-  readonly writes: PendingMachine | undefined;
+/**
+ * A machine replaced by a later request of one that already had a row: it is only deleted, at the
+ * point of the request (its own earlier writes come before, any later ones after).
+ */
+export interface PendingDeletion {
+  readonly application: string;
+  readonly deleted: string;
+  readonly into: string;
 }
 
 /** Parameters of the fold statement (rows.ts FOLD_CLIENT). */
@@ -48,7 +50,10 @@ interface LaterWrites {
   served: ClientRow | null;
   /** The workstation and address the row has after firstServed and the later served requests. */
   workstation: string;
-  client_address: string;
+  /** null while unknown here: firstServed came without an address, so the row kept its own. */
+  client_address: string | null;
+  /** The first address that came while it was unknown: whether it changed is for the row to say. */
+  first_address: string | null;
   workstation_changes: number;
   previous_workstation: string;
   address_changes: number;
@@ -56,6 +61,10 @@ interface LaterWrites {
 }
 
 export class PendingWrites {
+  // Replay order: each machine's entry sits where its first request came, deletions where theirs
+  // did. A machine that is replaced is sealed (its entry stays in place, taking no more writes);
+  // should it ask again, it gets a new entry further on, as the requests happened.
+  private order: (PendingMachine | PendingDeletion)[] = [];
   private machines = new Map<string, PendingMachine>();
   /** Machine ids replaced while pending: they have no row once written (for counting lookups). */
   private replacedKeys = new Set<string>();
@@ -64,7 +73,6 @@ export class PendingWrites {
   /** Machines held, replaced ones included: what the bound applies to. */
   private units = 0;
   droppedEvents = 0;
-  refusedMachines = 0;
 
   constructor(private readonly limits: PendingLimits) {}
 
@@ -93,9 +101,12 @@ export class PendingWrites {
   served(row: ClientRow, previous: string | undefined): void {
     const m = this.entry(row.application, row.cmid);
     if (previous !== undefined) {
-      const replaced = this.replace(row.application, previous);
-      // Before the first served write, the rename may hand the old row to this id (if it has none).
-      (m.firstServed === undefined && m.firstRefused === undefined ? m.replacedFirst : m.replacedLater).push(replaced);
+      this.seal(row.application, previous);
+      this.units++;
+      // With the first request the rename may hand the old row to this id (if it has none);
+      // later, this id has a row, so the old one is only deleted.
+      if (m.firstServed === undefined && m.firstRefused === undefined) m.replacedFirst.push(previous);
+      else this.order.push({ application: row.application, deleted: previous, into: row.cmid });
     }
     m.counted = Math.max(m.counted ?? -Infinity, row.now);
     if (m.firstServed !== undefined) {
@@ -109,7 +120,7 @@ export class PendingWrites {
       l.last_hresult = row.last_hresult;
       l.last_seen = Math.max(l.last_seen, row.now);
       l.workstation = row.workstation;
-      l.client_address = row.client_address;
+      l.client_address = row.client_address === '' ? null : row.client_address;
     }
   }
 
@@ -154,14 +165,23 @@ export class PendingWrites {
     for (const k of this.replacedKeys) if (k.startsWith(prefix)) yield k.slice(prefix.length);
   }
 
-  /** Every machine in the order its writes must be replayed; the caller wraps this in one transaction. */
-  replay(write: { machine(m: PendingMachine): void; event(e: EventRow): void; setting(key: string, value: string): void }): void {
-    for (const m of this.machines.values()) write.machine(m);
+  /** Every write in the order it must be replayed; the caller wraps this in one transaction. */
+  replay(write: {
+    machine(m: PendingMachine): void;
+    deletion(d: PendingDeletion): void;
+    event(e: EventRow): void;
+    setting(key: string, value: string): void;
+  }): void {
+    for (const op of this.order) {
+      if ('deleted' in op) write.deletion(op);
+      else write.machine(op);
+    }
     for (const e of this.events) write.event(e);
     for (const [k, v] of this.settingsMap) write.setting(k, v);
   }
 
   clear(): void {
+    this.order = [];
     this.machines = new Map();
     this.replacedKeys = new Set();
     this.events = [];
@@ -174,23 +194,19 @@ export class PendingWrites {
     const key = keyOf(application, cmid);
     let m = this.machines.get(key);
     if (m === undefined) {
-      m = { application, cmid, replacedFirst: [], replacedLater: [], counted: null };
+      m = { application, cmid, replacedFirst: [], counted: null };
       this.machines.set(key, m);
+      this.order.push(m);
       this.replacedKeys.delete(key);
       this.units++;
     }
     return m;
   }
 
-  // The replaced machine's own pending writes move along, so they are replayed before it goes;
-  // if it asks again later it gets a new entry, replayed after (as the requests happened).
-  private replace(application: string, cmid: string): Replaced {
+  private seal(application: string, cmid: string): void {
     const key = keyOf(application, cmid);
-    const writes = this.machines.get(key);
     this.machines.delete(key);
     this.replacedKeys.add(key);
-    if (writes === undefined) this.units++;
-    return { cmid, writes };
   }
 
   private fold(m: PendingMachine, row: ClientRow, served: boolean): void {
@@ -206,7 +222,8 @@ export class PendingWrites {
         last_hresult: row.last_hresult,
         served: null,
         workstation: anchor?.workstation ?? '',
-        client_address: anchor?.client_address ?? '',
+        client_address: anchor === undefined || anchor.client_address === '' ? null : anchor.client_address,
+        first_address: null,
         workstation_changes: 0,
         previous_workstation: '',
         address_changes: 0,
@@ -225,9 +242,12 @@ export class PendingWrites {
       l.previous_workstation = l.workstation;
       l.workstation = row.workstation;
     }
-    if (row.client_address !== '' && row.client_address !== l.client_address) {
+    if (row.client_address !== '' && l.client_address === null) {
+      l.first_address = row.client_address;
+      l.client_address = row.client_address;
+    } else if (row.client_address !== '' && row.client_address !== l.client_address) {
       l.address_changes++;
-      l.previous_address = l.client_address;
+      l.previous_address = l.client_address!;
       l.client_address = row.client_address;
     }
   }

@@ -116,8 +116,10 @@ export const FOLD_CLIENT = `
     last_hresult = :last_hresult,
     previous_workstation = CASE WHEN :workstation_changes > 0 THEN :previous_workstation ELSE previous_workstation END,
     workstation_changes = workstation_changes + :workstation_changes,
-    previous_address = CASE WHEN :address_changes > 0 THEN :previous_address ELSE previous_address END,
-    address_changes = address_changes + :address_changes,
+    previous_address = CASE WHEN :address_changes > 0 THEN :previous_address
+      WHEN :first_address IS NOT NULL AND client_address <> :first_address THEN client_address ELSE previous_address END,
+    address_changes = address_changes + :address_changes
+      + (:first_address IS NOT NULL AND client_address <> :first_address),
     workstation = CASE WHEN :has_served THEN :workstation ELSE workstation END,
     client_address = CASE WHEN :has_served AND :client_address <> '' THEN :client_address ELSE client_address END,
     sku = CASE WHEN :has_served THEN :sku ELSE sku END,

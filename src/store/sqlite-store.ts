@@ -410,6 +410,10 @@ export class SqliteStore implements ActivationStore {
       this.inTransaction(() => {
         this.pending.replay({
           machine: (m) => this.replayMachine(m),
+          deletion: (d) => {
+            this.renameClient.run(d.into, d.application, d.deleted);
+            this.deleteClient.run(d.application, d.deleted);
+          },
           event: (e) => this.insertEvent.run(e),
           setting: (k, v) => this.upsertSetting.run(k, v),
         });
@@ -591,17 +595,12 @@ export class SqliteStore implements ActivationStore {
 
   /** One machine's pending writes in the order the requests made them (pending-writes.ts). */
   private replayMachine(m: PendingMachine): void {
-    const replace = (list: PendingMachine['replacedFirst']) => {
-      for (const r of list) {
-        if (r.writes) this.replayMachine(r.writes);
-        this.renameClient.run(m.cmid, m.application, r.cmid);
-        this.deleteClient.run(m.application, r.cmid);
-      }
-    };
     if (m.firstRefused) this.upsertRefused.run(m.firstRefused);
-    replace(m.replacedFirst);
+    for (const previous of m.replacedFirst) {
+      this.renameClient.run(m.cmid, m.application, previous);
+      this.deleteClient.run(m.application, previous);
+    }
     if (m.firstServed) this.upsertServed.run(m.firstServed);
-    replace(m.replacedLater);
     const l = m.later;
     if (l) {
       const s = l.served;
@@ -618,7 +617,8 @@ export class SqliteStore implements ActivationStore {
         previous_address: l.previous_address,
         has_served: s === null ? 0 : 1,
         workstation: l.workstation,
-        client_address: l.client_address,
+        client_address: l.client_address ?? '',
+        first_address: l.first_address,
         sku: s?.sku ?? '',
         kms_group: s?.kms_group ?? '',
         license_status: s?.license_status ?? 0,
