@@ -100,3 +100,16 @@ t.test('a report without data or entitlements says so', async (t) => {
   t.match(r.out, /No organisation entitlements are recorded/);
   t.match(r.out, /none has reported yet/);
 });
+
+t.test('a site name another box chose is printed inert', async (t) => {
+  const fleet = await fleetDatabase(pg);
+  const evil = appliance(t, fleet.fleetConfig('Evil\u001b[2J\u202eSite'));
+  evil.store.recordActivation(obs(1), NOW, WINDOW);
+  await evil.forwarder.syncNow();
+  const su = await fleet.connectAs('superuser');
+  t.teardown(() => su.end());
+  await su.query("UPDATE kms_fleet.appliances SET last_contact = now() - interval '48 hours'");
+  const r = await runReport(fleet, []);
+  t.notMatch(r.out, /\u001b|\u202e/, 'no escape or bidi character reaches the terminal');
+  t.match(r.out, /Silent: Evil\\x1b\[2J\\u202eSite/, 'they are shown escaped');
+});

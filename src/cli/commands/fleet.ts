@@ -7,6 +7,7 @@ import { Client } from 'pg';
 import { EXIT, UsageProblem, defineCommand, type Command, type CommandIo } from '../command';
 import { COMMON_OPTIONS, loadSettings } from '../inventory-access';
 import { formatCsv, formatTable, shortTime, type Column } from '../tabular';
+import { inert, toJson } from '../terminal';
 import { KmsError } from '../../errors';
 import { databaseFile } from '../../store/data-dir';
 import { FleetOutbox } from '../../store/fleet-outbox';
@@ -209,8 +210,9 @@ function writeTable(io: Io, r: FleetReport): void {
   const over = r.compliance.filter((c) => c.overUse);
   const silent = r.sites.filter((s) => s.silent);
   w('\n');
-  if (over.length > 0) w(`Over-used: ${over.map((c) => `${c.product} (${c.activeMachines} machines, ${c.licenses} licences)`).join(', ')}.\n`);
-  if (silent.length > 0) w(`Silent: ${silent.map((s) => `${s.siteName} (last report ${shortTime(Date.parse(s.lastContact))})`).join(', ')}.\n`);
+  // Site and product names come from other boxes and from head office: printed inert.
+  if (over.length > 0) w(`Over-used: ${over.map((c) => `${inert(c.product)} (${c.activeMachines} machines, ${c.licenses} licences)`).join(', ')}.\n`);
+  if (silent.length > 0) w(`Silent: ${silent.map((s) => `${inert(s.siteName)} (last report ${shortTime(Date.parse(s.lastContact))})`).join(', ')}.\n`);
 }
 
 export const fleetReport = defineCommand({
@@ -237,7 +239,7 @@ export const fleetReport = defineCommand({
     } finally {
       await client.end().catch(() => undefined);
     }
-    if (format === 'json') io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    if (format === 'json') io.stdout.write(`${toJson(report, 2)}\n`);
     else if (format === 'csv') io.stdout.write(formatCsv(csvRows(report), CSV_COLUMNS));
     else writeTable(io, report);
     return EXIT.OK;
@@ -301,7 +303,7 @@ export function describeLocalFleetStatus(s: LocalFleetStatus): string[] {
     `  last successful send: ${shortTime(s.lastSuccessMs)}`,
     `  waiting in the outbox: ${s.backlogEvents} events${s.oldestUnsentMs === null ? '' : ` (oldest ${shortTime(s.oldestUnsentMs)})`}`,
   ];
-  if (s.lastError !== null) lines.push(`  failing since ${shortTime(s.lastErrorMs)}: ${s.lastError}`);
+  if (s.lastError !== null) lines.push(`  failing since ${shortTime(s.lastErrorMs)}: ${inert(s.lastError)}`);
   if (s.droppedEvents > 0) lines.push(`  ${s.droppedEvents} events were never sent (outbox full or pruned); machines and counting are unaffected`);
   return lines;
 }
@@ -320,7 +322,7 @@ export const fleetStatus = defineCommand({
       io.stderr.write(`kms-appliance fleet status: cannot read ${databaseFile(dataDir)}: ${(err as Error).message}\n`);
       return EXIT.FAILURE;
     }
-    if (values.json) io.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+    if (values.json) io.stdout.write(`${toJson(status, 2)}\n`);
     else io.stdout.write(describeLocalFleetStatus(status).join('\n') + '\n');
     return EXIT.OK;
   },
