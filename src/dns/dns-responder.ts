@@ -59,10 +59,10 @@ export interface DnsResponderSettings {
 export type Forwarder = (query: Buffer, client: DnsClient) => Promise<Buffer>;
 
 // RFC 1035 §4.2.1: without EDNS a UDP answer is at most 512 bytes.
-export const CLASSIC_UDP_LIMIT = 512;
+const CLASSIC_UDP_LIMIT = 512;
 // What we advertise and never exceed over UDP, whatever the client offers: the DNS Flag Day
 // 2020 size, which avoids IP fragmentation on ordinary paths.
-export const MAX_UDP_PAYLOAD = 1232;
+const MAX_UDP_PAYLOAD = 1232;
 const EDNS_VERSION = 0;
 
 /** A reply now, silence (null), or a reply later (only forwarding waits for another server). */
@@ -331,7 +331,7 @@ function errorResponse(query: DnsHeader, rcode: number): DnsMessage {
  * when the answer or authority section itself does not fit, the reply keeps only the question
  * (and OPT) and sets TC so the client asks again over TCP (RFC 1035 §4.2.1, RFC 7766 §5).
  */
-export function encodeForUdp(response: DnsMessage, limit: number): Buffer {
+function encodeForUdp(response: DnsMessage, limit: number): Buffer {
   if (encodingLength(response) <= limit) return encodeMessage(response);
   const opt = response.additionals.filter((r) => r.type === RR_TYPE.OPT);
   const noExtra: DnsMessage = { ...response, additionals: opt };

@@ -170,7 +170,7 @@ export function decodeHeader(msg: Buffer): DnsHeader {
 }
 
 /** Section counts as declared in the header. */
-export function headerCounts(msg: Buffer): [number, number, number, number] {
+function headerCounts(msg: Buffer): [number, number, number, number] {
   const r = new DnsReader(msg, 4);
   return [r.u16('header'), r.u16('header'), r.u16('header'), r.u16('header')];
 }
@@ -285,7 +285,7 @@ export function decodeMessage(msg: Buffer): DecodedMessage {
 
 // ---------------------------------------------------------------- encoding
 
-export function encodeFlags(h: DnsHeader): number {
+function encodeFlags(h: DnsHeader): number {
   return (
     (h.qr ? 0x8000 : 0) |
     ((h.opcode & 0xf) << 11) |
