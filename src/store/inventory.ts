@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { COUNT_WINDOW_MS, reportedCount } from '../host/counting';
 import { EPID_SETTING_PREFIX, HWID_SETTING } from '../host/host-identity';
 import type { StoredClientRow } from './rows';
+import { STORE_TUNING } from '../config/defaults';
 import { databaseFile } from './data-dir';
 import { openDatabase, SCHEMA_VERSION } from './schema';
 import { ID_NAMES, memoizeNames, type NameResolver } from '../catalog/name-resolver';
@@ -145,7 +146,7 @@ export class Inventory {
   /** Opens `dataDir`'s database read-only; throws StoreError like SqliteStore.open. */
   static open(dataDir: string, options: { names?: NameResolver; busyTimeoutMs?: number } = {}): Inventory {
     const file = databaseFile(dataDir);
-    const db = openDatabase(file, { readonly: true, busyTimeoutMs: options.busyTimeoutMs ?? 5000 });
+    const db = openDatabase(file, { readonly: true, busyTimeoutMs: options.busyTimeoutMs ?? STORE_TUNING.busyTimeoutMs });
     return new Inventory(db, file, options.names ?? ID_NAMES, true);
   }
 
