@@ -202,10 +202,13 @@ export class SqliteStore implements ActivationStore {
     );
     // Events are appended in time order, so the rows to prune are a prefix of the rowid order:
     // this walks only the rows it deletes and needs no index on time (one less write per request).
+    // The newest event always stays, however old: with the table emptied, SQLite would hand out
+    // ids from 1 again, and readers that follow the log by increasing id (fleet reporting) would
+    // skip what comes next.
     this.pruneByAge = db.prepare(`
       DELETE FROM events WHERE id < COALESCE(
         (SELECT id FROM events WHERE time_ms >= ? ORDER BY id LIMIT 1),
-        (SELECT MAX(id) + 1 FROM events))`);
+        (SELECT MAX(id) FROM events))`);
     this.pruneByCount = db.prepare('DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?');
     this.beginStmt = db.prepare('BEGIN');
     this.commitStmt = db.prepare('COMMIT');

@@ -206,6 +206,13 @@ t.test('the event log keeps 12290 fields and is pruned by age and by size', asyn
   t.equal(store.prune(T0 + 12 * DAY), 5, 'at most maxEvents rows are kept');
   t.equal(connectionOf(store).prepare('SELECT count(*) FROM events').pluck().get(), 5);
   t.equal(connectionOf(store).prepare('SELECT count(*) FROM clients').pluck().get(), 12, 'pruning touches only events');
+
+  // Everything past retention: the newest row stays, so event ids keep increasing.
+  const lastId = connectionOf(store).prepare('SELECT MAX(id) FROM events').pluck().get() as number;
+  t.equal(store.prune(T0 + 100 * DAY), 4);
+  t.same(connectionOf(store).prepare('SELECT id FROM events').pluck().all(), [lastId]);
+  store.recordRefusal(obs(99), 0xc004f06c, 'KMS_ERR_KMS_TIME_SKEW', T0 + 100 * DAY);
+  t.equal(connectionOf(store).prepare('SELECT MAX(id) FROM events').pluck().get(), lastId + 1, 'ids never start again');
 });
 
 t.test('thresholds survive a restart with their exact last-served time', async (t) => {
