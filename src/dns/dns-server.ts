@@ -55,6 +55,7 @@ export interface DnsServerHandle {
 }
 
 const FORWARD_TIMEOUT_MS = 2000;
+const FORWARD_MAX_IN_FLIGHT = 256;
 const LOG_WINDOW_MS = 10_000;
 const LOG_PER_WINDOW = 20;
 // A limit hit by one address is logged once per this period, not once per packet.
@@ -71,7 +72,20 @@ function createForwarder(upstream: readonly string[], log: DnsLog): Forwarder {
     if (!s) throw new ConfigError('KMS_ERR_CONFIG_INVALID', `dns.forwarding.upstream: "${u}" is not IP or IP:PORT`);
     return s;
   });
+  let inFlight = 0;
   return async (query) => {
+    // Each forwarded query holds a socket for up to FORWARD_TIMEOUT_MS per upstream: bounded in all,
+    // whatever the number of allowed clients (the answer is SERVFAIL, as for a silent upstream).
+    if (inFlight >= FORWARD_MAX_IN_FLIGHT) throw new Error(`${FORWARD_MAX_IN_FLIGHT} forwarded queries already wait for an upstream answer`);
+    inFlight++;
+    try {
+      return await forwardOne(query);
+    } finally {
+      inFlight--;
+    }
+  };
+
+  async function forwardOne(query: Buffer): Promise<Buffer> {
     // A fresh ID upstream, so answers cannot be spoofed by guessing the client's ID.
     const forwarded = Buffer.from(query);
     forwarded.writeUInt16BE(randomInt(0, 0x10000), 0);
@@ -88,7 +102,7 @@ function createForwarder(upstream: readonly string[], log: DnsLog): Forwarder {
       }
     }
     throw lastError instanceof Error ? lastError : new Error('no upstream resolver configured');
-  };
+  }
 }
 
 /** Logs each event with its code, at most LOG_PER_WINDOW lines per code and window. */
@@ -291,8 +305,11 @@ export async function startDnsServer(
   };
 
   const serveUdp = (udp: dgram.Socket): void => {
+    let open = true;
+    udp.once('close', () => (open = false));
     const reply = (answer: Buffer | null, rinfo: dgram.RemoteInfo): void => {
-      if (!answer) return;
+      // A forwarded answer may arrive after close().
+      if (!answer || !open) return;
       if (udp.getSendQueueCount() >= UDP_SEND_QUEUE_LIMIT) {
         stats.udpDropped++;
         return;

@@ -297,3 +297,30 @@ t.test('IPv6 clients share one budget per /64; IPv4-mapped addresses count as IP
   t.equal(answered, 5, 'the burst, then silence');
   t.ok(h.stats().rateLimited >= 3);
 });
+
+t.test('forwarded queries waiting on a silent upstream are bounded in all, over UDP too', async (t) => {
+  const upstream = dgram.createSocket('udp4');
+  let received = 0;
+  upstream.on('message', () => received++); // a black hole
+  await new Promise<void>((r) => upstream.bind(0, '127.0.0.1', () => r()));
+  t.teardown(() => upstream.close());
+  const { port } = await start(t, {
+    forwarding: { enabled: true, upstream: [`127.0.0.1:${upstream.address().port}`], allowNetworks: ['127.0.0.0/8'] },
+  });
+  const s = dgram.createSocket('udp4');
+  let servfail = 0;
+  s.on('message', (m) => {
+    if ((m[3]! & 0xf) === 2) servfail++;
+  });
+  await new Promise<void>((r) => s.bind(0, '127.0.0.7', () => r()));
+  t.teardown(() => s.close());
+  // In bursts of 50: a socket's receive buffer holds a few hundred datagrams, not 400 at once.
+  for (let i = 0; i < 400; i++) {
+    s.send(query(i, `n${i}.example.com`), port, '127.0.0.1');
+    if (i % 50 === 49) await sleep(30);
+  }
+  await sleep(500);
+  t.ok(received <= 256, `at most 256 wait upstream at once (${received})`);
+  t.ok(servfail >= 400 - 256, `the rest are answered SERVFAIL at once (${servfail})`);
+  t.equal(await goodUdp(port), 1, 'the zone is still answered');
+});
