@@ -7,7 +7,9 @@ import net from 'node:net';
 import makeMdns from 'multicast-dns';
 import type { Answer, Question } from 'dns-packet';
 import type { AppConfig } from '../config/defaults';
+import { clientGroup } from './client-group';
 import type { DnsLog } from './dns-responder';
+import { createRateLimiter } from './rate-limiter';
 
 export const MDNS_SERVICE = '_vlmcs._tcp.local';
 const SERVICES_ENUMERATION = '_services._dns-sd._udp.local'; // RFC 6763 §9
@@ -17,6 +19,11 @@ const HOST_TTL = 120;
 const SERVICE_TTL = 4500;
 // RFC 6762 §6.7: answers to legacy (non-5353) queriers carry TTLs of at most 10 s.
 const LEGACY_UNICAST_TTL = 10;
+// RFC 6762 §6: the same records are multicast at most once a second, however often they are asked
+// for; unicast replies (legacy queriers, QU questions) are rate-limited per source like the DNS
+// responder's, so a flood of queries is not turned into a flood of replies on the link.
+const MULTICAST_MIN_INTERVAL_MS = 1000;
+const UNICAST_RATE = { responsesPerSecond: 10, burst: 20 };
 const CLASS_IN_QU = 0x8001; // IN with the unicast-response bit
 
 export interface MdnsContext {
@@ -113,6 +120,8 @@ export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext
   };
 
   mdns.on('warning', (err: Error) => log.debug({ code: 'KMS_ERR_DNS_MALFORMED', reason: err.message }, 'mDNS packet ignored'));
+  const unicastLimiter = createRateLimiter(UNICAST_RATE);
+  let lastMulticastAt = -Infinity;
   mdns.on('query', (query: makeMdns.QueryPacket, rinfo: RemoteInfo) => {
     if (state !== 'up') return;
     const all = records();
@@ -127,6 +136,9 @@ export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext
       for (const a of r.additionals) if (!additionals.includes(a) && !answers.includes(a)) additionals.push(a);
     }
     if (answers.length === 0) return; // mDNS responders stay silent when they know nothing (RFC 6762 §6)
+    const now = Date.now();
+    if (unicast ? !unicastLimiter.allow(clientGroup(rinfo.address), now) : now - lastMulticastAt < MULTICAST_MIN_INTERVAL_MS) return;
+    if (!unicast) lastMulticastAt = now;
     if (unicast) {
       const cap = (a: Answer): Answer =>
         ({ ...a, ttl: Math.min((a as { ttl?: number }).ttl ?? HOST_TTL, LEGACY_UNICAST_TTL), flush: false }) as Answer;

@@ -161,3 +161,32 @@ t.test('record set and question matching', async (t) => {
     'names match case-insensitively',
   );
 });
+
+t.test('a flood of legacy queries is not turned into a flood of replies', async (t) => {
+  const port = await freePort();
+  const announcements = await listener(t);
+  const { log } = captureLog();
+  const h = startMdns(
+    { enabled: true, instanceName: 'Branch KMS' },
+    { kmsPort: 1688, hostName: 'kms01', addresses: () => ['127.0.0.1'], log },
+    {
+      socket: { multicast: false, port, ip: '127.0.0.1', interface: '127.0.0.1' },
+      announceTo: { address: '127.0.0.1', port: announcements.port },
+      announceDelaysMs: [0],
+    },
+  );
+  t.teardown(() => h.stop());
+  t.equal(await h.ready, true);
+  const client = await listener(t);
+  const query = encodeMessage({
+    header: { ...EMPTY_HEADER, id: 1 },
+    questions: [{ name: MDNS_SERVICE, type: RR_TYPE.PTR, class: RR_CLASS.IN }],
+    answers: [],
+    authorities: [],
+    additionals: [],
+  });
+  for (let i = 0; i < 60; i++) client.socket.send(query, port, '127.0.0.1');
+  await new Promise((r) => setTimeout(r, 500));
+  t.ok(client.got.length >= 20, `the burst is answered (${client.got.length})`);
+  t.ok(client.got.length <= 20 + 10, `then about 10 a second (${client.got.length} of 60)`);
+});
