@@ -26,7 +26,7 @@ import {
 } from '../protocol/dns/message';
 import { decodeName } from '../protocol/dns/names';
 import { buildAddressMatcher } from './networks';
-import { buildDnsAnswer, type DnsAnswer } from './srv-answers';
+import { buildDnsAnswer, SRV_LABEL, type DnsAnswer } from './srv-answers';
 
 /** The subset of a pino logger the DNS modules use. */
 export interface DnsLog {
@@ -202,6 +202,24 @@ export function createDnsResponder(
     raw.copy(out, HEADER_LENGTH, HEADER_LENGTH, q.questionEnd);
     return out;
   };
+
+  // The question every client asks, encoded at start for each zone in the usual shapes (UDP
+  // without EDNS and with 1232 bytes, TCP): the first client is answered from the cache too.
+  if (useCache) {
+    for (const zone of settings.zones) {
+      for (const [transport, udpPayloadSize] of [['udp', 0], ['udp', MAX_UDP_PAYLOAD], ['tcp', 0]] as const) {
+        const opt = udpPayloadSize === 0 ? [] : [buildOptRecord(udpPayloadSize)];
+        const question = { name: `${SRV_LABEL}.${zone.domain}`, type: RR_TYPE.SRV, class: RR_CLASS.IN };
+        try {
+          const raw = encodeMessage({ header: EMPTY_HEADER, questions: [question], answers: [], authorities: [], additionals: opt });
+          const simple = readSimpleQuery(raw);
+          if (simple) fromCache(raw, simple, { address: '', port: 0, transport });
+        } catch {
+          // A zone name the codec cannot write is answered (refused) per query instead.
+        }
+      }
+    }
+  }
 
   return (raw, client) => {
     // Fewer than 12 bytes: there is no ID to answer to, so silence (RFC 1035 has no reply).
