@@ -10,7 +10,7 @@ export interface HealthReport {
 /** Registration may be this late past its refresh interval before it counts as failing (one retry). */
 const REGISTRATION_GRACE_MS = 5 * 60_000;
 
-export function checkHealth(sources: Pick<MetricSources, 'kms' | 'store' | 'registration'>, nowMs: number): HealthReport {
+export function checkHealth(sources: Pick<MetricSources, 'kms' | 'store' | 'registration' | 'fleet'>, nowMs: number): HealthReport {
   const problems: string[] = [];
   const kms = sources.kms();
   if (!kms.listening) problems.push('The KMS listener is not accepting connections: clients cannot activate. Check the log for the listen error and restart the service.');
@@ -31,5 +31,8 @@ export function checkHealth(sources: Pick<MetricSources, 'kms' | 'store' | 'regi
       problems.push(`DNS registration of _vlmcs._tcp ${since}${reg.lastError ? ` (${reg.lastError})` : ''}: new clients may not find this host. Check dns.registration and the DNS server's update policy (kms-appliance dns check).`);
     }
   }
+  // Clients do not depend on fleet reporting, but head office does: a box that stopped reporting is
+  // unhealthy to the monitoring that watches it.
+  for (const p of sources.fleet?.().problems ?? []) problems.push(`${p.charAt(0).toUpperCase()}${p.slice(1)}.`);
   return { ok: problems.length === 0, problems };
 }

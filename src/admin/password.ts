@@ -79,6 +79,12 @@ export function writePasswordRecord(dataDir: string, record: PasswordRecord): vo
   const fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
   try {
     fs.writeSync(fd, JSON.stringify(record) + '\n');
+    // Run through sudo on an installed box, root would own the file and the service's own user
+    // could not read it: the file belongs to whoever owns the data directory.
+    if (process.getuid?.() === 0) {
+      const owner = fs.statSync(dataDir);
+      fs.fchownSync(fd, owner.uid, owner.gid);
+    }
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);

@@ -281,6 +281,7 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
       fleet.start();
       const f = fleet;
       cleanup.unshift(() => f.stop());
+      sources = { ...sources, fleet: () => f.health() };
     }
     let admin: AdminHandle | undefined;
     if (adminListen.length > 0) {

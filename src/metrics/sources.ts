@@ -54,4 +54,6 @@ export interface MetricSources {
   registration?(): RegistrationFacts;
   /** The latest counts, refreshed off the event loop; undefined until the first refresh. */
   counts(): CountFacts | undefined;
+  /** Fleet reporting's problems in the admin's words (fleet.postgres enabled only). */
+  fleet?(): { readonly problems: readonly string[] };
 }

@@ -36,6 +36,14 @@ t.test('healthy only when everything holds', async (t) => {
   t.match(full.problems.join(' '), /cannot be written.*12 machines' answered activations are not yet written/);
 });
 
+t.test('fleet reporting that stopped working makes the box unhealthy, in its own words', async (t) => {
+  const base = sources();
+  t.ok(checkHealth({ ...base, fleet: () => ({ problems: [] }) }, NOW).ok, 'reporting works: healthy');
+  const failing = checkHealth({ ...base, fleet: () => ({ problems: ['fleet reporting to db.example:5432 fails since 2026-12-04T11:00:00.000Z: timeout'] }) }, NOW);
+  t.notOk(failing.ok);
+  t.same(failing.problems, ['Fleet reporting to db.example:5432 fails since 2026-12-04T11:00:00.000Z: timeout.']);
+});
+
 t.test('/healthz answers 503 with the list, without login and without inventory', async (t) => {
   const log = { warn() {}, info() {}, error() {} };
   let store = storeOk();

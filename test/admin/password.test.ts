@@ -26,6 +26,16 @@ function io(input: string): { stdin: PassThrough; stdout: Writable; stderr: Writ
   };
 }
 
+t.test('as root, set-password gives the file to the owner of the data directory (the service user)', { skip: process.getuid?.() !== 0 && 'needs root' }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-pw-owner-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.chownSync(dir, 4321, 4322);
+  const run = io('a long enough password\n');
+  t.equal(await main(['admin', 'set-password', '--data-dir', dir], run), 0, run.err());
+  const st = fs.statSync(passwordFile(dir));
+  t.same([st.uid, st.gid, st.mode & 0o777], [4321, 4322, 0o600]);
+});
+
 t.test('set-password stores a scrypt hash only, 0600, from the first line of standard input', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-pw-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
