@@ -12,6 +12,6 @@ t.test('npm start and the installed wrapper use SERVER_NODE_FLAGS for serve', as
   const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
   t.equal(pkg.scripts['start'], `node ${flags} dist/src/cli/main.js serve`);
   const install = fs.readFileSync(path.join(root, 'scripts', 'install.sh'), 'utf8');
-  t.match(install, `if [ "\\$1" = serve ]; then\n  exec $NODE ${flags} $LIB/dist/src/cli/main.js`);
+  t.match(install, `if [ "\\$1" = serve ]; then\n  exec $NODE ${flags} "\\$LIB/dist/src/cli/main.js"`);
   for (const f of SERVER_NODE_FLAGS) t.match(f, /^--max-(semi|old)-space-size=\d+$/);
 });
