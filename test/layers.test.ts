@@ -5,8 +5,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
+import { ROOT } from './paths';
 
-const SRC = path.join(__dirname, '..', 'src');
+const SRC = path.join(ROOT, 'src');
 
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   protocol: [],

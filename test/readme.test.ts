@@ -8,14 +8,15 @@ import { ERRORS, isErrorCode } from '../src/errors';
 import { configExample } from '../src/config/example';
 import { COMMANDS } from '../src/cli/commands';
 import { errorTable, BEGIN, END } from '../scripts/readme-errors';
+import { ROOT } from './paths';
 
-const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
 
 t.test('the README opens with the set-up-and-run and the test commands', async (t) => {
   const firstBlock = /```sh\n([\s\S]*?)```/.exec(readme)?.[1] ?? '';
   const commands = firstBlock.split('\n').filter(Boolean).map((l) => l.split('#')[0]!.trim());
   t.same(commands, ['npm ci && npm start', 'npm ci && npm test']);
-  const ci = fs.readFileSync(path.join(__dirname, '..', '.ci', 'run'), 'utf8');
+  const ci = fs.readFileSync(path.join(ROOT, '.ci', 'run'), 'utf8');
   t.match(ci, /^npm ci$/m, '.ci/run sets up like the README');
   t.match(ci, /^npm test\b/m, 'and runs the same test command');
 });
@@ -46,7 +47,6 @@ t.test('every command is documented', async (t) => {
   for (const c of COMMANDS) t.ok(readme.includes('`' + c.name), `${c.name} appears in the README`);
 });
 
-const ROOT = path.join(__dirname, '..');
 const protocol = fs.readFileSync(path.join(ROOT, 'docs', 'PROTOCOL.md'), 'utf8');
 
 /** Every file below `dir` with one of the extensions, skipping what git ignores. */

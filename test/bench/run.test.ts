@@ -3,8 +3,9 @@
 import t from 'tap';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
+import { ROOT } from '../paths';
 
-const RUN = path.join(__dirname, '..', '..', 'dist', 'bench', 'run.js');
+const RUN = path.join(ROOT, 'dist', 'bench', 'run.js');
 
 t.test('the benchmark runs end to end and prints every figure', async (t) => {
   const out = await new Promise<string>((resolve, reject) => {

@@ -3,8 +3,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildCatalog, CATALOG_UPDATE_HINT, isUnknownName } from '../../src/catalog/catalog';
 import { KmsError } from '../../src/errors';
+import { ROOT } from '../paths';
 
-const RAW = JSON.parse(readFileSync(join(__dirname, '..', '..', 'data', 'kms-catalog.json'), 'utf8')) as Record<string, unknown>;
+const RAW = JSON.parse(readFileSync(join(ROOT, 'data', 'kms-catalog.json'), 'utf8')) as Record<string, unknown>;
 const catalog = buildCatalog(RAW, 'kms-catalog.json');
 
 const WINDOWS = '55c92734-d682-4d71-983e-d6ec3f16059f';

@@ -2,6 +2,7 @@ import t from 'tap';
 import { join } from 'node:path';
 import { findPackageRoot, loadCatalog, shippedCatalogPath } from '../../src/catalog/load';
 import { KmsError } from '../../src/errors';
+import { ROOT } from '../paths';
 
 function codeAndMessage(fn: () => unknown): [string, string] {
   try {
@@ -13,8 +14,8 @@ function codeAndMessage(fn: () => unknown): [string, string] {
 }
 
 t.test('the shipped catalogue is found from the package root', async (t) => {
-  t.equal(findPackageRoot(), join(__dirname, '..', '..'));
-  t.equal(shippedCatalogPath(), join(__dirname, '..', '..', 'data', 'kms-catalog.json'));
+  t.equal(findPackageRoot(), ROOT);
+  t.equal(shippedCatalogPath(), join(ROOT, 'data', 'kms-catalog.json'));
   const c = loadCatalog();
   t.equal(c.applications.length, 3);
   t.equal(c.source, shippedCatalogPath());

@@ -7,8 +7,9 @@ import path from 'node:path';
 import t from 'tap';
 import { activate } from '../../src/client/kms-client';
 import { product } from '../server/appliance-harness';
+import { ROOT } from '../paths';
 
-const MAIN = path.join(__dirname, '..', '..', 'dist', 'src', 'cli', 'main.js');
+const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
 function parse(text: string): { priority: number; obj: Record<string, unknown> }[] {
   return text

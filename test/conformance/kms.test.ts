@@ -27,6 +27,7 @@ import {
   type Group,
   type SentRequest,
 } from './wire';
+import { ROOT } from '../paths';
 
 const HOUR = 3_600_000;
 const MINUTE = 60_000;
@@ -87,7 +88,7 @@ interface RawKmsGroup {
   isPreview: boolean;
   skus: { id: string }[];
 }
-const RAW_CATALOG = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'data', 'kms-catalog.json'), 'utf8')) as {
+const RAW_CATALOG = JSON.parse(fs.readFileSync(path.join(ROOT, 'data', 'kms-catalog.json'), 'utf8')) as {
   applications: { id: string; kmsGroups: RawKmsGroup[] }[];
   hostKeyGroups: RawHostKeyGroup[];
   hostBuilds: { build: number; platformId: number; releaseDate: string }[];

@@ -8,6 +8,7 @@ import { parseEpid } from '../../src/host/epid';
 import { decodeKmsRequest, verifyKmsResponse } from '../../src/protocol/kms';
 import type { SentKmsRequest } from '../../src/protocol/kms/types';
 import { catalog, makeHost } from './host-harness';
+import { ROOT } from '../paths';
 
 interface CapturedCall {
   kms_request_hex: string;
@@ -38,7 +39,7 @@ const EXPECTED_HOST_KEY_GROUP: Record<string, string> = {
   'Office 2019': 'Office 2019 VL',
 };
 
-const dir = join(__dirname, '..', 'fixtures', 'exchanges');
+const dir = join(ROOT, 'test', 'fixtures', 'exchanges');
 const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
 
 t.test('the fixtures are there', async (t) => {

@@ -3,8 +3,9 @@
 import t from 'tap';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
+import { ROOT } from '../paths';
 
-const SRC = resolve(__dirname, '..', '..', 'src');
+const SRC = resolve(ROOT, 'src');
 const PROTOCOL = join(SRC, 'protocol');
 const ERRORS = join(SRC, 'errors');
 

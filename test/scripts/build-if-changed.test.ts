@@ -3,8 +3,9 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
+import { ROOT } from '../paths';
 
-const SCRIPT = path.join(__dirname, '..', '..', 'scripts', 'build-if-changed.mjs');
+const SCRIPT = path.join(ROOT, 'scripts', 'build-if-changed.mjs');
 
 t.test('compiles once, skips while nothing changed, compiles again after an edit', async (t) => {
   const root = t.testdir({

@@ -4,8 +4,9 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
+import { ROOT } from '../paths';
 
-const REPO = path.resolve(__dirname, '..', '..');
+const REPO = ROOT;
 const INSTALL = path.join(REPO, 'scripts', 'install.sh');
 const UNINSTALL = path.join(REPO, 'scripts', 'uninstall.sh');
 

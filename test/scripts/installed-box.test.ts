@@ -9,8 +9,9 @@ import path from 'node:path';
 import t from 'tap';
 import { SqliteStore } from '../../src/store/sqlite-store';
 import { obs, WINDOW } from '../store/observations';
+import { ROOT } from '../paths';
 
-const REPO = path.resolve(__dirname, '..', '..');
+const REPO = ROOT;
 const BUILT = path.join(REPO, 'dist', 'src', 'cli', 'main.js');
 const NOBODY = 65534;
 const GROUP = 64123; // stands for group kms-appliance, which does not exist on a test machine

@@ -5,8 +5,9 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
+import { ROOT } from '../paths';
 
-const UNIT = path.resolve(__dirname, '..', '..', 'systemd', 'kms-appliance.service');
+const UNIT = path.resolve(ROOT, 'systemd', 'kms-appliance.service');
 const MAX_EXPOSURE = 1.6;
 
 /** section -> key -> every value assigned, in order (systemd keys may repeat). */

@@ -4,8 +4,9 @@ import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
 import { SERVER_NODE_FLAGS } from '../../src/server/node-flags';
+import { ROOT } from '../paths';
 
-const root = path.join(__dirname, '..', '..');
+const root = ROOT;
 const flags = SERVER_NODE_FLAGS.join(' ');
 
 t.test('npm start and the installed wrapper use SERVER_NODE_FLAGS for serve', async (t) => {

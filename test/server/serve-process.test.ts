@@ -8,8 +8,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { activate } from '../../src/client/kms-client';
 import { product } from './appliance-harness';
+import { ROOT } from '../paths';
 
-const MAIN = path.join(__dirname, '..', '..', 'dist', 'src', 'cli', 'main.js');
+const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const WIN = product('Windows 10/11 Enterprise');
 
 interface Served {

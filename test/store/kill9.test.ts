@@ -8,8 +8,9 @@ import { SqliteStore } from '../../src/store/sqlite-store';
 import { connectionOf } from '../../src/store/testing';
 import { Inventory } from '../../src/store/inventory';
 import { tempDataDir } from './observations';
+import { sibling } from '../paths';
 
-const CHILD = path.join(__dirname, 'fixtures', 'activate-until-killed.ts');
+const CHILD = sibling(path.join(__dirname, 'fixtures'), 'activate-until-killed');
 const KILL_AFTER = 500; // answered activations before the kill
 const READ_AT = [100, 200, 300]; // answered activations at which another process reads the file
 

@@ -1,6 +1,7 @@
 // Test helper: the captured conversations in test/fixtures/exchanges and an annotated-hex reader.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ROOT } from '../../paths';
 
 export interface CapturedPdu {
   readonly connection: number;
@@ -23,7 +24,7 @@ export interface Exchange {
   readonly decoded: { readonly calls: readonly CapturedCall[] };
 }
 
-const DIR = join(__dirname, '..', '..', 'fixtures', 'exchanges');
+const DIR = join(ROOT, 'test', 'fixtures', 'exchanges');
 
 export const EXCHANGES: readonly Exchange[] = readdirSync(DIR)
   .filter((f) => f.endsWith('.json'))
