@@ -216,7 +216,9 @@ t.test('connections per address are capped; at the total cap the biggest holder 
     });
   const mine: net.Socket[] = [];
   for (let i = 0; i < 8; i++) mine.push(await open('127.0.0.1'));
-  t.teardown(() => mine.forEach((s) => s.destroy()));
+  t.teardown(() => {
+    for (const s of mine) s.destroy();
+  });
   const closed = await Promise.all(mine.map((s) => closedSoon(s, 500)));
   t.equal(closed.filter(Boolean).length, 4, 'four of eight from one address were refused');
   t.equal(logged(lines, 'KMS_ERR_DNS_CONNECTION_LIMIT').length, 1, 'logged once for that address');
@@ -224,7 +226,9 @@ t.test('connections per address are capped; at the total cap the biggest holder 
   // Fill the total: 3 more addresses holding idle connections.
   const others: net.Socket[] = [];
   for (const from of ['127.0.0.3', '127.0.0.4']) for (let i = 0; i < 3; i++) others.push(await open(from));
-  t.teardown(() => others.forEach((s) => s.destroy()));
+  t.teardown(() => {
+    for (const s of others) s.destroy();
+  });
   await sleep(100);
   t.equal(h.stats().tcpOpen, 10, 'the total cap is reached');
   t.equal(await goodTcp(port), 1, 'a good client still gets in and is answered');

@@ -94,7 +94,7 @@ t.test('answers a PTR query for _vlmcs._tcp.local with SRV, TXT and A/AAAA; anno
   );
   const byType = new Map(r!.additionals.map((a) => [a.type, a]));
   t.same(byType.get(RR_TYPE.SRV)?.data, { kind: 'srv', priority: 0, weight: 0, port: 1688, target: 'kms01.local' });
-  t.same((byType.get(RR_TYPE.TXT)?.data as unknown as { strings: Buffer[] }).strings.map(String), ['txtvers=1', 'port=1688']);
+  t.same((byType.get(RR_TYPE.TXT)!.data as unknown as { strings: Buffer[] }).strings.map(String), ['txtvers=1', 'port=1688']);
   t.same(byType.get(RR_TYPE.A)?.data, { kind: 'a', address: '127.0.0.1' });
   t.same(byType.get(RR_TYPE.AAAA)?.data, { kind: 'aaaa', address: '::1' });
   t.ok(

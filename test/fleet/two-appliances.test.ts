@@ -116,7 +116,9 @@ t.test('names a hostile client chose cannot stop the reporting', async (t) => {
   const fleet = await fleetDatabase(pg);
   const site = appliance(t, fleet.fleetConfig('Hostile'));
   const names = ['nul\u0000inside', 'lone\ud800surrogate', 'quote\'"\\back', 'bidi\u202eevil', "'; DROP TABLE kms_fleet.machines; --", 'x'.repeat(300)];
-  names.forEach((w, i) => site.store.recordActivation(obs(i + 1, { workstationName: w }), NOW, WINDOW));
+  names.forEach((w, i) => {
+    site.store.recordActivation(obs(i + 1, { workstationName: w }), NOW, WINDOW);
+  });
   site.store.recordRefusal(obs(99, { workstationName: 'nul\u0000refused' }), 0xc004f06c, 'KMS_ERR_KMS_TIME_SKEW', NOW);
   const r = await site.forwarder.syncNow();
   t.same([r.machines, r.events], [names.length + 1, names.length + 1], 'every machine and event arrived');

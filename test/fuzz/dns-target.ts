@@ -121,7 +121,7 @@ function tcpAttack(
     let sent = 0;
     const timers: NodeJS.Timeout[] = [];
     const finish = (): void => {
-      timers.forEach((t) => clearTimeout(t));
+      for (const t of timers) clearTimeout(t);
       s.destroy();
       resolve(sent);
     };

@@ -141,14 +141,23 @@ export function readSecretLine(input: NodeJS.ReadableStream & { isTTY?: boolean;
     };
     const onData = (chunk: Buffer | string): void => {
       for (const ch of String(chunk)) {
-        if (ch === '\n' || ch === '\r') return finish(text);
-        if (tty && ch === '\u0003') return finish(undefined); // Ctrl-C
+        if (ch === '\n' || ch === '\r') {
+          finish(text);
+          return;
+        }
+        if (tty && ch === '\u0003') {
+          finish(undefined); // Ctrl-C
+          return;
+        }
         if (tty && (ch === '\u007f' || ch === '\b')) {
           text = text.slice(0, -1);
           continue;
         }
         text += ch;
-        if (text.length > MAX_PASSWORD_LENGTH) return finish(text);
+        if (text.length > MAX_PASSWORD_LENGTH) {
+          finish(text);
+          return;
+        }
       }
     };
     const onEnd = (): void => finish(text === '' ? undefined : text);

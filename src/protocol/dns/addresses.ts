@@ -51,7 +51,9 @@ export function parseIpv6(text: string): Buffer | null {
     groups.push(...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail);
   }
   const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(g, i * 2));
+  groups.forEach((g, i) => {
+    out.writeUInt16BE(g, i * 2);
+  });
   return out;
 }
 

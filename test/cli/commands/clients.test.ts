@@ -109,7 +109,9 @@ t.test('client-chosen names are inert: escaped on the terminal, no formulas in C
   const store = SqliteStore.open(dir, {});
   const now = Date.now();
   const hostile = ['\x1b]0;pwned\x07\x1b[2J', 'evil\u202egpj.exe', 'two\nlines fake-row', '=cmd|\' /C calc\'!A0', '+1+1', '@SUM(A1)', '-2+3'];
-  hostile.forEach((name, i) => store.recordActivation(obs(200 + i, { workstationName: name }), now - 1000, WINDOW));
+  hostile.forEach((name, i) => {
+    store.recordActivation(obs(200 + i, { workstationName: name }), now - 1000, WINDOW);
+  });
   store.recordActivation(obs(300, { kmsCountedId: '0badc0de-0000-4000-8000-000000000000' }), now - 1000, WINDOW);
   store.close();
   const table = await run([], dir);

@@ -128,7 +128,9 @@ t.test('WorkstationName: up to the first NUL, 64 units without one, bad UTF-16 â
   const withName = (units: number[]): string => {
     const m = Buffer.from(captured(4));
     m.fill(0, 108, 236);
-    units.forEach((u, i) => m.writeUInt16LE(u, 108 + 2 * i));
+    units.forEach((u, i) => {
+      m.writeUInt16LE(u, 108 + 2 * i);
+    });
     return decodeKmsRequest(m, { verifyV4Mac: false }).base.workstationName;
   };
   const ascii = (s: string): number[] => [...s].map((c) => c.charCodeAt(0));
