@@ -11,6 +11,7 @@ const SRC = path.join(ROOT, 'src');
 
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   protocol: [],
+  net: ['protocol'],
   config: [],
   'client-config': [],
   catalog: ['protocol'],
@@ -19,11 +20,11 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   logging: ['config', 'host', 'protocol'],
   metrics: ['config', 'host'],
   store: ['catalog', 'config', 'host', 'protocol'],
-  server: ['catalog', 'config', 'host', 'logging', 'metrics', 'protocol'],
-  dns: ['catalog', 'config', 'host', 'logging', 'metrics', 'protocol'],
-  admin: ['catalog', 'config', 'host', 'logging', 'metrics', 'protocol', 'store'],
+  server: ['catalog', 'config', 'host', 'logging', 'metrics', 'net', 'protocol'],
+  dns: ['catalog', 'config', 'host', 'logging', 'metrics', 'net', 'protocol'],
+  admin: ['catalog', 'config', 'host', 'logging', 'metrics', 'net', 'protocol', 'store'],
   fleet: ['catalog', 'config', 'host', 'logging', 'metrics', 'protocol', 'store'],
-  cli: ['admin', 'catalog', 'client', 'client-config', 'config', 'dns', 'fleet', 'host', 'logging', 'metrics', 'protocol', 'server', 'store'],
+  cli: ['admin', 'catalog', 'client', 'client-config', 'config', 'dns', 'fleet', 'host', 'logging', 'metrics', 'net', 'protocol', 'server', 'store'],
 };
 
 function tsFiles(dir: string): string[] {

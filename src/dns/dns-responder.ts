@@ -25,7 +25,7 @@ import {
   type SimpleQuery,
 } from '../protocol/dns/message';
 import { decodeName } from '../protocol/dns/names';
-import { buildAddressMatcher } from './networks';
+import { buildNetworkMatcher } from '../net/networks';
 import { buildDnsAnswer, SRV_LABEL, type DnsAnswer } from './srv-answers';
 
 /** The subset of a pino logger the DNS modules use. */
@@ -104,8 +104,9 @@ export function createDnsResponder(
 ): DnsResponder {
   const nowMs = deps.nowMs ?? Date.now;
   const useCache = deps.answerCache ?? true;
-  const mayForward = buildAddressMatcher(
+  const mayForward = buildNetworkMatcher(
     settings.forwarding.enabled && settings.forwarding.upstream.length > 0 ? settings.forwarding.allowNetworks : [],
+    'nobody',
   );
   // An upstream that forwards back to us would make a loop; its own queries are never forwarded.
   const upstreamHosts = new Set(

@@ -13,7 +13,7 @@ import type { AppConfig } from '../config/defaults';
 import { parseListenAddress, formatListenAddress, type ListenAddress } from '../config/listen-address';
 import { ConfigError, KmsError, type ErrorCode } from '../errors';
 import { RCODE_NAME } from '../protocol/dns/message';
-import { clientGroup } from './client-group';
+import { addressGroup } from '../net/address-group';
 import {
   createDnsResponder,
   describeError,
@@ -318,12 +318,12 @@ export async function startDnsServer(
       udp.send(answer, rinfo.port, rinfo.address);
     };
     udp.on('message', (data, rinfo) => {
-      if (!limiter.allow(clientGroup(rinfo.address), Date.now())) {
+      if (!limiter.allow(addressGroup(rinfo.address), Date.now())) {
         stats.rateLimited++;
         onLimit(
           'KMS_ERR_DNS_RATE_LIMITED',
           { address: rinfo.address, port: rinfo.port, transport: 'udp' },
-          clientGroup(rinfo.address),
+          addressGroup(rinfo.address),
           'responses dropped: over dns.rateLimit',
         );
         return;

@@ -13,7 +13,7 @@
 import net from 'node:net';
 import { DnsFrameReader, frameDnsMessage } from '../protocol/dns/tcp-framing';
 import type { ErrorCode } from '../errors';
-import { clientGroup } from './client-group';
+import { addressGroup } from '../net/address-group';
 import type { DnsClient } from './dns-responder';
 import type { RateLimiter } from './rate-limiter';
 
@@ -258,7 +258,7 @@ export function createDnsTcpService(o: DnsTcpOptions): DnsTcpService {
 
   const accept = (socket: net.Socket): void => {
     const client: DnsClient = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0, transport: 'tcp' };
-    const group = clientGroup(client.address);
+    const group = addressGroup(client.address);
     const mine = byGroup.get(group);
     if (mine && mine.size >= limits.maxConnectionsPerAddress) {
       counters.tcpConnectionsRefused++;

@@ -7,7 +7,7 @@ import net from 'node:net';
 import makeMdns from 'multicast-dns';
 import type { Answer, Question } from 'dns-packet';
 import type { AppConfig } from '../config/defaults';
-import { clientGroup } from './client-group';
+import { addressGroup } from '../net/address-group';
 import type { DnsLog } from './dns-responder';
 import { createRateLimiter } from './rate-limiter';
 
@@ -137,7 +137,7 @@ export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext
     }
     if (answers.length === 0) return; // mDNS responders stay silent when they know nothing (RFC 6762 §6)
     const now = Date.now();
-    if (unicast ? !unicastLimiter.allow(clientGroup(rinfo.address), now) : now - lastMulticastAt < MULTICAST_MIN_INTERVAL_MS) return;
+    if (unicast ? !unicastLimiter.allow(addressGroup(rinfo.address), now) : now - lastMulticastAt < MULTICAST_MIN_INTERVAL_MS) return;
     if (!unicast) lastMulticastAt = now;
     if (unicast) {
       const cap = (a: Answer): Answer =>

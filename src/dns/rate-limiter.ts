@@ -1,4 +1,4 @@
-// Per-client response rate limiting (dns.rateLimit): a token bucket per client (clientGroup: an
+// Per-client response rate limiting (dns.rateLimit): a token bucket per client (addressGroup: an
 // IPv4 address or an IPv6 /64, over UDP and TCP alike), so a
 // flood from one address (or a spoofed reflection attempt) cannot use the responder as an
 // amplifier, while every other client is still answered.

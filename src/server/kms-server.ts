@@ -5,8 +5,8 @@ import net from 'node:net';
 import { KmsError, type ErrorCode } from '../errors';
 import type { ActivationOutcome } from '../host/outcome';
 import { formatListenAddress, type ListenAddress } from '../config/listen-address';
-import { buildClientFilter, isPublicAddress, type ClientFilter } from './client-filter';
-import { addressGroup } from './address-group';
+import { buildNetworkMatcher, isPublicAddress, type NetworkMatcher } from '../net/networks';
+import { addressGroup } from '../net/address-group';
 import { KmsConnection, type ConnectionContext } from './connection';
 import { ConnectionTable } from './connection-table';
 import { createLogThrottle, createOncePerAddress } from './log-throttle';
@@ -68,7 +68,7 @@ export interface KmsServerStats {
 export class KmsServer {
   private settings: KmsServerSettings;
   private handler: ActivationHandler;
-  private filter: ClientFilter;
+  private filter: NetworkMatcher;
   private readonly servers: net.Server[] = [];
   private readonly table = new ConnectionTable<KmsConnection>();
   private readonly connections = new Set<KmsConnection>();
@@ -94,7 +94,7 @@ export class KmsServer {
   constructor(private readonly options: KmsServerOptions) {
     this.settings = options.settings;
     this.handler = options.handler;
-    this.filter = buildClientFilter(options.settings.clientNetworks);
+    this.filter = buildNetworkMatcher(options.settings.clientNetworks, 'everyone');
     const common = {
       handler: () => this.handler,
       log: options.log,
@@ -269,7 +269,7 @@ export class KmsServer {
 
   /** New settings apply to new connections; the handler applies to the next request. */
   reconfigure(settings: KmsServerSettings, handler?: ActivationHandler): void {
-    this.filter = buildClientFilter(settings.clientNetworks);
+    this.filter = buildNetworkMatcher(settings.clientNetworks, 'everyone');
     this.settings = settings;
     if (handler) this.handler = handler;
   }

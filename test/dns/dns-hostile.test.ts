@@ -7,7 +7,7 @@ import net from 'node:net';
 import { DEFAULTS, type AppConfig } from '../../src/config/defaults';
 import { startDnsServer, type DnsServerHandle } from '../../src/dns/dns-server';
 import type { DnsLog } from '../../src/dns/dns-responder';
-import { clientGroup } from '../../src/dns/client-group';
+import { addressGroup } from '../../src/net/address-group';
 import { decodeMessage, encodeMessage, EMPTY_HEADER, RR_CLASS, RR_TYPE } from '../../src/protocol/dns/message';
 
 interface LogLine {
@@ -289,11 +289,11 @@ t.test('queries waiting on a slow upstream are bounded per connection', async (t
 });
 
 t.test('IPv6 clients share one budget per /64; IPv4-mapped addresses count as IPv4', async (t) => {
-  t.equal(clientGroup('2001:db8:1:2::1'), '2001:db8:1:2::/64');
-  t.equal(clientGroup('2001:db8:1:2:ffff:ffff:ffff:fffe'), '2001:db8:1:2::/64');
-  t.not(clientGroup('2001:db8:1:3::1'), clientGroup('2001:db8:1:2::1'));
-  t.equal(clientGroup('::ffff:192.0.2.7'), '192.0.2.7');
-  t.equal(clientGroup('192.0.2.7'), '192.0.2.7');
+  t.equal(addressGroup('2001:db8:1:2::1'), '2001:db8:1:2::/64');
+  t.equal(addressGroup('2001:db8:1:2:ffff:ffff:ffff:fffe'), '2001:db8:1:2::/64');
+  t.not(addressGroup('2001:db8:1:3::1'), addressGroup('2001:db8:1:2::1'));
+  t.equal(addressGroup('::ffff:192.0.2.7'), '192.0.2.7');
+  t.equal(addressGroup('192.0.2.7'), '192.0.2.7');
   // Over UDP on ::1 the limiter uses that group: the burst is all one /64 gets.
   const { h, port } = await start(t, { rateLimit: { responsesPerSecond: 0.1, burst: 5 } }, ['[::1]:0']);
   let answered = 0;

@@ -3,7 +3,7 @@
 // and the server's counters say what happened.
 import t, { type Test } from 'tap';
 import net from 'node:net';
-import { addressGroup } from '../../src/server/address-group';
+import { addressGroup } from '../../src/net/address-group';
 import { ConnectionTable, type Slot } from '../../src/server/connection-table';
 import { KmsServer } from '../../src/server/kms-server';
 import { SILENT_LOG, type KmsServerSettings, type ServerLog } from '../../src/server/types';

@@ -5,7 +5,7 @@ import t from 'tap';
 import { activate } from '../../src/client/kms-client';
 import { KmsError, HRESULT } from '../../src/errors';
 import { listenError } from '../../src/server/kms-server';
-import { isPublicAddress } from '../../src/server/client-filter';
+import { isPublicAddress } from '../../src/net/networks';
 import { product, rawConnect, startHarness } from './appliance-harness';
 import { decodeBindNak, encodeBind } from '../../src/protocol/rpc/bind';
 import { KMS_INTERFACE, NDR32_SYNTAX, PTYPE } from '../../src/protocol/rpc/constants';

@@ -1,24 +1,39 @@
-// The client-network allowlist (kms.clientNetworks): a branch-office host should answer its own
-// networks, not the internet. An empty list allows everyone.
+// Client-network lists: kms.clientNetworks (who may activate: an empty list allows everyone) and
+// dns.forwarding.allowNetworks (who may use the forwarder: an empty list allows nobody, so the
+// responder is never an open resolver). One parser for both, so "ADDR/PREFIX" means the same
+// everywhere; and the check for a public address behind the "no allowlist" warning.
 import net from 'node:net';
 
-export type ClientFilter = (remoteAddress: string | undefined) => boolean;
+/** Whether an address (as a socket reports it, IPv4-mapped or with a zone id) is in the list. */
+export type NetworkMatcher = (remoteAddress: string | undefined) => boolean;
 
-export function buildClientFilter(cidrs: readonly string[]): ClientFilter {
-  if (cidrs.length === 0) return () => true;
+/**
+ * Matches against a list of ADDR or ADDR/PREFIX entries; `whenEmpty` says what an empty list
+ * means. Throws a TypeError naming the first entry that is not a network (the schema refuses such
+ * a configuration earlier; this keeps a bad value from ever matching everything).
+ */
+export function buildNetworkMatcher(cidrs: readonly string[], whenEmpty: 'everyone' | 'nobody'): NetworkMatcher {
+  if (cidrs.length === 0) return whenEmpty === 'everyone' ? () => true : () => false;
   const list = new net.BlockList();
   for (const cidr of cidrs) {
-    const [addr, bits] = cidr.split('/');
-    const family = net.isIP(addr ?? '');
-    if (family === 0) throw new TypeError(`not a network: ${cidr}`);
-    const prefix = bits === undefined ? (family === 4 ? 32 : 128) : Number(bits);
-    list.addSubnet(addr!, prefix, family === 4 ? 'ipv4' : 'ipv6');
+    const [addr = '', bits, extra] = cidr.split('/');
+    const family = net.isIP(addr);
+    const max = family === 4 ? 32 : 128;
+    const prefix = bits === undefined ? max : Number(bits);
+    if (family === 0 || extra !== undefined || !Number.isInteger(prefix) || prefix < 0 || prefix > max) {
+      throw new TypeError(`not a network: ${cidr}`);
+    }
+    list.addSubnet(addr, prefix, family === 4 ? 'ipv4' : 'ipv6');
   }
   return (remote) => {
     if (!remote) return false;
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(remote);
+    const plain = remote.replace(/%.*$/, '');
+    // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(plain);
     if (mapped) return list.check(mapped[1]!, 'ipv4');
-    return list.check(remote, net.isIPv6(remote) ? 'ipv6' : 'ipv4');
+    if (net.isIPv4(plain)) return list.check(plain, 'ipv4');
+    if (net.isIPv6(plain)) return list.check(plain, 'ipv6');
+    return false;
   };
 }
 
