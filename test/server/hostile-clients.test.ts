@@ -108,10 +108,10 @@ t.test('slow drip and idle clients are closed after the idle timeout, others una
     if (sent < BIND_NDR32.length && !drip.socket.destroyed) drip.socket.write(BIND_NDR32.subarray(sent, ++sent));
   }, 100);
   await goodClientServed(t, h.host, h.port);
-  const started = Date.now();
   await Promise.all([idle.closed, drip.closed]);
   clearInterval(timer);
-  t.ok(Date.now() - started < 5000, 'both closed within a few seconds');
+  // The drip needs 7 s for its 72 bytes: closed before it completed means the idle timer did not
+  // count its bytes as progress.
   t.ok(sent < BIND_NDR32.length, 'the drip never completed its PDU');
   t.equal(drip.received().length, 0);
   const dripLog = h.logs.find((l) => l['code'] === 'KMS_ERR_CONN_IDLE' && l['level'] === 'warn');
