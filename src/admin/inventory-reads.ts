@@ -3,7 +3,8 @@
 // order, and activations per day. Neither ever runs on the KMS event loop.
 import type Database from 'better-sqlite3';
 import { COUNT_WINDOW_MS } from '../host/counting';
-import type { ClientRecord } from '../store/inventory';
+import { clientRecord, type ClientRecord } from '../store/inventory';
+import type { StoredClientRow } from '../store/rows';
 import type { NameResolver } from '../catalog/name-resolver';
 
 export const MACHINE_SORTS = ['name', 'seen', 'application'] as const;
@@ -87,7 +88,7 @@ export function machinePage(db: Database.Database, names: NameResolver, query: M
   const more = raw.length > limit;
   const page = raw.slice(0, limit);
   const last = page[page.length - 1];
-  const rows = page.map((r) => toRecord(r as unknown as ClientRow, names, nowMs - COUNT_WINDOW_MS));
+  const rows = page.map((r) => clientRecord(r as unknown as StoredClientRow, names, nowMs - COUNT_WINDOW_MS));
   return more && last ? { rows, next: encodeCursor(order.columns.map((c) => last[c])) } : { rows };
 }
 
@@ -132,44 +133,3 @@ export function distinctMachines(db: Database.Database, cutoffMs: number): numbe
   return db.prepare('SELECT count(DISTINCT cmid) FROM clients WHERE last_counted_ms >= ?').pluck().get(cutoffMs) as number;
 }
 
-interface ClientRow {
-  application: string;
-  cmid: string;
-  first_seen_ms: number;
-  last_seen_ms: number;
-  last_counted_ms: number | null;
-  workstation: string;
-  sku: string;
-  kms_group: string;
-  license_status: number;
-  protocol_version: number;
-  client_address: string;
-  vm: number;
-  requests: number;
-  last_hresult: number;
-  required_count: number;
-}
-
-function toRecord(r: ClientRow, names: NameResolver, cutoff: number): ClientRecord {
-  return {
-    applicationId: r.application,
-    applicationName: names.applicationName(r.application),
-    groupId: r.kms_group,
-    groupName: names.groupName(r.kms_group),
-    skuId: r.sku,
-    skuName: names.skuName(r.sku, r.kms_group),
-    cmid: r.cmid,
-    workstation: r.workstation,
-    address: r.client_address,
-    firstSeenMs: r.first_seen_ms,
-    lastSeenMs: r.last_seen_ms,
-    lastCountedMs: r.last_counted_ms,
-    active: r.last_counted_ms !== null && r.last_counted_ms >= cutoff,
-    licenseStatus: r.license_status,
-    vm: r.vm !== 0,
-    protocolVersion: r.protocol_version,
-    requests: r.requests,
-    lastHresult: r.last_hresult,
-    requiredCount: r.required_count,
-  };
-}

@@ -407,27 +407,7 @@ export class Inventory {
   }
 
   private toRecord(r: StoredClientRow, cutoff: number): ClientRecord {
-    return {
-      applicationId: r.application,
-      applicationName: this.names.applicationName(r.application),
-      groupId: r.kms_group,
-      groupName: this.names.groupName(r.kms_group),
-      skuId: r.sku,
-      skuName: this.names.skuName(r.sku, r.kms_group),
-      cmid: r.cmid,
-      workstation: r.workstation,
-      address: r.client_address,
-      firstSeenMs: r.first_seen_ms,
-      lastSeenMs: r.last_seen_ms,
-      lastCountedMs: r.last_counted_ms,
-      active: r.last_counted_ms !== null && r.last_counted_ms >= cutoff,
-      licenseStatus: r.license_status,
-      vm: r.vm !== 0,
-      protocolVersion: r.protocol_version,
-      requests: r.requests,
-      lastHresult: r.last_hresult,
-      requiredCount: r.required_count,
-    };
+    return clientRecord(r, this.names, cutoff);
   }
 }
 
@@ -449,4 +429,29 @@ function matcher(wanted: string | undefined, nameOf: (id: string) => string): (i
 
 function distinct(joined: string): string[] {
   return [...new Set(joined.split('\n').filter((s) => s !== ''))].sort();
+}
+
+/** A clients row in the words the commands and the admin page show. */
+export function clientRecord(r: StoredClientRow, names: NameResolver, cutoff: number): ClientRecord {
+  return {
+    applicationId: r.application,
+    applicationName: names.applicationName(r.application),
+    groupId: r.kms_group,
+    groupName: names.groupName(r.kms_group),
+    skuId: r.sku,
+    skuName: names.skuName(r.sku, r.kms_group),
+    cmid: r.cmid,
+    workstation: r.workstation,
+    address: r.client_address,
+    firstSeenMs: r.first_seen_ms,
+    lastSeenMs: r.last_seen_ms,
+    lastCountedMs: r.last_counted_ms,
+    active: r.last_counted_ms !== null && r.last_counted_ms >= cutoff,
+    licenseStatus: r.license_status,
+    vm: r.vm !== 0,
+    protocolVersion: r.protocol_version,
+    requests: r.requests,
+    lastHresult: r.last_hresult,
+    requiredCount: r.required_count,
+  };
 }

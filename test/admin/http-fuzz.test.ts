@@ -6,17 +6,7 @@ import { httpFuzzTarget } from '../fuzz/http-target';
 import { activate } from '../../src/client/kms-client';
 import { product, startHarness } from '../server/appliance-harness';
 import { hashPassword, writePasswordRecord } from '../../src/admin/password';
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as prng } from '../prng';
 
 for (const tls of [false, true]) {
   t.test(`hostile HTTP${tls ? 'S' : ''} rounds leave the admin listener and KMS serving`, async (t) => {

@@ -1,17 +1,7 @@
 // TCP framing (RFC 1035 §4.2.2) without sockets: any chunking gives the same messages.
 import t from 'tap';
 import { DnsFrameReader, frameDnsMessage } from '../../src/protocol/dns/tcp-framing';
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as prng } from '../prng';
 
 t.test('random chunk boundaries give back exactly the framed messages', async (t) => {
   const rnd = prng(7);

@@ -5,21 +5,11 @@ import t from 'tap';
 import { DEFAULTS } from '../../src/config/defaults';
 import { startDnsServer } from '../../src/dns/dns-server';
 import { dnsFuzzTarget } from '../fuzz/dns-target';
+import { seededRandom as prng } from '../prng';
 
 const SEED = Number(process.env.DNS_FUZZ_SEED ?? 20261204);
 const SECONDS = 3;
 const MAX_ROUNDS = 40;
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 t.test(`the DNS surface survives ${SECONDS} s of seeded fuzzing (seed ${SEED}) and still answers`, async (t) => {
   const warnings: string[] = [];

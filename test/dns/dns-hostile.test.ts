@@ -9,6 +9,7 @@ import { startDnsServer, type DnsServerHandle } from '../../src/dns/dns-server';
 import type { DnsLog } from '../../src/dns/dns-responder';
 import { addressGroup } from '../../src/net/address-group';
 import { decodeMessage, encodeMessage, EMPTY_HEADER, RR_CLASS, RR_TYPE } from '../../src/protocol/dns/message';
+import { seededRandom as prng } from '../prng';
 
 interface LogLine {
   level: string;
@@ -19,18 +20,6 @@ function captureLog(): { log: DnsLog; lines: LogLine[] } {
   const lines: LogLine[] = [];
   const at = (level: string) => (obj: object) => lines.push({ level, obj: obj as Record<string, unknown> });
   return { lines, log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } };
-}
-
-/** mulberry32: the same seed replays the same attack. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const ZONE = 'branch.test';

@@ -14,6 +14,7 @@ import { encodeBind, type PresentationContextItem } from '../../src/protocol/rpc
 import { KMS_INTERFACE, NDR32_SYNTAX, NDR64_SYNTAX, PTYPE, btfnSyntax } from '../../src/protocol/rpc/constants';
 import { encodeRequestPdu } from '../../src/protocol/rpc/request';
 import type { FuzzTarget } from './target';
+import { seededRandom } from '../prng';
 
 export interface KmsFuzzOptions {
   readonly host: string;
@@ -221,16 +222,7 @@ export function kmsFuzzTarget(opts: KmsFuzzOptions): FuzzTarget {
     const attack = pick(rnd, list);
     // Attack-local randomness: concurrent attacks must not make the shared sequence depend on timing.
     const seed = int(rnd, 2 ** 32);
-    const local = (() => {
-      let a = seed >>> 0;
-      return () => {
-        a = (a + 0x6d2b79f5) >>> 0;
-        let t = a;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-      };
-    })();
+    const local = seededRandom(seed);
     const socket = await connectFrom(opts.host, opts.port, `127.0.1.${1 + int(local, 200)}`);
     if (!socket) return 0;
     let stop = false;

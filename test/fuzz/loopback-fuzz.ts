@@ -16,18 +16,7 @@ import { formatListenAddress } from '../../src/config/listen-address';
 import { createLogger } from '../../src/logging/logger';
 import { kmsFuzzTarget } from './kms-target';
 import type { FuzzTarget } from './target';
-
-/** Small deterministic PRNG (mulberry32): the same seed replays the same run. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as prng } from '../prng';
 
 const ZONE = 'fuzz.test';
 

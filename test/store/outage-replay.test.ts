@@ -9,18 +9,7 @@ import t from 'tap';
 import { SqliteStore } from '../../src/store/sqlite-store';
 import { connectionOf } from '../../src/store/testing';
 import { cmid, DAY, NIL, obs, tempDataDir, WINDOW } from './observations';
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
-}
+import { seededRandom as rng } from '../prng';
 
 for (const seed of [0x0abc1234, 0x5151ab, 0x77e1]) {
   t.test(`an outage's coalesced writes equal writing on time (seed ${seed})`, async (t) => {

@@ -9,22 +9,10 @@ import { reportedCount } from '../../src/host/counting';
 import { SqliteStore } from '../../src/store/sqlite-store';
 import { connectionOf } from '../../src/store/testing';
 import { cmid, DAY, NIL, obs, OFFICE_2013, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, SERVER_2022_GROUP, SERVER_2022_STANDARD, tempDataDir, WINDOW } from './observations';
+import { seededRandom as rng } from '../prng';
 
 const SEED = 0x5eed1234;
 const STEPS = 1500;
-
-/** xorshift32: a reproducible sequence, printed seed = the same walk. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
-}
 
 function walk(store: SqliteStore, onStep: (step: number) => void): { mine: number[]; reference: number[] } {
   const reference = new MemoryActivationStore();

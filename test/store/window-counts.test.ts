@@ -8,19 +8,7 @@ import { WindowCounts, type CountSource } from '../../src/store/window-counts';
 import { SqliteStore } from '../../src/store/sqlite-store';
 import { connectionOf } from '../../src/store/testing';
 import { cmid, DAY, NIL, obs, tempDataDir, WINDOW, WINDOWS } from './observations';
-
-/** xorshift32: a reproducible sequence, printed seed = the same walk. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
-}
+import { seededRandom as rng } from '../prng';
 
 const SEED = 0xc0ffee;
 
