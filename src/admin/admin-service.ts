@@ -18,7 +18,7 @@ import { passwordFile, readPasswordRecord, type PasswordRecord } from './passwor
 import { AdminRouter } from './router';
 import { STATUS_WAIT_MS, SnapshotService, waitAtMost } from './snapshot-service';
 import type { AdminSnapshot } from './snapshot';
-import { loadOrCreateSelfSigned, readSitePair, type CertificatePair } from './tls-certificate';
+import type { CertificatePair } from './tls-certificate';
 import { VERSION } from '../version';
 
 export interface AdminFacts {
@@ -66,8 +66,14 @@ export function checkAdminExposure(listen: readonly ListenAddress[], tlsEnabled:
   throw new ConfigError('KMS_ERR_CONFIG_ADMIN_EXPOSED', msg, { errors: [msg] });
 }
 
+/** node-forge is loaded only by a listener that serves TLS: a plain loopback page does not carry it. */
+function tlsCertificates(): typeof import('./tls-certificate') {
+  return require('./tls-certificate') as typeof import('./tls-certificate');
+}
+
 /** The certificate the listeners serve: the site's (checked) or the generated self-signed one. */
 async function adminCertificate(config: AppConfig, dataDir: string, hostName: string, addresses: readonly string[]): Promise<CertificatePair & { source: string; created?: boolean }> {
+  const { loadOrCreateSelfSigned, readSitePair } = tlsCertificates();
   const t = config.admin.tls;
   if (t.certFile) {
     let pair;
@@ -173,7 +179,7 @@ export async function startAdmin(listen: readonly ListenAddress[], deps: AdminDe
         // A bad renewal must not stop the rest of the reload: it is logged and the running certificate stays.
         let problems: readonly string[];
         try {
-          const pair = readSitePair(t.certFile, t.keyFile);
+          const pair = tlsCertificates().readSitePair(t.certFile, t.keyFile);
           problems = pair.errors;
           if (problems.length === 0) server.setCertificate(pair);
         } catch (err) {

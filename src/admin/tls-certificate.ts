@@ -5,7 +5,14 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { X509Certificate, createPrivateKey, generateKeyPair } from 'node:crypto';
-import forge from 'node-forge';
+import type Forge from 'node-forge';
+
+let forgeModule: typeof Forge | undefined;
+/** node-forge is large: loaded on first use, so a plain-HTTP listener and most commands never carry it. */
+function forge(): typeof Forge {
+  forgeModule ??= require('node-forge') as typeof Forge;
+  return forgeModule;
+}
 
 export const GENERATED_CERT_FILE = 'admin-tls.crt';
 export const GENERATED_KEY_FILE = 'admin-tls.key';
@@ -50,18 +57,18 @@ export function splitPemCertificates(pem: string): string[] {
   return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
 }
 
-function dnOf(attrs: forge.pki.CertificateField[]): string {
+function dnOf(attrs: Forge.pki.CertificateField[]): string {
   return attrs.map((a) => `${a.shortName ?? a.name ?? a.type}=${String(a.value)}`).join(', ');
 }
 
 /** What a certificate says, read with node-forge (RSA) or node:crypto (other key types). */
 export function describeCertificate(pem: string): CertificateFacts {
-  const der = Buffer.from(forge.pem.decode(pem)[0]?.body ?? '', 'binary');
+  const der = Buffer.from(forge().pem.decode(pem)[0]?.body ?? '', 'binary');
   if (der.length === 0) throw new Error('no PEM certificate found');
-  const sha256Fingerprint = colonHex(Buffer.from(forge.md.sha256.create().update(der.toString('binary')).digest().getBytes(), 'binary'));
-  let cert: forge.pki.Certificate;
+  const sha256Fingerprint = colonHex(Buffer.from(forge().md.sha256.create().update(der.toString('binary')).digest().getBytes(), 'binary'));
+  let cert: Forge.pki.Certificate;
   try {
-    cert = forge.pki.certificateFromAsn1(forge.asn1.fromDer(der.toString('binary')));
+    cert = forge().pki.certificateFromAsn1(forge().asn1.fromDer(der.toString('binary')));
   } catch {
     // node-forge reads RSA certificates only; a site's ECDSA certificate is read by node:crypto.
     const x = new X509Certificate(der);
@@ -103,11 +110,11 @@ function newRsaKeyPem(): Promise<string> {
 /** A self-signed certificate for `hostName` and `addresses` (SANs), SHA-256, ~2 years. */
 export async function generateSelfSigned(hostName: string, addresses: readonly string[], now: Date = new Date()): Promise<CertificatePair> {
   const keyPem = await newRsaKeyPem();
-  const key = forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = forge.pki.setRsaPublicKey(key.n, key.e);
+  const key = forge().pki.privateKeyFromPem(keyPem) as Forge.pki.rsa.PrivateKey;
+  const cert = forge().pki.createCertificate();
+  cert.publicKey = forge().pki.setRsaPublicKey(key.n, key.e);
   // A random positive 128-bit serial: two boxes with the same name never present the same one.
-  cert.serialNumber = '00' + forge.util.bytesToHex(forge.random.getBytesSync(16));
+  cert.serialNumber = '00' + forge().util.bytesToHex(forge().random.getBytesSync(16));
   // Backdated an hour so a client whose clock is a little behind still accepts it.
   cert.validity.notBefore = new Date(now.getTime() - 3_600_000);
   cert.validity.notAfter = new Date(now.getTime() + VALIDITY_DAYS * DAY_MS);
@@ -126,8 +133,8 @@ export async function generateSelfSigned(hostName: string, addresses: readonly s
     { name: 'subjectAltName', altNames: [...names.map((value) => ({ type: 2, value })), ...ips.map((ip) => ({ type: 7, ip }))] },
     { name: 'subjectKeyIdentifier' },
   ]);
-  cert.sign(key, forge.md.sha256.create());
-  return { certPem: forge.pki.certificateToPem(cert), keyPem };
+  cert.sign(key, forge().md.sha256.create());
+  return { certPem: forge().pki.certificateToPem(cert), keyPem };
 }
 
 /**
@@ -190,26 +197,26 @@ export function checkCertificatePair(certPem: string, keyPem: string, now: Date 
 }
 
 function keyMatches(leafPem: string, keyPem: string, errors: string[]): boolean {
-  let cert: forge.pki.Certificate | undefined;
+  let cert: Forge.pki.Certificate | undefined;
   try {
-    cert = forge.pki.certificateFromPem(leafPem);
+    cert = forge().pki.certificateFromPem(leafPem);
   } catch {
     // not RSA: node:crypto compares the key below
   }
   if (cert) {
-    let key: forge.pki.rsa.PrivateKey;
+    let key: Forge.pki.rsa.PrivateKey;
     try {
-      key = forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
+      key = forge().pki.privateKeyFromPem(keyPem) as Forge.pki.rsa.PrivateKey;
     } catch {
       // PKCS#8 or an encrypted key forge cannot read as RSA: let node:crypto say what it is
       try {
-        key = forge.pki.privateKeyFromPem(createPrivateKey(keyPem).export({ type: 'pkcs1', format: 'pem' }).toString()) as forge.pki.rsa.PrivateKey;
+        key = forge().pki.privateKeyFromPem(createPrivateKey(keyPem).export({ type: 'pkcs1', format: 'pem' }).toString()) as Forge.pki.rsa.PrivateKey;
       } catch (err) {
         errors.push(`the key file holds no usable RSA private key: ${(err as Error).message}`);
         return false;
       }
     }
-    const pub = cert.publicKey as forge.pki.rsa.PublicKey;
+    const pub = cert.publicKey as Forge.pki.rsa.PublicKey;
     if (pub.n.compareTo(key.n) !== 0 || pub.e.compareTo(key.e) !== 0) {
       errors.push('the private key does not belong to the certificate (the first one in the file)');
       return false;

@@ -3,7 +3,7 @@
 // come from fleet.postgres; --user and --password-file let head office run as other roles.
 
 import Database from 'better-sqlite3';
-import { Client } from 'pg';
+import type { Client } from 'pg';
 import { EXIT, UsageProblem, defineCommand, type Command, type CommandIo } from '../command';
 import { COMMON_OPTIONS, loadSettings } from '../inventory-access';
 import { formatCsv, formatTable, shortTime, type Column } from '../tabular';
@@ -37,7 +37,9 @@ type Io = CommandIo;
 async function connect(command: string, p: PostgresSettings, overrides: ConnectionOverrides, io: Io): Promise<Client | number> {
   let client: Client | undefined;
   try {
-    client = new Client(connectionConfig(p, overrides));
+    // pg is loaded by the fleet commands only, not by every start of the CLI.
+    const { Client: PgClient } = require('pg') as typeof import('pg');
+    client = new PgClient(connectionConfig(p, overrides));
     client.on('error', () => undefined);
     await client.connect();
     return client;
