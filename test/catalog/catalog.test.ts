@@ -4,15 +4,13 @@ import { join } from 'node:path';
 import { buildCatalog, CATALOG_UPDATE_HINT, isUnknownName } from '../../src/catalog/catalog';
 import { KmsError } from '../../src/errors';
 import { ROOT } from '../paths';
+import {
+  NEW_KMS_GROUP, NIL_GUID, OFFICE_2010_APP, OFFICE_2013_APP, SPARE_GUID, UNKNOWN_GUID,
+  WIN10_ENTERPRISE_SKU, WIN10_VOLUME_GROUP, WINDOWS_APP,
+} from '../ids';
 
 const RAW = JSON.parse(readFileSync(join(ROOT, 'data', 'kms-catalog.json'), 'utf8')) as Record<string, unknown>;
 const catalog = buildCatalog(RAW, 'kms-catalog.json');
-
-const WINDOWS = '55c92734-d682-4d71-983e-d6ec3f16059f';
-const OFFICE2010 = '59a52881-a989-479d-af46-f275c6370663';
-const OFFICE2013 = '0ff1ce15-a989-479d-af46-f275c6370663';
-const WIN10_VOLUME = '58e2134f-8e11-4d17-9cb2-91069c151148';
-const WIN10_ENTERPRISE_SKU = '73111121-5638-40f6-bc11-f1d7b0d64300';
 
 function clone(): Record<string, any> {
   return JSON.parse(JSON.stringify(RAW));
@@ -28,27 +26,27 @@ function codeOf(fn: () => unknown): string | undefined {
 }
 
 t.test('applications and KMS groups by id', async (t) => {
-  t.equal(catalog.applicationById(WINDOWS)?.name, 'Windows');
-  t.equal(catalog.applicationById(OFFICE2010)?.name, 'Office 14 (2010)');
-  t.ok(catalog.applicationById(OFFICE2013));
+  t.equal(catalog.applicationById(WINDOWS_APP)?.name, 'Windows');
+  t.equal(catalog.applicationById(OFFICE_2010_APP)?.name, 'Office 14 (2010)');
+  t.ok(catalog.applicationById(OFFICE_2013_APP));
   // upper case, as an admin might paste it
-  t.equal(catalog.applicationById(WINDOWS.toUpperCase())?.id, WINDOWS);
-  t.equal(catalog.applicationById('00000000-0000-0000-0000-000000000000'), undefined);
+  t.equal(catalog.applicationById(WINDOWS_APP.toUpperCase())?.id, WINDOWS_APP);
+  t.equal(catalog.applicationById(NIL_GUID), undefined);
 
-  const g = catalog.kmsGroupById(WIN10_VOLUME);
+  const g = catalog.kmsGroupById(WIN10_VOLUME_GROUP);
   t.equal(g?.name, 'Windows 10/11 2015 (Volume)');
   t.equal(g?.nCountPolicy, 25);
-  t.equal(g?.application.id, WINDOWS);
-  t.equal(catalog.kmsGroupById('e85af946-2e25-47b7-83e1-bebcebeac611')?.application.id, OFFICE2010);
+  t.equal(g?.application.id, WINDOWS_APP);
+  t.equal(catalog.kmsGroupById('e85af946-2e25-47b7-83e1-bebcebeac611')?.application.id, OFFICE_2010_APP);
 });
 
 t.test('SKUs by activation id, with their group', async (t) => {
   const sku = catalog.skuById(WIN10_ENTERPRISE_SKU);
   t.ok(sku, 'Windows 10 Enterprise is in the catalogue');
   t.match(sku?.name, /Enterprise/);
-  t.equal(sku?.group.id, WIN10_VOLUME);
-  t.equal(sku?.group.application.id, WINDOWS);
-  t.equal(catalog.skuById('11111111-2222-3333-4444-555555555555'), undefined);
+  t.equal(sku?.group.id, WIN10_VOLUME_GROUP);
+  t.equal(sku?.group.application.id, WINDOWS_APP);
+  t.equal(catalog.skuById(SPARE_GUID), undefined);
 });
 
 t.test('host-key groups by id and by name; host builds', async (t) => {
@@ -66,17 +64,17 @@ t.test('host-key groups by id and by name; host builds', async (t) => {
 });
 
 t.test('describeSku never says just "Unknown"', async (t) => {
-  t.equal(catalog.describeSku(WIN10_ENTERPRISE_SKU, WIN10_VOLUME), catalog.skuById(WIN10_ENTERPRISE_SKU)!.name);
-  const newEdition = catalog.describeSku('11111111-2222-3333-4444-555555555555', WIN10_VOLUME);
+  t.equal(catalog.describeSku(WIN10_ENTERPRISE_SKU, WIN10_VOLUME_GROUP), catalog.skuById(WIN10_ENTERPRISE_SKU)!.name);
+  const newEdition = catalog.describeSku(SPARE_GUID, WIN10_VOLUME_GROUP);
   t.match(newEdition, 'Windows 10/11 2015 (Volume)', 'an unknown SKU of a known group is named after the group');
-  t.match(newEdition, '11111111-2222-3333-4444-555555555555');
-  const unknownGroup = catalog.describeSku('11111111-2222-3333-4444-555555555555', '01234567-89ab-cdef-0123-456789abcdef');
-  t.match(unknownGroup, '11111111-2222-3333-4444-555555555555', 'an unknown product is named by its Activation ID');
+  t.match(newEdition, SPARE_GUID);
+  const unknownGroup = catalog.describeSku(SPARE_GUID, UNKNOWN_GUID);
+  t.match(unknownGroup, SPARE_GUID, 'an unknown product is named by its Activation ID');
   t.ok(isUnknownName(unknownGroup) && isUnknownName(newEdition), 'both read as unknown, so the CLI adds the advice once');
-  t.equal(catalog.describeKmsGroup('01234567-89ab-cdef-0123-456789abcdef'), 'unknown KMS group 01234567-89ab-cdef-0123-456789abcdef');
+  t.equal(catalog.describeKmsGroup(UNKNOWN_GUID), `unknown KMS group ${UNKNOWN_GUID}`);
   t.ok(unknownGroup.length <= 70, 'short enough for a table cell and a log field; the advice is CATALOG_UPDATE_HINT');
-  t.equal(catalog.describeKmsGroup(WIN10_VOLUME), 'Windows 10/11 2015 (Volume)');
-  t.equal(catalog.describeApplication('01234567-89ab-cdef-0123-456789abcdef'), 'unknown application 01234567-89ab-cdef-0123-456789abcdef');
+  t.equal(catalog.describeKmsGroup(WIN10_VOLUME_GROUP), 'Windows 10/11 2015 (Volume)');
+  t.equal(catalog.describeApplication(UNKNOWN_GUID), `unknown application ${UNKNOWN_GUID}`);
   t.match(CATALOG_UPDATE_HINT, /catalogue/);
 });
 
@@ -132,17 +130,17 @@ t.test('a newer file from the same generator with extra fields and products stil
   const next = clone();
   next.futureField = { anything: true };
   next.applications[0].kmsGroups.push({
-    id: 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee', name: 'Windows Server 2028', names: {}, nCountPolicy: 5, protocol: '6.0',
+    id: NEW_KMS_GROUP, name: 'Windows Server 2028', names: {}, nCountPolicy: 5, protocol: '6.0',
     isRetail: false, isPreview: false, sources: ['python-db'], hostEpidSlot: null, activatedByHostKeyGroups: [], skus: [], newKey: 1,
   });
   const c = buildCatalog(next);
-  t.equal(c.kmsGroupById('aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee')?.name, 'Windows Server 2028');
+  t.equal(c.kmsGroupById(NEW_KMS_GROUP)?.name, 'Windows Server 2028');
 });
 
 t.test('dangling host-key references are warnings, not errors', async (t) => {
   const raw = clone();
-  raw.hostKeyGroups[0].activatesKmsGroups.push('aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee');
+  raw.hostKeyGroups[0].activatesKmsGroups.push(NEW_KMS_GROUP);
   const c = buildCatalog(raw);
   t.equal(c.warnings.length, 1);
-  t.match(c.warnings[0], 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee');
+  t.match(c.warnings[0], NEW_KMS_GROUP);
 });

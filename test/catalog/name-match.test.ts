@@ -3,6 +3,7 @@
 import t from 'tap';
 import { loadCatalog } from '../../src/catalog/load';
 import { explainUnresolved, resolveName, type NameKind } from '../../src/catalog/name-match';
+import { WINDOWS_APP } from '../ids';
 
 const catalog = loadCatalog();
 const found = (typed: string, kinds: NameKind[]): string | undefined => {
@@ -21,7 +22,7 @@ t.test('names as people type them', async (t) => {
     ['Office LTSC Professional Plus 2021', ['sku'], 'Office LTSC Professional Plus 2021'],
     ['Win 11 Pro', ['sku'], 'Windows 10/11 Pro'],
     ['Windows', ['application'], 'Windows'],
-    ['55c92734-d682-4d71-983e-d6ec3f16059f', ['application'], 'Windows'],
+    [WINDOWS_APP, ['application'], 'Windows'],
   ] as [string, NameKind[], string][]) {
     t.equal(found(typed, kinds), want, typed);
   }

@@ -8,7 +8,8 @@ import { PassThrough } from 'node:stream';
 import t from 'tap';
 import { fleetReport } from '../../src/cli/commands/fleet';
 import type { FleetReport } from '../../src/fleet/fleet-report';
-import { DAY, OFFICE_2013, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, WINDOW, cmid, obs } from '../store/observations';
+import { DAY, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, WINDOW, cmid, obs } from '../store/observations';
+import { OFFICE_2013_APP } from '../ids';
 import { appliance, fleetDatabase, postgresForFile, READER, type FleetDb, type PgServer } from './fleet-fixture';
 
 const NOW = Date.now();
@@ -38,7 +39,9 @@ t.test('the report adds up what the sites sent', async (t) => {
   const north = appliance(t, fleet.fleetConfig('North'));
   const south = appliance(t, fleet.fleetConfig('South'));
   const east = appliance(t, fleet.fleetConfig('East'));
-  const excel = { applicationId: OFFICE_2013, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5 };
+  const excel = {
+    applicationId: OFFICE_2013_APP, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5,
+  };
 
   for (let n = 1; n <= 30; n++) north.store.recordActivation(obs(n), NOW - n * 1000, WINDOW);
   for (let n = 1; n <= 5; n++) north.store.recordActivation(obs(500 + n, excel), NOW, WINDOW);

@@ -10,6 +10,7 @@ import { fleetInit } from '../../src/cli/commands/fleet';
 import { REMOTE_SCHEMA_VERSION, migrateRemote, remoteSchemaVersion } from '../../src/fleet/remote-schema';
 import { WINDOW, obs } from '../store/observations';
 import { appliance, fleetDatabase, postgresForFile, rows, OWNER, WRITER, type FleetDb, type PgServer } from './fleet-fixture';
+import { WINDOWS_APP } from '../ids';
 
 let pg: PgServer;
 t.before(async () => {
@@ -54,7 +55,7 @@ t.test('an older schema is upgraded by fleet init, keeping its rows', async (t) 
     GRANT SELECT, INSERT, UPDATE ON kms_fleet.appliances, kms_fleet.machines, kms_fleet.events TO ${WRITER}`);
   await owner.query("INSERT INTO kms_fleet.appliances (appliance_id, site_name) VALUES ('11111111-1111-4111-8111-111111111111', 'Old site')");
   await owner.query(`INSERT INTO kms_fleet.machines (appliance_id, application, cmid, workstation, first_seen, last_seen, last_counted)
-    VALUES ('11111111-1111-4111-8111-111111111111', '55c92734-d682-4d71-983e-d6ec3f16059f', 'c-old', 'old-pc', now(), now(), now())`);
+    VALUES ('11111111-1111-4111-8111-111111111111', '${WINDOWS_APP}', 'c-old', 'old-pc', now(), now(), now())`);
   t.equal(await remoteSchemaVersion(owner), 1);
 
   const site = appliance(t, fleet.fleetConfig('New site'));

@@ -2,7 +2,8 @@
 // once, under each site's stable id; sending again sends nothing; a renewal sends only that machine.
 
 import t from 'tap';
-import { OFFICE_2019_EXCEL, OFFICE_2019_GROUP, OFFICE_2013, WINDOW, cmid, obs } from '../store/observations';
+import { OFFICE_2019_EXCEL, OFFICE_2019_GROUP, WINDOW, cmid, obs } from '../store/observations';
+import { OFFICE_2013_APP } from '../ids';
 import { connectionOf } from '../../src/store/testing';
 import { appliance, fleetDatabase, postgresForFile, rows, type PgServer } from './fleet-fixture';
 
@@ -21,7 +22,7 @@ t.test('two appliances, one database', async (t) => {
   // CMIDs North has too (a cloned image), and two refusals.
   for (let n = 1; n <= 30; n++) north.store.recordActivation(obs(n), NOW - n * 60_000, WINDOW);
   for (let n = 1; n <= 5; n++) {
-    north.store.recordActivation(obs(1000 + n, { applicationId: OFFICE_2013, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5 }), NOW, WINDOW);
+    north.store.recordActivation(obs(1000 + n, { applicationId: OFFICE_2013_APP, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5 }), NOW, WINDOW);
   }
   for (let n = 27; n <= 46; n++) south.store.recordActivation(obs(n, { workstationName: `south-${n}` }), NOW - 1000, WINDOW);
   south.store.recordRefusal(obs(99), 0xc004f06c, 'KMS_ERR_KMS_TIME_SKEW', NOW);

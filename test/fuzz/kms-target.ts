@@ -13,6 +13,7 @@ import { findPackageRoot, loadCatalog } from '../../src/catalog/load';
 import { encodeBind, type PresentationContextItem } from '../../src/protocol/rpc/bind';
 import { KMS_INTERFACE, NDR32_SYNTAX, NDR64_SYNTAX, PTYPE, btfnSyntax } from '../../src/protocol/rpc/constants';
 import { encodeRequestPdu } from '../../src/protocol/rpc/request';
+import { UNKNOWN_GUID } from '../ids';
 import type { FuzzTarget } from './target';
 import { seededRandom } from '../prng';
 
@@ -88,7 +89,7 @@ const BIND3 = encodeBind({
 });
 
 function contexts(rnd: () => number, first: number, n: number): PresentationContextItem[] {
-  const syntaxes = [NDR32_SYNTAX, NDR64_SYNTAX, btfnSyntax(int(rnd, 256)), { uuid: '01234567-89ab-cdef-0123-456789abcdef', version: int(rnd, 4) }];
+  const syntaxes = [NDR32_SYNTAX, NDR64_SYNTAX, btfnSyntax(int(rnd, 256)), { uuid: UNKNOWN_GUID, version: int(rnd, 4) }];
   return Array.from({ length: n }, (_, i) => ({
     contextId: (first + i) & 0xffff,
     abstractSyntax: rnd() < 0.8 ? KMS_INTERFACE : { uuid: 'fedcba98-7654-3210-fedc-ba9876543210', major: int(rnd, 3), minor: int(rnd, 3) },

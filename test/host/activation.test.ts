@@ -5,14 +5,15 @@ import { licenseStatusName } from '../../src/protocol/kms/license-status';
 import { COUNT_WINDOW_MS } from '../../src/host/counting';
 import { parseEpid } from '../../src/host/epid';
 import { filetimeFromMs } from '../../src/protocol/filetime';
-import { DAY, HOUR, MINUTE, OFFICE2010, OFFICE2013, T0, WINDOWS, catalog, cmid, group, makeHost } from './host-harness';
+import { DAY, HOUR, MINUTE, T0, catalog, cmid, group, makeHost } from './host-harness';
+import { OFFICE_2010_APP, OFFICE_2013_APP, SPARE_V4_GUID, UNKNOWN_GUID, WINDOWS_APP } from '../ids';
 
 const INVALID = HRESULT.INVALID_DATA; // 0x8007000D
 const TIME = HRESULT.TIME_INVALID; // 0xC004F06C
 const NOT_SERVED = HRESULT.PRODUCT_NOT_SERVED; // 0xC004F042
 
 function counts(host: ReturnType<typeof makeHost>): number {
-  return host.store.snapshot(WINDOWS, host.now, COUNT_WINDOW_MS).activeClients;
+  return host.store.snapshot(WINDOWS_APP, host.now, COUNT_WINDOW_MS).activeClients;
 }
 
 t.test('a served v4, v5 and v6 request verifies and echoes version, CMID and time (C14)', async (t) => {
@@ -113,8 +114,8 @@ t.test('C24: ±3 h 59 min served, ±4 h 1 min refused with 0xC004F06C', async (t
 t.test('C25: unknown group, wrong application, retail, preview -> 0xC004F042; unknown SKU served', async (t) => {
   const host = makeHost();
   const cases = [
-    [{ kmsCountedId: '01234567-89ab-cdef-0123-456789abcdef' }, 'KMS_ERR_KMS_UNKNOWN_GROUP'],
-    [{ applicationId: OFFICE2013 }, 'KMS_ERR_KMS_WRONG_APPLICATION'],
+    [{ kmsCountedId: UNKNOWN_GUID }, 'KMS_ERR_KMS_UNKNOWN_GROUP'],
+    [{ applicationId: OFFICE_2013_APP }, 'KMS_ERR_KMS_WRONG_APPLICATION'],
     [{ groupName: 'Windows 10/11 (Retail)' }, 'KMS_ERR_KMS_RETAIL_GROUP'],
     [{ groupName: 'Windows Preview', version: 5 as const }, 'KMS_ERR_KMS_PREVIEW_GROUP'],
     [{ groupName: 'Office 2013 (Pre-release)', version: 5 as const }, 'KMS_ERR_KMS_PREVIEW_GROUP'],
@@ -126,11 +127,11 @@ t.test('C25: unknown group, wrong application, retail, preview -> 0xC004F042; un
     t.equal(r.outcome.code, code);
     t.ok(r.outcome.explanation && r.outcome.explanation.length > 20, 'an explanation for the admin');
   }
-  const unknownSku = host.request({ activationId: '11111111-2222-4333-8444-555555555555', clientMachineId: cmid(++n) });
+  const unknownSku = host.request({ activationId: SPARE_V4_GUID, clientMachineId: cmid(++n) });
   t.equal(unknownSku.result.hresult, 0);
   t.match(unknownSku.result.outcome.skuName, 'Windows 10/11 2015 (Volume)', 'named after its group');
   t.equal(counts(host), 1);
-  t.equal(host.store.snapshot(OFFICE2013, host.now, COUNT_WINDOW_MS).activeClients, 0);
+  t.equal(host.store.snapshot(OFFICE_2013_APP, host.now, COUNT_WINDOW_MS).activeClients, 0);
   const narrowed = makeHost({ policy: { hostKeyGroups: ['Windows Server 2025'] } });
   t.equal(narrowed.request().result.outcome.code, 'KMS_ERR_KMS_NO_HOST_KEY_GROUP');
   t.equal(narrowed.request({ groupName: 'Windows Server 2025' }).result.hresult, 0);
@@ -169,7 +170,7 @@ t.test('C27: counts 1, 2, 3…; a repeat is unchanged; applications are independ
   t.equal(host.request({ groupName: 'Office 2016', clientMachineId: cmid(1) }).verified!.base.currentCount, 1);
   t.equal(host.request({ groupName: 'Office 2019', clientMachineId: cmid(2) }).verified!.base.currentCount, 2);
   t.equal(host.request({ groupName: 'Windows Server 2022', clientMachineId: cmid(9) }).verified!.base.currentCount, 5, 'servers and clients share the Windows count');
-  t.equal(host.store.snapshot(OFFICE2010, host.now, COUNT_WINDOW_MS).activeClients, 1);
+  t.equal(host.store.snapshot(OFFICE_2010_APP, host.now, COUNT_WINDOW_MS).activeClients, 1);
 });
 
 t.test('C28: the count is capped at 2 × the largest threshold seen', async (t) => {
@@ -182,7 +183,7 @@ t.test('C28: the count is capped at 2 × the largest threshold seen', async (t) 
   let last = 0;
   for (let n = 1; n <= 55; n++) last = clients.request({ clientMachineId: cmid(n) }).verified!.base.currentCount;
   t.equal(last, 50);
-  t.equal(clients.store.snapshot(WINDOWS, clients.now, COUNT_WINDOW_MS).activeClients, 55, 'the store still knows them all');
+  t.equal(clients.store.snapshot(WINDOWS_APP, clients.now, COUNT_WINDOW_MS).activeClients, 55, 'the store still knows them all');
 });
 
 t.test('C29: 30-day expiry at the boundary; counts survive a restart', async (t) => {
@@ -202,7 +203,7 @@ t.test('C30: refused requests change no count', async (t) => {
   host.request({ clientMachineId: cmid(2), requiredClientCount: 1001 });
   host.request({ clientMachineId: cmid(3), requestTime: filetimeFromMs(host.now - 5 * HOUR) });
   host.request({ clientMachineId: cmid(4), groupName: 'Windows 10/11 (Retail)' });
-  host.request({ clientMachineId: cmid(5), kmsCountedId: '01234567-89ab-cdef-0123-456789abcdef' });
+  host.request({ clientMachineId: cmid(5), kmsCountedId: UNKNOWN_GUID });
   host.send(Buffer.alloc(260));
   t.equal(host.store.events.filter((e) => e.kind === 'refusal').length, 5, 'every refusal is recorded');
   t.equal(host.request({ clientMachineId: cmid(6) }).verified!.base.currentCount, 2);
@@ -273,7 +274,7 @@ t.test('the host clock jumping back and forward', async (t) => {
   t.equal(host.request({ clientMachineId: cmid(5) }).verified!.base.currentCount, 4);
   host.now = T0 + 31 * DAY; // clients 1 and 2: their last-seen stayed T0, not T0 - 10 days
   t.equal(host.request({ clientMachineId: cmid(6) }).verified!.base.currentCount, 3);
-  t.equal(host.store.machine(WINDOWS, cmid(1))?.lastCountedMs, T0);
+  t.equal(host.store.machine(WINDOWS_APP, cmid(1))?.lastCountedMs, T0);
 });
 
 t.test('the outcome record is complete', async (t) => {
@@ -286,7 +287,7 @@ t.test('the outcome record is complete', async (t) => {
   t.equal(o.protocolVersion, 5);
   t.equal(o.clientMachineId, cmid(1));
   t.equal(o.workstationName, 'client01.contoso.test');
-  t.equal(o.applicationId, WINDOWS);
+  t.equal(o.applicationId, WINDOWS_APP);
   t.equal(o.applicationName, 'Windows');
   t.equal(o.kmsCountedId, group('Windows Server 2022').id);
   t.equal(o.productGroupName, 'Windows Server 2022');
@@ -307,13 +308,13 @@ t.test('the outcome record is complete', async (t) => {
   t.same([0, 1, 2, 3, 4, 5, 6, 7].map(licenseStatusName).slice(0, 3), ['unlicensed', 'licensed', 'initial grace (OOB)']);
   t.match(licenseStatusName(7), '7');
 
-  const refused = host.request({ kmsCountedId: '01234567-89ab-cdef-0123-456789abcdef', activationId: '11111111-2222-4333-8444-555555555555' }).result.outcome;
+  const refused = host.request({ kmsCountedId: UNKNOWN_GUID, activationId: SPARE_V4_GUID }).result.outcome;
   t.equal(refused.result, 'refused');
   t.equal(refused.hresult, NOT_SERVED);
   t.equal(refused.currentCount, undefined);
   t.equal(refused.epid, undefined);
-  t.match(refused.productGroupName, '01234567-89ab-cdef-0123-456789abcdef');
-  t.match(refused.skuName, '11111111-2222-4333-8444-555555555555', 'an unknown product is named by its Activation ID (the group has its own field)');
+  t.match(refused.productGroupName, UNKNOWN_GUID);
+  t.match(refused.skuName, SPARE_V4_GUID, 'an unknown product is named by its Activation ID (the group has its own field)');
 });
 
 t.test('a host-key group that cannot form an ePID is a configuration fault, and nothing is counted', async (t) => {

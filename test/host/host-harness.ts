@@ -10,12 +10,10 @@ import { filetimeFromMs } from '../../src/protocol/filetime';
 import { NIL_GUID } from '../../src/protocol/guid';
 import { encodeKmsRequest, verifyKmsResponse } from '../../src/protocol/kms';
 import type { KmsRequestBase, KmsVersion, SentKmsRequest, VerifiedKmsResponse } from '../../src/protocol/kms/types';
+import { WIN10_ENTERPRISE_SKU } from '../ids';
 
 export const catalog = loadCatalog();
 
-export const WINDOWS = '55c92734-d682-4d71-983e-d6ec3f16059f';
-export const OFFICE2010 = '59a52881-a989-479d-af46-f275c6370663';
-export const OFFICE2013 = '0ff1ce15-a989-479d-af46-f275c6370663';
 export const T0 = Date.UTC(2026, 10, 24, 0, 26, 6);
 export const MINUTE = 60_000;
 export const HOUR = 60 * MINUTE;
@@ -95,7 +93,7 @@ export function makeHost(opts: TestHostOptions = {}): TestHost {
         licenseStatus: 2,
         bindingExpiration: 43200,
         applicationId: g.app,
-        activationId: '73111121-5638-40f6-bc11-f1d7b0d64300',
+        activationId: WIN10_ENTERPRISE_SKU,
         kmsCountedId: g.id,
         clientMachineId: cmid(1),
         requiredClientCount: g.nCountPolicy,

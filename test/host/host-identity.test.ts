@@ -6,6 +6,7 @@ import { parseEpid } from '../../src/host/epid';
 import { EPID_SETTING_PREFIX, HWID_SETTING, loadHostIdentity, type HostIdentitySettings } from '../../src/host/host-identity';
 import { MemoryActivationStore } from '../../src/host/memory-store';
 import { buildProductPolicy } from '../../src/host/product-policy';
+import { UNKNOWN_GUID } from '../ids';
 
 const catalog = loadCatalog();
 const policy = buildProductPolicy(catalog, { hostKeyGroups: [], allowRetail: false, allowPreview: false });
@@ -133,5 +134,5 @@ t.test('a group without key id range cannot generate an ePID', async (t) => {
   const id = load(new MemoryActivationStore());
   const azure2019 = catalog.findHostKeyGroup('Windows Server 2019 (Azure Only)')!;
   t.throws(() => id.epidFor(azure2019.id), { code: 'KMS_ERR_CONFIG_INVALID' });
-  t.throws(() => id.epidFor('01234567-89ab-cdef-0123-456789abcdef'), { code: 'KMS_ERR_CONFIG_INVALID' });
+  t.throws(() => id.epidFor(UNKNOWN_GUID), { code: 'KMS_ERR_CONFIG_INVALID' });
 });

@@ -2,11 +2,8 @@ import t from 'tap';
 import { COUNT_WINDOW_MS, reportedCount } from '../../src/host/counting';
 import { MemoryActivationStore } from '../../src/host/memory-store';
 import type { ClientObservation } from '../../src/host/ports';
+import { NIL_GUID, OFFICE_2010_APP, OFFICE_2013_APP, WIN10_ENTERPRISE_SKU, WIN10_VOLUME_GROUP, WINDOWS_APP } from '../ids';
 
-const WINDOWS = '55c92734-d682-4d71-983e-d6ec3f16059f';
-const OFFICE2010 = '59a52881-a989-479d-af46-f275c6370663';
-const OFFICE2013 = '0ff1ce15-a989-479d-af46-f275c6370663';
-const NIL = '00000000-0000-0000-0000-000000000000';
 const DAY = 86_400_000;
 const T0 = Date.UTC(2026, 0, 1);
 
@@ -16,11 +13,11 @@ function cmid(n: number): string {
 
 function obs(n: number, over: Partial<ClientObservation> = {}): ClientObservation {
   return {
-    applicationId: WINDOWS,
-    kmsCountedId: '58e2134f-8e11-4d17-9cb2-91069c151148',
-    activationId: '73111121-5638-40f6-bc11-f1d7b0d64300',
+    applicationId: WINDOWS_APP,
+    kmsCountedId: WIN10_VOLUME_GROUP,
+    activationId: WIN10_ENTERPRISE_SKU,
     clientMachineId: cmid(n),
-    previousClientMachineId: NIL,
+    previousClientMachineId: NIL_GUID,
     workstationName: `pc${n}`,
     requiredClientCount: 25,
     licenseStatus: 2,
@@ -40,23 +37,23 @@ t.test('distinct CMIDs per application; a repeat does not raise the count', asyn
   const s = new MemoryActivationStore();
   t.same([1, 2, 3].map((n) => count(s, obs(n), T0)), [1, 2, 3]);
   t.equal(count(s, obs(2), T0 + 1000), 3);
-  t.equal(count(s, obs(1, { applicationId: OFFICE2010, requiredClientCount: 5 }), T0), 1, 'Office 2010 is separate');
-  t.equal(count(s, obs(1, { applicationId: OFFICE2013, requiredClientCount: 5 }), T0), 1, 'Office 2013+ is separate');
-  t.equal(count(s, obs(9, { applicationId: OFFICE2013, requiredClientCount: 5 }), T0), 2);
+  t.equal(count(s, obs(1, { applicationId: OFFICE_2010_APP, requiredClientCount: 5 }), T0), 1, 'Office 2010 is separate');
+  t.equal(count(s, obs(1, { applicationId: OFFICE_2013_APP, requiredClientCount: 5 }), T0), 1, 'Office 2013+ is separate');
+  t.equal(count(s, obs(9, { applicationId: OFFICE_2013_APP, requiredClientCount: 5 }), T0), 2);
   t.equal(count(s, obs(4), T0), 4);
-  t.equal(s.snapshot(WINDOWS, T0, COUNT_WINDOW_MS).activeClients, 4);
+  t.equal(s.snapshot(WINDOWS_APP, T0, COUNT_WINDOW_MS).activeClients, 4);
 });
 
 t.test('the cap follows the largest threshold in the window', async (t) => {
   const s = new MemoryActivationStore();
   for (let n = 1; n <= 12; n++) count(s, obs(n, { requiredClientCount: 5 }), T0);
-  t.same(s.snapshot(WINDOWS, T0, COUNT_WINDOW_MS), { activeClients: 12, maxRequiredClientCount: 5 });
+  t.same(s.snapshot(WINDOWS_APP, T0, COUNT_WINDOW_MS), { activeClients: 12, maxRequiredClientCount: 5 });
   t.equal(count(s, obs(13, { requiredClientCount: 5 }), T0), 10, 'servers only: capped at 10');
   t.equal(count(s, obs(14, { requiredClientCount: 25 }), T0), 14, 'after a Windows client the cap is 50');
   // the threshold 25 ages out with its request: back to 10
   t.equal(count(s, obs(15, { requiredClientCount: 5 }), T0 + 31 * DAY), 1);
   for (let n = 16; n <= 30; n++) count(s, obs(n, { requiredClientCount: 5 }), T0 + 31 * DAY);
-  t.equal(s.snapshot(WINDOWS, T0 + 31 * DAY, COUNT_WINDOW_MS).maxRequiredClientCount, 5);
+  t.equal(s.snapshot(WINDOWS_APP, T0 + 31 * DAY, COUNT_WINDOW_MS).maxRequiredClientCount, 5);
   t.equal(count(s, obs(31, { requiredClientCount: 0 }), T0 + 31 * DAY), 10, 'a threshold of 0 does not lower the cap');
 });
 
@@ -66,7 +63,7 @@ t.test('30-day expiry at the boundary (C29)', async (t) => {
   t.equal(count(s, obs(2), T0 + COUNT_WINDOW_MS), 2, 'exactly 30 days later: still counted');
   t.equal(count(s, obs(3), T0 + COUNT_WINDOW_MS + 1), 2, 'one millisecond more: dropped');
   t.equal(count(s, obs(1), T0 + COUNT_WINDOW_MS + 2), 3, 'it counts again when it comes back');
-  t.equal(s.machine(WINDOWS, cmid(1))?.firstSeenMs, T0, 'first seen is kept');
+  t.equal(s.machine(WINDOWS_APP, cmid(1))?.firstSeenMs, T0, 'first seen is kept');
 });
 
 t.test('PreviousClientMachineID replaces a known machine of the same application', async (t) => {
@@ -74,12 +71,12 @@ t.test('PreviousClientMachineID replaces a known machine of the same application
   count(s, obs(1), T0);
   count(s, obs(2), T0);
   t.equal(count(s, obs(3, { previousClientMachineId: cmid(1) }), T0 + 1000), 2, 're-imaged machine counts once');
-  t.equal(s.machine(WINDOWS, cmid(1)), undefined);
-  t.equal(s.machine(WINDOWS, cmid(3))?.firstSeenMs, T0, 'the new CMID inherits the history');
+  t.equal(s.machine(WINDOWS_APP, cmid(1)), undefined);
+  t.equal(s.machine(WINDOWS_APP, cmid(3))?.firstSeenMs, T0, 'the new CMID inherits the history');
   t.equal(count(s, obs(4, { previousClientMachineId: cmid(99) }), T0), 3, 'unknown previous CMID: just a new machine');
-  count(s, obs(5, { applicationId: OFFICE2013, requiredClientCount: 5 }), T0);
+  count(s, obs(5, { applicationId: OFFICE_2013_APP, requiredClientCount: 5 }), T0);
   t.equal(count(s, obs(6, { previousClientMachineId: cmid(5) }), T0), 4, 'another application\'s CMID is not replaced');
-  t.equal(s.snapshot(OFFICE2013, T0, COUNT_WINDOW_MS).activeClients, 1);
+  t.equal(s.snapshot(OFFICE_2013_APP, T0, COUNT_WINDOW_MS).activeClients, 1);
   t.equal(count(s, obs(6, { previousClientMachineId: cmid(6) }), T0), 4, 'previous = current changes nothing');
 });
 
@@ -88,7 +85,7 @@ t.test('refusals are recorded, never counted (C30)', async (t) => {
   count(s, obs(1), T0);
   s.recordRefusal(obs(2), 0xc004f042, 'KMS_ERR_KMS_UNKNOWN_GROUP', T0);
   s.recordRefusal({ clientAddress: '192.0.2.9' }, 0x8007000d, 'KMS_ERR_KMS_VERSION', T0);
-  t.same(s.snapshot(WINDOWS, T0, COUNT_WINDOW_MS), { activeClients: 1, maxRequiredClientCount: 25 });
+  t.same(s.snapshot(WINDOWS_APP, T0, COUNT_WINDOW_MS), { activeClients: 1, maxRequiredClientCount: 25 });
   t.equal(s.events.length, 3);
   t.same(s.events.map((e) => e.kind), ['activation', 'refusal', 'refusal']);
   t.equal(s.events[1]?.code, 'KMS_ERR_KMS_UNKNOWN_GROUP');
@@ -101,7 +98,7 @@ t.test('clock jumps never drop or double-count a client', async (t) => {
   count(s, obs(2), T0 + 10 * DAY);
   // the host clock goes back 5 days: both still count, a repeat is not a new machine
   t.equal(count(s, obs(1), T0 + 5 * DAY), 2);
-  t.equal(s.machine(WINDOWS, cmid(1))?.lastCountedMs, T0 + 10 * DAY, 'last seen never moves backwards');
+  t.equal(s.machine(WINDOWS_APP, cmid(1))?.lastCountedMs, T0 + 10 * DAY, 'last seen never moves backwards');
   // forward past the window of the first requests: only the one seen since counts
   t.equal(count(s, obs(3), T0 + 10 * DAY + COUNT_WINDOW_MS + 1), 1);
   // back again: the old entries are still there (nothing was thrown away)

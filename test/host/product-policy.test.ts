@@ -2,14 +2,11 @@ import t from 'tap';
 import { loadCatalog } from '../../src/catalog/load';
 import { KmsError } from '../../src/errors';
 import { buildProductPolicy, isDefaultHostKeyGroup } from '../../src/host/product-policy';
+import { OFFICE_2010_APP, OFFICE_2013_APP, UNKNOWN_GUID, WINDOWS_APP } from '../ids';
 
 const catalog = loadCatalog();
 const DEFAULTS = { hostKeyGroups: [], allowRetail: false, allowPreview: false };
 const policy = buildProductPolicy(catalog, DEFAULTS);
-
-const WINDOWS = '55c92734-d682-4d71-983e-d6ec3f16059f';
-const OFFICE2010 = '59a52881-a989-479d-af46-f275c6370663';
-const OFFICE2013 = '0ff1ce15-a989-479d-af46-f275c6370663';
 
 function groupByName(name: string) {
   for (const app of catalog.applications) {
@@ -69,52 +66,52 @@ t.test('§7.4 examples of the chosen host-key group', async (t) => {
 });
 
 t.test('refusal codes', async (t) => {
-  t.same(policy.decide(WINDOWS, '01234567-89ab-cdef-0123-456789abcdef'), { ok: false, code: 'KMS_ERR_KMS_UNKNOWN_GROUP' });
+  t.same(policy.decide(WINDOWS_APP, UNKNOWN_GUID), { ok: false, code: 'KMS_ERR_KMS_UNKNOWN_GROUP' });
   const office = groupByName('Office 2016');
-  const wrong = policy.decide(WINDOWS, office.id);
+  const wrong = policy.decide(WINDOWS_APP, office.id);
   t.equal(wrong.ok ? '' : wrong.code, 'KMS_ERR_KMS_WRONG_APPLICATION');
-  t.equal(policy.decide(OFFICE2010, office.id).ok, false);
-  t.equal(policy.decide(OFFICE2013.toUpperCase(), office.id.toUpperCase()).ok, true, 'GUID case does not matter');
+  t.equal(policy.decide(OFFICE_2010_APP, office.id).ok, false);
+  t.equal(policy.decide(OFFICE_2013_APP.toUpperCase(), office.id.toUpperCase()).ok, true, 'GUID case does not matter');
   const retail = groupByName('Windows 10/11 (Retail)');
-  const r = policy.decide(WINDOWS, retail.id);
+  const r = policy.decide(WINDOWS_APP, retail.id);
   t.equal(r.ok ? '' : r.code, 'KMS_ERR_KMS_RETAIL_GROUP');
   const preview = groupByName('Office 2013 (Pre-release)');
-  const p = policy.decide(OFFICE2013, preview.id);
+  const p = policy.decide(OFFICE_2013_APP, preview.id);
   t.equal(p.ok ? '' : p.code, 'KMS_ERR_KMS_PREVIEW_GROUP');
   // the wrong application wins over retail: it is checked first (§7.1 step 6)
-  const wr = policy.decide(OFFICE2013, retail.id);
+  const wr = policy.decide(OFFICE_2013_APP, retail.id);
   t.equal(wr.ok ? '' : wr.code, 'KMS_ERR_KMS_WRONG_APPLICATION');
 });
 
 t.test('allowRetail / allowPreview', async (t) => {
   const open = buildProductPolicy(catalog, { hostKeyGroups: [], allowRetail: true, allowPreview: true });
   const retail = groupByName('Windows 10/11 (Retail)');
-  const r = open.decide(WINDOWS, retail.id);
+  const r = open.decide(WINDOWS_APP, retail.id);
   t.equal(r.ok && r.hostKeyGroup.name, 'Windows 10 2019');
   // no default host key activates the preview groups
   const preview = groupByName('Windows Server Next (Preview)');
-  const p = open.decide(WINDOWS, preview.id);
+  const p = open.decide(WINDOWS_APP, preview.id);
   t.equal(p.ok ? '' : p.code, 'KMS_ERR_KMS_NO_HOST_KEY_GROUP');
   const named = buildProductPolicy(catalog, { hostKeyGroups: ['Windows 10 and 8.1 Pre-Release'], allowRetail: false, allowPreview: true });
-  const wp = named.decide(WINDOWS, groupByName('Windows Preview').id);
+  const wp = named.decide(WINDOWS_APP, groupByName('Windows Preview').id);
   t.equal(wp.ok && wp.hostKeyGroup.name, 'Windows 10 and 8.1 Pre-Release', 'a named preview host key serves preview groups');
 });
 
 t.test('narrowing to one host-key group', async (t) => {
   const only2025 = buildProductPolicy(catalog, { hostKeyGroups: ['Windows Server 2025'], allowRetail: false, allowPreview: false });
   t.same(only2025.configuredHostKeyGroups.map((h) => h.name), ['Windows Server 2025']);
-  t.equal(only2025.decide(WINDOWS, groupByName('Windows Server 2025').id).ok, true);
-  const d = only2025.decide(WINDOWS, groupByName('Windows 10/11 2015 (Volume)').id);
+  t.equal(only2025.decide(WINDOWS_APP, groupByName('Windows Server 2025').id).ok, true);
+  const d = only2025.decide(WINDOWS_APP, groupByName('Windows 10/11 2015 (Volume)').id);
   t.equal(d.ok ? '' : d.code, 'KMS_ERR_KMS_NO_HOST_KEY_GROUP', 'a Server 2025-only host refuses Windows 11');
-  t.equal(only2025.decide(OFFICE2013, groupByName('Office 2024').id).ok, false);
+  t.equal(only2025.decide(OFFICE_2013_APP, groupByName('Office 2024').id).ok, false);
   t.same(only2025.hostKeyGroupsInUse.map((h) => h.name), ['Windows Server 2025']);
 
   // by id, and two groups: Windows 10 2016 then answers Windows 10/11 volume
   const two = buildProductPolicy(catalog, { hostKeyGroups: ['30a42c86-b7a0-4a34-8c90-ff177cb2acb7', 'office ltsc 2021'], allowRetail: false, allowPreview: false });
-  const w = two.decide(WINDOWS, groupByName('Windows 10/11 2015 (Volume)').id);
+  const w = two.decide(WINDOWS_APP, groupByName('Windows 10/11 2015 (Volume)').id);
   t.equal(w.ok && w.hostKeyGroup.name, 'Windows 10 2016');
-  t.equal(two.decide(OFFICE2013, groupByName('Office 2021').id).ok, true);
-  t.equal(two.decide(OFFICE2013, groupByName('Office 2019').id).ok, false);
+  t.equal(two.decide(OFFICE_2013_APP, groupByName('Office 2021').id).ok, true);
+  t.equal(two.decide(OFFICE_2013_APP, groupByName('Office 2019').id).ok, false);
 });
 
 t.test('host-key groups in use are those chosen for some served group', async (t) => {

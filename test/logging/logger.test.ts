@@ -9,6 +9,7 @@ import { licenseStatusName } from '../../src/protocol/kms/license-status';
 import { validateConfigText } from '../../src/config/load';
 import type { ActivationOutcome } from '../../src/host/outcome';
 import type { LogLevel } from '../../src/logging/logger';
+import { NIL_GUID, WIN10_ENTERPRISE_SKU, WINDOWS_APP } from '../ids';
 
 function capture(level: LogLevel = 'info') {
   const lines: Record<string, unknown>[] = [];
@@ -31,13 +32,13 @@ const SERVED: ActivationOutcome = {
   clientAddress: '192.0.2.17',
   protocolVersion: 6,
   clientMachineId: 'a4b1a2b3-0c0d-4e5f-8a9b-0c1d2e3f4a5b',
-  previousClientMachineId: '00000000-0000-0000-0000-000000000000',
+  previousClientMachineId: NIL_GUID,
   workstationName: 'ws01.branch.example.org',
-  applicationId: '55c92734-d682-4d71-983e-d6ec3f16059f',
+  applicationId: WINDOWS_APP,
   applicationName: 'Windows',
   kmsCountedId: 'aaaaaaaa-0000-0000-0000-000000000001',
   productGroupName: 'Windows 10/11 Volume',
-  activationId: '73111121-5638-40f6-bc11-f1d7b0d64300',
+  activationId: WIN10_ENTERPRISE_SKU,
   skuName: 'Windows 11 Enterprise',
   requiredClientCount: 25,
   requestTime: '2024-03-01T10:00:00.000Z',

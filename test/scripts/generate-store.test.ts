@@ -2,6 +2,7 @@ import t from 'tap';
 import { generateStore, syntheticCmid } from '../../scripts/generate-store';
 import { Inventory } from '../../src/store/inventory';
 import { tempDataDir } from '../store/observations';
+import { WINDOWS_APP } from '../ids';
 
 const DAY = 86_400_000;
 
@@ -18,7 +19,7 @@ t.test('fills a store with the requested clients, spread over applications and g
   const summary = inventory.summary(now);
   t.equal(summary.length, 3, 'Windows, Office 2013+ and Office 2010');
   const [windows, office, office2010] = summary;
-  t.equal(windows?.applicationId, '55c92734-d682-4d71-983e-d6ec3f16059f');
+  t.equal(windows?.applicationId, WINDOWS_APP);
   t.equal(windows?.threshold, 25);
   t.equal(office?.threshold, 5);
   // Last seen spread over 60 days: about half the machines are inside the 30-day window.

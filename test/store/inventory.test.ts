@@ -5,9 +5,9 @@ import { Inventory, MAX_NAMES_KEPT } from '../../src/store/inventory';
 import { complianceReport } from '../../src/store/compliance';
 import type { NameResolver } from '../../src/catalog/name-resolver';
 import {
-  cmid, DAY, obs, OFFICE_2013, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, SERVER_2022_GROUP, SERVER_2022_STANDARD,
-  tempDataDir, WIN10_GROUP, WINDOW, WINDOWS,
+  cmid, DAY, obs, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, SERVER_2022_GROUP, SERVER_2022_STANDARD, tempDataDir, WINDOW,
 } from './observations';
+import { OFFICE_2013_APP, WIN10_VOLUME_GROUP, WINDOWS_APP } from '../ids';
 
 const NOW = Date.UTC(2026, 10, 20, 12, 0, 0);
 const catalog = loadCatalog();
@@ -17,7 +17,9 @@ const names: NameResolver = {
   skuName: (a, g) => catalog.describeSku(a, g),
 };
 const server = { kmsCountedId: SERVER_2022_GROUP, activationId: SERVER_2022_STANDARD, requiredClientCount: 5 };
-const office = { applicationId: OFFICE_2013, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5 };
+const office = {
+  applicationId: OFFICE_2013_APP, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5,
+};
 
 /** 20 Windows 10 clients, 3 servers and 6 Office installs active; 2 Windows clients expired. */
 function prepare(store: SqliteStore): void {
@@ -44,14 +46,14 @@ t.test('summary per application and group: counts, thresholds, what is missing',
   const [windows, officeApp, ...rest] = inventory.summary(NOW);
   t.same(rest, []);
   t.match(windows, {
-    applicationId: WINDOWS, applicationName: 'Windows', activeMachines: 23, threshold: 25, reportedCount: 23,
+    applicationId: WINDOWS_APP, applicationName: 'Windows', activeMachines: 23, threshold: 25, reportedCount: 23,
     missing: 2, activates: false, lastActivationMs: NOW - 3600_000,
   });
   t.same(windows?.groups.map((g) => [g.groupName, g.activeMachines, g.requiredCount, g.activates]), [
     ['Windows 10/11 2015 (Volume)', 20, 25, false],
     ['Windows Server 2022', 3, 5, true],
   ]);
-  t.match(officeApp, { applicationId: OFFICE_2013, activeMachines: 6, threshold: 5, missing: 0, activates: true, reportedCount: 6 });
+  t.match(officeApp, { applicationId: OFFICE_2013_APP, activeMachines: 6, threshold: 5, missing: 0, activates: true, reportedCount: 6 });
   // 41 days later nothing is in the window any more.
   const later = inventory.summary(NOW + 41 * DAY);
   t.match(later[0], { activeMachines: 0, threshold: 0, activates: false, lastActivationMs: null });
@@ -77,7 +79,7 @@ t.test('client list filters by group, product, application and silence', async (
   const byGroup = [...inventory.clients({ group: 'server 2022' }, NOW)];
   t.same(byGroup.map((c) => c.cmid), [cmid(21), cmid(22), cmid(23)]);
   t.match(byGroup[0], { groupName: 'Windows Server 2022', skuName: 'Windows Server 2022 Standard', active: true, vm: false });
-  t.equal([...inventory.clients({ group: WIN10_GROUP }, NOW)].length, 20 + 2 + 1, 'by id');
+  t.equal([...inventory.clients({ group: WIN10_VOLUME_GROUP }, NOW)].length, 20 + 2 + 1, 'by id');
   t.equal([...inventory.clients({ product: 'excel' }, NOW)].length, 6);
   t.equal([...inventory.clients({ application: 'office' }, NOW)].length, 6);
   const silent = [...inventory.clients({ notSeenSinceMs: NOW - 30 * DAY }, NOW)];
@@ -139,7 +141,7 @@ t.test('compliance: entitlements by group name, application id or SKU name; over
     inventory.groupCounts(NOW),
     [
       { product: 'windows 10/11 2015 (volume)', licenses: 15 },
-      { product: OFFICE_2013, licenses: 10 },
+      { product: OFFICE_2013_APP, licenses: 10 },
       { product: 'Visio 2099', licenses: 3 },
       { product: 'windows server 2022 standard', licenses: 2 },
     ],
@@ -147,7 +149,7 @@ t.test('compliance: entitlements by group name, application id or SKU name; over
   );
   t.same(rows, [
     { product: 'windows 10/11 2015 (volume)', scope: 'group', groups: ['Windows 10/11 2015 (Volume)'], licenses: 15, activeMachines: 20, overUse: true, excess: 5 },
-    { product: OFFICE_2013, scope: 'application', groups: ['Office 2019'], licenses: 10, activeMachines: 6, overUse: false, excess: 0 },
+    { product: OFFICE_2013_APP, scope: 'application', groups: ['Office 2019'], licenses: 10, activeMachines: 6, overUse: false, excess: 0 },
     { product: 'Visio 2099', scope: 'unmatched', groups: [], licenses: 3, activeMachines: 0, overUse: false, excess: 0 },
     { product: 'windows server 2022 standard', scope: 'sku', groups: ['Windows Server 2022'], licenses: 2, activeMachines: 3, overUse: true, excess: 1 },
   ]);

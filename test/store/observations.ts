@@ -6,17 +6,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ClientObservation } from '../../src/host/ports';
 import type { StoreLog } from '../../src/store/store-log';
+import { NIL_GUID, WIN10_VOLUME_GROUP, WINDOWS_APP } from '../ids';
 
-export const WINDOWS = '55c92734-d682-4d71-983e-d6ec3f16059f';
-export const OFFICE_2013 = '0ff1ce15-a989-479d-af46-f275c6370663';
-/** KMS groups and SKUs from data/kms-catalog.json. */
-export const WIN10_GROUP = '58e2134f-8e11-4d17-9cb2-91069c151148'; // Windows 10/11 2015 (Volume)
+/** KMS groups and SKUs from data/kms-catalog.json that only the store tests use; the shared ones are in test/ids.ts. */
 export const WIN10_EDUCATION = 'e0c42288-980c-4788-a014-c080d2e1926e'; // Windows 10/11 Education
 export const SERVER_2022_GROUP = 'b74263e4-0f92-46c6-bcf8-c11d5efe2959';
 export const SERVER_2022_STANDARD = '9bd77860-9b31-4b7b-96ad-2564017315bf';
 export const OFFICE_2019_GROUP = '617d9eb1-ef36-4f82-86e0-a65ae07b96c6';
 export const OFFICE_2019_EXCEL = '237854e9-79fc-4497-a0c1-a70969691c6b';
-export const NIL = '00000000-0000-0000-0000-000000000000';
 export const DAY = 86_400_000;
 export const WINDOW = 30 * DAY;
 
@@ -28,11 +25,11 @@ export function cmid(n: number, prefix = 'c'): string {
 
 export function obs(n: number, over: Partial<ClientObservation> = {}): ClientObservation {
   return {
-    applicationId: WINDOWS,
-    kmsCountedId: WIN10_GROUP,
+    applicationId: WINDOWS_APP,
+    kmsCountedId: WIN10_VOLUME_GROUP,
     activationId: WIN10_EDUCATION,
     clientMachineId: cmid(n),
-    previousClientMachineId: NIL,
+    previousClientMachineId: NIL_GUID,
     workstationName: `pc-${n}.branch.example`,
     requiredClientCount: 25,
     licenseStatus: 2,

@@ -8,7 +8,8 @@
 import t from 'tap';
 import { SqliteStore } from '../../src/store/sqlite-store';
 import { connectionOf } from '../../src/store/testing';
-import { cmid, DAY, NIL, obs, tempDataDir, WINDOW } from './observations';
+import { cmid, DAY, obs, tempDataDir, WINDOW } from './observations';
+import { NIL_GUID } from '../ids';
 import { seededRandom as rng } from '../prng';
 
 for (const seed of [0x0abc1234, 0x5151ab, 0x77e1]) {
@@ -31,7 +32,7 @@ for (const seed of [0x0abc1234, 0x5151ab, 0x77e1]) {
       else now += pick(3_600_000);
       const machine = pick(120);
       const o = obs(machine, {
-        previousClientMachineId: next() < 0.08 ? cmid(pick(120)) : NIL,
+        previousClientMachineId: next() < 0.08 ? cmid(pick(120)) : NIL_GUID,
         workstationName: `pc-${machine}-${pick(3)}`,
         clientAddress: next() < 0.1 ? '' : `10.0.0.${pick(4)}`,
         licenseStatus: pick(6),

@@ -8,7 +8,10 @@ import { MemoryActivationStore } from '../../src/host/memory-store';
 import { reportedCount } from '../../src/host/counting';
 import { SqliteStore } from '../../src/store/sqlite-store';
 import { connectionOf } from '../../src/store/testing';
-import { cmid, DAY, NIL, obs, OFFICE_2013, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, SERVER_2022_GROUP, SERVER_2022_STANDARD, tempDataDir, WINDOW } from './observations';
+import {
+  cmid, DAY, obs, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, SERVER_2022_GROUP, SERVER_2022_STANDARD, tempDataDir, WINDOW,
+} from './observations';
+import { NIL_GUID, OFFICE_2013_APP } from '../ids';
 import { seededRandom as rng } from '../prng';
 
 const SEED = 0x5eed1234;
@@ -18,7 +21,9 @@ function walk(store: SqliteStore, onStep: (step: number) => void): { mine: numbe
   const reference = new MemoryActivationStore();
   const next = rng(SEED);
   const pick = (n: number): number => Math.floor(next() * n);
-  const office = { applicationId: OFFICE_2013, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5 };
+  const office = {
+    applicationId: OFFICE_2013_APP, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5,
+  };
   const server = { kmsCountedId: SERVER_2022_GROUP, activationId: SERVER_2022_STANDARD, requiredClientCount: 5 };
   let now = Date.UTC(2025, 0, 1);
   const mine: number[] = [];
@@ -32,7 +37,7 @@ function walk(store: SqliteStore, onStep: (step: number) => void): { mine: numbe
     const machine = pick(90);
     const kind = pick(3);
     const over = kind === 0 ? office : kind === 1 ? server : {};
-    const previous = next() < 0.08 ? cmid(pick(90)) : NIL;
+    const previous = next() < 0.08 ? cmid(pick(90)) : NIL_GUID;
     const o = obs(machine, { ...over, previousClientMachineId: previous });
     if (next() < 0.1) {
       store.recordRefusal(o, 0xc004f06c, 'KMS_ERR_KMS_TIME_SKEW', now);

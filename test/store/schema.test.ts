@@ -11,7 +11,8 @@ import { SqliteStore } from '../../src/store/sqlite-store';
 import { connectionOf } from '../../src/store/testing';
 import { APPLICATION_ID, applyMigrations, SCHEMA_VERSION } from '../../src/store/schema';
 import { databaseFile, DATABASE_FILE_NAME } from '../../src/store/data-dir';
-import { cmid, obs, tempDataDir, WINDOW, WINDOWS } from './observations';
+import { cmid, obs, tempDataDir, WINDOW } from './observations';
+import { WINDOWS_APP } from '../ids';
 
 const T0 = Date.now();
 
@@ -121,8 +122,8 @@ t.test('a version 1 database is migrated at start-up and keeps its machines', as
   raw.prepare(
     `INSERT INTO clients (application, cmid, first_seen_ms, last_seen_ms, last_counted_ms, workstation, requests, required_count)
      VALUES (?, ?, ?, ?, ?, 'old-pc', 4, 25)`,
-  ).run(WINDOWS, cmid(1), T0 - 1000, T0 - 1000, T0 - 1000);
-  raw.prepare('INSERT INTO app_required VALUES (?, 25, ?)').run(WINDOWS, T0 - 1000);
+  ).run(WINDOWS_APP, cmid(1), T0 - 1000, T0 - 1000, T0 - 1000);
+  raw.prepare('INSERT INTO app_required VALUES (?, 25, ?)').run(WINDOWS_APP, T0 - 1000);
   raw.prepare("INSERT INTO settings VALUES ('hwid', '0011223344556677')").run();
   t.equal(raw.pragma('user_version', { simple: true }), 1);
   raw.close();

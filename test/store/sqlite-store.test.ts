@@ -2,7 +2,10 @@ import t from 'tap';
 import { SqliteStore } from '../../src/store/sqlite-store';
 import { connectionOf } from '../../src/store/testing';
 import { DATABASE_FILE_NAME } from '../../src/store/data-dir';
-import { cmid, DAY, NIL, obs, OFFICE_2013, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, SERVER_2022_GROUP, SERVER_2022_STANDARD, tempDataDir, WINDOW, WINDOWS } from './observations';
+import {
+  cmid, DAY, obs, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, SERVER_2022_GROUP, SERVER_2022_STANDARD, tempDataDir, WINDOW,
+} from './observations';
+import { NIL_GUID, OFFICE_2013_APP, WINDOWS_APP } from '../ids';
 
 const T0 = Date.UTC(2025, 2, 1, 8, 0, 0);
 
@@ -18,7 +21,7 @@ function openStore(t: Parameters<typeof tempDataDir>[0], dir = tempDataDir(t)): 
 }
 
 type Row = Record<string, unknown>;
-function clientRow(store: SqliteStore, id: string, app = WINDOWS): Row | undefined {
+function clientRow(store: SqliteStore, id: string, app = WINDOWS_APP): Row | undefined {
   return connectionOf(store).prepare('SELECT * FROM clients WHERE application = ? AND cmid = ?').get(app, id) as Row | undefined;
 }
 
@@ -65,7 +68,7 @@ t.test('the largest threshold only counts while it was served inside the window'
   const after = store.recordActivation(obs(3, server), T0 + WINDOW + 1, WINDOW);
   t.equal(after.maxRequiredClientCount, 5);
   // RequiredClientCount 0 is served as 1 (PROTOCOL.md §7.1 step 4).
-  const office = store.recordActivation(obs(4, { applicationId: OFFICE_2013, requiredClientCount: 0 }), T0, WINDOW);
+  const office = store.recordActivation(obs(4, { applicationId: OFFICE_2013_APP, requiredClientCount: 0 }), T0, WINDOW);
   t.equal(office.maxRequiredClientCount, 1);
 });
 
@@ -130,17 +133,19 @@ t.test('a request naming a known previous CMID replaces that machine', async (t)
   const unknownPrevious = store.recordActivation(obs(4, { previousClientMachineId: cmid(77) }), T0 + 2, WINDOW);
   t.equal(reported(unknownPrevious), 3);
   // The previous CMID of another application is not this application's machine.
-  store.recordActivation(obs(5, { applicationId: OFFICE_2013, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5 }), T0, WINDOW);
+  store.recordActivation(obs(5, { applicationId: OFFICE_2013_APP, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5 }), T0, WINDOW);
   const crossApp = store.recordActivation(obs(6, { previousClientMachineId: cmid(5) }), T0 + 3, WINDOW);
   t.equal(reported(crossApp), 4);
-  t.ok(clientRow(store, cmid(5), OFFICE_2013));
+  t.ok(clientRow(store, cmid(5), OFFICE_2013_APP));
   const self = store.recordActivation(obs(6, { previousClientMachineId: cmid(6) }), T0 + 4, WINDOW);
   t.equal(reported(self), 4, 'naming itself as previous removes nothing');
 });
 
 t.test('applications are counted separately; VMs count like physical machines', async (t) => {
   const store = openStore(t);
-  const office = { applicationId: OFFICE_2013, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5 };
+  const office = {
+    applicationId: OFFICE_2013_APP, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5,
+  };
   store.recordActivation(obs(1, { vmInfo: 1 }), T0, WINDOW);
   store.recordActivation(obs(2), T0, WINDOW);
   // The same machine (CMID) activating Office is a first Office client.
@@ -192,7 +197,7 @@ t.test('the event log keeps 12290 fields and is pruned by age and by size', asyn
   store.recordActivation(obs(1, { vmInfo: 1, requestTimeMs: T0 - 5000 }), T0, WINDOW);
   const e = connectionOf(store).prepare('SELECT * FROM events').get() as Row;
   t.match(e, {
-    time_ms: T0, served: 1, hresult: 0, application: WINDOWS, cmid: cmid(1), previous_cmid: NIL,
+    time_ms: T0, served: 1, hresult: 0, application: WINDOWS_APP, cmid: cmid(1), previous_cmid: NIL_GUID,
     workstation: 'pc-1.branch.example', required_count: 25, license_status: 2, vm: 1, protocol_version: 6,
     client_address: '10.0.0.1', request_time_ms: T0 - 5000, current_count: 1,
   });

@@ -7,7 +7,8 @@ import t from 'tap';
 import { WindowCounts, type CountSource } from '../../src/store/window-counts';
 import { SqliteStore } from '../../src/store/sqlite-store';
 import { connectionOf } from '../../src/store/testing';
-import { cmid, DAY, NIL, obs, tempDataDir, WINDOW, WINDOWS } from './observations';
+import { cmid, DAY, obs, tempDataDir, WINDOW } from './observations';
+import { NIL_GUID, WINDOWS_APP } from '../ids';
 import { seededRandom as rng } from '../prng';
 
 const SEED = 0xc0ffee;
@@ -74,7 +75,7 @@ t.test(`SqliteStore counts equal the SQL count on its file, more machines than h
     else if (r < 0.004) now += pick(20) * DAY;
     else now += pick(60_000);
     const machine = step < 5000 ? step : pick(6000);
-    const previous = next() < 0.05 ? cmid(pick(6000)) : NIL;
+    const previous = next() < 0.05 ? cmid(pick(6000)) : NIL_GUID;
     const o = obs(machine, { requiredClientCount: next() < 0.5 ? 1000 : 25, previousClientMachineId: previous });
     if (next() < 0.05) {
       store.recordRefusal(o, 0xc004f06c, 'KMS_ERR_KMS_TIME_SKEW', now);
@@ -82,7 +83,7 @@ t.test(`SqliteStore counts equal the SQL count on its file, more machines than h
     }
     const s = store.recordActivation(o, now, WINDOW);
     mine.push(Math.min(s.activeClients, 2 * s.maxRequiredClientCount));
-    sql.push(sqlCount.get(WINDOWS, now - WINDOW, 2 * s.maxRequiredClientCount) as number);
+    sql.push(sqlCount.get(WINDOWS_APP, now - WINDOW, 2 * s.maxRequiredClientCount) as number);
   }
   t.ok(sql.some((c) => c === 2000), 'the walk reaches the largest cap');
   t.same(mine, sql);
@@ -94,6 +95,6 @@ t.test(`SqliteStore counts equal the SQL count on its file, more machines than h
   const count = connectionOf(reopened).prepare(sqlCount.source).pluck();
   const cutoffs = [0, 10, 20, 30, 35].map((d) => now - d * DAY);
   for (const cap of [50, 2000]) {
-    t.same(cutoffs.map((c) => reopened.countSince(WINDOWS, c, cap)), cutoffs.map((c) => count.get(WINDOWS, c, cap)), `after a restart, cap ${cap}`);
+    t.same(cutoffs.map((c) => reopened.countSince(WINDOWS_APP, c, cap)), cutoffs.map((c) => count.get(WINDOWS_APP, c, cap)), `after a restart, cap ${cap}`);
   }
 });

@@ -7,12 +7,13 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import type { CommandIo } from '../../../src/cli/command';
 import { SqliteStore } from '../../../src/store/sqlite-store';
-import {
-  DAY, obs, OFFICE_2013, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, SERVER_2022_GROUP, SERVER_2022_STANDARD, WINDOW,
-} from '../../store/observations';
+import { DAY, obs, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, SERVER_2022_GROUP, SERVER_2022_STANDARD, WINDOW } from '../../store/observations';
+import { OFFICE_2013_APP } from '../../ids';
 
 export const server = { kmsCountedId: SERVER_2022_GROUP, activationId: SERVER_2022_STANDARD, requiredClientCount: 5 };
-export const office = { applicationId: OFFICE_2013, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5 };
+export const office = {
+  applicationId: OFFICE_2013_APP, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5,
+};
 
 /**
  * 20 Windows 10/11 clients and 3 Windows Server 2022 (23 of the 25 Windows clients need), 6 Office

@@ -7,6 +7,7 @@ import { SqliteStore } from '../../../src/store/sqlite-store';
 import { DATABASE_FILE_NAME } from '../../../src/store/data-dir';
 import { cmid, obs, WINDOW } from '../../store/observations';
 import { captureIo, preparedDataDir, writeConfig } from './inventory-fixture';
+import { WINDOWS_APP } from '../../ids';
 
 const OFFICE_NAME = 'Office 2013 / 2016 / 2019 / LTSC 2021 / LTSC 2024';
 
@@ -110,9 +111,9 @@ t.test('refusals of the last week are summarised by reason with what to change',
   const store = SqliteStore.open(dir, {});
   const now = Date.now();
   // Older than the week: not reported.
-  store.recordRefusal({ applicationId: '55c92734-d682-4d71-983e-d6ec3f16059f', clientMachineId: cmid(900), workstationName: 'old' }, 0xc004f042, 'KMS_ERR_KMS_RETAIL_GROUP', now - 8 * 86_400_000);
+  store.recordRefusal({ applicationId: WINDOWS_APP, clientMachineId: cmid(900), workstationName: 'old' }, 0xc004f042, 'KMS_ERR_KMS_RETAIL_GROUP', now - 8 * 86_400_000);
   for (let i = 0; i < 3; i++) {
-    store.recordRefusal({ applicationId: '55c92734-d682-4d71-983e-d6ec3f16059f', clientMachineId: cmid(901 + i), workstationName: `home-${i}`, clientAddress: '10.0.0.9' }, 0xc004f042, 'KMS_ERR_KMS_RETAIL_GROUP', now - 1000 + i);
+    store.recordRefusal({ applicationId: WINDOWS_APP, clientMachineId: cmid(901 + i), workstationName: `home-${i}`, clientAddress: '10.0.0.9' }, 0xc004f042, 'KMS_ERR_KMS_RETAIL_GROUP', now - 1000 + i);
   }
   store.close();
   const c = captureIo();

@@ -23,7 +23,8 @@ import {
   KMS_V5_KEY,
   KMS_V6_KEY,
 } from '../../../src/protocol/kms';
-import { hex, readFixture } from './fixtures';
+import { bytes } from '../../bytes';
+import { readFixture } from './fixtures';
 
 const vectors = readFixture('crypto.json');
 const cipherOf = { v4: V4_CIPHER, v5: V5_CIPHER, v6: V6_CIPHER } as const;
@@ -51,21 +52,21 @@ t.test('expanded key schedules (v4: 12 round keys, v5/v6: 11, v6 altered)', asyn
 t.test('single blocks: every aes_block entry, both directions, plus FIPS-197 C.1', async (t) => {
   t.equal(vectors.aes_block.length, 13);
   for (const b of vectors.aes_block) {
-    const c = b.cipher in cipherOf ? cipherOf[b.cipher as keyof typeof cipherOf] : new RijndaelCipher(hex(b.key));
+    const c = b.cipher in cipherOf ? cipherOf[b.cipher as keyof typeof cipherOf] : new RijndaelCipher(bytes(b.key));
     const out = Buffer.alloc(16);
-    c.encryptBlock(hex(b.plaintext), 0, out, 0);
+    c.encryptBlock(bytes(b.plaintext), 0, out, 0);
     t.equal(out.toString('hex'), b.ciphertext, `${b.cipher} encrypt ${b.plaintext}`);
     const back = Buffer.alloc(16);
     c.decryptBlock(out, 0, back, 0);
     t.equal(back.toString('hex'), b.plaintext, `${b.cipher} decrypt`);
-    if (b.cipher === 'v4') t.equal(encryptBlockV4(hex(b.plaintext)).toString('hex'), b.ciphertext);
+    if (b.cipher === 'v4') t.equal(encryptBlockV4(bytes(b.plaintext)).toString('hex'), b.ciphertext);
     if (b.cipher === 'v6') {
-      t.equal(encryptBlockV6(hex(b.plaintext)).toString('hex'), b.ciphertext);
-      t.equal(decryptBlockV6(hex(b.ciphertext)).toString('hex'), b.plaintext);
+      t.equal(encryptBlockV6(bytes(b.plaintext)).toString('hex'), b.ciphertext);
+      t.equal(decryptBlockV6(bytes(b.ciphertext)).toString('hex'), b.plaintext);
     }
     if (b.cipher === 'v5' || b.cipher.startsWith('standard')) {
-      const ecb = createCipheriv('aes-128-ecb', hex(b.key), null).setAutoPadding(false);
-      t.equal(ecb.update(hex(b.plaintext)).toString('hex'), b.ciphertext, 'OpenSSL agrees');
+      const ecb = createCipheriv('aes-128-ecb', bytes(b.key), null).setAutoPadding(false);
+      t.equal(ecb.update(bytes(b.plaintext)).toString('hex'), b.ciphertext, 'OpenSSL agrees');
     }
   }
   // §5.1 sanity value, written out in the spec.
@@ -75,7 +76,7 @@ t.test('single blocks: every aes_block entry, both directions, plus FIPS-197 C.1
 
 t.test('a block can be transformed in place and at offsets', async (t) => {
   const b = vectors.aes_block.find((x: any) => x.cipher === 'v6');
-  const buf = Buffer.concat([Buffer.from('ffffff', 'hex'), hex(b.plaintext), Buffer.from('ee', 'hex')]);
+  const buf = Buffer.concat([Buffer.from('ffffff', 'hex'), bytes(b.plaintext), Buffer.from('ee', 'hex')]);
   V6_CIPHER.encryptBlock(buf, 3, buf, 3);
   t.equal(buf.toString('hex'), 'ffffff' + b.ciphertext + 'ee');
   V6_CIPHER.decryptBlock(buf, 3, buf, 3);
@@ -85,11 +86,11 @@ t.test('a block can be transformed in place and at offsets', async (t) => {
 t.test('v4 MAC: every v4_mac entry (CBC-MAC, 0x80 padding, zero IV)', async (t) => {
   t.ok(vectors.v4_mac.length >= 9);
   for (const m of vectors.v4_mac) {
-    t.equal(v4Mac(hex(m.input)).toString('hex'), m.mac, `length ${m.length}`);
+    t.equal(v4Mac(bytes(m.input)).toString('hex'), m.mac, `length ${m.length}`);
   }
   // A MAC over a slice equals the MAC of the copied bytes.
   const m = vectors.v4_mac.find((x: any) => x.length === 100);
-  const framed = Buffer.concat([Buffer.alloc(7, 0xaa), hex(m.input), Buffer.alloc(5, 0xbb)]);
+  const framed = Buffer.concat([Buffer.alloc(7, 0xaa), bytes(m.input), Buffer.alloc(5, 0xbb)]);
   t.equal(v4Mac(framed, 7, 107).toString('hex'), m.mac);
 });
 
@@ -98,31 +99,31 @@ for (const [name, cipher, nodeKey] of [['v5_cbc', V5_CIPHER, KMS_V5_KEY], ['v6_c
     t.equal(vectors[name].length, 8);
     for (const v of vectors[name]) {
       const label = `${name} ${v.plaintext.length / 2} bytes`;
-      t.equal(pad(hex(v.plaintext)).toString('hex'), v.padded_plaintext, `${label} padding`);
-      t.equal(cbcEncrypt(cipher, hex(v.iv), hex(v.plaintext)).toString('hex'), v.ciphertext, `${label} encrypt`);
-      t.equal(cbcDecrypt(cipher, hex(v.iv), hex(v.ciphertext)).toString('hex'), v.plaintext, `${label} decrypt`);
+      t.equal(pad(bytes(v.plaintext)).toString('hex'), v.padded_plaintext, `${label} padding`);
+      t.equal(cbcEncrypt(cipher, bytes(v.iv), bytes(v.plaintext)).toString('hex'), v.ciphertext, `${label} encrypt`);
+      t.equal(cbcDecrypt(cipher, bytes(v.iv), bytes(v.ciphertext)).toString('hex'), v.plaintext, `${label} decrypt`);
       if (nodeKey) {
-        const enc = createCipheriv('aes-128-cbc', nodeKey, hex(v.iv)).setAutoPadding(false);
-        t.equal(enc.update(hex(v.padded_plaintext)).toString('hex'), v.ciphertext, `${label} OpenSSL`);
-        const dec = createDecipheriv('aes-128-cbc', nodeKey, hex(v.iv));
-        t.equal(Buffer.concat([dec.update(hex(v.ciphertext)), dec.final()]).toString('hex'), v.plaintext, `${label} OpenSSL PKCS#7`);
+        const enc = createCipheriv('aes-128-cbc', nodeKey, bytes(v.iv)).setAutoPadding(false);
+        t.equal(enc.update(bytes(v.padded_plaintext)).toString('hex'), v.ciphertext, `${label} OpenSSL`);
+        const dec = createDecipheriv('aes-128-cbc', nodeKey, bytes(v.iv));
+        t.equal(Buffer.concat([dec.update(bytes(v.ciphertext)), dec.final()]).toString('hex'), v.plaintext, `${label} OpenSSL PKCS#7`);
       }
     }
   });
 }
 
 t.test('padding validation (§5.2)', async (t) => {
-  t.equal(unpaddedLength(hex('0102030404040404'), 0, 8), 4);
-  t.equal(unpaddedLength(hex('10'.repeat(16)), 0, 16), 0);
-  t.equal(unpaddedLength(hex('0102030400040404'), 0, 8), -1, 'a pad byte differs');
-  t.equal(unpaddedLength(hex('0102030405060700'), 0, 8), -1, 'pad length 0');
-  t.equal(unpaddedLength(hex('11'.repeat(32)), 0, 32), -1, 'pad length 17');
-  t.equal(unpaddedLength(hex('0303'), 0, 2), -1, 'longer than the data');
+  t.equal(unpaddedLength(bytes('0102030404040404'), 0, 8), 4);
+  t.equal(unpaddedLength(bytes('10'.repeat(16)), 0, 16), 0);
+  t.equal(unpaddedLength(bytes('0102030400040404'), 0, 8), -1, 'a pad byte differs');
+  t.equal(unpaddedLength(bytes('0102030405060700'), 0, 8), -1, 'pad length 0');
+  t.equal(unpaddedLength(bytes('11'.repeat(32)), 0, 32), -1, 'pad length 17');
+  t.equal(unpaddedLength(bytes('0303'), 0, 2), -1, 'longer than the data');
   const v = vectors.v6_cbc.find((x: any) => x.plaintext.length === 2 * 17);
-  const ct = hex(v.ciphertext);
+  const ct = bytes(v.ciphertext);
   ct[ct.length - 1]! ^= 0x01;
-  t.throws(() => cbcDecrypt(V6_CIPHER, hex(v.iv), ct), { code: 'KMS_ERR_KMS_PADDING' });
-  t.throws(() => cbcDecryptInPlace(V6_CIPHER, hex(v.iv), Buffer.alloc(20), 0, 20), 'not whole blocks');
+  t.throws(() => cbcDecrypt(V6_CIPHER, bytes(v.iv), ct), { code: 'KMS_ERR_KMS_PADDING' });
+  t.throws(() => cbcDecryptInPlace(V6_CIPHER, bytes(v.iv), Buffer.alloc(20), 0, 20), 'not whole blocks');
 });
 
 t.test('v6 HMAC key: every v6_hmac_key entry, tolerance −1/0/+1, 64-bit wrap-around', async (t) => {
@@ -147,7 +148,7 @@ t.test('v6 HMAC: every v6_hmac entry (last 16 bytes of HMAC-SHA256)', async (t) 
   t.equal(vectors.v6_hmac.length, 3);
   for (const h of vectors.v6_hmac) {
     t.equal(v6HmacKey(BigInt(h.filetime)).toString('hex'), h.hmac_key);
-    t.equal(v6Hmac(hex(h.hmac_key), hex(h.message)).toString('hex'), h.kms_hmac, `message of ${h.message.length / 2} bytes`);
+    t.equal(v6Hmac(bytes(h.hmac_key), bytes(h.message)).toString('hex'), h.kms_hmac, `message of ${h.message.length / 2} bytes`);
     t.equal(h.hmac_sha256.slice(32), h.kms_hmac);
   }
 });

@@ -13,10 +13,10 @@ import {
   v4Mac,
   verifyKmsResponse,
 } from '../../../src/protocol/kms';
+import { bytes } from '../../bytes';
 import {
   exchangeFiles,
   expectedResponseFields,
-  hex,
   readFixture,
   replay,
   requestFieldsOf,
@@ -41,7 +41,7 @@ for (const file of files) {
     for (const [i, call] of (capture.decoded.calls as any[]).entries()) {
       calls++;
       const label = `call ${i}`;
-      const message = hex(call.kms_request_hex);
+      const message = bytes(call.kms_request_hex);
       t.equal(message.length, call.request.bytes, `${label}: request length`);
       const req = decodeKmsRequest(message, { verifyV4Mac: true });
       t.same(requestFieldsOf(req.base), withoutUtc(call.request.fields), `${label}: request fields`);
@@ -58,7 +58,7 @@ for (const file of files) {
       }
       served++;
       const sent = sentOf(req, message);
-      const captured = hex(call.kms_response_hex);
+      const captured = bytes(call.kms_response_hex);
       const verified = verifyKmsResponse(captured, sent);
       t.same(responseFieldsOf(verified.base), expectedResponseFields(call.response.fields), `${label}: captured response fields`);
       t.equal(verified.version, req.version);
@@ -76,9 +76,9 @@ for (const file of files) {
       if (req.version === 6) t.same(back.hwid, hwid, `${label}: our HwId`);
 
       // With the capture's own random values the response is byte-identical to the reference host's.
-      const r = req.version === 4 ? Buffer.alloc(0) : xor(hex(call.response.random_xored_ivs), req.dreq!);
-      const s = req.version === 6 ? hex(call.response.iv) : Buffer.alloc(0);
-      const capturedHwid = req.version === 6 ? hex(call.response.hwid) : Buffer.alloc(8);
+      const r = req.version === 4 ? Buffer.alloc(0) : xor(bytes(call.response.random_xored_ivs), req.dreq!);
+      const s = req.version === 6 ? bytes(call.response.iv) : Buffer.alloc(0);
+      const capturedHwid = req.version === 6 ? bytes(call.response.hwid) : Buffer.alloc(8);
       const same = encodeKmsResponse(req, base, { hwid: capturedHwid, randomBytes: replay(r, s) });
       t.equal(same.toString('hex'), call.kms_response_hex, `${label}: identical to the capture given its random values`);
     }
@@ -94,19 +94,19 @@ t.test('exchange_plaintexts of crypto.json decode and verify the same way', asyn
   const vectors = readFixture('crypto.json');
   t.equal(vectors.exchange_plaintexts.length, 5);
   for (const x of vectors.exchange_plaintexts) {
-    const message = hex(x.kms_request);
+    const message = bytes(x.kms_request);
     const req = decodeKmsRequest(message, { verifyV4Mac: true });
     t.same(requestFieldsOf(req.base), withoutUtc(x.request.fields), `${x.exchange}: request fields`);
     if (req.version !== 4) t.equal(req.dreq?.toString('hex'), x.request.decrypted_iv, `${x.exchange}: Dreq`);
-    const verified = verifyKmsResponse(hex(x.kms_response), sentOf(req, message));
+    const verified = verifyKmsResponse(bytes(x.kms_response), sentOf(req, message));
     t.same(responseFieldsOf(verified.base), expectedResponseFields(x.response.fields), `${x.exchange}: response fields`);
     // The recorded plaintexts, from the zero-IV view of each message (§6.2–§6.4).
     for (const [dir, wire, p] of [['request', x.kms_request, x.request], ['response', x.kms_response, x.response]] as const) {
       if (req.version === 4) {
         t.equal(p.plaintext + p.mac, wire, `${x.exchange}: v4 ${dir} = plaintext ‖ MAC`);
-        t.equal(v4Mac(hex(p.plaintext)).toString('hex'), p.mac, `${x.exchange}: v4 ${dir} MAC`);
+        t.equal(v4Mac(bytes(p.plaintext)).toString('hex'), p.mac, `${x.exchange}: v4 ${dir} MAC`);
       } else {
-        t.equal(zeroIvDecrypt(req.version, hex(wire).subarray(4)).toString('hex'), p.decrypted_iv + p.plaintext + p.padding, `${x.exchange}: ${dir} plaintext`);
+        t.equal(zeroIvDecrypt(req.version, bytes(wire).subarray(4)).toString('hex'), p.decrypted_iv + p.plaintext + p.padding, `${x.exchange}: ${dir} plaintext`);
       }
     }
   }

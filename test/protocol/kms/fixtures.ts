@@ -18,8 +18,6 @@ export function exchangeFiles(): string[] {
     .sort();
 }
 
-export const hex = (s: string): Buffer => Buffer.from(s, 'hex');
-
 /** A decoded request base in the fixture's field names (request.fields without client_time_utc). */
 export function requestFieldsOf(b: KmsRequestBase): Record<string, unknown> {
   return {

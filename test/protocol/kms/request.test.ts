@@ -13,10 +13,12 @@ import {
   type KmsVersion,
 } from '../../../src/protocol/kms';
 import { KmsError } from '../../../src/errors';
-import { CAPTURES, hex, readFixture, requestFieldsOf, withoutUtc } from './fixtures';
+import { bytes } from '../../bytes';
+import { CAPTURES, readFixture, requestFieldsOf, withoutUtc } from './fixtures';
+import { NIL_GUID, WIN10_VOLUME_GROUP, WINDOWS_APP } from '../../ids';
 
 const call = (v: 4 | 5 | 6): any => readFixture(`exchanges/${CAPTURES[v]}`).decoded.calls[0];
-const captured = (v: 4 | 5 | 6): Buffer => hex(call(v).kms_request_hex);
+const captured = (v: 4 | 5 | 6): Buffer => bytes(call(v).kms_request_hex);
 const on = { verifyV4Mac: true };
 
 function codeOf(fn: () => unknown): string | undefined {
@@ -41,12 +43,12 @@ function forge(version: 5 | 6, iv: Buffer, plaintext240: Buffer, clear = Buffer.
 }
 
 function capturedPlaintext(v: 5 | 6): Buffer {
-  return Buffer.concat([hex(call(v).request.plaintext), hex(call(v).request.padding)]);
+  return Buffer.concat([bytes(call(v).request.plaintext), bytes(call(v).request.padding)]);
 }
 
 t.test('the forger reproduces the captured v5 and v6 requests', async (t) => {
   for (const v of [5, 6] as const) {
-    t.equal(forge(v, hex(call(v).request.iv), capturedPlaintext(v)).toString('hex'), call(v).kms_request_hex);
+    t.equal(forge(v, bytes(call(v).request.iv), capturedPlaintext(v)).toString('hex'), call(v).kms_request_hex);
   }
 });
 
@@ -58,8 +60,8 @@ t.test('unknown versions are refused with KMS_ERR_KMS_VERSION (C22)', async (t) 
     t.equal(codeOf(() => decodeKmsRequest(m, on)), 'KMS_ERR_KMS_VERSION', `${major}.${minor}`);
   }
   // The version is judged before the length.
-  t.equal(codeOf(() => decodeKmsRequest(hex('00000700aabbcc'), on)), 'KMS_ERR_KMS_VERSION');
-  t.equal(codeOf(() => decodeKmsRequest(hex('000004'), on)), 'KMS_ERR_KMS_LENGTH', 'no room for a version');
+  t.equal(codeOf(() => decodeKmsRequest(bytes('00000700aabbcc'), on)), 'KMS_ERR_KMS_VERSION');
+  t.equal(codeOf(() => decodeKmsRequest(bytes('000004'), on)), 'KMS_ERR_KMS_LENGTH', 'no room for a version');
   t.equal(codeOf(() => decodeKmsRequest(Buffer.alloc(0), on)), 'KMS_ERR_KMS_LENGTH');
 });
 
@@ -93,7 +95,7 @@ t.test('v5/v6 padding other than 04 04 04 04 is refused with KMS_ERR_KMS_PADDING
   for (const v of [5, 6] as const) {
     for (const padding of ['05050505', '04040403', '03040404', '00000001', '01010101', '00000000']) {
       const p = capturedPlaintext(v);
-      hex(padding).copy(p, 236);
+      bytes(padding).copy(p, 236);
       const m = forge(v, randomBytes(16), p);
       t.equal(codeOf(() => decodeKmsRequest(m, on)), 'KMS_ERR_KMS_PADDING', `v${v} padding ${padding}`);
     }
@@ -151,13 +153,13 @@ const sampleBase = (version: KmsVersion): KmsRequestBase => ({
   vmInfo: 1,
   licenseStatus: 5,
   bindingExpiration: 43200,
-  applicationId: '55c92734-d682-4d71-983e-d6ec3f16059f',
+  applicationId: WINDOWS_APP,
   activationId: '2de67392-b7a7-462a-b1ca-108dd189f588',
-  kmsCountedId: '58e2134f-8e11-4d17-9cb2-91069c151148',
+  kmsCountedId: WIN10_VOLUME_GROUP,
   clientMachineId: '0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3',
   requiredClientCount: 25,
   requestTime: 134399535530000000n,
-  previousClientMachineId: '00000000-0000-0000-0000-000000000000',
+  previousClientMachineId: NIL_GUID,
   workstationName: 'wörkstation-😀.contoso.test',
 });
 
@@ -177,7 +179,7 @@ t.test('encodeKmsRequest then decodeKmsRequest gives the base back (v4, v5, v6)'
     // Independent view: standard CBC with the wire IV gives base ‖ 04 04 04 04 (§6.2).
     const c = sent.message.subarray(20);
     const plain =
-      v === 5 ? createDecipheriv('aes-128-cbc', KMS_V5_KEY, sent.iv!).setAutoPadding(false).update(c) : Buffer.concat([cbcDecrypt(V6_CIPHER, sent.iv!, c), hex('04040404')]);
+      v === 5 ? createDecipheriv('aes-128-cbc', KMS_V5_KEY, sent.iv!).setAutoPadding(false).update(c) : Buffer.concat([cbcDecrypt(V6_CIPHER, sent.iv!, c), bytes('04040404')]);
     t.equal(plain.subarray(236).toString('hex'), '04040404', `v${v} padding`);
     t.equal(plain.readUInt16LE(2), v, `v${v} inner version`);
     if (v === 5) {

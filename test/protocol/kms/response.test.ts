@@ -18,17 +18,18 @@ import {
   type SentKmsRequest,
 } from '../../../src/protocol/kms';
 import { KmsError } from '../../../src/errors';
-import { CAPTURES, hex, readFixture, sentOf } from './fixtures';
-
+import { bytes } from '../../bytes';
+import { CAPTURES, readFixture, sentOf } from './fixtures';
+import { SPARE_V4_GUID } from '../../ids';
 
 function captured(v: 4 | 5 | 6): { req: DecodedKmsRequest; sent: SentKmsRequest } {
-  const message = hex(readFixture(`exchanges/${CAPTURES[v]}`).decoded.calls[0].kms_request_hex);
+  const message = bytes(readFixture(`exchanges/${CAPTURES[v]}`).decoded.calls[0].kms_request_hex);
   const req = decodeKmsRequest(message, { verifyV4Mac: true });
   return { req, sent: sentOf(req, message) };
 }
 
 const EPID = '03612-00206-556-123727-03-1033-17763.0000-2972018'; // §7.4 example, 49 characters
-const HWID = hex('8a41c3f00e5d7b29');
+const HWID = bytes('8a41c3f00e5d7b29');
 const material = { hwid: HWID, randomBytes };
 
 function baseFor(req: DecodedKmsRequest, over: Partial<KmsResponseBase> = {}): KmsResponseBase {
@@ -65,7 +66,7 @@ function openV6(message: Buffer): Buffer {
   return plain;
 }
 
-function sealV6(plain: Buffer, clear = hex('00000600')): Buffer {
+function sealV6(plain: Buffer, clear = bytes('00000600')): Buffer {
   const c = Buffer.from(plain);
   cbcEncryptInPlace(V6_CIPHER, Buffer.alloc(16), c, 0, c.length);
   return Buffer.concat([clear, c]);
@@ -134,7 +135,7 @@ t.test('v6: each plaintext region tampered with fails its own check (§6.6)', as
   t.equal(checkOf(tamper((p) => p.writeUInt32LE(98, at.base + 4), true), sent), 'epid', 'PIDSize shorter than the ePID');
   t.equal(checkOf(tamper((p) => p.writeUInt16LE(5, at.base + 2), true), sent), 'version', 'inner version 5.0');
   t.equal(checkOf(tamper((p) => (p[p.length - 1] = 0), false), sent), 'padding', 'padding');
-  t.equal(checkOf(Buffer.concat([hex('00000500'), msg.subarray(4)]), sent), 'version', 'clear version 5.0');
+  t.equal(checkOf(Buffer.concat([bytes('00000500'), msg.subarray(4)]), sent), 'version', 'clear version 5.0');
 });
 
 t.test('v6: the HMAC key follows the echoed time, with the ±C1 tolerance of §6.5', async (t) => {
@@ -165,13 +166,13 @@ t.test('v6: a response IV equal to the request IV is refused (§6.6 item 8)', as
 t.test('v6: wrong lengths are refused', async (t) => {
   const { req, sent } = captured(6);
   const msg = encodeKmsResponse(req, baseFor(req), material);
-  t.equal(checkOf(Buffer.concat([msg, hex('00')]), sent), 'length', 'one byte more');
+  t.equal(checkOf(Buffer.concat([msg, bytes('00')]), sent), 'length', 'one byte more');
   t.equal(checkOf(msg.subarray(0, msg.length - 1), sent), 'length', 'one byte less');
   t.equal(checkOf(msg.subarray(0, 20), sent), 'length', 'one block');
   t.equal(checkOf(msg.subarray(0, 3), sent), 'length', 'no version');
   // Valid padding, but a block more than PIDSize allows.
   const plain = openV6(msg);
-  const longer = Buffer.concat([plain.subarray(0, v6At(100).pad), Buffer.alloc(16), hex('0808080808080808')]);
+  const longer = Buffer.concat([plain.subarray(0, v6At(100).pad), Buffer.alloc(16), bytes('0808080808080808')]);
   t.equal(checkOf(sealV6(longer), sent), 'length', 'an extra block before the padding');
   t.not(checkOf(Buffer.concat([msg, randomBytes(16)]), sent), 'accepted', 'an extra cipher block');
 });
@@ -197,7 +198,7 @@ function openV5(message: Buffer): Buffer {
 }
 
 function sealV5(plain: Buffer, iv: Buffer): Buffer {
-  return Buffer.concat([hex('00000500'), iv, createCipheriv('aes-128-cbc', KMS_V5_KEY, iv).setAutoPadding(false).update(plain)]);
+  return Buffer.concat([bytes('00000500'), iv, createCipheriv('aes-128-cbc', KMS_V5_KEY, iv).setAutoPadding(false).update(plain)]);
 }
 
 t.test('v5: our response reuses the request IV and every check catches its field (§6.3, C17)', async (t) => {
@@ -221,7 +222,7 @@ t.test('v5: our response reuses the request IV and every check catches its field
   t.equal(checkOf(edit((p) => p.writeUInt16LE(6, 2)), sent), 'version', 'inner version');
   t.equal(checkOf(edit((p) => (p[207] = 0x11)), sent), 'padding', 'padding');
   t.equal(checkOf(edit(() => undefined, randomBytes(16)), sent), 'iv-echo', 'a fresh IV');
-  t.equal(checkOf(Buffer.concat([msg, hex('00')]), sent), 'length', 'one byte more');
+  t.equal(checkOf(Buffer.concat([msg, bytes('00')]), sent), 'length', 'one byte more');
   const bad = Buffer.from(msg);
   bad[100] = bad[100]! ^ 4;
   t.not(checkOf(bad, sent), 'accepted', 'ciphertext bit');
@@ -240,7 +241,7 @@ t.test('v4: length, MAC and echoes (§6.1, C15)', async (t) => {
   };
   t.equal(checkOf(flipped(159), sent), 'mac', 'MAC bit');
   t.equal(checkOf(flipped(136), sent), 'mac', 'CurrentCount bit');
-  t.equal(checkOf(Buffer.concat([msg, hex('0000')]), sent), 'length', 'two bytes more');
+  t.equal(checkOf(Buffer.concat([msg, bytes('0000')]), sent), 'length', 'two bytes more');
   t.equal(checkOf(msg.subarray(0, 159), sent), 'length', 'one byte less');
   t.equal(checkOf(encodeKmsResponse(req, baseFor(req, { majorVersion: 5 }), material), sent), 'version');
   t.equal(checkOf(encodeKmsResponse(req, baseFor(req, { epid: 'not an epid' }), material), sent), 'epid');
@@ -253,7 +254,7 @@ t.test('v4: length, MAC and echoes (§6.1, C15)', async (t) => {
 t.test('every version: a wrong CMID or ClientTime echo is refused', async (t) => {
   for (const v of [4, 5, 6] as const) {
     const { req, sent } = captured(v);
-    const other = encodeKmsResponse(req, baseFor(req, { clientMachineId: '11111111-2222-4333-8444-555555555555' }), material);
+    const other = encodeKmsResponse(req, baseFor(req, { clientMachineId: SPARE_V4_GUID }), material);
     t.equal(checkOf(other, sent), 'cmid', `v${v} CMID`);
     const late = encodeKmsResponse(req, baseFor(req, { clientTime: req.base.requestTime + 10_000_000n }), material);
     t.equal(checkOf(late, sent), 'client-time', `v${v} ClientTime`);

@@ -7,7 +7,8 @@ import {
   encodeRequestStub,
   encodeSuccessStub,
 } from '../../../src/protocol/ndr/stub';
-import { EXCHANGES, hex } from '../rpc/exchanges';
+import { bytes, hex } from '../../bytes';
+import { EXCHANGES } from '../rpc/exchanges';
 
 // A real v6 KMS request and response (260 bytes each) from a capture.
 const v6 = EXCHANGES.find((ex) => ex.name === 'vlmcs-vlmcsd-win10-v6-three-requests-one-connection.json')!.decoded.calls[0]!;
@@ -32,10 +33,10 @@ t.test('request stub of §3.1, NDR32 and NDR64, both ways', async (t) => {
 });
 
 t.test('request stub: trailing bytes after requestSize are ignored, whatever their value (§3.1)', async (t) => {
-  const stub = Buffer.from(hex('03 00 00 00  03 00 00 00  aa bb cc  ff ff ff ff  # 4 trailing bytes'), 'hex');
+  const stub = bytes('03 00 00 00  03 00 00 00  aa bb cc  ff ff ff ff  # 4 trailing bytes');
   t.equal(decodeRequestStub(stub, 'ndr32').toString('hex'), 'aabbcc');
   // NDR64 pad bytes are sent as zero but not checked.
-  const ndr64 = Buffer.from(hex('02 00 00 00 ee ee ee ee  02 00 00 00 00 00 00 00  11 22  00 00'), 'hex');
+  const ndr64 = bytes('02 00 00 00 ee ee ee ee  02 00 00 00 00 00 00 00  11 22  00 00');
   t.equal(decodeRequestStub(ndr64, 'ndr64').toString('hex'), '1122');
 });
 
@@ -51,7 +52,7 @@ t.test('malformed request stubs are KMS_ERR_RPC_STUB_MALFORMED (§3.1, C37)', as
     ['an NDR32 stub read as NDR64', '04 01 00 00  04 01 00 00' + v6.kms_request_hex, 'ndr64'],
   ];
   for (const [name, text, syntax] of cases) {
-    t.throws(() => decodeRequestStub(Buffer.from(hex(text), 'hex'), syntax), { code: 'KMS_ERR_RPC_STUB_MALFORMED' }, name);
+    t.throws(() => decodeRequestStub(bytes(text), syntax), { code: 'KMS_ERR_RPC_STUB_MALFORMED' }, name);
   }
 });
 
@@ -112,7 +113,7 @@ t.test('client-side response stub checks of §3.3', async (t) => {
   const good = encodeSuccessStub(Buffer.from('0102', 'hex'), 'ndr32');
   t.equal(good.toString('hex'), hex('02000000 00000200 02000000 0102 0000 00000000'));
   // responseSize ≠ conformance
-  t.throws(() => decodeResponseStub(Buffer.from(hex('02000000 00000200 03000000 010203 00 00000000'), 'hex'), 'ndr32'), {
+  t.throws(() => decodeResponseStub(bytes('02000000 00000200 03000000 010203 00 00000000'), 'ndr32'), {
     code: 'KMS_ERR_CLIENT_PROTOCOL',
   });
   // bytes beyond the stub
@@ -120,10 +121,10 @@ t.test('client-side response stub checks of §3.3', async (t) => {
   // fewer than n response bytes
   t.throws(() => decodeResponseStub(good.subarray(0, 13), 'ndr32'), { code: 'KMS_ERR_CLIENT_PROTOCOL' });
   // nonzero pad and a wrong alloc_hint are warnings only
-  const dirtyPad = Buffer.from(hex('02000000 00000200 02000000 0102 ffff 00000000'), 'hex');
+  const dirtyPad = bytes('02000000 00000200 02000000 0102 ffff 00000000');
   const back = decodeResponseStub(dirtyPad, 'ndr32', 99);
   t.equal(back.response?.toString('hex'), '0102');
   t.equal(back.warnings.length, 2);
   // A nonzero return value after a response is reported as such.
-  t.equal(decodeResponseStub(Buffer.from(hex('02000000 00000200 02000000 0102 0000 0d000780'), 'hex'), 'ndr32').hresult, 0x8007000d);
+  t.equal(decodeResponseStub(bytes('02000000 00000200 02000000 0102 0000 0d000780'), 'ndr32').hresult, 0x8007000d);
 });

@@ -13,7 +13,8 @@ import {
 } from '../../../src/protocol/rpc/bind';
 import { btfnSyntax, KMS_INTERFACE, NDR32_SYNTAX, NDR64_SYNTAX, NULL_SYNTAX, PTYPE } from '../../../src/protocol/rpc/constants';
 import { isBtfn } from '../../../src/protocol/rpc/presentation-context';
-import { EXCHANGES, hex, pduBytes } from './exchanges';
+import { hex } from '../../bytes';
+import { EXCHANGES, pduBytes } from './exchanges';
 
 function syntaxName(uuid: string): string {
   if (uuid === NDR32_SYNTAX.uuid) return 'NDR32';

@@ -1,4 +1,4 @@
-// Test helper: the captured conversations in test/fixtures/exchanges and an annotated-hex reader.
+// Test helper: the captured conversations in test/fixtures/exchanges.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../../paths';
@@ -30,20 +30,6 @@ export const EXCHANGES: readonly Exchange[] = readdirSync(DIR)
   .filter((f) => f.endsWith('.json'))
   .sort()
   .map((f) => ({ ...(JSON.parse(readFileSync(join(DIR, f), 'utf8')) as Omit<Exchange, 'name'>), name: f }));
-
-/** Hand-written hex: everything after `#` on a line is a comment; whitespace is ignored. */
-export function hex(text: string): string {
-  return text
-    .split('\n')
-    .map((line) => line.replace(/#.*/, ''))
-    .join('')
-    .replace(/\s+/g, '')
-    .toLowerCase();
-}
-
-export function bytes(text: string): Buffer {
-  return Buffer.from(hex(text), 'hex');
-}
 
 export function pduBytes(p: CapturedPdu): Buffer {
   return Buffer.from(p.hex, 'hex');

@@ -2,7 +2,8 @@
 // PDUs, and impossible lengths fail after 10 bytes, before the body is buffered.
 import t from 'tap';
 import { FragmentAssembler } from '../../../src/protocol/rpc/fragment-assembler';
-import { EXCHANGES, hex, pduBytes } from './exchanges';
+import { bytes } from '../../bytes';
+import { EXCHANGES, pduBytes } from './exchanges';
 
 const MAX = 4096;
 
@@ -64,7 +65,7 @@ t.test('two PDUs in one chunk, and a PDU plus the start of the next (C1)', async
 
 t.test('frag_length below 16 fails as soon as 10 bytes are buffered (§2.1, C2)', async (t) => {
   const a = new FragmentAssembler(MAX);
-  t.same(a.push(Buffer.from(hex('05 00 0b 03 10 00 00 00 0f'), 'hex')), [], '9 bytes: frag_length not known yet');
+  t.same(a.push(bytes('05 00 0b 03 10 00 00 00 0f')), [], '9 bytes: frag_length not known yet');
   t.equal(a.buffered, 9);
   t.throws(() => a.push(Buffer.from('00', 'hex')), { code: 'KMS_ERR_PDU_FRAG_LENGTH' });
   t.throws(() => a.push(Buffer.from('00', 'hex')), { code: 'KMS_ERR_PDU_FRAG_LENGTH' }, 'stays failed');
@@ -72,7 +73,7 @@ t.test('frag_length below 16 fails as soon as 10 bytes are buffered (§2.1, C2)'
 
 t.test('frag_length above the maximum fails before the body is buffered (§2.1, C2)', async (t) => {
   const a = new FragmentAssembler(300);
-  t.throws(() => a.push(Buffer.from(hex('05 00 00 03 10 00 00 00 2d 01  # frag_length 301'), 'hex')), { code: 'KMS_ERR_PDU_FRAG_LENGTH' });
+  t.throws(() => a.push(bytes('05 00 00 03 10 00 00 00 2d 01  # frag_length 301')), { code: 'KMS_ERR_PDU_FRAG_LENGTH' });
   t.equal(a.buffered, 0, 'nothing kept');
   const b = new FragmentAssembler(300);
   const exact = Buffer.alloc(300);
@@ -82,7 +83,7 @@ t.test('frag_length above the maximum fails before the body is buffered (§2.1, 
 
 t.test('a length of exactly 16 is a whole PDU; an empty chunk changes nothing', async (t) => {
   const a = new FragmentAssembler(MAX);
-  const pdu = Buffer.from(hex('05 00 11 03 10 00 00 00 10 00 00 00 01 00 00 00  # a 16-byte shutdown'), 'hex');
+  const pdu = bytes('05 00 11 03 10 00 00 00 10 00 00 00 01 00 00 00  # a 16-byte shutdown');
   t.same(a.push(Buffer.alloc(0)), []);
   t.same(feed(a, [pdu]), [pdu.toString('hex')]);
 });

@@ -3,7 +3,8 @@ import t from 'tap';
 import { isPtype, PTYPE, PTYPE_NAME } from '../../../src/protocol/rpc/constants';
 import { decodeHeader, decodeWholePduHeader, finishPdu, writeHeader } from '../../../src/protocol/rpc/header';
 import { Writer } from '../../../src/protocol/writer';
-import { EXCHANGES, hex, pduBytes } from './exchanges';
+import { bytes, hex } from '../../bytes';
+import { EXCHANGES, pduBytes } from './exchanges';
 
 t.test('every captured PDU: header fields per §2.1, PTYPE name as annotated', async (t) => {
   for (const ex of EXCHANGES) {
@@ -25,7 +26,7 @@ t.test('the reverse PTYPE lookup covers the forward table exactly', async (t) =>
 });
 
 t.test('header decode and encode, field by field', async (t) => {
-  const bytes = hex(`
+  const expected = hex(`
     05 00        # rpc_vers 5, rpc_vers_minor 0
     0b           # PTYPE 11 bind
     13           # pfc_flags FIRST|LAST|CONC_MPX
@@ -38,12 +39,12 @@ t.test('header decode and encode, field by field', async (t) => {
   const at = writeHeader(w, PTYPE.BIND, 0x13, 0x12345678);
   w.zeros(12);
   const pdu = finishPdu(w, at);
-  t.equal(pdu.subarray(0, 16).toString('hex'), bytes);
+  t.equal(pdu.subarray(0, 16).toString('hex'), expected);
   t.same(decodeHeader(pdu), { rpcVersion: 5, rpcVersionMinor: 0, ptype: 11, flags: 0x13, drep: 0x10, fragLength: 28, authLength: 0, callId: 0x12345678 });
 });
 
 t.test('decodeWholePduHeader refuses short, inconsistent and impossible lengths', async (t) => {
-  const pdu = Buffer.from(hex('05 00 11 03 10 00 00 00 10 00 00 00 01 00 00 00'), 'hex');
+  const pdu = bytes('05 00 11 03 10 00 00 00 10 00 00 00 01 00 00 00');
   t.equal(decodeWholePduHeader(pdu).ptype, PTYPE.SHUTDOWN);
   t.throws(() => decodeHeader(pdu.subarray(0, 15)), { code: 'KMS_ERR_PDU_TRUNCATED' });
   t.throws(() => decodeWholePduHeader(Buffer.concat([pdu, Buffer.alloc(1)])), { code: 'KMS_ERR_PDU_TRUNCATED' });

@@ -11,7 +11,8 @@ import {
   encodeRequestPdu,
   encodeResponse,
 } from '../../../src/protocol/rpc/request';
-import { EXCHANGES, hex, pduBytes } from './exchanges';
+import { bytes, hex } from '../../bytes';
+import { EXCHANGES, pduBytes } from './exchanges';
 
 function syntaxOf(name: string): TransferSyntax {
   return name === 'NDR64' ? 'ndr64' : 'ndr32';
@@ -85,7 +86,7 @@ t.test('fault of C8: 32 bytes, flags 0x23, call_id and p_cont_id echoed, zeros a
 });
 
 t.test('response header of §2.9/§3.4: alloc_hint, p_cont_id, cancel_count 0, reserved 0', async (t) => {
-  const stub = Buffer.from(hex('00 00 00 00  00 00 00 00  42 f0 04 c0'), 'hex');
+  const stub = bytes('00 00 00 00  00 00 00 00  42 f0 04 c0');
   t.equal(
     encodeResponse(2, 0, stub).toString('hex'),
     hex(`

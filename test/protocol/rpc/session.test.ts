@@ -6,7 +6,9 @@ import { decodeBindAck, decodeBindNak, encodeBind, type PresentationContextItem 
 import { KMS_INTERFACE, NDR32_SYNTAX, NDR64_SYNTAX, PTYPE, PTYPE_NAME } from '../../../src/protocol/rpc/constants';
 import { decodeFaultPdu, decodeResponsePdu, encodeRequestPdu } from '../../../src/protocol/rpc/request';
 import { RpcSession, type KmsCall, type SessionResult } from '../../../src/protocol/rpc/session';
-import { EXCHANGES, hex, pduBytes } from './exchanges';
+import { bytes, hex } from '../../bytes';
+import { FOREIGN_INTERFACE_UUID, SPARE_GUID } from '../../ids';
+import { EXCHANGES, pduBytes } from './exchanges';
 
 const capture = EXCHANGES.find((ex) => ex.name === 'vlmcs-vlmcsd-win10-v6-three-requests-one-connection.json')!;
 const clientPdus = capture.pdus.filter((p) => p.dir === 'c2s').map(pduBytes);
@@ -162,7 +164,7 @@ t.test('truncated or inconsistent PDUs close the connection without a reply', as
 });
 
 t.test('PTYPE handling of §2.2: unknown and host-only types close, 16/17 close, 18/19 are ignored', async (t) => {
-  const header = (ptype: number) => Buffer.from(hex(`05 00 ${ptype.toString(16).padStart(2, '0')} 03 10 00 00 00 10 00 00 00 05 00 00 00`), 'hex');
+  const header = (ptype: number) => bytes(`05 00 ${ptype.toString(16).padStart(2, '0')} 03 10 00 00 00 10 00 00 00 05 00 00 00`);
   for (const ptype of [1, 2, 3, 4, 12, 13, 15, 20, 255]) {
     const r = newSession().session.handlePdu(header(ptype));
     t.same([r.reply, r.close, r.error?.code], [undefined, true, 'KMS_ERR_PDU_PTYPE_UNKNOWN'], `PTYPE ${ptype}`);
@@ -216,7 +218,7 @@ t.test('request header problems get fault nca_proto_error (§2.1, C39)', async (
 
 t.test('a request too short for its fixed fields gets fault nca_proto_error', async (t) => {
   const { session } = bound();
-  const short = Buffer.from(hex('05 00 00 03 10 00 00 00 14 00 00 00 09 00 00 00  00 00 00 00'), 'hex');
+  const short = bytes('05 00 00 03 10 00 00 00 14 00 00 00 09 00 00 00  00 00 00 00');
   expectFault(t, session.handlePdu(short), FAULT.PROTO, 'KMS_ERR_RPC_REQUEST_TRUNCATED', 9, 0);
 });
 
@@ -250,7 +252,7 @@ t.test('interface version 2.0 is rejected with (2,1) and its context is unknown'
 t.test('n_transfer_syn > 1: the first supported syntax is accepted and served', async (t) => {
   const { session, calls } = newSession();
   const r = session.handlePdu(
-    bindWith([{ contextId: 0, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [{ uuid: '11111111-2222-3333-4444-555555555555', version: 1 }, NDR32_SYNTAX] }]),
+    bindWith([{ contextId: 0, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [{ uuid: SPARE_GUID, version: 1 }, NDR32_SYNTAX] }]),
   );
   t.same(decodeBindAck(r.reply!).results.map((x) => [x.result, x.reason, x.transferSyntax.uuid]), [[0, 0, NDR32_SYNTAX.uuid]]);
   expectResponse(t, session.handlePdu(REQ32), 2, 0);
@@ -286,7 +288,7 @@ t.test('C8: requests on the rejected NDR32 item, the BTFN item, or a never-offer
 
 t.test('C7: a request on a foreign interface context faults; KMS/NDR32 next to it is served', async (t) => {
   const { session, calls } = newSession();
-  const foreign = { uuid: '12345678-1234-abcd-ef00-0123456789ab', major: 1, minor: 0 };
+  const foreign = { uuid: FOREIGN_INTERFACE_UUID, major: 1, minor: 0 };
   const r = session.handlePdu(
     bindWith([
       { contextId: 0, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR32_SYNTAX] },
