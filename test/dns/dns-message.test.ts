@@ -2,22 +2,18 @@ import t from 'tap';
 import { decodeMessage, encodeMessage, encodingLength, EMPTY_HEADER, RR_TYPE, RR_CLASS } from '../../src/protocol/dns/message';
 import { ipv6ToBytes, ipv6ToText, parseIpv4, parseIpv6 } from '../../src/protocol/dns/addresses';
 import { decodeName, nameToLabels } from '../../src/protocol/dns/names';
+import { bytes, hex } from '../bytes';
 
 // A query for SRV _vlmcs._tcp.example.org with an EDNS OPT (4096, DO clear), written by hand
 // from RFC 1035 §4.1 and RFC 6891 §6.1.2.
-const QUERY = Buffer.from(
-  [
-    '1234', // ID
-    '0100', // flags: RD
-    '0001 0000 0000 0001', // QD AN NS AR
-    '06 5f766c6d6373 04 5f746370 07 6578616d706c65 03 6f7267 00', // _vlmcs._tcp.example.org
-    '0021 0001', // SRV IN
-    '00 0029 1000 00000000 0000', // OPT: root, type 41, UDP 4096, ttl 0, rdlen 0
-  ]
-    .join('')
-    .replace(/\s/g, ''),
-  'hex',
-);
+const QUERY = bytes(`
+  1234                                                         # ID
+  0100                                                         # flags: RD
+  0001 0000 0000 0001                                          # QD AN NS AR
+  06 5f766c6d6373 04 5f746370 07 6578616d706c65 03 6f7267 00   # _vlmcs._tcp.example.org
+  0021 0001                                                    # SRV IN
+  00 0029 1000 00000000 0000                                   # OPT: root, type 41, UDP 4096, ttl 0, rdlen 0
+`);
 
 t.test('decodes a hand-written query', async (t) => {
   const m = decodeMessage(QUERY);
@@ -47,15 +43,13 @@ t.test('encodes an SRV answer: owner compressed, SRV target never compressed (RF
     authorities: [],
     additionals: [],
   });
-  const expected = [
-    '1234 8400 0001 0001 0000 0000',
-    '07 6578616d706c65 03 6f7267 00 0021 0001', // question
-    'c00c 0021 0001 00000384', // owner = pointer to offset 12, SRV IN, TTL 900
-    '0017 0000 0005 0698', // RDLENGTH 23, priority 0, weight 5, port 1688
-    '03 6b6d73 07 6578616d706c65 03 6f7267 00', // kms.example.org in full
-  ]
-    .join('')
-    .replace(/\s/g, '');
+  const expected = hex(`
+    1234 8400 0001 0001 0000 0000
+    07 6578616d706c65 03 6f7267 00 0021 0001     # question
+    c00c 0021 0001 00000384                      # owner = pointer to offset 12, SRV IN, TTL 900
+    0017 0000 0005 0698                          # RDLENGTH 23, priority 0, weight 5, port 1688
+    03 6b6d73 07 6578616d706c65 03 6f7267 00     # kms.example.org in full
+  `);
   t.equal(out.toString('hex'), expected);
   const back = decodeMessage(out);
   t.same(back.answers[0]!.data, { kind: 'srv', priority: 0, weight: 5, port: 1688, target: 'kms.example.org' });
@@ -104,7 +98,7 @@ t.test('whole-message consistency checks', async (t) => {
   const moreAr = Buffer.from(QUERY);
   moreAr.writeUInt16BE(2, 10);
   t.throws(() => decodeMessage(moreAr), { code: 'KMS_ERR_DNS_MALFORMED' }, 'count larger than the records');
-  const badA = Buffer.from('0000 8000 0000 0001 0000 0000 00 0001 0001 00000000 0003 010203'.replace(/\s/g, ''), 'hex');
+  const badA = bytes('0000 8000 0000 0001 0000 0000 00 0001 0001 00000000 0003 010203');
   t.throws(() => decodeMessage(badA), { code: 'KMS_ERR_DNS_MALFORMED' }, 'A with RDLENGTH 3');
 });
 

@@ -4,6 +4,7 @@ import t from 'tap';
 import { createDnsResponder, type DnsClient, type DnsResponder, type ResponderEvent } from '../../src/dns/dns-responder';
 import { DEFAULTS, type DnsZoneConfig } from '../../src/config/defaults';
 import { decodeMessage, encodeMessage, EMPTY_HEADER, RR_CLASS, RR_TYPE, type DnsRecord } from '../../src/protocol/dns/message';
+import { bytes, hex } from '../bytes';
 
 const ZONES: DnsZoneConfig[] = [
   { domain: 'example.test', ttlSeconds: 300, hosts: [] },
@@ -67,26 +68,19 @@ const sync = (r: Buffer | null | Promise<Buffer | null>): Buffer | null => {
 };
 
 t.test('a hand-written SRV query gets the exact bytes RFC 1035 and RFC 2782 call for', async (t) => {
-  const query = Buffer.from(
-    [
-      'beef 0100 0001 0000 0000 0000', // ID, RD, one question
-      '06 5f766c6d6373 04 5f746370 07 6578616d706c65 04 74657374 00', // _vlmcs._tcp.example.test
-      '0021 0001', // SRV IN
-    ]
-      .join('')
-      .replace(/\s/g, ''),
-    'hex',
-  );
+  const query = bytes(`
+    beef 0100 0001 0000 0000 0000                                  # ID, RD, one question
+    06 5f766c6d6373 04 5f746370 07 6578616d706c65 04 74657374 00   # _vlmcs._tcp.example.test
+    0021 0001                                                      # SRV IN
+  `);
   const reply = sync(responder()(query, UDP))!;
-  const expected = [
-    'beef 8500 0001 0001 0000 0001', // QR AA RD, NOERROR; 1 answer, 1 additional
-    '06 5f766c6d6373 04 5f746370 07 6578616d706c65 04 74657374 00 0021 0001',
-    'c00c 0021 0001 0000012c 001a 0000 0000 0698', // owner → question, TTL 300, RDLENGTH 26, prio 0, weight 0, port 1688
-    '05 6b6d733031 07 6578616d706c65 04 74657374 00', // kms01.example.test, never compressed
-    'c03c 0001 0001 0000012c 0004 c6336401', // kms01.example.test (pointer to the SRV target at 60) A 198.51.100.1
-  ]
-    .join('')
-    .replace(/\s/g, '');
+  const expected = hex(`
+    beef 8500 0001 0001 0000 0001                  # QR AA RD, NOERROR; 1 answer, 1 additional
+    06 5f766c6d6373 04 5f746370 07 6578616d706c65 04 74657374 00 0021 0001
+    c00c 0021 0001 0000012c 001a 0000 0000 0698    # owner → question, TTL 300, RDLENGTH 26, prio 0, weight 0, port 1688
+    05 6b6d733031 07 6578616d706c65 04 74657374 00 # kms01.example.test, never compressed
+    c03c 0001 0001 0000012c 0004 c6336401          # kms01.example.test (pointer to the SRV target at 60) A 198.51.100.1
+  `);
   t.equal(reply.toString('hex'), expected);
 });
 

@@ -4,12 +4,13 @@ import t from 'tap';
 import { createHmac } from 'node:crypto';
 import { signMessage, verifyResponse, parseTsigSecret, type TsigKey } from '../../src/dns/tsig';
 import { decodeMessage } from '../../src/protocol/dns/message';
+import { bytes } from '../bytes';
 
 const KEY: TsigKey = { name: 'Kms-Update.', algorithm: 'hmac-sha256', secret: Buffer.from('0123456789abcdef0123456789abcdef') };
 const NOW = 0x0000_6543_2100; // seconds
 
 // An UPDATE for zone "z." with nothing else: ID 0xbeef, opcode 5.
-const UPDATE = Buffer.from('beef 2800 0001 0000 0000 0000 017a00 0006 0001'.replace(/\s/g, ''), 'hex');
+const UPDATE = bytes('beef 2800 0001 0000 0000 0000 017a00 0006 0001');
 // RFC 8945 §4.3.3 variables for key "kms-update." (lower-cased) and hmac-sha256, fudge 300.
 const KEY_WIRE = Buffer.from('0a6b6d732d75706461746500', 'hex');
 const ALG_WIRE = Buffer.from('0b686d61632d73686132353600', 'hex');
