@@ -80,9 +80,14 @@ async function phase(label: string, seconds: number, kmsPort: number, adminPort:
   })();
   const paths = ['/api/status', '/?q=ws-1a&sort=seen', '/api/machines?sort=name&limit=200', '/metrics'];
   // The pollers run in their own thread: their HTTP client work must not be billed to the server's loop.
-  const pollers = adminPort === undefined ? [] : paths.map((p) => pollInThread(adminPort, p, deadline).then((n) => {
-    adminRequests += n;
-  }));
+  const pollers =
+    adminPort === undefined
+      ? []
+      : paths.map((p) =>
+          pollInThread(adminPort, p, deadline).then((n) => {
+            adminRequests += n;
+          }),
+        );
   await Promise.all([client, ...pollers]);
   delay.disable();
   // Time the loop spent running code (not waiting), per request: what each one cost the KMS host.
@@ -90,7 +95,10 @@ async function phase(label: string, seconds: number, kmsPort: number, adminPort:
   process.stdout.write(
     `${label}: KMS loop delay p50 ${ms(delay.percentile(50) / 1e6)}, p99 ${ms(delay.percentile(99) / 1e6)}, max ${ms(delay.max / 1e6)}; ` +
       `activation p50 ${ms(pct(latencies, 0.5))}, p99 ${ms(pct(latencies, 0.99))}, max ${ms(Math.max(0, ...latencies))} (${latencies.length} activations)` +
-      (adminPort === undefined ? `; loop busy ${ms(busyMs)}` : `; ${adminRequests} admin requests answered, loop busy ${ms(busyMs)} in all (${ms(busyMs / Math.max(1, adminRequests + latencies.length))} per request)`) + '\n',
+      (adminPort === undefined
+        ? `; loop busy ${ms(busyMs)}`
+        : `; ${adminRequests} admin requests answered, loop busy ${ms(busyMs)} in all (${ms(busyMs / Math.max(1, adminRequests + latencies.length))} per request)`) +
+      '\n',
   );
 }
 
@@ -115,7 +123,13 @@ async function main(): Promise<void> {
       let t0 = performance.now();
       await get(adminPort, '/api/status');
       process.stdout.write(`first /api/status (worker starts and summarises the store): ${ms(performance.now() - t0)}\n`);
-      for (const p of ['/api/machines?sort=name', '/api/machines?sort=seen', '/api/machines?sort=application', '/api/machines?q=ws-1a', '/api/machines?q=10.1.2.']) {
+      for (const p of [
+        '/api/machines?sort=name',
+        '/api/machines?sort=seen',
+        '/api/machines?sort=application',
+        '/api/machines?q=ws-1a',
+        '/api/machines?q=10.1.2.',
+      ]) {
         t0 = performance.now();
         await get(adminPort, p);
         process.stdout.write(`${p}: ${ms(performance.now() - t0)} (in the worker)\n`);

@@ -119,7 +119,10 @@ if (require.main === module) {
     ...(values.max !== undefined ? { maxQueries: Number(values.max) } : {}),
     ...(values.window !== undefined ? { window: Number(values.window) } : {}),
   }).then(
-    (r) => process.stdout.write(`DNS: ${Math.round(r.queriesPerSecond)} SRV queries/s over UDP (loopback), ${r.answered} answered, ${r.lost} lost in ${r.seconds.toFixed(1)} s\n`),
+    (r) =>
+      process.stdout.write(
+        `DNS: ${Math.round(r.queriesPerSecond)} SRV queries/s over UDP (loopback), ${r.answered} answered, ${r.lost} lost in ${r.seconds.toFixed(1)} s\n`,
+      ),
     (err: unknown) => {
       process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
       process.exitCode = 1;

@@ -64,7 +64,9 @@ async function main(): Promise<void> {
         batchSize,
       },
     };
-    const owner = new Client(connectionConfig(fleet.postgres, { user: 'postgres', passwordFile: pg.writePasswordFile('su', pg.superPassword) }));
+    const owner = new Client(
+      connectionConfig(fleet.postgres, { user: 'postgres', passwordFile: pg.writePasswordFile('su', pg.superPassword) }),
+    );
     await owner.connect();
     await migrateRemote(owner);
     await grantWriter(owner, 'kms_appliance');
@@ -84,7 +86,11 @@ async function main(): Promise<void> {
     const remote = Number((await owner.query('SELECT count(*) AS n FROM kms_fleet.machines')).rows[0].n);
     const idle = await timed(forwarder);
     const db = connectionOf(store);
-    const touched = db.prepare('UPDATE clients SET last_seen_ms = last_seen_ms + 1, requests = requests + 1 WHERE (application, cmid) IN (SELECT application, cmid FROM clients ORDER BY cmid LIMIT 1000)').run().changes;
+    const touched = db
+      .prepare(
+        'UPDATE clients SET last_seen_ms = last_seen_ms + 1, requests = requests + 1 WHERE (application, cmid) IN (SELECT application, cmid FROM clients ORDER BY cmid LIMIT 1000)',
+      )
+      .run().changes;
     const incremental = await timed(forwarder);
     await forwarder.stop();
     store.close();
@@ -92,9 +98,15 @@ async function main(): Promise<void> {
 
     const rate = (n: number, s: number): string => `${Math.round(n / s).toLocaleString('en')}/s`;
     console.log(`Fleet sync of ${machines.toLocaleString('en')} machines (batch ${batchSize}, TLS, one local PostgreSQL ${pg.port}):`);
-    console.log(`  initial sync     ${initial.result.machines} machines in ${initial.seconds.toFixed(2)} s (${rate(initial.result.machines, initial.seconds)}), ${initial.result.batches} transactions; longest event-loop stall ${initial.maxStallMs.toFixed(1)} ms; in PostgreSQL: ${remote}`);
-    console.log(`  nothing changed  pass over ${machines} machines in ${idle.seconds.toFixed(2)} s, ${idle.result.machines} sent; longest stall ${idle.maxStallMs.toFixed(1)} ms`);
-    console.log(`  ${touched} renewals    ${incremental.result.machines} machines in ${incremental.seconds.toFixed(2)} s; longest stall ${incremental.maxStallMs.toFixed(1)} ms`);
+    console.log(
+      `  initial sync     ${initial.result.machines} machines in ${initial.seconds.toFixed(2)} s (${rate(initial.result.machines, initial.seconds)}), ${initial.result.batches} transactions; longest event-loop stall ${initial.maxStallMs.toFixed(1)} ms; in PostgreSQL: ${remote}`,
+    );
+    console.log(
+      `  nothing changed  pass over ${machines} machines in ${idle.seconds.toFixed(2)} s, ${idle.result.machines} sent; longest stall ${idle.maxStallMs.toFixed(1)} ms`,
+    );
+    console.log(
+      `  ${touched} renewals    ${incremental.result.machines} machines in ${incremental.seconds.toFixed(2)} s; longest stall ${incremental.maxStallMs.toFixed(1)} ms`,
+    );
   } finally {
     pg.destroy();
     fs.rmSync(dataDir, { recursive: true, force: true });

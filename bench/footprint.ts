@@ -26,7 +26,10 @@ function rssOf(code: string): number {
 }
 
 const USES: readonly [string, string][] = [
-  ['better-sqlite3 (an open database)', "const D = require('better-sqlite3'); const db = new D(':memory:'); db.exec('CREATE TABLE t (a)');"],
+  [
+    'better-sqlite3 (an open database)',
+    "const D = require('better-sqlite3'); const db = new D(':memory:'); db.exec('CREATE TABLE t (a)');",
+  ],
   ['pino (a logger)', "require('pino')({}, require('node:fs').createWriteStream('/dev/null'));"],
   ['ajv (the configuration schema compiled)', "require('./dist/src/config/validator');"],
   ['yaml', "require('yaml').parse('a: 1');"],
@@ -53,7 +56,21 @@ async function applianceIdleRss(): Promise<number> {
   });
   const config = path.join(dir, 'config.yaml');
   fs.writeFileSync(config, 'admin:\n  listen: []\n');
-  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, path.join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'serve', '--config', config, '--listen', `127.0.0.1:${port}`, '--data-dir', dir], { stdio: 'ignore' });
+  const child = spawn(
+    process.execPath,
+    [
+      ...SERVER_NODE_FLAGS,
+      path.join(ROOT, 'dist', 'src', 'cli', 'main.js'),
+      'serve',
+      '--config',
+      config,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--data-dir',
+      dir,
+    ],
+    { stdio: 'ignore' },
+  );
   try {
     for (let i = 0; i < 100; i++) {
       await new Promise((r) => setTimeout(r, 100));

@@ -87,7 +87,14 @@ async function run(job: WorkerJob): Promise<WorkerReport> {
     }
   };
   await Promise.all(Array.from({ length: job.concurrency }, (_, i) => loop(i)));
-  return { requests, errors, verified, elapsedMs: performance.now() - started, latenciesUs: latencies, ...(firstError ? { firstError } : {}) };
+  return {
+    requests,
+    errors,
+    verified,
+    elapsedMs: performance.now() - started,
+    latenciesUs: latencies,
+    ...(firstError ? { firstError } : {}),
+  };
 }
 
 process.on('message', (job: WorkerJob) => {

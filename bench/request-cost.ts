@@ -61,32 +61,59 @@ export function measureRequestCost(options: { requests?: number; rounds?: number
   const store = SqliteStore.open(dir, { backgroundCheckpointMs: 1000 });
   try {
     const db = connectionOf(store);
-    const sqlCount = db.prepare('SELECT count(*) FROM (SELECT 1 FROM clients WHERE application = ? AND last_counted_ms >= ? LIMIT ?)').pluck();
+    const sqlCount = db
+      .prepare('SELECT count(*) FROM (SELECT 1 FROM clients WHERE application = ? AND last_counted_ms >= ? LIMIT ?)')
+      .pluck();
     let now = Date.now();
     let run = 0;
-    const best = { directUs: Infinity, batchOfOneUs: Infinity, batchOf100Us: Infinity, countMemoryUs: Infinity, countSqlUs: Infinity, commitUs: Infinity };
+    const best = {
+      directUs: Infinity,
+      batchOfOneUs: Infinity,
+      batchOf100Us: Infinity,
+      countMemoryUs: Infinity,
+      countSqlUs: Infinity,
+      commitUs: Infinity,
+    };
     for (let r = 0; r < rounds; r++) {
       // New machines each time (the costly case: an insert and an index entry).
       const p = () => (run++).toString(16).padStart(8, '0');
       let prefix = p();
-      best.directUs = Math.min(best.directUs, timeUs(n, (i) => store.recordActivation(observation(i, prefix), ++now, WINDOW_MS)));
+      best.directUs = Math.min(
+        best.directUs,
+        timeUs(n, (i) => store.recordActivation(observation(i, prefix), ++now, WINDOW_MS)),
+      );
       prefix = p();
-      best.batchOfOneUs = Math.min(best.batchOfOneUs, timeUs(n, (i) => {
-        store.beginBatch();
-        store.recordActivation(observation(i, prefix), ++now, WINDOW_MS);
-        store.commitBatch();
-      }));
+      best.batchOfOneUs = Math.min(
+        best.batchOfOneUs,
+        timeUs(n, (i) => {
+          store.beginBatch();
+          store.recordActivation(observation(i, prefix), ++now, WINDOW_MS);
+          store.commitBatch();
+        }),
+      );
       prefix = p();
-      best.batchOf100Us = Math.min(best.batchOf100Us, timeUs(n, (i) => {
-        if (i % 100 === 0) store.beginBatch();
-        store.recordActivation(observation(i, prefix), ++now, WINDOW_MS);
-        if (i % 100 === 99) store.commitBatch();
-      }));
+      best.batchOf100Us = Math.min(
+        best.batchOf100Us,
+        timeUs(n, (i) => {
+          if (i % 100 === 0) store.beginBatch();
+          store.recordActivation(observation(i, prefix), ++now, WINDOW_MS);
+          if (i % 100 === 99) store.commitBatch();
+        }),
+      );
       store.commitBatch();
-      best.countSqlUs = Math.min(best.countSqlUs, timeUs(n, () => sqlCount.get(APP, now - WINDOW_MS, 50)));
-      best.countMemoryUs = Math.min(best.countMemoryUs, timeUs(n, () => store.countSince(APP, now - WINDOW_MS, 50)));
+      best.countSqlUs = Math.min(
+        best.countSqlUs,
+        timeUs(n, () => sqlCount.get(APP, now - WINDOW_MS, 50)),
+      );
+      best.countMemoryUs = Math.min(
+        best.countMemoryUs,
+        timeUs(n, () => store.countSince(APP, now - WINDOW_MS, 50)),
+      );
       // One settings row in its own transaction: little more than BEGIN and COMMIT.
-      best.commitUs = Math.min(best.commitUs, timeUs(n, (i) => store.setSetting('bench', String(i))));
+      best.commitUs = Math.min(
+        best.commitUs,
+        timeUs(n, (i) => store.setSetting('bench', String(i))),
+      );
     }
     return best;
   } finally {

@@ -73,9 +73,24 @@ async function startServer(dataDir: string): Promise<Server> {
   const config = path.join(dataDir, 'bench-config.yaml');
   // Logging stays on (one line per request is part of the real per-request path), to /dev/null.
   fs.writeFileSync(config, 'admin:\n  listen: []\nlog:\n  level: info\n');
-  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...profileArgs('server'), MAIN, 'serve', '--config', config, '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      ...SERVER_NODE_FLAGS,
+      ...profileArgs('server'),
+      MAIN,
+      'serve',
+      '--config',
+      config,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--data-dir',
+      dataDir,
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
   const product = chooseProduct(loadCatalog(), 'Windows 10/11 Enterprise');
   for (let i = 0; ; i++) {
     try {
@@ -141,7 +156,8 @@ async function drive(port: number, o: { perConnection: number; concurrency: numb
     ),
   );
   const latencies = reports.flatMap((r) => r.latenciesUs).sort((a, b) => a - b);
-  const pick = (q: number): number => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]! / 1000 : NaN);
+  const pick = (q: number): number =>
+    latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]! / 1000 : NaN;
   const requests = reports.reduce((n, r) => n + r.requests, 0);
   const elapsed = Math.max(...reports.map((r) => r.elapsedMs)) / 1000;
   const firstError = reports.find((r) => r.firstError)?.firstError;
@@ -156,9 +172,11 @@ async function drive(port: number, o: { perConnection: number; concurrency: numb
 }
 
 function line(label: string, r: RunResult & { cpuUsPerRequest?: number }): string {
-  return `${label.padEnd(44)} ${Math.round(r.perSecond).toString().padStart(7)} activations/s   p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms` +
+  return (
+    `${label.padEnd(44)} ${Math.round(r.perSecond).toString().padStart(7)} activations/s   p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms` +
     (r.cpuUsPerRequest === undefined ? '' : `   server CPU ${Math.round(r.cpuUsPerRequest)} µs/activation`) +
-    (r.errors ? `   (${r.errors} errors: ${r.firstError})` : '');
+    (r.errors ? `   (${r.errors} errors: ${r.firstError})` : '')
+  );
 }
 
 async function main(): Promise<void> {
@@ -178,7 +196,9 @@ async function main(): Promise<void> {
   const clients = Number(values.clients ?? (quick ? 100_000 : 1_000_000));
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-bench-'));
   const out = (s: string): void => void process.stdout.write(s + '\n');
-  out(`kms-appliance benchmark on ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}; ${seconds} s per run, ${WORKERS} client worker processes, KMS v6 requests`);
+  out(
+    `kms-appliance benchmark on ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}; ${seconds} s per run, ${WORKERS} client worker processes, KMS v6 requests`,
+  );
   try {
     const emptyDir = path.join(tmp, 'empty');
     fs.mkdirSync(emptyDir);
@@ -214,9 +234,14 @@ async function main(): Promise<void> {
       const big = await startServer(largeDir);
       const bigMulti = await drive(big.port, { perConnection: 20, concurrency: 16, seconds, rate: 0 });
       out(line(`20 per connection, store with ${clients} clients`, bigMulti));
-      out(`  relative to the empty store: ${(bigMulti.perSecond / multi.perSecond).toFixed(2)}× (target ≥ 0.8×); server peak RSS ${big.peakRssMb().toFixed(1)} MB`);
+      out(
+        `  relative to the empty store: ${(bigMulti.perSecond / multi.perSecond).toFixed(2)}× (target ≥ 0.8×); server peak RSS ${big.peakRssMb().toFixed(1)} MB`,
+      );
       await big.stop();
-      const size = ['kms-appliance.db', 'kms-appliance.db-wal'].reduce((n, f) => n + (fs.existsSync(path.join(largeDir, f)) ? fs.statSync(path.join(largeDir, f)).size : 0), 0);
+      const size = ['kms-appliance.db', 'kms-appliance.db-wal'].reduce(
+        (n, f) => n + (fs.existsSync(path.join(largeDir, f)) ? fs.statSync(path.join(largeDir, f)).size : 0),
+        0,
+      );
       out(`  store size on disk: ${(size / 1024 / 1024).toFixed(1)} MB (${(size / clients).toFixed(0)} bytes per client)`);
       const s = await benchStore({ clients, dataDir: largeDir, requests: quick ? 5000 : 20_000, log: () => {} });
       out(

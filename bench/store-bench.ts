@@ -122,13 +122,17 @@ export async function benchStore(options: StoreBenchOptions = {}): Promise<Store
   } finally {
     store.close();
   }
-  const sizeBytes = fs.statSync(databaseFile(dataDir)).size + (fs.existsSync(`${databaseFile(dataDir)}-wal`) ? fs.statSync(`${databaseFile(dataDir)}-wal`).size : 0);
+  const sizeBytes =
+    fs.statSync(databaseFile(dataDir)).size +
+    (fs.existsSync(`${databaseFile(dataDir)}-wal`) ? fs.statSync(`${databaseFile(dataDir)}-wal`).size : 0);
   const ratio = {
     newClients: Math.round((large.newClientsPerSecond / empty.newClientsPerSecond) * 100) / 100,
     renewals: Math.round((large.renewalsPerSecond / empty.renewalsPerSecond) * 100) / 100,
   };
-  log(`store ${total} clients: ${large.newClientsPerSecond} new clients/s (${ratio.newClients}× empty), ` +
-    `${large.renewalsPerSecond} renewals/s (${ratio.renewals}× empty), ${(sizeBytes / 1048576).toFixed(1)} MiB on disk`);
+  log(
+    `store ${total} clients: ${large.newClientsPerSecond} new clients/s (${ratio.newClients}× empty), ` +
+      `${large.renewalsPerSecond} renewals/s (${ratio.renewals}× empty), ${(sizeBytes / 1048576).toFixed(1)} MiB on disk`,
+  );
   return { empty, large, clients: total, ratio, sizeBytes };
 }
 

@@ -29,6 +29,10 @@ const changed = Math.max(...inputs.map((i) => newest(path.join(root, i))));
 if (built > 0 && changed <= built) process.exit(0);
 
 process.stderr.write('prestart: sources changed since the last build; compiling src/ (incremental)\n');
-const tsc = spawnSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(root, 'tsconfig.start.json')], { stdio: 'inherit' });
+const tsc = spawnSync(
+  process.execPath,
+  [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(root, 'tsconfig.start.json')],
+  { stdio: 'inherit' },
+);
 if (tsc.status !== 0) process.exit(tsc.status ?? 1);
 fs.writeFileSync(stamp, `${new Date().toISOString()}\n`);

@@ -34,9 +34,7 @@ const APPLICATION_SHARE: readonly (readonly [string, number])[] = [
 function productsOf(applicationId: string): Product[] {
   const app = loadCatalog().applicationById(applicationId);
   if (!app) throw new Error(`application ${applicationId} is not in the catalogue`);
-  return app.kmsGroups
-    .filter((g) => !g.isRetail && !g.isPreview && g.skus.length > 0)
-    .map((group) => ({ applicationId, group }));
+  return app.kmsGroups.filter((g) => !g.isRetail && !g.isPreview && g.skus.length > 0).map((group) => ({ applicationId, group }));
 }
 
 /** A deterministic CMID per index, so two runs make the same store. */
@@ -67,12 +65,21 @@ export function generateStore(dataDir: string, options: GenerateOptions): { clie
         const pool = pools.find((p) => (acc += p.share) > r) ?? pools[0]!;
         const product = pool.products[i % pool.products.length]!;
         const sku = product.group.skus[(i >>> 3) % product.group.skus.length]!;
-        const lastSeen = now - Math.floor(((i * 40503) % 60_000) * (60 * DAY_MS / 60_000));
+        const lastSeen = now - Math.floor(((i * 40503) % 60_000) * ((60 * DAY_MS) / 60_000));
         const protocol = Number.parseInt(product.group.protocol, 10) || 6;
         insert.run(
-          product.applicationId, syntheticCmid(i), lastSeen - 90 * DAY_MS, lastSeen, lastSeen,
-          `ws-${i.toString(36)}.site${i % 97}.example`, sku.id, product.group.id, protocol,
-          `10.${(i >>> 16) & 255}.${(i >>> 8) & 255}.${i & 255}`, i % 5 === 0 ? 1 : 0, 1 + (i % 30),
+          product.applicationId,
+          syntheticCmid(i),
+          lastSeen - 90 * DAY_MS,
+          lastSeen,
+          lastSeen,
+          `ws-${i.toString(36)}.site${i % 97}.example`,
+          sku.id,
+          product.group.id,
+          protocol,
+          `10.${(i >>> 16) & 255}.${(i >>> 8) & 255}.${i & 255}`,
+          i % 5 === 0 ? 1 : 0,
+          1 + (i % 30),
           product.group.nCountPolicy,
         );
       }
@@ -100,7 +107,9 @@ export function progressBar(stream: NodeJS.WriteStream, label: string): (done: n
     if (stream.isTTY) {
       const width = 30;
       const filled = Math.round(fraction * width);
-      stream.write(`\r${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(fraction * 100).toFixed(0)}% ${done}/${total} ${secs}s`);
+      stream.write(
+        `\r${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(fraction * 100).toFixed(0)}% ${done}/${total} ${secs}s`,
+      );
       if (done === total) stream.write('\n');
     } else {
       const decile = Math.floor(fraction * 10);

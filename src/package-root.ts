@@ -11,7 +11,11 @@ export function findPackageRoot(start: string = __dirname): string {
     if (existsSync(join(dir, 'package.json'))) return dir;
     const up = dirname(dir);
     if (up === dir) {
-      throw new ConfigError('KMS_ERR_CONFIG_NOT_FOUND', `no package.json above ${start}; cannot find the files shipped with kms-appliance`, { start });
+      throw new ConfigError(
+        'KMS_ERR_CONFIG_NOT_FOUND',
+        `no package.json above ${start}; cannot find the files shipped with kms-appliance`,
+        { start },
+      );
     }
     dir = up;
   }

@@ -24,7 +24,22 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   dns: ['catalog', 'config', 'host', 'logging', 'metrics', 'net', 'protocol'],
   admin: ['catalog', 'config', 'host', 'logging', 'metrics', 'net', 'protocol', 'store'],
   fleet: ['catalog', 'config', 'host', 'logging', 'metrics', 'protocol', 'store'],
-  cli: ['admin', 'catalog', 'client', 'client-config', 'config', 'dns', 'fleet', 'host', 'logging', 'metrics', 'net', 'protocol', 'server', 'store'],
+  cli: [
+    'admin',
+    'catalog',
+    'client',
+    'client-config',
+    'config',
+    'dns',
+    'fleet',
+    'host',
+    'logging',
+    'metrics',
+    'net',
+    'protocol',
+    'server',
+    'store',
+  ],
 };
 
 function tsFiles(dir: string): string[] {
@@ -41,7 +56,12 @@ function folderOf(file: string): string | undefined {
 }
 
 t.test('every folder of src/ imports only what the table allows', async (t) => {
-  const folders = new Set(fs.readdirSync(SRC, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name));
+  const folders = new Set(
+    fs
+      .readdirSync(SRC, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name),
+  );
   for (const f of folders) t.ok(f in ALLOWED, `src/${f}/ has a row in the table`);
   for (const file of tsFiles(SRC)) {
     const from = folderOf(file);
@@ -50,7 +70,10 @@ t.test('every folder of src/ imports only what the table allows', async (t) => {
     for (const [, spec] of text.matchAll(/(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g)) {
       const to = folderOf(path.resolve(path.dirname(file), spec!));
       if (to === undefined || to === from) continue;
-      t.ok(ALLOWED[from]?.includes(to), `${path.relative(SRC, file)} imports ${to}/ (allowed from ${from}/: ${ALLOWED[from]?.join(', ') || 'nothing'})`);
+      t.ok(
+        ALLOWED[from]?.includes(to),
+        `${path.relative(SRC, file)} imports ${to}/ (allowed from ${from}/: ${ALLOWED[from]?.join(', ') || 'nothing'})`,
+      );
     }
   }
 });

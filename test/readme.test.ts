@@ -14,7 +14,10 @@ const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
 
 t.test('the README opens with the set-up-and-run and the test commands', async (t) => {
   const firstBlock = /```sh\n([\s\S]*?)```/.exec(readme)?.[1] ?? '';
-  const commands = firstBlock.split('\n').filter(Boolean).map((l) => l.split('#')[0]!.trim());
+  const commands = firstBlock
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split('#')[0]!.trim());
   t.same(commands, ['npm ci && npm start', 'npm ci && npm test']);
   const ci = fs.readFileSync(path.join(ROOT, '.ci', 'run'), 'utf8');
   t.match(ci, /^npm ci$/m, '.ci/run sets up like the README');

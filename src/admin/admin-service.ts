@@ -61,7 +61,12 @@ export function isLoopback(host: string): boolean {
 export function checkAdminExposure(listen: readonly ListenAddress[], tlsEnabled: boolean, passwordSet: boolean, dataDir: string): void {
   const exposed = listen.filter((a) => !isLoopback(a.host));
   if (exposed.length === 0 || (tlsEnabled && passwordSet)) return;
-  const missing = [tlsEnabled ? '' : 'admin.tls.enabled: true', passwordSet ? '' : `a password (kms-appliance admin set-password --data-dir ${dataDir})`].filter(Boolean).join(' and ');
+  const missing = [
+    tlsEnabled ? '' : 'admin.tls.enabled: true',
+    passwordSet ? '' : `a password (kms-appliance admin set-password --data-dir ${dataDir})`,
+  ]
+    .filter(Boolean)
+    .join(' and ');
   const msg = `admin listener ${exposed.map(formatListenAddress).join(', ')} is not on loopback: it needs ${missing}, or listen on 127.0.0.1/[::1] only`;
   throw new ConfigError('KMS_ERR_CONFIG_ADMIN_EXPOSED', msg, { errors: [msg] });
 }
@@ -72,7 +77,12 @@ function tlsCertificates(): typeof import('./tls-certificate') {
 }
 
 /** The certificate the listeners serve: the site's (checked) or the generated self-signed one. */
-async function adminCertificate(config: AppConfig, dataDir: string, hostName: string, addresses: readonly string[]): Promise<CertificatePair & { source: string; created?: boolean }> {
+async function adminCertificate(
+  config: AppConfig,
+  dataDir: string,
+  hostName: string,
+  addresses: readonly string[],
+): Promise<CertificatePair & { source: string; created?: boolean }> {
   const { loadOrCreateSelfSigned, readSitePair } = tlsCertificates();
   const t = config.admin.tls;
   if (t.certFile) {
@@ -135,8 +145,17 @@ export async function startAdmin(listen: readonly ListenAddress[], deps: AdminDe
   if (config.admin.tls.enabled) {
     const own = listen.filter((a) => a.host !== '0.0.0.0' && a.host !== '::').map((a) => a.host);
     const wildcard = own.length < listen.length;
-    const cert = await adminCertificate(config, dataDir, hostName, [...own, ...(wildcard ? (deps.machineAddresses?.() ?? []) : []), '127.0.0.1', '::1']);
-    if (cert.created) log.info({ event: 'admin-certificate' }, 'admin: generated a self-signed certificate; `kms-appliance admin cert` prints its fingerprint');
+    const cert = await adminCertificate(config, dataDir, hostName, [
+      ...own,
+      ...(wildcard ? (deps.machineAddresses?.() ?? []) : []),
+      '127.0.0.1',
+      '::1',
+    ]);
+    if (cert.created)
+      log.info(
+        { event: 'admin-certificate' },
+        'admin: generated a self-signed certificate; `kms-appliance admin cert` prints its fingerprint',
+      );
     tls = cert;
   }
   // A listener beyond loopback never falls open: with the password file gone, nobody gets in.
@@ -144,7 +163,11 @@ export async function startAdmin(listen: readonly ListenAddress[], deps: AdminDe
   let entitlements: readonly Entitlement[] = config.entitlements;
   const health = () => checkHealth(sources, now());
   const snapshot = async (): Promise<AdminSnapshot> => {
-    const inventory = await waitAtMost(deps.snapshots.inventory(entitlements), STATUS_WAIT_MS, 'the figures are still being computed (a big database takes a while the first time); try again in a minute');
+    const inventory = await waitAtMost(
+      deps.snapshots.inventory(entitlements),
+      STATUS_WAIT_MS,
+      'the figures are still being computed (a big database takes a while the first time); try again in a minute',
+    );
     return {
       generatedAt: new Date(now()).toISOString(),
       version: VERSION,
@@ -166,7 +189,13 @@ export async function startAdmin(listen: readonly ListenAddress[], deps: AdminDe
     log,
     onLoginFailure: () => deps.metrics.recordLoginFailure(),
   });
-  const server: AdminServerHandle = await startAdminServer({ listen, ...(tls ? { tls } : {}), maxConnections: config.admin.maxConnections, router, log });
+  const server: AdminServerHandle = await startAdminServer({
+    listen,
+    ...(tls ? { tls } : {}),
+    maxConnections: config.admin.maxConnections,
+    router,
+    log,
+  });
   return {
     addresses: server.addresses,
     tls: server.tls,
@@ -188,7 +217,10 @@ export async function startAdmin(listen: readonly ListenAddress[], deps: AdminDe
         if (problems.length === 0) {
           applied.push('admin.tls certificate');
         } else {
-          log.error({ event: 'reload', code: 'KMS_ERR_CONFIG_ADMIN_TLS', certFile: t.certFile, errors: problems }, `admin.tls.certFile ${t.certFile}: ${problems[0]}; the running certificate stays`);
+          log.error(
+            { event: 'reload', code: 'KMS_ERR_CONFIG_ADMIN_TLS', certFile: t.certFile, errors: problems },
+            `admin.tls.certFile ${t.certFile}: ${problems[0]}; the running certificate stays`,
+          );
         }
       }
       return applied;
@@ -198,4 +230,12 @@ export async function startAdmin(listen: readonly ListenAddress[], deps: AdminDe
 }
 
 /** Stands for "a password is required but none is set": no password verifies against it. */
-const LOCKED: PasswordRecord = { user: '\0', scheme: 'scrypt', N: 2, r: 1, p: 1, salt: '', hash: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=' };
+const LOCKED: PasswordRecord = {
+  user: '\0',
+  scheme: 'scrypt',
+  N: 2,
+  r: 1,
+  p: 1,
+  salt: '',
+  hash: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
+};

@@ -40,8 +40,12 @@ export function activityChart(days: readonly DayActivity[]): string {
       const refusedTop = y(d.served + d.refused);
       return (
         `<g><title>${escapeHtml(d.day)}: ${d.served} served, ${d.refused} refused</title>` +
-        (d.served > 0 ? `<rect x="${x}" y="${servedTop.toFixed(1)}" width="${w}" height="${(top + plotH - servedTop).toFixed(1)}" fill="${SERVED}"/>` : '') +
-        (d.refused > 0 ? `<rect x="${x}" y="${refusedTop.toFixed(1)}" width="${w}" height="${(servedTop - refusedTop).toFixed(1)}" fill="${REFUSED}"/>` : '') +
+        (d.served > 0
+          ? `<rect x="${x}" y="${servedTop.toFixed(1)}" width="${w}" height="${(top + plotH - servedTop).toFixed(1)}" fill="${SERVED}"/>`
+          : '') +
+        (d.refused > 0
+          ? `<rect x="${x}" y="${refusedTop.toFixed(1)}" width="${w}" height="${(servedTop - refusedTop).toFixed(1)}" fill="${REFUSED}"/>`
+          : '') +
         '</g>'
       );
     })

@@ -13,22 +13,34 @@ const REGISTRATION_GRACE_MS = 5 * 60_000;
 export function checkHealth(sources: Pick<MetricSources, 'kms' | 'store' | 'registration' | 'fleet'>, nowMs: number): HealthReport {
   const problems: string[] = [];
   const kms = sources.kms();
-  if (!kms.listening) problems.push('The KMS listener is not accepting connections: clients cannot activate. Check the log for the listen error and restart the service.');
+  if (!kms.listening)
+    problems.push(
+      'The KMS listener is not accepting connections: clients cannot activate. Check the log for the listen error and restart the service.',
+    );
   const store = sources.store();
   if (!store.writable) {
-    problems.push(`The database cannot be written${store.lastError ? ` (${store.lastError})` : ''}: answered activations wait in memory. Free disk space or fix the file system.`);
+    problems.push(
+      `The database cannot be written${store.lastError ? ` (${store.lastError})` : ''}: answered activations wait in memory. Free disk space or fix the file system.`,
+    );
   }
   if (store.pendingWrites > 0) {
-    problems.push(`${store.pendingWrites} machine${store.pendingWrites === 1 ? "'s answered activation is" : "s' answered activations are"} not yet written to the database; they are written as soon as the disk accepts them.`);
+    problems.push(
+      `${store.pendingWrites} machine${store.pendingWrites === 1 ? "'s answered activation is" : "s' answered activations are"} not yet written to the database; they are written as soon as the disk accepts them.`,
+    );
   } else if ((store.pendingEvents ?? 0) > 0) {
-    problems.push(`${store.pendingEvents} request log entr${store.pendingEvents === 1 ? 'y is' : 'ies are'} not yet written to the database.`);
+    problems.push(
+      `${store.pendingEvents} request log entr${store.pendingEvents === 1 ? 'y is' : 'ies are'} not yet written to the database.`,
+    );
   }
   const reg = sources.registration?.();
   if (reg) {
     const late = reg.lastSuccessMs === null || nowMs - reg.lastSuccessMs > reg.refreshMs + REGISTRATION_GRACE_MS;
     if (late) {
-      const since = reg.lastSuccessMs === null ? 'has not succeeded since start' : `last succeeded ${new Date(reg.lastSuccessMs).toISOString()}`;
-      problems.push(`DNS registration of _vlmcs._tcp ${since}${reg.lastError ? ` (${reg.lastError})` : ''}: new clients may not find this host. Check dns.registration and the DNS server's update policy (kms-appliance dns check).`);
+      const since =
+        reg.lastSuccessMs === null ? 'has not succeeded since start' : `last succeeded ${new Date(reg.lastSuccessMs).toISOString()}`;
+      problems.push(
+        `DNS registration of _vlmcs._tcp ${since}${reg.lastError ? ` (${reg.lastError})` : ''}: new clients may not find this host. Check dns.registration and the DNS server's update policy (kms-appliance dns check).`,
+      );
     }
   }
   // Clients do not depend on fleet reporting, but head office does: a box that stopped reporting is

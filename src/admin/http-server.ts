@@ -68,7 +68,11 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     const body = req.method === 'POST' ? await readBody(req) : '';
     let r: AdminResponse;
     if (body === undefined) {
-      r = { status: 413, headers: { 'content-type': 'text/plain; charset=utf-8', ...securityHeaders(tls), connection: 'close' }, body: 'request body too large\n' };
+      r = {
+        status: 413,
+        headers: { 'content-type': 'text/plain; charset=utf-8', ...securityHeaders(tls), connection: 'close' },
+        body: 'request body too large\n',
+      };
     } else {
       r = await router.handle({
         method: req.method ?? 'GET',
@@ -92,7 +96,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       if (!refusedLogged) {
         refusedLogged = true; // once per burst: a flood must not become a flood of log lines
         setTimeout(() => (refusedLogged = false), 10_000).unref();
-        log.warn({ event: 'admin-connection-refused', clientAddress: addr, open, fromAddress: mine }, `admin connection from ${addr} refused: too many open connections`);
+        log.warn(
+          { event: 'admin-connection-refused', clientAddress: addr, open, fromAddress: mine },
+          `admin connection from ${addr} refused: too many open connections`,
+        );
       }
       socket.destroy();
       return;
@@ -126,14 +133,27 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   };
   for (const a of options.listen) {
     const server = options.tls
-      ? https.createServer({ ...serverOptions, key: options.tls.keyPem, cert: options.tls.certPem, minVersion: 'TLSv1.2', handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS }, onRequest)
+      ? https.createServer(
+          {
+            ...serverOptions,
+            key: options.tls.keyPem,
+            cert: options.tls.certPem,
+            minVersion: 'TLSv1.2',
+            handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+          },
+          onRequest,
+        )
       : http.createServer(serverOptions, onRequest);
     server.maxHeadersCount = 64;
     server.maxRequestsPerSocket = 1000;
     server.setTimeout(IDLE_SOCKET_MS, (s: net.Socket) => s.destroy());
     server.on('connection', onConnection);
     server.on('clientError', onClientError);
-    if (tls) server.on('tlsClientError', (err: Error, s: net.Socket) => { log.debug({ err: err.message, clientAddress: s.remoteAddress }, 'admin: TLS handshake failed'); s.destroy(); });
+    if (tls)
+      server.on('tlsClientError', (err: Error, s: net.Socket) => {
+        log.debug({ err: err.message, clientAddress: s.remoteAddress }, 'admin: TLS handshake failed');
+        s.destroy();
+      });
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -146,7 +166,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       // Each address on its own: a machine without IPv6 still gets the page on 127.0.0.1, and a
       // busy port costs the admin page, never the KMS host.
       const e = err as NodeJS.ErrnoException;
-      log.warn({ code: e.code, listen: formatListenAddress(a) }, `admin page not served on ${formatListenAddress(a)}: ${e.code ?? e.message}; the KMS host runs without it there`);
+      log.warn(
+        { code: e.code, listen: formatListenAddress(a) },
+        `admin page not served on ${formatListenAddress(a)}: ${e.code ?? e.message}; the KMS host runs without it there`,
+      );
       continue;
     }
     server.on('error', (err) => log.error({ err: err.message }, 'admin listener error'));
@@ -159,7 +182,8 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     addresses: bound,
     tls,
     setCertificate(pair) {
-      for (const s of servers) if (s instanceof https.Server) s.setSecureContext({ key: pair.keyPem, cert: pair.certPem, minVersion: 'TLSv1.2' });
+      for (const s of servers)
+        if (s instanceof https.Server) s.setSecureContext({ key: pair.keyPem, cert: pair.certPem, minVersion: 'TLSv1.2' });
     },
     close: () =>
       Promise.all(

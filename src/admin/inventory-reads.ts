@@ -39,7 +39,11 @@ const DAY_MS = 86_400_000;
 /** Keyset pagination: each sort has a total order ending in the primary key, and the cursor is the last row's key. */
 const ORDER: Record<MachineSort, { columns: readonly string[]; orderBy: string; after: string }> = {
   application: { columns: ['application', 'cmid'], orderBy: 'application, cmid', after: '(application, cmid) > (?, ?)' },
-  name: { columns: ['workstation', 'application', 'cmid'], orderBy: 'workstation, application, cmid', after: '(workstation, application, cmid) > (?, ?, ?)' },
+  name: {
+    columns: ['workstation', 'application', 'cmid'],
+    orderBy: 'workstation, application, cmid',
+    after: '(workstation, application, cmid) > (?, ?, ?)',
+  },
   seen: {
     columns: ['last_seen_ms', 'application', 'cmid'],
     orderBy: 'last_seen_ms DESC, application, cmid',
@@ -100,7 +104,9 @@ export function activationsPerDay(db: Database.Database, nowMs: number, days = 3
   const byDay = new Map<number, { served: number; refused: number }>();
   if (first !== undefined) {
     const rows = db
-      .prepare('SELECT time_ms / 86400000 AS d, SUM(served <> 0) AS served, SUM(served = 0) AS refused FROM events WHERE id >= ? AND time_ms >= ? GROUP BY d')
+      .prepare(
+        'SELECT time_ms / 86400000 AS d, SUM(served <> 0) AS served, SUM(served = 0) AS refused FROM events WHERE id >= ? AND time_ms >= ? GROUP BY d',
+      )
       .all(first, since) as { d: number; served: number; refused: number }[];
     for (const r of rows) byDay.set(r.d, { served: r.served, refused: r.refused });
   }
@@ -132,4 +138,3 @@ function firstEventAtOrAfter(db: Database.Database, sinceMs: number): number | u
 export function distinctMachines(db: Database.Database, cutoffMs: number): number {
   return db.prepare('SELECT count(DISTINCT cmid) FROM clients WHERE last_counted_ms >= ?').pluck().get(cutoffMs) as number;
 }
-

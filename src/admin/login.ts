@@ -104,7 +104,13 @@ export class LoginGuard {
     return left > 0 ? Math.ceil(left / 1000) : 0;
   }
 
-  private async checkPassword(record: PasswordRecord, user: string, password: string, address: string, via: string): Promise<true | Extract<AuthResult, { ok: false }>> {
+  private async checkPassword(
+    record: PasswordRecord,
+    user: string,
+    password: string,
+    address: string,
+    via: string,
+  ): Promise<true | Extract<AuthResult, { ok: false }>> {
     const wait = this.lockedFor(address);
     if (wait > 0) return { ok: false, reason: 'throttled', retryAfterSeconds: wait };
     const cacheId = createHmac('sha256', this.cacheKey).update(`${record.hash}\0${user}\0${password}`).digest('base64');
@@ -120,7 +126,15 @@ export class LoginGuard {
     const key = throttleKey(address);
     const s = this.trackFailure(key);
     this.log.warn(
-      { event: 'admin-login-failed', code: 'KMS_ERR_ADMIN_LOGIN_FAILED', clientAddress: address, via, user: user.slice(0, 64), failures: s.failures, lockedSeconds: Math.ceil(Math.max(0, s.lockedUntil - this.now()) / 1000) },
+      {
+        event: 'admin-login-failed',
+        code: 'KMS_ERR_ADMIN_LOGIN_FAILED',
+        clientAddress: address,
+        via,
+        user: user.slice(0, 64),
+        failures: s.failures,
+        lockedSeconds: Math.ceil(Math.max(0, s.lockedUntil - this.now()) / 1000),
+      },
       `admin login failed from ${address}`,
     );
     return { ok: false, reason: 'wrong' };

@@ -11,7 +11,6 @@ import { ERRORS, describeHresult, formatHresult, isErrorCode } from '../errors';
 import { escapeHtml } from './html';
 import { activityChart, thresholdBar } from './chart';
 
-
 const CSS = `
 *{box-sizing:border-box}
 body{font:16px/1.45 system-ui,sans-serif;margin:0;color:#1c1c1c;background:#f6f6f4}
@@ -64,7 +63,8 @@ function plural(n: number, word: string): string {
 }
 
 function healthBanner(s: AdminSnapshot): string {
-  if (s.health.ok) return '<div class="banner ok" id="health"><strong>Healthy.</strong> Clients can activate; every answered activation is on disk.</div>';
+  if (s.health.ok)
+    return '<div class="banner ok" id="health"><strong>Healthy.</strong> Clients can activate; every answered activation is on disk.</div>';
   return `<div class="banner bad" id="health" role="alert"><strong>Needs attention:</strong><ul>${s.health.problems.map((p) => `<li>${escapeHtml(p)}</li>`).join('')}</ul></div>`;
 }
 
@@ -76,7 +76,12 @@ function applicationCards(summary: readonly ApplicationSummary[]): string {
     '<div class="cards">' +
     summary
       .map((a) => {
-        const need = a.threshold === 0 ? 'No client asked in the last 30 days.' : a.activates ? `Clients activate (they need ${a.threshold}).` : `<span class="warn">${plural(a.missing, 'more machine')} needed</span> before clients activate (they need ${a.threshold}).`;
+        const need =
+          a.threshold === 0
+            ? 'No client asked in the last 30 days.'
+            : a.activates
+              ? `Clients activate (they need ${a.threshold}).`
+              : `<span class="warn">${plural(a.missing, 'more machine')} needed</span> before clients activate (they need ${a.threshold}).`;
         const capped = a.activeMachines > a.reportedCount ? ` Clients are told ${a.reportedCount}, twice the threshold.` : '';
         const groups = a.groups
           .map((g) => `<li>${escapeHtml(g.groupName)}: ${g.activeMachines}${g.activates ? '' : ` (needs ${g.requiredCount})`}</li>`)
@@ -87,7 +92,9 @@ function applicationCards(summary: readonly ApplicationSummary[]): string {
           thresholdBar(a.activeMachines, a.threshold) +
           `<div>${need}${capped}</div>` +
           `<div class="muted">Last activation ${when(a.lastActivationMs)}</div>` +
-          (groups ? `<details><summary class="muted">${plural(a.groups.length, 'product group')}</summary><ul>${groups}</ul></details>` : '') +
+          (groups
+            ? `<details><summary class="muted">${plural(a.groups.length, 'product group')}</summary><ul>${groups}</ul></details>`
+            : '') +
           '</section>'
         );
       })
@@ -103,7 +110,13 @@ function complianceTable(rows: readonly ComplianceRow[]): string {
     rows
       .map((r) => {
         const state =
-          r.licenses === null ? 'no licences on record (<code>entitlements</code>)' : r.scope === 'unmatched' ? 'matches no product in use' : r.overUse ? `<span class="warn">${r.excess} over</span>` : 'within licences';
+          r.licenses === null
+            ? 'no licences on record (<code>entitlements</code>)'
+            : r.scope === 'unmatched'
+              ? 'matches no product in use'
+              : r.overUse
+                ? `<span class="warn">${r.excess} over</span>`
+                : 'within licences';
         return `<tr><td><strong>${escapeHtml(r.product)}</strong></td><td class="n" data-label="Licences">${r.licenses ?? '—'}</td><td class="n" data-label="In use">${r.activeMachines}</td><td>${state}</td></tr>`;
       })
       .join('') +
@@ -128,16 +141,24 @@ function refusalTable(refusals: readonly RefusalSummary[]): string {
 
 function duplicateSection(d: Duplicates & { sharedCmidsTotal: number; sharedWorkstationsTotal: number }): string {
   if (d.sharedCmidsTotal === 0 && d.sharedWorkstationsTotal === 0) return '<p>No duplicate machine ids seen.</p>';
-  const more = (shown: number, total: number): string => (total > shown ? `<p class="muted">${total - shown} more: <code>kms-appliance status</code> lists all.</p>` : '');
+  const more = (shown: number, total: number): string =>
+    total > shown ? `<p class="muted">${total - shown} more: <code>kms-appliance status</code> lists all.</p>` : '';
   const cm = d.sharedCmids
-    .map((c) => `<tr><td><code>${escapeHtml(c.cmid)}</code></td><td>${escapeHtml(c.workstations.join(', '))}</td><td>${escapeHtml(c.addresses.join(', '))}</td></tr>`)
+    .map(
+      (c) =>
+        `<tr><td><code>${escapeHtml(c.cmid)}</code></td><td>${escapeHtml(c.workstations.join(', '))}</td><td>${escapeHtml(c.addresses.join(', '))}</td></tr>`,
+    )
     .join('');
-  const ws = d.sharedWorkstations.map((w) => `<tr><td>${escapeHtml(w.workstation)}</td><td><code>${escapeHtml(w.cmids.join(', '))}</code></td></tr>`).join('');
+  const ws = d.sharedWorkstations
+    .map((w) => `<tr><td>${escapeHtml(w.workstation)}</td><td><code>${escapeHtml(w.cmids.join(', '))}</code></td></tr>`)
+    .join('');
   return (
     (cm
       ? `<p>One machine id used by several machines: cloned from an image that was not sysprepped (<code>sysprep /generalize</code>); each counts once.</p><div class="scroll"><table><tr><th>CMID</th><th>Workstations</th><th>Addresses</th></tr>${cm}</table></div>${more(d.sharedCmids.length, d.sharedCmidsTotal)}`
       : '') +
-    (ws ? `<p>One name with several machine ids (re-imaged, or two machines with one name):</p><div class="scroll"><table><tr><th>Workstation</th><th>CMIDs</th></tr>${ws}</table></div>${more(d.sharedWorkstations.length, d.sharedWorkstationsTotal)}` : '')
+    (ws
+      ? `<p>One name with several machine ids (re-imaged, or two machines with one name):</p><div class="scroll"><table><tr><th>Workstation</th><th>CMIDs</th></tr>${ws}</table></div>${more(d.sharedWorkstations.length, d.sharedWorkstationsTotal)}`
+      : '')
   );
 }
 
@@ -166,13 +187,16 @@ function machineSection(v: PageView, known: number): string {
       : `<div class="scroll stack"><table id="machine-list"><tr>${sortLink(q, 'name', 'Workstation')}<th>Address</th>${sortLink(q, 'application', 'Product')}${sortLink(q, 'seen', 'Last seen')}<th>Counted</th><th>Last result</th></tr>` +
         rows.map(machineRow).join('') +
         '</table></div>';
-  const next = v.machines.next ? `<p><a id="next-page" href="/?q=${encodeURIComponent(q.q)}&amp;sort=${q.sort}&amp;after=${encodeURIComponent(v.machines.next)}#machines">Next ${q.limit} →</a></p>` : '';
+  const next = v.machines.next
+    ? `<p><a id="next-page" href="/?q=${encodeURIComponent(q.q)}&amp;sort=${q.sort}&amp;after=${encodeURIComponent(v.machines.next)}#machines">Next ${q.limit} →</a></p>`
+    : '';
   const first = q.after ? '<p><a href="/?sort=' + q.sort + '&amp;q=' + encodeURIComponent(q.q) + '#machines">← First page</a></p>' : '';
   return `<p class="muted">${known} machine${known === 1 ? '' : 's'} known. <code>kms-appliance clients --format csv</code> exports all.</p>${form}${table}${first}${next}`;
 }
 
 function machineRow(c: ClientRecord): string {
-  const result = c.lastHresult === 0 ? 'served' : `refused ${formatHresult(c.lastHresult)}: ${escapeHtml(describeHresult(c.lastHresult) ?? '')}`;
+  const result =
+    c.lastHresult === 0 ? 'served' : `refused ${formatHresult(c.lastHresult)}: ${escapeHtml(describeHresult(c.lastHresult) ?? '')}`;
   return (
     `<tr><td><strong>${escapeHtml(c.workstation || '—')}</strong></td><td data-label="Address">${escapeHtml(c.address)}</td><td data-label="Product">${escapeHtml(c.skuName)}</td><td data-label="Last seen">${when(c.lastSeenMs)}</td>` +
     `<td data-label="Counted">${c.active ? 'yes' : 'no'}</td><td data-label="Last result">${result}</td></tr>`

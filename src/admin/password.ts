@@ -36,13 +36,25 @@ function scryptAsync(password: string, salt: Buffer, keyLength: number, options:
 export async function hashPassword(password: string): Promise<PasswordRecord> {
   const salt = randomBytes(16);
   const hash = await scryptAsync(password, salt, PARAMS.keyLength, { N: PARAMS.N, r: PARAMS.r, p: PARAMS.p });
-  return { user: ADMIN_USER, scheme: 'scrypt', N: PARAMS.N, r: PARAMS.r, p: PARAMS.p, salt: salt.toString('base64'), hash: hash.toString('base64') };
+  return {
+    user: ADMIN_USER,
+    scheme: 'scrypt',
+    N: PARAMS.N,
+    r: PARAMS.r,
+    p: PARAMS.p,
+    salt: salt.toString('base64'),
+    hash: hash.toString('base64'),
+  };
 }
 
 /** Constant-time comparison of the derived key; the user name is compared the same way. */
 export async function verifyPassword(record: PasswordRecord, user: string, password: string): Promise<boolean> {
   const expected = Buffer.from(record.hash, 'base64');
-  const derived = await scryptAsync(password, Buffer.from(record.salt, 'base64'), expected.length, { N: record.N, r: record.r, p: record.p });
+  const derived = await scryptAsync(password, Buffer.from(record.salt, 'base64'), expected.length, {
+    N: record.N,
+    r: record.r,
+    p: record.p,
+  });
   const userOk = timingSafeEqual(Buffer.from(sha256Hex(user)), Buffer.from(sha256Hex(record.user)));
   return timingSafeEqual(derived, expected) && userOk;
 }
@@ -65,7 +77,14 @@ export function readPasswordRecord(dataDir: string): PasswordRecord | undefined 
     throw err;
   }
   const r = JSON.parse(text) as Partial<PasswordRecord>;
-  if (r.scheme !== 'scrypt' || typeof r.salt !== 'string' || typeof r.hash !== 'string' || !Number.isInteger(r.N) || !Number.isInteger(r.r) || !Number.isInteger(r.p)) {
+  if (
+    r.scheme !== 'scrypt' ||
+    typeof r.salt !== 'string' ||
+    typeof r.hash !== 'string' ||
+    !Number.isInteger(r.N) ||
+    !Number.isInteger(r.r) ||
+    !Number.isInteger(r.p)
+  ) {
     throw new Error(`${passwordFile(dataDir)} is not a kms-appliance password file; run kms-appliance admin set-password again`);
   }
   return { user: r.user ?? ADMIN_USER, scheme: 'scrypt', N: r.N!, r: r.r!, p: r.p!, salt: r.salt, hash: r.hash };

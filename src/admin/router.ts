@@ -90,7 +90,9 @@ export class AdminRouter {
     if (path === '/healthz') {
       if (!isRead) return methodNotAllowed('GET, HEAD');
       const h = this.ctx.health();
-      return h.ok ? reply(200, TEXT, 'ok\n') : reply(503, JSON_TYPE, JSON.stringify({ status: 'unhealthy', problems: h.problems }, null, 2) + '\n');
+      return h.ok
+        ? reply(200, TEXT, 'ok\n')
+        : reply(503, JSON_TYPE, JSON.stringify({ status: 'unhealthy', problems: h.problems }, null, 2) + '\n');
     }
     if (path === '/login') {
       if (req.method === 'POST') return this.login(req);
@@ -111,9 +113,13 @@ export class AdminRouter {
     const auth = await this.ctx.login.authenticate(req.headers, req.remoteAddress);
     if (!auth.ok) {
       if (auth.reason === 'wrong') this.ctx.onLoginFailure?.();
-      if (auth.reason === 'throttled') return reply(429, TEXT, 'too many failed logins from your address; wait and try again\n', { 'retry-after': String(auth.retryAfterSeconds ?? 60) });
+      if (auth.reason === 'throttled')
+        return reply(429, TEXT, 'too many failed logins from your address; wait and try again\n', {
+          'retry-after': String(auth.retryAfterSeconds ?? 60),
+        });
       // Browsers get the form; programs get a Basic challenge (curl -u admin, Prometheus basic_auth).
-      if ((path === '/' || path === '/index.html') && auth.reason === 'missing') return reply(303, TEXT, 'log in first\n', { location: '/login' });
+      if ((path === '/' || path === '/index.html') && auth.reason === 'missing')
+        return reply(303, TEXT, 'log in first\n', { location: '/login' });
       return reply(401, TEXT, 'log in as admin (HTTP Basic)\n', { 'www-authenticate': 'Basic realm="kms-appliance", charset="UTF-8"' });
     }
 
@@ -142,8 +148,16 @@ export class AdminRouter {
     if (result.ok) return reply(303, TEXT, 'logged in\n', { location: '/', 'set-cookie': sessionCookie(result.token) });
     if (result.reason === 'wrong') this.ctx.onLoginFailure?.();
     const status = result.reason === 'throttled' ? 429 : 401;
-    const message = result.reason === 'throttled' ? `Too many failed logins from your address; wait ${result.retryAfterSeconds ?? 60} seconds.` : 'Wrong user or password.';
-    return reply(status, HTML, renderLoginPage(message), result.reason === 'throttled' ? { 'retry-after': String(result.retryAfterSeconds ?? 60) } : {});
+    const message =
+      result.reason === 'throttled'
+        ? `Too many failed logins from your address; wait ${result.retryAfterSeconds ?? 60} seconds.`
+        : 'Wrong user or password.';
+    return reply(
+      status,
+      HTML,
+      renderLoginPage(message),
+      result.reason === 'throttled' ? { 'retry-after': String(result.retryAfterSeconds ?? 60) } : {},
+    );
   }
 }
 

@@ -16,4 +16,6 @@ export type WorkerRequest =
 
 export type WorkerValue = InventoryView | CountFacts | MachinePage;
 
-export type WorkerResponse = { readonly id: number; readonly ok: true; readonly value: WorkerValue } | { readonly id: number; readonly ok: false; readonly error: string };
+export type WorkerResponse =
+  | { readonly id: number; readonly ok: true; readonly value: WorkerValue }
+  | { readonly id: number; readonly ok: false; readonly error: string };

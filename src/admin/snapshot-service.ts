@@ -88,15 +88,17 @@ export class SnapshotService {
       // result must still land (the caller gives up waiting on its own, see admin-service.ts).
       const value = this.request({ op: 'status', nowMs: now, entitlements }, 0) as Promise<InventoryView>;
       this.refreshing = value;
-      value.then(
-        (v) => {
-          this.lastGood = v;
-          this.status = { at: now, value };
-        },
-        () => undefined, // not cached: the next request tries again
-      ).finally(() => {
-        if (this.refreshing === value) this.refreshing = undefined;
-      });
+      value
+        .then(
+          (v) => {
+            this.lastGood = v;
+            this.status = { at: now, value };
+          },
+          () => undefined, // not cached: the next request tries again
+        )
+        .finally(() => {
+          if (this.refreshing === value) this.refreshing = undefined;
+        });
     }
     return previous ? Promise.resolve(previous) : this.refreshing!;
   }
@@ -145,11 +147,14 @@ export class SnapshotService {
     const worker = this.ensureWorker();
     const id = this.nextId++;
     return new Promise<WorkerValue>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (timeoutMs === 0) return;
-        this.waiting.delete(id);
-        reject(new Error('the database read took too long'));
-      }, timeoutMs === 0 ? 0x7fffffff : timeoutMs);
+      const timer = setTimeout(
+        () => {
+          if (timeoutMs === 0) return;
+          this.waiting.delete(id);
+          reject(new Error('the database read took too long'));
+        },
+        timeoutMs === 0 ? 0x7fffffff : timeoutMs,
+      );
       timer.unref();
       this.waiting.set(id, { resolve, reject, timer });
       worker.postMessage({ ...body, id } as WorkerRequest);

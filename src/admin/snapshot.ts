@@ -37,7 +37,12 @@ export interface AdminSnapshot {
   readonly inventory: InventoryView;
 }
 
-export function buildInventoryView(db: Database.Database, inventory: Inventory, nowMs: number, entitlements: readonly Entitlement[]): InventoryView {
+export function buildInventoryView(
+  db: Database.Database,
+  inventory: Inventory,
+  nowMs: number,
+  entitlements: readonly Entitlement[],
+): InventoryView {
   const dups = inventory.duplicates(nowMs);
   return {
     summary: inventory.summary(nowMs),

@@ -141,7 +141,11 @@ export async function generateSelfSigned(hostName: string, addresses: readonly s
  * The generated pair in `dataDir`, made on first use and reused after: the fingerprint an admin
  * compared once stays the same across restarts. The key is written 0600 before anything is in it.
  */
-export async function loadOrCreateSelfSigned(dataDir: string, hostName: string, addresses: readonly string[]): Promise<CertificatePair & { created: boolean }> {
+export async function loadOrCreateSelfSigned(
+  dataDir: string,
+  hostName: string,
+  addresses: readonly string[],
+): Promise<CertificatePair & { created: boolean }> {
   const certFile = path.join(dataDir, GENERATED_CERT_FILE);
   const keyFile = path.join(dataDir, GENERATED_KEY_FILE);
   if (fs.existsSync(certFile) && fs.existsSync(keyFile)) {
@@ -210,7 +214,9 @@ function keyMatches(leafPem: string, keyPem: string, errors: string[]): boolean 
     } catch {
       // PKCS#8 or an encrypted key forge cannot read as RSA: let node:crypto say what it is
       try {
-        key = forge().pki.privateKeyFromPem(createPrivateKey(keyPem).export({ type: 'pkcs1', format: 'pem' }).toString()) as Forge.pki.rsa.PrivateKey;
+        key = forge().pki.privateKeyFromPem(
+          createPrivateKey(keyPem).export({ type: 'pkcs1', format: 'pem' }).toString(),
+        ) as Forge.pki.rsa.PrivateKey;
       } catch (err) {
         errors.push(`the key file holds no usable RSA private key: ${(err as Error).message}`);
         return false;
@@ -243,11 +249,17 @@ export function readSitePair(certFile: string, keyFile: string, now: Date = new 
 }
 
 /** `config check`: the configured certificate files, checked like `serve` would, plus the expiry warning. */
-export function checkConfiguredCertificate(tls: { readonly enabled: boolean; readonly certFile: string; readonly keyFile: string }, now: Date = new Date()): { errors: string[]; warnings: string[] } {
+export function checkConfiguredCertificate(
+  tls: { readonly enabled: boolean; readonly certFile: string; readonly keyFile: string },
+  now: Date = new Date(),
+): { errors: string[]; warnings: string[] } {
   if (!tls.certFile) return { errors: [], warnings: [] };
   try {
     const r = readSitePair(tls.certFile, tls.keyFile, now);
-    return { errors: r.errors.map((e) => `admin.tls.certFile ${tls.certFile}: ${e}`), warnings: r.warnings.map((w) => `admin.tls.certFile ${tls.certFile}: ${w}`) };
+    return {
+      errors: r.errors.map((e) => `admin.tls.certFile ${tls.certFile}: ${e}`),
+      warnings: r.warnings.map((w) => `admin.tls.certFile ${tls.certFile}: ${w}`),
+    };
   } catch (err) {
     return { errors: [`admin.tls: ${(err as Error).message}`], warnings: [] };
   }

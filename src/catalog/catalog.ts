@@ -108,7 +108,8 @@ function indexCatalog(raw: RawCatalog, source: string): Catalog {
     const lname = h.name.toLowerCase();
     if (!hostKeyGroupsByName.has(lname)) hostKeyGroupsByName.set(lname, h);
     for (const k of h.activatesKmsGroups) {
-      if (!groups.has(k.toLowerCase())) warnings.push(`host-key group "${h.name}" lists KMS group ${k}, which the catalogue does not define`);
+      if (!groups.has(k.toLowerCase()))
+        warnings.push(`host-key group "${h.name}" lists KMS group ${k}, which the catalogue does not define`);
     }
   }
   for (const b of raw.hostBuilds) {
@@ -133,7 +134,10 @@ function indexCatalog(raw: RawCatalog, source: string): Catalog {
     skuById: (id: string) => skus.get(id.toLowerCase()),
     hostKeyGroupById: (id: string) => hostKeyGroups.get(id.toLowerCase()),
     findHostKeyGroup: (nameOrId: string) => {
-      const key = nameOrId.trim().replace(/^\{|\}$/g, '').toLowerCase();
+      const key = nameOrId
+        .trim()
+        .replace(/^\{|\}$/g, '')
+        .toLowerCase();
       return hostKeyGroups.get(key) ?? hostKeyGroupsByName.get(nameOrId.trim().toLowerCase());
     },
     hostBuild: (build: number) => builds.get(build),
@@ -172,15 +176,24 @@ type Kind = 'string' | 'guid' | 'integer' | 'boolean' | 'date' | 'array' | 'inte
 
 function fieldOk(v: unknown, kind: Kind): boolean {
   switch (kind) {
-    case 'string': return typeof v === 'string' && v.length > 0;
-    case 'guid': return typeof v === 'string' && isGuid(v);
-    case 'integer': return Number.isSafeInteger(v);
-    case 'boolean': return typeof v === 'boolean';
-    case 'date': return typeof v === 'string' && DATE_SHAPE.test(v) && !Number.isNaN(Date.parse(v));
-    case 'array': return Array.isArray(v);
-    case 'integer|null': return v === null || Number.isSafeInteger(v);
-    case 'date|null': return v === null || fieldOk(v, 'date');
-    case 'date?': return v === undefined || fieldOk(v, 'date');
+    case 'string':
+      return typeof v === 'string' && v.length > 0;
+    case 'guid':
+      return typeof v === 'string' && isGuid(v);
+    case 'integer':
+      return Number.isSafeInteger(v);
+    case 'boolean':
+      return typeof v === 'boolean';
+    case 'date':
+      return typeof v === 'string' && DATE_SHAPE.test(v) && !Number.isNaN(Date.parse(v));
+    case 'array':
+      return Array.isArray(v);
+    case 'integer|null':
+      return v === null || Number.isSafeInteger(v);
+    case 'date|null':
+      return v === null || fieldOk(v, 'date');
+    case 'date?':
+      return v === undefined || fieldOk(v, 'date');
   }
 }
 
@@ -228,12 +241,43 @@ function checkShape(raw: unknown, source: string, problems: string[]): RawCatalo
   checkList(raw, 'applications', '', problems, (app, p) => {
     checkFields(app, p, { id: 'guid', name: 'string' }, problems);
     checkList(app, 'kmsGroups', p, problems, (g, gp) => {
-      checkFields(g, gp, { id: 'guid', name: 'string', nCountPolicy: 'integer', protocol: 'string', isRetail: 'boolean', isPreview: 'boolean', activatedByHostKeyGroups: 'array' }, problems);
+      checkFields(
+        g,
+        gp,
+        {
+          id: 'guid',
+          name: 'string',
+          nCountPolicy: 'integer',
+          protocol: 'string',
+          isRetail: 'boolean',
+          isPreview: 'boolean',
+          activatedByHostKeyGroups: 'array',
+        },
+        problems,
+      );
       checkList(g, 'skus', gp, problems, (s, sp) => checkFields(s, sp, { id: 'guid', name: 'string' }, problems));
     });
   });
   checkList(raw, 'hostKeyGroups', '', problems, (h, p) => {
-    if (!checkFields(h, p, { id: 'guid', name: 'string', groupId: 'integer|null', minKeyId: 'integer|null', maxKeyId: 'integer|null', releaseDate: 'date|null', isLab: 'boolean', isPreview: 'boolean', activatesKmsGroups: 'array' }, problems)) return;
+    if (
+      !checkFields(
+        h,
+        p,
+        {
+          id: 'guid',
+          name: 'string',
+          groupId: 'integer|null',
+          minKeyId: 'integer|null',
+          maxKeyId: 'integer|null',
+          releaseDate: 'date|null',
+          isLab: 'boolean',
+          isPreview: 'boolean',
+          activatesKmsGroups: 'array',
+        },
+        problems,
+      )
+    )
+      return;
     const list = h.activatesKmsGroups as unknown[];
     list.forEach((k, i) => {
       if (typeof k !== 'string' || !isGuid(k)) problems.push(`${label(p, h)}.activatesKmsGroups[${i}]: expected a GUID, found ${show(k)}`);
@@ -243,7 +287,20 @@ function checkShape(raw: unknown, source: string, problems: string[]): RawCatalo
     }
   });
   checkList(raw, 'hostBuilds', '', problems, (b, p) => {
-    checkFields(b, p, { build: 'integer', name: 'string', platformId: 'integer', releaseDate: 'date?', useForEpid: 'boolean', mayBeServer: 'boolean', usesNdr64: 'boolean' }, problems);
+    checkFields(
+      b,
+      p,
+      {
+        build: 'integer',
+        name: 'string',
+        platformId: 'integer',
+        releaseDate: 'date?',
+        useForEpid: 'boolean',
+        mayBeServer: 'boolean',
+        usesNdr64: 'boolean',
+      },
+      problems,
+    );
   });
   return raw as unknown as RawCatalog;
 }

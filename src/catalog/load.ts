@@ -26,13 +26,18 @@ export function loadCatalog(file?: string): Catalog {
     if (code === 'ENOENT') {
       throw new ConfigError('KMS_ERR_CONFIG_NOT_FOUND', `product catalogue ${path} does not exist (catalog.file)`, { file: path });
     }
-    throw new ConfigError('KMS_ERR_CONFIG_UNREADABLE', `product catalogue ${path} cannot be read: ${(err as Error).message}`, { file: path, errno: code });
+    throw new ConfigError('KMS_ERR_CONFIG_UNREADABLE', `product catalogue ${path} cannot be read: ${(err as Error).message}`, {
+      file: path,
+      errno: code,
+    });
   }
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError('KMS_ERR_CONFIG_SYNTAX', `product catalogue ${path} is not valid JSON: ${(err as Error).message}`, { file: path });
+    throw new ConfigError('KMS_ERR_CONFIG_SYNTAX', `product catalogue ${path} is not valid JSON: ${(err as Error).message}`, {
+      file: path,
+    });
   }
   return buildCatalog(raw, path);
 }

@@ -23,8 +23,19 @@ export type NameResolution =
   | { readonly suggestions: readonly NamedEntry[] };
 
 const ABBREVIATIONS: Readonly<Record<string, string>> = {
-  win: 'windows', w: 'windows', ent: 'enterprise', std: 'standard', dc: 'datacenter', edu: 'education',
-  srv: 'server', svr: 'server', ws: 'server', prof: 'professional', pp: 'plus', o: 'office', ltsb: 'ltsb',
+  win: 'windows',
+  w: 'windows',
+  ent: 'enterprise',
+  std: 'standard',
+  dc: 'datacenter',
+  edu: 'education',
+  srv: 'server',
+  svr: 'server',
+  ws: 'server',
+  prof: 'professional',
+  pp: 'plus',
+  o: 'office',
+  ltsb: 'ltsb',
 };
 /** Words that qualify without distinguishing: not counted as left over. */
 const NOISE = new Set(['volume', 'edition', 'microsoft', 'kms']);
@@ -128,7 +139,10 @@ function typo(a: string, b: string): boolean {
 /** One line for a name that did not resolve: the candidates, or what it might have meant. */
 export function explainUnresolved(typed: string, r: NameResolution, what: string): string {
   if ('ambiguous' in r) {
-    const shown = r.ambiguous.slice(0, 8).map((e) => `"${e.name}"`).join(', ');
+    const shown = r.ambiguous
+      .slice(0, 8)
+      .map((e) => `"${e.name}"`)
+      .join(', ');
     return `"${typed}" matches ${r.ambiguous.length} names: ${shown}${r.ambiguous.length > 8 ? ', …' : ''}; give more of the name`;
   }
   if ('suggestions' in r && r.suggestions.length > 0) {

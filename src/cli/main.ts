@@ -43,7 +43,9 @@ export async function main(argv: readonly string[], io: CommandIo): Promise<numb
     const group = COMMANDS.filter((c) => c.name.startsWith(`${first} `));
     if (group.length > 0) {
       const help = argv[1] === '--help' || argv[1] === '-h';
-      (help ? io.stdout : io.stderr).write(`kms-appliance ${first}: sub-commands: ${group.map((c) => c.name.slice(first.length + 1)).join(', ')} (kms-appliance ${group[0]!.name} --help)\n`);
+      (help ? io.stdout : io.stderr).write(
+        `kms-appliance ${first}: sub-commands: ${group.map((c) => c.name.slice(first.length + 1)).join(', ')} (kms-appliance ${group[0]!.name} --help)\n`,
+      );
       return help ? EXIT.OK : EXIT.USAGE;
     }
     const names = COMMANDS.flatMap((c) => [c.name, c.name.split(' ')[0]!]);
@@ -69,7 +71,12 @@ if (require.main === module) {
       const text = `kms-appliance: internal error: ${(err as Error)?.stack ?? String(err)}`;
       // Under systemd every line of the trace is critical for journald, not info.
       const journal = isJournalStream(2, process.env);
-      process.stderr.write(`${text.split('\n').map((l) => (journal ? journalLine(2, l) : l)).join('\n')}\n`);
+      process.stderr.write(
+        `${text
+          .split('\n')
+          .map((l) => (journal ? journalLine(2, l) : l))
+          .join('\n')}\n`,
+      );
       process.exitCode = EXIT.FAILURE;
     },
   );

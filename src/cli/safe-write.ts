@@ -14,7 +14,8 @@ export interface FileToWrite {
 export function writeFilesSafely(dir: string, files: readonly FileToWrite[]): void {
   fs.mkdirSync(dir, { recursive: true });
   const st = fs.lstatSync(dir);
-  if (st.isSymbolicLink() || !st.isDirectory()) throw Object.assign(new Error(`${dir} is not a directory (a symbolic link is refused)`), { code: 'ENOTDIR' });
+  if (st.isSymbolicLink() || !st.isDirectory())
+    throw Object.assign(new Error(`${dir} is not a directory (a symbolic link is refused)`), { code: 'ENOTDIR' });
   for (const f of files) {
     if (f.name !== path.basename(f.name) || f.name.startsWith('.')) throw new Error(`bad file name ${f.name}`);
     const final = path.join(dir, f.name);
@@ -24,7 +25,8 @@ export function writeFilesSafely(dir: string, files: readonly FileToWrite[]): vo
     } catch {
       existing = undefined;
     }
-    if (existing?.isSymbolicLink()) throw Object.assign(new Error(`${final} is a symbolic link; refusing to write through it (remove it first)`), { code: 'ELOOP' });
+    if (existing?.isSymbolicLink())
+      throw Object.assign(new Error(`${final} is a symbolic link; refusing to write through it (remove it first)`), { code: 'ELOOP' });
     if (existing && !existing.isFile()) throw Object.assign(new Error(`${final} exists and is not a regular file`), { code: 'EEXIST' });
     const temp = path.join(dir, `.${f.name}.${crypto.randomBytes(6).toString('hex')}.tmp`);
     const fd = fs.openSync(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o644);

@@ -27,9 +27,10 @@ export function formatTable<R>(rows: readonly R[], columns: readonly Column<R>[]
     columns.map((c, i) => Math.max(c.header.length, ...cells.map((row) => row[i]!.length))),
     columns.map((c) => (c.keep ? Infinity : c.header.length)),
   );
-  for (const row of cells) row.forEach((v, i) => {
-    row[i] = clip(v, widths[i]!);
-  });
+  for (const row of cells)
+    row.forEach((v, i) => {
+      row[i] = clip(v, widths[i]!);
+    });
   const line = (values: readonly string[]): string =>
     values
       .map((v, i) => (columns[i]!.right ? v.padStart(widths[i]!) : v.padEnd(widths[i]!)))

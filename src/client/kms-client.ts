@@ -39,7 +39,11 @@ export interface ActivationReply {
   readonly warnings: readonly string[];
 }
 
-export function buildRequestBase(product: ChosenProduct, version: KmsVersion, o: { cmid: string; workstation: string; nowMs: number; vm?: boolean; licenseStatus?: number }): KmsRequestBase {
+export function buildRequestBase(
+  product: ChosenProduct,
+  version: KmsVersion,
+  o: { cmid: string; workstation: string; nowMs: number; vm?: boolean; licenseStatus?: number },
+): KmsRequestBase {
   return {
     majorVersion: version,
     minorVersion: 0,
@@ -65,7 +69,11 @@ export function buildRequestBase(product: ChosenProduct, version: KmsVersion, o:
 export async function activate(options: ActivateOptions): Promise<ActivationReply[]> {
   const version = options.protocol ?? options.product.protocol;
   const timeoutMs = options.timeoutMs ?? 5000;
-  const client = await RpcClient.connect(options.host, options.port, { ndr64: options.ndr64 ?? true, btfn: options.btfn ?? true, timeoutMs });
+  const client = await RpcClient.connect(options.host, options.port, {
+    ndr64: options.ndr64 ?? true,
+    btfn: options.btfn ?? true,
+    timeoutMs,
+  });
   try {
     await client.bind();
     const replies: ActivationReply[] = [];

@@ -73,7 +73,9 @@ export class RpcClient {
       const socket = net.connect({ host, port });
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new KmsError('KMS_ERR_CLIENT_CONNECT', `no TCP connection to ${host}:${port} within ${options.timeoutMs} ms`, { host, port }));
+        reject(
+          new KmsError('KMS_ERR_CLIENT_CONNECT', `no TCP connection to ${host}:${port} within ${options.timeoutMs} ms`, { host, port }),
+        );
       }, options.timeoutMs);
       socket.once('connect', () => {
         clearTimeout(timer);
@@ -82,7 +84,13 @@ export class RpcClient {
       });
       socket.once('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        reject(new KmsError('KMS_ERR_CLIENT_CONNECT', `cannot connect to ${host}:${port}: ${err.code ?? err.message}`, { host, port, errno: err.code }));
+        reject(
+          new KmsError('KMS_ERR_CLIENT_CONNECT', `cannot connect to ${host}:${port}: ${err.code ?? err.message}`, {
+            host,
+            port,
+            errno: err.code,
+          }),
+        );
       });
     });
   }
@@ -140,11 +148,20 @@ export class RpcClient {
     const { ndr64, btfn } = this.options;
     const contexts = [{ contextId: 0, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR32_SYNTAX] }];
     if (ndr64) contexts.push({ contextId: 1, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR64_SYNTAX] });
-    if (btfn) contexts.push({ contextId: contexts.length, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [btfnSyntax(BTFN_SUPPORTED_FEATURES)] });
+    if (btfn)
+      contexts.push({ contextId: contexts.length, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [btfnSyntax(BTFN_SUPPORTED_FEATURES)] });
     const flags = PFC.FIRST_FRAG | PFC.LAST_FRAG | (this.options.multiplex === false ? 0 : PFC.CONC_MPX);
     const callId = this.callId;
     const reply = await this.exchange(
-      encodeBind({ ptype: PTYPE.BIND, callId, flags, maxXmitFrag: WINDOWS_MAX_FRAG, maxRecvFrag: WINDOWS_MAX_FRAG, assocGroupId: 0, contexts }),
+      encodeBind({
+        ptype: PTYPE.BIND,
+        callId,
+        flags,
+        maxXmitFrag: WINDOWS_MAX_FRAG,
+        maxRecvFrag: WINDOWS_MAX_FRAG,
+        assocGroupId: 0,
+        contexts,
+      }),
     );
     const ack = this.checkBindReply(reply, PTYPE.BIND_ACK, callId, contexts.length);
     if ((ack.header.flags & PFC.CONC_MPX) !== (flags & PFC.CONC_MPX)) this.warnings.push('bind_ack does not echo PFC_CONC_MPX');
@@ -192,7 +209,8 @@ export class RpcClient {
     if (header.ptype !== expected) throw new KmsError('KMS_ERR_CLIENT_PROTOCOL', `expected PTYPE ${expected}, got ${header.ptype}`);
     if (header.callId !== callId) throw new KmsError('KMS_ERR_CLIENT_PROTOCOL', `reply call_id ${header.callId} differs from ${callId}`);
     const ack = decodeBindAck(pdu);
-    if (ack.results.length !== nItems) throw new KmsError('KMS_ERR_CLIENT_PROTOCOL', `${ack.results.length} context results for ${nItems} items`);
+    if (ack.results.length !== nItems)
+      throw new KmsError('KMS_ERR_CLIENT_PROTOCOL', `${ack.results.length} context results for ${nItems} items`);
     return ack;
   }
 
@@ -213,9 +231,12 @@ export class RpcClient {
     const header = decodeHeader(pdu);
     if (header.ptype === PTYPE.FAULT) {
       const fault = decodeFaultPdu(pdu);
-      throw new KmsError('KMS_ERR_CLIENT_RPC_FAULT', `the host answered with RPC fault 0x${fault.status.toString(16).padStart(8, '0')}`, { status: fault.status });
+      throw new KmsError('KMS_ERR_CLIENT_RPC_FAULT', `the host answered with RPC fault 0x${fault.status.toString(16).padStart(8, '0')}`, {
+        status: fault.status,
+      });
     }
-    if (header.ptype !== PTYPE.RESPONSE) throw new KmsError('KMS_ERR_CLIENT_PROTOCOL', `expected a response PDU, got PTYPE ${header.ptype}`);
+    if (header.ptype !== PTYPE.RESPONSE)
+      throw new KmsError('KMS_ERR_CLIENT_PROTOCOL', `expected a response PDU, got PTYPE ${header.ptype}`);
     const warnings: string[] = [];
     if ((header.flags & (PFC.FIRST_FRAG | PFC.LAST_FRAG)) !== (PFC.FIRST_FRAG | PFC.LAST_FRAG)) {
       throw new KmsError('KMS_ERR_CLIENT_PROTOCOL', 'response is not a single fragment');
@@ -225,7 +246,8 @@ export class RpcClient {
     if (header.authLength !== 0) throw new KmsError('KMS_ERR_CLIENT_PROTOCOL', 'response carries authentication data');
     const response = decodeResponsePdu(pdu);
     if (response.cancelCount !== 0) throw new KmsError('KMS_ERR_CLIENT_PROTOCOL', `cancel_count ${response.cancelCount}`);
-    if (response.contextId !== contextId) throw new KmsError('KMS_ERR_CLIENT_PROTOCOL', `response p_cont_id ${response.contextId} differs from ${contextId}`);
+    if (response.contextId !== contextId)
+      throw new KmsError('KMS_ERR_CLIENT_PROTOCOL', `response p_cont_id ${response.contextId} differs from ${contextId}`);
     const stub = decodeResponseStub(response.stub, syntax, response.allocHint);
     warnings.push(...stub.warnings);
     return { hresult: stub.hresult, syntax, warnings, ...(stub.response ? { response: stub.response } : {}) };

@@ -30,7 +30,12 @@ export interface DnsRegistrationConfig {
   /** Addresses published as A/AAAA for hostName; empty = this machine's non-loopback addresses. */
   readonly addresses: readonly string[];
   readonly ttlSeconds: number;
-  readonly tsig: { readonly keyName: string; readonly algorithm: 'hmac-sha256'; readonly secretBase64: string; readonly secretFile: string };
+  readonly tsig: {
+    readonly keyName: string;
+    readonly algorithm: 'hmac-sha256';
+    readonly secretBase64: string;
+    readonly secretFile: string;
+  };
   readonly refreshMinutes: number;
   /** Remove the records on shutdown. */
   readonly removeOnShutdown: boolean;

@@ -51,9 +51,15 @@ function writeField(out: string[], key: string, schema: Schema, value: unknown, 
   const examples = schema.examples as unknown[] | undefined;
   if (examples?.[0] !== undefined) {
     out.push(`${pad}# For example:`);
-    for (const line of stringify({ [key]: examples[0] }).trimEnd().split('\n')) out.push(`${pad}#   ${line}`);
+    for (const line of stringify({ [key]: examples[0] })
+      .trimEnd()
+      .split('\n'))
+      out.push(`${pad}#   ${line}`);
   }
-  for (const line of stringify({ [key]: value }).trimEnd().split('\n')) out.push(pad + line);
+  for (const line of stringify({ [key]: value })
+    .trimEnd()
+    .split('\n'))
+    out.push(pad + line);
 }
 
 /** Documents the fields of list entries, which the empty default list cannot show. */

@@ -53,7 +53,8 @@ function readConfigFile(file: string): string {
       throw new ConfigError('KMS_ERR_CONFIG_UNREADABLE', line, { file, errors: [line] });
     }
     if (!st.isFile()) throw limitError(file, `is not a regular file (${kindOf(st)}); give the path of a YAML file`);
-    if (st.size > MAX_CONFIG_BYTES) throw limitError(file, `is ${st.size} bytes; a configuration file may be at most ${MAX_CONFIG_BYTES} (1 MiB)`);
+    if (st.size > MAX_CONFIG_BYTES)
+      throw limitError(file, `is ${st.size} bytes; a configuration file may be at most ${MAX_CONFIG_BYTES} (1 MiB)`);
     const buf = Buffer.alloc(Math.min(st.size, MAX_CONFIG_BYTES) + 1);
     let n = 0;
     for (;;) {
@@ -125,7 +126,8 @@ function nestingDepth(text: string): number {
 
 /** Parses and validates configuration text; `fileName` prefixes every error line. */
 export function validateConfigText(text: string, fileName: string): AppConfig {
-  if (nestingDepth(text) > MAX_CONFIG_DEPTH) throw limitError(fileName, `nests mappings or lists more than ${MAX_CONFIG_DEPTH} levels deep`);
+  if (nestingDepth(text) > MAX_CONFIG_DEPTH)
+    throw limitError(fileName, `nests mappings or lists more than ${MAX_CONFIG_DEPTH} levels deep`);
   const lines = new LineCounter();
   // prettyErrors off: the error text stays one line, and positions come from the LineCounter.
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
@@ -139,7 +141,8 @@ export function validateConfigText(text: string, fileName: string): AppConfig {
     raw = doc.toJS({ maxAliasCount: MAX_CONFIG_ALIASES });
   } catch (err) {
     // yaml refuses an alias bomb with a ReferenceError; a deep structure could still end in a RangeError.
-    if (err instanceof ReferenceError) throw limitError(fileName, `expands YAML aliases more than ${MAX_CONFIG_ALIASES} times (an alias bomb?)`);
+    if (err instanceof ReferenceError)
+      throw limitError(fileName, `expands YAML aliases more than ${MAX_CONFIG_ALIASES} times (an alias bomb?)`);
     if (err instanceof RangeError) throw limitError(fileName, `nests mappings or lists more than ${MAX_CONFIG_DEPTH} levels deep`);
     throw err;
   }

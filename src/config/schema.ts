@@ -73,7 +73,7 @@ const srvTarget = obj(
     port: port('TCP port of that KMS host.', I.srvTarget.port),
     priority: int('SRV priority: clients try the lowest first.', 0, 65535, I.srvTarget.priority),
     weight: int('SRV weight: share among records of equal priority.', 0, 65535, I.srvTarget.weight),
-    addresses: list('Addresses of the target sent as A/AAAA; empty = this machine\'s own.', ipAddress, I.srvTarget.addresses),
+    addresses: list("Addresses of the target sent as A/AAAA; empty = this machine's own.", ipAddress, I.srvTarget.addresses),
   },
   { required: ['target'] },
 );
@@ -106,18 +106,38 @@ const registrationRules: Schema = {
   then: {
     type: 'object',
     properties: {
-      server: { type: 'string', minLength: 1, 'x-message': 'must be set when dns.registration.enabled is true', 'x-related': ['/dns/registration/enabled'] },
-      domains: { type: 'array', minItems: 1, 'x-message': 'must list at least one domain when dns.registration.enabled is true', 'x-related': ['/dns/registration/enabled'] },
+      server: {
+        type: 'string',
+        minLength: 1,
+        'x-message': 'must be set when dns.registration.enabled is true',
+        'x-related': ['/dns/registration/enabled'],
+      },
+      domains: {
+        type: 'array',
+        minItems: 1,
+        'x-message': 'must list at least one domain when dns.registration.enabled is true',
+        'x-related': ['/dns/registration/enabled'],
+      },
       tsig: {
         type: 'object',
         properties: {
-          keyName: { type: 'string', minLength: 1, 'x-message': 'must be set when dns.registration.enabled is true (updates are signed with TSIG)', 'x-related': ['/dns/registration/enabled'] },
+          keyName: {
+            type: 'string',
+            minLength: 1,
+            'x-message': 'must be set when dns.registration.enabled is true (updates are signed with TSIG)',
+            'x-related': ['/dns/registration/enabled'],
+          },
         },
         if: { type: 'object', properties: { secretFile: { const: '' } } },
         then: {
           type: 'object',
           properties: {
-            secretBase64: { type: 'string', minLength: 1, 'x-message': 'must be set, or dns.registration.tsig.secretFile, when dns.registration.enabled is true', 'x-related': ['/dns/registration/enabled'] },
+            secretBase64: {
+              type: 'string',
+              minLength: 1,
+              'x-message': 'must be set, or dns.registration.tsig.secretFile, when dns.registration.enabled is true',
+              'x-related': ['/dns/registration/enabled'],
+            },
           },
         },
       },
@@ -130,7 +150,12 @@ const tsigOneSecret: Schema = {
   then: {
     type: 'object',
     properties: {
-      secretBase64: { type: 'string', maxLength: 0, 'x-message': 'must be empty when dns.registration.tsig.secretFile is set (give the secret one way only)', 'x-related': ['/dns/registration/tsig/secretFile'] },
+      secretBase64: {
+        type: 'string',
+        maxLength: 0,
+        'x-message': 'must be empty when dns.registration.tsig.secretFile is set (give the secret one way only)',
+        'x-related': ['/dns/registration/tsig/secretFile'],
+      },
     },
   },
 };
@@ -139,11 +164,25 @@ const adminTlsPair: Schema = {
   if: { type: 'object', properties: { certFile: { type: 'string', minLength: 1 } } },
   then: {
     type: 'object',
-    properties: { keyFile: { type: 'string', minLength: 1, 'x-message': 'must be set when admin.tls.certFile is set', 'x-related': ['/admin/tls/certFile'] } },
+    properties: {
+      keyFile: {
+        type: 'string',
+        minLength: 1,
+        'x-message': 'must be set when admin.tls.certFile is set',
+        'x-related': ['/admin/tls/certFile'],
+      },
+    },
   },
   else: {
     type: 'object',
-    properties: { keyFile: { type: 'string', maxLength: 0, 'x-message': 'must be empty unless admin.tls.certFile is set', 'x-related': ['/admin/tls/certFile'] } },
+    properties: {
+      keyFile: {
+        type: 'string',
+        maxLength: 0,
+        'x-message': 'must be empty unless admin.tls.certFile is set',
+        'x-related': ['/admin/tls/certFile'],
+      },
+    },
   },
 };
 
@@ -152,14 +191,29 @@ const forwardingRules: Schema = {
   then: {
     type: 'object',
     properties: {
-      upstream: { type: 'array', minItems: 1, 'x-message': 'must list at least one resolver when dns.forwarding.enabled is true', 'x-related': ['/dns/forwarding/enabled'] },
-      allowNetworks: { type: 'array', minItems: 1, 'x-message': 'must list the client networks allowed to forward when dns.forwarding.enabled is true (the appliance is never an open resolver)', 'x-related': ['/dns/forwarding/enabled'] },
+      upstream: {
+        type: 'array',
+        minItems: 1,
+        'x-message': 'must list at least one resolver when dns.forwarding.enabled is true',
+        'x-related': ['/dns/forwarding/enabled'],
+      },
+      allowNetworks: {
+        type: 'array',
+        minItems: 1,
+        'x-message':
+          'must list the client networks allowed to forward when dns.forwarding.enabled is true (the appliance is never an open resolver)',
+        'x-related': ['/dns/forwarding/enabled'],
+      },
     },
   },
 };
 
 const FP = D.fleet.postgres;
-const hostName: Schema = { pattern: '^[A-Za-z0-9.:_-]*$', maxLength: 253, 'x-message': 'must be a host name or an IP address (no scheme, port or path)' };
+const hostName: Schema = {
+  pattern: '^[A-Za-z0-9.:_-]*$',
+  maxLength: 253,
+  'x-message': 'must be a host name or an IP address (no scheme, port or path)',
+};
 
 /** Where to connect and how to trust it, once fleet.postgres.enabled is switched on. */
 const fleetRules: Schema = {
@@ -167,9 +221,24 @@ const fleetRules: Schema = {
   then: {
     type: 'object',
     properties: {
-      host: { type: 'string', minLength: 1, 'x-message': 'must be set when fleet.postgres.enabled is true', 'x-related': ['/fleet/postgres/enabled'] },
-      passwordFile: { type: 'string', minLength: 1, 'x-message': 'must be set when fleet.postgres.enabled is true (the password is read from a file readable by the service only)', 'x-related': ['/fleet/postgres/enabled'] },
-      caFile: { type: 'string', minLength: 1, 'x-message': 'must be set when fleet.postgres.enabled is true (the server certificate is always verified)', 'x-related': ['/fleet/postgres/enabled'] },
+      host: {
+        type: 'string',
+        minLength: 1,
+        'x-message': 'must be set when fleet.postgres.enabled is true',
+        'x-related': ['/fleet/postgres/enabled'],
+      },
+      passwordFile: {
+        type: 'string',
+        minLength: 1,
+        'x-message': 'must be set when fleet.postgres.enabled is true (the password is read from a file readable by the service only)',
+        'x-related': ['/fleet/postgres/enabled'],
+      },
+      caFile: {
+        type: 'string',
+        minLength: 1,
+        'x-message': 'must be set when fleet.postgres.enabled is true (the server certificate is always verified)',
+        'x-related': ['/fleet/postgres/enabled'],
+      },
     },
   },
 };
@@ -183,7 +252,12 @@ const buildMatchesNdr64: Schema = {
       host: {
         type: 'object',
         properties: {
-          build: { type: 'integer', maximum: NDR64_MIN_BUILD - 1, 'x-message': `must be below ${NDR64_MIN_BUILD} when kms.ndr64 is false (NDR64 arrived with build ${NDR64_MIN_BUILD})`, 'x-related': ['/kms/ndr64'] },
+          build: {
+            type: 'integer',
+            maximum: NDR64_MIN_BUILD - 1,
+            'x-message': `must be below ${NDR64_MIN_BUILD} when kms.ndr64 is false (NDR64 arrived with build ${NDR64_MIN_BUILD})`,
+            'x-related': ['/kms/ndr64'],
+          },
         },
       },
     },
@@ -194,7 +268,12 @@ const buildMatchesNdr64: Schema = {
       host: {
         type: 'object',
         properties: {
-          build: { type: 'integer', minimum: NDR64_MIN_BUILD, 'x-message': `must be ${NDR64_MIN_BUILD} or higher while kms.ndr64 is true (older hosts do not speak NDR64)`, 'x-related': ['/kms/ndr64'] },
+          build: {
+            type: 'integer',
+            minimum: NDR64_MIN_BUILD,
+            'x-message': `must be ${NDR64_MIN_BUILD} or higher while kms.ndr64 is true (older hosts do not speak NDR64)`,
+            'x-related': ['/kms/ndr64'],
+          },
         },
       },
     },
@@ -206,16 +285,51 @@ export const CONFIG_SCHEMA: Schema = obj(
   {
     kms: obj('The KMS service (DCE/RPC over TCP).', {
       listen: list('Where the KMS service listens: "ADDR:PORT", IPv6 in brackets.', listenSpec, D.kms.listen, { uniqueItems: true }),
-      activationIntervalMinutes: int('How often a client that is not activated retries (VLActivationInterval; Windows: slmgr /sai).', INTERVAL_MINUTES.min, INTERVAL_MINUTES.max, D.kms.activationIntervalMinutes),
-      renewalIntervalMinutes: int('How often an activated client renews (VLRenewalInterval; Windows: slmgr /sri).', INTERVAL_MINUTES.min, INTERVAL_MINUTES.max, D.kms.renewalIntervalMinutes),
+      activationIntervalMinutes: int(
+        'How often a client that is not activated retries (VLActivationInterval; Windows: slmgr /sai).',
+        INTERVAL_MINUTES.min,
+        INTERVAL_MINUTES.max,
+        D.kms.activationIntervalMinutes,
+      ),
+      renewalIntervalMinutes: int(
+        'How often an activated client renews (VLRenewalInterval; Windows: slmgr /sri).',
+        INTERVAL_MINUTES.min,
+        INTERVAL_MINUTES.max,
+        D.kms.renewalIntervalMinutes,
+      ),
       maxPduBytes: int('Largest DCE/RPC PDU accepted; real KMS PDUs are at most 344 bytes.', 1024, 65535, D.kms.maxPduBytes),
       maxStubBytes: int('Largest reassembled request stub (fragmented requests).', 1024, 1048576, D.kms.maxStubBytes),
       maxConnections: int('Open client connections at once.', 1, 100000, D.kms.maxConnections),
-      maxConnectionsPerAddress: int('Open connections from one client address at once, so one host cannot take them all.', 1, 100000, D.kms.maxConnectionsPerAddress),
-      ipv6GroupPrefixLength: int('IPv6 clients count against maxConnectionsPerAddress per network of this prefix length (one machine usually owns a /64).', 32, 128, D.kms.ipv6GroupPrefixLength),
-      idleTimeoutSeconds: int('Close a connection after this long without progress (a bind, alter_context or request that was served).', 1, 3600, D.kms.idleTimeoutSeconds),
-      maxConnectionSeconds: int('Close a connection open this long, whatever it does, so no client holds a slot forever.', 10, 86400, D.kms.maxConnectionSeconds),
-      maxContextsPerConnection: int('Presentation contexts one connection may hold (Windows clients use two).', 2, 1024, D.kms.maxContextsPerConnection),
+      maxConnectionsPerAddress: int(
+        'Open connections from one client address at once, so one host cannot take them all.',
+        1,
+        100000,
+        D.kms.maxConnectionsPerAddress,
+      ),
+      ipv6GroupPrefixLength: int(
+        'IPv6 clients count against maxConnectionsPerAddress per network of this prefix length (one machine usually owns a /64).',
+        32,
+        128,
+        D.kms.ipv6GroupPrefixLength,
+      ),
+      idleTimeoutSeconds: int(
+        'Close a connection after this long without progress (a bind, alter_context or request that was served).',
+        1,
+        3600,
+        D.kms.idleTimeoutSeconds,
+      ),
+      maxConnectionSeconds: int(
+        'Close a connection open this long, whatever it does, so no client holds a slot forever.',
+        10,
+        86400,
+        D.kms.maxConnectionSeconds,
+      ),
+      maxContextsPerConnection: int(
+        'Presentation contexts one connection may hold (Windows clients use two).',
+        2,
+        1024,
+        D.kms.maxContextsPerConnection,
+      ),
       ndr64: bool('Accept NDR64 in bind, as hosts from build 9200 do; must agree with host.build.', D.kms.ndr64),
       btfn: bool('Accept the bind-time feature negotiation context.', D.kms.btfn),
       checkRequestTime: bool('Refuse clients whose clock is off by more than maxClockSkewMinutes (0xC004F06C).', D.kms.checkRequestTime),
@@ -232,7 +346,12 @@ export const CONFIG_SCHEMA: Schema = obj(
         pattern: '^([0-9A-Fa-f]{16})?$',
         'x-message': 'must be 16 hex digits (8 bytes, e.g. 0123456789ABCDEF) or empty to generate one',
       }),
-      hostKeyGroups: list('Host-key groups (names or ids) to serve; empty = every usable one in the catalogue, as if all public host keys were installed.', { type: 'string', minLength: 1 }, D.host.hostKeyGroups, { uniqueItems: true }),
+      hostKeyGroups: list(
+        'Host-key groups (names or ids) to serve; empty = every usable one in the catalogue, as if all public host keys were installed.',
+        { type: 'string', minLength: 1 },
+        D.host.hostKeyGroups,
+        { uniqueItems: true },
+      ),
       epids: {
         type: 'object',
         description: 'Pinned ePIDs by host-key group name or id; others are generated once and kept.',
@@ -245,102 +364,236 @@ export const CONFIG_SCHEMA: Schema = obj(
       },
     }),
     store: obj('The database of clients and events.', {
-      dataDir: absolutePathOrEmpty('Directory of the database, an absolute path; empty = $STATE_DIRECTORY (/var/lib/kms-appliance under systemd), else ~/.local/state/kms-appliance.', D.store.dataDir, '$STATE_DIRECTORY, as systemd sets it'),
+      dataDir: absolutePathOrEmpty(
+        'Directory of the database, an absolute path; empty = $STATE_DIRECTORY (/var/lib/kms-appliance under systemd), else ~/.local/state/kms-appliance.',
+        D.store.dataDir,
+        '$STATE_DIRECTORY, as systemd sets it',
+      ),
       eventRetentionDays: int('Keep the activation event log this long.', 1, 3650, D.store.eventRetentionDays),
-      maxEvents: int('Keep at most this many event-log rows, whatever their age (the oldest go first).', 1000, 100000000, D.store.maxEvents),
-      pendingMachines: int('While the disk is full: machines whose activations are kept in memory until it can be written; beyond it new machines are refused (0xC004D104).', 100, 10000000, D.store.pendingMachines),
-      pendingEvents: int('While the disk is full: event-log rows kept in memory; beyond it further rows are dropped and counted (counts are not affected).', 100, 10000000, D.store.pendingEvents),
+      maxEvents: int(
+        'Keep at most this many event-log rows, whatever their age (the oldest go first).',
+        1000,
+        100000000,
+        D.store.maxEvents,
+      ),
+      pendingMachines: int(
+        'While the disk is full: machines whose activations are kept in memory until it can be written; beyond it new machines are refused (0xC004D104).',
+        100,
+        10000000,
+        D.store.pendingMachines,
+      ),
+      pendingEvents: int(
+        'While the disk is full: event-log rows kept in memory; beyond it further rows are dropped and counted (counts are not affected).',
+        100,
+        10000000,
+        D.store.pendingEvents,
+      ),
     }),
     catalog: obj('The product catalogue.', {
-      file: absolutePathOrEmpty('An updated catalogue file, an absolute path; empty = the one shipped with the appliance.', D.catalog.file, 'the one shipped with the appliance'),
+      file: absolutePathOrEmpty(
+        'An updated catalogue file, an absolute path; empty = the one shipped with the appliance.',
+        D.catalog.file,
+        'the one shipped with the appliance',
+      ),
     }),
     entitlements: list(
       'Licences the site bought, compared with activations by `kms-appliance report`.',
-      obj('Licences bought for one product.', {
-        product: str('Product name as in the catalogue.', undefined, { minLength: 1 }),
-        licenses: int('Number of licences.', 0, 10000000),
-      }, { required: ['product', 'licenses'] }),
+      obj(
+        'Licences bought for one product.',
+        {
+          product: str('Product name as in the catalogue.', undefined, { minLength: 1 }),
+          licenses: int('Number of licences.', 0, 10000000),
+        },
+        { required: ['product', 'licenses'] },
+      ),
       D.entitlements,
       { examples: [[{ product: 'Windows 10/11 Enterprise', licenses: 40 }]] },
     ),
     dns: obj('DNS discovery: the responder, dynamic registration, mDNS.', {
-      listen: list('Where the DNS responder answers (UDP and TCP); empty = off. Port 53 needs CAP_NET_BIND_SERVICE.', listenSpec, D.dns.listen, { uniqueItems: true }),
+      listen: list(
+        'Where the DNS responder answers (UDP and TCP); empty = off. Port 53 needs CAP_NET_BIND_SERVICE.',
+        listenSpec,
+        D.dns.listen,
+        { uniqueItems: true },
+      ),
       zones: list('Domains the responder is authoritative for.', zone, D.dns.zones, {
-        examples: [[{ domain: 'branch.example.org', ttlSeconds: 900, hosts: [{ target: 'kms.branch.example.org', port: 1688, priority: 0, weight: 0, addresses: ['192.0.2.10'] }] }]],
+        examples: [
+          [
+            {
+              domain: 'branch.example.org',
+              ttlSeconds: 900,
+              hosts: [{ target: 'kms.branch.example.org', port: 1688, priority: 0, weight: 0, addresses: ['192.0.2.10'] }],
+            },
+          ],
+        ],
       }),
-      forwarding: obj('Forwarding of other names to upstream resolvers, for listed networks only.', {
-        enabled: bool('Forward names outside the zones (otherwise REFUSED).', D.dns.forwarding.enabled),
-        upstream: list('Resolvers to forward to.', { type: 'string', minLength: 1, format: 'dns-server' }, D.dns.forwarding.upstream),
-        allowNetworks: list('Client networks (CIDR) that may use forwarding.', cidr, D.dns.forwarding.allowNetworks),
-      }, forwardingRules),
+      forwarding: obj(
+        'Forwarding of other names to upstream resolvers, for listed networks only.',
+        {
+          enabled: bool('Forward names outside the zones (otherwise REFUSED).', D.dns.forwarding.enabled),
+          upstream: list('Resolvers to forward to.', { type: 'string', minLength: 1, format: 'dns-server' }, D.dns.forwarding.upstream),
+          allowNetworks: list('Client networks (CIDR) that may use forwarding.', cidr, D.dns.forwarding.allowNetworks),
+        },
+        forwardingRules,
+      ),
       rateLimit: obj('Responses per client address (an IPv6 /64 counts as one), over UDP and TCP.', {
         responsesPerSecond: int('Sustained responses per second to one address.', 1, 100000, D.dns.rateLimit.responsesPerSecond),
         burst: int('Responses one address may get at once before the limit applies.', 1, 1000000, D.dns.rateLimit.burst),
       }),
       tcp: obj('Limits on DNS over TCP (an IPv6 /64 counts as one address); each limit hit is logged once per address.', {
-        maxConnections: int('Open TCP connections in all; when full, the oldest idle one of the address holding the most is closed.', 1, 100000, D.dns.tcp.maxConnections),
-        maxConnectionsPerAddress: int('Open TCP connections per client address; more are refused.', 1, 100000, D.dns.tcp.maxConnectionsPerAddress),
-        idleTimeoutSeconds: int('Close a connection that sends no complete query for this long (a byte-by-byte drip does not count).', 1, 3600, D.dns.tcp.idleTimeoutSeconds),
-        maxPendingQueries: int('Queries read but not yet answered per connection; reading pauses beyond.', 1, 10000, D.dns.tcp.maxPendingQueries),
-        pauseUnsentBytes: int('Stop reading a connection\'s queries while this many bytes of its replies wait unsent.', 512, 16777216, D.dns.tcp.pauseUnsentBytes),
-        maxUnsentBytes: int('Close a connection whose unsent replies exceed this many bytes (it does not read them).', 1024, 67108864, D.dns.tcp.maxUnsentBytes),
+        maxConnections: int(
+          'Open TCP connections in all; when full, the oldest idle one of the address holding the most is closed.',
+          1,
+          100000,
+          D.dns.tcp.maxConnections,
+        ),
+        maxConnectionsPerAddress: int(
+          'Open TCP connections per client address; more are refused.',
+          1,
+          100000,
+          D.dns.tcp.maxConnectionsPerAddress,
+        ),
+        idleTimeoutSeconds: int(
+          'Close a connection that sends no complete query for this long (a byte-by-byte drip does not count).',
+          1,
+          3600,
+          D.dns.tcp.idleTimeoutSeconds,
+        ),
+        maxPendingQueries: int(
+          'Queries read but not yet answered per connection; reading pauses beyond.',
+          1,
+          10000,
+          D.dns.tcp.maxPendingQueries,
+        ),
+        pauseUnsentBytes: int(
+          "Stop reading a connection's queries while this many bytes of its replies wait unsent.",
+          512,
+          16777216,
+          D.dns.tcp.pauseUnsentBytes,
+        ),
+        maxUnsentBytes: int(
+          'Close a connection whose unsent replies exceed this many bytes (it does not read them).',
+          1024,
+          67108864,
+          D.dns.tcp.maxUnsentBytes,
+        ),
       }),
-      registration: obj('Registration of the SRV record in the site\'s DNS by RFC 2136 UPDATE with TSIG.', {
-        enabled: bool('Register (and refresh, and remove on shutdown).', R.enabled),
-        server: str('The DNS server accepting updates: ADDR or ADDR:PORT.', R.server, { format: 'dns-server' }),
-        domains: list('Zones to publish _vlmcs._tcp into.', publishedDomain, R.domains, {
-          examples: [[{ domain: 'branch.example.org', priority: 0, weight: 0 }]],
-        }),
-        hostName: str('Name published as SRV target; empty = the machine\'s host name in the domain.', R.hostName, { format: 'dns-name' }),
-        addresses: list('Addresses published for hostName; empty = this machine\'s non-loopback ones.', ipAddress, R.addresses),
-        ttlSeconds: int('TTL of the published records, seconds.', 1, 86400, R.ttlSeconds),
-        tsig: obj('TSIG key signing the updates.', {
-          keyName: str('Key name as the DNS server knows it.', R.tsig.keyName, { format: 'dns-name' }),
-          algorithm: { type: 'string', description: 'Algorithm.', enum: ['hmac-sha256'], default: R.tsig.algorithm },
-          secretBase64: str('The secret, base64 (or use secretFile; never logged).', R.tsig.secretBase64, {
-            pattern: '^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$',
-            'x-message': 'must be base64 (as in a BIND key file)',
+      registration: obj(
+        "Registration of the SRV record in the site's DNS by RFC 2136 UPDATE with TSIG.",
+        {
+          enabled: bool('Register (and refresh, and remove on shutdown).', R.enabled),
+          server: str('The DNS server accepting updates: ADDR or ADDR:PORT.', R.server, { format: 'dns-server' }),
+          domains: list('Zones to publish _vlmcs._tcp into.', publishedDomain, R.domains, {
+            examples: [[{ domain: 'branch.example.org', priority: 0, weight: 0 }]],
           }),
-          secretFile: absolutePathOrEmpty('A file holding the base64 secret, an absolute path readable by the service (keep it 0640 root:kms-appliance).', R.tsig.secretFile, 'secretBase64'),
-        }, tsigOneSecret),
-        refreshMinutes: int('Re-register this often.', 5, 10080, R.refreshMinutes),
-        removeOnShutdown: bool('Remove the records when the service stops.', R.removeOnShutdown),
-      }, registrationRules),
+          hostName: str("Name published as SRV target; empty = the machine's host name in the domain.", R.hostName, { format: 'dns-name' }),
+          addresses: list("Addresses published for hostName; empty = this machine's non-loopback ones.", ipAddress, R.addresses),
+          ttlSeconds: int('TTL of the published records, seconds.', 1, 86400, R.ttlSeconds),
+          tsig: obj(
+            'TSIG key signing the updates.',
+            {
+              keyName: str('Key name as the DNS server knows it.', R.tsig.keyName, { format: 'dns-name' }),
+              algorithm: { type: 'string', description: 'Algorithm.', enum: ['hmac-sha256'], default: R.tsig.algorithm },
+              secretBase64: str('The secret, base64 (or use secretFile; never logged).', R.tsig.secretBase64, {
+                pattern: '^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$',
+                'x-message': 'must be base64 (as in a BIND key file)',
+              }),
+              secretFile: absolutePathOrEmpty(
+                'A file holding the base64 secret, an absolute path readable by the service (keep it 0640 root:kms-appliance).',
+                R.tsig.secretFile,
+                'secretBase64',
+              ),
+            },
+            tsigOneSecret,
+          ),
+          refreshMinutes: int('Re-register this often.', 5, 10080, R.refreshMinutes),
+          removeOnShutdown: bool('Remove the records when the service stops.', R.removeOnShutdown),
+        },
+        registrationRules,
+      ),
       mdns: obj('Multicast DNS (DNS-SD) announcement of _vlmcs._tcp.local.', {
         enabled: bool('Announce and answer on the local link.', D.dns.mdns.enabled),
         instanceName: str('Service instance name; empty = the host name.', D.dns.mdns.instanceName, { maxLength: 63 }),
       }),
     }),
     admin: obj('The admin web page, its JSON API, /metrics and /healthz.', {
-      listen: list('Where it listens; empty = off. An address other than loopback needs tls.enabled and a password (kms-appliance admin set-password).', listenSpec, D.admin.listen, { uniqueItems: true }),
-      hostNames: list('Names the page is reached by (the Host header) besides the machine\'s host name, localhost and the listen addresses; any other name is refused (DNS rebinding).', { type: 'string', minLength: 1, format: 'dns-name' }, D.admin.hostNames, { uniqueItems: true }),
-      tls: obj('HTTPS for every admin listener.', {
-        enabled: bool('Serve HTTPS. Without certFile a self-signed certificate is made in the data directory at first start (kms-appliance admin cert shows its fingerprint).', D.admin.tls.enabled),
-        certFile: absolutePathOrEmpty('The site\'s own certificate, PEM, an absolute path (the chain may follow it); reloaded on SIGHUP.', D.admin.tls.certFile, 'the generated one'),
-        keyFile: absolutePathOrEmpty('The private key of certFile, PEM, an absolute path (keep it 0600).', D.admin.tls.keyFile, 'the generated one'),
-      }, adminTlsPair),
+      listen: list(
+        'Where it listens; empty = off. An address other than loopback needs tls.enabled and a password (kms-appliance admin set-password).',
+        listenSpec,
+        D.admin.listen,
+        { uniqueItems: true },
+      ),
+      hostNames: list(
+        "Names the page is reached by (the Host header) besides the machine's host name, localhost and the listen addresses; any other name is refused (DNS rebinding).",
+        { type: 'string', minLength: 1, format: 'dns-name' },
+        D.admin.hostNames,
+        { uniqueItems: true },
+      ),
+      tls: obj(
+        'HTTPS for every admin listener.',
+        {
+          enabled: bool(
+            'Serve HTTPS. Without certFile a self-signed certificate is made in the data directory at first start (kms-appliance admin cert shows its fingerprint).',
+            D.admin.tls.enabled,
+          ),
+          certFile: absolutePathOrEmpty(
+            "The site's own certificate, PEM, an absolute path (the chain may follow it); reloaded on SIGHUP.",
+            D.admin.tls.certFile,
+            'the generated one',
+          ),
+          keyFile: absolutePathOrEmpty(
+            'The private key of certFile, PEM, an absolute path (keep it 0600).',
+            D.admin.tls.keyFile,
+            'the generated one',
+          ),
+        },
+        adminTlsPair,
+      ),
       maxConnections: int('Open admin connections at once, all listeners together.', 1, 10000, D.admin.maxConnections),
     }),
     log: obj('Logging (JSON lines on stdout, collected by journald).', {
       level: { type: 'string', description: 'Least severe level written.', enum: [...LOG_LEVELS], default: D.log.level },
     }),
     fleet: obj('Reporting into the organisation\'s PostgreSQL (see "Fleet reporting"); nothing leaves the box unless postgres.enabled.', {
-      siteName: str('This site\'s name in the fleet database; empty = the machine\'s host name.', D.fleet.siteName, { maxLength: 200 }),
-      silentAfterHours: int('`fleet report` lists a site as silent after this many hours without a report.', 1, 8760, D.fleet.silentAfterHours),
-      postgres: obj('The fleet database; always TLS with the server certificate verified against caFile and serverName.', {
-        enabled: bool('Send the machine inventory and the activation and refusal events.', FP.enabled),
-        host: str('Host name (or address) of the PostgreSQL server.', FP.host, hostName),
-        port: port('Its TCP port.', FP.port),
-        database: str('Database holding the kms_fleet schema (created by `kms-appliance fleet init`).', FP.database, { minLength: 1 }),
-        user: str('The appliances\' role: INSERT/UPDATE on kms_fleet only.', FP.user, { minLength: 1 }),
-        passwordFile: absolutePathOrEmpty('File holding the role\'s password, an absolute path readable by the service only (0600 or 0400; never logged).', FP.passwordFile, 'none'),
-        caFile: absolutePathOrEmpty('PEM of the CA that signed the server certificate, an absolute path.', FP.caFile, 'none'),
-        serverName: str('Name the server certificate must carry; empty = host.', FP.serverName, hostName),
-        connectTimeoutSeconds: int('Give up a connection attempt after this long.', 1, 300, FP.connectTimeoutSeconds),
-        sendIntervalSeconds: int('Send what changed this often (a backlog is sent at once, batch after batch).', 5, 86400, FP.sendIntervalSeconds),
-        batchSize: int('Machines or events per transaction.', 10, 100000, FP.batchSize),
-        maxBacklogEvents: int('Unsent events kept at most while the database is unreachable; beyond that the oldest are not sent (machines and local counting are unaffected).', 1000, 100000000, FP.maxBacklogEvents),
-      }, fleetRules),
+      siteName: str("This site's name in the fleet database; empty = the machine's host name.", D.fleet.siteName, { maxLength: 200 }),
+      silentAfterHours: int(
+        '`fleet report` lists a site as silent after this many hours without a report.',
+        1,
+        8760,
+        D.fleet.silentAfterHours,
+      ),
+      postgres: obj(
+        'The fleet database; always TLS with the server certificate verified against caFile and serverName.',
+        {
+          enabled: bool('Send the machine inventory and the activation and refusal events.', FP.enabled),
+          host: str('Host name (or address) of the PostgreSQL server.', FP.host, hostName),
+          port: port('Its TCP port.', FP.port),
+          database: str('Database holding the kms_fleet schema (created by `kms-appliance fleet init`).', FP.database, { minLength: 1 }),
+          user: str("The appliances' role: INSERT/UPDATE on kms_fleet only.", FP.user, { minLength: 1 }),
+          passwordFile: absolutePathOrEmpty(
+            "File holding the role's password, an absolute path readable by the service only (0600 or 0400; never logged).",
+            FP.passwordFile,
+            'none',
+          ),
+          caFile: absolutePathOrEmpty('PEM of the CA that signed the server certificate, an absolute path.', FP.caFile, 'none'),
+          serverName: str('Name the server certificate must carry; empty = host.', FP.serverName, hostName),
+          connectTimeoutSeconds: int('Give up a connection attempt after this long.', 1, 300, FP.connectTimeoutSeconds),
+          sendIntervalSeconds: int(
+            'Send what changed this often (a backlog is sent at once, batch after batch).',
+            5,
+            86400,
+            FP.sendIntervalSeconds,
+          ),
+          batchSize: int('Machines or events per transaction.', 10, 100000, FP.batchSize),
+          maxBacklogEvents: int(
+            'Unsent events kept at most while the database is unreachable; beyond that the oldest are not sent (machines and local counting are unaffected).',
+            1000,
+            100000000,
+            FP.maxBacklogEvents,
+          ),
+        },
+        fleetRules,
+      ),
     }),
   },
   buildMatchesNdr64,

@@ -93,7 +93,9 @@ function typeWords(schema: Record<string, unknown>): string {
   const max = schema.maximum;
   switch (schema.type) {
     case 'integer':
-      return typeof min === 'number' && typeof max === 'number' ? `must be a whole number between ${min} and ${max}` : 'must be a whole number';
+      return typeof min === 'number' && typeof max === 'number'
+        ? `must be a whole number between ${min} and ${max}`
+        : 'must be a whole number';
     case 'boolean':
       return 'must be true or false';
     case 'string':

@@ -208,7 +208,11 @@ export function createDnsResponder(
   // without EDNS and with 1232 bytes, TCP): the first client is answered from the cache too.
   if (useCache) {
     for (const zone of settings.zones) {
-      for (const [transport, udpPayloadSize] of [['udp', 0], ['udp', MAX_UDP_PAYLOAD], ['tcp', 0]] as const) {
+      for (const [transport, udpPayloadSize] of [
+        ['udp', 0],
+        ['udp', MAX_UDP_PAYLOAD],
+        ['tcp', 0],
+      ] as const) {
         const opt = udpPayloadSize === 0 ? [] : [buildOptRecord(udpPayloadSize)];
         const question = { name: `${SRV_LABEL}.${zone.domain}`, type: RR_TYPE.SRV, class: RR_CLASS.IN };
         try {

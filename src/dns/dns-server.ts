@@ -76,7 +76,8 @@ function createForwarder(upstream: readonly string[], log: DnsLog): Forwarder {
   return async (query) => {
     // Each forwarded query holds a socket for up to FORWARD_TIMEOUT_MS per upstream: bounded in all,
     // whatever the number of allowed clients (the answer is SERVFAIL, as for a silent upstream).
-    if (inFlight >= FORWARD_MAX_IN_FLIGHT) throw new Error(`${FORWARD_MAX_IN_FLIGHT} forwarded queries already wait for an upstream answer`);
+    if (inFlight >= FORWARD_MAX_IN_FLIGHT)
+      throw new Error(`${FORWARD_MAX_IN_FLIGHT} forwarded queries already wait for an upstream answer`);
     inFlight++;
     try {
       return await forwardOne(query);

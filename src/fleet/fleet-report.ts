@@ -71,26 +71,51 @@ export async function readFleetReport(client: ClientBase, silentAfterHours: numb
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     const now = await client.query<{ now: Date }>('SELECT now() AS now');
-    const products = await client.query<{ application_name: string; group_name: string; product_name: string; active_machines: string; sites: string }>(
-      'SELECT * FROM kms_fleet.machines_per_product ORDER BY active_machines DESC, product_name',
-    );
-    const perSite = await client.query<{ site_name: string; appliance_id: string; product_name: string; group_name: string; active_machines: string; last_activation: Date | null }>(
-      'SELECT * FROM kms_fleet.machines_per_product_per_site ORDER BY site_name, active_machines DESC, product_name',
-    );
-    const compliance = await client.query<{ product: string; licenses: number; active_machines: string; excess: string; over_use: boolean }>(
-      'SELECT * FROM kms_fleet.compliance ORDER BY over_use DESC, product',
-    );
+    const products = await client.query<{
+      application_name: string;
+      group_name: string;
+      product_name: string;
+      active_machines: string;
+      sites: string;
+    }>('SELECT * FROM kms_fleet.machines_per_product ORDER BY active_machines DESC, product_name');
+    const perSite = await client.query<{
+      site_name: string;
+      appliance_id: string;
+      product_name: string;
+      group_name: string;
+      active_machines: string;
+      last_activation: Date | null;
+    }>('SELECT * FROM kms_fleet.machines_per_product_per_site ORDER BY site_name, active_machines DESC, product_name');
+    const compliance = await client.query<{
+      product: string;
+      licenses: number;
+      active_machines: string;
+      excess: string;
+      over_use: boolean;
+    }>('SELECT * FROM kms_fleet.compliance ORDER BY over_use DESC, product');
     const sites = await client.query<{
-      site_name: string; appliance_id: string; host_name: string; software_version: string; last_contact: Date;
-      silent_seconds: number; last_activation: Date | null; active_machines: string; backlog_events: string;
+      site_name: string;
+      appliance_id: string;
+      host_name: string;
+      software_version: string;
+      last_contact: Date;
+      silent_seconds: number;
+      last_activation: Date | null;
+      active_machines: string;
+      backlog_events: string;
     }>(
       `SELECT site_name, appliance_id, host_name, software_version, last_contact, extract(epoch FROM silent_for)::float8 AS silent_seconds,
          last_activation, active_machines, backlog_events
        FROM kms_fleet.site_status ORDER BY last_contact, site_name`,
     );
-    const shared = await client.query<{ application: string; cmid: string; sites: string; site_names: string[]; workstations: string[]; last_seen: Date }>(
-      'SELECT * FROM kms_fleet.cmid_at_several_sites ORDER BY sites DESC, last_seen DESC, cmid',
-    );
+    const shared = await client.query<{
+      application: string;
+      cmid: string;
+      sites: string;
+      site_names: string[];
+      workstations: string[];
+      last_seen: Date;
+    }>('SELECT * FROM kms_fleet.cmid_at_several_sites ORDER BY sites DESC, last_seen DESC, cmid');
     await client.query('COMMIT');
     return {
       generatedAt: now.rows[0]!.now.toISOString(),

@@ -202,9 +202,17 @@ export class FleetForwarder {
     } catch (err) {
       // A health check must answer even when the database cannot be read.
       return {
-        target: this.target, siteName: this.siteName, applianceId: undefined, lastSuccessMs: null, lastAttemptMs: null,
-        lastError: (err as Error).message, failingSinceMs: this.failingSinceMs, backlogEvents: 0, oldestUnsentMs: null,
-        pendingMachines: this.pendingMachines, droppedEvents: 0,
+        target: this.target,
+        siteName: this.siteName,
+        applianceId: undefined,
+        lastSuccessMs: null,
+        lastAttemptMs: null,
+        lastError: (err as Error).message,
+        failingSinceMs: this.failingSinceMs,
+        backlogEvents: 0,
+        oldestUnsentMs: null,
+        pendingMachines: this.pendingMachines,
+        droppedEvents: 0,
         problems: [`the fleet outbox cannot be read from the local database: ${(err as Error).message}`],
       };
     }
@@ -261,7 +269,14 @@ export class FleetForwarder {
       this.schedule(this.intervalMs);
     } catch {
       const o = this.options;
-      this.schedule(backoffMs(this.failures, o.firstRetryMs ?? Math.min(FIRST_RETRY_MS, this.intervalMs), o.maxBackoffMs ?? MAX_BACKOFF_MS, o.random ?? Math.random));
+      this.schedule(
+        backoffMs(
+          this.failures,
+          o.firstRetryMs ?? Math.min(FIRST_RETRY_MS, this.intervalMs),
+          o.maxBackoffMs ?? MAX_BACKOFF_MS,
+          o.random ?? Math.random,
+        ),
+      );
     }
   }
 
@@ -354,7 +369,12 @@ export class FleetForwarder {
    * skipped with one warning, and every other row arrives.
    */
   private async sendRowByRow(
-    client: Client, site: SiteReport, machines: readonly OutboxMachine[], events: readonly OutboxEvent[], offset: number, first: unknown,
+    client: Client,
+    site: SiteReport,
+    machines: readonly OutboxMachine[],
+    events: readonly OutboxEvent[],
+    offset: number,
+    first: unknown,
   ): Promise<BatchWritten> {
     let written: BatchWritten = { previousHostName: null };
     let skippedMachines = 0;

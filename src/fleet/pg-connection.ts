@@ -33,7 +33,11 @@ export function readPasswordFile(file: string): string {
   try {
     st = fs.statSync(file);
   } catch (err) {
-    throw new KmsError('KMS_ERR_FLEET_CONFIG', `cannot read the fleet password file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file });
+    throw new KmsError(
+      'KMS_ERR_FLEET_CONFIG',
+      `cannot read the fleet password file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      { file },
+    );
   }
   if (!st.isFile()) throw new KmsError('KMS_ERR_FLEET_CONFIG', `the fleet password file ${file} is not a regular file`, { file });
   if ((st.mode & 0o077) !== 0) {
@@ -48,7 +52,11 @@ export function readPasswordFile(file: string): string {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw new KmsError('KMS_ERR_FLEET_CONFIG', `cannot read the fleet password file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file });
+    throw new KmsError(
+      'KMS_ERR_FLEET_CONFIG',
+      `cannot read the fleet password file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      { file },
+    );
   }
   const password = text.split(/\r?\n/)[0] ?? '';
   if (password === '') throw new KmsError('KMS_ERR_FLEET_CONFIG', `the fleet password file ${file} is empty`, { file });
@@ -57,12 +65,19 @@ export function readPasswordFile(file: string): string {
 
 function readCa(file: string): Buffer {
   if (file === '') {
-    throw new KmsError('KMS_ERR_FLEET_CONFIG', 'fleet.postgres.caFile is not set: the appliance only talks to a PostgreSQL server whose certificate it can verify');
+    throw new KmsError(
+      'KMS_ERR_FLEET_CONFIG',
+      'fleet.postgres.caFile is not set: the appliance only talks to a PostgreSQL server whose certificate it can verify',
+    );
   }
   try {
     return fs.readFileSync(file);
   } catch (err) {
-    throw new KmsError('KMS_ERR_FLEET_CONFIG', `cannot read the fleet CA file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file });
+    throw new KmsError(
+      'KMS_ERR_FLEET_CONFIG',
+      `cannot read the fleet CA file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      { file },
+    );
   }
 }
 
@@ -74,7 +89,8 @@ function readCa(file: string): Buffer {
 export function connectionConfig(p: PostgresSettings, overrides: ConnectionOverrides = {}): ClientConfig {
   if (p.host === '') throw new KmsError('KMS_ERR_FLEET_CONFIG', 'fleet.postgres.host is not set');
   const passwordFile = overrides.passwordFile ?? p.passwordFile;
-  if (passwordFile === '') throw new KmsError('KMS_ERR_FLEET_CONFIG', 'no password file: set fleet.postgres.passwordFile (or --password-file)');
+  if (passwordFile === '')
+    throw new KmsError('KMS_ERR_FLEET_CONFIG', 'no password file: set fleet.postgres.passwordFile (or --password-file)');
   const password = readPasswordFile(passwordFile);
   const expected = p.serverName || p.host;
   const ssl: tls.ConnectionOptions = {
@@ -125,14 +141,19 @@ export function explainPostgresError(err: unknown, p: PostgresSettings, user?: s
     return `the connection to PostgreSQL at ${target} was cut (server restarted or the network dropped)`;
   }
   if (TLS_TRUST.has(code)) return `the certificate of PostgreSQL at ${target} is not signed by the CA in fleet.postgres.caFile (${code})`;
-  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `the certificate of PostgreSQL at ${target} does not name ${expected} (set fleet.postgres.serverName to the name it carries)`;
-  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') return `the certificate of PostgreSQL at ${target} is not valid now (${code}); renew it or check the clocks`;
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID')
+    return `the certificate of PostgreSQL at ${target} does not name ${expected} (set fleet.postgres.serverName to the name it carries)`;
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID')
+    return `the certificate of PostgreSQL at ${target} is not valid now (${code}); renew it or check the clocks`;
   if (/does not support SSL/i.test(e?.message ?? '')) return `PostgreSQL at ${target} does not offer TLS; set ssl = on in postgresql.conf`;
   if (code === '57P01' || code === '57P02' || code === '57P03') return `PostgreSQL at ${target} is shutting down or starting up (${code})`;
   if (code === '28P01') return `PostgreSQL at ${target} refused the password of role ${user ?? p.user} (check the password file)`;
-  if (code === '28000') return `PostgreSQL at ${target} has no pg_hba.conf entry for this box, role and database over TLS (see the README: hostssl … scram-sha-256)`;
+  if (code === '28000')
+    return `PostgreSQL at ${target} has no pg_hba.conf entry for this box, role and database over TLS (see the README: hostssl … scram-sha-256)`;
   if (code === '3D000') return `the database ${p.database} does not exist at ${p.host}:${p.port}`;
-  if (code === '42501') return `role ${user ?? p.user} lacks a privilege on the fleet tables (${e?.message ?? ''}); run kms-appliance fleet init --grant ${user ?? p.user} as the owner`;
-  if (code === '42P01' || code === '3F000') return `the fleet tables do not exist in ${p.database}: run kms-appliance fleet init as the owner role`;
+  if (code === '42501')
+    return `role ${user ?? p.user} lacks a privilege on the fleet tables (${e?.message ?? ''}); run kms-appliance fleet init --grant ${user ?? p.user} as the owner`;
+  if (code === '42P01' || code === '3F000')
+    return `the fleet tables do not exist in ${p.database}: run kms-appliance fleet init as the owner role`;
   return `PostgreSQL at ${target}: ${e?.message ?? String(err)}${code ? ` (${code})` : ''}`;
 }

@@ -145,14 +145,35 @@ export async function writeBatch(client: ClientBase, batch: Batch, names: NameRe
   const s = batch.site;
   await client.query('BEGIN');
   try {
-    const before = await client.query<{ host_name: string }>('SELECT host_name FROM kms_fleet.appliances WHERE appliance_id = $1', [s.applianceId]);
+    const before = await client.query<{ host_name: string }>('SELECT host_name FROM kms_fleet.appliances WHERE appliance_id = $1', [
+      s.applianceId,
+    ]);
     const clean = (v: string): string => sendable('', v) as string;
-    await client.query(UPSERT_APPLIANCE, [s.applianceId, clean(s.siteName), clean(s.hostName), clean(s.softwareVersion), s.lastEventId, s.backlogEvents]);
+    await client.query(UPSERT_APPLIANCE, [
+      s.applianceId,
+      clean(s.siteName),
+      clean(s.hostName),
+      clean(s.softwareVersion),
+      s.lastEventId,
+      s.backlogEvents,
+    ]);
     if (batch.machines.length > 0) {
-      await client.query(UPSERT_MACHINES, [s.applianceId, JSON.stringify(batch.machines.map((m) => machineJson(m, names)), sendable)]);
+      await client.query(UPSERT_MACHINES, [
+        s.applianceId,
+        JSON.stringify(
+          batch.machines.map((m) => machineJson(m, names)),
+          sendable,
+        ),
+      ]);
     }
     if (batch.events.length > 0) {
-      await client.query(INSERT_EVENTS, [s.applianceId, JSON.stringify(batch.events.map((e) => eventJson(e, batch.eventOffset, names)), sendable)]);
+      await client.query(INSERT_EVENTS, [
+        s.applianceId,
+        JSON.stringify(
+          batch.events.map((e) => eventJson(e, batch.eventOffset, names)),
+          sendable,
+        ),
+      ]);
     }
     await client.query('COMMIT');
     return { previousHostName: before.rows[0]?.host_name ?? null };

@@ -75,7 +75,14 @@ export function processKmsMessage(message: Buffer, clientAddress: string, deps: 
   // §7.1 step 4 (C23): the received unsigned value itself, no arithmetic that could wrap.
   const required = b.requiredClientCount >>> 0;
   if (required > MAX_REQUIRED_CLIENT_COUNT) {
-    return refuse('KMS_ERR_KMS_POLICY_RANGE', `RequiredClientCount ${required} is above ${MAX_REQUIRED_CLIENT_COUNT}.`, obs, described, deps, nowMs);
+    return refuse(
+      'KMS_ERR_KMS_POLICY_RANGE',
+      `RequiredClientCount ${required} is above ${MAX_REQUIRED_CLIENT_COUNT}.`,
+      obs,
+      described,
+      deps,
+      nowMs,
+    );
   }
 
   // §7.1 step 5 (C24): ±4 h by default, inclusive.
@@ -90,14 +97,28 @@ export function processKmsMessage(message: Buffer, clientAddress: string, deps: 
   // §7.1 step 6 (C25).
   const decision = deps.policy.decide(b.applicationId, b.kmsCountedId);
   if (!decision.ok) {
-    return refuse(decision.code, policyDetail(decision.code, decision.group, b.kmsCountedId, described.applicationName ?? ''), obs, described, deps, nowMs);
+    return refuse(
+      decision.code,
+      policyDetail(decision.code, decision.group, b.kmsCountedId, described.applicationName ?? ''),
+      obs,
+      described,
+      deps,
+      nowMs,
+    );
   }
 
   // §7.1 step 7, §7.2: count, then answer with the ePID of the chosen host-key group (§7.4).
   // The ePID first: if it cannot be formed (a configuration fault), nothing has been counted.
   const epid = deps.identity.epidFor(decision.hostKeyGroup.id);
   if (!deps.store.acceptsActivation(obs)) {
-    return refuse('KMS_ERR_STORE_BACKLOG_FULL', 'The activation database cannot be written and holds as many waiting machines as it may.', obs, described, deps, nowMs);
+    return refuse(
+      'KMS_ERR_STORE_BACKLOG_FULL',
+      'The activation database cannot be written and holds as many waiting machines as it may.',
+      obs,
+      described,
+      deps,
+      nowMs,
+    );
   }
   const snapshot = deps.store.recordActivation(obs, nowMs, COUNT_WINDOW_MS);
   const currentCount = reportedCount(snapshot);
@@ -129,7 +150,14 @@ export function processKmsMessage(message: Buffer, clientAddress: string, deps: 
 
 type Described = Omit<ActivationOutcome, 'result' | 'hresult'>;
 
-function refuse(code: ErrorCode, detail: string, obs: Partial<ClientObservation>, described: Described, deps: ActivationDeps, nowMs: number): ActivationResult {
+function refuse(
+  code: ErrorCode,
+  detail: string,
+  obs: Partial<ClientObservation>,
+  described: Described,
+  deps: ActivationDeps,
+  nowMs: number,
+): ActivationResult {
   const spec = specOf(code);
   const hresult = spec.hresult ?? HRESULT.INVALID_DATA;
   // Refusals are recorded for the event log and never counted (§7.1, C30).
@@ -179,7 +207,9 @@ function policyDetail(code: ErrorCode, group: KmsGroup | undefined, kmsCountedId
       return `${group.name} is a pre-release product group.`;
     default: {
       const by = group.activatedByHostKeyGroups.map((h) => `"${h.name}"`).join(', ');
-      return by === '' ? `No host-key group of the catalogue activates ${group.name}.` : `${group.name} is activated by host-key groups ${by}, none of them configured.`;
+      return by === ''
+        ? `No host-key group of the catalogue activates ${group.name}.`
+        : `${group.name} is activated by host-key groups ${by}, none of them configured.`;
     }
   }
 }

@@ -106,15 +106,16 @@ function storedEpidFits(epid: string, group: HostKeyGroup, hostBuild: HostBuild,
 }
 
 function epidBuilds(catalog: Catalog): string {
-  return catalog.hostBuilds.filter((b) => b.useForEpid).map((b) => `${b.build} (${b.name})`).join(', ');
+  return catalog.hostBuilds
+    .filter((b) => b.useForEpid)
+    .map((b) => `${b.build} (${b.name})`)
+    .join(', ');
 }
 
 function checkBuild(catalog: Catalog, settings: HostIdentitySettings, problems: string[]): HostBuild | undefined {
   const hostBuild = Number.isSafeInteger(settings.build) ? catalog.hostBuild(settings.build) : undefined;
   if (hostBuild === undefined || !hostBuild.useForEpid) {
-    problems.push(
-      `host.build ${settings.build} is not a host build the catalogue uses in ePIDs; choose one of: ${epidBuilds(catalog)}`,
-    );
+    problems.push(`host.build ${settings.build} is not a host build the catalogue uses in ePIDs; choose one of: ${epidBuilds(catalog)}`);
     return undefined;
   }
   // §7.4: builds ≥ 9200 ↔ NDR64 accepted; a mismatch tells a client it is talking to an emulator.
@@ -147,7 +148,9 @@ function checkHwid(hwid: string, problems: string[]): Buffer | undefined {
     return undefined;
   }
   if (EMULATOR_HWIDS.includes(hex)) {
-    problems.push(`host.hwid ${hwid} is a KMS emulator's well-known HwId and marks this host as one; leave host.hwid empty to generate a random one`);
+    problems.push(
+      `host.hwid ${hwid} is a KMS emulator's well-known HwId and marks this host as one; leave host.hwid empty to generate a random one`,
+    );
     return undefined;
   }
   return Buffer.from(hex, 'hex');
@@ -178,7 +181,9 @@ function checkPinnedEpids(catalog: Catalog, settings: HostIdentitySettings, host
     }
     // All ePIDs of one host share platform, LCID and build (C26), so a pin must agree with host.*.
     if (p.build !== hostBuild.build || p.platformId !== hostBuild.platformId) {
-      problems.push(`${where}: names build ${p.build} / platform ${p.platformId}, but host.build is ${hostBuild.build} (platform ${hostBuild.platformId}); make them agree`);
+      problems.push(
+        `${where}: names build ${p.build} / platform ${p.platformId}, but host.build is ${hostBuild.build} (platform ${hostBuild.platformId}); make them agree`,
+      );
     }
     if (p.lcid !== settings.lcid) problems.push(`${where}: names LCID ${p.lcid}, but host.lcid is ${settings.lcid}; make them agree`);
     if (group.groupId !== null && p.groupId !== group.groupId) {

@@ -49,7 +49,10 @@ export function createLogger(options: LoggerOptions): Logger {
       // Workstation names are chosen by clients: a bidi override or C1 control stays an escape.
       hooks: { streamWrite: escapeJsonText },
     },
-    withSyslogPrefix((options.destination ?? pino.destination({ dest: 1, sync: true })) as DestinationStream, options.syslogPrefix === true),
+    withSyslogPrefix(
+      (options.destination ?? pino.destination({ dest: 1, sync: true })) as DestinationStream,
+      options.syslogPrefix === true,
+    ),
   );
 }
 
@@ -123,7 +126,10 @@ export function redactConfig(config: AppConfig): unknown {
 }
 
 export function logStartup(log: Logger, config: AppConfig, facts: StartupFacts): void {
-  log.info({ event: 'startup', ...facts, configFile: facts.configFile ?? '(embedded defaults)', config: redactConfig(config) }, 'kms-appliance started');
+  log.info(
+    { event: 'startup', ...facts, configFile: facts.configFile ?? '(embedded defaults)', config: redactConfig(config) },
+    'kms-appliance started',
+  );
 }
 
 export interface ShutdownFacts {

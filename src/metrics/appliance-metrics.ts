@@ -19,7 +19,10 @@ export interface ApplianceMetrics {
   scrape(): Promise<{ contentType: string; body: string }>;
 }
 
-export function createApplianceMetrics(sources: MetricSources, options: { knownApplication?: (id: string) => string | undefined; processMetrics?: boolean } = {}): ApplianceMetrics {
+export function createApplianceMetrics(
+  sources: MetricSources,
+  options: { knownApplication?: (id: string) => string | undefined; processMetrics?: boolean } = {},
+): ApplianceMetrics {
   const registry = new Registry();
   const p = METRIC_PREFIX;
   if (options.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: p });
@@ -36,7 +39,11 @@ export function createApplianceMetrics(sources: MetricSources, options: { knownA
     labelNames: ['hresult', 'code'] as const,
     registers: [registry],
   });
-  const loginFailures = new Counter({ name: `${p}admin_login_failures_total`, help: 'Failed admin logins (wrong user or password).', registers: [registry] });
+  const loginFailures = new Counter({
+    name: `${p}admin_login_failures_total`,
+    help: 'Failed admin logins (wrong user or password).',
+    registers: [registry],
+  });
 
   new Gauge({
     name: `${p}application_count`,
@@ -175,7 +182,11 @@ export function createApplianceMetrics(sources: MetricSources, options: { knownA
     registry,
     recordOutcome(o) {
       const served = o.result !== 'refused';
-      activations.inc({ application: applicationLabel(o), result: served ? 'served' : 'refused', protocol: o.protocolVersion === undefined ? 'unknown' : String(o.protocolVersion) });
+      activations.inc({
+        application: applicationLabel(o),
+        result: served ? 'served' : 'refused',
+        protocol: o.protocolVersion === undefined ? 'unknown' : String(o.protocolVersion),
+      });
       if (!served) refusals.inc({ hresult: formatHresult(o.hresult), code: o.code ?? 'unknown' });
     },
     recordLoginFailure() {

@@ -38,9 +38,18 @@ export function buildNetworkMatcher(cidrs: readonly string[], whenEmpty: 'everyo
 }
 
 const PRIVATE = new net.BlockList();
-const PRIVATE_V4_RANGES = [['10.0.0.0', 8], ['172.16.0.0', 12], ['192.168.0.0', 16], ['127.0.0.0', 8], ['169.254.0.0', 16], ['100.64.0.0', 10]] as const;
+const PRIVATE_V4_RANGES = [
+  ['10.0.0.0', 8],
+  ['172.16.0.0', 12],
+  ['192.168.0.0', 16],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['100.64.0.0', 10],
+] as const;
 /** The same IPv4 ranges as [network, mask] numbers: checked on every connection, without parsing the address twice. */
-const PRIVATE_V4: readonly (readonly [number, number])[] = PRIVATE_V4_RANGES.map(([a, p]) => [ipv4Number(a)!, (0xffffffff << (32 - p)) >>> 0] as const);
+const PRIVATE_V4: readonly (readonly [number, number])[] = PRIVATE_V4_RANGES.map(
+  ([a, p]) => [ipv4Number(a)!, (0xffffffff << (32 - p)) >>> 0] as const,
+);
 
 /** A dotted-quad IPv4 address as an unsigned number; undefined for anything else. */
 function ipv4Number(s: string): number | undefined {
@@ -69,7 +78,12 @@ function ipv4Number(s: string): number | undefined {
 for (const [a, p] of PRIVATE_V4_RANGES) {
   PRIVATE.addSubnet(a, p, 'ipv4');
 }
-for (const [a, p] of [['::1', 128], ['fe80::', 10], ['fc00::', 7]] as const) PRIVATE.addSubnet(a, p, 'ipv6');
+for (const [a, p] of [
+  ['::1', 128],
+  ['fe80::', 10],
+  ['fc00::', 7],
+] as const)
+  PRIVATE.addSubnet(a, p, 'ipv6');
 
 /**
  * True for an address from outside private, loopback, link-local and CGNAT ranges: a client
@@ -78,7 +92,7 @@ for (const [a, p] of [['::1', 128], ['fe80::', 10], ['fc00::', 7]] as const) PRI
 export function isPublicAddress(remote: string | undefined): boolean {
   if (!remote) return false;
   const v4 = ipv4Number(remote);
-  if (v4 !== undefined) return !PRIVATE_V4.some(([net4, mask]) => ((v4 & mask) >>> 0) === net4);
+  if (v4 !== undefined) return !PRIVATE_V4.some(([net4, mask]) => (v4 & mask) >>> 0 === net4);
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(remote);
   const addr = mapped ? mapped[1]! : remote;
   const family = net.isIP(addr);

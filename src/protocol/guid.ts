@@ -11,7 +11,10 @@ export function isGuid(s: string): boolean {
 }
 
 export function normalizeGuid(s: string): string {
-  const g = s.trim().replace(/^\{|\}$/g, '').toLowerCase();
+  const g = s
+    .trim()
+    .replace(/^\{|\}$/g, '')
+    .toLowerCase();
   if (!GUID_SHAPE.test(g)) throw new TypeError(`not a GUID: ${s}`);
   return g;
 }
@@ -19,8 +22,26 @@ export function normalizeGuid(s: string): string {
 export function bytesToGuid(b: Uint8Array, at = 0): string {
   const h = (i: number): string => HEX[b[at + i]!]!;
   return (
-    h(3) + h(2) + h(1) + h(0) + '-' + h(5) + h(4) + '-' + h(7) + h(6) + '-' + h(8) + h(9) + '-' +
-    h(10) + h(11) + h(12) + h(13) + h(14) + h(15)
+    h(3) +
+    h(2) +
+    h(1) +
+    h(0) +
+    '-' +
+    h(5) +
+    h(4) +
+    '-' +
+    h(7) +
+    h(6) +
+    '-' +
+    h(8) +
+    h(9) +
+    '-' +
+    h(10) +
+    h(11) +
+    h(12) +
+    h(13) +
+    h(14) +
+    h(15)
   );
 }
 
@@ -28,8 +49,13 @@ export function guidToBytes(guid: string): Buffer {
   const hex = normalizeGuid(guid).replace(/-/g, '');
   const raw = Buffer.from(hex, 'hex');
   const out = Buffer.from(raw);
-  out[0] = raw[3]!; out[1] = raw[2]!; out[2] = raw[1]!; out[3] = raw[0]!;
-  out[4] = raw[5]!; out[5] = raw[4]!;
-  out[6] = raw[7]!; out[7] = raw[6]!;
+  out[0] = raw[3]!;
+  out[1] = raw[2]!;
+  out[2] = raw[1]!;
+  out[3] = raw[0]!;
+  out[4] = raw[5]!;
+  out[5] = raw[4]!;
+  out[6] = raw[7]!;
+  out[7] = raw[6]!;
   return out;
 }

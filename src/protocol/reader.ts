@@ -78,7 +78,10 @@ export class Reader {
 
   expectEnd(what = 'structure'): void {
     if (this.pos !== this.end) {
-      throw new ProtocolError(this.truncatedCode, `${this.end - this.pos} unexpected bytes after ${what}`, { at: this.pos, extra: this.end - this.pos });
+      throw new ProtocolError(this.truncatedCode, `${this.end - this.pos} unexpected bytes after ${what}`, {
+        at: this.pos,
+        extra: this.end - this.pos,
+      });
     }
   }
 }

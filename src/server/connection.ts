@@ -206,7 +206,10 @@ export class KmsConnection implements Slot {
     if (now >= stallEnds) {
       this.limitClose(new KmsError('KMS_ERR_CONN_BACKLOG', undefined, { unsentBytes: this.gated + this.socket.writableLength }), 'backlog');
     } else if (now >= lifetimeEnds) {
-      this.limitClose(new KmsError('KMS_ERR_CONN_LIFETIME', undefined, { openSeconds: Math.round((now - this.acceptedAt) / 1000) }), 'lifetime');
+      this.limitClose(
+        new KmsError('KMS_ERR_CONN_LIFETIME', undefined, { openSeconds: Math.round((now - this.acceptedAt) / 1000) }),
+        'lifetime',
+      );
     } else if (now >= idleEnds) {
       this.onIdle();
     } else {
@@ -217,7 +220,14 @@ export class KmsConnection implements Slot {
   private onIdle(): void {
     if (this.midPdu) {
       // Part of a PDU and then nothing (or a drip): worth a warning, unlike a quiet keep-alive.
-      this.ctx.reportError(new KmsError('KMS_ERR_CONN_IDLE', `closed: ${this.assembler.buffered} bytes of an unfinished PDU and no progress for the idle timeout`, { partialBytes: this.assembler.buffered }), this);
+      this.ctx.reportError(
+        new KmsError(
+          'KMS_ERR_CONN_IDLE',
+          `closed: ${this.assembler.buffered} bytes of an unfinished PDU and no progress for the idle timeout`,
+          { partialBytes: this.assembler.buffered },
+        ),
+        this,
+      );
     } else {
       this.ctx.log.debug({ peer: this.peer, code: 'KMS_ERR_CONN_IDLE' }, 'idle connection closed');
     }

@@ -128,7 +128,10 @@ export class KmsServer {
       } catch (err) {
         const e = err as KmsError;
         if (address.family === 6 && address.host === '::' && e.code === 'KMS_ERR_LISTEN_ADDRESS') {
-          this.options.log.warn({ address: formatListenAddress(address), code: e.code }, 'IPv6 is not available on this machine; serving IPv4 only');
+          this.options.log.warn(
+            { address: formatListenAddress(address), code: e.code },
+            'IPv6 is not available on this machine; serving IPv4 only',
+          );
           continue;
         }
         failures.push(e);
@@ -170,7 +173,12 @@ export class KmsServer {
     }
     if (settings.clientNetworks.length === 0 && isPublicAddress(remote)) {
       // Served (no allowlist is set), but the admin should know the internet can reach this host.
-      this.reportError(new KmsError('KMS_ERR_CONN_PUBLIC_CLIENT', undefined, { clientAddress: remote }), remote ?? '?', undefined, PUBLIC_CLIENT_LOG_INTERVAL);
+      this.reportError(
+        new KmsError('KMS_ERR_CONN_PUBLIC_CLIENT', undefined, { clientAddress: remote }),
+        remote ?? '?',
+        undefined,
+        PUBLIC_CLIENT_LOG_INTERVAL,
+      );
     }
     const group = addressGroup(remote, settings.ipv6GroupPrefixLength);
     if (!this.makeRoom(group, remote ?? '?', settings)) {
@@ -226,10 +234,14 @@ export class KmsServer {
     const err =
       reason === 'total'
         ? new KmsError('KMS_ERR_CONN_LIMIT', undefined, { limit: settings.maxConnections, setting: 'kms.maxConnections' })
-        : new KmsError('KMS_ERR_CONN_LIMIT', `${group} already has ${this.table.sizeOf(group)} connections open (kms.maxConnectionsPerAddress)`, {
-            limit: settings.maxConnectionsPerAddress,
-            setting: 'kms.maxConnectionsPerAddress',
-          });
+        : new KmsError(
+            'KMS_ERR_CONN_LIMIT',
+            `${group} already has ${this.table.sizeOf(group)} connections open (kms.maxConnectionsPerAddress)`,
+            {
+              limit: settings.maxConnectionsPerAddress,
+              setting: 'kms.maxConnectionsPerAddress',
+            },
+          );
     this.reportError(err, remote, group);
     return false;
   }
@@ -303,7 +315,11 @@ export class KmsServer {
 export function listenError(err: NodeJS.ErrnoException, address: ListenAddress): KmsError {
   const where = formatListenAddress(address);
   const code: ErrorCode =
-    err.code === 'EADDRINUSE' ? 'KMS_ERR_LISTEN_IN_USE' : err.code === 'EACCES' || err.code === 'EPERM' ? 'KMS_ERR_LISTEN_PERMISSION' : 'KMS_ERR_LISTEN_ADDRESS';
+    err.code === 'EADDRINUSE'
+      ? 'KMS_ERR_LISTEN_IN_USE'
+      : err.code === 'EACCES' || err.code === 'EPERM'
+        ? 'KMS_ERR_LISTEN_PERMISSION'
+        : 'KMS_ERR_LISTEN_ADDRESS';
   const why =
     code === 'KMS_ERR_LISTEN_IN_USE'
       ? `${where} is already in use by another program (another KMS host?); stop it or choose another port`

@@ -29,7 +29,11 @@ export interface ComplianceRow {
   readonly excess: number;
 }
 
-export function complianceReport(counts: readonly GroupCount[], entitlements: readonly Entitlement[], names: NameResolver): ComplianceRow[] {
+export function complianceReport(
+  counts: readonly GroupCount[],
+  entitlements: readonly Entitlement[],
+  names: NameResolver,
+): ComplianceRow[] {
   const covered = new Set<GroupCount>();
   const rows: ComplianceRow[] = [];
   for (const e of entitlements) {

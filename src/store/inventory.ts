@@ -116,7 +116,6 @@ export interface GroupCount {
   readonly activeMachines: number;
 }
 
-
 // A single DHCP renumbering changes the address once; two machines sharing a CMID keep switching.
 const ADDRESS_SWITCHES_FOR_DUPLICATE = 2;
 /** Names (and addresses) listed per duplicate CMID: enough to find the clones, bounded for a flood. */
@@ -247,7 +246,9 @@ export class Inventory {
     // One read transaction: the numbers of all applications come from the same moment.
     return this.db.transaction(() => {
       const apps = this.db
-        .prepare('SELECT application, MAX(CASE WHEN last_served_ms >= ? THEN required_count ELSE 0 END) AS threshold FROM app_required GROUP BY application')
+        .prepare(
+          'SELECT application, MAX(CASE WHEN last_served_ms >= ? THEN required_count ELSE 0 END) AS threshold FROM app_required GROUP BY application',
+        )
         .all(cutoff) as { application: string; threshold: number }[];
       const countApp = this.db.prepare(
         'SELECT count(*) AS n, MAX(last_counted_ms) AS last FROM clients WHERE application = ? AND last_counted_ms >= ?',
@@ -321,18 +322,35 @@ export class Inventory {
         FROM clients WHERE last_seen_ms >= ? AND last_counted_ms IS NOT NULL AND (workstation_changes > 0 OR address_changes >= ?)
         ORDER BY cmid, application`)
       .all(cutoff, ADDRESS_SWITCHES_FOR_DUPLICATE) as {
-      application: string; cmid: string; workstation: string; previous_workstation: string; client_address: string;
-      previous_address: string; workstation_changes: number; address_changes: number;
+      application: string;
+      cmid: string;
+      workstation: string;
+      previous_workstation: string;
+      client_address: string;
+      previous_address: string;
+      workstation_changes: number;
+      address_changes: number;
     }[];
-    const seen = new Map<string, { names: Set<string>; addresses: Set<string>; name?: string; address?: string; nameSwitches: number; addressSwitches: number }>();
+    const seen = new Map<
+      string,
+      { names: Set<string>; addresses: Set<string>; name?: string; address?: string; nameSwitches: number; addressSwitches: number }
+    >();
     if (candidates.length > 0) {
-      for (const c of candidates) seen.set(`${c.application} ${c.cmid}`, { names: new Set(), addresses: new Set(), nameSwitches: 0, addressSwitches: 0 });
+      for (const c of candidates)
+        seen.set(`${c.application} ${c.cmid}`, { names: new Set(), addresses: new Set(), nameSwitches: 0, addressSwitches: 0 });
       const rows = this.db
         .prepare(`
           SELECT application, cmid, workstation, client_address FROM events
           WHERE id >= ? AND served = 1 AND time_ms >= ? AND cmid IN (SELECT value FROM json_each(?)) ORDER BY id`)
-        .iterate(this.firstEventAtOrAfter(cutoff), cutoff, JSON.stringify([...new Set(candidates.map((c) => c.cmid))])) as IterableIterator<{
-        application: string; cmid: string; workstation: string; client_address: string;
+        .iterate(
+          this.firstEventAtOrAfter(cutoff),
+          cutoff,
+          JSON.stringify([...new Set(candidates.map((c) => c.cmid))]),
+        ) as IterableIterator<{
+        application: string;
+        cmid: string;
+        workstation: string;
+        client_address: string;
       }>;
       for (const e of rows) {
         const m = seen.get(`${e.application} ${e.cmid}`);
@@ -371,7 +389,11 @@ export class Inventory {
           FROM clients WHERE workstation <> '' AND last_seen_ms >= ? AND last_counted_ms IS NOT NULL
           GROUP BY application, lower(workstation) HAVING count(DISTINCT cmid) > 1 ORDER BY 2, 1`)
         .all(cutoff) as { application: string; workstation: string; cmids: string }[]
-    ).map((r) => ({ workstation: r.workstation, cmids: r.cmids.split(',').sort(), application: this.names.applicationName(r.application) }));
+    ).map((r) => ({
+      workstation: r.workstation,
+      cmids: r.cmids.split(',').sort(),
+      application: this.names.applicationName(r.application),
+    }));
     return { sharedCmids, sharedWorkstations };
   }
 

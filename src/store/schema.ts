@@ -138,7 +138,9 @@ function readHeader(file: string): FileHeader | undefined {
     const n = fs.readSync(fd, header, 0, HEADER_LENGTH, 0);
     if (n === 0) return undefined;
     if (n < HEADER_LENGTH || !header.subarray(0, SQLITE_MAGIC.length).equals(SQLITE_MAGIC)) {
-      throw new StoreError('KMS_ERR_STORE_CORRUPT', `${file} is not a SQLite database (damaged or overwritten); it was left untouched`, { file });
+      throw new StoreError('KMS_ERR_STORE_CORRUPT', `${file} is not a SQLite database (damaged or overwritten); it was left untouched`, {
+        file,
+      });
     }
     return {
       applicationId: header.readUInt32BE(HEADER_APPLICATION_ID_OFFSET),
@@ -149,7 +151,13 @@ function readHeader(file: string): FileHeader | undefined {
   }
 }
 
-const CORRUPT_CODES = new Set(['SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_CORRUPT_INDEX', 'SQLITE_CORRUPT_SEQUENCE', 'SQLITE_CORRUPT_VTAB']);
+const CORRUPT_CODES = new Set([
+  'SQLITE_CORRUPT',
+  'SQLITE_NOTADB',
+  'SQLITE_CORRUPT_INDEX',
+  'SQLITE_CORRUPT_SEQUENCE',
+  'SQLITE_CORRUPT_VTAB',
+]);
 
 function sqliteCode(err: unknown): string | undefined {
   return err instanceof Database.SqliteError ? err.code : undefined;
@@ -159,9 +167,19 @@ function openError(file: string, err: unknown): StoreError {
   if (err instanceof StoreError) return err;
   const code = sqliteCode(err);
   if (code !== undefined && CORRUPT_CODES.has(code)) {
-    return new StoreError('KMS_ERR_STORE_CORRUPT', `${file} is damaged (${code}); it was left untouched`, { file, sqliteCode: code }, { cause: err });
+    return new StoreError(
+      'KMS_ERR_STORE_CORRUPT',
+      `${file} is damaged (${code}); it was left untouched`,
+      { file, sqliteCode: code },
+      { cause: err },
+    );
   }
-  return new StoreError('KMS_ERR_STORE_OPEN', `cannot open the database ${file}: ${(err as Error).message}`, { file, sqliteCode: code }, { cause: err });
+  return new StoreError(
+    'KMS_ERR_STORE_OPEN',
+    `cannot open the database ${file}: ${(err as Error).message}`,
+    { file, sqliteCode: code },
+    { cause: err },
+  );
 }
 
 /** What inspection found; `fresh` = an empty file (or none) that may be initialised. */
@@ -232,7 +250,9 @@ export function openDatabase(file: string, options: OpenOptions): Database.Datab
   const found = inspect(file, !options.readonly);
   if (options.readonly) {
     if (found.fresh) {
-      throw new StoreError('KMS_ERR_STORE_OPEN', `no kms-appliance database at ${file} (has the server run with this --data-dir?)`, { file });
+      throw new StoreError('KMS_ERR_STORE_OPEN', `no kms-appliance database at ${file} (has the server run with this --data-dir?)`, {
+        file,
+      });
     }
     if (found.version < SCHEMA_VERSION) {
       throw new StoreError(

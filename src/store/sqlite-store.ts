@@ -144,7 +144,12 @@ export class SqliteStore implements ActivationStore {
       try {
         fs.mkdirSync(dataDir, { recursive: true, mode: 0o750 });
       } catch (err) {
-        throw new StoreError('KMS_ERR_STORE_OPEN', `cannot create the data directory ${dataDir}: ${(err as Error).message}`, { dataDir }, { cause: err });
+        throw new StoreError(
+          'KMS_ERR_STORE_OPEN',
+          `cannot create the data directory ${dataDir}: ${(err as Error).message}`,
+          { dataDir },
+          { cause: err },
+        );
       }
     }
     const file = databaseFile(dataDir);
@@ -186,7 +191,9 @@ export class SqliteStore implements ActivationStore {
       ON CONFLICT (application, required_count) DO UPDATE SET last_served_ms = MAX(last_served_ms, excluded.last_served_ms)`);
     this.thresholds.load(
       db.prepare('SELECT application, required_count, last_served_ms FROM app_required').all() as {
-        application: string; required_count: number; last_served_ms: number;
+        application: string;
+        required_count: number;
+        last_served_ms: number;
       }[],
     );
     this.lastCountedOf = db.prepare('SELECT last_counted_ms FROM clients WHERE application = ? AND cmid = ?').pluck();
@@ -217,19 +224,26 @@ export class SqliteStore implements ActivationStore {
     this.counts = new WindowCounts(this.countSource());
     // Every application with a counted machine: a skip-scan of the index, one step per application.
     this.counts.load(
-      db.prepare(`
+      db
+        .prepare(`
         WITH RECURSIVE a(app) AS (
           SELECT MIN(application) FROM clients
           UNION ALL SELECT (SELECT MIN(application) FROM clients WHERE application > a.app) FROM a WHERE a.app IS NOT NULL)
-        SELECT app FROM a WHERE app IS NOT NULL`).pluck().all() as string[],
+        SELECT app FROM a WHERE app IS NOT NULL`)
+        .pluck()
+        .all() as string[],
     );
 
     if (!db.readonly && (options.backgroundCheckpointMs ?? 0) > 0) {
       db.pragma('wal_autocheckpoint = 0');
-      this.checkpointer = startCheckpointer(file, {
-        intervalMs: options.backgroundCheckpointMs!,
-        truncateBytes: options.walTruncateBytes ?? STORE_TUNING.walTruncateBytes,
-      }, this.log);
+      this.checkpointer = startCheckpointer(
+        file,
+        {
+          intervalMs: options.backgroundCheckpointMs!,
+          truncateBytes: options.walTruncateBytes ?? STORE_TUNING.walTruncateBytes,
+        },
+        this.log,
+      );
     }
     if (!db.readonly) {
       this.prune();
@@ -706,4 +720,3 @@ export class SqliteStore implements ActivationStore {
     this.retryTimer = undefined;
   }
 }
-

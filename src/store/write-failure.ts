@@ -24,17 +24,20 @@ export function describeWriteFailure(err: unknown, file: string): { code: ErrorC
   if (isCorruption(sqliteCode)) {
     return {
       code: 'KMS_ERR_STORE_CORRUPT',
-      message: `the activation database ${file} is damaged (${sqliteCode}, found while serving): clients are still answered ` +
+      message:
+        `the activation database ${file} is damaged (${sqliteCode}, found while serving): clients are still answered ` +
         'and activations kept in memory, but a damaged file does not recover by itself; stop the service, move the file away ' +
         'or restore it from a backup (`sqlite3 FILE ".recover"` may save its rows), and start again',
     };
   }
   const cause =
-    sqliteCode === 'SQLITE_FULL' ? 'the disk is full; free disk space'
-    : sqliteCode.startsWith('SQLITE_READONLY') || sqliteCode === 'SQLITE_PERM' || sqliteCode === 'SQLITE_CANTOPEN'
-      ? 'the file or its directory cannot be written; fix its permissions or remount the file system read-write'
-    : sqliteCode.startsWith('SQLITE_IOERR') ? 'the disk reports I/O errors; check it (dmesg, SMART) and free disk space'
-    : 'free disk space or fix its permissions';
+    sqliteCode === 'SQLITE_FULL'
+      ? 'the disk is full; free disk space'
+      : sqliteCode.startsWith('SQLITE_READONLY') || sqliteCode === 'SQLITE_PERM' || sqliteCode === 'SQLITE_CANTOPEN'
+        ? 'the file or its directory cannot be written; fix its permissions or remount the file system read-write'
+        : sqliteCode.startsWith('SQLITE_IOERR')
+          ? 'the disk reports I/O errors; check it (dmesg, SMART) and free disk space'
+          : 'free disk space or fix its permissions';
   return {
     code: 'KMS_ERR_STORE_WRITE_FAILED',
     message: `cannot write the activation database ${file} (${sqliteCode}): ${kept}; ${cause}`,

@@ -23,9 +23,18 @@ function errorsOf(yaml: string): string[] {
 
 t.test('admin.tls: certFile and keyFile come together, as absolute paths; hostNames are DNS names', async (t) => {
   t.same(errorsOf('admin:\n  tls:\n    enabled: true\n    certFile: /etc/kms/admin.crt\n    keyFile: /etc/kms/admin.key\n'), []);
-  t.match(errorsOf('admin:\n  tls:\n    certFile: /etc/kms/admin.crt\n').join('\n'), /admin\.tls\.keyFile: must be set when admin\.tls\.certFile is set/);
-  t.match(errorsOf('admin:\n  tls:\n    keyFile: /etc/kms/admin.key\n').join('\n'), /config\.yaml:3: admin\.tls\.keyFile: must be empty unless admin\.tls\.certFile is set/);
-  t.match(errorsOf('admin:\n  tls:\n    certFile: admin.crt\n    keyFile: admin.key\n').join('\n'), /admin\.tls\.certFile: must be an absolute path/);
+  t.match(
+    errorsOf('admin:\n  tls:\n    certFile: /etc/kms/admin.crt\n').join('\n'),
+    /admin\.tls\.keyFile: must be set when admin\.tls\.certFile is set/,
+  );
+  t.match(
+    errorsOf('admin:\n  tls:\n    keyFile: /etc/kms/admin.key\n').join('\n'),
+    /config\.yaml:3: admin\.tls\.keyFile: must be empty unless admin\.tls\.certFile is set/,
+  );
+  t.match(
+    errorsOf('admin:\n  tls:\n    certFile: admin.crt\n    keyFile: admin.key\n').join('\n'),
+    /admin\.tls\.certFile: must be an absolute path/,
+  );
   t.match(errorsOf('admin:\n  hostNames: ["bad name!"]\n').join('\n'), /admin\.hostNames\[0\]/);
   t.match(errorsOf('admin:\n  maxConnections: 0\n').join('\n'), /admin\.maxConnections/);
 });

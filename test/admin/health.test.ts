@@ -14,7 +14,9 @@ const NOW = Date.parse('2026-12-04T12:00:00Z');
 const kmsUp = () => ({ listening: true, open: 0, refusedByReason: {} });
 const storeOk = (): StoreFacts => ({ pendingWrites: 0, writeFailures: 0, writable: true });
 
-function sources(o: { kms?: boolean; store?: StoreFacts; registration?: RegistrationFacts } = {}): Pick<MetricSources, 'kms' | 'store' | 'registration'> {
+function sources(
+  o: { kms?: boolean; store?: StoreFacts; registration?: RegistrationFacts } = {},
+): Pick<MetricSources, 'kms' | 'store' | 'registration'> {
   return {
     kms: () => ({ ...kmsUp(), listening: o.kms ?? true }),
     store: () => o.store ?? storeOk(),
@@ -24,7 +26,12 @@ function sources(o: { kms?: boolean; store?: StoreFacts; registration?: Registra
 
 t.test('healthy only when everything holds', async (t) => {
   t.same(checkHealth(sources(), NOW), { ok: true, problems: [] });
-  const reg = (lastSuccessMs: number | null, lastError = ''): RegistrationFacts => ({ lastSuccessMs, failures: 1, refreshMs: 3_600_000, lastError });
+  const reg = (lastSuccessMs: number | null, lastError = ''): RegistrationFacts => ({
+    lastSuccessMs,
+    failures: 1,
+    refreshMs: 3_600_000,
+    lastError,
+  });
   t.ok(checkHealth(sources({ registration: reg(NOW - 3_600_000) }), NOW).ok, 'registered within the interval');
   const late = checkHealth(sources({ registration: reg(NOW - 2 * 3_600_000, 'REFUSED by 192.0.2.53') }), NOW);
   t.notOk(late.ok);
@@ -39,7 +46,10 @@ t.test('healthy only when everything holds', async (t) => {
 t.test('fleet reporting that stopped working makes the box unhealthy, in its own words', async (t) => {
   const base = sources();
   t.ok(checkHealth({ ...base, fleet: () => ({ problems: [] }) }, NOW).ok, 'reporting works: healthy');
-  const failing = checkHealth({ ...base, fleet: () => ({ problems: ['fleet reporting to db.example:5432 fails since 2026-12-04T11:00:00.000Z: timeout'] }) }, NOW);
+  const failing = checkHealth(
+    { ...base, fleet: () => ({ problems: ['fleet reporting to db.example:5432 fails since 2026-12-04T11:00:00.000Z: timeout'] }) },
+    NOW,
+  );
   t.notOk(failing.ok);
   t.same(failing.problems, ['Fleet reporting to db.example:5432 fails since 2026-12-04T11:00:00.000Z: timeout.']);
 });
@@ -56,7 +66,14 @@ t.test('/healthz answers 503 with the list, without login and without inventory'
     metrics: () => Promise.reject(new Error('not used')),
     log,
   });
-  const req = { method: 'GET', url: '/healthz', headers: { host: 'localhost' }, remoteAddress: '127.0.0.1', localAddress: '127.0.0.1', tls: true };
+  const req = {
+    method: 'GET',
+    url: '/healthz',
+    headers: { host: 'localhost' },
+    remoteAddress: '127.0.0.1',
+    localAddress: '127.0.0.1',
+    tls: true,
+  };
   const ok = await router.handle(req);
   t.equal(ok.status, 200);
   t.equal(ok.body, 'ok\n');
@@ -72,7 +89,15 @@ t.test('a real full disk: /healthz says so and why, the metrics show what waits,
   const h = await startHarness(t, (c) => {
     c.admin.listen = ['127.0.0.1:0'];
   });
-  const get = (url: string) => h.appliance.admin!.router.handle({ method: 'GET', url, headers: { host: 'localhost' }, remoteAddress: '127.0.0.1', localAddress: '127.0.0.1', tls: false });
+  const get = (url: string) =>
+    h.appliance.admin!.router.handle({
+      method: 'GET',
+      url,
+      headers: { host: 'localhost' },
+      remoteAddress: '127.0.0.1',
+      localAddress: '127.0.0.1',
+      tls: false,
+    });
   t.equal((await get('/healthz')).status, 200);
   const db = connectionOf(h.appliance.store);
   const pages = db.pragma('page_count', { simple: true }) as number;

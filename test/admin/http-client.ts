@@ -37,7 +37,12 @@ export function request(port: number, path: string, o: RequestOptions = {}): Pro
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const certificate = o.tls ? (res.socket as import('node:tls').TLSSocket).getPeerCertificate?.() : undefined;
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), ...(certificate ? { certificate } : {}) });
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString('utf8'),
+            ...(certificate ? { certificate } : {}),
+          });
         });
       },
     );

@@ -19,7 +19,12 @@ for (const tls of [false, true]) {
       writePasswordRecord(h.dataDir, await hashPassword(PASSWORD));
       await new Promise((r) => setTimeout(r, 1100));
     }
-    const target = httpFuzzTarget({ host: '127.0.0.1', port: h.appliance.adminAddresses[0]!.port, tls, ...(tls ? { credentials: `admin:${PASSWORD}` } : {}) });
+    const target = httpFuzzTarget({
+      host: '127.0.0.1',
+      port: h.appliance.adminAddresses[0]!.port,
+      tls,
+      ...(tls ? { credentials: `admin:${PASSWORD}` } : {}),
+    });
     const seed = 1234 + (tls ? 1 : 0);
     t.comment(`seed ${seed}`);
     const rnd = prng(seed);

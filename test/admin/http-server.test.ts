@@ -12,7 +12,12 @@ t.test('status JSON and page show the counts, what is missing, and escape client
   });
   const port = h.appliance.adminAddresses[0]!.port;
   await activate({ host: h.host, port: h.port, product: product('Windows 10/11 Enterprise'), requests: 3 });
-  await activate({ host: h.host, port: h.port, product: product('Windows 10/11 Enterprise'), workstation: '<script>alert(1)</script>\u202e\u001b[2J' });
+  await activate({
+    host: h.host,
+    port: h.port,
+    product: product('Windows 10/11 Enterprise'),
+    workstation: '<script>alert(1)</script>\u202e\u001b[2J',
+  });
 
   const health = await request(port, '/healthz');
   t.equal(health.status, 200);
@@ -21,14 +26,18 @@ t.test('status JSON and page show the counts, what is missing, and escape client
   const api = await request(port, '/api/status');
   t.equal(api.status, 200);
   t.match(api.headers['content-type'], /application\/json/);
-  const status = JSON.parse(api.body) as { databaseFile: string; health: { ok: boolean }; inventory: { summary: { applicationName: string; activeMachines: number; missing: number }[]; activity: { served: number }[] } };
+  const status = JSON.parse(api.body) as {
+    databaseFile: string;
+    health: { ok: boolean };
+    inventory: { summary: { applicationName: string; activeMachines: number; missing: number }[]; activity: { served: number }[] };
+  };
   t.equal(status.databaseFile, h.appliance.databaseFile);
   t.equal(status.health.ok, true);
   const windows = status.inventory.summary.find((a) => a.applicationName === 'Windows');
   t.equal(windows?.activeMachines, 4);
   t.equal(windows?.missing, 21, '25 needed, 4 seen');
   t.equal(status.inventory.activity.length, 30, '30 days of activity');
-  t.equal(status.inventory.activity.at(-1)?.served, 4, "today: four requests answered");
+  t.equal(status.inventory.activity.at(-1)?.served, 4, 'today: four requests answered');
 
   const page = await request(port, '/');
   t.equal(page.status, 200);
@@ -66,7 +75,15 @@ t.test('every answer carries the strict headers; a foreign Host gets 421 and no 
     t.equal(r.headers['x-frame-options'], 'DENY');
     t.equal(r.headers['strict-transport-security'], undefined, 'no HSTS over plain HTTP');
   }
-  for (const host of ['attacker.example', 'attacker.example:80', '127.0.0.2', '[::1]', 'kms.branch.example.attacker.example', 'localhost.attacker.example', 'a b']) {
+  for (const host of [
+    'attacker.example',
+    'attacker.example:80',
+    '127.0.0.2',
+    '[::1]',
+    'kms.branch.example.attacker.example',
+    'localhost.attacker.example',
+    'a b',
+  ]) {
     const r = await request(port, '/api/status', { headers: { host } });
     t.ok(r.status === 421 || (host === '' && r.status === 400), `Host "${host}" refused (${r.status})`);
     t.notMatch(r.body, /SECRET-PC/);
@@ -81,9 +98,16 @@ t.test('oversized headers and bodies are refused, and the page keeps answering',
     c.admin.listen = ['127.0.0.1:0'];
   });
   const port = h.appliance.adminAddresses[0]!.port;
-  const big = await request(port, '/healthz', { headers: { 'x-filler': 'a'.repeat(20_000) } }).catch((e: Error) => ({ status: 0, body: e.message }));
+  const big = await request(port, '/healthz', { headers: { 'x-filler': 'a'.repeat(20_000) } }).catch((e: Error) => ({
+    status: 0,
+    body: e.message,
+  }));
   t.ok(big.status === 431 || big.status === 0, `huge header refused (${big.status})`);
-  const body = await request(port, '/login', { method: 'POST', body: 'x'.repeat(10_000), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+  const body = await request(port, '/login', {
+    method: 'POST',
+    body: 'x'.repeat(10_000),
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  });
   t.equal(body.status, 413);
   t.equal((await request(port, '/healthz')).status, 200, 'still serving');
 });

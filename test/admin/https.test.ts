@@ -74,24 +74,37 @@ t.test("the site's certificate is served, and reload swaps in the renewed one", 
   fs.writeFileSync(keyFile, renewed.key);
   const report = h.appliance.reload(h.appliance.config);
   t.ok(report.applied.includes('admin.tls certificate'));
-  t.equal((await request(port, '/healthz', { tls: true })).certificate?.fingerprint256, describeCertificate(renewed.cert).sha256Fingerprint, 'new connections get the renewed certificate');
+  t.equal(
+    (await request(port, '/healthz', { tls: true })).certificate?.fingerprint256,
+    describeCertificate(renewed.cert).sha256Fingerprint,
+    'new connections get the renewed certificate',
+  );
   // A broken renewal is refused and the running certificate stays.
   fs.writeFileSync(keyFile, siteCertificate('other').key);
   const refused = h.appliance.reload(h.appliance.config);
   t.notOk(refused.applied.includes('admin.tls certificate'), 'the rest of the reload applies');
   t.match(h.logs.find((l) => l['code'] === 'KMS_ERR_CONFIG_ADMIN_TLS')?.['msg'], /does not belong.*the running certificate stays/);
-  t.equal((await request(port, '/healthz', { tls: true })).certificate?.fingerprint256, describeCertificate(renewed.cert).sha256Fingerprint);
+  t.equal(
+    (await request(port, '/healthz', { tls: true })).certificate?.fingerprint256,
+    describeCertificate(renewed.cert).sha256Fingerprint,
+  );
 });
 
 t.test('an admin listener beyond loopback needs TLS and a password', async (t) => {
-  t.doesNotThrow(() => checkAdminExposure(listen('127.0.0.1:8688', '[::1]:8688'), false, false, '/d'), 'loopback without either: first steps');
+  t.doesNotThrow(
+    () => checkAdminExposure(listen('127.0.0.1:8688', '[::1]:8688'), false, false, '/d'),
+    'loopback without either: first steps',
+  );
   t.doesNotThrow(() => checkAdminExposure(listen('0.0.0.0:8688'), true, true, '/d'));
   for (const [tls, pw, missing] of [
     [false, false, /admin\.tls\.enabled: true and a password/],
     [true, false, /needs a password \(kms-appliance admin set-password --data-dir \/d\)/],
     [false, true, /needs admin\.tls\.enabled: true,/],
   ] as const) {
-    t.throws(() => checkAdminExposure(listen('192.0.2.1:8688', '127.0.0.1:8688'), tls, pw, '/d'), { code: 'KMS_ERR_CONFIG_ADMIN_EXPOSED', message: missing });
+    t.throws(() => checkAdminExposure(listen('192.0.2.1:8688', '127.0.0.1:8688'), tls, pw, '/d'), {
+      code: 'KMS_ERR_CONFIG_ADMIN_EXPOSED',
+      message: missing,
+    });
   }
   t.throws(() => checkAdminExposure(listen('[::]:8688'), true, false, '/d'), { message: /\[::\]:8688 is not on loopback/ });
 
@@ -102,9 +115,16 @@ t.test('an admin listener beyond loopback needs TLS and a password', async (t) =
   let err = '';
   const stderr = new Writable({ write: (c, _e, cb) => ((err += String(c)), cb()) });
   const stdout = new Writable({ write: (_c, _e, cb) => cb() });
-  const code = await main(['serve', '--listen', '127.0.0.1:0', '--admin-listen', '0.0.0.0:0', '--data-dir', dir], { stdout, stderr, env: {} });
+  const code = await main(['serve', '--listen', '127.0.0.1:0', '--admin-listen', '0.0.0.0:0', '--data-dir', dir], {
+    stdout,
+    stderr,
+    env: {},
+  });
   t.equal(code, 2);
   const lines = err.trim().split('\n');
   t.equal(lines.length, 1, 'one line');
-  t.match(lines[0], /^kms-appliance serve: admin listener 0\.0\.0\.0:0 is not on loopback: it needs admin\.tls\.enabled: true and a password/);
+  t.match(
+    lines[0],
+    /^kms-appliance serve: admin listener 0\.0\.0\.0:0 is not on loopback: it needs admin\.tls\.enabled: true and a password/,
+  );
 });

@@ -27,9 +27,13 @@ t.test('polling the admin API against 60k clients leaves the KMS event loop free
   const g0 = performance.now();
   generateStore(dataDir, { clients: CLIENTS });
   t.comment(`generated ${CLIENTS} clients in ${(performance.now() - g0).toFixed(0)} ms`);
-  const h = await startHarness(t, (c) => {
-    c.admin.listen = ['127.0.0.1:0'];
-  }, { dataDir });
+  const h = await startHarness(
+    t,
+    (c) => {
+      c.admin.listen = ['127.0.0.1:0'];
+    },
+    { dataDir },
+  );
   const port = h.appliance.adminAddresses[0]!.port;
 
   // Every admin read prepares its statements; none may be prepared on the server's connection.
@@ -69,9 +73,15 @@ t.test('polling the admin API against 60k clients leaves the KMS event loop free
   await Promise.all([...pollers, client]);
   delay.disable();
   const maxMs = delay.max / 1e6;
-  t.comment(`admin requests answered: ${answered}; KMS loop delay p50 ${(delay.percentile(50) / 1e6).toFixed(1)} ms, p99 ${(delay.percentile(99) / 1e6).toFixed(1)} ms, max ${maxMs.toFixed(1)} ms; activation max ${Math.max(...activations).toFixed(1)} ms`);
+  t.comment(
+    `admin requests answered: ${answered}; KMS loop delay p50 ${(delay.percentile(50) / 1e6).toFixed(1)} ms, p99 ${(delay.percentile(99) / 1e6).toFixed(1)} ms, max ${maxMs.toFixed(1)} ms; activation max ${Math.max(...activations).toFixed(1)} ms`,
+  );
   t.ok(answered >= paths.length, 'every poller got answers');
-  t.same(onMainConnection.filter((sql) => /^SELECT/i.test(sql)), [], 'no admin query ran on the KMS event loop');
+  t.same(
+    onMainConnection.filter((sql) => /^SELECT/i.test(sql)),
+    [],
+    'no admin query ran on the KMS event loop',
+  );
   t.ok(activations.length > 0);
   t.ok(maxMs < MAX_LOOP_DELAY_MS, `event loop never blocked ${MAX_LOOP_DELAY_MS} ms (max ${maxMs.toFixed(1)} ms)`);
   const status = JSON.parse((await request(port, '/api/status')).body) as { inventory: { machinesKnown: number } };

@@ -11,7 +11,14 @@ import { passwordFile, readPasswordRecord, verifyPassword } from '../../src/admi
 import { parseBasic, readCookie, throttleKey } from '../../src/admin/login';
 import { hostOf, normalizeAddress } from '../../src/admin/host-check';
 
-function io(input: string): { stdin: PassThrough; stdout: Writable; stderr: Writable; env: NodeJS.ProcessEnv; out: () => string; err: () => string } {
+function io(input: string): {
+  stdin: PassThrough;
+  stdout: Writable;
+  stderr: Writable;
+  env: NodeJS.ProcessEnv;
+  out: () => string;
+  err: () => string;
+} {
   let out = '';
   let err = '';
   const stdin = new PassThrough();
@@ -26,15 +33,19 @@ function io(input: string): { stdin: PassThrough; stdout: Writable; stderr: Writ
   };
 }
 
-t.test('as root, set-password gives the file to the owner of the data directory (the service user)', { skip: process.getuid?.() !== 0 && 'needs root' }, async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-pw-owner-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  fs.chownSync(dir, 4321, 4322);
-  const run = io('a long enough password\n');
-  t.equal(await main(['admin', 'set-password', '--data-dir', dir], run), 0, run.err());
-  const st = fs.statSync(passwordFile(dir));
-  t.same([st.uid, st.gid, st.mode & 0o777], [4321, 4322, 0o600]);
-});
+t.test(
+  'as root, set-password gives the file to the owner of the data directory (the service user)',
+  { skip: process.getuid?.() !== 0 && 'needs root' },
+  async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-pw-owner-'));
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.chownSync(dir, 4321, 4322);
+    const run = io('a long enough password\n');
+    t.equal(await main(['admin', 'set-password', '--data-dir', dir], run), 0, run.err());
+    const st = fs.statSync(passwordFile(dir));
+    t.same([st.uid, st.gid, st.mode & 0o777], [4321, 4322, 0o600]);
+  },
+);
 
 t.test('set-password stores a scrypt hash only, 0600, from the first line of standard input', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-pw-'));
@@ -65,7 +76,11 @@ t.test('set-password stores a scrypt hash only, 0600, from the first line of sta
 });
 
 t.test('login parsers', async (t) => {
-  t.same(parseBasic(`Basic ${Buffer.from('admin:pa:ss').toString('base64')}`), { user: 'admin', password: 'pa:ss' }, 'the password may hold colons');
+  t.same(
+    parseBasic(`Basic ${Buffer.from('admin:pa:ss').toString('base64')}`),
+    { user: 'admin', password: 'pa:ss' },
+    'the password may hold colons',
+  );
   t.equal(parseBasic('Basic !!!'), undefined);
   t.equal(parseBasic(`Basic ${Buffer.from('nocolon').toString('base64')}`), undefined);
   t.equal(parseBasic('Bearer abc'), undefined);

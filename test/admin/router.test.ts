@@ -53,12 +53,17 @@ t.test('without a password (loopback) every page opens; with one every request b
   }
   t.equal((await inject(h, { url: '/api/status', headers: { host: 'localhost', authorization: basic('admin', PASSWORD) } })).status, 200);
   t.equal((await inject(h, { url: '/metrics', headers: { host: 'localhost', authorization: basic('admin', PASSWORD) } })).status, 200);
-  t.equal((await inject(h, { url: '/api/status', headers: { host: 'localhost', authorization: basic('root', PASSWORD) } })).status, 401, 'the user is admin');
+  t.equal(
+    (await inject(h, { url: '/api/status', headers: { host: 'localhost', authorization: basic('root', PASSWORD) } })).status,
+    401,
+    'the user is admin',
+  );
 });
 
 t.test('wrong passwords are logged with the address and then throttled; the right one waits too', async (t) => {
   const h = await withPassword(t);
-  const from = (remoteAddress: string, password: string) => inject(h, { url: '/api/status', remoteAddress, headers: { host: 'localhost', authorization: basic('admin', password) } });
+  const from = (remoteAddress: string, password: string) =>
+    inject(h, { url: '/api/status', remoteAddress, headers: { host: 'localhost', authorization: basic('admin', password) } });
   for (let i = 0; i < 5; i++) t.equal((await from('192.0.2.7', `guess-${i}`)).status, 401);
   const failures = h.logs.filter((l) => l['code'] === 'KMS_ERR_ADMIN_LOGIN_FAILED');
   t.equal(failures.length, 5, 'each failure logged');
@@ -84,9 +89,19 @@ t.test('the login form sets a Secure, HttpOnly, SameSite=Strict session cookie; 
   const wrong = await inject(h, { url: '/login', method: 'POST', body: 'user=admin&password=nope' });
   t.equal(wrong.status, 401);
   t.match(wrong.body, /Wrong user or password/);
-  const cross = await inject(h, { url: '/login', method: 'POST', body: `user=admin&password=${encodeURIComponent(PASSWORD)}`, headers: { host: 'localhost', origin: 'https://attacker.example' } });
+  const cross = await inject(h, {
+    url: '/login',
+    method: 'POST',
+    body: `user=admin&password=${encodeURIComponent(PASSWORD)}`,
+    headers: { host: 'localhost', origin: 'https://attacker.example' },
+  });
   t.equal(cross.status, 403, 'a cross-site form post is refused');
-  const ok = await inject(h, { url: '/login', method: 'POST', body: `user=admin&password=${encodeURIComponent(PASSWORD)}`, headers: { host: 'localhost', origin: 'http://localhost' } });
+  const ok = await inject(h, {
+    url: '/login',
+    method: 'POST',
+    body: `user=admin&password=${encodeURIComponent(PASSWORD)}`,
+    headers: { host: 'localhost', origin: 'http://localhost' },
+  });
   t.equal(ok.status, 303);
   const cookie = String(ok.headers['set-cookie']);
   t.match(cookie, new RegExp(`^${SESSION_COOKIE}=[A-Za-z0-9_-]{40,};`));
@@ -131,8 +146,20 @@ t.test('machine list: keyset pages cover every machine once in each order; searc
   const h = await startHarness(t, (c) => {
     c.admin.listen = ['127.0.0.1:0'];
   });
-  for (let i = 0; i < 7; i++) await activate({ host: h.host, port: h.port, product: product('Windows 10/11 Enterprise'), workstation: `PC-${String(i).padStart(2, '0')}` });
-  await activate({ host: h.host, port: h.port, product: product('Office LTSC Professional Plus 2021'), workstation: 'PC-03', cmid: '0a0a0a0a-1111-4111-8111-000000000001' });
+  for (let i = 0; i < 7; i++)
+    await activate({
+      host: h.host,
+      port: h.port,
+      product: product('Windows 10/11 Enterprise'),
+      workstation: `PC-${String(i).padStart(2, '0')}`,
+    });
+  await activate({
+    host: h.host,
+    port: h.port,
+    product: product('Office LTSC Professional Plus 2021'),
+    workstation: 'PC-03',
+    cmid: '0a0a0a0a-1111-4111-8111-000000000001',
+  });
   for (const sort of ['name', 'seen', 'application']) {
     const seen: string[] = [];
     let after = '';
@@ -148,7 +175,11 @@ t.test('machine list: keyset pages cover every machine once in each order; searc
     t.equal(new Set(seen).size, 8, `${sort}: none twice`);
   }
   const byName = JSON.parse((await inject(h, { url: '/api/machines?q=pc-03' })).body) as { rows: { workstation: string }[] };
-  t.same(byName.rows.map((r) => r.workstation), ['PC-03', 'PC-03'], 'part of a name, any case');
+  t.same(
+    byName.rows.map((r) => r.workstation),
+    ['PC-03', 'PC-03'],
+    'part of a name, any case',
+  );
   const byCmid = JSON.parse((await inject(h, { url: '/api/machines?q=0A0A0A0A' })).body) as { rows: { workstation: string }[] };
   t.equal(byCmid.rows.length, 1, 'the start of a CMID');
   const byAddress = JSON.parse((await inject(h, { url: '/api/machines?q=127.0.0.' })).body) as { rows: unknown[] };

@@ -52,7 +52,8 @@ function forgeCert(keyPem: string, from: Date, days: number, cn = 'site.example'
   return forge.pki.certificateToPem(c);
 }
 
-const rsaPem = (bits = 2048): string => generateKeyPairSync('rsa', { modulusLength: bits }).privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
+const rsaPem = (bits = 2048): string =>
+  generateKeyPairSync('rsa', { modulusLength: bits }).privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
 
 t.test('the self-signed certificate: RSA 3072, SHA-256, SANs of the name and addresses, about two years', async (t) => {
   const now = new Date('2026-12-04T12:00:00Z');
@@ -123,12 +124,40 @@ t.test("a site's certificate: key match, chain, expiry and the 30-day warning", 
   // An ECDSA certificate (forge reads RSA only) is checked by node:crypto.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-ec-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', path.join(dir, 'k.pem'), '-out', path.join(dir, 'c.pem'), '-days', '400', '-subj', '/CN=ec.example', '-addext', 'subjectAltName=DNS:ec.example'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      path.join(dir, 'k.pem'),
+      '-out',
+      path.join(dir, 'c.pem'),
+      '-days',
+      '400',
+      '-subj',
+      '/CN=ec.example',
+      '-addext',
+      'subjectAltName=DNS:ec.example',
+    ],
+    { stdio: 'ignore' },
+  );
   const ec = checkConfiguredCertificate({ enabled: true, certFile: path.join(dir, 'c.pem'), keyFile: path.join(dir, 'k.pem') });
   t.same(ec.errors, []);
   t.same(describeCertificate(fs.readFileSync(path.join(dir, 'c.pem'), 'utf8')).dnsNames, ['ec.example']);
-  t.equal(describeCertificate(fs.readFileSync(path.join(dir, 'c.pem'), 'utf8')).sha256Fingerprint, opensslFingerprint(path.join(dir, 'c.pem')));
-  t.match(checkConfiguredCertificate({ enabled: true, certFile: path.join(dir, 'missing.pem'), keyFile: path.join(dir, 'k.pem') }).errors.join(), /ENOENT/);
+  t.equal(
+    describeCertificate(fs.readFileSync(path.join(dir, 'c.pem'), 'utf8')).sha256Fingerprint,
+    opensslFingerprint(path.join(dir, 'c.pem')),
+  );
+  t.match(
+    checkConfiguredCertificate({ enabled: true, certFile: path.join(dir, 'missing.pem'), keyFile: path.join(dir, 'k.pem') }).errors.join(),
+    /ENOENT/,
+  );
 });
 
 t.test('config check verifies the configured certificate and warns before it expires', async (t) => {

@@ -13,7 +13,13 @@ t.test('the benchmark runs end to end and prints every figure', async (t) => {
       err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
     );
   });
-  for (const label of ['sequential: keep-alive', 'sequential: new connection per activation', 'new connection per request', '20 requests per connection', 'paced at half that rate']) {
+  for (const label of [
+    'sequential: keep-alive',
+    'sequential: new connection per activation',
+    'new connection per request',
+    '20 requests per connection',
+    'paced at half that rate',
+  ]) {
     // The sequential runs also print the server's CPU time per activation.
     const cpu = label.startsWith('sequential') ? '\\s+server CPU \\d+ µs/activation' : '';
     t.match(out, new RegExp(`${label}.*\\s\\d+ activations/s\\s+p50 \\d+\\.\\d+ ms\\s+p99 \\d+\\.\\d+ ms${cpu}\\n`), label);

@@ -5,8 +5,15 @@ import { buildCatalog, CATALOG_UPDATE_HINT, isUnknownName } from '../../src/cata
 import { KmsError } from '../../src/errors';
 import { ROOT } from '../paths';
 import {
-  NEW_KMS_GROUP, NIL_GUID, OFFICE_2010_APP, OFFICE_2013_APP, SPARE_GUID, UNKNOWN_GUID,
-  WIN10_ENTERPRISE_SKU, WIN10_VOLUME_GROUP, WINDOWS_APP,
+  NEW_KMS_GROUP,
+  NIL_GUID,
+  OFFICE_2010_APP,
+  OFFICE_2013_APP,
+  SPARE_GUID,
+  UNKNOWN_GUID,
+  WIN10_ENTERPRISE_SKU,
+  WIN10_VOLUME_GROUP,
+  WINDOWS_APP,
 } from '../ids';
 
 const RAW = JSON.parse(readFileSync(join(ROOT, 'data', 'kms-catalog.json'), 'utf8')) as Record<string, unknown>;
@@ -85,9 +92,18 @@ t.test('the catalogue is frozen', async (t) => {
 });
 
 t.test('bad shapes are ConfigError KMS_ERR_CONFIG_INVALID naming the entry', async (t) => {
-  t.equal(codeOf(() => buildCatalog(null)), 'KMS_ERR_CONFIG_INVALID');
-  t.equal(codeOf(() => buildCatalog([])), 'KMS_ERR_CONFIG_INVALID');
-  t.equal(codeOf(() => buildCatalog({ ...clone(), applications: undefined })), 'KMS_ERR_CONFIG_INVALID');
+  t.equal(
+    codeOf(() => buildCatalog(null)),
+    'KMS_ERR_CONFIG_INVALID',
+  );
+  t.equal(
+    codeOf(() => buildCatalog([])),
+    'KMS_ERR_CONFIG_INVALID',
+  );
+  t.equal(
+    codeOf(() => buildCatalog({ ...clone(), applications: undefined })),
+    'KMS_ERR_CONFIG_INVALID',
+  );
 
   const badGroup = clone();
   badGroup.applications[0].kmsGroups[2].nCountPolicy = '5';
@@ -119,19 +135,36 @@ t.test('bad shapes are ConfigError KMS_ERR_CONFIG_INVALID naming the entry', asy
 
   const badRange = clone();
   badRange.hostKeyGroups[0].minKeyId = badRange.hostKeyGroups[0].maxKeyId + 1;
-  t.equal(codeOf(() => buildCatalog(badRange)), 'KMS_ERR_CONFIG_INVALID');
+  t.equal(
+    codeOf(() => buildCatalog(badRange)),
+    'KMS_ERR_CONFIG_INVALID',
+  );
 
   const dup = clone();
   dup.applications[2].kmsGroups.push(dup.applications[0].kmsGroups[0]);
-  t.equal(codeOf(() => buildCatalog(dup)), 'KMS_ERR_CONFIG_INVALID', 'a KMS group in two applications');
+  t.equal(
+    codeOf(() => buildCatalog(dup)),
+    'KMS_ERR_CONFIG_INVALID',
+    'a KMS group in two applications',
+  );
 });
 
 t.test('a newer file from the same generator with extra fields and products still loads', async (t) => {
   const next = clone();
   next.futureField = { anything: true };
   next.applications[0].kmsGroups.push({
-    id: NEW_KMS_GROUP, name: 'Windows Server 2028', names: {}, nCountPolicy: 5, protocol: '6.0',
-    isRetail: false, isPreview: false, sources: ['python-db'], hostEpidSlot: null, activatedByHostKeyGroups: [], skus: [], newKey: 1,
+    id: NEW_KMS_GROUP,
+    name: 'Windows Server 2028',
+    names: {},
+    nCountPolicy: 5,
+    protocol: '6.0',
+    isRetail: false,
+    isPreview: false,
+    sources: ['python-db'],
+    hostEpidSlot: null,
+    activatedByHostKeyGroups: [],
+    skus: [],
+    newKey: 1,
   });
   const c = buildCatalog(next);
   t.equal(c.kmsGroupById(NEW_KMS_GROUP)?.name, 'Windows Server 2028');

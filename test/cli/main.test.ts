@@ -54,14 +54,24 @@ t.test('activate: usage errors exit 2, a served request exits 0, an unreachable 
 
   const h = await startHarness(t);
   io = captureIo();
-  const code = await main(['activate', '--host', '127.0.0.1', '--port', String(h.port), '--product', 'Windows 10/11 Enterprise', '--requests', '2', '--json'], io);
+  const code = await main(
+    ['activate', '--host', '127.0.0.1', '--port', String(h.port), '--product', 'Windows 10/11 Enterprise', '--requests', '2', '--json'],
+    io,
+  );
   t.equal(code, 0);
   const replies = JSON.parse(io.out()) as { count: number; hresult: string; epid: string }[];
-  t.same(replies.map((r) => r.count), [1, 2]);
+  t.same(
+    replies.map((r) => r.count),
+    [1, 2],
+  );
   t.equal(replies[0]?.hresult, '0x00000000');
 
   io = captureIo();
-  t.equal(await main(['activate', '--host', '127.0.0.1', '--port', String(h.port), '--product', 'Windows 10/11 Home'], io), 1, 'a refusal exits 1');
+  t.equal(
+    await main(['activate', '--host', '127.0.0.1', '--port', String(h.port), '--product', 'Windows 10/11 Home'], io),
+    1,
+    'a refusal exits 1',
+  );
   t.match(io.out(), /0xC004F042/);
 
   const closed = await new Promise<number>((resolve) => {

@@ -6,14 +6,31 @@ import { csvField } from '../../src/cli/tabular';
 const ACTIVE = [
   ...Array.from({ length: 0x20 }, (_, i) => String.fromCharCode(i)),
   ...Array.from({ length: 0x21 }, (_, i) => String.fromCharCode(0x7f + i)),
-  '\u061c', '\u200b', '\u200e', '\u200f', '\u2028', '\u2029', '\u202a', '\u202b', '\u202c', '\u202d', '\u202e',
-  '\u2066', '\u2067', '\u2068', '\u2069', '\ufeff',
+  '\u061c',
+  '\u200b',
+  '\u200e',
+  '\u200f',
+  '\u2028',
+  '\u2029',
+  '\u202a',
+  '\u202b',
+  '\u202c',
+  '\u202d',
+  '\u202e',
+  '\u2066',
+  '\u2067',
+  '\u2068',
+  '\u2069',
+  '\ufeff',
 ];
 
 t.test('every control, C1, bidi and invisible character is shown escaped; the rest is kept', async (t) => {
   for (const ch of ACTIVE) {
     const shown = inert(`a${ch}b`);
-    t.notOk([...shown].some((c) => ACTIVE.includes(c)), `U+${ch.charCodeAt(0).toString(16).padStart(4, '0')} escaped as ${shown}`);
+    t.notOk(
+      [...shown].some((c) => ACTIVE.includes(c)),
+      `U+${ch.charCodeAt(0).toString(16).padStart(4, '0')} escaped as ${shown}`,
+    );
     t.match(shown, /^a\\(x[0-9a-f]{2}|u[0-9a-f]{4}|[nrt])b$/);
   }
   t.equal(inert('PC-01.corp.example'), 'PC-01.corp.example');

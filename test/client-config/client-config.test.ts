@@ -38,7 +38,12 @@ t.test('.reg: UTF-16LE with BOM, CRLF, header, both keys, REG_SZ values', async 
   t.ok(text.includes(`[${OSPP}]\r\n${values}`), 'Office (OSPP) key with both values');
   t.notMatch(text, /dword:/, 'the port is a string, not a DWORD');
   t.equal(text.split('\r\n').filter((l) => l.startsWith('[')).length, 2, 'exactly two keys');
-  t.ok(text.split('\r\n').filter((l) => l.startsWith('"')).every((l) => /^"KeyManagementService(Name|Port)"="[^"]+"$/.test(l)));
+  t.ok(
+    text
+      .split('\r\n')
+      .filter((l) => l.startsWith('"'))
+      .every((l) => /^"KeyManagementService(Name|Port)"="[^"]+"$/.test(l)),
+  );
 });
 
 t.test('undo .reg deletes exactly the two values under both keys', async (t) => {
@@ -54,7 +59,10 @@ t.test('undo .reg deletes exactly the two values under both keys', async (t) => 
 
 t.test('.cmd: ASCII, CRLF, slmgr /skms host:port and /ato, ospp for Office in both Program Files', async (t) => {
   const cmd = files('kms.branch.example.org', 11688).get('kms-client-set.cmd')!;
-  t.ok([...cmd].every((b) => b < 0x80), 'ASCII only');
+  t.ok(
+    [...cmd].every((b) => b < 0x80),
+    'ASCII only',
+  );
   const text = cmd.toString('ascii');
   t.notMatch(text.replace(/\r\n/g, ''), /[\r\n]/, 'CRLF line ends only');
   const lines = text.split('\r\n');
@@ -69,7 +77,10 @@ t.test('.cmd: ASCII, CRLF, slmgr /skms host:port and /ato, ospp for Office in bo
   t.ok(lines.includes('  call :office "%ProgramFiles%\\Microsoft Office\\%%V"'));
   t.ok(lines.includes('set "PF86=%ProgramFiles(x86)%"'));
   t.ok(lines.includes('  if defined PF86 call :office "%PF86%\\Microsoft Office\\%%V"'));
-  t.ok(lines.indexOf('cscript //nologo "%SLMGR%" /skms kms.branch.example.org:11688') < lines.indexOf('cscript //nologo "%SLMGR%" /ato'), '/skms before /ato');
+  t.ok(
+    lines.indexOf('cscript //nologo "%SLMGR%" /skms kms.branch.example.org:11688') < lines.indexOf('cscript //nologo "%SLMGR%" /ato'),
+    '/skms before /ato',
+  );
   t.ok(lines.indexOf(':office') < lines.indexOf('cscript //nologo "%~1\\ospp.vbs" /sethst:kms.branch.example.org'));
   t.notOk(text.includes('/ckms'));
 });
@@ -94,7 +105,7 @@ t.test('.ps1: same steps, CRLF, needs elevation', async (t) => {
   t.ok(lines.includes("      Invoke-LicensingScript $ospp @('/sethst:192.0.2.10')"));
   t.ok(lines.includes("      Invoke-LicensingScript $ospp @('/setprt:1688')"));
   t.ok(lines.includes("      Invoke-LicensingScript $ospp @('/act')"));
-  t.ok(lines.includes("$roots = @($env:ProgramFiles, ${env:ProgramFiles(x86)}) | Where-Object { $_ } | Select-Object -Unique"));
+  t.ok(lines.includes('$roots = @($env:ProgramFiles, ${env:ProgramFiles(x86)}) | Where-Object { $_ } | Select-Object -Unique'));
   t.ok(lines.includes("  foreach ($version in 'Office14', 'Office15', 'Office16') {"));
   const undo = f.get('kms-client-undo.ps1')!.toString('ascii').split('\r\n');
   t.ok(undo.includes("Invoke-LicensingScript $slmgr @('/ckms')"));
@@ -117,7 +128,18 @@ t.test('host and port checks', async (t) => {
   for (const ok of ['kms', 'kms.example.org', 'kms.example.org.', 'KMS-01.branch.example.org', '192.0.2.1', '::1', '[fd00::1]']) {
     t.equal(checkClientHost(ok), undefined, ok);
   }
-  for (const bad of ['', 'kms example', '-kms.example.org', 'kms_.example.org', 'a..b', '1.2.3', '192.0.2.300', '[kms.example.org]', 'kms"&calc', 'x'.repeat(64) + '.org']) {
+  for (const bad of [
+    '',
+    'kms example',
+    '-kms.example.org',
+    'kms_.example.org',
+    'a..b',
+    '1.2.3',
+    '192.0.2.300',
+    '[kms.example.org]',
+    'kms"&calc',
+    'x'.repeat(64) + '.org',
+  ]) {
     t.type(checkClientHost(bad), 'string', JSON.stringify(bad));
   }
   t.equal(checkClientPort(1), undefined);

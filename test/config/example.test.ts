@@ -37,8 +37,14 @@ t.test('fields of list entries are documented, with an example that validates', 
   t.match(example, /#   domain \(required\): The client DNS domain/);
   t.match(example, /#       port: TCP port of that KMS host\. 1 … 65535; default 1688\./);
   // Uncomment the examples and the result must still be a valid configuration.
-  const uncommented = example.replace(/^(\s*)# For example:\n((?:\1#   .*\n)+)(\1\w+: (?:\[\]|\{\})\n)/gm, (_m, pad: string, block: string) =>
-    block.split('\n').filter(Boolean).map((l) => pad + l.slice(pad.length + 4)).join('\n') + '\n',
+  const uncommented = example.replace(
+    /^(\s*)# For example:\n((?:\1#   .*\n)+)(\1\w+: (?:\[\]|\{\})\n)/gm,
+    (_m, pad: string, block: string) =>
+      block
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => pad + l.slice(pad.length + 4))
+        .join('\n') + '\n',
   );
   t.not(uncommented, example);
   const c = validateConfigText(uncommented, 'uncommented.yaml');

@@ -45,7 +45,13 @@ t.test('list entries get their field defaults', async (t) => {
     'dns:\n  zones:\n    - domain: branch.example.org\n      hosts:\n        - target: kms.branch.example.org\n  registration:\n    domains:\n      - domain: branch.example.org\n',
     'c.yaml',
   );
-  t.same(c.dns.zones, [{ domain: 'branch.example.org', ttlSeconds: 900, hosts: [{ target: 'kms.branch.example.org', port: 1688, priority: 0, weight: 0, addresses: [] }] }]);
+  t.same(c.dns.zones, [
+    {
+      domain: 'branch.example.org',
+      ttlSeconds: 900,
+      hosts: [{ target: 'kms.branch.example.org', port: 1688, priority: 0, weight: 0, addresses: [] }],
+    },
+  ]);
   t.same(c.dns.registration.domains, [{ domain: 'branch.example.org', priority: 0, weight: 0 }]);
 });
 
@@ -163,7 +169,11 @@ t.test('files: missing, unreadable, and errors named by the basename', async (t)
 t.test('limits: FIFO, size, alias bomb, depth — one line naming the file, code KMS_ERR_CONFIG_LIMIT', async (t) => {
   const dir = t.testdir({
     'big.yaml': `# ${'x'.repeat(2 * 1024 * 1024)}\n`,
-    'bomb.yaml': ['a: &a ["x","x","x","x","x","x","x","x","x"]', ...'bcdefgh'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefgh'[i]}`).join(',')}]`)].join('\n') + '\n',
+    'bomb.yaml':
+      [
+        'a: &a ["x","x","x","x","x","x","x","x","x"]',
+        ...'bcdefgh'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefgh'[i]}`).join(',')}]`),
+      ].join('\n') + '\n',
     'deep-flow.yaml': `kms: ${'['.repeat(5000)}${']'.repeat(5000)}\n`,
     'deep-block.yaml': Array.from({ length: 200 }, (_, i) => `${'  '.repeat(i)}k${i}:`).join('\n') + ' 1\n',
     'ok-anchors.yaml': 'kms: &k\n  ndr64: true\n',

@@ -148,8 +148,22 @@ t.test('C27 counts: 1, 2, 3 for new machines, unchanged for a repeat, separate p
     v6({ group: GROUP.win10, cmid: cmids[0] }),
   ]);
   t.same(win, [1, 2, 3, 3, 3], 'Windows');
-  t.same(await counts(h.port, [kmsRequest(4, { group: GROUP.office2010, requiredClientCount: 5 }), kmsRequest(4, { group: GROUP.office2010, requiredClientCount: 5 })]), [1, 2], 'Office 2010 counts on its own');
-  t.same(await counts(h.port, [kmsRequest(5, { group: GROUP.office2013, requiredClientCount: 5 }), v6({ group: GROUP.office2021, requiredClientCount: 5 })]), [1, 2], 'Office 2013+ counts on its own');
+  t.same(
+    await counts(h.port, [
+      kmsRequest(4, { group: GROUP.office2010, requiredClientCount: 5 }),
+      kmsRequest(4, { group: GROUP.office2010, requiredClientCount: 5 }),
+    ]),
+    [1, 2],
+    'Office 2010 counts on its own',
+  );
+  t.same(
+    await counts(h.port, [
+      kmsRequest(5, { group: GROUP.office2013, requiredClientCount: 5 }),
+      v6({ group: GROUP.office2021, requiredClientCount: 5 }),
+    ]),
+    [1, 2],
+    'Office 2013+ counts on its own',
+  );
   t.equal(await countOf(h.port, v6({ group: GROUP.win10 })), 4, 'Windows continues where it was');
   t.equal(await countOf(h.port, kmsRequest(4, { group: GROUP.office2010, cmid: randomUUID(), requiredClientCount: 5 })), 3);
 });
@@ -163,7 +177,15 @@ t.test('C28 the count is capped at 2 × the largest RequiredClientCount seen, an
   const expected = clients.map((_, i) => Math.min(12 + i + 1, 50));
   t.same(got, expected, 'after a client request (25): the distinct machines (13, 14, …), capped at 50');
   t.equal(await countOf(h.port, v6({ group: GROUP.server2022, requiredClientCount: 5 })), 50, 'a server still sees 50');
-  t.same(await counts(h.port, [kmsRequest(5, { group: GROUP.office2013, requiredClientCount: 1 }), kmsRequest(5, { group: GROUP.office2013, requiredClientCount: 1 }), kmsRequest(5, { group: GROUP.office2013, requiredClientCount: 1 })]), [1, 2, 2], 'RequiredClientCount 1: capped at 2');
+  t.same(
+    await counts(h.port, [
+      kmsRequest(5, { group: GROUP.office2013, requiredClientCount: 1 }),
+      kmsRequest(5, { group: GROUP.office2013, requiredClientCount: 1 }),
+      kmsRequest(5, { group: GROUP.office2013, requiredClientCount: 1 }),
+    ]),
+    [1, 2, 2],
+    'RequiredClientCount 1: capped at 2',
+  );
   // §7.1 step 4 (U8): RequiredClientCount 0 is served and treated as 1.
   const zero = () => kmsRequest(4, { group: GROUP.office2010, requiredClientCount: 0 });
   t.same(await counts(h.port, [zero(), zero(), zero()]), [1, 2, 2], 'RequiredClientCount 0: treated as 1, capped at 2');
@@ -213,14 +235,22 @@ t.test('C30 refused requests change no count', async (t) => {
     v6({ group: GROUP.office2021, requestTime: filetimeOf(Date.now() + 5 * 3_600_000) }),
     kmsRequest(4, { group: GROUP.office2010, innerMajor: 7 }),
   ]);
-  t.same(refusals, [-E_TIME, -E_INVALID_DATA, -E_PRODUCT, -E_PRODUCT, -E_INVALID_DATA, -E_INVALID_DATA, -E_TIME, -E_INVALID_DATA], 'all refused');
+  t.same(
+    refusals,
+    [-E_TIME, -E_INVALID_DATA, -E_PRODUCT, -E_PRODUCT, -E_INVALID_DATA, -E_INVALID_DATA, -E_TIME, -E_INVALID_DATA],
+    'all refused',
+  );
   t.equal(await countOf(h.port, v6({ group: GROUP.win10 })), 2, 'Windows: the refused machines were not counted');
   t.equal(await countOf(h.port, v6({ group: GROUP.office2021, requiredClientCount: 5 })), 1, 'Office 2013+: not counted either');
   t.equal(await countOf(h.port, kmsRequest(4, { group: GROUP.office2010, requiredClientCount: 5 })), 1, 'Office 2010: not counted either');
 });
 
 t.test('C31 the intervals in responses are the configured ones; out-of-range configuration is rejected', async (t) => {
-  for (const [activation, renewal] of [[undefined, undefined], [15, 43200], [43200, 15]] as const) {
+  for (const [activation, renewal] of [
+    [undefined, undefined],
+    [15, 43200],
+    [43200, 15],
+  ] as const) {
     const h = await startHarness(t, (c) => {
       if (activation !== undefined) c.kms.activationIntervalMinutes = activation;
       if (renewal !== undefined) c.kms.renewalIntervalMinutes = renewal;
@@ -229,14 +259,27 @@ t.test('C31 the intervals in responses are the configured ones; out-of-range con
       const sent = kmsRequest(version, { group: GROUP.win10 });
       const r = await activateOnce(h.port, sent);
       const base = decodeKmsResponse(version, r.response!).base;
-      t.same([base.activationInterval, base.renewalInterval], [activation ?? 120, renewal ?? 10080], `v${version}: intervals ${activation ?? 'default'}/${renewal ?? 'default'}`);
+      t.same(
+        [base.activationInterval, base.renewalInterval],
+        [activation ?? 120, renewal ?? 10080],
+        `v${version}: intervals ${activation ?? 'default'}/${renewal ?? 'default'}`,
+      );
     }
   }
   for (const field of ['activationIntervalMinutes', 'renewalIntervalMinutes']) {
     for (const value of [14, 43201, 0]) {
-      t.throws(() => validateConfigText(`kms:\n  ${field}: ${value}\n`, 'x.yaml'), { code: 'KMS_ERR_CONFIG_INVALID' }, `${field} ${value} rejected`);
+      t.throws(
+        () => validateConfigText(`kms:\n  ${field}: ${value}\n`, 'x.yaml'),
+        { code: 'KMS_ERR_CONFIG_INVALID' },
+        `${field} ${value} rejected`,
+      );
     }
-    for (const value of [15, 43200]) t.equal(validateConfigText(`kms:\n  ${field}: ${value}\n`, 'x.yaml').kms[field as 'activationIntervalMinutes'], value, `${field} ${value} accepted`);
+    for (const value of [15, 43200])
+      t.equal(
+        validateConfigText(`kms:\n  ${field}: ${value}\n`, 'x.yaml').kms[field as 'activationIntervalMinutes'],
+        value,
+        `${field} ${value} accepted`,
+      );
   }
 });
 
@@ -244,7 +287,10 @@ t.test('C32 every KMS request produces exactly one 12290 record with its outcome
   const h = await startHarness(t);
   const cmid = randomUUID();
   const plan: [SentRequest, number][] = [
-    [kmsRequest(6, { group: GROUP.win10, cmid, workstation: 'pc-42.branch.test', vmInfo: 1, licenseStatus: 5, bindingExpiration: 1234 }), 0],
+    [
+      kmsRequest(6, { group: GROUP.win10, cmid, workstation: 'pc-42.branch.test', vmInfo: 1, licenseStatus: 5, bindingExpiration: 1234 }),
+      0,
+    ],
     [kmsRequest(4, { group: GROUP.office2010, requiredClientCount: 5 }), 0],
     [kmsRequest(5, { group: GROUP.office2013, requiredClientCount: 5 }), 0],
     [v6({ group: GROUP.win10Retail }), E_PRODUCT],

@@ -38,7 +38,7 @@ async function served(t: Test, port: number, sent: SentRequest, what: string): P
   return r.response ?? Buffer.alloc(0);
 }
 
-t.test('the suite\'s v6 HMAC key matches the §6.5 worked value', async (t) => {
+t.test("the suite's v6 HMAC key matches the §6.5 worked value", async (t) => {
   t.same(khmac(0n), hex('ac 0c 6f 55 aa 8c ab c2 64 c0 64 2e b9 61 54 0a'));
 });
 
@@ -96,7 +96,9 @@ const RAW_CATALOG = JSON.parse(fs.readFileSync(path.join(ROOT, 'data', 'kms-cata
 
 /** §7.4 "Choosing the host-key group", applied to the raw catalogue with the default configuration. */
 function expectedHostKeyGroup(kmsGroupId: string): RawHostKeyGroup | undefined {
-  const configured = RAW_CATALOG.hostKeyGroups.filter((h) => !h.isLab && !h.isPreview && h.groupId !== null && h.minKeyId !== null && h.maxKeyId !== null);
+  const configured = RAW_CATALOG.hostKeyGroups.filter(
+    (h) => !h.isLab && !h.isPreview && h.groupId !== null && h.minKeyId !== null && h.maxKeyId !== null,
+  );
   let best: RawHostKeyGroup | undefined;
   for (const h of configured) {
     if (!h.activatesKmsGroups.includes(kmsGroupId)) continue;
@@ -123,7 +125,10 @@ t.test('C14 (§7.4) every served volume group gets the ePID of its host-key grou
       t.ok(hk, `${g.name}: the catalogue has a host-key group for it`);
       if (!hk) continue;
       const version = Number(g.protocol[0]) as 4 | 5 | 6;
-      const sent = kmsRequest(version, { group: { app: app.id, kms: g.id, sku: g.skus[0]?.id ?? randomUUID() }, requiredClientCount: g.nCountPolicy });
+      const sent = kmsRequest(version, {
+        group: { app: app.id, kms: g.id, sku: g.skus[0]?.id ?? randomUUID() },
+        requiredClientCount: g.nCountPolicy,
+      });
       const m = await served(t, h.port, sent, g.name);
       const epid = decodeKmsResponse(version, m).base.epid;
       const parts = /^(\d{5})-(\d{5})-(\d{3})-(\d{6})-03-(\d{4,5})-(\d{4,5})\.0000-(\d{3})(\d{4})$/.exec(epid);
@@ -138,7 +143,10 @@ t.test('C14 (§7.4) every served volume group gets the ePID of its host-key grou
       t.ok(keyId >= hk.minKeyId! && keyId <= hk.maxKeyId!, `${what}: key id ${keyId} in ${hk.minKeyId}…${hk.maxKeyId}`);
       t.same([lcid, epidBuild], [1033, build], `${what}: LCID and build`);
       t.ok(day! >= 1 && day! <= (year! % 4 === 0 ? 366 : 365), `${what}: day of year ${day}`);
-      t.ok(issued >= Date.parse(hostBuild.releaseDate) - 86_400_000 && issued <= Date.now(), `${what}: date between the build's release and today`);
+      t.ok(
+        issued >= Date.parse(hostBuild.releaseDate) - 86_400_000 && issued <= Date.now(),
+        `${what}: date between the build's release and today`,
+      );
       if (hk.releaseDate) t.ok(issued >= Date.parse(hk.releaseDate) - 86_400_000, `${what}: not before the host key's release`);
       checked++;
     }
@@ -224,10 +232,12 @@ t.test('C20 v6: the HwId is the same in every response and across a restart', as
   t.equal(hwids.size, 1, 'one HwId for every product');
   await first.appliance.stop();
   const second = await startHarness(t, undefined, { dataDir });
-  hwids.add(decodeKmsResponse(6, await served(t, second.port, kmsRequest(6, { group: GROUP.win10 }), 'after restart')).hwid!.toString('hex'));
+  hwids.add(
+    decodeKmsResponse(6, await served(t, second.port, kmsRequest(6, { group: GROUP.win10 }), 'after restart')).hwid!.toString('hex'),
+  );
   t.equal(hwids.size, 1, 'the same HwId after the restart');
   const [hwid] = hwids;
-  t.notOk(['3a1c049600b60076', '364f463a8863d35f'].includes(hwid!), 'not an emulator\'s well-known HwId (§7.5)');
+  t.notOk(['3a1c049600b60076', '364f463a8863d35f'].includes(hwid!), "not an emulator's well-known HwId (§7.5)");
 });
 
 t.test('C21 v5 = 4 + roundup16(108 + P + 1), v6 = 4 + roundup16(148 + P + 1)', async (t) => {
@@ -310,14 +320,19 @@ t.test('C40 v6: the HMAC key comes from the echoed ClientTime, even in another 4
   const h = await startHarness(t);
   const now = Date.now();
   // At least one of ±3 h 50 min lies in another slot (a slot is ≈ 4.12 h wide).
-  const offsets = [-(3 * HOUR + 50 * MINUTE), 3 * HOUR + 50 * MINUTE].filter((o) => timeSlot(filetimeOf(now + o)) !== timeSlot(filetimeOf(now)));
+  const offsets = [-(3 * HOUR + 50 * MINUTE), 3 * HOUR + 50 * MINUTE].filter(
+    (o) => timeSlot(filetimeOf(now + o)) !== timeSlot(filetimeOf(now)),
+  );
   t.ok(offsets.length >= 1, 'a request time in another slot within ±4 h');
   for (const offset of offsets) {
     const sent = kmsRequest(6, { group: GROUP.win10, requestTime: filetimeOf(now + offset) });
     const m = await served(t, h.port, sent, `${offset / MINUTE} min`);
     t.same(clientProblems(sent, m), [], 'the response verifies with Khmac(ClientTime)');
     const d = decodeKmsResponse(6, m);
-    const hostKeyed = createHmac('sha256', khmac(filetimeOf(Date.now()))).update(d.hmacInput!).digest().subarray(16);
+    const hostKeyed = createHmac('sha256', khmac(filetimeOf(Date.now())))
+      .update(d.hmacInput!)
+      .digest()
+      .subarray(16);
     t.not(hostKeyed.toString('hex'), d.hmac!.toString('hex'), 'not keyed on the host clock');
   }
 });

@@ -236,7 +236,10 @@ t.test('C5 bind_ack echoes call_id and flags, negotiates frag sizes, names the p
     t.equal(a.h.callId, c.callId, `${what}: call_id echoed`);
     t.equal(a.h.flags, c.flags, `${what}: pfc_flags echoed (CONC_MPX ${c.flags & 0x10 ? 'set' : 'clear'})`);
     t.same([a.h.vers, a.h.minor, a.h.drep, a.h.authLength], [5, 0, '10000000', 0]);
-    for (const [got, sentSize] of [[a.maxXmit, c.maxXmit], [a.maxRecv, c.maxRecv]] as const) {
+    for (const [got, sentSize] of [
+      [a.maxXmit, c.maxXmit],
+      [a.maxRecv, c.maxRecv],
+    ] as const) {
       if (sentSize < 1432) t.equal(got, sentSize, `${what}: ${sentSize} echoed unchanged`);
       else t.ok(got >= 1432 && got <= sentSize, `${what}: ${sentSize} echoed or lowered, not below 1432 (got ${got})`);
     }
@@ -276,7 +279,9 @@ t.test('C7 foreign interfaces get (2,1) whatever the syntax and their contexts f
   const h = await startHarness(t);
   const p = await Peer.open(h.port);
   const other = hex('aa bb cc dd ee ff 00 11 22 33 44 55 66 77 88 99');
-  p.send(bind([ITEM.ndr32(0, FOREIGN_IF), ITEM.ndr64(1, FOREIGN_IF), { id: 2, abstract: FOREIGN_IF, syntaxes: [{ uuid: other, version: 1 }] }]));
+  p.send(
+    bind([ITEM.ndr32(0, FOREIGN_IF), ITEM.ndr64(1, FOREIGN_IF), { id: 2, abstract: FOREIGN_IF, syntaxes: [{ uuid: other, version: 1 }] }]),
+  );
   t.same(parseBindAck(await p.expect()).results.map(res), [REJECT_2_1, REJECT_2_1, REJECT_2_1], 'NDR32, NDR64, another syntax');
   for (const ctx of [0, 1]) {
     p.send(requestPdu({ callId: 20 + ctx, ctx, stub: requestStub(win10Request().message, ctx === 0 ? 'ndr32' : 'ndr64') }));
@@ -286,7 +291,11 @@ t.test('C7 foreign interfaces get (2,1) whatever the syntax and their contexts f
 
   const q = await Peer.open(h.port);
   q.send(bind([ITEM.ndr32(0), ITEM.ndr64(1, FOREIGN_IF)]));
-  t.same(parseBindAck(await q.expect()).results.map(res), [ACCEPT_NDR32, REJECT_2_1], 'a foreign NDR64 item does not make KMS/NDR32 rejected');
+  t.same(
+    parseBindAck(await q.expect()).results.map(res),
+    [ACCEPT_NDR32, REJECT_2_1],
+    'a foreign NDR64 item does not make KMS/NDR32 rejected',
+  );
   q.send(requestPdu({ callId: 30, ctx: 1, stub: requestStub(win10Request().message, 'ndr64') }));
   checkFault(t, await q.expect(), 30, NCA_UNK_IF, 'request on the foreign NDR64 context');
   const { stub } = await call(q, win10Request().message, { ctx: 0, callId: 31 });
@@ -383,8 +392,14 @@ t.test('C11 response PDUs: flags 0x03, cancel_count 0, p_cont_id echoed, alloc_h
   await p.expect();
   const refused = kmsRequest(6, { group: GROUP.win10, kms: '00000000-1111-2222-3333-444444444444' });
   let callId = 40;
-  for (const [ctx, syntax] of [[5, 'ndr32'], [9, 'ndr64']] as const) {
-    for (const [what, sent] of [['served', win10Request(6)], ['refused', refused]] as const) {
+  for (const [ctx, syntax] of [
+    [5, 'ndr32'],
+    [9, 'ndr64'],
+  ] as const) {
+    for (const [what, sent] of [
+      ['served', win10Request(6)],
+      ['refused', refused],
+    ] as const) {
       const { pdu: reply } = await call(p, sent.message, { ctx, syntax, callId: ++callId });
       const r = parseResponse(reply);
       const label = `${syntax} ${what}`;
@@ -413,7 +428,10 @@ t.test('C12 success stubs: NDR32 and NDR64 layouts, pad then HRESULT', async (t)
   await p.expect();
   let callId = 2;
   for (const version of [4, 6] as const) {
-    for (const [ctx, syntax] of [[0, 'ndr32'], [1, 'ndr64']] as const) {
+    for (const [ctx, syntax] of [
+      [0, 'ndr32'],
+      [1, 'ndr64'],
+    ] as const) {
       const sent = win10Request(version);
       const { pdu: reply } = await call(p, sent.message, { ctx, syntax, callId: callId++ });
       const stub = reply.subarray(24);
@@ -597,7 +615,7 @@ t.test('C39 wrong RPC minor version and auth data: bind_nak 4 / 8, request fault
   p.destroy();
 });
 
-t.test('the suite\'s GUID encoder gives the wire bytes of the §2.4 table', async (t) => {
+t.test("the suite's GUID encoder gives the wire bytes of the §2.4 table", async (t) => {
   t.same(guidBytes('51C82175-844E-4750-B0D8-EC255555BC06'), KMS_IF);
   t.same(guidBytes('8A885D04-1CEB-11C9-9FE8-08002B104860'), NDR32);
   t.same(guidBytes('71710533-BEBA-4937-8319-B5DBEF9CCC36'), NDR64);

@@ -39,7 +39,12 @@ export function guidBytes(guid: string): Buffer {
   const h = guid.replace(/-/g, '');
   const raw = Buffer.from(h, 'hex');
   if (raw.length !== 16) throw new Error(`not a GUID: ${guid}`);
-  return Buffer.concat([Buffer.from(raw.subarray(0, 4)).reverse(), Buffer.from(raw.subarray(4, 6)).reverse(), Buffer.from(raw.subarray(6, 8)).reverse(), raw.subarray(8)]);
+  return Buffer.concat([
+    Buffer.from(raw.subarray(0, 4)).reverse(),
+    Buffer.from(raw.subarray(4, 6)).reverse(),
+    Buffer.from(raw.subarray(6, 8)).reverse(),
+    raw.subarray(8),
+  ]);
 }
 
 export function xor16(a: Buffer, b: Buffer): Buffer {
@@ -70,7 +75,12 @@ export const APP_OFFICE2010 = '59a52881-a989-479d-af46-f275c6370663';
 export const APP_OFFICE = '0ff1ce15-a989-479d-af46-f275c6370663';
 
 /** KMS groups from data/kms-catalog.json, with an Activation ID of each. */
-export const GROUP: Readonly<Record<'win10' | 'server2022' | 'server2008r2' | 'win7' | 'win10Retail' | 'windowsPreview' | 'office2010' | 'office2013' | 'office2021', Group>> = {
+export const GROUP: Readonly<
+  Record<
+    'win10' | 'server2022' | 'server2008r2' | 'win7' | 'win10Retail' | 'windowsPreview' | 'office2010' | 'office2013' | 'office2021',
+    Group
+  >
+> = {
   win10: { app: APP_WINDOWS, kms: '58e2134f-8e11-4d17-9cb2-91069c151148', sku: '7b51a46c-0c04-4e8f-9af4-8496cca90d5e' },
   server2022: { app: APP_WINDOWS, kms: 'b74263e4-0f92-46c6-bcf8-c11d5efe2959', sku: '8c8f0ad3-9a43-4e05-b840-93b8d1475cbc' },
   server2008r2: { app: APP_WINDOWS, kms: 'ca87f5b6-cd46-40c0-b06d-8ecd57a4373f', sku: '68531fb9-5511-4989-97be-d11a0f55633f' },
@@ -137,7 +147,10 @@ export const ITEM = {
 };
 
 /** bind (PTYPE 11) or alter_context (14) body per §2.4. */
-export function bind(items: ContextItem[], o: Partial<HeaderFields> & { maxXmit?: number; maxRecv?: number; assocGroup?: number } = {}): Buffer {
+export function bind(
+  items: ContextItem[],
+  o: Partial<HeaderFields> & { maxXmit?: number; maxRecv?: number; assocGroup?: number } = {},
+): Buffer {
   const parts: Buffer[] = [u16(o.maxXmit ?? 5840), u16(o.maxRecv ?? 5840), u32(o.assocGroup ?? 0), Buffer.from([items.length, 0, 0, 0])];
   for (const it of items) {
     parts.push(u16(it.id), Buffer.from([it.syntaxes.length, 0]), it.abstract ?? KMS_IF, u16(it.ifMajor ?? 1), u16(it.ifMinor ?? 0));
@@ -155,7 +168,9 @@ export function windowsBind(callId = 2): Buffer {
   return bind([ITEM.ndr32(0), ITEM.ndr64(1), ITEM.btfn(2)], { callId });
 }
 
-export function requestPdu(o: { callId: number; ctx: number; opnum?: number; stub: Buffer; flags?: number; allocHint?: number } & Partial<HeaderFields>): Buffer {
+export function requestPdu(
+  o: { callId: number; ctx: number; opnum?: number; stub: Buffer; flags?: number; allocHint?: number } & Partial<HeaderFields>,
+): Buffer {
   const body = Buffer.concat([u32(o.allocHint ?? o.stub.length), u16(o.ctx), u16(o.opnum ?? 0), o.stub]);
   return pdu({ ptype: 0, ...o, flags: o.flags ?? 0x03 }, body);
 }
@@ -227,7 +242,12 @@ export function parseBindAck(p: Buffer): BindAck {
   const results: ContextResult[] = [];
   for (let i = 0; i < n; i++) {
     const at = A + 4 + 24 * i;
-    results.push({ result: p.readUInt16LE(at), reason: p.readUInt16LE(at + 2), syntax: p.subarray(at + 4, at + 20).toString('hex'), version: p.readUInt32LE(at + 20) });
+    results.push({
+      result: p.readUInt16LE(at),
+      reason: p.readUInt16LE(at + 2),
+      syntax: p.subarray(at + 4, at + 20).toString('hex'),
+      version: p.readUInt32LE(at + 20),
+    });
   }
   return {
     h: header(p),
@@ -286,7 +306,14 @@ export interface Response {
 }
 
 export function parseResponse(p: Buffer): Response {
-  return { h: header(p), allocHint: p.readUInt32LE(16), ctx: p.readUInt16LE(20), cancelCount: p[22]!, reserved: p[23]!, stub: p.subarray(24) };
+  return {
+    h: header(p),
+    allocHint: p.readUInt32LE(16),
+    ctx: p.readUInt16LE(20),
+    cancelCount: p[22]!,
+    reserved: p[23]!,
+    stub: p.subarray(24),
+  };
 }
 
 export interface Stub {
@@ -424,7 +451,11 @@ function v6Cbc(encrypt: boolean, iv: Buffer, data: Buffer): Buffer {
  * A whole KMS request message. `padding` replaces the 4 PKCS bytes of v5/v6 (§6.2) and
  * `corruptMac` flips a v4 MAC bit (§6.1), for refusal tests.
  */
-export function kmsRequest(version: 4 | 5 | 6, f: RequestFields, o: { padding?: Buffer; corruptMac?: boolean; iv?: Buffer; outerMinor?: number; outerMajor?: number } = {}): SentRequest {
+export function kmsRequest(
+  version: 4 | 5 | 6,
+  f: RequestFields,
+  o: { padding?: Buffer; corruptMac?: boolean; iv?: Buffer; outerMinor?: number; outerMajor?: number } = {},
+): SentRequest {
   const base = requestBase(f, version);
   const clear = Buffer.concat([u16(o.outerMinor ?? 0), u16(o.outerMajor ?? version)]);
   if (version === 4) {
@@ -539,7 +570,14 @@ export function timeSlot(filetime: bigint): bigint {
 export function decodeKmsResponse(version: 4 | 5 | 6, m: Buffer): DecodedResponse {
   if (version === 4) {
     const base = parseResponseBase(m, 0);
-    return { version, clearMinor: base.minor, clearMajor: base.major, base, mac: m.subarray(base.length), macExpected: v4Mac(m.subarray(0, base.length)) };
+    return {
+      version,
+      clearMinor: base.minor,
+      clearMajor: base.major,
+      base,
+      mac: m.subarray(base.length),
+      macExpected: v4Mac(m.subarray(0, base.length)),
+    };
   }
   const clearMinor = m.readUInt16LE(0);
   const clearMajor = m.readUInt16LE(2);
@@ -550,7 +588,16 @@ export function decodeKmsResponse(version: 4 | 5 | 6, m: Buffer): DecodedRespons
     const padLen = paddingLength(plain);
     const base = parseResponseBase(plain, 0);
     const rx = plain.subarray(base.length, base.length + 16);
-    return { version, clearMinor, clearMajor, base, wireIv, paddingValid: padLen > 0 && plain.length - padLen === base.length + 48, randomXoredIvs: rx, hash: plain.subarray(base.length + 16, base.length + 48) };
+    return {
+      version,
+      clearMinor,
+      clearMajor,
+      base,
+      wireIv,
+      paddingValid: padLen > 0 && plain.length - padLen === base.length + 48,
+      randomXoredIvs: rx,
+      hash: plain.subarray(base.length + 16, base.length + 48),
+    };
   }
   // Zero-IV view: CBC-Decrypt(K6, 0, S ‖ C) = Ds ‖ body ‖ HMAC ‖ pad (§6.4 table).
   const plain = v6Cbc(false, Buffer.alloc(16), m.subarray(4));
@@ -587,7 +634,15 @@ export function clientProblems(sent: SentRequest, m: Buffer): string[] {
   const b = d.base;
   const reqMinor = sent.base.readUInt16LE(0);
   const reqMajor = sent.base.readUInt16LE(2);
-  if (b.major !== sent.version || b.minor !== 0 || d.clearMajor !== sent.version || d.clearMinor !== 0 || reqMajor !== b.major || reqMinor !== b.minor) out.push('version echo');
+  if (
+    b.major !== sent.version ||
+    b.minor !== 0 ||
+    d.clearMajor !== sent.version ||
+    d.clearMinor !== 0 ||
+    reqMajor !== b.major ||
+    reqMinor !== b.minor
+  )
+    out.push('version echo');
   out.push(...epidProblems(b));
   if (!b.cmid.equals(sent.base.subarray(64, 80))) out.push('CMID echo');
   if (b.clientTime !== sent.base.readBigUInt64LE(84)) out.push('ClientTime echo');
@@ -720,11 +775,18 @@ export async function boundNdr32(port: number): Promise<Peer> {
 }
 
 /** Sends one KMS message on `ctx` and returns the response PDU's parsed stub (and the PDU). */
-export async function call(p: Peer, message: Buffer, o: { ctx?: number; syntax?: Syntax; callId?: number } = {}): Promise<{ pdu: Buffer; stub: Stub }> {
+export async function call(
+  p: Peer,
+  message: Buffer,
+  o: { ctx?: number; syntax?: Syntax; callId?: number } = {},
+): Promise<{ pdu: Buffer; stub: Stub }> {
   const syntax = o.syntax ?? 'ndr32';
   p.send(requestPdu({ callId: o.callId ?? 3, ctx: o.ctx ?? 0, stub: requestStub(message, syntax) }));
   const reply = await p.expect();
-  if (reply[2] !== 2) throw new Error(`expected a response PDU, got PTYPE ${reply[2]} (status 0x${reply.length >= 28 ? reply.readUInt32LE(24).toString(16) : '?'})`);
+  if (reply[2] !== 2)
+    throw new Error(
+      `expected a response PDU, got PTYPE ${reply[2]} (status 0x${reply.length >= 28 ? reply.readUInt32LE(24).toString(16) : '?'})`,
+    );
   return { pdu: reply, stub: parseStub(reply.subarray(24), syntax) };
 }
 

@@ -34,7 +34,16 @@ t.test('a database that never answers costs the clients nothing', async (t) => {
     c.fleet = {
       ...DEFAULTS.fleet,
       siteName: 'Dead link',
-      postgres: { ...DEFAULTS.fleet.postgres, enabled: true, host: '127.0.0.1', port, passwordFile, caFile, connectTimeoutSeconds: 1, sendIntervalSeconds: 5 },
+      postgres: {
+        ...DEFAULTS.fleet.postgres,
+        enabled: true,
+        host: '127.0.0.1',
+        port,
+        passwordFile,
+        caFile,
+        connectTimeoutSeconds: 1,
+        sendIntervalSeconds: 5,
+      },
     } as typeof c.fleet;
   });
   const win = product('Windows 10/11 Enterprise');
@@ -42,8 +51,13 @@ t.test('a database that never answers costs the clients nothing', async (t) => {
   for (let i = 0; i < 50 && held.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
   t.ok(held.length > 0, 'the forwarder is connected to the black hole');
   const replies = [];
-  for (let i = 0; i < 5; i++) replies.push(...(await activate({ host: h.host, port: h.port, product: win, workstation: `pc-${i}`, timeoutMs: 2000 })));
-  t.same(replies.map((r) => r.hresult), [0, 0, 0, 0, 0], 'clients are served while the forwarder waits');
+  for (let i = 0; i < 5; i++)
+    replies.push(...(await activate({ host: h.host, port: h.port, product: win, workstation: `pc-${i}`, timeoutMs: 2000 })));
+  t.same(
+    replies.map((r) => r.hresult),
+    [0, 0, 0, 0, 0],
+    'clients are served while the forwarder waits',
+  );
 
   let health = h.appliance.fleetHealth();
   for (let i = 0; i < 60 && (health?.failingSinceMs ?? null) === null; i++) {
@@ -53,6 +67,9 @@ t.test('a database that never answers costs the clients nothing', async (t) => {
   t.ok(health?.failingSinceMs !== null, 'the attempt gave up at the connect timeout');
   t.match(health?.lastError ?? '', /did not answer in time|was cut/, 'and says why in words');
   t.equal(health?.backlogEvents, 5, 'the activations wait in the outbox');
-  t.ok(h.logs.some((l) => l.code === 'KMS_ERR_FLEET_SEND_FAILED'), 'a warning was logged');
+  t.ok(
+    h.logs.some((l) => l.code === 'KMS_ERR_FLEET_SEND_FAILED'),
+    'a warning was logged',
+  );
   t.notMatch(JSON.stringify(h.logs), /never-sent/, 'the password is in no log line');
 });

@@ -134,7 +134,10 @@ export interface LogRecord {
 
 export function recordingLog(): ForwarderOptions['log'] & { lines: LogRecord[] } {
   const lines: LogRecord[] = [];
-  const at = (level: string) => (obj: object, msg: string): void => void lines.push({ level, obj: obj as Record<string, unknown>, msg });
+  const at =
+    (level: string) =>
+    (obj: object, msg: string): void =>
+      void lines.push({ level, obj: obj as Record<string, unknown>, msg });
   return { lines, info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') };
 }
 
@@ -153,7 +156,15 @@ export function appliance(t: TapLike, fleet: FleetConfig, over: Partial<Forwarde
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-fleet-site-'));
   const store = SqliteStore.open(dataDir);
   const log = recordingLog();
-  const forwarder = new FleetForwarder({ outbox: store.fleetOutbox(), fleet, log, names, softwareVersion: 'test', hostName: `${fleet.siteName}-box`, ...over });
+  const forwarder = new FleetForwarder({
+    outbox: store.fleetOutbox(),
+    fleet,
+    log,
+    names,
+    softwareVersion: 'test',
+    hostName: `${fleet.siteName}-box`,
+    ...over,
+  });
   let closed = false;
   const close = async (): Promise<void> => {
     if (closed) return;

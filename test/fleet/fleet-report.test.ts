@@ -23,7 +23,10 @@ t.before(async () => {
 async function runReport(fleet: FleetDb, args: string[]): Promise<{ code: number; out: string; err: string }> {
   const p = fleet.fleetConfig('x').postgres;
   const config = path.join(pg.dir, `report-${fleet.database}.yaml`);
-  fs.writeFileSync(config, `fleet:\n  silentAfterHours: 24\n  postgres:\n    host: ${p.host}\n    port: ${p.port}\n    database: ${p.database}\n    user: ${READER}\n    passwordFile: ${fleet.passwordFiles.reader}\n    caFile: ${p.caFile}\n    serverName: localhost\n`);
+  fs.writeFileSync(
+    config,
+    `fleet:\n  silentAfterHours: 24\n  postgres:\n    host: ${p.host}\n    port: ${p.port}\n    database: ${p.database}\n    user: ${READER}\n    passwordFile: ${fleet.passwordFiles.reader}\n    caFile: ${p.caFile}\n    serverName: localhost\n`,
+  );
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   let out = '';
@@ -40,7 +43,10 @@ t.test('the report adds up what the sites sent', async (t) => {
   const south = appliance(t, fleet.fleetConfig('South'));
   const east = appliance(t, fleet.fleetConfig('East'));
   const excel = {
-    applicationId: OFFICE_2013_APP, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5,
+    applicationId: OFFICE_2013_APP,
+    kmsCountedId: OFFICE_2019_GROUP,
+    activationId: OFFICE_2019_EXCEL,
+    requiredClientCount: 5,
   };
 
   for (let n = 1; n <= 30; n++) north.store.recordActivation(obs(n), NOW - n * 1000, WINDOW);
@@ -61,14 +67,29 @@ t.test('the report adds up what the sites sent', async (t) => {
   const r = JSON.parse(json.out) as FleetReport;
 
   // Windows: North 1–30, South 21–40, East 100–103 → 30 + 10 new + 4 = 44 distinct machines.
-  t.same(r.products.map((p) => [p.productName, p.activeMachines, p.sites]), [[EDUCATION, 44, 3], [EXCEL, 5, 1]]);
+  t.same(
+    r.products.map((p) => [p.productName, p.activeMachines, p.sites]),
+    [
+      [EDUCATION, 44, 3],
+      [EXCEL, 5, 1],
+    ],
+  );
   t.same(
     r.perSite.map((p) => [p.siteName, p.productName, p.activeMachines]),
-    [['East', EDUCATION, 4], ['North', EDUCATION, 30], ['North', EXCEL, 5], ['South', EDUCATION, 20]],
+    [
+      ['East', EDUCATION, 4],
+      ['North', EDUCATION, 30],
+      ['North', EXCEL, 5],
+      ['South', EDUCATION, 20],
+    ],
   );
   t.same(
     r.compliance.map((c) => [c.product, c.licenses, c.activeMachines, c.excess, c.overUse]),
-    [[EDUCATION, 40, 44, 4, true], ['Office 2019', 10, 5, 0, false], ['Visio', 3, 0, 0, false]],
+    [
+      [EDUCATION, 40, 44, 4, true],
+      ['Office 2019', 10, 5, 0, false],
+      ['Visio', 3, 0, 0, false],
+    ],
     'over-use is organisation-wide, against organisation licences',
   );
   const sites = new Map(r.sites.map((s) => [s.siteName, s]));

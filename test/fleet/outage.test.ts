@@ -32,11 +32,16 @@ t.before(async () => {
   pg = await postgresForFile(t);
 });
 
-async function remoteCounts(fleet: Awaited<ReturnType<typeof fleetDatabase>>): Promise<{ machines: number; events: number; distinctEvents: number }> {
+async function remoteCounts(
+  fleet: Awaited<ReturnType<typeof fleetDatabase>>,
+): Promise<{ machines: number; events: number; distinctEvents: number }> {
   const db = await fleet.connectAs('superuser');
   try {
-    const [r] = await rows<{ m: string; e: string; d: string }>(db, `SELECT (SELECT count(*) FROM kms_fleet.machines) AS m,
-      (SELECT count(*) FROM kms_fleet.events) AS e, (SELECT count(DISTINCT (appliance_id, event_id)) FROM kms_fleet.events) AS d`);
+    const [r] = await rows<{ m: string; e: string; d: string }>(
+      db,
+      `SELECT (SELECT count(*) FROM kms_fleet.machines) AS m,
+      (SELECT count(*) FROM kms_fleet.events) AS e, (SELECT count(DISTINCT (appliance_id, event_id)) FROM kms_fleet.events) AS d`,
+    );
     return { machines: Number(r!.m), events: Number(r!.e), distinctEvents: Number(r!.d) };
   } finally {
     await db.end();
@@ -61,7 +66,10 @@ t.test('database down, activations go on, database back: everything arrives once
   t.match(health.lastError ?? '', /refused the connection|was cut|did not answer/, 'the failure in words');
   t.ok(health.failingSinceMs !== null);
   t.match(health.problems.join('\n'), /fails since .* 47 events/, 'health names the problem and the backlog after repeated failures');
-  t.ok(site.log.lines.some((l) => l.level === 'warn' && l.obj.code === 'KMS_ERR_FLEET_SEND_FAILED'), 'one warning was logged');
+  t.ok(
+    site.log.lines.some((l) => l.level === 'warn' && l.obj.code === 'KMS_ERR_FLEET_SEND_FAILED'),
+    'one warning was logged',
+  );
   const warnings = site.log.lines.filter((l) => l.level === 'warn').length;
   await t.rejects(site.forwarder.syncNow());
   t.equal(site.log.lines.filter((l) => l.level === 'warn').length, warnings, 'the same failure is not repeated at warn level');
@@ -71,16 +79,26 @@ t.test('database down, activations go on, database back: everything arrives once
   const p = site.forwarder.health();
   const config = path.join(site.dataDir, 'config.yaml');
   const fc = fleet.fleetConfig('Outage').postgres;
-  fs.writeFileSync(config, `fleet:\n  postgres:\n    enabled: true\n    host: ${fc.host}\n    port: ${fc.port}\n    database: ${fc.database}\n    passwordFile: ${fc.passwordFile}\n    caFile: ${fc.caFile}\n`);
+  fs.writeFileSync(
+    config,
+    `fleet:\n  postgres:\n    enabled: true\n    host: ${fc.host}\n    port: ${fc.port}\n    database: ${fc.database}\n    passwordFile: ${fc.passwordFile}\n    caFile: ${fc.caFile}\n`,
+  );
   const out = await runCommand(fleetStatus, ['--config', config, '--data-dir', site.dataDir]);
   t.equal(out.code, 0, out.err);
   t.match(out.out, /Fleet reporting: on, to kms_appliance@127\.0\.0\.1:\d+\/kms_fleet_\d+; appliance id [0-9a-f-]{36}/);
   t.match(out.out, /waiting in the outbox: 47 events/);
   t.match(out.out, /failing since .*refused the connection/);
-  const json = JSON.parse((await runCommand(fleetStatus, ['--config', config, '--data-dir', site.dataDir, '--json'])).out) as { backlogEvents: number; applianceId: string };
+  const json = JSON.parse((await runCommand(fleetStatus, ['--config', config, '--data-dir', site.dataDir, '--json'])).out) as {
+    backlogEvents: number;
+    applianceId: string;
+  };
   t.same([json.backlogEvents, json.applianceId], [47, p.applianceId]);
   const status = await runCommand(statusCommand, ['--config', config, '--data-dir', site.dataDir]);
-  t.match(status.out, /Fleet reporting: on.*\n.*last successful send: .*\n.*waiting in the outbox: 47 events/, '`status` shows the last successful send and the backlog');
+  t.match(
+    status.out,
+    /Fleet reporting: on.*\n.*last successful send: .*\n.*waiting in the outbox: 47 events/,
+    '`status` shows the last successful send and the backlog',
+  );
 
   pg.start();
   const sent = await site.forwarder.syncNow();
@@ -98,7 +116,9 @@ t.test('database down, activations go on, database back: everything arrives once
   t.same(await remoteCounts(fleet), { machines: 61, events: 67, distinctEvents: 67 }, 'and nothing is there twice');
   const db = await fleet.connectAs('superuser');
   t.teardown(() => db.end());
-  const [m] = await rows<{ requests: number; last_seen: Date }>(db, 'SELECT requests, last_seen FROM kms_fleet.machines WHERE cmid = $1', [obs(16).clientMachineId]);
+  const [m] = await rows<{ requests: number; last_seen: Date }>(db, 'SELECT requests, last_seen FROM kms_fleet.machines WHERE cmid = $1', [
+    obs(16).clientMachineId,
+  ]);
   t.same([m!.requests, m!.last_seen.getTime()], [2, NOW + 60_000], 'a machine keeps its latest state');
 });
 
@@ -120,7 +140,10 @@ t.test('the timer retries with backoff and delivers once the database is back', 
   t.same(counts, { machines: 30, events: 30, distinctEvents: 30 }, 'the outbox was sent without anyone asking');
   for (let i = 0; i < 50 && site.forwarder.health().failingSinceMs !== null; i++) await new Promise((r) => setTimeout(r, 50));
   t.equal(site.forwarder.health().failingSinceMs, null, 'and the forwarder knows it works again');
-  t.ok(site.log.lines.some((l) => l.obj.event === 'fleet-recovered'), 'recovery is logged');
+  t.ok(
+    site.log.lines.some((l) => l.obj.event === 'fleet-recovered'),
+    'recovery is logged',
+  );
   await site.forwarder.stop();
 });
 
@@ -155,8 +178,22 @@ t.test('event ids that start again after the whole log was pruned are not taken 
 });
 
 t.test('backoff grows, is capped and jittered', async (t) => {
-  t.equal(backoffMs(1, 5000, 600_000, () => 1), 5000);
-  t.equal(backoffMs(4, 5000, 600_000, () => 1), 40_000);
-  t.equal(backoffMs(40, 5000, 600_000, () => 1), 600_000, 'capped');
-  t.equal(backoffMs(4, 5000, 600_000, () => 0), 20_000, 'jitter takes up to half off');
+  t.equal(
+    backoffMs(1, 5000, 600_000, () => 1),
+    5000,
+  );
+  t.equal(
+    backoffMs(4, 5000, 600_000, () => 1),
+    40_000,
+  );
+  t.equal(
+    backoffMs(40, 5000, 600_000, () => 1),
+    600_000,
+    'capped',
+  );
+  t.equal(
+    backoffMs(4, 5000, 600_000, () => 0),
+    20_000,
+    'jitter takes up to half off',
+  );
 });

@@ -68,11 +68,51 @@ function openssl(args: readonly string[], cwd: string): void {
 }
 
 /** A CA and a server certificate for 127.0.0.1 / localhost, signed by it. */
-export function makeCertificates(dir: string, cn = 'localhost', altNames = 'IP:127.0.0.1,DNS:localhost'): { ca: string; cert: string; key: string } {
-  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=kms-fleet-test-ca', '-keyout', 'ca.key', '-out', 'ca.pem'], dir);
+export function makeCertificates(
+  dir: string,
+  cn = 'localhost',
+  altNames = 'IP:127.0.0.1,DNS:localhost',
+): { ca: string; cert: string; key: string } {
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=kms-fleet-test-ca',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+    ],
+    dir,
+  );
   openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${cn}`, '-keyout', 'server.key', '-out', 'server.csr'], dir);
   fs.writeFileSync(path.join(dir, 'san.ext'), `subjectAltName=${altNames}\n`);
-  openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'san.ext', '-out', 'server.pem'], dir);
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      'server.csr',
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      'san.ext',
+      '-out',
+      'server.pem',
+    ],
+    dir,
+  );
   return { ca: path.join(dir, 'ca.pem'), cert: path.join(dir, 'server.pem'), key: path.join(dir, 'server.key') };
 }
 
@@ -99,13 +139,21 @@ export async function startPostgres(): Promise<PgServer> {
   }
   fs.chmodSync(key, 0o600);
   runAsServerUser(path.join(bin, 'initdb'), [
-    '-D', data, '-U', SUPERUSER, '--pwfile', pwfile, '--auth-host=scram-sha-256', '--auth-local=scram-sha-256', '-E', 'UTF8', '--no-sync', '--locale=C',
+    '-D',
+    data,
+    '-U',
+    SUPERUSER,
+    '--pwfile',
+    pwfile,
+    '--auth-host=scram-sha-256',
+    '--auth-local=scram-sha-256',
+    '-E',
+    'UTF8',
+    '--no-sync',
+    '--locale=C',
   ]);
   // TLS only, scram only, loopback only: the shape the README asks head office to configure.
-  fs.writeFileSync(
-    path.join(data, 'pg_hba.conf'),
-    'hostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n',
-  );
+  fs.writeFileSync(path.join(data, 'pg_hba.conf'), 'hostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n');
   const port = await freeLoopbackPort();
   fs.appendFileSync(
     path.join(data, 'postgresql.conf'),

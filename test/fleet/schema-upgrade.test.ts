@@ -21,16 +21,19 @@ t.before(async () => {
 function configFile(fleet: FleetDb): string {
   const p = fleet.fleetConfig('x').postgres;
   const file = path.join(pg.dir, `${fleet.database}.yaml`);
-  fs.writeFileSync(file, [
-    'fleet:',
-    '  postgres:',
-    `    host: ${p.host}`,
-    `    port: ${p.port}`,
-    `    database: ${p.database}`,
-    `    caFile: ${p.caFile}`,
-    '    serverName: localhost',
-    '',
-  ].join('\n'));
+  fs.writeFileSync(
+    file,
+    [
+      'fleet:',
+      '  postgres:',
+      `    host: ${p.host}`,
+      `    port: ${p.port}`,
+      `    database: ${p.database}`,
+      `    caFile: ${p.caFile}`,
+      '    serverName: localhost',
+      '',
+    ].join('\n'),
+  );
   return file;
 }
 
@@ -41,7 +44,10 @@ async function runInit(fleet: FleetDb, extra: string[] = []): Promise<{ code: nu
   let err = '';
   stdout.on('data', (d: Buffer) => (out += d.toString()));
   stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await fleetInit.run(['--config', configFile(fleet), '--user', OWNER, '--password-file', fleet.passwordFiles.owner, ...extra], { stdout, stderr, env: {} });
+  const code = await fleetInit.run(
+    ['--config', configFile(fleet), '--user', OWNER, '--password-file', fleet.passwordFiles.owner, ...extra],
+    { stdout, stderr, env: {} },
+  );
   return { code, out, err };
 }
 
@@ -53,7 +59,9 @@ t.test('an older schema is upgraded by fleet init, keeping its rows', async (t) 
   await migrateRemote(owner, 1);
   await owner.query(`GRANT USAGE ON SCHEMA kms_fleet TO ${WRITER}; GRANT SELECT ON kms_fleet.schema_version TO ${WRITER};
     GRANT SELECT, INSERT, UPDATE ON kms_fleet.appliances, kms_fleet.machines, kms_fleet.events TO ${WRITER}`);
-  await owner.query("INSERT INTO kms_fleet.appliances (appliance_id, site_name) VALUES ('11111111-1111-4111-8111-111111111111', 'Old site')");
+  await owner.query(
+    "INSERT INTO kms_fleet.appliances (appliance_id, site_name) VALUES ('11111111-1111-4111-8111-111111111111', 'Old site')",
+  );
   await owner.query(`INSERT INTO kms_fleet.machines (appliance_id, application, cmid, workstation, first_seen, last_seen, last_counted)
     VALUES ('11111111-1111-4111-8111-111111111111', '${WINDOWS_APP}', 'c-old', 'old-pc', now(), now(), now())`);
   t.equal(await remoteSchemaVersion(owner), 1);
@@ -67,16 +75,29 @@ t.test('an older schema is upgraded by fleet init, keeping its rows', async (t) 
   t.equal(first.code, 0, first.err);
   t.match(first.out, /upgraded from version 1 at version 2/);
   t.equal(await remoteSchemaVersion(owner), REMOTE_SCHEMA_VERSION);
-  const old = await rows<{ workstation: string; names_seen: string[]; product_name: string }>(owner, "SELECT workstation, names_seen, product_name FROM kms_fleet.machines WHERE cmid = 'c-old'");
+  const old = await rows<{ workstation: string; names_seen: string[]; product_name: string }>(
+    owner,
+    "SELECT workstation, names_seen, product_name FROM kms_fleet.machines WHERE cmid = 'c-old'",
+  );
   t.same(old, [{ workstation: 'old-pc', names_seen: [], product_name: '' }], 'the old row is kept, new columns take their defaults');
-  const views = await rows<{ site_name: string; active_machines: string }>(owner, 'SELECT site_name, active_machines FROM kms_fleet.site_status');
-  t.same(views.map((v) => [v.site_name, Number(v.active_machines)]), [['Old site', 1]], 'and the new views see it');
+  const views = await rows<{ site_name: string; active_machines: string }>(
+    owner,
+    'SELECT site_name, active_machines FROM kms_fleet.site_status',
+  );
+  t.same(
+    views.map((v) => [v.site_name, Number(v.active_machines)]),
+    [['Old site', 1]],
+    'and the new views see it',
+  );
 
   const again = await runInit(fleet, ['--grant', WRITER]);
   t.equal(again.code, 0);
   t.match(again.out, /at version 2; nothing to do/, 'a second run changes nothing');
   const versions = await rows<{ version: number }>(owner, 'SELECT version FROM kms_fleet.schema_version ORDER BY version');
-  t.same(versions.map((v) => v.version), [1, 2]);
+  t.same(
+    versions.map((v) => v.version),
+    [1, 2],
+  );
 
   const sent = await site.forwarder.syncNow();
   t.same([sent.machines, sent.events], [1, 1], 'the appliance reports once the schema is current');
@@ -102,11 +123,18 @@ t.test('fleet init explains a connection problem in one line', async (t) => {
   stderr.on('data', (d: Buffer) => (err += d.toString()));
   const code = await fleetInit.run(['--config', configFile(fleet), '--user', OWNER, '--password-file', wrong], { stdout, stderr, env: {} });
   t.equal(code, 1);
-  t.match(err, /^kms-appliance fleet init: PostgreSQL at kms_fleet_owner@127\.0\.0\.1:\d+\/kms_fleet_\d+ refused the password of role kms_fleet_owner/);
+  t.match(
+    err,
+    /^kms-appliance fleet init: PostgreSQL at kms_fleet_owner@127\.0\.0\.1:\d+\/kms_fleet_\d+ refused the password of role kms_fleet_owner/,
+  );
   t.equal(err.trim().split('\n').length, 1, 'one line');
   err = '';
   const loose = pg.writePasswordFile('loose-owner', fleet.passwords.owner, 0o644);
-  const refused = await fleetInit.run(['--config', configFile(fleet), '--user', OWNER, '--password-file', loose], { stdout, stderr, env: {} });
+  const refused = await fleetInit.run(['--config', configFile(fleet), '--user', OWNER, '--password-file', loose], {
+    stdout,
+    stderr,
+    env: {},
+  });
   t.equal(refused, 2, 'a password file others can read is a configuration error');
   t.match(err, /readable or writable by group or others \(mode 644\).*\[KMS_ERR_FLEET_CONFIG\]\n$/);
   t.equal(err.trim().split('\n').length, 1, 'one line');

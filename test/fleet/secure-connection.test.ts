@@ -45,8 +45,15 @@ t.test('a password file readable by group or others is refused with one clear li
     t.notMatch(err?.message ?? '', /secret-value/, 'without the password');
   }
   t.equal(readPasswordFile(fleet.passwordFiles.writer), fleet.passwords.writer, 'a 0600 file is read (first line only)');
-  t.equal(codeOf(() => readPasswordFile(path.join(pg.dir, 'missing.pw'))), 'KMS_ERR_FLEET_CONFIG');
-  t.equal(codeOf(() => connectionConfig({ ...fleet.fleetConfig('x').postgres, caFile: '' })), 'KMS_ERR_FLEET_CONFIG', 'no CA file, no connection');
+  t.equal(
+    codeOf(() => readPasswordFile(path.join(pg.dir, 'missing.pw'))),
+    'KMS_ERR_FLEET_CONFIG',
+  );
+  t.equal(
+    codeOf(() => connectionConfig({ ...fleet.fleetConfig('x').postgres, caFile: '' })),
+    'KMS_ERR_FLEET_CONFIG',
+    'no CA file, no connection',
+  );
 
   // The appliance refuses to start reporting, logs one line, and says so in its health.
   const loose = pg.writePasswordFile('loose-site', fleet.passwords.writer, 0o644);
@@ -86,9 +93,19 @@ t.test('the server certificate is verified: CA and host name (verify-full)', asy
   t.match(explainPostgresError(wrongName, { ...p, serverName: 'db.example.org' }), /does not name db.example.org/);
 
   // The server only offers hostssl lines: a client that does not do TLS is turned away.
-  const plain = new Client({ host: pg.host, port: pg.port, user: WRITER, password: fleet.passwords.writer, database: fleet.database, ssl: false });
+  const plain = new Client({
+    host: pg.host,
+    port: pg.port,
+    user: WRITER,
+    password: fleet.passwords.writer,
+    database: fleet.database,
+    ssl: false,
+  });
   plain.on('error', () => undefined);
-  const refused = await plain.connect().then(() => undefined, (err: unknown) => err);
+  const refused = await plain.connect().then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   t.ok(refused, 'plain-text connections are refused by the server');
   t.match(explainPostgresError(refused, p), /no pg_hba.conf entry/);
   await plain.end().catch(() => undefined);
@@ -99,7 +116,7 @@ t.test('the server certificate is verified: CA and host name (verify-full)', asy
   t.notMatch(explainPostgresError(denied, p), /not-the-password/);
 });
 
-t.test('the appliances\' role writes its rows and can do nothing else', async (t) => {
+t.test("the appliances' role writes its rows and can do nothing else", async (t) => {
   const fleet = await fleetDatabase(pg);
   const site = appliance(t, fleet.fleetConfig('Least'));
   site.store.recordActivation(obs(1), Date.now(), WINDOW);
@@ -118,7 +135,7 @@ t.test('the appliances\' role writes its rows and can do nothing else', async (t
   t.equal(await denied('TRUNCATE kms_fleet.machines'), '42501', 'no TRUNCATE');
   t.equal(await denied('DROP TABLE kms_fleet.events'), '42501', 'no DDL');
   t.equal(await denied("INSERT INTO kms_fleet.entitlements VALUES ('Windows', 1000000)"), '42501', 'cannot grant itself licences');
-  t.equal(await denied('SELECT * FROM kms_fleet.entitlements'), '42501', 'cannot read head office\'s tables');
+  t.equal(await denied('SELECT * FROM kms_fleet.entitlements'), '42501', "cannot read head office's tables");
   t.equal(await denied('CREATE TABLE kms_fleet.x (a int)'), '42501', 'cannot create tables');
   const reader = await fleet.connectAs('reader');
   t.teardown(() => reader.end());
@@ -135,7 +152,11 @@ t.test('the running appliance forwards real activations off the request path', a
   const win = product('Windows 10/11 Enterprise');
   const replies = [];
   for (let i = 0; i < 3; i++) replies.push(...(await activate({ host: h.host, port: h.port, product: win, workstation: `desk-${i}` })));
-  t.same(replies.map((r) => r.hresult), [0, 0, 0], 'clients are served');
+  t.same(
+    replies.map((r) => r.hresult),
+    [0, 0, 0],
+    'clients are served',
+  );
   const db = await fleet.connectAs('superuser');
   t.teardown(() => db.end());
   let found: { workstation: string }[] = [];
@@ -144,10 +165,17 @@ t.test('the running appliance forwards real activations off the request path', a
     await new Promise((r) => setTimeout(r, 100));
     found = await rows(db, 'SELECT workstation FROM kms_fleet.machines ORDER BY workstation');
   }
-  t.same(found.map((r) => r.workstation), ['desk-0', 'desk-1', 'desk-2'], 'the machines reached the fleet database');
+  t.same(
+    found.map((r) => r.workstation),
+    ['desk-0', 'desk-1', 'desk-2'],
+    'the machines reached the fleet database',
+  );
   const health = h.appliance.fleetHealth();
   t.ok(health && health.lastSuccessMs !== null, 'fleetHealth() shows the last successful send');
   t.equal(health?.backlogEvents, 0);
   t.notMatch(JSON.stringify(h.logs), new RegExp(fleet.passwords.writer), 'the password is in no log line');
-  t.ok(h.logs.some((l) => l.event === 'fleet-start'), 'the start of reporting is logged');
+  t.ok(
+    h.logs.some((l) => l.event === 'fleet-start'),
+    'the start of reporting is logged',
+  );
 });

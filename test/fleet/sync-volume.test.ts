@@ -42,17 +42,31 @@ t.test(`${MACHINES} machines synchronised`, async (t) => {
   const first = await forwarder.syncNow();
   clearInterval(ticker);
   t.equal(first.machines, MACHINES, 'every machine sent');
-  t.ok(ticks >= first.batches, `timers ran ${ticks} times during ${first.batches} batches: the event loop was never held for the whole sync`);
+  t.ok(
+    ticks >= first.batches,
+    `timers ran ${ticks} times during ${first.batches} batches: the event loop was never held for the whole sync`,
+  );
 
   const local = connectionOf(store)
-    .prepare('SELECT application, count(*) AS n, sum(CASE WHEN last_counted_ms IS NULL THEN 0 ELSE 1 END) AS counted FROM clients GROUP BY application ORDER BY application')
+    .prepare(
+      'SELECT application, count(*) AS n, sum(CASE WHEN last_counted_ms IS NULL THEN 0 ELSE 1 END) AS counted FROM clients GROUP BY application ORDER BY application',
+    )
     .all() as { application: string; n: number; counted: number }[];
   const db = await fleet.connectAs('superuser');
   t.teardown(() => db.end());
-  const remote = await rows<{ application: string; n: string; counted: string }>(db,
-    'SELECT application, count(*) AS n, count(last_counted) AS counted FROM kms_fleet.machines GROUP BY application ORDER BY application');
-  t.same(remote.map((r) => ({ application: r.application, n: Number(r.n), counted: Number(r.counted) })), local, 'per application, the same machines as the local store');
-  const [unnamed] = await rows<{ n: string }>(db, "SELECT count(*) AS n FROM kms_fleet.machines WHERE product_name = '' OR group_name = ''");
+  const remote = await rows<{ application: string; n: string; counted: string }>(
+    db,
+    'SELECT application, count(*) AS n, count(last_counted) AS counted FROM kms_fleet.machines GROUP BY application ORDER BY application',
+  );
+  t.same(
+    remote.map((r) => ({ application: r.application, n: Number(r.n), counted: Number(r.counted) })),
+    local,
+    'per application, the same machines as the local store',
+  );
+  const [unnamed] = await rows<{ n: string }>(
+    db,
+    "SELECT count(*) AS n FROM kms_fleet.machines WHERE product_name = '' OR group_name = ''",
+  );
   t.equal(Number(unnamed!.n), 0, 'every machine carries its product and group names');
 
   const second = await forwarder.syncNow();

@@ -32,7 +32,17 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'TRACE', 'CO
 const INPUTS: readonly Input[] = [
   // A malformed request line: odd methods, versions, targets, line endings.
   (rnd, host) => {
-    const target = pick(rnd, [pick(rnd, PATHS), '*', 'http://attacker.example/', '//evil', `/${'a'.repeat(Math.floor(rnd() * 20_000))}`, '/%00%ff%', '/?q=%25%5f\\\'"<>', '/ /', '']);
+    const target = pick(rnd, [
+      pick(rnd, PATHS),
+      '*',
+      'http://attacker.example/',
+      '//evil',
+      `/${'a'.repeat(Math.floor(rnd() * 20_000))}`,
+      '/%00%ff%',
+      '/?q=%25%5f\\\'"<>',
+      '/ /',
+      '',
+    ]);
     const version = pick(rnd, ['HTTP/1.1', 'HTTP/1.0', 'HTTP/2.0', 'HTTP/1.1x', 'HTTP/9', '', 'HTTP/1.1 extra']);
     const eol = pick(rnd, ['\r\n', '\n', '\r', '\r\r\n']);
     return { chunks: [text(`${pick(rnd, METHODS)} ${target} ${version}${eol}Host: ${host}${eol}${eol}`)] };
@@ -65,21 +75,52 @@ const INPUTS: readonly Input[] = [
     return { chunks, dripMs: 15 };
   },
   // Random bytes, sometimes after a valid start.
-  (rnd, host) => ({ chunks: [rnd() < 0.5 ? Buffer.concat([text(`GET / HTTP/1.1\r\nHost: ${host}\r\n`), randomBytes(rnd, 200)]) : randomBytes(rnd, 1 + Math.floor(rnd() * 2000))] }),
+  (rnd, host) => ({
+    chunks: [
+      rnd() < 0.5
+        ? Buffer.concat([text(`GET / HTTP/1.1\r\nHost: ${host}\r\n`), randomBytes(rnd, 200)])
+        : randomBytes(rnd, 1 + Math.floor(rnd() * 2000)),
+    ],
+  }),
   // A foreign, malformed or missing Host (DNS rebinding and parser edges).
   (rnd) => {
-    const host = pick(rnd, ['attacker.example', '127.0.0.2', '[::2]', '', ' ', 'a'.repeat(400), 'localhost:99999', '[::1', 'xn--', '..', 'localhost\x00.evil', '127.0.0.1:0:0']);
+    const host = pick(rnd, [
+      'attacker.example',
+      '127.0.0.2',
+      '[::2]',
+      '',
+      ' ',
+      'a'.repeat(400),
+      'localhost:99999',
+      '[::1',
+      'xn--',
+      '..',
+      'localhost\x00.evil',
+      '127.0.0.1:0:0',
+    ]);
     const line = rnd() < 0.2 ? '' : `Host: ${host}\r\n`;
     return { chunks: [text(`GET ${pick(rnd, PATHS)} HTTP/1.1\r\n${line}\r\n`)] };
   },
   // Broken credentials and cookies: not base64, no colon, huge, wrong password, forged session.
   (rnd, host) => {
     const auth = pick(rnd, [
-      'Basic', 'Basic !!!', `Basic ${Buffer.from('admin').toString('base64')}`, `Basic ${Buffer.from('admin:wrong').toString('base64')}`,
-      `Basic ${'A'.repeat(6000)}`, 'Bearer x', `Basic ${Buffer.from(`admin:${'p'.repeat(5000)}`).toString('base64')}`, 'Digest username="admin"',
+      'Basic',
+      'Basic !!!',
+      `Basic ${Buffer.from('admin').toString('base64')}`,
+      `Basic ${Buffer.from('admin:wrong').toString('base64')}`,
+      `Basic ${'A'.repeat(6000)}`,
+      'Bearer x',
+      `Basic ${Buffer.from(`admin:${'p'.repeat(5000)}`).toString('base64')}`,
+      'Digest username="admin"',
     ]);
     const cookie = pick(rnd, ['', 'kms_admin_session=forged', `kms_admin_session=${'x'.repeat(9000)}`, 'a=b; kms_admin_session=;;=']);
-    return { chunks: [text(`GET ${pick(rnd, ['/api/status', '/metrics', '/'])} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: ${auth}\r\n${cookie ? `Cookie: ${cookie}\r\n` : ''}\r\n`)] };
+    return {
+      chunks: [
+        text(
+          `GET ${pick(rnd, ['/api/status', '/metrics', '/'])} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: ${auth}\r\n${cookie ? `Cookie: ${cookie}\r\n` : ''}\r\n`,
+        ),
+      ],
+    };
   },
   // Keep-alive abuse: many pipelined requests, searches with LIKE metacharacters and cursors.
   (rnd, host) => {
@@ -132,7 +173,11 @@ function sendInput(o: HttpFuzzOptions, input: { chunks: Buffer[]; dripMs?: numbe
 }
 
 /** One well-formed GET; resolves with the status and body, or undefined when not answered in time. */
-function get(o: HttpFuzzOptions, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string } | undefined> {
+function get(
+  o: HttpFuzzOptions,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string } | undefined> {
   return new Promise((resolve) => {
     const socket = connect(o, goodClientAddress(o.host));
     const chunks: Buffer[] = [];
@@ -149,8 +194,12 @@ function get(o: HttpFuzzOptions, path: string, headers: Record<string, string> =
     socket.on('error', finish);
     socket.on('end', finish);
     socket.once(o.tls ? 'secureConnect' : 'connect', () => {
-      const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-      socket.write(`GET ${path} HTTP/1.1\r\nHost: ${o.host.includes(':') ? `[${o.host}]` : o.host}:${o.port}\r\nConnection: close\r\n${extra}\r\n`);
+      const extra = Object.entries(headers)
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('');
+      socket.write(
+        `GET ${path} HTTP/1.1\r\nHost: ${o.host.includes(':') ? `[${o.host}]` : o.host}:${o.port}\r\nConnection: close\r\n${extra}\r\n`,
+      );
     });
   });
 }

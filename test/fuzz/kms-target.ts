@@ -98,7 +98,15 @@ function contexts(rnd: () => number, first: number, n: number): PresentationCont
 }
 
 function alter(rnd: () => number, callId: number, first: number, n: number): Buffer {
-  return encodeBind({ ptype: PTYPE.ALTER_CONTEXT, callId, flags: 0x03, maxXmitFrag: 5840, maxRecvFrag: 5840, assocGroupId: 0, contexts: contexts(rnd, first, n) });
+  return encodeBind({
+    ptype: PTYPE.ALTER_CONTEXT,
+    callId,
+    flags: 0x03,
+    maxXmitFrag: 5840,
+    maxRecvFrag: 5840,
+    assocGroupId: 0,
+    contexts: contexts(rnd, first, n),
+  });
 }
 
 /** Until the socket can take more (or is gone): the fuzzer's own buffers stay small. */
@@ -144,7 +152,15 @@ function attacks(streams: Buffer[][]): readonly Attack[] {
     },
     // One bind with many contexts, sometimes claiming more than it carries.
     async (rnd, s) => {
-      const bind = encodeBind({ ptype: PTYPE.BIND, callId: 2, flags: 0x13, maxXmitFrag: int(rnd, 0x10000), maxRecvFrag: int(rnd, 0x10000), assocGroupId: int(rnd, 2 ** 32), contexts: contexts(rnd, 0, 1 + int(rnd, 90)) });
+      const bind = encodeBind({
+        ptype: PTYPE.BIND,
+        callId: 2,
+        flags: 0x13,
+        maxXmitFrag: int(rnd, 0x10000),
+        maxRecvFrag: int(rnd, 0x10000),
+        assocGroupId: int(rnd, 2 ** 32),
+        contexts: contexts(rnd, 0, 1 + int(rnd, 90)),
+      });
       if (rnd() < 0.3) bind[24] = int(rnd, 256); // n_context_elem lies
       s.write(bind);
       s.write(encodeRequestPdu({ callId: 3, contextId: int(rnd, 90), opnum: 0, stub: Buffer.alloc(int(rnd, 300)) }));
@@ -165,7 +181,9 @@ function attacks(streams: Buffer[][]): readonly Attack[] {
     async (rnd, s, stopped) => {
       s.pause();
       s.write(BIND3);
-      const burst = Buffer.concat(Array.from({ length: 500 }, (_, i) => encodeRequestPdu({ callId: i, contextId: 7, opnum: int(rnd, 2), stub: Buffer.alloc(0) })));
+      const burst = Buffer.concat(
+        Array.from({ length: 500 }, (_, i) => encodeRequestPdu({ callId: i, contextId: 7, opnum: int(rnd, 2), stub: Buffer.alloc(0) })),
+      );
       let n = 1;
       while (!stopped() && !s.destroyed && n < 20_000) {
         n += 500;
@@ -179,7 +197,15 @@ function attacks(streams: Buffer[][]): readonly Attack[] {
       let n = 1;
       for (let i = 0; i < 60 && !stopped() && !s.destroyed; i++, n++) {
         const flags = pick(rnd, [0x01, 0x00, 0x02, 0x03, 0x81, 0x00]);
-        s.write(encodeRequestPdu({ callId: int(rnd, 3), contextId: int(rnd, 3), opnum: 0, flags, stub: Buffer.alloc(int(rnd, 3000), int(rnd, 256)) }));
+        s.write(
+          encodeRequestPdu({
+            callId: int(rnd, 3),
+            contextId: int(rnd, 3),
+            opnum: 0,
+            flags,
+            stub: Buffer.alloc(int(rnd, 3000), int(rnd, 256)),
+          }),
+        );
       }
       return n;
     },

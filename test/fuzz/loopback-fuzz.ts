@@ -69,7 +69,11 @@ function optionalTarget<T>(module: string, exportName: string, missing: string[]
 function buildTargets(appliance: Appliance, missing: string[]): FuzzTarget[] {
   const targets: FuzzTarget[] = [kmsFuzzTarget({ host: '127.0.0.1', port: appliance.kmsAddresses[0]!.port })];
   const dns = appliance.dnsAddresses[0];
-  const dnsTarget = optionalTarget<(o: { host: string; port: number; zone: string }) => FuzzTarget>('./dns-target', 'dnsFuzzTarget', missing);
+  const dnsTarget = optionalTarget<(o: { host: string; port: number; zone: string }) => FuzzTarget>(
+    './dns-target',
+    'dnsFuzzTarget',
+    missing,
+  );
   if (dns && dnsTarget) targets.push(dnsTarget({ host: '127.0.0.1', port: dns.port, zone: ZONE }));
   const admin = appliance.adminAddresses[0];
   const httpTarget = optionalTarget<(o: { host: string; port: number }) => FuzzTarget>('./http-target', 'httpFuzzTarget', missing);
@@ -121,7 +125,9 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
       rounds++;
       if (Date.now() >= nextProgress) {
         nextProgress += 30_000;
-        out(`fuzz: ${Math.round((Date.now() - started) / 1000)} s, ${total(inputsByTarget)} inputs, ${rounds} rounds, ${findings.length} findings, RSS ${mb(peakRss)} MB peak`);
+        out(
+          `fuzz: ${Math.round((Date.now() - started) / 1000)} s, ${total(inputsByTarget)} inputs, ${rounds} rounds, ${findings.length} findings, RSS ${mb(peakRss)} MB peak`,
+        );
       }
     }
   } finally {
@@ -133,7 +139,17 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
   }
   // resourceUsage().maxRSS is the kernel's high-water mark (KiB), which catches peaks between samples.
   peakRss = Math.max(peakRss, process.resourceUsage().maxRSS * 1024);
-  return { seed: options.seed, rounds, inputs: total(inputsByTarget), inputsByTarget, crashes, findings, peakRssBytes: peakRss, targets: targets.map((t) => t.name), missing };
+  return {
+    seed: options.seed,
+    rounds,
+    inputs: total(inputsByTarget),
+    inputsByTarget,
+    crashes,
+    findings,
+    peakRssBytes: peakRss,
+    targets: targets.map((t) => t.name),
+    missing,
+  };
 }
 
 function total(byTarget: Record<string, number>): number {
@@ -145,14 +161,21 @@ function mb(bytes: number): string {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { seed: { type: 'string' }, seconds: { type: 'string' }, minutes: { type: 'string' }, targets: { type: 'string' } } });
+  const { values } = parseArgs({
+    options: { seed: { type: 'string' }, seconds: { type: 'string' }, minutes: { type: 'string' }, targets: { type: 'string' } },
+  });
   const seed = Number(values.seed ?? Math.floor(Math.random() * 2 ** 31));
   const seconds = values.minutes !== undefined ? Number(values.minutes) * 60 : Number(values.seconds ?? 30);
-  if (!Number.isFinite(seed) || !(seconds > 0)) throw new Error('usage: loopback-fuzz [--seed N] [--seconds S | --minutes M] [--targets kms,dns,http]');
+  if (!Number.isFinite(seed) || !(seconds > 0))
+    throw new Error('usage: loopback-fuzz [--seed N] [--seconds S | --minutes M] [--targets kms,dns,http]');
   const out = (line: string): void => void process.stdout.write(`${line}\n`);
   const report = await runCampaign({ seed, seconds, targets: values.targets?.split(','), out });
-  const per = Object.entries(report.inputsByTarget).map(([k, v]) => `${k} ${v}`).join(', ');
-  out(`fuzz: ${report.inputs} inputs sent (${per}) in ${report.rounds} rounds; ${report.crashes.length} crashes; ${report.findings.length} findings; peak RSS ${mb(report.peakRssBytes)} MB; seed ${seed}`);
+  const per = Object.entries(report.inputsByTarget)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  out(
+    `fuzz: ${report.inputs} inputs sent (${per}) in ${report.rounds} rounds; ${report.crashes.length} crashes; ${report.findings.length} findings; peak RSS ${mb(report.peakRssBytes)} MB; seed ${seed}`,
+  );
   for (const c of report.crashes) out(`crash: ${c}`);
   for (const f of report.findings.slice(0, 20)) out(`finding: ${f}`);
   const failed = report.crashes.length > 0 || report.findings.length > 0;

@@ -13,7 +13,17 @@ import { ROOT } from '../paths';
 interface CapturedCall {
   kms_request_hex: string;
   hresult: string;
-  request: { fields: { version: string; kms_counted_id: string; application_id: string; cmid: string; n_policy: number; client_time_filetime: string; workstation: string } };
+  request: {
+    fields: {
+      version: string;
+      kms_counted_id: string;
+      application_id: string;
+      cmid: string;
+      n_policy: number;
+      client_time_filetime: string;
+      workstation: string;
+    };
+  };
   response?: { fields: { count: number } };
 }
 interface Capture {
@@ -40,7 +50,9 @@ const EXPECTED_HOST_KEY_GROUP: Record<string, string> = {
 };
 
 const dir = join(ROOT, 'test', 'fixtures', 'exchanges');
-const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+const files = readdirSync(dir)
+  .filter((f) => f.endsWith('.json'))
+  .sort();
 
 t.test('the fixtures are there', async (t) => {
   t.ok(files.length >= 60, `${files.length} captures`);
@@ -75,7 +87,13 @@ for (const file of files) {
       t.equal(req.base.clientMachineId, f.cmid);
       t.equal(req.base.kmsCountedId, f.kms_counted_id);
       t.equal(req.base.requestTime, BigInt(f.client_time_filetime));
-      const sent: SentKmsRequest = { version: req.version, base: req.base, message, ...(req.iv ? { iv: req.iv } : {}), ...(req.dreq ? { dreq: req.dreq } : {}) };
+      const sent: SentKmsRequest = {
+        version: req.version,
+        base: req.base,
+        message,
+        ...(req.iv ? { iv: req.iv } : {}),
+        ...(req.dreq ? { dreq: req.dreq } : {}),
+      };
       const verified = verifyKmsResponse(result.response!, sent);
       t.equal(verified.base.clientMachineId, f.cmid);
       t.equal(verified.base.clientTime, BigInt(f.client_time_filetime));

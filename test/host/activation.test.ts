@@ -141,7 +141,11 @@ t.test('C26: one ePID per host-key group across requests, versions and restarts'
   const host = makeHost();
   const first = host.request({ version: 6 }).verified!.base.epid;
   t.equal(host.request({ version: 4, clientMachineId: cmid(2) }).verified!.base.epid, first);
-  t.equal(host.request({ version: 5, groupName: 'Windows 7', clientMachineId: cmid(3) }).verified!.base.epid, first, 'Windows 7 answered by the same Windows 10 2019 key');
+  t.equal(
+    host.request({ version: 5, groupName: 'Windows 7', clientMachineId: cmid(3) }).verified!.base.epid,
+    first,
+    'Windows 7 answered by the same Windows 10 2019 key',
+  );
   t.equal(parseEpid(first)!.groupId, 206);
   const vista = host.request({ version: 4, groupName: 'Windows Vista', clientMachineId: cmid(4) }).verified!.base.epid;
   t.equal(parseEpid(vista)!.groupId, 172);
@@ -169,14 +173,19 @@ t.test('C27: counts 1, 2, 3…; a repeat is unchanged; applications are independ
   t.equal(host.request({ groupName: 'Office 2010', version: 4, clientMachineId: cmid(1) }).verified!.base.currentCount, 1);
   t.equal(host.request({ groupName: 'Office 2016', clientMachineId: cmid(1) }).verified!.base.currentCount, 1);
   t.equal(host.request({ groupName: 'Office 2019', clientMachineId: cmid(2) }).verified!.base.currentCount, 2);
-  t.equal(host.request({ groupName: 'Windows Server 2022', clientMachineId: cmid(9) }).verified!.base.currentCount, 5, 'servers and clients share the Windows count');
+  t.equal(
+    host.request({ groupName: 'Windows Server 2022', clientMachineId: cmid(9) }).verified!.base.currentCount,
+    5,
+    'servers and clients share the Windows count',
+  );
   t.equal(host.store.snapshot(OFFICE_2010_APP, host.now, COUNT_WINDOW_MS).activeClients, 1);
 });
 
 t.test('C28: the count is capped at 2 × the largest threshold seen', async (t) => {
   const servers = makeHost();
   const got: number[] = [];
-  for (let n = 1; n <= 12; n++) got.push(servers.request({ groupName: 'Windows Server 2019', clientMachineId: cmid(n) }).verified!.base.currentCount);
+  for (let n = 1; n <= 12; n++)
+    got.push(servers.request({ groupName: 'Windows Server 2019', clientMachineId: cmid(n) }).verified!.base.currentCount);
   t.same(got, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10, 10], 'only servers: 10');
   t.equal(servers.request({ clientMachineId: cmid(13) }).verified!.base.currentCount, 13, 'a Windows client raises the cap to 50');
   const clients = makeHost();
@@ -236,7 +245,7 @@ t.test('C40: v6 responses verify when the client time is in another 4-hour slot'
   }
 });
 
-t.test('renewals keep a client\'s place; VMs count like physical machines', async (t) => {
+t.test("renewals keep a client's place; VMs count like physical machines", async (t) => {
   const host = makeHost();
   for (let n = 1; n <= 3; n++) host.request({ clientMachineId: cmid(n), vmInfo: n === 2 ? 1 : 0 });
   host.now += 20 * DAY;
@@ -279,7 +288,14 @@ t.test('the host clock jumping back and forward', async (t) => {
 
 t.test('the outcome record is complete', async (t) => {
   const host = makeHost();
-  const x = host.request({ version: 5, groupName: 'Windows Server 2022', clientMachineId: cmid(1), activationId: 'ef6cfc9f-8c5d-44ac-9aad-de6a2ea0ae03', licenseStatus: 5, vmInfo: 1 });
+  const x = host.request({
+    version: 5,
+    groupName: 'Windows Server 2022',
+    clientMachineId: cmid(1),
+    activationId: 'ef6cfc9f-8c5d-44ac-9aad-de6a2ea0ae03',
+    licenseStatus: 5,
+    vmInfo: 1,
+  });
   const o = x.result.outcome;
   t.equal(o.result, 'below-threshold');
   t.equal(o.hresult, 0);

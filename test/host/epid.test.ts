@@ -33,7 +33,11 @@ t.test('parseEpid rejects what §7.4 forbids', async (t) => {
 });
 
 t.test('randomIntInclusive reaches both ends and never leaves the range', async (t) => {
-  const fixed = (v: number) => () => { const b = Buffer.alloc(6); b.writeUIntBE(v, 0, 6); return b; };
+  const fixed = (v: number) => () => {
+    const b = Buffer.alloc(6);
+    b.writeUIntBE(v, 0, 6);
+    return b;
+  };
   t.equal(randomIntInclusive(551000000, 570999999, fixed(0)), 551000000);
   const span = 570999999 - 551000000 + 1;
   t.equal(randomIntInclusive(551000000, 570999999, fixed(span - 1)), 570999999, 'maxKeyId itself is possible');
@@ -62,8 +66,14 @@ t.test('generated ePIDs for every default host-key group and ePID build are in r
       }
       const earliest = earliestEpidDateMs(hostBuild, g)!;
       const ok =
-        p.platformId === hostBuild.platformId && p.build === hostBuild.build && p.lcid === 1031 && p.groupId === g.groupId &&
-        p.keyId >= g.minKeyId! && p.keyId <= g.maxKeyId! && epidDateMs(p) >= earliest && epidDateMs(p) <= NOW;
+        p.platformId === hostBuild.platformId &&
+        p.build === hostBuild.build &&
+        p.lcid === 1031 &&
+        p.groupId === g.groupId &&
+        p.keyId >= g.minKeyId! &&
+        p.keyId <= g.maxKeyId! &&
+        epidDateMs(p) >= earliest &&
+        epidDateMs(p) <= NOW;
       if (!ok) t.fail(`${epid} for ${g.name} / ${hostBuild.build}`);
       else checked++;
     }
@@ -81,7 +91,11 @@ t.test('the ePID date is bounded by the build, the group and today', async (t) =
   t.match(generateEpid({ hostBuild, group, lcid: 1033, nowMs: NOW, randomBytes: zeros }), /-3062024$/, 'earliest day: 2024-11-01');
   const g22 = catalog.findHostKeyGroup('Windows Server 2022')!;
   const group22 = { ...g22, groupId: g22.groupId!, minKeyId: g22.minKeyId!, maxKeyId: g22.maxKeyId! };
-  t.match(generateEpid({ hostBuild: catalog.hostBuild(9600)!, group: group22, lcid: 1033, nowMs: NOW, randomBytes: zeros }), /-2302021$/, 'group release 2021-08-18 is later than build 9600');
+  t.match(
+    generateEpid({ hostBuild: catalog.hostBuild(9600)!, group: group22, lcid: 1033, nowMs: NOW, randomBytes: zeros }),
+    /-2302021$/,
+    'group release 2021-08-18 is later than build 9600',
+  );
   // a host clock before the release date gives today, never a future date
   const early = Date.UTC(2024, 0, 10);
   t.match(generateEpid({ hostBuild, group, lcid: 1033, nowMs: early, randomBytes: zeros }), /-0102024$/);

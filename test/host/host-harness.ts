@@ -78,7 +78,15 @@ export function makeHost(opts: TestHostOptions = {}): TestHost {
     { store, catalog, randomBytes, clock },
     { build: 20348, lcid: 1033, hwid: '', epids: {}, ndr64: true, ...opts.identity },
   );
-  const deps: ActivationDeps = { catalog, policy, identity, store, clock, randomBytes, settings: { ...DEFAULT_SETTINGS, ...opts.settings } };
+  const deps: ActivationDeps = {
+    catalog,
+    policy,
+    identity,
+    store,
+    clock,
+    randomBytes,
+    settings: { ...DEFAULT_SETTINGS, ...opts.settings },
+  };
   const self = host as TestHost;
   Object.assign(host, {
     deps,

@@ -43,7 +43,11 @@ t.test('one ePID per host-key group, sharing platform, LCID and build (C26)', as
     t.ok(p.keyId >= h.minKeyId! && p.keyId <= h.maxKeyId!);
   }
   t.equal(id.epidFor(W10_2019), id.epidFor(W10_2019.toUpperCase()), 'same answer every time');
-  t.not(id.epidFor(W10_2019), id.epidFor(catalog.findHostKeyGroup('Windows 8.1')!.id), 'groups sharing group id 206 still get their own ePID');
+  t.not(
+    id.epidFor(W10_2019),
+    id.epidFor(catalog.findHostKeyGroup('Windows 8.1')!.id),
+    'groups sharing group id 206 still get their own ePID',
+  );
 });
 
 t.test('ePIDs and HwId survive a reload from the same store (C20, C26)', async (t) => {
@@ -93,16 +97,25 @@ t.test('pinned ePIDs win, by group name or id, and are checked', async (t) => {
   t.equal(load(store, { epids: { [S2022]: pinned } }).epidFor(S2022), pinned);
   // a pin may name a group that cannot generate one
   const azure2019 = catalog.findHostKeyGroup('Windows Server 2019 (Azure Only)')!;
-  t.equal(load(store, { epids: { [azure2019.name]: '03612-00206-999-000001-03-1033-20348.0000-2402021' } }).epidFor(azure2019.id), '03612-00206-999-000001-03-1033-20348.0000-2402021');
+  t.equal(
+    load(store, { epids: { [azure2019.name]: '03612-00206-999-000001-03-1033-20348.0000-2402021' } }).epidFor(azure2019.id),
+    '03612-00206-999-000001-03-1033-20348.0000-2402021',
+  );
 
   t.equal(configErrors(() => load(store, { epids: { 'Windows Server 2031': pinned } })).length, 1);
   t.equal(configErrors(() => load(store, { epids: { 'Windows Server 2022': 'not an epid' } })).length, 1);
-  t.equal(configErrors(() => load(store, { epids: { 'Windows Server 2022': '03612-04573-000-123456-03-1033-20348.0000-3662021' } })).length, 1, 'day 366 in 2021');
-  const mismatch = configErrors(() => load(store, { epids: { 'Windows Server 2022': '06401-00206-000-123456-03-1031-9600.0000-2402021' } }));
+  t.equal(
+    configErrors(() => load(store, { epids: { 'Windows Server 2022': '03612-04573-000-123456-03-1033-20348.0000-3662021' } })).length,
+    1,
+    'day 366 in 2021',
+  );
+  const mismatch = configErrors(() =>
+    load(store, { epids: { 'Windows Server 2022': '06401-00206-000-123456-03-1031-9600.0000-2402021' } }),
+  );
   t.equal(mismatch.length, 3, 'build/platform, LCID and group id each reported');
 });
 
-t.test('HwId: configured, or random and never the emulators\' values (§7.5)', async (t) => {
+t.test("HwId: configured, or random and never the emulators' values (§7.5)", async (t) => {
   const store = new MemoryActivationStore();
   t.equal(load(store, { hwid: '0123456789ABCDEF' }).hwid.toString('hex'), '0123456789abcdef');
   t.equal(store.getSetting(HWID_SETTING), undefined, 'a configured HwId is not stored');

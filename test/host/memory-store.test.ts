@@ -35,7 +35,10 @@ function count(store: MemoryActivationStore, o: ClientObservation, now: number):
 
 t.test('distinct CMIDs per application; a repeat does not raise the count', async (t) => {
   const s = new MemoryActivationStore();
-  t.same([1, 2, 3].map((n) => count(s, obs(n), T0)), [1, 2, 3]);
+  t.same(
+    [1, 2, 3].map((n) => count(s, obs(n), T0)),
+    [1, 2, 3],
+  );
   t.equal(count(s, obs(2), T0 + 1000), 3);
   t.equal(count(s, obs(1, { applicationId: OFFICE_2010_APP, requiredClientCount: 5 }), T0), 1, 'Office 2010 is separate');
   t.equal(count(s, obs(1, { applicationId: OFFICE_2013_APP, requiredClientCount: 5 }), T0), 1, 'Office 2013+ is separate');
@@ -75,7 +78,7 @@ t.test('PreviousClientMachineID replaces a known machine of the same application
   t.equal(s.machine(WINDOWS_APP, cmid(3))?.firstSeenMs, T0, 'the new CMID inherits the history');
   t.equal(count(s, obs(4, { previousClientMachineId: cmid(99) }), T0), 3, 'unknown previous CMID: just a new machine');
   count(s, obs(5, { applicationId: OFFICE_2013_APP, requiredClientCount: 5 }), T0);
-  t.equal(count(s, obs(6, { previousClientMachineId: cmid(5) }), T0), 4, 'another application\'s CMID is not replaced');
+  t.equal(count(s, obs(6, { previousClientMachineId: cmid(5) }), T0), 4, "another application's CMID is not replaced");
   t.equal(s.snapshot(OFFICE_2013_APP, T0, COUNT_WINDOW_MS).activeClients, 1);
   t.equal(count(s, obs(6, { previousClientMachineId: cmid(6) }), T0), 4, 'previous = current changes nothing');
 });
@@ -87,7 +90,10 @@ t.test('refusals are recorded, never counted (C30)', async (t) => {
   s.recordRefusal({ clientAddress: '192.0.2.9' }, 0x8007000d, 'KMS_ERR_KMS_VERSION', T0);
   t.same(s.snapshot(WINDOWS_APP, T0, COUNT_WINDOW_MS), { activeClients: 1, maxRequiredClientCount: 25 });
   t.equal(s.events.length, 3);
-  t.same(s.events.map((e) => e.kind), ['activation', 'refusal', 'refusal']);
+  t.same(
+    s.events.map((e) => e.kind),
+    ['activation', 'refusal', 'refusal'],
+  );
   t.equal(s.events[1]?.code, 'KMS_ERR_KMS_UNKNOWN_GROUP');
   t.equal(count(s, obs(2), T0), 2);
 });

@@ -99,15 +99,25 @@ t.test('allowRetail / allowPreview', async (t) => {
 
 t.test('narrowing to one host-key group', async (t) => {
   const only2025 = buildProductPolicy(catalog, { hostKeyGroups: ['Windows Server 2025'], allowRetail: false, allowPreview: false });
-  t.same(only2025.configuredHostKeyGroups.map((h) => h.name), ['Windows Server 2025']);
+  t.same(
+    only2025.configuredHostKeyGroups.map((h) => h.name),
+    ['Windows Server 2025'],
+  );
   t.equal(only2025.decide(WINDOWS_APP, groupByName('Windows Server 2025').id).ok, true);
   const d = only2025.decide(WINDOWS_APP, groupByName('Windows 10/11 2015 (Volume)').id);
   t.equal(d.ok ? '' : d.code, 'KMS_ERR_KMS_NO_HOST_KEY_GROUP', 'a Server 2025-only host refuses Windows 11');
   t.equal(only2025.decide(OFFICE_2013_APP, groupByName('Office 2024').id).ok, false);
-  t.same(only2025.hostKeyGroupsInUse.map((h) => h.name), ['Windows Server 2025']);
+  t.same(
+    only2025.hostKeyGroupsInUse.map((h) => h.name),
+    ['Windows Server 2025'],
+  );
 
   // by id, and two groups: Windows 10 2016 then answers Windows 10/11 volume
-  const two = buildProductPolicy(catalog, { hostKeyGroups: ['30a42c86-b7a0-4a34-8c90-ff177cb2acb7', 'office ltsc 2021'], allowRetail: false, allowPreview: false });
+  const two = buildProductPolicy(catalog, {
+    hostKeyGroups: ['30a42c86-b7a0-4a34-8c90-ff177cb2acb7', 'office ltsc 2021'],
+    allowRetail: false,
+    allowPreview: false,
+  });
   const w = two.decide(WINDOWS_APP, groupByName('Windows 10/11 2015 (Volume)').id);
   t.equal(w.ok && w.hostKeyGroup.name, 'Windows 10 2016');
   t.equal(two.decide(OFFICE_2013_APP, groupByName('Office 2021').id).ok, true);
@@ -120,12 +130,19 @@ t.test('host-key groups in use are those chosen for some served group', async (t
   t.notOk(names.includes('Windows 10 2015 VL'), 'always outranked by Windows 10 2019');
   t.notOk(names.some((n) => /Lab/.test(n)));
   t.ok(policy.configuredHostKeyGroups.every(isDefaultHostKeyGroup));
-  t.notOk(policy.configuredHostKeyGroups.some((h) => h.name === 'Windows Server 2019 (Azure Only)'), 'no key id range');
+  t.notOk(
+    policy.configuredHostKeyGroups.some((h) => h.name === 'Windows Server 2019 (Azure Only)'),
+    'no key id range',
+  );
 });
 
 t.test('unknown configured host-key groups are a ConfigError naming them', async (t) => {
   try {
-    buildProductPolicy(catalog, { hostKeyGroups: ['Windows Server 2022', 'Windows Server 2031', 'Office 2099'], allowRetail: false, allowPreview: false });
+    buildProductPolicy(catalog, {
+      hostKeyGroups: ['Windows Server 2022', 'Windows Server 2031', 'Office 2099'],
+      allowRetail: false,
+      allowPreview: false,
+    });
     t.fail('should throw');
   } catch (err) {
     t.equal((err as KmsError).code, 'KMS_ERR_CONFIG_INVALID');

@@ -157,7 +157,10 @@ t.test('under journald each line starts with its syslog priority', async (t) => 
   log.error('e');
   log.fatal('f');
   logActivation(log, { result: 'refused', hresult: 0x8007000d, code: 'KMS_ERR_KMS_VERSION', clientAddress: '192.0.2.1' });
-  t.same(raw.map((l) => /^<(\d)>\{/.exec(l)?.[1]), ['7', '6', '4', '3', '2', '4']);
+  t.same(
+    raw.map((l) => /^<(\d)>\{/.exec(l)?.[1]),
+    ['7', '6', '4', '3', '2', '4'],
+  );
   t.same(JSON.parse(raw[2]!.slice(3)).msg, 'w', 'the rest of the line is the JSON object');
 });
 
@@ -183,7 +186,13 @@ t.test('start-up logs the effective configuration with the TSIG secret redacted'
   const { log, lines, raw } = capture();
   logStartup(log, config, { version: '0.1.0', configFile: '/etc/kms-appliance/config.yaml', listening: ['0.0.0.0:1688'] });
   t.equal(lines.length, 1);
-  t.match(lines[0], { level: 'info', event: 'startup', version: '0.1.0', configFile: '/etc/kms-appliance/config.yaml', listening: ['0.0.0.0:1688'] });
+  t.match(lines[0], {
+    level: 'info',
+    event: 'startup',
+    version: '0.1.0',
+    configFile: '/etc/kms-appliance/config.yaml',
+    listening: ['0.0.0.0:1688'],
+  });
   const logged = lines[0]!.config as typeof config;
   t.equal(logged.dns.registration.tsig.secretBase64, REDACTED);
   t.equal(logged.dns.registration.tsig.keyName, 'kms.');

@@ -30,7 +30,18 @@ t.test('a bad entry is refused, never widened', async (t) => {
 });
 
 t.test('public addresses are those outside private, loopback, link-local and CGNAT ranges', async (t) => {
-  for (const a of ['10.1.2.3', '172.16.0.1', '192.168.0.1', '127.0.0.1', '169.254.1.1', '100.64.0.1', '::1', 'fe80::1', 'fd00::1', '::ffff:10.0.0.1']) {
+  for (const a of [
+    '10.1.2.3',
+    '172.16.0.1',
+    '192.168.0.1',
+    '127.0.0.1',
+    '169.254.1.1',
+    '100.64.0.1',
+    '::1',
+    'fe80::1',
+    'fd00::1',
+    '::ffff:10.0.0.1',
+  ]) {
     t.notOk(isPublicAddress(a), a);
   }
   for (const a of ['203.0.113.5', '8.8.8.8', '2001:db8::1', '::ffff:198.51.100.1']) t.ok(isPublicAddress(a), a);

@@ -39,7 +39,11 @@ t.test('reader honours a slice and aligns relative to a base', async (t) => {
 t.test('writer grows, aligns and back-fills', async (t) => {
   const w = new Writer(2);
   const at = w.reserve(2);
-  w.u8(1).align(4).u32(0xdeadbeef).u64(0x0102030405060708n).bytes(Buffer.from([9]));
+  w.u8(1)
+    .align(4)
+    .u32(0xdeadbeef)
+    .u64(0x0102030405060708n)
+    .bytes(Buffer.from([9]));
   w.backfillU16(at, w.offset);
   t.equal(w.finish().toString('hex'), '1100' + '01' + '00' + 'efbeadde' + '0807060504030201' + '09');
 });

@@ -30,7 +30,12 @@ function writeSource(dir: string, v: number): void {
     'dist/src/version.js': `module.exports = ${v};\n`,
     'dist/test/some.test.js': 'test code, not installed\n',
     'data/kms-catalog.json': '{"applications":[]}\n',
-    'package.json': JSON.stringify({ name: 'kms-appliance', version: `0.${v}.0`, dependencies: { 'prod-dep': '1' }, devDependencies: { 'dev-dep': '1' } }),
+    'package.json': JSON.stringify({
+      name: 'kms-appliance',
+      version: `0.${v}.0`,
+      dependencies: { 'prod-dep': '1' },
+      devDependencies: { 'dev-dep': '1' },
+    }),
     'package-lock.json': JSON.stringify({
       lockfileVersion: 3,
       packages: {
@@ -57,7 +62,11 @@ interface Setup {
   root: string;
   source: string;
   calls: string;
-  run(script: string, args?: string[], extraEnv?: Record<string, string | undefined>): { status: number | null; stdout: string; stderr: string };
+  run(
+    script: string,
+    args?: string[],
+    extraEnv?: Record<string, string | undefined>,
+  ): { status: number | null; stdout: string; stderr: string };
   systemctlCalls(): string[];
 }
 
@@ -74,7 +83,13 @@ function setup(t: Test): Setup {
     source,
     calls,
     run(script, args = [], extraEnv = {}) {
-      const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', DESTDIR: root, KMS_APPLIANCE_SOURCE: source, NODE: process.execPath, SYSTEMCTL: fakeSystemctl };
+      const env: Record<string, string> = {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        DESTDIR: root,
+        KMS_APPLIANCE_SOURCE: source,
+        NODE: process.execPath,
+        SYSTEMCTL: fakeSystemctl,
+      };
       for (const [k, v] of Object.entries(extraEnv)) {
         if (v === undefined) delete env[k];
         else env[k] = v;
@@ -113,7 +128,15 @@ t.test('a fresh install: files, permissions, production dependencies only, enabl
   const r = s.run(INSTALL);
   t.equal(r.status, 0, r.stderr);
   const lib = path.join(s.root, 'usr/lib/kms-appliance');
-  for (const f of ['dist/src/cli/main.js', 'dist/src/version.js', 'data/kms-catalog.json', 'package.json', 'package-lock.json', 'node_modules/prod-dep/index.js', 'node_modules/prod-dep/node_modules/nested/index.js']) {
+  for (const f of [
+    'dist/src/cli/main.js',
+    'dist/src/version.js',
+    'data/kms-catalog.json',
+    'package.json',
+    'package-lock.json',
+    'node_modules/prod-dep/index.js',
+    'node_modules/prod-dep/node_modules/nested/index.js',
+  ]) {
     t.ok(fs.existsSync(path.join(lib, f)), `${f} installed`);
   }
   for (const f of ['node_modules/dev-dep', 'node_modules/.bin', 'node_modules/other-platform', 'dist/test']) {
@@ -123,7 +146,10 @@ t.test('a fresh install: files, permissions, production dependencies only, enabl
   t.equal(mode(path.join(lib, 'dist/src/cli/main.js')), 0o644);
   t.equal(mode(path.join(lib, 'bin/kms-appliance')), 0o755);
   t.equal(
-    fs.readFileSync(path.join(lib, 'bin/kms-appliance'), 'utf8').split('\n').find((l) => l.startsWith('exec ')),
+    fs
+      .readFileSync(path.join(lib, 'bin/kms-appliance'), 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('exec ')),
     `exec ${process.execPath} "$LIB/dist/src/cli/main.js" "$@"`,
   );
   // The wrapper finds the program next to itself: the staged copy runs the staged files.
@@ -137,10 +163,17 @@ t.test('a fresh install: files, permissions, production dependencies only, enabl
 
   const etc = path.join(s.root, 'etc/kms-appliance');
   t.equal(mode(etc), 0o750);
-  t.equal(fs.readFileSync(path.join(etc, 'config.yaml'), 'utf8'), '# fake defaults\nlog:\n  level: info\n', 'config from `config defaults`');
+  t.equal(
+    fs.readFileSync(path.join(etc, 'config.yaml'), 'utf8'),
+    '# fake defaults\nlog:\n  level: info\n',
+    'config from `config defaults`',
+  );
   t.equal(mode(path.join(etc, 'config.yaml')), 0o640, 'config may hold a TSIG secret: not world-readable');
   t.equal(mode(path.join(s.root, 'var/lib/kms-appliance')), 0o750);
-  t.equal(fs.readFileSync(path.join(s.root, 'usr/lib/sysusers.d/kms-appliance.conf'), 'utf8'), 'u kms-appliance - "KMS volume-activation host" /var/lib/kms-appliance /usr/sbin/nologin\n');
+  t.equal(
+    fs.readFileSync(path.join(s.root, 'usr/lib/sysusers.d/kms-appliance.conf'), 'utf8'),
+    'u kms-appliance - "KMS volume-activation host" /var/lib/kms-appliance /usr/sbin/nologin\n',
+  );
   t.same(s.systemctlCalls(), ['daemon-reload', 'enable kms-appliance.service', 'restart kms-appliance.service']);
   t.notOk(fs.existsSync(lib + '.new') || fs.existsSync(lib + '.old'), 'no staging left behind');
 });
@@ -252,7 +285,10 @@ t.test('a node older than the engines field is refused with one line saying what
   const s = setup(t);
   const dir = path.join(path.dirname(s.source), 'fakes');
   fs.mkdirSync(dir);
-  for (const [version, pattern] of [['18.19.0', /is Node\.js 18\.19\.0, too old: install Node\.js 20 or later/], ['', /does not run as Node\.js/]] as const) {
+  for (const [version, pattern] of [
+    ['18.19.0', /is Node\.js 18\.19\.0, too old: install Node\.js 20 or later/],
+    ['', /does not run as Node\.js/],
+  ] as const) {
     const fake = path.join(dir, `node-${version || 'broken'}`);
     fs.writeFileSync(fake, version ? `#!/bin/sh\necho ${version}\n` : '#!/bin/sh\nexit 1\n', { mode: 0o755 });
     const r = s.run(INSTALL, [], { NODE: fake });

@@ -110,14 +110,27 @@ if (!analyzer) {
   });
 
   t.test(`systemd-analyze security scores the unit at ${MAX_EXPOSURE} or lower`, async (t) => {
-    const r = spawnSync(analyzer, ['security', '--offline=true', `--threshold=${MAX_EXPOSURE * 10}`, '--no-pager', UNIT], { encoding: 'utf8' });
-    t.equal(r.status, 0, r.stdout.split('\n').filter((l) => l.includes('✗')).join('\n'));
+    const r = spawnSync(analyzer, ['security', '--offline=true', `--threshold=${MAX_EXPOSURE * 10}`, '--no-pager', UNIT], {
+      encoding: 'utf8',
+    });
+    t.equal(
+      r.status,
+      0,
+      r.stdout
+        .split('\n')
+        .filter((l) => l.includes('✗'))
+        .join('\n'),
+    );
     const score = exposure(r.stdout);
     t.ok(score <= MAX_EXPOSURE, `exposure ${score}`);
 
     // And an unhardened unit fails the same check, so the threshold is really applied.
     const dir = t.testdir({ 'bare.service': '[Service]\nExecStart=/bin/true\n' });
-    const bare = spawnSync(analyzer, ['security', '--offline=true', `--threshold=${MAX_EXPOSURE * 10}`, '--no-pager', path.join(dir, 'bare.service')], { encoding: 'utf8' });
+    const bare = spawnSync(
+      analyzer,
+      ['security', '--offline=true', `--threshold=${MAX_EXPOSURE * 10}`, '--no-pager', path.join(dir, 'bare.service')],
+      { encoding: 'utf8' },
+    );
     t.not(bare.status, 0);
     t.ok(exposure(bare.stdout) > MAX_EXPOSURE);
   });

@@ -56,7 +56,10 @@ export async function startHarness(t: Test, edit?: ConfigEdit, options: { host?:
     c.store.dataDir = dataDir;
     edit?.(c);
   }, host);
-  const appliance = await startAppliance(config, { log: createLogger({ level: 'debug', destination: sink }), onOutcome: (o) => outcomes.push(o) });
+  const appliance = await startAppliance(config, {
+    log: createLogger({ level: 'debug', destination: sink }),
+    onOutcome: (o) => outcomes.push(o),
+  });
   t.teardown(async () => {
     await appliance.stop();
     if (!options.dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
@@ -79,11 +82,13 @@ export function rawConnect(host: string, port: number): Promise<RawPeer> {
     const chunks: Buffer[] = [];
     let waiters: (() => void)[] = [];
     let isClosed = false;
-    const closed = new Promise<void>((r) => socket.once('close', () => {
-      isClosed = true;
-      r();
-      for (const w of waiters) w();
-    }));
+    const closed = new Promise<void>((r) =>
+      socket.once('close', () => {
+        isClosed = true;
+        r();
+        for (const w of waiters) w();
+      }),
+    );
     socket.on('data', (c) => {
       chunks.push(c);
       for (const w of waiters) w();

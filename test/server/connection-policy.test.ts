@@ -133,13 +133,19 @@ t.test('at the per-address limit a bind gets bind_nak reason 2 (§2.7) and is co
   t.equal(stats.accepted, 2);
   t.equal(stats.refusedByReason['per-address'], 1);
   t.equal(stats.bindNaks, 1);
-  t.ok(logs.some((l) => (l as { code?: string }).code === 'KMS_ERR_CONN_LIMIT'), 'the refusal is logged');
-  t.ok(logs.some((l) => (l as { code?: string }).code === 'KMS_ERR_BIND_CONNECTION_LIMIT'), 'and the bind_nak');
+  t.ok(
+    logs.some((l) => (l as { code?: string }).code === 'KMS_ERR_CONN_LIMIT'),
+    'the refusal is logged',
+  );
+  t.ok(
+    logs.some((l) => (l as { code?: string }).code === 'KMS_ERR_BIND_CONNECTION_LIMIT'),
+    'and the bind_nak',
+  );
   a.socket.destroy();
   b.socket.destroy();
 });
 
-t.test('when full, a newcomer from another address takes the slot of the largest group\'s longest-idle connection', async (t) => {
+t.test("when full, a newcomer from another address takes the slot of the largest group's longest-idle connection", async (t) => {
   const { server, port } = await startServer(t, settings({ maxConnections: 4 }));
   const hogs = [];
   for (let i = 0; i < 4; i++) hogs.push(await connect(port, '127.0.2.1'));

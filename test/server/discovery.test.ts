@@ -25,7 +25,10 @@ t.test('SRV answers name the real KMS port and a served address; dns check succe
   const code = await main(['dns', 'check', '--domain', 'branch.test', '--server', `127.0.0.1:${dnsPort}`, '--port', String(h.port)], io);
   t.equal(code, 0, io.out() + io.err());
   t.match(io.out(), /0[0-9]{4}-[0-9]{5}-/, 'the report shows the host ePID');
-  t.ok(h.outcomes.some((o) => o.workstationName === 'kms-appliance-dns-check'), 'the probe reached the host as a real request');
+  t.ok(
+    h.outcomes.some((o) => o.workstationName === 'kms-appliance-dns-check'),
+    'the probe reached the host as a real request',
+  );
 
   const missing = captureIo();
   t.equal(await main(['dns', 'check', '--domain', 'elsewhere.test', '--server', `127.0.0.1:${dnsPort}`], missing), 1);
@@ -36,5 +39,15 @@ t.test('published addresses follow the listen addresses', async (t) => {
   const machine = () => ['192.0.2.7', '2001:db8::7', 'fe80::1'];
   t.same(kmsAddressesToPublish([{ host: '127.0.0.1', family: 4 }], machine)(), ['127.0.0.1']);
   t.same(kmsAddressesToPublish([{ host: '0.0.0.0', family: 4 }], machine)(), ['192.0.2.7']);
-  t.same(kmsAddressesToPublish([{ host: '0.0.0.0', family: 4 }, { host: '::', family: 6 }], machine)(), ['192.0.2.7', '2001:db8::7'], 'never link-local');
+  t.same(
+    kmsAddressesToPublish(
+      [
+        { host: '0.0.0.0', family: 4 },
+        { host: '::', family: 6 },
+      ],
+      machine,
+    )(),
+    ['192.0.2.7', '2001:db8::7'],
+    'never link-local',
+  );
 });

@@ -56,8 +56,11 @@ t.test('disk full: served and counted from memory, bounded, refused past the bou
   t.equal(stats.pendingEvents, 100, 'at most the event bound waits in memory');
   t.ok(stats.droppedEvents > 0, 'the events past the bound are counted');
   const errors = h.logs.filter((l) => l['level'] === 50 || l['level'] === 'error');
-  t.same(errors.map((l) => l['code']), ['KMS_ERR_STORE_WRITE_FAILED', 'KMS_ERR_STORE_WRITE_FAILED', 'KMS_ERR_STORE_BACKLOG_FULL'],
-    'one error for the outage, one when the request log overflows, one when machines are refused');
+  t.same(
+    errors.map((l) => l['code']),
+    ['KMS_ERR_STORE_WRITE_FAILED', 'KMS_ERR_STORE_WRITE_FAILED', 'KMS_ERR_STORE_BACKLOG_FULL'],
+    'one error for the outage, one when the request log overflows, one when machines are refused',
+  );
   t.match(String(errors[0]?.['msg']), h.appliance.databaseFile);
 
   db.pragma('max_page_count = 1073741823');

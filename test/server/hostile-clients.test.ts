@@ -41,7 +41,10 @@ t.test('garbage, lying frag_length and unknown PTYPE close that connection only'
     peer.socket.write(bytes);
     await peer.closed;
     t.equal(peer.received().length, 0, `${what}: closed without a reply`);
-    t.ok(h.logs.some((l) => l['code'] === code && typeof l['peer'] === 'string'), `${what}: logged as ${code} with the peer`);
+    t.ok(
+      h.logs.some((l) => l['code'] === code && typeof l['peer'] === 'string'),
+      `${what}: logged as ${code} with the peer`,
+    );
     await goodClientServed(t, h.host, h.port);
   }
 });
@@ -50,7 +53,7 @@ t.test('random bytes never crash the host', async (t) => {
   const h = await startHarness(t);
   for (let i = 0; i < 30; i++) {
     const peer = await rawConnect(h.host, h.port);
-    const junk = randomBytes(1 + (i * 37) % 600);
+    const junk = randomBytes(1 + ((i * 37) % 600));
     if (i % 2 === 0) junk[0] = 5; // past the version byte sometimes
     peer.socket.end(junk);
     await peer.closed;
@@ -118,7 +121,10 @@ t.test('slow drip and idle clients are closed after the idle timeout, others una
   t.ok(dripLog, 'the drip is logged as a warning with its peer');
   t.type(dripLog?.['peer'], 'string');
   t.ok(Number(dripLog?.['partialBytes']) > 0);
-  t.notOk(h.logs.some((l) => l['code'] === 'KMS_ERR_CONN_IDLE' && l['level'] === 'warn' && l['partialBytes'] === undefined), 'a quiet idle connection is no warning');
+  t.notOk(
+    h.logs.some((l) => l['code'] === 'KMS_ERR_CONN_IDLE' && l['level'] === 'warn' && l['partialBytes'] === undefined),
+    'a quiet idle connection is no warning',
+  );
   await goodClientServed(t, h.host, h.port);
 });
 
@@ -127,7 +133,10 @@ t.test('a connection is not closed merely because a response was sent (C36)', as
     c.kms.idleTimeoutSeconds = 2;
   });
   const replies = await activate({ host: h.host, port: h.port, product: WIN, requests: 3 });
-  t.same(replies.map((r) => r.hresult), [0, 0, 0]);
+  t.same(
+    replies.map((r) => r.hresult),
+    [0, 0, 0],
+  );
   const peer = await rawConnect(h.host, h.port);
   peer.socket.write(BIND_NDR32);
   await peer.waitFor(60);
@@ -172,7 +181,11 @@ function alterWithContexts(callId: number, first: number, n: number): Buffer {
     maxXmitFrag: 5840,
     maxRecvFrag: 5840,
     assocGroupId: 0,
-    contexts: Array.from({ length: n }, (_, i) => ({ contextId: (first + i) & 0xffff, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR32_SYNTAX] })),
+    contexts: Array.from({ length: n }, (_, i) => ({
+      contextId: (first + i) & 0xffff,
+      abstractSyntax: KMS_INTERFACE,
+      transferSyntaxes: [NDR32_SYNTAX],
+    })),
   });
 }
 
@@ -185,34 +198,37 @@ function peersLogged(logs: Record<string, unknown>[], code: string): string[] {
   return logs.filter((l) => l['code'] === code).map((l) => String(l['peer']).replace(/:\d+$/, ''));
 }
 
-t.test('alter_context floods with ever new contexts from four connections of one address: bounded, logged once, good client served', async (t) => {
-  const h = await startHarness(t);
-  const stop = { done: false };
-  let closedByHost = 0;
-  // 60 new contexts per alter_context (2,668 bytes): the table limit is reached by the first.
-  const alters = Array.from({ length: 50 }, (_, i) => alterWithContexts(3 + i, 1 + i * 60, 60));
-  const flood = async (): Promise<void> => {
-    const s = await connectFrom('127.0.1.1', h.port);
-    if (!s) return;
-    s.write(BIND_NDR32);
-    for (const pdu of alters) {
-      if (s.destroyed || stop.done) break;
-      s.write(pdu);
-      await new Promise((r) => setImmediate(r));
-    }
-    await Promise.race([closed(s), sleep(2000)]);
-    if (s.destroyed) closedByHost++;
-    s.destroy();
-  };
-  const attackers = [1, 2, 3, 4].map(() => keepAttacking(stop, flood));
-  await sleep(200);
-  const served = await goodClientTries(h.host, h.port);
-  stop.done = true;
-  await Promise.all(attackers);
-  t.ok(served >= 19, `a good client was served ${served} of 20 times during the flood`);
-  t.ok(closedByHost >= 4, 'the flooding connections were closed by the host');
-  t.same(peersLogged(h.logs, 'KMS_ERR_RPC_CONTEXT_LIMIT'), ['127.0.1.1'], 'logged once for the address, with its code');
-});
+t.test(
+  'alter_context floods with ever new contexts from four connections of one address: bounded, logged once, good client served',
+  async (t) => {
+    const h = await startHarness(t);
+    const stop = { done: false };
+    let closedByHost = 0;
+    // 60 new contexts per alter_context (2,668 bytes): the table limit is reached by the first.
+    const alters = Array.from({ length: 50 }, (_, i) => alterWithContexts(3 + i, 1 + i * 60, 60));
+    const flood = async (): Promise<void> => {
+      const s = await connectFrom('127.0.1.1', h.port);
+      if (!s) return;
+      s.write(BIND_NDR32);
+      for (const pdu of alters) {
+        if (s.destroyed || stop.done) break;
+        s.write(pdu);
+        await new Promise((r) => setImmediate(r));
+      }
+      await Promise.race([closed(s), sleep(2000)]);
+      if (s.destroyed) closedByHost++;
+      s.destroy();
+    };
+    const attackers = [1, 2, 3, 4].map(() => keepAttacking(stop, flood));
+    await sleep(200);
+    const served = await goodClientTries(h.host, h.port);
+    stop.done = true;
+    await Promise.all(attackers);
+    t.ok(served >= 19, `a good client was served ${served} of 20 times during the flood`);
+    t.ok(closedByHost >= 4, 'the flooding connections were closed by the host');
+    t.same(peersLogged(h.logs, 'KMS_ERR_RPC_CONTEXT_LIMIT'), ['127.0.1.1'], 'logged once for the address, with its code');
+  },
+);
 
 t.test('100 addresses holding idle, dripping and keep-alive-abusing connections cannot lock a good client out', async (t) => {
   const h = await startHarness(t, (c) => {
@@ -224,7 +240,12 @@ t.test('100 addresses holding idle, dripping and keep-alive-abusing connections 
   cancel[2] = PTYPE.CO_CANCEL;
   const kinds: ((s: net.Socket) => Promise<void>)[] = [
     async (s) => {
-      await Promise.race([closed(s), new Promise<void>((r) => { const i = setInterval(() => stop.done && (clearInterval(i), r()), 50); })]);
+      await Promise.race([
+        closed(s),
+        new Promise<void>((r) => {
+          const i = setInterval(() => stop.done && (clearInterval(i), r()), 50);
+        }),
+      ]);
     },
     async (s) => {
       // A slow drip: one byte of a bind every 100 ms, never a whole PDU.
@@ -277,7 +298,9 @@ t.test('a client that never reads its replies is paused, then closed; it cannot 
   s.pause(); // never reads
   s.write(BIND_NDR32);
   // Requests on an unknown context: each answered with a 32-byte fault, never read.
-  const burst = Buffer.concat(Array.from({ length: 2000 }, (_, i) => encodeRequestPdu({ callId: i, contextId: 9, opnum: 0, stub: Buffer.alloc(0) })));
+  const burst = Buffer.concat(
+    Array.from({ length: 2000 }, (_, i) => encodeRequestPdu({ callId: i, contextId: 9, opnum: 0, stub: Buffer.alloc(0) })),
+  );
   let sent = 0;
   const writer = (async () => {
     while (!s.destroyed && sent < 64 * 1024 * 1024) {

@@ -67,7 +67,11 @@ t.test('counts distinct machines per application across connections; the ePID is
   t.same(counts, [1, 2, 3]);
   t.equal(epids.size, 1, 'one ePID for the Windows host-key group');
   const same = await activate({ host: h.host, port: h.port, product: win, cmid: '7f2d1b56-3c4e-4a8b-9d10-112233445566', requests: 2 });
-  t.same(same.map((r) => r.verified!.base.currentCount), [4, 4], 'a repeated machine id does not raise the count');
+  t.same(
+    same.map((r) => r.verified!.base.currentCount),
+    [4, 4],
+    'a repeated machine id does not raise the count',
+  );
   const [o] = await activate({ host: h.host, port: h.port, product: office });
   t.equal(o!.verified!.base.currentCount, 1, 'Office 2013+ counts on its own');
   t.equal(h.outcomes.length, 6, 'one outcome per request (C32)');
@@ -101,10 +105,18 @@ t.test('client-network allowlist: outsiders are closed on, insiders served', asy
   const outside = await startHarness(t, (c) => {
     c.kms.clientNetworks = ['192.0.2.0/24'];
   });
-  const err = await activate({ host: outside.host, port: outside.port, product: product('Windows 10/11 Enterprise'), timeoutMs: 2000 }).catch((e: unknown) => e);
+  const err = await activate({
+    host: outside.host,
+    port: outside.port,
+    product: product('Windows 10/11 Enterprise'),
+    timeoutMs: 2000,
+  }).catch((e: unknown) => e);
   t.ok(err instanceof KmsError, 'the client fails');
   t.match((err as KmsError).code, /KMS_ERR_CLIENT_(PROTOCOL|CONNECT)/);
-  t.ok(outside.logs.some((l) => l['code'] === 'KMS_ERR_CONN_NOT_ALLOWED' && l['peer'] === '127.0.0.1'), 'logged with the peer');
+  t.ok(
+    outside.logs.some((l) => l['code'] === 'KMS_ERR_CONN_NOT_ALLOWED' && l['peer'] === '127.0.0.1'),
+    'logged with the peer',
+  );
   const inside = await startHarness(t, (c) => {
     c.kms.clientNetworks = ['10.0.0.0/8', '127.0.0.0/8'];
   });
@@ -123,7 +135,10 @@ t.test('connection limit: the bind over the limit gets bind_nak reason 2 and a c
   await c.closed;
   t.equal(c.received()[2], PTYPE.BIND_NAK);
   t.equal(decodeBindNak(c.received()).reason, 2, 'local_limit_exceeded (§2.7)');
-  t.ok(h.logs.some((l) => l['code'] === 'KMS_ERR_CONN_LIMIT'), 'the refused connection is logged');
+  t.ok(
+    h.logs.some((l) => l['code'] === 'KMS_ERR_CONN_LIMIT'),
+    'the refused connection is logged',
+  );
   a.socket.destroy();
   await a.closed;
   await new Promise((r) => setTimeout(r, 50));
@@ -140,7 +155,10 @@ t.test('per-address limit: one client address cannot take every connection', asy
   const b = await rawConnect(h.host, h.port);
   const third = await rawConnect(h.host, h.port);
   await third.closed;
-  t.ok(h.logs.some((l) => l['code'] === 'KMS_ERR_CONN_LIMIT' && String(l['msg']).includes('maxConnectionsPerAddress')), 'logged, naming the setting');
+  t.ok(
+    h.logs.some((l) => l['code'] === 'KMS_ERR_CONN_LIMIT' && String(l['msg']).includes('maxConnectionsPerAddress')),
+    'logged, naming the setting',
+  );
   b.socket.destroy();
   await b.closed;
   await new Promise((r) => setTimeout(r, 50));
@@ -171,12 +189,27 @@ t.test('listen failures read as what to change', async (t) => {
   t.equal(denied.code, 'KMS_ERR_LISTEN_PERMISSION');
   t.match(denied.message, /CAP_NET_BIND_SERVICE/);
   t.equal(listenError(Object.assign(new Error('x'), { code: 'EADDRINUSE' }), at).code, 'KMS_ERR_LISTEN_IN_USE');
-  t.equal(listenError(Object.assign(new Error('x'), { code: 'EADDRNOTAVAIL' }), { host: '192.0.2.1', port: 1688, family: 4 }).code, 'KMS_ERR_LISTEN_ADDRESS');
+  t.equal(
+    listenError(Object.assign(new Error('x'), { code: 'EADDRNOTAVAIL' }), { host: '192.0.2.1', port: 1688, family: 4 }).code,
+    'KMS_ERR_LISTEN_ADDRESS',
+  );
 });
 
 t.test('public client addresses are recognised for the exposure warning', async (t) => {
   for (const a of ['203.0.113.9', '8.8.8.8', '2001:4860::8888', '::ffff:198.51.100.1']) t.equal(isPublicAddress(a), true, `${a} is public`);
-  for (const a of ['10.1.2.3', '172.20.0.1', '192.168.1.1', '127.0.0.1', '100.64.3.4', '169.254.1.1', '::1', 'fe80::1', 'fd00::5', '::ffff:10.0.0.1', undefined]) {
+  for (const a of [
+    '10.1.2.3',
+    '172.20.0.1',
+    '192.168.1.1',
+    '127.0.0.1',
+    '100.64.3.4',
+    '169.254.1.1',
+    '::1',
+    'fe80::1',
+    'fd00::5',
+    '::ffff:10.0.0.1',
+    undefined,
+  ]) {
     t.equal(isPublicAddress(a), false, `${String(a)} is not public`);
   }
 });

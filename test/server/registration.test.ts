@@ -30,7 +30,10 @@ t.test('the appliance publishes _vlmcs._tcp in named on start and withdraws it o
   }
   t.equal(answer.length, 1, 'named serves the SRV record');
   t.same(answer[0]?.slice(4), ['0', '0', String(h.port), `kms1.${ZONE}.`], 'priority 0, weight 0, the real KMS port, the target');
-  t.ok(h.logs.some((l) => l['eventId'] === 12294), 'success logged as event 12294');
+  t.ok(
+    h.logs.some((l) => l['eventId'] === 12294),
+    'success logged as event 12294',
+  );
 
   await h.appliance.stop();
   const after = await dig('127.0.0.1', named.port, [srvName, 'SRV']);

@@ -102,7 +102,10 @@ t.test('SIGHUP applies a valid file and keeps serving; a broken file is rejected
   t.ok(counted > 5, 'counts carried through both reloads');
   s.child.kill('SIGTERM');
   t.equal(await s.exited, 0, 'SIGTERM: exit code 0');
-  t.ok(s.lines.some((l) => l['event'] === 'shutdown'), 'shutdown logged');
+  t.ok(
+    s.lines.some((l) => l['event'] === 'shutdown'),
+    'shutdown logged',
+  );
 });
 
 t.test('kill -9 during a stream of activations loses no answered activation', async (t) => {

@@ -14,9 +14,14 @@ t.test('a batch counts as it goes and is durable only after commitBatch', async 
   const dir = tempDataDir(t);
   const store = SqliteStore.open(dir, {});
   t.equal(store.beginBatch(), true);
-  for (let i = 1; i <= 10; i++) t.equal(store.recordActivation(obs(i, big), T0 + i, WINDOW).activeClients, i, `machine ${i} counted inside the batch`);
+  for (let i = 1; i <= 10; i++)
+    t.equal(store.recordActivation(obs(i, big), T0 + i, WINDOW).activeClients, i, `machine ${i} counted inside the batch`);
   const reader = SqliteStore.open(dir, { readonly: true });
-  t.equal(connectionOf(reader).prepare('SELECT count(*) FROM clients').pluck().get(), 0, 'another connection sees nothing before the commit');
+  t.equal(
+    connectionOf(reader).prepare('SELECT count(*) FROM clients').pluck().get(),
+    0,
+    'another connection sees nothing before the commit',
+  );
   store.commitBatch();
   t.equal(connectionOf(reader).prepare('SELECT count(*) FROM clients').pluck().get(), 10, 'and all of it after');
   reader.close();

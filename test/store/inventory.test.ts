@@ -5,7 +5,15 @@ import { Inventory, MAX_NAMES_KEPT } from '../../src/store/inventory';
 import { complianceReport } from '../../src/store/compliance';
 import type { NameResolver } from '../../src/catalog/name-resolver';
 import {
-  cmid, DAY, obs, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, SERVER_2022_GROUP, SERVER_2022_STANDARD, tempDataDir, WINDOW,
+  cmid,
+  DAY,
+  obs,
+  OFFICE_2019_EXCEL,
+  OFFICE_2019_GROUP,
+  SERVER_2022_GROUP,
+  SERVER_2022_STANDARD,
+  tempDataDir,
+  WINDOW,
 } from './observations';
 import { OFFICE_2013_APP, WIN10_VOLUME_GROUP, WINDOWS_APP } from '../ids';
 
@@ -18,7 +26,10 @@ const names: NameResolver = {
 };
 const server = { kmsCountedId: SERVER_2022_GROUP, activationId: SERVER_2022_STANDARD, requiredClientCount: 5 };
 const office = {
-  applicationId: OFFICE_2013_APP, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5,
+  applicationId: OFFICE_2013_APP,
+  kmsCountedId: OFFICE_2019_GROUP,
+  activationId: OFFICE_2019_EXCEL,
+  requiredClientCount: 5,
 };
 
 /** 20 Windows 10 clients, 3 servers and 6 Office installs active; 2 Windows clients expired. */
@@ -46,13 +57,22 @@ t.test('summary per application and group: counts, thresholds, what is missing',
   const [windows, officeApp, ...rest] = inventory.summary(NOW);
   t.same(rest, []);
   t.match(windows, {
-    applicationId: WINDOWS_APP, applicationName: 'Windows', activeMachines: 23, threshold: 25, reportedCount: 23,
-    missing: 2, activates: false, lastActivationMs: NOW - 3600_000,
+    applicationId: WINDOWS_APP,
+    applicationName: 'Windows',
+    activeMachines: 23,
+    threshold: 25,
+    reportedCount: 23,
+    missing: 2,
+    activates: false,
+    lastActivationMs: NOW - 3600_000,
   });
-  t.same(windows?.groups.map((g) => [g.groupName, g.activeMachines, g.requiredCount, g.activates]), [
-    ['Windows 10/11 2015 (Volume)', 20, 25, false],
-    ['Windows Server 2022', 3, 5, true],
-  ]);
+  t.same(
+    windows?.groups.map((g) => [g.groupName, g.activeMachines, g.requiredCount, g.activates]),
+    [
+      ['Windows 10/11 2015 (Volume)', 20, 25, false],
+      ['Windows Server 2022', 3, 5, true],
+    ],
+  );
   t.match(officeApp, { applicationId: OFFICE_2013_APP, activeMachines: 6, threshold: 5, missing: 0, activates: true, reportedCount: 6 });
   // 41 days later nothing is in the window any more.
   const later = inventory.summary(NOW + 41 * DAY);
@@ -77,13 +97,22 @@ t.test('client list filters by group, product, application and silence', async (
   const all = [...inventory.clients({}, NOW)];
   t.equal(all.length, 6 + 20 + 3 + 2 + 1);
   const byGroup = [...inventory.clients({ group: 'server 2022' }, NOW)];
-  t.same(byGroup.map((c) => c.cmid), [cmid(21), cmid(22), cmid(23)]);
+  t.same(
+    byGroup.map((c) => c.cmid),
+    [cmid(21), cmid(22), cmid(23)],
+  );
   t.match(byGroup[0], { groupName: 'Windows Server 2022', skuName: 'Windows Server 2022 Standard', active: true, vm: false });
   t.equal([...inventory.clients({ group: WIN10_VOLUME_GROUP }, NOW)].length, 20 + 2 + 1, 'by id');
   t.equal([...inventory.clients({ product: 'excel' }, NOW)].length, 6);
   t.equal([...inventory.clients({ application: 'office' }, NOW)].length, 6);
   const silent = [...inventory.clients({ notSeenSinceMs: NOW - 30 * DAY }, NOW)];
-  t.same(silent.map((c) => [c.cmid, c.active]), [[cmid(90), false], [cmid(91), false]]);
+  t.same(
+    silent.map((c) => [c.cmid, c.active]),
+    [
+      [cmid(90), false],
+      [cmid(91), false],
+    ],
+  );
   const refused = all.find((c) => c.cmid === cmid(50));
   t.match(refused, { lastCountedMs: null, active: false, lastHresult: 0xc004f06c });
 });
@@ -100,7 +129,10 @@ t.test('duplicates: one CMID under several names, one name with several CMIDs', 
   // Re-imaged without a previous CMID: the name comes back under a new CMID.
   store.recordActivation(obs(200, { workstationName: 'PC-5.branch.example' }), NOW, WINDOW);
   const d = inventory.duplicates(NOW);
-  t.same(d.sharedCmids.map((s) => s.cmid), [cmid(1), cmid(3)]);
+  t.same(
+    d.sharedCmids.map((s) => s.cmid),
+    [cmid(1), cmid(3)],
+  );
   t.match(d.sharedCmids[0], { workstations: ['clone-b', 'pc-1.branch.example'], workstationChanges: 2, applications: ['Windows'] });
   t.match(d.sharedCmids[1], { addresses: ['10.0.0.3', '10.9.9.8'], addressChanges: 2, workstationChanges: 0 });
   t.same(d.sharedWorkstations, [{ workstation: 'pc-5.branch.example', cmids: [cmid(5), cmid(200)].sort(), application: 'Windows' }]);
@@ -109,7 +141,8 @@ t.test('duplicates: one CMID under several names, one name with several CMIDs', 
 t.test('duplicates: every name of a cloned CMID, per product line, served requests only', async (t) => {
   const { store, inventory } = setup(t);
   // Three machines from one image: the clients row remembers two names, the events all three.
-  for (const [k, name] of ['clone-a', 'clone-b', 'clone-c', 'clone-a'].entries()) store.recordActivation(obs(7, { workstationName: name }), NOW + k, WINDOW);
+  for (const [k, name] of ['clone-a', 'clone-b', 'clone-c', 'clone-a'].entries())
+    store.recordActivation(obs(7, { workstationName: name }), NOW + k, WINDOW);
   // A PC's Windows and Office (different CMIDs, one name) are not "one name, several CMIDs".
   store.recordActivation(obs(300, { workstationName: 'desk-1' }), NOW, WINDOW);
   store.recordActivation(obs(301, { ...office, workstationName: 'desk-1' }), NOW, WINDOW);
@@ -124,12 +157,24 @@ t.test('duplicates: every name of a cloned CMID, per product line, served reques
   const seven = d.sharedCmids.find((c) => c.cmid === cmid(7));
   t.same(seven?.workstations, ['clone-a', 'clone-b', 'clone-c', 'pc-7.branch.example'], 'all names, not only the last two');
   t.equal(seven?.workstationChanges, 4);
-  t.notOk(d.sharedCmids.some((c) => c.cmid === cmid(8)), 'a refused request under another name is no clone');
-  t.notOk(d.sharedWorkstations.some((w) => w.workstation === 'desk-1'), 'Windows and Office of one PC are not duplicates');
-  t.notOk(d.sharedWorkstations.some((w) => w.workstation === 'lab-1'), 'a refused CMID does not make a name shared');
+  t.notOk(
+    d.sharedCmids.some((c) => c.cmid === cmid(8)),
+    'a refused request under another name is no clone',
+  );
+  t.notOk(
+    d.sharedWorkstations.some((w) => w.workstation === 'desk-1'),
+    'Windows and Office of one PC are not duplicates',
+  );
+  t.notOk(
+    d.sharedWorkstations.some((w) => w.workstation === 'lab-1'),
+    'a refused CMID does not make a name shared',
+  );
   const nine = d.sharedCmids.find((c) => c.cmid === cmid(9));
   t.same(nine?.workstations, ['evil\nfake-entry', 'pc-9.branch.example']);
-  t.notOk(d.sharedCmids.some((c) => c.workstations.includes('fake-entry')), 'no made-up entry');
+  t.notOk(
+    d.sharedCmids.some((c) => c.workstations.includes('fake-entry')),
+    'no made-up entry',
+  );
   // Bounded: a CMID answering under hundreds of names lists MAX_NAMES_KEPT of them.
   for (let k = 0; k < 100; k++) store.recordActivation(obs(10, { workstationName: `flood-${k}` }), NOW + k, WINDOW);
   t.equal(inventory.duplicates(NOW).sharedCmids.find((c) => c.cmid === cmid(10))?.workstations.length, MAX_NAMES_KEPT);
@@ -148,18 +193,37 @@ t.test('compliance: entitlements by group name, application id or SKU name; over
     inventory.nameResolver,
   );
   t.same(rows, [
-    { product: 'windows 10/11 2015 (volume)', scope: 'group', groups: ['Windows 10/11 2015 (Volume)'], licenses: 15, activeMachines: 20, overUse: true, excess: 5 },
+    {
+      product: 'windows 10/11 2015 (volume)',
+      scope: 'group',
+      groups: ['Windows 10/11 2015 (Volume)'],
+      licenses: 15,
+      activeMachines: 20,
+      overUse: true,
+      excess: 5,
+    },
     { product: OFFICE_2013_APP, scope: 'application', groups: ['Office 2019'], licenses: 10, activeMachines: 6, overUse: false, excess: 0 },
     { product: 'Visio 2099', scope: 'unmatched', groups: [], licenses: 3, activeMachines: 0, overUse: false, excess: 0 },
-    { product: 'windows server 2022 standard', scope: 'sku', groups: ['Windows Server 2022'], licenses: 2, activeMachines: 3, overUse: true, excess: 1 },
+    {
+      product: 'windows server 2022 standard',
+      scope: 'sku',
+      groups: ['Windows Server 2022'],
+      licenses: 2,
+      activeMachines: 3,
+      overUse: true,
+      excess: 1,
+    },
   ]);
   // Without entitlements every group in use is listed as unlicensed.
   const bare = complianceReport(inventory.groupCounts(NOW), [], inventory.nameResolver);
-  t.same(bare.map((r) => [r.product, r.activeMachines, r.licenses]), [
-    ['Office 2019', 6, null],
-    ['Windows 10/11 2015 (Volume)', 20, null],
-    ['Windows Server 2022', 3, null],
-  ]);
+  t.same(
+    bare.map((r) => [r.product, r.activeMachines, r.licenses]),
+    [
+      ['Office 2019', 6, null],
+      ['Windows 10/11 2015 (Volume)', 20, null],
+      ['Windows Server 2022', 3, null],
+    ],
+  );
 });
 
 t.test('database info names the file and counts rows', async (t) => {

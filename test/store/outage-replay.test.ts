@@ -50,7 +50,11 @@ for (const seed of [0x0abc1234, 0x5151ab, 0x77e1]) {
     db.pragma('max_page_count = 1073741823');
     t.equal(late.flushPending(), true);
     const rows = (s: SqliteStore) => connectionOf(s).prepare('SELECT * FROM clients ORDER BY application, cmid').all();
-    const events = (s: SqliteStore) => connectionOf(s).prepare('SELECT * FROM events ORDER BY id').all().map((e) => ({ ...(e as object), id: 0 }));
+    const events = (s: SqliteStore) =>
+      connectionOf(s)
+        .prepare('SELECT * FROM events ORDER BY id')
+        .all()
+        .map((e) => ({ ...(e as object), id: 0 }));
     t.same(rows(late), rows(onTime), 'the same clients, column for column');
     t.same(events(late), events(onTime), 'the same events in the same order (the buffer did not overflow here)');
   });

@@ -9,7 +9,15 @@ import { reportedCount } from '../../src/host/counting';
 import { SqliteStore } from '../../src/store/sqlite-store';
 import { connectionOf } from '../../src/store/testing';
 import {
-  cmid, DAY, obs, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, SERVER_2022_GROUP, SERVER_2022_STANDARD, tempDataDir, WINDOW,
+  cmid,
+  DAY,
+  obs,
+  OFFICE_2019_EXCEL,
+  OFFICE_2019_GROUP,
+  SERVER_2022_GROUP,
+  SERVER_2022_STANDARD,
+  tempDataDir,
+  WINDOW,
 } from './observations';
 import { NIL_GUID, OFFICE_2013_APP } from '../ids';
 import { seededRandom as rng } from '../prng';
@@ -22,7 +30,10 @@ function walk(store: SqliteStore, onStep: (step: number) => void): { mine: numbe
   const next = rng(SEED);
   const pick = (n: number): number => Math.floor(next() * n);
   const office = {
-    applicationId: OFFICE_2013_APP, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5,
+    applicationId: OFFICE_2013_APP,
+    kmsCountedId: OFFICE_2019_GROUP,
+    activationId: OFFICE_2019_EXCEL,
+    requiredClientCount: 5,
   };
   const server = { kmsCountedId: SERVER_2022_GROUP, activationId: SERVER_2022_STANDARD, requiredClientCount: 5 };
   let now = Date.UTC(2025, 0, 1);
@@ -31,8 +42,10 @@ function walk(store: SqliteStore, onStep: (step: number) => void): { mine: numbe
   for (let step = 0; step < STEPS; step++) {
     onStep(step);
     const r = next();
-    if (r < 0.05) now -= pick(15) * DAY; // clock set back
-    else if (r < 0.12) now += pick(40) * DAY; // long silence or clock forward
+    if (r < 0.05)
+      now -= pick(15) * DAY; // clock set back
+    else if (r < 0.12)
+      now += pick(40) * DAY; // long silence or clock forward
     else now += pick(6 * 3600_000);
     const machine = pick(90);
     const kind = pick(3);
@@ -54,7 +67,10 @@ t.test(`SQLite and reference stores report the same counts (seed ${SEED})`, asyn
   const store = SqliteStore.open(tempDataDir(t), {});
   t.teardown(() => store.close());
   const { mine, reference } = walk(store, () => {});
-  t.ok(reference.some((c) => c >= 10), 'the walk reaches the cap region');
+  t.ok(
+    reference.some((c) => c >= 10),
+    'the walk reaches the cap region',
+  );
   t.same(mine, reference);
 });
 

@@ -119,10 +119,12 @@ t.test('a version 1 database is migrated at start-up and keeps its machines', as
   const dir = tempDataDir(t);
   const raw = new Database(databaseFile(dir));
   applyMigrations(raw, 1);
-  raw.prepare(
-    `INSERT INTO clients (application, cmid, first_seen_ms, last_seen_ms, last_counted_ms, workstation, requests, required_count)
+  raw
+    .prepare(
+      `INSERT INTO clients (application, cmid, first_seen_ms, last_seen_ms, last_counted_ms, workstation, requests, required_count)
      VALUES (?, ?, ?, ?, ?, 'old-pc', 4, 25)`,
-  ).run(WINDOWS_APP, cmid(1), T0 - 1000, T0 - 1000, T0 - 1000);
+    )
+    .run(WINDOWS_APP, cmid(1), T0 - 1000, T0 - 1000, T0 - 1000);
   raw.prepare('INSERT INTO app_required VALUES (?, 25, ?)').run(WINDOWS_APP, T0 - 1000);
   raw.prepare("INSERT INTO settings VALUES ('hwid', '0011223344556677')").run();
   t.equal(raw.pragma('user_version', { simple: true }), 1);
@@ -133,7 +135,10 @@ t.test('a version 1 database is migrated at start-up and keeps its machines', as
   const db = connectionOf(store);
   t.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
   t.match(db.prepare('SELECT * FROM clients WHERE cmid = ?').get(cmid(1)), {
-    workstation: 'old-pc', requests: 4, previous_workstation: '', workstation_changes: 0,
+    workstation: 'old-pc',
+    requests: 4,
+    previous_workstation: '',
+    workstation_changes: 0,
   });
   t.equal(store.getSetting('hwid'), '0011223344556677');
   const snap = store.recordActivation(obs(2), T0, WINDOW);

@@ -3,7 +3,15 @@ import { SqliteStore } from '../../src/store/sqlite-store';
 import { connectionOf } from '../../src/store/testing';
 import { DATABASE_FILE_NAME } from '../../src/store/data-dir';
 import {
-  cmid, DAY, obs, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, SERVER_2022_GROUP, SERVER_2022_STANDARD, tempDataDir, WINDOW,
+  cmid,
+  DAY,
+  obs,
+  OFFICE_2019_EXCEL,
+  OFFICE_2019_GROUP,
+  SERVER_2022_GROUP,
+  SERVER_2022_STANDARD,
+  tempDataDir,
+  WINDOW,
 } from './observations';
 import { NIL_GUID, OFFICE_2013_APP, WINDOWS_APP } from '../ids';
 
@@ -29,7 +37,10 @@ t.test('distinct machines count 1, 2, 3 … and cross the threshold of 25 at the
   const store = openStore(t);
   const counts: number[] = [];
   for (let i = 1; i <= 25; i++) counts.push(reported(store.recordActivation(obs(i), T0 + i * 1000, WINDOW)));
-  t.same(counts, Array.from({ length: 25 }, (_, i) => i + 1));
+  t.same(
+    counts,
+    Array.from({ length: 25 }, (_, i) => i + 1),
+  );
   t.ok(counts[23]! < 25, 'the 24th machine is still below the Windows client threshold');
   t.equal(counts[24], 25);
 });
@@ -133,7 +144,11 @@ t.test('a request naming a known previous CMID replaces that machine', async (t)
   const unknownPrevious = store.recordActivation(obs(4, { previousClientMachineId: cmid(77) }), T0 + 2, WINDOW);
   t.equal(reported(unknownPrevious), 3);
   // The previous CMID of another application is not this application's machine.
-  store.recordActivation(obs(5, { applicationId: OFFICE_2013_APP, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5 }), T0, WINDOW);
+  store.recordActivation(
+    obs(5, { applicationId: OFFICE_2013_APP, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5 }),
+    T0,
+    WINDOW,
+  );
   const crossApp = store.recordActivation(obs(6, { previousClientMachineId: cmid(5) }), T0 + 3, WINDOW);
   t.equal(reported(crossApp), 4);
   t.ok(clientRow(store, cmid(5), OFFICE_2013_APP));
@@ -144,7 +159,10 @@ t.test('a request naming a known previous CMID replaces that machine', async (t)
 t.test('applications are counted separately; VMs count like physical machines', async (t) => {
   const store = openStore(t);
   const office = {
-    applicationId: OFFICE_2013_APP, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5,
+    applicationId: OFFICE_2013_APP,
+    kmsCountedId: OFFICE_2019_GROUP,
+    activationId: OFFICE_2019_EXCEL,
+    requiredClientCount: 5,
   };
   store.recordActivation(obs(1, { vmInfo: 1 }), T0, WINDOW);
   store.recordActivation(obs(2), T0, WINDOW);
@@ -197,9 +215,20 @@ t.test('the event log keeps 12290 fields and is pruned by age and by size', asyn
   store.recordActivation(obs(1, { vmInfo: 1, requestTimeMs: T0 - 5000 }), T0, WINDOW);
   const e = connectionOf(store).prepare('SELECT * FROM events').get() as Row;
   t.match(e, {
-    time_ms: T0, served: 1, hresult: 0, application: WINDOWS_APP, cmid: cmid(1), previous_cmid: NIL_GUID,
-    workstation: 'pc-1.branch.example', required_count: 25, license_status: 2, vm: 1, protocol_version: 6,
-    client_address: '10.0.0.1', request_time_ms: T0 - 5000, current_count: 1,
+    time_ms: T0,
+    served: 1,
+    hresult: 0,
+    application: WINDOWS_APP,
+    cmid: cmid(1),
+    previous_cmid: NIL_GUID,
+    workstation: 'pc-1.branch.example',
+    required_count: 25,
+    license_status: 2,
+    vm: 1,
+    protocol_version: 6,
+    client_address: '10.0.0.1',
+    request_time_ms: T0 - 5000,
+    current_count: 1,
   });
   for (let i = 2; i <= 4; i++) store.recordActivation(obs(i), T0 + i * DAY, WINDOW);
   // Retention 10 days: at T0 + 12 d the event of T0 + 2 d is exactly 10 days old and stays.

@@ -31,5 +31,9 @@ t.test('the -wal file stays bounded while thousands of new machines are written 
   t.ok(written > 64 << 20, `more than 64 MB of WAL frames were written (${Math.round(written / 2 ** 20)} MB)`);
   t.ok(largest < 64 << 20, `the -wal file never passed 64 MB (largest ${(largest / 2 ** 20).toFixed(1)} MB)`);
   t.ok(store.stats().walBytes !== undefined, 'stats report the -wal size');
-  t.same({ failures: store.stats().writeFailures, error: store.stats().lastWriteError }, { failures: 0, error: null }, 'no write ever failed (the checkpointer never locks a writer out)');
+  t.same(
+    { failures: store.stats().writeFailures, error: store.stats().lastWriteError },
+    { failures: 0, error: null },
+    'no write ever failed (the checkpointer never locks a writer out)',
+  );
 });

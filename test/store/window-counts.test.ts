@@ -19,7 +19,10 @@ t.test(`memory counts equal a model of the rows with 3 machines held (seed ${SEE
   const source: CountSource = {
     lastCounted: (_app, id) => rows.get(id),
     mostRecent: (_app, limit) =>
-      [...rows].filter((r): r is [string, number] => r[1] !== null).sort((a, b) => b[1] - a[1]).slice(0, limit),
+      [...rows]
+        .filter((r): r is [string, number] => r[1] !== null)
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, limit),
   };
   const counts = new WindowCounts(source, 3);
   counts.load(['app']);
@@ -63,7 +66,9 @@ t.test(`SqliteStore counts equal the SQL count on its file, more machines than h
   const dir = tempDataDir(t);
   const store = SqliteStore.open(dir, {});
   const db = connectionOf(store);
-  const sqlCount = db.prepare('SELECT count(*) FROM (SELECT 1 FROM clients WHERE application = ? AND last_counted_ms >= ? LIMIT ?)').pluck();
+  const sqlCount = db
+    .prepare('SELECT count(*) FROM (SELECT 1 FROM clients WHERE application = ? AND last_counted_ms >= ? LIMIT ?)')
+    .pluck();
   const next = rng(SEED ^ 0x55aa);
   const pick = (n: number): number => Math.floor(next() * n);
   let now = Date.UTC(2025, 0, 1);
@@ -85,7 +90,10 @@ t.test(`SqliteStore counts equal the SQL count on its file, more machines than h
     mine.push(Math.min(s.activeClients, 2 * s.maxRequiredClientCount));
     sql.push(sqlCount.get(WINDOWS_APP, now - WINDOW, 2 * s.maxRequiredClientCount) as number);
   }
-  t.ok(sql.some((c) => c === 2000), 'the walk reaches the largest cap');
+  t.ok(
+    sql.some((c) => c === 2000),
+    'the walk reaches the largest cap',
+  );
   t.same(mine, sql);
 
   // A reopened store builds the same counts from the file, at any cutoff.
@@ -95,6 +103,10 @@ t.test(`SqliteStore counts equal the SQL count on its file, more machines than h
   const count = connectionOf(reopened).prepare(sqlCount.source).pluck();
   const cutoffs = [0, 10, 20, 30, 35].map((d) => now - d * DAY);
   for (const cap of [50, 2000]) {
-    t.same(cutoffs.map((c) => reopened.countSince(WINDOWS_APP, c, cap)), cutoffs.map((c) => count.get(WINDOWS_APP, c, cap)), `after a restart, cap ${cap}`);
+    t.same(
+      cutoffs.map((c) => reopened.countSince(WINDOWS_APP, c, cap)),
+      cutoffs.map((c) => count.get(WINDOWS_APP, c, cap)),
+      `after a restart, cap ${cap}`,
+    );
   }
 });

@@ -68,7 +68,7 @@ t.test('disk full: one error, counting goes on, recovery on the next write, noth
   for (let i = 1; i <= n; i++) if (!db.prepare('SELECT 1 FROM clients WHERE cmid = ?').get(cmid(i))) missing.push(i);
   t.same(missing, [], 'every machine answered during the outage is stored');
   t.equal(db.prepare('SELECT requests FROM clients WHERE cmid = ?').pluck().get(cmid(firstPending)), 2);
-  t.equal(db.prepare("SELECT last_hresult FROM clients WHERE cmid = ?").pluck().get(cmid(9000)), 0xc004f06c);
+  t.equal(db.prepare('SELECT last_hresult FROM clients WHERE cmid = ?').pluck().get(cmid(9000)), 0xc004f06c);
   t.equal(db.prepare('SELECT count(*) FROM events').pluck().get(), n + 3, 'served, repeated and refused requests');
   t.equal(reopened.getSetting('epid:206'), '03612-00206-556-123727-03-1033-17763.0000-2972018');
   t.equal(reopened.recordActivation(obs(1, big), T0 + n + 1, WINDOW).activeClients, n);
@@ -135,8 +135,11 @@ t.test('a long outage: writes coalesce per machine, events overflow counted, the
   t.equal(store.acceptsActivation(obs(refusedAt + 1, big)), false);
   t.equal(store.stats().refusedMachines, 2);
   const errors = log.lines.filter((l) => l.level === 'error');
-  t.same(errors.map((l) => l.obj['code']), ['KMS_ERR_STORE_WRITE_FAILED', 'KMS_ERR_STORE_WRITE_FAILED', 'KMS_ERR_STORE_BACKLOG_FULL'],
-    'one error for the outage, one when events overflow, one when machines are refused');
+  t.same(
+    errors.map((l) => l.obj['code']),
+    ['KMS_ERR_STORE_WRITE_FAILED', 'KMS_ERR_STORE_WRITE_FAILED', 'KMS_ERR_STORE_BACKLOG_FULL'],
+    'one error for the outage, one when events overflow, one when machines are refused',
+  );
 
   connectionOf(store).pragma('max_page_count = 1073741823');
   t.equal(store.flushPending(), true);
@@ -146,17 +149,23 @@ t.test('a long outage: writes coalesce per machine, events overflow counted, the
   const reopened = SqliteStore.open(dir, {});
   t.teardown(() => reopened.close());
   const db = connectionOf(reopened);
-  const row = db.prepare('SELECT requests, workstation, previous_workstation, workstation_changes, last_counted_ms FROM clients WHERE cmid = ?');
+  const row = db.prepare(
+    'SELECT requests, workstation, previous_workstation, workstation_changes, last_counted_ms FROM clients WHERE cmid = ?',
+  );
   const missing = acknowledged.filter((i) => row.get(cmid(i)) === undefined);
   t.same(missing, [], 'every acknowledged machine is on disk');
   t.equal(row.get(cmid(refusedAt)), undefined, 'the refused machine is not');
-  t.same(row.get(cmid(acknowledged[7]!)), {
-    requests: 3,
-    workstation: `pc-${acknowledged[7]}-0`,
-    previous_workstation: `pc-${acknowledged[7]}-1`,
-    workstation_changes: 2,
-    last_counted_ms: T0 + acknowledged[7]! * 10 + 2,
-  }, 'three requests folded into one row exactly as three writes would be');
+  t.same(
+    row.get(cmid(acknowledged[7]!)),
+    {
+      requests: 3,
+      workstation: `pc-${acknowledged[7]}-0`,
+      previous_workstation: `pc-${acknowledged[7]}-1`,
+      workstation_changes: 2,
+      last_counted_ms: T0 + acknowledged[7]! * 10 + 2,
+    },
+    'three requests folded into one row exactly as three writes would be',
+  );
   t.equal(db.prepare('SELECT count(*) FROM clients WHERE last_counted_ms IS NOT NULL').pluck().get(), stored + acknowledged.length - 1);
 });
 
@@ -175,7 +184,8 @@ t.test('damage found while serving is reported as corruption, not as a full disk
   fs.writeSync(fd, Buffer.alloc(pageSize * 40, 0xa5), 0, pageSize * 40, pageSize * 3);
   fs.closeSync(fd);
   db.pragma('shrink_memory');
-  for (let i = 5000; i < 5100; i++) t.equal(store.recordActivation(obs(i, big), T0 + i, WINDOW).activeClients, Math.min(2000, i - 5000 + 3001));
+  for (let i = 5000; i < 5100; i++)
+    t.equal(store.recordActivation(obs(i, big), T0 + i, WINDOW).activeClients, Math.min(2000, i - 5000 + 3001));
   const errors = log.lines.filter((l) => l.level === 'error');
   t.equal(errors.length, 1);
   t.match(errors[0]?.obj, { code: 'KMS_ERR_STORE_CORRUPT', sqliteCode: /^SQLITE_CORRUPT/, file: store.file });

@@ -63,9 +63,17 @@ export const command = defineCommand({
   summary: 'send verified activation requests to a KMS host, like a Windows client',
   help: HELP,
   options: {
-    host: { type: 'string', short: 'H' }, port: { type: 'string', short: 'p' }, product: { type: 'string', short: 'P' },
-    protocol: { type: 'string' }, ndr64: { type: 'string' }, btfn: { type: 'string' }, requests: { type: 'string', short: 'n' },
-    cmid: { type: 'string' }, workstation: { type: 'string' }, timeout: { type: 'string' }, 'list-products': { type: 'boolean' },
+    host: { type: 'string', short: 'H' },
+    port: { type: 'string', short: 'p' },
+    product: { type: 'string', short: 'P' },
+    protocol: { type: 'string' },
+    ndr64: { type: 'string' },
+    btfn: { type: 'string' },
+    requests: { type: 'string', short: 'n' },
+    cmid: { type: 'string' },
+    workstation: { type: 'string' },
+    timeout: { type: 'string' },
+    'list-products': { type: 'boolean' },
   },
   formats: true,
   async run({ values: v, format, io }) {
@@ -75,7 +83,8 @@ export const command = defineCommand({
       return EXIT.OK;
     }
     if (!v.host) throw new UsageProblem('--host is required');
-    if (v.host.length > 253 || /[\s\x00-\x1f\x7f]/.test(v.host)) throw new UsageProblem(`--host "${inert(v.host.slice(0, 60))}" is not a host name or address`);
+    if (v.host.length > 253 || /[\s\x00-\x1f\x7f]/.test(v.host))
+      throw new UsageProblem(`--host "${inert(v.host.slice(0, 60))}" is not a host name or address`);
     if (!v.product) throw new UsageProblem('--product is required (kms-appliance activate --list-products shows them)');
     const port = intOption(v.port ?? '1688', 1, 65535);
     const requests = intOption(v.requests ?? '1', 1, 10000);
@@ -98,18 +107,31 @@ export const command = defineCommand({
     const hostShown = v.host.includes(':') ? `[${v.host}]` : v.host;
     try {
       const replies = await activate({
-        host: v.host, port, product, requests, ndr64, btfn, timeoutMs: timeout * 1000,
+        host: v.host,
+        port,
+        product,
+        requests,
+        ndr64,
+        btfn,
+        timeoutMs: timeout * 1000,
         ...(protocol ? { protocol: protocol as KmsVersion } : {}),
         ...(v.cmid ? { cmid: v.cmid.toLowerCase() } : {}),
         ...(v.workstation ? { workstation: v.workstation } : {}),
       });
       if (format === 'json') {
         // The same fields as CSV; warnings stay a list in JSON (CSV joins them with "; ").
-        io.stdout.write(toJson(replies.map((r) => ({ ...Object.fromEntries(FIELDS.map((f) => [f.header, f.value(r)])), warnings: r.warnings })), 2) + '\n');
+        io.stdout.write(
+          toJson(
+            replies.map((r) => ({ ...Object.fromEntries(FIELDS.map((f) => [f.header, f.value(r)])), warnings: r.warnings })),
+            2,
+          ) + '\n',
+        );
       } else if (format === 'csv') {
         io.stdout.write(formatCsv(replies, FIELDS));
       } else {
-        io.stdout.write(`${product.name} → ${hostShown}:${port}, KMS v${protocol ?? product.protocol}, NDR64 ${ndr64 ? 'on' : 'off'}, BTFN ${btfn ? 'on' : 'off'}\n`);
+        io.stdout.write(
+          `${product.name} → ${hostShown}:${port}, KMS v${protocol ?? product.protocol}, NDR64 ${ndr64 ? 'on' : 'off'}, BTFN ${btfn ? 'on' : 'off'}\n`,
+        );
         for (const [i, r] of replies.entries()) {
           for (const w of r.warnings) io.stdout.write(`  warning: ${inert(w)}\n`);
           if (r.verified) {
@@ -119,7 +141,8 @@ export const command = defineCommand({
               `#${i + 1} served (response verified): ePID ${inert(b.epid)}, count ${b.currentCount} of ${product.requiredClientCount} needed` +
                 ` → ${r.activated ? 'client activates' : `client stays unactivated (0xC004F038: ${missing} more machine${missing === 1 ? '' : 's'} needed)`}` +
                 `, activation interval ${b.activationInterval} min, renewal interval ${b.renewalInterval} min` +
-                (r.verified.hwid ? `, HwId ${r.verified.hwid.toString('hex').toUpperCase()}` : '') + '\n',
+                (r.verified.hwid ? `, HwId ${r.verified.hwid.toString('hex').toUpperCase()}` : '') +
+                '\n',
             );
           } else {
             io.stdout.write(`#${i + 1} refused: ${formatHresult(r.hresult)} ${describeHresult(r.hresult) ?? ''}\n`);

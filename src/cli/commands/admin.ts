@@ -9,7 +9,14 @@ import { checkReadable, locate } from '../locations';
 import { loadConfig } from '../../config/load';
 import type { AppConfig } from '../../config/defaults';
 import { GENERATED_CERT_FILE, checkCertificatePair, describeCertificate, type CertificateFacts } from '../../admin/tls-certificate';
-import { ADMIN_USER, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, hashPassword, passwordFile, writePasswordRecord } from '../../admin/password';
+import {
+  ADMIN_USER,
+  MAX_PASSWORD_LENGTH,
+  MIN_PASSWORD_LENGTH,
+  hashPassword,
+  passwordFile,
+  writePasswordRecord,
+} from '../../admin/password';
 
 const COMMON = `  -d, --data-dir DIR  The appliance's data directory (default: store.dataDir; on an installed box
                       the service's /var/lib/kms-appliance; else ~/.local/state/kms-appliance).
@@ -121,7 +128,11 @@ const cert = defineCommand({
 });
 
 /** Reads one line; on a terminal without echo (raw mode), so the password never appears on screen. */
-export function readSecretLine(input: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown }, prompt: string, out: NodeJS.WritableStream): Promise<string | undefined> {
+export function readSecretLine(
+  input: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown },
+  prompt: string,
+  out: NodeJS.WritableStream,
+): Promise<string | undefined> {
   return new Promise((resolve) => {
     const tty = input.isTTY === true && typeof input.setRawMode === 'function';
     if (tty) {
@@ -186,7 +197,9 @@ const setPassword = defineCommand({
     try {
       writePasswordRecord(c.dataDir, await hashPassword(first));
     } catch (err) {
-      io.stderr.write(`kms-appliance admin set-password: cannot write ${passwordFile(c.dataDir)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
+      io.stderr.write(
+        `kms-appliance admin set-password: cannot write ${passwordFile(c.dataDir)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`,
+      );
       return EXIT.FAILURE;
     }
     io.stdout.write(`Password of ${ADMIN_USER} stored in ${passwordFile(c.dataDir)} (scrypt hash only).\n`);

@@ -39,7 +39,6 @@ Example:
   kms-appliance client-config --host kms.branch.example.org --out /srv/share/kms
 `;
 
-
 export const command = defineCommand({
   name: 'client-config',
   summary: 'write .cmd/.ps1/.reg files that point clients at this host by hand',
@@ -69,7 +68,9 @@ export const command = defineCommand({
       return EXIT.FAILURE;
     }
     for (const f of files) io.stdout.write(`${inert(path.join(dir, f.name))}: ${f.purpose}\n`);
-    io.stdout.write(`On the client, as Administrator: kms-client-set.cmd, or powershell -ExecutionPolicy Bypass -File .\\kms-client-set.ps1\n`);
+    io.stdout.write(
+      `On the client, as Administrator: kms-client-set.cmd, or powershell -ExecutionPolicy Bypass -File .\\kms-client-set.ps1\n`,
+    );
     return EXIT.OK;
   },
 });

@@ -101,7 +101,11 @@ function writeChunked(io: CommandIo, lines: Iterable<string>): void {
   if (chunk !== '') io.stdout.write(chunk);
 }
 
-const KINDS: Readonly<Record<'group' | 'product' | 'application', NameKind>> = { group: 'group', product: 'sku', application: 'application' };
+const KINDS: Readonly<Record<'group' | 'product' | 'application', NameKind>> = {
+  group: 'group',
+  product: 'sku',
+  application: 'application',
+};
 
 /** A --group/--product/--application value as the catalogue id it names; UsageProblem otherwise. */
 function resolveFilter(catalog: Catalog, option: keyof typeof KINDS, typed: string): string {
@@ -130,7 +134,8 @@ export const command = defineCommand({
     const filter: { -readonly [K in keyof ClientFilter]: ClientFilter[K] } = {};
     if (values['not-seen-since'] !== undefined) {
       const since = parseNotSeenSince(values['not-seen-since'], now);
-      if (since === undefined) throw new UsageProblem(`--not-seen-since needs a date (2026-01-31) or a number of days, not "${values['not-seen-since']}"`);
+      if (since === undefined)
+        throw new UsageProblem(`--not-seen-since needs a date (2026-01-31) or a number of days, not "${values['not-seen-since']}"`);
       filter.notSeenSinceMs = since;
     }
     const settings = loadSettings(values, io);
@@ -144,20 +149,26 @@ export const command = defineCommand({
     try {
       const rows = inventory.clients(filter, now);
       if (format === 'csv') {
-        writeChunked(io, (function* () {
-          yield csvLine(FIELDS.map((c) => c.header));
-          for (const r of rows) yield csvLine(FIELDS.map((c) => c.value(r)));
-        })());
+        writeChunked(
+          io,
+          (function* () {
+            yield csvLine(FIELDS.map((c) => c.header));
+            for (const r of rows) yield csvLine(FIELDS.map((c) => c.value(r)));
+          })(),
+        );
       } else if (format === 'json') {
-        writeChunked(io, (function* () {
-          let first = true;
-          yield '[';
-          for (const r of rows) {
-            yield `${first ? '\n' : ',\n'}  ${toJson(jsonRecord(r))}`;
-            first = false;
-          }
-          yield first ? ']\n' : '\n]\n';
-        })());
+        writeChunked(
+          io,
+          (function* () {
+            let first = true;
+            yield '[';
+            for (const r of rows) {
+              yield `${first ? '\n' : ',\n'}  ${toJson(jsonRecord(r))}`;
+              first = false;
+            }
+            yield first ? ']\n' : '\n]\n';
+          })(),
+        );
       } else {
         printTable(io, [...rows]);
       }

@@ -33,7 +33,6 @@ Examples:
   kms-appliance config defaults > /etc/kms-appliance/config.yaml
 `;
 
-
 export const command = defineCommand({
   name: 'config',
   summary: 'check a configuration file, or print every default as a commented example',

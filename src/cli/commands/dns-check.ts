@@ -67,7 +67,6 @@ export function defaultDomain(hostName = os.hostname(), resolvConf = '/etc/resol
   }
 }
 
-
 function printReport(io: CommandIo, r: DiscoveryReport): void {
   // Names and text from DNS answers are chosen by whoever runs that DNS server: printed inert.
   const w = (s: string): void => void io.stdout.write(inert(s) + '\n');
@@ -77,7 +76,7 @@ function printReport(io: CommandIo, r: DiscoveryReport): void {
     for (const rec of r.records) w(`  priority ${rec.priority}  weight ${rec.weight}  port ${rec.port}  ${rec.target}`);
     w('Tried in the order a Windows client would:');
     r.attempts.forEach((a, i) => {
-      const code = a.ok ? 'OK' : a.hresult !== undefined ? formatHresult(a.hresult) : a.code ?? 'failed';
+      const code = a.ok ? 'OK' : a.hresult !== undefined ? formatHresult(a.hresult) : (a.code ?? 'failed');
       w(`  ${i + 1}. ${a.record.target}:${a.record.port}  ${code}`);
       w(`     ${a.explain}`);
     });
@@ -102,7 +101,9 @@ export const command = defineCommand({
   async run({ values: v, format, io }) {
     const domain = (v.domain ?? defaultDomain() ?? '').trim().replace(/\.$/, '');
     if (!domain) {
-      throw new UsageProblem(`this machine has no DNS domain suffix to search (a Windows client would show ${formatHresult(HRESULT.DNS_BAD_NAME)}); give --domain`);
+      throw new UsageProblem(
+        `this machine has no DNS domain suffix to search (a Windows client would show ${formatHresult(HRESULT.DNS_BAD_NAME)}); give --domain`,
+      );
     }
     if (domain.length > 253 || !/^[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*$/.test(domain)) {
       throw new UsageProblem(`--domain "${inert(domain.slice(0, 80))}" is not a DNS domain name`);
@@ -115,10 +116,12 @@ export const command = defineCommand({
     let expectedPort: number | undefined;
     if (v.port !== undefined) {
       expectedPort = Number(v.port);
-      if (!/^\d{1,5}$/.test(v.port) || expectedPort < 1 || expectedPort > 65535) throw new UsageProblem(`--port "${inert(v.port)}" is not a port number`);
+      if (!/^\d{1,5}$/.test(v.port) || expectedPort < 1 || expectedPort > 65535)
+        throw new UsageProblem(`--port "${inert(v.port)}" is not a port number`);
     }
     const timeoutSeconds = v.timeout === undefined ? 5 : Number(v.timeout);
-    if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0 || timeoutSeconds > 300) throw new UsageProblem(`--timeout "${inert(v.timeout ?? '')}" is not a number of seconds (1-300)`);
+    if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0 || timeoutSeconds > 300)
+      throw new UsageProblem(`--timeout "${inert(v.timeout ?? '')}" is not a number of seconds (1-300)`);
     const timeoutMs = Math.round(timeoutSeconds * 1000);
 
     const report = await checkDiscovery(

@@ -11,7 +11,13 @@ import { inert, toJson } from '../terminal';
 import { KmsError } from '../../errors';
 import { databaseFile } from '../../store/data-dir';
 import { FleetOutbox } from '../../store/fleet-outbox';
-import { connectionConfig, describeTarget, explainPostgresError, type ConnectionOverrides, type PostgresSettings } from '../../fleet/pg-connection';
+import {
+  connectionConfig,
+  describeTarget,
+  explainPostgresError,
+  type ConnectionOverrides,
+  type PostgresSettings,
+} from '../../fleet/pg-connection';
 import { REMOTE_SCHEMA_VERSION, grantReader, grantWriter, migrateRemote } from '../../fleet/remote-schema';
 import { readFleetReport, type FleetReport } from '../../fleet/fleet-report';
 
@@ -150,71 +156,155 @@ interface CsvRow {
 }
 
 function csvRows(r: FleetReport): CsvRow[] {
-  const blank = { site: '', product: '', machines: null, licenses: null, excess: null, overUse: null, lastContact: null, silentHours: null, silent: null, cmid: '', detail: '' };
+  const blank = {
+    site: '',
+    product: '',
+    machines: null,
+    licenses: null,
+    excess: null,
+    overUse: null,
+    lastContact: null,
+    silentHours: null,
+    silent: null,
+    cmid: '',
+    detail: '',
+  };
   return [
-    ...r.products.map((p) => ({ ...blank, section: 'product', product: p.productName || p.groupName, machines: p.activeMachines, detail: `${p.sites} sites; ${p.groupName}` })),
-    ...r.perSite.map((p) => ({ ...blank, section: 'site-product', site: p.siteName, product: p.productName || p.groupName, machines: p.activeMachines, detail: p.groupName })),
-    ...r.compliance.map((c) => ({ ...blank, section: 'entitlement', product: c.product, machines: c.activeMachines, licenses: c.licenses, excess: c.excess, overUse: c.overUse })),
-    ...r.sites.map((s) => ({ ...blank, section: 'site', site: s.siteName, machines: s.activeMachines, lastContact: s.lastContact, silentHours: s.silentHours, silent: s.silent, detail: s.applianceId })),
-    ...r.sharedCmids.map((c) => ({ ...blank, section: 'shared-cmid', site: c.siteNames.join('; '), cmid: c.cmid, machines: c.sites, detail: c.workstations.join('; ') })),
+    ...r.products.map((p) => ({
+      ...blank,
+      section: 'product',
+      product: p.productName || p.groupName,
+      machines: p.activeMachines,
+      detail: `${p.sites} sites; ${p.groupName}`,
+    })),
+    ...r.perSite.map((p) => ({
+      ...blank,
+      section: 'site-product',
+      site: p.siteName,
+      product: p.productName || p.groupName,
+      machines: p.activeMachines,
+      detail: p.groupName,
+    })),
+    ...r.compliance.map((c) => ({
+      ...blank,
+      section: 'entitlement',
+      product: c.product,
+      machines: c.activeMachines,
+      licenses: c.licenses,
+      excess: c.excess,
+      overUse: c.overUse,
+    })),
+    ...r.sites.map((s) => ({
+      ...blank,
+      section: 'site',
+      site: s.siteName,
+      machines: s.activeMachines,
+      lastContact: s.lastContact,
+      silentHours: s.silentHours,
+      silent: s.silent,
+      detail: s.applianceId,
+    })),
+    ...r.sharedCmids.map((c) => ({
+      ...blank,
+      section: 'shared-cmid',
+      site: c.siteNames.join('; '),
+      cmid: c.cmid,
+      machines: c.sites,
+      detail: c.workstations.join('; '),
+    })),
   ];
 }
 
 const CSV_COLUMNS: readonly Column<CsvRow>[] = (
-  ['section', 'site', 'product', 'machines', 'licenses', 'excess', 'overUse', 'lastContact', 'silentHours', 'silent', 'cmid', 'detail'] as const
+  [
+    'section',
+    'site',
+    'product',
+    'machines',
+    'licenses',
+    'excess',
+    'overUse',
+    'lastContact',
+    'silentHours',
+    'silent',
+    'cmid',
+    'detail',
+  ] as const
 ).map((k) => ({ header: k, value: (r: CsvRow) => r[k] }));
 
 function writeTable(io: Io, r: FleetReport): void {
   const w = (s: string): void => void io.stdout.write(s);
   w(`Fleet report, ${r.generatedAt} (machines counted in the last ${r.windowDays} days)\n\n`);
   if (r.compliance.length === 0) {
-    w('No organisation entitlements are recorded (INSERT INTO kms_fleet.entitlements (product, licenses) VALUES (...)),\nso nothing is compared with licences.\n\n');
+    w(
+      'No organisation entitlements are recorded (INSERT INTO kms_fleet.entitlements (product, licenses) VALUES (...)),\nso nothing is compared with licences.\n\n',
+    );
   } else {
     w('Licences of the organisation:\n');
-    w(formatTable(r.compliance, [
-      { header: 'PRODUCT', value: (c) => c.product },
-      { header: 'ACTIVE', value: (c) => c.activeMachines, right: true },
-      { header: 'LICENSES', value: (c) => c.licenses, right: true },
-      { header: 'OVER-USE', value: (c) => (c.overUse ? `YES (+${c.excess})` : 'no') },
-    ]));
+    w(
+      formatTable(r.compliance, [
+        { header: 'PRODUCT', value: (c) => c.product },
+        { header: 'ACTIVE', value: (c) => c.activeMachines, right: true },
+        { header: 'LICENSES', value: (c) => c.licenses, right: true },
+        { header: 'OVER-USE', value: (c) => (c.overUse ? `YES (+${c.excess})` : 'no') },
+      ]),
+    );
     w('\n');
   }
   w('Machines per product, organisation-wide (a machine seen at two sites counts once):\n');
-  w(r.products.length === 0 ? '  none\n' : formatTable(r.products, [
-    { header: 'PRODUCT', value: (p) => p.productName || p.groupName },
-    { header: 'GROUP', value: (p) => p.groupName },
-    { header: 'ACTIVE', value: (p) => p.activeMachines, right: true },
-    { header: 'SITES', value: (p) => p.sites, right: true },
-  ]));
+  w(
+    r.products.length === 0
+      ? '  none\n'
+      : formatTable(r.products, [
+          { header: 'PRODUCT', value: (p) => p.productName || p.groupName },
+          { header: 'GROUP', value: (p) => p.groupName },
+          { header: 'ACTIVE', value: (p) => p.activeMachines, right: true },
+          { header: 'SITES', value: (p) => p.sites, right: true },
+        ]),
+  );
   w('\nMachines per site and product:\n');
-  w(r.perSite.length === 0 ? '  none\n' : formatTable(r.perSite, [
-    { header: 'SITE', value: (p) => p.siteName },
-    { header: 'PRODUCT', value: (p) => p.productName || p.groupName },
-    { header: 'ACTIVE', value: (p) => p.activeMachines, right: true },
-    { header: 'LAST ACTIVATION', value: (p) => shortTime(p.lastActivation === null ? null : Date.parse(p.lastActivation)) },
-  ]));
+  w(
+    r.perSite.length === 0
+      ? '  none\n'
+      : formatTable(r.perSite, [
+          { header: 'SITE', value: (p) => p.siteName },
+          { header: 'PRODUCT', value: (p) => p.productName || p.groupName },
+          { header: 'ACTIVE', value: (p) => p.activeMachines, right: true },
+          { header: 'LAST ACTIVATION', value: (p) => shortTime(p.lastActivation === null ? null : Date.parse(p.lastActivation)) },
+        ]),
+  );
   w(`\nSites (silent after ${r.silentAfterHours} h without a report):\n`);
-  w(r.sites.length === 0 ? '  none has reported yet\n' : formatTable(r.sites, [
-    { header: 'SITE', value: (s) => s.siteName },
-    { header: 'LAST REPORT', value: (s) => shortTime(Date.parse(s.lastContact)) },
-    { header: 'STATE', value: (s) => (s.silent ? `SILENT for ${Math.floor(s.silentHours)} h` : 'reporting') },
-    { header: 'ACTIVE', value: (s) => s.activeMachines, right: true },
-    { header: 'LAST ACTIVATION', value: (s) => shortTime(s.lastActivation === null ? null : Date.parse(s.lastActivation)) },
-    { header: 'UNSENT', value: (s) => s.backlogEvents, right: true },
-  ]));
+  w(
+    r.sites.length === 0
+      ? '  none has reported yet\n'
+      : formatTable(r.sites, [
+          { header: 'SITE', value: (s) => s.siteName },
+          { header: 'LAST REPORT', value: (s) => shortTime(Date.parse(s.lastContact)) },
+          { header: 'STATE', value: (s) => (s.silent ? `SILENT for ${Math.floor(s.silentHours)} h` : 'reporting') },
+          { header: 'ACTIVE', value: (s) => s.activeMachines, right: true },
+          { header: 'LAST ACTIVATION', value: (s) => shortTime(s.lastActivation === null ? null : Date.parse(s.lastActivation)) },
+          { header: 'UNSENT', value: (s) => s.backlogEvents, right: true },
+        ]),
+  );
   w('\nMachine ids seen at more than one site (cloned image without sysprep, or a travelling machine):\n');
-  w(r.sharedCmids.length === 0 ? '  none\n' : formatTable(r.sharedCmids, [
-    { header: 'CMID', value: (c) => c.cmid },
-    { header: 'SITES', value: (c) => c.siteNames.join(', ') },
-    { header: 'NAMES', value: (c) => c.workstations.join(', ') },
-    { header: 'LAST SEEN', value: (c) => shortTime(Date.parse(c.lastSeen)) },
-  ]));
+  w(
+    r.sharedCmids.length === 0
+      ? '  none\n'
+      : formatTable(r.sharedCmids, [
+          { header: 'CMID', value: (c) => c.cmid },
+          { header: 'SITES', value: (c) => c.siteNames.join(', ') },
+          { header: 'NAMES', value: (c) => c.workstations.join(', ') },
+          { header: 'LAST SEEN', value: (c) => shortTime(Date.parse(c.lastSeen)) },
+        ]),
+  );
   const over = r.compliance.filter((c) => c.overUse);
   const silent = r.sites.filter((s) => s.silent);
   w('\n');
   // Site and product names come from other boxes and from head office: printed inert.
-  if (over.length > 0) w(`Over-used: ${over.map((c) => `${inert(c.product)} (${c.activeMachines} machines, ${c.licenses} licences)`).join(', ')}.\n`);
-  if (silent.length > 0) w(`Silent: ${silent.map((s) => `${inert(s.siteName)} (last report ${shortTime(Date.parse(s.lastContact))})`).join(', ')}.\n`);
+  if (over.length > 0)
+    w(`Over-used: ${over.map((c) => `${inert(c.product)} (${c.activeMachines} machines, ${c.licenses} licences)`).join(', ')}.\n`);
+  if (silent.length > 0)
+    w(`Silent: ${silent.map((s) => `${inert(s.siteName)} (last report ${shortTime(Date.parse(s.lastContact))})`).join(', ')}.\n`);
 }
 
 export const fleetReport = defineCommand({
@@ -226,7 +316,8 @@ export const fleetReport = defineCommand({
   async run({ values, format, io }) {
     const hoursText = values['silent-hours'];
     const hours = hoursText === undefined ? undefined : Number(hoursText);
-    if (hours !== undefined && !(Number.isFinite(hours) && hours > 0)) throw new UsageProblem(`--silent-hours must be a positive number of hours, not "${hoursText}"`);
+    if (hours !== undefined && !(Number.isFinite(hours) && hours > 0))
+      throw new UsageProblem(`--silent-hours must be a positive number of hours, not "${hoursText}"`);
     const { config } = loadSettings(values, io);
     const p = config.fleet.postgres;
     const overrides = overridesOf(values);
@@ -306,13 +397,14 @@ export function describeLocalFleetStatus(s: LocalFleetStatus): string[] {
     `  waiting in the outbox: ${s.backlogEvents} events${s.oldestUnsentMs === null ? '' : ` (oldest ${shortTime(s.oldestUnsentMs)})`}`,
   ];
   if (s.lastError !== null) lines.push(`  failing since ${shortTime(s.lastErrorMs)}: ${inert(s.lastError)}`);
-  if (s.droppedEvents > 0) lines.push(`  ${s.droppedEvents} events were never sent (outbox full or pruned); machines and counting are unaffected`);
+  if (s.droppedEvents > 0)
+    lines.push(`  ${s.droppedEvents} events were never sent (outbox full or pruned); machines and counting are unaffected`);
   return lines;
 }
 
 export const fleetStatus = defineCommand({
   name: 'fleet status',
-  summary: 'this box\'s fleet outbox: last successful send, backlog, last error',
+  summary: "this box's fleet outbox: last successful send, backlog, last error",
   help: STATUS_HELP,
   options: { ...COMMON_OPTIONS, json: { type: 'boolean' } },
   run({ values, io }) {

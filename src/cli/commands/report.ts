@@ -59,7 +59,9 @@ export const command = defineCommand({
       const now = Date.now();
       const rows = complianceReport(inventory.groupCounts(now), config.entitlements, inventory.nameResolver);
       if (format === 'json') {
-        io.stdout.write(`${toJson({ generatedAt: isoTime(now), windowDays: 30, database: inventory.file, entitlementsConfigured: config.entitlements.length, rows }, 2)}\n`);
+        io.stdout.write(
+          `${toJson({ generatedAt: isoTime(now), windowDays: 30, database: inventory.file, entitlementsConfigured: config.entitlements.length, rows }, 2)}\n`,
+        );
       } else if (format === 'csv') {
         io.stdout.write(formatCsv(rows, CSV_COLUMNS));
       } else if (rows.length === 0) {

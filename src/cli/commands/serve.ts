@@ -45,7 +45,12 @@ export const command = defineCommand({
     'data-dir': { type: 'string', short: 'd' },
   },
   async run({ values, io }) {
-    const overrides = { listen: values.listen ?? [], dnsListen: values['dns-listen'] ?? [], adminListen: values['admin-listen'] ?? [], dataDir: values['data-dir'] ?? '' };
+    const overrides = {
+      listen: values.listen ?? [],
+      dnsListen: values['dns-listen'] ?? [],
+      adminListen: values['admin-listen'] ?? [],
+      dataDir: values['data-dir'] ?? '',
+    };
     let config;
     try {
       config = applyOverrides(loadConfig(values.config), overrides);
@@ -95,13 +100,19 @@ export const command = defineCommand({
         try {
           const next = applyOverrides(loadConfig(values.config), overrides);
           const report = appliance.reload(next);
-          log.info({ event: 'reload', configFile: values.config, applied: report.applied, needsRestart: report.needsRestart }, report.needsRestart.length > 0
-            ? `configuration reloaded; changes to ${report.needsRestart.join(', ')} take effect after a restart`
-            : 'configuration reloaded');
+          log.info(
+            { event: 'reload', configFile: values.config, applied: report.applied, needsRestart: report.needsRestart },
+            report.needsRestart.length > 0
+              ? `configuration reloaded; changes to ${report.needsRestart.join(', ')} take effect after a restart`
+              : 'configuration reloaded',
+          );
         } catch (err) {
           // Whatever the new file does (too big, an alias bomb, a FIFO), the running server stays.
           const lines = err instanceof ConfigError ? err.errors : [(err as Error).message];
-          log.error({ event: 'reload', configFile: values.config, code: err instanceof KmsError ? err.code : undefined, errors: lines }, 'SIGHUP: new configuration rejected; the running configuration stays');
+          log.error(
+            { event: 'reload', configFile: values.config, code: err instanceof KmsError ? err.code : undefined, errors: lines },
+            'SIGHUP: new configuration rejected; the running configuration stays',
+          );
         }
       };
       process.once('SIGTERM', () => stop('SIGTERM'));

@@ -19,7 +19,9 @@ export function formatRefusals(refusals: readonly RefusalSummary[]): string[] {
   const out = [`Refused in the last ${REFUSAL_DAYS} days: ${total} request${total === 1 ? '' : 's'} (clients show the HRESULT):`];
   for (const r of refusals) {
     const from = [r.lastWorkstation, r.lastAddress].filter(Boolean).map(inert).join(' at ');
-    out.push(`  ${formatHresult(r.hresult)} ×${r.count} (${r.code}), last ${shortTime(r.lastMs)}${from ? ` from ${from}` : ''}${r.lastGroup ? `, ${r.lastGroup}` : ''}`);
+    out.push(
+      `  ${formatHresult(r.hresult)} ×${r.count} (${r.code}), last ${shortTime(r.lastMs)}${from ? ` from ${from}` : ''}${r.lastGroup ? `, ${r.lastGroup}` : ''}`,
+    );
     if (isErrorCode(r.code)) out.push(`    ${ERRORS[r.code].explain}`);
   }
   return out;
@@ -59,9 +61,17 @@ function formatSize(bytes: number): string {
   return bytes < 1048576 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1048576).toFixed(1)} MiB`;
 }
 
-export function formatStatus(info: DatabaseInfo, apps: readonly ApplicationSummary[], dups: Duplicates, identity?: HostIdentityInfo, refusals?: readonly RefusalSummary[]): string {
+export function formatStatus(
+  info: DatabaseInfo,
+  apps: readonly ApplicationSummary[],
+  dups: Duplicates,
+  identity?: HostIdentityInfo,
+  refusals?: readonly RefusalSummary[],
+): string {
   const out: string[] = [];
-  out.push(`Database: ${info.file} (${plural(info.clients, 'machine')} known, ${plural(info.events, 'event')}, ${formatSize(info.sizeBytes)})`);
+  out.push(
+    `Database: ${info.file} (${plural(info.clients, 'machine')} known, ${plural(info.events, 'event')}, ${formatSize(info.sizeBytes)})`,
+  );
   out.push('');
   if (apps.length === 0) out.push('No machine has asked this host for activation yet.');
   for (const a of apps) {
@@ -91,7 +101,8 @@ export function formatStatus(info: DatabaseInfo, apps: readonly ApplicationSumma
   }
   if (dups.sharedWorkstations.length > 0) {
     out.push('Workstation names with several CMIDs (re-imaged, or two machines with one name):');
-    for (const w of dups.sharedWorkstations) out.push(`  ${inert(w.workstation)}${w.application ? ` (${w.application})` : ''}: ${w.cmids.join(', ')}`);
+    for (const w of dups.sharedWorkstations)
+      out.push(`  ${inert(w.workstation)}${w.application ? ` (${w.application})` : ''}: ${w.cmids.join(', ')}`);
     out.push('');
   }
   if (dups.sharedCmids.length === 0 && dups.sharedWorkstations.length === 0) out.push('No duplicate CMIDs.');
@@ -106,9 +117,23 @@ export function formatStatus(info: DatabaseInfo, apps: readonly ApplicationSumma
   return out.join('\n').replace(/\n+$/, '') + '\n';
 }
 
-export function statusJson(info: DatabaseInfo, apps: readonly ApplicationSummary[], dups: Duplicates, nowMs: number, identity?: HostIdentityInfo, refusals?: readonly RefusalSummary[]): unknown {
+export function statusJson(
+  info: DatabaseInfo,
+  apps: readonly ApplicationSummary[],
+  dups: Duplicates,
+  nowMs: number,
+  identity?: HostIdentityInfo,
+  refusals?: readonly RefusalSummary[],
+): unknown {
   return {
-    ...(refusals ? { refusals: { days: REFUSAL_DAYS, byReason: refusals.map((r) => ({ ...r, hresult: formatHresult(r.hresult), last: isoTime(r.lastMs) })) } } : {}),
+    ...(refusals
+      ? {
+          refusals: {
+            days: REFUSAL_DAYS,
+            byReason: refusals.map((r) => ({ ...r, hresult: formatHresult(r.hresult), last: isoTime(r.lastMs) })),
+          },
+        }
+      : {}),
     database: info,
     ...(identity ? { hostIdentity: identity } : {}),
     generatedAt: isoTime(nowMs),
@@ -157,13 +182,22 @@ export const command = defineCommand({
       const info = inventory.info();
       const apps = inventory.summary(now);
       if (format === 'csv') {
-        io.stdout.write(formatCsv(apps.flatMap((application) => application.groups.map((group) => ({ application, group }))), CSV_COLUMNS));
+        io.stdout.write(
+          formatCsv(
+            apps.flatMap((application) => application.groups.map((group) => ({ application, group }))),
+            CSV_COLUMNS,
+          ),
+        );
         return EXIT.OK;
       }
       const dups = inventory.duplicates(now);
       const identity = inventory.hostIdentity();
       const refusals = inventory.refusalsSince(now - REFUSAL_DAYS * 86_400_000);
-      io.stdout.write(format === 'json' ? `${toJson(statusJson(info, apps, dups, now, identity, refusals), 2)}\n` : formatStatus(info, apps, dups, identity, refusals));
+      io.stdout.write(
+        format === 'json'
+          ? `${toJson(statusJson(info, apps, dups, now, identity, refusals), 2)}\n`
+          : formatStatus(info, apps, dups, identity, refusals),
+      );
       if (format === 'table') for (const line of fleetStatusLines(inventory.file, config.fleet.postgres)) io.stdout.write(`${line}\n`);
       return EXIT.OK;
     } finally {

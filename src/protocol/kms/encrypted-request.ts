@@ -1,7 +1,14 @@
 // What v5 and v6 requests share once decrypted (PROTOCOL.md §6.2): the zero-IV plaintext
 // Dreq ‖ base ‖ 04 04 04 04, its padding and inner-version checks, and the request layout.
 import { ProtocolError } from '../../errors';
-import { CIPHER_BLOCK_LENGTH, ENCRYPTED_REQUEST_LENGTH, IV_LENGTH, KMS_VERSION_LENGTH, REQUEST_BASE_LENGTH, REQUEST_PADDING_LENGTH } from './constants';
+import {
+  CIPHER_BLOCK_LENGTH,
+  ENCRYPTED_REQUEST_LENGTH,
+  IV_LENGTH,
+  KMS_VERSION_LENGTH,
+  REQUEST_BASE_LENGTH,
+  REQUEST_PADDING_LENGTH,
+} from './constants';
 import { decodeRequestBase } from './request-base';
 import type { DecodedKmsRequest, KmsRequestBase } from './types';
 
@@ -24,9 +31,13 @@ export function finishEncryptedRequest(version: 5 | 6, iv: Buffer, plain: Buffer
   }
   const base = decodeRequestBase(plain, IV_LENGTH);
   if (base.majorVersion !== version || base.minorVersion !== 0) {
-    throw new ProtocolError('KMS_ERR_KMS_INNER_VERSION', `the encrypted version ${base.majorVersion}.${base.minorVersion} differs from the clear ${version}.0`, {
-      inner: `${base.majorVersion}.${base.minorVersion}`,
-    });
+    throw new ProtocolError(
+      'KMS_ERR_KMS_INNER_VERSION',
+      `the encrypted version ${base.majorVersion}.${base.minorVersion} differs from the clear ${version}.0`,
+      {
+        inner: `${base.majorVersion}.${base.minorVersion}`,
+      },
+    );
   }
   return { version, base, iv, dreq: plain.subarray(0, IV_LENGTH) };
 }

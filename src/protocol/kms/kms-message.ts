@@ -35,7 +35,9 @@ export function decodeKmsRequest(message: Buffer, opts: { verifyV4Mac: boolean }
   const major = message.readUInt16LE(2);
   // §4.1: dispatch on MajorVer, MinorVer must be 0.
   if (minor !== 0 || (major !== 4 && major !== 5 && major !== 6)) {
-    throw new ProtocolError('KMS_ERR_KMS_VERSION', `KMS protocol version ${major}.${minor} is not 4.0, 5.0 or 6.0`, { version: `${major}.${minor}` });
+    throw new ProtocolError('KMS_ERR_KMS_VERSION', `KMS protocol version ${major}.${minor} is not 4.0, 5.0 or 6.0`, {
+      version: `${major}.${minor}`,
+    });
   }
   const need = requestLengthOf(major);
   if (message.length < need) {
@@ -82,7 +84,8 @@ export function encodeKmsResponse(req: DecodedKmsRequest, base: KmsResponseBase,
 export function encodeKmsRequest(version: KmsVersion, base: KmsRequestBase, randomBytes: (n: number) => Buffer): SentKmsRequest {
   switch (version) {
     case 4:
-      if (base.majorVersion !== 4 || base.minorVersion !== 0) throw new Error(`a v4 request needs a 4.0 base, got ${base.majorVersion}.${base.minorVersion}`);
+      if (base.majorVersion !== 4 || base.minorVersion !== 0)
+        throw new Error(`a v4 request needs a 4.0 base, got ${base.majorVersion}.${base.minorVersion}`);
       return { version, base, message: encodeV4Request(base) };
     case 5:
     case 6: {

@@ -49,7 +49,9 @@ export function readResponseBase(buf: Buffer, at: number, end: number): ReadResp
   }
   const length = RESPONSE_BASE_FIXED_LENGTH + pidSize;
   if (end - at < length) {
-    throw responseInvalid('length', `PIDSize ${pidSize} needs a ${length}-byte response base, only ${end - at} bytes are there`, { pidSize });
+    throw responseInvalid('length', `PIDSize ${pidSize} needs a ${length}-byte response base, only ${end - at} bytes are there`, {
+      pidSize,
+    });
   }
   const epidAt = at + 8;
   const chars = pidSize / 2 - 1;

@@ -45,7 +45,9 @@ export function checkEchoes(base: KmsResponseBase, sent: KmsRequestBase): void {
 export function checkEncryptedLength(message: Buffer, minBlocks: number): void {
   const body = message.length - 4;
   if (body < minBlocks * CIPHER_BLOCK_LENGTH || body % CIPHER_BLOCK_LENGTH !== 0) {
-    throw responseInvalid('length', `a ${message.length}-byte response is not 4 bytes plus whole cipher blocks`, { length: message.length });
+    throw responseInvalid('length', `a ${message.length}-byte response is not 4 bytes plus whole cipher blocks`, {
+      length: message.length,
+    });
   }
 }
 

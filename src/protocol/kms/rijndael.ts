@@ -81,12 +81,7 @@ function subWord(w: number): number {
 
 /** InvMixColumns of one word: Td(S(b)) cancels the inverse S-box folded into the Td tables. */
 function invMixColumnsWord(w: number): number {
-  return (
-    TD0[SBOX[w >>> 24]!]! ^
-    TD1[SBOX[(w >>> 16) & 0xff]!]! ^
-    TD2[SBOX[(w >>> 8) & 0xff]!]! ^
-    TD3[SBOX[w & 0xff]!]!
-  );
+  return TD0[SBOX[w >>> 24]!]! ^ TD1[SBOX[(w >>> 16) & 0xff]!]! ^ TD2[SBOX[(w >>> 8) & 0xff]!]! ^ TD3[SBOX[w & 0xff]!]!;
 }
 
 function readWord(b: Uint8Array, at: number): number {
@@ -185,10 +180,26 @@ export class RijndaelCipher implements BlockCipher {
       s3 = t3;
     }
     // Last round: no MixColumns.
-    writeWord(dst, dstOff, ((SBOX[s0 >>> 24]! << 24) | (SBOX[(s1 >>> 16) & 0xff]! << 16) | (SBOX[(s2 >>> 8) & 0xff]! << 8) | SBOX[s3 & 0xff]!) ^ k[i]!);
-    writeWord(dst, dstOff + 4, ((SBOX[s1 >>> 24]! << 24) | (SBOX[(s2 >>> 16) & 0xff]! << 16) | (SBOX[(s3 >>> 8) & 0xff]! << 8) | SBOX[s0 & 0xff]!) ^ k[i + 1]!);
-    writeWord(dst, dstOff + 8, ((SBOX[s2 >>> 24]! << 24) | (SBOX[(s3 >>> 16) & 0xff]! << 16) | (SBOX[(s0 >>> 8) & 0xff]! << 8) | SBOX[s1 & 0xff]!) ^ k[i + 2]!);
-    writeWord(dst, dstOff + 12, ((SBOX[s3 >>> 24]! << 24) | (SBOX[(s0 >>> 16) & 0xff]! << 16) | (SBOX[(s1 >>> 8) & 0xff]! << 8) | SBOX[s2 & 0xff]!) ^ k[i + 3]!);
+    writeWord(
+      dst,
+      dstOff,
+      ((SBOX[s0 >>> 24]! << 24) | (SBOX[(s1 >>> 16) & 0xff]! << 16) | (SBOX[(s2 >>> 8) & 0xff]! << 8) | SBOX[s3 & 0xff]!) ^ k[i]!,
+    );
+    writeWord(
+      dst,
+      dstOff + 4,
+      ((SBOX[s1 >>> 24]! << 24) | (SBOX[(s2 >>> 16) & 0xff]! << 16) | (SBOX[(s3 >>> 8) & 0xff]! << 8) | SBOX[s0 & 0xff]!) ^ k[i + 1]!,
+    );
+    writeWord(
+      dst,
+      dstOff + 8,
+      ((SBOX[s2 >>> 24]! << 24) | (SBOX[(s3 >>> 16) & 0xff]! << 16) | (SBOX[(s0 >>> 8) & 0xff]! << 8) | SBOX[s1 & 0xff]!) ^ k[i + 2]!,
+    );
+    writeWord(
+      dst,
+      dstOff + 12,
+      ((SBOX[s3 >>> 24]! << 24) | (SBOX[(s0 >>> 16) & 0xff]! << 16) | (SBOX[(s1 >>> 8) & 0xff]! << 8) | SBOX[s2 & 0xff]!) ^ k[i + 3]!,
+    );
   }
 
   decryptBlock(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): void {
@@ -209,9 +220,29 @@ export class RijndaelCipher implements BlockCipher {
       s2 = t2;
       s3 = t3;
     }
-    writeWord(dst, dstOff, ((INV_SBOX[s0 >>> 24]! << 24) | (INV_SBOX[(s3 >>> 16) & 0xff]! << 16) | (INV_SBOX[(s2 >>> 8) & 0xff]! << 8) | INV_SBOX[s1 & 0xff]!) ^ k[i]!);
-    writeWord(dst, dstOff + 4, ((INV_SBOX[s1 >>> 24]! << 24) | (INV_SBOX[(s0 >>> 16) & 0xff]! << 16) | (INV_SBOX[(s3 >>> 8) & 0xff]! << 8) | INV_SBOX[s2 & 0xff]!) ^ k[i + 1]!);
-    writeWord(dst, dstOff + 8, ((INV_SBOX[s2 >>> 24]! << 24) | (INV_SBOX[(s1 >>> 16) & 0xff]! << 16) | (INV_SBOX[(s0 >>> 8) & 0xff]! << 8) | INV_SBOX[s3 & 0xff]!) ^ k[i + 2]!);
-    writeWord(dst, dstOff + 12, ((INV_SBOX[s3 >>> 24]! << 24) | (INV_SBOX[(s2 >>> 16) & 0xff]! << 16) | (INV_SBOX[(s1 >>> 8) & 0xff]! << 8) | INV_SBOX[s0 & 0xff]!) ^ k[i + 3]!);
+    writeWord(
+      dst,
+      dstOff,
+      ((INV_SBOX[s0 >>> 24]! << 24) | (INV_SBOX[(s3 >>> 16) & 0xff]! << 16) | (INV_SBOX[(s2 >>> 8) & 0xff]! << 8) | INV_SBOX[s1 & 0xff]!) ^
+        k[i]!,
+    );
+    writeWord(
+      dst,
+      dstOff + 4,
+      ((INV_SBOX[s1 >>> 24]! << 24) | (INV_SBOX[(s0 >>> 16) & 0xff]! << 16) | (INV_SBOX[(s3 >>> 8) & 0xff]! << 8) | INV_SBOX[s2 & 0xff]!) ^
+        k[i + 1]!,
+    );
+    writeWord(
+      dst,
+      dstOff + 8,
+      ((INV_SBOX[s2 >>> 24]! << 24) | (INV_SBOX[(s1 >>> 16) & 0xff]! << 16) | (INV_SBOX[(s0 >>> 8) & 0xff]! << 8) | INV_SBOX[s3 & 0xff]!) ^
+        k[i + 2]!,
+    );
+    writeWord(
+      dst,
+      dstOff + 12,
+      ((INV_SBOX[s3 >>> 24]! << 24) | (INV_SBOX[(s2 >>> 16) & 0xff]! << 16) | (INV_SBOX[(s1 >>> 8) & 0xff]! << 8) | INV_SBOX[s0 & 0xff]!) ^
+        k[i + 3]!,
+    );
   }
 }

@@ -38,9 +38,13 @@ export function encodeV4Request(base: KmsRequestBase): Buffer {
 export function verifyV4Response(message: Buffer, sent: SentKmsRequest): VerifiedKmsResponse {
   const { base, length } = readResponseBase(message, 0, message.length);
   if (message.length !== length + V4_MAC_LENGTH) {
-    throw responseInvalid('length', `a v4 response with PIDSize ${length - 44} has ${length + V4_MAC_LENGTH} bytes, got ${message.length}`, {
-      length: message.length,
-    });
+    throw responseInvalid(
+      'length',
+      `a v4 response with PIDSize ${length - 44} has ${length + V4_MAC_LENGTH} bytes, got ${message.length}`,
+      {
+        length: message.length,
+      },
+    );
   }
   checkVersion(base.minorVersion, base.majorVersion, 4, 'response');
   if (!v4Mac(message, 0, length).equals(message.subarray(length))) {

@@ -94,7 +94,9 @@ export function verifyV5Response(message: Buffer, sent: SentKmsRequest): Verifie
   const { base, pidSize, length } = readResponseBase(plain, 0, n);
   const expected = KMS_VERSION_LENGTH + roundUp16(V5_PLAINTEXT_OVERHEAD + pidSize + 1);
   if (message.length !== expected || n !== length + IV_LENGTH + SHA256_LENGTH) {
-    throw responseInvalid('length', `a v5 response with PIDSize ${pidSize} has ${expected} bytes, got ${message.length}`, { length: message.length });
+    throw responseInvalid('length', `a v5 response with PIDSize ${pidSize} has ${expected} bytes, got ${message.length}`, {
+      length: message.length,
+    });
   }
   checkVersion(base.minorVersion, base.majorVersion, 5, 'inner response');
   checkEchoes(base, sent.base);

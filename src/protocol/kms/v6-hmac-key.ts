@@ -28,7 +28,10 @@ export function sharedV6HmacKey(filetime: bigint, tolerance: HmacTolerance = 0):
   if (slot !== cachedSlot) {
     const slotBytes = Buffer.allocUnsafe(8);
     slotBytes.writeBigUInt64LE(slot, 0);
-    cachedKey = createHash('sha256').update(slotBytes).digest().subarray(SHA256_LENGTH - 16);
+    cachedKey = createHash('sha256')
+      .update(slotBytes)
+      .digest()
+      .subarray(SHA256_LENGTH - 16);
     cachedSlot = slot;
   }
   return cachedKey;
@@ -41,5 +44,8 @@ export function v6HmacKey(filetime: bigint, tolerance: HmacTolerance = 0): Buffe
 
 /** The 16 bytes a v6 response carries: the last half of HMAC-SHA256(key, msg[start, end)). */
 export function v6Hmac(key: Uint8Array, msg: Uint8Array, start = 0, end = msg.length): Buffer {
-  return createHmac('sha256', key).update(msg.subarray(start, end)).digest().subarray(SHA256_LENGTH - V6_HMAC_LENGTH);
+  return createHmac('sha256', key)
+    .update(msg.subarray(start, end))
+    .digest()
+    .subarray(SHA256_LENGTH - V6_HMAC_LENGTH);
 }

@@ -103,7 +103,9 @@ export function verifyV6Response(message: Buffer, sent: SentKmsRequest): Verifie
   const expected = V + roundUp16(V6_PLAINTEXT_OVERHEAD + pidSize + 1);
   const hmacAt = IV_LENGTH + length + IV_LENGTH + SHA256_LENGTH + HWID_LENGTH + IV_LENGTH;
   if (message.length !== expected || n !== hmacAt + V6_HMAC_LENGTH) {
-    throw responseInvalid('length', `a v6 response with PIDSize ${pidSize} has ${expected} bytes, got ${message.length}`, { length: message.length });
+    throw responseInvalid('length', `a v6 response with PIDSize ${pidSize} has ${expected} bytes, got ${message.length}`, {
+      length: message.length,
+    });
   }
   // 4. echoes
   checkEchoes(base, sent.base);

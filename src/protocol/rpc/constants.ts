@@ -19,9 +19,7 @@ export const PTYPE = Object.freeze({
 export type Ptype = (typeof PTYPE)[keyof typeof PTYPE];
 
 /** PTYPE number → lowercase name as in C706 and the capture files (`bind_ack`, …). */
-export const PTYPE_NAME: ReadonlyMap<number, string> = new Map(
-  Object.entries(PTYPE).map(([name, code]) => [code, name.toLowerCase()]),
-);
+export const PTYPE_NAME: ReadonlyMap<number, string> = new Map(Object.entries(PTYPE).map(([name, code]) => [code, name.toLowerCase()]));
 
 export function isPtype(code: number): code is Ptype {
   return PTYPE_NAME.has(code);

@@ -33,10 +33,14 @@ export class FragmentAssembler {
       // §2.1: judged from the first 10 bytes, before any of the body is buffered, so a hostile
       // length can never make the host hold more than maxPduBytes for one connection.
       if (fragLength < COMMON_HEADER_LENGTH || fragLength > this.maxPduBytes) {
-        this.failure = new ProtocolError('KMS_ERR_PDU_FRAG_LENGTH', `frag_length ${fragLength} outside ${COMMON_HEADER_LENGTH}..${this.maxPduBytes}`, {
-          fragLength,
-          maxPduBytes: this.maxPduBytes,
-        });
+        this.failure = new ProtocolError(
+          'KMS_ERR_PDU_FRAG_LENGTH',
+          `frag_length ${fragLength} outside ${COMMON_HEADER_LENGTH}..${this.maxPduBytes}`,
+          {
+            fragLength,
+            maxPduBytes: this.maxPduBytes,
+          },
+        );
         this.parts = [];
         this.size = 0;
         throw this.failure;

@@ -39,7 +39,9 @@ export function decodeHeader(pdu: Buffer): CommonHeader {
 export function decodeWholePduHeader(pdu: Buffer): CommonHeader {
   const h = decodeHeader(pdu);
   if (h.fragLength < COMMON_HEADER_LENGTH) {
-    throw new ProtocolError('KMS_ERR_PDU_FRAG_LENGTH', `frag_length ${h.fragLength} is below the header size`, { fragLength: h.fragLength });
+    throw new ProtocolError('KMS_ERR_PDU_FRAG_LENGTH', `frag_length ${h.fragLength} is below the header size`, {
+      fragLength: h.fragLength,
+    });
   }
   if (h.fragLength !== pdu.length) {
     throw new ProtocolError('KMS_ERR_PDU_TRUNCATED', `frag_length ${h.fragLength} but the PDU has ${pdu.length} bytes`, {

@@ -34,7 +34,6 @@ export interface ContextJudgement {
   readonly accepted: readonly AcceptedContext[];
 }
 
-
 export function isBtfn(ts: TransferSyntaxId): boolean {
   return ts.uuid.toLowerCase().startsWith(BTFN_UUID_PREFIX);
 }
@@ -55,8 +54,18 @@ function isKmsInterface(s: SyntaxId): boolean {
 
 type Verdict = ContextResult & { readonly syntax?: TransferSyntax };
 
-const ACCEPT_NDR32: Verdict = { result: CONTEXT_RESULT.ACCEPTANCE, reason: PROVIDER_REASON.NOT_SPECIFIED, transferSyntax: NDR32_SYNTAX, syntax: 'ndr32' };
-const ACCEPT_NDR64: Verdict = { result: CONTEXT_RESULT.ACCEPTANCE, reason: PROVIDER_REASON.NOT_SPECIFIED, transferSyntax: NDR64_SYNTAX, syntax: 'ndr64' };
+const ACCEPT_NDR32: Verdict = {
+  result: CONTEXT_RESULT.ACCEPTANCE,
+  reason: PROVIDER_REASON.NOT_SPECIFIED,
+  transferSyntax: NDR32_SYNTAX,
+  syntax: 'ndr32',
+};
+const ACCEPT_NDR64: Verdict = {
+  result: CONTEXT_RESULT.ACCEPTANCE,
+  reason: PROVIDER_REASON.NOT_SPECIFIED,
+  transferSyntax: NDR64_SYNTAX,
+  syntax: 'ndr64',
+};
 
 function reject(reason: number): Verdict {
   return { result: CONTEXT_RESULT.PROVIDER_REJECTION, reason, transferSyntax: NULL_SYNTAX };
@@ -72,7 +81,8 @@ function judgeItem(item: PresentationContextItem, policy: ContextPolicy, ndr32Al
   for (const ts of item.transferSyntaxes) {
     // BTFN is judged for any abstract syntax; the host supports both feature bits.
     if (isBtfn(ts)) {
-      if (policy.btfn) return { result: CONTEXT_RESULT.NEGOTIATE_ACK, reason: btfnFeatures(ts) & BTFN_SUPPORTED_FEATURES, transferSyntax: NULL_SYNTAX };
+      if (policy.btfn)
+        return { result: CONTEXT_RESULT.NEGOTIATE_ACK, reason: btfnFeatures(ts) & BTFN_SUPPORTED_FEATURES, transferSyntax: NULL_SYNTAX };
       continue;
     }
     if (!kms) continue;

@@ -50,7 +50,9 @@ export function decodeRequest(pdu: Buffer): RequestPdu {
   const opnum = r.u16('opnum');
   const objectUuid = header.flags & PFC.OBJECT_UUID ? r.guid('object UUID') : undefined;
   const stub = r.bytes(r.remaining, 'stub');
-  return objectUuid === undefined ? { header, allocHint, contextId, opnum, stub } : { header, allocHint, contextId, opnum, objectUuid, stub };
+  return objectUuid === undefined
+    ? { header, allocHint, contextId, opnum, stub }
+    : { header, allocHint, contextId, opnum, objectUuid, stub };
 }
 
 /** A single-fragment response: alloc_hint = stub length, cancel_count 0, flags 0x03 (§2.9, C11). */
@@ -92,7 +94,9 @@ export function encodeRequestPdu(f: RequestFields): Buffer {
   let flags = f.flags ?? REPLY_FLAGS.SINGLE_FRAGMENT;
   if (f.objectUuid !== undefined) flags |= PFC.OBJECT_UUID;
   const at = writeHeader(w, PTYPE.REQUEST, flags, f.callId);
-  w.u32(f.allocHint ?? f.stub.length).u16(f.contextId).u16(f.opnum);
+  w.u32(f.allocHint ?? f.stub.length)
+    .u16(f.contextId)
+    .u16(f.opnum);
   if (f.objectUuid !== undefined) w.bytes(guidToBytes(f.objectUuid));
   w.bytes(f.stub);
   return finishPdu(w, at);

@@ -161,7 +161,11 @@ export class RpcSession {
       results,
     });
     if (overLimit) {
-      const error = new ProtocolError('KMS_ERR_RPC_CONTEXT_LIMIT', undefined, { ...headerDetails(header), limit: this.contexts.limit, refusedItems: overLimit.length });
+      const error = new ProtocolError('KMS_ERR_RPC_CONTEXT_LIMIT', undefined, {
+        ...headerDetails(header),
+        limit: this.contexts.limit,
+        refusedItems: overLimit.length,
+      });
       return { reply, close: true, error };
     }
     return progress ? { reply, close: false, progress: true } : { reply, close: false };
@@ -198,10 +202,18 @@ export class RpcSession {
       // §2.8 checks in order: context known (before any bind nothing is), then opnum.
       const syntax = this.contexts.get(req.contextId);
       if (syntax === undefined) return this.fault(header, contextId, 'KMS_ERR_RPC_UNKNOWN_CONTEXT', undefined, { bound: this.bound });
-      if (req.opnum !== OPNUM_REQUEST_ACTIVATION) return this.fault(header, contextId, 'KMS_ERR_RPC_OPNUM', undefined, { opnum: req.opnum });
+      if (req.opnum !== OPNUM_REQUEST_ACTIVATION)
+        return this.fault(header, contextId, 'KMS_ERR_RPC_OPNUM', undefined, { opnum: req.opnum });
       if (last) return this.serve(req.stub, header.callId, req.contextId, syntax);
       if (req.stub.length > this.options.maxStubBytes) return this.fault(header, contextId, 'KMS_ERR_RPC_FRAGMENT_TOO_LARGE');
-      this.pending = { callId: header.callId, contextId: req.contextId, opnum: req.opnum, syntax, parts: [Buffer.from(req.stub)], size: req.stub.length };
+      this.pending = {
+        callId: header.callId,
+        contextId: req.contextId,
+        opnum: req.opnum,
+        syntax,
+        parts: [Buffer.from(req.stub)],
+        size: req.stub.length,
+      };
       return CONTINUE;
     }
 
@@ -247,16 +259,32 @@ export class RpcSession {
     return error ? { reply, close: false, error, progress: true } : { reply, close: false, progress: true };
   }
 
-  private fault(header: CommonHeader, contextId: number, code: ErrorCode, cause?: unknown, details: Record<string, unknown> = {}): SessionResult {
+  private fault(
+    header: CommonHeader,
+    contextId: number,
+    code: ErrorCode,
+    cause?: unknown,
+    details: Record<string, unknown> = {},
+  ): SessionResult {
     return this.faultFor(header.callId, contextId, (header.flags & PFC.LAST_FRAG) !== 0, code, cause, details);
   }
 
   /** §2.9: a fault echoing the call_id and p_cont_id; the rest of a faulted call is then dropped. */
-  private faultFor(callId: number, contextId: number, lastFragment: boolean, code: ErrorCode, cause?: unknown, details: Record<string, unknown> = {}): SessionResult {
+  private faultFor(
+    callId: number,
+    contextId: number,
+    lastFragment: boolean,
+    code: ErrorCode,
+    cause?: unknown,
+    details: Record<string, unknown> = {},
+  ): SessionResult {
     if (!lastFragment) this.discardCallId = callId;
     const status = specOf(code).rpcFault;
     if (status === undefined) throw new TypeError(`${code} has no RPC fault status`); // registry bug
-    const error = cause instanceof KmsError && cause.code === code ? cause : new ProtocolError(code, messageOf(cause), { callId, contextId, ...details });
+    const error =
+      cause instanceof KmsError && cause.code === code
+        ? cause
+        : new ProtocolError(code, messageOf(cause), { callId, contextId, ...details });
     return { reply: encodeFault(callId, contextId, status), close: false, error };
   }
 }

@@ -5,7 +5,14 @@ import t from 'tap';
 import { command } from '../../../src/cli/commands/client-config';
 import { captureIo } from './io';
 
-const NAMES = ['kms-client-set.cmd', 'kms-client-set.ps1', 'kms-client-set.reg', 'kms-client-undo.cmd', 'kms-client-undo.ps1', 'kms-client-undo.reg'];
+const NAMES = [
+  'kms-client-set.cmd',
+  'kms-client-set.ps1',
+  'kms-client-set.reg',
+  'kms-client-undo.cmd',
+  'kms-client-undo.ps1',
+  'kms-client-undo.reg',
+];
 
 t.test('writes the six files into --out with the given host and port', async (t) => {
   const dir = path.join(t.testdir({}), 'new', 'sub');
@@ -67,7 +74,11 @@ t.test('a planted symbolic link is refused, its target untouched', async (t) => 
   t.equal(await command.run(['--host', 'kms', '--out', out], io), 1);
   t.match(io.err(), /kms-client-set\.ps1 is a symbolic link; refusing to write through it/);
   t.equal(fs.readFileSync(path.join(dir, 'victim'), 'utf8'), 'precious\n', 'the target is unchanged');
-  t.same(fs.readdirSync(out).filter((n) => n.endsWith('.tmp')), [], 'no temporary file left');
+  t.same(
+    fs.readdirSync(out).filter((n) => n.endsWith('.tmp')),
+    [],
+    'no temporary file left',
+  );
   // --out itself a link to somewhere else is refused too.
   fs.symlinkSync(dir, path.join(dir, 'link-dir'));
   t.equal(await command.run(['--host', 'kms', '--out', path.join(dir, 'link-dir')], captureIo()), 1);

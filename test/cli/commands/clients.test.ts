@@ -32,10 +32,19 @@ t.test('json: filtered by group name, full records', async (t) => {
   const { code, out } = await run(['--group', 'server 2022', '--format', 'json'], dir);
   t.equal(code, 0);
   const rows = JSON.parse(out) as Record<string, unknown>[];
-  t.same(rows.map((r) => r['cmid']), [cmid(21), cmid(22), cmid(23)]);
+  t.same(
+    rows.map((r) => r['cmid']),
+    [cmid(21), cmid(22), cmid(23)],
+  );
   t.match(rows[0], {
-    groupName: 'Windows Server 2022', skuName: 'Windows Server 2022 Standard', applicationName: 'Windows',
-    active: true, requiredCount: 5, protocolVersion: 6, lastResult: '0x00000000', licenseStatus: 2,
+    groupName: 'Windows Server 2022',
+    skuName: 'Windows Server 2022 Standard',
+    applicationName: 'Windows',
+    active: true,
+    requiredCount: 5,
+    protocolVersion: 6,
+    lastResult: '0x00000000',
+    licenseStatus: 2,
   });
   t.ok(!Number.isNaN(Date.parse(rows[0]!['lastSeen'] as string)));
   const none = await run(['--product', 'Windows 10/11 Pro Workstation', '--format', 'json'], dir);
@@ -49,8 +58,28 @@ t.test('csv: RFC 4180 quoting, CRLF, filters by product and application', async 
   const lines = out.split('\r\n');
   t.equal(lines.at(-1), '', 'every record ends with CRLF');
   const header = lines[0]!.split(',');
-  t.same(header, ['workstation', 'address', 'cmid', 'applicationName', 'applicationId', 'groupName', 'groupId', 'skuName', 'skuId', 'firstSeen', 'lastSeen',
-    'lastCounted', 'active', 'licenseStatus', 'licenseStatusName', 'vm', 'protocolVersion', 'requiredCount', 'requests', 'lastResult']);
+  t.same(header, [
+    'workstation',
+    'address',
+    'cmid',
+    'applicationName',
+    'applicationId',
+    'groupName',
+    'groupId',
+    'skuName',
+    'skuId',
+    'firstSeen',
+    'lastSeen',
+    'lastCounted',
+    'active',
+    'licenseStatus',
+    'licenseStatusName',
+    'vm',
+    'protocolVersion',
+    'requiredCount',
+    'requests',
+    'lastResult',
+  ]);
   const json = JSON.parse((await run(['--json', '--product', 'Windows 10/11 Education'], dir)).out) as Record<string, unknown>[];
   t.same(Object.keys(json[0]!), header, 'JSON and CSV share field names (--json is --format json)');
   t.equal(lines.length - 2, 20 + 2 + 1);
@@ -64,7 +93,10 @@ t.test('csv: RFC 4180 quoting, CRLF, filters by product and application', async 
 t.test('--not-seen-since takes days or a date', async (t) => {
   const dir = preparedDataDir(t);
   const silent = await run(['--not-seen-since', '30', '--format', 'json'], dir);
-  t.same((JSON.parse(silent.out) as { cmid: string }[]).map((r) => r.cmid), [cmid(90), cmid(91)]);
+  t.same(
+    (JSON.parse(silent.out) as { cmid: string }[]).map((r) => r.cmid),
+    [cmid(90), cmid(91)],
+  );
   const tomorrow = new Date(Date.now() + DAY).toISOString().slice(0, 10);
   const all = await run(['-n', tomorrow, '--format', 'json'], dir);
   t.equal((JSON.parse(all.out) as unknown[]).length, 32);
@@ -78,8 +110,17 @@ t.test('--not-seen-since takes days or a date', async (t) => {
 
 t.test('usage errors exit 2 with one line on stderr', async (t) => {
   const dir = preparedDataDir(t);
-  for (const args of [['--format', 'xml'], ['--not-seen-since', 'last week'], ['--group'], ['--group', ' '], ['extra'], ['--grop', 'x'],
-    ['--group', 'Windows 99'], ['--product', 'Enterprise'], ['--json', '--format', 'csv']]) {
+  for (const args of [
+    ['--format', 'xml'],
+    ['--not-seen-since', 'last week'],
+    ['--group'],
+    ['--group', ' '],
+    ['extra'],
+    ['--grop', 'x'],
+    ['--group', 'Windows 99'],
+    ['--product', 'Enterprise'],
+    ['--json', '--format', 'csv'],
+  ]) {
     const { code, out, err } = await run(args, dir);
     t.equal(code, 2, args.join(' '));
     t.equal(out, '');
@@ -108,7 +149,7 @@ t.test('client-chosen names are inert: escaped on the terminal, no formulas in C
   const dir = preparedDataDir(t);
   const store = SqliteStore.open(dir, {});
   const now = Date.now();
-  const hostile = ['\x1b]0;pwned\x07\x1b[2J', 'evil\u202egpj.exe', 'two\nlines fake-row', '=cmd|\' /C calc\'!A0', '+1+1', '@SUM(A1)', '-2+3'];
+  const hostile = ['\x1b]0;pwned\x07\x1b[2J', 'evil\u202egpj.exe', 'two\nlines fake-row', "=cmd|' /C calc'!A0", '+1+1', '@SUM(A1)', '-2+3'];
   hostile.forEach((name, i) => {
     store.recordActivation(obs(200 + i, { workstationName: name }), now - 1000, WINDOW);
   });
@@ -125,7 +166,11 @@ t.test('client-chosen names are inert: escaped on the terminal, no formulas in C
   t.match(table.out, /\nSome products are not in the catalogue: update the product catalogue/, 'the advice is below the table');
   const csv = await run(['--format', 'csv'], dir);
   const cells = csv.out.split('\r\n').map((l) => l.split(',')[0]);
-  for (const bad of ['=cmd', '+1+1', '@SUM', '-2+3']) t.notOk(cells.some((c) => c?.startsWith(bad) || c?.startsWith(`"${bad}`)), `${bad} is not a live formula`);
+  for (const bad of ['=cmd', '+1+1', '@SUM', '-2+3'])
+    t.notOk(
+      cells.some((c) => c?.startsWith(bad) || c?.startsWith(`"${bad}`)),
+      `${bad} is not a live formula`,
+    );
   t.ok(cells.includes(`'=cmd|' /C calc'!A0`), 'prefixed with a quote');
   t.ok(cells.includes(`'-2+3`) && cells.includes(`'@SUM(A1)`), 'every formula start is neutralised');
   t.notMatch(csv.out, /[\x1b\u202e]/);

@@ -59,10 +59,15 @@ t.test('--help prints the help; usage errors are one line with exit 2', async (t
 });
 
 t.test('check: an entitlement naming nothing in the catalogue is refused with a suggestion', async (t) => {
-  const dir = t.testdir({ 'config.yaml': 'entitlements:\n  - product: Office\n    licenses: 5\n  - product: Windows 10/11 Enterprise\n    licenses: 5\n' });
+  const dir = t.testdir({
+    'config.yaml': 'entitlements:\n  - product: Office\n    licenses: 5\n  - product: Windows 10/11 Enterprise\n    licenses: 5\n',
+  });
   const io = captureIo();
   t.equal(await command.run(['check', path.join(dir, 'config.yaml')], io), 2);
   const lines = io.err().trimEnd().split('\n');
   t.equal(lines.length, 1, 'only the unknown one');
-  t.match(lines[0], /entitlements\[0\]\.product: "Office" names no application, product group or product of the catalogue — "Office" matches 6 names: "Office 2010", /);
+  t.match(
+    lines[0],
+    /entitlements\[0\]\.product: "Office" names no application, product group or product of the catalogue — "Office" matches 6 names: "Office 2010", /,
+  );
 });

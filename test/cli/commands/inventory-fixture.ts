@@ -12,7 +12,10 @@ import { OFFICE_2013_APP } from '../../ids';
 
 export const server = { kmsCountedId: SERVER_2022_GROUP, activationId: SERVER_2022_STANDARD, requiredClientCount: 5 };
 export const office = {
-  applicationId: OFFICE_2013_APP, kmsCountedId: OFFICE_2019_GROUP, activationId: OFFICE_2019_EXCEL, requiredClientCount: 5,
+  applicationId: OFFICE_2013_APP,
+  kmsCountedId: OFFICE_2019_GROUP,
+  activationId: OFFICE_2019_EXCEL,
+  requiredClientCount: 5,
 };
 
 /**

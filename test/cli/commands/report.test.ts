@@ -23,12 +23,28 @@ t.test('table: active machines against licences, over-use flagged', async (t) =>
   const { code, out, err } = await run(['--config', config], dir);
   t.equal(code, 0);
   t.equal(err.trim().split('\n').length, 1, 'one warning line');
-  t.match(err, /entitlements\[2\]\.product: "Visio 2099" names no application, product group or product of the catalogue/, 'a name the catalogue lacks is pointed out');
+  t.match(
+    err,
+    /entitlements\[2\]\.product: "Visio 2099" names no application, product group or product of the catalogue/,
+    'a name the catalogue lacks is pointed out',
+  );
   const lines = out.split('\n');
-  t.match(lines.find((l) => l.startsWith('Windows 10/11 2015 (Volume)')), /\s+group\s+20\s+15\s+YES \(\+5\)\s+Windows 10\/11 2015 \(Volume\)$/);
-  t.match(lines.find((l) => l.startsWith('Office 2019')), /\s+group\s+6\s+10\s+no\s+Office 2019$/);
-  t.match(lines.find((l) => l.startsWith('Visio 2099')), /\s+unmatched\s+0\s+3\s+no\s*$/);
-  t.match(lines.find((l) => l.startsWith('Windows Server 2022')), /\s+group\s+3\s+none\s+no entitlement\s+Windows Server 2022$/);
+  t.match(
+    lines.find((l) => l.startsWith('Windows 10/11 2015 (Volume)')),
+    /\s+group\s+20\s+15\s+YES \(\+5\)\s+Windows 10\/11 2015 \(Volume\)$/,
+  );
+  t.match(
+    lines.find((l) => l.startsWith('Office 2019')),
+    /\s+group\s+6\s+10\s+no\s+Office 2019$/,
+  );
+  t.match(
+    lines.find((l) => l.startsWith('Visio 2099')),
+    /\s+unmatched\s+0\s+3\s+no\s*$/,
+  );
+  t.match(
+    lines.find((l) => l.startsWith('Windows Server 2022')),
+    /\s+group\s+3\s+none\s+no entitlement\s+Windows Server 2022$/,
+  );
   t.ok(lines.includes('Over-used: Windows 10/11 2015 (Volume) (20 machines, 15 licences).'));
 });
 
@@ -37,13 +53,18 @@ t.test('json and csv carry the same rows', async (t) => {
   const config = writeConfig(t, ENTITLEMENTS);
   const json = await run(['--config', config, '--format', 'json'], dir);
   t.equal(json.code, 0);
-  const report = JSON.parse(json.out) as { rows: { product: string; activeMachines: number; licenses: number | null; overUse: boolean; excess: number }[] };
-  t.same(report.rows.map((r) => [r.product, r.activeMachines, r.licenses, r.overUse, r.excess]), [
-    ['Windows 10/11 2015 (Volume)', 20, 15, true, 5],
-    ['Office 2019', 6, 10, false, 0],
-    ['Visio 2099', 0, 3, false, 0],
-    ['Windows Server 2022', 3, null, false, 0],
-  ]);
+  const report = JSON.parse(json.out) as {
+    rows: { product: string; activeMachines: number; licenses: number | null; overUse: boolean; excess: number }[];
+  };
+  t.same(
+    report.rows.map((r) => [r.product, r.activeMachines, r.licenses, r.overUse, r.excess]),
+    [
+      ['Windows 10/11 2015 (Volume)', 20, 15, true, 5],
+      ['Office 2019', 6, 10, false, 0],
+      ['Visio 2099', 0, 3, false, 0],
+      ['Windows Server 2022', 3, null, false, 0],
+    ],
+  );
   const csv = await run(['--config', config, '-f', 'csv'], dir);
   t.same(csv.out.split('\r\n'), [
     'product,scope,activeMachines,licenses,overUse,excess,groups',

@@ -18,7 +18,11 @@ t.test('explains the count in words, names the database and lists duplicate CMID
   const out = c.stdout();
   const lines = out.split('\n');
   t.ok(lines[0]?.startsWith(`Database: ${path.join(dir, DATABASE_FILE_NAME)} (32 machines known, 34 events`), lines[0] ?? '');
-  t.ok(lines.includes('Windows: 23 machines in the last 30 days; clients need 25: 2 more machines must contact this host before Windows clients activate.'));
+  t.ok(
+    lines.includes(
+      'Windows: 23 machines in the last 30 days; clients need 25: 2 more machines must contact this host before Windows clients activate.',
+    ),
+  );
   t.ok(lines.includes(`${OFFICE_NAME}: 6 machines in the last 30 days; clients need 5: ${OFFICE_NAME} clients activate.`));
   t.match(out, /Windows 10\/11 2015 \(Volume\)\s+20 machines\s+need 25\s+not activating \(needs 2 more\)/);
   t.match(out, /Windows Server 2022\s+3 machines\s+need 5\s+activating/);
@@ -32,7 +36,15 @@ t.test('--json carries the same numbers', async (t) => {
   t.equal(await command.run(['--json', '--data-dir', dir], c.io), 0);
   const status = JSON.parse(c.stdout()) as {
     database: { file: string; clients: number };
-    applications: { applicationName: string; activeMachines: number; threshold: number; missing: number; activates: boolean; summary: string; lastActivation: string }[];
+    applications: {
+      applicationName: string;
+      activeMachines: number;
+      threshold: number;
+      missing: number;
+      activates: boolean;
+      summary: string;
+      lastActivation: string;
+    }[];
     duplicates: { sharedCmids: { cmid: string }[] };
   };
   t.equal(status.database.file, path.join(dir, DATABASE_FILE_NAME));
@@ -40,7 +52,10 @@ t.test('--json carries the same numbers', async (t) => {
   t.match(status.applications[0], { applicationName: 'Windows', activeMachines: 23, threshold: 25, missing: 2, activates: false });
   t.ok(!Number.isNaN(Date.parse(status.applications[0]!.lastActivation)));
   t.match(status.applications[1], { applicationName: OFFICE_NAME, activeMachines: 6, activates: true });
-  t.same(status.duplicates.sharedCmids.map((d) => d.cmid), [cmid(1)]);
+  t.same(
+    status.duplicates.sharedCmids.map((d) => d.cmid),
+    [cmid(1)],
+  );
 });
 
 t.test('finds the database through $STATE_DIRECTORY like the server', async (t) => {
@@ -103,7 +118,13 @@ t.test('shows the host identity the clients see: HwId and the ePID per host-key 
   t.equal(await command.run(['--json', '--data-dir', dir], j.io), 0);
   const status = JSON.parse(j.stdout()) as { hostIdentity: { hwid: string; epids: { hostKeyGroup: string; epid: string }[] } };
   t.equal(status.hostIdentity.hwid, 'c76fe28b0efa494e');
-  t.same(status.hostIdentity.epids, [{ hostKeyGroupId: '84e331f6-4279-48c4-ab10-b75139181351', hostKeyGroup: 'Windows Server 2025', epid: '03612-04918-007-939703-03-1033-20348.0000-0682026' }]);
+  t.same(status.hostIdentity.epids, [
+    {
+      hostKeyGroupId: '84e331f6-4279-48c4-ab10-b75139181351',
+      hostKeyGroup: 'Windows Server 2025',
+      epid: '03612-04918-007-939703-03-1033-20348.0000-0682026',
+    },
+  ]);
 });
 
 t.test('refusals of the last week are summarised by reason with what to change', async (t) => {
@@ -111,9 +132,19 @@ t.test('refusals of the last week are summarised by reason with what to change',
   const store = SqliteStore.open(dir, {});
   const now = Date.now();
   // Older than the week: not reported.
-  store.recordRefusal({ applicationId: WINDOWS_APP, clientMachineId: cmid(900), workstationName: 'old' }, 0xc004f042, 'KMS_ERR_KMS_RETAIL_GROUP', now - 8 * 86_400_000);
+  store.recordRefusal(
+    { applicationId: WINDOWS_APP, clientMachineId: cmid(900), workstationName: 'old' },
+    0xc004f042,
+    'KMS_ERR_KMS_RETAIL_GROUP',
+    now - 8 * 86_400_000,
+  );
   for (let i = 0; i < 3; i++) {
-    store.recordRefusal({ applicationId: WINDOWS_APP, clientMachineId: cmid(901 + i), workstationName: `home-${i}`, clientAddress: '10.0.0.9' }, 0xc004f042, 'KMS_ERR_KMS_RETAIL_GROUP', now - 1000 + i);
+    store.recordRefusal(
+      { applicationId: WINDOWS_APP, clientMachineId: cmid(901 + i), workstationName: `home-${i}`, clientAddress: '10.0.0.9' },
+      0xc004f042,
+      'KMS_ERR_KMS_RETAIL_GROUP',
+      now - 1000 + i,
+    );
   }
   store.close();
   const c = captureIo();
@@ -140,7 +171,10 @@ t.test('client-chosen names are printed inert: no escape sequence, bidi override
   t.notMatch(out, /[\x00-\x09\x0b-\x1f\x7f\u202e]/, 'nothing a terminal acts on');
   t.match(out, '\\x1b]0;owned\\x07');
   t.match(out, 'b\\u202eexe.txt\\nfake: line');
-  t.notOk(out.split('\n').some((l) => /^fake/i.test(l)), 'no made-up line');
+  t.notOk(
+    out.split('\n').some((l) => /^fake/i.test(l)),
+    'no made-up line',
+  );
   t.match(out, 'from \\x1b[31mred');
 });
 
@@ -150,11 +184,23 @@ t.test('--format csv: one row per product group, named like the JSON fields', as
   t.equal(await command.run(['--data-dir', dir, '--format', 'csv'], csv.io), 0);
   const lines = csv.stdout().split('\r\n');
   const header = lines[0]!.split(',');
-  t.same(header, ['applicationId', 'applicationName', 'groupId', 'groupName', 'activeMachines', 'requiredCount', 'activates', 'lastActivation']);
+  t.same(header, [
+    'applicationId',
+    'applicationName',
+    'groupId',
+    'groupName',
+    'activeMachines',
+    'requiredCount',
+    'activates',
+    'lastActivation',
+  ]);
   const json = captureIo();
   t.equal(await command.run(['--data-dir', dir, '--json'], json.io), 0);
   const status = JSON.parse(json.stdout()) as { applications: Record<string, unknown>[] & { groups: Record<string, unknown>[] }[] };
   const app = status.applications[0]! as Record<string, unknown> & { groups: Record<string, unknown>[] };
   for (const f of header) t.ok(f in app.groups[0]! || f in app, `${f} is a JSON field too`);
-  t.equal(lines.length - 2, status.applications.reduce((n, a) => n + (a as unknown as { groups: unknown[] }).groups.length, 0));
+  t.equal(
+    lines.length - 2,
+    status.applications.reduce((n, a) => n + (a as unknown as { groups: unknown[] }).groups.length, 0),
+  );
 });

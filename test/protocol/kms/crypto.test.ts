@@ -46,7 +46,11 @@ t.test('expanded key schedules (v4: 12 round keys, v5/v6: 11, v6 altered)', asyn
   const plain = new RijndaelCipher(KMS_V6_KEY).scheduleBytes();
   const altered = V6_CIPHER.scheduleBytes();
   const diffs = [...plain.keys()].filter((i) => plain[i] !== altered[i]).map((i) => [i, plain[i]! ^ altered[i]!]);
-  t.same(diffs, [[64, 0x73], [96, 0x09], [128, 0xe4]]);
+  t.same(diffs, [
+    [64, 0x73],
+    [96, 0x09],
+    [128, 0xe4],
+  ]);
 });
 
 t.test('single blocks: every aes_block entry, both directions, plus FIPS-197 C.1', async (t) => {
@@ -94,7 +98,10 @@ t.test('v4 MAC: every v4_mac entry (CBC-MAC, 0x80 padding, zero IV)', async (t) 
   t.equal(v4Mac(framed, 7, 107).toString('hex'), m.mac);
 });
 
-for (const [name, cipher, nodeKey] of [['v5_cbc', V5_CIPHER, KMS_V5_KEY], ['v6_cbc', V6_CIPHER, undefined]] as const) {
+for (const [name, cipher, nodeKey] of [
+  ['v5_cbc', V5_CIPHER, KMS_V5_KEY],
+  ['v6_cbc', V6_CIPHER, undefined],
+] as const) {
   t.test(`${name}: every entry encrypts and decrypts, padding 1–16 bytes`, async (t) => {
     t.equal(vectors[name].length, 8);
     for (const v of vectors[name]) {

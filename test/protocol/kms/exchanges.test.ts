@@ -101,12 +101,19 @@ t.test('exchange_plaintexts of crypto.json decode and verify the same way', asyn
     const verified = verifyKmsResponse(bytes(x.kms_response), sentOf(req, message));
     t.same(responseFieldsOf(verified.base), expectedResponseFields(x.response.fields), `${x.exchange}: response fields`);
     // The recorded plaintexts, from the zero-IV view of each message (§6.2–§6.4).
-    for (const [dir, wire, p] of [['request', x.kms_request, x.request], ['response', x.kms_response, x.response]] as const) {
+    for (const [dir, wire, p] of [
+      ['request', x.kms_request, x.request],
+      ['response', x.kms_response, x.response],
+    ] as const) {
       if (req.version === 4) {
         t.equal(p.plaintext + p.mac, wire, `${x.exchange}: v4 ${dir} = plaintext ‖ MAC`);
         t.equal(v4Mac(bytes(p.plaintext)).toString('hex'), p.mac, `${x.exchange}: v4 ${dir} MAC`);
       } else {
-        t.equal(zeroIvDecrypt(req.version, bytes(wire).subarray(4)).toString('hex'), p.decrypted_iv + p.plaintext + p.padding, `${x.exchange}: ${dir} plaintext`);
+        t.equal(
+          zeroIvDecrypt(req.version, bytes(wire).subarray(4)).toString('hex'),
+          p.decrypted_iv + p.plaintext + p.padding,
+          `${x.exchange}: ${dir} plaintext`,
+        );
       }
     }
   }

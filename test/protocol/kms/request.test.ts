@@ -53,22 +53,56 @@ t.test('the forger reproduces the captured v5 and v6 requests', async (t) => {
 });
 
 t.test('unknown versions are refused with KMS_ERR_KMS_VERSION (C22)', async (t) => {
-  for (const [minor, major] of [[0, 7], [1, 6], [1, 4], [1, 5], [0, 3], [0, 0], [0, 0x106]]) {
+  for (const [minor, major] of [
+    [0, 7],
+    [1, 6],
+    [1, 4],
+    [1, 5],
+    [0, 3],
+    [0, 0],
+    [0, 0x106],
+  ]) {
     const m = Buffer.from(captured(6));
     m.writeUInt16LE(minor!, 0);
     m.writeUInt16LE(major!, 2);
-    t.equal(codeOf(() => decodeKmsRequest(m, on)), 'KMS_ERR_KMS_VERSION', `${major}.${minor}`);
+    t.equal(
+      codeOf(() => decodeKmsRequest(m, on)),
+      'KMS_ERR_KMS_VERSION',
+      `${major}.${minor}`,
+    );
   }
   // The version is judged before the length.
-  t.equal(codeOf(() => decodeKmsRequest(bytes('00000700aabbcc'), on)), 'KMS_ERR_KMS_VERSION');
-  t.equal(codeOf(() => decodeKmsRequest(bytes('000004'), on)), 'KMS_ERR_KMS_LENGTH', 'no room for a version');
-  t.equal(codeOf(() => decodeKmsRequest(Buffer.alloc(0), on)), 'KMS_ERR_KMS_LENGTH');
+  t.equal(
+    codeOf(() => decodeKmsRequest(bytes('00000700aabbcc'), on)),
+    'KMS_ERR_KMS_VERSION',
+  );
+  t.equal(
+    codeOf(() => decodeKmsRequest(bytes('000004'), on)),
+    'KMS_ERR_KMS_LENGTH',
+    'no room for a version',
+  );
+  t.equal(
+    codeOf(() => decodeKmsRequest(Buffer.alloc(0), on)),
+    'KMS_ERR_KMS_LENGTH',
+  );
 });
 
 t.test('a message shorter than its version needs is refused with KMS_ERR_KMS_LENGTH (§4.1)', async (t) => {
-  const cases: [4 | 5 | 6, number][] = [[4, 251], [4, 4], [5, 259], [5, 252], [6, 259], [6, 252], [6, 4]];
+  const cases: [4 | 5 | 6, number][] = [
+    [4, 251],
+    [4, 4],
+    [5, 259],
+    [5, 252],
+    [6, 259],
+    [6, 252],
+    [6, 4],
+  ];
   for (const [v, n] of cases) {
-    t.equal(codeOf(() => decodeKmsRequest(captured(v).subarray(0, n), on)), 'KMS_ERR_KMS_LENGTH', `v${v} with ${n} bytes`);
+    t.equal(
+      codeOf(() => decodeKmsRequest(captured(v).subarray(0, n), on)),
+      'KMS_ERR_KMS_LENGTH',
+      `v${v} with ${n} bytes`,
+    );
   }
 });
 
@@ -82,12 +116,18 @@ t.test('bytes beyond the version size are ignored (§4.1)', async (t) => {
 t.test('v4 MAC: checked when verifyV4Mac is on, ignored when off (§6.1, C16)', async (t) => {
   const badMac = Buffer.from(captured(4));
   badMac[251] = badMac[251]! ^ 0x01;
-  t.equal(codeOf(() => decodeKmsRequest(badMac, on)), 'KMS_ERR_KMS_MAC');
+  t.equal(
+    codeOf(() => decodeKmsRequest(badMac, on)),
+    'KMS_ERR_KMS_MAC',
+  );
   t.same(requestFieldsOf(decodeKmsRequest(badMac, { verifyV4Mac: false }).base), withoutUtc(call(4).request.fields));
 
   const altered = Buffer.from(captured(4));
   altered.writeUInt32LE(1, 80); // RequiredClientCount 25 → 1, MAC left as it was
-  t.equal(codeOf(() => decodeKmsRequest(altered, on)), 'KMS_ERR_KMS_MAC');
+  t.equal(
+    codeOf(() => decodeKmsRequest(altered, on)),
+    'KMS_ERR_KMS_MAC',
+  );
   t.equal(decodeKmsRequest(altered, { verifyV4Mac: false }).base.requiredClientCount, 1);
 });
 
@@ -97,33 +137,60 @@ t.test('v5/v6 padding other than 04 04 04 04 is refused with KMS_ERR_KMS_PADDING
       const p = capturedPlaintext(v);
       bytes(padding).copy(p, 236);
       const m = forge(v, randomBytes(16), p);
-      t.equal(codeOf(() => decodeKmsRequest(m, on)), 'KMS_ERR_KMS_PADDING', `v${v} padding ${padding}`);
+      t.equal(
+        codeOf(() => decodeKmsRequest(m, on)),
+        'KMS_ERR_KMS_PADDING',
+        `v${v} padding ${padding}`,
+      );
     }
     // A flipped ciphertext bit in the last block garbles the padding.
     const m = Buffer.from(captured(v));
     m[259] = m[259]! ^ 0x80;
-    t.equal(codeOf(() => decodeKmsRequest(m, on)), 'KMS_ERR_KMS_PADDING', `v${v} damaged last block`);
+    t.equal(
+      codeOf(() => decodeKmsRequest(m, on)),
+      'KMS_ERR_KMS_PADDING',
+      `v${v} damaged last block`,
+    );
   }
 });
 
 t.test('an inner version other than the clear one is refused with KMS_ERR_KMS_INNER_VERSION (§6.2)', async (t) => {
-  for (const [clear, inner] of [[6, 5], [5, 6], [6, 4], [5, 4]] as const) {
+  for (const [clear, inner] of [
+    [6, 5],
+    [5, 6],
+    [6, 4],
+    [5, 4],
+  ] as const) {
     const p = capturedPlaintext(clear);
     p.writeUInt16LE(inner, 2);
-    t.equal(codeOf(() => decodeKmsRequest(forge(clear, randomBytes(16), p), on)), 'KMS_ERR_KMS_INNER_VERSION', `clear ${clear}.0, inner ${inner}.0`);
+    t.equal(
+      codeOf(() => decodeKmsRequest(forge(clear, randomBytes(16), p), on)),
+      'KMS_ERR_KMS_INNER_VERSION',
+      `clear ${clear}.0, inner ${inner}.0`,
+    );
   }
   const p = capturedPlaintext(6);
   p.writeUInt16LE(1, 0); // inner 6.1
-  t.equal(codeOf(() => decodeKmsRequest(forge(6, randomBytes(16), p), on)), 'KMS_ERR_KMS_INNER_VERSION', 'inner 6.1');
+  t.equal(
+    codeOf(() => decodeKmsRequest(forge(6, randomBytes(16), p), on)),
+    'KMS_ERR_KMS_INNER_VERSION',
+    'inner 6.1',
+  );
   // Padding is judged before the inner version.
   const both = capturedPlaintext(6);
   both.writeUInt16LE(5, 2);
   both[239] = 5;
-  t.equal(codeOf(() => decodeKmsRequest(forge(6, randomBytes(16), both), on)), 'KMS_ERR_KMS_PADDING');
+  t.equal(
+    codeOf(() => decodeKmsRequest(forge(6, randomBytes(16), both), on)),
+    'KMS_ERR_KMS_PADDING',
+  );
   // A v5 plaintext sent as v6 (wrong key) does not decrypt.
   const asV6 = forge(5, randomBytes(16), capturedPlaintext(5));
   asV6.writeUInt16LE(6, 2);
-  t.equal(codeOf(() => decodeKmsRequest(asV6, on)), 'KMS_ERR_KMS_PADDING');
+  t.equal(
+    codeOf(() => decodeKmsRequest(asV6, on)),
+    'KMS_ERR_KMS_PADDING',
+  );
 });
 
 t.test('WorkstationName: up to the first NUL, 64 units without one, bad UTF-16 → U+FFFD (§4.2)', async (t) => {
@@ -179,7 +246,9 @@ t.test('encodeKmsRequest then decodeKmsRequest gives the base back (v4, v5, v6)'
     // Independent view: standard CBC with the wire IV gives base ‖ 04 04 04 04 (§6.2).
     const c = sent.message.subarray(20);
     const plain =
-      v === 5 ? createDecipheriv('aes-128-cbc', KMS_V5_KEY, sent.iv!).setAutoPadding(false).update(c) : Buffer.concat([cbcDecrypt(V6_CIPHER, sent.iv!, c), bytes('04040404')]);
+      v === 5
+        ? createDecipheriv('aes-128-cbc', KMS_V5_KEY, sent.iv!).setAutoPadding(false).update(c)
+        : Buffer.concat([cbcDecrypt(V6_CIPHER, sent.iv!, c), bytes('04040404')]);
     t.equal(plain.subarray(236).toString('hex'), '04040404', `v${v} padding`);
     t.equal(plain.readUInt16LE(2), v, `v${v} inner version`);
     if (v === 5) {
@@ -202,9 +271,25 @@ t.test('encodeKmsRequest rejects programming errors with a plain Error', async (
     }
     return false;
   };
-  t.ok(plain(() => encodeKmsRequest(6, sampleBase(5), randomBytes)), 'base version differs');
-  t.ok(plain(() => encodeKmsRequest(4, { ...sampleBase(4), minorVersion: 1 }, randomBytes)), 'minor version');
-  t.ok(plain(() => encodeKmsRequest(4, { ...sampleBase(4), workstationName: 'x'.repeat(65) }, randomBytes)), 'name too long');
-  t.ok(plain(() => encodeKmsRequest(6, sampleBase(6), () => Buffer.alloc(8))), 'short IV');
-  t.equal(decodeKmsRequest(encodeKmsRequest(4, { ...sampleBase(4), workstationName: 'y'.repeat(64) }, randomBytes).message, on).base.workstationName, 'y'.repeat(64));
+  t.ok(
+    plain(() => encodeKmsRequest(6, sampleBase(5), randomBytes)),
+    'base version differs',
+  );
+  t.ok(
+    plain(() => encodeKmsRequest(4, { ...sampleBase(4), minorVersion: 1 }, randomBytes)),
+    'minor version',
+  );
+  t.ok(
+    plain(() => encodeKmsRequest(4, { ...sampleBase(4), workstationName: 'x'.repeat(65) }, randomBytes)),
+    'name too long',
+  );
+  t.ok(
+    plain(() => encodeKmsRequest(6, sampleBase(6), () => Buffer.alloc(8))),
+    'short IV',
+  );
+  t.equal(
+    decodeKmsRequest(encodeKmsRequest(4, { ...sampleBase(4), workstationName: 'y'.repeat(64) }, randomBytes).message, on).base
+      .workstationName,
+    'y'.repeat(64),
+  );
 });

@@ -58,7 +58,19 @@ function checkOf(message: Buffer, sent: SentKmsRequest): string {
 }
 
 // v6 plaintext (zero-IV view) offsets for PIDSize P, §6.4 table.
-const v6At = (p: number) => ({ ds: 0, base: 16, cmid: 24 + p, time: 40 + p, count: 48 + p, rxi: 60 + p, hash: 76 + p, hwid: 108 + p, xored: 116 + p, hmac: 132 + p, pad: 148 + p });
+const v6At = (p: number) => ({
+  ds: 0,
+  base: 16,
+  cmid: 24 + p,
+  time: 40 + p,
+  count: 48 + p,
+  rxi: 60 + p,
+  hash: 76 + p,
+  hwid: 108 + p,
+  xored: 116 + p,
+  hmac: 132 + p,
+  pad: 148 + p,
+});
 
 function openV6(message: Buffer): Buffer {
   const plain = Buffer.from(message.subarray(4));
@@ -127,14 +139,70 @@ t.test('v6: each plaintext region tampered with fails its own check (§6.6)', as
   t.equal(checkOf(tamper(flip(at.count), false), sent), 'hmac', 'CurrentCount is covered by the HMAC');
   t.equal(checkOf(tamper(flip(at.ds + 2), false), sent), 'hmac', 'Ds is covered by the HMAC');
   t.equal(checkOf(tamper(flip(at.cmid), true), sent), 'cmid', 'CMID echo');
-  t.equal(checkOf(tamper((p) => p.writeBigUInt64LE(time + 1n, at.time), false), sent), 'client-time', 'ClientTime echo');
-  t.equal(checkOf(tamper((p) => p.write('x', at.base + 8, 'utf16le'), true), sent), 'epid', 'ePID shape');
-  t.equal(checkOf(tamper((p) => p.writeUInt16LE(0, at.base + 20), true), sent), 'epid', 'NUL inside the ePID');
-  t.equal(checkOf(tamper((p) => p.writeUInt32LE(101, at.base + 4), true), sent), 'pid-size', 'odd PIDSize');
-  t.equal(checkOf(tamper((p) => p.writeUInt32LE(130, at.base + 4), true), sent), 'pid-size', 'PIDSize above 128');
-  t.equal(checkOf(tamper((p) => p.writeUInt32LE(98, at.base + 4), true), sent), 'epid', 'PIDSize shorter than the ePID');
-  t.equal(checkOf(tamper((p) => p.writeUInt16LE(5, at.base + 2), true), sent), 'version', 'inner version 5.0');
-  t.equal(checkOf(tamper((p) => (p[p.length - 1] = 0), false), sent), 'padding', 'padding');
+  t.equal(
+    checkOf(
+      tamper((p) => p.writeBigUInt64LE(time + 1n, at.time), false),
+      sent,
+    ),
+    'client-time',
+    'ClientTime echo',
+  );
+  t.equal(
+    checkOf(
+      tamper((p) => p.write('x', at.base + 8, 'utf16le'), true),
+      sent,
+    ),
+    'epid',
+    'ePID shape',
+  );
+  t.equal(
+    checkOf(
+      tamper((p) => p.writeUInt16LE(0, at.base + 20), true),
+      sent,
+    ),
+    'epid',
+    'NUL inside the ePID',
+  );
+  t.equal(
+    checkOf(
+      tamper((p) => p.writeUInt32LE(101, at.base + 4), true),
+      sent,
+    ),
+    'pid-size',
+    'odd PIDSize',
+  );
+  t.equal(
+    checkOf(
+      tamper((p) => p.writeUInt32LE(130, at.base + 4), true),
+      sent,
+    ),
+    'pid-size',
+    'PIDSize above 128',
+  );
+  t.equal(
+    checkOf(
+      tamper((p) => p.writeUInt32LE(98, at.base + 4), true),
+      sent,
+    ),
+    'epid',
+    'PIDSize shorter than the ePID',
+  );
+  t.equal(
+    checkOf(
+      tamper((p) => p.writeUInt16LE(5, at.base + 2), true),
+      sent,
+    ),
+    'version',
+    'inner version 5.0',
+  );
+  t.equal(
+    checkOf(
+      tamper((p) => (p[p.length - 1] = 0), false),
+      sent,
+    ),
+    'padding',
+    'padding',
+  );
   t.equal(checkOf(Buffer.concat([bytes('00000500'), msg.subarray(4)]), sent), 'version', 'clear version 5.0');
 });
 
@@ -214,14 +282,70 @@ t.test('v5: our response reuses the request IV and every check catches its field
     f(p);
     return sealV5(p, iv);
   };
-  t.equal(checkOf(edit(() => undefined), sent), 'accepted', 're-sealing changes nothing');
-  t.equal(checkOf(edit((p) => (p[144 + 5] = p[144 + 5]! ^ 1)), sent), 'hash', 'RandomXoredIVs bit');
-  t.equal(checkOf(edit((p) => (p[160 + 31] = p[160 + 31]! ^ 1)), sent), 'hash', 'Hash bit');
-  t.equal(checkOf(edit((p) => (p[108] = p[108]! ^ 1)), sent), 'cmid', 'CMID');
-  t.equal(checkOf(edit((p) => (p[124] = p[124]! ^ 1)), sent), 'client-time', 'ClientTime');
-  t.equal(checkOf(edit((p) => p.writeUInt16LE(6, 2)), sent), 'version', 'inner version');
-  t.equal(checkOf(edit((p) => (p[207] = 0x11)), sent), 'padding', 'padding');
-  t.equal(checkOf(edit(() => undefined, randomBytes(16)), sent), 'iv-echo', 'a fresh IV');
+  t.equal(
+    checkOf(
+      edit(() => undefined),
+      sent,
+    ),
+    'accepted',
+    're-sealing changes nothing',
+  );
+  t.equal(
+    checkOf(
+      edit((p) => (p[144 + 5] = p[144 + 5]! ^ 1)),
+      sent,
+    ),
+    'hash',
+    'RandomXoredIVs bit',
+  );
+  t.equal(
+    checkOf(
+      edit((p) => (p[160 + 31] = p[160 + 31]! ^ 1)),
+      sent,
+    ),
+    'hash',
+    'Hash bit',
+  );
+  t.equal(
+    checkOf(
+      edit((p) => (p[108] = p[108]! ^ 1)),
+      sent,
+    ),
+    'cmid',
+    'CMID',
+  );
+  t.equal(
+    checkOf(
+      edit((p) => (p[124] = p[124]! ^ 1)),
+      sent,
+    ),
+    'client-time',
+    'ClientTime',
+  );
+  t.equal(
+    checkOf(
+      edit((p) => p.writeUInt16LE(6, 2)),
+      sent,
+    ),
+    'version',
+    'inner version',
+  );
+  t.equal(
+    checkOf(
+      edit((p) => (p[207] = 0x11)),
+      sent,
+    ),
+    'padding',
+    'padding',
+  );
+  t.equal(
+    checkOf(
+      edit(() => undefined, randomBytes(16)),
+      sent,
+    ),
+    'iv-echo',
+    'a fresh IV',
+  );
   t.equal(checkOf(Buffer.concat([msg, bytes('00')]), sent), 'length', 'one byte more');
   const bad = Buffer.from(msg);
   bad[100] = bad[100]! ^ 4;
@@ -269,7 +393,11 @@ t.test('every ePID length from the §7.4 shape gives PIDSize = 2 × (characters 
     for (const epid of epids) {
       const msg = encodeKmsResponse(req, baseFor(req, { epid }), material);
       const p = 2 * (epid.length + 1);
-      t.equal(msg.length, 4 + ((v === 5 ? 108 : 148) + p + 1 + 15) - (((v === 5 ? 108 : 148) + p + 1 + 15) % 16), `v${v} ${epid.length} chars`);
+      t.equal(
+        msg.length,
+        4 + ((v === 5 ? 108 : 148) + p + 1 + 15) - (((v === 5 ? 108 : 148) + p + 1 + 15) % 16),
+        `v${v} ${epid.length} chars`,
+      );
       t.equal(verifyKmsResponse(msg, sent).base.epid, epid);
     }
   }
@@ -286,14 +414,32 @@ t.test('encodeKmsResponse rejects programming errors with a plain Error', async 
   };
   for (const v of [4, 5, 6] as const) {
     const { req } = captured(v);
-    t.ok(plainError(() => encodeKmsResponse(req, baseFor(req, { epid: '1'.repeat(64) }), material)), `v${v}: 64-character ePID`);
-    t.ok(plainError(() => encodeKmsResponse(req, baseFor(req, { epid: '' }), material)), `v${v}: empty ePID`);
-    t.ok(plainError(() => encodeKmsResponse(req, baseFor(req, { epid: 'a\0b' }), material)), `v${v}: NUL in the ePID`);
+    t.ok(
+      plainError(() => encodeKmsResponse(req, baseFor(req, { epid: '1'.repeat(64) }), material)),
+      `v${v}: 64-character ePID`,
+    );
+    t.ok(
+      plainError(() => encodeKmsResponse(req, baseFor(req, { epid: '' }), material)),
+      `v${v}: empty ePID`,
+    );
+    t.ok(
+      plainError(() => encodeKmsResponse(req, baseFor(req, { epid: 'a\0b' }), material)),
+      `v${v}: NUL in the ePID`,
+    );
   }
   const { req } = captured(6);
-  t.ok(plainError(() => encodeKmsResponse(req, baseFor(req), { hwid: Buffer.alloc(7), randomBytes })), 'short HwId');
-  t.ok(plainError(() => encodeKmsResponse({ version: 6, base: req.base }, baseFor(req), material)), 'no Dreq');
-  t.ok(plainError(() => encodeKmsResponse(req, baseFor(req), { hwid: HWID, randomBytes: () => Buffer.alloc(4) })), 'short random');
+  t.ok(
+    plainError(() => encodeKmsResponse(req, baseFor(req), { hwid: Buffer.alloc(7), randomBytes })),
+    'short HwId',
+  );
+  t.ok(
+    plainError(() => encodeKmsResponse({ version: 6, base: req.base }, baseFor(req), material)),
+    'no Dreq',
+  );
+  t.ok(
+    plainError(() => encodeKmsResponse(req, baseFor(req), { hwid: HWID, randomBytes: () => Buffer.alloc(4) })),
+    'short random',
+  );
   // 63 characters is the most a PIDSize of 128 holds.
   const { req: r4 } = captured(4);
   t.equal(encodeKmsResponse(r4, baseFor(r4, { epid: '1'.repeat(63) }), material).readUInt32LE(4), 128);

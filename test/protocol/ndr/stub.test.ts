@@ -18,11 +18,13 @@ const KMS_RESPONSE = Buffer.from(v6.kms_response_hex, 'hex');
 t.test('request stub of §3.1, NDR32 and NDR64, both ways', async (t) => {
   t.equal(KMS_REQUEST.length, 260);
   t.equal(KMS_REQUEST.subarray(0, 4).toString('hex'), '00000600', 'KMS version 6.0 first');
-  const ndr32 = hex(`
+  const ndr32 =
+    hex(`
     04 01 00 00   # requestSize 260
     04 01 00 00   # conformance 260
   `) + v6.kms_request_hex;
-  const ndr64 = hex(`
+  const ndr64 =
+    hex(`
     04 01 00 00 00 00 00 00   # requestSize 260 + 4 pad bytes
     04 01 00 00 00 00 00 00   # conformance u64 260
   `) + v6.kms_request_hex;
@@ -57,11 +59,14 @@ t.test('malformed request stubs are KMS_ERR_RPC_STUB_MALFORMED (§3.1, C37)', as
 });
 
 t.test('success stub of §3.2: NDR64 example with n = 260, alloc_hint 288', async (t) => {
-  const expected = hex(`
+  const expected =
+    hex(`
     04 01 00 00 00 00 00 00   # responseSize 260 + 4 zero pad bytes
     00 00 02 00 00 00 00 00   # referent id u64 0x20000
     04 01 00 00 00 00 00 00   # conformance u64 260
-  `) + v6.kms_response_hex + hex('00 00 00 00  # HRESULT 0 (n ≡ 0 mod 4: no pad)');
+  `) +
+    v6.kms_response_hex +
+    hex('00 00 00 00  # HRESULT 0 (n ≡ 0 mod 4: no pad)');
   const stub = encodeSuccessStub(KMS_RESPONSE, 'ndr64');
   t.equal(stub.toString('hex'), expected);
   t.equal(stub.length, 288);
@@ -73,11 +78,14 @@ t.test('success stub of §3.2: NDR64 example with n = 260, alloc_hint 288', asyn
 
 t.test('success stub, NDR32, n ≡ 2 mod 4: the 2 pad bytes come before the HRESULT (§3.2, C12)', async (t) => {
   const response = Buffer.alloc(158, 0xab); // a v4 response: 60 + PIDSize 98 (a 48-character ePID)
-  const expected = hex(`
+  const expected =
+    hex(`
     9e 00 00 00   # responseSize 158
     00 00 02 00   # referent id 0x00020000
     9e 00 00 00   # conformance 158
-  `) + 'ab'.repeat(158) + hex(`
+  `) +
+    'ab'.repeat(158) +
+    hex(`
     00 00         # pad to 4
     00 00 00 00   # HRESULT 0
   `);
@@ -102,7 +110,10 @@ t.test('refusal stubs of §3.4: 12 bytes NDR32, 20 bytes NDR64 (C13)', async (t)
   `);
   t.equal(encodeRefusalStub(0xc004f042, 'ndr32').toString('hex'), ndr32);
   t.equal(encodeRefusalStub(0xc004f042, 'ndr64').toString('hex'), ndr64);
-  for (const [stub, syntax] of [[ndr32, 'ndr32'], [ndr64, 'ndr64']] as const) {
+  for (const [stub, syntax] of [
+    [ndr32, 'ndr32'],
+    [ndr64, 'ndr64'],
+  ] as const) {
     const back = decodeResponseStub(Buffer.from(stub, 'hex'), syntax);
     t.equal(back.hresult, 0xc004f042);
     t.equal(back.response, undefined);

@@ -121,10 +121,13 @@ t.test('bind_ack for a 1-digit port has no padding and is 104 bytes with 3 items
     results: [0, 1, 2].map(() => ({ result: 2, reason: 1, transferSyntax: NULL_SYNTAX })),
   });
   t.equal(pdu.length, 104);
-  t.equal(pdu.subarray(24, 32).toString('hex'), hex(`
+  t.equal(
+    pdu.subarray(24, 32).toString('hex'),
+    hex(`
     02 00 37 00   # L=2 "7\\0", no padding
     03 00 00 00   # n_results at offset 28
-  `));
+  `),
+  );
 });
 
 t.test('alter_context_resp of C6: 56 bytes, empty sec_addr, 2 pad bytes, NDR32 accepted', async (t) => {
@@ -185,7 +188,15 @@ t.test('a bind with two transfer syntaxes in one item decodes both, in order', a
   const items: PresentationContextItem[] = [
     { contextId: 5, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [btfnSyntax(3), NDR32_SYNTAX] },
   ];
-  const pdu = encodeBind({ ptype: PTYPE.BIND, callId: 1, flags: 3, maxXmitFrag: 5840, maxRecvFrag: 5840, assocGroupId: 0, contexts: items });
+  const pdu = encodeBind({
+    ptype: PTYPE.BIND,
+    callId: 1,
+    flags: 3,
+    maxXmitFrag: 5840,
+    maxRecvFrag: 5840,
+    assocGroupId: 0,
+    contexts: items,
+  });
   t.equal(pdu.length, 28 + 24 + 40);
   t.equal(
     pdu.subarray(28, 52).toString('hex'),

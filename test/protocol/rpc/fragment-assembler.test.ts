@@ -57,7 +57,10 @@ t.test('two PDUs in one chunk, and a PDU plus the start of the next (C1)', async
   const a = new FragmentAssembler(MAX);
   t.same(feed(a, [Buffer.concat([bind!, alter!])]), [bind!.toString('hex'), alter!.toString('hex')]);
   const out = a.push(Buffer.concat([req!, alter!.subarray(0, 12)]));
-  t.same(out.map((p) => p.toString('hex')), [req!.toString('hex')]);
+  t.same(
+    out.map((p) => p.toString('hex')),
+    [req!.toString('hex')],
+  );
   t.equal(a.buffered, 12, 'the next PDU start is held');
   t.same(feed(a, [alter!.subarray(12)]), [alter!.toString('hex')]);
   t.equal(a.buffered, 0);

@@ -40,7 +40,16 @@ t.test('header decode and encode, field by field', async (t) => {
   w.zeros(12);
   const pdu = finishPdu(w, at);
   t.equal(pdu.subarray(0, 16).toString('hex'), expected);
-  t.same(decodeHeader(pdu), { rpcVersion: 5, rpcVersionMinor: 0, ptype: 11, flags: 0x13, drep: 0x10, fragLength: 28, authLength: 0, callId: 0x12345678 });
+  t.same(decodeHeader(pdu), {
+    rpcVersion: 5,
+    rpcVersionMinor: 0,
+    ptype: 11,
+    flags: 0x13,
+    drep: 0x10,
+    fragLength: 28,
+    authLength: 0,
+    callId: 0x12345678,
+  });
 });
 
 t.test('decodeWholePduHeader refuses short, inconsistent and impossible lengths', async (t) => {

@@ -30,7 +30,9 @@ t.test('C3: NDR32 + NDR64 + BTFN(03) → (2,2) (0,0 NDR64) (3,3); only ctx 1 is 
 t.test('C4: NDR32 alone, and NDR32 + BTFN, are accepted with NDR32 v2', async (t) => {
   t.same(rows([item(0, [NDR32_SYNTAX])]), [NDR32_ROW]);
   t.same(rows([item(0, [NDR32_SYNTAX]), item(1, [btfnSyntax(3)])]), [NDR32_ROW, [3, 3, NIL_GUID, 0]]);
-  t.same(judgePresentationContexts([item(0, [NDR32_SYNTAX]), item(1, [btfnSyntax(3)])], ON).accepted, [{ item: 0, contextId: 0, syntax: 'ndr32' }]);
+  t.same(judgePresentationContexts([item(0, [NDR32_SYNTAX]), item(1, [btfnSyntax(3)])], ON).accepted, [
+    { item: 0, contextId: 0, syntax: 'ndr32' },
+  ]);
 });
 
 t.test('NDR64 disabled: NDR32 accepted, NDR64 rejected (2,2) — a pre-Windows-8 host', async (t) => {
@@ -55,7 +57,9 @@ t.test('C7: a foreign interface gets (2,1) whatever its syntax; only KMS/NDR64 r
   t.same(rows(items), [NDR32_ROW, [2, 1, NIL_GUID, 0]]);
   t.same(judgePresentationContexts(items, ON).accepted, [{ item: 0, contextId: 0, syntax: 'ndr32' }]);
   // A foreign NDR32 item after the KMS one does not disturb the KMS context.
-  t.same(judgePresentationContexts([item(0, [NDR32_SYNTAX]), item(1, [NDR32_SYNTAX], FOREIGN)], ON).accepted, [{ item: 0, contextId: 0, syntax: 'ndr32' }]);
+  t.same(judgePresentationContexts([item(0, [NDR32_SYNTAX]), item(1, [NDR32_SYNTAX], FOREIGN)], ON).accepted, [
+    { item: 0, contextId: 0, syntax: 'ndr32' },
+  ]);
 });
 
 t.test('KMS interface version 2.0 (or 1.1) is another interface: (2,1) (U1)', async (t) => {
@@ -81,7 +85,10 @@ t.test('bookkeeping: alter_context adds contexts and never removes one (§2.5)',
   const table = new ContextTable(16);
   t.equal(table.add({ item: 0, contextId: 1, syntax: 'ndr64' }), 'added');
   t.equal(table.add({ item: 0, contextId: 0, syntax: 'ndr32' }), 'added');
-  t.same([...table.entries()].sort(), [[0, 'ndr32'], [1, 'ndr64']]);
+  t.same([...table.entries()].sort(), [
+    [0, 'ndr32'],
+    [1, 'ndr64'],
+  ]);
   t.equal(table.add({ item: 0, contextId: 0, syntax: 'ndr32' }), 'unchanged', 'a re-offer of the same context changes nothing');
   t.equal(table.add({ item: 0, contextId: 0, syntax: 'ndr64' }), 'changed', 'a re-offered id takes its new syntax');
   t.equal(table.get(0), 'ndr64');

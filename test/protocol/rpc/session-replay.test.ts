@@ -92,7 +92,17 @@ t.test('C-server captures: our replies equal the captured server PDUs byte for b
         } else if (theirs.ptype === 'fault') {
           // §2.9: the C reference's fault call_id and offsets 22–23 are not to be copied.
           t.equal(ours.subarray(22, 24).toString('hex'), '0000');
-          t.equal(masked(ours, [[12, 16], [22, 24]]), masked(captured, [[12, 16], [22, 24]]), 'fault');
+          t.equal(
+            masked(ours, [
+              [12, 16],
+              [22, 24],
+            ]),
+            masked(captured, [
+              [12, 16],
+              [22, 24],
+            ]),
+            'fault',
+          );
         } else {
           t.equal(ours.toString('hex'), theirs.hex, theirs.ptype);
         }

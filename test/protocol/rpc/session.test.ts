@@ -115,7 +115,10 @@ t.test('C3/C6/C10: bind, alter_context, three requests; the connection stays ope
   expectResponse(t, session.handlePdu(REQ32), 2, 0);
   expectResponse(t, session.handlePdu(REQ64), 3, 1);
   expectResponse(t, session.handlePdu(set(REQ64, { 12: 4 })), 4, 1);
-  t.same(calls.map((c) => c.call.syntax), ['ndr32', 'ndr64', 'ndr64']);
+  t.same(
+    calls.map((c) => c.call.syntax),
+    ['ndr32', 'ndr64', 'ndr64'],
+  );
   t.equal(calls[0]!.message, KMS_REQUEST);
   t.equal(calls[1]!.message, KMS_REQUEST_2);
 });
@@ -243,8 +246,13 @@ t.test('a second bind gets bind_nak 0; the association and its contexts remain (
 
 t.test('interface version 2.0 is rejected with (2,1) and its context is unknown', async (t) => {
   const { session, calls } = newSession();
-  const r = session.handlePdu(bindWith([{ contextId: 0, abstractSyntax: { ...KMS_INTERFACE, major: 2 }, transferSyntaxes: [NDR32_SYNTAX] }]));
-  t.same(decodeBindAck(r.reply!).results.map((x) => [x.result, x.reason]), [[2, 1]]);
+  const r = session.handlePdu(
+    bindWith([{ contextId: 0, abstractSyntax: { ...KMS_INTERFACE, major: 2 }, transferSyntaxes: [NDR32_SYNTAX] }]),
+  );
+  t.same(
+    decodeBindAck(r.reply!).results.map((x) => [x.result, x.reason]),
+    [[2, 1]],
+  );
   expectFault(t, session.handlePdu(REQ32), FAULT.UNK_IF, 'KMS_ERR_RPC_UNKNOWN_CONTEXT', 2, 0);
   t.equal(calls.length, 0);
 });
@@ -254,7 +262,10 @@ t.test('n_transfer_syn > 1: the first supported syntax is accepted and served', 
   const r = session.handlePdu(
     bindWith([{ contextId: 0, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [{ uuid: SPARE_GUID, version: 1 }, NDR32_SYNTAX] }]),
   );
-  t.same(decodeBindAck(r.reply!).results.map((x) => [x.result, x.reason, x.transferSyntax.uuid]), [[0, 0, NDR32_SYNTAX.uuid]]);
+  t.same(
+    decodeBindAck(r.reply!).results.map((x) => [x.result, x.reason, x.transferSyntax.uuid]),
+    [[0, 0, NDR32_SYNTAX.uuid]],
+  );
   expectResponse(t, session.handlePdu(REQ32), 2, 0);
   t.equal(calls[0]?.call.syntax, 'ndr32');
 });
@@ -296,7 +307,14 @@ t.test('C7: a request on a foreign interface context faults; KMS/NDR32 next to i
       { contextId: 2, abstractSyntax: foreign, transferSyntaxes: [NDR32_SYNTAX] },
     ]),
   );
-  t.same(decodeBindAck(r.reply!).results.map((x) => [x.result, x.reason]), [[0, 0], [2, 1], [2, 1]]);
+  t.same(
+    decodeBindAck(r.reply!).results.map((x) => [x.result, x.reason]),
+    [
+      [0, 0],
+      [2, 1],
+      [2, 1],
+    ],
+  );
   expectFault(t, session.handlePdu(REQ64), FAULT.UNK_IF, 'KMS_ERR_RPC_UNKNOWN_CONTEXT', 3, 1);
   expectFault(t, session.handlePdu(request({ contextId: 2 })), FAULT.UNK_IF, 'KMS_ERR_RPC_UNKNOWN_CONTEXT', 2, 2);
   t.equal(calls.length, 0);
@@ -398,7 +416,10 @@ t.test('C9: a request in three fragments is answered once, after the last', asyn
   const r = session.handlePdu(last!);
   expectResponse(t, r, 2, 0);
   t.equal(r.reply!.toString('hex'), bound().session.handlePdu(REQ32).reply!.toString('hex'), 'same answer as unfragmented');
-  t.same(calls.map((c) => c.message), [KMS_REQUEST]);
+  t.same(
+    calls.map((c) => c.message),
+    [KMS_REQUEST],
+  );
 });
 
 t.test('C38: a continuation with another call_id faults; the call is not served', async (t) => {
@@ -450,7 +471,8 @@ t.test('handlePdu never throws for garbage (C33)', async (t) => {
     for (let k = 0; k < 3; k++) pdu[rand() % pdu.length] = rand() & 0xff;
     pdu.writeUInt16LE(pdu.length, 8); // keep framing whole so the body is exercised
     const r = session.handlePdu(pdu);
-    if (r.reply) t.ok([PTYPE.BIND_ACK, PTYPE.BIND_NAK, PTYPE.ALTER_CONTEXT_RESP, PTYPE.RESPONSE, PTYPE.FAULT].includes(r.reply[2] as never));
+    if (r.reply)
+      t.ok([PTYPE.BIND_ACK, PTYPE.BIND_NAK, PTYPE.ALTER_CONTEXT_RESP, PTYPE.RESPONSE, PTYPE.FAULT].includes(r.reply[2] as never));
   }
   t.equal(typeof session.handlePdu(Buffer.alloc(0)).close, 'boolean');
 });
@@ -479,10 +501,24 @@ t.test('presentation contexts per connection are bounded: items past the limit g
     () => ({ response: KMS_RESPONSE }),
   );
   expectOk(t, session.handlePdu(BIND3)); // ctx 1 (NDR64)
-  const r = session.handlePdu(alter(3, [10, 11, 12, 13].map((id) => ({ contextId: id, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR32_SYNTAX] }))));
+  const r = session.handlePdu(
+    alter(
+      3,
+      [10, 11, 12, 13].map((id) => ({ contextId: id, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR32_SYNTAX] })),
+    ),
+  );
   t.equal(ptypeOf(r), 'alter_context_resp', 'the alter_context is still answered');
   const results = decodeBindAck(r.reply!).results;
-  t.same(results.map((x) => [x.result, x.reason]), [[0, 0], [0, 0], [0, 0], [2, 3]], 'the fifth context is rejected with local_limit_exceeded');
+  t.same(
+    results.map((x) => [x.result, x.reason]),
+    [
+      [0, 0],
+      [0, 0],
+      [0, 0],
+      [2, 3],
+    ],
+    'the fifth context is rejected with local_limit_exceeded',
+  );
   t.equal(r.close, true, 'and the connection closes');
   t.equal(r.error?.code, 'KMS_ERR_RPC_CONTEXT_LIMIT');
 });
