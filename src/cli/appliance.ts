@@ -1,33 +1,32 @@
-// Assembles the running appliance from a validated configuration: store, catalogue, host identity,
-// the KMS listener, the DNS responder, DNS registration, mDNS and the admin page. `serve` runs it;
-// tests start it in-process on port 0. Reload swaps what can change without dropping connections.
+// Assembles the running appliance from a validated configuration: an ordered list of services
+// (store, KMS listener, DNS responder, DNS registration, mDNS, admin snapshots, fleet reporting,
+// admin page; src/cli/services/), started in order and closed in reverse. `serve` runs it; tests
+// start it in-process on port 0. Reload asks each service to apply its own section, without
+// dropping connections, and to name the keys that wait for a restart.
 import os from 'node:os';
 import net from 'node:net';
-import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../errors';
-import { STORE_TUNING, type AppConfig } from '../config/defaults';
+import type { AppConfig } from '../config/defaults';
 import { parseListenAddress, formatListenAddress, type ListenAddress } from '../config/listen-address';
 import { loadCatalog } from '../catalog/load';
 import type { Catalog } from '../catalog/catalog';
-import { buildProductPolicy } from '../host/product-policy';
-import { loadHostIdentity } from '../host/host-identity';
-import { processKmsMessage, type ActivationDeps, type HostSettings } from '../host/activation';
 import type { Clock } from '../host/ports';
-import { SqliteStore } from '../store/sqlite-store';
+import type { SqliteStore } from '../store/sqlite-store';
 import { databaseFile, resolveDataDir } from '../store/data-dir';
-import { KmsServer, type BoundAddress } from '../server/kms-server';
-import type { KmsServerSettings } from '../server/types';
-import { GroupCommitGate } from '../server/reply-gate';
-import { pooledRandomBytes } from '../server/random-pool';
-import { logActivation, type Logger } from '../logging/logger';
-import type { DnsServerHandle } from '../dns/dns-server';
-import type { RegistrarHandle } from '../dns/registrar';
-import type { MdnsHandle } from '../dns/mdns';
-import type { FleetForwarder, FleetHealth } from '../fleet/forwarder';
+import type { BoundAddress } from '../server/kms-server';
+import type { logActivation, Logger } from '../logging/logger';
+import type { FleetHealth } from '../fleet/forwarder';
 import type { AdminHandle } from '../admin/admin-service';
 import { createApplianceMetrics, type ApplianceMetrics } from '../metrics/appliance-metrics';
-import type { DnsFacts, MetricSources, RegistrationFacts } from '../metrics/sources';
-
+import type { MetricSources } from '../metrics/sources';
+import { ServiceStack } from './service';
+import { storeService } from './services/store';
+import { kmsService } from './services/kms';
+import { settingsService } from './services/settings';
+import { dnsService, mdnsService, registrationService } from './services/dns';
+import { snapshotsService } from './services/snapshots';
+import { fleetService } from './services/fleet';
+import { adminService } from './services/admin';
 
 export interface ApplianceOverrides {
   readonly listen?: readonly string[];
@@ -85,34 +84,6 @@ function parseAll(specs: readonly string[], what: string): ListenAddress[] {
   });
 }
 
-function hostSettings(config: AppConfig): HostSettings {
-  const k = config.kms;
-  return {
-    activationIntervalMinutes: k.activationIntervalMinutes,
-    renewalIntervalMinutes: k.renewalIntervalMinutes,
-    checkRequestTime: k.checkRequestTime,
-    maxClockSkewMinutes: k.maxClockSkewMinutes,
-    verifyV4Mac: k.verifyV4Mac,
-  };
-}
-
-function serverSettings(config: AppConfig): KmsServerSettings {
-  const k = config.kms;
-  return {
-    ndr64: k.ndr64,
-    btfn: k.btfn,
-    maxPduBytes: k.maxPduBytes,
-    maxStubBytes: k.maxStubBytes,
-    maxConnections: k.maxConnections,
-    maxConnectionsPerAddress: k.maxConnectionsPerAddress,
-    ipv6GroupPrefixLength: k.ipv6GroupPrefixLength,
-    idleTimeoutMs: k.idleTimeoutSeconds * 1000,
-    maxConnectionLifetimeMs: k.maxConnectionSeconds * 1000,
-    maxContextsPerConnection: k.maxContextsPerConnection,
-    clientNetworks: k.clientNetworks,
-  };
-}
-
 /** The machine's own addresses, for SRV additional records and registration. */
 export function machineAddresses(): string[] {
   const out: string[] = [];
@@ -127,7 +98,10 @@ export function machineAddresses(): string[] {
  * wildcard as the machine's addresses of that family. Publishing an interface the listener does
  * not serve would send clients to a closed port.
  */
-export function kmsAddressesToPublish(bound: readonly { host: string; family: 4 | 6 }[], machine: () => string[] = machineAddresses): () => string[] {
+export function kmsAddressesToPublish(
+  bound: readonly { host: string; family: 4 | 6 }[],
+  machine: () => string[] = machineAddresses,
+): () => string[] {
   return () => {
     const out = new Set<string>();
     for (const b of bound) {
@@ -142,22 +116,6 @@ export function kmsAddressesToPublish(bound: readonly { host: string; family: 4 
   };
 }
 
-/** The DNS responder's counters as /metrics reads them. */
-function dnsFacts(dns: DnsServerHandle): () => DnsFacts {
-  return () => {
-    const s = dns.stats();
-    return { responsesByRcode: s.responsesByRcode, rateLimited: s.rateLimited, refused: s.refused };
-  };
-}
-
-/** Registration's state as /metrics and /healthz read it. */
-function registrationFacts(registrar: RegistrarHandle): () => RegistrationFacts {
-  return () => {
-    const s = registrar.status();
-    return { lastSuccessMs: s.lastSuccessMs, failures: s.failures, refreshMs: s.refreshMs, lastError: s.lastError ?? '' };
-  };
-}
-
 export async function startAppliance(config: AppConfig, options: StartOptions): Promise<Appliance> {
   const { log } = options;
   const env = options.env ?? process.env;
@@ -168,33 +126,9 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
 
   const catalog = loadCatalog(config.catalog.file || undefined);
   const dataDir = resolveDataDir(config.store.dataDir, env);
-  const store = SqliteStore.open(dataDir, {
-    log,
-    eventRetentionDays: config.store.eventRetentionDays,
-    maxEvents: config.store.maxEvents,
-    pendingLimits: { maxMachines: config.store.pendingMachines, maxEvents: config.store.pendingEvents },
-    backgroundCheckpointMs: STORE_TUNING.checkpointIntervalMs,
-  });
-  const cleanup: (() => Promise<void> | void)[] = [() => store.close()];
+  const services = new ServiceStack(config, log);
   try {
-    const requestRandom = pooledRandomBytes();
-    const buildDeps = (cfg: AppConfig): ActivationDeps => {
-      const policy = buildProductPolicy(catalog, { hostKeyGroups: cfg.host.hostKeyGroups, allowRetail: cfg.kms.allowRetail, allowPreview: cfg.kms.allowPreview });
-      const identity = loadHostIdentity(
-        { store, catalog, randomBytes, clock },
-        { build: cfg.host.build, lcid: cfg.host.lcid, hwid: cfg.host.hwid, epids: cfg.host.epids, ndr64: cfg.kms.ndr64 },
-      );
-      // Generate (or check) every ePID now, so a host-key group that cannot form one fails at start.
-      for (const h of policy.hostKeyGroupsInUse) identity.epidFor(h.id);
-      return { catalog, policy, identity, store, clock, randomBytes: requestRandom, settings: hostSettings(cfg) };
-    };
-    const deps = buildDeps(config);
-    const gate = new GroupCommitGate(store);
-    const handlerFor = (d: ActivationDeps) => (message: Buffer, clientAddress: string) => {
-      gate.enter();
-      return processKmsMessage(message, clientAddress, d);
-    };
-    const onOutcome = options.onOutcome;
+    const { store, facts: storeFacts } = await services.start(() => storeService(config, dataDir, log));
     // Filled in once the servers exist; /metrics and /healthz read them through these getters.
     let sources: MetricSources | undefined;
     const metrics = createApplianceMetrics(
@@ -207,90 +141,29 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
       },
       { knownApplication: (id) => catalog.applicationById(id)?.name },
     );
-    const kms = new KmsServer({
-      listen: kmsListen,
-      settings: serverSettings(config),
-      handler: handlerFor(deps),
-      gate,
-      log,
-      onOutcome: (o) => {
-        logActivation(log, o);
-        metrics.recordOutcome(o);
-        onOutcome?.(o);
-      },
-    });
-    const kmsAddresses = await kms.start();
-    cleanup.unshift(async () => {
-      await kms.close();
-      gate.flush();
-    });
-    const kmsPort = kmsAddresses[0]!.port;
+    const { onOutcome } = options;
+    const kms = await services.start(() => kmsService(config, kmsListen, { catalog, store, clock, log, metrics, onOutcome }));
+    await services.start(() => settingsService(log));
     const hostName = os.hostname();
-    const publish = kmsAddressesToPublish(kmsAddresses);
-
-    let dns: DnsServerHandle | undefined;
-    if (dnsListen.length > 0) {
-      // Loaded only when used: a host without DNS or mDNS does not carry those modules.
-      const { startDnsServer } = require('../dns/dns-server') as typeof import('../dns/dns-server');
-      dns = await startDnsServer(config.dns, { kmsPort, hostName, addresses: publish, log }, dnsListen);
-      const d = dns;
-      cleanup.unshift(() => d.close());
-    }
-    let registrar: RegistrarHandle | undefined;
-    if (config.dns.registration.enabled) {
-      const { startRegistrar } = require('../dns/registrar') as typeof import('../dns/registrar');
-      registrar = startRegistrar(config.dns.registration, { kmsPort, hostName, addresses: publish, log });
-      const r = registrar;
-      cleanup.unshift(async () => {
-        await r.stop();
-      });
-    }
-    let mdns: MdnsHandle | undefined;
-    if (config.dns.mdns.enabled) {
-      const { startMdns } = require('../dns/mdns') as typeof import('../dns/mdns');
-      mdns = startMdns(config.dns.mdns, { kmsPort, hostName, addresses: publish, log });
-      const m = mdns;
-      cleanup.unshift(() => m.stop());
-    }
-    // The admin page reads the database in a worker thread with its own connection, never on
-    // this event loop (a million clients take seconds to summarise).
-    const { SnapshotService } = require('../admin/snapshot-service') as typeof import('../admin/snapshot-service');
-    const snapshots = new SnapshotService({ dataDir, catalogFile: config.catalog.file }, log, () => clock.now());
-    cleanup.unshift(() => snapshots.close());
+    const published = { kmsPort: kms.bound[0]!.port, hostName, addresses: kmsAddressesToPublish(kms.bound), log };
+    const dns = await services.start(() => dnsService(config, dnsListen, published));
+    const registration = await services.start(() => registrationService(config, published));
+    await services.start(() => mdnsService(config, published));
+    const { snapshots } = await services.start(() => snapshotsService(config, dataDir, log, () => clock.now()));
+    const fleet = await services.start(() => fleetService(config, { store, catalog, log, clock, hostName }));
     sources = {
-      kms: () => {
-        const s = kms.stats();
-        return { listening: kms.addresses().length > 0, open: s.open, refusedByReason: s.refusedByReason };
-      },
-      store: () => {
-        const s = store.stats();
-        return { pendingWrites: s.pendingMachines, pendingEvents: s.pendingEvents, writeFailures: s.writeFailures, writable: s.writable, lastError: s.lastWriteError ?? '' };
-      },
+      kms: kms.facts,
+      store: storeFacts,
       counts: () => snapshots.latestCounts(),
-      ...(dns ? { dns: dnsFacts(dns) } : {}),
-      ...(registrar ? { registration: registrationFacts(registrar) } : {}),
+      ...(dns.facts ? { dns: dns.facts } : {}),
+      ...(registration.facts ? { registration: registration.facts } : {}),
+      ...(fleet.health ? { fleet: fleet.health } : {}),
     };
-    let fleet: FleetForwarder | undefined;
-    if (config.fleet.postgres.enabled) {
-      // Loaded only when used: a box that does not report never loads pg. The forwarder works on
-      // a timer, off the request path; a database that is down or slow costs clients nothing.
-      const { FleetForwarder: Forwarder } = require('../fleet/forwarder') as typeof import('../fleet/forwarder');
-      const { catalogNames } = require('../catalog/names') as typeof import('../catalog/names');
-      const { VERSION } = require('../version') as typeof import('../version');
-      fleet = new Forwarder({ outbox: store.fleetOutbox(), fleet: config.fleet, log, names: catalogNames(catalog), softwareVersion: VERSION, clock, hostName });
-      fleet.start();
-      const f = fleet;
-      cleanup.unshift(() => f.stop());
-      sources = { ...sources, fleet: () => f.health() };
-    }
-    let admin: AdminHandle | undefined;
-    if (adminListen.length > 0) {
-      const { startAdmin } = require('../admin/admin-service') as typeof import('../admin/admin-service');
-      admin = await startAdmin(adminListen, {
-        config,
+    const admin = await services.start(() =>
+      adminService(config, adminListen, {
         dataDir,
         log,
-        sources,
+        sources: sources!,
         metrics,
         snapshots,
         now: () => clock.now(),
@@ -299,82 +172,51 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
           databaseFile: databaseFile(dataDir),
           catalog: catalog.source,
           kmsListen: () => kms.addresses().map(formatListenAddress),
-          dnsListen: () => (dns?.addresses ?? []).map(formatListenAddress),
+          dnsListen: () => dns.addresses().map(formatListenAddress),
         },
-      });
-      const a = admin;
-      cleanup.unshift(() => a.close());
-    }
+      }),
+    );
 
-    let current = config;
     log.info(
       {
         event: 'listening',
-        kms: kmsAddresses.map(formatListenAddress),
-        dns: (dns?.addresses ?? []).map(formatListenAddress),
-        admin: (admin?.addresses ?? []).map(formatListenAddress),
+        kms: kms.bound.map(formatListenAddress),
+        dns: dns.addresses().map(formatListenAddress),
+        admin: admin.addresses().map(formatListenAddress),
         database: databaseFile(dataDir),
         catalog: catalog.source,
-        hostKeyGroups: deps.policy.hostKeyGroupsInUse.length,
-        mdns: config.dns.mdns.enabled ? 'announcing _vlmcs._tcp.local (for people and tools: Windows clients do not use mDNS to find a KMS host)' : 'off',
+        hostKeyGroups: kms.hostKeyGroupsInUse,
+        mdns: config.dns.mdns.enabled
+          ? 'announcing _vlmcs._tcp.local (for people and tools: Windows clients do not use mDNS to find a KMS host)'
+          : 'off',
       },
-      `KMS host listening on ${kmsAddresses.map(formatListenAddress).join(', ')}; database ${databaseFile(dataDir)}`,
+      `KMS host listening on ${kms.bound.map(formatListenAddress).join(', ')}; database ${databaseFile(dataDir)}`,
     );
 
     let stopped = false;
     return {
       get config() {
-        return current;
+        return services.config;
       },
       dataDir,
       databaseFile: databaseFile(dataDir),
-      kmsAddresses,
-      dnsAddresses: dns?.addresses ?? [],
-      adminAddresses: admin?.addresses ?? [],
-      admin,
-      fleetHealth: () => fleet?.health(),
+      kmsAddresses: kms.bound,
+      dnsAddresses: dns.addresses(),
+      adminAddresses: admin.addresses(),
+      admin: admin.handle,
+      fleetHealth: () => fleet.health?.(),
       metrics,
       store,
       catalog,
-      reload(next: AppConfig): ReloadReport {
-        const needsRestart: string[] = [];
-        const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
-        if (!same(next.kms.listen, current.kms.listen)) needsRestart.push('kms.listen');
-        if (!same(next.dns, current.dns)) needsRestart.push('dns');
-        if (!same(next.admin, current.admin)) needsRestart.push('admin');
-        if (!same(next.fleet, current.fleet)) needsRestart.push('fleet');
-        if (!same(next.store, current.store)) needsRestart.push('store');
-        if (!same(next.catalog, current.catalog)) needsRestart.push('catalog');
-        // Build everything first: an exception here leaves the running configuration untouched.
-        // (NDR64 and the ePID build change together, C26: the schema refused a file where they
-        // disagree, and both apply to the next connection.)
-        const nextDeps = buildDeps(next);
-        kms.reconfigure(serverSettings(next), handlerFor(nextDeps));
-        log.level = next.log.level;
-        const applied = ['kms (intervals, checks, limits, allowlist, NDR64/BTFN for new connections)', 'host', 'entitlements', 'log.level', ...(admin?.reload(next) ?? [])];
-        current = next;
-        return { applied, needsRestart };
-      },
+      reload: (next) => services.reload(next),
       async stop(): Promise<void> {
         if (stopped) return;
         stopped = true;
-        for (const step of cleanup) {
-          try {
-            await step();
-          } catch (err) {
-            log.error({ err }, 'error while stopping');
-          }
-        }
+        await services.close();
       },
     };
   } catch (err) {
-    for (const step of cleanup) {
-      try {
-        await step();
-      } catch {
-        // already failing; the first error is the one worth reporting
-      }
-    }
+    await services.abandon();
     throw err;
   }
 }

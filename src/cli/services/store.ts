@@ -1,0 +1,38 @@
+// The database: opened first and closed last, so every other service can write to it until it stops.
+import { STORE_TUNING, type AppConfig } from '../../config/defaults';
+import type { Logger } from '../../logging/logger';
+import type { StoreFacts } from '../../metrics/sources';
+import { SqliteStore } from '../../store/sqlite-store';
+import { restartOnChange, type Service } from '../service';
+
+export interface StoreService extends Service {
+  readonly store: SqliteStore;
+  /** The store's state as /metrics and /healthz read it. */
+  facts(): StoreFacts;
+}
+
+export function storeService(config: AppConfig, dataDir: string, log: Logger): StoreService {
+  const store = SqliteStore.open(dataDir, {
+    log,
+    eventRetentionDays: config.store.eventRetentionDays,
+    maxEvents: config.store.maxEvents,
+    pendingLimits: { maxMachines: config.store.pendingMachines, maxEvents: config.store.pendingEvents },
+    backgroundCheckpointMs: STORE_TUNING.checkpointIntervalMs,
+  });
+  return {
+    name: 'store',
+    store,
+    facts: () => {
+      const s = store.stats();
+      return {
+        pendingWrites: s.pendingMachines,
+        pendingEvents: s.pendingEvents,
+        writeFailures: s.writeFailures,
+        writable: s.writable,
+        lastError: s.lastWriteError ?? '',
+      };
+    },
+    reload: restartOnChange('store', (c) => c.store),
+    close: async () => store.close(),
+  };
+}
