@@ -4,7 +4,7 @@
 // This module is a leaf (no imports) so that every layer, the pure codecs included, can use it.
 
 /** What the host does on the wire when this error happens while serving a client. */
-export type WireAction =
+type WireAction =
   | 'refuse' // a normal response PDU whose stub carries `hresult` (PROTOCOL.md §3.4)
   | 'fault' // a fault PDU with status `rpcFault` (§2.9)
   | 'nak' // a bind_nak with `nakReason` (§2.7)
@@ -34,7 +34,6 @@ export const HRESULT = Object.freeze({
   DNS_BAD_NAME: 0x8007007b, // client side: invalid name syntax (no DNS suffix)
   RPC_SERVER_UNAVAILABLE: 0x800706ba, // client side: TCP connect failed
 } as const);
-export type Hresult = (typeof HRESULT)[keyof typeof HRESULT];
 
 /** DCE/RPC fault statuses (C706 Appendix N) and the RPC_S_* a Windows client maps them to. */
 export const RPC_FAULT = Object.freeze({
@@ -45,7 +44,7 @@ export const RPC_FAULT = Object.freeze({
 } as const);
 
 /** bind_nak provider_reject_reason values (C706 §12.6.3.1). */
-export const NAK_REASON = Object.freeze({
+const NAK_REASON = Object.freeze({
   NOT_SPECIFIED: 0,
   LOCAL_LIMIT_EXCEEDED: 2,
   PROTOCOL_VERSION_NOT_SUPPORTED: 4,

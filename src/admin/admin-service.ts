@@ -21,7 +21,7 @@ import type { AdminSnapshot } from './snapshot';
 import type { CertificatePair } from './tls-certificate';
 import { VERSION } from '../version';
 
-export interface AdminFacts {
+interface AdminFacts {
   readonly databaseFile: string;
   readonly catalog: string;
   kmsListen(): string[];
@@ -50,7 +50,7 @@ export interface AdminHandle {
   close(): Promise<void>;
 }
 
-export function isLoopback(host: string): boolean {
+function isLoopback(host: string): boolean {
   return (net.isIPv4(host) && host.startsWith('127.')) || host === '::1';
 }
 

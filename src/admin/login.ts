@@ -7,7 +7,7 @@ import { verifyPassword, type PasswordRecord } from './password';
 
 export const SESSION_COOKIE = 'kms_admin_session';
 /** A browser session lasts a working day; the page asks again after that. */
-export const SESSION_TTL_MS = 12 * 3_600_000;
+const SESSION_TTL_MS = 12 * 3_600_000;
 const MAX_SESSIONS = 1000;
 /** Failures an address may make before it waits; the wait doubles up to LOCKOUT_MAX_MS. */
 const FREE_FAILURES = 5;

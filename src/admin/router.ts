@@ -46,7 +46,7 @@ export interface AdminRouterContext {
 const PAGE_SIZE = 50;
 
 /** CSP for every response: nothing loads but the hashed style block; no framing, no plugins, forms post here only. */
-export const CONTENT_SECURITY_POLICY = `default-src 'none'; style-src ${PAGE_STYLE_HASH}; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;
+const CONTENT_SECURITY_POLICY = `default-src 'none'; style-src ${PAGE_STYLE_HASH}; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;
 
 /** Headers every answer carries, whatever it is. */
 export function securityHeaders(tls: boolean): Record<string, string> {
@@ -185,7 +185,7 @@ function sameOrigin(req: AdminRequest): boolean {
   }
 }
 
-export function machineQuery(p: URLSearchParams): MachineQuery {
+function machineQuery(p: URLSearchParams): MachineQuery {
   const sort = p.get('sort');
   const limit = Number(p.get('limit') ?? PAGE_SIZE);
   const after = p.get('after');

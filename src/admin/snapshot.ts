@@ -10,7 +10,7 @@ import type { HealthReport } from './health';
 import { COUNT_WINDOW_MS } from '../host/counting';
 
 /** Refusals are summarised over a week: long enough to catch a weekly renewal cycle. */
-export const REFUSAL_DAYS = 7;
+const REFUSAL_DAYS = 7;
 /** Duplicate lists on the page stop here; `kms-appliance status` lists them all. */
 const DUPLICATES_SHOWN = 50;
 

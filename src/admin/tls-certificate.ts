@@ -22,7 +22,7 @@ const RSA_BITS = 3072;
 const VALIDITY_DAYS = 730;
 const DAY_MS = 86_400_000;
 /** `config check` warns this long before the site's certificate expires. */
-export const EXPIRY_WARNING_DAYS = 30;
+const EXPIRY_WARNING_DAYS = 30;
 
 export interface CertificateFacts {
   readonly subject: string;
@@ -48,12 +48,12 @@ export interface PairCheck {
   readonly facts?: CertificateFacts;
 }
 
-export function colonHex(bytes: Buffer): string {
+function colonHex(bytes: Buffer): string {
   return [...bytes].map((b) => b.toString(16).toUpperCase().padStart(2, '0')).join(':');
 }
 
 /** Every PEM certificate block of a file, leaf first. */
-export function splitPemCertificates(pem: string): string[] {
+function splitPemCertificates(pem: string): string[] {
   return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
 }
 
@@ -241,7 +241,10 @@ function keyMatches(leafPem: string, keyPem: string, errors: string[]): boolean 
   return true;
 }
 
-/** Reads and checks the configured pair; throws with one line per problem. */
+/**
+ * Reads and checks the configured pair; throws with one line per problem.
+ * @public (the admin service requires this module lazily, which knip cannot follow)
+ */
 export function readSitePair(certFile: string, keyFile: string, now: Date = new Date()): CertificatePair & PairCheck {
   const certPem = fs.readFileSync(certFile, 'utf8');
   const keyPem = fs.readFileSync(keyFile, 'utf8');

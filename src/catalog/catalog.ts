@@ -10,7 +10,7 @@ export interface KmsGroup extends CatalogKmsGroup {
 }
 
 /** A SKU with the KMS group it belongs to. */
-export interface Sku extends CatalogSku {
+interface Sku extends CatalogSku {
   readonly group: KmsGroup;
 }
 

@@ -9,7 +9,7 @@ import { buildCatalog, type Catalog } from './catalog';
 
 export { findPackageRoot };
 
-export const SHIPPED_CATALOG = join('data', 'kms-catalog.json');
+const SHIPPED_CATALOG = join('data', 'kms-catalog.json');
 
 export function shippedCatalogPath(): string {
   return join(findPackageRoot(), SHIPPED_CATALOG);

@@ -11,7 +11,7 @@ export interface CatalogSku {
   readonly sources?: readonly string[];
 }
 
-export interface HostKeyGroupRef {
+interface HostKeyGroupRef {
   readonly id: string;
   readonly name: string;
   readonly groupId: number | null;

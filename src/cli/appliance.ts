@@ -43,7 +43,7 @@ export interface StartOptions {
   readonly onOutcome?: Parameters<typeof logActivation>[1] extends infer O ? (o: O) => void : never;
 }
 
-export interface ReloadReport {
+interface ReloadReport {
   readonly applied: readonly string[];
   readonly needsRestart: readonly string[];
 }
@@ -85,7 +85,7 @@ function parseAll(specs: readonly string[], what: string): ListenAddress[] {
 }
 
 /** The machine's own addresses, for SRV additional records and registration. */
-export function machineAddresses(): string[] {
+function machineAddresses(): string[] {
   const out: string[] = [];
   for (const list of Object.values(os.networkInterfaces())) {
     for (const a of list ?? []) if (!a.internal) out.push(a.address);

@@ -23,7 +23,7 @@ export interface Command {
 export const EXIT = Object.freeze({ OK: 0, FAILURE: 1, USAGE: 2 } as const);
 
 /** One line on stderr for a usage mistake, naming the command's --help; returns exit code 2. */
-export function usageError(io: CommandIo, command: string, problem: string): number {
+function usageError(io: CommandIo, command: string, problem: string): number {
   // parseArgs explains some mistakes over several lines; the first says what is wrong.
   const first = problem.split('\n')[0]!.trim();
   io.stderr.write(`kms-appliance ${command}: ${first} (see kms-appliance ${command} --help)\n`);
@@ -54,12 +54,12 @@ type ValueOf<S extends OptionSpec> = S['type'] extends 'boolean'
     ? string[]
     : string;
 
-export type OptionValues<O extends Record<string, OptionSpec>> = { -readonly [K in keyof O]?: ValueOf<O[K]> };
+type OptionValues<O extends Record<string, OptionSpec>> = { -readonly [K in keyof O]?: ValueOf<O[K]> };
 
-export type OutputFormat = 'table' | 'json' | 'csv';
+type OutputFormat = 'table' | 'json' | 'csv';
 const OUTPUT_FORMATS: readonly OutputFormat[] = ['table', 'json', 'csv'];
 
-export interface CommandContext<O extends Record<string, OptionSpec>> {
+interface CommandContext<O extends Record<string, OptionSpec>> {
   readonly values: OptionValues<O>;
   readonly positionals: readonly string[];
   /** --format, with --json as its alias; 'table' when neither is given. */
@@ -137,7 +137,7 @@ function explainParseError(message: string, optionNames: readonly string[]): str
 }
 
 /** Maps the expected failures to one line and an exit code; rethrows bugs. */
-export function failure(err: unknown, command: string, io: CommandIo): number {
+function failure(err: unknown, command: string, io: CommandIo): number {
   if (err instanceof CommandExit) return err.exitCode;
   if (err instanceof UsageProblem) return usageError(io, command, err.message);
   if (err instanceof ConfigError) {

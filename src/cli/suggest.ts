@@ -22,7 +22,7 @@ function editDistance(a: string, b: string): number {
  * Up to `max` candidates close to `typed`: within a third of its length in edits (at least 2), or
  * starting with it. Closest first.
  */
-export function closest(typed: string, candidates: Iterable<string>, max = 3): string[] {
+function closest(typed: string, candidates: Iterable<string>, max = 3): string[] {
   const limit = Math.max(2, Math.floor(typed.length / 3));
   const scored: { c: string; d: number }[] = [];
   for (const c of new Set(candidates)) {

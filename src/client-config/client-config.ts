@@ -18,7 +18,7 @@ export interface ClientConfigFile {
 }
 
 /** Where Windows (SPP) and Office 2010 / Office 2013+ on Windows 7 (OSPP) keep the KMS host (§8.2). */
-export const REGISTRY_KEYS = Object.freeze({
+const REGISTRY_KEYS = Object.freeze({
   spp: 'HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\SoftwareProtectionPlatform',
   ospp: 'HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\OfficeSoftwareProtectionPlatform',
 } as const);

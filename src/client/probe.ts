@@ -7,10 +7,10 @@ import { loadCatalog } from '../catalog/load';
 import { activate } from './kms-client';
 import { chooseProduct, type ChosenProduct } from './product-choice';
 
-export const PROBE_CMID = '6b6d7361-7070-4c69-8e63-65636865636b';
-export const PROBE_WORKSTATION = 'kms-appliance-dns-check';
+const PROBE_CMID = '6b6d7361-7070-4c69-8e63-65636865636b';
+const PROBE_WORKSTATION = 'kms-appliance-dns-check';
 /** A product every KMS host serves (Windows 10/11 Enterprise, protocol v6). */
-export const PROBE_PRODUCT = 'Windows 10/11 Enterprise';
+const PROBE_PRODUCT = 'Windows 10/11 Enterprise';
 
 export type ProbeResult =
   | { readonly ok: true; readonly epid: string; readonly count: number; readonly hresult: 0 }

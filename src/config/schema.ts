@@ -15,12 +15,12 @@ import { DEFAULTS, ITEM_DEFAULTS } from './defaults';
 type Schema = Record<string, unknown>;
 
 /** Windows hosts accept 15 … 43200 minutes for both intervals (PROTOCOL.md §7.3). */
-export const INTERVAL_MINUTES = Object.freeze({ min: 15, max: 43200 });
+const INTERVAL_MINUTES = Object.freeze({ min: 15, max: 43200 });
 /** NDR64 arrived with build 9200 (Windows 8 / Server 2012); the build and RPC behaviour must agree (§7.4). */
-export const NDR64_MIN_BUILD = 9200;
+const NDR64_MIN_BUILD = 9200;
 /** ePID shape (PROTOCOL.md §7.4). */
-export const EPID_PATTERN = '^[0-9]{5}-[0-9]{5}-[0-9]{3}-[0-9]{6}-03-[0-9]{4,5}-[0-9]{4,5}\\.0000-[0-9]{7}$';
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+const EPID_PATTERN = '^[0-9]{5}-[0-9]{5}-[0-9]{3}-[0-9]{6}-03-[0-9]{4,5}-[0-9]{4,5}\\.0000-[0-9]{7}$';
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 
 const obj = (description: string, properties: Record<string, Schema>, extra: Schema = {}): Schema => ({
   type: 'object',

@@ -20,7 +20,7 @@ export interface SrvRecord {
   readonly target: string;
 }
 
-export type Lookup<T> =
+type Lookup<T> =
   | { readonly ok: true; readonly value: T }
   | { readonly ok: false; readonly kind: 'nxdomain' | 'nodata' | 'refused' | 'unreachable'; readonly detail: string };
 
@@ -41,7 +41,7 @@ export interface CheckOptions {
   readonly random?: () => number;
 }
 
-export interface AddressTry {
+interface AddressTry {
   readonly address: string;
   readonly result: ProbeResult;
 }

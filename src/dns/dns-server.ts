@@ -35,7 +35,7 @@ export interface DnsServerContext {
 }
 
 /** Cheap counters, incremented as things happen (for the metrics endpoint). */
-export interface DnsStats extends DnsTcpCounters {
+interface DnsStats extends DnsTcpCounters {
   /** Replies sent, by header rcode name (NOERROR, NXDOMAIN, REFUSED, FORMERR …). */
   readonly responsesByRcode: Record<string, number>;
   /** Queries for names outside the zones answered REFUSED. */

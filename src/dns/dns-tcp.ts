@@ -17,7 +17,7 @@ import { addressGroup } from '../net/address-group';
 import type { DnsClient } from './dns-responder';
 import type { RateLimiter } from './rate-limiter';
 
-export interface DnsTcpLimits {
+interface DnsTcpLimits {
   readonly maxConnections: number;
   readonly maxConnectionsPerAddress: number;
   readonly idleTimeoutMs: number;

@@ -34,7 +34,7 @@ function unreachable(server: DnsServerAddress, reason: string, cause?: unknown):
 }
 
 /** One UDP exchange; answers from other addresses or with another ID are ignored. */
-export function exchangeUdp(server: DnsServerAddress, query: Buffer, timeoutMs: number): Promise<Buffer> {
+function exchangeUdp(server: DnsServerAddress, query: Buffer, timeoutMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const socket = dgram.createSocket(net.isIPv6(server.host) ? 'udp6' : 'udp4');
     const id = query.readUInt16BE(0);
@@ -62,7 +62,7 @@ export function exchangeUdp(server: DnsServerAddress, query: Buffer, timeoutMs: 
 }
 
 /** One TCP exchange with the 2-byte length prefix (RFC 1035 §4.2.2). */
-export function exchangeTcp(server: DnsServerAddress, query: Buffer, timeoutMs: number): Promise<Buffer> {
+function exchangeTcp(server: DnsServerAddress, query: Buffer, timeoutMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: server.host, port: server.port });
     let buffered = Buffer.alloc(0);

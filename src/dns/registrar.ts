@@ -52,7 +52,7 @@ export interface RegistrationResult {
 }
 
 /** How registration is going, for the metrics endpoint and health checks. */
-export interface RegistrarStatus {
+interface RegistrarStatus {
   /** When a registration round last succeeded for every domain (ms since the epoch); null = never yet. */
   readonly lastSuccessMs: number | null;
   /** Failed registrations (one per domain and attempt) since start: a counter. */

@@ -22,7 +22,7 @@ export type SrvData = Extract<RData, { kind: 'srv' }>;
 
 const NO_RDATA: RData = { kind: 'raw', bytes: Buffer.alloc(0) };
 
-export function srvDataOf(p: SrvPublication): SrvData {
+function srvDataOf(p: SrvPublication): SrvData {
   return { kind: 'srv', priority: p.priority, weight: p.weight, port: p.port, target: p.target };
 }
 
@@ -59,7 +59,7 @@ function updateMessage(id: number, zone: string, updates: DnsRecord[]): DnsMessa
 }
 
 /** True when the target's address records live in the zone, so this update may touch them. */
-export function ownsTargetAddresses(p: SrvPublication): boolean {
+function ownsTargetAddresses(p: SrvPublication): boolean {
   return isInZone(p.target, p.zone) && !sameName(p.target, p.zone);
 }
 

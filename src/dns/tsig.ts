@@ -6,7 +6,7 @@ import { canonicalWireName } from '../protocol/dns/names';
 
 export const TSIG_ALGORITHM_HMAC_SHA256 = 'hmac-sha256';
 /** RFC 8945 §10: 300 s is the recommended fudge. */
-export const TSIG_FUDGE_SECONDS = 300;
+const TSIG_FUDGE_SECONDS = 300;
 const HMAC_SHA256_LENGTH = 32;
 
 export interface TsigKey {

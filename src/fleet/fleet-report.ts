@@ -4,7 +4,7 @@
 
 import type { ClientBase } from 'pg';
 
-export interface ProductUse {
+interface ProductUse {
   readonly applicationName: string;
   readonly groupName: string;
   readonly productName: string;
@@ -13,7 +13,7 @@ export interface ProductUse {
   readonly sites: number;
 }
 
-export interface SiteProductUse {
+interface SiteProductUse {
   readonly siteName: string;
   readonly applianceId: string;
   readonly productName: string;
@@ -22,7 +22,7 @@ export interface SiteProductUse {
   readonly lastActivation: string | null;
 }
 
-export interface EntitlementUse {
+interface EntitlementUse {
   readonly product: string;
   readonly licenses: number;
   readonly activeMachines: number;
@@ -30,7 +30,7 @@ export interface EntitlementUse {
   readonly overUse: boolean;
 }
 
-export interface SiteState {
+interface SiteState {
   readonly siteName: string;
   readonly applianceId: string;
   readonly hostName: string;
@@ -44,7 +44,7 @@ export interface SiteState {
   readonly backlogEvents: number;
 }
 
-export interface SharedCmid {
+interface SharedCmid {
   readonly application: string;
   readonly cmid: string;
   readonly sites: number;

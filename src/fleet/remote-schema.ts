@@ -4,14 +4,12 @@
 
 import type { ClientBase } from 'pg';
 
-export const FLEET_SCHEMA = 'kms_fleet';
-
 /**
  * Each entry upgrades the schema from version index to index + 1; never edit a shipped one.
  * Later versions only add (columns with defaults, views): appliances of an older release keep
  * writing into a newer schema.
  */
-export const REMOTE_MIGRATIONS: readonly string[] = [
+const REMOTE_MIGRATIONS: readonly string[] = [
   // v1: sites, their machines (one row per appliance, application and CMID), their requests,
   // and the licences the organisation bought.
   `

@@ -75,7 +75,7 @@ function sendable(_key: string, value: unknown): unknown {
 }
 
 /** "activated" or the HRESULT the client saw, with its meaning when known. */
-export function resultInWords(hresult: number): string {
+function resultInWords(hresult: number): string {
   if (hresult === 0) return 'activated';
   const meaning = describeHresult(hresult);
   return meaning ? `${formatHresult(hresult)} ${meaning}` : formatHresult(hresult);

@@ -7,7 +7,7 @@ import type { RandomBytes } from './ports';
 export const EPID_SHAPE = /^([0-9]{5})-([0-9]{5})-([0-9]{3})-([0-9]{6})-03-([0-9]{4,5})-([0-9]{4,5})\.0000-([0-9]{3})([0-9]{4})$/;
 
 /** Channel 03 = volume licence, the only one a KMS host key has. */
-export const EPID_CHANNEL = '03';
+const EPID_CHANNEL = '03';
 
 const DAY_MS = 86_400_000;
 

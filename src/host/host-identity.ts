@@ -8,10 +8,10 @@ import { earliestEpidDateMs, epidDateMs, generateEpid, parseEpid } from './epid'
 import type { ActivationStore, Clock, RandomBytes } from './ports';
 
 /** The first build whose RPC runtime accepts NDR64 (Windows 8 / Server 2012), §7.4. */
-export const NDR64_MIN_BUILD = 9200;
+const NDR64_MIN_BUILD = 9200;
 
 /** HwIds that identify the reference emulators (§7.5); never sent, never accepted in configuration. */
-export const EMULATOR_HWIDS: readonly string[] = ['3a1c049600b60076', '364f463a8863d35f'];
+const EMULATOR_HWIDS: readonly string[] = ['3a1c049600b60076', '364f463a8863d35f'];
 
 export const HWID_SETTING = 'host.hwid';
 export const EPID_SETTING_PREFIX = 'host.epid.';

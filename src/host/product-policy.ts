@@ -5,14 +5,14 @@ import type { Catalog, KmsGroup } from '../catalog/catalog';
 import type { HostKeyGroup } from '../catalog/types';
 import { ConfigError } from '../errors';
 
-export type PolicyRefusalCode =
+type PolicyRefusalCode =
   | 'KMS_ERR_KMS_UNKNOWN_GROUP'
   | 'KMS_ERR_KMS_WRONG_APPLICATION'
   | 'KMS_ERR_KMS_RETAIL_GROUP'
   | 'KMS_ERR_KMS_PREVIEW_GROUP'
   | 'KMS_ERR_KMS_NO_HOST_KEY_GROUP';
 
-export type PolicyDecision =
+type PolicyDecision =
   | { readonly ok: true; readonly group: KmsGroup; readonly hostKeyGroup: HostKeyGroup }
   /** `group` is there whenever the KMS group is in the catalogue, so refusals can name it. */
   | { readonly ok: false; readonly code: PolicyRefusalCode; readonly group?: KmsGroup };

@@ -118,7 +118,7 @@ export interface StartupFacts {
 }
 
 /** The configuration as it may be logged: secrets replaced, everything else as effective. */
-export function redactConfig(config: AppConfig): unknown {
+function redactConfig(config: AppConfig): unknown {
   const copy = structuredClone(config) as unknown as { dns: { registration: { tsig: { secretBase64: string } } } };
   const tsig = copy.dns.registration.tsig;
   if (tsig.secretBase64 !== '') tsig.secretBase64 = REDACTED;

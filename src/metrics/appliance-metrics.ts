@@ -6,7 +6,7 @@ import { formatHresult } from '../errors';
 import type { ActivationOutcome } from '../host/outcome';
 import type { MetricSources } from './sources';
 
-export const METRIC_PREFIX = 'kms_appliance_';
+const METRIC_PREFIX = 'kms_appliance_';
 /** Distinct application labels kept; more (forged application ids) are counted as "other". */
 const MAX_APPLICATION_LABELS = 32;
 

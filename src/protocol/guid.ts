@@ -10,7 +10,7 @@ export function isGuid(s: string): boolean {
   return GUID_SHAPE.test(s.toLowerCase());
 }
 
-export function normalizeGuid(s: string): string {
+function normalizeGuid(s: string): string {
   const g = s
     .trim()
     .replace(/^\{|\}$/g, '')

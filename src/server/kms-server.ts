@@ -20,7 +20,7 @@ const PUBLIC_CLIENT_LOG_INTERVAL = 3_600_000;
  * A connection of the newcomer's own group (or of an equally large one) is evicted only after
  * this long without progress: a client in the middle of its bind → request exchange is not.
  */
-export const EVICTION_GRACE_MS = 1000;
+const EVICTION_GRACE_MS = 1000;
 /** Refused sockets waiting for their bind to be answered with bind_nak; beyond this they are dropped. */
 const MAX_REFUSING = 64;
 /** Limits that one address keeps hitting are logged once per address (and window), not per connection. */

@@ -9,7 +9,7 @@ import { PTYPE } from '../protocol/rpc/constants';
 import { FragmentAssembler } from '../protocol/rpc/fragment-assembler';
 
 /** How long a refused connection may take to send its bind. */
-export const REFUSAL_TIMEOUT_MS = 2000;
+const REFUSAL_TIMEOUT_MS = 2000;
 
 const NAK_REASON = specOf('KMS_ERR_BIND_CONNECTION_LIMIT').nakReason!;
 

@@ -12,7 +12,7 @@ import { databaseFile } from './data-dir';
 import { openDatabase, SCHEMA_VERSION } from './schema';
 import { ID_NAMES, memoizeNames, type NameResolver } from '../catalog/name-resolver';
 
-export interface GroupSummary {
+interface GroupSummary {
   readonly groupId: string;
   readonly groupName: string;
   /** Distinct machines of this group counted inside the window. */
@@ -76,7 +76,7 @@ export interface ClientFilter {
   readonly notSeenSinceMs?: number;
 }
 
-export interface SharedCmid {
+interface SharedCmid {
   readonly cmid: string;
   readonly workstations: readonly string[];
   readonly addresses: readonly string[];
@@ -86,7 +86,7 @@ export interface SharedCmid {
   readonly applications: readonly string[];
 }
 
-export interface SharedWorkstation {
+interface SharedWorkstation {
   readonly workstation: string;
   readonly cmids: readonly string[];
   /** The product line (application) whose CMIDs these are. */
@@ -434,7 +434,7 @@ export class Inventory {
 }
 
 /** An id matches itself exactly, or a name containing the text (case-insensitive). */
-export function matches(wanted: string, id: string, name: string): boolean {
+function matches(wanted: string, id: string, name: string): boolean {
   const w = wanted.trim().toLowerCase();
   return id === w || name.toLowerCase().includes(w);
 }

@@ -15,7 +15,7 @@ const HEADER_USER_VERSION_OFFSET = 60;
 const HEADER_APPLICATION_ID_OFFSET = 68;
 
 /** Each entry upgrades the schema from version index to index + 1; never edit a shipped one. */
-export const MIGRATIONS: readonly string[] = [
+const MIGRATIONS: readonly string[] = [
   // v1: settings, one row per (application, CMID), and the per-application thresholds seen.
   `
   CREATE TABLE settings (

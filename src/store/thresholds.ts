@@ -7,7 +7,7 @@
  * threshold then leaves the 30-day window at most this much early after the restart. close()
  * writes the exact values.
  */
-export const PERSIST_GRANULARITY_MS = 60_000;
+const PERSIST_GRANULARITY_MS = 60_000;
 
 interface Entry {
   /** Exact host time this threshold was last served (never moves backwards). */

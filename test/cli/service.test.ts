@@ -24,7 +24,11 @@ function capturedLog(): { log: ReturnType<typeof createLogger>; lines: Record<st
   return { log: createLogger({ level: 'debug', destination: sink }), lines };
 }
 
-function fake(name: string, events: string[], options: { closeFails?: boolean; reload?: (next: AppConfig) => ReloadOutcome } = {}): Service {
+function fake(
+  name: string,
+  events: string[],
+  options: { closeFails?: boolean; reload?: (next: AppConfig) => ReloadOutcome } = {},
+): Service {
   events.push(`start ${name}`);
   return {
     name,
@@ -103,7 +107,11 @@ t.test('reload joins each service outcome in start order; a refused reload chang
   t.throws(() => stack.reload(refused), { message: 'refused' });
   t.equal(stack.config, next, 'a refused reload leaves the running configuration');
   const again = edited((c) => (c.kms.activationIntervalMinutes = 60), next);
-  t.same(stack.reload(again).needsRestart, ['a.key', 'kms.activationIntervalMinutes'], 'diffed against what is in force, not the refused file');
+  t.same(
+    stack.reload(again).needsRestart,
+    ['a.key', 'kms.activationIntervalMinutes'],
+    'diffed against what is in force, not the refused file',
+  );
   t.same(seen, ['a 1440', 'a 15', 'a 1440']);
 });
 

@@ -67,12 +67,12 @@ export const NDR32 = hex('04 5d 88 8a eb 1c c9 11 9f e8 08 00 2b 10 48 60');
 /** NDR64 transfer syntax 71710533-BEBA-4937-8319-B5DBEF9CCC36, version 1. */
 export const NDR64 = hex('33 05 71 71 ba be 37 49 83 19 b5 db ef 9c cc 36');
 /** BTFN 6CB71C2C-9812-4540-0300-000000000000: the 8 fixed bytes, then the feature bits 0x03. */
-export const BTFN = hex('2c 1c b7 6c 12 98 40 45  03 00 00 00 00 00 00 00');
-export const ZERO_UUID = Buffer.alloc(16);
+const BTFN = hex('2c 1c b7 6c 12 98 40 45  03 00 00 00 00 00 00 00');
+const ZERO_UUID = Buffer.alloc(16);
 
-export const APP_WINDOWS = '55c92734-d682-4d71-983e-d6ec3f16059f';
-export const APP_OFFICE2010 = '59a52881-a989-479d-af46-f275c6370663';
-export const APP_OFFICE = '0ff1ce15-a989-479d-af46-f275c6370663';
+const APP_WINDOWS = '55c92734-d682-4d71-983e-d6ec3f16059f';
+const APP_OFFICE2010 = '59a52881-a989-479d-af46-f275c6370663';
+const APP_OFFICE = '0ff1ce15-a989-479d-af46-f275c6370663';
 
 /** KMS groups from data/kms-catalog.json, with an Activation ID of each. */
 export const GROUP: Readonly<
@@ -390,7 +390,7 @@ export function filetimeOf(ms: number): bigint {
 }
 
 /** The 236-byte request base of §4.2. */
-export function requestBase(f: RequestFields, major: number): Buffer {
+function requestBase(f: RequestFields, major: number): Buffer {
   const name = Buffer.alloc(128);
   name.write((f.workstation ?? 'conformance.test').slice(0, 63), 0, 'utf16le');
   const b = Buffer.concat([
@@ -487,7 +487,7 @@ export interface ResponseBase {
   length: number;
 }
 
-export function parseResponseBase(b: Buffer, at: number): ResponseBase {
+function parseResponseBase(b: Buffer, at: number): ResponseBase {
   const P = b.readUInt32LE(at + 4);
   const units = b.subarray(at + 8, at + 8 + P);
   const o = at + 8 + P;

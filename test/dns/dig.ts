@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 /** Finds a BIND tool in PATH or the sbin directories root's PATH may lack. */
-export function findTool(name: string): string | undefined {
+function findTool(name: string): string | undefined {
   const dirs = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/sbin', '/usr/bin', '/sbin', '/usr/local/sbin'];
   for (const d of dirs) {
     if (!d) continue;
@@ -38,7 +38,7 @@ export interface DigResult {
   readonly tcp: boolean;
 }
 
-export function parseDig(out: string): DigResult {
+function parseDig(out: string): DigResult {
   const status = /status: ([A-Z]+)/.exec(out)?.[1] ?? 'NONE';
   const flags = (/;; flags: ([a-z ]*);/.exec(out)?.[1] ?? '').trim().split(/\s+/).filter(Boolean);
   const section = (title: string): string[][] => {

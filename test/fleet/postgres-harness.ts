@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
 
-export const SUPERUSER = 'postgres';
+const SUPERUSER = 'postgres';
 
 export interface PgServer {
   readonly host: string;
@@ -33,7 +33,7 @@ export interface PgServer {
 }
 
 /** The newest installed PostgreSQL's bin directory (any Debian version). */
-export function findPostgresBin(): string | undefined {
+function findPostgresBin(): string | undefined {
   const root = '/usr/lib/postgresql';
   let versions: string[];
   try {

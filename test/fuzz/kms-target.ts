@@ -45,7 +45,7 @@ function capturedStreams(): Buffer[][] {
     });
 }
 
-export function mutatePdu(pdu: Buffer, rnd: () => number): Buffer {
+function mutatePdu(pdu: Buffer, rnd: () => number): Buffer {
   const b = Buffer.from(pdu);
   switch (int(rnd, 8)) {
     case 0: // flip a few bits anywhere

@@ -19,7 +19,7 @@ export const MINUTE = 60_000;
 export const HOUR = 60 * MINUTE;
 export const DAY = 24 * HOUR;
 
-export const DEFAULT_SETTINGS: HostSettings = {
+const DEFAULT_SETTINGS: HostSettings = {
   activationIntervalMinutes: 120,
   renewalIntervalMinutes: 10080,
   checkRequestTime: true,
@@ -40,7 +40,7 @@ export function cmid(n: number): string {
   return `7f2d1b56-3c4e-4a8b-9d10-${n.toString(16).padStart(12, '0')}`;
 }
 
-export interface Exchange {
+interface Exchange {
   readonly result: ActivationResult;
   readonly sent: SentKmsRequest;
   /** The verified response (served requests only). */

@@ -13,7 +13,7 @@ import type { ActivationOutcome } from '../../src/host/outcome';
 import { loadCatalog } from '../../src/catalog/load';
 import { chooseProduct, type ChosenProduct } from '../../src/client/product-choice';
 
-export const catalog = loadCatalog();
+const catalog = loadCatalog();
 
 export function product(name: string): ChosenProduct {
   return chooseProduct(catalog, name);

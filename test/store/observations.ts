@@ -9,7 +9,7 @@ import type { StoreLog } from '../../src/store/store-log';
 import { NIL_GUID, WIN10_VOLUME_GROUP, WINDOWS_APP } from '../ids';
 
 /** KMS groups and SKUs from data/kms-catalog.json that only the store tests use; the shared ones are in test/ids.ts. */
-export const WIN10_EDUCATION = 'e0c42288-980c-4788-a014-c080d2e1926e'; // Windows 10/11 Education
+const WIN10_EDUCATION = 'e0c42288-980c-4788-a014-c080d2e1926e'; // Windows 10/11 Education
 export const SERVER_2022_GROUP = 'b74263e4-0f92-46c6-bcf8-c11d5efe2959';
 export const SERVER_2022_STANDARD = '9bd77860-9b31-4b7b-96ad-2564017315bf';
 export const OFFICE_2019_GROUP = '617d9eb1-ef36-4f82-86e0-a65ae07b96c6';

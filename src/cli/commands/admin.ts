@@ -73,7 +73,7 @@ function day(d: Date): string {
   return d.toISOString().slice(0, 16).replace('T', ' ') + ' UTC';
 }
 
-export function formatCertificate(file: string, f: CertificateFacts, now: Date = new Date()): string {
+function formatCertificate(file: string, f: CertificateFacts, now: Date = new Date()): string {
   const left = Math.floor((f.notAfter.getTime() - now.getTime()) / 86_400_000);
   const names = [...f.dnsNames.map((n) => `DNS:${n}`), ...f.ipAddresses.map((a) => `IP:${a}`)];
   return [
@@ -128,7 +128,7 @@ const cert = defineCommand({
 });
 
 /** Reads one line; on a terminal without echo (raw mode), so the password never appears on screen. */
-export function readSecretLine(
+function readSecretLine(
   input: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown },
   prompt: string,
   out: NodeJS.WritableStream,

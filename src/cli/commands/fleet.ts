@@ -365,7 +365,7 @@ export interface LocalFleetStatus {
 }
 
 /** Reads the outbox state of the database file through a read-only connection. */
-export function readLocalFleetStatus(file: string, p: PostgresSettings): LocalFleetStatus {
+function readLocalFleetStatus(file: string, p: PostgresSettings): LocalFleetStatus {
   const db = new Database(file, { readonly: true, fileMustExist: true });
   try {
     const outbox = new FleetOutbox(db);
@@ -389,7 +389,7 @@ export function readLocalFleetStatus(file: string, p: PostgresSettings): LocalFl
 }
 
 /** The lines `fleet status` prints; `status` may print them too. */
-export function describeLocalFleetStatus(s: LocalFleetStatus): string[] {
+function describeLocalFleetStatus(s: LocalFleetStatus): string[] {
   if (!s.enabled && s.applianceId === null) return ['Fleet reporting: off (fleet.postgres.enabled); nothing leaves this box.'];
   const lines = [
     `Fleet reporting: ${s.enabled ? `on, to ${s.target}` : 'off now (was on before)'}; appliance id ${s.applianceId ?? 'not yet assigned'}`,

@@ -11,9 +11,9 @@ import type { ApplicationSummary, DatabaseInfo, Duplicates, HostIdentityInfo, Re
 import { ERRORS, formatHresult, isErrorCode } from '../../errors';
 
 /** Refusals are summarised over the last week: long enough to catch a weekly renewal cycle. */
-export const REFUSAL_DAYS = 7;
+const REFUSAL_DAYS = 7;
 
-export function formatRefusals(refusals: readonly RefusalSummary[]): string[] {
+function formatRefusals(refusals: readonly RefusalSummary[]): string[] {
   const total = refusals.reduce((n, r) => n + r.count, 0);
   if (total === 0) return [`No request refused in the last ${REFUSAL_DAYS} days.`];
   const out = [`Refused in the last ${REFUSAL_DAYS} days: ${total} request${total === 1 ? '' : 's'} (clients show the HRESULT):`];
@@ -42,7 +42,7 @@ Exit codes: 0 ok, 1 database missing or unusable, 2 usage or configuration error
 
 const WINDOW_DAYS = 30;
 
-export function describeApplication(a: ApplicationSummary): string {
+function describeApplication(a: ApplicationSummary): string {
   const machines = `${a.activeMachines} machine${a.activeMachines === 1 ? '' : 's'} in the last ${WINDOW_DAYS} days`;
   if (a.threshold === 0) return `${a.applicationName}: ${machines}; no client asked in that time.`;
   let line = `${a.applicationName}: ${machines}; clients need ${a.threshold}: `;
@@ -61,7 +61,7 @@ function formatSize(bytes: number): string {
   return bytes < 1048576 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1048576).toFixed(1)} MiB`;
 }
 
-export function formatStatus(
+function formatStatus(
   info: DatabaseInfo,
   apps: readonly ApplicationSummary[],
   dups: Duplicates,
@@ -117,7 +117,7 @@ export function formatStatus(
   return out.join('\n').replace(/\n+$/, '') + '\n';
 }
 
-export function statusJson(
+function statusJson(
   info: DatabaseInfo,
   apps: readonly ApplicationSummary[],
   dups: Duplicates,

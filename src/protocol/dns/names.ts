@@ -3,8 +3,8 @@
 // octets, and compression pointers may only point backwards, which makes loops impossible.
 import { ProtocolError } from '../../errors';
 
-export const MAX_LABEL_OCTETS = 63;
-export const MAX_NAME_OCTETS = 255; // wire length including the root label (RFC 1035 §2.3.4)
+const MAX_LABEL_OCTETS = 63;
+const MAX_NAME_OCTETS = 255; // wire length including the root label (RFC 1035 §2.3.4)
 const POINTER_MASK = 0xc0;
 
 function malformed(message: string, at: number): ProtocolError {

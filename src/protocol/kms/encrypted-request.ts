@@ -1,19 +1,10 @@
 // What v5 and v6 requests share once decrypted (PROTOCOL.md §6.2): the zero-IV plaintext
 // Dreq ‖ base ‖ 04 04 04 04, its padding and inner-version checks, and the request layout.
 import { ProtocolError } from '../../errors';
-import {
-  CIPHER_BLOCK_LENGTH,
-  ENCRYPTED_REQUEST_LENGTH,
-  IV_LENGTH,
-  KMS_VERSION_LENGTH,
-  REQUEST_BASE_LENGTH,
-  REQUEST_PADDING_LENGTH,
-} from './constants';
+import { CIPHER_BLOCK_LENGTH, IV_LENGTH, REQUEST_BASE_LENGTH, REQUEST_PADDING_LENGTH } from './constants';
 import { decodeRequestBase } from './request-base';
 import type { DecodedKmsRequest, KmsRequestBase } from './types';
 
-/** Bytes after the clear version: IV ‖ C, decrypted with a zero IV to Dreq ‖ base ‖ pad. */
-export const ENCRYPTED_REQUEST_BODY_LENGTH = ENCRYPTED_REQUEST_LENGTH - KMS_VERSION_LENGTH;
 export const ZERO_IV: Buffer = Buffer.alloc(CIPHER_BLOCK_LENGTH);
 
 /**

@@ -17,7 +17,7 @@ import { decodeV5Request, encodeV5Request, encodeV5Response, verifyV5Response } 
 import { decodeV6Request, encodeV6Request, encodeV6Response, verifyV6Response } from './v6';
 
 /** The KMS message size each version requires (§4.1): 252 for 4.0, 260 for 5.0 and 6.0. */
-export function requestLengthOf(version: KmsVersion): number {
+function requestLengthOf(version: KmsVersion): number {
   return version === 4 ? V4_REQUEST_LENGTH : ENCRYPTED_REQUEST_LENGTH;
 }
 

@@ -1,7 +1,7 @@
 // The LicenseStatus a client reports in every request (PROTOCOL.md §4.2), in the words
 // `slmgr /dlv` uses. A wire enum's names: the CLI, the logs and the host all show the same words.
 
-export const LICENSE_STATUS_NAMES: readonly string[] = [
+const LICENSE_STATUS_NAMES: readonly string[] = [
   'unlicensed',
   'licensed',
   'initial grace (OOB)',

@@ -8,7 +8,7 @@ import { Writer } from '../writer';
 export type TransferSyntax = 'ndr32' | 'ndr64';
 
 /** The unique pointer's referent id for `*response`; any nonzero value would do (§3.2). */
-export const RESPONSE_REFERENT_ID = 0x00020000;
+const RESPONSE_REFERENT_ID = 0x00020000;
 
 /** Bytes before the KMS request: requestSize + conformance, NDR64 with 4 pad bytes and a u64. */
 const REQUEST_HEAD = { ndr32: 8, ndr64: 16 } as const;

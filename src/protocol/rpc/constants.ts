@@ -86,7 +86,7 @@ export const NULL_SYNTAX: TransferSyntaxId = Object.freeze({ uuid: '00000000-000
  * the first three GUID groups; the last 8 bytes are a feature bitmask, not part of the identity.
  */
 export const BTFN_UUID_PREFIX = '6cb71c2c-9812-4540-';
-export const BTFN_VERSION = 1;
+const BTFN_VERSION = 1;
 /** Features this host supports: 0x01 security-context multiplexing, 0x02 keep connection on orphan. */
 export const BTFN_SUPPORTED_FEATURES = 0x0003;
 

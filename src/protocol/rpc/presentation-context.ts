@@ -39,7 +39,7 @@ export function isBtfn(ts: TransferSyntaxId): boolean {
 }
 
 /** The feature bits a BTFN offer asks for: the first byte of its 8-byte bitmask (GUID byte 8). */
-export function btfnFeatures(ts: TransferSyntaxId): number {
+function btfnFeatures(ts: TransferSyntaxId): number {
   return parseInt(ts.uuid.slice(BTFN_UUID_PREFIX.length, BTFN_UUID_PREFIX.length + 2), 16);
 }
 

@@ -10,8 +10,8 @@ import { SqliteStore } from '../../../src/store/sqlite-store';
 import { DAY, obs, OFFICE_2019_EXCEL, OFFICE_2019_GROUP, SERVER_2022_GROUP, SERVER_2022_STANDARD, WINDOW } from '../../store/observations';
 import { OFFICE_2013_APP } from '../../ids';
 
-export const server = { kmsCountedId: SERVER_2022_GROUP, activationId: SERVER_2022_STANDARD, requiredClientCount: 5 };
-export const office = {
+const server = { kmsCountedId: SERVER_2022_GROUP, activationId: SERVER_2022_STANDARD, requiredClientCount: 5 };
+const office = {
   applicationId: OFFICE_2013_APP,
   kmsCountedId: OFFICE_2019_GROUP,
   activationId: OFFICE_2019_EXCEL,

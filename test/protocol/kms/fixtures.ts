@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { KmsRequestBase, KmsResponseBase, DecodedKmsRequest, SentKmsRequest } from '../../../src/protocol/kms';
 import { ROOT } from '../../paths';
 
-export const FIXTURES = join(ROOT, 'test', 'fixtures');
+const FIXTURES = join(ROOT, 'test', 'fixtures');
 
 export function readFixture(relPath: string): any {
   const text = readFileSync(join(FIXTURES, relPath), 'utf8');

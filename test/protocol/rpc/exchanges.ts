@@ -11,7 +11,7 @@ export interface CapturedPdu {
   readonly context_results?: readonly { context_id: number; result: number; reason: number }[];
 }
 
-export interface CapturedCall {
+interface CapturedCall {
   readonly transfer_syntax: 'NDR32' | 'NDR64';
   readonly kms_request_hex: string;
   readonly kms_response_hex: string;
