@@ -207,17 +207,7 @@ export class Inventory {
    * index is kept: it would cost a write per request).
    */
   refusalsSince(sinceMs: number): RefusalSummary[] {
-    const bounds = this.db.prepare('SELECT MIN(id) AS lo, MAX(id) AS hi FROM events').get() as { lo: number | null; hi: number | null };
-    if (bounds.lo === null || bounds.hi === null) return [];
-    const timeAtOrAfter = this.db.prepare('SELECT id, time_ms FROM events WHERE id >= ? ORDER BY id LIMIT 1');
-    let lo = bounds.lo;
-    let hi = bounds.hi + 1;
-    while (lo < hi) {
-      const mid = Math.floor((lo + hi) / 2);
-      const row = timeAtOrAfter.get(mid) as { id: number; time_ms: number } | undefined;
-      if (row === undefined || row.time_ms >= sinceMs) hi = mid;
-      else lo = row.id + 1;
-    }
+    const lo = this.firstEventAtOrAfter(sinceMs);
     const rows = this.db
       .prepare(`
         SELECT code, hresult, count(*) AS n, MAX(time_ms) AS last_ms
