@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // After `npm test`: the coverage of src/ must not fall below the floor in coverage-floor.json.
-// The floor only rises: when the suite covers a whole point more than the floor, this says to
-// raise it (the change that added the tests raises it too).
+// The floor only rises: when the suite covers two points more than the floor, this says to raise
+// it. The floor stays a point below what a run measures, because timing-dependent paths (the
+// seeded fuzz runs, eviction under load) make coverage vary a little from run to run.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,8 +26,8 @@ for (const [metric, min] of Object.entries(floor)) {
   } else if (pct < min) {
     console.error(`coverage-floor: ${metric} ${pct}% is below the floor of ${min}% (coverage-floor.json)`);
     failed = true;
-  } else if (pct >= min + 1) {
-    console.log(`coverage-floor: ${metric} ${pct}% (floor ${min}%): raise the floor in coverage-floor.json to ${Math.floor(pct)}`);
+  } else if (pct >= min + 2) {
+    console.log(`coverage-floor: ${metric} ${pct}% (floor ${min}%): raise the floor in coverage-floor.json to ${Math.floor(pct) - 1}`);
   } else {
     console.log(`coverage-floor: ${metric} ${pct}% (floor ${min}%)`);
   }
