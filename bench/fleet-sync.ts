@@ -88,7 +88,8 @@ async function main(): Promise<void> {
     const db = connectionOf(store);
     const touched = db
       .prepare(
-        'UPDATE clients SET last_seen_ms = last_seen_ms + 1, requests = requests + 1 WHERE (application, cmid) IN (SELECT application, cmid FROM clients ORDER BY cmid LIMIT 1000)',
+        'UPDATE clients SET last_seen_ms = last_seen_ms + 1, requests = requests + 1 WHERE (application, cmid) IN (SELECT application, ' +
+          'cmid FROM clients ORDER BY cmid LIMIT 1000)',
       )
       .run().changes;
     const incremental = await timed(forwarder);

@@ -101,12 +101,14 @@ export const ERRORS = Object.freeze({
     action: 'nak',
     nakReason: NAK_REASON.LOCAL_LIMIT_EXCEEDED,
     explain:
-      'A bind arrived while kms.maxConnections (or kms.maxConnectionsPerAddress for its address) was reached and no idle connection could make way; the client sees the connection limit and retries later. Raise the limit if this is legitimate load.',
+      'A bind arrived while kms.maxConnections (or kms.maxConnectionsPerAddress for its address) was reached and no idle connection ' +
+      'could make way; the client sees the connection limit and retries later. Raise the limit if this is legitimate load.',
   },
   KMS_ERR_RPC_CONTEXT_LIMIT: {
     action: 'close',
     explain:
-      'A client offered more presentation contexts on one connection than kms.maxContextsPerConnection (KMS clients use two); the extra ones were rejected (local limit exceeded) and the connection closed.',
+      'A client offered more presentation contexts on one connection than kms.maxContextsPerConnection (KMS clients use two); the ' +
+      'extra ones were rejected (local limit exceeded) and the connection closed.',
   },
   KMS_ERR_RPC_UNKNOWN_CONTEXT: {
     action: 'fault',
@@ -149,7 +151,8 @@ export const ERRORS = Object.freeze({
   KMS_ERR_CONN_IDLE: {
     action: 'close',
     explain:
-      'The client made no progress (no bind, alter_context or request that was served) for kms.idleTimeoutSeconds; the connection was closed.',
+      'The client made no progress (no bind, alter_context or request that was served) for kms.idleTimeoutSeconds; the connection was ' +
+      'closed.',
   },
   KMS_ERR_CONN_NOT_ALLOWED: {
     action: 'close',
@@ -163,17 +166,20 @@ export const ERRORS = Object.freeze({
   KMS_ERR_CONN_LIMIT: {
     action: 'close',
     explain:
-      'kms.maxConnections (or kms.maxConnectionsPerAddress for this address) is reached and no idle connection could make way; the new connection was refused. Raise the limit if this is legitimate load.',
+      'kms.maxConnections (or kms.maxConnectionsPerAddress for this address) is reached and no idle connection could make way; the new ' +
+      'connection was refused. Raise the limit if this is legitimate load.',
   },
   KMS_ERR_CONN_EVICTED: {
     action: 'close',
     explain:
-      'Every connection slot was taken, so the connection that had waited longest without progress, from the address (or IPv6 /64) holding the most connections, was closed to let a new client in.',
+      'Every connection slot was taken, so the connection that had waited longest without progress, from the address (or IPv6 /64) ' +
+      'holding the most connections, was closed to let a new client in.',
   },
   KMS_ERR_CONN_LIFETIME: {
     action: 'close',
     explain:
-      'The connection stayed open longer than kms.maxConnectionSeconds and was closed so that no client holds a slot forever; KMS clients reconnect when they need to.',
+      'The connection stayed open longer than kms.maxConnectionSeconds and was closed so that no client holds a slot forever; KMS ' +
+      'clients reconnect when they need to.',
   },
   KMS_ERR_CONN_BACKLOG: {
     action: 'close',
@@ -291,22 +297,26 @@ export const ERRORS = Object.freeze({
   KMS_ERR_DNS_RATE_LIMITED: {
     action: 'none',
     explain:
-      'One address (an IPv6 /64) sent more DNS queries than dns.rateLimit allows; UDP replies beyond it were dropped, TCP queries slowed down.',
+      'One address (an IPv6 /64) sent more DNS queries than dns.rateLimit allows; UDP replies beyond it were dropped, TCP queries ' +
+      'slowed down.',
   },
   KMS_ERR_DNS_CONNECTION_LIMIT: {
     action: 'none',
     explain:
-      'A DNS client opened more TCP connections than dns.tcp allows (per address, or in all); the extra or oldest idle connection was closed. Other clients are unaffected.',
+      'A DNS client opened more TCP connections than dns.tcp allows (per address, or in all); the extra or oldest idle connection was ' +
+      'closed. Other clients are unaffected.',
   },
   KMS_ERR_DNS_UNREAD_REPLIES: {
     action: 'none',
     explain:
-      'A DNS TCP client kept sending queries without reading the replies; the connection was paused, then closed past dns.tcp.maxUnsentBytes.',
+      'A DNS TCP client kept sending queries without reading the replies; the connection was paused, then closed past ' +
+      'dns.tcp.maxUnsentBytes.',
   },
   KMS_ERR_DNS_TCP_TIMEOUT: {
     action: 'none',
     explain:
-      'A DNS TCP connection sent no complete query within dns.tcp.idleTimeoutSeconds while part of one was waiting (a slow drip); it was closed.',
+      'A DNS TCP connection sent no complete query within dns.tcp.idleTimeoutSeconds while part of one was waiting (a slow drip); it ' +
+      'was closed.',
   },
   KMS_ERR_DNS_REFUSED: {
     action: 'none',
@@ -316,7 +326,8 @@ export const ERRORS = Object.freeze({
     action: 'none',
     hresult: E.DNS_NAME_NOT_FOUND,
     explain:
-      'No _vlmcs._tcp SRV record exists for the domain; clients there cannot find the host (register it, serve the zone, or configure clients by hand).',
+      'No _vlmcs._tcp SRV record exists for the domain; clients there cannot find the host (register it, serve the zone, or configure ' +
+      'clients by hand).',
   },
   KMS_ERR_DNS_NO_RECORDS: {
     action: 'none',
@@ -332,7 +343,8 @@ export const ERRORS = Object.freeze({
     action: 'none',
     hresult: E.NO_KMS_HOST,
     explain:
-      'DNS names KMS hosts, but activation failed against every one of them; each attempt says why (host down, wrong port in the SRV record, firewall, refusal).',
+      'DNS names KMS hosts, but activation failed against every one of them; each attempt says why (host down, wrong port in the SRV ' +
+      'record, firewall, refusal).',
   },
   KMS_ERR_DNS_UPDATE_FAILED: {
     action: 'none',
@@ -352,7 +364,8 @@ export const ERRORS = Object.freeze({
   KMS_ERR_STORE_CORRUPT: {
     action: 'none',
     explain:
-      'The database file is damaged; the host refuses to start and leaves the file untouched. Restore it from a backup or move it away to start empty.',
+      'The database file is damaged; the host refuses to start and leaves the file untouched. Restore it from a backup or move it away ' +
+      'to start empty.',
   },
   KMS_ERR_STORE_FOREIGN: {
     action: 'none',
@@ -365,30 +378,35 @@ export const ERRORS = Object.freeze({
   KMS_ERR_STORE_WRITE_FAILED: {
     action: 'none',
     explain:
-      'The database cannot be written (disk full or read-only); the host keeps answering from memory and writes again when it can. Free disk space.',
+      'The database cannot be written (disk full or read-only); the host keeps answering from memory and writes again when it can. ' +
+      'Free disk space.',
   },
   KMS_ERR_STORE_BACKLOG_FULL: {
     action: 'refuse',
     hresult: E.TOO_MANY_CLIENTS,
     explain:
-      'The database has been unwritable so long that store.pendingMachines machines wait in memory; machines not already waiting are refused (nothing is counted) until it can be written. Free disk space.',
+      'The database has been unwritable so long that store.pendingMachines machines wait in memory; machines not already waiting are ' +
+      'refused (nothing is counted) until it can be written. Free disk space.',
   },
 
   // ---- Fleet reporting to PostgreSQL (src/fleet) ----
   KMS_ERR_FLEET_CONFIG: {
     action: 'none',
     explain:
-      'Fleet reporting cannot start: a fleet.postgres setting is missing, the CA file is unreadable, or the password file is readable by group or others (chmod 600 it, owned by the service user).',
+      'Fleet reporting cannot start: a fleet.postgres setting is missing, the CA file is unreadable, or the password file is readable ' +
+      'by group or others (chmod 600 it, owned by the service user).',
   },
   KMS_ERR_FLEET_SEND_FAILED: {
     action: 'none',
     explain:
-      'The fleet database could not be reached or refused the data (network, TLS certificate, password, grants or schema); activations go on and the local outbox keeps everything until it works again.',
+      'The fleet database could not be reached or refused the data (network, TLS certificate, password, grants or schema); activations ' +
+      'go on and the local outbox keeps everything until it works again.',
   },
   KMS_ERR_FLEET_OUTBOX_FULL: {
     action: 'none',
     explain:
-      'The fleet database was unreachable so long that fleet.postgres.maxBacklogEvents was exceeded (or the local event log pruned events first); the oldest events are not sent. The machine inventory is still sent in full, and local counting is unaffected.',
+      'The fleet database was unreachable so long that fleet.postgres.maxBacklogEvents was exceeded (or the local event log pruned ' +
+      'events first); the oldest events are not sent. The machine inventory is still sent in full, and local counting is unaffected.',
   },
   KMS_ERR_FLEET_SCHEMA: {
     action: 'none',
@@ -410,25 +428,29 @@ export const ERRORS = Object.freeze({
   KMS_ERR_CONFIG_ADMIN_EXPOSED: {
     action: 'none',
     explain:
-      'An admin listener on an address other than loopback needs admin.tls.enabled and a password (kms-appliance admin set-password); move it to loopback or set both.',
+      'An admin listener on an address other than loopback needs admin.tls.enabled and a password (kms-appliance admin set-password); ' +
+      'move it to loopback or set both.',
   },
   KMS_ERR_CONFIG_ADMIN_TLS: {
     action: 'none',
     explain:
-      'The admin certificate or key (admin.tls.certFile, admin.tls.keyFile) cannot be used: unreadable, not PEM, the key does not match, or it has expired. Fix the files; the message says which.',
+      'The admin certificate or key (admin.tls.certFile, admin.tls.keyFile) cannot be used: unreadable, not PEM, the key does not ' +
+      'match, or it has expired. Fix the files; the message says which.',
   },
 
   // ---- Admin page (src/admin) ----
   KMS_ERR_ADMIN_LOGIN_FAILED: {
     action: 'none',
     explain:
-      'Someone tried to log in to the admin page with a wrong user or password; after 5 failures the address waits (30 s, doubling up to 15 min). Check the address in the log if you did not do it.',
+      'Someone tried to log in to the admin page with a wrong user or password; after 5 failures the address waits (30 s, doubling up ' +
+      'to 15 min). Check the address in the log if you did not do it.',
   },
   KMS_ERR_CLI_USAGE: { action: 'none', explain: 'The command line is wrong; run the command with --help.' },
   KMS_ERR_CONFIG_LIMIT: {
     action: 'none',
     explain:
-      'The configuration file is not a regular file, or is larger, deeper or uses more YAML aliases than a configuration ever needs; it was not read.',
+      'The configuration file is not a regular file, or is larger, deeper or uses more YAML aliases than a configuration ever needs; ' +
+      'it was not read.',
   },
 } satisfies Record<string, ErrorSpec>);
 

@@ -105,7 +105,8 @@ export function activationsPerDay(db: Database.Database, nowMs: number, days = 3
   if (first !== undefined) {
     const rows = db
       .prepare(
-        'SELECT time_ms / 86400000 AS d, SUM(served <> 0) AS served, SUM(served = 0) AS refused FROM events WHERE id >= ? AND time_ms >= ? GROUP BY d',
+        'SELECT time_ms / 86400000 AS d, SUM(served <> 0) AS served, SUM(served = 0) AS refused FROM events WHERE id >= ? AND time_ms ' +
+          '>= ? GROUP BY d',
       )
       .all(first, since) as { d: number; served: number; refused: number }[];
     for (const r of rows) byDay.set(r.d, { served: r.served, refused: r.refused });

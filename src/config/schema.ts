@@ -365,7 +365,8 @@ export const CONFIG_SCHEMA: Schema = obj(
     }),
     store: obj('The database of clients and events.', {
       dataDir: absolutePathOrEmpty(
-        'Directory of the database, an absolute path; empty = $STATE_DIRECTORY (/var/lib/kms-appliance under systemd), else ~/.local/state/kms-appliance.',
+        'Directory of the database, an absolute path; empty = $STATE_DIRECTORY (/var/lib/kms-appliance under systemd), else ' +
+          '~/.local/state/kms-appliance.',
         D.store.dataDir,
         '$STATE_DIRECTORY, as systemd sets it',
       ),
@@ -377,7 +378,8 @@ export const CONFIG_SCHEMA: Schema = obj(
         D.store.maxEvents,
       ),
       pendingMachines: int(
-        'While the disk is full: machines whose activations are kept in memory until it can be written; beyond it new machines are refused (0xC004D104).',
+        'While the disk is full: machines whose activations are kept in memory until it can be written; beyond it new machines are ' +
+          'refused (0xC004D104).',
         100,
         10000000,
         D.store.pendingMachines,
@@ -518,7 +520,8 @@ export const CONFIG_SCHEMA: Schema = obj(
     }),
     admin: obj('The admin web page, its JSON API, /metrics and /healthz.', {
       listen: list(
-        'Where it listens; empty = off. An address other than loopback needs tls.enabled and a password (kms-appliance admin set-password).',
+        'Where it listens; empty = off. An address other than loopback needs tls.enabled and a password (kms-appliance admin ' +
+          'set-password).',
         listenSpec,
         D.admin.listen,
         { uniqueItems: true },
@@ -533,7 +536,8 @@ export const CONFIG_SCHEMA: Schema = obj(
         'HTTPS for every admin listener.',
         {
           enabled: bool(
-            'Serve HTTPS. Without certFile a self-signed certificate is made in the data directory at first start (kms-appliance admin cert shows its fingerprint).',
+            'Serve HTTPS. Without certFile a self-signed certificate is made in the data directory at first start (kms-appliance admin ' +
+              'cert shows its fingerprint).',
             D.admin.tls.enabled,
           ),
           certFile: absolutePathOrEmpty(
@@ -586,7 +590,8 @@ export const CONFIG_SCHEMA: Schema = obj(
           ),
           batchSize: int('Machines or events per transaction.', 10, 100000, FP.batchSize),
           maxBacklogEvents: int(
-            'Unsent events kept at most while the database is unreachable; beyond that the oldest are not sent (machines and local counting are unaffected).',
+            'Unsent events kept at most while the database is unreachable; beyond that the oldest are not sent (machines and local ' +
+              'counting are unaffected).',
             1000,
             100000000,
             FP.maxBacklogEvents,

@@ -172,7 +172,8 @@ export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext
       state = 'up';
       log.info(
         { service: MDNS_SERVICE, instance: names.instance, host: names.host, port: context.kmsPort },
-        'mDNS: announcing the KMS host as _vlmcs._tcp.local for people and tools; Windows clients do not use mDNS to find a KMS host (they query DNS SRV)',
+        'mDNS: announcing the KMS host as _vlmcs._tcp.local for people and tools; Windows clients do not use mDNS to find a KMS host ' +
+          '(they query DNS SRV)',
       );
       for (const delay of options.announceDelaysMs ?? [0, 1000]) {
         const timer = setTimeout(() => sendAnnouncement(records()), delay);

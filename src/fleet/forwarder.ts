@@ -359,7 +359,8 @@ export class FleetForwarder {
     this.options.log.warn(
       { code: 'KMS_ERR_FLEET_CONFIG', fleet: this.target, applianceId: site.applianceId, otherHost: previous },
       `the fleet database knows appliance id ${site.applianceId} from host ${previous}, this is ${site.hostName}: if ${previous} ` +
-        'still runs, one box was cloned from the other\'s disk and their reports mix; give this one its own id (see "Fleet reporting" in the README)',
+        'still runs, one box was cloned from the other\'s disk and their reports mix; give this one its own id (see "Fleet reporting" ' +
+        'in the README)',
     );
   }
 

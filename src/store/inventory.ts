@@ -214,7 +214,8 @@ export class Inventory {
         FROM events WHERE id >= ? AND served = 0 AND time_ms >= ? GROUP BY code, hresult ORDER BY n DESC, last_ms DESC`)
       .all(lo, sinceMs) as { code: string; hresult: number; n: number; last_ms: number }[];
     const latest = this.db.prepare(
-      'SELECT workstation, client_address, kms_group FROM events WHERE id >= ? AND served = 0 AND code = ? AND time_ms = ? ORDER BY id DESC LIMIT 1',
+      'SELECT workstation, client_address, kms_group FROM events WHERE id >= ? AND served = 0 AND code = ? AND time_ms = ? ORDER BY id ' +
+        'DESC LIMIT 1',
     );
     return rows.map((r) => {
       const l = latest.get(lo, r.code, r.last_ms) as { workstation: string; client_address: string; kms_group: string } | undefined;
@@ -237,7 +238,8 @@ export class Inventory {
     return this.db.transaction(() => {
       const apps = this.db
         .prepare(
-          'SELECT application, MAX(CASE WHEN last_served_ms >= ? THEN required_count ELSE 0 END) AS threshold FROM app_required GROUP BY application',
+          'SELECT application, MAX(CASE WHEN last_served_ms >= ? THEN required_count ELSE 0 END) AS threshold FROM app_required GROUP ' +
+            'BY application',
         )
         .all(cutoff) as { application: string; threshold: number }[];
       const countApp = this.db.prepare(

@@ -42,7 +42,8 @@ t.test('fields merge over the defaults; lists replace them', async (t) => {
 
 t.test('list entries get their field defaults', async (t) => {
   const c = validateConfigText(
-    'dns:\n  zones:\n    - domain: branch.example.org\n      hosts:\n        - target: kms.branch.example.org\n  registration:\n    domains:\n      - domain: branch.example.org\n',
+    'dns:\n  zones:\n    - domain: branch.example.org\n      hosts:\n        - target: kms.branch.example.org\n  registration:\n    ' +
+      'domains:\n      - domain: branch.example.org\n',
     'c.yaml',
   );
   t.same(c.dns.zones, [
@@ -116,7 +117,10 @@ t.test('every error at once, in line order', async (t) => {
     'site.yaml:2: log.level: must be one of: fatal, error, warn, info, debug, trace',
     'site.yaml:4: kms.renewalIntervalMinutes: must be between 15 and 43200',
     'site.yaml:5: kms.activationIntervalMinutes: must be between 15 and 43200',
-    'site.yaml:6: kms.colour: unknown field; allowed: listen, activationIntervalMinutes, renewalIntervalMinutes, maxPduBytes, maxStubBytes, maxConnections, maxConnectionsPerAddress, ipv6GroupPrefixLength, idleTimeoutSeconds, maxConnectionSeconds, maxContextsPerConnection, ndr64, btfn, checkRequestTime, maxClockSkewMinutes, verifyV4Mac, allowRetail, allowPreview, clientNetworks',
+    'site.yaml:6: kms.colour: unknown field; allowed: listen, activationIntervalMinutes, renewalIntervalMinutes, maxPduBytes, ' +
+      'maxStubBytes, maxConnections, maxConnectionsPerAddress, ipv6GroupPrefixLength, idleTimeoutSeconds, maxConnectionSeconds, ' +
+      'maxContextsPerConnection, ndr64, btfn, checkRequestTime, maxClockSkewMinutes, verifyV4Mac, allowRetail, allowPreview, ' +
+      'clientNetworks',
     'site.yaml:8: host.hwid: must be a string (quote it if it looks like a number or true/false)',
   ]);
   t.equal(err.message, (err.details.errors as string[]).join('\n'));

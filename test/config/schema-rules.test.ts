@@ -106,14 +106,18 @@ const CASES: readonly (readonly [string, string, readonly string[]])[] = [
     'clientNetworks bad address',
     'kms:\n  clientNetworks: [fd00::zz/8]\n',
     [
-      'config.yaml:2: kms.clientNetworks[0]: must be a network as ADDR/PREFIX (e.g. 192.168.1.0/24, fd00::/8): "fd00::zz" is not an IPv4 or IPv6 address',
+      'config.yaml:2: kms.clientNetworks[0]: must be a network as ADDR/PREFIX (e.g. 192.168.1.0/24, fd00::/8): "fd00::zz" is not an ' +
+        'IPv4 or IPv6 address',
     ],
   ],
   [
     'unknown kms field',
     'kms:\n  port: 1688\n',
     [
-      'config.yaml:2: kms.port: unknown field; allowed: listen, activationIntervalMinutes, renewalIntervalMinutes, maxPduBytes, maxStubBytes, maxConnections, maxConnectionsPerAddress, ipv6GroupPrefixLength, idleTimeoutSeconds, maxConnectionSeconds, maxContextsPerConnection, ndr64, btfn, checkRequestTime, maxClockSkewMinutes, verifyV4Mac, allowRetail, allowPreview, clientNetworks',
+      'config.yaml:2: kms.port: unknown field; allowed: listen, activationIntervalMinutes, renewalIntervalMinutes, maxPduBytes, ' +
+        'maxStubBytes, maxConnections, maxConnectionsPerAddress, ipv6GroupPrefixLength, idleTimeoutSeconds, maxConnectionSeconds, ' +
+        'maxContextsPerConnection, ndr64, btfn, checkRequestTime, maxClockSkewMinutes, verifyV4Mac, allowRetail, allowPreview, ' +
+        'clientNetworks',
     ],
   ],
   ['kms not a mapping', 'kms: 1688\n', ['config.yaml:1: kms: must be a mapping of fields']],
@@ -212,7 +216,8 @@ const CASES: readonly (readonly [string, string, readonly string[]])[] = [
     'zone label with a space',
     'dns:\n  zones:\n    - domain: "my branch.org"\n',
     [
-      'config.yaml:3: dns.zones[0].domain: must be a DNS name (letters, digits and hyphens, dot-separated): has an invalid label "my branch"',
+      'config.yaml:3: dns.zones[0].domain: must be a DNS name (letters, digits and hyphens, dot-separated): has an invalid label "my ' +
+        'branch"',
     ],
   ],
   [
@@ -250,14 +255,16 @@ const CASES: readonly (readonly [string, string, readonly string[]])[] = [
     'dns:\n  forwarding:\n    enabled: true\n',
     [
       'config.yaml:3: dns.forwarding.upstream: must list at least one resolver when dns.forwarding.enabled is true',
-      'config.yaml:3: dns.forwarding.allowNetworks: must list the client networks allowed to forward when dns.forwarding.enabled is true (the appliance is never an open resolver)',
+      'config.yaml:3: dns.forwarding.allowNetworks: must list the client networks allowed to forward when dns.forwarding.enabled is ' +
+        'true (the appliance is never an open resolver)',
     ],
   ],
   [
     'forwarding upstream bad',
     'dns:\n  forwarding:\n    upstream: ["9.9.9.9:99999"]\n',
     [
-      'config.yaml:3: dns.forwarding.upstream[0]: must be a DNS server as ADDR or ADDR:PORT (IPv6 as [ADDR]:PORT): port 99999 is above 65535',
+      'config.yaml:3: dns.forwarding.upstream[0]: must be a DNS server as ADDR or ADDR:PORT (IPv6 as [ADDR]:PORT): port 99999 is above ' +
+        '65535',
     ],
   ],
   [
@@ -272,13 +279,15 @@ const CASES: readonly (readonly [string, string, readonly string[]])[] = [
     [
       'config.yaml:3: dns.registration.server: must be set when dns.registration.enabled is true',
       'config.yaml:3: dns.registration.domains: must list at least one domain when dns.registration.enabled is true',
-      'config.yaml:3: dns.registration.tsig.secretBase64: must be set, or dns.registration.tsig.secretFile, when dns.registration.enabled is true',
+      'config.yaml:3: dns.registration.tsig.secretBase64: must be set, or dns.registration.tsig.secretFile, when ' +
+        'dns.registration.enabled is true',
       'config.yaml:3: dns.registration.tsig.keyName: must be set when dns.registration.enabled is true (updates are signed with TSIG)',
     ],
   ],
   [
     'registration with an empty server written',
-    'dns:\n  registration:\n    enabled: true\n    server: ""\n    domains: [b.example.org]\n    tsig: {keyName: k, secretFile: /etc/kms-appliance/tsig.key}\n',
+    'dns:\n  registration:\n    enabled: true\n    server: ""\n    domains: [b.example.org]\n    tsig: {keyName: k, secretFile: ' +
+      '/etc/kms-appliance/tsig.key}\n',
     [
       'config.yaml:4: dns.registration.server: must be set when dns.registration.enabled is true',
       'config.yaml:5: dns.registration.domains[0]: must be a mapping of fields',
@@ -288,7 +297,8 @@ const CASES: readonly (readonly [string, string, readonly string[]])[] = [
     'registration server bad',
     'dns:\n  registration:\n    server: "dns.example.org"\n',
     [
-      'config.yaml:3: dns.registration.server: must be a DNS server as ADDR or ADDR:PORT (IPv6 as [ADDR]:PORT): "dns.example.org" is not ADDR:PORT (IPv6 in brackets, e.g. [::]:1688)',
+      'config.yaml:3: dns.registration.server: must be a DNS server as ADDR or ADDR:PORT (IPv6 as [ADDR]:PORT): "dns.example.org" is ' +
+        'not ADDR:PORT (IPv6 in brackets, e.g. [::]:1688)',
     ],
   ],
   [
@@ -300,7 +310,8 @@ const CASES: readonly (readonly [string, string, readonly string[]])[] = [
     'registration hostName bad',
     'dns:\n  registration:\n    hostName: "-kms.example.org"\n',
     [
-      'config.yaml:3: dns.registration.hostName: must be a DNS name (letters, digits and hyphens, dot-separated): has an invalid label "-kms"',
+      'config.yaml:3: dns.registration.hostName: must be a DNS name (letters, digits and hyphens, dot-separated): has an invalid label ' +
+        '"-kms"',
     ],
   ],
   [
@@ -327,7 +338,8 @@ const CASES: readonly (readonly [string, string, readonly string[]])[] = [
     'tsig secret twice',
     'dns:\n  registration:\n    tsig:\n      secretBase64: c2VjcmV0\n      secretFile: /etc/kms-appliance/tsig.key\n',
     [
-      'config.yaml:4: dns.registration.tsig.secretBase64: must be empty when dns.registration.tsig.secretFile is set (give the secret one way only)',
+      'config.yaml:4: dns.registration.tsig.secretBase64: must be empty when dns.registration.tsig.secretFile is set (give the secret ' +
+        'one way only)',
     ],
   ],
   [
@@ -339,7 +351,8 @@ const CASES: readonly (readonly [string, string, readonly string[]])[] = [
     'tsig keyName bad',
     'dns:\n  registration:\n    tsig:\n      keyName: "a b"\n',
     [
-      'config.yaml:4: dns.registration.tsig.keyName: must be a DNS name (letters, digits and hyphens, dot-separated): has an invalid label "a b"',
+      'config.yaml:4: dns.registration.tsig.keyName: must be a DNS name (letters, digits and hyphens, dot-separated): has an invalid ' +
+        'label "a b"',
     ],
   ],
   [

@@ -49,7 +49,8 @@ t.test(`${MACHINES} machines synchronised`, async (t) => {
 
   const local = connectionOf(store)
     .prepare(
-      'SELECT application, count(*) AS n, sum(CASE WHEN last_counted_ms IS NULL THEN 0 ELSE 1 END) AS counted FROM clients GROUP BY application ORDER BY application',
+      'SELECT application, count(*) AS n, sum(CASE WHEN last_counted_ms IS NULL THEN 0 ELSE 1 END) AS counted FROM clients GROUP BY ' +
+        'application ORDER BY application',
     )
     .all() as { application: string; n: number; counted: number }[];
   const db = await fleet.connectAs('superuser');

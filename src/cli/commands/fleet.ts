@@ -237,7 +237,8 @@ function writeTable(io: Io, r: FleetReport): void {
   w(`Fleet report, ${r.generatedAt} (machines counted in the last ${r.windowDays} days)\n\n`);
   if (r.compliance.length === 0) {
     w(
-      'No organisation entitlements are recorded (INSERT INTO kms_fleet.entitlements (product, licenses) VALUES (...)),\nso nothing is compared with licences.\n\n',
+      'No organisation entitlements are recorded (INSERT INTO kms_fleet.entitlements (product, licenses) VALUES (...)),\nso nothing is ' +
+        'compared with licences.\n\n',
     );
   } else {
     w('Licences of the organisation:\n');
