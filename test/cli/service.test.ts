@@ -182,10 +182,13 @@ t.test('a failure while starting closes what already started (the KMS listener f
   });
   await t.rejects(startAppliance(config, { log }), { code: 'KMS_ERR_CONFIG_ADMIN_EXPOSED' });
   const again = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    again.once('error', reject);
-    again.listen(kmsPort, '127.0.0.1', resolve);
-  });
-  t.pass('the KMS port is free again');
+  await t.resolves(
+    new Promise<void>((resolve, reject) => {
+      again.once('error', reject);
+      again.listen(kmsPort, '127.0.0.1', resolve);
+    }),
+    'the KMS port is free again (EADDRINUSE here means the listener was left open)',
+  );
+  t.equal((again.address() as net.AddressInfo).port, kmsPort);
   await new Promise<void>((r) => again.close(() => r()));
 });
