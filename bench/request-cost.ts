@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SqliteStore } from '../src/store/sqlite-store';
 import { connectionOf } from '../src/store/testing';
-import type { ClientObservation } from '../src/host/ports';
+import { observation } from './store-bench';
 
 const WINDOW_MS = 30 * 86_400_000;
 const APP = '55c92734-d682-4d71-983e-d6ec3f16059f';
@@ -29,23 +29,6 @@ export interface RequestCost {
   readonly countSqlUs: number;
   /** A one-row write in its own transaction (BEGIN, one small upsert, COMMIT). */
   readonly commitUs: number;
-}
-
-function observation(i: number, prefix: string): ClientObservation {
-  return {
-    applicationId: APP,
-    kmsCountedId: '58e2134f-8e11-4d17-9cb2-91069c151148',
-    activationId: 'e0c42288-980c-4788-a014-c080d2e1926e',
-    clientMachineId: `${prefix}-0000-4000-8000-${i.toString(16).padStart(12, '0')}`,
-    previousClientMachineId: '00000000-0000-0000-0000-000000000000',
-    workstationName: `bench-${i}.example`,
-    requiredClientCount: 25,
-    licenseStatus: 2,
-    vmInfo: 0,
-    protocolVersion: 6,
-    clientAddress: '192.0.2.10',
-    requestTimeMs: Date.now(),
-  };
 }
 
 function timeUs(n: number, fn: (i: number) => void): number {

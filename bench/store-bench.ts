@@ -42,7 +42,8 @@ export interface StoreBenchResult {
   readonly sizeBytes: number;
 }
 
-function observation(i: number, prefix: string): ClientObservation {
+/** A synthetic Windows 10/11 Enterprise request; `prefix` keeps the CMIDs of one run apart. */
+export function observation(i: number, prefix: string): ClientObservation {
   return {
     applicationId: '55c92734-d682-4d71-983e-d6ec3f16059f',
     kmsCountedId: '58e2134f-8e11-4d17-9cb2-91069c151148',

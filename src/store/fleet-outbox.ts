@@ -6,6 +6,7 @@
 
 import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
+import type { EventRow } from './rows';
 
 /** Settings keys (the `settings` table) of the fleet outbox. */
 export const FLEET_SETTING = Object.freeze({
@@ -113,23 +114,24 @@ interface ClientDbRow {
   sent_requests: number | null;
 }
 
-interface EventDbRow {
-  id: number;
-  time_ms: number;
-  served: number;
-  hresult: number;
-  code: string;
-  application: string;
-  kms_group: string;
-  sku: string;
-  cmid: string;
-  workstation: string;
-  client_address: string;
-  license_status: number;
-  protocol_version: number;
-  required_count: number;
-  current_count: number;
-}
+/** An event as the outbox reads it: the stored event row's columns it sends, with its id. */
+type EventDbRow = { id: number } & Pick<
+  EventRow,
+  | 'time_ms'
+  | 'served'
+  | 'hresult'
+  | 'code'
+  | 'application'
+  | 'kms_group'
+  | 'sku'
+  | 'cmid'
+  | 'workstation'
+  | 'client_address'
+  | 'license_status'
+  | 'protocol_version'
+  | 'required_count'
+  | 'current_count'
+>;
 
 const MACHINE_COLUMNS = `c.application, c.cmid, c.workstation, c.previous_workstation, c.client_address, c.sku, c.kms_group,
   c.first_seen_ms, c.last_seen_ms, c.last_counted_ms, c.last_hresult, c.license_status, c.protocol_version, c.vm, c.requests,
