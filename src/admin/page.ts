@@ -65,12 +65,18 @@ function plural(n: number, word: string): string {
 function healthBanner(s: AdminSnapshot): string {
   if (s.health.ok)
     return '<div class="banner ok" id="health"><strong>Healthy.</strong> Clients can activate; every answered activation is on disk.</div>';
-  return `<div class="banner bad" id="health" role="alert"><strong>Needs attention:</strong><ul>${s.health.problems.map((p) => `<li>${escapeHtml(p)}</li>`).join('')}</ul></div>`;
+  return (
+    '<div class="banner bad" id="health" role="alert"><strong>Needs attention:</strong><ul>' +
+    `${s.health.problems.map((p) => `<li>${escapeHtml(p)}</li>`).join('')}</ul></div>`
+  );
 }
 
 function applicationCards(summary: readonly ApplicationSummary[]): string {
   if (summary.length === 0) {
-    return '<p>No client has asked this host yet. Clients find it through DNS (<code>_vlmcs._tcp</code>) or a manual setting (<code>slmgr /skms</code>).</p>';
+    return (
+      '<p>No client has asked this host yet. Clients find it through DNS (<code>_vlmcs._tcp</code>) ' +
+      'or a manual setting (<code>slmgr /skms</code>).</p>'
+    );
   }
   return (
     '<div class="cards">' +
@@ -117,7 +123,10 @@ function complianceTable(rows: readonly ComplianceRow[]): string {
               : r.overUse
                 ? `<span class="warn">${r.excess} over</span>`
                 : 'within licences';
-        return `<tr><td><strong>${escapeHtml(r.product)}</strong></td><td class="n" data-label="Licences">${r.licenses ?? '—'}</td><td class="n" data-label="In use">${r.activeMachines}</td><td>${state}</td></tr>`;
+        return (
+          `<tr><td><strong>${escapeHtml(r.product)}</strong></td><td class="n" data-label="Licences">${r.licenses ?? '—'}</td>` +
+          `<td class="n" data-label="In use">${r.activeMachines}</td><td>${state}</td></tr>`
+        );
       })
       .join('') +
     '</table></div>'
@@ -131,7 +140,8 @@ function refusalTable(refusals: readonly RefusalSummary[]): string {
     refusals
       .map(
         (r) =>
-          `<tr><td><strong>${formatHresult(r.hresult)}</strong></td><td class="n" data-label="Times">${r.count}</td><td data-label="Last">${when(r.lastMs)}<br>${escapeHtml([r.lastWorkstation, r.lastAddress].filter(Boolean).join(' at '))}</td>` +
+          `<tr><td><strong>${formatHresult(r.hresult)}</strong></td><td class="n" data-label="Times">${r.count}</td>` +
+          `<td data-label="Last">${when(r.lastMs)}<br>${escapeHtml([r.lastWorkstation, r.lastAddress].filter(Boolean).join(' at '))}</td>` +
           `<td data-label="What to change">${escapeHtml(isErrorCode(r.code) ? ERRORS[r.code].explain : r.code)}</td></tr>`,
       )
       .join('') +
@@ -146,7 +156,8 @@ function duplicateSection(d: Duplicates & { sharedCmidsTotal: number; sharedWork
   const cm = d.sharedCmids
     .map(
       (c) =>
-        `<tr><td><code>${escapeHtml(c.cmid)}</code></td><td>${escapeHtml(c.workstations.join(', '))}</td><td>${escapeHtml(c.addresses.join(', '))}</td></tr>`,
+        `<tr><td><code>${escapeHtml(c.cmid)}</code></td><td>${escapeHtml(c.workstations.join(', '))}</td>` +
+        `<td>${escapeHtml(c.addresses.join(', '))}</td></tr>`,
     )
     .join('');
   const ws = d.sharedWorkstations
@@ -154,10 +165,15 @@ function duplicateSection(d: Duplicates & { sharedCmidsTotal: number; sharedWork
     .join('');
   return (
     (cm
-      ? `<p>One machine id used by several machines: cloned from an image that was not sysprepped (<code>sysprep /generalize</code>); each counts once.</p><div class="scroll"><table><tr><th>CMID</th><th>Workstations</th><th>Addresses</th></tr>${cm}</table></div>${more(d.sharedCmids.length, d.sharedCmidsTotal)}`
+      ? '<p>One machine id used by several machines: cloned from an image that was not sysprepped ' +
+        '(<code>sysprep /generalize</code>); each counts once.</p>' +
+        `<div class="scroll"><table><tr><th>CMID</th><th>Workstations</th><th>Addresses</th></tr>${cm}</table></div>` +
+        more(d.sharedCmids.length, d.sharedCmidsTotal)
       : '') +
     (ws
-      ? `<p>One name with several machine ids (re-imaged, or two machines with one name):</p><div class="scroll"><table><tr><th>Workstation</th><th>CMIDs</th></tr>${ws}</table></div>${more(d.sharedWorkstations.length, d.sharedWorkstationsTotal)}`
+      ? '<p>One name with several machine ids (re-imaged, or two machines with one name):</p>' +
+        `<div class="scroll"><table><tr><th>Workstation</th><th>CMIDs</th></tr>${ws}</table></div>` +
+        more(d.sharedWorkstations.length, d.sharedWorkstationsTotal)
       : '')
   );
 }
@@ -170,7 +186,9 @@ function sortLink(q: MachineQuery, sort: MachineQuery['sort'], label: string): s
 function machineSection(v: PageView, known: number): string {
   const q = v.query;
   const form =
-    `<form class="search" method="get" action="/#machines" role="search"><input type="search" name="q" value="${escapeHtml(q.q)}" placeholder="Name, address or CMID" aria-label="Search machines" maxlength="100">` +
+    '<form class="search" method="get" action="/#machines" role="search">' +
+    `<input type="search" name="q" value="${escapeHtml(q.q)}" ` +
+    'placeholder="Name, address or CMID" aria-label="Search machines" maxlength="100">' +
     `<select name="sort" aria-label="Sort by">${(
       [
         ['name', 'Name'],
@@ -184,21 +202,27 @@ function machineSection(v: PageView, known: number): string {
   const table =
     rows.length === 0
       ? `<p>${q.q ? `No machine matches “${escapeHtml(q.q)}”.` : 'None yet.'}</p>`
-      : `<div class="scroll stack"><table id="machine-list"><tr>${sortLink(q, 'name', 'Workstation')}<th>Address</th>${sortLink(q, 'application', 'Product')}${sortLink(q, 'seen', 'Last seen')}<th>Counted</th><th>Last result</th></tr>` +
+      : `<div class="scroll stack"><table id="machine-list"><tr>${sortLink(q, 'name', 'Workstation')}<th>Address</th>` +
+        `${sortLink(q, 'application', 'Product')}${sortLink(q, 'seen', 'Last seen')}<th>Counted</th><th>Last result</th></tr>` +
         rows.map(machineRow).join('') +
         '</table></div>';
   const next = v.machines.next
-    ? `<p><a id="next-page" href="/?q=${encodeURIComponent(q.q)}&amp;sort=${q.sort}&amp;after=${encodeURIComponent(v.machines.next)}#machines">Next ${q.limit} →</a></p>`
+    ? `<p><a id="next-page" href="/?q=${encodeURIComponent(q.q)}&amp;sort=${q.sort}` +
+      `&amp;after=${encodeURIComponent(v.machines.next)}#machines">Next ${q.limit} →</a></p>`
     : '';
   const first = q.after ? '<p><a href="/?sort=' + q.sort + '&amp;q=' + encodeURIComponent(q.q) + '#machines">← First page</a></p>' : '';
-  return `<p class="muted">${known} machine${known === 1 ? '' : 's'} known. <code>kms-appliance clients --format csv</code> exports all.</p>${form}${table}${first}${next}`;
+  return (
+    `<p class="muted">${known} machine${known === 1 ? '' : 's'} known. <code>kms-appliance clients --format csv</code> exports all.</p>` +
+    `${form}${table}${first}${next}`
+  );
 }
 
 function machineRow(c: ClientRecord): string {
   const result =
     c.lastHresult === 0 ? 'served' : `refused ${formatHresult(c.lastHresult)}: ${escapeHtml(describeHresult(c.lastHresult) ?? '')}`;
   return (
-    `<tr><td><strong>${escapeHtml(c.workstation || '—')}</strong></td><td data-label="Address">${escapeHtml(c.address)}</td><td data-label="Product">${escapeHtml(c.skuName)}</td><td data-label="Last seen">${when(c.lastSeenMs)}</td>` +
+    `<tr><td><strong>${escapeHtml(c.workstation || '—')}</strong></td><td data-label="Address">${escapeHtml(c.address)}</td>` +
+    `<td data-label="Product">${escapeHtml(c.skuName)}</td><td data-label="Last seen">${when(c.lastSeenMs)}</td>` +
     `<td data-label="Counted">${c.active ? 'yes' : 'no'}</td><td data-label="Last result">${result}</td></tr>`
   );
 }
@@ -206,16 +230,19 @@ function machineRow(c: ClientRecord): string {
 function identitySection(id: HostIdentityInfo): string {
   if (!id.hwid && id.epids.length === 0) return '<p>Not generated yet.</p>';
   return (
-    `<p>HwId <code>${escapeHtml(id.hwid?.toUpperCase() ?? '—')}</code>. Clients show the ePID as "KMS machine extended PID" (<code>slmgr /dlv</code>).</p>` +
-    `<details class="more"><summary>ePID per host-key group (${id.epids.length})</summary><div class="scroll stack"><table><tr><th>Host-key group</th><th>ePID</th></tr>` +
+    `<p>HwId <code>${escapeHtml(id.hwid?.toUpperCase() ?? '—')}</code>. ` +
+    'Clients show the ePID as "KMS machine extended PID" (<code>slmgr /dlv</code>).</p>' +
+    `<details class="more"><summary>ePID per host-key group (${id.epids.length})</summary>` +
+    '<div class="scroll stack"><table><tr><th>Host-key group</th><th>ePID</th></tr>' +
     id.epids.map((e) => `<tr><td>${escapeHtml(e.hostKeyGroup)}</td><td><code>${escapeHtml(e.epid)}</code></td></tr>`).join('') +
     '</table></div></details>'
   );
 }
 
 function document(title: string, body: string, refreshSeconds?: number): string {
+  const refresh = refreshSeconds ? `<meta http-equiv="refresh" content="${refreshSeconds}">` : '';
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">${refreshSeconds ? `<meta http-equiv="refresh" content="${refreshSeconds}">` : ''}
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">${refresh}
 <title>${escapeHtml(title)}</title>
 <style>${CSS}</style></head><body>
 ${body}
@@ -228,11 +255,21 @@ export function renderAdminPage(v: PageView): string {
   const inv = s.inventory;
   const served = inv.activity.reduce((n, d) => n + d.served, 0);
   const refused = inv.activity.reduce((n, d) => n + d.refused, 0);
-  const body = `<header><h1>kms-appliance ${escapeHtml(s.version)}</h1><nav class="muted">As of ${escapeHtml(s.generatedAt.slice(0, 19).replace('T', ' '))} UTC${v.session ? '<form method="post" action="/logout"><button type="submit">Log out</button></form>' : ''}</nav></header>
+  const asOf = escapeHtml(s.generatedAt.slice(0, 19).replace('T', ' '));
+  const logout = v.session ? '<form method="post" action="/logout"><button type="submit">Log out</button></form>' : '';
+  const countsNote =
+    'Distinct machines that asked in the last 30 days. Clients activate once the count reaches their threshold: ' +
+    '25 for Windows client editions, 5 for Windows Server and Office.';
+  const dns = s.dnsListen.length ? `; DNS on ${escapeHtml(s.dnsListen.join(', '))}` : '';
+  const footer =
+    `<p class="muted">KMS on ${escapeHtml(s.kmsListen.join(', '))}${dns}. ` +
+    `Database <code>${escapeHtml(s.databaseFile)}</code>; catalogue <code>${escapeHtml(s.catalog)}</code>. ` +
+    'Metrics for Prometheus at <code>/metrics</code>, health at <code>/healthz</code>.</p>';
+  const body = `<header><h1>kms-appliance ${escapeHtml(s.version)}</h1><nav class="muted">As of ${asOf} UTC${logout}</nav></header>
 <main>
 ${healthBanner(s)}
 <h2>Counts</h2>
-<p class="muted">Distinct machines that asked in the last 30 days. Clients activate once the count reaches their threshold: 25 for Windows client editions, 5 for Windows Server and Office.</p>
+<p class="muted">${countsNote}</p>
 ${applicationCards(inv.summary)}
 <h2>Licences against use</h2>
 ${complianceTable(inv.compliance)}
@@ -247,7 +284,7 @@ ${machineSection(v, inv.machinesKnown)}
 ${duplicateSection(inv.duplicates)}
 <h2>Host identity</h2>
 ${identitySection(inv.identity)}
-<p class="muted">KMS on ${escapeHtml(s.kmsListen.join(', '))}${s.dnsListen.length ? `; DNS on ${escapeHtml(s.dnsListen.join(', '))}` : ''}. Database <code>${escapeHtml(s.databaseFile)}</code>; catalogue <code>${escapeHtml(s.catalog)}</code>. Metrics for Prometheus at <code>/metrics</code>, health at <code>/healthz</code>.</p>
+${footer}
 </main>`;
   return document('kms-appliance', body, 60);
 }
