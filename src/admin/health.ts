@@ -20,12 +20,14 @@ export function checkHealth(sources: Pick<MetricSources, 'kms' | 'store' | 'regi
   const store = sources.store();
   if (!store.writable) {
     problems.push(
-      `The database cannot be written${store.lastError ? ` (${store.lastError})` : ''}: answered activations wait in memory. Free disk space or fix the file system.`,
+      `The database cannot be written${store.lastError ? ` (${store.lastError})` : ''}: answered activations wait in memory. ` +
+        'Free disk space or fix the file system.',
     );
   }
   if (store.pendingWrites > 0) {
     problems.push(
-      `${store.pendingWrites} machine${store.pendingWrites === 1 ? "'s answered activation is" : "s' answered activations are"} not yet written to the database; they are written as soon as the disk accepts them.`,
+      `${store.pendingWrites} machine${store.pendingWrites === 1 ? "'s answered activation is" : "s' answered activations are"} ` +
+        'not yet written to the database; they are written as soon as the disk accepts them.',
     );
   } else if ((store.pendingEvents ?? 0) > 0) {
     problems.push(
@@ -39,7 +41,8 @@ export function checkHealth(sources: Pick<MetricSources, 'kms' | 'store' | 'regi
       const since =
         reg.lastSuccessMs === null ? 'has not succeeded since start' : `last succeeded ${new Date(reg.lastSuccessMs).toISOString()}`;
       problems.push(
-        `DNS registration of _vlmcs._tcp ${since}${reg.lastError ? ` (${reg.lastError})` : ''}: new clients may not find this host. Check dns.registration and the DNS server's update policy (kms-appliance dns check).`,
+        `DNS registration of _vlmcs._tcp ${since}${reg.lastError ? ` (${reg.lastError})` : ''}: new clients may not find this host. ` +
+          "Check dns.registration and the DNS server's update policy (kms-appliance dns check).",
       );
     }
   }

@@ -46,7 +46,8 @@ export interface AdminRouterContext {
 const PAGE_SIZE = 50;
 
 /** CSP for every response: nothing loads but the hashed style block; no framing, no plugins, forms post here only. */
-const CONTENT_SECURITY_POLICY = `default-src 'none'; style-src ${PAGE_STYLE_HASH}; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;
+const CONTENT_SECURITY_POLICY =
+  `default-src 'none'; style-src ${PAGE_STYLE_HASH}; img-src 'self'; ` + "form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /** Headers every answer carries, whatever it is. */
 export function securityHeaders(tls: boolean): Record<string, string> {
