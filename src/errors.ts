@@ -161,7 +161,8 @@ export const ERRORS = Object.freeze({
   KMS_ERR_CONN_PUBLIC_CLIENT: {
     action: 'none',
     explain:
-      "A client from a public (internet) address connected and was served because kms.clientNetworks is empty; if this host is reachable from the internet, set kms.clientNetworks to the site's client networks.",
+      'A client from a public (internet) address connected and was served because kms.clientNetworks is empty; if this host is ' +
+      "reachable from the internet, set kms.clientNetworks to the site's client networks.",
   },
   KMS_ERR_CONN_LIMIT: {
     action: 'close',
@@ -184,7 +185,8 @@ export const ERRORS = Object.freeze({
   KMS_ERR_CONN_BACKLOG: {
     action: 'close',
     explain:
-      "The client does not read the host's replies; the host stopped reading from it and closed the connection. Nothing to change on the host.",
+      "The client does not read the host's replies; the host stopped reading from it and closed the connection. Nothing to change " +
+      'on the host.',
   },
   KMS_ERR_LISTEN_IN_USE: {
     action: 'none',
@@ -246,7 +248,8 @@ export const ERRORS = Object.freeze({
     action: 'refuse',
     hresult: E.PRODUCT_NOT_SERVED,
     explain:
-      "The client has a retail product, which KMS does not activate; install the product's GVLK (volume key) on it, or set kms.allowRetail.",
+      "The client has a retail product, which KMS does not activate; install the product's GVLK (volume key) on it, or set " +
+      'kms.allowRetail.',
   },
   KMS_ERR_KMS_PREVIEW_GROUP: {
     action: 'refuse',
