@@ -26,6 +26,7 @@ import { benchDns } from './dns-bench';
 import type { WorkerJob, WorkerReport } from './load-worker';
 import { formatRequestCost, measureRequestCost } from './request-cost';
 import { formatFootprint, measureFootprint } from './footprint';
+import { buildCClient, driveSequential, writePduFile } from './c-client';
 
 const ROOT = findPackageRoot();
 const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -205,10 +206,24 @@ async function main(): Promise<void> {
     const server = await startServer(emptyDir);
     // One request in flight per client process: what a site's machines do, so no group commit
     // shares a transaction here and every figure is the cost of one request.
+    const cClient = buildCClient(ROOT, tmp);
+    if (cClient) {
+      const pduFile = path.join(tmp, 'requests.bin');
+      writePduFile(pduFile, chooseProduct(loadCatalog(), 'Windows 10/11 Enterprise'), 2000);
+      const sequential = async (mode: 'keepalive' | 'newconn') => {
+        const before = server.cpuUs();
+        const r = await driveSequential(cClient, pduFile, { port: server.port, seconds, mode, processes: WORKERS });
+        return { ...r, cpuUsPerRequest: (server.cpuUs() - before) / Math.max(1, r.requests), firstError: 'see the C client' };
+      };
+      out(line('sequential (C clients): keep-alive', await sequential('keepalive')));
+      out(line('sequential (C clients): new connection each', await sequential('newconn')));
+    } else {
+      out('sequential (C clients): skipped, no C compiler (cc) on this machine');
+    }
     const seqKeepAlive = await measure(server, { perConnection: Number.MAX_SAFE_INTEGER, concurrency: 1, seconds, rate: 0 });
-    out(line('sequential: keep-alive, 1 in flight per client', seqKeepAlive));
+    out(line('sequential (Node clients): keep-alive', seqKeepAlive));
     const seqNewConn = await measure(server, { perConnection: 1, concurrency: 1, seconds, rate: 0 });
-    out(line('sequential: new connection per activation', seqNewConn));
+    out(line('sequential (Node clients): new connection each', seqNewConn));
     out(`server peak RSS under the sequential loads ${server.peakRssMb().toFixed(1)} MB`);
     out(formatRequestCost(measureRequestCost({ requests: quick || seconds < 2 ? 500 : 3000, rounds: quick || seconds < 2 ? 2 : 5 })));
     if (!values['skip-footprint']) out(formatFootprint(await measureFootprint()));
