@@ -1,7 +1,6 @@
 // The admin side of a running appliance, assembled from its configuration: the exposure rule
 // (only loopback without TLS and a password), the certificate, the login guard, the snapshot
 // worker, the router and the listeners. The appliance hands it cheap getters and nothing else.
-import fs from 'node:fs';
 import os from 'node:os';
 import net from 'node:net';
 import type { AppConfig } from '../config/defaults';
@@ -14,9 +13,10 @@ import { checkHealth } from './health';
 import { HostCheck, ownHostNames } from './host-check';
 import { startAdminServer, type AdminServerHandle, type AdminServerLog } from './http-server';
 import { LoginGuard } from './login';
-import { passwordFile, readPasswordRecord, type PasswordRecord } from './password';
+import type { PasswordRecord } from './password';
+import { watchPasswordFile } from './password-watch';
 import { AdminRouter } from './router';
-import { STATUS_WAIT_MS, SnapshotService, waitAtMost } from './snapshot-service';
+import { STATUS_WAIT_MS, type SnapshotService, waitAtMost } from './snapshot-service';
 import type { AdminSnapshot } from './snapshot';
 import type { CertificatePair } from './tls-certificate';
 import { VERSION } from '../version';
@@ -103,41 +103,10 @@ async function adminCertificate(
   return { ...made, source: 'self-signed (kms-appliance admin cert)' };
 }
 
-/** Re-reads the password file when it changes (admin set-password works without a restart). */
-function passwordWatcher(dataDir: string, log: AdminServerLog, now: () => number): () => PasswordRecord | undefined {
-  const file = passwordFile(dataDir);
-  let record = readPasswordRecord(dataDir);
-  let stamp = mtimeOf(file);
-  let checked = now();
-  return () => {
-    if (now() - checked < 1000) return record;
-    checked = now();
-    const m = mtimeOf(file);
-    if (m !== stamp) {
-      stamp = m;
-      try {
-        record = readPasswordRecord(dataDir);
-        log.info({ event: 'admin-password', set: record !== undefined }, record ? 'admin password changed' : 'admin password removed');
-      } catch (err) {
-        log.error({ err: (err as Error).message }, 'admin password file unreadable; the previous password stays');
-      }
-    }
-    return record;
-  };
-}
-
-function mtimeOf(file: string): number {
-  try {
-    return fs.statSync(file).mtimeMs;
-  } catch {
-    return 0;
-  }
-}
-
 export async function startAdmin(listen: readonly ListenAddress[], deps: AdminDeps): Promise<AdminHandle> {
   const { config, dataDir, log, sources } = deps;
   const now = deps.now ?? Date.now;
-  const passwordOf = passwordWatcher(dataDir, log, now);
+  const passwordOf = watchPasswordFile(dataDir, log);
   const exposed = listen.some((a) => !isLoopback(a.host));
   checkAdminExposure(listen, config.admin.tls.enabled, passwordOf() !== undefined, dataDir);
   const hostName = os.hostname();

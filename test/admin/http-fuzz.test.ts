@@ -5,7 +5,7 @@ import t from 'tap';
 import { httpFuzzTarget } from '../fuzz/http-target';
 import { activate } from '../../src/client/kms-client';
 import { product, startHarness } from '../server/appliance-harness';
-import { hashPassword, writePasswordRecord } from '../../src/admin/password';
+import { storeCheapPassword } from './cheap-password';
 import { seededRandom as prng } from '../prng';
 
 for (const tls of [false, true]) {
@@ -16,8 +16,7 @@ for (const tls of [false, true]) {
       c.admin.tls.enabled = tls;
     });
     if (tls) {
-      writePasswordRecord(h.dataDir, await hashPassword(PASSWORD));
-      await new Promise((r) => setTimeout(r, 1100));
+      storeCheapPassword(h.dataDir, PASSWORD);
     }
     const target = httpFuzzTarget({
       host: '127.0.0.1',

@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import forge from 'node-forge';
 import { startHarness, testConfig } from '../server/appliance-harness';
 import { request, basic } from './http-client';
-import { hashPassword, writePasswordRecord } from '../../src/admin/password';
+import { storeCheapPassword } from './cheap-password';
 import { GENERATED_CERT_FILE, describeCertificate } from '../../src/admin/tls-certificate';
 import { checkAdminExposure } from '../../src/admin/admin-service';
 import { parseListenAddress, type ListenAddress } from '../../src/config/listen-address';
@@ -40,8 +40,7 @@ t.test('HTTPS with the generated certificate, HSTS, and Basic login', async (t) 
     c.admin.listen = ['127.0.0.1:0'];
     c.admin.tls.enabled = true;
   });
-  writePasswordRecord(h.dataDir, await hashPassword(PASSWORD));
-  await new Promise((r) => setTimeout(r, 1100));
+  storeCheapPassword(h.dataDir, PASSWORD);
   const port = h.appliance.adminAddresses[0]!.port;
   const health = await request(port, '/healthz', { tls: true });
   t.equal(health.status, 200);

@@ -7,7 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { main } from '../../src/cli/main';
-import { passwordFile, readPasswordRecord, verifyPassword } from '../../src/admin/password';
+import { passwordFile, readPasswordRecord, verifyPassword, writePasswordRecord, type PasswordRecord } from '../../src/admin/password';
+import { watchPasswordFile } from '../../src/admin/password-watch';
 import { parseBasic, readCookie, throttleKey } from '../../src/admin/login';
 import { hostOf, normalizeAddress } from '../../src/admin/host-check';
 
@@ -73,6 +74,38 @@ t.test('set-password stores a scrypt hash only, 0600, from the first line of sta
   t.ok(await verifyPassword(readPasswordRecord(dir)!, 'admin', secret), 'a refused attempt leaves the stored password');
   fs.writeFileSync(file, '{"scheme":"md5"}');
   t.throws(() => readPasswordRecord(dir), /not a kms-appliance password file/, 'a damaged file is an error, not "no password"');
+});
+
+t.test('the running admin uses a changed password file at the next look, and reads an unchanged one once', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-pw-watch-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const record = (hash: string): PasswordRecord => ({ user: 'admin', scheme: 'scrypt', N: 2, r: 1, p: 1, salt: 'c2FsdA==', hash });
+  let reads = 0;
+  const countingRead = (d: string): PasswordRecord | undefined => (reads++, readPasswordRecord(d));
+  const logged: string[] = [];
+  const log = { info: (_o: object, m?: string) => logged.push(`info ${m}`), error: (_o: object, m?: string) => logged.push(`error ${m}`) };
+  const current = watchPasswordFile(dir, log, countingRead);
+  t.equal(current(), undefined, 'no file: no password');
+  writePasswordRecord(dir, record('Zmlyc3Q='));
+  t.equal(current()?.hash, 'Zmlyc3Q=', 'a new file counts at once');
+  for (let i = 0; i < 5; i++) current();
+  t.equal(reads, 2, 'read at the start and once after the change, not on every look');
+  writePasswordRecord(dir, record('c2Vjb25k'));
+  t.equal(current()?.hash, 'c2Vjb25k', 'a replaced file (set-password again) counts at once');
+  fs.writeFileSync(passwordFile(dir), JSON.stringify(record('dGhpcmQgb25lIGxvbmdlcg==')));
+  t.equal(current()?.hash, 'dGhpcmQgb25lIGxvbmdlcg==', 'a file rewritten in place counts too');
+  fs.writeFileSync(passwordFile(dir), '{"scheme":"md5"}');
+  t.equal(current()?.hash, 'dGhpcmQgb25lIGxvbmdlcg==', 'a damaged file keeps the previous password');
+  fs.rmSync(passwordFile(dir));
+  t.equal(current(), undefined, 'a removed file: no password');
+  t.equal(reads, 6);
+  t.same(logged, [
+    'info admin password changed',
+    'info admin password changed',
+    'info admin password changed',
+    'error admin password file unreadable; the previous password stays',
+    'info admin password removed',
+  ]);
 });
 
 t.test('login parsers', async (t) => {

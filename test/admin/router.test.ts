@@ -5,9 +5,10 @@ import t from 'tap';
 import type { Test } from 'tap';
 import { activate } from '../../src/client/kms-client';
 import { product, startHarness, type Harness } from '../server/appliance-harness';
-import { hashPassword, writePasswordRecord } from '../../src/admin/password';
+import { storeCheapPassword } from './cheap-password';
 import type { AdminRequest, AdminResponse } from '../../src/admin/router';
 import { SESSION_COOKIE } from '../../src/admin/login';
+import { until } from '../wait';
 
 const PASSWORD = 'correct horse battery';
 
@@ -28,9 +29,8 @@ async function withPassword(t: Test): Promise<Harness> {
   const h = await startHarness(t, (c) => {
     c.admin.listen = ['127.0.0.1:0'];
   });
-  writePasswordRecord(h.dataDir, await hashPassword(PASSWORD));
-  // The guard re-reads the file at most once a second.
-  await new Promise((r) => setTimeout(r, 1100));
+  // The running admin sees the new file at its next request.
+  storeCheapPassword(h.dataDir, PASSWORD);
   return h;
 }
 
@@ -39,8 +39,7 @@ t.test('without a password (loopback) every page opens; with one every request b
     c.admin.listen = ['127.0.0.1:0'];
   });
   t.equal((await inject(h, { url: '/api/status' })).status, 200, 'loopback, no password: first steps work');
-  writePasswordRecord(h.dataDir, await hashPassword(PASSWORD));
-  await new Promise((r) => setTimeout(r, 1100));
+  storeCheapPassword(h.dataDir, PASSWORD);
   t.equal((await inject(h, { url: '/healthz' })).status, 200, '/healthz needs no login');
   const page = await inject(h, { url: '/' });
   t.equal(page.status, 303, 'a browser is sent to the login form');
@@ -124,11 +123,15 @@ t.test('/metrics counts activations by application, result and protocol, refusal
   await activate({ host: h.host, port: h.port, product: product('Windows 10/11 Home') });
   // Counts come from the snapshot worker; the first scrape starts the refresh.
   await inject(h, { url: '/metrics' });
-  const counts = await waitFor(async () => {
-    const r = await inject(h, { url: '/metrics' });
-    return /^kms_appliance_application_count\{/m.test(r.body) ? r.body : undefined;
-  });
-  const m = counts ?? '';
+  // The worker's refresh is in another thread: re-scrape until its counts are in.
+  const m = await until(
+    async () => {
+      const r = await inject(h, { url: '/metrics' });
+      return /^kms_appliance_application_count\{/m.test(r.body) ? r.body : undefined;
+    },
+    'the snapshot counts in /metrics',
+    { everyMs: 20 },
+  );
   t.match(m, /^kms_appliance_activations_total\{application="Windows",result="served",protocol="6"\} 3$/m);
   t.match(m, /^kms_appliance_activations_total\{application="Windows",result="served",protocol="4"\} 1$/m);
   t.match(m, /^kms_appliance_activations_total\{application="Windows",result="refused",protocol="6"\} 1$/m);
@@ -193,15 +196,6 @@ t.test('machine list: keyset pages cover every machine once in each order; searc
   t.match(page.body, /<strong>PC-00<\/strong>/);
 });
 
-async function waitFor<T>(probe: () => Promise<T | undefined>, tries = 200): Promise<T | undefined> {
-  for (let i = 0; i < tries; i++) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return undefined;
-}
-
 t.test('/metrics and /healthz see the DNS responder and registration', async (t) => {
   const h = await startHarness(t, (c) => {
     c.admin.listen = ['127.0.0.1:0'];
@@ -218,14 +212,18 @@ t.test('/metrics and /healthz see the DNS responder and registration', async (t)
   const resolver = new Resolver({ timeout: 2000, tries: 1 });
   resolver.setServers([`127.0.0.1:${h.appliance.dnsAddresses[0]!.port}`]);
   await resolver.resolveSrv('_vlmcs._tcp.not-our-zone.example').catch(() => undefined);
-  const m = await waitFor(async () => {
-    const body = (await inject(h, { url: '/metrics' })).body;
-    return /^kms_appliance_dns_registration_failures_total [1-9]/m.test(body) ? body : undefined;
-  });
-  t.match(m ?? '', /^kms_appliance_dns_responses_total\{rcode="REFUSED"\} [1-9]\d*$/m);
-  t.match(m ?? '', /^kms_appliance_dns_refused_total [1-9]\d*$/m);
-  t.match(m ?? '', /^kms_appliance_dns_rate_limited_total 0$/m);
-  t.match(m ?? '', /^kms_appliance_dns_registration_last_success_timestamp_seconds 0$/m);
+  const m = await until(
+    async () => {
+      const body = (await inject(h, { url: '/metrics' })).body;
+      return /^kms_appliance_dns_registration_failures_total [1-9]/m.test(body) ? body : undefined;
+    },
+    'a failed registration in /metrics',
+    { everyMs: 20 },
+  );
+  t.match(m, /^kms_appliance_dns_responses_total\{rcode="REFUSED"\} [1-9]\d*$/m);
+  t.match(m, /^kms_appliance_dns_refused_total [1-9]\d*$/m);
+  t.match(m, /^kms_appliance_dns_rate_limited_total 0$/m);
+  t.match(m, /^kms_appliance_dns_registration_last_success_timestamp_seconds 0$/m);
   const health = await inject(h, { url: '/healthz' });
   t.equal(health.status, 503);
   t.match(health.body, /DNS registration of _vlmcs\._tcp has not succeeded since start/);
