@@ -78,7 +78,10 @@ function exists(file: string): boolean {
 
 /** The one line for a user who may not read the service's files (root:kms-appliance, 0640/0750). */
 function permissionHint(what: string): string {
-  return `${what}: permission denied; run the command with sudo, or join the group ${SERVICE_NAME} (sudo usermod -aG ${SERVICE_NAME} $USER, then log in again)`;
+  return (
+    `${what}: permission denied; run the command with sudo, or join the group ${SERVICE_NAME} ` +
+    `(sudo usermod -aG ${SERVICE_NAME} $USER, then log in again)`
+  );
 }
 
 /** Checks that `file` can be read by this user; a permission problem becomes permissionHint. */

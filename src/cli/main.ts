@@ -44,7 +44,8 @@ export async function main(argv: readonly string[], io: CommandIo): Promise<numb
     if (group.length > 0) {
       const help = argv[1] === '--help' || argv[1] === '-h';
       (help ? io.stdout : io.stderr).write(
-        `kms-appliance ${first}: sub-commands: ${group.map((c) => c.name.slice(first.length + 1)).join(', ')} (kms-appliance ${group[0]!.name} --help)\n`,
+        `kms-appliance ${first}: sub-commands: ${group.map((c) => c.name.slice(first.length + 1)).join(', ')} ` +
+          `(kms-appliance ${group[0]!.name} --help)\n`,
       );
       return help ? EXIT.OK : EXIT.USAGE;
     }

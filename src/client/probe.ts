@@ -30,7 +30,8 @@ export async function probeKmsHost(host: string, port: number, timeoutMs = 5000)
         ok: false,
         code: 'KMS_ERR_CLIENT_REFUSED',
         hresult: reply.hresult,
-        message: `the host refused the activation with ${formatHresult(reply.hresult)} (${describeHresult(reply.hresult) ?? 'unknown code'})`,
+        message:
+          `the host refused the activation with ${formatHresult(reply.hresult)} ` + `(${describeHresult(reply.hresult) ?? 'unknown code'})`,
       };
     }
     return { ok: true, epid: reply.verified.base.epid, count: reply.verified.base.currentCount, hresult: 0 };

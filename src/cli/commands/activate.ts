@@ -130,16 +130,20 @@ export const command = defineCommand({
         io.stdout.write(formatCsv(replies, FIELDS));
       } else {
         io.stdout.write(
-          `${product.name} → ${hostShown}:${port}, KMS v${protocol ?? product.protocol}, NDR64 ${ndr64 ? 'on' : 'off'}, BTFN ${btfn ? 'on' : 'off'}\n`,
+          `${product.name} → ${hostShown}:${port}, KMS v${protocol ?? product.protocol}, ` +
+            `NDR64 ${ndr64 ? 'on' : 'off'}, BTFN ${btfn ? 'on' : 'off'}\n`,
         );
         for (const [i, r] of replies.entries()) {
           for (const w of r.warnings) io.stdout.write(`  warning: ${inert(w)}\n`);
           if (r.verified) {
             const b = r.verified.base;
             const missing = product.requiredClientCount - b.currentCount;
+            const outcome = r.activated
+              ? 'client activates'
+              : `client stays unactivated (0xC004F038: ${missing} more machine${missing === 1 ? '' : 's'} needed)`;
             io.stdout.write(
-              `#${i + 1} served (response verified): ePID ${inert(b.epid)}, count ${b.currentCount} of ${product.requiredClientCount} needed` +
-                ` → ${r.activated ? 'client activates' : `client stays unactivated (0xC004F038: ${missing} more machine${missing === 1 ? '' : 's'} needed)`}` +
+              `#${i + 1} served (response verified): ePID ${inert(b.epid)}, ` +
+                `count ${b.currentCount} of ${product.requiredClientCount} needed → ${outcome}` +
                 `, activation interval ${b.activationInterval} min, renewal interval ${b.renewalInterval} min` +
                 (r.verified.hwid ? `, HwId ${r.verified.hwid.toString('hex').toUpperCase()}` : '') +
                 '\n',
@@ -154,7 +158,8 @@ export const command = defineCommand({
       if (!(err instanceof KmsError) || err.code === 'KMS_ERR_CLI_USAGE') throw err;
       const hr = err.spec.hresult;
       io.stderr.write(
-        `kms-appliance activate: ${inert(err.message)}\n  ${hr !== undefined ? `a Windows client would show ${formatHresult(hr)} (${describeHresult(hr) ?? ''}); ` : ''}` +
+        `kms-appliance activate: ${inert(err.message)}\n  ` +
+          (hr !== undefined ? `a Windows client would show ${formatHresult(hr)} (${describeHresult(hr) ?? ''}); ` : '') +
           `${err.spec.explain} [${err.code}]\n`,
       );
       return EXIT.FAILURE;

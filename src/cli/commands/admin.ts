@@ -198,7 +198,8 @@ const setPassword = defineCommand({
       writePasswordRecord(c.dataDir, await hashPassword(first));
     } catch (err) {
       io.stderr.write(
-        `kms-appliance admin set-password: cannot write ${passwordFile(c.dataDir)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`,
+        `kms-appliance admin set-password: cannot write ${passwordFile(c.dataDir)}: ` +
+          `${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`,
       );
       return EXIT.FAILURE;
     }

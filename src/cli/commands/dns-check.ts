@@ -102,7 +102,8 @@ export const command = defineCommand({
     const domain = (v.domain ?? defaultDomain() ?? '').trim().replace(/\.$/, '');
     if (!domain) {
       throw new UsageProblem(
-        `this machine has no DNS domain suffix to search (a Windows client would show ${formatHresult(HRESULT.DNS_BAD_NAME)}); give --domain`,
+        'this machine has no DNS domain suffix to search ' +
+          `(a Windows client would show ${formatHresult(HRESULT.DNS_BAD_NAME)}); give --domain`,
       );
     }
     if (domain.length > 253 || !/^[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*$/.test(domain)) {

@@ -59,15 +59,21 @@ export const command = defineCommand({
       const now = Date.now();
       const rows = complianceReport(inventory.groupCounts(now), config.entitlements, inventory.nameResolver);
       if (format === 'json') {
-        io.stdout.write(
-          `${toJson({ generatedAt: isoTime(now), windowDays: 30, database: inventory.file, entitlementsConfigured: config.entitlements.length, rows }, 2)}\n`,
-        );
+        const report = {
+          generatedAt: isoTime(now),
+          windowDays: 30,
+          database: inventory.file,
+          entitlementsConfigured: config.entitlements.length,
+          rows,
+        };
+        io.stdout.write(`${toJson(report, 2)}\n`);
       } else if (format === 'csv') {
         io.stdout.write(formatCsv(rows, CSV_COLUMNS));
       } else if (rows.length === 0) {
         io.stdout.write('No machine activated in the last 30 days and no entitlements are configured.\n');
       } else {
         const over = rows.filter((r) => r.overUse);
+        const overUsed = over.map((r) => `${r.product} (${plural(r.activeMachines, 'machine')}, ${plural(r.licenses ?? 0, 'licence')})`);
         io.stdout.write(`Licence use over the last 30 days (${inventory.file}):\n\n${formatTable(rows, COLUMNS)}\n`);
         if (config.entitlements.length === 0) {
           // Nothing to compare with: saying "nothing is over-used" would reassure falsely.
@@ -76,11 +82,7 @@ export const command = defineCommand({
               '"entitlements" in the configuration (kms-appliance config defaults shows the form).\n',
           );
         } else {
-          io.stdout.write(
-            over.length === 0
-              ? 'No product is used beyond its licences.\n'
-              : `Over-used: ${over.map((r) => `${r.product} (${plural(r.activeMachines, 'machine')}, ${plural(r.licenses ?? 0, 'licence')})`).join(', ')}.\n`,
-          );
+          io.stdout.write(over.length === 0 ? 'No product is used beyond its licences.\n' : `Over-used: ${overUsed.join(', ')}.\n`);
         }
       }
       return EXIT.OK;

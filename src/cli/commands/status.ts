@@ -20,7 +20,8 @@ function formatRefusals(refusals: readonly RefusalSummary[]): string[] {
   for (const r of refusals) {
     const from = [r.lastWorkstation, r.lastAddress].filter(Boolean).map(inert).join(' at ');
     out.push(
-      `  ${formatHresult(r.hresult)} ×${r.count} (${r.code}), last ${shortTime(r.lastMs)}${from ? ` from ${from}` : ''}${r.lastGroup ? `, ${r.lastGroup}` : ''}`,
+      `  ${formatHresult(r.hresult)} ×${r.count} (${r.code}), last ${shortTime(r.lastMs)}` +
+        `${from ? ` from ${from}` : ''}${r.lastGroup ? `, ${r.lastGroup}` : ''}`,
     );
     if (isErrorCode(r.code)) out.push(`    ${ERRORS[r.code].explain}`);
   }
