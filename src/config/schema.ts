@@ -527,7 +527,8 @@ export const CONFIG_SCHEMA: Schema = obj(
         { uniqueItems: true },
       ),
       hostNames: list(
-        "Names the page is reached by (the Host header) besides the machine's host name, localhost and the listen addresses; any other name is refused (DNS rebinding).",
+        "Names the page is reached by (the Host header) besides the machine's host name, localhost and the listen addresses; any other " +
+          'name is refused (DNS rebinding).',
         { type: 'string', minLength: 1, format: 'dns-name' },
         D.admin.hostNames,
         { uniqueItems: true },

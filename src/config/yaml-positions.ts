@@ -32,8 +32,8 @@ function lineOf(node: Node | null | undefined, lines: LineCounter): number | und
 }
 
 /**
- * The 1-based line of `path` in the document: its key's, or a list entry's own line. A path the file does not contain (a default, a missing required
- * field) falls back to the first related field present, then to the nearest enclosing field.
+ * The 1-based line of `path` in the document: its key's, or a list entry's own line. A path the file does not contain (a default, a
+ * missing required field) falls back to the first related field present, then to the nearest enclosing field.
  */
 export function lineOfPath(
   doc: Document,

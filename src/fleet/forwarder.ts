@@ -222,7 +222,8 @@ export class FleetForwarder {
     const stale = state.lastSuccessMs === null ? null : now - state.lastSuccessMs;
     if (this.failingSinceMs !== null && (this.failures >= 2 || now - this.failingSinceMs > this.intervalMs)) {
       problems.push(
-        `fleet reporting to ${this.target} fails since ${new Date(this.failingSinceMs).toISOString()}: ${state.lastError ?? 'unknown error'}; ` +
+        `fleet reporting to ${this.target} fails since ${new Date(this.failingSinceMs).toISOString()}: ` +
+          `${state.lastError ?? 'unknown error'}; ` +
           `${backlog.count} events and the machines changed meanwhile wait in the local outbox and are sent when it works again`,
       );
     } else if (stale !== null && stale > 3 * this.intervalMs + MAX_BACKOFF_MS) {
@@ -331,7 +332,8 @@ export class FleetForwarder {
       if (version < REQUIRED_SCHEMA_VERSION) {
         throw new KmsError(
           'KMS_ERR_FLEET_SCHEMA',
-          `the fleet schema in ${this.options.fleet.postgres.database} is version ${version}, this appliance needs ${REQUIRED_SCHEMA_VERSION}: run kms-appliance fleet init as the owner role`,
+          `the fleet schema in ${this.options.fleet.postgres.database} is version ${version}, ` +
+            `this appliance needs ${REQUIRED_SCHEMA_VERSION}: run kms-appliance fleet init as the owner role`,
         );
       }
     } catch (err) {

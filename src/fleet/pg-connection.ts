@@ -44,7 +44,8 @@ export function readPasswordFile(file: string): string {
     const mode = (st.mode & 0o777).toString(8).padStart(3, '0');
     throw new KmsError(
       'KMS_ERR_FLEET_CONFIG',
-      `the fleet password file ${file} is readable or writable by group or others (mode ${mode}); refusing it: chmod 600 ${file} and make the service user its owner`,
+      `the fleet password file ${file} is readable or writable by group or others (mode ${mode}); ` +
+        `refusing it: chmod 600 ${file} and make the service user its owner`,
       { file, mode },
     );
   }
@@ -149,10 +150,16 @@ export function explainPostgresError(err: unknown, p: PostgresSettings, user?: s
   if (code === '57P01' || code === '57P02' || code === '57P03') return `PostgreSQL at ${target} is shutting down or starting up (${code})`;
   if (code === '28P01') return `PostgreSQL at ${target} refused the password of role ${user ?? p.user} (check the password file)`;
   if (code === '28000')
-    return `PostgreSQL at ${target} has no pg_hba.conf entry for this box, role and database over TLS (see the README: hostssl … scram-sha-256)`;
+    return (
+      `PostgreSQL at ${target} has no pg_hba.conf entry for this box, role and database over TLS ` +
+      '(see the README: hostssl … scram-sha-256)'
+    );
   if (code === '3D000') return `the database ${p.database} does not exist at ${p.host}:${p.port}`;
   if (code === '42501')
-    return `role ${user ?? p.user} lacks a privilege on the fleet tables (${e?.message ?? ''}); run kms-appliance fleet init --grant ${user ?? p.user} as the owner`;
+    return (
+      `role ${user ?? p.user} lacks a privilege on the fleet tables (${e?.message ?? ''}); ` +
+      `run kms-appliance fleet init --grant ${user ?? p.user} as the owner`
+    );
   if (code === '42P01' || code === '3F000')
     return `the fleet tables do not exist in ${p.database}: run kms-appliance fleet init as the owner role`;
   return `PostgreSQL at ${target}: ${e?.message ?? String(err)}${code ? ` (${code})` : ''}`;
