@@ -1,19 +1,14 @@
 // The DNS responder's sockets: UDP datagrams and TCP streams in, dns-responder.ts decides, and
-// every counter the metrics page shows is kept here.
-//
-// Why not dns2's servers (dns2 was the server library until the hostile-clients review): they
-// hand a handler only dns2's own lenient parse of a message (no raw bytes, so no FORMERR, no
-// patching of a precomputed answer), read TCP without any bound (no backpressure, no connection
-// caps, an idle timer any byte restarts) and cannot create an IPv6-only UDP socket, so the
-// responder owns plain node:dgram and node:net sockets (dns-tcp.ts carries the TCP limits).
-import dgram from 'node:dgram';
+// every counter the metrics page shows is kept here. UDP runs on dns2's UDPServer through its
+// typed API (dns-udp.ts); "[::]" is dual-stack because of it (listen-plan.ts). TCP is our own
+// node:net server (dns-tcp.ts): dns2's TCPServer has no per-connection hook and reads without any
+// bound, while the hostile-clients limits need caps, backpressure and a drip-proof idle timer.
 import type net from 'node:net';
 import { randomInt } from 'node:crypto';
 import type { AppConfig } from '../config/defaults';
 import { parseListenAddress, formatListenAddress, type ListenAddress } from '../config/listen-address';
 import { ConfigError, KmsError, type ErrorCode } from '../errors';
 import { RCODE_NAME } from '../protocol/dns/message';
-import { addressGroup } from '../net/address-group';
 import {
   createDnsResponder,
   describeError,
@@ -25,6 +20,8 @@ import {
 } from './dns-responder';
 import { createDnsTcpService, type DnsTcpCounters } from './dns-tcp';
 import { exchangeDns, parseServerAddress } from './dns-transport';
+import { DnsUdpServer, type DnsUdpCounters } from './dns-udp';
+import { ipv6WildcardIsDualStack, planDnsSockets } from './listen-plan';
 import { createRateLimiter } from './rate-limiter';
 
 export interface DnsServerContext {
@@ -35,15 +32,13 @@ export interface DnsServerContext {
 }
 
 /** Cheap counters, incremented as things happen (for the metrics endpoint). */
-interface DnsStats extends DnsTcpCounters {
+interface DnsStats extends DnsTcpCounters, DnsUdpCounters {
   /** Replies sent, by header rcode name (NOERROR, NXDOMAIN, REFUSED, FORMERR …). */
   readonly responsesByRcode: Record<string, number>;
   /** Queries for names outside the zones answered REFUSED. */
   refused: number;
   /** Malformed messages (answered FORMERR or dropped). */
   malformed: number;
-  /** UDP replies not sent because the socket's send queue was full. */
-  udpDropped: number;
 }
 
 export interface DnsServerHandle {
@@ -62,9 +57,6 @@ const LOG_PER_WINDOW = 20;
 const LIMIT_LOG_PERIOD_MS = 10 * 60_000;
 const LIMIT_LOG_ADDRESSES = 4096;
 const PORT_RETRIES = 20;
-// Datagrams waiting in the UDP socket's send queue before replies are dropped (the kernel
-// buffer is full: replying faster only grows memory).
-const UDP_SEND_QUEUE_LIMIT = 1024;
 
 function createForwarder(upstream: readonly string[], log: DnsLog): Forwarder {
   const servers = upstream.map((u) => {
@@ -171,19 +163,20 @@ function bindTcp(server: net.Server, addr: ListenAddress, port: number): Promise
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => reject(err);
     server.once('error', onError);
-    // ipv6Only lets "[::]:53" and "0.0.0.0:53" be configured side by side.
-    server.listen({ host: addr.host, port, ipv6Only: addr.family === 6 }, () => {
+    // No ipv6Only: "[::]" is dual-stack like its UDP twin (listen-plan.ts).
+    server.listen({ host: addr.host, port }, () => {
       server.removeListener('error', onError);
       resolve((server.address() as net.AddressInfo).port);
     });
   });
 }
 
-function bindUdp(socket: dgram.Socket, addr: ListenAddress, port: number): Promise<void> {
+function bindUdp(socket: DnsUdpServer, addr: ListenAddress, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
+    // dns2's listen() resolves once bound and never rejects: a failed bind is an 'error' event.
     const onError = (err: NodeJS.ErrnoException): void => reject(err);
     socket.once('error', onError);
-    socket.bind({ address: addr.host, port, exclusive: true }, () => {
+    void socket.listen(port, addr.host).then(() => {
       socket.removeListener('error', onError);
       resolve();
     });
@@ -197,7 +190,7 @@ function closeTcp(server: net.Server): Promise<void> {
   });
 }
 
-function closeUdp(socket: dgram.Socket): Promise<void> {
+function closeUdp(socket: DnsUdpServer): Promise<void> {
   return new Promise((resolve) => {
     try {
       socket.close(() => resolve());
@@ -205,13 +198,6 @@ function closeUdp(socket: dgram.Socket): Promise<void> {
       resolve(); // never bound
     }
   });
-}
-
-/** dgram's lookup for destinations that are already IP literals: answers at once. */
-function literalAddress(
-  family: 4 | 6,
-): (host: string, options: unknown, callback: (err: Error | null, address: string, family: number) => void) => void {
-  return (host, _options, callback) => callback(null, host, family);
 }
 
 function emptyStats(): DnsStats {
@@ -297,56 +283,23 @@ export async function startDnsServer(
     counters: stats,
   });
 
-  const udpSockets: dgram.Socket[] = [];
+  const udpSockets: DnsUdpServer[] = [];
   const tcpServers: net.Server[] = [];
-  const bound: ListenAddress[] = [];
   const closeAll = async (): Promise<void> => {
     tcpService.destroyAll();
     await Promise.all([...udpSockets.map(closeUdp), ...tcpServers.map(closeTcp)]);
   };
+  const udpOptions = { limiter, respond: respondSafely, onReply: countReply, onLimit, counters: stats };
 
-  const serveUdp = (udp: dgram.Socket): void => {
-    let open = true;
-    udp.once('close', () => (open = false));
-    const reply = (answer: Buffer | null, rinfo: dgram.RemoteInfo): void => {
-      // A forwarded answer may arrive after close().
-      if (!answer || !open) return;
-      if (udp.getSendQueueCount() >= UDP_SEND_QUEUE_LIMIT) {
-        stats.udpDropped++;
-        return;
-      }
-      countReply(answer);
-      udp.send(answer, rinfo.port, rinfo.address);
-    };
-    udp.on('message', (data, rinfo) => {
-      if (!limiter.allow(addressGroup(rinfo.address), Date.now())) {
-        stats.rateLimited++;
-        onLimit(
-          'KMS_ERR_DNS_RATE_LIMITED',
-          { address: rinfo.address, port: rinfo.port, transport: 'udp' },
-          addressGroup(rinfo.address),
-          'responses dropped: over dns.rateLimit',
-        );
-        return;
-      }
-      const answer = respondSafely(data, { address: rinfo.address, port: rinfo.port, transport: 'udp' });
-      if (answer instanceof Promise) void answer.then((a) => reply(a, rinfo));
-      else reply(answer, rinfo);
-    });
-  };
-
+  // In the order configured, port 0 resolved; an address carried by a "[::]" socket gets its port.
+  const bound: ListenAddress[] = [];
+  const plans = planDnsSockets(addrs, ipv6WildcardIsDualStack());
   try {
-    for (const addr of addrs) {
+    for (const { bind: addr, serves } of plans) {
       let port = addr.port;
       for (let attempt = 0; ; attempt++) {
         const tcp = tcpService.createServer();
-        // Replies go to the address the query came from, always an IP: no resolver round per send.
-        const udp = dgram.createSocket({
-          type: addr.family === 6 ? 'udp6' : 'udp4',
-          ipv6Only: addr.family === 6,
-          lookup: literalAddress(addr.family),
-        });
-        serveUdp(udp);
+        const udp = new DnsUdpServer(addr.family === 6 ? 'udp6' : 'udp4', udpOptions);
         udp.on('error', (err) => log.warn({ code: 'KMS_ERR_DNS_LISTEN', reason: err.message }, 'DNS UDP socket error'));
         try {
           const tcpPort = await bindTcp(tcp, addr, port);
@@ -366,7 +319,7 @@ export async function startDnsServer(
         tcp.on('error', (err: Error) => log.warn({ code: 'KMS_ERR_DNS_LISTEN', reason: err.message }, 'DNS TCP server error'));
         udpSockets.push(udp);
         tcpServers.push(tcp);
-        bound.push({ host: addr.host, port, family: addr.family });
+        for (const i of serves) bound[i] = { host: addrs[i]!.host, port, family: addrs[i]!.family };
         break;
       }
     }

@@ -1,0 +1,70 @@
+// DNS over UDP on dns2's UDPServer (a dgram.Socket), through its typed API only: the socket type,
+// listen(), close(), send() and handle(), the per-datagram entry point. handle() is overridden so
+// the raw bytes go to our responder (strict codec, precomputed answers patched per query): dns2's
+// own handle() runs its lenient Packet.parse on every datagram (~24 µs each here, more than twice
+// our whole answer) and hides the bytes a FORMERR or a patched answer needs.
+import type dgram from 'node:dgram';
+import DNS from 'dns2';
+import type { ErrorCode } from '../errors';
+import { addressGroup } from '../net/address-group';
+import type { DnsClient } from './dns-responder';
+import { peerAddress } from './peer-address';
+import type { RateLimiter } from './rate-limiter';
+
+export interface DnsUdpCounters {
+  /** UDP replies not sent because the socket's send queue was full. */
+  udpDropped: number;
+  rateLimited: number;
+}
+
+export interface DnsUdpOptions {
+  readonly limiter: RateLimiter;
+  /** A reply now, silence (null) or a reply later; never throws. */
+  respond(data: Buffer, client: DnsClient): Buffer | null | Promise<Buffer | null>;
+  onReply(reply: Buffer): void;
+  onLimit(code: ErrorCode, client: DnsClient, group: string, reason: string): void;
+  readonly counters: DnsUdpCounters;
+}
+
+// Datagrams waiting in the socket's send queue before replies are dropped (the kernel buffer is
+// full: replying faster only grows memory).
+const UDP_SEND_QUEUE_LIMIT = 1024;
+
+export class DnsUdpServer extends DNS.UDPServer {
+  readonly #options: DnsUdpOptions;
+  #open = true;
+
+  constructor(type: 'udp4' | 'udp6', options: DnsUdpOptions) {
+    super({ type });
+    this.#options = options;
+    this.once('close', () => {
+      this.#open = false;
+    });
+  }
+
+  override handle(data: Buffer, rinfo: dgram.RemoteInfo): void {
+    const o = this.#options;
+    const client: DnsClient = { address: peerAddress(rinfo.address), port: rinfo.port, transport: 'udp' };
+    const group = addressGroup(client.address);
+    if (!o.limiter.allow(group, Date.now())) {
+      o.counters.rateLimited++;
+      o.onLimit('KMS_ERR_DNS_RATE_LIMITED', client, group, 'responses dropped: over dns.rateLimit');
+      return;
+    }
+    const answer = o.respond(data, client);
+    if (answer instanceof Promise) void answer.then((a) => this.#reply(a, rinfo));
+    else this.#reply(answer, rinfo);
+  }
+
+  #reply(answer: Buffer | null, rinfo: dgram.RemoteInfo): void {
+    // A forwarded answer may arrive after close().
+    if (!answer || !this.#open) return;
+    if (this.getSendQueueCount() >= UDP_SEND_QUEUE_LIMIT) {
+      this.#options.counters.udpDropped++;
+      return;
+    }
+    this.#options.onReply(answer);
+    // To the address as received (a mapped one on a dual-stack socket), not the normalised one.
+    this.send(answer, rinfo.port, rinfo.address);
+  }
+}
