@@ -5,18 +5,17 @@ import t from 'tap';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { ROOT } from '../paths';
+import { withoutTapRecorder } from '../plain-child';
 
 const RUN = path.join(ROOT, 'dist', 'bench', 'run.js');
 
 t.test('the benchmark runs end to end and prints every figure', async (t) => {
-  // Without tap's NODE_OPTIONS the bench's server and client processes run without the coverage
-  // recorder, which slowed every one of them; the bench measures, it is not what coverage is for.
-  const env = { ...process.env, NODE_OPTIONS: '' };
+  // The bench's server and client processes run without tap's recorder, which slowed each of them:
+  // the bench measures, it is not what coverage is for.
   const out = await new Promise<string>((resolve, reject) => {
     execFile(
-      process.execPath,
-      [RUN, '--seconds', '0.25', '--skip-large', '--skip-footprint'],
-      { timeout: 120_000, env },
+      ...withoutTapRecorder(process.execPath, [RUN, '--seconds', '0.25', '--skip-large', '--skip-footprint']),
+      { timeout: 120_000 },
       (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
     );
   });

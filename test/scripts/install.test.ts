@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { ROOT } from '../paths';
+import { withoutTapRecorder } from '../plain-child';
 
 const REPO = ROOT;
 const INSTALL = path.join(REPO, 'scripts', 'install.sh');
@@ -94,7 +95,8 @@ function setup(t: Test): Setup {
         if (v === undefined) delete env[k];
         else env[k] = v;
       }
-      const r = spawnSync('bash', [script, ...args], { env, encoding: 'utf8' });
+      const [command, argv] = withoutTapRecorder('bash', [script, ...args]);
+      const r = spawnSync(command, argv, { env, encoding: 'utf8' });
       return { status: r.status, stdout: r.stdout, stderr: r.stderr };
     },
     systemctlCalls() {
@@ -153,7 +155,7 @@ t.test('a fresh install: files, permissions, production dependencies only, enabl
     `exec ${process.execPath} "$LIB/dist/src/cli/main.js" "$@"`,
   );
   // The wrapper finds the program next to itself: the staged copy runs the staged files.
-  const ran = spawnSync(path.join(lib, 'bin/kms-appliance'), ['config', 'defaults'], { encoding: 'utf8' });
+  const ran = spawnSync(...withoutTapRecorder(path.join(lib, 'bin/kms-appliance'), ['config', 'defaults']), { encoding: 'utf8' });
   t.equal(ran.stdout, '# fake defaults\nlog:\n  level: info\n');
   t.equal(fs.readlinkSync(path.join(s.root, 'usr/bin/kms-appliance')), '/usr/lib/kms-appliance/bin/kms-appliance');
 

@@ -10,6 +10,7 @@ import t from 'tap';
 import { SqliteStore } from '../../src/store/sqlite-store';
 import { obs, WINDOW } from '../store/observations';
 import { ROOT } from '../paths';
+import { withoutTapRecorder } from '../plain-child';
 
 const REPO = ROOT;
 const BUILT = path.join(REPO, 'dist', 'src', 'cli', 'main.js');
@@ -24,7 +25,7 @@ t.test(
   async (t) => {
     const dir = t.testdir({});
     const root = path.join(dir, 'root');
-    const install = spawnSync('bash', [path.join(REPO, 'scripts', 'install.sh'), '--no-start'], {
+    const install = spawnSync(...withoutTapRecorder('bash', [path.join(REPO, 'scripts', 'install.sh'), '--no-start']), {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', DESTDIR: root, NODE: process.execPath },
       encoding: 'utf8',
     });
