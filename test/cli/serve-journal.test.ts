@@ -8,6 +8,7 @@ import t from 'tap';
 import { activate } from '../../src/client/kms-client';
 import { product } from '../server/appliance-harness';
 import { ROOT } from '../paths';
+import { until } from '../wait';
 
 const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
@@ -20,16 +21,6 @@ function parse(text: string): { priority: number; obj: Record<string, unknown> }
       if (!m) throw new Error(`a line without its priority prefix: ${l.slice(0, 120)}`);
       return { priority: Number(m[1]), obj: JSON.parse(m[2]!) as Record<string, unknown> };
     });
-}
-
-async function until<T>(probe: () => T | undefined, what: string, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 t.test(
@@ -53,11 +44,19 @@ t.test(
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
     const lines = () => parse(fs.readFileSync(logFile, 'utf8'));
-    const port = await until(() => {
-      const l = lines().find((x) => x.obj['event'] === 'listening');
-      const kms = l?.obj['kms'] as string[] | undefined;
-      return kms?.[0] ? Number(kms[0].split(':').pop()) : undefined;
-    }, 'listening');
+    // The journal is a file (journald matches its inode): re-read it whenever it changes.
+    const journal = fs.watch(logFile);
+    t.teardown(() => journal.close());
+    const written = { on: [{ emitter: journal, events: ['change'] }], ms: 20_000 };
+    const port = await until(
+      () => {
+        const l = lines().find((x) => x.obj['event'] === 'listening');
+        const kms = l?.obj['kms'] as string[] | undefined;
+        return kms?.[0] ? Number(kms[0].split(':').pop()) : undefined;
+      },
+      'the listening line',
+      written,
+    );
 
     const hostile: [string, () => void][] = [
       [
@@ -92,7 +91,7 @@ t.test(
       plant();
       const before = lines().filter((l) => l.obj['event'] === 'reload').length;
       child.kill('SIGHUP');
-      const rejected = await until(() => lines().filter((l) => l.obj['event'] === 'reload')[before], `${what}: the reload line`);
+      const rejected = await until(() => lines().filter((l) => l.obj['event'] === 'reload')[before], `${what}: the reload line`, written);
       t.equal(rejected.priority, 3, `${what}: an error for journald`);
       t.equal(rejected.obj['level'], 'error');
       t.match((rejected.obj['errors'] as string[])[0], 'config.yaml', `${what}: the line names the file`);

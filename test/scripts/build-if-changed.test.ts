@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { ROOT } from '../paths';
+import { withoutTapRecorder } from '../plain-child';
 
 const SCRIPT = path.join(ROOT, 'scripts', 'build-if-changed.mjs');
 
@@ -30,7 +31,8 @@ process.exit(fs.existsSync(path.join(root, 'fail')) ? 2 : 0);
     },
   });
   fs.copyFileSync(SCRIPT, path.join(root, 'scripts', 'build-if-changed.mjs'));
-  const run = () => spawnSync(process.execPath, [path.join(root, 'scripts', 'build-if-changed.mjs')], { encoding: 'utf8' });
+  const run = () =>
+    spawnSync(...withoutTapRecorder(process.execPath, [path.join(root, 'scripts', 'build-if-changed.mjs')]), { encoding: 'utf8' });
   const runs = () => (fs.existsSync(path.join(root, 'tsc-runs')) ? fs.readFileSync(path.join(root, 'tsc-runs'), 'utf8').length : 0);
 
   // Times are set explicitly: everything old, the stamp of a build after it, an edit after that.

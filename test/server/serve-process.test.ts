@@ -6,9 +6,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { activate } from '../../src/client/kms-client';
 import { product } from './appliance-harness';
 import { ROOT } from '../paths';
+import { until } from '../wait';
 
 const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const WIN = product('Windows 10/11 Enterprise');
@@ -46,22 +48,21 @@ async function serve(t: Test, dir: string, config: string): Promise<Served> {
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
-  const port = await waitFor(() => {
-    const l = lines.find((x) => x['event'] === 'listening');
-    const kms = l?.['kms'] as string[] | undefined;
-    return kms?.[0] ? Number(kms[0].split(':').pop()) : undefined;
-  }, 20_000);
+  const port = await until(
+    () => {
+      const l = lines.find((x) => x['event'] === 'listening');
+      const kms = l?.['kms'] as string[] | undefined;
+      return kms?.[0] ? Number(kms[0].split(':').pop()) : undefined;
+    },
+    'the serve process logging its listening port',
+    { on: [{ emitter: child.stdout!, events: ['data'] }], ms: 20_000 },
+  );
   return { child, port, lines, exited };
 }
 
-async function waitFor<T>(probe: () => T | undefined, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/** A log line of the serve process matching `match`, checked whenever it writes. */
+function logLine(s: Served, match: (l: Record<string, unknown>) => boolean, what: string): Promise<Record<string, unknown>> {
+  return until(() => s.lines.find(match), what, { on: [{ emitter: s.child.stdout!, events: ['data'] }] });
 }
 
 t.test('SIGHUP applies a valid file and keeps serving; a broken file is rejected; SIGTERM exits 0', async (t) => {
@@ -73,26 +74,29 @@ t.test('SIGHUP applies a valid file and keeps serving; a broken file is rejected
   // A client keeps activating on one connection while the configuration changes under it.
   let stop = false;
   const renewals: number[] = [];
+  const replied = new EventEmitter();
   const background = (async () => {
     while (!stop) {
       const replies = await activate({ host: '127.0.0.1', port: s.port, product: WIN, requests: 5 });
       for (const r of replies) renewals.push(r.verified!.base.renewalInterval);
+      replied.emit('replies');
     }
   })();
+  const onReplies = { on: [{ emitter: replied, events: ['replies'] }] };
 
   fs.writeFileSync(config, fs.readFileSync(config, 'utf8').replace('renewalIntervalMinutes: 10080', 'renewalIntervalMinutes: 1440'));
   s.child.kill('SIGHUP');
-  await waitFor(() => (renewals.includes(1440) ? true : undefined), 10_000);
+  await until(() => renewals.includes(1440), 'a reply with the reloaded renewal interval', onReplies);
   // Log lines are flushed every 250 ms: wait for the line rather than expect it at once.
-  const reloaded = await waitFor(() => s.lines.find((l) => l['event'] === 'reload' && l['msg'] === 'configuration reloaded'), 10_000);
+  const reloaded = await logLine(s, (l) => l['event'] === 'reload' && l['msg'] === 'configuration reloaded', 'the reload logged');
   t.ok(reloaded, 'reload logged');
 
   fs.writeFileSync(config, 'kms:\n  renewalIntervalMinutes: 5\n');
   s.child.kill('SIGHUP');
-  const rejected = await waitFor(() => s.lines.find((l) => l['event'] === 'reload' && l['level'] === 'error'), 10_000);
+  const rejected = await logLine(s, (l) => l['event'] === 'reload' && l['level'] === 'error', 'the bad file rejected in the log');
   t.match(JSON.stringify(rejected['errors']), /config\.yaml:2: kms\.renewalIntervalMinutes: must be between 15 and 43200/);
   const before = renewals.length;
-  await waitFor(() => (renewals.length > before + 5 ? true : undefined), 10_000);
+  await until(() => renewals.length > before + 5, 'five more replies after the bad file', onReplies);
   t.same([...new Set(renewals.slice(before))], [1440], 'the running configuration stays after a bad file');
 
   stop = true;
@@ -114,18 +118,23 @@ t.test('kill -9 during a stream of activations loses no answered activation', as
   const config = writeConfig(dir, 10080);
   const s = await serve(t, dir, config);
   const answered: string[] = [];
+  const progress = new EventEmitter();
   const stream = (async () => {
     for (let i = 0; i < 40; i++) {
       const cmid = randomUUID();
       try {
         const [r] = await activate({ host: '127.0.0.1', port: s.port, product: WIN, cmid, timeoutMs: 2000 });
         if (r?.hresult === 0) answered.push(cmid);
+        progress.emit('answered');
       } catch {
         return; // the server is gone
       }
     }
   })();
-  await waitFor(() => (answered.length >= 20 ? true : undefined), 20_000);
+  await until(() => answered.length >= 20, 'twenty answered activations', {
+    on: [{ emitter: progress, events: ['answered'] }],
+    ms: 20_000,
+  });
   s.child.kill('SIGKILL');
   await stream;
   await s.exited;
