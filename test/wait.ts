@@ -151,3 +151,12 @@ export function lineMatching(
       stream.off('end', onEnd!);
     });
 }
+
+/**
+ * Resolves after the event loop has polled for I/O at least once: an in-process server has read
+ * what the test just wrote, so the next write arrives as a separate read (a split PDU stays split).
+ * Two immediates, because one scheduled from an I/O callback runs before the next poll.
+ */
+export function afterPoll(): Promise<void> {
+  return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+}
