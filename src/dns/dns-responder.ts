@@ -117,7 +117,14 @@ export function createDnsResponder(
   const canForwardFor = (client: DnsClient): boolean =>
     deps.forward !== undefined && mayForward(client.address) && !upstreamHosts.has(client.address);
 
-  const cache = new Map<string, CachedAnswer>();
+  // By shape (UDP size, EDNS, forwarding allowed, type: a small integer), class, then name as read:
+  // no key string is built per query (the concatenated key cost ~170 ns of a ~850 ns answer).
+  const cache = new Map<number, Map<number, Map<string, CachedAnswer>>>();
+  let cachedEntries = 0;
+  const clearCache = (): void => {
+    cache.clear();
+    cachedEntries = 0;
+  };
   let addresses = context.addresses();
   let addressesKey = addresses.join(' ');
   let addressesCheckedAt = nowMs();
@@ -130,7 +137,7 @@ export function createDnsResponder(
       if (key !== addressesKey) {
         addresses = next;
         addressesKey = key;
-        cache.clear();
+        clearCache();
       }
     }
     return addresses;
@@ -177,9 +184,10 @@ export function createDnsResponder(
   const fromCache = (raw: Buffer, q: SimpleQuery, client: DnsClient): Buffer | undefined => {
     const canForward = canForwardFor(client);
     const udpLimit = q.udpPayloadSize === 0 ? CLASSIC_UDP_LIMIT : Math.min(MAX_UDP_PAYLOAD, Math.max(CLASSIC_UDP_LIMIT, q.udpPayloadSize));
-    const key = `${client.transport === 'udp' ? udpLimit : 0}/${q.udpPayloadSize === 0 ? 0 : 1}/${canForward ? 1 : 0}/${q.type}/${q.class}/${q.nameKey}`;
+    const shape =
+      (((client.transport === 'udp' ? udpLimit : 0) * 2 + (q.udpPayloadSize === 0 ? 0 : 1)) * 2 + (canForward ? 1 : 0)) * 0x10000 + q.type;
     currentAddresses();
-    let entry = cache.get(key);
+    let entry = cache.get(shape)?.get(q.class)?.get(q.nameKey);
     if (!entry) {
       const question: DnsQuestion = { name: decodeName(raw, HEADER_LENGTH).name, type: q.type, class: q.class };
       const answer = answerFromZones(question);
@@ -188,19 +196,25 @@ export function createDnsResponder(
         ? Buffer.alloc(0)
         : encodeAnswer(EMPTY_HEADER, question, answer, q.udpPayloadSize !== 0, udpLimit, client, canForward);
       entry = { bytes, forward, refused: answer.rcode === RCODE.REFUSED && !answer.authoritative };
-      if (cache.size >= ANSWER_CACHE_ENTRIES) cache.clear();
-      cache.set(key, entry);
+      if (cachedEntries >= ANSWER_CACHE_ENTRIES) clearCache();
+      let byClass = cache.get(shape);
+      if (!byClass) cache.set(shape, (byClass = new Map()));
+      let byName = byClass.get(q.class);
+      if (!byName) byClass.set(q.class, (byName = new Map()));
+      byName.set(q.nameKey, entry);
+      cachedEntries++;
     }
     if (entry.forward) return undefined;
     if (entry.refused)
       reportRefused(client, { name: decodeName(raw, HEADER_LENGTH).name, type: q.type, class: q.class }, (raw[2]! & 0x01) !== 0);
+    // TypedArray set and a byte loop: cheaper than Buffer#copy's checks for these few bytes.
     const out = Buffer.allocUnsafe(entry.bytes.length);
-    entry.bytes.copy(out);
+    out.set(entry.bytes);
     out[0] = raw[0]!;
     out[1] = raw[1]!;
     out[2] = out[2]! | (raw[2]! & 0x01); // RD
     out[3] = out[3]! | (raw[3]! & 0x10); // CD
-    raw.copy(out, HEADER_LENGTH, HEADER_LENGTH, q.questionEnd);
+    for (let i = HEADER_LENGTH; i < q.questionEnd; i++) out[i] = raw[i]!;
     return out;
   };
 

@@ -157,6 +157,22 @@ t.test('new machine addresses reach the answers (the cache is dropped when they 
   t.same(aOf(sync(r(q(2, 'kms01.example.test', RR_TYPE.A), UDP))), ['198.51.100.2']);
 });
 
+t.test('the cache starts over when full and still answers as the full path does', async (t) => {
+  const r = responder();
+  const full = responder({ cache: false });
+  // More distinct names than the cache holds (4096), then names seen before the restart again.
+  for (let i = 0; i < 10_000; i++) sync(r(q(i, `n${i}.example.test`, RR_TYPE.A), UDP));
+  for (const [id, name, type] of [
+    [1, 'n1.example.test', RR_TYPE.A],
+    [2, 'n9999.example.test', RR_TYPE.A],
+    [3, '_vlmcs._tcp.branch.test', RR_TYPE.SRV],
+    [4, 'kms01.example.test', RR_TYPE.A],
+  ] as const) {
+    const query = q(id, name, type);
+    t.equal(sync(r(query, UDP))!.toString('hex'), sync(full(query, UDP))!.toString('hex'), name);
+  }
+});
+
 t.test('silence, FORMERR and events for what is not a plain query', async (t) => {
   const events: ResponderEvent[] = [];
   const r = responder({ events });
