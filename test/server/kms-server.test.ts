@@ -6,7 +6,8 @@ import { activate } from '../../src/client/kms-client';
 import { KmsError, HRESULT } from '../../src/errors';
 import { listenError } from '../../src/server/kms-server';
 import { isPublicAddress } from '../../src/net/networks';
-import { product, rawConnect, startHarness } from './appliance-harness';
+import { product, rawConnect, startHarness, type Harness } from './appliance-harness';
+import { until } from '../wait';
 import { decodeBindNak, encodeBind } from '../../src/protocol/rpc/bind';
 import { KMS_INTERFACE, NDR32_SYNTAX, PTYPE } from '../../src/protocol/rpc/constants';
 
@@ -124,6 +125,14 @@ t.test('client-network allowlist: outsiders are closed on, insiders served', asy
   t.equal(r?.hresult, 0);
 });
 
+/** Our side closed first: waits until the host has seen the close too (its open-connection gauge). */
+function hostSeesOpen(h: Harness, open: number): Promise<unknown> {
+  const line = new RegExp(`^kms_appliance_kms_connections_open ${open}$`, 'm');
+  return until(async () => line.test((await h.appliance.metrics.scrape()).body), `the host counting ${open} open connection(s)`, {
+    everyMs: 5,
+  });
+}
+
 t.test('connection limit: the bind over the limit gets bind_nak reason 2 and a close, the others are served', async (t) => {
   const h = await startHarness(t, (c) => {
     c.kms.maxConnections = 2;
@@ -141,7 +150,7 @@ t.test('connection limit: the bind over the limit gets bind_nak reason 2 and a c
   );
   a.socket.destroy();
   await a.closed;
-  await new Promise((r) => setTimeout(r, 50));
+  await hostSeesOpen(h, 1);
   const [r] = await activate({ host: h.host, port: h.port, product: product('Windows 10/11 Enterprise') });
   t.equal(r?.hresult, 0, 'served again once below the limit');
   b.socket.destroy();
@@ -154,14 +163,16 @@ t.test('per-address limit: one client address cannot take every connection', asy
   const a = await rawConnect(h.host, h.port);
   const b = await rawConnect(h.host, h.port);
   const third = await rawConnect(h.host, h.port);
+  third.socket.write(BIND); // refused at once with a bind_nak, rather than after the wait for a bind
   await third.closed;
+  t.equal(decodeBindNak(third.received()).reason, 2, 'bind_nak local_limit_exceeded');
   t.ok(
     h.logs.some((l) => l['code'] === 'KMS_ERR_CONN_LIMIT' && String(l['msg']).includes('maxConnectionsPerAddress')),
     'logged, naming the setting',
   );
   b.socket.destroy();
   await b.closed;
-  await new Promise((r) => setTimeout(r, 50));
+  await hostSeesOpen(h, 1);
   const [r] = await activate({ host: h.host, port: h.port, product: product('Windows 10/11 Enterprise') });
   t.equal(r?.hresult, 0, 'a slot freed by a close is usable again');
   a.socket.destroy();
