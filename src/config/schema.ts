@@ -413,7 +413,8 @@ export const CONFIG_SCHEMA: Schema = obj(
     ),
     dns: obj('DNS discovery: the responder, dynamic registration, mDNS.', {
       listen: list(
-        'Where the DNS responder answers (UDP and TCP); empty = off. Port 53 needs CAP_NET_BIND_SERVICE.',
+        'Where the DNS responder answers (UDP and TCP); empty = off. "[::]:P" also answers IPv4 on P (dual-stack). ' +
+          'Port 53 needs CAP_NET_BIND_SERVICE.',
         listenSpec,
         D.dns.listen,
         { uniqueItems: true },
