@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
+import { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';
 import type { Test } from 'tap';
 import { DEFAULTS, type AppConfig } from '../../src/config/defaults';
@@ -12,6 +13,7 @@ import { createLogger } from '../../src/logging/logger';
 import type { ActivationOutcome } from '../../src/host/outcome';
 import { loadCatalog } from '../../src/catalog/load';
 import { chooseProduct, type ChosenProduct } from '../../src/client/product-choice';
+import { until } from '../wait';
 
 const catalog = loadCatalog();
 
@@ -29,6 +31,8 @@ export interface Harness {
   readonly outcomes: ActivationOutcome[];
   /** Parsed JSON log lines written so far. */
   readonly logs: Record<string, unknown>[];
+  /** Emits 'line' after each log line is added to `logs`: what waits on the log listen to. */
+  readonly logged: EventEmitter;
   readonly dataDir: string;
 }
 
@@ -45,9 +49,14 @@ export async function startHarness(t: Test, edit?: ConfigEdit, options: { host?:
   const host = options.host ?? '127.0.0.1';
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'kms-test-'));
   const logs: Record<string, unknown>[] = [];
+  const logged = new EventEmitter();
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line) continue;
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+        logged.emit('line');
+      }
       cb();
     },
   });
@@ -64,7 +73,17 @@ export async function startHarness(t: Test, edit?: ConfigEdit, options: { host?:
     await appliance.stop();
     if (!options.dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
   });
-  return { appliance, port: appliance.kmsAddresses[0]!.port, host, outcomes, logs, dataDir };
+  return { appliance, port: appliance.kmsAddresses[0]!.port, host, outcomes, logs, logged, dataDir };
+}
+
+/** The first log line `match` accepts: already written, or when it is. */
+export function logLine(
+  h: Harness,
+  match: (line: Record<string, unknown>) => boolean,
+  what: string,
+  ms?: number,
+): Promise<Record<string, unknown>> {
+  return until(() => h.logs.find(match), what, { on: [{ emitter: h.logged, events: ['line'] }], ...(ms === undefined ? {} : { ms }) });
 }
 
 /** A raw TCP peer for hostile-client tests: collects everything the host sends and the close. */

@@ -10,6 +10,7 @@ import { SILENT_LOG, type KmsServerSettings, type ServerLog } from '../../src/se
 import { decodeBindNak, encodeBind } from '../../src/protocol/rpc/bind';
 import { KMS_INTERFACE, NDR32_SYNTAX, PTYPE } from '../../src/protocol/rpc/constants';
 import { HRESULT } from '../../src/errors';
+import { until } from '../wait';
 
 const BIND = encodeBind({
   ptype: PTYPE.BIND,
@@ -107,9 +108,10 @@ function connect(port: number, localAddress = '127.0.0.1'): Promise<{ socket: ne
   });
 }
 
-async function until(cond: () => boolean, ms = 3000): Promise<void> {
-  for (const end = Date.now() + ms; !cond() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
-}
+/** Re-checked whenever one of the sockets receives something. */
+const onData = (...sockets: net.Socket[]) => ({ on: sockets.map((emitter) => ({ emitter, events: ['data'] })) });
+/** The server's counters change without an event a test can see: re-checked every few ms. */
+const SOON = { everyMs: 5 };
 
 t.test('at the per-address limit a bind gets bind_nak reason 2 (§2.7) and is counted', async (t) => {
   const logs: object[] = [];
@@ -119,7 +121,7 @@ t.test('at the per-address limit a bind gets bind_nak reason 2 (§2.7) and is co
   const b = await connect(port);
   a.socket.write(BIND);
   b.socket.write(BIND);
-  await until(() => a.data().length >= 60 && b.data().length >= 60);
+  await until(() => a.data().length >= 60 && b.data().length >= 60, 'both bind_acks', onData(a.socket, b.socket));
   const c = await connect(port);
   c.socket.write(BIND);
   await c.closed;
@@ -127,7 +129,7 @@ t.test('at the per-address limit a bind gets bind_nak reason 2 (§2.7) and is co
   t.equal(nak[2], PTYPE.BIND_NAK, 'a bind_nak');
   t.equal(decodeBindNak(nak).reason, 2, 'reason 2, local_limit_exceeded');
   t.equal(nak.readUInt32LE(12), 5, 'call_id echoed');
-  await until(() => server.stats().bindNaks === 1);
+  await until(() => server.stats().bindNaks === 1, 'the bind_nak counted', SOON);
   const stats = server.stats();
   t.equal(stats.open, 2);
   t.equal(stats.accepted, 2);
@@ -149,10 +151,10 @@ t.test("when full, a newcomer from another address takes the slot of the largest
   const { server, port } = await startServer(t, settings({ maxConnections: 4 }));
   const hogs = [];
   for (let i = 0; i < 4; i++) hogs.push(await connect(port, '127.0.2.1'));
-  await until(() => server.stats().open === 4);
+  await until(() => server.stats().open === 4, 'four connections open', SOON);
   const fresh = await connect(port, '127.0.2.2');
   fresh.socket.write(BIND);
-  await until(() => fresh.data().length >= 60);
+  await until(() => fresh.data().length >= 60, "the newcomer's bind_ack", onData(fresh.socket));
   t.equal(fresh.data()[2], PTYPE.BIND_ACK, 'the newcomer is served');
   await hogs[0]!.closed;
   t.same(

@@ -4,7 +4,7 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { dig } from '../dns/dig';
 import { startNamed } from '../dns/named';
-import { startHarness } from './appliance-harness';
+import { logLine, startHarness } from './appliance-harness';
 
 const ZONE = 'branch.test';
 const KEY = 'kms-appliance-update';
@@ -23,11 +23,9 @@ t.test('the appliance publishes _vlmcs._tcp in named on start and withdraws it o
     r['tsig'] = { keyName: KEY, algorithm: 'hmac-sha256', secretBase64: SECRET, secretFile: '' };
   });
   const srvName = `_vlmcs._tcp.${ZONE}`;
-  let answer: string[][] = [];
-  for (let i = 0; i < 100 && answer.length === 0; i++) {
-    answer = (await dig('127.0.0.1', named.port, [srvName, 'SRV'])).answer.map((a) => [...a]);
-    if (answer.length === 0) await new Promise((r) => setTimeout(r, 100));
-  }
+  // The success line is written once named acknowledged the update.
+  await logLine(h, (l) => l['eventId'] === 12294, 'the registration succeeding (event 12294)');
+  const answer = (await dig('127.0.0.1', named.port, [srvName, 'SRV'])).answer.map((a) => [...a]);
   t.equal(answer.length, 1, 'named serves the SRV record');
   t.same(answer[0]?.slice(4), ['0', '0', String(h.port), `kms1.${ZONE}.`], 'priority 0, weight 0, the real KMS port, the target');
   t.ok(
