@@ -1,6 +1,6 @@
-// A throw-away PostgreSQL server for the fleet tests: initdb into a temporary directory, TLS with
-// a CA and server certificate made for the test, scram-sha-256 passwords, listening on a free
-// loopback port only. initdb and postgres refuse to run as root, so under root (CI) every server
+// A throw-away PostgreSQL server for the fleet tests: a copy of a cluster initdb made once (see
+// clusterTemplate) in a temporary directory, TLS with a CA and server certificate made for the
+// tests, scram-sha-256 passwords, listening on a free loopback port only. initdb and postgres refuse to run as root, so under root (CI) every server
 // command runs as the `postgres` system user of the Debian package, owning the directory.
 
 import { execFileSync } from 'node:child_process';
@@ -116,28 +116,59 @@ export function makeCertificates(
   return { ca: path.join(dir, 'ca.pem'), cert: path.join(dir, 'server.pem'), key: path.join(dir, 'server.key') };
 }
 
-/** Starts a fresh cluster; throws when PostgreSQL is not installed. */
-export async function startPostgres(): Promise<PgServer> {
-  const bin = findPostgresBin();
-  if (bin === undefined) throw new Error('PostgreSQL is not installed (apt-get install postgresql; scripts/ci-apt.sh does it)');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-fleet-pg-'));
+/** What initdb and the certificates produce, independent of the port: made once, copied per test file. */
+interface ClusterTemplate {
+  /** Holds data/, certs/ and superuser.pw. */
+  readonly dir: string;
+  readonly superPassword: string;
+}
+
+/**
+ * initdb and two RSA keys cost about a second per test file: every fleet test file copies one
+ * template cluster instead, made by the first file that needs it. The name carries the version,
+ * the user and the day (the certificates are valid for two days); it appears by rename only once
+ * complete, so parallel test files either find a whole template or make their own and keep the
+ * first. Templates of other days are removed.
+ */
+function clusterTemplate(bin: string): ClusterTemplate {
+  const version = path.basename(path.dirname(bin));
+  const prefix = `kms-fleet-pg-template-${version}-${process.getuid?.() ?? 0}-`;
+  const name = prefix + new Date().toISOString().slice(0, 10);
+  const dir = path.join(os.tmpdir(), name);
+  if (!fs.existsSync(path.join(dir, 'superuser.pw'))) {
+    const building = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-fleet-pg-building-'));
+    try {
+      initCluster(bin, building);
+      fs.renameSync(building, dir);
+    } catch (err) {
+      fs.rmSync(building, { recursive: true, force: true });
+      // Another test file renamed its template into place first: use that one.
+      if (!fs.existsSync(path.join(dir, 'superuser.pw'))) throw err;
+    }
+    for (const old of fs.readdirSync(os.tmpdir())) {
+      if (old.startsWith(prefix) && old !== name) fs.rmSync(path.join(os.tmpdir(), old), { recursive: true, force: true });
+    }
+  }
+  return { dir, superPassword: fs.readFileSync(path.join(dir, 'superuser.pw'), 'utf8').trim() };
+}
+
+/** initdb, certificates and pg_hba.conf into `dir` (data/, certs/, superuser.pw). */
+function initCluster(bin: string, dir: string): void {
   const data = path.join(dir, 'data');
   const certs = path.join(dir, 'certs');
-  const sockets = path.join(dir, 'run');
   fs.mkdirSync(certs);
-  fs.mkdirSync(sockets);
   const superPassword = `su-${Math.random().toString(36).slice(2)}`;
   const pwfile = path.join(dir, 'superuser.pw');
   fs.writeFileSync(pwfile, superPassword + '\n', { mode: 0o600 });
-  const { ca, cert, key } = makeCertificates(certs);
+  const { key } = makeCertificates(certs);
+  fs.chmodSync(key, 0o600);
   if (asRoot) {
     // The parent temp dir must be enterable by postgres; the cluster directory is its own.
     fs.chmodSync(dir, 0o755);
-    execFileSync('chown', ['-R', 'postgres:postgres', certs, sockets, pwfile]);
+    execFileSync('chown', ['-R', 'postgres:postgres', certs, pwfile]);
     fs.mkdirSync(data, { mode: 0o700 });
     execFileSync('chown', ['postgres:postgres', data]);
   }
-  fs.chmodSync(key, 0o600);
   runAsServerUser(path.join(bin, 'initdb'), [
     '-D',
     data,
@@ -154,6 +185,26 @@ export async function startPostgres(): Promise<PgServer> {
   ]);
   // TLS only, scram only, loopback only: the shape the README asks head office to configure.
   fs.writeFileSync(path.join(data, 'pg_hba.conf'), 'hostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n');
+  if (asRoot) execFileSync('chown', ['postgres:postgres', path.join(data, 'pg_hba.conf')]);
+}
+
+/** Starts a fresh cluster (a copy of the template); throws when PostgreSQL is not installed. */
+export async function startPostgres(): Promise<PgServer> {
+  const bin = findPostgresBin();
+  if (bin === undefined) throw new Error('PostgreSQL is not installed (apt-get install postgresql; scripts/ci-apt.sh does it)');
+  const template = clusterTemplate(bin);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-fleet-pg-'));
+  // cp -a keeps the owner (postgres, under root) and the modes initdb and the key need.
+  execFileSync('cp', ['-a', path.join(template.dir, 'data'), path.join(template.dir, 'certs'), dir]);
+  const data = path.join(dir, 'data');
+  const sockets = path.join(dir, 'run');
+  fs.mkdirSync(sockets);
+  const superPassword = template.superPassword;
+  const [ca, cert, key] = ['ca.pem', 'server.pem', 'server.key'].map((f) => path.join(dir, 'certs', f)) as [string, string, string];
+  if (asRoot) {
+    fs.chmodSync(dir, 0o755);
+    execFileSync('chown', ['postgres:postgres', sockets]);
+  }
   const port = await freeLoopbackPort();
   fs.appendFileSync(
     path.join(data, 'postgresql.conf'),
@@ -174,7 +225,7 @@ export async function startPostgres(): Promise<PgServer> {
       '',
     ].join('\n'),
   );
-  if (asRoot) execFileSync('chown', ['postgres:postgres', path.join(data, 'pg_hba.conf'), path.join(data, 'postgresql.conf')]);
+  if (asRoot) execFileSync('chown', ['postgres:postgres', path.join(data, 'postgresql.conf')]);
   const pgCtl = path.join(bin, 'pg_ctl');
   const logFile = path.join(dir, 'server.log');
   if (asRoot) {
