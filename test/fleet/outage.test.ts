@@ -14,6 +14,7 @@ import { FLEET_SETTING } from '../../src/store/fleet-outbox';
 import { connectionOf } from '../../src/store/testing';
 import { backoffMs } from '../../src/fleet/forwarder';
 import { appliance, fleetDatabase, postgresForFile, rows, type PgServer } from './fleet-fixture';
+import { until } from '../wait';
 
 const NOW = Date.now();
 
@@ -128,17 +129,19 @@ t.test('the timer retries with backoff and delivers once the database is back', 
   pg.stop();
   for (let n = 1; n <= 30; n++) site.store.recordActivation(obs(n), NOW, WINDOW);
   site.forwarder.start(0);
-  // Bounded wait for the failures to be noticed: the loop ends by itself.
-  for (let i = 0; i < 100 && site.forwarder.health().failingSinceMs === null; i++) await new Promise((r) => setTimeout(r, 50));
-  t.ok(site.forwarder.health().failingSinceMs !== null, 'the forwarder noticed the outage');
+  // The forwarder's timer runs on its own: its health is re-read every few ms (no event to wait on).
+  await until(() => site.forwarder.health().failingSinceMs !== null, 'the forwarder noticing the outage', { everyMs: 10 });
   pg.start();
-  let counts = { machines: 0, events: 0, distinctEvents: 0 };
-  for (let i = 0; i < 100 && counts.events < 30; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    counts = await remoteCounts(fleet);
-  }
+  const counts = await until(
+    async () => {
+      const c = await remoteCounts(fleet);
+      return c.events >= 30 ? c : undefined;
+    },
+    'the outbox arriving in the fleet database',
+    { everyMs: 50 },
+  );
   t.same(counts, { machines: 30, events: 30, distinctEvents: 30 }, 'the outbox was sent without anyone asking');
-  for (let i = 0; i < 50 && site.forwarder.health().failingSinceMs !== null; i++) await new Promise((r) => setTimeout(r, 50));
+  await until(() => site.forwarder.health().failingSinceMs === null, 'the forwarder seeing it works again', { everyMs: 10 });
   t.equal(site.forwarder.health().failingSinceMs, null, 'and the forwarder knows it works again');
   t.ok(
     site.log.lines.some((l) => l.obj.event === 'fleet-recovered'),

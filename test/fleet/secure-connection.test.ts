@@ -7,13 +7,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { Client } from 'pg';
-import { KmsError } from '../../src/errors';
+import type { KmsError } from '../../src/errors';
 import { connectionConfig, explainPostgresError, readPasswordFile } from '../../src/fleet/pg-connection';
 import { WINDOW, obs } from '../store/observations';
 import { makeCertificates } from './postgres-harness';
 import { appliance, fleetDatabase, postgresForFile, rows, WRITER, type PgServer } from './fleet-fixture';
 import { startHarness, product } from '../server/appliance-harness';
 import { activate } from '../../src/client/kms-client';
+import { until } from '../wait';
 
 let pg: PgServer;
 t.before(async () => {
@@ -159,12 +160,16 @@ t.test('the running appliance forwards real activations off the request path', a
   );
   const db = await fleet.connectAs('superuser');
   t.teardown(() => db.end());
-  let found: { workstation: string }[] = [];
-  // The forwarder's first run comes one second after start; bounded wait.
-  for (let i = 0; i < 60 && found.length < 3; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    found = await rows(db, 'SELECT workstation FROM kms_fleet.machines ORDER BY workstation');
-  }
+  // The forwarder's first run comes one second after start, on its own timer: the fleet database
+  // is asked again every 50 ms until the rows are there.
+  const found = await until(
+    async () => {
+      const r = await rows<{ workstation: string }>(db, 'SELECT workstation FROM kms_fleet.machines ORDER BY workstation');
+      return r.length >= 3 ? r : undefined;
+    },
+    'the machines in the fleet database',
+    { everyMs: 50 },
+  );
   t.same(
     found.map((r) => r.workstation),
     ['desk-0', 'desk-1', 'desk-2'],
