@@ -293,7 +293,7 @@ t.test('100 addresses holding idle, dripping and keep-alive-abusing connections 
       holders.push(
         keepAttacking(stop, async () => {
           const s = await connectFrom(`127.0.1.${a}`, h.port);
-          if (!s) return sleep(50);
+          if (!s) return sleep(50); // refused: back off a little, as a reconnecting attacker would
           opened++;
           await kinds[(a + k) % 3]!(s);
           s.destroy();
