@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 /** Generous on purpose: a bound is for a hung test, not a timing assertion (the machine may be busy). */
 const DEFAULT_BOUND_MS = 10_000;
 
-export class WaitTimeout extends Error {
+class WaitTimeout extends Error {
   constructor(what: string, ms: number) {
     super(`${what} did not happen within ${ms} ms`);
     this.name = 'WaitTimeout';

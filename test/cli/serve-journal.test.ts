@@ -8,7 +8,7 @@ import t from 'tap';
 import { activate } from '../../src/client/kms-client';
 import { product } from '../server/appliance-harness';
 import { ROOT } from '../paths';
-import { until } from '../wait';
+import { nextEvent, until } from '../wait';
 
 const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
@@ -127,7 +127,7 @@ t.test(
       env: { ...process.env, JOURNAL_STREAM: `${st.dev}:${st.ino}` },
     });
     fs.closeSync(err);
-    const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
+    const [code] = await nextEvent(child, 'close', 'the serve process exiting on the bad configuration');
     t.equal(code, 2, 'exit 2: the unit does not restart it (RestartPreventExitStatus=2)');
     t.match(fs.readFileSync(errFile, 'utf8'), /^<3>kms-appliance serve: config\.yaml:2: kms\.colour: unknown field/);
   },

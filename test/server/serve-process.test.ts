@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { activate } from '../../src/client/kms-client';
 import { product } from './appliance-harness';
 import { ROOT } from '../paths';
-import { until } from '../wait';
+import { lineMatching, until } from '../wait';
 
 const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const WIN = product('Windows 10/11 Enterprise');
@@ -48,15 +48,9 @@ async function serve(t: Test, dir: string, config: string): Promise<Served> {
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
-  const port = await until(
-    () => {
-      const l = lines.find((x) => x['event'] === 'listening');
-      const kms = l?.['kms'] as string[] | undefined;
-      return kms?.[0] ? Number(kms[0].split(':').pop()) : undefined;
-    },
-    'the serve process logging its listening port',
-    { on: [{ emitter: child.stdout!, events: ['data'] }], ms: 20_000 },
-  );
+  const listening = await lineMatching(child.stdout!, /"event":"listening"/, 'the serve process logging its listening port', 20_000);
+  const kms = (JSON.parse(listening.input!) as { kms: string[] }).kms;
+  const port = Number(kms[0]!.split(':').pop());
   return { child, port, lines, exited };
 }
 
