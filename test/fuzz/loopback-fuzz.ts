@@ -23,6 +23,8 @@ const ZONE = 'fuzz.test';
 export interface CampaignOptions {
   readonly seed: number;
   readonly seconds: number;
+  /** Rounds run even past `seconds` (the smoke test: every target at least once, however busy the machine). */
+  readonly minRounds?: number;
   /** Target names to attack; default every target whose module is present. */
   readonly targets?: readonly string[];
   /** Progress lines (every 30 s) and the summary go here. */
@@ -116,7 +118,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
     const started = Date.now();
     const deadline = started + options.seconds * 1000;
     let nextProgress = started + 30_000;
-    while (Date.now() < deadline && crashes.length === 0) {
+    while ((Date.now() < deadline || rounds < (options.minRounds ?? 0)) && crashes.length === 0) {
       const target = targets[rounds % targets.length]!;
       inputsByTarget[target.name] = (inputsByTarget[target.name] ?? 0) + (await target.round(rnd));
       for (const t of targets) {
