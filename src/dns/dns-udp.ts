@@ -33,6 +33,19 @@ const UDP_SEND_QUEUE_LIMIT = 1024;
 export class DnsUdpServer extends DNS.UDPServer {
   readonly #options: DnsUdpOptions;
   #open = true;
+  // The replies of one event-loop turn, sent together in its check phase. dns2's socket resolves
+  // every destination with dns.lookup, which defers each send to a process.nextTick; queued per
+  // datagram, that tick machinery ran once per query (~0.7 µs of a ~10 µs answer), sent together
+  // it runs once per turn. A turn reads at most a few dozen datagrams per socket (libuv's batch).
+  #answers: Buffer[] = [];
+  #peers: dgram.RemoteInfo[] = [];
+  readonly #sendBatch = (): void => {
+    const answers = this.#answers;
+    const peers = this.#peers;
+    this.#answers = [];
+    this.#peers = [];
+    for (let i = 0; i < answers.length; i++) this.#reply(answers[i]!, peers[i]!);
+  };
 
   constructor(type: 'udp4' | 'udp6', options: DnsUdpOptions) {
     super({ type });
@@ -53,7 +66,11 @@ export class DnsUdpServer extends DNS.UDPServer {
     }
     const answer = o.respond(data, client);
     if (answer instanceof Promise) void answer.then((a) => this.#reply(a, rinfo));
-    else this.#reply(answer, rinfo);
+    else if (answer) {
+      if (this.#answers.length === 0) setImmediate(this.#sendBatch);
+      this.#answers.push(answer);
+      this.#peers.push(rinfo);
+    }
   }
 
   #reply(answer: Buffer | null, rinfo: dgram.RemoteInfo): void {
