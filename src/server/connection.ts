@@ -60,6 +60,8 @@ export class KmsConnection implements Slot {
   private pausedAt = 0;
   private closing = false;
   private shutdownRequested = false;
+  /** The outcome of the call just handled, reported (log line, metrics) once its reply is on its way. */
+  private unreported: ActivationOutcome | undefined;
 
   constructor(
     readonly socket: net.Socket,
@@ -74,7 +76,7 @@ export class KmsConnection implements Slot {
     this.assembler = new FragmentAssembler(settings.maxPduBytes);
     const onCall: KmsCallHandler = (message) => {
       const result = ctx.handler()(message, this.clientAddress);
-      ctx.onOutcome(result.outcome);
+      this.unreported = result.outcome;
       return result.response ? { response: result.response } : { hresult: result.hresult };
     };
     this.session = new RpcSession(
@@ -135,12 +137,14 @@ export class KmsConnection implements Slot {
           if (result.error.code === 'KMS_ERR_RPC_CONTEXT_LIMIT') this.ctx.onLimit('limit-contexts');
         }
         if (result.reply) this.send(result.reply);
+        this.reportOutcome();
         if (result.close) {
           this.end();
           break;
         }
       }
     } catch (err) {
+      this.reportOutcome();
       this.fail(err);
       return;
     }
@@ -166,6 +170,18 @@ export class KmsConnection implements Slot {
       this.gated -= reply.length;
       if (!socket.destroyed) socket.write(reply);
     });
+  }
+
+  /**
+   * The log line and the metrics of a call leave after its reply (through the gate, in order), so
+   * a client waiting for its answer does not also wait for them.
+   */
+  private reportOutcome(): void {
+    const outcome = this.unreported;
+    if (outcome === undefined) return;
+    this.unreported = undefined;
+    const onOutcome = this.ctx.onOutcome;
+    this.ctx.gate.run(() => onOutcome(outcome));
   }
 
   /** A peer that does not read our replies stops being read; past a hard bound it is cut off. */
