@@ -307,7 +307,7 @@ t.test('C32 every KMS request produces exactly one 12290 record with its outcome
   p.send(requestPdu({ callId: 50, ctx: 3, stub: requestStub(v6({ group: GROUP.win10 }).message, 'ndr32') }));
   t.equal(parseFault((await p.expect())!).status, 0x1c010003);
   p.destroy();
-  // The record of a request is written before its reply leaves: all of them are in by now.
+  // A request's record is written in the same turn as its reply is sent: all are in once the fault is.
   const records = h.logs.filter((l) => l['eventId'] === 12290);
   t.equal(records.length, plan.length, 'one record per request');
   t.equal(h.outcomes.length, plan.length, 'one outcome per request');
