@@ -13,9 +13,24 @@ export interface ConfigProblem {
   readonly related: readonly string[];
 }
 
-// Compiled for each load (start-up and SIGHUP reloads, rare), not cached: a compiled schema
-// holds megabytes that a server running for years would otherwise keep for nothing.
+/** How long a compiled validator outlives its last use: the loads of one burst share it. */
+const KEEP_COMPILED_MS = 10_000;
+let kept: { readonly validate: ValidateFunction; readonly drop: NodeJS.Timeout } | undefined;
+
+// Compiled once per burst of loads (a command, a test file: tens of milliseconds each time),
+// then let go: a compiled schema holds megabytes that a server running for years would otherwise
+// keep for nothing between its rare loads (start-up, SIGHUP reloads).
 function validator(): ValidateFunction {
+  if (kept) {
+    kept.drop.refresh();
+    return kept.validate;
+  }
+  const validate = compileValidator();
+  kept = { validate, drop: setTimeout(() => (kept = undefined), KEEP_COMPILED_MS).unref() };
+  return validate;
+}
+
+function compileValidator(): ValidateFunction {
   const ajv = new Ajv({
     allErrors: true, // every error at once, not the first
     verbose: true, // errors carry their schema and data, which the messages need
