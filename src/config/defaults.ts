@@ -259,8 +259,7 @@ export const DEFAULTS: AppConfig = deepFreeze({
   },
 });
 
-/** Defaults of the fields inside list entries, which DEFAULTS (whose lists are empty) cannot show. */
-/** The store's internal timings: tuned, not configuration. */
+/** The store's internal timings and sizes: tuned, not configuration. */
 export const STORE_TUNING = deepFreeze({
   busyTimeoutMs: 5000, // another process's lock (a backup, the CLI) before a write fails
   retryIntervalMs: 1000, // at most one retry per second triggered by new writes during an outage
@@ -268,7 +267,14 @@ export const STORE_TUNING = deepFreeze({
   pruneIntervalMs: 3_600_000, // event-log pruning, hourly
   checkpointIntervalMs: 1000, // background WAL checkpoint
   walTruncateBytes: 8 * 1024 * 1024, // a -wal file this large is checkpointed and truncated (3× by the writer itself)
+  // Page size of a new database file (an existing one keeps its own). A lone activation rewrites
+  // three or four pages (client row, window index, event log) and its commit appends each whole
+  // page to the WAL: 1 KiB pages make that append a quarter of 4 KiB ones, for about 10% more
+  // sequential activations/s and a tenth more bytes on disk.
+  pageSizeBytes: 1024,
 });
+
+/** Defaults of the fields inside list entries, which DEFAULTS (whose lists are empty) cannot show. */
 
 export const ITEM_DEFAULTS = deepFreeze({
   zone: { ttlSeconds: 900, hosts: [] as readonly SrvTarget[] },

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { StoreError } from '../errors';
+import { STORE_TUNING } from '../config/defaults';
 
 /** PRAGMA application_id of every kms-appliance database: "KMSA" as a big-endian u32. */
 export const APPLICATION_ID = 0x4b4d5341;
@@ -267,6 +268,8 @@ export function openDatabase(file: string, options: OpenOptions): Database.Datab
     db = new Database(file, { readonly: options.readonly });
     db.pragma(`busy_timeout = ${options.busyTimeoutMs}`);
     if (!options.readonly) {
+      // Takes effect only while the file has no tables yet, so it must come before WAL mode.
+      db.pragma(`page_size = ${STORE_TUNING.pageSizeBytes}`);
       // WAL: readers (the CLI, the admin page) never block the writer and vice versa, and a
       // commit appends to the -wal file instead of rewriting pages in place.
       db.pragma('journal_mode = WAL');

@@ -13,6 +13,7 @@ import { APPLICATION_ID, applyMigrations, SCHEMA_VERSION } from '../../src/store
 import { databaseFile, DATABASE_FILE_NAME } from '../../src/store/data-dir';
 import { cmid, obs, tempDataDir, WINDOW } from './observations';
 import { WINDOWS_APP } from '../ids';
+import { STORE_TUNING } from '../../src/config/defaults';
 
 const T0 = Date.now();
 
@@ -166,4 +167,27 @@ t.test('a directory where the database file should be is one clear StoreError, n
     t.equal((err as StoreError).details['file'], databaseFile(dir), 'it names the path');
     t.match((err as StoreError).message, /not a regular file/);
   }
+});
+
+t.test('a new store gets the tuned page size; an existing store keeps its own and goes on working', async (t) => {
+  const fresh = tempDataDir(t);
+  const store = SqliteStore.open(fresh);
+  t.equal(connectionOf(store).pragma('page_size', { simple: true }), STORE_TUNING.pageSizeBytes);
+  store.close();
+
+  // A store made by an earlier release, with SQLite's default 4 KiB pages.
+  const older = tempDataDir(t);
+  const db = new Database(databaseFile(older));
+  db.pragma('page_size = 4096');
+  db.pragma('journal_mode = WAL');
+  applyMigrations(db);
+  db.close();
+  const reopened = SqliteStore.open(older);
+  t.equal(connectionOf(reopened).pragma('page_size', { simple: true }), 4096, 'the page size of a file with tables does not change');
+  const snapshot = reopened.recordActivation(obs(1), T0, WINDOW);
+  t.equal(snapshot.activeClients, 1);
+  reopened.close();
+  const again = SqliteStore.open(older);
+  t.equal(again.countSince(WINDOWS_APP, T0 - WINDOW, 100), 1, 'the activation is there after reopening');
+  again.close();
 });
