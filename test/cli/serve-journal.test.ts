@@ -44,10 +44,11 @@ t.test(
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
     const lines = () => parse(fs.readFileSync(logFile, 'utf8'));
-    // The journal is a file (journald matches its inode): re-read it whenever it changes.
+    // The journal is a file (journald matches its inode): re-read it whenever it changes, and every
+    // 250 ms besides (the serve process flushes its log at that pace) in case a change goes unseen.
     const journal = fs.watch(logFile);
     t.teardown(() => journal.close());
-    const written = { on: [{ emitter: journal, events: ['change'] }], ms: 20_000 };
+    const written = { on: [{ emitter: journal, events: ['change'] }], everyMs: 250, ms: 20_000 };
     const port = await until(
       () => {
         const l = lines().find((x) => x.obj['event'] === 'listening');
@@ -91,7 +92,14 @@ t.test(
       plant();
       const before = lines().filter((l) => l.obj['event'] === 'reload').length;
       child.kill('SIGHUP');
-      const rejected = await until(() => lines().filter((l) => l.obj['event'] === 'reload')[before], `${what}: the reload line`, written);
+      const rejected = await until(
+        () => lines().filter((l) => l.obj['event'] === 'reload')[before],
+        `${what}: the reload line`,
+        written,
+      ).catch((err: Error) => {
+        err.message += `; the journal ends:\n${fs.readFileSync(logFile, 'utf8').slice(-1500)}`;
+        throw err;
+      });
       t.equal(rejected.priority, 3, `${what}: an error for journald`);
       t.equal(rejected.obj['level'], 'error');
       t.match((rejected.obj['errors'] as string[])[0], 'config.yaml', `${what}: the line names the file`);
