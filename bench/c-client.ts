@@ -80,7 +80,8 @@ export async function driveSequential(
           let text = '';
           child.stdout.on('data', (c: Buffer) => (text += c.toString()));
           child.once('error', reject);
-          child.once('exit', (code) =>
+          // 'close', not 'exit': the line on stdout may still be unread when the process exits.
+          child.once('close', (code) =>
             code === 0 ? resolve(text.trim().split(' ').map(Number)) : reject(new Error(`the C client exited with ${code}`)),
           );
         }),
