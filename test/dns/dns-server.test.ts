@@ -5,6 +5,7 @@ import { DEFAULTS, type AppConfig, type DnsZoneConfig } from '../../src/config/d
 import { startDnsServer, type DnsServerHandle } from '../../src/dns/dns-server';
 import type { DnsLog } from '../../src/dns/dns-responder';
 import { dig } from './dig';
+import { afterPoll, settledWithin, until } from '../wait';
 
 interface LogLine {
   level: string;
@@ -272,20 +273,31 @@ const QNAME_BRANCH = Buffer.concat([
 ]);
 const TYPE_SRV_IN = Buffer.from('00210001', 'hex');
 
-function exchangeRaw(port: number, datagram: Buffer, bindAddress = '127.0.0.1', waitMs = 400): Promise<Buffer | null> {
-  return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
-    const timer = setTimeout(() => {
-      s.close();
-      resolve(null);
-    }, waitMs);
-    s.on('message', (m) => {
-      clearTimeout(timer);
-      s.close();
-      resolve(m);
-    });
-    s.bind(0, bindAddress, () => s.send(datagram, port, '127.0.0.1'));
-  });
+const PROBE_ID = 0xbeef;
+const PROBE = Buffer.concat([header(PROBE_ID, 0, 1), QNAME_BRANCH, TYPE_SRV_IN]);
+
+/**
+ * Sends `datagram` and resolves with its reply, or with null when it gets none. Silence has no event
+ * of its own, so a good query (the probe) follows it from the same socket: the responder answers a
+ * socket's datagrams in the order they came, so when the probe's answer arrives first, the datagram
+ * before it was not answered. Without `probe`, null means nothing came within the (generous) bound.
+ */
+async function exchangeRaw(
+  port: number,
+  datagram: Buffer,
+  options: { bindAddress?: string; probe?: boolean } = {},
+): Promise<Buffer | null> {
+  const s = dgram.createSocket('udp4');
+  try {
+    await new Promise<void>((r) => s.bind(0, options.bindAddress ?? '127.0.0.1', () => r()));
+    const first = new Promise<Buffer>((resolve) => s.once('message', resolve));
+    s.send(datagram, port, '127.0.0.1');
+    if (options.probe) s.send(PROBE, port, '127.0.0.1');
+    const reply = await settledWithin(first, 5000, null);
+    return options.probe && reply?.readUInt16BE(0) === PROBE_ID ? null : reply; // no case uses the probe's ID
+  } finally {
+    s.close();
+  }
 }
 
 t.test('malformed datagrams are answered FORMERR or dropped, logged, and the server keeps answering', async (t) => {
@@ -356,7 +368,7 @@ t.test('malformed datagrams are answered FORMERR or dropped, logged, and the ser
     },
   ];
   for (const c of cases) {
-    const reply = await exchangeRaw(v4, c.bytes);
+    const reply = await exchangeRaw(v4, c.bytes, { probe: true });
     if (c.expect === null) {
       t.equal(reply, null, `${c.what}: no reply`);
     } else {
@@ -386,12 +398,14 @@ t.test('malformed TCP frames: FORMERR on the stream, and the server keeps servin
     const loop = Buffer.concat([header(0x2222, 0, 1), Buffer.from('c00c', 'hex'), TYPE_SRV_IN]);
     const frame = Buffer.concat([Buffer.from([0, loop.length]), loop]);
     let got = Buffer.alloc(0);
-    // Sent one byte at a time: framing must not depend on segment boundaries.
-    let i = 0;
-    const drip = setInterval(() => {
-      if (i < frame.length) s.write(frame.subarray(i, ++i));
-      else clearInterval(drip);
-    }, 2);
+    // Sent one byte at a time, each read by the server before the next is written: framing must
+    // not depend on segment boundaries.
+    s.once('connect', async () => {
+      for (let i = 0; i < frame.length && !s.destroyed; i++) {
+        s.write(frame.subarray(i, i + 1));
+        await afterPoll();
+      }
+    });
     s.on('data', (d) => {
       got = Buffer.concat([got, d]);
       if (got.length >= 2 && got.length >= 2 + got.readUInt16BE(0)) {
@@ -408,20 +422,21 @@ t.test('malformed TCP frames: FORMERR on the stream, and the server keeps servin
 });
 
 t.test('rate limiting: a flood from one address is cut to the burst, other clients are still answered', async (t) => {
-  const { v4, lines } = await start(t, { rateLimit: { responsesPerSecond: 5, burst: 10 } }, ['127.0.0.1:0']);
+  const { h, v4, lines } = await start(t, { rateLimit: { responsesPerSecond: 5, burst: 10 } }, ['127.0.0.1:0']);
   const query = Buffer.concat([header(0x3333, 0, 1), QNAME_EXAMPLE, TYPE_SRV_IN]);
   const FLOOD = 60;
-  const replies = await new Promise<number>((resolve) => {
-    const s = dgram.createSocket('udp4');
-    let n = 0;
-    s.on('message', () => n++);
-    s.bind(0, '127.0.0.1', () => {
-      for (let i = 0; i < FLOOD; i++) s.send(query, v4, '127.0.0.1');
-      setTimeout(() => {
-        s.close();
-        resolve(n);
-      }, 500);
-    });
+  const s = dgram.createSocket('udp4');
+  t.teardown(() => s.close());
+  let replies = 0;
+  s.on('message', () => replies++);
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  for (let i = 0; i < FLOOD; i++) s.send(query, v4, '127.0.0.1');
+  // Every datagram of the flood is either answered or dropped, and the server counts which: the
+  // wait ends once all are counted and every answer the server sent has arrived.
+  const sent = (): number => Object.values(h.stats().responsesByRcode).reduce((a, b) => a + b, 0);
+  await until(() => sent() + h.stats().rateLimited + h.stats().udpDropped >= FLOOD && replies >= sent(), 'the whole flood handled', {
+    on: [{ emitter: s, events: ['message'] }],
+    everyMs: 5,
   });
   t.ok(replies >= 10, `at least the burst is answered (${replies})`);
   t.ok(replies <= 10 + 5, `no more than burst + rate × time (${replies} of ${FLOOD})`);
@@ -429,7 +444,7 @@ t.test('rate limiting: a flood from one address is cut to the burst, other clien
     lines.some((l) => l.obj.code === 'KMS_ERR_DNS_RATE_LIMITED'),
     'logged',
   );
-  const other = await exchangeRaw(v4, query, '127.0.0.2');
+  const other = await exchangeRaw(v4, query, { bindAddress: '127.0.0.2' });
   t.ok(other, 'another address is answered');
   t.equal(other!.readUInt16BE(2) & 0xf, 0);
   const tcp = await dig('127.0.0.1', v4, ['SRV', '_vlmcs._tcp.example.test', '+tcp']);
@@ -465,10 +480,8 @@ t.test("an independent parser (dns2's) reads the answers as we mean them, over U
     t.equal(p.header.id, 0x4242, `${what}: ID`);
     t.equal(p.header.aa, 1, `${what}: authoritative`);
     const srv = p.answers
-      .map(
-        (a) =>
-          `${(a as { priority: number }).priority} ${(a as { weight: number }).weight} ${(a as { port: number }).port} ${(a as { target: string }).target}`,
-      )
+      .map((a) => a as unknown as { priority: number; weight: number; port: number; target: string })
+      .map((a) => `${a.priority} ${a.weight} ${a.port} ${a.target}`)
       .sort();
     t.same(srv, ['0 40 11688 kms-b.branch.test', '0 60 1688 kms-a.branch.test', '10 0 1688 kms-c.elsewhere.test'], `${what}: SRV set`);
   }
@@ -487,7 +500,8 @@ t.test('stats() counts replies by rcode, refusals and malformed messages as they
   t.equal(s.refused, 1);
   t.equal(s.malformed, 1);
   t.equal(s.rateLimited, 0);
-  for (let i = 0; i < 20 && h.stats().tcpOpen > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  // dig has the answer before the server sees its close: wait for the server's own count.
+  await until(() => h.stats().tcpOpen === 0, 'the server seeing the TCP connection closed', { everyMs: 5 });
   t.equal(h.stats().tcpOpen, 0, 'the TCP connection is closed again');
   s.responsesByRcode.NOERROR = 99;
   t.equal(h.stats().responsesByRcode.NOERROR, 2, 'a snapshot, not the live counters');
