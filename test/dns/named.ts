@@ -7,6 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { dig, requireTool } from './dig';
+import { lineMatching, settledWithin } from '../wait';
 
 export interface NamedInstance {
   readonly port: number;
@@ -72,29 +73,27 @@ zone "${zone}" {
   // -g: foreground, log to stderr; -n 1: one worker is plenty; as root no -u drop is needed
   // because the temp dir is root's own.
   const child: ChildProcess = spawn(named, ['-g', '-n', '1', '-c', path.join(dir, 'named.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // named -g ends its start-up with a line that is just "<time> running" (zones loaded, sockets
+  // listening); earlier lines say "running on Linux" and "running as: named ...".
+  const running = lineMatching(child.stderr!, /\srunning$/, 'named saying it is running', 20_000);
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<boolean>((resolve) => child.once('exit', () => resolve(true)));
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
+    if (!(await settledWithin(exited, 5000, false))) {
+      child.kill('SIGKILL');
+      await exited;
+    }
     fs.rmSync(dir, { recursive: true, force: true });
   };
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null) {
-      await stop();
-      throw new Error(`named exited: ${stderr.slice(-2000)}`);
-    }
-    const r = await dig('127.0.0.1', port, ['SOA', zone, '+time=1']).catch(() => undefined);
-    if (r && r.status === 'NOERROR') break;
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`named did not answer within 20 s: ${stderr.slice(-2000)}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
+  try {
+    await running;
+    const r = await dig('127.0.0.1', port, ['SOA', zone, '+time=2']);
+    if (r.status !== 'NOERROR') throw new Error(`named answered its own zone's SOA with ${r.status}`);
+  } catch (err) {
+    await stop();
+    throw new Error(`named did not start: ${(err as Error).message}\n${stderr.slice(-2000)}`);
   }
   return { port, zone, keyName, secretBase64, dir, stop };
 }

@@ -1,19 +1,26 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { DEFAULTS, type DnsRegistrationConfig } from '../../src/config/defaults';
 import { startRegistrar, publishableAddresses, EVENT_PUBLISH_FAILED, EVENT_PUBLISH_OK } from '../../src/dns/registrar';
 import type { DnsLog } from '../../src/dns/dns-responder';
 import { dig } from './dig';
 import { startNamed, type NamedInstance } from './named';
+import { until } from '../wait';
 
 const ZONE = 'site.test';
 const KEY = 'kms-update';
 const SECRET = randomBytes(32).toString('base64');
 
-function captureLog(): { log: DnsLog; lines: { level: string; obj: Record<string, unknown>; msg?: string }[] } {
+/** The registrar's log lines, kept and announced ('line' on `logged`) so a test can wait for one. */
+function captureLog(): { log: DnsLog; lines: { level: string; obj: Record<string, unknown>; msg?: string }[]; logged: EventEmitter } {
   const lines: { level: string; obj: Record<string, unknown>; msg?: string }[] = [];
-  const at = (level: string) => (obj: object, msg?: string) => lines.push({ level, obj: obj as Record<string, unknown>, msg });
-  return { lines, log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } };
+  const logged = new EventEmitter();
+  const at = (level: string) => (obj: object, msg?: string) => {
+    lines.push({ level, obj: obj as Record<string, unknown>, msg });
+    logged.emit('line');
+  };
+  return { lines, logged, log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } };
 }
 
 function registration(named: NamedInstance, over: Partial<DnsRegistrationConfig> = {}): DnsRegistrationConfig {
@@ -101,7 +108,7 @@ t.test('registers in a real BIND 9 named with TSIG, and removes the records on s
 t.test('a changed port replaces our stale SRV; address changes trigger a new registration', async (t) => {
   const named = await startNamed(ZONE, KEY, SECRET);
   t.teardown(() => named.stop());
-  const { log } = captureLog();
+  const { log, lines, logged } = captureLog();
   const first = startRegistrar(
     registration(named, { removeOnShutdown: false }),
     { kmsPort: 1688, hostName: 'x', addresses: () => [], log },
@@ -123,13 +130,13 @@ t.test('a changed port replaces our stale SRV; address changes trigger a new reg
     'the record for the old port is gone',
   );
   addrs = ['192.0.2.91'];
-  const deadline = Date.now() + 5000;
-  let seen: string[] = [];
-  while (Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 100));
-    seen = (await dig('127.0.0.1', named.port, ['A', `kms-appliance.${ZONE}`])).answer.map((x) => x[4]!);
-    if (seen[0] === '192.0.2.91') break;
-  }
+  // The registrar notices the change on its next address poll and says when named took the update.
+  await until(
+    () => lines.some((l) => l.obj.event === EVENT_PUBLISH_OK && String(l.obj.addresses) === '192.0.2.91'),
+    'the registrar publishing the new address',
+    { on: [{ emitter: logged, events: ['line'] }] },
+  );
+  const seen = (await dig('127.0.0.1', named.port, ['A', `kms-appliance.${ZONE}`])).answer.map((x) => x[4]!);
   t.same(seen, ['192.0.2.91'], 'new address published, loopback and link-local never');
 });
 
