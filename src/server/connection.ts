@@ -105,6 +105,7 @@ export class KmsConnection implements Slot {
       // Resets and broken pipes are what clients do when they go away; not worth a warning.
       ctx.log.debug({ peer: this.peer, err: err.code ?? err.message }, 'client connection error');
     });
+    socket.on('end', () => this.onPeerEnd());
     socket.on('close', () => {
       clearTimeout(this.timer);
       ctx.onClose(this);
@@ -257,6 +258,27 @@ export class KmsConnection implements Slot {
     this.ctx.onLimit(reason);
     this.closing = true;
     this.socket.destroy();
+  }
+
+  /**
+   * The peer closed its side (PROTOCOL.md §2.11: peer close → close). The server is half-open, so
+   * replies still waiting at the gate are written first; then a socket with nothing left to write
+   * is destroyed outright: close() sends the FIN, which spares the shutdown() of a graceful end
+   * and the loop turn it takes to complete.
+   */
+  private onPeerEnd(): void {
+    if (this.closing) return; // our own end() or a destroy is already under way
+    this.closing = true;
+    clearTimeout(this.timer);
+    this.ctx.gate.run(() => {
+      const socket = this.socket;
+      if (socket.writableLength === 0) {
+        socket.destroy();
+        return;
+      }
+      socket.end();
+      this.timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+    });
   }
 
   /** Graceful close: replies already written are flushed first. */

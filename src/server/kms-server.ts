@@ -148,7 +148,9 @@ export class KmsServer {
     return new Promise((resolve, reject) => {
       let portText = String(address.port);
       // noDelay: every reply is one write the client waits for; Nagle would hold it for an ACK.
-      const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, portText));
+      // allowHalfOpen: a client's FIN does not end our side at once; the connection closes it
+      // after the replies still held by the gate (connection.ts onPeerEnd).
+      const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket, portText));
       const onError = (err: NodeJS.ErrnoException): void => reject(listenError(err, address));
       server.once('error', onError);
       server.listen({ host: address.host, port: address.port, ipv6Only: address.family === 6, backlog: 1024 }, () => {

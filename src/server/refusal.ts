@@ -19,6 +19,10 @@ export function refuseWithBindNak(socket: net.Socket, maxPduBytes: number, done:
   let naked = false;
   const timer = setTimeout(() => socket.destroy(), REFUSAL_TIMEOUT_MS);
   socket.on('error', () => {});
+  // The listener is half-open: a peer that leaves before its bind is closed here.
+  socket.on('end', () => {
+    if (!naked) socket.destroy();
+  });
   socket.once('close', () => {
     clearTimeout(timer);
     done(naked);
