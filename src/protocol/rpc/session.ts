@@ -12,6 +12,7 @@ import {
   RPC_VERSION,
   RPC_VERSION_MINOR,
 } from './constants';
+import { ackFor, lookupFirstBind, rememberFirstBind, type FirstBindAnswer } from './first-bind-cache';
 import { decodeWholePduHeader, type CommonHeader } from './header';
 import { ContextTable, judgePresentationContexts, LIMIT_REJECTION } from './presentation-context';
 import { decodeRequest, encodeFault, encodeResponse, type RequestPdu } from './request';
@@ -121,6 +122,10 @@ export class RpcSession {
     if (problem) return nak(header, problem);
     // §2.11: a second bind on a bound connection is refused and the association kept (U7).
     if (!isAlter && this.bound) return nak(header, 'KMS_ERR_BIND_SECOND');
+    const limit = this.options.maxPduBytes ?? 0xffff;
+    const firstBind = !isAlter && !this.bound;
+    const remembered = firstBind ? lookupFirstBind(pdu, this.options) : undefined;
+    if (remembered) return this.answerRemembered(pdu, remembered, limit);
     let bind: BindPdu;
     try {
       bind = decodeBind(pdu);
@@ -149,7 +154,6 @@ export class RpcSession {
     }
     // §2.6: frag sizes echoed or lowered to what the framer accepts; bind_ack echoes pfc_flags, so
     // CONC_MPX comes back exactly when asked for; alter_context_resp has 0x03 and no sec_addr.
-    const limit = this.options.maxPduBytes ?? 0xffff;
     const reply = encodeBindAck({
       ptype: isAlter ? PTYPE.ALTER_CONTEXT_RESP : PTYPE.BIND_ACK,
       callId: header.callId,
@@ -160,6 +164,7 @@ export class RpcSession {
       secondaryAddress: isAlter ? '' : this.options.secondaryAddress,
       results,
     });
+    if (firstBind && !overLimit) rememberFirstBind(pdu, this.options, judgement.accepted, reply);
     if (overLimit) {
       const error = new ProtocolError('KMS_ERR_RPC_CONTEXT_LIMIT', undefined, {
         ...headerDetails(header),
@@ -168,6 +173,17 @@ export class RpcSession {
       });
       return { reply, close: true, error };
     }
+    return progress ? { reply, close: false, progress: true } : { reply, close: false };
+  }
+
+  /** A first bind answered before under the same policy: same contexts, same bind_ack but for its own fields. */
+  private answerRemembered(pdu: Buffer, remembered: FirstBindAnswer, limit: number): SessionResult {
+    this.bound = true;
+    this.assocGroupId = this.options.newAssocGroupId() >>> 0;
+    let progress = false;
+    // The table is empty and the offer was judged without an item over the limit, so every add succeeds.
+    for (const c of remembered.accepted) if (this.contexts.add(c) !== 'unchanged') progress = true;
+    const reply = ackFor(remembered, pdu, limit, this.assocGroupId);
     return progress ? { reply, close: false, progress: true } : { reply, close: false };
   }
 
