@@ -115,7 +115,10 @@ function explainProbeFailure(
       ? ` The SRV record names port ${r.port}, but the KMS host listens on ${expectedPort}: fix the record.`
       : '';
   if (code === 'KMS_ERR_CLIENT_CONNECT') {
-    return `no TCP connection to ${hostPort(r, address)}${hr}: the host is down, nothing listens on port ${r.port} (wrong port in the SRV record?), or a firewall drops it.${portHint}`;
+    return (
+      `no TCP connection to ${hostPort(r, address)}${hr}: the host is down, nothing listens on port ${r.port} ` +
+      `(wrong port in the SRV record?), or a firewall drops it.${portHint}`
+    );
   }
   if (code === 'KMS_ERR_CLIENT_TIMEOUT')
     return `${hostPort(r, address)} accepted the connection but did not answer in time${hr}.${portHint}`;
@@ -134,7 +137,10 @@ function lookupFailure(
       return {
         code: 'KMS_ERR_DNS_NO_SRV',
         hresult: HRESULT.DNS_NAME_NOT_FOUND,
-        explain: `${srvName} does not exist in DNS (${resolver}): clients of this domain cannot find any KMS host. Register the appliance (dns.registration), let clients use its DNS responder (dns.zones), add the SRV record by hand, or configure clients with kms-appliance client-config.`,
+        explain:
+          `${srvName} does not exist in DNS (${resolver}): clients of this domain cannot find any KMS host. ` +
+          'Register the appliance (dns.registration), let clients use its DNS responder (dns.zones), add the SRV record by hand, ' +
+          'or configure clients with kms-appliance client-config.',
       };
     case 'nodata':
       return {
@@ -146,7 +152,9 @@ function lookupFailure(
       return {
         code: 'KMS_ERR_DNS_SERVER_UNREACHABLE',
         hresult: HRESULT.DNS_NAME_NOT_FOUND,
-        explain: `the DNS server (${resolver}) refused to answer for ${srvName}: it is not authoritative for the domain and will not recurse for this machine (${detail}).`,
+        explain:
+          `the DNS server (${resolver}) refused to answer for ${srvName}: it is not authoritative for the domain ` +
+          `and will not recurse for this machine (${detail}).`,
       };
     case 'unreachable':
       return {
@@ -169,7 +177,8 @@ export function legacyClientWarnings(records: readonly SrvRecord[]): string[] {
     const lowest = Math.min(...priorities);
     const backups = records.filter((r) => r.priority !== lowest).map((r) => r.target);
     warnings.push(
-      `clients older than Windows 7 / Server 2008 R2 ignore SRV priority and pick any record at random, so ${backups.join(', ')} (meant as backup) also get first requests; every listed host must be able to serve`,
+      'clients older than Windows 7 / Server 2008 R2 ignore SRV priority and pick any record at random, ' +
+        `so ${backups.join(', ')} (meant as backup) also get first requests; every listed host must be able to serve`,
     );
   } else if (new Set(records.map((r) => r.weight)).size > 1) {
     warnings.push('clients older than Windows 7 / Server 2008 R2 ignore SRV weight: they spread requests evenly over these records');
@@ -272,7 +281,9 @@ export async function checkDiscovery(
     warnings,
     code: 'KMS_ERR_DNS_NO_HOST_REACHED',
     hresult: HRESULT.NO_KMS_HOST,
-    explain: `DNS names ${srv.value.length} KMS host record(s) for ${domain}, but activation failed against every one; a Windows client reports ${formatHresult(HRESULT.NO_KMS_HOST)} (no KMS host could be contacted).`,
+    explain:
+      `DNS names ${srv.value.length} KMS host record(s) for ${domain}, but activation failed against every one; ` +
+      `a Windows client reports ${formatHresult(HRESULT.NO_KMS_HOST)} (no KMS host could be contacted).`,
   };
 }
 

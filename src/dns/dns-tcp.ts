@@ -242,7 +242,8 @@ export function createDnsTcpService(o: DnsTcpOptions): DnsTcpService {
         'KMS_ERR_DNS_TCP_TIMEOUT',
         c.client,
         c.group,
-        `no complete query within dns.tcp.idleTimeoutSeconds (${limits.idleTimeoutMs / 1000} s), ${c.frames.buffered} bytes of one waiting; connection closed`,
+        `no complete query within dns.tcp.idleTimeoutSeconds (${limits.idleTimeoutMs / 1000} s), ` +
+          `${c.frames.buffered} bytes of one waiting; connection closed`,
       );
     } else if (c.socket.writableLength > 0) {
       counters.tcpClosedUnread++;

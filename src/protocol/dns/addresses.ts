@@ -2,8 +2,9 @@
 // here without node:net so the DNS codec stays pure. Text forms follow RFC 4291 §2.2 (input) and
 // RFC 5952 (output); a zone id ("%eth0") is accepted and ignored.
 
-const DOTTED_QUAD =
-  /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+// 0-255 without leading zeros; four of them make the dotted quad.
+const OCTET = '(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
+const DOTTED_QUAD = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}$`);
 const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/;
 
 /** The 4 bytes of a dotted-quad IPv4 address, or null. */
