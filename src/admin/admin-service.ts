@@ -67,7 +67,9 @@ export function checkAdminExposure(listen: readonly ListenAddress[], tlsEnabled:
   ]
     .filter(Boolean)
     .join(' and ');
-  const msg = `admin listener ${exposed.map(formatListenAddress).join(', ')} is not on loopback: it needs ${missing}, or listen on 127.0.0.1/[::1] only`;
+  const msg =
+    `admin listener ${exposed.map(formatListenAddress).join(', ')} is not on loopback: ` +
+    `it needs ${missing}, or listen on 127.0.0.1/[::1] only`;
   throw new ConfigError('KMS_ERR_CONFIG_ADMIN_EXPOSED', msg, { errors: [msg] });
 }
 

@@ -89,7 +89,9 @@ export function processKmsMessage(message: Buffer, clientAddress: string, deps: 
   if (deps.settings.checkRequestTime) {
     const skewMs = requestTimeMs - nowMs;
     if (Math.abs(skewMs) > deps.settings.maxClockSkewMinutes * 60_000) {
-      const detail = `The client's clock is ${formatDuration(Math.abs(skewMs))} ${skewMs > 0 ? 'ahead of' : 'behind'} the host's (at most ${formatDuration(deps.settings.maxClockSkewMinutes * 60_000)} is accepted).`;
+      const detail =
+        `The client's clock is ${formatDuration(Math.abs(skewMs))} ${skewMs > 0 ? 'ahead of' : 'behind'} the host's ` +
+        `(at most ${formatDuration(deps.settings.maxClockSkewMinutes * 60_000)} is accepted).`;
       return refuse('KMS_ERR_KMS_TIME_SKEW', detail, obs, described, deps, nowMs);
     }
   }

@@ -182,7 +182,8 @@ function checkPinnedEpids(catalog: Catalog, settings: HostIdentitySettings, host
     // All ePIDs of one host share platform, LCID and build (C26), so a pin must agree with host.*.
     if (p.build !== hostBuild.build || p.platformId !== hostBuild.platformId) {
       problems.push(
-        `${where}: names build ${p.build} / platform ${p.platformId}, but host.build is ${hostBuild.build} (platform ${hostBuild.platformId}); make them agree`,
+        `${where}: names build ${p.build} / platform ${p.platformId}, ` +
+          `but host.build is ${hostBuild.build} (platform ${hostBuild.platformId}); make them agree`,
       );
     }
     if (p.lcid !== settings.lcid) problems.push(`${where}: names LCID ${p.lcid}, but host.lcid is ${settings.lcid}; make them agree`);

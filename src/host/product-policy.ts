@@ -132,7 +132,8 @@ function resolveConfigured(catalog: Catalog, names: readonly string[]): HostKeyG
   if (unknown.length > 0) {
     throw new ConfigError(
       'KMS_ERR_CONFIG_INVALID',
-      `host.hostKeyGroups: ${unknown.map((n) => JSON.stringify(n)).join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not a host-key group of ${catalog.source}; ` +
+      `host.hostKeyGroups: ${unknown.map((n) => JSON.stringify(n)).join(', ')} ${unknown.length === 1 ? 'is' : 'are'} ` +
+        `not a host-key group of ${catalog.source}; ` +
         'use a name or id from its hostKeyGroups[] (e.g. "Windows Server 2022", "Office LTSC 2021"), or leave the list empty for the ' +
         'default set',
       { field: 'host.hostKeyGroups', unknown },
