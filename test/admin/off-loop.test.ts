@@ -79,7 +79,9 @@ t.test('polling the admin API against 60k clients leaves the KMS event loop free
   delay.disable();
   const maxMs = delay.max / 1e6;
   t.comment(
-    `admin requests answered: ${answered}; KMS loop delay p50 ${(delay.percentile(50) / 1e6).toFixed(1)} ms, p99 ${(delay.percentile(99) / 1e6).toFixed(1)} ms, max ${maxMs.toFixed(1)} ms; activation max ${Math.max(...activations).toFixed(1)} ms`,
+    `admin requests answered: ${answered}; KMS loop delay p50 ${(delay.percentile(50) / 1e6).toFixed(1)} ms, ` +
+      `p99 ${(delay.percentile(99) / 1e6).toFixed(1)} ms, max ${maxMs.toFixed(1)} ms; ` +
+      `activation max ${Math.max(...activations).toFixed(1)} ms`,
   );
   t.ok(answered >= paths.length, 'every poller got answers');
   t.same(

@@ -100,7 +100,10 @@ const CASES: readonly (readonly [string, string, readonly string[]])[] = [
   [
     'clientNetworks prefix too long',
     'kms:\n  clientNetworks: [10.0.0.0/33]\n',
-    ['config.yaml:2: kms.clientNetworks[0]: must be a network as ADDR/PREFIX (e.g. 192.168.1.0/24, fd00::/8): prefix "/33" is not 0 … 32'],
+    [
+      'config.yaml:2: kms.clientNetworks[0]: must be a network as ADDR/PREFIX (e.g. 192.168.1.0/24, fd00::/8): ' +
+        'prefix "/33" is not 0 … 32',
+    ],
   ],
   [
     'clientNetworks bad address',

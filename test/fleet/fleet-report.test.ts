@@ -25,7 +25,8 @@ async function runReport(fleet: FleetDb, args: string[]): Promise<{ code: number
   const config = path.join(pg.dir, `report-${fleet.database}.yaml`);
   fs.writeFileSync(
     config,
-    `fleet:\n  silentAfterHours: 24\n  postgres:\n    host: ${p.host}\n    port: ${p.port}\n    database: ${p.database}\n    user: ${READER}\n    passwordFile: ${fleet.passwordFiles.reader}\n    caFile: ${p.caFile}\n    serverName: localhost\n`,
+    `fleet:\n  silentAfterHours: 24\n  postgres:\n    host: ${p.host}\n    port: ${p.port}\n    database: ${p.database}\n` +
+      `    user: ${READER}\n    passwordFile: ${fleet.passwordFiles.reader}\n    caFile: ${p.caFile}\n    serverName: localhost\n`,
   );
   const stdout = new PassThrough();
   const stderr = new PassThrough();
@@ -52,7 +53,8 @@ t.test('the report adds up what the sites sent', async (t) => {
   for (let n = 1; n <= 30; n++) north.store.recordActivation(obs(n), NOW - n * 1000, WINDOW);
   for (let n = 1; n <= 5; n++) north.store.recordActivation(obs(500 + n, excel), NOW, WINDOW);
   north.store.recordActivation(obs(900), NOW - 40 * DAY, WINDOW); // outside the 30 days: not counted
-  for (let n = 21; n <= 40; n++) south.store.recordActivation(obs(n, { workstationName: `clone-${n}` }), NOW, WINDOW); // 21–30 are North's CMIDs too
+  // 21–30 are North's CMIDs too.
+  for (let n = 21; n <= 40; n++) south.store.recordActivation(obs(n, { workstationName: `clone-${n}` }), NOW, WINDOW);
   south.store.recordRefusal(obs(950), 0xc004f06c, 'KMS_ERR_KMS_TIME_SKEW', NOW); // refused: not counted
   for (let n = 100; n <= 103; n++) east.store.recordActivation(obs(n), NOW - 3 * DAY, WINDOW);
   for (const site of [north, south, east]) await site.forwarder.syncNow();

@@ -82,7 +82,8 @@ t.test('database down, activations go on, database back: everything arrives once
   const fc = fleet.fleetConfig('Outage').postgres;
   fs.writeFileSync(
     config,
-    `fleet:\n  postgres:\n    enabled: true\n    host: ${fc.host}\n    port: ${fc.port}\n    database: ${fc.database}\n    passwordFile: ${fc.passwordFile}\n    caFile: ${fc.caFile}\n`,
+    `fleet:\n  postgres:\n    enabled: true\n    host: ${fc.host}\n    port: ${fc.port}\n    database: ${fc.database}\n` +
+      `    passwordFile: ${fc.passwordFile}\n    caFile: ${fc.caFile}\n`,
   );
   const out = await runCommand(fleetStatus, ['--config', config, '--data-dir', site.dataDir]);
   t.equal(out.code, 0, out.err);

@@ -1,7 +1,7 @@
 // A throw-away PostgreSQL server for the fleet tests: a copy of a cluster initdb made once (see
 // clusterTemplate) in a temporary directory, TLS with a CA and server certificate made for the
-// tests, scram-sha-256 passwords, listening on a free loopback port only. initdb and postgres refuse to run as root, so under root (CI) every server
-// command runs as the `postgres` system user of the Debian package, owning the directory.
+// tests, scram-sha-256 passwords, listening on a free loopback port only. initdb and postgres refuse to run as root, so under
+// root (CI) every server command runs as the `postgres` system user of the Debian package, owning the directory.
 
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';

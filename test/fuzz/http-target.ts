@@ -50,7 +50,8 @@ const INPUTS: readonly Input[] = [
   // Smuggling shapes: both lengths, lying lengths, broken chunking, obsolete line folding.
   (rnd, host) => {
     const variants = [
-      `POST /login HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /api/status HTTP/1.1\r\nHost: ${host}\r\n\r\n`,
+      `POST /login HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n` +
+        `GET /api/status HTTP/1.1\r\nHost: ${host}\r\n\r\n`,
       `POST /login HTTP/1.1\r\nHost: ${host}\r\nContent-Length: -1\r\n\r\n`,
       `POST /login HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 99999999999999999999\r\n\r\nx`,
       `POST /login HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nuser`,
@@ -65,7 +66,8 @@ const INPUTS: readonly Input[] = [
   // Huge headers: one enormous value, or very many small ones.
   (rnd, host) => {
     const one = `GET /healthz HTTP/1.1\r\nHost: ${host}\r\nX-Big: ${'a'.repeat(8_000 + Math.floor(rnd() * 60_000))}\r\n\r\n`;
-    const many = `GET /healthz HTTP/1.1\r\nHost: ${host}\r\n${Array.from({ length: 200 + Math.floor(rnd() * 2000) }, (_, i) => `X-${i}: ${i}\r\n`).join('')}\r\n`;
+    const headers = Array.from({ length: 200 + Math.floor(rnd() * 2000) }, (_, i) => `X-${i}: ${i}\r\n`).join('');
+    const many = `GET /healthz HTTP/1.1\r\nHost: ${host}\r\n${headers}\r\n`;
     return { chunks: [text(rnd() < 0.5 ? one : many)] };
   },
   // Slowloris: the header block a few bytes at a time, never finished within the input's time.
@@ -117,7 +119,8 @@ const INPUTS: readonly Input[] = [
     return {
       chunks: [
         text(
-          `GET ${pick(rnd, ['/api/status', '/metrics', '/'])} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: ${auth}\r\n${cookie ? `Cookie: ${cookie}\r\n` : ''}\r\n`,
+          `GET ${pick(rnd, ['/api/status', '/metrics', '/'])} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: ${auth}\r\n` +
+            `${cookie ? `Cookie: ${cookie}\r\n` : ''}\r\n`,
         ),
       ],
     };
@@ -126,7 +129,9 @@ const INPUTS: readonly Input[] = [
   (rnd, host) => {
     const q = encodeURIComponent(pick(rnd, ['%', '_', '\\', "'", '"', '<script>', '\u202e', 'ws-1', 'a'.repeat(300)]));
     const after = pick(rnd, ['', 'W10', 'WyJhIiwiYiJd', 'bm90LWpzb24', '%%%']);
-    const one = `GET /api/machines?q=${q}&sort=${pick(rnd, ['name', 'seen', 'application', 'x'])}&limit=${pick(rnd, ['1', '200', '-5', '1e9', 'NaN'])}&after=${after} HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
+    const one =
+      `GET /api/machines?q=${q}&sort=${pick(rnd, ['name', 'seen', 'application', 'x'])}` +
+      `&limit=${pick(rnd, ['1', '200', '-5', '1e9', 'NaN'])}&after=${after} HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
     return { chunks: [text(one.repeat(1 + Math.floor(rnd() * 30)))] };
   },
 ];

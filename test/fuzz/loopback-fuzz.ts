@@ -128,7 +128,8 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
       if (Date.now() >= nextProgress) {
         nextProgress += 30_000;
         out(
-          `fuzz: ${Math.round((Date.now() - started) / 1000)} s, ${total(inputsByTarget)} inputs, ${rounds} rounds, ${findings.length} findings, RSS ${mb(peakRss)} MB peak`,
+          `fuzz: ${Math.round((Date.now() - started) / 1000)} s, ${total(inputsByTarget)} inputs, ${rounds} rounds, ` +
+            `${findings.length} findings, RSS ${mb(peakRss)} MB peak`,
         );
       }
     }
@@ -176,7 +177,8 @@ async function main(): Promise<void> {
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
   out(
-    `fuzz: ${report.inputs} inputs sent (${per}) in ${report.rounds} rounds; ${report.crashes.length} crashes; ${report.findings.length} findings; peak RSS ${mb(report.peakRssBytes)} MB; seed ${seed}`,
+    `fuzz: ${report.inputs} inputs sent (${per}) in ${report.rounds} rounds; ${report.crashes.length} crashes; ` +
+      `${report.findings.length} findings; peak RSS ${mb(report.peakRssBytes)} MB; seed ${seed}`,
   );
   for (const c of report.crashes) out(`crash: ${c}`);
   for (const f of report.findings.slice(0, 20)) out(`finding: ${f}`);

@@ -180,7 +180,8 @@ t.test('the journal is detected by the device and inode systemd names, not by th
 t.test('start-up logs the effective configuration with the TSIG secret redacted', async (t) => {
   const secret = 'c2VjcmV0c2VjcmV0c2VjcmV0';
   const config = validateConfigText(
-    `dns:\n  registration:\n    enabled: true\n    server: 192.0.2.53\n    domains: [{domain: b.example.org}]\n    tsig: {keyName: kms., secretBase64: ${secret}}\n`,
+    'dns:\n  registration:\n    enabled: true\n    server: 192.0.2.53\n    domains: [{domain: b.example.org}]\n' +
+      `    tsig: {keyName: kms., secretBase64: ${secret}}\n`,
     'c.yaml',
   );
   const { log, lines, raw } = capture();

@@ -17,7 +17,10 @@ const fs = require('node:fs');
 const [cmd, sub, file] = process.argv.slice(2);
 if (cmd === 'config' && sub === 'defaults') { process.stdout.write('# fake defaults\\nlog:\\n  level: info\\n'); process.exit(0); }
 if (cmd === 'config' && sub === 'check') {
-  if (fs.readFileSync(file, 'utf8').includes('INVALID')) { process.stderr.write('config.yaml:1: INVALID: must not be\\n'); process.exit(2); }
+  if (fs.readFileSync(file, 'utf8').includes('INVALID')) {
+    process.stderr.write('config.yaml:1: INVALID: must not be\\n');
+    process.exit(2);
+  }
   process.stdout.write(file + ': OK\\n'); process.exit(0);
 }
 process.exit(1);
