@@ -94,10 +94,12 @@ async function phase(label: string, seconds: number, kmsPort: number, adminPort:
   const busyMs = performance.eventLoopUtilization(elu0).active;
   process.stdout.write(
     `${label}: KMS loop delay p50 ${ms(delay.percentile(50) / 1e6)}, p99 ${ms(delay.percentile(99) / 1e6)}, max ${ms(delay.max / 1e6)}; ` +
-      `activation p50 ${ms(pct(latencies, 0.5))}, p99 ${ms(pct(latencies, 0.99))}, max ${ms(Math.max(0, ...latencies))} (${latencies.length} activations)` +
+      `activation p50 ${ms(pct(latencies, 0.5))}, p99 ${ms(pct(latencies, 0.99))}, max ${ms(Math.max(0, ...latencies))} ` +
+      `(${latencies.length} activations)` +
       (adminPort === undefined
         ? `; loop busy ${ms(busyMs)}`
-        : `; ${adminRequests} admin requests answered, loop busy ${ms(busyMs)} in all (${ms(busyMs / Math.max(1, adminRequests + latencies.length))} per request)`) +
+        : `; ${adminRequests} admin requests answered, loop busy ${ms(busyMs)} in all ` +
+          `(${ms(busyMs / Math.max(1, adminRequests + latencies.length))} per request)`) +
       '\n',
   );
 }

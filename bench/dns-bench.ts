@@ -121,7 +121,8 @@ if (require.main === module) {
   }).then(
     (r) =>
       process.stdout.write(
-        `DNS: ${Math.round(r.queriesPerSecond)} SRV queries/s over UDP (loopback), ${r.answered} answered, ${r.lost} lost in ${r.seconds.toFixed(1)} s\n`,
+        `DNS: ${Math.round(r.queriesPerSecond)} SRV queries/s over UDP (loopback), ` +
+          `${r.answered} answered, ${r.lost} lost in ${r.seconds.toFixed(1)} s\n`,
       ),
     (err: unknown) => {
       process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);

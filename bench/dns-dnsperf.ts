@@ -143,7 +143,8 @@ if (require.main === module) {
   benchDnsperf(seconds, clients).then(
     (r) => {
       const line = (name: string, f: DnsperfFigures): string =>
-        `${name.padEnd(10)} ${Math.round(f.queriesPerSecond).toLocaleString('en')} SRV queries/s over UDP (${f.completed} completed, ${f.lost} lost), ${f.cpuMicrosPerQuery?.toFixed(1)} µs server CPU per query\n`;
+        `${name.padEnd(10)} ${Math.round(f.queriesPerSecond).toLocaleString('en')} SRV queries/s over UDP ` +
+        `(${f.completed} completed, ${f.lost} lost), ${f.cpuMicrosPerQuery?.toFixed(1)} µs server CPU per query\n`;
       process.stdout.write(`dnsperf -c ${clients} -l ${seconds}, loopback, rate limit off:\n`);
       process.stdout.write(line('appliance', r.appliance));
       process.stdout.write(line('dnsmasq', r.dnsmasq));

@@ -100,13 +100,17 @@ async function main(): Promise<void> {
     const rate = (n: number, s: number): string => `${Math.round(n / s).toLocaleString('en')}/s`;
     console.log(`Fleet sync of ${machines.toLocaleString('en')} machines (batch ${batchSize}, TLS, one local PostgreSQL ${pg.port}):`);
     console.log(
-      `  initial sync     ${initial.result.machines} machines in ${initial.seconds.toFixed(2)} s (${rate(initial.result.machines, initial.seconds)}), ${initial.result.batches} transactions; longest event-loop stall ${initial.maxStallMs.toFixed(1)} ms; in PostgreSQL: ${remote}`,
+      `  initial sync     ${initial.result.machines} machines in ${initial.seconds.toFixed(2)} s ` +
+        `(${rate(initial.result.machines, initial.seconds)}), ${initial.result.batches} transactions; ` +
+        `longest event-loop stall ${initial.maxStallMs.toFixed(1)} ms; in PostgreSQL: ${remote}`,
     );
     console.log(
-      `  nothing changed  pass over ${machines} machines in ${idle.seconds.toFixed(2)} s, ${idle.result.machines} sent; longest stall ${idle.maxStallMs.toFixed(1)} ms`,
+      `  nothing changed  pass over ${machines} machines in ${idle.seconds.toFixed(2)} s, ${idle.result.machines} sent; ` +
+        `longest stall ${idle.maxStallMs.toFixed(1)} ms`,
     );
     console.log(
-      `  ${touched} renewals    ${incremental.result.machines} machines in ${incremental.seconds.toFixed(2)} s; longest stall ${incremental.maxStallMs.toFixed(1)} ms`,
+      `  ${touched} renewals    ${incremental.result.machines} machines in ${incremental.seconds.toFixed(2)} s; ` +
+        `longest stall ${incremental.maxStallMs.toFixed(1)} ms`,
     );
   } finally {
     pg.destroy();

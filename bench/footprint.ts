@@ -20,7 +20,9 @@ export interface FootprintRow {
 }
 
 function rssOf(code: string): number {
-  const script = `${code};\nglobal.gc();\nsetTimeout(() => { global.gc(); process.stdout.write(String(process.memoryUsage().rss)); process.exit(0); }, 200);`;
+  const script =
+    `${code};\nglobal.gc();\n` +
+    'setTimeout(() => { global.gc(); process.stdout.write(String(process.memoryUsage().rss)); process.exit(0); }, 200);';
   const out = execFileSync(process.execPath, [...SERVER_NODE_FLAGS, '--expose-gc', '-e', script], { cwd: ROOT, encoding: 'utf8' });
   return Number(out) / 1048576;
 }
@@ -41,7 +43,8 @@ const USES: readonly [string, string][] = [
   [
     "the checkpointer's worker thread",
     "const fs = require('node:fs'); const os = require('node:os'); const p = require('node:path'); const D = require('better-sqlite3');" +
-      "const dir = fs.mkdtempSync(p.join(os.tmpdir(), 'kms-fp-')); const f = p.join(dir, 'x.db'); const db = new D(f); db.pragma('journal_mode = WAL');" +
+      "const dir = fs.mkdtempSync(p.join(os.tmpdir(), 'kms-fp-')); const f = p.join(dir, 'x.db'); " +
+      "const db = new D(f); db.pragma('journal_mode = WAL');" +
       "require('./dist/src/store/checkpointer').startCheckpointer(f, { intervalMs: 1000, truncateBytes: 1 << 24 }, { warn() {} });",
   ],
 ];
@@ -97,7 +100,8 @@ export async function measureFootprint(): Promise<{ baselineMb: number; rows: Fo
 
 export function formatFootprint(f: Awaited<ReturnType<typeof measureFootprint>>): string {
   return [
-    `memory: bare node ${f.baselineMb.toFixed(1)} MB RSS; the appliance started and idle ${f.applianceIdleMb.toFixed(1)} MB; each part on top of bare node:`,
+    `memory: bare node ${f.baselineMb.toFixed(1)} MB RSS; the appliance started and idle ${f.applianceIdleMb.toFixed(1)} MB; ` +
+      'each part on top of bare node:',
     ...f.rows.map((r) => `  +${r.rssMb.toFixed(1).padStart(5)} MB  ${r.what}`),
   ].join('\n');
 }

@@ -108,8 +108,10 @@ export function measureRequestCost(options: { requests?: number; rounds?: number
 export function formatRequestCost(c: RequestCost): string {
   const f = (us: number): string => `${us.toFixed(1)} µs`;
   return [
-    `store per activation, one at a time: ${f(c.directUs)} with its own commit, ${f(c.batchOfOneUs)} as a group commit of 1, ${f(c.batchOf100Us)} in a group commit of 100`,
-    `  parts: count from memory ${f(c.countMemoryUs)} (the SQL count it replaced: ${f(c.countSqlUs)}), a one-row transaction ${f(c.commitUs)}`,
+    `store per activation, one at a time: ${f(c.directUs)} with its own commit, ${f(c.batchOfOneUs)} as a group commit of 1, ` +
+      `${f(c.batchOf100Us)} in a group commit of 100`,
+    `  parts: count from memory ${f(c.countMemoryUs)} (the SQL count it replaced: ${f(c.countSqlUs)}), ` +
+      `a one-row transaction ${f(c.commitUs)}`,
   ].join('\n');
 }
 

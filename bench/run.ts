@@ -174,7 +174,8 @@ async function drive(port: number, o: { perConnection: number; concurrency: numb
 
 function line(label: string, r: RunResult & { cpuUsPerRequest?: number }): string {
   return (
-    `${label.padEnd(44)} ${Math.round(r.perSecond).toString().padStart(7)} activations/s   p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms` +
+    `${label.padEnd(44)} ${Math.round(r.perSecond).toString().padStart(7)} activations/s   ` +
+    `p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms` +
     (r.cpuUsPerRequest === undefined ? '' : `   server CPU ${Math.round(r.cpuUsPerRequest)} µs/activation`) +
     (r.errors ? `   (${r.errors} errors: ${r.firstError})` : '')
   );
@@ -198,7 +199,8 @@ async function main(): Promise<void> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-bench-'));
   const out = (s: string): void => void process.stdout.write(s + '\n');
   out(
-    `kms-appliance benchmark on ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}; ${seconds} s per run, ${WORKERS} client worker processes, KMS v6 requests`,
+    `kms-appliance benchmark on ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}; ` +
+      `${seconds} s per run, ${WORKERS} client worker processes, KMS v6 requests`,
   );
   try {
     const emptyDir = path.join(tmp, 'empty');
@@ -250,7 +252,8 @@ async function main(): Promise<void> {
       const bigMulti = await drive(big.port, { perConnection: 20, concurrency: 16, seconds, rate: 0 });
       out(line(`20 per connection, store with ${clients} clients`, bigMulti));
       out(
-        `  relative to the empty store: ${(bigMulti.perSecond / multi.perSecond).toFixed(2)}× (target ≥ 0.8×); server peak RSS ${big.peakRssMb().toFixed(1)} MB`,
+        `  relative to the empty store: ${(bigMulti.perSecond / multi.perSecond).toFixed(2)}× (target ≥ 0.8×); ` +
+          `server peak RSS ${big.peakRssMb().toFixed(1)} MB`,
       );
       await big.stop();
       const size = ['kms-appliance.db', 'kms-appliance.db-wal'].reduce(
@@ -260,7 +263,8 @@ async function main(): Promise<void> {
       out(`  store size on disk: ${(size / 1024 / 1024).toFixed(1)} MB (${(size / clients).toFixed(0)} bytes per client)`);
       const s = await benchStore({ clients, dataDir: largeDir, requests: quick ? 5000 : 20_000, log: () => {} });
       out(
-        `store alone: ${Math.round(s.empty.newClientsPerSecond)} new clients/s and ${Math.round(s.empty.renewalsPerSecond)} renewals/s empty; ` +
+        `store alone: ${Math.round(s.empty.newClientsPerSecond)} new clients/s and ` +
+          `${Math.round(s.empty.renewalsPerSecond)} renewals/s empty; ` +
           `${Math.round(s.large.newClientsPerSecond)} and ${Math.round(s.large.renewalsPerSecond)} with ${s.clients} clients ` +
           `(${s.ratio.newClients.toFixed(2)}× / ${s.ratio.renewals.toFixed(2)}×)`,
       );
