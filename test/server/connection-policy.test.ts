@@ -11,6 +11,7 @@ import { decodeBindNak, encodeBind } from '../../src/protocol/rpc/bind';
 import { KMS_INTERFACE, NDR32_SYNTAX, PTYPE } from '../../src/protocol/rpc/constants';
 import { HRESULT } from '../../src/errors';
 import { until } from '../wait';
+import { testServerSettings } from './settings';
 
 const BIND = encodeBind({
   ptype: PTYPE.BIND,
@@ -67,23 +68,6 @@ t.test('the table keeps each group in order of last progress and knows the large
   t.equal(table.largestGroup(), undefined);
 });
 
-function settings(edit: Partial<KmsServerSettings> = {}): KmsServerSettings {
-  return {
-    ndr64: true,
-    btfn: true,
-    maxPduBytes: 4096,
-    maxStubBytes: 4096,
-    maxConnections: 100,
-    maxConnectionsPerAddress: 64,
-    ipv6GroupPrefixLength: 64,
-    idleTimeoutMs: 30_000,
-    maxConnectionLifetimeMs: 300_000,
-    maxContextsPerConnection: 16,
-    clientNetworks: [],
-    ...edit,
-  };
-}
-
 async function startServer(t: Test, s: KmsServerSettings, log: ServerLog = SILENT_LOG): Promise<{ server: KmsServer; port: number }> {
   const server = new KmsServer({
     listen: [{ host: '127.0.0.1', port: 0, family: 4 }],
@@ -116,7 +100,7 @@ const SOON = { everyMs: 5 };
 t.test('at the per-address limit a bind gets bind_nak reason 2 (§2.7) and is counted', async (t) => {
   const logs: object[] = [];
   const log = { ...SILENT_LOG, warn: (o: object) => void logs.push(o), debug: (o: object) => void logs.push(o) };
-  const { server, port } = await startServer(t, settings({ maxConnectionsPerAddress: 2 }), log);
+  const { server, port } = await startServer(t, testServerSettings({ maxConnectionsPerAddress: 2 }), log);
   const a = await connect(port);
   const b = await connect(port);
   a.socket.write(BIND);
@@ -148,7 +132,7 @@ t.test('at the per-address limit a bind gets bind_nak reason 2 (§2.7) and is co
 });
 
 t.test("when full, a newcomer from another address takes the slot of the largest group's longest-idle connection", async (t) => {
-  const { server, port } = await startServer(t, settings({ maxConnections: 4 }));
+  const { server, port } = await startServer(t, testServerSettings({ maxConnections: 4 }));
   const hogs = [];
   for (let i = 0; i < 4; i++) hogs.push(await connect(port, '127.0.2.1'));
   await until(() => server.stats().open === 4, 'four connections open', SOON);
@@ -171,7 +155,7 @@ t.test("when full, a newcomer from another address takes the slot of the largest
 });
 
 t.test('the allowlist refusal is counted', async (t) => {
-  const { server, port } = await startServer(t, settings({ clientNetworks: ['192.0.2.0/24'] }));
+  const { server, port } = await startServer(t, testServerSettings({ clientNetworks: ['192.0.2.0/24'] }));
   const c = await connect(port);
   await c.closed;
   t.equal(server.stats().refusedByReason.allowlist, 1);

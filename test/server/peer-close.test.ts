@@ -10,8 +10,9 @@ import { KMS_INTERFACE, NDR32_SYNTAX, OPNUM_REQUEST_ACTIVATION, PTYPE } from '..
 import { encodeRequestPdu } from '../../src/protocol/rpc/request';
 import { KmsServer } from '../../src/server/kms-server';
 import type { ReplyGate } from '../../src/server/reply-gate';
-import { SILENT_LOG, type KmsServerSettings } from '../../src/server/types';
+import { SILENT_LOG } from '../../src/server/types';
 import { until, within } from '../wait';
+import { testServerSettings } from './settings';
 
 const BIND = encodeBind({
   ptype: PTYPE.BIND,
@@ -26,19 +27,7 @@ const BIND = encodeBind({
 const REQUEST = (callId: number): Buffer =>
   encodeRequestPdu({ callId, contextId: 0, opnum: OPNUM_REQUEST_ACTIVATION, stub: encodeRequestStub(Buffer.alloc(100, 1), 'ndr32') });
 
-const SETTINGS: KmsServerSettings = {
-  ndr64: true,
-  btfn: true,
-  maxPduBytes: 4096,
-  maxStubBytes: 4096,
-  maxConnections: 100,
-  maxConnectionsPerAddress: 64,
-  ipv6GroupPrefixLength: 64,
-  idleTimeoutMs: 30_000,
-  maxConnectionLifetimeMs: 300_000,
-  maxContextsPerConnection: 16,
-  clientNetworks: [],
-};
+const SETTINGS = testServerSettings();
 
 /** A gate that holds everything until released, like a group commit that has not committed yet. */
 class HeldGate implements ReplyGate {
