@@ -2,6 +2,7 @@
 // configured or own host name, or the very address the client connected to. A page loaded from
 // attacker.example that rebinds its name to our address still sends `Host: attacker.example`.
 import net from 'node:net';
+import { unmapIPv4 } from '../net/mapped-ipv4';
 
 /** Host header value → lower-case name or address without port and brackets; undefined when malformed. */
 export function hostOf(header: string | undefined): string | undefined {
@@ -27,7 +28,8 @@ export function hostOf(header: string | undefined): string | undefined {
 /** An address as it compares: IPv4-mapped IPv6 as IPv4, IPv6 in canonical lower-case form. */
 export function normalizeAddress(a: string): string {
   const plain = a.split('%')[0]!.toLowerCase();
-  if (plain.startsWith('::ffff:') && net.isIPv4(plain.slice(7))) return plain.slice(7);
+  const v4 = unmapIPv4(plain);
+  if (v4 !== plain) return v4;
   if (net.isIPv6(plain)) {
     // Let the URL parser canonicalise (compresses zeros, drops leading zeros).
     try {

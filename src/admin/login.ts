@@ -3,6 +3,7 @@
 // client per /64, which one machine can fill) and logged with the address.
 import { createHmac, randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { unmapIPv4 } from '../net/mapped-ipv4';
 import { verifyPassword, type PasswordRecord } from './password';
 
 export const SESSION_COOKIE = 'kms_admin_session';
@@ -36,7 +37,7 @@ interface FailureState {
 
 /** The address key failures are counted under: IPv4 as is, IPv6 by its /64. */
 export function throttleKey(address: string): string {
-  const a = address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
+  const a = unmapIPv4(address);
   if (!net.isIPv6(a)) return a;
   const full = expandIpv6(a);
   return full.slice(0, 4).join(':') + '::/64';

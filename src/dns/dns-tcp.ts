@@ -15,7 +15,7 @@ import { DnsFrameReader, frameDnsMessage } from '../protocol/dns/tcp-framing';
 import type { ErrorCode } from '../errors';
 import { addressGroup } from '../net/address-group';
 import type { DnsClient } from './dns-responder';
-import { peerAddress } from './peer-address';
+import { unmapIPv4 } from '../net/mapped-ipv4';
 import type { RateLimiter } from './rate-limiter';
 
 interface DnsTcpLimits {
@@ -259,7 +259,7 @@ export function createDnsTcpService(o: DnsTcpOptions): DnsTcpService {
   };
 
   const accept = (socket: net.Socket): void => {
-    const client: DnsClient = { address: peerAddress(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0, transport: 'tcp' };
+    const client: DnsClient = { address: unmapIPv4(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0, transport: 'tcp' };
     const group = addressGroup(client.address);
     const mine = byGroup.get(group);
     if (mine && mine.size >= limits.maxConnectionsPerAddress) {

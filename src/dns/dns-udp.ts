@@ -8,7 +8,7 @@ import DNS from 'dns2';
 import type { ErrorCode } from '../errors';
 import { addressGroup } from '../net/address-group';
 import type { DnsClient } from './dns-responder';
-import { peerAddress } from './peer-address';
+import { unmapIPv4 } from '../net/mapped-ipv4';
 import type { RateLimiter } from './rate-limiter';
 
 export interface DnsUdpCounters {
@@ -57,7 +57,7 @@ export class DnsUdpServer extends DNS.UDPServer {
 
   override handle(data: Buffer, rinfo: dgram.RemoteInfo): void {
     const o = this.#options;
-    const client: DnsClient = { address: peerAddress(rinfo.address), port: rinfo.port, transport: 'udp' };
+    const client: DnsClient = { address: unmapIPv4(rinfo.address), port: rinfo.port, transport: 'udp' };
     const group = addressGroup(client.address);
     if (!o.limiter.allow(group, Date.now())) {
       o.counters.rateLimited++;

@@ -3,8 +3,7 @@
 // usually owns a whole /64 (SLAAC, privacy addresses) and could otherwise pick a fresh source
 // address for every connection or query, so IPv6 addresses count per prefix.
 import { ipv6ToText, parseIpv6 } from '../protocol/dns/addresses';
-
-const MAPPED_V4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i;
+import { unmapIPv4 } from './mapped-ipv4';
 
 /**
  * The group key of a peer address: the IPv4 address itself (also when it arrives IPv4-mapped on a
@@ -14,8 +13,8 @@ const MAPPED_V4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i;
 export function addressGroup(remote: string | undefined, ipv6PrefixLength = 64): string {
   if (!remote) return '';
   if (!remote.includes(':')) return remote; // IPv4, the common case
-  const mapped = MAPPED_V4.exec(remote);
-  if (mapped) return mapped[1]!;
+  const v4 = unmapIPv4(remote);
+  if (v4 !== remote) return v4;
   const bytes = parseIpv6(remote);
   if (!bytes) return remote;
   const bits = Math.max(0, Math.min(128, Math.trunc(ipv6PrefixLength)));

@@ -3,6 +3,7 @@
 // responder is never an open resolver). One parser for both, so "ADDR/PREFIX" means the same
 // everywhere; and the check for a public address behind the "no allowlist" warning.
 import net from 'node:net';
+import { unmapIPv4 } from './mapped-ipv4';
 
 /** Whether an address (as a socket reports it, IPv4-mapped or with a zone id) is in the list. */
 export type NetworkMatcher = (remoteAddress: string | undefined) => boolean;
@@ -27,10 +28,7 @@ export function buildNetworkMatcher(cidrs: readonly string[], whenEmpty: 'everyo
   }
   return (remote) => {
     if (!remote) return false;
-    const plain = remote.replace(/%.*$/, '');
-    // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(plain);
-    if (mapped) return list.check(mapped[1]!, 'ipv4');
+    const plain = unmapIPv4(remote.replace(/%.*$/, ''));
     if (net.isIPv4(plain)) return list.check(plain, 'ipv4');
     if (net.isIPv6(plain)) return list.check(plain, 'ipv6');
     return false;
@@ -93,8 +91,7 @@ export function isPublicAddress(remote: string | undefined): boolean {
   if (!remote) return false;
   const v4 = ipv4Number(remote);
   if (v4 !== undefined) return !PRIVATE_V4.some(([net4, mask]) => (v4 & mask) >>> 0 === net4);
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(remote);
-  const addr = mapped ? mapped[1]! : remote;
+  const addr = unmapIPv4(remote);
   const family = net.isIP(addr);
   if (family === 0) return false;
   return !PRIVATE.check(addr, family === 4 ? 'ipv4' : 'ipv6');
