@@ -12,6 +12,7 @@ import { RpcSession, type KmsCallHandler } from '../protocol/rpc/session';
 import { PTYPE } from '../protocol/rpc/constants';
 import { KmsError } from '../errors';
 import type { ActivationOutcome } from '../host/outcome';
+import type { FirstBindCache } from '../protocol/rpc/first-bind-cache';
 import type { ServerLog, KmsServerSettings, ActivationHandler } from './types';
 import type { ReplyGate } from './reply-gate';
 import type { Slot } from './connection-table';
@@ -45,6 +46,8 @@ export interface ConnectionContext {
   readonly onClose: (connection: KmsConnection) => void;
   /** Replies and closes go through the gate, which holds them until the store has committed. */
   readonly gate: ReplyGate;
+  /** The listener's remembered first binds (protocol/rpc/first-bind-cache.ts). */
+  readonly firstBinds: FirstBindCache;
 }
 
 export class KmsConnection implements Slot {
@@ -88,6 +91,7 @@ export class KmsConnection implements Slot {
         maxContexts: settings.maxContextsPerConnection,
         secondaryAddress: listenPort,
         newAssocGroupId: () => randomInt(1, 0xffffffff),
+        firstBinds: ctx.firstBinds,
       },
       onCall,
     );

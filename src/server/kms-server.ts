@@ -8,6 +8,7 @@ import { formatListenAddress, type ListenAddress } from '../config/listen-addres
 import { buildNetworkMatcher, isPublicAddress, type NetworkMatcher } from '../net/networks';
 import { addressGroup } from '../net/address-group';
 import { KmsConnection, type ConnectionContext } from './connection';
+import { FirstBindCache } from '../protocol/rpc/first-bind-cache';
 import { ConnectionTable } from './connection-table';
 import { createLogThrottle, createOncePerAddress } from './log-throttle';
 import { refuseWithBindNak } from './refusal';
@@ -107,6 +108,7 @@ export class KmsServer {
         this.table.remove(c);
       },
       gate: options.gate ?? IMMEDIATE_REPLIES,
+      firstBinds: new FirstBindCache(),
     };
     // One context object per settings generation, shared by its connections.
     let cached: { settings: KmsServerSettings; ctx: ConnectionContext } | undefined;

@@ -34,19 +34,8 @@ interface Entry extends FirstBindPolicy {
 /** A remembered answer: the contexts the offer's items became, and the bind_ack to patch. */
 export type FirstBindAnswer = Pick<Entry, 'accepted' | 'ack'>;
 
-const entries: Entry[] = [];
-
 function samePolicy(e: FirstBindPolicy, p: FirstBindPolicy): boolean {
   return e.ndr64 === p.ndr64 && e.btfn === p.btfn && e.maxContexts === p.maxContexts && e.secondaryAddress === p.secondaryAddress;
-}
-
-/** The answer to a first bind seen before under the same policy, or undefined. */
-export function lookupFirstBind(bind: Buffer, policy: FirstBindPolicy): FirstBindAnswer | undefined {
-  const offerLength = bind.length - OFFER_OFFSET;
-  for (const e of entries) {
-    if (e.offer.length === offerLength && samePolicy(e, policy) && e.offer.compare(bind, OFFER_OFFSET) === 0) return e;
-  }
-  return undefined;
 }
 
 /**
@@ -64,17 +53,36 @@ export function ackFor(answer: FirstBindAnswer, bind: Buffer, fragLimit: number,
   return ack;
 }
 
-/** Remembers the answer to a first bind that was judged and encoded in full (no item over the limit). */
-export function rememberFirstBind(bind: Buffer, policy: FirstBindPolicy, accepted: readonly AcceptedContext[], ack: Buffer): void {
-  if (bind.length < OFFER_OFFSET) return;
-  if (entries.length >= MAX_ENTRIES) entries.shift();
-  entries.push({
-    ndr64: policy.ndr64,
-    btfn: policy.btfn,
-    maxContexts: policy.maxContexts,
-    secondaryAddress: policy.secondaryAddress,
-    offer: Buffer.from(bind.subarray(OFFER_OFFSET)),
-    accepted,
-    ack: Buffer.from(ack),
-  });
+/**
+ * A server's memory of first binds, shared by its connections (each server its own, so nothing of
+ * one listener's policy leaks into another's). At most MAX_ENTRIES offers, oldest forgotten first:
+ * a peer sending ever-new binds costs one copy of each (already read, at most a PDU) and only
+ * pushes good clients back onto the full path.
+ */
+export class FirstBindCache {
+  private readonly entries: Entry[] = [];
+
+  /** The answer to a first bind seen before under the same policy, or undefined. */
+  lookup(bind: Buffer, policy: FirstBindPolicy): FirstBindAnswer | undefined {
+    const offerLength = bind.length - OFFER_OFFSET;
+    for (const e of this.entries) {
+      if (e.offer.length === offerLength && samePolicy(e, policy) && e.offer.compare(bind, OFFER_OFFSET) === 0) return e;
+    }
+    return undefined;
+  }
+
+  /** Remembers the answer to a first bind that was judged and encoded in full (no item over the limit). */
+  remember(bind: Buffer, policy: FirstBindPolicy, accepted: readonly AcceptedContext[], ack: Buffer): void {
+    if (bind.length < OFFER_OFFSET) return;
+    if (this.entries.length >= MAX_ENTRIES) this.entries.shift();
+    this.entries.push({
+      ndr64: policy.ndr64,
+      btfn: policy.btfn,
+      maxContexts: policy.maxContexts,
+      secondaryAddress: policy.secondaryAddress,
+      offer: Buffer.from(bind.subarray(OFFER_OFFSET)),
+      accepted,
+      ack: Buffer.from(ack),
+    });
+  }
 }

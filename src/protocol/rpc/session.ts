@@ -12,7 +12,7 @@ import {
   RPC_VERSION,
   RPC_VERSION_MINOR,
 } from './constants';
-import { ackFor, lookupFirstBind, rememberFirstBind, type FirstBindAnswer } from './first-bind-cache';
+import { ackFor, type FirstBindAnswer, type FirstBindCache } from './first-bind-cache';
 import { decodeWholePduHeader, type CommonHeader } from './header';
 import { ContextTable, judgePresentationContexts, LIMIT_REJECTION } from './presentation-context';
 import { decodeRequest, encodeFault, encodeResponse, type RequestPdu } from './request';
@@ -26,6 +26,8 @@ export interface SessionOptions {
   readonly secondaryAddress: string;
   /** A nonzero u32, called once per association (at the first bind_ack). */
   readonly newAssocGroupId: () => number;
+  /** The listener's remembered first binds, shared by its connections; absent: every bind is decoded in full. */
+  readonly firstBinds?: FirstBindCache;
   /** The framer's limit (kms.maxPduBytes): bind_ack lowers the client's frag sizes to it (§2.6). Absent: echo them. */
   readonly maxPduBytes?: number;
   /** Accepted presentation contexts one connection may hold (kms.maxContextsPerConnection). */
@@ -124,7 +126,7 @@ export class RpcSession {
     if (!isAlter && this.bound) return nak(header, 'KMS_ERR_BIND_SECOND');
     const limit = this.options.maxPduBytes ?? 0xffff;
     const firstBind = !isAlter && !this.bound;
-    const remembered = firstBind ? lookupFirstBind(pdu, this.options) : undefined;
+    const remembered = firstBind ? this.options.firstBinds?.lookup(pdu, this.options) : undefined;
     if (remembered) return this.answerRemembered(pdu, remembered, limit);
     let bind: BindPdu;
     try {
@@ -164,7 +166,7 @@ export class RpcSession {
       secondaryAddress: isAlter ? '' : this.options.secondaryAddress,
       results,
     });
-    if (firstBind && !overLimit) rememberFirstBind(pdu, this.options, judgement.accepted, reply);
+    if (firstBind && !overLimit) this.options.firstBinds?.remember(pdu, this.options, judgement.accepted, reply);
     if (overLimit) {
       const error = new ProtocolError('KMS_ERR_RPC_CONTEXT_LIMIT', undefined, {
         ...headerDetails(header),

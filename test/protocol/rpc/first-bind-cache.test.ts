@@ -6,6 +6,7 @@ import { decodeBind, encodeBind, encodeBindAck, negotiateFragSize } from '../../
 import { btfnSyntax, KMS_INTERFACE, NDR32_SYNTAX, NDR64_SYNTAX, PTYPE } from '../../../src/protocol/rpc/constants';
 import { judgePresentationContexts } from '../../../src/protocol/rpc/presentation-context';
 import { encodeRequestPdu } from '../../../src/protocol/rpc/request';
+import { FirstBindCache } from '../../../src/protocol/rpc/first-bind-cache';
 import { RpcSession } from '../../../src/protocol/rpc/session';
 import { encodeRequestStub } from '../../../src/protocol/ndr/stub';
 
@@ -30,6 +31,7 @@ const CALLS = [
 ];
 
 t.test('a remembered first bind gets the bind_ack the full path encodes, and the same contexts', async (t) => {
+  const firstBinds = new FirstBindCache();
   let group = 0x1000;
   for (const [name, offer] of [
     ['Windows offer', WINDOWS_OFFER],
@@ -39,10 +41,11 @@ t.test('a remembered first bind gets the bind_ack the full path encodes, and the
       for (const call of CALLS) {
         const bind = encodeBind({ ptype: PTYPE.BIND, assocGroupId: 0, contexts: offer, ...call });
         const assocGroupId = group++;
-        const session = new RpcSession(
-          { ...policy, maxStubBytes: 4096, maxPduBytes: 4096, secondaryAddress: '1688', newAssocGroupId: () => assocGroupId },
-          () => ({ response: Buffer.from('0600', 'hex') }),
-        );
+        const options = { ...policy, maxStubBytes: 4096, maxPduBytes: 4096, secondaryAddress: '1688', newAssocGroupId: () => assocGroupId };
+        const session = new RpcSession({ ...options, firstBinds }, () => ({ response: Buffer.from('0600', 'hex') }));
+        // The first call of each offer and policy takes the full path, the others the remembered answer.
+        const hit = firstBinds.lookup(bind, options) !== undefined;
+        t.equal(hit, call !== CALLS[0], `${name}, ndr64=${policy.ndr64} btfn=${policy.btfn}, call ${call.callId}: remembered`);
         const result = session.handlePdu(bind);
         const judged = judgePresentationContexts(decodeBind(bind).contexts, policy);
         const expected = encodeBindAck({
@@ -72,9 +75,10 @@ t.test('a remembered first bind gets the bind_ack the full path encodes, and the
 
 t.test('a second bind on the same session is still refused after a remembered first bind', async (t) => {
   const bind = encodeBind({ ptype: PTYPE.BIND, assocGroupId: 0, contexts: NDR32_OFFER, ...CALLS[0]! });
+  const firstBinds = new FirstBindCache();
   for (let i = 0; i < 2; i++) {
     const session = new RpcSession(
-      { ndr64: true, btfn: true, maxStubBytes: 4096, secondaryAddress: '1688', newAssocGroupId: () => 1 },
+      { ndr64: true, btfn: true, maxStubBytes: 4096, secondaryAddress: '1688', newAssocGroupId: () => 1, firstBinds },
       () => ({ response: Buffer.alloc(2) }),
     );
     t.equal(session.handlePdu(bind).reply?.[2], PTYPE.BIND_ACK);
