@@ -384,6 +384,12 @@ export const ERRORS = Object.freeze({
       'The database cannot be written (disk full or read-only); the host keeps answering from memory and writes again when it can. ' +
       'Free disk space.',
   },
+  KMS_ERR_STORE_JOURNAL_DAMAGED: {
+    action: 'none',
+    explain:
+      'At start the request journal held damaged lines or the cut-short end of a write (a power cut or a disk error); every whole ' +
+      'record was replayed and the damaged ones skipped. Check the disk if it happens without a power cut.',
+  },
   KMS_ERR_STORE_BACKLOG_FULL: {
     action: 'refuse',
     hresult: E.TOO_MANY_CLIENTS,

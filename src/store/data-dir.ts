@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 export const DATABASE_FILE_NAME = 'kms-appliance.db';
+export const JOURNAL_FILE_NAME = 'kms-appliance.journal';
 
 const APP_DIR_NAME = 'kms-appliance';
 
@@ -26,4 +27,9 @@ export function resolveDataDir(configured: string, env: NodeJS.ProcessEnv): stri
 
 export function databaseFile(dataDir: string): string {
   return path.join(dataDir, DATABASE_FILE_NAME);
+}
+
+/** The request journal beside the database file (request-journal.ts). */
+export function journalFile(databaseFilePath: string): string {
+  return path.join(path.dirname(databaseFilePath), JOURNAL_FILE_NAME);
 }

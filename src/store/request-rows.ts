@@ -37,26 +37,37 @@ export function servedRow(obs: ClientObservation, nowMs: number): ClientRow {
   };
 }
 
-export function refusedRow(obs: Partial<ClientObservation>, hresult: number, nowMs: number): ClientRow {
+/** The client row of a refused request that named a machine, from its event (one source for both). */
+export function refusedRowOf(event: EventRow): ClientRow {
   return {
-    application: obs.applicationId?.toLowerCase() ?? '',
-    cmid: obs.clientMachineId?.toLowerCase() ?? '',
-    now: nowMs,
+    application: event.application,
+    cmid: event.cmid,
+    now: event.time_ms,
     counted: null,
-    workstation: obs.workstationName ?? '',
-    sku: obs.activationId?.toLowerCase() ?? '',
-    kms_group: obs.kmsCountedId?.toLowerCase() ?? '',
-    license_status: obs.licenseStatus ?? 0,
-    protocol_version: obs.protocolVersion ?? 0,
-    client_address: obs.clientAddress ?? '',
-    vm: obs.vmInfo ? 1 : 0,
-    last_hresult: hresult >>> 0,
-    required_count: obs.requiredClientCount ?? 0,
+    workstation: event.workstation,
+    sku: event.sku,
+    kms_group: event.kms_group,
+    license_status: event.license_status,
+    protocol_version: event.protocol_version,
+    client_address: event.client_address,
+    vm: event.vm,
+    last_hresult: event.hresult,
+    required_count: event.required_count,
   };
 }
 
 /** The event of a served request, from its row (the ids are lowercased once). */
 export function servedEvent(row: ClientRow, obs: ClientObservation, snapshot: CountSnapshot): EventRow {
+  return servedEventOf(
+    row,
+    obs.previousClientMachineId.toLowerCase(),
+    Number.isFinite(obs.requestTimeMs) ? Math.trunc(obs.requestTimeMs) : 0,
+    Math.min(snapshot.activeClients, 2 * snapshot.maxRequiredClientCount),
+  );
+}
+
+/** What a served request's event holds beyond its row: the previous id as sent, the client's clock, the count. */
+export function servedEventOf(row: ClientRow, previousCmid: string, requestTimeMs: number, currentCount: number): EventRow {
   return {
     time_ms: row.now,
     served: 1,
@@ -66,15 +77,15 @@ export function servedEvent(row: ClientRow, obs: ClientObservation, snapshot: Co
     kms_group: row.kms_group,
     sku: row.sku,
     cmid: row.cmid,
-    previous_cmid: obs.previousClientMachineId.toLowerCase(),
+    previous_cmid: previousCmid,
     workstation: row.workstation,
     required_count: row.required_count,
     license_status: row.license_status,
     vm: row.vm,
     protocol_version: row.protocol_version,
     client_address: row.client_address,
-    request_time_ms: Number.isFinite(obs.requestTimeMs) ? Math.trunc(obs.requestTimeMs) : 0,
-    current_count: Math.min(snapshot.activeClients, 2 * snapshot.maxRequiredClientCount),
+    request_time_ms: requestTimeMs,
+    current_count: currentCount,
   };
 }
 

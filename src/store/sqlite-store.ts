@@ -10,7 +10,7 @@ import { DEFAULTS, STORE_TUNING } from '../config/defaults';
 import { StoreError } from '../errors';
 import { NIL_GUID } from '../protocol/guid';
 import type { NameResolver } from '../catalog/name-resolver';
-import { databaseFile } from './data-dir';
+import { databaseFile, journalFile } from './data-dir';
 import { openDatabase, SCHEMA_VERSION } from './schema';
 import { PendingWrites, type PendingLimits, type PendingMachine } from './pending-writes';
 import { SILENT_LOG, type StoreLog } from './store-log';
@@ -21,6 +21,9 @@ import { describeWriteFailure, failureSummary, sqliteCodeOf } from './write-fail
 import { Inventory } from './inventory';
 import { FleetOutbox } from './fleet-outbox';
 import { registerConnection } from './testing';
+import { RequestJournal, type JournalIo } from './request-journal';
+import { decodeRecord, encodeRecord, type JournaledWrite } from './journal-records';
+import { effectiveRequiredCount } from '../host/counting';
 import {
   DELETE_CLIENT,
   FOLD_CLIENT,
@@ -30,10 +33,14 @@ import {
   UPSERT_CLIENT_SERVED,
   type EventRow,
 } from './rows';
-import { previousOf, refusedEvent, refusedRow, servedEvent, servedRow, thresholdOf } from './request-rows';
+import { previousOf, refusedEvent, refusedRowOf, servedEvent, servedRow, thresholdOf } from './request-rows';
 
 const DAY_MS = 86_400_000;
 const WAL_CHECK_COMMITS = 32;
+/** The settings key of the last journal record committed to the file (request-journal.ts). */
+const JOURNAL_SEQ_KEY = 'store.journalSeq';
+/** Journaled writes after which the open transaction is committed whatever its age. */
+const JOURNAL_MAX_WRITES = 2048;
 
 function isBusy(err: unknown): boolean {
   return sqliteCodeOf(err).startsWith('SQLITE_BUSY');
@@ -62,6 +69,14 @@ export interface SqliteStoreOptions {
   readonly pruneIntervalMs?: number;
   readonly busyTimeoutMs?: number;
   readonly pendingLimits?: PendingLimits;
+  /**
+   * > 0: a group commit's writes are made durable by one append to the request journal
+   * (request-journal.ts) and the transaction stays open across turns, committed at most this many
+   * ms after it began; replayed at open after a crash. 0 or absent: a commit per group. The server uses it.
+   */
+  readonly journalCommitMs?: number;
+  /** The journal's file operations (tests make them fail like a full disk). */
+  readonly journalIo?: JournalIo;
 }
 
 /** What the metrics endpoint reads: counters kept as the store works, no query per call. */
@@ -132,11 +147,19 @@ export class SqliteStore implements ActivationStore {
   private readonly beginStmt: Database.Statement;
   private readonly commitStmt: Database.Statement;
   private readonly rollbackStmt: Database.Statement;
-  /**
-   * The open group commit: `replays` re-apply each write to the pending writes should the commit
-   * fail; `onCommit` runs what may only happen once the batch is durable.
-   */
-  private batch: { replays: (() => void)[]; onCommit: (() => void)[] } = { replays: [], onCommit: [] };
+  /** The writes of the open group commit: re-applied to the pending writes should the commit fail. */
+  private batch: JournaledWrite[] = [];
+  private journal: RequestJournal | undefined;
+  private readonly journalCommitMs: number;
+  /** The last sequence number given to a journal record, and the last one the file holds as committed. */
+  private journalSeq = 0;
+  private committedSeq = 0;
+  /** Lines of this turn's writes, appended by commitBatch before the turn's replies leave. */
+  private turnLines: string[] = [];
+  private batchOpenedAt = 0;
+  private commitTimer: NodeJS.Timeout | undefined;
+  /** Writes made from the journal at open are in it already. */
+  private replaying = false;
 
   static open(dataDir: string, options: SqliteStoreOptions = {}): SqliteStore {
     const readonly = options.readonly ?? false;
@@ -220,6 +243,9 @@ export class SqliteStore implements ActivationStore {
     this.beginStmt = db.prepare('BEGIN');
     this.commitStmt = db.prepare('COMMIT');
     this.rollbackStmt = db.prepare('ROLLBACK');
+
+    this.journalCommitMs = db.readonly ? 0 : (options.journalCommitMs ?? 0);
+    if (this.journalCommitMs > 0) this.openJournal(options.journalIo);
 
     this.counts = new WindowCounts(this.countSource());
     // Every application with a counted machine: a skip-scan of the index, one step per application.
@@ -316,21 +342,41 @@ export class SqliteStore implements ActivationStore {
       return false;
     }
     this.state = 'batch';
+    this.batchOpenedAt = performance.now();
     return true;
   }
 
-  /** Commits the open batch. Should that fail, its writes go to the pending path; none is lost. */
+  /**
+   * Makes the open batch durable; the replies that waited for it may leave once this returns.
+   * With the journal, that is one append of this turn's lines, and the transaction stays open
+   * for the next turns until journalCommitMs; otherwise (or should the append fail) a commit.
+   * Should the commit fail, its writes go to the pending path; none is lost.
+   */
   commitBatch(): void {
     if (this.state !== 'batch') return;
-    const batch = this.takeBatch();
-    try {
-      this.commitStmt.run();
-    } catch (err) {
-      this.abandonBatch(batch, err);
+    if (this.journal === undefined || !this.journal.usable) {
+      this.commitSql();
       return;
     }
-    this.afterCommit();
-    for (const done of batch.onCommit) done();
+    if (this.turnLines.length > 0) {
+      const appended = this.journal.append(this.turnLines.length === 1 ? this.turnLines[0]! : this.turnLines.join(''));
+      this.turnLines = [];
+      if (!appended) {
+        this.commitSql();
+        return;
+      }
+    }
+    if (this.batch.length >= JOURNAL_MAX_WRITES || performance.now() - this.batchOpenedAt >= this.journalCommitMs) {
+      this.commitSql();
+      return;
+    }
+    if (this.commitTimer === undefined) {
+      this.commitTimer = setTimeout(() => {
+        this.commitTimer = undefined;
+        this.commitSql();
+      }, this.journalCommitMs);
+      this.commitTimer.unref();
+    }
   }
 
   /**
@@ -361,41 +407,15 @@ export class SqliteStore implements ActivationStore {
     const max = this.thresholds.maxSince(app, cutoff);
     const snapshot = { activeClients: this.counts.served(app, row.cmid, previous, nowMs, cutoff, 2 * max), maxRequiredClientCount: max };
     const event = servedEvent(row, obs, snapshot);
-    this.write(
-      () => {
-        if (previous !== undefined) {
-          this.renameClient.run(row.cmid, app, previous);
-          this.deleteClient.run(app, previous);
-        }
-        this.upsertServed.run(row);
-        if (persistThreshold) this.upsertRequired.run(app, threshold, servedMs);
-        this.insertEvent.run(event);
-      },
-      () => {
-        // The threshold waits in this.thresholds (unpersisted) and is written by flushPending.
-        this.pending.served(row, previous);
-        this.keepEvent(event);
-      },
-      persistThreshold ? () => this.thresholds.markPersisted(app, threshold, servedMs) : undefined,
-    );
+    this.write({ kind: 'served', row, previous, event, persistRequired: persistThreshold ? threshold : 0, servedMs });
     return snapshot;
   }
 
   recordRefusal(obs: Partial<ClientObservation>, hresult: number, code: string, nowMs: number): void {
     this.retryIfDue();
     const event = refusedEvent(obs, hresult, code, nowMs);
-    const row = obs.applicationId && obs.clientMachineId ? refusedRow(obs, hresult, nowMs) : undefined;
-    this.write(
-      () => {
-        if (row) this.upsertRefused.run(row);
-        this.insertEvent.run(event);
-      },
-      () => {
-        // Past the bound a refused new machine leaves only its event: nothing was acknowledged.
-        if (row && this.pending.canKeep(row.application, row.cmid, undefined)) this.pending.refused(row);
-        this.keepEvent(event);
-      },
-    );
+    const row = event.application !== '' && event.cmid !== '' ? refusedRowOf(event) : undefined;
+    this.write({ kind: 'refused', row, event });
   }
 
   getSetting(key: string): string | undefined {
@@ -406,10 +426,7 @@ export class SqliteStore implements ActivationStore {
 
   setSetting(key: string, value: string): void {
     this.retryIfDue();
-    this.write(
-      () => this.upsertSetting.run(key, value),
-      () => this.pending.setSetting(key, value),
-    );
+    this.write({ kind: 'setting', key, value });
   }
 
   /**
@@ -435,6 +452,7 @@ export class SqliteStore implements ActivationStore {
           setting: (k, v) => this.upsertSetting.run(k, v),
         });
         for (const [app, required, served] of thresholds) this.upsertRequired.run(app, required, served);
+        this.noteCommittedSeq();
       });
     } catch (err) {
       this.writeFailures++;
@@ -444,6 +462,8 @@ export class SqliteStore implements ActivationStore {
     for (const [app, required, served] of thresholds) this.thresholds.markPersisted(app, required, served);
     const droppedEvents = this.pending.droppedEvents;
     this.pending.clear();
+    this.committedSeq = this.journalSeq;
+    this.journal?.reset();
     this.state = 'direct';
     this.lastWriteError = null;
     this.warnedEvents = false;
@@ -459,6 +479,8 @@ export class SqliteStore implements ActivationStore {
 
   /** Deletes events past the retention period or beyond the row cap. Runs at open and hourly. */
   prune(nowMs: number = this.clock.now()): number {
+    // A batch the journal keeps open across turns is committed first (hourly, a few ms at most).
+    if (this.journal !== undefined) this.commitSql();
     if (this.closed || this.db.readonly || this.state !== 'direct') return 0;
     try {
       const byAge = this.pruneByAge.run(nowMs - this.retentionMs).changes;
@@ -485,7 +507,7 @@ export class SqliteStore implements ActivationStore {
 
   close(): void {
     if (this.closed) return;
-    this.commitBatch();
+    this.commitSql();
     if (!this.pending.isEmpty && !this.flushPending()) {
       const machines = this.pending.machineCount;
       const events = this.pending.eventCount;
@@ -509,37 +531,157 @@ export class SqliteStore implements ActivationStore {
         // At worst a threshold leaves the window up to a minute early after the restart.
       }
     }
+    if (this.pending.isEmpty) this.journal?.reset();
+    this.journal?.close();
     this.db.close();
   }
 
   // ---- internals ----
 
   /**
-   * The one write path. `toFile` runs the statements (inside the open batch, or in a transaction
-   * of its own); should the file refuse them, `toPending` keeps the same write in memory, now or
-   * when the failed batch is replayed. `onCommit` runs once the write is durable.
+   * The one write path: the statements inside the open batch (and a line of the journal), or in
+   * a transaction of their own; should the file refuse them, the same write is kept in memory
+   * (pending writes), now or when a failed batch is replayed there.
    */
-  private write(toFile: () => void, toPending: () => void, onCommit?: () => void): void {
+  private write(w: JournaledWrite): void {
     if (this.state === 'batch') {
       try {
-        toFile();
-        this.batch.replays.push(toPending);
-        if (onCommit) this.batch.onCommit.push(onCommit);
+        this.toFile(w);
+        this.batch.push(w);
+        if (this.journal?.usable && !this.replaying) this.turnLines.push(encodeRecord(++this.journalSeq, w));
         return;
       } catch (err) {
         this.abandonBatch(this.takeBatch(), err);
       }
     } else if (this.state === 'direct' && !this.closed) {
       try {
-        this.inTransaction(toFile);
-        onCommit?.();
+        this.inTransaction(() => this.toFile(w));
+        this.afterDurable(w);
         return;
       } catch (err) {
-        if (!isBusy(err) || !this.retryOnce(toFile, onCommit)) this.enterFailure(err);
+        if (!isBusy(err) || !this.retryOnce(w)) this.enterFailure(err);
         else return;
       }
     }
-    toPending();
+    this.toPending(w);
+  }
+
+  private toFile(w: JournaledWrite): void {
+    if (w.kind === 'served') {
+      const { row, previous } = w;
+      if (previous !== undefined) {
+        this.renameClient.run(row.cmid, row.application, previous);
+        this.deleteClient.run(row.application, previous);
+      }
+      this.upsertServed.run(row);
+      if (w.persistRequired > 0) this.upsertRequired.run(row.application, w.persistRequired, w.servedMs);
+      this.insertEvent.run(w.event);
+    } else if (w.kind === 'refused') {
+      if (w.row) this.upsertRefused.run(w.row);
+      this.insertEvent.run(w.event);
+    } else {
+      this.upsertSetting.run(w.key, w.value);
+    }
+  }
+
+  private toPending(w: JournaledWrite): void {
+    if (w.kind === 'served') {
+      // The threshold waits in this.thresholds (unpersisted) and is written by flushPending.
+      this.pending.served(w.row, w.previous);
+      this.keepEvent(w.event);
+    } else if (w.kind === 'refused') {
+      // Past the bound a refused new machine leaves only its event: nothing was acknowledged.
+      const row = w.row;
+      if (row && this.pending.canKeep(row.application, row.cmid, undefined)) this.pending.refused(row);
+      this.keepEvent(w.event);
+    } else {
+      this.pending.setSetting(w.key, w.value);
+    }
+  }
+
+  /** What may only happen once a write is in the file. */
+  private afterDurable(w: JournaledWrite): void {
+    if (w.kind === 'served' && w.persistRequired > 0) this.thresholds.markPersisted(w.row.application, w.persistRequired, w.servedMs);
+  }
+
+  /** Commits the open batch (all its turns). Should that fail, its writes go to the pending path. */
+  private commitSql(): void {
+    if (this.commitTimer !== undefined) {
+      clearTimeout(this.commitTimer);
+      this.commitTimer = undefined;
+    }
+    if (this.state !== 'batch') return;
+    const batch = this.takeBatch();
+    try {
+      this.noteCommittedSeq();
+      this.commitStmt.run();
+    } catch (err) {
+      this.abandonBatch(batch, err);
+      return;
+    }
+    this.turnLines = [];
+    this.committedSeq = this.journalSeq;
+    this.afterCommit();
+    for (const w of batch) this.afterDurable(w);
+    if (this.pending.isEmpty) this.journal?.reset();
+  }
+
+  /** Inside a transaction that holds every journaled write: the journal's lines up to here are in the file. */
+  private noteCommittedSeq(): void {
+    if (this.journal !== undefined && this.journalSeq !== this.committedSeq)
+      this.upsertSetting.run(JOURNAL_SEQ_KEY, String(this.journalSeq));
+  }
+
+  /**
+   * What a crash left in the journal: its records newer than the last committed one, written
+   * again in order as one batch before anything else (counts are loaded after this).
+   */
+  private openJournal(io: JournalIo | undefined): void {
+    const opened = RequestJournal.open(journalFile(this.file), this.log, io);
+    if (opened === undefined) return;
+    this.journal = opened.journal;
+    const stored = Number(this.selectSetting.get(JOURNAL_SEQ_KEY) ?? 0);
+    this.journalSeq = this.committedSeq = Number.isSafeInteger(stored) && stored > 0 ? stored : 0;
+    const todo: JournaledWrite[] = [];
+    let damaged = 0;
+    for (const line of opened.lines) {
+      const record = decodeRecord(line);
+      if (record === undefined) {
+        damaged++;
+        continue;
+      }
+      if (record.seq > this.committedSeq) todo.push(record.write);
+      if (record.seq > this.journalSeq) this.journalSeq = record.seq;
+    }
+    if (damaged > 0 || opened.tornBytes > 0) {
+      this.log.warn(
+        { code: 'KMS_ERR_STORE_JOURNAL_DAMAGED', file: opened.journal.file, damagedLines: damaged, tornBytes: opened.tornBytes },
+        `the request journal ${opened.journal.file} held ${damaged} damaged lines and ${opened.tornBytes} bytes of a cut-short ` +
+          'write (a power cut or a disk error): they were skipped; every whole record was replayed',
+      );
+    }
+    if (todo.length === 0) {
+      this.journalSeq = Math.max(this.journalSeq, this.committedSeq);
+      this.journal.reset();
+      return;
+    }
+    this.replaying = true;
+    try {
+      this.beginBatch();
+      for (const w of todo) {
+        if (w.kind === 'served') this.thresholds.note(w.row.application, effectiveRequiredCount(w.row.required_count), w.row.now);
+        this.write(w);
+      }
+    } finally {
+      this.replaying = false;
+    }
+    this.commitSql();
+    this.log.warn(
+      { event: 'store-journal-replayed', file: opened.journal.file, requests: todo.length, stored: this.pending.isEmpty },
+      `${todo.length} writes answered before the service last stopped without closing the database were taken from the ` +
+        `request journal ${opened.journal.file}` +
+        (this.pending.isEmpty ? ' and stored' : ' and are kept in memory until it is writable'),
+    );
   }
 
   private inTransaction(fn: () => void): void {
@@ -557,10 +699,10 @@ export class SqliteStore implements ActivationStore {
 
   // A lock held by the checkpointer's truncation (or a backup) is transient: one more try after
   // it, before the write counts as failed.
-  private retryOnce(toFile: () => void, onCommit: (() => void) | undefined): boolean {
+  private retryOnce(w: JournaledWrite): boolean {
     try {
-      this.inTransaction(toFile);
-      onCommit?.();
+      this.inTransaction(() => this.toFile(w));
+      this.afterDurable(w);
       return true;
     } catch {
       return false;
@@ -597,17 +739,21 @@ export class SqliteStore implements ActivationStore {
     }
   }
 
-  private takeBatch(): SqliteStore['batch'] {
+  private takeBatch(): JournaledWrite[] {
     const batch = this.batch;
-    this.batch = { replays: [], onCommit: [] };
+    this.batch = [];
     if (this.state === 'batch') this.state = 'direct';
     return batch;
   }
 
-  private abandonBatch(batch: SqliteStore['batch'], err: unknown): void {
+  private abandonBatch(batch: JournaledWrite[], err: unknown): void {
+    // The batch's lines not yet in the journal go there now, so a crash during the outage that
+    // begins here still finds every answered request (the pending writes are only in memory).
+    if (this.turnLines.length > 0) this.journal?.append(this.turnLines.join(''));
+    this.turnLines = [];
     this.rollback();
     this.enterFailure(err);
-    for (const replay of batch.replays) replay();
+    for (const w of batch) this.toPending(w);
   }
 
   /** One machine's pending writes in the order the requests made them (pending-writes.ts). */

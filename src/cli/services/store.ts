@@ -18,6 +18,7 @@ export function storeService(config: AppConfig, dataDir: string, log: Logger): S
     maxEvents: config.store.maxEvents,
     pendingLimits: { maxMachines: config.store.pendingMachines, maxEvents: config.store.pendingEvents },
     backgroundCheckpointMs: STORE_TUNING.checkpointIntervalMs,
+    journalCommitMs: STORE_TUNING.journalCommitMs,
   });
   return {
     name: 'store',
