@@ -5,10 +5,9 @@
 // `eventId` of the Windows event it mirrors where there is one; under systemd each line starts
 // with the syslog priority journald reads (`<4>` for a warning), so `journalctl -p warning` works.
 import pino, { type DestinationStream, type Logger } from 'pino';
-import { formatHresult } from '../errors';
 import type { AppConfig } from '../config/defaults';
 import type { ActivationOutcome } from '../host/outcome';
-import { licenseStatusName } from '../protocol/kms/license-status';
+import { activationFields, activationJsonFields, MSG_REFUSED, MSG_SERVED } from './activation-line';
 import { EVENT_NAMES, eventNameFor } from './events';
 import { withSyslogPrefix } from './journal';
 import { escapeJsonText } from './json-escape';
@@ -38,7 +37,11 @@ const REDACT_PATHS = [
 ];
 
 export function createLogger(options: LoggerOptions): Logger {
-  return pino(
+  const stream = withSyslogPrefix(
+    (options.destination ?? pino.destination({ dest: 1, sync: true })) as DestinationStream,
+    options.syslogPrefix === true,
+  );
+  const log = pino(
     {
       level: options.level,
       base: { pid: process.pid },
@@ -49,11 +52,11 @@ export function createLogger(options: LoggerOptions): Logger {
       // Workstation names are chosen by clients: a bidi override or C1 control stays an escape.
       hooks: { streamWrite: escapeJsonText },
     },
-    withSyslogPrefix(
-      (options.destination ?? pino.destination({ dest: 1, sync: true })) as DestinationStream,
-      options.syslogPrefix === true,
-    ),
+    stream,
   );
+  const metadata = (stream as { [pino.symbols.needsMetadataGsym]?: boolean })[pino.symbols.needsMetadataGsym] === true;
+  activationSinks.set(log, { stream, metadata, pid: `,"pid":${process.pid}` });
+  return log;
 }
 
 /**
@@ -69,45 +72,58 @@ function nameEvent(fields: Record<string, unknown>): Record<string, unknown> {
 }
 
 /**
- * One line per request, fields named after event 12290 ("Error code, Minimum count needed,
- * Client FQDN, Client Machine ID, Client timestamp, VM, License state, Time to state expiration,
- * Activation ID") and event 12289's "Current count", plus what Windows does not log: the client
- * address, protocol version, product names and, for refusals, the registered code and what to do.
+ * One line per request (fields: activation-line.ts): a served request at info, a refusal at warn.
+ * A logger made by createLogger gets the line written by the dedicated serializer into its own
+ * destination, the same bytes pino would write; any other logger (a child, a test's) gets it from
+ * pino.
  */
-const EVENT_SERVED = 'kms-request-served';
-const EVENT_REFUSED = 'kms-request-refused';
-
 export function logActivation(log: Logger, outcome: ActivationOutcome): void {
-  const o = outcome;
-  const fields = {
-    event: o.result === 'refused' ? EVENT_REFUSED : EVENT_SERVED,
-    eventId: 12290,
-    result: o.result,
-    errorCode: formatHresult(o.hresult),
-    code: o.code,
-    clientAddress: o.clientAddress,
-    protocolVersion: o.protocolVersion === undefined ? undefined : `${o.protocolVersion}.0`,
-    clientMachineId: o.clientMachineId,
-    previousClientMachineId: o.previousClientMachineId,
-    clientFqdn: o.workstationName,
-    clientTimestamp: o.requestTime,
-    vm: o.vm,
-    licenseState: o.licenseStatus,
-    licenseStateName: o.licenseStatusName ?? (o.licenseStatus === undefined ? undefined : licenseStatusName(o.licenseStatus)),
-    timeToStateExpirationMinutes: o.bindingExpirationMinutes,
-    minimumCountNeeded: o.requiredClientCount,
-    currentCount: o.currentCount,
-    activationId: o.activationId,
-    sku: o.skuName,
-    kmsCountedId: o.kmsCountedId,
-    productGroup: o.productGroupName,
-    applicationId: o.applicationId,
-    application: o.applicationName,
-    epid: o.epid,
-    explanation: o.explanation,
-  };
-  if (o.result === 'refused') log.warn(fields, '12290 refused');
-  else log.info(fields, '12290 activation');
+  const refused = outcome.result === 'refused';
+  const level = refused ? LEVEL_WARN : LEVEL_INFO;
+  if (log.levelVal > level) return;
+  const sink = activationSinks.get(log);
+  if (sink === undefined) {
+    if (refused) log.warn(activationFields(outcome), MSG_REFUSED);
+    else log.info(activationFields(outcome), MSG_SERVED);
+    return;
+  }
+  const line = refused
+    ? `{"level":"warn","time":"${isoNow()}"${sink.pid}${activationJsonFields(outcome)},"msg":"${MSG_REFUSED}"}\n`
+    : `{"level":"info","time":"${isoNow()}"${sink.pid}${activationJsonFields(outcome)},"msg":"${MSG_SERVED}"}\n`;
+  const stream = sink.stream;
+  // As pino does for a stream that asks: the syslog prefix wrapper reads the line's level here.
+  if (sink.metadata) (stream as unknown as { lastLevel: number }).lastLevel = level;
+  stream.write(line);
+}
+
+const LEVEL_INFO = 30;
+const LEVEL_WARN = 40;
+
+/** Where createLogger's loggers write, for logActivation's own line. */
+interface ActivationSink {
+  readonly stream: DestinationStream;
+  readonly metadata: boolean;
+  /** pino's `base` as it writes it: `,"pid":N`. */
+  readonly pid: string;
+}
+
+const activationSinks = new WeakMap<Logger, ActivationSink>();
+
+/**
+ * pino.stdTimeFunctions.isoTime's text without a Date per line: the part up to the second is
+ * built once a second, the milliseconds appended.
+ */
+let isoSecond = -1;
+let isoSecondText = '';
+function isoNow(): string {
+  const ms = Date.now();
+  const second = Math.floor(ms / 1000);
+  if (second !== isoSecond) {
+    isoSecond = second;
+    isoSecondText = new Date(second * 1000).toISOString().slice(0, 20);
+  }
+  const frac = ms - second * 1000;
+  return `${isoSecondText}${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}Z`;
 }
 
 export interface StartupFacts {

@@ -27,17 +27,30 @@ export function createApplianceMetrics(
   const p = METRIC_PREFIX;
   if (options.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: p });
 
-  const activations = new Counter({
+  // The per-request counters are plain integers per label set, handed to prom-client when it
+  // collects: its inc() builds and hashes a label string on every call (measured in
+  // bench/outcome-cost.ts). Label sets keep the order they were first seen, as prom-client's do.
+  const activationCounts = new Map<string, LabelledCount>();
+  const refusalCounts = new Map<string, LabelledCount>();
+  new Counter({
     name: `${p}activations_total`,
     help: 'KMS activation requests answered, by application, result (served or refused) and protocol version.',
     labelNames: ['application', 'result', 'protocol'] as const,
     registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of activationCounts.values()) this.inc(c.labels, c.n);
+    },
   });
-  const refusals = new Counter({
+  new Counter({
     name: `${p}refusals_total`,
     help: 'Refused KMS requests by the HRESULT the client shows and the registered error code.',
     labelNames: ['hresult', 'code'] as const,
     registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of refusalCounts.values()) this.inc(c.labels, c.n);
+    },
   });
   const loginFailures = new Counter({
     name: `${p}admin_login_failures_total`,
@@ -182,12 +195,14 @@ export function createApplianceMetrics(
     registry,
     recordOutcome(o) {
       const served = o.result !== 'refused';
-      activations.inc({
-        application: applicationLabel(o),
-        result: served ? 'served' : 'refused',
-        protocol: o.protocolVersion === undefined ? 'unknown' : String(o.protocolVersion),
-      });
-      if (!served) refusals.inc({ hresult: formatHresult(o.hresult), code: o.code ?? 'unknown' });
+      const application = applicationLabel(o);
+      const result = served ? 'served' : 'refused';
+      const protocol = o.protocolVersion === undefined ? 'unknown' : `${o.protocolVersion}`;
+      count(activationCounts, `${application}\n${result}\n${protocol}`, () => ({ application, result, protocol }));
+      if (!served) {
+        const code = o.code ?? 'unknown';
+        count(refusalCounts, `${o.hresult}\n${code}`, () => ({ hresult: formatHresult(o.hresult), code }));
+      }
     },
     recordLoginFailure() {
       loginFailures.inc();
@@ -196,6 +211,18 @@ export function createApplianceMetrics(
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
   };
+}
+
+interface LabelledCount {
+  readonly labels: Record<string, string>;
+  n: number;
+}
+
+/** One more for a label set, keyed by its values joined with a character no label value holds. */
+function count(counts: Map<string, LabelledCount>, key: string, labels: () => Record<string, string>): void {
+  const c = counts.get(key);
+  if (c !== undefined) c.n++;
+  else counts.set(key, { labels: labels(), n: 1 });
 }
 
 /** A counter that mirrors a monotonic total kept elsewhere. */

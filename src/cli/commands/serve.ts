@@ -7,6 +7,7 @@ import { loadConfig } from '../../config/load';
 import { ConfigError, KmsError } from '../../errors';
 import { createLogger, logShutdown, logStartup } from '../../logging/logger';
 import { isJournalStream, journalLine } from '../../logging/journal';
+import { batchLines } from '../../logging/line-batch';
 import { applyOverrides, startAppliance, type Appliance } from '../appliance';
 import { formatListenAddress } from '../../config/listen-address';
 import { VERSION } from '../../version';
@@ -58,8 +59,9 @@ export const command = defineCommand({
       return reportStartError(err, io);
     }
     // Buffered, asynchronous stdout: one write(2) per few kilobytes instead of one per request
-    // line. A timer flushes a quiet host's lines within a quarter second; shutdown flushes the rest.
-    const destination = pino.destination({ dest: 1, sync: false, minLength: 8192 });
+    // line, gathered into batches first (logging/line-batch.ts). A timer flushes a quiet host's
+    // lines within a quarter second; shutdown flushes the rest.
+    const destination = batchLines(pino.destination({ dest: 1, sync: false, minLength: 8192 }));
     const flushTimer = setInterval(() => destination.flush(), 250);
     flushTimer.unref();
     const flushLog = (): Promise<void> => new Promise((resolve) => destination.flush(() => resolve()));

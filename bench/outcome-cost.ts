@@ -1,0 +1,97 @@
+// What a KMS request costs after its answer, outside the store: the log line and the metrics,
+// each timed alone in a loop (µs per call, best of five rounds), next to what they replaced.
+// Alone: node dist/bench/outcome-cost.js [--calls N]
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import type { ActivationOutcome } from '../src/host/outcome';
+import { activationFields, activationJsonFields, MSG_SERVED } from '../src/logging/activation-line';
+import { batchLines } from '../src/logging/line-batch';
+import { createLogger, logActivation } from '../src/logging/logger';
+import { createApplianceMetrics } from '../src/metrics/appliance-metrics';
+
+const SERVED: ActivationOutcome = {
+  result: 'activated',
+  hresult: 0,
+  clientAddress: '192.0.2.17',
+  protocolVersion: 6,
+  clientMachineId: 'a4b1a2b3-0c0d-4e5f-8a9b-0c1d2e3f4a5b',
+  previousClientMachineId: '00000000-0000-0000-0000-000000000000',
+  workstationName: 'ws01.branch.example.org',
+  applicationId: '55c92734-d682-4d71-983e-d6ec3f16059f',
+  applicationName: 'Windows',
+  kmsCountedId: '58e2134f-8e11-4d17-9cb2-91069c151148',
+  productGroupName: 'Windows 10/11 2015 (Volume)',
+  activationId: '73111121-5638-40f6-bc11-f1d7b0d64300',
+  skuName: 'Windows 10/11 Enterprise',
+  requiredClientCount: 25,
+  requestTime: '2026-12-01T10:00:00.000Z',
+  vm: false,
+  licenseStatus: 2,
+  licenseStatusName: 'initial grace (OOB)',
+  bindingExpirationMinutes: 43200,
+  currentCount: 26,
+  epid: '03612-00206-556-123727-03-1033-20348.0000-2972021',
+};
+
+/**
+ * µs per call of `f`, the best of five rounds after a warm-up. The calls run in slices of 20 with
+ * a turn of the event loop between them, as requests do, so the asynchronous destination's
+ * writes complete; only the time inside the slices counts.
+ */
+async function timePerCall(f: () => void, calls: number): Promise<number> {
+  const slice = 20;
+  const round = async (): Promise<number> => {
+    let ns = 0n;
+    for (let done = 0; done < calls; done += slice) {
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < slice; i++) f();
+      ns += process.hrtime.bigint() - t0;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    return Number(ns) / calls / 1000;
+  };
+  await round();
+  let best = Infinity;
+  for (let r = 0; r < 5; r++) best = Math.min(best, await round());
+  return best;
+}
+
+/** The destination serve writes to (asynchronous, 8 KiB), here on /dev/null, with or without the line batch. */
+function serveDestination(batched: boolean) {
+  const dest = pino.destination({ dest: '/dev/null', sync: false, minLength: 8192 });
+  return batched ? batchLines(dest) : dest;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { calls: { type: 'string' } } });
+  const calls = Number(values.calls ?? 100_000);
+  const metrics = createApplianceMetrics(
+    {
+      kms: () => ({ listening: true, open: 0, refusedByReason: {} }),
+      store: () => ({ pendingWrites: 0, writeFailures: 0, writable: true }),
+      counts: () => undefined,
+    },
+    { processMetrics: false },
+  );
+  const generic = createLogger({ level: 'info', destination: serveDestination(false) });
+  const genericBatched = createLogger({ level: 'info', destination: serveDestination(true) });
+  const fastUnbatched = createLogger({ level: 'info', destination: serveDestination(false) });
+  const fast = createLogger({ level: 'info', destination: serveDestination(true) });
+  const rows: [string, number][] = [
+    [
+      "log line by pino's serializer, serve's destination as before",
+      await timePerCall(() => generic.info(activationFields(SERVED), MSG_SERVED), calls),
+    ],
+    [
+      "log line by pino's serializer, batched destination",
+      await timePerCall(() => genericBatched.info(activationFields(SERVED), MSG_SERVED), calls),
+    ],
+    ['log line by logActivation, destination as before', await timePerCall(() => logActivation(fastUnbatched, SERVED), calls)],
+    ['log line by logActivation, batched destination (serve now)', await timePerCall(() => logActivation(fast, SERVED), calls)],
+    ['  of which the fields (activationJsonFields)', await timePerCall(() => void activationJsonFields(SERVED), calls)],
+    ['metrics.recordOutcome', await timePerCall(() => metrics.recordOutcome(SERVED), calls)],
+  ];
+  for (const [name, us] of rows) console.log(`${name.padEnd(64)} ${us.toFixed(2).padStart(6)} µs`);
+}
+
+void main();

@@ -1,0 +1,76 @@
+// The per-request counters: exact per label set, the same on every scrape (they are read, not
+// moved, at collect time), label sets in the order first seen, and forged applications capped.
+import t from 'tap';
+import type { ActivationOutcome } from '../../src/host/outcome';
+import { createApplianceMetrics } from '../../src/metrics/appliance-metrics';
+import { UNKNOWN_GUID, WINDOWS_APP } from '../ids';
+
+function metrics() {
+  return createApplianceMetrics(
+    {
+      kms: () => ({ listening: true, open: 0, refusedByReason: {} }),
+      store: () => ({ pendingWrites: 0, writeFailures: 0, writable: true }),
+      counts: () => undefined,
+    },
+    { processMetrics: false },
+  );
+}
+
+const SERVED: ActivationOutcome = {
+  result: 'activated',
+  hresult: 0,
+  clientAddress: '192.0.2.1',
+  protocolVersion: 6,
+  applicationId: WINDOWS_APP,
+  applicationName: 'Windows',
+};
+
+function samples(body: string, name: string): string[] {
+  return body.split('\n').filter((l) => l.startsWith(`kms_appliance_${name}{`));
+}
+
+t.test('activations and refusals are counted per label set, the same on every scrape', async (t) => {
+  const m = metrics();
+  for (let i = 0; i < 5; i++) m.recordOutcome(SERVED);
+  m.recordOutcome({ ...SERVED, result: 'below-threshold', protocolVersion: 4 });
+  m.recordOutcome({ result: 'refused', hresult: 0x8007000d, code: 'KMS_ERR_KMS_VERSION', clientAddress: '192.0.2.1' });
+  m.recordOutcome({ ...SERVED, result: 'refused', hresult: 0xc004f042, code: 'KMS_ERR_KMS_RETAIL_GROUP' });
+  m.recordOutcome({ ...SERVED, result: 'refused', hresult: 0xc004f042, code: 'KMS_ERR_KMS_RETAIL_GROUP' });
+  m.recordOutcome({ ...SERVED, result: 'refused', hresult: 0xc004f042 });
+  const expected = {
+    activations: [
+      'kms_appliance_activations_total{application="Windows",result="served",protocol="6"} 5',
+      'kms_appliance_activations_total{application="Windows",result="served",protocol="4"} 1',
+      'kms_appliance_activations_total{application="unknown",result="refused",protocol="unknown"} 1',
+      'kms_appliance_activations_total{application="Windows",result="refused",protocol="6"} 3',
+    ],
+    refusals: [
+      'kms_appliance_refusals_total{hresult="0x8007000D",code="KMS_ERR_KMS_VERSION"} 1',
+      'kms_appliance_refusals_total{hresult="0xC004F042",code="KMS_ERR_KMS_RETAIL_GROUP"} 2',
+      'kms_appliance_refusals_total{hresult="0xC004F042",code="unknown"} 1',
+    ],
+  };
+  for (const scrape of [1, 2]) {
+    const { body } = await m.scrape();
+    t.same(samples(body, 'activations_total'), expected.activations, `scrape ${scrape}`);
+    t.same(samples(body, 'refusals_total'), expected.refusals, `scrape ${scrape}`);
+    t.match(body, /# TYPE kms_appliance_activations_total counter/);
+  }
+  m.recordOutcome(SERVED);
+  const { body } = await m.scrape();
+  t.equal(samples(body, 'activations_total')[0], 'kms_appliance_activations_total{application="Windows",result="served",protocol="6"} 6');
+});
+
+t.test('before any request the counters have no samples', async (t) => {
+  const { body } = await metrics().scrape();
+  t.same(samples(body, 'activations_total'), []);
+  t.match(body, /# HELP kms_appliance_activations_total /);
+});
+
+t.test('forged application names beyond the cap count as "other"', async (t) => {
+  const m = metrics();
+  for (let i = 0; i < 40; i++) m.recordOutcome({ ...SERVED, applicationId: UNKNOWN_GUID, applicationName: `forged ${i}` });
+  const lines = samples((await m.scrape()).body, 'activations_total');
+  t.equal(lines.length, 33, '32 names and "other"');
+  t.equal(lines.at(-1), 'kms_appliance_activations_total{application="other",result="served",protocol="6"} 8');
+});
