@@ -276,7 +276,7 @@ export const STORE_TUNING = deepFreeze({
   // lines are appended there; the SQLite transaction collects the writes of this many ms (other
   // processes, the CLI and the admin page's reader, see them at the commit) and the journal is
   // emptied after it. A crash loses nothing: the next start replays the journal.
-  journalCommitMs: 20,
+  journalCommitMs: 10,
 });
 
 /** Defaults of the fields inside list entries, which DEFAULTS (whose lists are empty) cannot show. */

@@ -40,7 +40,7 @@ const WAL_CHECK_COMMITS = 32;
 /** The settings key of the last journal record committed to the file (request-journal.ts). */
 const JOURNAL_SEQ_KEY = 'store.journalSeq';
 /** Journaled writes after which the open transaction is committed whatever its age. */
-const JOURNAL_MAX_WRITES = 2048;
+const JOURNAL_MAX_WRITES = 512;
 
 function isBusy(err: unknown): boolean {
   return sqliteCodeOf(err).startsWith('SQLITE_BUSY');
@@ -149,6 +149,13 @@ export class SqliteStore implements ActivationStore {
   private readonly rollbackStmt: Database.Statement;
   /** The writes of the open group commit: re-applied to the pending writes should the commit fail. */
   private batch: JournaledWrite[] = [];
+  /**
+   * Journaled writes whose statements have not run yet: they run together at the commit, back to
+   * back, where SQLite's pages and code are warm (measured: about 10 µs less per request than
+   * running each between the socket and crypto work of its request), or before anything reads
+   * this connection.
+   */
+  private deferred: JournaledWrite[] = [];
   private journal: RequestJournal | undefined;
   private readonly journalCommitMs: number;
   /** The last sequence number given to a journal record, and the last one the file holds as committed. */
@@ -158,6 +165,7 @@ export class SqliteStore implements ActivationStore {
   private turnLines: string[] = [];
   private batchOpenedAt = 0;
   private commitTimer: NodeJS.Timeout | undefined;
+  private commitSoon: NodeJS.Immediate | undefined;
   /** Writes made from the journal at open are in it already. */
   private replaying = false;
 
@@ -367,7 +375,11 @@ export class SqliteStore implements ActivationStore {
       }
     }
     if (this.batch.length >= JOURNAL_MAX_WRITES || performance.now() - this.batchOpenedAt >= this.journalCommitMs) {
-      this.commitSql();
+      // Right after this turn's replies, which the journal has made durable already.
+      this.commitSoon ??= setImmediate(() => {
+        this.commitSoon = undefined;
+        this.commitSql();
+      });
       return;
     }
     if (this.commitTimer === undefined) {
@@ -419,6 +431,7 @@ export class SqliteStore implements ActivationStore {
   }
 
   getSetting(key: string): string | undefined {
+    this.applyDeferred();
     const pending = this.pending.settings.get(key);
     if (pending !== undefined) return pending;
     return this.selectSetting.get(key) as string | undefined;
@@ -545,10 +558,15 @@ export class SqliteStore implements ActivationStore {
    */
   private write(w: JournaledWrite): void {
     if (this.state === 'batch') {
+      if (this.journal?.usable && !this.replaying) {
+        this.batch.push(w);
+        this.deferred.push(w);
+        this.turnLines.push(encodeRecord(++this.journalSeq, w));
+        return;
+      }
       try {
         this.toFile(w);
         this.batch.push(w);
-        if (this.journal?.usable && !this.replaying) this.turnLines.push(encodeRecord(++this.journalSeq, w));
         return;
       } catch (err) {
         this.abandonBatch(this.takeBatch(), err);
@@ -610,9 +628,16 @@ export class SqliteStore implements ActivationStore {
       clearTimeout(this.commitTimer);
       this.commitTimer = undefined;
     }
+    if (this.commitSoon !== undefined) {
+      clearImmediate(this.commitSoon);
+      this.commitSoon = undefined;
+    }
     if (this.state !== 'batch') return;
+    const deferred = this.deferred;
+    this.deferred = [];
     const batch = this.takeBatch();
     try {
+      for (const w of deferred) this.toFile(w);
       this.noteCommittedSeq();
       this.commitStmt.run();
     } catch (err) {
@@ -624,6 +649,18 @@ export class SqliteStore implements ActivationStore {
     this.afterCommit();
     for (const w of batch) this.afterDurable(w);
     if (this.pending.isEmpty) this.journal?.reset();
+  }
+
+  /** Runs the deferred statements now, inside the open batch: something is about to read this connection. */
+  private applyDeferred(): void {
+    if (this.deferred.length === 0) return;
+    const deferred = this.deferred;
+    this.deferred = [];
+    try {
+      for (const w of deferred) this.toFile(w);
+    } catch (err) {
+      this.abandonBatch(this.takeBatch(), err);
+    }
   }
 
   /** Inside a transaction that holds every journaled write: the journal's lines up to here are in the file. */
@@ -751,6 +788,7 @@ export class SqliteStore implements ActivationStore {
     // begins here still finds every answered request (the pending writes are only in memory).
     if (this.turnLines.length > 0) this.journal?.append(this.turnLines.join(''));
     this.turnLines = [];
+    this.deferred = [];
     this.rollback();
     this.enterFailure(err);
     for (const w of batch) this.toPending(w);
@@ -818,6 +856,7 @@ export class SqliteStore implements ActivationStore {
   private countSource(): CountSource {
     return {
       lastCounted: (application, cmid) => {
+        this.applyDeferred();
         const p = this.pending.lookup(application, cmid);
         if (p === 'replaced') return undefined;
         const stored = this.lastCountedOf.get(application, cmid) as number | null | undefined;
@@ -825,6 +864,7 @@ export class SqliteStore implements ActivationStore {
         return Math.max(stored ?? p.counted, p.counted);
       },
       mostRecent: (application, limit) => {
+        this.applyDeferred();
         if (this.pending.isEmpty) return this.mostRecentOf.all(application, limit) as [string, number][];
         const replaced = new Set(this.pending.replacedOf(application));
         const merged = new Map<string, number>();

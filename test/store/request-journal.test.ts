@@ -112,6 +112,17 @@ t.test('a group is durable in the journal first and in SQLite at the commit; the
   t.equal(fs.statSync(journalOf(dir)).size, 0);
 });
 
+t.test("a read on the store's own connection sees the writes whose statements wait for the commit", async (t) => {
+  const dir = tempDataDir(t);
+  const store = SqliteStore.open(dir, NEVER);
+  t.teardown(() => store.close());
+  store.beginBatch();
+  store.setSetting('site.name', 'branch 7');
+  store.commitBatch();
+  t.equal(linesOf(dir).length, 1, 'journaled');
+  t.equal(store.getSetting('site.name'), 'branch 7', 'and read back before any commit');
+});
+
 t.test('the transaction commits once it is journalCommitMs old', async (t) => {
   const dir = tempDataDir(t);
   const store = SqliteStore.open(dir, { journalCommitMs: 5 });
@@ -120,7 +131,9 @@ t.test('the transaction commits once it is journalCommitMs old', async (t) => {
   const opened = performance.now();
   while (performance.now() - opened < 10); // older than journalCommitMs, without letting a timer run
   activate(store, 5, 1, 1);
-  t.equal(rowsIn(dir).clients, 5, 'the group that found it old committed it');
+  t.equal(rowsIn(dir).clients, 0, 'the group that finds it old is answered first');
+  await new Promise(setImmediate);
+  t.equal(rowsIn(dir).clients, 5, 'and commits it right after');
   activate(store, 6, 2, 2);
   t.equal(rowsIn(dir).clients, 5, 'the next one opens a new transaction');
   await new Promise((resolve) => setTimeout(resolve, 40));
