@@ -59,3 +59,35 @@ export function guidToBytes(guid: string): Buffer {
   out[7] = raw[6]!;
   return out;
 }
+
+/** Where each of the 16 wire bytes is in the canonical text: the first three groups reversed. */
+const WIRE_BYTE_AT = [6, 4, 2, 0, 11, 9, 16, 14, 19, 21, 24, 26, 28, 30, 32, 34];
+
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  return -1;
+}
+
+/**
+ * guidToBytes(guid) written into out[at, at + 16). The canonical lowercase form (what the codecs
+ * produce: every GUID on the request path) is read in place, without the normalising copies and
+ * the buffer guidToBytes allocates; any other accepted form goes through guidToBytes.
+ */
+export function writeGuid(out: Buffer, at: number, guid: string): void {
+  if (guid.length === 36 && guid[8] === '-' && guid[13] === '-' && guid[18] === '-' && guid[23] === '-') {
+    let ok = true;
+    for (let i = 0; i < 16; i++) {
+      const p = WIRE_BYTE_AT[i]!;
+      const hi = hexDigit(guid.charCodeAt(p));
+      const lo = hexDigit(guid.charCodeAt(p + 1));
+      if (hi < 0 || lo < 0) {
+        ok = false;
+        break;
+      }
+      out[at + i] = (hi << 4) | lo;
+    }
+    if (ok) return;
+  }
+  guidToBytes(guid).copy(out, at);
+}

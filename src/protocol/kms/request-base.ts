@@ -1,6 +1,6 @@
 // The 236-byte request base (PROTOCOL.md §4.2), shared by all versions; in v5/v6 it is the
 // decrypted plaintext. Callers guarantee the 236 bytes exist (the version codecs check lengths).
-import { bytesToGuid, guidToBytes } from '../guid';
+import { bytesToGuid, writeGuid } from '../guid';
 import { REQUEST_BASE_LENGTH, WORKSTATION_NAME_UNITS } from './constants';
 import type { KmsRequestBase } from './types';
 
@@ -45,13 +45,13 @@ export function writeRequestBase(base: KmsRequestBase, out: Buffer, at: number):
   out.writeUInt32LE(base.vmInfo, at + 4);
   out.writeUInt32LE(base.licenseStatus, at + 8);
   out.writeUInt32LE(base.bindingExpiration, at + 12);
-  guidToBytes(base.applicationId).copy(out, at + 16);
-  guidToBytes(base.activationId).copy(out, at + 32);
-  guidToBytes(base.kmsCountedId).copy(out, at + 48);
-  guidToBytes(base.clientMachineId).copy(out, at + 64);
+  writeGuid(out, at + 16, base.applicationId);
+  writeGuid(out, at + 32, base.activationId);
+  writeGuid(out, at + 48, base.kmsCountedId);
+  writeGuid(out, at + 64, base.clientMachineId);
   out.writeUInt32LE(base.requiredClientCount, at + 80);
   out.writeBigUInt64LE(base.requestTime, at + 84);
-  guidToBytes(base.previousClientMachineId).copy(out, at + 92);
+  writeGuid(out, at + 92, base.previousClientMachineId);
   const nameAt = at + WORKSTATION_OFFSET;
   out.fill(0, nameAt, nameAt + 2 * WORKSTATION_NAME_UNITS);
   out.write(base.workstationName, nameAt, 'utf16le');

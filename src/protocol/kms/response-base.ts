@@ -1,6 +1,6 @@
 // The response base (PROTOCOL.md §4.3): version, PIDSize, ePID, echoed CMID and ClientTime, count
 // and intervals. Writing is the host's side; reading applies the client's ePID checks.
-import { bytesToGuid, guidToBytes } from '../guid';
+import { bytesToGuid, writeGuid } from '../guid';
 import { MAX_EPID_CHARS, MAX_PID_SIZE, MIN_PID_SIZE, RESPONSE_BASE_FIXED_LENGTH } from './constants';
 import { isWellFormedEpid } from './epid-shape';
 import { responseInvalid } from './response-checks';
@@ -22,7 +22,7 @@ export function writeResponseBase(base: KmsResponseBase, pidSize: number, out: B
   out.write(base.epid, at + 8, 'utf16le');
   let p = at + 8 + pidSize;
   out.writeUInt16LE(0, p - 2);
-  guidToBytes(base.clientMachineId).copy(out, p);
+  writeGuid(out, p, base.clientMachineId);
   out.writeBigUInt64LE(base.clientTime, p + 16);
   out.writeUInt32LE(base.currentCount, p + 24);
   out.writeUInt32LE(base.activationInterval, p + 28);

@@ -1,6 +1,6 @@
 // KMS 5.0 (PROTOCOL.md §6.2, §6.3): AES-128-CBC with K5 through node:crypto. The response reuses
 // the request IV; both directions are built in the zero-IV view so one cipher call does each.
-import { createCipheriv, createDecipheriv, createHash, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, timingSafeEqual } from 'node:crypto';
 import {
   ENCRYPTED_REQUEST_LENGTH,
   IV_LENGTH,
@@ -14,6 +14,7 @@ import {
 import { ZERO_IV, checkRequestBaseVersion, finishEncryptedRequest } from './encrypted-request';
 import { writeRequestBase } from './request-base';
 import { pidSizeOf, readResponseBase, writeResponseBase } from './response-base';
+import { sha256 } from './sha256';
 import { checkEchoes, checkEncryptedLength, checkVersion, responseInvalid, roundUp16 } from './response-checks';
 import { paddingLength, unpaddedLength, writePadding } from './cbc';
 import type { DecodedKmsRequest, KmsRequestBase, KmsResponseBase, SentKmsRequest, VerifiedKmsResponse } from './types';
@@ -57,7 +58,7 @@ export function encodeV5Response(req: DecodedKmsRequest, base: KmsResponseBase, 
   let p = IV_LENGTH + writeResponseBase(base, pidSize, plain, IV_LENGTH);
   for (let j = 0; j < IV_LENGTH; j++) plain[p + j] = random[j]! ^ dreq[j]!; // RandomXoredIVs
   p += IV_LENGTH;
-  createHash('sha256').update(random.subarray(0, IV_LENGTH)).digest().copy(plain, p);
+  sha256(random.subarray(0, IV_LENGTH)).copy(plain, p);
   p += SHA256_LENGTH;
   writePadding(plain, p, plain.length - p);
   const out = Buffer.allocUnsafe(KMS_VERSION_LENGTH + plain.length);
@@ -103,7 +104,7 @@ export function verifyV5Response(message: Buffer, sent: SentKmsRequest): Verifie
   const xored = plain.subarray(length, length + IV_LENGTH);
   const r = Buffer.allocUnsafe(IV_LENGTH);
   for (let j = 0; j < IV_LENGTH; j++) r[j] = xored[j]! ^ dreq[j]!;
-  const hash = createHash('sha256').update(r).digest();
+  const hash = sha256(r);
   if (!timingSafeEqual(hash, plain.subarray(length + IV_LENGTH, length + IV_LENGTH + SHA256_LENGTH))) {
     throw responseInvalid('hash', 'SHA-256(RandomXoredIVs ⊕ Dreq) differs from the response Hash');
   }

@@ -1,7 +1,7 @@
 // The v6 HMAC key and MAC (PROTOCOL.md §6.5, §6.4 step 6). The key depends only on the echoed
 // client time, so a host needs no clock agreement with the client.
-import { createHash, createHmac } from 'node:crypto';
 import { KMS_V6_TIME_C1, KMS_V6_TIME_C2, KMS_V6_TIME_C3, V6_HMAC_LENGTH, SHA256_LENGTH } from './constants';
+import { hmacSha256, sha256 } from './sha256';
 
 export type HmacTolerance = -1 | 0 | 1;
 
@@ -28,10 +28,7 @@ export function sharedV6HmacKey(filetime: bigint, tolerance: HmacTolerance = 0):
   if (slot !== cachedSlot) {
     const slotBytes = Buffer.allocUnsafe(8);
     slotBytes.writeBigUInt64LE(slot, 0);
-    cachedKey = createHash('sha256')
-      .update(slotBytes)
-      .digest()
-      .subarray(SHA256_LENGTH - 16);
+    cachedKey = sha256(slotBytes).subarray(SHA256_LENGTH - 16);
     cachedSlot = slot;
   }
   return cachedKey;
@@ -44,8 +41,5 @@ export function v6HmacKey(filetime: bigint, tolerance: HmacTolerance = 0): Buffe
 
 /** The 16 bytes a v6 response carries: the last half of HMAC-SHA256(key, msg[start, end)). */
 export function v6Hmac(key: Uint8Array, msg: Uint8Array, start = 0, end = msg.length): Buffer {
-  return createHmac('sha256', key)
-    .update(msg.subarray(start, end))
-    .digest()
-    .subarray(SHA256_LENGTH - V6_HMAC_LENGTH);
+  return hmacSha256(key, msg.subarray(start, end)).subarray(SHA256_LENGTH - V6_HMAC_LENGTH);
 }

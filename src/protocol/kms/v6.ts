@@ -1,7 +1,7 @@
 // KMS 6.0 (PROTOCOL.md §6.2, §6.4–§6.6): CBC with the modified-AES key K6 (own cipher), a fresh
 // response IV, and an HMAC keyed from the echoed client time. Each message is assembled in one
 // buffer and encrypted where it lies (zero-IV view), so nothing is concatenated or copied twice.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import {
   ENCRYPTED_REQUEST_LENGTH,
   HWID_LENGTH,
@@ -18,6 +18,7 @@ import { cbcDecryptInPlace, cbcEncryptInPlace, paddingLength, unpaddedLength, wr
 import { ZERO_IV, checkRequestBaseVersion, finishEncryptedRequest } from './encrypted-request';
 import { writeRequestBase } from './request-base';
 import { pidSizeOf, readResponseBase, writeResponseBase } from './response-base';
+import { sha256 } from './sha256';
 import { checkEchoes, checkEncryptedLength, checkVersion, responseInvalid, roundUp16 } from './response-checks';
 import type { DecodedKmsRequest, KmsRequestBase, KmsResponseBase, SentKmsRequest, VerifiedKmsResponse } from './types';
 import { sharedV6HmacKey, v6Hmac, type HmacTolerance } from './v6-hmac-key';
@@ -54,7 +55,7 @@ export function encodeV6Response(req: DecodedKmsRequest, base: KmsResponseBase, 
   p += writeResponseBase(base, pidSize, out, p);
   for (let j = 0; j < IV_LENGTH; j++) out[p + j] = random[j]! ^ dreq[j]!; // RandomXoredIVs = R ⊕ Dreq
   p += IV_LENGTH;
-  createHash('sha256').update(random.subarray(0, IV_LENGTH)).digest().copy(out, p); // Hash = SHA-256(R)
+  sha256(random.subarray(0, IV_LENGTH)).copy(out, p); // Hash = SHA-256(R)
   p += SHA256_LENGTH;
   hwid.copy(out, p);
   p += HWID_LENGTH;
@@ -114,7 +115,7 @@ export function verifyV6Response(message: Buffer, sent: SentKmsRequest): Verifie
   const r = Buffer.allocUnsafe(IV_LENGTH);
   for (let j = 0; j < IV_LENGTH; j++) r[j] = plain[p + j]! ^ dreq[j]!;
   p += IV_LENGTH;
-  if (!timingSafeEqual(createHash('sha256').update(r).digest(), plain.subarray(p, p + SHA256_LENGTH))) {
+  if (!timingSafeEqual(sha256(r), plain.subarray(p, p + SHA256_LENGTH))) {
     throw responseInvalid('hash', 'SHA-256(RandomXoredIVs ⊕ Dreq) differs from the response Hash');
   }
   p += SHA256_LENGTH;

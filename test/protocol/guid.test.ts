@@ -1,0 +1,60 @@
+// writeGuid writes what guidToBytes gives for every form guidToBytes accepts, refuses what it
+// refuses, and reads the canonical form in place.
+import t, { type Test } from 'tap';
+import { bytesToGuid, guidToBytes, writeGuid } from '../../src/protocol/guid';
+import { seededRandom } from '../prng';
+
+function written(t: Test, guid: string): Buffer {
+  const out = Buffer.alloc(20, 0xee);
+  writeGuid(out, 2, guid);
+  t.equal(out.readUInt16LE(0), 0xeeee, 'nothing before');
+  t.equal(out.readUInt16LE(18), 0xeeee, 'nothing after');
+  return out.subarray(2, 18);
+}
+
+t.test('the KMS interface UUID in its wire layout (PROTOCOL.md §2.4)', async (t) => {
+  t.equal(written(t, '51c82175-844e-4750-b0d8-ec255555bc06').toString('hex'), '7521c8514e845047b0d8ec255555bc06');
+});
+
+t.test('random GUIDs round-trip through bytesToGuid and agree with guidToBytes', async (t) => {
+  const seed = 0x6e1d;
+  const random = seededRandom(seed);
+  for (let n = 0; n < 500; n++) {
+    const bytes = Buffer.alloc(16);
+    for (let i = 0; i < 16; i++) bytes[i] = Math.floor(random() * 256);
+    const text = bytesToGuid(bytes);
+    const out = written(t, text);
+    if (!out.equals(bytes) || !out.equals(guidToBytes(text))) {
+      t.fail(`seed ${seed} GUID ${n}: ${text}`);
+      return;
+    }
+  }
+  t.pass('all equal');
+});
+
+t.test('the other forms guidToBytes accepts: upper case, braces, spaces', async (t) => {
+  for (const form of [
+    '51C82175-844E-4750-B0D8-EC255555BC06',
+    '{51c82175-844e-4750-b0d8-ec255555bc06}',
+    ' 51c82175-844e-4750-b0d8-ec255555bc06 ',
+  ]) {
+    t.same(written(t, form), guidToBytes(form), form);
+  }
+});
+
+t.test('what is not a GUID is refused, as by guidToBytes', async (t) => {
+  const bad = [
+    '',
+    'not-a-guid',
+    '51c82175-844e-4750-b0d8-ec255555bc0g',
+    '51c82175-844e-4750-b0d8-ec255555bc0',
+    '51c82175+844e-4750-b0d8-ec255555bc06',
+    '51c82175-844e-4750-b0d8-ec255555bc06x',
+    '51c8217-5844e-4750-b0d8-ec255555bc06',
+    '51c82175-844e-4750-b0d8-ec255555bc\u0660\u0666',
+  ];
+  for (const s of bad) {
+    t.throws(() => writeGuid(Buffer.alloc(16), 0, s), TypeError, JSON.stringify(s));
+    t.throws(() => guidToBytes(s), TypeError);
+  }
+});

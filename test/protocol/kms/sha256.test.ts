@@ -1,0 +1,59 @@
+// The one-call SHA-256 and the HMAC built from it give what Node's createHash and createHmac give,
+// whatever the key and message lengths and however keys alternate or change in place.
+import { createHash, createHmac } from 'node:crypto';
+import t from 'tap';
+import { hmacSha256, sha256 } from '../../../src/protocol/kms/sha256';
+import { seededRandom } from '../../prng';
+
+function randomBuffer(random: () => number, length: number): Buffer {
+  const b = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) b[i] = Math.floor(random() * 256);
+  return b;
+}
+
+t.test('SHA-256 of 0 to 300 bytes', async (t) => {
+  const random = seededRandom(0x256);
+  for (let n = 0; n <= 300; n += 7) {
+    const data = randomBuffer(random, n);
+    t.equal(sha256(data).toString('hex'), createHash('sha256').update(data).digest('hex'), `${n} bytes`);
+  }
+  t.equal(
+    sha256(Buffer.from('abc')).toString('hex'),
+    'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad',
+    'FIPS 180-2 "abc"',
+  );
+});
+
+t.test('HMAC-SHA256 for keys of 0 to 100 bytes and messages up to 2000 bytes, keys alternating', async (t) => {
+  const seed = 0x2104;
+  const random = seededRandom(seed);
+  const keys = [0, 1, 16, 32, 63, 64, 65, 100].map((n) => randomBuffer(random, n));
+  for (let i = 0; i < 400; i++) {
+    const key = keys[Math.floor(random() * keys.length)]!;
+    const msg = randomBuffer(random, Math.floor(random() * (i < 300 ? 400 : 2000)));
+    const expected = createHmac('sha256', key).update(msg).digest('hex');
+    if (hmacSha256(key, msg).toString('hex') !== expected) {
+      t.fail(`seed ${seed} call ${i}: key ${key.length} bytes, message ${msg.length} bytes`);
+      return;
+    }
+  }
+  t.pass('all equal');
+});
+
+t.test('a key changed in place is not mistaken for the one before', async (t) => {
+  const key = Buffer.alloc(16, 1);
+  const msg = Buffer.from('the v6 response');
+  t.equal(hmacSha256(key, msg).toString('hex'), createHmac('sha256', key).update(msg).digest('hex'));
+  key[15] = 2;
+  t.equal(hmacSha256(key, msg).toString('hex'), createHmac('sha256', key).update(msg).digest('hex'));
+  t.equal(
+    hmacSha256(key.subarray(0, 8), msg).toString('hex'),
+    createHmac('sha256', key.subarray(0, 8)).update(msg).digest('hex'),
+    'a prefix of the last key',
+  );
+});
+
+t.test('RFC 4231 test case 2', async (t) => {
+  const mac = hmacSha256(Buffer.from('Jefe'), Buffer.from('what do ya want for nothing?'));
+  t.equal(mac.toString('hex'), '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843');
+});
