@@ -31,8 +31,10 @@ import {
   RENAME_CLIENT,
   UPSERT_CLIENT_REFUSED,
   UPSERT_CLIENT_SERVED,
+  type ClientRow,
   type EventRow,
 } from './rows';
+import { PositionalStatement } from './positional-statement';
 import { previousOf, refusedEvent, refusedRowOf, servedEvent, servedRow, thresholdOf } from './request-rows';
 
 const DAY_MS = 86_400_000;
@@ -131,15 +133,15 @@ export class SqliteStore implements ActivationStore {
   private commitsSinceWalCheck = 0;
   private readonly walHardLimitBytes: number;
 
-  private readonly upsertServed: Database.Statement;
-  private readonly upsertRefused: Database.Statement;
+  private readonly upsertServed: PositionalStatement<ClientRow>;
+  private readonly upsertRefused: PositionalStatement<ClientRow>;
   private readonly foldClient: Database.Statement;
   private readonly renameClient: Database.Statement;
   private readonly deleteClient: Database.Statement;
   private readonly upsertRequired: Database.Statement;
   private readonly lastCountedOf: Database.Statement;
   private readonly mostRecentOf: Database.Statement;
-  private readonly insertEvent: Database.Statement;
+  private readonly insertEvent: PositionalStatement<EventRow>;
   private readonly selectSetting: Database.Statement;
   private readonly upsertSetting: Database.Statement;
   private readonly pruneByAge: Database.Statement;
@@ -212,8 +214,8 @@ export class SqliteStore implements ActivationStore {
     );
 
     // Prepared once: preparing costs more than running these statements.
-    this.upsertServed = db.prepare(UPSERT_CLIENT_SERVED);
-    this.upsertRefused = db.prepare(UPSERT_CLIENT_REFUSED);
+    this.upsertServed = new PositionalStatement(db, UPSERT_CLIENT_SERVED);
+    this.upsertRefused = new PositionalStatement(db, UPSERT_CLIENT_REFUSED);
     this.foldClient = db.prepare(FOLD_CLIENT);
     this.renameClient = db.prepare(RENAME_CLIENT);
     this.deleteClient = db.prepare(DELETE_CLIENT);
@@ -233,7 +235,7 @@ export class SqliteStore implements ActivationStore {
       .prepare(`SELECT cmid, last_counted_ms FROM clients WHERE application = ? AND last_counted_ms IS NOT NULL
         ORDER BY last_counted_ms DESC LIMIT ?`)
       .raw();
-    this.insertEvent = db.prepare(INSERT_EVENT);
+    this.insertEvent = new PositionalStatement(db, INSERT_EVENT);
     this.selectSetting = db.prepare('SELECT value FROM settings WHERE key = ?').pluck();
     this.upsertSetting = db.prepare(
       'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
