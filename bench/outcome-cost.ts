@@ -1,8 +1,19 @@
-// What a KMS request costs after its answer, outside the store: the log line and the metrics,
-// each timed alone in a loop (µs per call, best of five rounds), next to what they replaced.
-// Alone: node dist/bench/outcome-cost.js [--calls N]
+// What a KMS request costs outside the store and the socket, each part timed alone in a loop (µs
+// per call, best of five rounds): the host's answer to a v6 request (decode, checks, response;
+// the store here the in-memory one), the log line next to pino's own serializer it replaced, and
+// the metrics. Alone: node dist/bench/outcome-cost.js [--calls N]
+import { randomBytes, randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
+import { loadCatalog } from '../src/catalog/load';
+import { buildRequestBase } from '../src/client/kms-client';
+import { chooseProduct } from '../src/client/product-choice';
+import { processKmsMessage, type ActivationDeps } from '../src/host/activation';
+import { loadHostIdentity } from '../src/host/host-identity';
+import { MemoryActivationStore } from '../src/host/memory-store';
+import { buildProductPolicy } from '../src/host/product-policy';
+import { encodeKmsRequest } from '../src/protocol/kms';
+import { pooledRandomBytes } from '../src/server/random-pool';
 import type { ActivationOutcome } from '../src/host/outcome';
 import { activationFields, activationJsonFields, MSG_SERVED } from '../src/logging/activation-line';
 import { batchLines } from '../src/logging/line-batch';
@@ -62,9 +73,34 @@ function serveDestination(batched: boolean) {
   return batched ? batchLines(dest) : dest;
 }
 
+/** The host as `serve` builds it on its defaults, over the in-memory store, and 1,000 distinct v6 requests. */
+function hostAndRequests(): { deps: ActivationDeps; requests: Buffer[] } {
+  const catalog = loadCatalog();
+  const store = new MemoryActivationStore();
+  const clock = { now: () => Date.now() };
+  const policy = buildProductPolicy(catalog, { hostKeyGroups: [], allowRetail: false, allowPreview: false });
+  const identity = loadHostIdentity({ store, catalog, randomBytes, clock }, { build: 20348, lcid: 1033, hwid: '', epids: {}, ndr64: true });
+  const settings = {
+    activationIntervalMinutes: 120,
+    renewalIntervalMinutes: 10080,
+    checkRequestTime: true,
+    maxClockSkewMinutes: 240,
+    verifyV4Mac: true,
+  };
+  const deps: ActivationDeps = { catalog, policy, identity, store, clock, randomBytes: pooledRandomBytes(), settings };
+  const product = chooseProduct(catalog, 'Windows 10/11 Enterprise');
+  const requests = Array.from({ length: 1000 }, (_, i) => {
+    const base = buildRequestBase(product, 6, { cmid: randomUUID(), workstation: `bench-${i}.branch.test`, nowMs: Date.now() });
+    return encodeKmsRequest(6, base, randomBytes).message;
+  });
+  return { deps, requests };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { calls: { type: 'string' } } });
   const calls = Number(values.calls ?? 100_000);
+  const { deps, requests } = hostAndRequests();
+  let next = 0;
   const metrics = createApplianceMetrics(
     {
       kms: () => ({ listening: true, open: 0, refusedByReason: {} }),
@@ -78,6 +114,10 @@ async function main(): Promise<void> {
   const fastUnbatched = createLogger({ level: 'info', destination: serveDestination(false) });
   const fast = createLogger({ level: 'info', destination: serveDestination(true) });
   const rows: [string, number][] = [
+    [
+      'processKmsMessage, a v6 request (in-memory store)',
+      await timePerCall(() => processKmsMessage(requests[next++ % 1000]!, '192.0.2.17', deps), calls / 2),
+    ],
     [
       "log line by pino's serializer, serve's destination as before",
       await timePerCall(() => generic.info(activationFields(SERVED), MSG_SERVED), calls),
