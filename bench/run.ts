@@ -227,7 +227,7 @@ async function main(): Promise<void> {
     const seqNewConn = await measure(server, { perConnection: 1, concurrency: 1, seconds, rate: 0 });
     out(line('sequential (Node clients): new connection each', seqNewConn));
     out(`server peak RSS under the sequential loads ${server.peakRssMb().toFixed(1)} MB`);
-    out(formatRequestCost(measureRequestCost({ requests: quick || seconds < 2 ? 500 : 3000, rounds: quick || seconds < 2 ? 2 : 5 })));
+    out(formatRequestCost(await measureRequestCost({ requests: quick || seconds < 2 ? 500 : 3000, rounds: quick || seconds < 2 ? 2 : 5 })));
     if (!values['skip-footprint']) out(formatFootprint(await measureFootprint()));
     if (values.sequential) {
       await server.stop();

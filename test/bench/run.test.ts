@@ -36,6 +36,6 @@ t.test('the benchmark runs end to end and prints every figure', async (t) => {
   t.notMatch(out, /errors:/, 'no request failed');
   t.match(out, /server peak RSS under the sequential loads \d+\.\d MB/);
   t.match(out, /server peak RSS \d+\.\d MB/);
-  t.match(out, /store per activation, one at a time: \d+\.\d µs with its own commit/);
+  t.match(out, /store per activation, one at a time: \d+\.\d µs with the request journal .*, \d+\.\d µs with its own commit/);
   t.match(out, /DNS: \d+ SRV queries\/s over UDP/);
 });
