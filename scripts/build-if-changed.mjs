@@ -35,4 +35,6 @@ const tsc = spawnSync(
   { stdio: 'inherit' },
 );
 if (tsc.status !== 0) process.exit(tsc.status ?? 1);
+const validator = spawnSync(process.execPath, [path.join(root, 'scripts', 'build-config-validator.mjs')], { stdio: 'inherit' });
+if (validator.status !== 0) process.exit(validator.status ?? 1);
 fs.writeFileSync(stamp, `${new Date().toISOString()}\n`);

@@ -1,8 +1,18 @@
-// The compiled ajv validator of CONFIG_SCHEMA, and the translation of its errors into the
-// admin's words: a dotted field path and what is allowed there.
-import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
+// The validator of CONFIG_SCHEMA, and the translation of its errors into the admin's words: a
+// dotted field path and what is allowed there.
+// The validator is ajv's compilation of the schema. `npm run build` also writes it out as a
+// standalone module beside this file (scripts/build-config-validator.mjs), so that `serve` never
+// loads ajv's compiler nor produces the compile's garbage (together about 5 MB of a server's RSS,
+// README "Memory"). Where that module is missing or was generated from another schema (running
+// from src/, or a schema edited since the last build), the schema is compiled here instead, with
+// the same options: the same checks, defaults and errors either way.
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ErrorObject, Options, ValidateFunction } from 'ajv';
+import { CONFIG_FORMAT_VALIDATORS } from './format-validators';
+import { explainFormat } from './formats';
 import { CONFIG_SCHEMA } from './schema';
-import { CONFIG_FORMATS, explainFormat } from './formats';
 
 /** One rule a configuration breaks, before it is placed on a line of the file. */
 export interface ConfigProblem {
@@ -13,42 +23,90 @@ export interface ConfigProblem {
   readonly related: readonly string[];
 }
 
-/** How long a compiled validator outlives its last use: the loads of one burst share it. */
-const KEEP_COMPILED_MS = 10_000;
-let kept: { readonly validate: ValidateFunction; readonly drop: NodeJS.Timeout } | undefined;
+const AJV_OPTIONS: Readonly<Options> = Object.freeze({
+  allErrors: true, // every error at once, not the first
+  verbose: true, // errors carry their schema and data, which the messages need
+  useDefaults: true, // fills fields inside list entries; sections are merged over DEFAULTS before
+  strict: true,
+});
 
-// Compiled once per burst of loads (a command, a test file: tens of milliseconds each time),
-// then let go: a compiled schema holds megabytes that a server running for years would otherwise
-// keep for nothing between its rare loads (start-up, SIGHUP reloads).
+/** Where `npm run build` writes the standalone validator: dist/src/config/, beside validator.js. */
+export const STANDALONE_VALIDATOR_FILE = join(__dirname, 'config-validator.standalone.js');
+
+type StandaloneModule = ValidateFunction & { readonly schemaDigest?: unknown };
+
+/** What a standalone module was generated from: the schema, the options and the format names. */
+function schemaDigest(): string {
+  const input = JSON.stringify([CONFIG_SCHEMA, AJV_OPTIONS, Object.keys(CONFIG_FORMAT_VALIDATORS)]);
+  return createHash('sha256').update(input).digest('hex');
+}
+
+/** The standalone validator in `file`, or undefined when there is none or it fits another schema. */
+export function loadStandaloneValidator(file = STANDALONE_VALIDATOR_FILE): ValidateFunction | undefined {
+  if (!existsSync(file)) return undefined;
+  const validate = require(file) as StandaloneModule;
+  if (validate.schemaDigest === schemaDigest()) return validate;
+  delete require.cache[file];
+  return undefined;
+}
+
+/** How long a validator outlives its last use: the loads of one burst share it. */
+const KEEP_LOADED_MS = 10_000;
+let kept: { readonly validate: ValidateFunction; readonly file: string | undefined; readonly drop: NodeJS.Timeout } | undefined;
+
+// Loaded once per burst of loads (a command, a test file), then let go: a server running for years
+// would otherwise keep its code and schema for nothing between its rare loads (start-up, SIGHUP).
 function validator(): ValidateFunction {
   if (kept) {
     kept.drop.refresh();
     return kept.validate;
   }
-  const validate = compileValidator();
-  kept = { validate, drop: setTimeout(() => (kept = undefined), KEEP_COMPILED_MS).unref() };
+  const standalone = loadStandaloneValidator();
+  const file = standalone ? STANDALONE_VALIDATOR_FILE : undefined;
+  const validate = standalone ?? compileValidator().validate;
+  const drop = () => {
+    if (file !== undefined) delete require.cache[file];
+    kept = undefined;
+  };
+  kept = { validate, file, drop: setTimeout(drop, KEEP_LOADED_MS).unref() };
   return validate;
 }
 
-function compileValidator(): ValidateFunction {
-  const ajv = new Ajv({
-    allErrors: true, // every error at once, not the first
-    verbose: true, // errors carry their schema and data, which the messages need
-    useDefaults: true, // fills fields inside list entries; sections are merged over DEFAULTS before
-    strict: true,
-  });
+/** Which validator checkConfigObject uses now: the one `npm run build` generated, or compiled here. */
+export function configValidatorKind(): 'standalone' | 'compiled' {
+  return validator() === loadStandaloneValidator() ? 'standalone' : 'compiled';
+}
+
+function compileValidator(extra: Options = {}) {
+  // Loaded here only: a server started from a build never needs ajv's compiler.
+  const { default: Ajv } = require('ajv') as typeof import('ajv');
+  const ajv = new Ajv({ ...AJV_OPTIONS, ...extra });
   ajv.addKeyword({ keyword: 'x-message', schemaType: 'string' });
   ajv.addKeyword({ keyword: 'x-related', schemaType: 'array' });
-  for (const [name, f] of Object.entries(CONFIG_FORMATS)) {
-    // Emptiness is minLength's job: fields where "" means "automatic" share the formats.
-    ajv.addFormat(name, { type: 'string', validate: (v: string) => v === '' || f.check(v) === undefined });
-  }
-  return ajv.compile(CONFIG_SCHEMA);
+  for (const [name, format] of Object.entries(CONFIG_FORMAT_VALIDATORS)) ajv.addFormat(name, format);
+  return { ajv, validate: ajv.compile(CONFIG_SCHEMA) };
+}
+
+/** The standalone module's source: the compiled validator as code, its formats required by file name. */
+export function standaloneValidatorSource(): string {
+  const { _ } = require('ajv') as typeof import('ajv');
+  const { default: standaloneCode } = require('ajv/dist/standalone') as typeof import('ajv/dist/standalone');
+  const { ajv, validate } = compileValidator({
+    code: { source: true, formats: _`require("./format-validators").CONFIG_FORMAT_VALIDATORS` },
+  });
+  return (
+    '// Generated by `npm run build` (scripts/build-config-validator.mjs) from src/config/schema.ts: do not edit.\n' +
+    `${standaloneCode(ajv, validate)}\nmodule.exports.schemaDigest = ${JSON.stringify(schemaDigest())};\n`
+  );
 }
 
 /** Validates (and fills list-entry defaults into) `data`; returns every problem found. */
 export function checkConfigObject(data: unknown): ConfigProblem[] {
-  const validate = validator();
+  return problemsFrom(validator(), data);
+}
+
+/** Runs `validate` over `data` and words its errors; exported for the test that compares validators. */
+export function problemsFrom(validate: ValidateFunction, data: unknown): ConfigProblem[] {
   if (validate(data)) return [];
   const problems: ConfigProblem[] = [];
   for (const e of validate.errors ?? []) {
