@@ -19,30 +19,26 @@ function normalizeGuid(s: string): string {
   return g;
 }
 
+/** The two ASCII hex digits of each byte value, at 2 × value. */
+const HEX_DIGITS = Buffer.from(HEX.join(''), 'latin1');
+/** Which wire byte goes to each of the 16 hex pairs of the text (−1: the dash between groups). */
+const TEXT_ORDER = [3, 2, 1, 0, -1, 5, 4, -1, 7, 6, -1, 8, 9, -1, 10, 11, 12, 13, 14, 15];
+// The text is assembled here and read out as one string: 5 GUIDs per request, each built from 20
+// concatenations before, were about 600 bytes of intermediate strings apiece.
+const scratch = Buffer.alloc(36, '-');
+
 export function bytesToGuid(b: Uint8Array, at = 0): string {
-  const h = (i: number): string => HEX[b[at + i]!]!;
-  return (
-    h(3) +
-    h(2) +
-    h(1) +
-    h(0) +
-    '-' +
-    h(5) +
-    h(4) +
-    '-' +
-    h(7) +
-    h(6) +
-    '-' +
-    h(8) +
-    h(9) +
-    '-' +
-    h(10) +
-    h(11) +
-    h(12) +
-    h(13) +
-    h(14) +
-    h(15)
-  );
+  let p = 0;
+  for (const i of TEXT_ORDER) {
+    if (i < 0) {
+      p++;
+      continue;
+    }
+    const v = b[at + i]!;
+    scratch[p++] = HEX_DIGITS[2 * v]!;
+    scratch[p++] = HEX_DIGITS[2 * v + 1]!;
+  }
+  return scratch.toString('latin1', 0, 36);
 }
 
 export function guidToBytes(guid: string): Buffer {
