@@ -14,7 +14,7 @@ import {
 import { ZERO_IV, checkRequestBaseVersion, finishEncryptedRequest } from './encrypted-request';
 import { writeRequestBase } from './request-base';
 import { pidSizeOf, readResponseBase, writeResponseBase } from './response-base';
-import { sha256 } from './sha256';
+import { sha256, sha256Into } from './sha256';
 import { checkEchoes, checkEncryptedLength, checkVersion, responseInvalid, roundUp16 } from './response-checks';
 import { paddingLength, unpaddedLength, writePadding } from './cbc';
 import type { DecodedKmsRequest, KmsRequestBase, KmsResponseBase, SentKmsRequest, VerifiedKmsResponse } from './types';
@@ -58,7 +58,7 @@ export function encodeV5Response(req: DecodedKmsRequest, base: KmsResponseBase, 
   let p = IV_LENGTH + writeResponseBase(base, pidSize, plain, IV_LENGTH);
   for (let j = 0; j < IV_LENGTH; j++) plain[p + j] = random[j]! ^ dreq[j]!; // RandomXoredIVs
   p += IV_LENGTH;
-  sha256(random.subarray(0, IV_LENGTH)).copy(plain, p);
+  sha256Into(random.subarray(0, IV_LENGTH), plain, p);
   p += SHA256_LENGTH;
   writePadding(plain, p, plain.length - p);
   const out = Buffer.allocUnsafe(KMS_VERSION_LENGTH + plain.length);

@@ -1,7 +1,7 @@
 // The v6 HMAC key and MAC (PROTOCOL.md §6.5, §6.4 step 6). The key depends only on the echoed
 // client time, so a host needs no clock agreement with the client.
 import { KMS_V6_TIME_C1, KMS_V6_TIME_C2, KMS_V6_TIME_C3, V6_HMAC_LENGTH, SHA256_LENGTH } from './constants';
-import { hmacSha256, sha256 } from './sha256';
+import { hmacSha256, hmacSha256Into, sha256 } from './sha256';
 
 export type HmacTolerance = -1 | 0 | 1;
 
@@ -42,4 +42,9 @@ export function v6HmacKey(filetime: bigint, tolerance: HmacTolerance = 0): Buffe
 /** The 16 bytes a v6 response carries: the last half of HMAC-SHA256(key, msg[start, end)). */
 export function v6Hmac(key: Uint8Array, msg: Uint8Array, start = 0, end = msg.length): Buffer {
   return hmacSha256(key, msg.subarray(start, end)).subarray(SHA256_LENGTH - V6_HMAC_LENGTH);
+}
+
+/** v6Hmac(key, msg, start, end) written at out[at, at + 16). */
+export function writeV6Hmac(key: Uint8Array, msg: Uint8Array, start: number, end: number, out: Buffer, at: number): void {
+  hmacSha256Into(key, msg, start, end, SHA256_LENGTH - V6_HMAC_LENGTH, out, at);
 }

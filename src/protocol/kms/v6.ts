@@ -18,10 +18,10 @@ import { cbcDecryptInPlace, cbcEncryptInPlace, paddingLength, unpaddedLength, wr
 import { ZERO_IV, checkRequestBaseVersion, finishEncryptedRequest } from './encrypted-request';
 import { writeRequestBase } from './request-base';
 import { pidSizeOf, readResponseBase, writeResponseBase } from './response-base';
-import { sha256 } from './sha256';
+import { sha256, sha256Into } from './sha256';
 import { checkEchoes, checkEncryptedLength, checkVersion, responseInvalid, roundUp16 } from './response-checks';
 import type { DecodedKmsRequest, KmsRequestBase, KmsResponseBase, SentKmsRequest, VerifiedKmsResponse } from './types';
-import { sharedV6HmacKey, v6Hmac, type HmacTolerance } from './v6-hmac-key';
+import { sharedV6HmacKey, v6Hmac, writeV6Hmac, type HmacTolerance } from './v6-hmac-key';
 
 const V = KMS_VERSION_LENGTH;
 
@@ -55,14 +55,14 @@ export function encodeV6Response(req: DecodedKmsRequest, base: KmsResponseBase, 
   p += writeResponseBase(base, pidSize, out, p);
   for (let j = 0; j < IV_LENGTH; j++) out[p + j] = random[j]! ^ dreq[j]!; // RandomXoredIVs = R ⊕ Dreq
   p += IV_LENGTH;
-  sha256(random.subarray(0, IV_LENGTH)).copy(out, p); // Hash = SHA-256(R)
+  sha256Into(random.subarray(0, IV_LENGTH), out, p); // Hash = SHA-256(R)
   p += SHA256_LENGTH;
   hwid.copy(out, p);
   p += HWID_LENGTH;
   dreq.copy(out, p); // XoredIVs = Dreq
   p += IV_LENGTH;
   // §6.5: the key comes from the echoed client time, never the host clock (C40).
-  v6Hmac(sharedV6HmacKey(base.clientTime), out, V, p).copy(out, p);
+  writeV6Hmac(sharedV6HmacKey(base.clientTime), out, V, p, out, p);
   p += V6_HMAC_LENGTH;
   writePadding(out, p, out.length - p);
   cbcEncryptInPlace(V6_CIPHER, ZERO_IV, out, V, out.length);

@@ -2,7 +2,7 @@
 // whatever the key and message lengths and however keys alternate or change in place.
 import { createHash, createHmac } from 'node:crypto';
 import t from 'tap';
-import { hmacSha256, sha256 } from '../../../src/protocol/kms/sha256';
+import { hmacSha256, hmacSha256Into, sha256, sha256Into } from '../../../src/protocol/kms/sha256';
 import { seededRandom } from '../../prng';
 
 function randomBuffer(random: () => number, length: number): Buffer {
@@ -56,4 +56,35 @@ t.test('a key changed in place is not mistaken for the one before', async (t) =>
 t.test('RFC 4231 test case 2', async (t) => {
   const mac = hmacSha256(Buffer.from('Jefe'), Buffer.from('what do ya want for nothing?'));
   t.equal(mac.toString('hex'), '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843');
+});
+
+t.test('the Into forms write the digest (or its tail) at an offset and nothing else', async (t) => {
+  const seed = 0x1770;
+  const random = seededRandom(seed);
+  const key = randomBuffer(random, 16);
+  // Lengths that repeat, change, and outgrow the first buffer.
+  for (const length of [230, 230, 231, 0, 600, 230, 3000, 230]) {
+    const msg = randomBuffer(random, length + 10);
+    const out = Buffer.alloc(80, 0xee);
+    sha256Into(msg.subarray(5, 5 + length), out, 7);
+    t.equal(
+      out.toString('hex', 7, 39),
+      createHash('sha256')
+        .update(msg.subarray(5, 5 + length))
+        .digest('hex'),
+      `SHA-256 of ${length}`,
+    );
+    t.equal(out[6], 0xee);
+    t.equal(out[39], 0xee);
+    const mac = createHmac('sha256', key)
+      .update(msg.subarray(5, 5 + length))
+      .digest();
+    for (const from of [0, 16]) {
+      const o = Buffer.alloc(50, 0xee);
+      hmacSha256Into(key, msg, 5, 5 + length, from, o, 3);
+      t.equal(o.toString('hex', 3, 3 + 32 - from), mac.toString('hex', from), `HMAC of ${length} from byte ${from}`);
+      t.equal(o[2], 0xee);
+      t.equal(o[3 + 32 - from], 0xee);
+    }
+  }
 });
