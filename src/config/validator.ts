@@ -7,9 +7,10 @@
 // from src/, or a schema edited since the last build), the schema is compiled here instead, with
 // the same options: the same checks, defaults and errors either way.
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ErrorObject, Options, ValidateFunction } from 'ajv';
+import * as formatValidators from './format-validators';
 import { CONFIG_FORMAT_VALIDATORS } from './format-validators';
 import { explainFormat } from './formats';
 import { CONFIG_SCHEMA } from './schema';
@@ -33,8 +34,6 @@ const AJV_OPTIONS: Readonly<Options> = Object.freeze({
 /** Where `npm run build` writes the standalone validator: dist/src/config/, beside validator.js. */
 export const STANDALONE_VALIDATOR_FILE = join(__dirname, 'config-validator.standalone.js');
 
-type StandaloneModule = ValidateFunction & { readonly schemaDigest?: unknown };
-
 /** What a standalone module was generated from: the schema, the options and the format names. */
 function schemaDigest(): string {
   const input = JSON.stringify([CONFIG_SCHEMA, AJV_OPTIONS, Object.keys(CONFIG_FORMAT_VALIDATORS)]);
@@ -43,16 +42,24 @@ function schemaDigest(): string {
 
 /** The standalone validator in `file`, or undefined when there is none or it fits another schema. */
 export function loadStandaloneValidator(file = STANDALONE_VALIDATOR_FILE): ValidateFunction | undefined {
-  if (!existsSync(file)) return undefined;
-  const validate = require(file) as StandaloneModule;
-  if (validate.schemaDigest === schemaDigest()) return validate;
-  delete require.cache[file];
-  return undefined;
+  let source: string;
+  try {
+    source = readFileSync(file, 'latin1'); // the generator writes ASCII only
+  } catch {
+    return undefined;
+  }
+  // Evaluated here rather than require()d: then only `kept` holds its code and schema, and both
+  // are collected once it is let go (a required module stays in require.cache and its parent's children).
+  const module = { exports: {} as unknown };
+  const requireFromHere = (id: string): unknown => (id === './format-validators' ? formatValidators : require(id));
+  new Function('require', 'module', 'exports', source)(requireFromHere, module, module.exports);
+  const validate = module.exports as ValidateFunction & { readonly schemaDigest?: unknown };
+  return validate.schemaDigest === schemaDigest() ? validate : undefined;
 }
 
 /** How long a validator outlives its last use: the loads of one burst share it. */
 const KEEP_LOADED_MS = 10_000;
-let kept: { readonly validate: ValidateFunction; readonly file: string | undefined; readonly drop: NodeJS.Timeout } | undefined;
+let kept: { readonly validate: ValidateFunction; readonly kind: 'standalone' | 'compiled'; readonly drop: NodeJS.Timeout } | undefined;
 
 // Loaded once per burst of loads (a command, a test file), then let go: a server running for years
 // would otherwise keep its code and schema for nothing between its rare loads (start-up, SIGHUP).
@@ -62,42 +69,60 @@ function validator(): ValidateFunction {
     return kept.validate;
   }
   const standalone = loadStandaloneValidator();
-  const file = standalone ? STANDALONE_VALIDATOR_FILE : undefined;
   const validate = standalone ?? compileValidator().validate;
-  const drop = () => {
-    if (file !== undefined) delete require.cache[file];
-    kept = undefined;
-  };
-  kept = { validate, file, drop: setTimeout(drop, KEEP_LOADED_MS).unref() };
+  const drop = setTimeout(() => (kept = undefined), KEEP_LOADED_MS).unref();
+  kept = { validate, kind: standalone ? 'standalone' : 'compiled', drop };
   return validate;
 }
 
 /** Which validator checkConfigObject uses now: the one `npm run build` generated, or compiled here. */
 export function configValidatorKind(): 'standalone' | 'compiled' {
-  return validator() === loadStandaloneValidator() ? 'standalone' : 'compiled';
+  validator();
+  return kept!.kind;
 }
 
-function compileValidator(extra: Options = {}) {
+function compileValidator(extra: Options = {}, schema: object = CONFIG_SCHEMA) {
   // Loaded here only: a server started from a build never needs ajv's compiler.
   const { default: Ajv } = require('ajv') as typeof import('ajv');
   const ajv = new Ajv({ ...AJV_OPTIONS, ...extra });
   ajv.addKeyword({ keyword: 'x-message', schemaType: 'string' });
   ajv.addKeyword({ keyword: 'x-related', schemaType: 'array' });
   for (const [name, format] of Object.entries(CONFIG_FORMAT_VALIDATORS)) ajv.addFormat(name, format);
-  return { ajv, validate: ajv.compile(CONFIG_SCHEMA) };
+  return { ajv, validate: ajv.compile(schema) };
 }
 
 /** The standalone module's source: the compiled validator as code, its formats required by file name. */
 export function standaloneValidatorSource(): string {
   const { _ } = require('ajv') as typeof import('ajv');
   const { default: standaloneCode } = require('ajv/dist/standalone') as typeof import('ajv/dist/standalone');
-  const { ajv, validate } = compileValidator({
-    code: { source: true, formats: _`require("./format-validators").CONFIG_FORMAT_VALIDATORS` },
-  });
-  return (
+  const options = { code: { source: true, formats: _`require("./format-validators").CONFIG_FORMAT_VALIDATORS` } };
+  const { ajv, validate } = compileValidator(options, withoutAnnotations(CONFIG_SCHEMA) as object);
+  const source =
     '// Generated by `npm run build` (scripts/build-config-validator.mjs) from src/config/schema.ts: do not edit.\n' +
-    `${standaloneCode(ajv, validate)}\nmodule.exports.schemaDigest = ${JSON.stringify(schemaDigest())};\n`
-  );
+    `${standaloneCode(ajv, validate)}\nmodule.exports.schemaDigest = ${JSON.stringify(schemaDigest())};\n`;
+  // Non-ASCII only occurs in string literals: escaped, the source is a one-byte string in V8's heap, half the size.
+  return source.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Keywords the validator never reads; left out of the generated module's copy of the schema. */
+const ANNOTATIONS = new Set(['description', 'examples']);
+/** Keywords whose value is a map of names to schemas, not a schema: the names are kept. */
+const SCHEMA_MAPS = new Set(['properties', 'patternProperties']);
+/** Keywords whose value is data, not a schema. */
+const DATA = new Set(['default', 'const', 'enum']);
+
+function withoutAnnotations(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(withoutAnnotations);
+  if (typeof schema !== 'object' || schema === null) return schema;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(schema)) {
+    if (ANNOTATIONS.has(key)) continue;
+    if (DATA.has(key)) out[key] = value;
+    else if (SCHEMA_MAPS.has(key)) {
+      out[key] = Object.fromEntries(Object.entries(value as object).map(([name, sub]) => [name, withoutAnnotations(sub)]));
+    } else out[key] = withoutAnnotations(value);
+  }
+  return out;
 }
 
 /** Validates (and fills list-entry defaults into) `data`; returns every problem found. */

@@ -23,13 +23,14 @@ type Schema = Record<string, unknown>;
 type Config = Record<string, unknown>;
 
 const SOURCE = standaloneValidatorSource();
+const DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-validator-'));
+t.teardown(() => fs.rmSync(DIR, { recursive: true, force: true }));
 
-/** The generated module evaluated in memory; its format checks come from the module it names. */
-function evaluate(source: string): ValidateFunction {
-  const module = { exports: {} as unknown };
-  const requireFrom = (id: string): unknown => (id === './format-validators' ? formatValidators : require(id));
-  new Function('require', 'module', 'exports', source)(requireFrom, module, module.exports);
-  return module.exports as ValidateFunction;
+/** The generated module loaded the way the appliance loads it, from a file. */
+function standaloneFrom(name: string, source: string): ValidateFunction | undefined {
+  const file = path.join(DIR, name);
+  fs.writeFileSync(file, source);
+  return loadStandaloneValidator(file);
 }
 
 /** A schema compiled at run time: the standalone module absent. */
@@ -78,14 +79,16 @@ function* mutations(): Generator<[string, Config]> {
   }
 }
 
-t.test('the generated module needs only ajv run-time helpers and our format checks', async (t) => {
+t.test('the generated module needs only ajv run-time helpers and our format checks, and is ASCII', async (t) => {
+  t.match(SOURCE, /^[\x00-\x7f]*$/);
   const required = [...SOURCE.matchAll(/require\("([^"]+)"\)/g)].map((m) => m[1]);
   t.ok(required.length > 0);
   for (const id of required) t.match(id, /^(ajv\/dist\/runtime\/|\.\/format-validators$)/, `requires ${id}`);
 });
 
 t.test('standalone and compiled validators agree on every mistake in every field', async (t) => {
-  const standalone = evaluate(SOURCE);
+  const standalone = standaloneFrom('generated.js', SOURCE)!;
+  t.equal(typeof standalone, 'function');
   const runtime = compiled();
   let cases = 0;
   let failing = 0;
@@ -105,25 +108,11 @@ t.test('standalone and compiled validators agree on every mistake in every field
 });
 
 t.test('a standalone module from another schema is not used', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-validator-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const stale = path.join(dir, 'stale.js');
-  fs.writeFileSync(stale, 'module.exports = () => true;\nmodule.exports.schemaDigest = "from an older schema";\n');
-  t.equal(loadStandaloneValidator(stale), undefined);
-  t.equal(loadStandaloneValidator(path.join(dir, 'missing.js')), undefined);
-  // The same module with the current digest is taken, and it rejects what the schema rejects.
-  const fresh = path.join(dir, 'fresh.js');
-  const shim = path.join(dir, 'format-validators.js');
-  fs.writeFileSync(shim, `module.exports = require(${JSON.stringify(require.resolve('../../src/config/format-validators'))});\n`);
-  // Outside the repository ajv's run-time helpers are found by their full path.
-  const helpers = SOURCE.replace(
-    /require\("(ajv\/dist\/runtime\/[^"]+)"\)/g,
-    (_, id: string) => `require(${JSON.stringify(require.resolve(id))})`,
-  );
-  fs.writeFileSync(fresh, helpers);
-  const loaded = loadStandaloneValidator(fresh);
-  t.equal(typeof loaded, 'function');
-  t.same(problemsFrom(loaded!, { kms: { listen: 5 } })[0]?.path, ['kms', 'listen']);
+  t.equal(standaloneFrom('stale.js', 'module.exports = () => true;\nmodule.exports.schemaDigest = "from an older schema";\n'), undefined);
+  t.equal(loadStandaloneValidator(path.join(DIR, 'missing.js')), undefined);
+  const stale = SOURCE.replace(/schemaDigest = "[0-9a-f]+"/, 'schemaDigest = "0"');
+  t.not(stale, SOURCE);
+  t.equal(standaloneFrom('edited-schema.js', stale), undefined);
 });
 
 t.test('a build uses the standalone module; a source tree without one compiles the schema', async (t) => {
