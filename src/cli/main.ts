@@ -2,28 +2,35 @@
 // kms-appliance <command>: dispatches to the command modules. Expected problems end as one line on
 // stderr with exit code 1 (failure) or 2 (usage/configuration); only bugs print a stack trace.
 import { EXIT, type Command, type CommandIo } from './command';
-import { COMMANDS } from './commands';
 import { didYouMean } from './suggest';
 import { inert } from './terminal';
 import { VERSION } from '../version';
 import { isJournalStream, journalLine } from '../logging/journal';
 
+// Every command's module, loaded on first use: `serve` (in main) runs for years with its own module
+// alone, without the other commands' imports (TLS, DNS and PostgreSQL client code: README "Memory").
+function allCommands(): readonly Command[] {
+  return (require('./commands') as typeof import('./commands')).COMMANDS;
+}
+
 function overview(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  const commands = allCommands();
+  const width = Math.max(...commands.map((c) => c.name.length));
   return (
     `Usage: kms-appliance <command> [options]   (kms-appliance <command> --help for details)\n\n` +
     `An honest KMS host for Windows and Office volume activation.\n\nCommands:\n` +
-    COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n') +
+    commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n') +
     `\n\nExit codes: 0 ok, 1 failure, 2 usage or configuration error.\n`
   );
 }
 
 /** Finds the command for argv: a two-word name ("dns check") wins over a one-word one. */
 export function findCommand(argv: readonly string[]): { command: Command; rest: readonly string[] } | undefined {
+  const commands = allCommands();
   const two = argv.slice(0, 2).join(' ');
-  const byTwo = COMMANDS.find((c) => c.name === two);
+  const byTwo = commands.find((c) => c.name === two);
   if (byTwo) return { command: byTwo, rest: argv.slice(2) };
-  const byOne = COMMANDS.find((c) => c.name === argv[0]);
+  const byOne = commands.find((c) => c.name === argv[0]);
   return byOne ? { command: byOne, rest: argv.slice(1) } : undefined;
 }
 
@@ -37,10 +44,14 @@ export async function main(argv: readonly string[], io: CommandIo): Promise<numb
     io.stdout.write(`kms-appliance ${VERSION}\n`);
     return EXIT.OK;
   }
+  if (first === 'serve') {
+    const { command } = require('./commands/serve') as typeof import('./commands/serve');
+    return command.run(argv.slice(1), io);
+  }
   const found = findCommand(argv);
   if (!found) {
     // "dns" alone, or "dns --help": the group of two-word commands it starts.
-    const group = COMMANDS.filter((c) => c.name.startsWith(`${first} `));
+    const group = allCommands().filter((c) => c.name.startsWith(`${first} `));
     if (group.length > 0) {
       const help = argv[1] === '--help' || argv[1] === '-h';
       (help ? io.stdout : io.stderr).write(
@@ -49,7 +60,7 @@ export async function main(argv: readonly string[], io: CommandIo): Promise<numb
       );
       return help ? EXIT.OK : EXIT.USAGE;
     }
-    const names = COMMANDS.flatMap((c) => [c.name, c.name.split(' ')[0]!]);
+    const names = allCommands().flatMap((c) => [c.name, c.name.split(' ')[0]!]);
     io.stderr.write(`kms-appliance: unknown command "${inert(first)}"${didYouMean(first, names)} (kms-appliance --help lists them)\n`);
     return EXIT.USAGE;
   }
