@@ -12,3 +12,18 @@ export const ROOT = path.resolve(__dirname, compiled ? '../..' : '..');
 export function sibling(dir: string, name: string): string {
   return path.join(dir, name + path.extname(__filename));
 }
+
+/**
+ * The flags that load TypeScript in this process (`--import X` or `--import=X`), for a child run
+ * from source as this test is; none when running compiled.
+ */
+export function loaderFlags(): string[] {
+  const flags: string[] = [];
+  const argv = process.execArgv;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--import' && argv[i + 1]?.includes('typescript')) flags.push(a, argv[++i]!);
+    else if (a.includes('typescript') || a === '--enable-source-maps') flags.push(a);
+  }
+  return flags;
+}

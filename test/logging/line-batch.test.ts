@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { batchLines, type BufferedDestination } from '../../src/logging/line-batch';
-import { sibling } from '../paths';
+import { loaderFlags, sibling } from '../paths';
 
 function recorder() {
   const calls: string[] = [];
@@ -48,17 +48,6 @@ t.test("a flush's callback runs once the destination has written", async (t) => 
 
 const CHILD = sibling(path.join(__dirname, 'fixtures'), 'batched-exit');
 
-/** The flags that load TypeScript in this process (`--import X` or `--import=X`), for a child run from source. */
-function loaderFlags(): string[] {
-  const flags: string[] = [];
-  const argv = process.execArgv;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--import' && argv[i + 1]?.includes('typescript')) flags.push(a, argv[++i]!);
-    else if (a.includes('typescript') || a === '--enable-source-maps') flags.push(a);
-  }
-  return flags;
-}
 
 for (const how of ['exit', 'return']) {
   t.test(`lines still in the batch reach the file when the process ends (${how})`, async (t) => {

@@ -9,7 +9,7 @@ import { SqliteStore } from '../../src/store/sqlite-store';
 import { connectionOf } from '../../src/store/testing';
 import { Inventory } from '../../src/store/inventory';
 import { tempDataDir } from './observations';
-import { sibling } from '../paths';
+import { loaderFlags, sibling } from '../paths';
 
 const CHILD = sibling(path.join(__dirname, 'fixtures'), 'activate-until-killed');
 const KILL_AFTER = 500; // answered activations before the kill
@@ -24,8 +24,7 @@ for (const journalCommitMs of [0, 1, 3_600_000]) {
 async function killMidStream(t: Test, journalCommitMs: number): Promise<void> {
   const dir = tempDataDir(t);
   // The child runs TypeScript with the same loader flags tap gave this process.
-  const loaderFlags = process.execArgv.filter((a) => a.includes('typescript') || a === '--enable-source-maps');
-  const child = spawn(process.execPath, [...loaderFlags, CHILD, dir, String(journalCommitMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...loaderFlags(), CHILD, dir, String(journalCommitMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
