@@ -48,7 +48,6 @@ t.test("a flush's callback runs once the destination has written", async (t) => 
 
 const CHILD = sibling(path.join(__dirname, 'fixtures'), 'batched-exit');
 
-
 for (const how of ['exit', 'return']) {
   t.test(`lines still in the batch reach the file when the process ends (${how})`, async (t) => {
     const file = path.join(t.testdir(), 'log');
