@@ -131,11 +131,12 @@ JS
 cat > "$STAGE/bin/$NAME" <<EOF
 #!/bin/sh
 # Runs kms-appliance with the node it was installed for (exec: systemd's main PID is node).
-# The server gets the heap settings of src/server/node-flags.ts; the other commands do not.
+# The server gets the heap settings and malloc arenas of src/server/node-flags.ts; the other commands do not.
 # The program is found next to this script (through the /usr/bin symlink), so a copy installed
 # below a staging root runs its own files.
 LIB="\$(dirname "\$(dirname "\$(readlink -f "\$0")")")"
 if [ "\$1" = serve ]; then
+  export MALLOC_ARENA_MAX="\${MALLOC_ARENA_MAX:-2}"
   exec $NODE --max-semi-space-size=1 --max-old-space-size=96 "\$LIB/dist/src/cli/main.js" "\$@"
 fi
 exec $NODE "\$LIB/dist/src/cli/main.js" "\$@"
