@@ -57,8 +57,12 @@ export function loadStandaloneValidator(file = STANDALONE_VALIDATOR_FILE): Valid
   return validate.schemaDigest === schemaDigest() ? validate : undefined;
 }
 
-/** How long a validator outlives its last use: the loads of one burst share it. */
-const KEEP_LOADED_MS = 10_000;
+/**
+ * How long a validator outlives its last use: the loads of one burst share it. Loading the
+ * standalone one again costs about 10 ms; a server lets it go a second after start, before its
+ * first heavy load makes V8 size the old generation from what is live.
+ */
+const KEEP_LOADED_MS = 1_000;
 let kept: { readonly validate: ValidateFunction; readonly kind: 'standalone' | 'compiled'; readonly drop: NodeJS.Timeout } | undefined;
 
 // Loaded once per burst of loads (a command, a test file), then let go: a server running for years
