@@ -21,7 +21,7 @@ import { activate } from '../src/client/kms-client';
 import { findPackageRoot } from '../src/catalog/load';
 import { generateStore, progressBar } from '../scripts/generate-store';
 import { benchStore } from './store-bench';
-import { SERVER_NODE_FLAGS } from '../src/server/node-flags';
+import { SERVER_ENV, SERVER_NODE_FLAGS } from '../src/server/node-flags';
 import { benchDns } from './dns-bench';
 import type { WorkerJob, WorkerReport } from './load-worker';
 import { formatRequestCost, measureRequestCost } from './request-cost';
@@ -90,6 +90,7 @@ async function startServer(dataDir: string): Promise<Server> {
     ],
     {
       stdio: ['ignore', 'ignore', 'inherit'],
+      env: { ...process.env, ...SERVER_ENV },
     },
   );
   const product = chooseProduct(loadCatalog(), 'Windows 10/11 Enterprise');
