@@ -10,7 +10,12 @@ const SCRIPT = path.join(ROOT, 'scripts', 'build-if-changed.mjs');
 
 t.test('compiles once, skips while nothing changed, compiles again after an edit', async (t) => {
   const root = t.testdir({
-    scripts: {},
+    // Stands in for the config validator's generator, which runs after each compile.
+    scripts: {
+      'build-config-validator.mjs': `import fs from 'node:fs';
+fs.appendFileSync(new URL('../validator-runs', import.meta.url), 'v');
+`,
+    },
     src: { cli: { 'main.ts': 'export {};\n' } },
     'tsconfig.json': '{}',
     'tsconfig.start.json': '{}',
@@ -43,8 +48,11 @@ process.exit(fs.existsSync(path.join(root, 'fail')) ? 2 : 0);
   for (const p of ['src/cli/main.ts', 'src/cli', 'src', 'tsconfig.json', 'tsconfig.start.json', 'package.json']) at(p, 300);
   const stamp = 'dist/.start-stamp';
 
+  const validatorRuns = () =>
+    fs.existsSync(path.join(root, 'validator-runs')) ? fs.readFileSync(path.join(root, 'validator-runs'), 'utf8').length : 0;
   t.equal(run().status, 0);
   t.equal(runs(), 1, 'no build yet: compiles');
+  t.equal(validatorRuns(), 1, 'and generates the config validator');
   at(stamp, 200);
   t.equal(run().status, 0);
   t.equal(runs(), 1, 'nothing changed: no compile');
@@ -60,4 +68,5 @@ process.exit(fs.existsSync(path.join(root, 'fail')) ? 2 : 0);
   t.equal(run().status, 2);
   t.equal(run().status, 2);
   t.equal(runs(), 4, 'compiled again after the failure');
+  t.equal(validatorRuns(), 2, 'the validator is generated only after a compile that worked');
 });
