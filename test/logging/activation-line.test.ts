@@ -6,8 +6,8 @@ import t from 'tap';
 import type { ActivationOutcome } from '../../src/host/outcome';
 import { activationFields, MSG_REFUSED, MSG_SERVED, text } from '../../src/logging/activation-line';
 import { createLogger, logActivation, type LogLevel } from '../../src/logging/logger';
-import { NIL_GUID, WIN10_ENTERPRISE_SKU, WIN10_VOLUME_GROUP, WINDOWS_APP } from '../ids';
 import { seededRandom } from '../prng';
+import { SERVED_OUTCOME } from './served-outcome';
 
 function capture(level: LogLevel = 'info', syslogPrefix = false) {
   const raw: string[] = [];
@@ -20,29 +20,7 @@ function capture(level: LogLevel = 'info', syslogPrefix = false) {
   return { log: createLogger({ level, destination, syslogPrefix }), raw };
 }
 
-const SERVED: ActivationOutcome = {
-  result: 'activated',
-  hresult: 0,
-  clientAddress: '192.0.2.17',
-  protocolVersion: 6,
-  clientMachineId: 'a4b1a2b3-0c0d-4e5f-8a9b-0c1d2e3f4a5b',
-  previousClientMachineId: NIL_GUID,
-  workstationName: 'ws01.branch.example.org',
-  applicationId: WINDOWS_APP,
-  applicationName: 'Windows',
-  kmsCountedId: WIN10_VOLUME_GROUP,
-  productGroupName: 'Windows 10/11 2015 (Volume)',
-  activationId: WIN10_ENTERPRISE_SKU,
-  skuName: 'Windows 10/11 Enterprise',
-  requiredClientCount: 25,
-  requestTime: '2026-12-01T10:00:00.000Z',
-  vm: true,
-  licenseStatus: 2,
-  licenseStatusName: 'initial grace (OOB)',
-  bindingExpirationMinutes: 43200,
-  currentCount: 26,
-  epid: '03612-00206-556-123727-03-1033-20348.0000-2972021',
-};
+const SERVED = SERVED_OUTCOME;
 
 const OUTCOMES: [string, ActivationOutcome][] = [
   ['served', SERVED],
