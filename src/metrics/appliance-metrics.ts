@@ -105,6 +105,16 @@ export function createApplianceMetrics(
       this.set(sources.store().pendingEvents ?? 0);
     },
   });
+  new Gauge({
+    name: `${p}store_journal_in_use`,
+    help:
+      'Whether answered requests are made durable by the request journal (1) or by a database commit each ' +
+      '(0: the journal could not be used, see the log).',
+    registers: [registry],
+    collect() {
+      this.set(sources.store().journalInUse === true ? 1 : 0);
+    },
+  });
   new Counter({
     name: `${p}store_write_failures_total`,
     help: 'Failed writes to the database file (full disk, read-only file system).',

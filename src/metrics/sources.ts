@@ -20,6 +20,8 @@ export interface StoreFacts {
   readonly writeFailures: number;
   /** False while the last write failed (full disk, read-only file system). */
   readonly writable: boolean;
+  /** Whether the request journal makes group commits durable (absent: not reported). */
+  readonly journalInUse?: boolean;
 }
 
 export interface DnsFacts {

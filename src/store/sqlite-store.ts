@@ -99,6 +99,8 @@ export interface StoreStats {
   readonly lastWriteError: string | null;
   /** Size of the -wal file, in bytes (one stat). */
   readonly walBytes?: number;
+  /** Whether group commits are made durable by the request journal (false: a commit each, slower). */
+  readonly journalInUse: boolean;
 }
 
 /**
@@ -332,6 +334,7 @@ export class SqliteStore implements ActivationStore {
       writable: this.state !== 'failing',
       lastWriteError: this.lastWriteError,
       ...(walBytes === undefined ? {} : { walBytes }),
+      journalInUse: this.journal?.usable === true,
     };
   }
 

@@ -5,11 +5,11 @@ import type { ActivationOutcome } from '../../src/host/outcome';
 import { createApplianceMetrics } from '../../src/metrics/appliance-metrics';
 import { UNKNOWN_GUID, WINDOWS_APP } from '../ids';
 
-function metrics() {
+function metrics(journalInUse?: boolean) {
   return createApplianceMetrics(
     {
       kms: () => ({ listening: true, open: 0, refusedByReason: {} }),
-      store: () => ({ pendingWrites: 0, writeFailures: 0, writable: true }),
+      store: () => ({ pendingWrites: 0, writeFailures: 0, writable: true, ...(journalInUse === undefined ? {} : { journalInUse }) }),
       counts: () => undefined,
     },
     { processMetrics: false },
@@ -73,4 +73,11 @@ t.test('forged application names beyond the cap count as "other"', async (t) => 
   const lines = samples((await m.scrape()).body, 'activations_total');
   t.equal(lines.length, 33, '32 names and "other"');
   t.equal(lines.at(-1), 'kms_appliance_activations_total{application="other",result="served",protocol="6"} 8');
+});
+
+t.test('whether the request journal is in use is a gauge', async (t) => {
+  const line = async (inUse: boolean) =>
+    (await metrics(inUse).scrape()).body.split('\n').find((l) => l.startsWith('kms_appliance_store_journal_in_use'));
+  t.equal(await line(true), 'kms_appliance_store_journal_in_use 1');
+  t.equal(await line(false), 'kms_appliance_store_journal_in_use 0');
 });

@@ -259,6 +259,7 @@ t.test('a journal that cannot be cut back is no longer used, and nothing is lost
   const log = recordingLog();
   const store = SqliteStore.open(dir, { ...NEVER, log, journalIo: io });
   activate(store, 1, 3);
+  t.equal(store.stats().journalInUse, true, 'in use while it can be written');
   io.full = true;
   io.cutFails = true;
   activate(store, 4, 3);
@@ -266,6 +267,7 @@ t.test('a journal that cannot be cut back is no longer used, and nothing is lost
     log.lines.some((l) => l.level === 'error' && l.msg.includes('no longer used')),
     'said loudly',
   );
+  t.equal(store.stats().journalInUse, false, 'and reported to the metrics');
   t.equal(rowsIn(dir).clients, 6, 'committed instead');
   const writes = io.writes;
   activate(store, 7, 3);

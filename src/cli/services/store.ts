@@ -31,6 +31,7 @@ export function storeService(config: AppConfig, dataDir: string, log: Logger): S
         writeFailures: s.writeFailures,
         writable: s.writable,
         lastError: s.lastWriteError ?? '',
+        journalInUse: s.journalInUse,
       };
     },
     reload: restartOnChange('store', (c) => c.store),
