@@ -8,6 +8,7 @@
 // crash left here (sqlite-store.ts). When this file cannot be written (a full disk, an I/O
 // error), the store falls back to a commit per turn, so nothing answered depends on it alone.
 import * as fs from 'node:fs';
+import Database from 'better-sqlite3';
 import type { StoreLog } from './store-log';
 
 /** The file operations the journal makes, so that a test can make them fail as a full disk does. */
@@ -47,6 +48,7 @@ export class RequestJournal {
     size: number,
     private readonly io: JournalIo,
     private readonly log: StoreLog,
+    private readonly lock: Database.Database,
   ) {
     this.size = size;
   }
@@ -56,10 +58,13 @@ export class RequestJournal {
    * when it cannot be used: the store then commits every turn as it did without one.
    */
   static open(file: string, log: StoreLog, io: JournalIo = NODE_JOURNAL_IO): OpenedJournal | undefined {
+    const lock = lockFor(file, log);
+    if (lock === undefined) return undefined;
     let fd: number;
     try {
       fd = fs.openSync(file, 'a+', 0o640);
     } catch (err) {
+      lock.close();
       log.warn(
         { code: 'KMS_ERR_STORE_WRITE_FAILED', file, err: (err as Error).message },
         `cannot open the request journal ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}): every group of ` +
@@ -70,6 +75,7 @@ export class RequestJournal {
     const stat = fs.fstatSync(fd);
     if (!stat.isFile()) {
       fs.closeSync(fd);
+      lock.close();
       log.warn(
         { code: 'KMS_ERR_STORE_WRITE_FAILED', file },
         `the request journal ${file} is not a regular file: it is not used, and every group of requests is committed ` +
@@ -89,7 +95,7 @@ export class RequestJournal {
     const end = text.lastIndexOf('\n') + 1;
     const lines = end === 0 ? [] : text.slice(0, end - 1).split('\n');
     const whole = Buffer.byteLength(text.slice(0, end));
-    const journal = new RequestJournal(fd, file, whole, io, log);
+    const journal = new RequestJournal(fd, file, whole, io, log, lock);
     // A torn end is cut off now: the next append would otherwise join it into one bad line.
     if (whole < stat.size) journal.cut(whole);
     return { journal, lines, tornBytes: stat.size - whole };
@@ -145,6 +151,7 @@ export class RequestJournal {
     } catch {
       // closing twice, or an fd already gone: nothing to keep
     }
+    if (this.lock.open) this.lock.close();
   }
 
   private failed(err: unknown): void {
@@ -168,5 +175,36 @@ export class RequestJournal {
       `the request journal ${this.file} cannot be truncated (${(err as NodeJS.ErrnoException).code ?? 'error'}): it is ` +
         'no longer used until the service restarts, and every group of requests is committed to the database on its own',
     );
+  }
+}
+
+/**
+ * The journal belongs to one process: a second server on the same data directory would empty it
+ * after its own commits and lose the first one's answered requests. Node has no file lock, so an
+ * exclusive SQLite transaction on a file beside it holds one (an fcntl lock, which the kernel
+ * drops when the process ends, kill -9 included). undefined, with the reason logged, when another
+ * process holds it: this one then commits every group itself and leaves the journal alone.
+ */
+function lockFor(file: string, log: StoreLog): Database.Database | undefined {
+  const lockFile = `${file}-lock`;
+  let lock: Database.Database | undefined;
+  try {
+    lock = new Database(lockFile, { timeout: 0 });
+    lock.pragma('locking_mode = EXCLUSIVE');
+    lock.pragma('journal_mode = MEMORY'); // nothing is ever written there: no rollback journal file beside it
+    lock.exec('BEGIN EXCLUSIVE');
+    return lock;
+  } catch (err) {
+    lock?.close();
+    const busy = (err as { code?: string }).code?.startsWith('SQLITE_BUSY') === true;
+    log.warn(
+      { code: 'KMS_ERR_STORE_WRITE_FAILED', file, err: (err as Error).message },
+      busy
+        ? `another process serves from this data directory (it holds ${lockFile}): this one does not use the request journal ` +
+            'and commits every group of requests itself; two servers on one database are not supported, stop one of them'
+        : `cannot lock the request journal (${lockFile}: ${(err as Error).message}): every group of requests is committed ` +
+            "to the database on its own instead, which is slower; fix the data directory's permissions",
+    );
+    return undefined;
   }
 }

@@ -323,3 +323,26 @@ t.test('a commit that fails (disk full) keeps the batch in memory and in the jou
   t.equal(rowsIn(dir).clients, n - 1, 'every answered machine is stored, once');
   t.equal(rowsIn(dir).requests, n - 1);
 });
+
+t.test('a second store on the same data directory leaves the journal to the first', async (t) => {
+  const dir = tempDataDir(t);
+  const first = SqliteStore.open(dir, NEVER);
+  activate(first, 1, 3);
+  first.prune(); // committed, journal emptied
+  activate(first, 4, 3);
+  t.equal(linesOf(dir).length, 3, 'the first store journals what it answers');
+  const log = recordingLog();
+  const second = SqliteStore.open(dir, { ...NEVER, log, busyTimeoutMs: 0 });
+  t.equal(second.stats().journalInUse, false, 'the second does not use it');
+  t.ok(
+    log.lines.some((l) => l.level === 'warn' && l.msg.includes('another process serves from this data directory')),
+    'and says why',
+  );
+  t.equal(linesOf(dir).length, 3, 'nor replays or empties it');
+  second.close();
+  first.close();
+  t.same(rowsIn(dir), { clients: 6, events: 6, requests: 6 });
+  const third = SqliteStore.open(dir, { ...NEVER, log: recordingLog() });
+  t.equal(third.stats().journalInUse, true, 'the lock goes with the store that held it');
+  third.close();
+});
