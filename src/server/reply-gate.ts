@@ -1,8 +1,9 @@
 // Group commit for the KMS listener. An answered activation must be on disk (PROTOCOL.md §7.2:
 // counts survive restarts; issue 4: kill -9 loses nothing answered), but a commit per request
 // costs more than the rest of the request. So the first request of an event-loop turn opens one
-// store transaction, every request of that turn joins it, and every reply of the turn waits in
-// FIFO order until the transaction is committed at the end of the turn (setImmediate).
+// store batch, every request of that turn joins it, and every reply of the turn waits in FIFO
+// order until the batch is durable at the end of the turn (setImmediate): with the store's
+// request journal one append, without it a commit (SqliteStore.commitBatch).
 
 /** Where the connection sends its replies and closes: now, or after the pending commit. */
 export interface ReplyGate {
@@ -15,7 +16,7 @@ export const IMMEDIATE_REPLIES: ReplyGate = Object.freeze({ run: (send: () => vo
 export interface BatchingStore {
   /** false when no batch could be opened: writes then commit one by one. */
   beginBatch(): boolean;
-  /** Never throws: a failed commit keeps its writes in memory for a later retry. */
+  /** Makes the batch durable. Never throws: a failed commit keeps its writes in memory for a later retry. */
   commitBatch(): void;
 }
 
