@@ -43,6 +43,12 @@ const WAL_CHECK_COMMITS = 32;
 const JOURNAL_SEQ_KEY = 'store.journalSeq';
 /** Journaled writes after which the open transaction is committed whatever its age. */
 const JOURNAL_MAX_WRITES = 512;
+/**
+ * Deferred statements run in chunks of this many, right after a turn's replies, so the loop is
+ * never held for all of a commit interval's statements at once (p99 2.0–2.3 ms that way, 1.0–1.3
+ * ms in chunks of 64, the CPU per request unchanged: measured A/B).
+ */
+const DEFERRED_CHUNK = 64;
 
 function isBusy(err: unknown): boolean {
   return sqliteCodeOf(err).startsWith('SQLITE_BUSY');
@@ -154,10 +160,10 @@ export class SqliteStore implements ActivationStore {
   /** The writes of the open group commit: re-applied to the pending writes should the commit fail. */
   private batch: JournaledWrite[] = [];
   /**
-   * Journaled writes whose statements have not run yet: they run together at the commit, back to
-   * back, where SQLite's pages and code are warm (measured: about 10 µs less per request than
-   * running each between the socket and crypto work of its request), or before anything reads
-   * this connection.
+   * Journaled writes whose statements have not run yet: they run together, back to back, in
+   * chunks of DEFERRED_CHUNK or at the commit, where SQLite's pages and code are warm (measured:
+   * 12–16 µs less per request than running each turn's own), or before anything reads this
+   * connection.
    */
   private deferred: JournaledWrite[] = [];
   private journal: RequestJournal | undefined;
@@ -170,6 +176,7 @@ export class SqliteStore implements ActivationStore {
   private batchOpenedAt = 0;
   private commitTimer: NodeJS.Timeout | undefined;
   private commitSoon: NodeJS.Immediate | undefined;
+  private applySoon: NodeJS.Immediate | undefined;
   /** Writes made from the journal at open are in it already. */
   private replaying = false;
 
@@ -386,6 +393,12 @@ export class SqliteStore implements ActivationStore {
         this.commitSql();
       });
       return;
+    }
+    if (this.deferred.length >= DEFERRED_CHUNK) {
+      this.applySoon ??= setImmediate(() => {
+        this.applySoon = undefined;
+        this.applyDeferred();
+      });
     }
     if (this.commitTimer === undefined) {
       this.commitTimer = setTimeout(() => {
@@ -636,6 +649,10 @@ export class SqliteStore implements ActivationStore {
     if (this.commitSoon !== undefined) {
       clearImmediate(this.commitSoon);
       this.commitSoon = undefined;
+    }
+    if (this.applySoon !== undefined) {
+      clearImmediate(this.applySoon);
+      this.applySoon = undefined;
     }
     if (this.state !== 'batch') return;
     const deferred = this.deferred;

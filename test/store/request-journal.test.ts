@@ -346,3 +346,25 @@ t.test('a second store on the same data directory leaves the journal to the firs
   t.equal(third.stats().journalInUse, true, 'the lock goes with the store that held it');
   third.close();
 });
+
+t.test('the waiting statements run in chunks after the replies, not only at the commit', async (t) => {
+  const dir = tempDataDir(t);
+  const log = recordingLog();
+  const store = SqliteStore.open(dir, { ...NEVER, log, retryIntervalMs: 3_600_000, retryTimerMs: 3_600_000 });
+  t.teardown(() => store.close());
+  // A full file makes running the statements fail: that shows when they run.
+  const db = connectionOf(store);
+  db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
+  activate(store, 1, 10, 10);
+  await new Promise(setImmediate);
+  t.equal(store.hasPendingWrites, false, 'ten waiting statements wait for the commit');
+  activate(store, 11, 60, 10);
+  t.equal(store.hasPendingWrites, false, 'nothing ran during the turns');
+  await new Promise(setImmediate);
+  t.equal(store.hasPendingWrites, true, 'seventy ran (and met the full disk) right after the turn, before any commit');
+  t.equal(store.countSince(obs(1).applicationId, T0 - WINDOW, 10_000), 70, 'every answered machine still counted');
+  t.equal(linesOf(dir).length, 70, 'and in the journal');
+  db.pragma('max_page_count = 1073741823');
+  t.equal(store.flushPending(), true);
+  t.equal(rowsIn(dir).clients, 70);
+});
