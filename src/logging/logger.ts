@@ -11,6 +11,7 @@ import { activationFields, activationJsonFields, MSG_REFUSED, MSG_SERVED } from 
 import { EVENT_NAMES, eventNameFor } from './events';
 import { withSyslogPrefix } from './journal';
 import { escapeJsonText } from './json-escape';
+import { isoTime } from '../host/iso-time';
 
 export type { Logger };
 export type LogLevel = AppConfig['log']['level'] | 'silent';
@@ -109,21 +110,10 @@ interface ActivationSink {
 
 const activationSinks = new WeakMap<Logger, ActivationSink>();
 
-/**
- * pino.stdTimeFunctions.isoTime's text without a Date per line: the part up to the second is
- * built once a second, the milliseconds appended.
- */
-let isoSecond = -1;
-let isoSecondText = '';
+/** pino.stdTimeFunctions.isoTime's text (the same as toISOString), without a Date per line. */
 function isoNow(): string {
-  const ms = Date.now();
-  const second = Math.floor(ms / 1000);
-  if (second !== isoSecond) {
-    isoSecond = second;
-    isoSecondText = new Date(second * 1000).toISOString().slice(0, 20);
-  }
-  const frac = ms - second * 1000;
-  return `${isoSecondText}${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}Z`;
+  // Date.now() is always within Date's range.
+  return isoTime(Date.now())!;
 }
 
 export interface StartupFacts {
