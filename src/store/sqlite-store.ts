@@ -129,6 +129,7 @@ export class SqliteStore implements ActivationStore {
   private readonly pruneTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private checkpointer: Checkpointer | undefined;
+  private stopping: Promise<void> | undefined;
   private readonly counts: WindowCounts;
   private readonly thresholds = new Thresholds();
   // Counters for stats(); an outage's warnings are logged once (reset when writable again).
@@ -549,8 +550,9 @@ export class SqliteStore implements ActivationStore {
       );
     }
     this.closed = true;
-    // Not awaited: an interrupted checkpoint is harmless, and this connection's close checkpoints.
-    void this.checkpointer?.stop();
+    // Not awaited here (an interrupted checkpoint is harmless, and this connection's close
+    // checkpoints); whenStopped() waits for it, so that nothing touches the files afterwards.
+    this.stopping = this.checkpointer?.stop();
     this.stopRetryTimer();
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     if (!this.db.readonly && this.pending.isEmpty) {
@@ -565,6 +567,15 @@ export class SqliteStore implements ActivationStore {
     if (this.pending.isEmpty) this.journal?.reset();
     this.journal?.close();
     this.db.close();
+  }
+
+  /**
+   * After close(): resolves once the checkpointer thread has ended too, its connection closed (the
+   * last one closes the -wal and -shm files). A service that stops, or a test that then removes
+   * the data directory, waits for it.
+   */
+  whenStopped(): Promise<void> {
+    return this.stopping ?? Promise.resolve();
   }
 
   // ---- internals ----

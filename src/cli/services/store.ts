@@ -35,6 +35,9 @@ export function storeService(config: AppConfig, dataDir: string, log: Logger): S
       };
     },
     reload: restartOnChange('store', (c) => c.store),
-    close: async () => store.close(),
+    close: async () => {
+      store.close();
+      await store.whenStopped();
+    },
   };
 }
