@@ -1,6 +1,6 @@
 // What the server's memory is made of (issue 14: ≤ 80 MB peak RSS): the RSS of a bare Node with
 // the server's flags, then of Node with each runtime dependency loaded (and used the way the
-// appliance uses it), the checkpointer's worker thread, and the whole appliance started and idle.
+// appliance uses it), and the whole appliance started and idle.
 // Each figure is a fresh process, measured after a full GC, so the rows add up only roughly
 // (shared code pages are counted once per process).
 // Alone: node dist/bench/footprint.js
@@ -54,13 +54,6 @@ const USES: readonly [string, string][] = [
   ['pg (fleet reporting)', "require('pg');"],
   ['multicast-dns', "require('multicast-dns');"],
   ['the product catalogue loaded', "require('./dist/src/catalog/load').loadCatalog();"],
-  [
-    "the checkpointer's worker thread",
-    "const fs = require('node:fs'); const os = require('node:os'); const p = require('node:path'); const D = require('better-sqlite3');" +
-      "const dir = fs.mkdtempSync(p.join(os.tmpdir(), 'kms-fp-')); const f = p.join(dir, 'x.db'); " +
-      "const db = new D(f); db.pragma('journal_mode = WAL');" +
-      "require('./dist/src/store/checkpointer').startCheckpointer(f, { intervalMs: 1000, truncateBytes: 1 << 24 }, { warn() {} });",
-  ],
 ];
 
 async function applianceIdleRss(): Promise<number> {

@@ -390,6 +390,12 @@ export const ERRORS = Object.freeze({
       'At start the request journal held damaged lines or the cut-short end of a write (a power cut or a disk error); every whole ' +
       'record was replayed and the damaged ones skipped. Check the disk if it happens without a power cut.',
   },
+  KMS_ERR_STORE_SYNC_FAILED: {
+    action: 'none',
+    explain:
+      'An fsync of the database or its -wal file failed: the disk did not confirm what was written, so a power cut could lose recent ' +
+      'activations. The host keeps serving; check the disk (dmesg, SMART) and free space.',
+  },
   KMS_ERR_STORE_BACKLOG_FULL: {
     action: 'refuse',
     hresult: E.TOO_MANY_CLIENTS,

@@ -265,8 +265,15 @@ export const STORE_TUNING = deepFreeze({
   retryIntervalMs: 1000, // at most one retry per second triggered by new writes during an outage
   retryTimerMs: 5000, // and one every 5 s without requests
   pruneIntervalMs: 3_600_000, // event-log pruning, hourly
-  checkpointIntervalMs: 1000, // background WAL checkpoint
-  walTruncateBytes: 8 * 1024 * 1024, // a -wal file this large is checkpointed and truncated (3× by the writer itself)
+  // WAL checkpoints (store/wal-checkpoints.ts): at least every second while anything was written,
+  // and every this many writes, which bounds one copy to a few hundred pages (about a millisecond
+  // of the event loop); its fsyncs run off the loop.
+  checkpointIntervalMs: 1000,
+  checkpointWrites: 512,
+  walTruncateBytes: 8 * 1024 * 1024, // a -wal file this large is truncated once a checkpoint has all of it on disk
+  // SQLite's page cache per writing connection (better-sqlite3 builds SQLite with 16 MB; the server
+  // checkpoints on its own connection, so nothing else empties it).
+  cacheKiB: 2048,
   // Page size of a new database file (an existing one keeps its own). A lone activation rewrites
   // three or four pages (client row, window index, event log) and its commit appends each whole
   // page to the WAL: 1 KiB pages make that append a quarter of 4 KiB ones, for about 10% more

@@ -189,7 +189,14 @@ export class FleetOutbox {
   private readonly markSent: Database.Statement | undefined;
   private readonly forgetGone: Database.Statement | undefined;
 
-  constructor(private readonly db: Database.Database) {
+  constructor(
+    private readonly db: Database.Database,
+    /**
+     * Called before each write: the server's store ends a checkpoint cycle first, since these
+     * writes may commit on their own (wal-checkpoints.ts).
+     */
+    private readonly beforeWrite: () => void = () => {},
+  ) {
     this.getSetting = db.prepare('SELECT value FROM settings WHERE key = ?').pluck();
     this.putSetting = db.readonly
       ? undefined
@@ -221,6 +228,7 @@ export class FleetOutbox {
 
   private put(key: string, value: string): void {
     if (!this.putSetting) throw new Error('the fleet outbox was opened read-only');
+    this.beforeWrite();
     this.putSetting.run(key, value);
   }
 
@@ -293,6 +301,7 @@ export class FleetOutbox {
    */
   acknowledge(machines: readonly OutboxMachine[], eventsAcked: number, nowMs: number): void {
     const mark = this.markSent!;
+    this.beforeWrite();
     this.db.transaction(() => {
       for (const m of machines) mark.run(m.application, m.cmid, m.lastSeenMs, m.requests);
       this.put(FLEET_SETTING.eventsAcked, String(eventsAcked));
@@ -303,6 +312,7 @@ export class FleetOutbox {
 
   /** Moves the event mark without sending (outbox full, or ids restarted): counted as dropped. */
   skipEvents(eventsAcked: number, dropped: number, eventOffset?: number): void {
+    this.beforeWrite();
     this.db.transaction(() => {
       this.put(FLEET_SETTING.eventsAcked, String(eventsAcked));
       const before = Number((this.getSetting.get(FLEET_SETTING.droppedEvents) as string | undefined) ?? 0);
@@ -312,6 +322,7 @@ export class FleetOutbox {
   }
 
   recordFailure(message: string, nowMs: number): void {
+    this.beforeWrite();
     this.db.transaction(() => {
       this.put(FLEET_SETTING.lastError, message);
       this.put(FLEET_SETTING.lastErrorMs, String(nowMs));
@@ -324,6 +335,8 @@ export class FleetOutbox {
    * is replaced by its new one) in the key range (from, to]; a read-only outbox leaves them.
    */
   private forgetRemoved(from: readonly [string, string], to: readonly [string, string]): void {
-    this.forgetGone?.run(from[0], from[1], to[0], to[1]);
+    if (this.forgetGone === undefined) return;
+    this.beforeWrite();
+    this.forgetGone.run(from[0], from[1], to[0], to[1]);
   }
 }

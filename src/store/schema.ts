@@ -285,6 +285,7 @@ export function openDatabase(file: string, options: OpenOptions): Database.Datab
       // After a burst (or a long reader holding back checkpoints) the -wal file is cut back to
       // this size instead of keeping its peak size forever.
       db.pragma('journal_size_limit = 67108864'); // 64 MiB
+      db.pragma(`cache_size = -${STORE_TUNING.cacheKiB}`);
       applyMigrations(db);
     }
     return db;

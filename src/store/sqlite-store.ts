@@ -15,7 +15,7 @@ import { openDatabase, SCHEMA_VERSION } from './schema';
 import { PendingWrites, type PendingLimits, type PendingMachine } from './pending-writes';
 import { SILENT_LOG, type StoreLog } from './store-log';
 import { Thresholds } from './thresholds';
-import { startCheckpointer, type Checkpointer } from './checkpointer';
+import { WalCheckpoints, type SyncIo } from './wal-checkpoints';
 import { WindowCounts, type CountSource } from './window-counts';
 import { describeWriteFailure, failureSummary, sqliteCodeOf } from './write-failure';
 import { Inventory } from './inventory';
@@ -38,7 +38,6 @@ import { PositionalStatement } from './positional-statement';
 import { previousOf, refusedEvent, refusedRowOf, servedEvent, servedRow, thresholdOf } from './request-rows';
 
 const DAY_MS = 86_400_000;
-const WAL_CHECK_COMMITS = 32;
 /** The settings key of the last journal record committed to the file (request-journal.ts). */
 const JOURNAL_SEQ_KEY = 'store.journalSeq';
 /** Journaled writes after which the open transaction is committed whatever its age. */
@@ -49,6 +48,11 @@ const JOURNAL_MAX_WRITES = 512;
  * ms in chunks of 64, the CPU per request unchanged: measured A/B).
  */
 const DEFERRED_CHUNK = 64;
+/**
+ * Journaled writes held while a checkpoint cycle syncs (wal-checkpoints.ts) past which the cycle is
+ * settled on the loop: a disk whose fsync stalls cannot make the held writes grow without bound.
+ */
+const HOLD_MAX_WRITES = 4096;
 
 function isBusy(err: unknown): boolean {
   return sqliteCodeOf(err).startsWith('SQLITE_BUSY');
@@ -62,12 +66,17 @@ export interface SqliteStoreOptions {
   readonly maxEvents?: number;
   readonly readonly?: boolean;
   /**
-   * Checkpoint the WAL from a worker thread every this many ms instead of inside commits
-   * (checkpointer.ts); 0 or absent = SQLite's automatic checkpoints. The server uses it.
+   * > 0: the store checkpoints the WAL itself, its fsyncs off the event loop (wal-checkpoints.ts),
+   * at least this often while anything was committed; 0 or absent = SQLite's automatic
+   * checkpoints inside commits. The server uses it.
    */
   readonly backgroundCheckpointMs?: number;
-  /** The -wal size at which the background checkpointer restarts the WAL from its beginning. */
+  /** With backgroundCheckpointMs: a checkpoint once this many writes were committed since the last. */
+  readonly checkpointWrites?: number;
+  /** A -wal file this large is truncated once a checkpoint has copied and synced all of it. */
   readonly walTruncateBytes?: number;
+  /** The checkpoints' fsyncs (tests hold or fail them). */
+  readonly syncIo?: SyncIo;
   /** Wall clock for periodic work (pruning); requests bring their own nowMs. */
   readonly clock?: Clock;
   /** Minimum spacing of retries triggered by new writes while the file is unwritable. */
@@ -128,8 +137,10 @@ export class SqliteStore implements ActivationStore {
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly pruneTimer: NodeJS.Timeout | undefined;
   private closed = false;
-  private checkpointer: Checkpointer | undefined;
+  private checkpoints: WalCheckpoints | undefined;
   private stopping: Promise<void> | undefined;
+  /** A commit came due while a checkpoint cycle held commits: made when the cycle ends. */
+  private commitAfterHold = false;
   private readonly counts: WindowCounts;
   private readonly thresholds = new Thresholds();
   // Counters for stats(); an outage's warnings are logged once (reset when writable again).
@@ -139,8 +150,6 @@ export class SqliteStore implements ActivationStore {
   private lastWriteError: string | null = null;
   private warnedEvents = false;
   private warnedMachines = false;
-  private commitsSinceWalCheck = 0;
-  private readonly walHardLimitBytes: number;
 
   private readonly upsertServed: PositionalStatement<ClientRow>;
   private readonly upsertRefused: PositionalStatement<ClientRow>;
@@ -218,7 +227,6 @@ export class SqliteStore implements ActivationStore {
     this.maxEvents = options.maxEvents ?? DEFAULTS.store.maxEvents;
     this.retryIntervalMs = options.retryIntervalMs ?? STORE_TUNING.retryIntervalMs;
     this.retryTimerMs = options.retryTimerMs ?? STORE_TUNING.retryTimerMs;
-    this.walHardLimitBytes = 3 * (options.walTruncateBytes ?? STORE_TUNING.walTruncateBytes);
     this.pending = new PendingWrites(
       options.pendingLimits ?? { maxMachines: DEFAULTS.store.pendingMachines, maxEvents: DEFAULTS.store.pendingEvents },
     );
@@ -281,14 +289,18 @@ export class SqliteStore implements ActivationStore {
     );
 
     if (!db.readonly && (options.backgroundCheckpointMs ?? 0) > 0) {
-      db.pragma('wal_autocheckpoint = 0');
-      this.checkpointer = startCheckpointer(
+      this.checkpoints = new WalCheckpoints(
+        db,
         file,
         {
           intervalMs: options.backgroundCheckpointMs!,
+          cycleWrites: options.checkpointWrites ?? STORE_TUNING.checkpointWrites,
           truncateBytes: options.walTruncateBytes ?? STORE_TUNING.walTruncateBytes,
         },
         this.log,
+        () => !db.inTransaction,
+        () => this.afterHold(),
+        options.syncIo,
       );
     }
     if (!db.readonly) {
@@ -309,7 +321,7 @@ export class SqliteStore implements ActivationStore {
    * an open group commit instead of waiting for this connection's lock from a second one.
    */
   fleetOutbox(): FleetOutbox {
-    return new FleetOutbox(this.db);
+    return new FleetOutbox(this.db, () => this.checkpoints?.settle());
   }
 
   get schemaVersion(): number {
@@ -355,12 +367,15 @@ export class SqliteStore implements ActivationStore {
   beginBatch(): boolean {
     if (this.state === 'batch') return true;
     if (this.state === 'failing' || this.closed || this.db.readonly) return false;
-    this.checkpointer?.yieldToCheckpoint();
-    try {
-      this.beginStmt.run();
-    } catch (err) {
-      this.enterFailure(err);
-      return false;
+    // With the journal, BEGIN waits for the first statement (ensureBegun), so that a checkpoint
+    // cycle can hold every statement of the turns it spans (wal-checkpoints.ts).
+    if (this.journal === undefined || !this.journal.usable) {
+      try {
+        this.begin();
+      } catch (err) {
+        this.enterFailure(err);
+        return false;
+      }
     }
     this.state = 'batch';
     this.batchOpenedAt = performance.now();
@@ -387,8 +402,10 @@ export class SqliteStore implements ActivationStore {
         return;
       }
     }
+    if (this.checkpoints?.holding && this.deferred.length >= HOLD_MAX_WRITES) this.checkpoints.settle();
     if (this.batch.length >= JOURNAL_MAX_WRITES || performance.now() - this.batchOpenedAt >= this.journalCommitMs) {
-      // Right after this turn's replies, which the journal has made durable already.
+      // Right after this turn's replies, which the journal has made durable already (during a
+      // checkpoint cycle, when it ends).
       this.commitSoon ??= setImmediate(() => {
         this.commitSoon = undefined;
         this.commitSql();
@@ -398,7 +415,7 @@ export class SqliteStore implements ActivationStore {
     if (this.deferred.length >= DEFERRED_CHUNK) {
       this.applySoon ??= setImmediate(() => {
         this.applySoon = undefined;
-        this.applyDeferred();
+        if (!this.checkpoints?.holding) this.applyDeferred();
       });
     }
     if (this.commitTimer === undefined) {
@@ -511,7 +528,9 @@ export class SqliteStore implements ActivationStore {
 
   /** Deletes events past the retention period or beyond the row cap. Runs at open and hourly. */
   prune(nowMs: number = this.clock.now()): number {
-    // A batch the journal keeps open across turns is committed first (hourly, a few ms at most).
+    // A batch the journal keeps open across turns is committed first (hourly, a few ms at most),
+    // and a checkpoint cycle ended: these statements commit on their own.
+    this.checkpoints?.settle();
     if (this.journal !== undefined) this.commitSql();
     if (this.closed || this.db.readonly || this.state !== 'direct') return 0;
     try {
@@ -539,6 +558,10 @@ export class SqliteStore implements ActivationStore {
 
   close(): void {
     if (this.closed) return;
+    // A checkpoint cycle in progress ends now and none starts again; from here commits and the
+    // last connection's close (which checkpoints and removes the -wal file) make SQLite's own fsyncs.
+    this.stopping = this.checkpoints?.stop();
+    if (this.checkpoints !== undefined) this.db.pragma('synchronous = NORMAL');
     this.commitSql();
     if (!this.pending.isEmpty && !this.flushPending()) {
       const machines = this.pending.machineCount;
@@ -550,9 +573,6 @@ export class SqliteStore implements ActivationStore {
       );
     }
     this.closed = true;
-    // Not awaited here (an interrupted checkpoint is harmless, and this connection's close
-    // checkpoints); whenStopped() waits for it, so that nothing touches the files afterwards.
-    this.stopping = this.checkpointer?.stop();
     this.stopRetryTimer();
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     if (!this.db.readonly && this.pending.isEmpty) {
@@ -570,9 +590,8 @@ export class SqliteStore implements ActivationStore {
   }
 
   /**
-   * After close(): resolves once the checkpointer thread has ended too, its connection closed (the
-   * last one closes the -wal and -shm files). A service that stops, or a test that then removes
-   * the data directory, waits for it.
+   * After close(): resolves once no checkpoint fsync is in flight and its files are closed. A
+   * service that stops, or a test that then removes the data directory, waits for it.
    */
   whenStopped(): Promise<void> {
     return this.stopping ?? Promise.resolve();
@@ -594,6 +613,7 @@ export class SqliteStore implements ActivationStore {
         return;
       }
       try {
+        this.ensureBegun();
         this.toFile(w);
         this.batch.push(w);
         return;
@@ -666,22 +686,52 @@ export class SqliteStore implements ActivationStore {
       this.applySoon = undefined;
     }
     if (this.state !== 'batch') return;
+    if (this.checkpoints?.holding) {
+      // The journal holds these writes durably already: the commit waits for the cycle's end.
+      if (this.journal?.usable && this.turnLines.length === 0) {
+        this.commitAfterHold = true;
+        return;
+      }
+      this.checkpoints.settle();
+    }
     const deferred = this.deferred;
     this.deferred = [];
     const batch = this.takeBatch();
     try {
+      if (deferred.length > 0) this.ensureBegun();
       for (const w of deferred) this.toFile(w);
-      this.noteCommittedSeq();
-      this.commitStmt.run();
+      if (this.db.inTransaction) {
+        this.noteCommittedSeq();
+        this.commitStmt.run();
+      }
     } catch (err) {
       this.abandonBatch(batch, err);
       return;
     }
     this.turnLines = [];
     this.committedSeq = this.journalSeq;
-    this.afterCommit();
     for (const w of batch) this.afterDurable(w);
     if (this.pending.isEmpty) this.journal?.reset();
+    this.checkpoints?.committed(batch.length);
+  }
+
+  /** A checkpoint cycle ended: what came due while it held commits is committed now. */
+  private afterHold(): void {
+    if (!this.commitAfterHold) return;
+    this.commitAfterHold = false;
+    this.commitSoon ??= setImmediate(() => {
+      this.commitSoon = undefined;
+      this.commitSql();
+    });
+  }
+
+  private begin(): void {
+    this.checkpoints?.settle();
+    this.beginStmt.run();
+  }
+
+  private ensureBegun(): void {
+    if (!this.db.inTransaction) this.begin();
   }
 
   /** Runs the deferred statements now, inside the open batch: something is about to read this connection. */
@@ -690,6 +740,7 @@ export class SqliteStore implements ActivationStore {
     const deferred = this.deferred;
     this.deferred = [];
     try {
+      this.ensureBegun();
       for (const w of deferred) this.toFile(w);
     } catch (err) {
       this.abandonBatch(this.takeBatch(), err);
@@ -755,8 +806,7 @@ export class SqliteStore implements ActivationStore {
   }
 
   private inTransaction(fn: () => void): void {
-    this.checkpointer?.yieldToCheckpoint();
-    this.beginStmt.run();
+    this.begin();
     try {
       fn();
       this.commitStmt.run();
@@ -764,11 +814,11 @@ export class SqliteStore implements ActivationStore {
       this.rollback();
       throw err;
     }
-    this.afterCommit();
+    this.checkpoints?.committed(1);
   }
 
-  // A lock held by the checkpointer's truncation (or a backup) is transient: one more try after
-  // it, before the write counts as failed.
+  // A lock held by another process (a backup, the CLI) is transient: one more try after it,
+  // before the write counts as failed.
   private retryOnce(w: JournaledWrite): boolean {
     try {
       this.inTransaction(() => this.toFile(w));
@@ -776,28 +826,6 @@ export class SqliteStore implements ActivationStore {
       return true;
     } catch {
       return false;
-    }
-  }
-
-  /**
-   * The background checkpointer keeps the -wal file small; should it fall behind (a starved
-   * thread on a busy machine), the writer truncates it itself past walHardLimitBytes, so the
-   * file stays bounded whatever happens. A stat every WAL_CHECK_COMMITS commits costs nothing.
-   */
-  private afterCommit(): void {
-    if (++this.commitsSinceWalCheck < WAL_CHECK_COMMITS || this.checkpointer === undefined) return;
-    this.commitsSinceWalCheck = 0;
-    let size = 0;
-    try {
-      size = fs.statSync(`${this.file}-wal`).size;
-    } catch {
-      return;
-    }
-    if (size < this.walHardLimitBytes) return;
-    try {
-      this.db.pragma('wal_checkpoint(TRUNCATE)');
-    } catch {
-      // busy: the next check tries again
     }
   }
 

@@ -1,0 +1,292 @@
+// WAL checkpoints on the store's own connection, their fsyncs in libuv's thread pool.
+//
+// With synchronous=NORMAL SQLite checkpoints inside the COMMIT that crosses wal_autocheckpoint and
+// fsyncs the -wal file, then the database file, while the event loop waits: milliseconds on an SSD,
+// up to hundreds on the SD cards branch-office boxes boot from. A worker thread on a second
+// connection used to run them; its V8 isolate was about 9 MB of the server's 80.
+//
+// Here the connection runs with synchronous=OFF and this module makes the two fsyncs itself, off
+// the loop, around a PASSIVE checkpoint that only copies pages into the page cache. It keeps the
+// order SQLite's own checkpoint keeps, which is what makes a power cut harmless:
+//   1. the frames a checkpoint copies are on disk before it copies them (fdatasync of the -wal
+//      file), so the database file is never ahead of the log that explains it;
+//   2. the database file is on disk before anything reuses the WAL from its start (the first
+//      commit after a complete checkpoint does) or truncates it.
+// Nothing may commit on the connection from the first fsync to the end of the second: the store
+// holds its commits while `holding`, and the requests it answers meanwhile are durable in the
+// request journal, as every request is before its commit. Whatever must write through the
+// connection during a cycle (a write without the journal, close, pruning, the fleet outbox) first
+// calls settle(): the rest of the cycle runs at once, its fsyncs on the loop. That is rare and
+// never on the request path while the journal is in use.
+// A cycle starts after a commit once cycleWrites writes were committed since the last one, which
+// bounds what one copy holds the loop for, or on the interval timer while anything is left.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type Database from 'better-sqlite3';
+
+/** The fsyncs, replaceable in tests (held, failed, counted). */
+export interface SyncIo {
+  fdatasync(fd: number, done: (err: NodeJS.ErrnoException | null) => void): void;
+  fdatasyncSync(fd: number): void;
+}
+
+const NODE_SYNC_IO: SyncIo = Object.freeze({
+  fdatasync: (fd: number, done: (err: NodeJS.ErrnoException | null) => void) => fs.fdatasync(fd, done),
+  fdatasyncSync: (fd: number) => fs.fdatasyncSync(fd),
+});
+
+export interface WalCheckpointOptions {
+  /** A cycle at least this often while anything was committed since the last one. */
+  readonly intervalMs: number;
+  /** A cycle once this many writes were committed since the last one. */
+  readonly cycleWrites: number;
+  /** A -wal file this large is truncated once a cycle has copied and synced all of it. */
+  readonly truncateBytes: number;
+}
+
+export interface CheckpointLog {
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+type Phase = 'idle' | 'wal-sync' | 'db-sync';
+
+interface PassiveResult {
+  readonly busy: number;
+  readonly log: number;
+  readonly checkpointed: number;
+}
+
+export class WalCheckpoints {
+  private phase: Phase = 'idle';
+  /** Bumped when a cycle ends, so that the callback of an fsync a settle() overtook is ignored. */
+  private cycle = 0;
+  private inFlight = 0;
+  private writesSinceCycle = 0;
+  private commitsSinceCycle = 0;
+  private due = false;
+  /** Whether the last copy took every frame (the WAL may then restart or be truncated). */
+  private copiedAll = false;
+  private dbFd: number | undefined;
+  private walFd: number | undefined;
+  /** The -wal file's inode whose directory entry was synced (a new file needs its entry on disk too). */
+  private walInoSynced = -1;
+  private readonly timer: NodeJS.Timeout;
+  private stopped = false;
+  private closedFds: (() => void) | undefined;
+  private warnedSync = false;
+  private warnedCopy = false;
+  private warnedSize = false;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly file: string,
+    private readonly options: WalCheckpointOptions,
+    private readonly log: CheckpointLog,
+    /** Whether the connection has no open transaction (a checkpoint cannot run inside one). */
+    private readonly quiet: () => boolean,
+    /** Called when a cycle ends: the store commits what it held. */
+    private readonly released: () => void,
+    private readonly io: SyncIo = NODE_SYNC_IO,
+  ) {
+    db.pragma('wal_autocheckpoint = 0');
+    db.pragma('synchronous = OFF');
+    this.timer = setInterval(() => this.onTimer(), options.intervalMs);
+    this.timer.unref();
+  }
+
+  /** While true, nothing may commit on the connection. */
+  get holding(): boolean {
+    return this.phase !== 'idle';
+  }
+
+  /** The store calls this after each of its commits, when the connection is quiet. */
+  committed(writes: number): void {
+    if (this.stopped) return;
+    this.writesSinceCycle += writes;
+    this.commitsSinceCycle++;
+    if (this.phase === 'idle' && (this.due || this.writesSinceCycle >= this.options.cycleWrites)) this.start();
+  }
+
+  /** Runs the rest of a cycle now, its fsyncs on this thread: something must write through the connection. */
+  settle(): void {
+    if (this.phase === 'wal-sync') {
+      if (this.syncNow(this.walFd!, 'wal')) this.copy();
+      else this.phase = 'db-sync';
+    }
+    if (this.phase === 'db-sync') {
+      this.syncNow(this.dbFd!, 'db');
+      this.finish();
+    }
+  }
+
+  /** Settles, stops the timer, and resolves once no fsync is in flight and the files are closed. */
+  stop(): Promise<void> {
+    this.settle();
+    this.stopped = true;
+    clearInterval(this.timer);
+    if (this.inFlight === 0) {
+      this.closeFds();
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      this.closedFds = resolve;
+    });
+  }
+
+  private onTimer(): void {
+    if (this.stopped || this.commitsSinceCycle === 0 || this.phase !== 'idle') return;
+    if (this.quiet()) this.start();
+    else this.due = true; // started by the next commit
+  }
+
+  private start(): void {
+    this.due = false;
+    this.writesSinceCycle = 0;
+    this.commitsSinceCycle = 0;
+    if (!this.openFds()) return;
+    this.phase = 'wal-sync';
+    const cycle = this.cycle;
+    const walFd = this.walFd!;
+    const ino = fs.fstatSync(walFd).ino;
+    const syncWal = (): void =>
+      this.syncAsync(walFd, 'wal', cycle, (ok) => {
+        // Frames the disk did not confirm are not copied: the file would be ahead of its log.
+        if (ok) this.copy();
+        else this.phase = 'db-sync';
+        this.syncAsync(this.dbFd!, 'db', cycle, () => this.finish());
+      });
+    if (ino === this.walInoSynced) {
+      syncWal();
+      return;
+    }
+    // A -wal file created since the last cycle: its directory entry goes to disk first.
+    let dirFd: number;
+    try {
+      dirFd = fs.openSync(path.dirname(this.file), 'r');
+    } catch {
+      syncWal(); // some file systems refuse to open a directory; SQLite then skips it too
+      return;
+    }
+    this.inFlight++;
+    this.io.fdatasync(dirFd, (err) => {
+      this.inFlight--;
+      fs.closeSync(dirFd);
+      if (!err) this.walInoSynced = ino;
+      if (this.afterFlight(cycle)) syncWal();
+    });
+  }
+
+  /** The copy: every frame the readers allow, into the database file's page cache. */
+  private copy(): void {
+    this.copiedAll = false;
+    try {
+      const r = (this.db.pragma('wal_checkpoint(PASSIVE)') as PassiveResult[])[0]!;
+      this.copiedAll = r.busy === 0 && r.checkpointed === r.log;
+    } catch (err) {
+      if (!this.warnedCopy) {
+        this.warnedCopy = true; // repeats every cycle while it lasts; once is enough
+        this.log.warn(
+          { file: this.file, err: (err as Error).message },
+          `WAL checkpoint of ${this.file} failed; the -wal file grows until it works`,
+        );
+      }
+    }
+    this.phase = 'db-sync';
+  }
+
+  private finish(): void {
+    this.phase = 'idle';
+    this.cycle++;
+    if (this.copiedAll) this.truncateIfLarge();
+    this.released();
+  }
+
+  /** All of the WAL is in the database file and on disk: cutting the file loses nothing. */
+  private truncateIfLarge(): void {
+    let size: number;
+    try {
+      size = fs.fstatSync(this.walFd!).size;
+    } catch {
+      return;
+    }
+    if (size < this.options.truncateBytes) return;
+    const busyTimeout = this.db.pragma('busy_timeout', { simple: true }) as number;
+    try {
+      // Never waits for a reader on the loop: a reader in the way means another try next cycle.
+      this.db.pragma('busy_timeout = 0');
+      const r = (this.db.pragma('wal_checkpoint(TRUNCATE)') as PassiveResult[])[0]!;
+      if (r.busy !== 0) this.warnLarge(size);
+    } catch {
+      this.warnLarge(size);
+    } finally {
+      this.db.pragma(`busy_timeout = ${busyTimeout}`);
+    }
+  }
+
+  private warnLarge(size: number): void {
+    if (this.warnedSize || size < 3 * this.options.truncateBytes) return;
+    this.warnedSize = true; // a reader holding an old snapshot (a long backup) keeps the frames
+    this.log.warn(
+      { file: this.file, walBytes: size },
+      `the WAL of ${this.file} could not be truncated (a long-running reader?); it is retried`,
+    );
+  }
+
+  private syncAsync(fd: number, which: 'wal' | 'db', cycle: number, next: (ok: boolean) => void): void {
+    this.inFlight++;
+    this.io.fdatasync(fd, (err) => {
+      this.inFlight--;
+      if (err) this.syncFailed(which, err);
+      if (this.afterFlight(cycle)) next(!err);
+    });
+  }
+
+  /** After an fsync returns: whether its cycle is still the one running (settle() may have ended it). */
+  private afterFlight(cycle: number): boolean {
+    if (this.stopped && this.inFlight === 0 && this.closedFds !== undefined) {
+      this.closeFds();
+      this.closedFds();
+      this.closedFds = undefined;
+    }
+    return cycle === this.cycle && !this.stopped;
+  }
+
+  private syncNow(fd: number, which: 'wal' | 'db'): boolean {
+    try {
+      this.io.fdatasyncSync(fd);
+      return true;
+    } catch (err) {
+      this.syncFailed(which, err as NodeJS.ErrnoException);
+      return false;
+    }
+  }
+
+  private syncFailed(which: 'wal' | 'db', err: NodeJS.ErrnoException): void {
+    if (this.warnedSync) return;
+    this.warnedSync = true;
+    const f = which === 'wal' ? `${this.file}-wal` : this.file;
+    this.log.error(
+      { code: 'KMS_ERR_STORE_SYNC_FAILED', file: f, err: err.code ?? err.message },
+      `fsync of ${f} failed (${err.code ?? err.message}): the disk did not confirm what was written, so a power cut could ` +
+        'lose recent activations; the host keeps serving (the records stay in the file and the request journal). Check the disk',
+    );
+  }
+
+  private openFds(): boolean {
+    try {
+      this.dbFd ??= fs.openSync(this.file, 'r');
+      this.walFd ??= fs.openSync(`${this.file}-wal`, 'r');
+      return true;
+    } catch {
+      return false; // no -wal file yet: nothing to checkpoint
+    }
+  }
+
+  private closeFds(): void {
+    for (const fd of [this.dbFd, this.walFd]) {
+      if (fd !== undefined) fs.closeSync(fd);
+    }
+    this.dbFd = this.walFd = undefined;
+  }
+}

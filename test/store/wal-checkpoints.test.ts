@@ -1,0 +1,224 @@
+// WAL checkpoints on the store's own connection with their fsyncs off the loop
+// (src/store/wal-checkpoints.ts). The order is what keeps a power cut harmless: the -wal file is
+// on disk before its frames are copied, the database file is on disk before the WAL is reused,
+// and nothing commits in between. The fsyncs here are held by the test, so each step is seen.
+import t, { type Test } from 'tap';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { SqliteStore, type SqliteStoreOptions } from '../../src/store/sqlite-store';
+import { connectionOf } from '../../src/store/testing';
+import type { SyncIo } from '../../src/store/wal-checkpoints';
+import { JOURNAL_FILE_NAME } from '../../src/store/data-dir';
+import { obs, recordingLog, tempDataDir, WINDOW } from './observations';
+import { within } from '../wait';
+
+const T0 = Date.now() - 86_400_000;
+const big = { requiredClientCount: 1000 };
+const HOUR = 3_600_000;
+
+interface HeldSync {
+  readonly path: string;
+  done(err?: NodeJS.ErrnoException): void;
+}
+
+/** fsyncs that wait for the test; those made on the loop (settle) are recorded and run at once. */
+class HeldSyncIo implements SyncIo {
+  readonly onLoop: string[] = [];
+  failing: string | undefined;
+  private readonly held: HeldSync[] = [];
+  private wake: (() => void) | undefined;
+
+  fdatasync(fd: number, done: (err: NodeJS.ErrnoException | null) => void): void {
+    const p = fs.readlinkSync(`/proc/self/fd/${fd}`);
+    this.held.push({ path: p, done: (err) => done(err ?? null) });
+    this.wake?.();
+  }
+
+  fdatasyncSync(fd: number): void {
+    const p = fs.readlinkSync(`/proc/self/fd/${fd}`);
+    this.onLoop.push(p);
+    if (this.failing !== undefined && p.endsWith(this.failing)) throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+  }
+
+  get waiting(): number {
+    return this.held.length;
+  }
+
+  /** The next fsync asked for (already asked or to come). */
+  async next(): Promise<HeldSync> {
+    if (this.held.length === 0) {
+      await within(
+        new Promise<void>((resolve) => {
+          this.wake = resolve;
+        }),
+        'an fsync request',
+      );
+      this.wake = undefined;
+    }
+    return this.held.shift()!;
+  }
+}
+
+const immediate = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function open(dir: string, io: SyncIo, over: SqliteStoreOptions = {}): SqliteStore {
+  // Commits only by count (512 writes) and cycles only by writes: every step is the test's.
+  return SqliteStore.open(dir, { journalCommitMs: HOUR, backgroundCheckpointMs: HOUR, checkpointWrites: 100, syncIo: io, ...over });
+}
+
+/** n activations in group commits of 64, as the server's gate makes them. */
+function activate(store: SqliteStore, from: number, n: number): void {
+  for (let i = from; i < from + n; i += 64) {
+    store.beginBatch();
+    for (let j = i; j < Math.min(i + 64, from + n); j++) store.recordActivation(obs(j, big), T0 + j, WINDOW);
+    store.commitBatch();
+  }
+}
+
+function clientsIn(dir: string): number {
+  const reader = SqliteStore.open(dir, { readonly: true });
+  try {
+    return connectionOf(reader).prepare('SELECT count(*) FROM clients').pluck().get() as number;
+  } finally {
+    reader.close();
+  }
+}
+
+const bytes = (file: string): Buffer => fs.readFileSync(file);
+/** The WAL header's salts change when SQLite starts the log again from its first frame. */
+const salts = (wal: string): string => bytes(wal).subarray(16, 24).toString('hex');
+const journalLines = (dir: string): number =>
+  fs
+    .readFileSync(path.join(dir, JOURNAL_FILE_NAME), 'utf8')
+    .split('\n')
+    .filter((l) => l !== '').length;
+
+/** Starts a cycle: 512 writes commit (the journal's count bound), then the directory's fsync is let through. */
+async function startCycle(t: Test, store: SqliteStore, dir: string, io: HeldSyncIo): Promise<HeldSync> {
+  activate(store, 0, 512);
+  await immediate();
+  const first = await io.next();
+  t.equal(first.path, dir, 'a new -wal file: its directory entry is synced first');
+  first.done();
+  return io.next();
+}
+
+t.test('the -wal file is on disk before its frames are copied, the file before the WAL is reused, nothing commits between', async (t) => {
+  const dir = tempDataDir(t);
+  const io = new HeldSyncIo();
+  const store = open(dir, io);
+  t.teardown(() => store.close());
+  const db = store.file;
+  const wal = `${db}-wal`;
+
+  const walSync = await startCycle(t, store, dir, io);
+  t.equal(walSync.path, wal, 'then the -wal file');
+  const walBefore = bytes(wal);
+  const dbBefore = bytes(db);
+  activate(store, 1000, 600);
+  await immediate();
+  await immediate();
+  t.ok(walBefore.equals(bytes(wal)), 'while the -wal fsync runs, nothing commits (600 more requests answered)');
+  t.ok(dbBefore.equals(bytes(db)), 'and nothing is copied into the database file');
+  t.ok(journalLines(dir) >= 600, 'those requests are durable in the request journal');
+
+  walSync.done();
+  const dbSync = await io.next();
+  t.equal(dbSync.path, db, 'once the -wal file is on disk, the frames are copied and the database file synced');
+  t.notOk(dbBefore.equals(bytes(db)), 'the copy wrote the database file');
+  const walAtCopy = bytes(wal);
+  activate(store, 2000, 600);
+  await immediate();
+  await immediate();
+  t.ok(walAtCopy.equals(bytes(wal)), 'until the database file is on disk, the WAL is neither reused nor appended to');
+
+  const saltBefore = salts(wal);
+  dbSync.done();
+  await immediate();
+  await immediate();
+  t.not(salts(wal), saltBefore, 'then the held commit starts the WAL again from its beginning');
+  t.equal(clientsIn(dir), 512 + 600 + 600, 'every request answered during the cycle is in the file');
+  t.equal(io.onLoop.length, 0, 'no fsync ran on the event loop');
+});
+
+t.test('a read or a write that needs the connection during a cycle finishes it on the loop first', async (t) => {
+  const dir = tempDataDir(t);
+  const io = new HeldSyncIo();
+  const store = open(dir, io);
+  t.teardown(() => store.close());
+  const walSync = await startCycle(t, store, dir, io);
+  store.setSetting('a', '1');
+  t.equal(store.getSetting('a'), '1', 'a read of a write held by the cycle sees it');
+  t.same(io.onLoop, [`${store.file}-wal`, store.file], 'the read first synced the -wal file, then the file, on the loop');
+  walSync.done();
+  await immediate();
+  t.equal(io.waiting, 0, 'the overtaken fsync returning late starts nothing');
+
+  // The fleet forwarder writes through the same connection: it too ends a cycle first.
+  activate(store, 5000, 512);
+  await immediate();
+  await io.next(); // this cycle's -wal fsync, held
+  store.fleetOutbox().recordFailure('unreachable', T0);
+  t.same(io.onLoop.slice(2), [`${store.file}-wal`, store.file], 'a fleet outbox write settled the cycle');
+});
+
+t.test('writes held by a cycle whose fsync stalls are bounded: past the bound the cycle ends on the loop', async (t) => {
+  const dir = tempDataDir(t);
+  const io = new HeldSyncIo();
+  const store = open(dir, io);
+  t.teardown(() => store.close());
+  await startCycle(t, store, dir, io);
+  activate(store, 10_000, 4000);
+  t.equal(io.onLoop.length, 0, '4,000 held writes wait for the fsync');
+  activate(store, 20_000, 200);
+  t.same(io.onLoop, [`${store.file}-wal`, store.file], 'past 4,096 the cycle is finished on the loop');
+  await immediate();
+  t.equal(clientsIn(dir), 512 + 4000 + 200, 'and what it held is committed');
+});
+
+t.test('a failed fsync is reported once; its frames are not copied, and the store keeps serving', async (t) => {
+  const dir = tempDataDir(t);
+  const io = new HeldSyncIo();
+  const log = recordingLog();
+  const store = open(dir, io, { log });
+  t.teardown(() => store.close());
+  const walSync = await startCycle(t, store, dir, io);
+  const dbBefore = bytes(store.file);
+  walSync.done(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+  const dbSync = await io.next();
+  t.ok(dbBefore.equals(bytes(store.file)), 'frames the disk did not confirm were not copied');
+  dbSync.done();
+  const failed = log.lines.filter((l) => l.obj['code'] === 'KMS_ERR_STORE_SYNC_FAILED');
+  t.equal(failed.length, 1, 'one error');
+  t.match(failed[0]?.msg, /fsync of .*-wal failed \(EIO\).*Check the disk/, 'naming the file and what to do');
+
+  io.failing = '-wal';
+  activate(store, 3000, 512);
+  await immediate();
+  await io.next(); // the next cycle's -wal fsync, held
+  store.setSetting('b', '2');
+  t.equal(store.getSetting('b'), '2', 'a failing fsync on the loop does not fail the read');
+  t.equal(log.lines.filter((l) => l.obj['code'] === 'KMS_ERR_STORE_SYNC_FAILED').length, 1, 'and is not reported again');
+  store.close();
+  t.equal(clientsIn(dir), 1024, 'everything answered is in the file');
+});
+
+t.test('close during a cycle finishes it, and whenStopped waits for the fsync still in flight', async (t) => {
+  const dir = tempDataDir(t);
+  const io = new HeldSyncIo();
+  const store = open(dir, io);
+  const walSync = await startCycle(t, store, dir, io);
+  activate(store, 7000, 100);
+  store.close();
+  let stopped = false;
+  const whenStopped = store.whenStopped().then(() => {
+    stopped = true;
+  });
+  await immediate();
+  t.notOk(stopped, 'not stopped while an fsync of one of its files is in flight');
+  walSync.done();
+  await within(whenStopped, 'the store stopping');
+  t.ok(stopped, 'stopped once it returned');
+  t.notOk(fs.existsSync(`${store.file}-wal`), 'the last connection removed the -wal file at close');
+  t.equal(clientsIn(dir), 612, 'nothing answered was lost');
+});
