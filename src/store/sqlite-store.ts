@@ -288,7 +288,11 @@ export class SqliteStore implements ActivationStore {
         .all() as string[],
     );
 
-    if (!db.readonly && (options.backgroundCheckpointMs ?? 0) > 0) {
+    // A second server on this data directory (the journal's lock is taken: it warned) keeps
+    // SQLite's own checkpoints: the cycles order their fsyncs against this connection's commits,
+    // and only the one server holding the lock may assume those are the only ones.
+    const ownsDirectory = this.journalCommitMs === 0 || this.journal !== undefined;
+    if (!db.readonly && ownsDirectory && (options.backgroundCheckpointMs ?? 0) > 0) {
       this.checkpoints = new WalCheckpoints(
         db,
         file,

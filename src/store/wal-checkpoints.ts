@@ -51,6 +51,9 @@ export interface CheckpointLog {
 
 type Phase = 'idle' | 'wal-sync' | 'db-sync';
 
+/** fsyncs of the -wal file again when another process committed meanwhile, before copying anyway. */
+const MAX_RESYNCS = 3;
+
 interface PassiveResult {
   readonly busy: number;
   readonly log: number;
@@ -149,13 +152,22 @@ export class WalCheckpoints {
     const cycle = this.cycle;
     const walFd = this.walFd!;
     const ino = fs.fstatSync(walFd).ino;
-    const syncWal = (): void =>
+    let resyncs = 0;
+    const syncWal = (): void => {
+      const version = this.dataVersion();
       this.syncAsync(walFd, 'wal', cycle, (ok) => {
+        // Another process committed while the fsync ran (the CLI, a second server): its frames
+        // are synced too before anything is copied.
+        if (ok && this.dataVersion() !== version && ++resyncs <= MAX_RESYNCS) {
+          syncWal();
+          return;
+        }
         // Frames the disk did not confirm are not copied: the file would be ahead of its log.
         if (ok) this.copy();
         else this.phase = 'db-sync';
         this.syncAsync(this.dbFd!, 'db', cycle, () => this.finish());
       });
+    };
     if (ino === this.walInoSynced) {
       syncWal();
       return;
@@ -175,6 +187,11 @@ export class WalCheckpoints {
       if (!err) this.walInoSynced = ino;
       if (this.afterFlight(cycle)) syncWal();
     });
+  }
+
+  /** Changes when another connection commits (this connection's own commits leave it). */
+  private dataVersion(): number {
+    return this.db.pragma('data_version', { simple: true }) as number;
   }
 
   /** The copy: every frame the readers allow, into the database file's page cache. */

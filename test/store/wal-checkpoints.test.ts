@@ -5,6 +5,7 @@
 import t, { type Test } from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import Database from 'better-sqlite3';
 import { SqliteStore, type SqliteStoreOptions } from '../../src/store/sqlite-store';
 import { connectionOf } from '../../src/store/testing';
 import type { SyncIo } from '../../src/store/wal-checkpoints';
@@ -221,4 +222,41 @@ t.test('close during a cycle finishes it, and whenStopped waits for the fsync st
   t.ok(stopped, 'stopped once it returned');
   t.notOk(fs.existsSync(`${store.file}-wal`), 'the last connection removed the -wal file at close');
   t.equal(clientsIn(dir), 612, 'nothing answered was lost');
+});
+
+t.test('a commit by another process during the -wal fsync is synced too before anything is copied', async (t) => {
+  const dir = tempDataDir(t);
+  const io = new HeldSyncIo();
+  const store = open(dir, io);
+  t.teardown(() => store.close());
+  const walSync = await startCycle(t, store, dir, io);
+  const other = new Database(store.file);
+  t.teardown(() => other.close());
+  other.prepare("INSERT INTO settings (key, value) VALUES ('other', 'x')").run();
+  walSync.done();
+  const again = await io.next();
+  t.equal(again.path, `${store.file}-wal`, 'the -wal file is synced again');
+  again.done();
+  const dbSync = await io.next();
+  t.equal(dbSync.path, store.file, 'then the frames are copied and the file synced');
+  dbSync.done();
+});
+
+t.test('a second server on the same data directory leaves checkpoints to SQLite', async (t) => {
+  const dir = tempDataDir(t);
+  const first = open(dir, new HeldSyncIo(), { log: recordingLog() });
+  t.teardown(() => first.close());
+  const second = open(dir, new HeldSyncIo(), { log: recordingLog() });
+  t.teardown(() => second.close());
+  const setting = (s: SqliteStore, pragma: string): unknown => connectionOf(s).pragma(pragma, { simple: true });
+  t.same(
+    { synchronous: setting(first, 'synchronous'), autocheckpoint: setting(first, 'wal_autocheckpoint') },
+    { synchronous: 0, autocheckpoint: 0 },
+    'the server holding the journal makes its own fsyncs',
+  );
+  t.same(
+    { synchronous: setting(second, 'synchronous'), autocheckpoint: setting(second, 'wal_autocheckpoint') },
+    { synchronous: 1, autocheckpoint: 1000 },
+    'the second keeps synchronous=NORMAL and SQLite checkpointing inside its commits',
+  );
 });
