@@ -562,10 +562,8 @@ export class SqliteStore implements ActivationStore {
 
   close(): void {
     if (this.closed) return;
-    // A checkpoint cycle in progress ends now and none starts again; from here commits and the
-    // last connection's close (which checkpoints and removes the -wal file) make SQLite's own fsyncs.
+    // A checkpoint cycle in progress ends now and none starts again.
     this.stopping = this.checkpoints?.stop();
-    if (this.checkpoints !== undefined) this.db.pragma('synchronous = NORMAL');
     this.commitSql();
     if (!this.pending.isEmpty && !this.flushPending()) {
       const machines = this.pending.machineCount;
@@ -588,6 +586,9 @@ export class SqliteStore implements ActivationStore {
         // At worst a threshold leaves the window up to a minute early after the restart.
       }
     }
+    // The last connection's close checkpoints and removes the -wal file: with SQLite's own fsyncs.
+    // (Outside a transaction, which every path above has ended: SQLite refuses the change inside one.)
+    if (this.checkpoints !== undefined) this.db.pragma('synchronous = NORMAL');
     if (this.pending.isEmpty) this.journal?.reset();
     this.journal?.close();
     this.db.close();

@@ -260,3 +260,15 @@ t.test('a second server on the same data directory leaves checkpoints to SQLite'
     'the second keeps synchronous=NORMAL and SQLite checkpointing inside its commits',
   );
 });
+
+t.test('close with statements of the open batch already run (a transaction open) commits them and ends cleanly', async (t) => {
+  const dir = tempDataDir(t);
+  const store = open(dir, new HeldSyncIo());
+  activate(store, 0, 200); // one chunk of 64 runs in the next turn, inside a transaction left open
+  await immediate();
+  t.ok(connectionOf(store).inTransaction, 'a transaction is open when close begins');
+  t.doesNotThrow(() => store.close(), 'close does not throw');
+  await within(store.whenStopped(), 'the store stopping');
+  t.notOk(fs.existsSync(`${store.file}-wal`), 'the last connection removed the -wal file');
+  t.equal(clientsIn(dir), 200, 'every write is in the file');
+});
