@@ -267,11 +267,11 @@ export const STORE_TUNING = deepFreeze({
   pruneIntervalMs: 3_600_000, // event-log pruning, hourly
   // WAL checkpoints (store/wal-checkpoints.ts): at least every second while anything was written,
   // and every this many writes, which bounds what one copy holds the event loop for (its fsyncs run
-  // off the loop). Measured at 12,000 activations/s: 512 writes, 1.4–1.8 ms per copy and 85–87 µs
-  // per activation; 2048, 2.7–3.6 ms and 80–82 µs (a page rewritten often is copied once per cycle),
-  // p99 0.8 ms instead of 0.9–1.05; 8192 no better.
+  // off the loop): 1.4–1.8 ms per copy at 12,000 activations/s. Measured (npm run bench): 2048
+  // writes, 2.7–3.6 ms per copy, took a few µs off a lone activation but put the p99 of 16 paced
+  // connections at 7 ms (3.6–4.3 ms at 512, 3.8 ms at 256).
   checkpointIntervalMs: 1000,
-  checkpointWrites: 2048,
+  checkpointWrites: 512,
   walTruncateBytes: 8 * 1024 * 1024, // a -wal file this large is truncated once a checkpoint has all of it on disk
   // SQLite's page cache per writing connection (better-sqlite3 builds SQLite with 16 MB; the server
   // checkpoints on its own connection, so nothing else empties it).
