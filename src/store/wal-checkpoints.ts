@@ -70,6 +70,8 @@ export class WalCheckpoints {
   private due = false;
   /** Whether the last copy took every frame (the WAL may then restart or be truncated). */
   private copiedAll = false;
+  /** data_version at the copy: another process's commit after it leaves frames the file does not have on disk. */
+  private versionAtCopy = 0;
   private dbFd: number | undefined;
   private walFd: number | undefined;
   /** The -wal file's inode whose directory entry was synced (a new file needs its entry on disk too). */
@@ -197,6 +199,7 @@ export class WalCheckpoints {
   /** The copy: every frame the readers allow, into the database file's page cache. */
   private copy(): void {
     this.copiedAll = false;
+    this.versionAtCopy = this.dataVersion();
     try {
       const r = (this.db.pragma('wal_checkpoint(PASSIVE)') as PassiveResult[])[0]!;
       this.copiedAll = r.busy === 0 && r.checkpointed === r.log;
@@ -215,19 +218,24 @@ export class WalCheckpoints {
   private finish(): void {
     this.phase = 'idle';
     this.cycle++;
-    if (this.copiedAll) this.truncateIfLarge();
+    const size = this.walSize();
+    if (size >= this.options.truncateBytes) {
+      // Only when all of the WAL is in the database file and on disk does cutting it lose nothing.
+      if (this.copiedAll && this.dataVersion() === this.versionAtCopy) this.truncate(size);
+      else this.warnLarge(size); // a reader held the copy back
+    }
     this.released();
   }
 
-  /** All of the WAL is in the database file and on disk: cutting the file loses nothing. */
-  private truncateIfLarge(): void {
-    let size: number;
+  private walSize(): number {
     try {
-      size = fs.fstatSync(this.walFd!).size;
+      return fs.fstatSync(this.walFd!).size;
     } catch {
-      return;
+      return 0;
     }
-    if (size < this.options.truncateBytes) return;
+  }
+
+  private truncate(size: number): void {
     const busyTimeout = this.db.pragma('busy_timeout', { simple: true }) as number;
     try {
       // Never waits for a reader on the loop: a reader in the way means another try next cycle.

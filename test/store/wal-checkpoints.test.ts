@@ -11,7 +11,7 @@ import { connectionOf } from '../../src/store/testing';
 import type { SyncIo } from '../../src/store/wal-checkpoints';
 import { JOURNAL_FILE_NAME } from '../../src/store/data-dir';
 import { obs, recordingLog, tempDataDir, WINDOW } from './observations';
-import { within } from '../wait';
+import { until, within } from '../wait';
 
 const T0 = Date.now() - 86_400_000;
 const big = { requiredClientCount: 1000 };
@@ -271,4 +271,33 @@ t.test('close with statements of the open batch already run (a transaction open)
   await within(store.whenStopped(), 'the store stopping');
   t.notOk(fs.existsSync(`${store.file}-wal`), 'the last connection removed the -wal file');
   t.equal(clientsIn(dir), 200, 'every write is in the file');
+});
+
+t.test('a reader holding an old snapshot lets the -wal file grow, with a warning; once it ends, the file is cut back', async (t) => {
+  const dir = tempDataDir(t);
+  const log = recordingLog();
+  const syncs = { fdatasync: fs.fdatasync, fdatasyncSync: fs.fdatasyncSync }; // the real ones
+  const store = open(dir, syncs, { log, walTruncateBytes: 64 * 1024 });
+  t.teardown(() => store.close());
+  const wal = `${store.file}-wal`;
+  const reader = new Database(store.file, { readonly: true });
+  t.teardown(() => reader.close());
+  reader.prepare('BEGIN').run();
+  reader.prepare('SELECT count(*) FROM clients').get(); // the read transaction takes its snapshot here
+  activate(store, 0, 2048);
+  await until(() => log.lines.find((l) => l.obj['walBytes'] !== undefined), 'the warning about the -wal file', {
+    on: [],
+    everyMs: 10,
+  });
+  const grown = fs.statSync(wal).size;
+  t.ok(grown >= 3 * 64 * 1024, `the -wal file grew while the reader held its snapshot (${grown} bytes)`);
+  t.match(log.lines.find((l) => l.obj['walBytes'] !== undefined)?.msg, /could not be truncated \(a long-running reader\?\)/);
+
+  reader.prepare('COMMIT').run();
+  activate(store, 5000, 512);
+  const after = await until(() => (fs.statSync(wal).size < grown / 4 ? fs.statSync(wal).size + 1 : undefined), 'the -wal file cut back', {
+    on: [],
+    everyMs: 10,
+  });
+  t.ok(after - 1 < grown / 4, `once the reader ended, the file was cut back (${after - 1} bytes)`);
 });
