@@ -24,6 +24,12 @@ export function checkHealth(sources: Pick<MetricSources, 'kms' | 'store' | 'regi
         'Free disk space or fix the file system.',
     );
   }
+  if (store.lastSyncError) {
+    problems.push(
+      `The disk did not confirm what was written (fsync failed: ${store.lastSyncError}): a power cut could lose recent activations. ` +
+        'Check the disk (dmesg, SMART) and free space.',
+    );
+  }
   if (store.pendingWrites > 0) {
     problems.push(
       `${store.pendingWrites} machine${store.pendingWrites === 1 ? "'s answered activation is" : "s' answered activations are"} ` +

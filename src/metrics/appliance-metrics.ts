@@ -116,6 +116,14 @@ export function createApplianceMetrics(
     },
   });
   new Counter({
+    name: `${p}store_sync_failures_total`,
+    help: 'fsyncs of the database or its -wal file that failed: the disk did not confirm what was written (see the log).',
+    registers: [registry],
+    collect() {
+      setCounter(this, sources.store().syncFailures ?? 0);
+    },
+  });
+  new Counter({
     name: `${p}store_write_failures_total`,
     help: 'Failed writes to the database file (full disk, read-only file system).',
     registers: [registry],

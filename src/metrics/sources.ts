@@ -22,6 +22,10 @@ export interface StoreFacts {
   readonly writable: boolean;
   /** Whether the request journal makes group commits durable (absent: not reported). */
   readonly journalInUse?: boolean;
+  /** fsyncs of the database or its -wal file that failed since start. */
+  readonly syncFailures?: number;
+  /** The last fsync failure while none has succeeded since ("EIO on <file>"); empty or absent once one has. */
+  readonly lastSyncError?: string;
 }
 
 export interface DnsFacts {

@@ -116,6 +116,10 @@ export interface StoreStats {
   readonly walBytes?: number;
   /** Whether group commits are made durable by the request journal (false: a commit each, slower). */
   readonly journalInUse: boolean;
+  /** Checkpoint fsyncs that failed since start (wal-checkpoints.ts). */
+  readonly syncFailures: number;
+  /** The last fsync failure ("EIO on <file>") while none has succeeded since; null once one has. */
+  readonly lastSyncError: string | null;
 }
 
 /**
@@ -359,6 +363,8 @@ export class SqliteStore implements ActivationStore {
       lastWriteError: this.lastWriteError,
       ...(walBytes === undefined ? {} : { walBytes }),
       journalInUse: this.journal?.usable === true,
+      syncFailures: this.checkpoints?.syncStats.failures ?? 0,
+      lastSyncError: this.checkpoints?.syncStats.lastError ?? null,
     };
   }
 

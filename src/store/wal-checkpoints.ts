@@ -80,6 +80,9 @@ export class WalCheckpoints {
   private stopped = false;
   private closedFds: (() => void) | undefined;
   private warnedSync = false;
+  private syncFailures = 0;
+  /** The last fsync's failure while no fsync has succeeded since; null once one has. */
+  private lastSyncError: string | null = null;
   private warnedCopy = false;
   private warnedSize = false;
 
@@ -98,6 +101,11 @@ export class WalCheckpoints {
     db.pragma('synchronous = OFF');
     this.timer = setInterval(() => this.onTimer(), options.intervalMs);
     this.timer.unref();
+  }
+
+  /** fsyncs that failed since start, and the last failure while none has succeeded since. */
+  get syncStats(): { readonly failures: number; readonly lastError: string | null } {
+    return { failures: this.syncFailures, lastError: this.lastSyncError };
   }
 
   /** While true, nothing may commit on the connection. */
@@ -263,6 +271,7 @@ export class WalCheckpoints {
     this.io.fdatasync(fd, (err) => {
       this.inFlight--;
       if (err) this.syncFailed(which, err);
+      else this.lastSyncError = null;
       if (this.afterFlight(cycle)) next(!err);
     });
   }
@@ -280,6 +289,7 @@ export class WalCheckpoints {
   private syncNow(fd: number, which: 'wal' | 'db'): boolean {
     try {
       this.io.fdatasyncSync(fd);
+      this.lastSyncError = null;
       return true;
     } catch (err) {
       this.syncFailed(which, err as NodeJS.ErrnoException);
@@ -288,9 +298,11 @@ export class WalCheckpoints {
   }
 
   private syncFailed(which: 'wal' | 'db', err: NodeJS.ErrnoException): void {
+    const f = which === 'wal' ? `${this.file}-wal` : this.file;
+    this.syncFailures++;
+    this.lastSyncError = `${err.code ?? err.message} on ${f}`;
     if (this.warnedSync) return;
     this.warnedSync = true;
-    const f = which === 'wal' ? `${this.file}-wal` : this.file;
     this.log.error(
       { code: 'KMS_ERR_STORE_SYNC_FAILED', file: f, err: err.code ?? err.message },
       `fsync of ${f} failed (${err.code ?? err.message}): the disk did not confirm what was written, so a power cut could ` +

@@ -41,6 +41,19 @@ t.test('healthy only when everything holds', async (t) => {
   const full = checkHealth(sources({ store: { pendingWrites: 12, writeFailures: 3, writable: false } }), NOW);
   t.equal(full.problems.length, 2);
   t.match(full.problems.join(' '), /cannot be written.*12 machines' answered activations are not yet written/);
+  const unsynced = checkHealth(
+    sources({ store: { ...storeOk(), syncFailures: 2, lastSyncError: 'EIO on /var/lib/k/kms-appliance.db' } }),
+    NOW,
+  );
+  t.same(
+    unsynced.problems,
+    [
+      'The disk did not confirm what was written (fsync failed: EIO on /var/lib/k/kms-appliance.db): a power cut could lose ' +
+        'recent activations. Check the disk (dmesg, SMART) and free space.',
+    ],
+    'a failing fsync is a problem while no fsync has succeeded since',
+  );
+  t.ok(checkHealth(sources({ store: { ...storeOk(), syncFailures: 2, lastSyncError: '' } }), NOW).ok, 'and none once one has');
 });
 
 t.test('fleet reporting that stopped working makes the box unhealthy, in its own words', async (t) => {

@@ -81,3 +81,19 @@ t.test('whether the request journal is in use is a gauge', async (t) => {
   t.equal(await line(true), 'kms_appliance_store_journal_in_use 1');
   t.equal(await line(false), 'kms_appliance_store_journal_in_use 0');
 });
+
+t.test('failed fsyncs are a counter read from the store', async (t) => {
+  let failures = 0;
+  const m = createApplianceMetrics(
+    {
+      kms: () => ({ listening: true, open: 0, refusedByReason: {} }),
+      store: () => ({ pendingWrites: 0, writeFailures: 0, writable: true, syncFailures: failures }),
+      counts: () => undefined,
+    },
+    { processMetrics: false },
+  );
+  const line = async () => (await m.scrape()).body.split('\n').find((l) => l.startsWith('kms_appliance_store_sync_failures_total'));
+  t.equal(await line(), 'kms_appliance_store_sync_failures_total 0');
+  failures = 3;
+  t.equal(await line(), 'kms_appliance_store_sync_failures_total 3');
+});

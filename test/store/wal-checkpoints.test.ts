@@ -191,6 +191,11 @@ t.test('a failed fsync is reported once; its frames are not copied, and the stor
   dbSync.done();
   const failed = log.lines.filter((l) => l.obj['code'] === 'KMS_ERR_STORE_SYNC_FAILED');
   t.equal(failed.length, 1, 'one error');
+  t.same(
+    { failures: store.stats().syncFailures, last: store.stats().lastSyncError },
+    { failures: 1, last: null },
+    'counted, and no longer current once the next fsync (the database file) succeeded',
+  );
   t.match(failed[0]?.msg, /fsync of .*-wal failed \(EIO\).*Check the disk/, 'naming the file and what to do');
 
   io.failing = '-wal';
@@ -200,6 +205,11 @@ t.test('a failed fsync is reported once; its frames are not copied, and the stor
   store.setSetting('b', '2');
   t.equal(store.getSetting('b'), '2', 'a failing fsync on the loop does not fail the read');
   t.equal(log.lines.filter((l) => l.obj['code'] === 'KMS_ERR_STORE_SYNC_FAILED').length, 1, 'and is not reported again');
+  t.same(
+    { failures: store.stats().syncFailures, last: store.stats().lastSyncError },
+    { failures: 2, last: null },
+    'but counted (the database file synced after it)',
+  );
   store.close();
   t.equal(clientsIn(dir), 1024, 'everything answered is in the file');
 });

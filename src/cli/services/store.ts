@@ -32,6 +32,8 @@ export function storeService(config: AppConfig, dataDir: string, log: Logger): S
         writable: s.writable,
         lastError: s.lastWriteError ?? '',
         journalInUse: s.journalInUse,
+        syncFailures: s.syncFailures,
+        lastSyncError: s.lastSyncError ?? '',
       };
     },
     reload: restartOnChange('store', (c) => c.store),
