@@ -1,6 +1,7 @@
-// kill -9 during a stream of activations loses none that was answered (synchronous=NORMAL in WAL
-// mode: a commit is in the -wal file before recordActivation returns; with the request journal,
-// a group's lines are in the journal before commitBatch returns and the next open replays them).
+// kill -9 during a stream of activations loses none that was answered (a commit is in the -wal
+// file before recordActivation returns, whatever the fsyncs: the kernel has the bytes; with the
+// request journal, a group's lines are in the journal before commitBatch returns and the next open
+// replays them). The child runs the server's checkpoint cycles, every 64 writes.
 
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
