@@ -66,7 +66,6 @@ export class WalCheckpoints {
   private cycle = 0;
   private inFlight = 0;
   private writesSinceCycle = 0;
-  private commitsSinceCycle = 0;
   private due = false;
   /** Whether the last copy took every frame (the WAL may then restart or be truncated). */
   private copiedAll = false;
@@ -117,7 +116,6 @@ export class WalCheckpoints {
   committed(writes: number): void {
     if (this.stopped) return;
     this.writesSinceCycle += writes;
-    this.commitsSinceCycle++;
     if (this.phase === 'idle' && (this.due || this.writesSinceCycle >= this.options.cycleWrites)) this.start();
   }
 
@@ -148,7 +146,7 @@ export class WalCheckpoints {
   }
 
   private onTimer(): void {
-    if (this.stopped || this.commitsSinceCycle === 0 || this.phase !== 'idle') return;
+    if (this.stopped || this.writesSinceCycle === 0 || this.phase !== 'idle') return;
     if (this.quiet()) this.start();
     else this.due = true; // started by the next commit
   }
@@ -156,7 +154,6 @@ export class WalCheckpoints {
   private start(): void {
     this.due = false;
     this.writesSinceCycle = 0;
-    this.commitsSinceCycle = 0;
     if (!this.openFds()) return;
     this.phase = 'wal-sync';
     const cycle = this.cycle;

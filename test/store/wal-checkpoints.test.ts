@@ -311,3 +311,20 @@ t.test('a reader holding an old snapshot lets the -wal file grow, with a warning
   });
   t.ok(after - 1 < grown / 4, `once the reader ended, the file was cut back (${after - 1} bytes)`);
 });
+
+t.test('a few writes are checkpointed by the interval timer; no cycle runs while nothing was written', async (t) => {
+  const dir = tempDataDir(t);
+  const io = new HeldSyncIo();
+  const store = open(dir, io, { journalCommitMs: 1, backgroundCheckpointMs: 20, checkpointWrites: 1_000_000 });
+  t.teardown(() => store.close());
+  activate(store, 0, 5);
+  const first = await io.next(); // the commit timer (1 ms), then the checkpoint timer (20 ms)
+  t.equal(first.path, dir, 'five writes: a cycle starts on the timer');
+  first.done();
+  const walSync = await io.next();
+  walSync.done();
+  (await io.next()).done(); // the database file
+  // Silence has no event to wait on: five timer periods are looked at.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  t.equal(io.waiting, 0, 'with nothing written since, no fsync is asked for in five periods');
+});
