@@ -18,11 +18,15 @@
 // connection during a cycle (a write without the journal, close, pruning, the fleet outbox) first
 // calls settle(): the rest of the cycle runs at once, its fsyncs on the loop. That is rare and
 // never on the request path while the journal is in use.
+// Another process (the CLI, a second server) may commit too. A read transaction on a connection of
+// this module's own, taken before the -wal fsync and kept to the end of the cycle, makes those
+// commits append to the WAL instead of starting it again from its beginning (SQLite restarts the
+// WAL only when no reader uses it), and keeps their frames out of the copy.
 // A cycle starts after a commit once cycleWrites writes were committed since the last one, which
 // bounds what one copy holds the loop for, or on the interval timer while anything is left.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
 
 /** The fsyncs, replaceable in tests (held, failed, counted). */
 export interface SyncIo {
@@ -76,6 +80,8 @@ export class WalCheckpoints {
   /** The -wal file's inode whose directory entry was synced (a new file needs its entry on disk too). */
   private walInoSynced = -1;
   private readonly timer: NodeJS.Timeout;
+  /** The read transaction that keeps the WAL from restarting during a cycle (see the top). */
+  private readonly guard: { readonly db: Database.Database; begin(): void; end(): void } | undefined;
   private stopped = false;
   private closedFds: (() => void) | undefined;
   private warnedSync = false;
@@ -98,6 +104,7 @@ export class WalCheckpoints {
   ) {
     db.pragma('wal_autocheckpoint = 0');
     db.pragma('synchronous = OFF');
+    this.guard = openGuard(file);
     this.timer = setInterval(() => this.onTimer(), options.intervalMs);
     this.timer.unref();
   }
@@ -136,6 +143,7 @@ export class WalCheckpoints {
     this.settle();
     this.stopped = true;
     clearInterval(this.timer);
+    this.guard?.db.close();
     if (this.inFlight === 0) {
       this.closeFds();
       return Promise.resolve();
@@ -156,6 +164,7 @@ export class WalCheckpoints {
     this.writesSinceCycle = 0;
     if (!this.openFds()) return;
     this.phase = 'wal-sync';
+    this.holdWal();
     const cycle = this.cycle;
     const walFd = this.walFd!;
     const ino = fs.fstatSync(walFd).ino;
@@ -196,6 +205,18 @@ export class WalCheckpoints {
     });
   }
 
+  private holdWal(): void {
+    try {
+      this.guard?.begin();
+    } catch {
+      this.releaseWal(); // without it the cycle still orders this connection's own commits
+    }
+  }
+
+  private releaseWal(): void {
+    if (this.guard?.db.inTransaction) this.guard.end();
+  }
+
   /** Changes when another connection commits (this connection's own commits leave it). */
   private dataVersion(): number {
     return this.db.pragma('data_version', { simple: true }) as number;
@@ -223,6 +244,7 @@ export class WalCheckpoints {
   private finish(): void {
     this.phase = 'idle';
     this.cycle++;
+    this.releaseWal();
     const size = this.walSize();
     if (size >= this.options.truncateBytes) {
       // Only when all of the WAL is in the database file and on disk does cutting it lose nothing.
@@ -322,5 +344,30 @@ export class WalCheckpoints {
       if (fd !== undefined) fs.closeSync(fd);
     }
     this.dbFd = this.walFd = undefined;
+  }
+}
+
+/** A connection of its own for the read transaction a cycle holds; undefined if it cannot be opened. */
+function openGuard(file: string): { readonly db: Database.Database; begin(): void; end(): void } | undefined {
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(file, { fileMustExist: true });
+    db.pragma('cache_size = -64'); // it reads one page per cycle
+    const begin = db.prepare('BEGIN');
+    const read = db.prepare('SELECT 1 FROM sqlite_master LIMIT 1'); // the read transaction starts at its first read
+    const end = db.prepare('COMMIT');
+    return {
+      db,
+      begin() {
+        begin.run();
+        read.get();
+      },
+      end() {
+        end.run();
+      },
+    };
+  } catch {
+    db?.close();
+    return undefined;
   }
 }

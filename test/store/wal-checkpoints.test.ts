@@ -328,3 +328,23 @@ t.test('a few writes are checkpointed by the interval timer; no cycle runs while
   await new Promise((resolve) => setTimeout(resolve, 100));
   t.equal(io.waiting, 0, 'with nothing written since, no fsync is asked for in five periods');
 });
+
+t.test('a commit by another process while the database file is synced appends to the WAL instead of reusing it', async (t) => {
+  const dir = tempDataDir(t);
+  const io = new HeldSyncIo();
+  const store = open(dir, io);
+  t.teardown(() => store.close());
+  const wal = `${store.file}-wal`;
+  const walSync = await startCycle(t, store, dir, io);
+  walSync.done();
+  const dbSync = await io.next();
+  t.equal(dbSync.path, store.file, 'the frames are copied; the database file is being synced');
+  const salt = salts(wal);
+  const other = new Database(store.file);
+  t.teardown(() => other.close());
+  other.prepare("INSERT INTO settings (key, value) VALUES ('other', 'x')").run();
+  t.equal(salts(wal), salt, 'the other commit did not start the WAL again: the copied frames stay until the file is on disk');
+  dbSync.done();
+  await immediate();
+  t.equal(other.prepare("SELECT value FROM settings WHERE key = 'other'").pluck().get(), 'x', 'and it was committed');
+});
