@@ -59,6 +59,12 @@ export class DnsUdpServer extends DNS.UDPServer {
     const o = this.#options;
     const client: DnsClient = { address: unmapIPv4(rinfo.address), port: rinfo.port, transport: 'udp' };
     const group = addressGroup(client.address);
+    if (rinfo.port === 0) {
+      // RFC 768: source port 0 means "no reply"; only a raw socket sends it, and Node's send()
+      // throws at once for port 0, which would escape the reply batch and end the process.
+      o.onLimit('KMS_ERR_DNS_MALFORMED', client, group, 'datagram from source port 0 (a crafted packet); it cannot be answered, dropped');
+      return;
+    }
     if (!o.limiter.allow(group, Date.now())) {
       o.counters.rateLimited++;
       o.onLimit('KMS_ERR_DNS_RATE_LIMITED', client, group, 'responses dropped: over dns.rateLimit');
@@ -82,6 +88,11 @@ export class DnsUdpServer extends DNS.UDPServer {
     }
     this.#options.onReply(answer);
     // To the address as received (a mapped one on a dual-stack socket), not the normalised one.
-    this.send(answer, rinfo.port, rinfo.address);
+    // send() throws for what it cannot address; one peer's reply must not end the batch or the process.
+    try {
+      this.send(answer, rinfo.port, rinfo.address);
+    } catch {
+      this.#options.counters.udpDropped++;
+    }
   }
 }

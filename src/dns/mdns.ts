@@ -124,14 +124,23 @@ export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext
   let lastMulticastAt = -Infinity;
   mdns.on('query', (query: makeMdns.QueryPacket, rinfo: RemoteInfo) => {
     if (state !== 'up') return;
+    if (rinfo.port === 0) {
+      // Only a raw socket sends from port 0; multicast-dns would throw sending the reply there.
+      log.debug({ code: 'KMS_ERR_DNS_MALFORMED', client: rinfo.address }, 'mDNS query from source port 0 ignored');
+      return;
+    }
     const all = records();
     const answers: Answer[] = [];
     const additionals: Answer[] = [];
+    // The questions answered, once each: the only ones a legacy reply repeats. Echoing all of them
+    // turned a query of compressed repeats into a reply many times its size (amplification).
+    const answered = new Map<string, Question>();
     let unicast = rinfo.port !== MDNS_PORT;
     for (const q of query.questions) {
       const klass = q.class as unknown;
       if (klass === `UNKNOWN_${CLASS_IN_QU}`) unicast = true; // dns-packet names the QU bit this way
       const r = answerMdnsQuestion(q, all);
+      if (r.answers.length > 0) answered.set(`${q.name.toLowerCase()} ${q.type} ${String(klass)}`, q);
       for (const a of r.answers) if (!answers.includes(a)) answers.push(a);
       for (const a of r.additionals) if (!additionals.includes(a) && !answers.includes(a)) additionals.push(a);
     }
@@ -144,7 +153,7 @@ export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext
         ({ ...a, ttl: Math.min((a as { ttl?: number }).ttl ?? HOST_TTL, LEGACY_UNICAST_TTL), flush: false }) as Answer;
       // RFC 6762 §6.7: a legacy querier gets its ID and question back, by unicast.
       mdns.respond(
-        { id: query.id, questions: query.questions, answers: answers.map(cap), additionals: additionals.map(cap) },
+        { id: query.id, questions: [...answered.values()], answers: answers.map(cap), additionals: additionals.map(cap) },
         { port: rinfo.port, address: rinfo.address },
       );
     } else if (announceTarget) {

@@ -1,0 +1,178 @@
+// Red-team findings on the DNS surface (the responder over UDP and TCP, mDNS, the RFC 2136
+// registrar): each test is an attack that once worked, kept so it cannot come back. Loopback only,
+// port 0, bounded waits; a good client must still be answered while or after the attack runs.
+import t, { type Test } from 'tap';
+import dgram from 'node:dgram';
+import { DEFAULTS } from '../../src/config/defaults';
+import { createDnsResponder, type DnsLog } from '../../src/dns/dns-responder';
+import { DnsUdpServer } from '../../src/dns/dns-udp';
+import { startMdns, MDNS_SERVICE } from '../../src/dns/mdns';
+import { createRateLimiter } from '../../src/dns/rate-limiter';
+import { decodeMessage, encodeMessage, EMPTY_HEADER, RR_CLASS, RR_TYPE, type DnsQuestion } from '../../src/protocol/dns/message';
+import { freePort } from './named';
+import { settledWithin } from '../wait';
+
+interface LogLine {
+  level: string;
+  obj: Record<string, unknown>;
+  msg?: string;
+}
+
+function captureLog(): { log: DnsLog; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const at = (level: string) => (obj: object, msg?: string) => lines.push({ level, obj: obj as Record<string, unknown>, msg });
+  return { lines, log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } };
+}
+
+const ZONE = 'branch.test';
+const SRV_NAME = `_vlmcs._tcp.${ZONE}`;
+
+function queryFor(id: number, questions: DnsQuestion[]): Buffer {
+  return encodeMessage({ header: { ...EMPTY_HEADER, id }, questions, answers: [], authorities: [], additionals: [] });
+}
+
+const srvQuery = (id: number): Buffer => queryFor(id, [{ name: SRV_NAME, type: RR_TYPE.SRV, class: RR_CLASS.IN }]);
+
+/** Errors thrown where nothing catches them (they would end the appliance) while `fn` runs. */
+async function uncaughtDuring(fn: () => Promise<void>): Promise<Error[]> {
+  const seen: Error[] = [];
+  const onError = (err: Error): void => void seen.push(err);
+  process.on('uncaughtException', onError);
+  try {
+    await fn();
+    // The replies of a turn leave in its check phase; two more turns let every deferred send run.
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    process.off('uncaughtException', onError);
+  }
+  return seen;
+}
+
+/** One exchange from a fresh loopback socket; the reply or undefined. */
+async function ask(port: number, message: Buffer, from = '127.0.0.1', ms = 2000): Promise<Buffer | undefined> {
+  const s = dgram.createSocket('udp4');
+  try {
+    await new Promise<void>((r) => s.bind(0, from, () => r()));
+    const reply = new Promise<Buffer>((resolve) => s.once('message', resolve));
+    s.send(message, port, '127.0.0.1');
+    return await settledWithin(reply, ms, undefined);
+  } finally {
+    s.close();
+  }
+}
+
+/** The DNS responder's UDP socket with the real responder behind it. */
+async function udpResponder(t: Test): Promise<{ server: DnsUdpServer; port: number; lines: LogLine[] }> {
+  const { log, lines } = captureLog();
+  const config = {
+    ...DEFAULTS.dns,
+    zones: [
+      { domain: ZONE, ttlSeconds: 60, hosts: [{ target: `kms.${ZONE}`, port: 1688, priority: 0, weight: 0, addresses: ['192.0.2.10'] }] },
+    ],
+  };
+  const respond = createDnsResponder(config, { kmsPort: 1688, hostName: 'kms', addresses: () => ['192.0.2.10'], log }, {});
+  const server = new DnsUdpServer('udp4', {
+    limiter: createRateLimiter({ responsesPerSecond: 0, burst: 1 }),
+    respond,
+    onReply: () => undefined,
+    onLimit: (code, client, group, reason) => log.warn({ code, client: client.address, port: client.port, group, reason }),
+    counters: { udpDropped: 0, rateLimited: 0 },
+  });
+  await server.listen(0, '127.0.0.1');
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { server, port: server.address().port, lines };
+}
+
+// Source port 0 cannot be sent from an ordinary socket, but a raw one (any host on the link, or
+// a spoofer) can, and Linux delivers it: dgram emits 'message' with rinfo.port 0. Node's send()
+// throws ERR_SOCKET_BAD_PORT at once for port 0, which once escaped the reply batch and ended the
+// process. The datagram is emitted here exactly as dgram emits it.
+t.test('a query from source port 0 is dropped and logged; the responder keeps answering', async (t) => {
+  const { server, port, lines } = await udpResponder(t);
+  const errors = await uncaughtDuring(async () => {
+    server.emit('message', srvQuery(0x0bad), { address: '127.0.0.1', family: 'IPv4', port: 0, size: 40 });
+    server.emit('message', Buffer.from('00'), { address: '127.0.0.1', family: 'IPv4', port: 0, size: 1 });
+  });
+  t.same(
+    errors.map((e) => e.message),
+    [],
+    'nothing thrown past the socket',
+  );
+  const good = await ask(port, srvQuery(0x600d));
+  t.equal(good && decodeMessage(good).answers.length, 1, 'a good client is answered after it');
+  const line = lines.find((l) => l.obj.port === 0);
+  t.match(line?.obj, { code: 'KMS_ERR_DNS_MALFORMED', reason: /source port 0/ }, 'the drop is logged with its reason');
+});
+
+/** mDNS on 127.0.0.1 with multicast off, on a socket the test holds (to emit what a raw socket can send). */
+async function mdnsResponder(t: Test): Promise<{ socket: dgram.Socket; port: number; lines: LogLine[] }> {
+  const port = await freePort();
+  const { log, lines } = captureLog();
+  const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+  const sink = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sink.bind(0, '127.0.0.1', () => r()));
+  t.teardown(() => sink.close());
+  const h = startMdns(
+    { enabled: true, instanceName: 'Branch KMS' },
+    { kmsPort: 1688, hostName: 'kms01', addresses: () => ['127.0.0.1'], log },
+    {
+      socket: { multicast: false, port, ip: '127.0.0.1', interface: '127.0.0.1', socket },
+      announceTo: { address: '127.0.0.1', port: sink.address().port },
+      announceDelaysMs: [],
+    },
+  );
+  t.teardown(() => h.stop());
+  t.equal(await h.ready, true, 'mDNS bound');
+  return { socket, port, lines };
+}
+
+const mdnsQuery = (id: number, questions: DnsQuestion[] = [{ name: MDNS_SERVICE, type: RR_TYPE.PTR, class: RR_CLASS.IN }]): Buffer =>
+  queryFor(id, questions);
+
+t.test('mDNS: a query for our service from source port 0 is not answered and does not end the process', async (t) => {
+  const { socket, port } = await mdnsResponder(t);
+  const errors = await uncaughtDuring(async () => {
+    socket.emit('message', mdnsQuery(0x0bad), { address: '127.0.0.1', family: 'IPv4', port: 0, size: 40 });
+    // multicast-dns sends from a process.nextTick after its bind check; give it those turns.
+    await new Promise((r) => setTimeout(r, 20));
+  });
+  t.same(
+    errors.map((e) => e.message),
+    [],
+    'nothing thrown past the socket',
+  );
+  const good = await ask(port, mdnsQuery(0x600d), '127.0.0.2');
+  t.equal(good && decodeMessage(good).header.id, 0x600d, 'a legacy querier is answered after it');
+});
+
+// RFC 6762 §6.7 asks a legacy (unicast) answer to repeat the question; echoing every question of
+// the query let a small query (a question a few bytes long, repeated by compression pointers)
+// come back as a reply up to the datagram limit, to whatever source address the query named.
+t.test('mDNS: a legacy query padded with repeated questions does not come back amplified', async (t) => {
+  const { port } = await mdnsResponder(t);
+  const head = Buffer.alloc(12);
+  head.writeUInt16BE(0x0a0a, 0);
+  const first = Buffer.concat([Buffer.from('\x06_vlmcs\x04_tcp\x05local\x00', 'latin1'), Buffer.from([0, 12, 0, 1])]);
+  // A long name the first question does not use, then 300 questions pointing at it (6 bytes each):
+  // echoed uncompressed, about 60 kB.
+  const long = Buffer.concat([
+    ...Array.from({ length: 3 }, () => Buffer.concat([Buffer.from([63]), Buffer.alloc(63, 0x78)])),
+    Buffer.from([0]),
+  ]);
+  const longAt = 12 + first.length;
+  const filler = Buffer.concat([Buffer.from([0xc0 | (longAt >> 8), longAt & 0xff]), Buffer.from([0, 1, 0, 1])]);
+  const questions = 2 + 300;
+  head.writeUInt16BE(questions, 4);
+  const query = Buffer.concat([head, first, long, Buffer.from([0, 1, 0, 1]), ...Array.from({ length: 300 }, () => filler)]);
+  t.ok(query.length < 2100, `the query is ${query.length} bytes`);
+  const reply = await ask(port, query, '127.0.0.3');
+  t.ok(reply, 'the legacy querier is answered');
+  t.ok(reply!.length <= Math.max(512, query.length), `the reply (${reply?.length} bytes) is no larger than the query`);
+  const decoded = decodeMessage(reply!);
+  t.same(
+    decoded.questions.map((q) => [q.name, q.type]),
+    [[MDNS_SERVICE, RR_TYPE.PTR]],
+    'only the question answered is repeated',
+  );
+});
