@@ -153,6 +153,12 @@ export class KmsConnection implements Slot {
       this.fail(err);
       return;
     }
+    // The stream lost its framing after the PDUs above: they are answered, then the close (§2.1).
+    const broken = this.assembler.failed;
+    if (broken && !this.closing) {
+      this.ctx.reportError(broken, this);
+      this.end();
+    }
     if (progress) {
       this.lastProgressAt = Date.now();
       this.ctx.onProgress(this);

@@ -15,11 +15,18 @@ export class FragmentAssembler {
     return this.size;
   }
 
+  /** Set once the stream has lost its framing; the connection must close (§2.1). */
+  get failed(): ProtocolError | undefined {
+    return this.failure;
+  }
+
   /**
    * Feeds one chunk; returns the PDUs it completes, in order. A PDU that lies inside one chunk is a
    * view of it; one spread over chunks is a fresh copy. An impossible frag_length throws
    * KMS_ERR_PDU_FRAG_LENGTH, and every later push throws it again: the stream has lost its framing
-   * and the connection must close (§2.1).
+   * and the connection must close (§2.1). Whole PDUs before it in the same chunk are still returned
+   * (with `failed` set, so the caller answers them, then closes): how TCP split the stream must not
+   * decide whether they are answered (§1.5).
    */
   push(chunk: Buffer): Buffer[] {
     if (this.failure) throw this.failure;
@@ -43,6 +50,7 @@ export class FragmentAssembler {
         );
         this.parts = [];
         this.size = 0;
+        if (out.length > 0) return out;
         throw this.failure;
       }
       if (this.size < fragLength) break;

@@ -287,7 +287,10 @@ export class RpcSession {
     return this.faultFor(header.callId, contextId, (header.flags & PFC.LAST_FRAG) !== 0, code, cause, details);
   }
 
-  /** §2.9: a fault echoing the call_id and p_cont_id; the rest of a faulted call is then dropped. */
+  /**
+   * §2.9: a fault echoing the call_id and p_cont_id. It ends the call: a fragmented call in progress
+   * with this call_id is forgotten, and the rest of a faulted call is dropped.
+   */
   private faultFor(
     callId: number,
     contextId: number,
@@ -297,6 +300,7 @@ export class RpcSession {
     details: Record<string, unknown> = {},
   ): SessionResult {
     if (!lastFragment) this.discardCallId = callId;
+    if (this.pending?.callId === callId) this.pending = undefined;
     const status = specOf(code).rpcFault;
     if (status === undefined) throw new TypeError(`${code} has no RPC fault status`); // registry bug
     const error =

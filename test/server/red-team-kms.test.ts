@@ -1,0 +1,100 @@
+// Red-team findings against the KMS listener (TCP 1688): each test is an attack or a broken client
+// that got a wrong answer before its fix. What a client sends may arrive in any split (§1.5), every
+// fault ends its call (§2.9), and no limit may be sidestepped by the way a connection is closed.
+import t, { type Test } from 'tap';
+import { activate } from '../../src/client/kms-client';
+import { encodeBind } from '../../src/protocol/rpc/bind';
+import { KMS_INTERFACE, NDR32_SYNTAX, PTYPE } from '../../src/protocol/rpc/constants';
+import { FragmentAssembler } from '../../src/protocol/rpc/fragment-assembler';
+import { decodeFaultPdu, encodeRequestPdu } from '../../src/protocol/rpc/request';
+import { RPC_FAULT } from '../../src/errors';
+import { EXCHANGES, pduBytes } from '../protocol/rpc/exchanges';
+import { product, rawConnect, startHarness, type Harness } from './appliance-harness';
+import { within } from '../wait';
+
+const WIN = product('Windows 10/11 Enterprise');
+
+/** ctx 0 KMS/NDR32: answered with a 60-byte bind_ack on a 5-digit port. */
+const BIND_NDR32 = encodeBind({
+  ptype: PTYPE.BIND,
+  callId: 2,
+  flags: 0x13,
+  maxXmitFrag: 5840,
+  maxRecvFrag: 5840,
+  assocGroupId: 0,
+  contexts: [{ contextId: 0, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR32_SYNTAX] }],
+});
+
+/** A captured Windows 10 v6 request on ctx 0 (NDR32): its stub, whatever the host then decides about its KMS body. */
+const capture = EXCHANGES.find((ex) => ex.name === 'vlmcs-vlmcsd-win10-v6-three-requests-one-connection.json')!;
+const REQ32_STUB = pduBytes(capture.pdus.filter((p) => p.dir === 'c2s')[2]!).subarray(24);
+
+async function goodClientServed(t: Test, h: Harness): Promise<void> {
+  const [r] = await activate({ host: h.host, port: h.port, product: WIN, timeoutMs: 3000 });
+  t.equal(r?.hresult, 0, 'a good client is still served');
+}
+
+/** The PDUs of a reply stream, cut by frag_length. */
+function pdusOf(stream: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let at = 0; at + 10 <= stream.length; ) {
+    const n = stream.readUInt16LE(at + 8);
+    out.push(stream.subarray(at, at + n));
+    at += n;
+  }
+  return out;
+}
+
+t.test('PDUs before a framing error are answered whether or not they arrive in the same read (§1.5, §1.6)', async (t) => {
+  const h = await startHarness(t);
+  const lying = Buffer.from('05000b0310000000ffff0000', 'hex'); // frag_length 65535
+  for (const split of [false, true]) {
+    const peer = await rawConnect(h.host, h.port);
+    if (split) {
+      peer.socket.write(BIND_NDR32);
+      await peer.waitFor(60);
+      peer.socket.write(lying);
+    } else {
+      peer.socket.write(Buffer.concat([BIND_NDR32, lying]));
+    }
+    await within(peer.closed, 'the host closing the connection');
+    const replies = pdusOf(peer.received());
+    t.equal(replies.length, 1, `${split ? 'two writes' : 'one write'}: one reply`);
+    t.equal(replies[0]?.[2], PTYPE.BIND_ACK, `${split ? 'two writes' : 'one write'}: the bind is answered before the close`);
+  }
+  t.equal(h.logs.filter((l) => l['code'] === 'KMS_ERR_PDU_FRAG_LENGTH').length, 2, 'both framing errors logged with their code');
+  const a = new FragmentAssembler(4096);
+  t.same(a.push(Buffer.concat([BIND_NDR32, lying])), [BIND_NDR32], 'the assembler hands out the whole PDU before the lie');
+  t.equal(a.failed?.code, 'KMS_ERR_PDU_FRAG_LENGTH', 'and says the stream is broken');
+  t.throws(() => a.push(BIND_NDR32), { code: 'KMS_ERR_PDU_FRAG_LENGTH' }, 'for good');
+  await goodClientServed(t, h);
+});
+
+t.test('a fault on a continuation fragment ends that call: the next request is served, not faulted (§2.9, §2.10)', async (t) => {
+  const h = await startHarness(t);
+  const peer = await rawConnect(h.host, h.port);
+  peer.socket.write(BIND_NDR32);
+  await peer.waitFor(60);
+  const first = encodeRequestPdu({ callId: 5, contextId: 0, opnum: 0, stub: REQ32_STUB.subarray(0, 100), flags: 0x01 });
+  const brokenLast = encodeRequestPdu({ callId: 5, contextId: 0, opnum: 0, stub: REQ32_STUB.subarray(100), flags: 0x02 });
+  brokenLast.writeUInt16LE(8, 10); // auth_length 8: a header rule of §2.1
+  const next = encodeRequestPdu({ callId: 6, contextId: 0, opnum: 0, stub: REQ32_STUB });
+  peer.socket.write(first);
+  peer.socket.write(brokenLast);
+  const withFault = await peer.waitFor(60 + 32);
+  const fault = pdusOf(withFault)[1]!;
+  t.equal(fault[2], PTYPE.FAULT, 'the broken fragment is answered with a fault');
+  t.equal(decodeFaultPdu(fault).status, RPC_FAULT.PROTO_ERROR);
+  t.equal(fault.readUInt32LE(12), 5, 'for call 5');
+  peer.socket.write(next);
+  const all = await peer.waitFor(60 + 32 + 24 + 8);
+  const reply = pdusOf(all)[2];
+  t.equal(reply?.[2], PTYPE.RESPONSE, 'call 6, complete and on a known context, gets a response');
+  t.equal(reply?.readUInt32LE(12), 6);
+  t.notOk(
+    h.logs.some((l) => l['code'] === 'KMS_ERR_RPC_FRAGMENT_SEQUENCE'),
+    'no fragment-sequence fault for a call the host already ended',
+  );
+  peer.socket.destroy();
+  await goodClientServed(t, h);
+});
