@@ -55,6 +55,14 @@ export class LoginGuard {
   private readonly sessions = new Map<string, number>();
   private readonly failures = new Map<string, FailureState>();
   private readonly basicCache = new Map<string, number>();
+  /**
+   * The check in progress per throttle key. Guesses sent at once (pipelined, or over parallel
+   * connections) would otherwise all be verified before the first failure counted: one address's
+   * checks run one after another, each seeing the failures of the ones before it.
+   */
+  private readonly checking = new Map<string, Promise<unknown>>();
+  /** The end of the queue of scrypt runs: one at a time (~32 MiB and the thread pool's time each). */
+  private hashing: Promise<unknown> = Promise.resolve();
   /** Keys the Basic cache, so the map never holds anything a memory dump could replay. */
   private readonly cacheKey = randomBytes(32);
 
@@ -112,19 +120,43 @@ export class LoginGuard {
     address: string,
     via: string,
   ): Promise<true | Extract<AuthResult, { ok: false }>> {
-    const wait = this.lockedFor(address);
-    if (wait > 0) return { ok: false, reason: 'throttled', retryAfterSeconds: wait };
+    const key = throttleKey(address);
     const cacheId = createHmac('sha256', this.cacheKey).update(`${record.hash}\0${user}\0${password}`).digest('base64');
-    const cached = this.basicCache.get(cacheId);
-    if (cached !== undefined && cached > this.now()) return true;
-    const ok = user.length <= 256 && password.length <= 1024 && (await verifyPassword(record, user, password));
+    for (;;) {
+      const wait = this.lockedFor(address);
+      if (wait > 0) return { ok: false, reason: 'throttled', retryAfterSeconds: wait };
+      const cached = this.basicCache.get(cacheId);
+      if (cached !== undefined && cached > this.now()) return true;
+      const running = this.checking.get(key);
+      if (running === undefined) break;
+      await running;
+    }
+    const check = this.verifyAndCount(record, user, password, address, key, cacheId, via);
+    const settled = check.catch(() => undefined);
+    this.checking.set(key, settled);
+    void settled.then(() => {
+      if (this.checking.get(key) === settled) this.checking.delete(key);
+    });
+    return check;
+  }
+
+  /** One verification, its failure counted before anyone waiting on this address looks again. */
+  private async verifyAndCount(
+    record: PasswordRecord,
+    user: string,
+    password: string,
+    address: string,
+    key: string,
+    cacheId: string,
+    via: string,
+  ): Promise<true | Extract<AuthResult, { ok: false }>> {
+    const ok = user.length <= 256 && password.length <= 1024 && (await this.oneAtATime(() => verifyPassword(record, user, password)));
     if (ok) {
-      this.failures.delete(throttleKey(address));
+      this.failures.delete(key);
       if (this.basicCache.size >= MAX_SESSIONS) this.basicCache.clear();
       this.basicCache.set(cacheId, this.now() + BASIC_CACHE_MS);
       return true;
     }
-    const key = throttleKey(address);
     const s = this.trackFailure(key);
     this.log.warn(
       {
@@ -139,6 +171,13 @@ export class LoginGuard {
       `admin login failed from ${address}`,
     );
     return { ok: false, reason: 'wrong' };
+  }
+
+  /** Runs scrypt checks one after another, whichever addresses they come from. */
+  private oneAtATime<T>(run: () => Promise<T>): Promise<T> {
+    const turn = this.hashing.then(run, run);
+    this.hashing = turn.catch(() => undefined);
+    return turn;
   }
 
   private trackFailure(key: string): FailureState {

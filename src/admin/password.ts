@@ -47,9 +47,29 @@ export async function hashPassword(password: string): Promise<PasswordRecord> {
   };
 }
 
+/**
+ * A hash that decodes to nothing (empty, or not base64 at all) would be compared with a key derived
+ * at length 0, and every password would match: a record is only trusted with a real salt and hash.
+ */
+const MIN_SALT_BYTES = 1;
+const MIN_HASH_BYTES = 16;
+
+function isBase64Of(v: unknown, minBytes: number): v is string {
+  if (typeof v !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(v)) return false;
+  return Buffer.from(v, 'base64').length >= minBytes;
+}
+
+/** Parameters scrypt accepts, at a cost a login may take: N a power of two, at most 256 MiB a check. */
+function saneParams(N: unknown, r: unknown, p: unknown): boolean {
+  if (!Number.isInteger(N) || !Number.isInteger(r) || !Number.isInteger(p)) return false;
+  const [n, rr, pp] = [N as number, r as number, p as number];
+  return n >= 2 && n <= 2 ** 20 && (n & (n - 1)) === 0 && rr >= 1 && rr <= 32 && pp >= 1 && pp <= 16 && 128 * n * rr <= 256 * 2 ** 20;
+}
+
 /** Constant-time comparison of the derived key; the user name is compared the same way. */
 export async function verifyPassword(record: PasswordRecord, user: string, password: string): Promise<boolean> {
   const expected = Buffer.from(record.hash, 'base64');
+  if (expected.length < MIN_HASH_BYTES) return false;
   const derived = await scryptAsync(password, Buffer.from(record.salt, 'base64'), expected.length, {
     N: record.N,
     r: record.r,
@@ -79,11 +99,10 @@ export function readPasswordRecord(dataDir: string): PasswordRecord | undefined 
   const r = JSON.parse(text) as Partial<PasswordRecord>;
   if (
     r.scheme !== 'scrypt' ||
-    typeof r.salt !== 'string' ||
-    typeof r.hash !== 'string' ||
-    !Number.isInteger(r.N) ||
-    !Number.isInteger(r.r) ||
-    !Number.isInteger(r.p)
+    (r.user !== undefined && typeof r.user !== 'string') ||
+    !isBase64Of(r.salt, MIN_SALT_BYTES) ||
+    !isBase64Of(r.hash, MIN_HASH_BYTES) ||
+    !saneParams(r.N, r.r, r.p)
   ) {
     throw new Error(`${passwordFile(dataDir)} is not a kms-appliance password file; run kms-appliance admin set-password again`);
   }
