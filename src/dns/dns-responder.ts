@@ -258,7 +258,9 @@ export function createDnsResponder(
     }
     if (useCache && ((raw[2]! >> 3) & 0xf) === OPCODE.QUERY) {
       const simple = readSimpleQuery(raw);
-      const cached = simple ? fromCache(raw, simple, client) : undefined;
+      // The OPT, when there is one, is last: its options are checked here, its header was.
+      const optionsOk = !simple || simple.udpPayloadSize === 0 || ednsOptionsWellFormed(raw.subarray(simple.questionEnd + 11));
+      const cached = simple && optionsOk ? fromCache(raw, simple, client) : undefined;
       if (cached) return cached;
     }
     return respondInFull(raw, client);
@@ -295,6 +297,18 @@ export function createDnsResponder(
       report({ code: 'KMS_ERR_DNS_MALFORMED', client, reason: 'bad EDNS OPT record (several, misplaced or not owned by the root)' });
       return encodeMessage({ ...errorResponse(header, RCODE.FORMERR), questions: [question] });
     }
+    if (opts[0] && opts[0].data.kind === 'raw' && !ednsOptionsWellFormed(opts[0].data.bytes)) {
+      report({ code: 'KMS_ERR_DNS_MALFORMED', client, reason: 'EDNS option whose length runs past the OPT RDATA' });
+      return encodeMessage({ ...errorResponse(header, RCODE.FORMERR), questions: [question] });
+    }
+    const tsigs = [...query.answers, ...query.authorities, ...query.additionals].filter((r) => r.type === RR_TYPE.TSIG);
+    const lastAdditional = query.additionals[query.additionals.length - 1];
+    const lastTsig = lastAdditional?.type === RR_TYPE.TSIG ? lastAdditional : undefined;
+    // RFC 8945 §5.2: one TSIG, the last additional record, with RDATA; anything else is FORMERR.
+    if (tsigs.length > 1 || (tsigs.length === 1 && (!lastTsig || lastTsig.data.kind !== 'tsig'))) {
+      report({ code: 'KMS_ERR_DNS_MALFORMED', client, reason: 'TSIG record that is not the last one, or several, or empty' });
+      return encodeMessage({ ...errorResponse(header, RCODE.FORMERR), questions: [question] });
+    }
     const edns = opts[0] ? ednsOf(opts[0]) : undefined;
     const udpLimit = edns ? Math.min(MAX_UDP_PAYLOAD, Math.max(CLASSIC_UDP_LIMIT, edns.udpPayloadSize)) : CLASSIC_UDP_LIMIT;
     const optOut: DnsRecord[] = edns ? [buildOptRecord(MAX_UDP_PAYLOAD)] : [];
@@ -309,6 +323,30 @@ export function createDnsResponder(
       });
     }
 
+    if (lastTsig?.data.kind === 'tsig') {
+      // RFC 8945 §5.2.1: this responder holds no TSIG keys, so a signed request cannot be
+      // authenticated: NOTAUTH with TSIG error BADKEY, unsigned (an empty MAC, §5.3.2).
+      report({
+        code: 'KMS_ERR_DNS_TSIG_BAD',
+        client,
+        reason: `query signed with TSIG key "${lastTsig.name}"; this responder knows no TSIG keys: answered NOTAUTH (BADKEY)`,
+      });
+      const t = lastTsig.data;
+      const unsigned: DnsRecord = {
+        name: lastTsig.name,
+        type: RR_TYPE.TSIG,
+        class: RR_CLASS.ANY,
+        ttl: 0,
+        data: { ...t, mac: Buffer.alloc(0), error: RCODE.BADKEY, other: Buffer.alloc(0) },
+      };
+      return encodeMessage({
+        header: { ...responseHeader(header), rcode: RCODE.NOTAUTH },
+        questions: [question],
+        answers: [],
+        authorities: [],
+        additionals: [...optOut, unsigned],
+      });
+    }
     const answer = answerFromZones(question);
     const canForward = canForwardFor(client);
     if (!answer.authoritative && canForward && question.class !== RR_CLASS.CH)
@@ -361,6 +399,16 @@ function responseHeader(query: DnsHeader): DnsHeader {
 
 function errorResponse(query: DnsHeader, rcode: number): DnsMessage {
   return { header: { ...responseHeader(query), rcode }, questions: [], answers: [], authorities: [], additionals: [] };
+}
+
+/** RFC 6891 §6.1.2: the OPT RDATA is whole {code, length, data} options, none running past it. */
+function ednsOptionsWellFormed(rdata: Buffer): boolean {
+  let p = 0;
+  while (p < rdata.length) {
+    if (p + 4 > rdata.length) return false;
+    p += 4 + rdata.readUInt16BE(p + 2);
+  }
+  return p === rdata.length;
 }
 
 /**

@@ -4,11 +4,21 @@
 import t, { type Test } from 'tap';
 import dgram from 'node:dgram';
 import { DEFAULTS } from '../../src/config/defaults';
-import { createDnsResponder, type DnsLog } from '../../src/dns/dns-responder';
+import { createDnsResponder, type DnsClient, type DnsLog } from '../../src/dns/dns-responder';
 import { DnsUdpServer } from '../../src/dns/dns-udp';
 import { startMdns, MDNS_SERVICE } from '../../src/dns/mdns';
 import { createRateLimiter } from '../../src/dns/rate-limiter';
-import { decodeMessage, encodeMessage, EMPTY_HEADER, RR_CLASS, RR_TYPE, type DnsQuestion } from '../../src/protocol/dns/message';
+import { signMessage, TSIG_ALGORITHM_HMAC_SHA256 } from '../../src/dns/tsig';
+import {
+  decodeMessage,
+  encodeMessage,
+  EMPTY_HEADER,
+  RCODE,
+  RR_CLASS,
+  RR_TYPE,
+  type DnsQuestion,
+  type DnsRecord,
+} from '../../src/protocol/dns/message';
 import { freePort } from './named';
 import { settledWithin } from '../wait';
 
@@ -175,4 +185,84 @@ t.test('mDNS: a legacy query padded with repeated questions does not come back a
     [[MDNS_SERVICE, RR_TYPE.PTR]],
     'only the question answered is repeated',
   );
+});
+
+/** The responder without sockets, with the zone above. */
+function plainResponder(): (raw: Buffer, transport?: 'udp' | 'tcp') => Buffer | null {
+  const { log } = captureLog();
+  const config = {
+    ...DEFAULTS.dns,
+    zones: [
+      { domain: ZONE, ttlSeconds: 60, hosts: [{ target: `kms.${ZONE}`, port: 1688, priority: 0, weight: 0, addresses: ['192.0.2.10'] }] },
+    ],
+  };
+  const respond = createDnsResponder(config, { kmsPort: 1688, hostName: 'kms', addresses: () => ['192.0.2.10'], log }, {});
+  return (raw, transport = 'udp') => {
+    const client: DnsClient = { address: '192.0.2.200', port: 40000, transport };
+    const r = respond(raw, client);
+    if (r instanceof Promise) throw new Error('a zone answer must not wait');
+    return r;
+  };
+}
+
+function withAdditionals(id: number, additionals: DnsRecord[]): Buffer {
+  return encodeMessage({
+    header: { ...EMPTY_HEADER, id },
+    questions: [{ name: SRV_NAME, type: RR_TYPE.SRV, class: RR_CLASS.IN }],
+    answers: [],
+    authorities: [],
+    additionals,
+  });
+}
+
+// RFC 8945 §5.2: a server that does not know the key of a signed request answers NOTAUTH with
+// TSIG error BADKEY, unsigned; a TSIG that is not the last additional record is FORMERR. The
+// responder knows no keys, and answered signed queries as if they were not signed.
+t.test('a TSIG-signed query gets NOTAUTH/BADKEY; a misplaced TSIG gets FORMERR', async (t) => {
+  const respond = plainResponder();
+  const key = { name: 'update-key.', algorithm: TSIG_ALGORITHM_HMAC_SHA256, secret: Buffer.alloc(32, 7) } as const;
+  const { signed } = signMessage(srvQuery(0x5151), key, 1_800_000_000);
+  for (const transport of ['udp', 'tcp'] as const) {
+    const reply = respond(signed, transport);
+    t.ok(reply, `${transport}: answered`);
+    const m = decodeMessage(reply!);
+    t.equal(m.header.id, 0x5151, `${transport}: ID echoed`);
+    t.equal(m.header.rcode, RCODE.NOTAUTH, `${transport}: NOTAUTH`);
+    t.equal(m.answers.length, 0, `${transport}: no data for a request it cannot authenticate`);
+    const tsig = m.additionals.at(-1);
+    t.equal(tsig?.type, RR_TYPE.TSIG, `${transport}: a TSIG record says why`);
+    t.match(tsig?.data, { kind: 'tsig', error: RCODE.BADKEY, originalId: 0x5151, algorithm: 'hmac-sha256' }, `${transport}: BADKEY`);
+    t.equal(tsig?.data.kind === 'tsig' && tsig.data.mac.length, 0, `${transport}: unsigned (empty MAC)`);
+  }
+  // The TSIG moved before another additional record.
+  const m = decodeMessage(signed);
+  const tsigRr = m.additionals[0]!;
+  const misplaced = withAdditionals(0x5152, [
+    tsigRr,
+    { name: `kms.${ZONE}`, type: RR_TYPE.A, class: RR_CLASS.IN, ttl: 0, data: { kind: 'a', address: '192.0.2.1' } },
+  ]);
+  const formerr = respond(misplaced);
+  t.equal(formerr && decodeMessage(formerr).header.rcode, RCODE.FORMERR, 'a TSIG that is not last: FORMERR');
+  const good = respond(srvQuery(0x600d));
+  t.equal(good && decodeMessage(good).answers.length, 1, 'an unsigned query is still answered');
+});
+
+// RFC 6891 §6.1.2: OPT RDATA is a sequence of {code, length, data}; one whose length runs past
+// the RDATA is a malformed message (FORMERR), not a query to answer as if the option were absent.
+t.test('EDNS options whose lengths do not fill the OPT RDATA get FORMERR', async (t) => {
+  const respond = plainResponder();
+  const opt = (bytes: Buffer): DnsRecord => ({ name: '', type: RR_TYPE.OPT, class: 1232, ttl: 0, data: { kind: 'raw', bytes } });
+  const cases: [string, Buffer][] = [
+    ['an option length past the RDATA', Buffer.from('000a0010' + '0102030405060708', 'hex')],
+    ['half an option header', Buffer.from('000a00', 'hex')],
+  ];
+  for (const [what, rdata] of cases) {
+    const reply = respond(withAdditionals(0x0e0e, [opt(rdata)]));
+    t.ok(reply, `${what}: answered`);
+    t.equal(reply && decodeMessage(reply).header.rcode, RCODE.FORMERR, `${what}: FORMERR`);
+  }
+  const fine = respond(withAdditionals(0x0e0f, [opt(Buffer.from('000a0008' + '0102030405060708', 'hex'))]));
+  t.equal(fine && decodeMessage(fine).answers.length, 1, 'a well-formed client cookie is answered');
+  const unknown = respond(withAdditionals(0x0e10, [opt(Buffer.from('fde90003' + '010203', 'hex'))]));
+  t.equal(unknown && decodeMessage(unknown).answers.length, 1, 'an unknown option is ignored (RFC 6891 §6.1.2)');
 });
