@@ -33,11 +33,30 @@ function unreachable(server: DnsServerAddress, reason: string, cause?: unknown):
   );
 }
 
-/** One UDP exchange; answers from other addresses or with another ID are ignored. */
+/** Why a message that came back is not the answer to `id`; null when it is. */
+function notTheAnswer(msg: Buffer, id: number): 'short' | 'id' | 'query' | null {
+  if (msg.length < 12) return 'short';
+  if (msg.readUInt16BE(0) !== id) return 'id';
+  return (msg[2]! & 0x80) === 0 ? 'query' : null;
+}
+
+/**
+ * One UDP exchange; datagrams from other ports, with another ID, or that are not responses are
+ * ignored (anyone can send them), and counted so a timeout can say what came instead.
+ */
 function exchangeUdp(server: DnsServerAddress, query: Buffer, timeoutMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const socket = dgram.createSocket(net.isIPv6(server.host) ? 'udp6' : 'udp4');
     const id = query.readUInt16BE(0);
+    const ignored = { short: 0, id: 0, query: 0 };
+    const whatCame = (): string => {
+      const parts = [
+        ignored.id > 0 ? `${ignored.id} with another message ID` : '',
+        ignored.query > 0 ? `${ignored.query} not a response (QR=0: the query sent back?)` : '',
+        ignored.short > 0 ? `${ignored.short} shorter than a DNS header` : '',
+      ].filter((p) => p !== '');
+      return parts.length === 0 ? '' : `; datagrams ignored: ${parts.join(', ')}`;
+    };
     let done = false;
     const finish = (err: Error | null, answer?: Buffer): void => {
       if (done) return;
@@ -47,11 +66,13 @@ function exchangeUdp(server: DnsServerAddress, query: Buffer, timeoutMs: number)
       if (err) reject(err);
       else resolve(answer!);
     };
-    const timer = setTimeout(() => finish(unreachable(server, `no answer within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => finish(unreachable(server, `no answer within ${timeoutMs} ms${whatCame()}`)), timeoutMs);
     socket.on('error', (err) => finish(unreachable(server, err.message, err)));
     socket.on('message', (msg, rinfo) => {
-      if (rinfo.port !== server.port || msg.length < 12 || msg.readUInt16BE(0) !== id) return;
-      finish(null, msg);
+      if (rinfo.port !== server.port) return;
+      const wrong = notTheAnswer(msg, id);
+      if (wrong) ignored[wrong]++;
+      else finish(null, msg);
     });
     socket.connect(server.port, server.host, () => {
       socket.send(query, (err) => {
@@ -65,6 +86,7 @@ function exchangeUdp(server: DnsServerAddress, query: Buffer, timeoutMs: number)
 function exchangeTcp(server: DnsServerAddress, query: Buffer, timeoutMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: server.host, port: server.port });
+    const id = query.readUInt16BE(0);
     let buffered = Buffer.alloc(0);
     let done = false;
     const finish = (err: Error | null, answer?: Buffer): void => {
@@ -86,7 +108,18 @@ function exchangeTcp(server: DnsServerAddress, query: Buffer, timeoutMs: number)
       buffered = Buffer.concat([buffered, chunk]);
       if (buffered.length < 2) return;
       const n = buffered.readUInt16BE(0);
-      if (buffered.length >= 2 + n) finish(null, Buffer.from(buffered.subarray(2, 2 + n)));
+      if (buffered.length < 2 + n) return;
+      const answer = Buffer.from(buffered.subarray(2, 2 + n));
+      // One query per connection: whatever comes first on the stream must be its answer.
+      const wrong = notTheAnswer(answer, id);
+      if (!wrong) return finish(null, answer);
+      const what =
+        wrong === 'id'
+          ? `answered over TCP with message ID ${answer.readUInt16BE(0)}, not ${id} (an answer to another query)`
+          : wrong === 'query'
+            ? 'sent back over TCP a message that is not a response (QR=0: the query sent back?)'
+            : `sent ${n} bytes over TCP, shorter than a DNS header`;
+      finish(new KmsError('KMS_ERR_DNS_MALFORMED', `DNS server ${server.host} port ${server.port} ${what}`, { server: server.host }));
     });
     socket.on('end', () => finish(unreachable(server, 'connection closed before a full answer')));
   });

@@ -3,9 +3,11 @@
 // port 0, bounded waits; a good client must still be answered while or after the attack runs.
 import t, { type Test } from 'tap';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { DEFAULTS } from '../../src/config/defaults';
 import { createDnsResponder, type DnsClient, type DnsLog } from '../../src/dns/dns-responder';
 import { DnsUdpServer } from '../../src/dns/dns-udp';
+import { startRegistrar, type RegistrationResult } from '../../src/dns/registrar';
 import { startMdns, MDNS_SERVICE } from '../../src/dns/mdns';
 import { createRateLimiter } from '../../src/dns/rate-limiter';
 import { signMessage, TSIG_ALGORITHM_HMAC_SHA256 } from '../../src/dns/tsig';
@@ -265,4 +267,121 @@ t.test('EDNS options whose lengths do not fill the OPT RDATA get FORMERR', async
   t.equal(fine && decodeMessage(fine).answers.length, 1, 'a well-formed client cookie is answered');
   const unknown = respond(withAdditionals(0x0e10, [opt(Buffer.from('fde90003' + '010203', 'hex'))]));
   t.equal(unknown && decodeMessage(unknown).answers.length, 1, 'an unknown option is ignored (RFC 6891 §6.1.2)');
+});
+
+type Hostile = (query: Buffer, transport: 'udp' | 'tcp') => Buffer | null;
+
+/**
+ * The site's DNS server turned hostile: UDP and TCP on one loopback port, each message answered
+ * by `behave` (null: silence). Counts the UPDATEs it was sent.
+ */
+async function hostileServer(t: Test, behave: Hostile): Promise<{ address: string; readonly updates: number }> {
+  let updates = 0;
+  const isUpdate = (q: Buffer): boolean => q.length >= 4 && ((q[2]! >> 3) & 0xf) === 5;
+  const tcp = net.createServer((s) => {
+    let got = Buffer.alloc(0);
+    s.on('error', () => undefined);
+    s.on('data', (d) => {
+      got = Buffer.concat([got, d]);
+      if (got.length < 2 || got.length < 2 + got.readUInt16BE(0)) return;
+      const q = got.subarray(2, 2 + got.readUInt16BE(0));
+      if (isUpdate(q)) updates++;
+      const a = behave(Buffer.from(q), 'tcp');
+      if (a) s.end(Buffer.concat([Buffer.from([a.length >> 8, a.length & 0xff]), a]));
+    });
+  });
+  await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', () => r()));
+  const port = (tcp.address() as net.AddressInfo).port;
+  const udp = dgram.createSocket('udp4');
+  udp.on('message', (q, from) => {
+    if (isUpdate(q)) updates++;
+    const a = behave(Buffer.from(q), 'udp');
+    if (a) udp.send(a, from.port, from.address);
+  });
+  await new Promise<void>((r) => udp.bind(port, '127.0.0.1', () => r()));
+  t.teardown(() => {
+    udp.close();
+    return new Promise<void>((r) => tcp.close(() => r()));
+  });
+  return {
+    address: `127.0.0.1:${port}`,
+    get updates() {
+      return updates;
+    },
+  };
+}
+
+/** One registration round against `server`; its result and the log. */
+async function registerAgainst(t: Test, server: string): Promise<{ result: RegistrationResult; lines: LogLine[] }> {
+  const { log, lines } = captureLog();
+  const reg = startRegistrar(
+    {
+      ...DEFAULTS.dns.registration,
+      enabled: true,
+      server,
+      domains: [{ domain: ZONE, priority: 0, weight: 0 }],
+      addresses: ['192.0.2.10'],
+      removeOnShutdown: false,
+      tsig: { keyName: 'kms-key', algorithm: 'hmac-sha256', secretBase64: Buffer.alloc(32, 3).toString('base64'), secretFile: '' },
+    },
+    { kmsPort: 1688, hostName: 'kms01', addresses: () => [], log },
+    { addressPollMs: 0, timeoutMs: 300 },
+  );
+  t.teardown(() => reg.stop());
+  const [result] = await reg.ready;
+  return { result: result!, lines };
+}
+
+const asResponse = (q: Buffer): Buffer => {
+  const a = Buffer.from(q);
+  a[2]! |= 0x80;
+  return a;
+};
+
+// A server (or whatever answers on its port) that sends our own update back, QR still 0: it was
+// reported as "a TSIG signature that does not verify with our key", sending the admin to check
+// a key that is fine.
+t.test('registrar: our own update echoed back is not an answer, and is not blamed on the key', async (t) => {
+  const server = await hostileServer(t, (q) => q);
+  const { result, lines } = await registerAgainst(t, server.address);
+  t.equal(result.ok, false, 'not published');
+  t.not(result.code, 'KMS_ERR_DNS_TSIG_BAD', `not a key problem (${result.code}: ${result.reason})`);
+  t.match(result.reason, /not (a response|an answer)/, 'the reason says what came back');
+  t.ok(
+    lines.some((l) => l.level === 'warn' && l.obj.event === 12293),
+    'logged as event 12293',
+  );
+});
+
+// Over TCP the answer's message ID was never compared with the query's: any message on the
+// stream was taken as the answer.
+t.test('registrar: an answer over TCP with another message ID is refused as such', async (t) => {
+  const server = await hostileServer(t, (q, transport) => {
+    const a = asResponse(q);
+    if (transport === 'udp') {
+      // Truncated: "ask again over TCP" (RFC 7766 §5), with nothing but the header.
+      a[2]! |= 0x02;
+      return a.subarray(0, 12).fill(0, 4, 12);
+    }
+    a.writeUInt16BE(a.readUInt16BE(0) ^ 0x5a5a, 0);
+    return a;
+  });
+  const { result } = await registerAgainst(t, server.address);
+  t.equal(result.ok, false, 'not published');
+  t.match(result.reason, /message ID/, `the reason names the mismatch (${result.code}: ${result.reason})`);
+  t.ok(server.updates >= 1, 'the update went out');
+});
+
+// Answers with another ID over UDP are ignored (they may be spoofed), but the admin only read
+// "did not answer" while the server was answering every time.
+t.test('registrar: answers over UDP that never carry our message ID are reported as such', async (t) => {
+  const server = await hostileServer(t, (q, transport) => {
+    if (transport === 'tcp') return null;
+    const a = asResponse(q);
+    a.writeUInt16BE(a.readUInt16BE(0) ^ 0x0101, 0);
+    return a;
+  });
+  const { result } = await registerAgainst(t, server.address);
+  t.equal(result.ok, false, 'not published');
+  t.match(result.reason, /another message ID/, `the reason says answers came with another ID (${result.reason})`);
 });
