@@ -9,18 +9,41 @@ import { formatListenAddress, type ListenAddress } from '../config/listen-addres
 import type { AdminRouter, AdminResponse } from './router';
 import { securityHeaders } from './router';
 import { normalizeAddress } from './host-check';
+import { throttleKey } from './login';
 import type { CertificatePair } from './tls-certificate';
 
 /** Header block limit: a browser's request is 1–2 KiB. */
 const MAX_HEADER_BYTES = 8192;
 /** Only the login form has a body. */
 const MAX_BODY_BYTES = 4096;
-const HEADERS_TIMEOUT_MS = 10_000;
-const REQUEST_TIMEOUT_MS = 15_000;
-const KEEP_ALIVE_TIMEOUT_MS = 5_000;
-const IDLE_SOCKET_MS = 30_000;
-const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
-const MAX_CONNECTIONS_PER_ADDRESS = 16;
+
+/** The time limits and the per-address share (README "Remote administration"). */
+export interface AdminLimits {
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly idleSocketMs: number;
+  readonly tlsHandshakeTimeoutMs: number;
+  readonly maxConnectionsPerAddress: number;
+}
+
+const LIMITS: AdminLimits = Object.freeze({
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 15_000,
+  keepAliveTimeoutMs: 5_000,
+  idleSocketMs: 30_000,
+  tlsHandshakeTimeoutMs: 10_000,
+  maxConnectionsPerAddress: 16,
+});
+
+/**
+ * How often Node looks at the header and request timers. Its default, 30 s, let a slow client
+ * keep its connection up to 30 s past either limit; a look per second costs a walk over at most
+ * admin.maxConnections sockets.
+ */
+function checkingIntervalMs(l: AdminLimits): number {
+  return Math.max(10, Math.min(1000, Math.floor(Math.min(l.headersTimeoutMs, l.requestTimeoutMs) / 4)));
+}
 
 export interface AdminServerLog {
   debug(obj: object, msg?: string): void;
@@ -37,6 +60,8 @@ export interface AdminServerOptions {
   readonly maxConnections: number;
   readonly router: AdminRouter;
   readonly log: AdminServerLog;
+  /** Tests shorten the time limits; the appliance uses the defaults. */
+  readonly limits?: Partial<AdminLimits>;
 }
 
 export interface AdminServerHandle {
@@ -49,12 +74,22 @@ export interface AdminServerHandle {
 
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServerHandle> {
   const { log, router } = options;
+  const limits: AdminLimits = { ...LIMITS, ...options.limits };
   const tls = options.tls !== undefined;
   const servers: (http.Server | https.Server)[] = [];
   const bound: ListenAddress[] = [];
-  const perAddress = new Map<string, number>();
+  const byGroup = new Map<string, Set<net.Socket>>();
+  /** Each open connection's bookkeeping on close (or at once, when it is evicted). */
+  const release = new Map<net.Socket, () => void>();
   let open = 0;
-  let refusedLogged = false;
+  const quietUntil = new Map<string, number>();
+  // Once per burst and kind: a flood must not become a flood of log lines.
+  const logOnce = (kind: string, write: () => void): void => {
+    const now = Date.now();
+    if ((quietUntil.get(kind) ?? 0) > now) return;
+    quietUntil.set(kind, now + 10_000);
+    write();
+  };
 
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     void answer(req, res).catch((err: Error) => {
@@ -89,29 +124,54 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     res.end(r.body);
   };
 
+  /**
+   * Connections are counted per address (an IPv6 client by its /64, which one machine can fill).
+   * At the total limit a newcomer whose address holds at least two fewer connections than the
+   * address holding the most takes that address's oldest one: a few addresses holding every slot
+   * with requests that never finish cannot keep out a client that has none.
+   */
   const onConnection = (socket: net.Socket): void => {
     const addr = normalizeAddress(socket.remoteAddress ?? '');
-    const mine = perAddress.get(addr) ?? 0;
-    if (open >= options.maxConnections || mine >= MAX_CONNECTIONS_PER_ADDRESS) {
-      if (!refusedLogged) {
-        refusedLogged = true; // once per burst: a flood must not become a flood of log lines
-        setTimeout(() => (refusedLogged = false), 10_000).unref();
+    const group = throttleKey(addr);
+    const mine = byGroup.get(group)?.size ?? 0;
+    let evicted: net.Socket | undefined;
+    if (open >= options.maxConnections && mine < limits.maxConnectionsPerAddress) {
+      let largest: Set<net.Socket> | undefined;
+      for (const held of byGroup.values()) if (!largest || held.size > largest.size) largest = held;
+      if (largest && largest.size >= mine + 2) evicted = largest.values().next().value as net.Socket;
+    }
+    if (evicted) {
+      const from = normalizeAddress(evicted.remoteAddress ?? '');
+      logOnce('evicted', () =>
+        log.warn(
+          { event: 'admin-connection-evicted', clientAddress: from, for: addr, open },
+          `admin connection from ${from} closed for ${addr}: all ${options.maxConnections} connections were taken`,
+        ),
+      );
+      release.get(evicted)?.();
+      evicted.destroy();
+    } else if (open >= options.maxConnections || mine >= limits.maxConnectionsPerAddress) {
+      logOnce('refused', () =>
         log.warn(
           { event: 'admin-connection-refused', clientAddress: addr, open, fromAddress: mine },
           `admin connection from ${addr} refused: too many open connections`,
-        );
-      }
+        ),
+      );
       socket.destroy();
       return;
     }
     open++;
-    perAddress.set(addr, mine + 1);
-    socket.once('close', () => {
+    let held = byGroup.get(group);
+    if (!held) byGroup.set(group, (held = new Set()));
+    held.add(socket);
+    const done = (): void => {
+      if (!release.delete(socket)) return;
       open--;
-      const n = (perAddress.get(addr) ?? 1) - 1;
-      if (n <= 0) perAddress.delete(addr);
-      else perAddress.set(addr, n);
-    });
+      held.delete(socket);
+      if (held.size === 0 && byGroup.get(group) === held) byGroup.delete(group);
+    };
+    release.set(socket, done);
+    socket.once('close', done);
   };
 
   const onClientError = (err: NodeJS.ErrnoException, socket: net.Socket): void => {
@@ -126,9 +186,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
 
   const serverOptions: http.ServerOptions = {
     maxHeaderSize: MAX_HEADER_BYTES,
-    requestTimeout: REQUEST_TIMEOUT_MS,
-    headersTimeout: HEADERS_TIMEOUT_MS,
-    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    requestTimeout: limits.requestTimeoutMs,
+    headersTimeout: limits.headersTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    connectionsCheckingInterval: checkingIntervalMs(limits),
     requireHostHeader: true,
   };
   for (const a of options.listen) {
@@ -139,14 +200,14 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
             key: options.tls.keyPem,
             cert: options.tls.certPem,
             minVersion: 'TLSv1.2',
-            handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+            handshakeTimeout: limits.tlsHandshakeTimeoutMs,
           },
           onRequest,
         )
       : http.createServer(serverOptions, onRequest);
     server.maxHeadersCount = 64;
     server.maxRequestsPerSocket = 1000;
-    server.setTimeout(IDLE_SOCKET_MS, (s: net.Socket) => s.destroy());
+    server.setTimeout(limits.idleSocketMs, (s: net.Socket) => s.destroy());
     server.on('connection', onConnection);
     server.on('clientError', onClientError);
     if (tls)

@@ -4,13 +4,35 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import t from 'tap';
+import type { Test } from 'tap';
 import { startHarness } from '../server/appliance-harness';
 import { storeCheapPassword } from './cheap-password';
 import { request, basic } from './http-client';
+import { afterPoll } from '../wait';
+import { startAdminServer, type AdminLimits } from '../../src/admin/http-server';
+import type { AdminResponse, AdminRouter } from '../../src/admin/router';
 import { passwordFile, readPasswordRecord, verifyPassword, type PasswordRecord } from '../../src/admin/password';
 
 const PASSWORD = 'correct horse battery';
 const FREE_FAILURES = 5; // README "Remote administration": 5 wrong passwords, then the address waits
+
+/** Writes `data` on one connection and returns what the server sent until it closed (or `ms` passed). */
+function raw(port: number, data: string, ms = 5000, localAddress = '127.0.0.1'): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1', localAddress });
+    let text = '';
+    const done = (): void => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(text);
+    };
+    const timer = setTimeout(done, ms);
+    s.on('data', (c: Buffer) => (text += c.toString('latin1')));
+    s.on('error', () => undefined);
+    s.on('close', done);
+    s.write(data);
+  });
+}
 
 const statuses = (text: string): number[] => [...text.matchAll(/^HTTP\/1\.1 (\d{3})/gm)].map((m) => Number(m[1]));
 
@@ -99,4 +121,98 @@ t.test('a damaged password file never lets a password in', async (t) => {
   }
   fs.writeFileSync(file, JSON.stringify(good));
   t.equal((await request(port, '/api/status', { headers: basic('admin', PASSWORD) })).status, 200, 'the repaired file works');
+});
+
+/** An admin listener with a router that answers every request 200, and the given limits. */
+async function bareListener(t: Test, limits: Partial<AdminLimits> = {}, maxConnections = 64): Promise<number> {
+  const router = {
+    handle: async (): Promise<AdminResponse> => ({ status: 200, headers: { 'content-type': 'text/plain' }, body: 'ok\n' }),
+  } as unknown as AdminRouter;
+  const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+  const server = await startAdminServer({
+    listen: [{ host: '127.0.0.1', port: 0, family: 4 }],
+    maxConnections,
+    router,
+    log: quiet,
+    limits,
+  });
+  t.teardown(() => server.close());
+  return server.addresses[0]!.port;
+}
+
+/** Sends `head`, then one more byte every `everyMs` (never finishing); resolves with what the server sent when it closed. */
+function drip(
+  port: number,
+  head: string,
+  byte: string,
+  everyMs: number,
+  boundMs: number,
+): Promise<{ text: string; closedByServer: boolean }> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    let text = '';
+    const iv = setInterval(() => s.write(byte), everyMs);
+    const bound = setTimeout(() => finish(false), boundMs);
+    const finish = (byServer: boolean): void => {
+      clearInterval(iv);
+      clearTimeout(bound);
+      s.destroy();
+      resolve({ text, closedByServer: byServer });
+    };
+    s.on('data', (c: Buffer) => (text += c.toString('latin1')));
+    s.on('error', () => undefined);
+    s.on('end', () => finish(true));
+    s.on('close', () => finish(true));
+    s.write(head);
+  });
+}
+
+t.test('a client dripping its headers or its body is answered 408 and closed at the time limits, not up to 30 s later', async (t) => {
+  // Node checks its header and request timers every connectionsCheckingInterval (30 s by default):
+  // the README's "headers within 10 s, the request within 15 s" held only to within 30 s.
+  const port = await bareListener(t, { headersTimeoutMs: 300, requestTimeoutMs: 600 });
+  const headers = await drip(port, 'GET /healthz HTTP/1.1\r\nHost: localhost\r\n', 'X', 50, 8000);
+  t.ok(headers.closedByServer, 'the header drip was closed by the server');
+  t.match(headers.text, /^HTTP\/1\.1 408 /, 'with 408 Request Timeout');
+  const body = await drip(port, 'POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4000\r\n\r\n', 'a', 50, 8000);
+  t.ok(body.closedByServer, 'the body drip was closed by the server');
+});
+
+/** Opens a connection from `localAddress` that sends half a request line and then nothing; resolves once the server took it. */
+function holdSlot(port: number, localAddress: string, held: net.Socket[]): Promise<void> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1', localAddress }, () => {
+      s.write('GET /healthz HT');
+      resolve();
+    });
+    s.on('error', () => resolve());
+    held.push(s);
+  });
+}
+
+function healthz(port: number, localAddress: string): Promise<string> {
+  return raw(port, 'GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', 5000, localAddress);
+}
+
+t.test('connections held from a few addresses cannot keep a client with none out', async (t) => {
+  const port = await bareListener(t, { maxConnectionsPerAddress: 4 }, 8);
+  const held: net.Socket[] = [];
+  t.teardown(() => {
+    for (const s of held) s.destroy();
+  });
+  // Two attacking addresses fill every slot (4 each) with requests that never finish.
+  for (let i = 0; i < 8; i++) await holdSlot(port, i < 4 ? '127.0.0.2' : '127.0.0.3', held);
+  await afterPoll();
+  for (let round = 0; round < 3; round++) {
+    const reply = await healthz(port, '127.0.0.1');
+    t.match(reply, /^HTTP\/1\.1 200 /, `round ${round}: a good client from another address is answered`);
+    // The attacker reconnects whatever was closed.
+    const open = held.filter((s) => !s.destroyed && s.readyState === 'open').length;
+    for (let i = open; i < 8; i++) await holdSlot(port, '127.0.0.2', held);
+  }
+  const mine = await Promise.all([healthz(port, '127.0.0.4'), healthz(port, '127.0.0.5')]);
+  t.ok(
+    mine.every((r) => /^HTTP\/1\.1 200 /.test(r)),
+    'two more good clients at once',
+  );
 });
