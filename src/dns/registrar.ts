@@ -34,7 +34,7 @@ export interface RegistrarOptions {
   readonly addressPollMs?: number;
   /** Per-exchange timeout (ms). Default 5 s. */
   readonly timeoutMs?: number;
-  /** Delay before retrying a failed registration (ms). Default min(refresh, 15 min). */
+  /** Delay before the first retry of a failed registration (ms), doubling after each failed round. Default 30 s. */
   readonly retryMs?: number;
 }
 
@@ -61,6 +61,8 @@ interface RegistrarStatus {
   readonly lastError: string | null;
   /** The interval between successful rounds (dns.registration.refreshMinutes). */
   readonly refreshMs: number;
+  /** After a failed round, the delay before the next attempt (ms); null after a success. */
+  readonly retryDelayMs: number | null;
 }
 
 export interface RegistrarHandle {
@@ -73,6 +75,7 @@ export interface RegistrarHandle {
 
 const DEFAULT_POLL_MS = 60_000;
 const DEFAULT_TIMEOUT_MS = 5_000;
+const FIRST_RETRY_MS = 30_000;
 const MAX_RETRY_MS = 15 * 60_000;
 
 /** Addresses worth publishing: no loopback, link-local or unspecified addresses. */
@@ -210,7 +213,14 @@ export function startRegistrar(
   const now = context.nowSeconds ?? (() => Date.now() / 1000);
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const refreshMs = Math.max(1, config.refreshMinutes) * 60_000;
-  const retryMs = options.retryMs ?? Math.min(refreshMs, MAX_RETRY_MS);
+  // A failed round is retried soon (a server restarting, the network not up yet at boot), then
+  // less and less often, with jitter so the sites of one DNS server do not retry in step.
+  const firstRetryMs = options.retryMs ?? FIRST_RETRY_MS;
+  const maxRetryMs = Math.max(firstRetryMs, Math.min(refreshMs, MAX_RETRY_MS));
+  let failedRounds = 0;
+  let retryDelayMs: number | null = null;
+  const nextRetryMs = (): number =>
+    Math.round(Math.min(maxRetryMs, firstRetryMs * 2 ** Math.min(failedRounds - 1, 30) * (0.9 + 0.2 * Math.random())));
   const currentAddresses = (): string[] =>
     config.addresses.length > 0 ? [...config.addresses] : publishableAddresses(context.addresses());
 
@@ -318,8 +328,16 @@ export function startRegistrar(
       const failed = results.filter((r) => !r.ok);
       failures += failed.length;
       lastError = failed.length > 0 ? failed.map((r) => `${r.domain}: ${r.reason ?? r.code}`).join('; ') : null;
-      if (failed.length === 0) lastSuccessMs = Date.now();
-      schedule(results.every((r) => r.ok) ? refreshMs : retryMs);
+      if (failed.length === 0) {
+        lastSuccessMs = Date.now();
+        failedRounds = 0;
+        retryDelayMs = null;
+        schedule(refreshMs);
+      } else {
+        failedRounds++;
+        retryDelayMs = nextRetryMs();
+        schedule(retryDelayMs);
+      }
       return results;
     });
 
@@ -340,7 +358,7 @@ export function startRegistrar(
   return {
     ready,
     registerNow,
-    status: () => ({ lastSuccessMs, failures, lastError, refreshMs }),
+    status: () => ({ lastSuccessMs, failures, lastError, refreshMs, retryDelayMs }),
     stop: () =>
       serialize(async () => {
         stopped = true;

@@ -22,7 +22,7 @@ import {
   type DnsRecord,
 } from '../../src/protocol/dns/message';
 import { freePort } from './named';
-import { settledWithin } from '../wait';
+import { settledWithin, until } from '../wait';
 
 interface LogLine {
   level: string;
@@ -311,8 +311,8 @@ async function hostileServer(t: Test, behave: Hostile): Promise<{ address: strin
   };
 }
 
-/** One registration round against `server`; its result and the log. */
-async function registerAgainst(t: Test, server: string): Promise<{ result: RegistrationResult; lines: LogLine[] }> {
+/** A registrar publishing ZONE through `server` (no address polling, short timeouts). */
+function registrarFor(t: Test, server: string, options: { timeoutMs?: number; retryMs?: number } = {}) {
   const { log, lines } = captureLog();
   const reg = startRegistrar(
     {
@@ -325,9 +325,15 @@ async function registerAgainst(t: Test, server: string): Promise<{ result: Regis
       tsig: { keyName: 'kms-key', algorithm: 'hmac-sha256', secretBase64: Buffer.alloc(32, 3).toString('base64'), secretFile: '' },
     },
     { kmsPort: 1688, hostName: 'kms01', addresses: () => [], log },
-    { addressPollMs: 0, timeoutMs: 300 },
+    { addressPollMs: 0, timeoutMs: 300, ...options },
   );
   t.teardown(() => reg.stop());
+  return { reg, lines };
+}
+
+/** One registration round against `server`; its result and the log. */
+async function registerAgainst(t: Test, server: string): Promise<{ result: RegistrationResult; lines: LogLine[] }> {
+  const { reg, lines } = registrarFor(t, server);
   const [result] = await reg.ready;
   return { result: result!, lines };
 }
@@ -384,4 +390,27 @@ t.test('registrar: answers over UDP that never carry our message ID are reported
   const { result } = await registerAgainst(t, server.address);
   t.equal(result.ok, false, 'not published');
   t.match(result.reason, /another message ID/, `the reason says answers came with another ID (${result.reason})`);
+});
+
+// A failed round was retried after min(refreshMinutes, 15 min) every time: a registration that
+// failed at boot (network not up yet, the DNS server restarting) left clients without the SRV
+// record for 15 minutes, and a server down for days was asked at the same pace throughout.
+t.test('registrar: a failed registration is retried by itself, soon at first, then less and less often', async (t) => {
+  const server = await hostileServer(t, () => null); // never answers
+  const { reg, lines } = registrarFor(t, server.address, { timeoutMs: 100, retryMs: 200 });
+  await reg.ready;
+  const delays: (number | null)[] = [reg.status().retryDelayMs];
+  await until(() => server.updates >= 2, 'a retry without being asked', { everyMs: 20, ms: 8000 });
+  for (let i = 0; i < 2; i++) {
+    await reg.registerNow();
+    delays.push(reg.status().retryDelayMs);
+  }
+  t.ok(
+    delays.every((d) => typeof d === 'number' && d > 0),
+    `a retry is scheduled after each failure (${delays.join(', ')} ms)`,
+  );
+  const [a, b, c] = delays as number[];
+  t.ok(a! < b! && b! < c!, `each failed round waits longer than the one before (${delays.join(', ')} ms)`);
+  t.ok(c! <= 15 * 60_000, 'never longer than 15 minutes');
+  t.ok(lines.filter((l) => l.obj.event === 12293).length >= 3, 'every failed round is logged as event 12293');
 });
