@@ -2,12 +2,15 @@
 // that got a wrong answer before its fix. What a client sends may arrive in any split (§1.5), every
 // fault ends its call (§2.9), and no limit may be sidestepped by the way a connection is closed.
 import t, { type Test } from 'tap';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { activate } from '../../src/client/kms-client';
 import { encodeBind } from '../../src/protocol/rpc/bind';
 import { KMS_INTERFACE, NDR32_SYNTAX, PTYPE } from '../../src/protocol/rpc/constants';
 import { FragmentAssembler } from '../../src/protocol/rpc/fragment-assembler';
 import { decodeFaultPdu, encodeRequestPdu } from '../../src/protocol/rpc/request';
-import { RPC_FAULT } from '../../src/errors';
+import { HRESULT, RPC_FAULT } from '../../src/errors';
+import { RpcSession } from '../../src/protocol/rpc/session';
 import { EXCHANGES, pduBytes } from '../protocol/rpc/exchanges';
 import { product, rawConnect, startHarness, type Harness } from './appliance-harness';
 import { within } from '../wait';
@@ -97,4 +100,37 @@ t.test('a fault on a continuation fragment ends that call: the next request is s
   );
   peer.socket.destroy();
   await goodClientServed(t, h);
+});
+
+/** The heap in use after full collections: what a structure really holds, whatever was allocated on the way. */
+function heapAfterGc(): number {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  for (let i = 0; i < 3; i++) gc();
+  return process.memoryUsage().heapUsed;
+}
+
+t.test('a fragmented request of many empty fragments holds no more than kms.maxStubBytes (§2.10)', async (t) => {
+  const handled: string[] = [];
+  const session = new RpcSession(
+    { ndr64: true, btfn: true, maxStubBytes: 4096, secondaryAddress: '1688', newAssocGroupId: () => 1 },
+    (message) => {
+      handled.push(message.toString('hex'));
+      return { hresult: HRESULT.INVALID_DATA };
+    },
+  );
+  t.equal(session.handlePdu(BIND_NDR32).reply?.[2], PTYPE.BIND_ACK);
+  t.same(session.handlePdu(encodeRequestPdu({ callId: 5, contextId: 0, opnum: 0, stub: REQ32_STUB.subarray(0, 100), flags: 0x01 })), {
+    close: false,
+  });
+  // 24 bytes each on the wire and no progress: only the idle timeout would end them, 30 s of them.
+  const empty = encodeRequestPdu({ callId: 5, contextId: 0, opnum: 0, stub: Buffer.alloc(0), flags: 0x00 });
+  const before = heapAfterGc();
+  for (let i = 0; i < 200_000; i++) session.handlePdu(empty);
+  const grown = heapAfterGc() - before;
+  t.ok(grown < 4_000_000, `200,000 empty fragments (4.8 MB sent) grew the heap by ${(grown / 1e6).toFixed(1)} MB`);
+  const last = session.handlePdu(encodeRequestPdu({ callId: 5, contextId: 0, opnum: 0, stub: REQ32_STUB.subarray(100), flags: 0x02 }));
+  t.equal(last.reply?.[2], PTYPE.RESPONSE, 'the call completes with its last fragment');
+  t.equal(handled.length, 1, 'handled once');
+  t.equal(handled[0], capture.decoded.calls[0]!.kms_request_hex, 'with the whole KMS request, in order');
 });

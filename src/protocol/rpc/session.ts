@@ -66,7 +66,11 @@ interface PendingCall {
   readonly contextId: number;
   readonly opnum: number;
   readonly syntax: TransferSyntax;
-  readonly parts: Buffer[];
+  /**
+   * The stub so far, in one buffer grown by doubling up to maxStubBytes: what a call holds is
+   * bounded by its bytes, not by its number of fragments (empty ones included).
+   */
+  stub: Buffer;
   size: number;
 }
 
@@ -229,7 +233,7 @@ export class RpcSession {
         contextId: req.contextId,
         opnum: req.opnum,
         syntax,
-        parts: [Buffer.from(req.stub)],
+        stub: Buffer.from(req.stub),
         size: req.stub.length,
       };
       return CONTINUE;
@@ -246,11 +250,10 @@ export class RpcSession {
       this.pending = undefined;
       return this.fault(header, contextId, 'KMS_ERR_RPC_FRAGMENT_TOO_LARGE', undefined, { size: call.size + req.stub.length });
     }
-    call.parts.push(Buffer.from(req.stub));
-    call.size += req.stub.length;
+    appendStub(call, req.stub, this.options.maxStubBytes);
     if (!last) return CONTINUE;
     this.pending = undefined;
-    return this.serve(Buffer.concat(call.parts, call.size), call.callId, call.contextId, call.syntax);
+    return this.serve(call.stub.subarray(0, call.size), call.callId, call.contextId, call.syntax);
   }
 
   private serve(stub: Buffer, callId: number, contextId: number, syntax: TransferSyntax): SessionResult {
@@ -309,6 +312,18 @@ export class RpcSession {
         : new ProtocolError(code, messageOf(cause), { callId, contextId, ...details });
     return { reply: encodeFault(callId, contextId, status), close: false, error };
   }
+}
+
+/** Copies a fragment's stub bytes after the call's; the caller has checked the sum against `limit`. */
+function appendStub(call: PendingCall, bytes: Buffer, limit: number): void {
+  const size = call.size + bytes.length;
+  if (size > call.stub.length) {
+    const grown = Buffer.allocUnsafe(Math.min(limit, Math.max(size, call.stub.length * 2)));
+    call.stub.copy(grown, 0, 0, call.size);
+    call.stub = grown;
+  }
+  bytes.copy(call.stub, call.size);
+  call.size = size;
 }
 
 function isVersion50(h: CommonHeader): boolean {
