@@ -4,10 +4,12 @@
 // for people and tools (avahi-browse, dns-sd, network scanners) looking for the appliance.
 import type { RemoteInfo } from 'node:dgram';
 import net from 'node:net';
+import os from 'node:os';
 import makeMdns from 'multicast-dns';
 import type { Answer, Question } from 'dns-packet';
 import type { AppConfig } from '../config/defaults';
 import { addressGroup } from '../net/address-group';
+import { buildNetworkMatcher, type NetworkMatcher } from '../net/networks';
 import type { DnsLog } from './dns-responder';
 import { createRateLimiter } from './rate-limiter';
 
@@ -25,6 +27,32 @@ const LEGACY_UNICAST_TTL = 10;
 const MULTICAST_MIN_INTERVAL_MS = 1000;
 const UNICAST_RATE = { responsesPerSecond: 10, burst: 20 };
 const CLASS_IN_QU = 0x8001; // IN with the unicast-response bit
+// How long the list of directly connected networks is trusted before it is read again.
+const LINK_CHECK_MS = 5000;
+
+/**
+ * RFC 6762 §11: unicast replies only to sources on a directly connected network (the interfaces'
+ * subnets, IPv6 link-local), or the responder reflects queries from anywhere UDP 5353 reaches.
+ */
+function onLinkChecker(): (address: string) => boolean {
+  let matcher: NetworkMatcher = () => false;
+  let readAt = -Infinity;
+  return (address) => {
+    const now = Date.now();
+    if (now - readAt >= LINK_CHECK_MS) {
+      readAt = now;
+      const cidrs = ['fe80::/10'];
+      for (const list of Object.values(os.networkInterfaces()))
+        for (const i of list ?? []) if (i.cidr) cidrs.push(i.cidr.replace(/%[^/]*/, ''));
+      try {
+        matcher = buildNetworkMatcher(cidrs, 'nobody');
+      } catch {
+        matcher = buildNetworkMatcher(['fe80::/10'], 'nobody');
+      }
+    }
+    return matcher(address);
+  };
+}
 
 export interface MdnsContext {
   readonly kmsPort: number;
@@ -121,6 +149,7 @@ export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext
 
   mdns.on('warning', (err: Error) => log.debug({ code: 'KMS_ERR_DNS_MALFORMED', reason: err.message }, 'mDNS packet ignored'));
   const unicastLimiter = createRateLimiter(UNICAST_RATE);
+  const onLink = onLinkChecker();
   let lastMulticastAt = -Infinity;
   mdns.on('query', (query: makeMdns.QueryPacket, rinfo: RemoteInfo) => {
     if (state !== 'up') return;
@@ -145,6 +174,13 @@ export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext
       for (const a of r.additionals) if (!additionals.includes(a) && !answers.includes(a)) additionals.push(a);
     }
     if (answers.length === 0) return; // mDNS responders stay silent when they know nothing (RFC 6762 §6)
+    if (unicast && !onLink(rinfo.address)) {
+      log.debug(
+        { code: 'KMS_ERR_DNS_REFUSED', client: rinfo.address },
+        'mDNS query from outside the local networks ignored (RFC 6762 §11)',
+      );
+      return;
+    }
     const now = Date.now();
     if (unicast ? !unicastLimiter.allow(addressGroup(rinfo.address), now) : now - lastMulticastAt < MULTICAST_MIN_INTERVAL_MS) return;
     if (!unicast) lastMulticastAt = now;

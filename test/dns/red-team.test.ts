@@ -414,3 +414,25 @@ t.test('registrar: a failed registration is retried by itself, soon at first, th
   t.ok(c! <= 15 * 60_000, 'never longer than 15 minutes');
   t.ok(lines.filter((l) => l.obj.event === 12293).length >= 3, 'every failed round is logged as event 12293');
 });
+
+// RFC 6762 §11 (and avahi's CVE-2017-6519): a responder answering unicast queries from any
+// address is a reflector for the whole Internet wherever UDP 5353 is reachable. Legacy unicast
+// replies go only to sources on a directly connected network. The socket's send() is wrapped so
+// no datagram can leave for the off-link address if the check were missing.
+t.test('mDNS: a legacy query from an address on no local network is not answered', async (t) => {
+  const { socket, port } = await mdnsResponder(t);
+  const offLink: string[] = [];
+  const send = socket.send.bind(socket) as (...args: unknown[]) => void;
+  (socket as unknown as { send: (...args: unknown[]) => void }).send = (...args: unknown[]) => {
+    const address = args.find((a) => typeof a === 'string' && a.includes('.')) as string | undefined;
+    if (address?.startsWith('127.')) return send(...args);
+    offLink.push(String(address));
+    const cb = args.find((a) => typeof a === 'function') as ((err: Error | null) => void) | undefined;
+    cb?.(null);
+  };
+  socket.emit('message', mdnsQuery(0x0ff1), { address: '203.0.113.5', family: 'IPv4', port: 40000, size: 40 });
+  // The reply of a good client sent after it leaves after any reply to the first (same socket, in order).
+  const good = await ask(port, mdnsQuery(0x600d), '127.0.0.4');
+  t.equal(good && decodeMessage(good).header.id, 0x600d, 'a querier on the link is answered');
+  t.same(offLink, [], 'nothing sent towards the off-link source');
+});
