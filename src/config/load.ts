@@ -5,7 +5,7 @@
 // it can hang (a FIFO), exhaust memory or the stack: SIGHUP reloads read it while serving.
 import fs from 'node:fs';
 import path from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
+import { isAlias, isCollection, isPair, isScalar, LineCounter, parseDocument, visit, type Document } from 'yaml';
 import { ConfigError } from '../errors';
 import { DEFAULTS, deepFreeze, type AppConfig } from './defaults';
 import { checkConfigObject, formatDottedPath, pointerToPath } from './validator';
@@ -136,6 +136,9 @@ export function validateConfigText(text: string, fileName: string): AppConfig {
     throw new ConfigError('KMS_ERR_CONFIG_SYNTAX', errors.join('\n'), { file: fileName, errors });
   }
 
+  const structural = structureErrors(doc, lines, fileName);
+  if (structural.length > 0) throw new ConfigError('KMS_ERR_CONFIG_SYNTAX', structural.join('\n'), { file: fileName, errors: structural });
+
   let raw: unknown;
   try {
     raw = doc.toJS({ maxAliasCount: MAX_CONFIG_ALIASES });
@@ -159,6 +162,29 @@ export function validateConfigText(text: string, fileName: string): AppConfig {
     throw new ConfigError('KMS_ERR_CONFIG_INVALID', errors.join('\n'), { file: fileName, errors });
   }
   return deepFreeze(merged as AppConfig);
+}
+
+/**
+ * What the parser accepts but converting it would misreport: an alias whose anchor is not set
+ * before it (yaml throws the same ReferenceError class as for an alias bomb), and a key that is a
+ * list or mapping (yaml stringifies it with a Node warning on the terminal).
+ */
+function structureErrors(doc: Document, lines: LineCounter, fileName: string): string[] {
+  const anchors = new Set<string>();
+  const errors: string[] = [];
+  const at = (node: { range?: unknown }): number => lines.linePos((node.range as [number] | undefined)?.[0] ?? 0).line;
+  visit(doc, (_key, node) => {
+    if (isAlias(node)) {
+      if (!anchors.has(node.source))
+        errors.push(`${fileName}:${at(node)}: alias *${node.source} names no anchor &${node.source} set before it`);
+    } else if (isPair(node)) {
+      if (node.key !== null && !isScalar(node.key))
+        errors.push(`${fileName}:${at(node.key as object)}: a key must be a name, not a list or mapping`);
+    } else if ((isScalar(node) || isCollection(node)) && node.anchor) {
+      anchors.add(node.anchor);
+    }
+  });
+  return errors;
 }
 
 function firstLine(s: string): string {

@@ -1,0 +1,44 @@
+// Red-team findings against the configuration loader: YAML a broken or hostile file can contain
+// that the parser accepts but the loader explained wrongly, or let through to the terminal as a
+// stray Node warning instead of an error naming the file and the line.
+import t from 'tap';
+import { validateConfigText } from '../../src/config/load';
+import { ConfigError } from '../../src/errors';
+
+function failure(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+t.test('an alias to an anchor that is not set is a syntax error on its line, not "an alias bomb"', async (t) => {
+  for (const text of ['kms:\n  ndr64: *nope\n', 'kms:\n  listen: [*later]\nother: &later x\n']) {
+    const err = failure(() => validateConfigText(text, 'kms.yaml'));
+    t.equal(err.code, 'KMS_ERR_CONFIG_SYNTAX', JSON.stringify(text));
+    const errors = err.details.errors as string[];
+    t.equal(errors.length, 1);
+    t.match(errors[0], /^kms\.yaml:2: /, 'names the file and the line of the alias');
+    t.match(errors[0], /alias \*(nope|later)/, 'and the alias');
+    t.notMatch(errors[0], /bomb|more than 100/);
+  }
+});
+
+t.test('a key that is a list or mapping is an error on its line, and Node prints no warning', async (t) => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => {
+    warnings.push(w.message);
+  };
+  process.on('warning', onWarning);
+  t.teardown(() => {
+    process.off('warning', onWarning);
+  });
+  const err = failure(() => validateConfigText('kms:\n  ndr64: true\n? [a, b]\n: 1\n', 'kms.yaml'));
+  t.equal(err.code, 'KMS_ERR_CONFIG_SYNTAX');
+  t.match((err.details.errors as string[])[0], /^kms\.yaml:3: /);
+  await new Promise((resolve) => setImmediate(resolve)); // process warnings are emitted on the next tick
+  t.same(warnings, [], 'no warning on the terminal');
+});
