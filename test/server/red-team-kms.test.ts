@@ -134,3 +134,52 @@ t.test('a fragmented request of many empty fragments holds no more than kms.maxS
   t.equal(handled.length, 1, 'handled once');
   t.equal(handled[0], capture.decoded.calls[0]!.kms_request_hex, 'with the whole KMS request, in order');
 });
+
+t.test('valid RPC carrying garbage KMS: each a response with a refusal HRESULT, logged with a code; the host keeps serving', async (t) => {
+  const h = await startHarness(t);
+  const peer = await rawConnect(h.host, h.port);
+  peer.socket.write(BIND_NDR32);
+  await peer.waitFor(60);
+  const real = Buffer.from(capture.decoded.calls[0]!.kms_request_hex, 'hex');
+  const v6 = (edit: (b: Buffer) => void): Buffer => {
+    const b = Buffer.from(real);
+    edit(b);
+    return b;
+  };
+  const bodies: [string, Buffer][] = [
+    ['empty', Buffer.alloc(0)],
+    ['one byte', Buffer.from([6])],
+    ['version 7.0', v6((b) => b.writeUInt16LE(7, 2))],
+    ['version 3.0', v6((b) => b.writeUInt16LE(3, 2))],
+    ['minor 1', v6((b) => b.writeUInt16LE(1, 0))],
+    ['v6 cut by one byte', real.subarray(0, real.length - 1)],
+    ['v6 plus 16 bytes', Buffer.concat([real, Buffer.alloc(16)])],
+    ['v6 ciphertext flipped', v6((b) => (b[100]! ^= 0x40))],
+    ['v6 last block flipped', v6((b) => (b[b.length - 1]! ^= 0x01))],
+    ['v4-sized zeros', v6((b) => b.fill(0, 4)).subarray(0, 256)],
+    ['all 0xff', Buffer.alloc(260, 0xff)],
+  ];
+  let expect = 60;
+  for (const [i, [what, body]] of bodies.entries()) {
+    const stub = Buffer.alloc(8 + body.length);
+    stub.writeUInt32LE(body.length, 0);
+    stub.writeUInt32LE(body.length, 4);
+    body.copy(stub, 8);
+    const logsBefore = h.outcomes.length;
+    peer.socket.write(encodeRequestPdu({ callId: 10 + i, contextId: 0, opnum: 0, stub }));
+    const all = await peer.waitFor(expect + 24 + 12);
+    const reply = pdusOf(all.subarray(expect))[0]!;
+    expect += reply.length;
+    t.equal(reply[2], PTYPE.RESPONSE, `${what}: a response, not a fault or a close`);
+    t.equal(reply.readUInt32LE(12), 10 + i, `${what}: call_id echoed`);
+    const hresult = reply.readUInt32LE(24 + 8);
+    t.not(hresult, 0, `${what}: refused with 0x${hresult.toString(16)}`);
+    const outcome = h.outcomes[logsBefore];
+    t.equal(outcome?.result, 'refused', `${what}: recorded as refused`);
+    t.match(outcome?.code, /^KMS_ERR_KMS_/, `${what}: with a stable code (${outcome?.code})`);
+    t.equal(outcome?.hresult, hresult, `${what}: the HRESULT sent is the one recorded`);
+  }
+  t.equal(peer.socket.destroyed, false, 'the connection is still open');
+  peer.socket.destroy();
+  await goodClientServed(t, h);
+});
