@@ -52,7 +52,8 @@ function expandIpv6(a: string): string[] {
 }
 
 export class LoginGuard {
-  private readonly sessions = new Map<string, number>();
+  /** Token → expiry and the hash of the password it was made with: a new password ends the old sessions. */
+  private readonly sessions = new Map<string, { readonly expires: number; readonly hash: string }>();
   private readonly failures = new Map<string, FailureState>();
   private readonly basicCache = new Map<string, number>();
   /**
@@ -82,7 +83,7 @@ export class LoginGuard {
     const record = this.password();
     if (!record) return { ok: true, via: 'none' };
     const session = readCookie(headers.cookie, SESSION_COOKIE);
-    if (session && this.validSession(session)) return { ok: true, via: 'session' };
+    if (session && this.validSession(session, record)) return { ok: true, via: 'session' };
     const basic = parseBasic(headers.authorization);
     if (!basic) return { ok: false, reason: 'missing' };
     const verdict = await this.checkPassword(record, basic.user, basic.password, address, 'basic');
@@ -97,7 +98,7 @@ export class LoginGuard {
     if (verdict !== true) return verdict;
     const token = randomBytes(32).toString('base64url');
     this.pruneSessions();
-    this.sessions.set(token, this.now() + SESSION_TTL_MS);
+    this.sessions.set(token, { expires: this.now() + SESSION_TTL_MS, hash: record.hash });
     return { ok: true, token };
   }
 
@@ -208,10 +209,10 @@ export class LoginGuard {
     }
   }
 
-  private validSession(token: string): boolean {
-    const expires = this.sessions.get(token);
-    if (expires === undefined) return false;
-    if (expires <= this.now()) {
+  private validSession(token: string, record: PasswordRecord): boolean {
+    const s = this.sessions.get(token);
+    if (s === undefined) return false;
+    if (s.expires <= this.now() || s.hash !== record.hash) {
       this.sessions.delete(token);
       return false;
     }
@@ -220,7 +221,7 @@ export class LoginGuard {
 
   private pruneSessions(): void {
     const now = this.now();
-    for (const [t, e] of this.sessions) if (e <= now) this.sessions.delete(t);
+    for (const [t, s] of this.sessions) if (s.expires <= now) this.sessions.delete(t);
     while (this.sessions.size >= MAX_SESSIONS) {
       const oldest = this.sessions.keys().next().value as string;
       this.sessions.delete(oldest);

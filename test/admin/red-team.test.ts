@@ -216,3 +216,23 @@ t.test('connections held from a few addresses cannot keep a client with none out
     'two more good clients at once',
   );
 });
+
+t.test('a new password (set-password after a leak) ends the sessions made with the old one', async (t) => {
+  const h = await startHarness(t, (c) => {
+    c.admin.listen = ['127.0.0.1:0'];
+  });
+  storeCheapPassword(h.dataDir, PASSWORD);
+  const port = h.appliance.adminAddresses[0]!.port;
+  const login = await request(port, '/login', {
+    method: 'POST',
+    body: `user=admin&password=${encodeURIComponent(PASSWORD)}`,
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  });
+  t.equal(login.status, 303);
+  const session = String(login.headers['set-cookie']).split(';')[0]!;
+  t.equal((await request(port, '/api/status', { headers: { cookie: session } })).status, 200, 'the session works');
+  storeCheapPassword(h.dataDir, 'a brand new password');
+  t.equal((await request(port, '/api/status', { headers: { cookie: session } })).status, 401, 'the old session is over');
+  t.equal((await request(port, '/', { headers: { cookie: session } })).status, 303, 'the page asks to log in again');
+  t.equal((await request(port, '/api/status', { headers: basic('admin', 'a brand new password') })).status, 200, 'the new password works');
+});
