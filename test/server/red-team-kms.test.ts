@@ -6,7 +6,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { activate } from '../../src/client/kms-client';
 import { encodeBind } from '../../src/protocol/rpc/bind';
-import { KMS_INTERFACE, NDR32_SYNTAX, PTYPE } from '../../src/protocol/rpc/constants';
+import { KMS_INTERFACE, NDR32_SYNTAX, NDR64_SYNTAX, PTYPE } from '../../src/protocol/rpc/constants';
 import { FragmentAssembler } from '../../src/protocol/rpc/fragment-assembler';
 import { decodeFaultPdu, encodeRequestPdu } from '../../src/protocol/rpc/request';
 import { HRESULT, RPC_FAULT } from '../../src/errors';
@@ -181,5 +181,40 @@ t.test('valid RPC carrying garbage KMS: each a response with a refusal HRESULT, 
   }
   t.equal(peer.socket.destroyed, false, 'the connection is still open');
   peer.socket.destroy();
+  await goodClientServed(t, h);
+});
+
+function alterCtx0(callId: number, syntax: typeof NDR32_SYNTAX): Buffer {
+  return encodeBind({
+    ptype: PTYPE.ALTER_CONTEXT,
+    callId,
+    flags: 0x03,
+    maxXmitFrag: 5840,
+    maxRecvFrag: 5840,
+    assocGroupId: 0,
+    contexts: [{ contextId: 0, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [syntax] }],
+  });
+}
+
+t.test('flipping a context between NDR32 and NDR64 forever is no progress: closed at the idle timeout', async (t) => {
+  const h = await startHarness(t, (c) => {
+    c.kms.idleTimeoutSeconds = 0.3; // below the schema minimum: the wait for it is the behaviour under test
+  });
+  const peer = await rawConnect(h.host, h.port);
+  peer.socket.write(BIND_NDR32);
+  await peer.waitFor(60);
+  const started = Date.now();
+  let alters = 0;
+  // Each alter_context re-offers ctx 0 with the other syntax: accepted, the table changed, nothing added.
+  while (!peer.socket.destroyed && Date.now() - started < 5000) {
+    peer.socket.write(alterCtx0(10 + alters, alters % 2 === 0 ? NDR64_SYNTAX : NDR32_SYNTAX));
+    alters++;
+    await new Promise((r) => setTimeout(r, 30)); // ten alter_contexts per idle timeout
+  }
+  t.ok(peer.socket.destroyed, `closed by the host for want of progress (after ${alters} alter_contexts)`);
+  t.ok(
+    h.logs.some((l) => l['code'] === 'KMS_ERR_CONN_IDLE'),
+    'as idle',
+  );
   await goodClientServed(t, h);
 });

@@ -150,7 +150,9 @@ export class RpcSession {
     for (const c of judgement.accepted) {
       const change = this.contexts.add(c);
       if (change === 'full') (overLimit ??= []).push(c.item);
-      else if (change !== 'unchanged') progress = true;
+      // Only a new context is progress: re-offering a known id with the other syntax changes the
+      // table but moves nothing forward, and flipping it forever must not defeat the idle timeout.
+      else if (change === 'added') progress = true;
     }
     if (overLimit) {
       // Items past the limit are answered (2, 3) local_limit_exceeded (§2.5) and the connection
@@ -188,7 +190,7 @@ export class RpcSession {
     this.assocGroupId = this.options.newAssocGroupId() >>> 0;
     let progress = false;
     // The table is empty and the offer was judged without an item over the limit, so every add succeeds.
-    for (const c of remembered.accepted) if (this.contexts.add(c) !== 'unchanged') progress = true;
+    for (const c of remembered.accepted) if (this.contexts.add(c) === 'added') progress = true;
     const reply = ackFor(remembered, pdu, limit, this.assocGroupId);
     return progress ? { reply, close: false, progress: true } : { reply, close: false };
   }
