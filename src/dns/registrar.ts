@@ -36,6 +36,8 @@ export interface RegistrarOptions {
   readonly timeoutMs?: number;
   /** Delay before the first retry of a failed registration (ms), doubling after each failed round. Default 30 s. */
   readonly retryMs?: number;
+  /** How long stop() waits for the round in flight and the removals (ms). Default 10 s. */
+  readonly stopDeadlineMs?: number;
 }
 
 export interface RegistrationResult {
@@ -76,6 +78,9 @@ export interface RegistrarHandle {
 const DEFAULT_POLL_MS = 60_000;
 const DEFAULT_TIMEOUT_MS = 5_000;
 const FIRST_RETRY_MS = 30_000;
+// Shutdown (and every service stopped after this one, the store last) waits no longer than this
+// for a DNS server: systemd kills the service 90 s after asking it to stop.
+const STOP_DEADLINE_MS = 10_000;
 const MAX_RETRY_MS = 15 * 60_000;
 
 /** Addresses worth publishing: no loopback, link-local or unspecified addresses. */
@@ -250,6 +255,7 @@ export function startRegistrar(
   let lastError: string | null = null;
   let lastAddresses = currentAddresses();
   let stopped = false;
+  let stopping: Promise<RegistrationResult[]> | undefined;
   let chain: Promise<unknown> = Promise.resolve();
   // Runs one registration round at a time: timers and address changes never overlap.
   const serialize = <T>(fn: () => Promise<T>): Promise<T> => {
@@ -323,7 +329,10 @@ export function startRegistrar(
       lastAddresses = addresses;
       const pubs = publications(addresses);
       const results: RegistrationResult[] = [];
-      for (const p of pubs) results.push(await runOne(p, 'register'));
+      for (const p of pubs) {
+        if (stopped) return results; // shutdown came: the removal takes over
+        results.push(await runOne(p, 'register'));
+      }
       published = pubs;
       const failed = results.filter((r) => !r.ok);
       failures += failed.length;
@@ -359,15 +368,53 @@ export function startRegistrar(
     ready,
     registerNow,
     status: () => ({ lastSuccessMs, failures, lastError, refreshMs, retryDelayMs }),
-    stop: () =>
-      serialize(async () => {
-        stopped = true;
-        clearTimeout(timer);
-        if (poller) clearInterval(poller);
-        if (!config.removeOnShutdown) return [];
-        const results: RegistrationResult[] = [];
-        for (const p of published.length > 0 ? published : publications(lastAddresses)) results.push(await runOne(p, 'remove'));
-        return results;
-      }),
+    stop: () => (stopping ??= stopWithin(options.stopDeadlineMs ?? STOP_DEADLINE_MS)),
   };
+
+  function stopWithin(deadlineMs: number): Promise<RegistrationResult[]> {
+    stopped = true;
+    clearTimeout(timer);
+    if (poller) clearInterval(poller);
+    if (!config.removeOnShutdown) return Promise.resolve([]);
+    const toRemove = (): SrvPublication[] => (published.length > 0 ? published : publications(lastAddresses));
+    const results: RegistrationResult[] = [];
+    let late = false;
+    const removal = serialize(async () => {
+      for (const p of toRemove()) {
+        if (late) return;
+        results.push(await runOne(p, 'remove'));
+      }
+    });
+    let deadline: NodeJS.Timeout | undefined;
+    const expired = new Promise<boolean>((resolve) => {
+      deadline = setTimeout(() => resolve(true), deadlineMs);
+    });
+    return Promise.race([removal.then(() => false), expired]).then((wasLate) => {
+      clearTimeout(deadline);
+      if (!wasLate) return results;
+      late = true;
+      const done = new Set(results.map((r) => r.domain));
+      const left = toRemove().filter((p) => !done.has(p.zone));
+      const reason =
+        `not removed: the DNS server ${config.server} had not answered after ${deadlineMs / 1000} s and shutdown does not wait ` +
+        'longer; the records stay in DNS until the next start replaces them';
+      log.warn(
+        { code: 'KMS_ERR_DNS_SERVER_UNREACHABLE', server: config.server, domains: left.map((p) => p.zone) },
+        `DNS registration: shutdown did not wait for the DNS server; the KMS SRV records of ${left.length} domain(s) may be left in DNS.`,
+      );
+      for (const p of left) {
+        results.push({
+          domain: p.zone,
+          action: 'remove',
+          ok: false,
+          code: 'KMS_ERR_DNS_SERVER_UNREACHABLE',
+          reason,
+          target: p.target,
+          port: p.port,
+          addresses: p.addresses,
+        });
+      }
+      return results;
+    });
+  }
 }

@@ -312,20 +312,25 @@ async function hostileServer(t: Test, behave: Hostile): Promise<{ address: strin
 }
 
 /** A registrar publishing ZONE through `server` (no address polling, short timeouts). */
-function registrarFor(t: Test, server: string, options: { timeoutMs?: number; retryMs?: number } = {}) {
+function registrarFor(
+  t: Test,
+  server: string,
+  options: { timeoutMs?: number; retryMs?: number; stopDeadlineMs?: number; domains?: number; removeOnShutdown?: boolean } = {},
+) {
+  const { domains = 1, removeOnShutdown = false, ...registrarOptions } = options;
   const { log, lines } = captureLog();
   const reg = startRegistrar(
     {
       ...DEFAULTS.dns.registration,
       enabled: true,
       server,
-      domains: [{ domain: ZONE, priority: 0, weight: 0 }],
+      domains: Array.from({ length: domains }, (_, i) => ({ domain: i === 0 ? ZONE : `site${i}.${ZONE}`, priority: 0, weight: 0 })),
       addresses: ['192.0.2.10'],
-      removeOnShutdown: false,
+      removeOnShutdown,
       tsig: { keyName: 'kms-key', algorithm: 'hmac-sha256', secretBase64: Buffer.alloc(32, 3).toString('base64'), secretFile: '' },
     },
     { kmsPort: 1688, hostName: 'kms01', addresses: () => [], log },
-    { addressPollMs: 0, timeoutMs: 300, ...options },
+    { addressPollMs: 0, timeoutMs: 300, ...registrarOptions },
   );
   t.teardown(() => reg.stop());
   return { reg, lines };
@@ -435,4 +440,25 @@ t.test('mDNS: a legacy query from an address on no local network is not answered
   const good = await ask(port, mdnsQuery(0x600d), '127.0.0.4');
   t.equal(good && decodeMessage(good).header.id, 0x600d, 'a querier on the link is answered');
   t.same(offLink, [], 'nothing sent towards the off-link source');
+});
+
+// stop() waited for the round in flight, then removed each domain in turn, each exchange up to
+// its timeout (5 s, UDP then TCP): against a server that never answers, shutting down took
+// 20 s and more per domain, past systemd's stop timeout (90 s) with a few domains, and the
+// services after it (the store) were killed rather than closed.
+t.test('registrar: stop() against a server that never answers ends at its deadline and says what was left', async (t) => {
+  const server = await hostileServer(t, () => null);
+  const { reg, lines } = registrarFor(t, server.address, { timeoutMs: 1000, stopDeadlineMs: 200, domains: 3, removeOnShutdown: true });
+  // Stopped while the first round waits on the silent server.
+  const results = await reg.stop();
+  t.equal(results.length, 3, 'one result per domain');
+  t.ok(
+    results.every((r) => r.action === 'remove' && !r.ok),
+    'none removed',
+  );
+  t.match(results[2]?.reason, /shutdown/, `the reason says shutdown did not wait (${results[2]?.reason})`);
+  t.ok(
+    lines.some((l) => l.level === 'warn' && /shutdown/.test(l.msg ?? '')),
+    'a warning says the records may be left in DNS',
+  );
 });
