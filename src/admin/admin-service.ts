@@ -84,7 +84,7 @@ async function adminCertificate(
   dataDir: string,
   hostName: string,
   addresses: readonly string[],
-): Promise<CertificatePair & { source: string; created?: boolean }> {
+): Promise<CertificatePair & { source: string; created?: boolean; replaced?: string }> {
   const { loadOrCreateSelfSigned, readSitePair } = tlsCertificates();
   const t = config.admin.tls;
   if (t.certFile) {
@@ -122,7 +122,14 @@ export async function startAdmin(listen: readonly ListenAddress[], deps: AdminDe
       '127.0.0.1',
       '::1',
     ]);
-    if (cert.created)
+    if (cert.replaced !== undefined)
+      log.warn(
+        { event: 'admin-certificate', dataDir, reason: cert.replaced },
+        `admin: the generated certificate (admin-tls.crt, admin-tls.key in ${dataDir}) could not be used: ${cert.replaced}; ` +
+          'made a new self-signed certificate (the old files are kept as *.old); ' +
+          'its fingerprint changed: `kms-appliance admin cert` prints it',
+      );
+    else if (cert.created)
       log.info(
         { event: 'admin-certificate' },
         'admin: generated a self-signed certificate; `kms-appliance admin cert` prints its fingerprint',

@@ -140,22 +140,37 @@ export async function generateSelfSigned(hostName: string, addresses: readonly s
 /**
  * The generated pair in `dataDir`, made on first use and reused after: the fingerprint an admin
  * compared once stays the same across restarts. The key is written 0600 before anything is in it.
+ * A pair that cannot be served (a file cut short by a power cut, unreadable, a key of another
+ * certificate) or that expires within 30 days is made anew, the old files kept aside as `*.old`:
+ * served as it was, a damaged pair stopped the whole appliance with a bare OpenSSL error, and an
+ * expired one is refused by every browser. `replaced` says why.
  */
 export async function loadOrCreateSelfSigned(
   dataDir: string,
   hostName: string,
   addresses: readonly string[],
-): Promise<CertificatePair & { created: boolean }> {
+  now: Date = new Date(),
+): Promise<CertificatePair & { created: boolean; replaced?: string }> {
   const certFile = path.join(dataDir, GENERATED_CERT_FILE);
   const keyFile = path.join(dataDir, GENERATED_KEY_FILE);
+  let replaced: string | undefined;
   if (fs.existsSync(certFile) && fs.existsSync(keyFile)) {
-    return { certPem: fs.readFileSync(certFile, 'utf8'), keyPem: fs.readFileSync(keyFile, 'utf8'), created: false };
+    try {
+      const certPem = fs.readFileSync(certFile, 'utf8');
+      const keyPem = fs.readFileSync(keyFile, 'utf8');
+      const check = checkCertificatePair(certPem, keyPem, now);
+      if (check.errors.length === 0 && check.warnings.length === 0) return { certPem, keyPem, created: false };
+      replaced = check.errors[0] ?? check.warnings[0];
+    } catch (err) {
+      replaced = (err as Error).message;
+    }
+    for (const f of [certFile, keyFile]) fs.renameSync(f, `${f}.old`);
   }
-  const pair = await generateSelfSigned(hostName, addresses);
+  const pair = await generateSelfSigned(hostName, addresses, now);
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o750 });
   writeNew(keyFile, pair.keyPem, 0o600);
   writeNew(certFile, pair.certPem, 0o644);
-  return { ...pair, created: true };
+  return { ...pair, created: true, ...(replaced === undefined ? {} : { replaced }) };
 }
 
 /** Write through a fresh temporary file and rename: never follows a planted link, never half-written. */

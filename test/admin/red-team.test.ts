@@ -3,6 +3,8 @@
 // guesses sent one by one, and a damaged password file must never let any password in.
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
 import { startHarness } from '../server/appliance-harness';
@@ -11,6 +13,13 @@ import { request, basic } from './http-client';
 import { afterPoll } from '../wait';
 import { startAdminServer, type AdminLimits } from '../../src/admin/http-server';
 import type { AdminResponse, AdminRouter } from '../../src/admin/router';
+import {
+  GENERATED_CERT_FILE,
+  GENERATED_KEY_FILE,
+  describeCertificate,
+  generateSelfSigned,
+  loadOrCreateSelfSigned,
+} from '../../src/admin/tls-certificate';
 import { passwordFile, readPasswordRecord, verifyPassword, type PasswordRecord } from '../../src/admin/password';
 
 const PASSWORD = 'correct horse battery';
@@ -235,4 +244,45 @@ t.test('a new password (set-password after a leak) ends the sessions made with t
   t.equal((await request(port, '/api/status', { headers: { cookie: session } })).status, 401, 'the old session is over');
   t.equal((await request(port, '/', { headers: { cookie: session } })).status, 303, 'the page asks to log in again');
   t.equal((await request(port, '/api/status', { headers: basic('admin', 'a brand new password') })).status, 200, 'the new password works');
+});
+
+t.test('a damaged or expired generated certificate is made anew; the appliance starts and serves HTTPS', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-rt-cert-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const certFile = path.join(dir, GENERATED_CERT_FILE);
+  const keyFile = path.join(dir, GENERATED_KEY_FILE);
+  const first = await loadOrCreateSelfSigned(dir, 'branch-box', ['127.0.0.1']);
+  // A power cut or a full disk left half a file: the listener's TLS context refused it with a bare
+  // OpenSSL error ("PEM routines::bad end line") and the whole appliance, KMS included, did not start.
+  fs.writeFileSync(certFile, first.certPem.slice(0, 300));
+  const h = await startHarness(
+    t,
+    (c) => {
+      c.admin.listen = ['127.0.0.1:0'];
+      c.admin.tls.enabled = true;
+    },
+    { dataDir: dir },
+  );
+  const port = h.appliance.adminAddresses[0]!.port;
+  const made = fs.readFileSync(certFile, 'utf8');
+  t.not(made, first.certPem.slice(0, 300), 'a new certificate');
+  const health = await request(port, '/healthz', { tls: true });
+  t.equal(health.status, 200, 'HTTPS answers');
+  t.equal(health.certificate?.fingerprint256, describeCertificate(made).sha256Fingerprint, 'with the new certificate');
+  t.ok(fs.existsSync(`${certFile}.old`), 'the damaged file is kept aside');
+  const warned = h.logs.find((l) => l['event'] === 'admin-certificate' && l['level'] === 'warn');
+  t.match(
+    String(warned?.['msg']),
+    /admin-tls\.crt.*could not be used.*new self-signed certificate/,
+    'the log says which file and what was done',
+  );
+
+  // Two years later the generated certificate has expired: browsers refuse it outright.
+  const old = await generateSelfSigned('branch-box', ['127.0.0.1'], new Date(Date.now() - 800 * 86_400_000));
+  fs.writeFileSync(certFile, old.certPem);
+  fs.writeFileSync(keyFile, old.keyPem);
+  const renewed = await loadOrCreateSelfSigned(dir, 'branch-box', ['127.0.0.1']);
+  t.ok(renewed.created, 'an expired one is made anew');
+  t.ok(describeCertificate(renewed.certPem).notAfter.getTime() > Date.now(), 'valid again');
+  t.match(String(renewed.replaced), /expired/, 'and why');
 });
