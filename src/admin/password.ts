@@ -96,15 +96,24 @@ export function readPasswordRecord(dataDir: string): PasswordRecord | undefined 
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  const r = JSON.parse(text) as Partial<PasswordRecord>;
+  const damaged = `${passwordFile(dataDir)} is not a kms-appliance password file; run kms-appliance admin set-password again`;
+  let r: Partial<PasswordRecord>;
+  try {
+    r = JSON.parse(text) as Partial<PasswordRecord>;
+  } catch (err) {
+    // JSON.parse's own message names neither the file nor the way out.
+    throw new Error(`${damaged} (${(err as Error).message})`);
+  }
   if (
+    r === null ||
+    typeof r !== 'object' ||
     r.scheme !== 'scrypt' ||
     (r.user !== undefined && typeof r.user !== 'string') ||
     !isBase64Of(r.salt, MIN_SALT_BYTES) ||
     !isBase64Of(r.hash, MIN_HASH_BYTES) ||
     !saneParams(r.N, r.r, r.p)
   ) {
-    throw new Error(`${passwordFile(dataDir)} is not a kms-appliance password file; run kms-appliance admin set-password again`);
+    throw new Error(damaged);
   }
   return { user: r.user ?? ADMIN_USER, scheme: 'scrypt', N: r.N!, r: r.r!, p: r.p!, salt: r.salt, hash: r.hash };
 }

@@ -128,6 +128,11 @@ t.test('a damaged password file never lets a password in', async (t) => {
     const r = await request(port, '/api/status', { headers: basic('admin', 'anything at all') });
     t.not(r.status, 200, `${JSON.stringify(damage)}: not let in (${r.status})`);
   }
+  // Cut short, or not JSON at all: the error names the file and the way out, not only JSON.parse's words.
+  for (const text of ['{"scheme":"scr', 'null', '']) {
+    fs.writeFileSync(file, text);
+    t.throws(() => readPasswordRecord(h.dataDir), { message: `${file} is not a kms-appliance password file` }, JSON.stringify(text));
+  }
   fs.writeFileSync(file, JSON.stringify(good));
   t.equal((await request(port, '/api/status', { headers: basic('admin', PASSWORD) })).status, 200, 'the repaired file works');
 });
