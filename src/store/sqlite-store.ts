@@ -297,7 +297,7 @@ export class SqliteStore implements ActivationStore {
     // and only the one server holding the lock may assume those are the only ones.
     const ownsDirectory = this.journalCommitMs === 0 || this.journal !== undefined;
     if (!db.readonly && ownsDirectory && (options.backgroundCheckpointMs ?? 0) > 0) {
-      this.checkpoints = new WalCheckpoints(
+      this.checkpoints = WalCheckpoints.open(
         db,
         file,
         {

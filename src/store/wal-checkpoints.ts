@@ -11,17 +11,26 @@
 //   1. the frames a checkpoint copies are on disk before it copies them (fdatasync of the -wal
 //      file), so the database file is never ahead of the log that explains it;
 //   2. the database file is on disk before anything reuses the WAL from its start (the first
-//      commit after a complete checkpoint does) or truncates it.
+//      commit after a complete checkpoint does) or truncates it;
+//   3. the WAL's new header is on disk before a second new frame overwrites an old one. A power cut
+//      that kept the old header and some of the new frames would otherwise leave a valid-looking
+//      prefix of the old log, whose older pages would be laid over the newer file (SQLite fsyncs the
+//      header itself at a restart, except with synchronous=OFF). So this connection starts the
+//      WAL again only at the end of a cycle, with a commit of one page (PRAGMA user_version set to
+//      itself): whatever part of it reaches the disk, no old frame stays valid in front of a new one.
+//      The -wal file is synced before anything else commits. Between cycles a read transaction on
+//      a connection of this module's own keeps the WAL from restarting (SQLite restarts it only when
+//      no reader uses it), so held commits append instead.
 // Nothing may commit on the connection from the first fsync to the end of the second: the store
 // holds its commits while `holding`, and the requests it answers meanwhile are durable in the
 // request journal, as every request is before its commit. Whatever must write through the
 // connection during a cycle (a write without the journal, close, pruning, the fleet outbox) first
 // calls settle(): the rest of the cycle runs at once, its fsyncs on the loop. That is rare and
 // never on the request path while the journal is in use.
-// Another process (the CLI, a second server) may commit too. A read transaction on a connection of
-// this module's own, taken before the -wal fsync and kept to the end of the cycle, makes those
-// commits append to the WAL instead of starting it again from its beginning (SQLite restarts the
-// WAL only when no reader uses it), and keeps their frames out of the copy.
+// Another process (the CLI, a second server) may commit too. The same read transaction, taken
+// again just before the -wal fsync, makes those commits append to the WAL instead of starting it
+// again from its beginning, and keeps their frames out of the copy. Its restarts are safe anyway:
+// with synchronous=NORMAL SQLite syncs the new header itself.
 // A cycle starts after a commit once cycleWrites writes were committed since the last one, which
 // bounds what one copy holds the loop for, or on the interval timer while anything is left.
 import * as fs from 'node:fs';
@@ -53,7 +62,7 @@ export interface CheckpointLog {
   error(obj: object, msg?: string): void;
 }
 
-type Phase = 'idle' | 'wal-sync' | 'db-sync';
+type Phase = 'idle' | 'wal-sync' | 'db-sync' | 'header-sync';
 
 /** fsyncs of the -wal file again when another process committed meanwhile, before copying anyway. */
 const MAX_RESYNCS = 3;
@@ -83,8 +92,12 @@ export class WalCheckpoints {
   // Prepared once: a cycle reads data_version two or three times and copies once, dozens of times a second under load.
   private readonly dataVersionStmt: Database.Statement;
   private readonly passiveStmt: Database.Statement;
-  /** The read transaction that keeps the WAL from restarting during a cycle (see the top). */
-  private readonly guard: { readonly db: Database.Database; begin(): void; end(): void } | undefined;
+  /** The read transaction that keeps the WAL from restarting outside the end of a cycle (see the top). */
+  private readonly guard: Guard;
+  /** The one-page commit that may start the WAL again: user_version set to its own value. */
+  private readonly restartStmt: Database.Statement;
+  /** The last restart commit failed: SQLite's own syncs (synchronous=NORMAL) protect restarts until one succeeds. */
+  private unguarded = false;
   private stopped = false;
   private closedFds: (() => void) | undefined;
   private warnedSync = false;
@@ -94,9 +107,31 @@ export class WalCheckpoints {
   private warnedCopy = false;
   private warnedSize = false;
 
-  constructor(
+  /**
+   * undefined when the guard's connection cannot be opened: the store then keeps synchronous=NORMAL
+   * and SQLite's own checkpoints, whose fsyncs run inside commits.
+   */
+  static open(
+    db: Database.Database,
+    file: string,
+    options: WalCheckpointOptions,
+    log: CheckpointLog,
+    quiet: () => boolean,
+    released: () => void,
+    io: SyncIo = NODE_SYNC_IO,
+  ): WalCheckpoints | undefined {
+    const guard = openGuard(file);
+    if (guard === undefined) {
+      log.warn({ file }, `cannot open a second connection to ${file}; SQLite checkpoints inside commits instead`);
+      return undefined;
+    }
+    return new WalCheckpoints(db, file, guard, options, log, quiet, released, io);
+  }
+
+  private constructor(
     private readonly db: Database.Database,
     private readonly file: string,
+    guard: Guard,
     private readonly options: WalCheckpointOptions,
     private readonly log: CheckpointLog,
     /** Whether the connection has no open transaction (a checkpoint cannot run inside one). */
@@ -109,7 +144,11 @@ export class WalCheckpoints {
     db.pragma('synchronous = OFF');
     this.dataVersionStmt = db.prepare('PRAGMA data_version').pluck();
     this.passiveStmt = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
-    this.guard = openGuard(file);
+    this.restartStmt = db.prepare(`PRAGMA user_version = ${db.pragma('user_version', { simple: true }) as number}`);
+    this.guard = guard;
+    // Until now the connection may have restarted the WAL with SQLite's own header fsync
+    // (synchronous=NORMAL, at open): from here on only the end of a cycle does, as at its end.
+    this.restartWal(true);
     this.timer = setInterval(() => this.onTimer(), options.intervalMs);
     this.timer.unref();
   }
@@ -139,7 +178,11 @@ export class WalCheckpoints {
     }
     if (this.phase === 'db-sync') {
       this.syncNow(this.dbFd!, 'db');
-      this.finish();
+      this.finish(true);
+    }
+    if (this.phase === 'header-sync') {
+      this.syncNow(this.walFd!, 'wal');
+      this.end();
     }
   }
 
@@ -148,7 +191,7 @@ export class WalCheckpoints {
     this.settle();
     this.stopped = true;
     clearInterval(this.timer);
-    this.guard?.db.close();
+    this.guard.db.close();
     if (this.inFlight === 0) {
       this.closeFds();
       return Promise.resolve();
@@ -186,7 +229,7 @@ export class WalCheckpoints {
         // Frames the disk did not confirm are not copied: the file would be ahead of its log.
         if (ok) this.copy();
         else this.phase = 'db-sync';
-        this.syncAsync(this.dbFd!, 'db', cycle, () => this.finish());
+        this.syncAsync(this.dbFd!, 'db', cycle, () => this.finish(false));
       });
     };
     if (ino === this.walInoSynced) {
@@ -210,16 +253,55 @@ export class WalCheckpoints {
     });
   }
 
-  private holdWal(): void {
+  /** (Re)takes the guard's read transaction at the WAL's current end. */
+  private holdWal(): boolean {
     try {
-      this.guard?.begin();
+      this.releaseWal();
+      this.guard.begin();
+      return true;
     } catch {
       this.releaseWal(); // without it the cycle still orders this connection's own commits
+      return false;
     }
   }
 
   private releaseWal(): void {
-    if (this.guard?.db.inTransaction) this.guard.end();
+    if (this.guard.db.inTransaction) this.guard.end();
+  }
+
+  /**
+   * The one place this connection starts the WAL again (see the top): the one-page commit, the
+   * guard taken again behind it, and the -wal file synced before anything else commits (on the
+   * loop when `onLoop`, else in the pool while the store holds its commits). false = nothing to sync.
+   */
+  private restartWal(onLoop: boolean): boolean {
+    let ok = true;
+    try {
+      this.restartStmt.run();
+    } catch (err) {
+      ok = false;
+      if (!this.unguarded) {
+        this.log.warn(
+          { file: this.file, err: (err as Error).message },
+          `could not start the WAL of ${this.file} again (${(err as Error).message}); SQLite syncs its restarts itself until it can`,
+        );
+      }
+    }
+    // Either way the guard is taken again: it keeps the next commits from restarting the WAL.
+    ok = this.holdWal() && ok;
+    this.setUnguarded(!ok);
+    if (onLoop) {
+      if (this.openFds()) this.syncNow(this.walFd!, 'wal');
+      return false;
+    }
+    return true;
+  }
+
+  /** Without the guard or the restart commit, restarts must carry SQLite's own header fsync. */
+  private setUnguarded(unguarded: boolean): void {
+    if (unguarded === this.unguarded) return;
+    this.unguarded = unguarded;
+    this.db.pragma(`synchronous = ${unguarded ? 'NORMAL' : 'OFF'}`);
   }
 
   /** Changes when another connection commits (this connection's own commits leave it). */
@@ -246,16 +328,36 @@ export class WalCheckpoints {
     this.phase = 'db-sync';
   }
 
-  private finish(): void {
+  /** The database file is on disk: the WAL may start again (or be cut back) at the end of the cycle. */
+  private finish(onLoop: boolean): void {
+    // Only when all of the WAL is in the database file and on disk may it start again or be cut
+    // (and only outside a transaction, which the store never has open while it holds its commits).
+    const complete = this.copiedAll && this.dataVersion() === this.versionAtCopy && this.quiet();
+    const size = this.walSize();
+    if (complete && size >= this.options.truncateBytes) {
+      this.releaseWal(); // TRUNCATE waits for no reader
+      this.truncate(size);
+    } else if (size >= this.options.truncateBytes) {
+      this.warnLarge(size); // a reader held the copy back
+    }
+    if (!complete) {
+      // Frames are left that the file does not hold: commits append behind them, no restart.
+      this.setUnguarded(!this.holdWal());
+      this.end();
+      return;
+    }
+    this.releaseWal();
+    if (!this.restartWal(onLoop)) {
+      this.end();
+      return;
+    }
+    this.phase = 'header-sync';
+    this.syncAsync(this.walFd!, 'wal', this.cycle, () => this.end());
+  }
+
+  private end(): void {
     this.phase = 'idle';
     this.cycle++;
-    this.releaseWal();
-    const size = this.walSize();
-    if (size >= this.options.truncateBytes) {
-      // Only when all of the WAL is in the database file and on disk does cutting it lose nothing.
-      if (this.copiedAll && this.dataVersion() === this.versionAtCopy) this.truncate(size);
-      else this.warnLarge(size); // a reader held the copy back
-    }
     this.released();
   }
 
@@ -272,11 +374,15 @@ export class WalCheckpoints {
     try {
       // Never waits for a reader on the loop: a reader in the way means another try next cycle.
       this.db.pragma('busy_timeout = 0');
+      // Another process may have committed since the copy: SQLite then syncs its frames before
+      // copying them and the file after, as its own checkpoints do (rare: only a large WAL is cut).
+      this.db.pragma('synchronous = NORMAL');
       const r = (this.db.pragma('wal_checkpoint(TRUNCATE)') as PassiveResult[])[0]!;
       if (r.busy !== 0) this.warnLarge(size);
     } catch {
       this.warnLarge(size);
     } finally {
+      this.db.pragma(`synchronous = ${this.unguarded ? 'NORMAL' : 'OFF'}`);
       this.db.pragma(`busy_timeout = ${busyTimeout}`);
     }
   }
@@ -352,8 +458,14 @@ export class WalCheckpoints {
   }
 }
 
-/** A connection of its own for the read transaction a cycle holds; undefined if it cannot be opened. */
-function openGuard(file: string): { readonly db: Database.Database; begin(): void; end(): void } | undefined {
+interface Guard {
+  readonly db: Database.Database;
+  begin(): void;
+  end(): void;
+}
+
+/** A connection of its own for the guard's read transaction; undefined if it cannot be opened. */
+function openGuard(file: string): Guard | undefined {
   let db: Database.Database | undefined;
   try {
     db = new Database(file, { fileMustExist: true });

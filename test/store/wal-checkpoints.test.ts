@@ -64,7 +64,9 @@ const immediate = (): Promise<void> => new Promise((resolve) => setImmediate(res
 
 function open(dir: string, io: SyncIo, over: SqliteStoreOptions = {}): SqliteStore {
   // Commits only by count (512 writes) and cycles only by writes: every step is the test's.
-  return SqliteStore.open(dir, { journalCommitMs: HOUR, backgroundCheckpointMs: HOUR, checkpointWrites: 100, syncIo: io, ...over });
+  const store = SqliteStore.open(dir, { journalCommitMs: HOUR, backgroundCheckpointMs: HOUR, checkpointWrites: 100, syncIo: io, ...over });
+  if (io instanceof HeldSyncIo) io.onLoop.length = 0; // the restart at open (its own test)
+  return store;
 }
 
 /** n activations in group commits of 64, as the server's gate makes them. */
@@ -88,6 +90,15 @@ function clientsIn(dir: string): number {
 const bytes = (file: string): Buffer => fs.readFileSync(file);
 /** The WAL header's salts change when SQLite starts the log again from its first frame. */
 const salts = (wal: string): string => bytes(wal).subarray(16, 24).toString('hex');
+const WAL_HEADER = 32;
+const FRAME_HEADER = 24;
+/** The salts frame n (from 1) of the WAL carries; a frame of the current log carries the header's. */
+const frameSalts = (wal: string, n: number, pageSize = 1024): string => {
+  const at = WAL_HEADER + (n - 1) * (FRAME_HEADER + pageSize) + 8;
+  return bytes(wal)
+    .subarray(at, at + 8)
+    .toString('hex');
+};
 const journalLines = (dir: string): number =>
   fs
     .readFileSync(path.join(dir, JOURNAL_FILE_NAME), 'utf8')
@@ -135,9 +146,15 @@ t.test('the -wal file is on disk before its frames are copied, the file before t
 
   const saltBefore = salts(wal);
   dbSync.done();
+  const headerSync = await io.next();
+  t.equal(headerSync.path, wal, 'once the file is on disk, the WAL is started again and the -wal file synced');
+  t.not(salts(wal), saltBefore, 'the WAL has a new header');
+  t.equal(frameSalts(wal, 1), salts(wal), 'the commit that started it wrote its first frame');
+  t.not(frameSalts(wal, 2), salts(wal), 'and no second: no old frame can stay valid behind a new one');
+  t.equal(clientsIn(dir), 512, 'the held commits wait until the new header is on disk');
+  headerSync.done();
   await immediate();
   await immediate();
-  t.not(salts(wal), saltBefore, 'then the held commit starts the WAL again from its beginning');
   t.equal(clientsIn(dir), 512 + 600 + 600, 'every request answered during the cycle is in the file');
   t.equal(io.onLoop.length, 0, 'no fsync ran on the event loop');
 });
@@ -150,7 +167,11 @@ t.test('a read or a write that needs the connection during a cycle finishes it o
   const walSync = await startCycle(t, store, dir, io);
   store.setSetting('a', '1');
   t.equal(store.getSetting('a'), '1', 'a read of a write held by the cycle sees it');
-  t.same(io.onLoop, [`${store.file}-wal`, store.file], 'the read first synced the -wal file, then the file, on the loop');
+  t.same(
+    io.onLoop,
+    [`${store.file}-wal`, store.file, `${store.file}-wal`],
+    'the read first synced the -wal file, then the file, then the new WAL header, on the loop',
+  );
   walSync.done();
   await immediate();
   t.equal(io.waiting, 0, 'the overtaken fsync returning late starts nothing');
@@ -160,7 +181,7 @@ t.test('a read or a write that needs the connection during a cycle finishes it o
   await immediate();
   await io.next(); // this cycle's -wal fsync, held
   store.fleetOutbox().recordFailure('unreachable', T0);
-  t.same(io.onLoop.slice(2), [`${store.file}-wal`, store.file], 'a fleet outbox write settled the cycle');
+  t.same(io.onLoop.slice(3), [`${store.file}-wal`, store.file, `${store.file}-wal`], 'a fleet outbox write settled the cycle');
 });
 
 t.test('writes held by a cycle whose fsync stalls are bounded: past the bound the cycle ends on the loop', async (t) => {
@@ -172,7 +193,7 @@ t.test('writes held by a cycle whose fsync stalls are bounded: past the bound th
   activate(store, 10_000, 4000);
   t.equal(io.onLoop.length, 0, '4,000 held writes wait for the fsync');
   activate(store, 20_000, 200);
-  t.same(io.onLoop, [`${store.file}-wal`, store.file], 'past 4,096 the cycle is finished on the loop');
+  t.same(io.onLoop, [`${store.file}-wal`, store.file, `${store.file}-wal`], 'past 4,096 the cycle is finished on the loop');
   await immediate();
   t.equal(clientsIn(dir), 512 + 4000 + 200, 'and what it held is committed');
 });
@@ -324,6 +345,7 @@ t.test('a few writes are checkpointed by the interval timer; no cycle runs while
   const walSync = await io.next();
   walSync.done();
   (await io.next()).done(); // the database file
+  (await io.next()).done(); // the new WAL header
   // Silence has no event to wait on: five timer periods are looked at.
   await new Promise((resolve) => setTimeout(resolve, 100));
   t.equal(io.waiting, 0, 'with nothing written since, no fsync is asked for in five periods');
@@ -347,4 +369,30 @@ t.test('a commit by another process while the database file is synced appends to
   dbSync.done();
   await immediate();
   t.equal(other.prepare("SELECT value FROM settings WHERE key = 'other'").pluck().get(), 'x', 'and it was committed');
+});
+
+t.test('between cycles the WAL is never started again, even after another process checkpointed all it could', async (t) => {
+  const dir = tempDataDir(t);
+  const io = new HeldSyncIo();
+  const store = SqliteStore.open(dir, {
+    journalCommitMs: HOUR,
+    backgroundCheckpointMs: HOUR,
+    checkpointWrites: 1_000_000,
+    syncIo: io,
+  });
+  t.teardown(() => store.close());
+  const wal = `${store.file}-wal`;
+  t.same(io.onLoop, [wal], 'at open the one-page commit is made and the -wal file synced, on the loop');
+
+  activate(store, 0, 512);
+  await immediate(); // the commit
+  const other = new Database(store.file);
+  t.teardown(() => other.close());
+  const copied = (other.pragma('wal_checkpoint(PASSIVE)') as { log: number; checkpointed: number }[])[0]!;
+  t.ok(copied.checkpointed < copied.log, 'another process cannot copy past the read transaction held between cycles');
+  const salt = salts(wal);
+  activate(store, 1000, 512);
+  await immediate();
+  t.equal(salts(wal), salt, 'so the next commit appends instead of starting the WAL again without its header on disk');
+  t.equal(clientsIn(dir), 1024, 'and is in the file');
 });
