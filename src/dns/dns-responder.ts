@@ -64,6 +64,12 @@ const CLASSIC_UDP_LIMIT = 512;
 // 2020 size, which avoids IP fragmentation on ordinary paths.
 const MAX_UDP_PAYLOAD = 1232;
 const EDNS_VERSION = 0;
+// The longest message decoded in full. A real query is a header, one name (at most 255 octets),
+// an OPT (padded to 468 bytes at most, RFC 8467) and a TSIG: well under this. Longer ones are
+// answered FORMERR from the header alone: decoding a message of chained compression pointers
+// costs time growing with the square of its length (about 30 ms for 64 KiB), and the rate limit
+// counts messages, not bytes.
+const MAX_DECODED_MESSAGE = 4096;
 
 /** A reply now, silence (null), or a reply later (only forwarding waits for another server). */
 export type DnsResponder = (raw: Buffer, client: DnsClient) => Buffer | null | Promise<Buffer | null>;
@@ -256,7 +262,7 @@ export function createDnsResponder(
       report({ code: 'KMS_ERR_DNS_MALFORMED', client, reason: 'a DNS response (QR=1) sent to the responder; ignored' });
       return null;
     }
-    if (useCache && ((raw[2]! >> 3) & 0xf) === OPCODE.QUERY) {
+    if (useCache && ((raw[2]! >> 3) & 0xf) === OPCODE.QUERY && raw.length <= MAX_DECODED_MESSAGE) {
       const simple = readSimpleQuery(raw);
       // The OPT, when there is one, is last: its options are checked here, its header was.
       const optionsOk = !simple || simple.udpPayloadSize === 0 || ednsOptionsWellFormed(raw.subarray(simple.questionEnd + 11));
@@ -268,6 +274,15 @@ export function createDnsResponder(
 
   function respondInFull(raw: Buffer, client: DnsClient): Buffer | Promise<Buffer> {
     const header = decodeHeader(raw);
+    if (raw.length > MAX_DECODED_MESSAGE) {
+      report({
+        code: 'KMS_ERR_DNS_MALFORMED',
+        client,
+        reason: `${raw.length}-byte message, longer than any query (${MAX_DECODED_MESSAGE} bytes); not decoded`,
+        details: { head: raw.subarray(0, 32).toString('hex') },
+      });
+      return encodeMessage(errorResponse(header, RCODE.FORMERR));
+    }
     let query: DecodedMessage;
     try {
       query = decodeMessage(raw);

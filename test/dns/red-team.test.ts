@@ -6,6 +6,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { DEFAULTS } from '../../src/config/defaults';
 import { createDnsResponder, type DnsClient, type DnsLog } from '../../src/dns/dns-responder';
+import { startDnsServer } from '../../src/dns/dns-server';
 import { DnsUdpServer } from '../../src/dns/dns-udp';
 import { startRegistrar, type RegistrationResult } from '../../src/dns/registrar';
 import { startMdns, MDNS_SERVICE } from '../../src/dns/mdns';
@@ -461,4 +462,74 @@ t.test('registrar: stop() against a server that never answers ends at its deadli
     lines.some((l) => l.level === 'warn' && /shutdown/.test(l.msg ?? '')),
     'a warning says the records may be left in DNS',
   );
+});
+
+/**
+ * A QUERY whose answer section (RFC 1035 lets a query carry one) is thousands of records, each
+ * owner a compression pointer to the one before: every name walks the whole chain back (pointers
+ * reach only the first 16 KiB, so the later ones walk the longest chain there is).
+ */
+function pointerChainQuery(id: number, bytes: number): Buffer {
+  const n = Math.floor((bytes - 17) / 12);
+  const b = Buffer.alloc(17 + n * 12);
+  b.writeUInt16BE(id, 0);
+  b.writeUInt16BE(1, 4);
+  b.writeUInt16BE(n, 6);
+  b.writeUInt16BE(RR_TYPE.SRV, 13); // the question: the root, SRV, IN
+  b.writeUInt16BE(RR_CLASS.IN, 15);
+  let previous = 12;
+  for (let i = 0, p = 17; i < n; i++, p += 12) {
+    b.writeUInt16BE(0xc000 | previous, p);
+    b.writeUInt16BE(RR_TYPE.A, p + 2);
+    b.writeUInt16BE(RR_CLASS.IN, p + 4); // TTL 0, RDLENGTH 0
+    if (p <= 0x3fff) previous = p;
+  }
+  return b;
+}
+
+// Decoding one 64 KiB message of chained compression pointers took about 30 ms here, 3,000 times
+// a plain query, and the rate limit counts messages: one address sending 50 such queries a
+// second over TCP (dns.rateLimit's default) held the event loop the KMS server shares all the
+// time. A message longer than any query is now answered FORMERR from its header alone.
+t.test('a query far longer than any real one is FORMERR without being decoded; others are still answered', async (t) => {
+  const { log, lines } = captureLog();
+  const config = {
+    ...DEFAULTS.dns,
+    zones: [
+      { domain: ZONE, ttlSeconds: 60, hosts: [{ target: `kms.${ZONE}`, port: 1688, priority: 0, weight: 0, addresses: ['192.0.2.10'] }] },
+    ],
+  };
+  const h = await startDnsServer(config, { kmsPort: 1688, hostName: 'kms', addresses: () => ['192.0.2.10'], log }, ['127.0.0.1:0']);
+  t.teardown(() => h.close());
+  const port = h.addresses[0]!.port;
+  const attack = pointerChainQuery(0x0c0c, 65000);
+  const reply = await new Promise<Buffer | undefined>((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    let got = Buffer.alloc(0);
+    s.on('connect', () => s.write(Buffer.concat([Buffer.from([attack.length >> 8, attack.length & 0xff]), attack])));
+    s.on('data', (d) => {
+      got = Buffer.concat([got, d]);
+      if (got.length >= 2 && got.length >= 2 + got.readUInt16BE(0)) {
+        resolve(got.subarray(2, 2 + got.readUInt16BE(0)));
+        s.destroy();
+      }
+    });
+    s.on('error', () => resolve(undefined));
+    s.on('close', () => resolve(undefined));
+  });
+  t.ok(reply, 'answered');
+  t.equal(reply && reply.readUInt16BE(0), 0x0c0c, 'its ID');
+  t.equal(reply && reply.readUInt16BE(2) & 0xf, RCODE.FORMERR, 'FORMERR');
+  t.ok(
+    lines.some((l) => l.obj.code === 'KMS_ERR_DNS_MALFORMED' && /longer than/.test(String(l.obj.reason))),
+    'logged as a message too long to be a query',
+  );
+  const good = await ask(port, srvQuery(0x600d), '127.0.0.2');
+  t.equal(good && decodeMessage(good).answers.length, 1, 'a good client is answered');
+  // RFC 7830 padding to a 468-byte block: a long query that is real.
+  const padding = Buffer.concat([Buffer.from('000c01d0', 'hex'), Buffer.alloc(464)]);
+  const padded = plainResponder()(
+    withAdditionals(0x0d0d, [{ name: '', type: RR_TYPE.OPT, class: 1232, ttl: 0, data: { kind: 'raw', bytes: padding } }]),
+  );
+  t.equal(padded && decodeMessage(padded).answers.length, 1, 'a padded query is still answered');
 });
