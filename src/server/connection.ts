@@ -305,6 +305,15 @@ export class KmsConnection implements Slot {
   evict(): void {
     if (this.closing) return;
     this.ctx.reportError(new KmsError('KMS_ERR_CONN_EVICTED', undefined, { idleMs: Date.now() - this.lastProgressAt }), this);
+    // The server has already stopped counting this connection, so its socket must not outlive the
+    // eviction: a graceful close waits up to CLOSE_GRACE_MS for a FIN a peer may never send, and
+    // evictions at the pace of new connections would keep the host far above kms.maxConnections.
+    // Only replies still on their way are worth that wait.
+    if (this.gated === 0 && this.socket.writableLength === 0) {
+      this.closing = true;
+      this.socket.destroy();
+      return;
+    }
     this.end();
   }
 

@@ -2,6 +2,7 @@
 // that got a wrong answer before its fix. What a client sends may arrive in any split (§1.5), every
 // fault ends its call (§2.9), and no limit may be sidestepped by the way a connection is closed.
 import t, { type Test } from 'tap';
+import net from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { activate } from '../../src/client/kms-client';
@@ -13,7 +14,7 @@ import { HRESULT, RPC_FAULT } from '../../src/errors';
 import { RpcSession } from '../../src/protocol/rpc/session';
 import { EXCHANGES, pduBytes } from '../protocol/rpc/exchanges';
 import { product, rawConnect, startHarness, type Harness } from './appliance-harness';
-import { within } from '../wait';
+import { afterPoll, until, within } from '../wait';
 
 const WIN = product('Windows 10/11 Enterprise');
 
@@ -216,5 +217,45 @@ t.test('flipping a context between NDR32 and NDR64 forever is no progress: close
     h.logs.some((l) => l['code'] === 'KMS_ERR_CONN_IDLE'),
     'as idle',
   );
+  await goodClientServed(t, h);
+});
+
+/** TCP sockets open in this process (both ends of every loopback connection). */
+function tcpSockets(): number {
+  return process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
+}
+
+t.test('an evicted connection is closed outright: a peer ignoring the FIN cannot keep the host above kms.maxConnections', async (t) => {
+  const h = await startHarness(t, (c) => {
+    c.kms.maxConnections = 8;
+  });
+  const before = tcpSockets();
+  const clients: net.Socket[] = [];
+  // allowHalfOpen: the attacker never answers the host's FIN, so a graceful close waits for nothing.
+  const open = (): Promise<net.Socket> =>
+    new Promise((resolve, reject) => {
+      const s = net.connect({ host: h.host, port: h.port, localAddress: '127.0.4.1', allowHalfOpen: true });
+      clients.push(s);
+      s.on('error', () => {});
+      s.on('data', () => {});
+      s.once('connect', () => resolve(s));
+      s.once('error', reject);
+    });
+  const hostHeld = (): number => tcpSockets() - before - clients.filter((s) => !s.destroyed).length;
+  const idle: net.Socket[] = [];
+  for (let i = 0; i < 8; i++) idle.push(await open());
+  // The eviction grace (README "Good clients first": idle for 1 s): the wait is the behaviour under test.
+  await new Promise((r) => setTimeout(r, 1100));
+  const newcomers: net.Socket[] = [];
+  for (let i = 0; i < 8; i++) newcomers.push(await open());
+  await until(() => idle.every((s) => s.readableEnded), 'the eight idle connections evicted for the newcomers', { everyMs: 10 });
+  await afterPoll(); // handles being closed are gone after one turn of the loop
+  t.ok(hostHeld() <= 8, `the host holds ${hostHeld()} client sockets with kms.maxConnections 8`);
+  t.equal(newcomers.filter((s) => !s.readableEnded).length, 8, 'the newcomers hold the eight slots');
+  t.ok(
+    h.logs.some((l) => l['code'] === 'KMS_ERR_CONN_EVICTED'),
+    'evictions logged',
+  );
+  for (const s of clients) s.destroy();
   await goodClientServed(t, h);
 });
