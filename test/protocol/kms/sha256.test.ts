@@ -87,3 +87,35 @@ t.test('the Into forms write the digest (or its tail) at an offset and nothing e
     }
   }
 });
+
+t.test('on a Node without crypto.hash (before 20.12) the same results come from createHash and createHmac', async (t) => {
+  const crypto = require('node:crypto') as { hash?: unknown };
+  const modulePath = require.resolve('../../../src/protocol/kms/sha256');
+  const saved = crypto.hash;
+  const cached = require.cache[modulePath];
+  delete require.cache[modulePath];
+  crypto.hash = undefined;
+  let fallback: typeof import('../../../src/protocol/kms/sha256');
+  try {
+    fallback = require(modulePath) as typeof fallback;
+  } finally {
+    crypto.hash = saved;
+    if (cached) require.cache[modulePath] = cached;
+  }
+  const random = seededRandom(0x1220);
+  for (const [keyLength, msgLength] of [
+    [16, 260],
+    [100, 33],
+    [0, 0],
+  ] as const) {
+    const key = randomBuffer(random, keyLength);
+    const msg = randomBuffer(random, msgLength);
+    t.equal(fallback.sha256(msg).toString('hex'), createHash('sha256').update(msg).digest('hex'), `SHA-256 of ${msgLength} bytes`);
+    const mac = createHmac('sha256', key).update(msg).digest();
+    t.equal(fallback.hmacSha256(key, msg).toString('hex'), mac.toString('hex'), `HMAC, key ${keyLength} bytes`);
+    const out = Buffer.alloc(40, 0xee);
+    fallback.hmacSha256Into(key, msg, 0, msg.length, 16, out, 4);
+    t.equal(out.subarray(4, 20).toString('hex'), mac.subarray(16).toString('hex'), 'its tail written in place');
+  }
+  t.not(fallback.sha256, sha256, 'a fresh copy of the module was tested');
+});
