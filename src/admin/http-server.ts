@@ -100,9 +100,17 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   };
 
   const answer = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    const body = req.method === 'POST' ? await readBody(req) : '';
+    // RFC 9112 §3.2: more than one Host line is a 400 (Node would keep the first one silently).
+    const hostLines = req.rawHeaders.filter((h, i) => i % 2 === 0 && h.toLowerCase() === 'host').length;
+    const body = req.method === 'POST' && hostLines <= 1 ? await readBody(req) : '';
     let r: AdminResponse;
-    if (body === undefined) {
+    if (hostLines > 1) {
+      r = {
+        status: 400,
+        headers: { 'content-type': 'text/plain; charset=utf-8', ...securityHeaders(tls), connection: 'close' },
+        body: 'more than one Host header\n',
+      };
+    } else if (body === undefined) {
       r = {
         status: 413,
         headers: { 'content-type': 'text/plain; charset=utf-8', ...securityHeaders(tls), connection: 'close' },

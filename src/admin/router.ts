@@ -5,7 +5,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { LoginGuard } from './login';
 import { clearedSessionCookie, sessionCookie } from './login';
 import { ADMIN_USER } from './password';
-import type { HostCheck } from './host-check';
+import { hostOf, type HostCheck } from './host-check';
 import type { HealthReport } from './health';
 import type { AdminSnapshot } from './snapshot';
 import { MACHINE_SORTS, MAX_PAGE_SIZE, MAX_SEARCH_LENGTH, type MachinePage, type MachineQuery, type MachineSort } from './inventory-reads';
@@ -79,6 +79,8 @@ export class AdminRouter {
   }
 
   private async route(req: AdminRequest): Promise<AdminResponse> {
+    // RFC 9112 §3.2: a Host field that is not a host (and port) is a bad request, not a foreign name.
+    if (req.headers.host !== undefined && hostOf(req.headers.host) === undefined) return reply(400, TEXT, 'bad Host header\n');
     // RFC 9110 §15.5.20: 421 Misdirected Request — this server is not authoritative for that name.
     if (!this.ctx.hostCheck.allows(req.headers.host, req.localAddress)) {
       return reply(421, TEXT, 'this admin listener does not answer to that host name; use its own name or address\n');

@@ -291,3 +291,24 @@ t.test('a damaged or expired generated certificate is made anew; the appliance s
   t.ok(describeCertificate(renewed.certPem).notAfter.getTime() > Date.now(), 'valid again');
   t.match(String(renewed.replaced), /expired/, 'and why');
 });
+
+t.test('RFC 9112 §3.2: two Host header lines, or a Host that is not a host, are answered 400', async (t) => {
+  const h = await startHarness(t, (c) => {
+    c.admin.listen = ['127.0.0.1:0'];
+  });
+  const port = h.appliance.adminAddresses[0]!.port;
+  // Node keeps the first of two Host lines: which one a proxy in front used is anyone's guess.
+  const two = await raw(port, 'GET /healthz HTTP/1.1\r\nHost: localhost\r\nHost: attacker.example\r\nConnection: close\r\n\r\n');
+  t.match(two, /^HTTP\/1\.1 400 /, 'two Host lines');
+  for (const host of ['a b', 'user@localhost', 'localhost:80:80', '[::1']) {
+    const r = await request(port, '/healthz', { headers: { host } });
+    t.equal(r.status, 400, `Host "${host}"`);
+    t.match(r.headers['content-security-policy'], /default-src 'none'/, 'with the strict headers');
+  }
+  t.equal(
+    (await request(port, '/healthz', { headers: { host: 'attacker.example' } })).status,
+    421,
+    'a well-formed foreign name is still 421',
+  );
+  t.equal((await request(port, '/healthz')).status, 200, 'the own address is served');
+});
