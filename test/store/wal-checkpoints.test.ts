@@ -396,3 +396,33 @@ t.test('between cycles the WAL is never started again, even after another proces
   t.equal(salts(wal), salt, 'so the next commit appends instead of starting the WAL again without its header on disk');
   t.equal(clientsIn(dir), 1024, 'and is in the file');
 });
+
+t.test('a one-page restart commit that fails leaves restarts to SQLite (synchronous=NORMAL) until one succeeds', async (t) => {
+  const dir = tempDataDir(t);
+  const io = new HeldSyncIo();
+  const log = recordingLog();
+  const store = open(dir, io, { log, busyTimeoutMs: 20 });
+  t.teardown(() => store.close());
+  const synchronous = (): unknown => connectionOf(store).pragma('synchronous', { simple: true });
+  const walSync = await startCycle(t, store, dir, io);
+  walSync.done();
+  const dbSync = await io.next();
+  const other = new Database(store.file);
+  t.teardown(() => other.close());
+  other.prepare('BEGIN IMMEDIATE').run(); // another process's write lock when the cycle ends
+  dbSync.done();
+  const headerSync = await io.next();
+  t.match(log.lines.find((l) => l.level === 'warn')?.msg, /could not start the WAL of .* again/, 'a warning');
+  t.equal(synchronous(), 1, 'NORMAL: a restart now carries SQLite’s own header fsync');
+  other.prepare('ROLLBACK').run();
+  headerSync.done();
+  await immediate();
+
+  activate(store, 1000, 512);
+  await immediate();
+  (await io.next()).done(); // the -wal file
+  (await io.next()).done(); // the database file
+  (await io.next()).done(); // the new WAL header
+  t.equal(synchronous(), 0, 'once a restart commit succeeds, OFF again');
+  t.equal(clientsIn(dir), 1024, 'nothing was lost');
+});
