@@ -132,11 +132,14 @@ export function validateConfigText(text: string, fileName: string): AppConfig {
   // prettyErrors off: the error text stays one line, and positions come from the LineCounter.
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    const errors = doc.errors.map((e) => `${fileName}:${lines.linePos(e.pos[0]).line}: ${firstLine(e.message)}`);
+    const errors = firstErrors(
+      doc.errors.map((e) => `${fileName}:${lines.linePos(e.pos[0]).line}: ${firstLine(e.message)}`),
+      fileName,
+    );
     throw new ConfigError('KMS_ERR_CONFIG_SYNTAX', errors.join('\n'), { file: fileName, errors });
   }
 
-  const structural = structureErrors(doc, lines, fileName);
+  const structural = firstErrors(structureErrors(doc, lines, fileName), fileName);
   if (structural.length > 0) throw new ConfigError('KMS_ERR_CONFIG_SYNTAX', structural.join('\n'), { file: fileName, errors: structural });
 
   let raw: unknown;
@@ -158,7 +161,7 @@ export function validateConfigText(text: string, fileName: string): AppConfig {
       text: `${formatDottedPath(p.path)}: ${p.message}`,
     }));
     placed.sort((a, b) => a.line - b.line);
-    const errors = [...new Set(placed.map((p) => `${fileName}:${p.line}: ${p.text}`))];
+    const errors = firstErrors([...new Set(placed.map((p) => `${fileName}:${p.line}: ${p.text}`))], fileName);
     throw new ConfigError('KMS_ERR_CONFIG_INVALID', errors.join('\n'), { file: fileName, errors });
   }
   return deepFreeze(merged as AppConfig);
@@ -185,6 +188,19 @@ function structureErrors(doc: Document, lines: LineCounter, fileName: string): s
     }
   });
   return errors;
+}
+
+/** Error lines shown for one file: the rest are most often the same mistake again. */
+const MAX_ERROR_LINES = 50;
+
+/**
+ * The first MAX_ERROR_LINES lines and a count of the rest: a generated file with thousands of
+ * mistakes made one terminal screen per hundred lines, and on SIGHUP a log line of megabytes.
+ */
+function firstErrors(errors: string[], fileName: string): string[] {
+  if (errors.length <= MAX_ERROR_LINES) return errors;
+  const more = errors.length - MAX_ERROR_LINES;
+  return [...errors.slice(0, MAX_ERROR_LINES), `${fileName}: and ${more} more errors (fix these first, then check again)`];
 }
 
 function firstLine(s: string): string {

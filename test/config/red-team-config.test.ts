@@ -42,3 +42,15 @@ t.test('a key that is a list or mapping is an error on its line, and Node prints
   await new Promise((resolve) => setImmediate(resolve)); // process warnings are emitted on the next tick
   t.same(warnings, [], 'no warning on the terminal');
 });
+
+t.test('a file with thousands of mistakes gives the first 50 and how many more, not a line for each', async (t) => {
+  // 1,000 bad entitlements made 3,000 error lines (211 KB) on the terminal, or in one log line on SIGHUP.
+  const text = 'entitlements:\n' + Array.from({ length: 1000 }, (_, i) => `  - { product: "", licenses: -${i + 1} }\n`).join('');
+  const err = failure(() => validateConfigText(text, 'kms.yaml'));
+  t.equal(err.code, 'KMS_ERR_CONFIG_INVALID');
+  const errors = err.details.errors as string[];
+  t.equal(errors.length, 51, 'fifty lines and a summary');
+  t.match(errors[0], /^kms\.yaml:2: entitlements\[0\]/, 'in file order');
+  t.match(errors[50], /^kms\.yaml: and 1950 more errors/);
+  t.equal(err.message, errors.join('\n'));
+});
