@@ -2,12 +2,14 @@
 // SRV, TXT, A/AAAA), answers queries for it and withdraws it (TTL 0) on shutdown. Windows
 // clients never use mDNS to find a KMS host (they query DNS SRV, PROTOCOL.md §8.1): this is
 // for people and tools (avahi-browse, dns-sd, network scanners) looking for the appliance.
-import type { RemoteInfo } from 'node:dgram';
+import dgram, { type RemoteInfo } from 'node:dgram';
 import net from 'node:net';
 import os from 'node:os';
 import makeMdns from 'multicast-dns';
 import type { Answer, Question } from 'dns-packet';
 import type { AppConfig } from '../config/defaults';
+import { ProtocolError } from '../errors';
+import { decodeMessage } from '../protocol/dns/message';
 import { addressGroup } from '../net/address-group';
 import { buildNetworkMatcher, type NetworkMatcher } from '../net/networks';
 import type { DnsLog } from './dns-responder';
@@ -29,6 +31,40 @@ const UNICAST_RATE = { responsesPerSecond: 10, burst: 20 };
 const CLASS_IN_QU = 0x8001; // IN with the unicast-response bit
 // How long the list of directly connected networks is trusted before it is read again.
 const LINK_CHECK_MS = 5000;
+// RFC 6762 §17: an mDNS packet never exceeds 9000 bytes, IP and UDP headers included.
+const MAX_MDNS_PACKET = 9000;
+
+/**
+ * Why a datagram is not worth multicast-dns's decoder, or null. That decoder follows compression
+ * pointers without a bound: one 64 KiB datagram of pointers to pointers held the event loop half
+ * a second. Our strict codec (linear, a bounded pointer walk) looks first.
+ */
+function rejectPacket(msg: Buffer): string | null {
+  if (msg.length > MAX_MDNS_PACKET) return `${msg.length}-byte datagram, longer than an mDNS packet may be (RFC 6762 §17)`;
+  try {
+    decodeMessage(msg);
+    return null;
+  } catch (err) {
+    if (err instanceof ProtocolError) return err.message;
+    throw err;
+  }
+}
+
+/** Drops the datagrams rejectPacket refuses before any 'message' listener (multicast-dns's) sees them. */
+function guardIncoming(socket: dgram.Socket, log: DnsLog): void {
+  const emit = socket.emit.bind(socket) as (event: string | symbol, ...args: unknown[]) => boolean;
+  (socket as { emit: typeof emit }).emit = (event, ...args) => {
+    if (event === 'message' && Buffer.isBuffer(args[0])) {
+      const why = rejectPacket(args[0]);
+      if (why) {
+        const from = args[1] as RemoteInfo | undefined;
+        log.debug({ code: 'KMS_ERR_DNS_MALFORMED', client: from?.address, reason: why }, 'mDNS packet ignored');
+        return false;
+      }
+    }
+    return emit(event, ...args);
+  };
+}
 
 /**
  * RFC 6762 §11: unicast replies only to sources on a directly connected network (the interfaces'
@@ -132,8 +168,12 @@ export function answerMdnsQuestion(
 export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext, options: MdnsOptions = {}): MdnsHandle {
   const names = mdnsNames(config.instanceName, context.hostName);
   const records = (): Answer[] => buildMdnsRecords(names, context.kmsPort, context.addresses());
-  const mdns = makeMdns(options.socket);
   const log = context.log;
+  const socketOptions = options.socket ?? {};
+  const socket =
+    socketOptions.socket ?? dgram.createSocket({ type: socketOptions.type ?? 'udp4', reuseAddr: socketOptions.reuseAddr !== false });
+  guardIncoming(socket, log);
+  const mdns = makeMdns({ ...socketOptions, socket });
   const announceTarget = options.announceTo ? { port: options.announceTo.port, address: options.announceTo.address } : undefined;
   const timers: NodeJS.Timeout[] = [];
   let state: 'starting' | 'up' | 'failed' | 'stopped' = 'starting';

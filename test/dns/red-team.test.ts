@@ -22,6 +22,7 @@ import {
   type DnsQuestion,
   type DnsRecord,
 } from '../../src/protocol/dns/message';
+import { decodeName } from '../../src/protocol/dns/names';
 import { freePort } from './named';
 import { settledWithin, until } from '../wait';
 
@@ -532,4 +533,48 @@ t.test('a query far longer than any real one is FORMERR without being decoded; o
     withAdditionals(0x0d0d, [{ name: '', type: RR_TYPE.OPT, class: 1232, ttl: 0, data: { kind: 'raw', bytes: padding } }]),
   );
   t.equal(padded && decodeMessage(padded).answers.length, 1, 'a padded query is still answered');
+});
+
+/** A query of `bytes` whose questions each name a compression pointer to the question before. */
+function questionChain(bytes: number): Buffer {
+  const n = Math.floor((bytes - 17) / 6) + 1;
+  const b = Buffer.alloc(17 + (n - 1) * 6);
+  b.writeUInt16BE(n, 4);
+  b.writeUInt16BE(RR_TYPE.PTR, 13); // the first question: the root
+  b.writeUInt16BE(RR_CLASS.IN, 15);
+  for (let i = 1, p = 17, previous = 12; i < n; i++, p += 6) {
+    b.writeUInt16BE(0xc000 | previous, p);
+    b.writeUInt16BE(RR_TYPE.PTR, p + 2);
+    b.writeUInt16BE(RR_CLASS.IN, p + 4);
+    if (p <= 0x3fff) previous = p;
+  }
+  return b;
+}
+
+// BIND follows at most 16 pointers in one name (DNS_POINTER_MAXHOPS); our decoder followed any
+// number, so each name of a message of pointers to pointers walked all of those before it.
+t.test('a name may follow at most 16 compression pointers', async (t) => {
+  const chain = (hops: number): Buffer => {
+    const b = Buffer.alloc(1 + hops * 2);
+    for (let i = 1, previous = 0; i <= hops; i++, previous = i * 2 - 3) b.writeUInt16BE(0xc000 | (i === 1 ? 0 : previous), i * 2 - 1);
+    return b;
+  };
+  t.same(decodeName(chain(16), 31), { name: '', next: 33 }, '16 pointers: decoded');
+  t.throws(() => decodeName(chain(17), 33), { code: 'KMS_ERR_DNS_MALFORMED', message: /compression pointers/ }, '17: malformed');
+  const respond = plainResponder();
+  const reply = respond(questionChain(4000));
+  t.equal(reply && decodeMessage(reply).header.rcode, RCODE.FORMERR, 'a query of chained questions: FORMERR');
+});
+
+// multicast-dns decodes every datagram reaching UDP 5353 before any of our code runs, with a
+// decoder that follows pointers without a bound: one 64 KiB datagram of chained questions kept
+// it busy for about half a second. Datagrams go through our strict codec first.
+t.test('mDNS: a datagram of chained compression pointers is dropped before decoding, and logged', async (t) => {
+  const { socket, port, lines } = await mdnsResponder(t);
+  socket.emit('message', questionChain(65000), { address: '127.0.0.1', family: 'IPv4', port: 40001, size: 65000 });
+  socket.emit('message', questionChain(8000), { address: '127.0.0.1', family: 'IPv4', port: 40001, size: 8000 });
+  const ignored = lines.filter((l) => l.msg === 'mDNS packet ignored').map((l) => String(l.obj.reason));
+  t.match(ignored, [/longer than an mDNS packet/, /compression pointers/], `both dropped with the reason (${ignored.join('; ')})`);
+  const good = await ask(port, mdnsQuery(0x600d), '127.0.0.2');
+  t.equal(good && decodeMessage(good).header.id, 0x600d, 'a legacy querier is answered');
 });

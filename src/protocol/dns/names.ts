@@ -6,6 +6,10 @@ import { ProtocolError } from '../../errors';
 const MAX_LABEL_OCTETS = 63;
 const MAX_NAME_OCTETS = 255; // wire length including the root label (RFC 1035 §2.3.4)
 const POINTER_MASK = 0xc0;
+// Compression pointers followed in one name, as BIND allows (DNS_POINTER_MAXHOPS). An encoder
+// needs one per suffix it reuses; without a bound, a message of pointers to pointers makes each
+// name walk all those before it, and decoding cost grows with the square of the message length.
+const MAX_POINTER_HOPS = 16;
 
 function malformed(message: string, at: number): ProtocolError {
   return new ProtocolError('KMS_ERR_DNS_MALFORMED', message, { at });
@@ -23,6 +27,7 @@ export function decodeName(msg: Buffer, offset: number): { name: string; next: n
   // Every pointer must point strictly before the label sequence it was found in (RFC 1035
   // §4.1.4: "a prior occurrence"), so the walk cannot revisit a position and always ends.
   let floor = offset;
+  let hops = 0;
   for (;;) {
     if (pos >= msg.length) throw malformed(`name runs past the end of the message`, pos);
     const len = msg[pos]!;
@@ -30,6 +35,7 @@ export function decodeName(msg: Buffer, offset: number): { name: string; next: n
       if (pos + 1 >= msg.length) throw malformed('compression pointer cut short', pos);
       const target = ((len & 0x3f) << 8) | msg[pos + 1]!;
       if (target >= floor) throw malformed(`compression pointer to ${target} does not point backwards`, pos);
+      if (++hops > MAX_POINTER_HOPS) throw malformed(`more than ${MAX_POINTER_HOPS} compression pointers in one name`, pos);
       if (next < 0) next = pos + 2;
       floor = target;
       pos = target;
