@@ -3,6 +3,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { KmsError } from '../errors';
+import { DnsFrameReader } from '../protocol/dns/tcp-framing';
 
 export interface DnsServerAddress {
   readonly host: string;
@@ -85,9 +86,14 @@ function exchangeUdp(server: DnsServerAddress, query: Buffer, timeoutMs: number)
 /** One TCP exchange with the 2-byte length prefix (RFC 1035 §4.2.2). */
 function exchangeTcp(server: DnsServerAddress, query: Buffer, timeoutMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    // The length prefix has 16 bits; writing a longer one would throw in the 'connect' handler.
+    if (query.length > 0xffff)
+      return reject(new KmsError('KMS_ERR_DNS_MALFORMED', `a ${query.length}-byte DNS message cannot be sent over TCP`, {}));
     const socket = net.connect({ host: server.host, port: server.port });
     const id = query.readUInt16BE(0);
-    let buffered = Buffer.alloc(0);
+    // Grows by doubling: appending each chunk to all the bytes before it cost the square of the
+    // answer's length when a server dripped it.
+    const frames = new DnsFrameReader();
     let done = false;
     const finish = (err: Error | null, answer?: Buffer): void => {
       if (done) return;
@@ -105,11 +111,11 @@ function exchangeTcp(server: DnsServerAddress, query: Buffer, timeoutMs: number)
       socket.write(Buffer.concat([len, query]));
     });
     socket.on('data', (chunk) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      if (buffered.length < 2) return;
-      const n = buffered.readUInt16BE(0);
-      if (buffered.length < 2 + n) return;
-      const answer = Buffer.from(buffered.subarray(2, 2 + n));
+      frames.push(chunk);
+      const message = frames.next();
+      if (!message) return;
+      const answer = Buffer.from(message);
+      const n = answer.length;
       // One query per connection: whatever comes first on the stream must be its answer.
       const wrong = notTheAnswer(answer, id);
       if (!wrong) return finish(null, answer);
