@@ -168,6 +168,14 @@ export function answerMdnsQuestion(
 export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext, options: MdnsOptions = {}): MdnsHandle {
   const names = mdnsNames(config.instanceName, context.hostName);
   const records = (): Answer[] => buildMdnsRecords(names, context.kmsPort, context.addresses());
+  // Queries are answered from a record set read at most once per LINK_CHECK_MS: reading the
+  // machine's addresses costs several times a packet, and any host on the link can send packets.
+  let answerSet: { readonly at: number; readonly records: Answer[] } | undefined;
+  const recordsForAnswers = (): Answer[] => {
+    const now = Date.now();
+    if (!answerSet || now - answerSet.at >= LINK_CHECK_MS) answerSet = { at: now, records: records() };
+    return answerSet.records;
+  };
   const log = context.log;
   const socketOptions = options.socket ?? {};
   const socket =
@@ -198,7 +206,7 @@ export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext
       log.debug({ code: 'KMS_ERR_DNS_MALFORMED', client: rinfo.address }, 'mDNS query from source port 0 ignored');
       return;
     }
-    const all = records();
+    const all = recordsForAnswers();
     const answers: Answer[] = [];
     const additionals: Answer[] = [];
     // The questions answered, once each: the only ones a legacy reply repeats. Echoing all of them

@@ -121,7 +121,8 @@ t.test('a query from source port 0 is dropped and logged; the responder keeps an
 });
 
 /** mDNS on 127.0.0.1 with multicast off, on a socket the test holds (to emit what a raw socket can send). */
-async function mdnsResponder(t: Test): Promise<{ socket: dgram.Socket; port: number; lines: LogLine[] }> {
+async function mdnsResponder(t: Test): Promise<{ socket: dgram.Socket; port: number; lines: LogLine[]; readonly addressReads: number }> {
+  let addressReads = 0;
   const port = await freePort();
   const { log, lines } = captureLog();
   const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
@@ -130,7 +131,15 @@ async function mdnsResponder(t: Test): Promise<{ socket: dgram.Socket; port: num
   t.teardown(() => sink.close());
   const h = startMdns(
     { enabled: true, instanceName: 'Branch KMS' },
-    { kmsPort: 1688, hostName: 'kms01', addresses: () => ['127.0.0.1'], log },
+    {
+      kmsPort: 1688,
+      hostName: 'kms01',
+      addresses: () => {
+        addressReads++;
+        return ['127.0.0.1'];
+      },
+      log,
+    },
     {
       socket: { multicast: false, port, ip: '127.0.0.1', interface: '127.0.0.1', socket },
       announceTo: { address: '127.0.0.1', port: sink.address().port },
@@ -139,7 +148,14 @@ async function mdnsResponder(t: Test): Promise<{ socket: dgram.Socket; port: num
   );
   t.teardown(() => h.stop());
   t.equal(await h.ready, true, 'mDNS bound');
-  return { socket, port, lines };
+  return {
+    socket,
+    port,
+    lines,
+    get addressReads() {
+      return addressReads;
+    },
+  };
 }
 
 const mdnsQuery = (id: number, questions: DnsQuestion[] = [{ name: MDNS_SERVICE, type: RR_TYPE.PTR, class: RR_CLASS.IN }]): Buffer =>
@@ -626,4 +642,21 @@ t.test('an answer over TCP dripped in tiny pieces is read in linear time, intact
   t.equal(response.length, size, 'the whole answer');
   t.equal(response.readUInt16BE(0), 0x7e7e, 'its ID');
   t.ok(concatenated <= 8 * size, `bytes gathered by concatenation: ${concatenated}, for a ${size}-byte answer`);
+});
+
+// Every mDNS query, for any name, read the machine's addresses (os.networkInterfaces(), about
+// 45 µs, several times the cost of the packet) before looking at what it asked: a flood of
+// queries for other services cost that much each. The record set is now read once every few seconds.
+t.test("mDNS: a flood of queries does not read the machine's addresses once per packet", async (t) => {
+  const r = await mdnsResponder(t);
+  const before = r.addressReads;
+  const other = mdnsQuery(1, [{ name: '_http._tcp.local', type: RR_TYPE.PTR, class: RR_CLASS.IN }]);
+  const ours = mdnsQuery(2);
+  for (let i = 0; i < 500; i++) {
+    r.socket.emit('message', i % 2 === 0 ? other : ours, { address: `127.0.0.${2 + (i % 200)}`, family: 'IPv4', port: 5353, size: 40 });
+  }
+  const reads = r.addressReads - before;
+  t.ok(reads <= 5, `addresses read ${reads} times for 500 queries`);
+  const good = await ask(r.port, mdnsQuery(0x600d), '127.0.0.250');
+  t.equal(good && decodeMessage(good).header.id, 0x600d, 'a legacy querier is answered');
 });
