@@ -259,3 +259,54 @@ t.test('an evicted connection is closed outright: a peer ignoring the FIN cannot
   for (const s of clients) s.destroy();
   await goodClientServed(t, h);
 });
+
+/** Heap and buffer memory in use after full collections. */
+function memoryAfterGc(): number {
+  heapAfterGc();
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+}
+
+/** A read as a socket delivers it: its own backing store of exactly its length. */
+function read(bytes: Buffer): Buffer {
+  const b = Buffer.allocUnsafeSlow(bytes.length);
+  bytes.copy(b);
+  return b;
+}
+
+t.test('a PDU being received holds about its own bytes, however the reads that carried it were cut (kms.maxPduBytes)', async (t) => {
+  const cancel = Buffer.from('050012031000000010000000' + '02000000', 'hex'); // co_cancel: no reply, no progress
+  const pduStart = Buffer.from('050000031000000000100000' + '02000000', 'hex'); // a request of 4096 bytes, its first 16
+  const n = 100;
+  // One 64 KiB read: 4,095 co_cancels and the first 16 bytes of the next PDU.
+  const big = read(Buffer.concat([...Array.from({ length: 4095 }, () => cancel), pduStart]));
+  const afterBig: FragmentAssembler[] = [];
+  let before = memoryAfterGc();
+  let cut = 0;
+  for (let i = 0; i < n; i++) {
+    const a = new FragmentAssembler(4096);
+    cut += a.push(read(big)).length;
+    afterBig.push(a);
+  }
+  t.equal(cut, 4095 * n, 'every whole PDU handed out');
+  const perBig = (memoryAfterGc() - before) / n;
+  t.equal(afterBig[0]!.buffered, 16);
+  t.ok(perBig < 8192, `16 bytes left by a 64 KiB read hold ${Math.round(perBig)} bytes`);
+  afterBig.length = 0;
+  // A drip: the same PDU start, then a byte per read, 4,000 reads.
+  const dripped: FragmentAssembler[] = [];
+  before = memoryAfterGc();
+  for (let i = 0; i < n; i++) {
+    const a = new FragmentAssembler(4096);
+    a.push(read(pduStart));
+    for (let j = 0; j < 4000; j++) a.push(read(Buffer.from([j & 0xff])));
+    dripped.push(a);
+  }
+  const perDrip = (memoryAfterGc() - before) / n;
+  t.equal(dripped[0]!.buffered, 4016);
+  t.ok(perDrip < 8192, `4,016 bytes dripped in 4,001 reads hold ${Math.round(perDrip)} bytes`);
+  const last = dripped[0]!.push(read(Buffer.alloc(80)));
+  t.equal(last.length, 1, 'the PDU completes');
+  t.equal(last[0]!.length, 4096);
+  t.same([...last[0]!.subarray(16, 24)], [0, 1, 2, 3, 4, 5, 6, 7], 'with the dripped bytes in order');
+});
