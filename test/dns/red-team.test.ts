@@ -544,6 +544,14 @@ t.test('a query far longer than any real one is FORMERR without being decoded; o
   );
   const good = await ask(port, srvQuery(0x600d), '127.0.0.2');
   t.equal(good && decodeMessage(good).answers.length, 1, 'a good client is answered');
+  const key = { name: 'update-key', algorithm: TSIG_ALGORITHM_HMAC_SHA256, secret: Buffer.alloc(32, 9) } as const;
+  const notauth = await ask(port, signMessage(srvQuery(0x5152), key, 1_800_000_000).signed, '127.0.0.3');
+  t.equal(notauth && decodeMessage(notauth).header.rcode, RCODE.NOTAUTH, 'a signed query over UDP: NOTAUTH');
+  t.match(
+    lines.find((l) => l.obj.code === 'KMS_ERR_DNS_TSIG_BAD'),
+    { level: 'warn', msg: /holds no TSIG keys/, obj: { reason: /update-key/ } },
+    'logged in words, with the key name',
+  );
   // RFC 7830 padding to a 468-byte block: a long query that is real.
   const padding = Buffer.concat([Buffer.from('000c01d0', 'hex'), Buffer.alloc(464)]);
   const padded = plainResponder()(
