@@ -125,7 +125,8 @@ function createEventLogger(log: DnsLog): (e: ResponderEvent) => void {
     if (e.code === 'KMS_ERR_DNS_REFUSED') log.debug(fields, 'DNS query refused');
     else if (e.code === 'KMS_ERR_DNS_MALFORMED') log.warn(fields, 'malformed DNS message');
     else if (LIMIT_CODES.has(e.code)) log.warn(fields, 'DNS client hit a limit');
-    else if (e.code === 'KMS_ERR_DNS_TSIG_BAD') log.warn(fields, 'TSIG-signed DNS query answered NOTAUTH: the responder holds no TSIG keys');
+    else if (e.code === 'KMS_ERR_DNS_TSIG_BAD')
+      log.warn(fields, 'TSIG-signed DNS query answered NOTAUTH: the responder holds no TSIG keys');
     else log.warn(fields, 'DNS event');
   };
 }
