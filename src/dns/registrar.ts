@@ -81,6 +81,9 @@ const FIRST_RETRY_MS = 30_000;
 // Shutdown (and every service stopped after this one, the store last) waits no longer than this
 // for a DNS server: systemd kills the service 90 s after asking it to stop.
 const STOP_DEADLINE_MS = 10_000;
+// SRV records naming our target that one update deletes (a changed port leaves one stale record;
+// a server listing thousands would make an update no datagram can carry).
+const MAX_STALE_SRV = 32;
 const MAX_RETRY_MS = 15 * 60_000;
 
 /** Addresses worth publishing: no loopback, link-local or unspecified addresses. */
@@ -267,7 +270,14 @@ export function startRegistrar(
   const runOne = async (p: SrvPublication, action: 'register' | 'remove'): Promise<RegistrationResult> => {
     const base = { domain: p.zone, action, target: p.target, port: p.port, addresses: p.addresses };
     try {
-      const existing = await currentSrv(server, p.srvName, timeoutMs);
+      const naming = (await currentSrv(server, p.srvName, timeoutMs)).filter((r) => sameName(r.target, p.target));
+      const existing = naming.slice(0, MAX_STALE_SRV);
+      if (naming.length > MAX_STALE_SRV)
+        log.warn(
+          { domain: p.zone, server: server.host, target: p.target, found: naming.length },
+          `DNS lists ${naming.length} SRV records for ${p.target} in the '${p.zone}' domain; ` +
+            `each registration deletes at most ${MAX_STALE_SRV} stale ones.`,
+        );
       const id = randomInt(0, 0x10000);
       const message = action === 'register' ? buildRegisterUpdate(p, id, existing) : buildRemoveUpdate(p, id, existing);
       await sendSignedUpdate(server, message, key, p.zone, now(), timeoutMs);

@@ -668,3 +668,58 @@ t.test("mDNS: a flood of queries does not read the machine's addresses once per 
   const good = await ask(r.port, mdnsQuery(0x600d), '127.0.0.250');
   t.equal(good && decodeMessage(good).header.id, 0x600d, 'a legacy querier is answered');
 });
+
+/**
+ * An answer to the registrar's SRV query naming our target `count` times with other ports: the
+ * first target written out, the others compression pointers to it (20 bytes a record).
+ */
+function manyStaleSrv(query: Buffer, count: number, target: string): Buffer {
+  const question = query.subarray(12, query.length);
+  const head = Buffer.from(query.subarray(0, 12));
+  head[2] = 0x84; // QR, AA
+  head.writeUInt16BE(count, 6);
+  const targetWire = Buffer.concat([
+    ...target.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])),
+    Buffer.from([0]),
+  ]);
+  const records: Buffer[] = [];
+  const firstTargetAt = 12 + question.length + 12 + 6;
+  for (let i = 0; i < count; i++) {
+    const t = i === 0 ? targetWire : Buffer.from([0xc0 | (firstTargetAt >> 8), firstTargetAt & 0xff]);
+    const rr = Buffer.alloc(12 + 6);
+    rr.writeUInt16BE(0xc00c, 0);
+    rr.writeUInt16BE(RR_TYPE.SRV, 2);
+    rr.writeUInt16BE(RR_CLASS.IN, 4);
+    rr.writeUInt32BE(60, 6);
+    rr.writeUInt16BE(6 + t.length, 10);
+    rr.writeUInt16BE(10, 12); // priority
+    rr.writeUInt16BE(0, 14);
+    rr.writeUInt16BE(2000 + i, 16); // port
+    records.push(rr, t);
+  }
+  return Buffer.concat([head, question, ...records]);
+}
+
+// The SRV records found naming our target (stale ones, from an earlier port) are deleted in the
+// update, however many the server listed: 3,000 made an update too large for any datagram, and
+// registration failed at every round with "did not answer (send EMSGSIZE)".
+t.test('registrar: a server listing thousands of stale SRV records still gets a sendable update, and the admin is told', async (t) => {
+  const server = await hostileServer(t, (q, transport) => {
+    const opcode = (q[2]! >> 3) & 0xf;
+    if (opcode === 0 && transport === 'udp') {
+      const tc = asResponse(q);
+      tc[2]! |= 0x02;
+      return tc;
+    }
+    if (opcode === 0) return manyStaleSrv(q, 3000, `kms01.${ZONE}`);
+    return asResponse(q.subarray(0, 12)); // the update: an unsigned NOERROR
+  });
+  const { reg, lines } = registrarFor(t, server.address, { timeoutMs: 1000 });
+  const [result] = await reg.ready;
+  t.ok(server.updates >= 1, `the update reached the server (${result?.reason})`);
+  t.notMatch(result?.reason ?? '', /EMSGSIZE/, 'not refused by the socket for its size');
+  t.ok(
+    lines.some((l) => /stale/.test(l.msg ?? '') && l.level === 'warn'),
+    'a warning says not every stale record could be deleted at once',
+  );
+});
