@@ -175,13 +175,14 @@ export function createDnsResponder(
     udpLimit: number,
     client: DnsClient,
     canForward: boolean,
+    dnssecOk = false,
   ): Buffer => {
     const response: DnsMessage = {
       header: { ...responseHeader(query), aa: answer.authoritative && answer.rcode !== RCODE.REFUSED, ra: canForward, rcode: answer.rcode },
       questions: [question],
       answers: answer.answers,
       authorities: answer.authorities,
-      additionals: edns ? [...answer.additionals, buildOptRecord(MAX_UDP_PAYLOAD)] : answer.additionals,
+      additionals: edns ? [...answer.additionals, ourOpt(dnssecOk)] : answer.additionals,
     };
     return client.transport === 'udp' ? encodeForUdp(response, udpLimit) : encodeMessage(response);
   };
@@ -221,6 +222,9 @@ export function createDnsResponder(
     out[2] = out[2]! | (raw[2]! & 0x01); // RD
     out[3] = out[3]! | (raw[3]! & 0x10); // CD
     for (let i = HEADER_LENGTH; i < q.questionEnd; i++) out[i] = raw[i]!;
+    // RFC 3225 §3: DO copied from the query. Our OPT is the last record, with empty RDATA; the
+    // query's is the record after the question.
+    if (q.udpPayloadSize !== 0 && (raw[q.questionEnd + 7]! & 0x80) !== 0) out[out.length - 4] = out[out.length - 4]! | 0x80;
     return out;
   };
 
@@ -326,7 +330,7 @@ export function createDnsResponder(
     }
     const edns = opts[0] ? ednsOf(opts[0]) : undefined;
     const udpLimit = edns ? Math.min(MAX_UDP_PAYLOAD, Math.max(CLASSIC_UDP_LIMIT, edns.udpPayloadSize)) : CLASSIC_UDP_LIMIT;
-    const optOut: DnsRecord[] = edns ? [buildOptRecord(MAX_UDP_PAYLOAD)] : [];
+    const optOut: DnsRecord[] = edns ? [ourOpt(edns.dnssecOk)] : [];
     if (edns && edns.version > EDNS_VERSION) {
       // RFC 6891 §6.1.3: BADVERS (16) = extended rcode 1 in the OPT, 0 in the header.
       return encodeMessage({
@@ -334,7 +338,7 @@ export function createDnsResponder(
         questions: [question],
         answers: [],
         authorities: [],
-        additionals: [buildOptRecord(MAX_UDP_PAYLOAD, RCODE.BADVERS >> 4)],
+        additionals: [ourOpt(edns.dnssecOk, RCODE.BADVERS >> 4)],
       });
     }
 
@@ -367,7 +371,7 @@ export function createDnsResponder(
     if (!answer.authoritative && canForward && question.class !== RR_CLASS.CH)
       return forwardQuery(raw, client, header, question, udpLimit, optOut);
     if (answer.rcode === RCODE.REFUSED && !answer.authoritative) reportRefused(client, question, header.rd);
-    return encodeAnswer(header, question, answer, edns !== undefined, udpLimit, client, canForward);
+    return encodeAnswer(header, question, answer, edns !== undefined, udpLimit, client, canForward, edns?.dnssecOk);
   }
 
   async function forwardQuery(
@@ -414,6 +418,12 @@ function responseHeader(query: DnsHeader): DnsHeader {
 
 function errorResponse(query: DnsHeader, rcode: number): DnsMessage {
   return { header: { ...responseHeader(query), rcode }, questions: [], answers: [], authorities: [], additionals: [] };
+}
+
+/** The OPT of our answers: the size we never exceed, and DO copied from the query (RFC 3225 §3). */
+function ourOpt(dnssecOk: boolean, extendedRcode = 0): DnsRecord {
+  const opt = buildOptRecord(MAX_UDP_PAYLOAD, extendedRcode);
+  return dnssecOk ? { ...opt, ttl: (opt.ttl | 0x8000) >>> 0 } : opt;
 }
 
 /** RFC 6891 §6.1.2: the OPT RDATA is whole {code, length, data} options, none running past it. */

@@ -209,7 +209,7 @@ t.test('mDNS: a legacy query padded with repeated questions does not come back a
 });
 
 /** The responder without sockets, with the zone above. */
-function plainResponder(): (raw: Buffer, transport?: 'udp' | 'tcp') => Buffer | null {
+function plainResponder(answerCache = true): (raw: Buffer, transport?: 'udp' | 'tcp') => Buffer | null {
   const { log } = captureLog();
   const config = {
     ...DEFAULTS.dns,
@@ -217,7 +217,7 @@ function plainResponder(): (raw: Buffer, transport?: 'udp' | 'tcp') => Buffer | 
       { domain: ZONE, ttlSeconds: 60, hosts: [{ target: `kms.${ZONE}`, port: 1688, priority: 0, weight: 0, addresses: ['192.0.2.10'] }] },
     ],
   };
-  const respond = createDnsResponder(config, { kmsPort: 1688, hostName: 'kms', addresses: () => ['192.0.2.10'], log }, {});
+  const respond = createDnsResponder(config, { kmsPort: 1688, hostName: 'kms', addresses: () => ['192.0.2.10'], log }, { answerCache });
   return (raw, transport = 'udp') => {
     const client: DnsClient = { address: '192.0.2.200', port: 40000, transport };
     const r = respond(raw, client);
@@ -722,4 +722,29 @@ t.test('registrar: a server listing thousands of stale SRV records still gets a 
     lines.some((l) => /stale/.test(l.msg ?? '') && l.level === 'warn'),
     'a warning says not every stale record could be deleted at once',
   );
+});
+
+// RFC 3225 §3: "the DO bit of the query MUST be copied in the response" (the EDNS compliance
+// tests of DNS Flag Day check it). The responder always answered DO=0.
+t.test('EDNS: the DO bit of a query is copied into the answer, cached or not, and into BADVERS', async (t) => {
+  const opt = (ttl: number): DnsRecord => ({
+    name: '',
+    type: RR_TYPE.OPT,
+    class: 1232,
+    ttl,
+    data: { kind: 'raw', bytes: Buffer.alloc(0) },
+  });
+  const optTtl = (reply: Buffer | null): number | undefined =>
+    reply ? decodeMessage(reply).additionals.find((r) => r.type === RR_TYPE.OPT)?.ttl : undefined;
+  for (const cache of [true, false]) {
+    const respond = plainResponder(cache);
+    for (const transport of ['udp', 'tcp'] as const) {
+      const what = `${cache ? 'cached' : 'full path'}, ${transport}`;
+      t.equal((optTtl(respond(withAdditionals(1, [opt(0x8000)]), transport)) ?? 0) & 0x8000, 0x8000, `${what}: DO=1 echoed`);
+      t.equal((optTtl(respond(withAdditionals(2, [opt(0)]), transport)) ?? 1) & 0x8000, 0, `${what}: DO=0 stays 0`);
+      t.equal((optTtl(respond(withAdditionals(3, [opt(0x8000)]), transport)) ?? 0) & 0x8000, 0x8000, `${what}: again`);
+    }
+    const badvers = respond(withAdditionals(4, [opt(0x00018000)]));
+    t.equal(optTtl(badvers), 0x01008000, `${cache ? 'cached' : 'full path'}: BADVERS (extended rcode 1) with DO echoed`);
+  }
 });
