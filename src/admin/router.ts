@@ -78,15 +78,18 @@ export class AdminRouter {
     return { ...r, headers: { ...securityHeaders(req.tls), ...r.headers } };
   }
 
-  private async route(req: AdminRequest): Promise<AdminResponse> {
+  private async route(original: AdminRequest): Promise<AdminResponse> {
+    const target = requestTarget(original.url);
+    if (!target) return reply(400, TEXT, 'bad request target\n');
+    // RFC 9112 §3.2.2: with an absolute-form target the Host line is ignored for the target's authority.
+    const req = target.authority === undefined ? original : { ...original, headers: { ...original.headers, host: target.authority } };
     // RFC 9112 §3.2: a Host field that is not a host (and port) is a bad request, not a foreign name.
     if (req.headers.host !== undefined && hostOf(req.headers.host) === undefined) return reply(400, TEXT, 'bad Host header\n');
     // RFC 9110 §15.5.20: 421 Misdirected Request — this server is not authoritative for that name.
     if (!this.ctx.hostCheck.allows(req.headers.host, req.localAddress)) {
       return reply(421, TEXT, 'this admin listener does not answer to that host name; use its own name or address\n');
     }
-    const url = parseUrl(req.url);
-    if (!url) return reply(400, TEXT, 'bad request target\n');
+    const url = target.url;
     const path = url.pathname;
     const isRead = req.method === 'GET' || req.method === 'HEAD';
 
@@ -168,10 +171,25 @@ function methodNotAllowed(allow: string): AdminResponse {
   return reply(405, TEXT, 'method not allowed\n', { allow });
 }
 
-function parseUrl(target: string): URL | undefined {
+/**
+ * The request target (RFC 9112 §3.2): origin-form `/path?query`, or absolute-form
+ * `http://authority/path`, which a server must accept and whose authority stands for Host.
+ * Userinfo in it is refused (RFC 9110 §4.2.4), as is any other form.
+ */
+function requestTarget(target: string): { url: URL; authority?: string } | undefined {
+  const absolute = /^https?:\/\/([^/?#]*)/i.exec(target);
+  if (absolute) {
+    const authority = absolute[1]!;
+    if (authority === '' || authority.includes('@')) return undefined;
+    try {
+      return { url: new URL(target), authority };
+    } catch {
+      return undefined;
+    }
+  }
   if (!target.startsWith('/') || target.startsWith('//')) return undefined;
   try {
-    return new URL(target, 'http://admin.invalid');
+    return { url: new URL(target, 'http://admin.invalid') };
   } catch {
     return undefined;
   }

@@ -333,3 +333,17 @@ t.test('a connection sending many requests ahead of their answers is closed; a f
   );
   t.equal((await request(port, '/healthz')).status, 200, 'still serving');
 });
+
+t.test('RFC 9112 §3.2.2: an absolute-form target is accepted, and its authority is the Host checked', async (t) => {
+  const h = await startHarness(t, (c) => {
+    c.admin.listen = ['127.0.0.1:0'];
+  });
+  const port = h.appliance.adminAddresses[0]!.port;
+  const get = (target: string, host: string): Promise<string> =>
+    raw(port, `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+  t.same(statuses(await get(`http://localhost:${port}/healthz`, 'localhost')), [200], 'absolute-form, our name');
+  t.same(statuses(await get(`http://127.0.0.1:${port}/healthz?x=1`, 'attacker.example')), [200], 'the Host line is ignored for it');
+  t.same(statuses(await get('http://attacker.example/healthz', 'localhost')), [421], 'a foreign authority is 421 whatever Host says');
+  t.same(statuses(await get('http://admin@localhost/healthz', 'localhost')), [400], 'userinfo in the target is refused');
+  t.same(statuses(await get('ftp://localhost/healthz', 'localhost')), [400], 'another scheme is refused');
+});
