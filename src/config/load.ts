@@ -64,6 +64,12 @@ function readConfigFile(file: string): string {
       if (n > MAX_CONFIG_BYTES) throw limitError(file, `grew beyond ${MAX_CONFIG_BYTES} bytes while being read`);
       if (n === buf.length) break;
     }
+    if (n > st.size) {
+      // Growing while read (rewritten in place during a SIGHUP), or a /proc-like file whose size says
+      // nothing: what was read is not the file, and parsing it could load half a configuration.
+      const line = `${file}: has more bytes than its size (${st.size}) said: it is being written, or is not an ordinary file; try again`;
+      throw new ConfigError('KMS_ERR_CONFIG_UNREADABLE', line, { file, errors: [line] });
+    }
     return buf.subarray(0, n).toString('utf8');
   } catch (err) {
     if (err instanceof ConfigError) throw err;

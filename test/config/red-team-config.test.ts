@@ -1,8 +1,9 @@
 // Red-team findings against the configuration loader: YAML a broken or hostile file can contain
 // that the parser accepts but the loader explained wrongly, or let through to the terminal as a
 // stray Node warning instead of an error naming the file and the line.
+import fs from 'node:fs';
 import t from 'tap';
-import { validateConfigText } from '../../src/config/load';
+import { loadConfig, validateConfigText } from '../../src/config/load';
 import { ConfigError } from '../../src/errors';
 
 function failure(fn: () => unknown): ConfigError {
@@ -54,3 +55,15 @@ t.test('a file with thousands of mistakes gives the first 50 and how many more, 
   t.match(errors[50], /^kms\.yaml: and 1950 more errors/);
   t.equal(err.message, errors.join('\n'));
 });
+
+t.test(
+  'a file with more bytes than its size said is refused, not parsed from its first size+1 bytes',
+  { skip: !fs.existsSync('/proc/self/status') && 'needs /proc' },
+  async (t) => {
+    // A file being rewritten while SIGHUP reads it grows between fstat and read: the loader parsed
+    // the first size+1 bytes as the whole file. A /proc file (size 0, many lines) shows it at once.
+    const err = failure(() => loadConfig('/proc/self/status'));
+    t.equal(err.code, 'KMS_ERR_CONFIG_UNREADABLE');
+    t.match((err.details.errors as string[])[0], /^\/proc\/self\/status: has more bytes than its size \(0\) said/);
+  },
+);
