@@ -300,19 +300,22 @@ export function createDnsResponder(
       });
       return encodeMessage(errorResponse(header, RCODE.FORMERR));
     }
+    const opts = query.additionals.filter((r) => r.type === RR_TYPE.OPT);
+    const misplacedOpt = [...query.answers, ...query.authorities].some((r) => r.type === RR_TYPE.OPT);
+    // RFC 6891 §7: a request with a (sound) OPT gets one in its response, errors included.
+    const soundOpt = opts.length === 1 && !misplacedOpt && opts[0]!.name === '' ? opts[0] : undefined;
+    const errorOpt: DnsRecord[] = soundOpt ? [ourOpt(ednsOf(soundOpt).dnssecOk)] : [];
     if (header.opcode !== OPCODE.QUERY) {
-      return encodeMessage({ ...errorResponse(header, RCODE.NOTIMP), questions: query.questions.slice(0, 1) });
+      return encodeMessage({ ...errorResponse(header, RCODE.NOTIMP), questions: query.questions.slice(0, 1), additionals: errorOpt });
     }
     // RFC 9619: a QUERY carries exactly one question.
     const question = query.questions[0];
     if (query.questions.length !== 1 || !question) {
       report({ code: 'KMS_ERR_DNS_MALFORMED', client, reason: `QUERY with ${query.questions.length} questions` });
-      return encodeMessage(errorResponse(header, RCODE.FORMERR));
+      return encodeMessage({ ...errorResponse(header, RCODE.FORMERR), additionals: errorOpt });
     }
-    const opts = query.additionals.filter((r) => r.type === RR_TYPE.OPT);
-    const misplacedOpt = [...query.answers, ...query.authorities].some((r) => r.type === RR_TYPE.OPT);
     // RFC 6891 §6.1.1: more than one OPT, or an OPT whose owner is not the root, is FORMERR.
-    if (opts.length > 1 || misplacedOpt || (opts[0] && opts[0].name !== '')) {
+    if ((!soundOpt && opts.length > 0) || misplacedOpt) {
       report({ code: 'KMS_ERR_DNS_MALFORMED', client, reason: 'bad EDNS OPT record (several, misplaced or not owned by the root)' });
       return encodeMessage({ ...errorResponse(header, RCODE.FORMERR), questions: [question] });
     }
@@ -326,7 +329,7 @@ export function createDnsResponder(
     // RFC 8945 §5.2: one TSIG, the last additional record, with RDATA; anything else is FORMERR.
     if (tsigs.length > 1 || (tsigs.length === 1 && (!lastTsig || lastTsig.data.kind !== 'tsig'))) {
       report({ code: 'KMS_ERR_DNS_MALFORMED', client, reason: 'TSIG record that is not the last one, or several, or empty' });
-      return encodeMessage({ ...errorResponse(header, RCODE.FORMERR), questions: [question] });
+      return encodeMessage({ ...errorResponse(header, RCODE.FORMERR), questions: [question], additionals: errorOpt });
     }
     const edns = opts[0] ? ednsOf(opts[0]) : undefined;
     const udpLimit = edns ? Math.min(MAX_UDP_PAYLOAD, Math.max(CLASSIC_UDP_LIMIT, edns.udpPayloadSize)) : CLASSIC_UDP_LIMIT;

@@ -748,3 +748,42 @@ t.test('EDNS: the DO bit of a query is copied into the answer, cached or not, an
     t.equal(optTtl(badvers), 0x01008000, `${cache ? 'cached' : 'full path'}: BADVERS (extended rcode 1) with DO echoed`);
   }
 });
+
+// RFC 6891 §7: a request carrying an OPT gets an OPT in its response. NOTIMP (opcodes NOTIFY,
+// UPDATE, DSO, reserved ones) and FORMERR for a well-formed message with the wrong number of
+// questions came back without one, which EDNS-probing clients read as "no EDNS here".
+t.test('EDNS: NOTIMP and FORMERR answers to a query with a valid OPT carry an OPT', async (t) => {
+  const respond = plainResponder();
+  const opt: DnsRecord = { name: '', type: RR_TYPE.OPT, class: 1232, ttl: 0x8000, data: { kind: 'raw', bytes: Buffer.alloc(0) } };
+  const message = (opcode: number, questions: number): Buffer =>
+    encodeMessage({
+      header: { ...EMPTY_HEADER, id: 0x0b0b, opcode },
+      questions: Array.from({ length: questions }, () => ({ name: SRV_NAME, type: RR_TYPE.SRV, class: RR_CLASS.IN })),
+      answers: [],
+      authorities: [],
+      additionals: [opt],
+    });
+  for (const [what, raw, rcode] of [
+    ['NOTIFY', message(4, 1), RCODE.NOTIMP],
+    ['UPDATE', message(5, 1), RCODE.NOTIMP],
+    ['opcode 15', message(15, 1), RCODE.NOTIMP],
+    ['QUERY without a question', message(0, 0), RCODE.FORMERR],
+    ['QUERY with two questions', message(0, 2), RCODE.FORMERR],
+  ] as const) {
+    const reply = respond(raw);
+    const m = reply ? decodeMessage(reply) : undefined;
+    t.equal(m?.header.rcode, rcode, `${what}: rcode ${rcode}`);
+    const replyOpt = m?.additionals.find((r) => r.type === RR_TYPE.OPT);
+    t.ok(replyOpt, `${what}: an OPT in the answer`);
+    t.equal((replyOpt?.ttl ?? 0) & 0x8000, 0x8000, `${what}: with DO copied`);
+  }
+  const inAnswers = encodeMessage({
+    header: { ...EMPTY_HEADER, id: 0x0b0c },
+    questions: [{ name: SRV_NAME, type: RR_TYPE.SRV, class: RR_CLASS.IN }],
+    answers: [opt],
+    authorities: [],
+    additionals: [],
+  });
+  const misplaced = respond(inAnswers);
+  t.equal(misplaced && decodeMessage(misplaced).header.rcode, RCODE.FORMERR, 'an OPT in the answer section alone: FORMERR');
+});
