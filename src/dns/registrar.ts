@@ -403,7 +403,9 @@ export function startRegistrar(
       clearTimeout(deadline);
       if (!wasLate) return results;
       late = true;
-      const done = new Set(results.map((r) => r.domain));
+      // A removal still in flight may finish later: the caller gets this moment's copy.
+      const finished = [...results];
+      const done = new Set(finished.map((r) => r.domain));
       const left = toRemove().filter((p) => !done.has(p.zone));
       const reason =
         `not removed: the DNS server ${config.server} had not answered after ${deadlineMs / 1000} s and shutdown does not wait ` +
@@ -413,7 +415,7 @@ export function startRegistrar(
         `DNS registration: shutdown did not wait for the DNS server; the KMS SRV records of ${left.length} domain(s) may be left in DNS.`,
       );
       for (const p of left) {
-        results.push({
+        finished.push({
           domain: p.zone,
           action: 'remove',
           ok: false,
@@ -424,7 +426,7 @@ export function startRegistrar(
           addresses: p.addresses,
         });
       }
-      return results;
+      return finished;
     });
   }
 }
