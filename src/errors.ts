@@ -174,7 +174,7 @@ export const ERRORS = Object.freeze({
     action: 'close',
     explain:
       'Every connection slot was taken, so the connection that had waited longest without progress, from the address (or IPv6 /64) ' +
-      'holding the most connections, was closed to let a new client in.',
+      'holding the most connections, or one open longer than any real client stays, was closed to let a new client in.',
   },
   KMS_ERR_CONN_LIFETIME: {
     action: 'close',

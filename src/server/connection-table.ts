@@ -1,12 +1,15 @@
 // The open connections, grouped by client address group, each group ordered by last progress
-// (least recent first), plus how many groups hold how many connections. Every operation is O(1),
-// so choosing whom to evict when the host is full never scans the table.
+// (least recent first), plus how many groups hold how many connections and the order in which
+// all of them were opened. Every operation is O(1), so choosing whom to evict when the host is
+// full never scans the table.
 
 export interface Slot {
   /** The address group (address-group.ts) the connection counts against. */
   readonly group: string;
   /** When the connection last made progress (or was accepted), ms since the epoch. */
   readonly lastProgressAt: number;
+  /** When the connection was accepted, ms since the epoch. */
+  readonly openedAt: number;
 }
 
 export class ConnectionTable<C extends Slot> {
@@ -14,6 +17,8 @@ export class ConnectionTable<C extends Slot> {
   private readonly groups = new Map<string, Map<C, true>>();
   /** Group size → the groups of that size. */
   private readonly bySize = new Map<number, Set<string>>();
+  /** Every connection in the order it was opened: first = open longest. */
+  private readonly byAge = new Map<C, true>();
   private largestSize = 0;
   private count = 0;
 
@@ -34,6 +39,7 @@ export class ConnectionTable<C extends Slot> {
     if (members.has(c)) return;
     this.resize(c.group, members.size, members.size + 1);
     members.set(c, true);
+    this.byAge.set(c, true);
     this.count++;
   }
 
@@ -41,6 +47,7 @@ export class ConnectionTable<C extends Slot> {
   remove(c: C): boolean {
     const members = this.groups.get(c.group);
     if (!members?.delete(c)) return false;
+    this.byAge.delete(c);
     this.count--;
     this.resize(c.group, members.size + 1, members.size);
     if (members.size === 0) this.groups.delete(c.group);
@@ -57,6 +64,11 @@ export class ConnectionTable<C extends Slot> {
   oldestOf(group: string): C | undefined {
     const members = this.groups.get(group);
     return members ? members.keys().next().value : undefined;
+  }
+
+  /** The connection open longest, whatever its group and progress. */
+  oldest(): C | undefined {
+    return this.byAge.keys().next().value;
   }
 
   /** One of the groups holding the most connections. */

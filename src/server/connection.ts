@@ -53,7 +53,7 @@ export interface ConnectionContext {
 export class KmsConnection implements Slot {
   readonly clientAddress: string;
   lastProgressAt: number;
-  private readonly acceptedAt: number;
+  readonly openedAt: number;
   private readonly assembler: FragmentAssembler;
   private readonly session: RpcSession;
   private timer: NodeJS.Timeout;
@@ -75,7 +75,7 @@ export class KmsConnection implements Slot {
   ) {
     const settings = ctx.settings;
     this.clientAddress = socket.remoteAddress ?? '';
-    this.acceptedAt = this.lastProgressAt = Date.now();
+    this.openedAt = this.lastProgressAt = Date.now();
     this.assembler = new FragmentAssembler(settings.maxPduBytes);
     const onCall: KmsCallHandler = (message) => {
       const result = ctx.handler()(message, this.clientAddress);
@@ -227,14 +227,14 @@ export class KmsConnection implements Slot {
     if (this.closing) return;
     const now = Date.now();
     const { idleTimeoutMs, maxConnectionLifetimeMs } = this.ctx.settings;
-    const lifetimeEnds = this.acceptedAt + maxConnectionLifetimeMs;
+    const lifetimeEnds = this.openedAt + maxConnectionLifetimeMs;
     const idleEnds = this.lastProgressAt + idleTimeoutMs;
     const stallEnds = this.paused ? this.pausedAt + BACKLOG_STALL_MS : Infinity;
     if (now >= stallEnds) {
       this.limitClose(new KmsError('KMS_ERR_CONN_BACKLOG', undefined, { unsentBytes: this.gated + this.socket.writableLength }), 'backlog');
     } else if (now >= lifetimeEnds) {
       this.limitClose(
-        new KmsError('KMS_ERR_CONN_LIFETIME', undefined, { openSeconds: Math.round((now - this.acceptedAt) / 1000) }),
+        new KmsError('KMS_ERR_CONN_LIFETIME', undefined, { openSeconds: Math.round((now - this.openedAt) / 1000) }),
         'lifetime',
       );
     } else if (now >= idleEnds) {
@@ -304,7 +304,11 @@ export class KmsConnection implements Slot {
   /** Closed to make room for a new client (the server chose this one); logged once per address. */
   evict(): void {
     if (this.closing) return;
-    this.ctx.reportError(new KmsError('KMS_ERR_CONN_EVICTED', undefined, { idleMs: Date.now() - this.lastProgressAt }), this);
+    const now = Date.now();
+    this.ctx.reportError(
+      new KmsError('KMS_ERR_CONN_EVICTED', undefined, { idleMs: now - this.lastProgressAt, openMs: now - this.openedAt }),
+      this,
+    );
     // The server has already stopped counting this connection, so its socket must not outlive the
     // eviction: a graceful close waits up to CLOSE_GRACE_MS for a FIN a peer may never send, and
     // evictions at the pace of new connections would keep the host far above kms.maxConnections.

@@ -22,6 +22,13 @@ const PUBLIC_CLIENT_LOG_INTERVAL = 3_600_000;
  * this long without progress: a client in the middle of its bind → request exchange is not.
  */
 const EVICTION_GRACE_MS = 1000;
+/**
+ * At kms.maxConnections, when no connection is idle, one open this long makes way whatever its
+ * progress: a real client connects, binds, sends one request and closes within milliseconds (a
+ * slow WAN within a second), so a connection this old is not one, and an attacker keeping slots
+ * busy from many address groups must reconnect at kms.maxConnections / 2 s to keep them.
+ */
+const OPEN_GRACE_MS = 2000;
 /** Refused sockets waiting for their bind to be answered with bind_nak; beyond this they are dropped. */
 const MAX_REFUSING = 64;
 /** Limits that one address keeps hitting are logged once per address (and window), not per connection. */
@@ -201,7 +208,9 @@ export class KmsServer {
    * makes room only from its own connections idle for EVICTION_GRACE_MS; at kms.maxConnections a
    * newcomer from a group holding at least two fewer connections than the largest group takes
    * the slot of that group's connection that has gone longest without progress; otherwise an
-   * idle connection (own group or largest group) makes way; failing all that, it is refused.
+   * idle connection (own group or largest group) makes way; otherwise a connection open for
+   * OPEN_GRACE_MS (the largest group's, if it holds several, else the one open longest);
+   * failing all that, it is refused.
    */
   private makeRoom(group: string, remote: string, settings: KmsServerSettings): boolean {
     const now = Date.now();
@@ -220,10 +229,19 @@ export class KmsServer {
       return true;
     }
     const candidates = [this.table.oldestOf(group), largest === undefined ? undefined : this.table.oldestOf(largest)].filter(idle);
-    const victim = candidates.sort((a, b) => a.lastProgressAt - b.lastProgressAt)[0];
+    const victim = candidates.sort((a, b) => a.lastProgressAt - b.lastProgressAt)[0] ?? this.longOpen(largest, now);
     if (!victim) return this.limitReached('total', remote, group, settings);
     this.evict(victim);
     return true;
+  }
+
+  /** A connection open OPEN_GRACE_MS, from the largest group when that holds several, else the one open longest. */
+  private longOpen(largest: string | undefined, now: number): KmsConnection | undefined {
+    const old = (c: KmsConnection | undefined): c is KmsConnection => c !== undefined && now - c.openedAt >= OPEN_GRACE_MS;
+    const fromLargest = largest !== undefined && this.table.largestGroupSize > 1 ? this.table.oldestOf(largest) : undefined;
+    if (old(fromLargest)) return fromLargest;
+    const oldest = this.table.oldest();
+    return old(oldest) ? oldest : undefined;
   }
 
   private evict(victim: KmsConnection): void {

@@ -44,7 +44,7 @@ interface Fake extends Slot {
 
 t.test('the table keeps each group in order of last progress and knows the largest group', async (t) => {
   const table = new ConnectionTable<Fake>();
-  const mk = (name: string, group: string): Fake => ({ name, group, lastProgressAt: 0 });
+  const mk = (name: string, group: string): Fake => ({ name, group, lastProgressAt: 0, openedAt: 0 });
   const a1 = mk('a1', 'A');
   const a2 = mk('a2', 'A');
   const a3 = mk('a3', 'A');
@@ -56,11 +56,13 @@ t.test('the table keeps each group in order of last progress and knows the large
   t.equal(table.oldestOf('A')?.name, 'a1');
   table.touch(a1);
   t.equal(table.oldestOf('A')?.name, 'a2', 'progress moves a connection to the back');
+  t.equal(table.oldest()?.name, 'a1', 'but not in the order connections were opened');
   t.ok(table.remove(a2));
   t.notOk(table.remove(a2), 'removing twice is harmless');
   t.ok(table.remove(a3));
   t.equal(table.largestGroupSize, 1);
   t.ok(table.remove(a1));
+  t.equal(table.oldest()?.name, 'b1', 'a removed connection leaves the age order');
   t.equal(table.largestGroup(), 'B');
   t.equal(table.sizeOf('A'), 0);
   t.ok(table.remove(b1));

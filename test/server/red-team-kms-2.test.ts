@@ -1,0 +1,103 @@
+// Red-team findings against the KMS listener (TCP 1688), second round: an attacker holding every
+// slot from many address groups, floods of log lines, and what the spec says about fragment sizes.
+// Each test is an attack that got a wrong answer before its fix.
+import t, { type Test } from 'tap';
+import net from 'node:net';
+import { KmsServer } from '../../src/server/kms-server';
+import { SILENT_LOG, type KmsServerSettings, type ServerLog } from '../../src/server/types';
+import { encodeBind } from '../../src/protocol/rpc/bind';
+import { KMS_INTERFACE, NDR32_SYNTAX, PTYPE } from '../../src/protocol/rpc/constants';
+import { encodeRequestPdu } from '../../src/protocol/rpc/request';
+import { HRESULT } from '../../src/errors';
+import { until } from '../wait';
+import { testServerSettings } from './settings';
+
+const BIND = encodeBind({
+  ptype: PTYPE.BIND,
+  callId: 1,
+  flags: 0x13,
+  maxXmitFrag: 5840,
+  maxRecvFrag: 5840,
+  assocGroupId: 0,
+  contexts: [{ contextId: 0, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR32_SYNTAX] }],
+});
+
+/** A request on ctx 0 whose KMS body the test handlers refuse: answered with a response, which is progress. */
+function request(callId: number): Buffer {
+  const body = Buffer.alloc(32, 0x5a);
+  const stub = Buffer.alloc(8 + body.length);
+  stub.writeUInt32LE(body.length, 0);
+  stub.writeUInt32LE(body.length, 4);
+  body.copy(stub, 8);
+  return encodeRequestPdu({ callId, contextId: 0, opnum: 0, stub });
+}
+
+async function startServer(t: Test, s: KmsServerSettings, log: ServerLog = SILENT_LOG): Promise<{ server: KmsServer; port: number }> {
+  const server = new KmsServer({
+    listen: [{ host: '127.0.0.1', port: 0, family: 4 }],
+    settings: s,
+    handler: (_m, clientAddress) => ({
+      hresult: HRESULT.INVALID_DATA,
+      outcome: { result: 'refused', hresult: HRESULT.INVALID_DATA, clientAddress },
+    }),
+    log,
+  });
+  const [bound] = await server.start();
+  t.teardown(() => server.close(0));
+  return { server, port: bound!.port };
+}
+
+interface Peer {
+  readonly socket: net.Socket;
+  data(): Buffer;
+  readonly closed: Promise<void>;
+}
+
+function connect(port: number, localAddress: string): Promise<Peer> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port, localAddress });
+    const chunks: Buffer[] = [];
+    socket.on('data', (c) => chunks.push(c));
+    socket.on('error', () => {});
+    const closed = new Promise<void>((r) => socket.once('close', () => r()));
+    socket.once('connect', () => resolve({ socket, data: () => Buffer.concat(chunks), closed }));
+    socket.once('error', reject);
+  });
+}
+
+const onData = (...sockets: net.Socket[]) => ({ on: sockets.map((emitter) => ({ emitter, events: ['data', 'close'] })) });
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+t.test('an attacker holding every slot from many address groups, all making progress, cannot lock a newcomer out', async (t) => {
+  const { server, port } = await startServer(t, testServerSettings({ maxConnections: 6, maxConnectionsPerAddress: 2 }));
+  // Six address groups with one connection each: no group is larger than the newcomer's by two.
+  const attackers: Peer[] = [];
+  for (let i = 1; i <= 6; i++) {
+    const p = await connect(port, `127.0.3.${i}`);
+    p.socket.write(BIND);
+    attackers.push(p);
+  }
+  await until(() => attackers.every((p) => p.data().length >= 60), 'six bind_acks', onData(...attackers.map((p) => p.socket)));
+  // Each keeps making progress (a request answered every 100 ms) for longer than any real client lives.
+  let callId = 10;
+  for (let round = 0; round < 22; round++) {
+    for (const p of attackers) if (!p.socket.destroyed) p.socket.write(request(callId++));
+    await sleep(100);
+  }
+  const fresh = await connect(port, '127.0.3.99');
+  fresh.socket.write(BIND);
+  await until(() => fresh.data().length >= 10 || fresh.socket.destroyed, "the newcomer's answer", onData(fresh.socket));
+  t.equal(fresh.data()[2], PTYPE.BIND_ACK, 'the newcomer gets a slot (a bind_ack, not bind_nak reason 2)');
+  if (fresh.socket.destroyed) return;
+  fresh.socket.write(request(2));
+  await until(() => fresh.data().length >= 60 + 36, "the newcomer's response", onData(fresh.socket));
+  t.equal(fresh.data()[60 + 2], PTYPE.RESPONSE, 'and its request is answered');
+  t.equal(server.stats().refusedByReason.evicted, 1, 'one attacker connection made way');
+  await until(() => attackers[0]!.socket.destroyed, 'the longest-open attacker connection closed', onData(attackers[0]!.socket));
+  t.same(
+    attackers.map((p) => p.socket.destroyed),
+    [true, false, false, false, false, false],
+    'the connection open longest was the one evicted',
+  );
+  for (const p of [...attackers, fresh]) p.socket.destroy();
+});
