@@ -68,7 +68,7 @@ function guardIncoming(socket: dgram.Socket, log: DnsLog): void {
 
 /**
  * RFC 6762 §11: unicast replies only to sources on a directly connected network (the interfaces'
- * subnets, IPv6 link-local), or the responder reflects queries from anywhere UDP 5353 reaches.
+ * subnets, link-local addresses), or the responder reflects queries from anywhere UDP 5353 reaches.
  */
 function onLinkChecker(): (address: string) => boolean {
   let matcher: NetworkMatcher = () => false;
@@ -77,13 +77,13 @@ function onLinkChecker(): (address: string) => boolean {
     const now = Date.now();
     if (now - readAt >= LINK_CHECK_MS) {
       readAt = now;
-      const cidrs = ['fe80::/10'];
+      const cidrs = ['fe80::/10', '169.254.0.0/16']; // link-local: on the link by definition
       for (const list of Object.values(os.networkInterfaces()))
         for (const i of list ?? []) if (i.cidr) cidrs.push(i.cidr.replace(/%[^/]*/, ''));
       try {
         matcher = buildNetworkMatcher(cidrs, 'nobody');
       } catch {
-        matcher = buildNetworkMatcher(['fe80::/10'], 'nobody');
+        matcher = buildNetworkMatcher(['fe80::/10', '169.254.0.0/16'], 'nobody');
       }
     }
     return matcher(address);
