@@ -8,7 +8,8 @@ import { randomInt } from 'node:crypto';
 import type { AppConfig } from '../config/defaults';
 import { parseListenAddress, formatListenAddress, type ListenAddress } from '../config/listen-address';
 import { ConfigError, KmsError, type ErrorCode } from '../errors';
-import { RCODE_NAME } from '../protocol/dns/message';
+import { HEADER_LENGTH, RCODE_NAME } from '../protocol/dns/message';
+import { decodeName, sameName } from '../protocol/dns/names';
 import {
   createDnsResponder,
   describeError,
@@ -86,6 +87,8 @@ function createForwarder(upstream: readonly string[], log: DnsLog): Forwarder {
     for (const server of servers) {
       try {
         const { response } = await exchangeDns(server, forwarded, { timeoutMs: FORWARD_TIMEOUT_MS });
+        // RFC 5452 §9.1: only an answer to the question asked (a forged one needs only the ID).
+        if (!sameQuestion(query, response)) throw new Error(`upstream ${server.host} answered another question`);
         const out = Buffer.from(response);
         out.writeUInt16BE(query.readUInt16BE(0), 0);
         return out;
@@ -95,6 +98,19 @@ function createForwarder(upstream: readonly string[], log: DnsLog): Forwarder {
       }
     }
     throw lastError instanceof Error ? lastError : new Error('no upstream resolver configured');
+  }
+}
+
+/** Whether `response` carries the one question of `query` (name case-insensitively, type, class). */
+function sameQuestion(query: Buffer, response: Buffer): boolean {
+  if (response.length < HEADER_LENGTH || response.readUInt16BE(4) !== 1 || query.readUInt16BE(4) !== 1) return false;
+  try {
+    const q = decodeName(query, HEADER_LENGTH);
+    const r = decodeName(response, HEADER_LENGTH);
+    if (q.next + 4 > query.length || r.next + 4 > response.length || !sameName(q.name, r.name)) return false;
+    return query.readUInt32BE(q.next) === response.readUInt32BE(r.next);
+  } catch {
+    return false;
   }
 }
 

@@ -787,3 +787,45 @@ t.test('EDNS: NOTIMP and FORMERR answers to a query with a valid OPT carry an OP
   const misplaced = respond(inAnswers);
   t.equal(misplaced && decodeMessage(misplaced).header.rcode, RCODE.FORMERR, 'an OPT in the answer section alone: FORMERR');
 });
+
+// RFC 5452 §9.1: an answer is accepted only for the question asked. The forwarder checked the ID
+// (and now QR) but passed on an upstream answer about any other name: whoever can get one
+// datagram to the forwarder's port with the right ID chooses what the client caches.
+t.test('forwarding: an upstream answer about another question is not passed on', async (t) => {
+  const upstream = dgram.createSocket('udp4');
+  upstream.on('message', (q, from) => {
+    const question = decodeMessage(q).questions[0]!;
+    const forged = encodeMessage({
+      header: { ...EMPTY_HEADER, id: q.readUInt16BE(0), qr: true, rd: true, ra: true },
+      questions: [{ ...question, name: question.name.startsWith('other') ? 'bank.example.net' : question.name }],
+      answers: [
+        { name: 'bank.example.net', type: RR_TYPE.A, class: RR_CLASS.IN, ttl: 86400, data: { kind: 'a', address: '203.0.113.66' } },
+      ],
+      authorities: [],
+      additionals: [],
+    });
+    upstream.send(forged, from.port, from.address);
+  });
+  await new Promise<void>((r) => upstream.bind(0, '127.0.0.1', () => r()));
+  t.teardown(() => upstream.close());
+  const { log, lines } = captureLog();
+  const config = {
+    ...DEFAULTS.dns,
+    zones: [{ domain: ZONE, ttlSeconds: 60, hosts: [] }],
+    forwarding: { enabled: true, upstream: [`127.0.0.1:${upstream.address().port}`], allowNetworks: ['127.0.0.0/8'] },
+  };
+  const h = await startDnsServer(config, { kmsPort: 1688, hostName: 'kms', addresses: () => ['192.0.2.10'], log }, ['127.0.0.1:0']);
+  t.teardown(() => h.close());
+  const port = h.addresses[0]!.port;
+  const ask1 = (name: string, id: number) =>
+    ask(port, queryFor(id, [{ name, type: RR_TYPE.A, class: RR_CLASS.IN }]), '127.0.0.7').then((r) => (r ? decodeMessage(r) : undefined));
+  const honest = await ask1('bank.example.net', 1);
+  t.equal(honest?.answers.length, 1, 'an answer to the question asked is passed on');
+  const forged = await ask1('other.example.org', 2);
+  t.equal(forged?.header.rcode, RCODE.SERVFAIL, 'an answer about another name: SERVFAIL');
+  t.equal(forged?.answers.length, 0, 'nothing of it reaches the client');
+  t.ok(
+    lines.some((l) => /another question/.test(String(l.obj.reason))),
+    'logged with the reason',
+  );
+});
