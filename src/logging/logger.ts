@@ -12,6 +12,7 @@ import { EVENT_NAMES, eventNameFor } from './events';
 import { withSyslogPrefix } from './journal';
 import { escapeJsonText } from './json-escape';
 import { isoTime } from '../host/iso-time';
+import { UndecodableLines } from './undecodable-lines';
 
 export type { Logger };
 export type LogLevel = AppConfig['log']['level'] | 'silent';
@@ -74,6 +75,8 @@ function nameEvent(fields: Record<string, unknown>): Record<string, unknown> {
 
 /**
  * One line per request (fields: activation-line.ts): a served request at info, a refusal at warn.
+ * A message refused before it decoded (no machine id: not a KMS request at all) is the exception:
+ * a flood of those is throttled (undecodable-lines.ts), with `suppressedSimilar` on the next line.
  * A logger made by createLogger gets the line written by the dedicated serializer into its own
  * destination, the same bytes pino would write; any other logger (a child, a test's) gets it from
  * pino.
@@ -82,14 +85,26 @@ export function logActivation(log: Logger, outcome: ActivationOutcome): void {
   const refused = outcome.result === 'refused';
   const level = refused ? LEVEL_WARN : LEVEL_INFO;
   if (log.levelVal > level) return;
+  let suppressed = 0;
+  if (refused && outcome.clientMachineId === undefined) {
+    let lines = undecodable.get(log);
+    if (lines === undefined) {
+      lines = new UndecodableLines();
+      undecodable.set(log, lines);
+    }
+    suppressed = lines.admit(outcome.clientAddress, Date.now());
+    if (suppressed < 0) return;
+  }
   const sink = activationSinks.get(log);
   if (sink === undefined) {
-    if (refused) log.warn(activationFields(outcome), MSG_REFUSED);
-    else log.info(activationFields(outcome), MSG_SERVED);
+    const fields = suppressed > 0 ? { ...activationFields(outcome), suppressedSimilar: suppressed } : activationFields(outcome);
+    if (refused) log.warn(fields, MSG_REFUSED);
+    else log.info(fields, MSG_SERVED);
     return;
   }
+  const more = suppressed > 0 ? `,"suppressedSimilar":${suppressed}` : '';
   const line = refused
-    ? `{"level":"warn","time":"${isoNow()}"${sink.pid}${activationJsonFields(outcome)},"msg":"${MSG_REFUSED}"}\n`
+    ? `{"level":"warn","time":"${isoNow()}"${sink.pid}${activationJsonFields(outcome)}${more},"msg":"${MSG_REFUSED}"}\n`
     : `{"level":"info","time":"${isoNow()}"${sink.pid}${activationJsonFields(outcome)},"msg":"${MSG_SERVED}"}\n`;
   const stream = sink.stream;
   // As pino does for a stream that asks: the syslog prefix wrapper reads the line's level here.
@@ -109,6 +124,8 @@ interface ActivationSink {
 }
 
 const activationSinks = new WeakMap<Logger, ActivationSink>();
+/** Per logger, which lines of undecodable messages are written. */
+const undecodable = new WeakMap<Logger, UndecodableLines>();
 
 /** pino.stdTimeFunctions.isoTime's text (the same as toISOString), without a Date per line. */
 function isoNow(): string {

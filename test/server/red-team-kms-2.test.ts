@@ -11,6 +11,10 @@ import { encodeRequestPdu } from '../../src/protocol/rpc/request';
 import { HRESULT } from '../../src/errors';
 import { until } from '../wait';
 import { testServerSettings } from './settings';
+import { rawConnect, startHarness } from './appliance-harness';
+import { Writable } from 'node:stream';
+import { createLogger, logActivation } from '../../src/logging/logger';
+import { UndecodableLines } from '../../src/logging/undecodable-lines';
 
 const BIND = encodeBind({
   ptype: PTYPE.BIND,
@@ -100,4 +104,60 @@ t.test('an attacker holding every slot from many address groups, all making prog
     'the connection open longest was the one evicted',
   );
   for (const p of [...attackers, fresh]) p.socket.destroy();
+});
+
+t.test('a flood of undecodable KMS messages is not a warn line each; genuine refusals still are', async (t) => {
+  const h = await startHarness(t);
+  const peer = await rawConnect(h.host, h.port);
+  peer.socket.write(BIND);
+  await peer.waitFor(60);
+  // 300 requests whose KMS body is no KMS message (version 7.0), in batches the host answers in turn.
+  const N = 300;
+  for (let sent = 0; sent < N; ) {
+    const batch: Buffer[] = [];
+    for (let i = 0; i < 50; i++) batch.push(request(100 + sent++));
+    peer.socket.write(Buffer.concat(batch));
+    await until(() => h.outcomes.length >= sent, `${sent} requests answered`, { everyMs: 5 });
+  }
+  t.equal(h.outcomes.length, N, 'every request is decided (event log, metrics)');
+  t.ok(
+    h.outcomes.every((o) => o.result === 'refused' && o.code === 'KMS_ERR_KMS_VERSION'),
+    'each refused as not a KMS request',
+  );
+  const lines = h.logs.filter((l) => l['event'] === 'kms-request-refused');
+  t.ok(lines.length >= 1, 'the first is logged');
+  t.ok(lines.length <= 2, `one client's flood is not a line per request (${lines.length} lines for ${N} requests)`);
+  peer.socket.destroy();
+});
+
+t.test('undecodable lines: once per address per window, a cap for all addresses, then a count of those left out', async (t) => {
+  const lines = new UndecodableLines(1000, 3);
+  t.equal(lines.admit('192.0.2.1', 0), 0, 'the first from an address is written');
+  t.equal(lines.admit('192.0.2.1', 10), -1, 'the second within the window is not');
+  t.equal(lines.admit('192.0.2.2', 20), 1, 'another address is written, counting the one left out');
+  t.equal(lines.admit('192.0.2.3', 30), 0);
+  t.equal(lines.admit('192.0.2.4', 40), -1, 'past the cap for all addresses, a new address is not');
+  t.equal(lines.admit('192.0.2.1', 1000), 1, 'the next line written counts the one left out since');
+  t.equal(lines.admit('192.0.2.4', 1001), 0, 'an address left out for the cap is written in the next window');
+
+  const written: Record<string, unknown>[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString('utf8').split('\n')) if (l) written.push(JSON.parse(l) as Record<string, unknown>);
+      done();
+    },
+  });
+  const log = createLogger({ level: 'info', destination });
+  for (let i = 0; i < 50; i++) {
+    logActivation(log, { result: 'refused', hresult: 0x8007000d, code: 'KMS_ERR_KMS_VERSION', clientAddress: '192.0.2.9' });
+    logActivation(log, {
+      result: 'refused',
+      hresult: 0xc004f06c,
+      code: 'KMS_ERR_KMS_TIME_SKEW',
+      clientAddress: '192.0.2.9',
+      clientMachineId: `00000000-0000-4000-8000-0000000000${String(i).padStart(2, '0')}`,
+    });
+  }
+  t.equal(written.filter((l) => l['code'] === 'KMS_ERR_KMS_TIME_SKEW').length, 50, 'a refusal of a decoded request: a line each (12290)');
+  t.equal(written.filter((l) => l['code'] === 'KMS_ERR_KMS_VERSION').length, 1, 'an undecodable message: one line for the address');
 });
