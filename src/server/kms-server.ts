@@ -164,13 +164,29 @@ export class KmsServer {
       server.once('error', onError);
       server.listen({ host: address.host, port: address.port, ipv6Only: address.family === 6, backlog: 1024 }, () => {
         server.off('error', onError);
-        server.on('error', (err) => this.options.log.error({ err, address: formatListenAddress(address) }, 'KMS listener error'));
+        server.on('error', (err) => this.listenerError(err, address));
         this.servers.push(server);
         const a = server.address() as net.AddressInfo;
         portText = String(a.port);
         resolve({ host: a.address, port: a.port, family: address.family });
       });
     });
+  }
+
+  /**
+   * An error of a listening socket (a failed accept: EMFILE when the process is out of file
+   * descriptors) comes once per connection attempt, so a flood of attempts is throttled like
+   * client errors are.
+   */
+  private listenerError(err: NodeJS.ErrnoException, address: ListenAddress): void {
+    const key = 'KMS listener error';
+    const now = Date.now();
+    if (!this.throttle.allow(key, now)) return;
+    const suppressed = this.throttle.takeSuppressed(key);
+    this.options.log.error(
+      { err, address: formatListenAddress(address), ...(suppressed ? { suppressedSimilar: suppressed } : {}) },
+      'KMS listener error',
+    );
   }
 
   private accept(socket: net.Socket, listenPort: string): void {

@@ -161,3 +161,18 @@ t.test('undecodable lines: once per address per window, a cap for all addresses,
   t.equal(written.filter((l) => l['code'] === 'KMS_ERR_KMS_TIME_SKEW').length, 50, 'a refusal of a decoded request: a line each (12290)');
   t.equal(written.filter((l) => l['code'] === 'KMS_ERR_KMS_VERSION').length, 1, 'an undecodable message: one line for the address');
 });
+
+t.test("the listener's errors (EMFILE on every accept) are throttled, not a line each", async (t) => {
+  const errors: object[] = [];
+  const { server, port } = await startServer(t, testServerSettings(), { ...SILENT_LOG, error: (o: object) => void errors.push(o) });
+  const listener = (server as unknown as { servers: net.Server[] }).servers[0]!;
+  for (let i = 0; i < 1000; i++) listener.emit('error', Object.assign(new Error('accept EMFILE'), { code: 'EMFILE', syscall: 'accept' }));
+  t.ok(errors.length >= 1, 'the error is logged');
+  t.ok(errors.length <= 20, `1000 failed accepts: ${errors.length} lines`);
+  // The listener keeps serving.
+  const p = await connect(port, '127.0.0.1');
+  p.socket.write(BIND);
+  await until(() => p.data().length >= 60, 'a bind_ack', onData(p.socket));
+  t.equal(p.data()[2], PTYPE.BIND_ACK, 'and the listener still serves');
+  p.socket.destroy();
+});
