@@ -496,10 +496,20 @@ export class KmsError extends Error {
   }
 }
 
-/** Raised by the pure codecs for bytes that break the wire format. */
+/**
+ * Raised by the pure codecs for bytes that break the wire format. It carries no stack trace: it
+ * says what the peer sent wrong (code, message, details), never where our code is, and a client
+ * sending a fault-provoking PDU per 24 bytes made capturing one most of the host's cost per PDU.
+ */
 export class ProtocolError extends KmsError {
   constructor(code: ErrorCode, message?: string, details: Record<string, unknown> = {}) {
-    super(code, message, details);
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      super(code, message, details);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
     this.name = 'ProtocolError';
   }
 }

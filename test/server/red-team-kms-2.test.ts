@@ -8,7 +8,8 @@ import { SILENT_LOG, type KmsServerSettings, type ServerLog } from '../../src/se
 import { encodeBind } from '../../src/protocol/rpc/bind';
 import { KMS_INTERFACE, NDR32_SYNTAX, PTYPE } from '../../src/protocol/rpc/constants';
 import { encodeRequestPdu } from '../../src/protocol/rpc/request';
-import { HRESULT } from '../../src/errors';
+import { HRESULT, ProtocolError } from '../../src/errors';
+import { RpcSession } from '../../src/protocol/rpc/session';
 import { until } from '../wait';
 import { testServerSettings } from './settings';
 import { rawConnect, startHarness } from './appliance-harness';
@@ -175,4 +176,23 @@ t.test("the listener's errors (EMFILE on every accept) are throttled, not a line
   await until(() => p.data().length >= 60, 'a bind_ack', onData(p.socket));
   t.equal(p.data()[2], PTYPE.BIND_ACK, 'and the listener still serves');
   p.socket.destroy();
+});
+
+t.test('a fault-provoking PDU costs no stack trace: protocol errors describe the bytes, not our code', async (t) => {
+  const limit = Error.stackTraceLimit;
+  const session = new RpcSession(
+    { ndr64: true, btfn: true, maxStubBytes: 4096, secondaryAddress: '1688', newAssocGroupId: () => 1 },
+    () => ({ hresult: HRESULT.INVALID_DATA }),
+  );
+  // A request before any bind: a fault for an unknown context, 24 bytes each, as many as a client likes.
+  const result = session.handlePdu(encodeRequestPdu({ callId: 7, contextId: 0, opnum: 0, stub: Buffer.alloc(0) }));
+  t.equal(result.reply?.[2], PTYPE.FAULT, 'a fault');
+  t.equal(result.error?.code, 'KMS_ERR_RPC_UNKNOWN_CONTEXT', 'with its code');
+  t.notMatch(result.error?.stack ?? '', /\n\s+at /, 'and no stack frames captured');
+  const e = new ProtocolError('KMS_ERR_PDU_TRUNCATED', 'cut short', { length: 3 });
+  t.equal(e.message, 'cut short');
+  t.same(e.details, { length: 3 });
+  t.notMatch(e.stack ?? '', /\n\s+at /, 'a ProtocolError has no frames');
+  t.equal(Error.stackTraceLimit, limit, 'the stack trace limit is left as it was');
+  t.match(new Error('x').stack, /\n\s+at /, 'other errors keep theirs');
 });
