@@ -28,6 +28,12 @@ const BACKLOG_CLOSE_BYTES = 1024 * 1024;
 const BACKLOG_STALL_MS = 2000;
 /** After a graceful close, a peer that neither reads the rest nor closes is cut off after this. */
 const CLOSE_GRACE_MS = 2000;
+/**
+ * PDUs handled in one turn of the event loop; the rest of a read waits for the next turn, with
+ * reading paused so they stay in order. A real client sends one to three per read, but a 64 KiB
+ * read of 24-byte PDUs is 2,730 of them, and every other client would wait for all of them.
+ */
+const MAX_PDUS_PER_TURN = 64;
 
 /** Why the host closed a connection on its own, for the server's counters. */
 export type LimitReason = 'idle' | 'lifetime' | 'backlog' | 'limit-contexts';
@@ -61,6 +67,8 @@ export class KmsConnection implements Slot {
   private gated = 0;
   private paused = false;
   private pausedAt = 0;
+  /** PDUs of a read left for the next turn (MAX_PDUS_PER_TURN); reading is paused meanwhile. */
+  private deferred = false;
   private closing = false;
   private shutdownRequested = false;
   /** The outcome of the call just handled, reported (log line, metrics) once its reply is on its way. */
@@ -102,7 +110,7 @@ export class KmsConnection implements Slot {
     socket.on('drain', () => {
       if (this.paused && !this.closing) {
         this.paused = false;
-        socket.resume();
+        if (!this.deferred) socket.resume();
       }
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
@@ -132,10 +140,16 @@ export class KmsConnection implements Slot {
       return;
     }
     if (pdus.length === 0) return;
+    this.handle(pdus, 0);
+  }
+
+  /** Handles `pdus` from `from` on, at most MAX_PDUS_PER_TURN of them in this turn. */
+  private handle(pdus: Buffer[], from: number): void {
+    const to = Math.min(pdus.length, from + MAX_PDUS_PER_TURN);
     let progress = false;
     try {
-      for (const pdu of pdus) {
-        const result = this.session.handlePdu(pdu);
+      for (let i = from; i < to; i++) {
+        const result = this.session.handlePdu(pdus[i]!);
         if (result.progress) progress = true;
         if (result.error) {
           this.ctx.reportError(result.error, this);
@@ -153,18 +167,33 @@ export class KmsConnection implements Slot {
       this.fail(err);
       return;
     }
+    if (progress) {
+      this.lastProgressAt = Date.now();
+      this.ctx.onProgress(this);
+    }
+    if (to < pdus.length && !this.closing) {
+      this.deferred = true;
+      this.socket.pause();
+      setImmediate(() => this.resumeDeferred(pdus, to));
+      this.checkBacklog();
+      return;
+    }
     // The stream lost its framing after the PDUs above: they are answered, then the close (§2.1).
     const broken = this.assembler.failed;
     if (broken && !this.closing) {
       this.ctx.reportError(broken, this);
       this.end();
     }
-    if (progress) {
-      this.lastProgressAt = Date.now();
-      this.ctx.onProgress(this);
-    }
     this.checkBacklog();
     if (this.shutdownRequested && !this.midPdu) this.end();
+  }
+
+  private resumeDeferred(pdus: Buffer[], from: number): void {
+    this.deferred = false;
+    if (this.closing) return;
+    this.handle(pdus, from);
+    // Reading resumes once the read is done, unless the reply backlog paused it meanwhile.
+    if (!this.deferred && !this.paused && !this.closing) this.socket.resume();
   }
 
   private send(reply: Buffer): void {
@@ -321,9 +350,9 @@ export class KmsConnection implements Slot {
     this.end();
   }
 
-  /** True while part of a PDU is buffered. */
+  /** True while part of a PDU is buffered, or whole PDUs of a read wait for the next turn. */
   get midPdu(): boolean {
-    return this.assembler.buffered > 0;
+    return this.assembler.buffered > 0 || this.deferred;
   }
 
   /** Shutdown: close now if between PDUs, else right after the PDU being received is answered. */

@@ -196,3 +196,38 @@ t.test('a fault-provoking PDU costs no stack trace: protocol errors describe the
   t.equal(Error.stackTraceLimit, limit, 'the stack trace limit is left as it was');
   t.match(new Error('x').stack, /\n\s+at /, 'other errors keep theirs');
 });
+
+t.test('one read of a thousand PDUs is handled over several turns of the loop, every one answered in order', async (t) => {
+  let calls = 0;
+  let callsWhenTheLoopTurned = -1;
+  const server = new KmsServer({
+    listen: [{ host: '127.0.0.1', port: 0, family: 4 }],
+    settings: testServerSettings(),
+    handler: (_m, clientAddress) => {
+      // The first call asks to be told when the loop next turns: how many calls ran in this turn?
+      if (calls++ === 0) setImmediate(() => (callsWhenTheLoopTurned = calls));
+      return { hresult: HRESULT.INVALID_DATA, outcome: { result: 'refused', hresult: HRESULT.INVALID_DATA, clientAddress } };
+    },
+    log: SILENT_LOG,
+  });
+  const [bound] = await server.start();
+  t.teardown(() => server.close(0));
+  const p = await connect(bound!.port, '127.0.0.1');
+  p.socket.write(BIND);
+  await until(() => p.data().length >= 60, 'the bind_ack', onData(p.socket));
+  const N = 1000;
+  const burst = Buffer.concat(Array.from({ length: N }, (_, i) => request(10 + i)));
+  p.socket.write(burst); // 64,000 bytes: most of it in one read
+  const expected = 60 + N * 36;
+  await until(() => p.data().length >= expected || p.socket.destroyed, 'every response', onData(p.socket));
+  const replies = [];
+  const all = p.data();
+  for (let at = 60; at + 10 <= all.length; at += all.readUInt16LE(at + 8)) replies.push(all.subarray(at, at + all.readUInt16LE(at + 8)));
+  t.equal(replies.length, N, 'a reply for each request');
+  t.ok(
+    replies.every((r, i) => r[2] === PTYPE.RESPONSE && r.readUInt32LE(12) === 10 + i),
+    'each a response, in the order of the requests',
+  );
+  t.ok(callsWhenTheLoopTurned > 0 && callsWhenTheLoopTurned <= 128, `the loop turned after ${callsWhenTheLoopTurned} of ${N} requests`);
+  p.socket.destroy();
+});
