@@ -147,6 +147,9 @@ export class KmsConnection implements Slot {
   private handle(pdus: Buffer[], from: number): void {
     const to = Math.min(pdus.length, from + MAX_PDUS_PER_TURN);
     let progress = false;
+    // Several replies of one read leave in one write, not a system call each.
+    const corked = to - from > 1;
+    if (corked) this.socket.cork();
     try {
       for (let i = from; i < to; i++) {
         const result = this.session.handlePdu(pdus[i]!);
@@ -163,10 +166,12 @@ export class KmsConnection implements Slot {
         }
       }
     } catch (err) {
+      if (corked) this.socket.uncork();
       this.reportOutcome();
       this.fail(err);
       return;
     }
+    if (corked) this.socket.uncork();
     if (progress) {
       this.lastProgressAt = Date.now();
       this.ctx.onProgress(this);
