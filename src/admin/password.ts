@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { readSmallFile } from './small-file';
 
 export const ADMIN_USER = 'admin';
 const PASSWORD_FILE = 'admin-password.json';
@@ -91,7 +92,7 @@ export function passwordFile(dataDir: string): string {
 export function readPasswordRecord(dataDir: string): PasswordRecord | undefined {
   let text: string;
   try {
-    text = fs.readFileSync(passwordFile(dataDir), 'utf8');
+    text = readSmallFile(passwordFile(dataDir), 64 * 1024);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;

@@ -6,6 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { X509Certificate, createPrivateKey, generateKeyPair } from 'node:crypto';
 import type Forge from 'node-forge';
+import { readSmallFile } from './small-file';
 
 let forgeModule: typeof Forge | undefined;
 /** node-forge is large: loaded on first use, so a plain-HTTP listener and most commands never carry it. */
@@ -156,8 +157,8 @@ export async function loadOrCreateSelfSigned(
   let replaced: string | undefined;
   if (fs.existsSync(certFile) && fs.existsSync(keyFile)) {
     try {
-      const certPem = fs.readFileSync(certFile, 'utf8');
-      const keyPem = fs.readFileSync(keyFile, 'utf8');
+      const certPem = readSmallFile(certFile);
+      const keyPem = readSmallFile(keyFile);
       const check = checkCertificatePair(certPem, keyPem, now);
       if (check.errors.length === 0 && check.warnings.length === 0) return { certPem, keyPem, created: false };
       replaced = check.errors[0] ?? check.warnings[0];
@@ -261,8 +262,8 @@ function keyMatches(leafPem: string, keyPem: string, errors: string[]): boolean 
  * @public (the admin service requires this module lazily, which knip cannot follow)
  */
 export function readSitePair(certFile: string, keyFile: string, now: Date = new Date()): CertificatePair & PairCheck {
-  const certPem = fs.readFileSync(certFile, 'utf8');
-  const keyPem = fs.readFileSync(keyFile, 'utf8');
+  const certPem = readSmallFile(certFile);
+  const keyPem = readSmallFile(keyFile);
   return { certPem, keyPem, ...checkCertificatePair(certPem, keyPem, now) };
 }
 

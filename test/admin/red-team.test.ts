@@ -1,6 +1,7 @@
 // Red-team findings against the admin listener, each shown by the attack that found it: password
 // guesses sent in parallel (pipelined or over many connections) must meet the same throttle as
 // guesses sent one by one, and a damaged password file must never let any password in.
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -16,6 +17,7 @@ import type { AdminResponse, AdminRouter } from '../../src/admin/router';
 import {
   GENERATED_CERT_FILE,
   GENERATED_KEY_FILE,
+  checkConfiguredCertificate,
   describeCertificate,
   generateSelfSigned,
   loadOrCreateSelfSigned,
@@ -346,4 +348,27 @@ t.test('RFC 9112 §3.2.2: an absolute-form target is accepted, and its authority
   t.same(statuses(await get('http://attacker.example/healthz', 'localhost')), [421], 'a foreign authority is 421 whatever Host says');
   t.same(statuses(await get('http://admin@localhost/healthz', 'localhost')), [400], 'userinfo in the target is refused');
   t.same(statuses(await get('ftp://localhost/healthz', 'localhost')), [400], 'another scheme is refused');
+});
+
+t.test('a certificate, key or password path naming a FIFO is refused at once, not read until a writer comes', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-rt-fifo-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const fifo = path.join(dir, 'admin.crt');
+  execFileSync('mkfifo', [fifo]);
+  // Without the fix the read below blocks this whole process (a server: its KMS loop too) until a
+  // writer opens the FIFO; this child is that writer, 5 s later, so the old code ends the test.
+  const writer = spawn('sh', ['-c', `sleep 5; : > '${fifo}'`], { stdio: 'ignore' });
+  t.teardown(() => {
+    writer.kill();
+  });
+  const checked = checkConfiguredCertificate({ enabled: true, certFile: fifo, keyFile: fifo });
+  t.match(checked.errors[0], /admin\.tls: .*admin\.crt is not a regular file/, 'config check names the file and says why');
+  t.equal(writer.exitCode, null, 'answered before the writer came');
+  fs.rmSync(fifo);
+  execFileSync('mkfifo', [passwordFile(dir)]);
+  const writer2 = spawn('sh', ['-c', `sleep 5; : > '${passwordFile(dir)}'`], { stdio: 'ignore' });
+  t.teardown(() => {
+    writer2.kill();
+  });
+  t.throws(() => readPasswordRecord(dir), { message: /admin-password\.json is not a regular file/ }, 'the password file too');
 });
