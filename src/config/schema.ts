@@ -297,7 +297,8 @@ export const CONFIG_SCHEMA: Schema = obj(
         INTERVAL_MINUTES.max,
         D.kms.renewalIntervalMinutes,
       ),
-      maxPduBytes: int('Largest DCE/RPC PDU accepted; real KMS PDUs are at most 344 bytes.', 1024, 65535, D.kms.maxPduBytes),
+      // At least 1432: bind_ack lowers a client's frag sizes to this but never below 1432 (PROTOCOL.md §2.6).
+      maxPduBytes: int('Largest DCE/RPC PDU accepted; real KMS PDUs are at most 344 bytes.', 1432, 65535, D.kms.maxPduBytes),
       maxStubBytes: int('Largest reassembled request stub (fragmented requests).', 1024, 1048576, D.kms.maxStubBytes),
       maxConnections: int('Open client connections at once.', 1, 100000, D.kms.maxConnections),
       maxConnectionsPerAddress: int(

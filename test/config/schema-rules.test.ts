@@ -72,7 +72,7 @@ const CASES: readonly (readonly [string, string, readonly string[]])[] = [
     'kms:\n  renewalIntervalMinutes: 100.5\n',
     ['config.yaml:2: kms.renewalIntervalMinutes: must be a whole number between 15 and 43200'],
   ],
-  ['maxPduBytes too small', 'kms:\n  maxPduBytes: 100\n', ['config.yaml:2: kms.maxPduBytes: must be between 1024 and 65535']],
+  ['maxPduBytes too small', 'kms:\n  maxPduBytes: 100\n', ['config.yaml:2: kms.maxPduBytes: must be between 1432 and 65535']],
   ['maxStubBytes too large', 'kms:\n  maxStubBytes: 2000000\n', ['config.yaml:2: kms.maxStubBytes: must be between 1024 and 1048576']],
   ['maxConnections zero', 'kms:\n  maxConnections: 0\n', ['config.yaml:2: kms.maxConnections: must be between 1 and 100000']],
   [

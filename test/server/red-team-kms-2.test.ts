@@ -10,6 +10,7 @@ import { KMS_INTERFACE, NDR32_SYNTAX, PTYPE } from '../../src/protocol/rpc/const
 import { encodeRequestPdu } from '../../src/protocol/rpc/request';
 import { HRESULT, ProtocolError } from '../../src/errors';
 import { RpcSession } from '../../src/protocol/rpc/session';
+import { validateConfigText } from '../../src/config/load';
 import { until } from '../wait';
 import { testServerSettings } from './settings';
 import { rawConnect, startHarness } from './appliance-harness';
@@ -230,4 +231,10 @@ t.test('one read of a thousand PDUs is handled over several turns of the loop, e
   );
   t.ok(callsWhenTheLoopTurned > 0 && callsWhenTheLoopTurned <= 128, `the loop turned after ${callsWhenTheLoopTurned} of ${N} requests`);
   p.socket.destroy();
+});
+
+t.test('kms.maxPduBytes is at least 1432: bind_ack never advertises less (§2.6), so the framer must accept that much', async (t) => {
+  t.throws(() => validateConfigText('kms:\n  maxPduBytes: 1024\n', 'config.yaml'), { code: 'KMS_ERR_CONFIG_INVALID' }, '1024 refused');
+  t.throws(() => validateConfigText('kms:\n  maxPduBytes: 1431\n', 'config.yaml'), { code: 'KMS_ERR_CONFIG_INVALID' }, '1431 refused');
+  t.equal(validateConfigText('kms:\n  maxPduBytes: 1432\n', 'config.yaml').kms.maxPduBytes, 1432, '1432 accepted');
 });
