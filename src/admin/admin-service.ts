@@ -13,7 +13,7 @@ import { checkHealth } from './health';
 import { HostCheck, ownHostNames } from './host-check';
 import { startAdminServer, type AdminServerHandle, type AdminServerLog } from './http-server';
 import { LoginGuard } from './login';
-import type { PasswordRecord } from './password';
+import { LOCKED_PASSWORD } from './password';
 import { watchPasswordFile } from './password-watch';
 import { AdminRouter } from './router';
 import { STATUS_WAIT_MS, type SnapshotService, waitAtMost } from './snapshot-service';
@@ -137,7 +137,7 @@ export async function startAdmin(listen: readonly ListenAddress[], deps: AdminDe
     tls = cert;
   }
   // A listener beyond loopback never falls open: with the password file gone, nobody gets in.
-  const login = new LoginGuard(exposed ? () => passwordOf() ?? LOCKED : passwordOf, log, now);
+  const login = new LoginGuard(exposed ? () => passwordOf() ?? LOCKED_PASSWORD : passwordOf, log, now);
   let entitlements: readonly Entitlement[] = config.entitlements;
   const health = () => checkHealth(sources, now());
   const snapshot = async (): Promise<AdminSnapshot> => {
@@ -206,14 +206,3 @@ export async function startAdmin(listen: readonly ListenAddress[], deps: AdminDe
     close: () => server.close(),
   };
 }
-
-/** Stands for "a password is required but none is set": no password verifies against it. */
-const LOCKED: PasswordRecord = {
-  user: '\0',
-  scheme: 'scrypt',
-  N: 2,
-  r: 1,
-  p: 1,
-  salt: '',
-  hash: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
-};

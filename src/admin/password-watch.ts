@@ -2,7 +2,7 @@
 // Each look at the record stats the file and re-reads it only when its identity changed, so a new
 // password counts from the very next request, with no timer anyone has to outwait.
 import fs from 'node:fs';
-import { passwordFile, readPasswordRecord, type PasswordRecord } from './password';
+import { LOCKED_PASSWORD, passwordFile, readPasswordRecord, type PasswordRecord } from './password';
 
 export interface PasswordWatchLog {
   info(obj: object, msg?: string): void;
@@ -25,7 +25,8 @@ function stampOf(file: string): string {
 /**
  * A getter for the current record. One stat per call (microseconds, once per admin request: the
  * admin's connection limit and the login throttle bound the rate); the file is read only when the
- * stamp moved. An unreadable new file keeps the previous password and says so in the log.
+ * stamp moved. An unreadable new file keeps the previous password (locks the page when there was
+ * none) and says so in the log.
  */
 export function watchPasswordFile(
   dataDir: string,
@@ -34,7 +35,16 @@ export function watchPasswordFile(
 ): () => PasswordRecord | undefined {
   const file = passwordFile(dataDir);
   let stamp = stampOf(file);
-  let record = read(dataDir);
+  let record: PasswordRecord | undefined;
+  // A file that is there but cannot be read was meant to require a password: with none before it,
+  // the page is locked (never open), and the KMS host starts and serves all the same.
+  const lockedMessage = 'admin password file unreadable; the admin page is locked until `kms-appliance admin set-password`';
+  try {
+    record = read(dataDir);
+  } catch (err) {
+    record = LOCKED_PASSWORD;
+    log.error({ err: (err as Error).message }, lockedMessage);
+  }
   return () => {
     const now = stampOf(file);
     if (now === stamp) return record;
@@ -43,7 +53,9 @@ export function watchPasswordFile(
       record = read(dataDir);
       log.info({ event: 'admin-password', set: record !== undefined }, record ? 'admin password changed' : 'admin password removed');
     } catch (err) {
-      log.error({ err: (err as Error).message }, 'admin password file unreadable; the previous password stays');
+      const locked = record === undefined || record === LOCKED_PASSWORD;
+      record ??= LOCKED_PASSWORD;
+      log.error({ err: (err as Error).message }, locked ? lockedMessage : 'admin password file unreadable; the previous password stays');
     }
     return record;
   };

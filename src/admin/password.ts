@@ -84,6 +84,17 @@ function sha256Hex(s: string): string {
   return createHash('sha256').update(s).digest('hex');
 }
 
+/** Stands for "a password is required but none can be used": no password verifies against it. */
+export const LOCKED_PASSWORD: PasswordRecord = Object.freeze({
+  user: '\0',
+  scheme: 'scrypt',
+  N: 2,
+  r: 1,
+  p: 1,
+  salt: '',
+  hash: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=',
+});
+
 export function passwordFile(dataDir: string): string {
   return path.join(dataDir, PASSWORD_FILE);
 }

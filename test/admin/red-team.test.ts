@@ -8,7 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
-import { startHarness } from '../server/appliance-harness';
+import { activate } from '../../src/client/kms-client';
+import { product, startHarness } from '../server/appliance-harness';
 import { storeCheapPassword } from './cheap-password';
 import { request, basic } from './http-client';
 import { afterPoll } from '../wait';
@@ -371,4 +372,37 @@ t.test('a certificate, key or password path naming a FIFO is refused at once, no
     writer2.kill();
   });
   t.throws(() => readPasswordRecord(dir), { message: /admin-password\.json is not a regular file/ }, 'the password file too');
+});
+
+t.test('a damaged password file at start locks the admin page; the appliance and KMS still start', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-rt-pw-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // Cut short by hand-editing: serve refused to start at all, the KMS host with it.
+  fs.writeFileSync(passwordFile(dir), '{"user":"admin","scheme":"scr');
+  const h = await startHarness(
+    t,
+    (c) => {
+      c.admin.listen = ['127.0.0.1:0'];
+    },
+    { dataDir: dir },
+  );
+  const [reply] = await activate({ host: h.host, port: h.port, product: product('Windows 10/11 Enterprise') });
+  t.equal(reply?.hresult, 0, 'KMS serves');
+  const port = h.appliance.adminAddresses[0]!.port;
+  t.equal((await request(port, '/healthz')).status, 200, '/healthz answers');
+  t.equal((await request(port, '/api/status')).status, 401, 'the inventory is locked, not open');
+  t.equal((await request(port, '/api/status', { headers: basic('admin', 'anything') })).status, 401, 'no password opens it');
+  t.ok(
+    h.logs.some((l) => l['level'] === 'error' && String(l['err']).includes('admin-password.json is not a kms-appliance password file')),
+    'the log names the file',
+  );
+  storeCheapPassword(dir, PASSWORD);
+  t.equal((await request(port, '/api/status', { headers: basic('admin', PASSWORD) })).status, 200, 'set-password again opens it');
+  // While running, a file damaged after none was set locks too (it said "no password" before).
+  fs.writeFileSync(passwordFile(dir), 'null');
+  t.equal((await request(port, '/api/status', { headers: basic('admin', PASSWORD) })).status, 200, 'the previous password stays');
+  fs.rmSync(passwordFile(dir));
+  t.equal((await request(port, '/api/status')).status, 200, 'removed: no password on loopback, as documented');
+  fs.writeFileSync(passwordFile(dir), '{');
+  t.equal((await request(port, '/api/status')).status, 401, 'damaged with none before: locked');
 });
