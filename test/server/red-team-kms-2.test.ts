@@ -7,9 +7,10 @@ import { KmsServer } from '../../src/server/kms-server';
 import { SILENT_LOG, type KmsServerSettings, type ServerLog } from '../../src/server/types';
 import { encodeBind } from '../../src/protocol/rpc/bind';
 import { KMS_INTERFACE, NDR32_SYNTAX, PTYPE } from '../../src/protocol/rpc/constants';
-import { encodeRequestPdu } from '../../src/protocol/rpc/request';
+import { decodeResponsePdu, encodeRequestPdu } from '../../src/protocol/rpc/request';
 import { HRESULT, ProtocolError } from '../../src/errors';
 import { RpcSession } from '../../src/protocol/rpc/session';
+import { FirstBindCache } from '../../src/protocol/rpc/first-bind-cache';
 import { validateConfigText } from '../../src/config/load';
 import { until } from '../wait';
 import { testServerSettings } from './settings';
@@ -237,4 +238,59 @@ t.test('kms.maxPduBytes is at least 1432: bind_ack never advertises less (§2.6)
   t.throws(() => validateConfigText('kms:\n  maxPduBytes: 1024\n', 'config.yaml'), { code: 'KMS_ERR_CONFIG_INVALID' }, '1024 refused');
   t.throws(() => validateConfigText('kms:\n  maxPduBytes: 1431\n', 'config.yaml'), { code: 'KMS_ERR_CONFIG_INVALID' }, '1431 refused');
   t.equal(validateConfigText('kms:\n  maxPduBytes: 1432\n', 'config.yaml').kms.maxPduBytes, 1432, '1432 accepted');
+});
+
+/** The reply PDUs in `stream`, cut by frag_length. */
+function pdusIn(stream: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let at = 0; at + 10 <= stream.length; at += stream.readUInt16LE(at + 8))
+    out.push(stream.subarray(at, at + stream.readUInt16LE(at + 8)));
+  return out;
+}
+
+t.test("no reply exceeds the client's max_recv_frag: a response too big for it is sent in fragments (§2.10)", async (t) => {
+  const kmsResponse = Buffer.alloc(300);
+  for (let i = 0; i < kmsResponse.length; i++) kmsResponse[i] = i & 0xff;
+  // Shared as a listener shares it: the first bind is decoded in full, the later ones answered from memory.
+  const firstBinds = new FirstBindCache();
+  const answer = (maxRecvFrag: number): Buffer => {
+    const session = new RpcSession(
+      { ndr64: true, btfn: true, maxStubBytes: 4096, maxPduBytes: 4096, secondaryAddress: '1688', newAssocGroupId: () => 1, firstBinds },
+      () => ({ response: kmsResponse }),
+    );
+    const bind = encodeBind({
+      ptype: PTYPE.BIND,
+      callId: 1,
+      flags: 0x03,
+      maxXmitFrag: 5840,
+      maxRecvFrag,
+      assocGroupId: 0,
+      contexts: [{ contextId: 0, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR32_SYNTAX] }],
+    });
+    const ack = session.handlePdu(bind).reply!;
+    if (maxRecvFrag < 1432) t.equal(ack.readUInt16LE(18), maxRecvFrag, `max_recv_frag ${maxRecvFrag}: echoed (below 1432, §2.6)`);
+    return session.handlePdu(request(9)).reply!;
+  };
+  const whole = answer(5840);
+  t.equal(pdusIn(whole).length, 1, 'max_recv_frag 5840: one response PDU');
+  const wholeStub = decodeResponsePdu(whole).stub;
+  for (const limit of [200, 100, 57, 100]) {
+    const fragments = pdusIn(answer(limit));
+    t.ok(fragments.length > 1, `max_recv_frag ${limit}: ${fragments.length} fragments`);
+    t.ok(
+      fragments.every((f) => f.length <= limit && f[2] === PTYPE.RESPONSE && f.readUInt32LE(12) === 9),
+      `max_recv_frag ${limit}: each a response of call 9 within the limit`,
+    );
+    t.same(
+      fragments.map((f) => f[3]! & 0x03),
+      fragments.map((_, i) => (i === 0 ? 0x01 : 0) | (i === fragments.length - 1 ? 0x02 : 0)),
+      `max_recv_frag ${limit}: FIRST on the first, LAST on the last, neither between`,
+    );
+    const stubs = fragments.map((f) => decodeResponsePdu(f).stub);
+    t.ok(
+      stubs.slice(0, -1).every((s) => s.length % 8 === 0),
+      `max_recv_frag ${limit}: every stub but the last a multiple of 8 bytes`,
+    );
+    t.same(Buffer.concat(stubs), wholeStub, `max_recv_frag ${limit}: the stubs join into the one-fragment stub`);
+  }
 });

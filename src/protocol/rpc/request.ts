@@ -64,6 +64,33 @@ export function encodeResponse(callId: number, contextId: number, stub: Buffer):
 }
 
 /**
+ * A response in as many fragments as the client's max_recv_frag needs (§2.10: no reply may exceed
+ * it): one PDU (encodeResponse) when it fits, which it always does for a client that keeps to
+ * DCE/RPC's 1432-byte minimum. Otherwise fragments back to back in one buffer, FIRST on the first
+ * and LAST on the last, each alloc_hint the stub bytes from it on, and every stub but the last a
+ * multiple of 8 bytes so NDR alignment holds across them. A fragment carries at least 8 stub
+ * bytes, so a max_recv_frag below 32 (no fault fits in it either) is exceeded by that much.
+ */
+export function encodeResponseFragments(callId: number, contextId: number, stub: Buffer, maxRecvFrag: number): Buffer {
+  if (CALL_HEADER_LENGTH + stub.length <= maxRecvFrag) return encodeResponse(callId, contextId, stub);
+  const per = Math.max(8, Math.floor((maxRecvFrag - CALL_HEADER_LENGTH) / 8) * 8);
+  const fragments: Buffer[] = [];
+  for (let from = 0; from < stub.length; from += per) {
+    const part = stub.subarray(from, from + per);
+    const flags = (from === 0 ? PFC.FIRST_FRAG : 0) | (from + per >= stub.length ? PFC.LAST_FRAG : 0);
+    const w = new Writer(CALL_HEADER_LENGTH + part.length);
+    const at = writeHeader(w, PTYPE.RESPONSE, flags, callId);
+    w.u32(stub.length - from)
+      .u16(contextId)
+      .u8(0)
+      .u8(0)
+      .bytes(part);
+    fragments.push(finishPdu(w, at));
+  }
+  return Buffer.concat(fragments);
+}
+
+/**
  * A fault (§2.9): 32 bytes, flags FIRST|LAST|DID_NOT_EXECUTE, the request's call_id and
  * p_cont_id, alloc_hint 32, and cancel_count/reserved/final reserved all zero. Unlike the C
  * reference, the call_id is the request's and offsets 22–23 are never left uninitialised.

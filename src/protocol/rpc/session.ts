@@ -15,7 +15,7 @@ import {
 import { ackFor, type FirstBindAnswer, type FirstBindCache } from './first-bind-cache';
 import { decodeWholePduHeader, type CommonHeader } from './header';
 import { ContextTable, judgePresentationContexts, LIMIT_REJECTION } from './presentation-context';
-import { decodeRequest, encodeFault, encodeResponse, type RequestPdu } from './request';
+import { decodeRequest, encodeFault, encodeResponseFragments, type RequestPdu } from './request';
 
 export interface SessionOptions {
   readonly ndr64: boolean;
@@ -33,6 +33,9 @@ export interface SessionOptions {
   /** Accepted presentation contexts one connection may hold (kms.maxContextsPerConnection). */
   readonly maxContexts?: number;
 }
+
+/** Where bind_ack carries max_recv_frag (§2.6). */
+const MAX_RECV_FRAG_OFFSET = 18;
 
 /** Without a configured limit: far above the two contexts a Windows client uses. */
 const DEFAULT_MAX_CONTEXTS = 16;
@@ -79,6 +82,8 @@ const CONTINUE: SessionResult = Object.freeze({ close: false });
 export class RpcSession {
   private bound = false;
   private assocGroupId = 0;
+  /** The client's max_recv_frag as bind_ack answered it: no reply may exceed it (§2.10). */
+  private maxRecvFrag = 0xffff;
   private readonly contexts: ContextTable;
   /** A request arriving in fragments, until its last one (§2.10). */
   private pending: PendingCall | undefined;
@@ -139,10 +144,12 @@ export class RpcSession {
       return nak(header, 'KMS_ERR_BIND_MALFORMED', err);
     }
     const judgement = judgePresentationContexts(bind.contexts, this.options);
+    const maxRecvFrag = negotiateFragSize(bind.maxRecvFrag, limit);
     // §2.11: an alter_context before any bind opens the association like a bind would (U7).
     if (!this.bound) {
       this.bound = true;
       this.assocGroupId = this.options.newAssocGroupId() >>> 0;
+      this.maxRecvFrag = maxRecvFrag;
     }
     let results = judgement.results;
     let progress = false;
@@ -167,7 +174,7 @@ export class RpcSession {
       callId: header.callId,
       flags: isAlter ? REPLY_FLAGS.SINGLE_FRAGMENT : header.flags,
       maxXmitFrag: negotiateFragSize(bind.maxXmitFrag, limit),
-      maxRecvFrag: negotiateFragSize(bind.maxRecvFrag, limit),
+      maxRecvFrag,
       assocGroupId: this.assocGroupId,
       secondaryAddress: isAlter ? '' : this.options.secondaryAddress,
       results,
@@ -192,6 +199,7 @@ export class RpcSession {
     // The table is empty and the offer was judged without an item over the limit, so every add succeeds.
     for (const c of remembered.accepted) if (this.contexts.add(c) === 'added') progress = true;
     const reply = ackFor(remembered, pdu, limit, this.assocGroupId);
+    this.maxRecvFrag = reply.readUInt16LE(MAX_RECV_FRAG_OFFSET);
     return progress ? { reply, close: false, progress: true } : { reply, close: false };
   }
 
@@ -278,7 +286,7 @@ export class RpcSession {
       error = err;
     }
     const stubOut = 'response' in outcome ? encodeSuccessStub(outcome.response, syntax) : encodeRefusalStub(outcome.hresult, syntax);
-    const reply = encodeResponse(callId, contextId, stubOut);
+    const reply = encodeResponseFragments(callId, contextId, stubOut, this.maxRecvFrag);
     return error ? { reply, close: false, error, progress: true } : { reply, close: false, progress: true };
   }
 
