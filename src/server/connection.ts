@@ -69,6 +69,8 @@ export class KmsConnection implements Slot {
   private pausedAt = 0;
   /** PDUs of a read left for the next turn (MAX_PDUS_PER_TURN); reading is paused meanwhile. */
   private deferred = false;
+  /** The peer's FIN came while PDUs it sent before it were still deferred: honoured after them. */
+  private endAfterDeferred = false;
   private closing = false;
   private shutdownRequested = false;
   /** The outcome of the call just handled, reported (log line, metrics) once its reply is on its way. */
@@ -197,8 +199,13 @@ export class KmsConnection implements Slot {
     this.deferred = false;
     if (this.closing) return;
     this.handle(pdus, from);
+    if (this.deferred || this.closing) return;
+    if (this.endAfterDeferred) {
+      this.onPeerEnd();
+      return;
+    }
     // Reading resumes once the read is done, unless the reply backlog paused it meanwhile.
-    if (!this.deferred && !this.paused && !this.closing) this.socket.resume();
+    if (!this.paused) this.socket.resume();
   }
 
   private send(reply: Buffer): void {
@@ -312,6 +319,11 @@ export class KmsConnection implements Slot {
    */
   private onPeerEnd(): void {
     if (this.closing) return; // our own end() or a destroy is already under way
+    // The stream has handed over everything before the FIN, but some of it waits for the next turn.
+    if (this.deferred) {
+      this.endAfterDeferred = true;
+      return;
+    }
     this.closing = true;
     clearTimeout(this.timer);
     this.ctx.gate.run(() => {
