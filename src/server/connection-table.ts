@@ -1,6 +1,6 @@
 // The open connections, grouped by client address group, each group ordered by last progress
-// (least recent first), plus how many groups hold how many connections and the order in which
-// all of them were opened. Every operation is O(1), so choosing whom to evict when the host is
+// (least recent first) and by the time its connections were opened, plus how many groups hold how
+// many connections and the order in which all of them were opened. Every operation is O(1), so choosing whom to evict when the host is
 // full never scans the table.
 
 export interface Slot {
@@ -19,6 +19,8 @@ export class ConnectionTable<C extends Slot> {
   private readonly bySize = new Map<number, Set<string>>();
   /** Every connection in the order it was opened: first = open longest. */
   private readonly byAge = new Map<C, true>();
+  /** Per group, its connections in the order they were opened. */
+  private readonly groupAges = new Map<string, Set<C>>();
   private largestSize = 0;
   private count = 0;
 
@@ -40,6 +42,12 @@ export class ConnectionTable<C extends Slot> {
     this.resize(c.group, members.size, members.size + 1);
     members.set(c, true);
     this.byAge.set(c, true);
+    let ages = this.groupAges.get(c.group);
+    if (!ages) {
+      ages = new Set();
+      this.groupAges.set(c.group, ages);
+    }
+    ages.add(c);
     this.count++;
   }
 
@@ -50,7 +58,12 @@ export class ConnectionTable<C extends Slot> {
     this.byAge.delete(c);
     this.count--;
     this.resize(c.group, members.size + 1, members.size);
-    if (members.size === 0) this.groups.delete(c.group);
+    if (members.size === 0) {
+      this.groups.delete(c.group);
+      this.groupAges.delete(c.group);
+    } else {
+      this.groupAges.get(c.group)!.delete(c);
+    }
     return true;
   }
 
@@ -64,6 +77,11 @@ export class ConnectionTable<C extends Slot> {
   oldestOf(group: string): C | undefined {
     const members = this.groups.get(group);
     return members ? members.keys().next().value : undefined;
+  }
+
+  /** The connection of `group` open longest, whatever its progress. */
+  oldestOpenOf(group: string): C | undefined {
+    return this.groupAges.get(group)?.values().next().value;
   }
 
   /** The connection open longest, whatever its group and progress. */

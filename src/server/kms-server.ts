@@ -221,21 +221,25 @@ export class KmsServer {
   /**
    * Whether a newcomer from `group` may have a slot, evicting a connection if that makes room.
    * The policy (README, "Hostile clients"): an address group at kms.maxConnectionsPerAddress
-   * makes room only from its own connections idle for EVICTION_GRACE_MS; at kms.maxConnections a
+   * makes room only from its own connections: the one longest without progress if that is idle
+   * for EVICTION_GRACE_MS, else the one open longest if open for OPEN_GRACE_MS; at kms.maxConnections a
    * newcomer from a group holding at least two fewer connections than the largest group takes
    * the slot of that group's connection that has gone longest without progress; otherwise an
    * idle connection (own group or largest group) makes way; otherwise a connection open for
-   * OPEN_GRACE_MS (the largest group's, if it holds several, else the one open longest);
+   * OPEN_GRACE_MS (the largest group's open longest, if it holds several, else the one open longest);
    * failing all that, it is refused.
    */
   private makeRoom(group: string, remote: string, settings: KmsServerSettings): boolean {
     const now = Date.now();
     const idle = (c: KmsConnection | undefined): c is KmsConnection => c !== undefined && now - c.lastProgressAt >= EVICTION_GRACE_MS;
     const own = this.table.sizeOf(group);
+    const openLong = (c: KmsConnection | undefined): c is KmsConnection => c !== undefined && now - c.openedAt >= OPEN_GRACE_MS;
     if (own >= settings.maxConnectionsPerAddress) {
       const oldest = this.table.oldestOf(group);
-      if (!idle(oldest)) return this.limitReached('per-address', remote, group, settings);
-      this.evict(oldest);
+      const opened = this.table.oldestOpenOf(group);
+      const victim = idle(oldest) ? oldest : openLong(opened) ? opened : undefined;
+      if (!victim) return this.limitReached('per-address', remote, group, settings);
+      this.evict(victim);
       return true;
     }
     if (this.table.size < settings.maxConnections) return true;
@@ -245,19 +249,18 @@ export class KmsServer {
       return true;
     }
     const candidates = [this.table.oldestOf(group), largest === undefined ? undefined : this.table.oldestOf(largest)].filter(idle);
-    const victim = candidates.sort((a, b) => a.lastProgressAt - b.lastProgressAt)[0] ?? this.longOpen(largest, now);
+    const victim = candidates.sort((a, b) => a.lastProgressAt - b.lastProgressAt)[0] ?? this.longOpen(largest, openLong);
     if (!victim) return this.limitReached('total', remote, group, settings);
     this.evict(victim);
     return true;
   }
 
-  /** A connection open OPEN_GRACE_MS, from the largest group when that holds several, else the one open longest. */
-  private longOpen(largest: string | undefined, now: number): KmsConnection | undefined {
-    const old = (c: KmsConnection | undefined): c is KmsConnection => c !== undefined && now - c.openedAt >= OPEN_GRACE_MS;
-    const fromLargest = largest !== undefined && this.table.largestGroupSize > 1 ? this.table.oldestOf(largest) : undefined;
-    if (old(fromLargest)) return fromLargest;
+  /** A connection open OPEN_GRACE_MS: the largest group's open longest when that holds several, else the one open longest. */
+  private longOpen(largest: string | undefined, openLong: (c: KmsConnection | undefined) => c is KmsConnection): KmsConnection | undefined {
+    const fromLargest = largest !== undefined && this.table.largestGroupSize > 1 ? this.table.oldestOpenOf(largest) : undefined;
+    if (openLong(fromLargest)) return fromLargest;
     const oldest = this.table.oldest();
-    return old(oldest) ? oldest : undefined;
+    return openLong(oldest) ? oldest : undefined;
   }
 
   private evict(victim: KmsConnection): void {

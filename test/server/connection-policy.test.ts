@@ -57,6 +57,11 @@ t.test('the table keeps each group in order of last progress and knows the large
   table.touch(a1);
   t.equal(table.oldestOf('A')?.name, 'a2', 'progress moves a connection to the back');
   t.equal(table.oldest()?.name, 'a1', 'but not in the order connections were opened');
+  t.equal(table.oldestOpenOf('A')?.name, 'a1', "nor in its group's");
+  t.ok(table.remove(a1));
+  t.equal(table.oldestOpenOf('A')?.name, 'a2', "a removed connection leaves its group's age order");
+  table.add(a1);
+  t.equal(table.oldestOpenOf('A')?.name, 'a2', 'and comes back as the newest');
   t.ok(table.remove(a2));
   t.notOk(table.remove(a2), 'removing twice is harmless');
   t.ok(table.remove(a3));

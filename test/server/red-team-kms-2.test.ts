@@ -109,6 +109,37 @@ t.test('an attacker holding every slot from many address groups, all making prog
   for (const p of [...attackers, fresh]) p.socket.destroy();
 });
 
+t.test(
+  'busy connections of one address at kms.maxConnectionsPerAddress cannot lock out a newcomer from it (an IPv6 LAN is one /64)',
+  async (t) => {
+    const { server, port } = await startServer(t, testServerSettings({ maxConnectionsPerAddress: 4 }));
+    const attackers: Peer[] = [];
+    for (let i = 0; i < 4; i++) {
+      const p = await connect(port, '127.0.5.1');
+      p.socket.write(BIND);
+      attackers.push(p);
+    }
+    await until(() => attackers.every((p) => p.data().length >= 60), 'four bind_acks', onData(...attackers.map((p) => p.socket)));
+    let callId = 10;
+    for (let round = 0; round < 22; round++) {
+      for (const p of attackers) if (!p.socket.destroyed) p.socket.write(request(callId++));
+      await sleep(100);
+    }
+    const fresh = await connect(port, '127.0.5.1');
+    fresh.socket.write(BIND);
+    await until(() => fresh.data().length >= 10 || fresh.socket.destroyed, "the newcomer's answer", onData(fresh.socket));
+    t.equal(fresh.data()[2], PTYPE.BIND_ACK, 'the newcomer gets a slot (a bind_ack, not bind_nak reason 2)');
+    t.equal(server.stats().refusedByReason.evicted, 1, 'one connection of its address made way');
+    await until(() => attackers[0]!.socket.destroyed, 'the longest-open connection closed', onData(attackers[0]!.socket));
+    t.same(
+      attackers.map((p) => p.socket.destroyed),
+      [true, false, false, false],
+      'the connection open longest was the one evicted',
+    );
+    for (const p of [...attackers, fresh]) p.socket.destroy();
+  },
+);
+
 t.test('a flood of undecodable KMS messages is not a warn line each; genuine refusals still are', async (t) => {
   const h = await startHarness(t);
   const peer = await rawConnect(h.host, h.port);
