@@ -167,8 +167,8 @@ export const ERRORS = Object.freeze({
   KMS_ERR_CONN_LIMIT: {
     action: 'close',
     explain:
-      'kms.maxConnections (or kms.maxConnectionsPerAddress for this address) is reached and no idle connection could make way; the new ' +
-      'connection was refused. Raise the limit if this is legitimate load.',
+      'kms.maxConnections (or kms.maxConnectionsPerAddress for this address) is reached and no idle or long-open connection could make ' +
+      'way; the new connection was refused. Raise the limit if this is legitimate load.',
   },
   KMS_ERR_CONN_EVICTED: {
     action: 'close',
