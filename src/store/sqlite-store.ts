@@ -53,6 +53,13 @@ const DEFERRED_CHUNK = 64;
  * settled on the loop: a disk whose fsync stalls cannot make the held writes grow without bound.
  */
 const HOLD_MAX_WRITES = 4096;
+/**
+ * Rows one prune statement deletes at most (a few ms); a prune that filled it is followed by
+ * another in the next turns, so lowering store.maxEvents or a flood never holds the loop for long.
+ */
+const PRUNE_CHUNK_ROWS = 10_000;
+/** How soon a prune that came due follows (and is retried while a checkpoint cycle holds commits). */
+const PRUNE_SOON_MS = 5;
 
 function isBusy(err: unknown): boolean {
   return sqliteCodeOf(err).startsWith('SQLITE_BUSY');
@@ -140,6 +147,11 @@ export class SqliteStore implements ActivationStore {
   private lastRetryAt = -Infinity;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly pruneTimer: NodeJS.Timeout | undefined;
+  /** Events written since the last prune after which the next one is due (a twentieth of maxEvents). */
+  private readonly pruneAfterEvents: number;
+  private eventsSincePrune = 0;
+  private pruneDue = false;
+  private pruneSoon: NodeJS.Timeout | undefined;
   private closed = false;
   private checkpoints: WalCheckpoints | undefined;
   private stopping: Promise<void> | undefined;
@@ -229,6 +241,7 @@ export class SqliteStore implements ActivationStore {
     this.clock = options.clock ?? { now: () => Date.now() };
     this.retentionMs = (options.eventRetentionDays ?? DEFAULTS.store.eventRetentionDays) * DAY_MS;
     this.maxEvents = options.maxEvents ?? DEFAULTS.store.maxEvents;
+    this.pruneAfterEvents = Math.max(1000, Math.floor(this.maxEvents / 20));
     this.retryIntervalMs = options.retryIntervalMs ?? STORE_TUNING.retryIntervalMs;
     this.retryTimerMs = options.retryTimerMs ?? STORE_TUNING.retryTimerMs;
     this.pending = new PendingWrites(
@@ -268,10 +281,11 @@ export class SqliteStore implements ActivationStore {
     // ids from 1 again, and readers that follow the log by increasing id (fleet reporting) would
     // skip what comes next.
     this.pruneByAge = db.prepare(`
-      DELETE FROM events WHERE id < COALESCE(
-        (SELECT id FROM events WHERE time_ms >= ? ORDER BY id LIMIT 1),
-        (SELECT MAX(id) FROM events))`);
-    this.pruneByCount = db.prepare('DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?');
+      DELETE FROM events WHERE id < MIN(
+        COALESCE((SELECT id FROM events WHERE time_ms >= :cutoff ORDER BY id LIMIT 1), (SELECT MAX(id) FROM events)),
+        (SELECT MIN(id) FROM events) + :chunk)`);
+    this.pruneByCount = db.prepare(`
+      DELETE FROM events WHERE id <= MIN((SELECT MAX(id) FROM events) - :keep, (SELECT MIN(id) FROM events) + :chunk - 1)`);
     this.beginStmt = db.prepare('BEGIN');
     this.commitStmt = db.prepare('COMMIT');
     this.rollbackStmt = db.prepare('ROLLBACK');
@@ -536,17 +550,18 @@ export class SqliteStore implements ActivationStore {
     return true;
   }
 
-  /** Deletes events past the retention period or beyond the row cap. Runs at open and hourly. */
+  /**
+   * Deletes events past the retention period or beyond the row cap, at most PRUNE_CHUNK_ROWS of
+   * each (more in the next turns). Runs at open, hourly, and after every pruneAfterEvents events.
+   */
   prune(nowMs: number = this.clock.now()): number {
-    // A batch the journal keeps open across turns is committed first (hourly, a few ms at most),
-    // and a checkpoint cycle ended: these statements commit on their own.
+    // A batch the journal keeps open across turns is committed first (a few ms at most), and a
+    // checkpoint cycle ended: these statements commit on their own.
     this.checkpoints?.settle();
     if (this.journal !== undefined) this.commitSql();
     if (this.closed || this.db.readonly || this.state !== 'direct') return 0;
     try {
-      const byAge = this.pruneByAge.run(nowMs - this.retentionMs).changes;
-      const byCount = this.pruneByCount.run(this.maxEvents).changes;
-      return byAge + byCount;
+      return this.deleteOldEvents(nowMs);
     } catch (err) {
       this.log.warn({ file: this.file, sqliteCode: sqliteCodeOf(err) }, `could not prune the event log of ${this.file}`);
       return 0;
@@ -583,6 +598,7 @@ export class SqliteStore implements ActivationStore {
     this.closed = true;
     this.stopRetryTimer();
     if (this.pruneTimer) clearInterval(this.pruneTimer);
+    if (this.pruneSoon) clearTimeout(this.pruneSoon);
     if (!this.db.readonly && this.pending.isEmpty) {
       try {
         this.inTransaction(() => {
@@ -610,12 +626,39 @@ export class SqliteStore implements ActivationStore {
 
   // ---- internals ----
 
+  /** The two chunked DELETEs; throws what SQLite throws. */
+  private deleteOldEvents(nowMs: number): number {
+    this.pruneDue = false;
+    this.eventsSincePrune = 0;
+    const byAge = this.pruneByAge.run({ cutoff: nowMs - this.retentionMs, chunk: PRUNE_CHUNK_ROWS }).changes;
+    const byCount = this.pruneByCount.run({ keep: this.maxEvents, chunk: PRUNE_CHUNK_ROWS }).changes;
+    if (byAge === PRUNE_CHUNK_ROWS || byCount === PRUNE_CHUNK_ROWS) this.schedulePrune();
+    return byAge + byCount;
+  }
+
+  /**
+   * A prune soon: with the journal it rides along the next commit (under a flood the checkpoint
+   * cycles follow one another, and a prune of its own would have to wait for a gap or put their
+   * fsyncs on the loop); a timer covers a quiet connection.
+   */
+  private schedulePrune(): void {
+    if (this.closed || this.db.readonly) return;
+    this.pruneDue = true;
+    this.pruneSoon ??= setTimeout(() => {
+      this.pruneSoon = undefined;
+      if (this.pruneDue && !this.closed && !this.checkpoints?.holding) this.prune();
+    }, PRUNE_SOON_MS);
+    this.pruneSoon.unref();
+  }
+
   /**
    * The one write path: the statements inside the open batch (and a line of the journal), or in
    * a transaction of their own; should the file refuse them, the same write is kept in memory
    * (pending writes), now or when a failed batch is replayed there.
    */
   private write(w: JournaledWrite): void {
+    // Every request leaves an event: a flood must not outgrow store.maxEvents for an hour.
+    if (w.kind !== 'setting' && ++this.eventsSincePrune >= this.pruneAfterEvents) this.schedulePrune();
     if (this.state === 'batch') {
       if (this.journal?.usable && !this.replaying) {
         this.batch.push(w);
@@ -711,6 +754,7 @@ export class SqliteStore implements ActivationStore {
     try {
       if (deferred.length > 0) this.ensureBegun();
       for (const w of deferred) this.toFile(w);
+      if (this.pruneDue && this.db.inTransaction) this.pruneWithin();
       if (this.db.inTransaction) {
         this.noteCommittedSeq();
         this.commitStmt.run();
@@ -724,6 +768,19 @@ export class SqliteStore implements ActivationStore {
     for (const w of batch) this.afterDurable(w);
     if (this.pending.isEmpty) this.journal?.reset();
     this.checkpoints?.committed(batch.length);
+  }
+
+  /** A due prune inside the commit's transaction; its failure leaves the commit alone. */
+  private pruneWithin(): void {
+    this.db.exec('SAVEPOINT prune');
+    try {
+      this.deleteOldEvents(this.clock.now());
+      this.db.exec('RELEASE prune');
+    } catch (err) {
+      this.db.exec('ROLLBACK TO prune');
+      this.db.exec('RELEASE prune');
+      this.log.warn({ file: this.file, sqliteCode: sqliteCodeOf(err) }, `could not prune the event log of ${this.file}`);
+    }
   }
 
   /** A checkpoint cycle ended: what came due while it held commits is committed now. */

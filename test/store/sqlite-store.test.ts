@@ -14,6 +14,7 @@ import {
   WINDOW,
 } from './observations';
 import { NIL_GUID, OFFICE_2013_APP, WINDOWS_APP } from '../ids';
+import { until } from '../wait';
 
 const T0 = Date.UTC(2025, 2, 1, 8, 0, 0);
 
@@ -261,4 +262,33 @@ t.test('thresholds survive a restart with their exact last-served time', async (
   const server = { kmsCountedId: SERVER_2022_GROUP, activationId: SERVER_2022_STANDARD, requiredClientCount: 5 };
   t.equal(second.recordActivation(obs(3, server), T0 + WINDOW + 20_000, WINDOW).maxRequiredClientCount, 25);
   t.equal(second.recordActivation(obs(4, server), T0 + WINDOW + 30_001, WINDOW).maxRequiredClientCount, 5);
+});
+
+t.test('a flood of requests cannot outgrow store.maxEvents until the hourly prune: a prune follows every twentieth', async (t) => {
+  const dir = tempDataDir(t);
+  const maxEvents = 20_000;
+  const now = Date.now(); // inside the retention period: only the cap prunes
+  const store = SqliteStore.open(dir, { maxEvents, journalCommitMs: 2, backgroundCheckpointMs: 50 });
+  t.teardown(() => store.close());
+  const events = (): number => connectionOf(store).prepare('SELECT count(*) FROM events').pluck().get() as number;
+  let most = 0;
+  // As a server takes them: groups of requests, a turn of the event loop between them.
+  for (let i = 0; i < 80_000; i += 500) {
+    store.beginBatch();
+    for (let j = i; j < i + 500; j++) store.recordRefusal(obs(j % 100), 0xc004f06c, 'KMS_ERR_KMS_TIME_SKEW', now + j);
+    store.commitBatch();
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    most = Math.max(most, events());
+  }
+  t.ok(most <= maxEvents * 1.1, `80,000 refused requests: at most ${most} events kept at any time (cap ${maxEvents})`);
+  t.ok(events() >= maxEvents - 1000, 'and the newest are kept');
+
+  // A cap lowered by the admin: the excess goes in chunks over the next turns, not in one statement.
+  store.close();
+  const lowered = SqliteStore.open(dir, { maxEvents: 500 });
+  t.teardown(() => lowered.close());
+  const left = (): number => connectionOf(lowered).prepare('SELECT count(*) FROM events').pluck().get() as number;
+  t.ok(left() > 500, 'the first prune at open deletes one chunk');
+  await until(() => left() === 500, 'the rest pruned in the next turns', { everyMs: 5 });
+  t.pass('down to the lowered cap');
 });
