@@ -50,6 +50,8 @@ export interface KmsServerOptions {
   readonly onOutcome?: (outcome: ActivationOutcome) => void;
   /** Holds replies until the store commits (group commit); default: replies leave at once. */
   readonly gate?: ReplyGate;
+  /** How long a busy connection is safe from eviction at the limits (OPEN_GRACE_MS; tests shorten it). */
+  readonly openGraceMs?: number;
 }
 
 export interface BoundAddress {
@@ -233,7 +235,8 @@ export class KmsServer {
     const now = Date.now();
     const idle = (c: KmsConnection | undefined): c is KmsConnection => c !== undefined && now - c.lastProgressAt >= EVICTION_GRACE_MS;
     const own = this.table.sizeOf(group);
-    const openLong = (c: KmsConnection | undefined): c is KmsConnection => c !== undefined && now - c.openedAt >= OPEN_GRACE_MS;
+    const openGraceMs = this.options.openGraceMs ?? OPEN_GRACE_MS;
+    const openLong = (c: KmsConnection | undefined): c is KmsConnection => c !== undefined && now - c.openedAt >= openGraceMs;
     if (own >= settings.maxConnectionsPerAddress) {
       const oldest = this.table.oldestOf(group);
       const opened = this.table.oldestOpenOf(group);
