@@ -7,7 +7,7 @@ export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', 
 
 // The environment the same three give the server. glibc's malloc gives each thread that allocates
 // an arena of its own (up to eight per core), and the server's threads (V8's helpers, libuv's
-// pool, the checkpointer) each keep a partly used one: two arenas shared by all of them cut the
+// pool) each keep a partly used one: two arenas shared by all of them cut the
 // peak RSS under load by about 2 MB with no measurable cost in CPU per request (README "Memory").
 // glibc reads it when the process starts, so it cannot be set from inside.
 export const SERVER_ENV: Readonly<Record<string, string>> = Object.freeze({ MALLOC_ARENA_MAX: '2' });
