@@ -12,6 +12,7 @@ import { KMS_INTERFACE, NDR32_SYNTAX, PTYPE } from '../../src/protocol/rpc/const
 import { HRESULT } from '../../src/errors';
 import { until } from '../wait';
 import { testServerSettings } from './settings';
+import { connectPeer } from './peer';
 
 const BIND = encodeBind({
   ptype: PTYPE.BIND,
@@ -87,18 +88,6 @@ async function startServer(t: Test, s: KmsServerSettings, log: ServerLog = SILEN
   return { server, port: bound!.port };
 }
 
-function connect(port: number, localAddress = '127.0.0.1'): Promise<{ socket: net.Socket; data: () => Buffer; closed: Promise<void> }> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port, localAddress });
-    const chunks: Buffer[] = [];
-    socket.on('data', (c) => chunks.push(c));
-    socket.on('error', () => {});
-    const closed = new Promise<void>((r) => socket.once('close', () => r()));
-    socket.once('connect', () => resolve({ socket, data: () => Buffer.concat(chunks), closed }));
-    socket.once('error', reject);
-  });
-}
-
 /** Re-checked whenever one of the sockets receives something. */
 const onData = (...sockets: net.Socket[]) => ({ on: sockets.map((emitter) => ({ emitter, events: ['data'] })) });
 /** The server's counters change without an event a test can see: re-checked every few ms. */
@@ -108,12 +97,12 @@ t.test('at the per-address limit a bind gets bind_nak reason 2 (§2.7) and is co
   const logs: object[] = [];
   const log = { ...SILENT_LOG, warn: (o: object) => void logs.push(o), debug: (o: object) => void logs.push(o) };
   const { server, port } = await startServer(t, testServerSettings({ maxConnectionsPerAddress: 2 }), log);
-  const a = await connect(port);
-  const b = await connect(port);
+  const a = await connectPeer(port);
+  const b = await connectPeer(port);
   a.socket.write(BIND);
   b.socket.write(BIND);
   await until(() => a.data().length >= 60 && b.data().length >= 60, 'both bind_acks', onData(a.socket, b.socket));
-  const c = await connect(port);
+  const c = await connectPeer(port);
   c.socket.write(BIND);
   await c.closed;
   const nak = c.data();
@@ -141,9 +130,9 @@ t.test('at the per-address limit a bind gets bind_nak reason 2 (§2.7) and is co
 t.test("when full, a newcomer from another address takes the slot of the largest group's longest-idle connection", async (t) => {
   const { server, port } = await startServer(t, testServerSettings({ maxConnections: 4 }));
   const hogs = [];
-  for (let i = 0; i < 4; i++) hogs.push(await connect(port, '127.0.2.1'));
+  for (let i = 0; i < 4; i++) hogs.push(await connectPeer(port, '127.0.2.1'));
   await until(() => server.stats().open === 4, 'four connections open', SOON);
-  const fresh = await connect(port, '127.0.2.2');
+  const fresh = await connectPeer(port, '127.0.2.2');
   fresh.socket.write(BIND);
   await until(() => fresh.data().length >= 60, "the newcomer's bind_ack", onData(fresh.socket));
   t.equal(fresh.data()[2], PTYPE.BIND_ACK, 'the newcomer is served');
@@ -163,7 +152,7 @@ t.test("when full, a newcomer from another address takes the slot of the largest
 
 t.test('the allowlist refusal is counted', async (t) => {
   const { server, port } = await startServer(t, testServerSettings({ clientNetworks: ['192.0.2.0/24'] }));
-  const c = await connect(port);
+  const c = await connectPeer(port);
   await c.closed;
   t.equal(server.stats().refusedByReason.allowlist, 1);
   t.equal(server.stats().accepted, 0);

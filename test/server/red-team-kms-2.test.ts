@@ -14,6 +14,7 @@ import { FirstBindCache } from '../../src/protocol/rpc/first-bind-cache';
 import { validateConfigText } from '../../src/config/load';
 import { until } from '../wait';
 import { testServerSettings } from './settings';
+import { connectPeer, type Peer } from './peer';
 import { rawConnect, startHarness } from './appliance-harness';
 import { Writable } from 'node:stream';
 import { createLogger, logActivation } from '../../src/logging/logger';
@@ -58,24 +59,6 @@ async function startServer(t: Test, s: KmsServerSettings, log: ServerLog = SILEN
   return { server, port: bound!.port };
 }
 
-interface Peer {
-  readonly socket: net.Socket;
-  data(): Buffer;
-  readonly closed: Promise<void>;
-}
-
-function connect(port: number, localAddress: string): Promise<Peer> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port, localAddress });
-    const chunks: Buffer[] = [];
-    socket.on('data', (c) => chunks.push(c));
-    socket.on('error', () => {});
-    const closed = new Promise<void>((r) => socket.once('close', () => r()));
-    socket.once('connect', () => resolve({ socket, data: () => Buffer.concat(chunks), closed }));
-    socket.once('error', reject);
-  });
-}
-
 const onData = (...sockets: net.Socket[]) => ({ on: sockets.map((emitter) => ({ emitter, events: ['data', 'close'] })) });
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -84,7 +67,7 @@ t.test('an attacker holding every slot from many address groups, all making prog
   // Six address groups with one connection each: no group is larger than the newcomer's by two.
   const attackers: Peer[] = [];
   for (let i = 1; i <= 6; i++) {
-    const p = await connect(port, `127.0.3.${i}`);
+    const p = await connectPeer(port, `127.0.3.${i}`);
     p.socket.write(BIND);
     attackers.push(p);
   }
@@ -95,7 +78,7 @@ t.test('an attacker holding every slot from many address groups, all making prog
     for (const p of attackers) if (!p.socket.destroyed) p.socket.write(request(callId++));
     await sleep(100);
   }
-  const fresh = await connect(port, '127.0.3.99');
+  const fresh = await connectPeer(port, '127.0.3.99');
   fresh.socket.write(BIND);
   await until(() => fresh.data().length >= 10 || fresh.socket.destroyed, "the newcomer's answer", onData(fresh.socket));
   t.equal(fresh.data()[2], PTYPE.BIND_ACK, 'the newcomer gets a slot (a bind_ack, not bind_nak reason 2)');
@@ -119,7 +102,7 @@ t.test(
     const { server, port } = await startServer(t, testServerSettings({ maxConnectionsPerAddress: 4 }));
     const attackers: Peer[] = [];
     for (let i = 0; i < 4; i++) {
-      const p = await connect(port, '127.0.5.1');
+      const p = await connectPeer(port, '127.0.5.1');
       p.socket.write(BIND);
       attackers.push(p);
     }
@@ -129,7 +112,7 @@ t.test(
       for (const p of attackers) if (!p.socket.destroyed) p.socket.write(request(callId++));
       await sleep(100);
     }
-    const fresh = await connect(port, '127.0.5.1');
+    const fresh = await connectPeer(port, '127.0.5.1');
     fresh.socket.write(BIND);
     await until(() => fresh.data().length >= 10 || fresh.socket.destroyed, "the newcomer's answer", onData(fresh.socket));
     t.equal(fresh.data()[2], PTYPE.BIND_ACK, 'the newcomer gets a slot (a bind_ack, not bind_nak reason 2)');
@@ -208,7 +191,7 @@ t.test("the listener's errors (EMFILE on every accept) are throttled, not a line
   t.ok(errors.length >= 1, 'the error is logged');
   t.ok(errors.length <= 20, `1000 failed accepts: ${errors.length} lines`);
   // The listener keeps serving.
-  const p = await connect(port, '127.0.0.1');
+  const p = await connectPeer(port, '127.0.0.1');
   p.socket.write(BIND);
   await until(() => p.data().length >= 60, 'a bind_ack', onData(p.socket));
   t.equal(p.data()[2], PTYPE.BIND_ACK, 'and the listener still serves');
@@ -249,7 +232,7 @@ t.test('one read of a thousand PDUs is handled over several turns of the loop, e
   });
   const [bound] = await server.start();
   t.teardown(() => server.close(0));
-  const p = await connect(bound!.port, '127.0.0.1');
+  const p = await connectPeer(bound!.port, '127.0.0.1');
   p.socket.write(BIND);
   await until(() => p.data().length >= 60, 'the bind_ack', onData(p.socket));
   const N = 1000;
