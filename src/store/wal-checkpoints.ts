@@ -342,7 +342,8 @@ export class WalCheckpoints {
     }
     if (!complete) {
       // Frames are left that the file does not hold: commits append behind them, no restart.
-      this.setUnguarded(!this.holdWal());
+      // (Only a restart commit that worked makes the connection drop SQLite's own syncs again.)
+      if (!this.holdWal()) this.setUnguarded(true);
       this.end();
       return;
     }
