@@ -84,6 +84,8 @@ export class WalCheckpoints {
   private copiedAll = false;
   /** data_version at the copy: another process's commit after it leaves frames the file does not have on disk. */
   private versionAtCopy = 0;
+  /** data_version when the last cycle started: the timer starts one when another process committed since. */
+  private versionAtStart = 0;
   private dbFd: number | undefined;
   private walFd: number | undefined;
   /** The -wal file's inode whose directory entry was synced (a new file needs its entry on disk too). */
@@ -144,6 +146,7 @@ export class WalCheckpoints {
     db.pragma('synchronous = OFF');
     this.dataVersionStmt = db.prepare('PRAGMA data_version').pluck();
     this.passiveStmt = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
+    this.versionAtStart = this.dataVersion();
     this.restartStmt = db.prepare(`PRAGMA user_version = ${db.pragma('user_version', { simple: true }) as number}`);
     this.guard = guard;
     // Until now the connection may have restarted the WAL with SQLite's own header fsync
@@ -202,7 +205,10 @@ export class WalCheckpoints {
   }
 
   private onTimer(): void {
-    if (this.stopped || this.writesSinceCycle === 0 || this.phase !== 'idle') return;
+    if (this.stopped || this.phase !== 'idle') return;
+    // Another process's commits count too: the guard's snapshot, held until the next cycle, would
+    // otherwise keep their frames in the WAL for as long as this server writes nothing.
+    if (this.writesSinceCycle === 0 && this.dataVersion() === this.versionAtStart) return;
     if (this.quiet()) this.start();
     else this.due = true; // started by the next commit
   }
@@ -210,6 +216,7 @@ export class WalCheckpoints {
   private start(): void {
     this.due = false;
     this.writesSinceCycle = 0;
+    this.versionAtStart = this.dataVersion();
     if (!this.openFds()) return;
     this.phase = 'wal-sync';
     this.holdWal();

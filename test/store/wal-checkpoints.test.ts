@@ -426,3 +426,17 @@ t.test('a one-page restart commit that fails leaves restarts to SQLite (synchron
   t.equal(synchronous(), 0, 'once a restart commit succeeds, OFF again');
   t.equal(clientsIn(dir), 1024, 'nothing was lost');
 });
+
+t.test('another process committing while this server writes nothing still gets its frames checkpointed', async (t) => {
+  const dir = tempDataDir(t);
+  const io = new HeldSyncIo();
+  const store = open(dir, io, { backgroundCheckpointMs: 20 });
+  t.teardown(() => store.close());
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  t.equal(io.waiting, 0, 'an idle server runs no cycle');
+  const other = new Database(store.file);
+  t.teardown(() => other.close());
+  other.prepare("INSERT INTO settings (key, value) VALUES ('cli', 'x')").run();
+  const first = await io.next();
+  t.ok(first.path === dir || first.path === `${store.file}-wal`, 'the timer starts a cycle for the other process’s commit');
+});
