@@ -10,6 +10,7 @@ import type { AdminRouter, AdminResponse } from './router';
 import { securityHeaders } from './router';
 import { normalizeAddress } from './host-check';
 import { throttleKey } from './login';
+import { sortPlainFromTls, type PlainRequestHead } from './plain-on-tls';
 import type { CertificatePair } from './tls-certificate';
 
 /** Header block limit: a browser's request is 1–2 KiB. */
@@ -207,6 +208,31 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     socket.once('close', done);
   };
 
+  /** Sockets whose first bytes have not come yet, or that are answered as plain HTTP: close() ends them. */
+  const sorting = new Set<net.Socket>();
+  const answerPlain = (head: PlainRequestHead | undefined, socket: net.Socket): string => {
+    const addr = normalizeAddress(socket.remoteAddress ?? '');
+    const one = head !== undefined && head.hosts.length === 1;
+    const r = router.plainHttpOnTls(
+      {
+        method: head?.method ?? 'GET',
+        url: one ? head.target : '',
+        headers: one ? { host: head.hosts[0] } : {},
+        localAddress: normalizeAddress(socket.localAddress ?? ''),
+      },
+      socket.localPort ?? 0,
+    );
+    logOnce('plain-http', () =>
+      log.info(
+        { event: 'admin-plain-http', clientAddress: addr, status: r.status },
+        `admin: plain HTTP from ${addr} on the HTTPS port, answered ${r.status} (use https://)`,
+      ),
+    );
+    const headers = { ...securityHeaders(false), ...r.headers, 'content-length': String(Buffer.byteLength(r.body)) };
+    const lines = Object.entries(headers).map(([k, v]) => `${k}: ${String(v)}\r\n`);
+    return `HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status]}\r\n${lines.join('')}\r\n${head?.method === 'HEAD' ? '' : r.body}`;
+  };
+
   const onClientError = (err: NodeJS.ErrnoException, socket: net.Socket): void => {
     // Malformed request line, oversized headers, timeouts: answer if the socket can take it, then close.
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
@@ -241,7 +267,31 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     server.maxHeadersCount = 64;
     server.maxRequestsPerSocket = 1000;
     server.setTimeout(limits.idleSocketMs, (s: net.Socket) => s.destroy());
-    server.on('connection', onConnection);
+    if (server instanceof https.Server) {
+      // TLS's own connection listener runs after the first bytes are sorted: plain HTTP is answered here.
+      const handshakes = server.listeners('connection');
+      if (handshakes.length !== 1) throw new Error('admin: the HTTPS server does not have one connection listener');
+      const handshake = handshakes[0] as (socket: net.Socket) => void;
+      server.removeListener('connection', handshake);
+      server.on('connection', onConnection);
+      server.on('connection', (socket: net.Socket) => {
+        if (socket.destroyed) return;
+        sorting.add(socket);
+        socket.once('close', () => sorting.delete(socket));
+        sortPlainFromTls(socket, {
+          silentMs: limits.tlsHandshakeTimeoutMs,
+          headersTimeoutMs: limits.headersTimeoutMs,
+          maxHeaderBytes: MAX_HEADER_BYTES,
+          toTls: (s) => {
+            sorting.delete(s);
+            handshake.call(server, s);
+          },
+          answer: answerPlain,
+          dropped: (s, reason) =>
+            log.debug({ clientAddress: s.remoteAddress, reason }, 'admin: connection closed before its first request'),
+        });
+      });
+    } else server.on('connection', onConnection);
     server.on('clientError', onClientError);
     if (tls)
       server.on('tlsClientError', (err: Error, s: net.Socket) => {
@@ -279,8 +329,9 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       for (const s of servers)
         if (s instanceof https.Server) s.setSecureContext({ key: pair.keyPem, cert: pair.certPem, minVersion: 'TLSv1.2' });
     },
-    close: () =>
-      Promise.all(
+    close: () => {
+      for (const s of sorting) s.destroy();
+      return Promise.all(
         servers.map(
           (s) =>
             new Promise<void>((resolve) => {
@@ -288,7 +339,8 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
               s.closeAllConnections();
             }),
         ),
-      ).then(() => undefined),
+      ).then(() => undefined);
+    },
   };
 }
 

@@ -78,6 +78,24 @@ export class AdminRouter {
     return { ...r, headers: { ...securityHeaders(req.tls), ...r.headers } };
   }
 
+  /**
+   * The answer to a plain HTTP request that reached an HTTPS listener: a redirect to the same
+   * host, port and path over https:// when the Host names this listener (the same check as every
+   * request: an unchecked Host is never written back), else a 400 that says what to type.
+   */
+  plainHttpOnTls(req: Pick<AdminRequest, 'method' | 'url' | 'headers' | 'localAddress'>, localPort: number): AdminResponse {
+    const hint = (): AdminResponse =>
+      reply(400, TEXT, `this port speaks HTTPS: use https://<this host>:${localPort}/ instead of http://\n`, { connection: 'close' });
+    const target = requestTarget(req.url);
+    const host = target?.authority ?? req.headers.host;
+    const name = hostOf(host);
+    const isRead = req.method === 'GET' || req.method === 'HEAD';
+    if (!target || !isRead || name === undefined || !this.ctx.hostCheck.allows(host, req.localAddress)) return hint();
+    const port = /:(\d{1,5})$/.exec(host ?? '')?.[1] ?? String(localPort);
+    const location = `https://${name.includes(':') ? `[${name}]` : name}:${port}${target.url.pathname}${target.url.search}`;
+    return reply(301, TEXT, `this port speaks HTTPS: use ${location}\n`, { location, connection: 'close' });
+  }
+
   private async route(original: AdminRequest): Promise<AdminResponse> {
     const target = requestTarget(original.url);
     if (!target) return reply(400, TEXT, 'bad request target\n');
