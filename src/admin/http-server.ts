@@ -208,8 +208,6 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     socket.once('close', done);
   };
 
-  /** Sockets whose first bytes have not come yet, or that are answered as plain HTTP: close() ends them. */
-  const sorting = new Set<net.Socket>();
   const answerPlain = (head: PlainRequestHead | undefined, socket: net.Socket): string => {
     const addr = normalizeAddress(socket.remoteAddress ?? '');
     const one = head !== undefined && head.hosts.length === 1;
@@ -276,16 +274,11 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       server.on('connection', onConnection);
       server.on('connection', (socket: net.Socket) => {
         if (socket.destroyed) return;
-        sorting.add(socket);
-        socket.once('close', () => sorting.delete(socket));
         sortPlainFromTls(socket, {
           silentMs: limits.tlsHandshakeTimeoutMs,
           headersTimeoutMs: limits.headersTimeoutMs,
           maxHeaderBytes: MAX_HEADER_BYTES,
-          toTls: (s) => {
-            sorting.delete(s);
-            handshake.call(server, s);
-          },
+          toTls: (s) => handshake.call(server, s),
           answer: answerPlain,
           dropped: (s, reason) =>
             log.debug({ clientAddress: s.remoteAddress, reason }, 'admin: connection closed before its first request'),
@@ -330,7 +323,9 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
         if (s instanceof https.Server) s.setSecureContext({ key: pair.keyPem, cert: pair.certPem, minVersion: 'TLSv1.2' });
     },
     close: () => {
-      for (const s of sorting) s.destroy();
+      // closeAllConnections() knows only HTTP connections: not one still sorting, answered as plain
+      // HTTP, or in its TLS handshake (close() would wait for each up to the handshake limit).
+      for (const s of [...release.keys()]) s.destroy();
       return Promise.all(
         servers.map(
           (s) =>

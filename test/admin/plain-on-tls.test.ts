@@ -12,6 +12,7 @@ import { AdminRouter, type AdminResponse, type AdminRouterContext } from '../../
 import { HostCheck } from '../../src/admin/host-check';
 import { generateSelfSigned, type CertificatePair } from '../../src/admin/tls-certificate';
 import { parseHead } from '../../src/admin/plain-on-tls';
+import { afterPoll, settledWithin } from '../wait';
 
 let pair: CertificatePair | undefined;
 const certificate = async (): Promise<CertificatePair> => (pair ??= await generateSelfSigned('branch-box', ['127.0.0.1', '::1']));
@@ -187,8 +188,6 @@ t.test('connections not yet sorted count against the limits, and good clients ar
     held.slice(6).every((s) => !s.destroyed),
     'the held connections were still open',
   );
-  // Ended here, not in a teardown: a listener's close() waits for connections in a TLS handshake.
-  for (const s of held) s.destroy();
 });
 
 t.test('parseHead reads the request line and every Host line', async (t) => {
@@ -241,4 +240,33 @@ t.test('over TLS the header time limit still holds: a client dripping its head i
   });
   t.ok(closed.byServer, 'closed by the server');
   t.match(closed.text, /^HTTP\/1\.1 408 /, 'with 408');
+});
+
+t.test('close() ends connections still sorting, answered as plain HTTP or in their TLS handshake, without waiting for them', async (t) => {
+  const real = new AdminRouter({ hostCheck: new HostCheck(['localhost']) } as unknown as AdminRouterContext);
+  const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+  // Limits far beyond the wait's bound: only close() can end these connections in time.
+  const long = { tlsHandshakeTimeoutMs: 600_000, headersTimeoutMs: 600_000, requestTimeoutMs: 600_000, idleSocketMs: 600_000 };
+  const server = await startAdminServer({
+    listen: [{ host: '127.0.0.1', port: 0, family: 4 }],
+    tls: await certificate(),
+    maxConnections: 64,
+    router: real,
+    log: quiet,
+    limits: long,
+  });
+  const port = server.addresses[0]!.port;
+  const held: net.Socket[] = [];
+  t.teardown(() => {
+    for (const s of held) s.destroy();
+  });
+  for (const data of ['', 'G', Buffer.from([0x16, 0x03, 0x01])]) await hold(port, data, held);
+  await hold(port, `GET / HTTP/1.1\r\nHost: localhost:${port}\r\n\r\n`, held);
+  await afterPoll();
+  const closed = await settledWithin(
+    server.close().then(() => true),
+    8000,
+    false,
+  );
+  t.ok(closed, 'close() finished');
 });
