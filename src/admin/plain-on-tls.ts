@@ -88,8 +88,12 @@ function readPlainHead(socket: net.Socket, first: Buffer, o: PlainOnTlsOptions):
       if (discarded > MAX_DISCARDED_BYTES) socket.destroy();
       return;
     }
+    // Only the new bytes and the three before them can complete the blank line: a client sending
+    // its head a byte at a time must not make each byte cost a search of everything before it.
+    const from = Math.max(0, head.length - 3);
     head += chunk.toString('latin1');
-    const end = head.search(/\r?\n\r?\n/);
+    const found = head.slice(from).search(/\r?\n\r?\n/);
+    const end = found < 0 ? -1 : from + found;
     if (end < 0 && head.length <= o.maxHeaderBytes) return;
     answered = true;
     socket.end(o.answer(end < 0 || end > o.maxHeaderBytes ? undefined : parseHead(head.slice(0, end)), socket));

@@ -270,3 +270,31 @@ t.test('close() ends connections still sorting, answered as plain HTTP or in the
   );
   t.ok(closed, 'close() finished');
 });
+
+t.test('a plain head sent a byte at a time is read across every split (CRLF and bare LF)', async (t) => {
+  const { port } = await tlsListener(t);
+  for (const eol of ['\r\n', '\n']) {
+    const head = `GET /split HTTP/1.1${eol}Host: localhost:${port}${eol}${eol}`;
+    const text = await new Promise<string>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.setNoDelay(true);
+      let got = '';
+      const bound = setTimeout(() => s.destroy(), 8000);
+      s.on('data', (c: Buffer) => (got += c.toString('latin1')));
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        clearTimeout(bound);
+        resolve(got);
+      });
+      s.on('connect', async () => {
+        for (const ch of head) {
+          if (s.destroyed) return;
+          s.write(ch);
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      });
+    });
+    t.match(text, /^HTTP\/1\.1 301 /, `${JSON.stringify(eol)}: redirected`);
+    t.match(text, new RegExp(`\\r\\nlocation: https://localhost:${port}/split\\r\\n`));
+  }
+});
