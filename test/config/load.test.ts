@@ -5,17 +5,7 @@ import path from 'node:path';
 import t from 'tap';
 import { loadConfig, validateConfigText } from '../../src/config/load';
 import { DEFAULTS } from '../../src/config/defaults';
-import { ConfigError } from '../../src/errors';
-
-function failure(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) return err;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
+import { configFailure } from './config-failure';
 
 t.test('no file means the embedded defaults', async (t) => {
   t.equal(loadConfig(), DEFAULTS);
@@ -111,7 +101,7 @@ t.test('every error at once, in line order', async (t) => {
     '  hwid: 42', //                              8
     '',
   ].join('\n');
-  const err = failure(() => validateConfigText(text, 'site.yaml'));
+  const err = configFailure(() => validateConfigText(text, 'site.yaml'));
   t.equal(err.code, 'KMS_ERR_CONFIG_INVALID');
   t.same(err.details.errors, [
     'site.yaml:2: log.level: must be one of: fatal, error, warn, info, debug, trace',
@@ -127,7 +117,7 @@ t.test('every error at once, in line order', async (t) => {
 });
 
 t.test('YAML syntax errors carry their line', async (t) => {
-  const err = failure(() => validateConfigText('kms:\n  listen: ["0.0.0.0:1688"\nhost:\n  build: 20348\n', 'config.yaml'));
+  const err = configFailure(() => validateConfigText('kms:\n  listen: ["0.0.0.0:1688"\nhost:\n  build: 20348\n', 'config.yaml'));
   t.equal(err.code, 'KMS_ERR_CONFIG_SYNTAX');
   const errors = err.details.errors as string[];
   t.ok(errors.length >= 1);
@@ -137,13 +127,13 @@ t.test('YAML syntax errors carry their line', async (t) => {
 });
 
 t.test('a bad indentation is a syntax error on its line', async (t) => {
-  const err = failure(() => validateConfigText('kms:\n  ndr64: true\n btfn: true\n', 'config.yaml'));
+  const err = configFailure(() => validateConfigText('kms:\n  ndr64: true\n btfn: true\n', 'config.yaml'));
   t.equal(err.code, 'KMS_ERR_CONFIG_SYNTAX');
   t.match((err.details.errors as string[])[0], /^config\.yaml:3: /);
 });
 
 t.test('a key written twice is a syntax error at the second one', async (t) => {
-  const err = failure(() => validateConfigText('log:\n  level: info\nlog:\n  level: debug\n', 'config.yaml'));
+  const err = configFailure(() => validateConfigText('log:\n  level: info\nlog:\n  level: debug\n', 'config.yaml'));
   t.equal(err.code, 'KMS_ERR_CONFIG_SYNTAX');
   t.match((err.details.errors as string[])[0], /^config\.yaml:3: /);
 });
@@ -156,16 +146,16 @@ t.test('files: missing, unreadable, and errors named by the basename', async (t)
   });
   t.equal(loadConfig(path.join(dir, 'good.yaml')).log.level, 'warn');
 
-  const missing = failure(() => loadConfig(path.join(dir, 'nope.yaml')));
+  const missing = configFailure(() => loadConfig(path.join(dir, 'nope.yaml')));
   t.equal(missing.code, 'KMS_ERR_CONFIG_NOT_FOUND');
   t.same(missing.details.errors, [`${path.join(dir, 'nope.yaml')}: no such file`]);
 
   // A directory cannot be read even by root, unlike a chmod 000 file.
-  const unreadable = failure(() => loadConfig(path.join(dir, 'a-directory')));
+  const unreadable = configFailure(() => loadConfig(path.join(dir, 'a-directory')));
   t.equal(unreadable.code, 'KMS_ERR_CONFIG_UNREADABLE');
   t.same(unreadable.details.errors, [`${path.join(dir, 'a-directory')}: cannot be read (EISDIR)`]);
 
-  const bad = failure(() => loadConfig(path.join(dir, 'bad.yaml')));
+  const bad = configFailure(() => loadConfig(path.join(dir, 'bad.yaml')));
   t.equal(bad.code, 'KMS_ERR_CONFIG_INVALID');
   t.same(bad.details.errors, ['bad.yaml:2: kms.renewalIntervalMinutes: must be between 15 and 43200']);
 });
@@ -191,7 +181,7 @@ t.test('limits: FIFO, size, alias bomb, depth — one line naming the file, code
     ['deep-flow.yaml', /more than 32 levels deep/],
     ['deep-block.yaml', /more than 32 levels deep/],
   ] as [string, RegExp][]) {
-    const err = failure(() => loadConfig(path.join(dir, name)));
+    const err = configFailure(() => loadConfig(path.join(dir, name)));
     t.equal(err.code, 'KMS_ERR_CONFIG_LIMIT', name);
     const errors = err.details.errors as string[];
     t.equal(errors.length, 1, `${name}: one line`);

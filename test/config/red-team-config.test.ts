@@ -4,21 +4,11 @@
 import fs from 'node:fs';
 import t from 'tap';
 import { loadConfig, validateConfigText } from '../../src/config/load';
-import { ConfigError } from '../../src/errors';
-
-function failure(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) return err;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
+import { configFailure } from './config-failure';
 
 t.test('an alias to an anchor that is not set is a syntax error on its line, not "an alias bomb"', async (t) => {
   for (const text of ['kms:\n  ndr64: *nope\n', 'kms:\n  listen: [*later]\nother: &later x\n']) {
-    const err = failure(() => validateConfigText(text, 'kms.yaml'));
+    const err = configFailure(() => validateConfigText(text, 'kms.yaml'));
     t.equal(err.code, 'KMS_ERR_CONFIG_SYNTAX', JSON.stringify(text));
     const errors = err.details.errors as string[];
     t.equal(errors.length, 1);
@@ -37,7 +27,7 @@ t.test('a key that is a list or mapping is an error on its line, and Node prints
   t.teardown(() => {
     process.off('warning', onWarning);
   });
-  const err = failure(() => validateConfigText('kms:\n  ndr64: true\n? [a, b]\n: 1\n', 'kms.yaml'));
+  const err = configFailure(() => validateConfigText('kms:\n  ndr64: true\n? [a, b]\n: 1\n', 'kms.yaml'));
   t.equal(err.code, 'KMS_ERR_CONFIG_SYNTAX');
   t.match((err.details.errors as string[])[0], /^kms\.yaml:3: /);
   await new Promise((resolve) => setImmediate(resolve)); // process warnings are emitted on the next tick
@@ -47,7 +37,7 @@ t.test('a key that is a list or mapping is an error on its line, and Node prints
 t.test('a file with thousands of mistakes gives the first 50 and how many more, not a line for each', async (t) => {
   // 1,000 bad entitlements made 3,000 error lines (211 KB) on the terminal, or in one log line on SIGHUP.
   const text = 'entitlements:\n' + Array.from({ length: 1000 }, (_, i) => `  - { product: "", licenses: -${i + 1} }\n`).join('');
-  const err = failure(() => validateConfigText(text, 'kms.yaml'));
+  const err = configFailure(() => validateConfigText(text, 'kms.yaml'));
   t.equal(err.code, 'KMS_ERR_CONFIG_INVALID');
   const errors = err.details.errors as string[];
   t.equal(errors.length, 51, 'fifty lines and a summary');
@@ -62,7 +52,7 @@ t.test(
   async (t) => {
     // A file being rewritten while SIGHUP reads it grows between fstat and read: the loader parsed
     // the first size+1 bytes as the whole file. A /proc file (size 0, many lines) shows it at once.
-    const err = failure(() => loadConfig('/proc/self/status'));
+    const err = configFailure(() => loadConfig('/proc/self/status'));
     t.equal(err.code, 'KMS_ERR_CONFIG_UNREADABLE');
     t.match((err.details.errors as string[])[0], /^\/proc\/self\/status: has more bytes than its size \(0\) said/);
   },

@@ -7,22 +7,11 @@ import net from 'node:net';
 import { EventEmitter } from 'node:events';
 import { DEFAULTS, type AppConfig } from '../../src/config/defaults';
 import { startDnsServer, type DnsServerHandle } from '../../src/dns/dns-server';
-import type { DnsLog } from '../../src/dns/dns-responder';
 import { addressGroup } from '../../src/net/address-group';
 import { decodeMessage, encodeMessage, EMPTY_HEADER, RR_CLASS, RR_TYPE } from '../../src/protocol/dns/message';
 import { seededRandom as prng } from '../prng';
 import { settledWithin, until } from '../wait';
-
-interface LogLine {
-  level: string;
-  obj: Record<string, unknown>;
-}
-
-function captureLog(): { log: DnsLog; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const at = (level: string) => (obj: object) => lines.push({ level, obj: obj as Record<string, unknown> });
-  return { lines, log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } };
-}
+import { captureLog, type LogLine } from './capture-log';
 
 const ZONE = 'branch.test';
 const SRV_NAME = `_vlmcs._tcp.${ZONE}`;

@@ -3,21 +3,9 @@ import dgram from 'node:dgram';
 import DNS from 'dns2';
 import { DEFAULTS, type AppConfig, type DnsZoneConfig } from '../../src/config/defaults';
 import { startDnsServer, type DnsServerHandle } from '../../src/dns/dns-server';
-import type { DnsLog } from '../../src/dns/dns-responder';
 import { dig } from './dig';
 import { afterPoll, settledWithin, until } from '../wait';
-
-interface LogLine {
-  level: string;
-  obj: Record<string, unknown>;
-  msg?: string;
-}
-
-function captureLog(): { log: DnsLog; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const at = (level: string) => (obj: object, msg?: string) => lines.push({ level, obj: obj as Record<string, unknown>, msg });
-  return { lines, log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } };
-}
+import { captureLog, type LogLine } from './capture-log';
 
 const BIG_HOSTS = 40;
 const MID_HOSTS = 30; // 30 SRV records (~1100 bytes) fit in 1232 bytes, their addresses do not

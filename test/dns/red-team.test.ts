@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { DEFAULTS } from '../../src/config/defaults';
-import { createDnsResponder, type DnsClient, type DnsLog } from '../../src/dns/dns-responder';
+import { createDnsResponder, type DnsClient } from '../../src/dns/dns-responder';
 import { startDnsServer } from '../../src/dns/dns-server';
 import { exchangeDns } from '../../src/dns/dns-transport';
 import { DnsUdpServer } from '../../src/dns/dns-udp';
@@ -26,18 +26,7 @@ import {
 import { decodeName } from '../../src/protocol/dns/names';
 import { freePort } from './named';
 import { settledWithin, until } from '../wait';
-
-interface LogLine {
-  level: string;
-  obj: Record<string, unknown>;
-  msg?: string;
-}
-
-function captureLog(): { log: DnsLog; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const at = (level: string) => (obj: object, msg?: string) => lines.push({ level, obj: obj as Record<string, unknown>, msg });
-  return { lines, log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } };
-}
+import { captureLog, type LogLine } from './capture-log';
 
 const ZONE = 'branch.test';
 const SRV_NAME = `_vlmcs._tcp.${ZONE}`;

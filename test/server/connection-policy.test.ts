@@ -7,22 +7,15 @@ import { addressGroup } from '../../src/net/address-group';
 import { ConnectionTable, type Slot } from '../../src/server/connection-table';
 import { KmsServer } from '../../src/server/kms-server';
 import { SILENT_LOG, type KmsServerSettings, type ServerLog } from '../../src/server/types';
-import { decodeBindNak, encodeBind } from '../../src/protocol/rpc/bind';
-import { KMS_INTERFACE, NDR32_SYNTAX, PTYPE } from '../../src/protocol/rpc/constants';
+import { decodeBindNak } from '../../src/protocol/rpc/bind';
+import { PTYPE } from '../../src/protocol/rpc/constants';
 import { HRESULT } from '../../src/errors';
 import { until } from '../wait';
+import { kmsBindNdr32 } from './kms-bind';
 import { testServerSettings } from './settings';
 import { connectPeer } from './peer';
 
-const BIND = encodeBind({
-  ptype: PTYPE.BIND,
-  callId: 5,
-  flags: 0x13,
-  maxXmitFrag: 5840,
-  maxRecvFrag: 5840,
-  assocGroupId: 0,
-  contexts: [{ contextId: 0, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR32_SYNTAX] }],
-});
+const BIND = kmsBindNdr32(5);
 
 t.test('IPv6 addresses of one /64 are one client; IPv4 and mapped IPv4 addresses are their own', async (t) => {
   const a = addressGroup('2001:db8:1:2::5', 64);

@@ -10,18 +10,11 @@ import { KMS_INTERFACE, NDR32_SYNTAX, PTYPE } from '../../src/protocol/rpc/const
 import { RPC_FAULT } from '../../src/errors';
 import { product, rawConnect, startHarness } from './appliance-harness';
 import { settledWithin, until, within } from '../wait';
+import { kmsBindNdr32 } from './kms-bind';
 
 const WIN = product('Windows 10/11 Enterprise');
 
-const BIND_NDR32 = encodeBind({
-  ptype: PTYPE.BIND,
-  callId: 2,
-  flags: 0x13,
-  maxXmitFrag: 5840,
-  maxRecvFrag: 5840,
-  assocGroupId: 0,
-  contexts: [{ contextId: 0, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR32_SYNTAX] }],
-});
+const BIND_NDR32 = kmsBindNdr32(2);
 
 async function goodClientServed(t: Test, host: string, port: number): Promise<void> {
   const [r] = await activate({ host, port, product: WIN, timeoutMs: 3000 });

@@ -8,18 +8,11 @@ import { listenError } from '../../src/server/kms-server';
 import { isPublicAddress } from '../../src/net/networks';
 import { product, rawConnect, startHarness, type Harness } from './appliance-harness';
 import { until } from '../wait';
-import { decodeBindNak, encodeBind } from '../../src/protocol/rpc/bind';
-import { KMS_INTERFACE, NDR32_SYNTAX, PTYPE } from '../../src/protocol/rpc/constants';
+import { kmsBindNdr32 } from './kms-bind';
+import { decodeBindNak } from '../../src/protocol/rpc/bind';
+import { PTYPE } from '../../src/protocol/rpc/constants';
 
-const BIND = encodeBind({
-  ptype: PTYPE.BIND,
-  callId: 2,
-  flags: 0x13,
-  maxXmitFrag: 5840,
-  maxRecvFrag: 5840,
-  assocGroupId: 0,
-  contexts: [{ contextId: 0, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR32_SYNTAX] }],
-});
+const BIND = kmsBindNdr32(2);
 
 const PRODUCTS = [
   { name: 'Windows 7 Enterprise', version: 4 },

@@ -13,6 +13,7 @@ import { RpcSession } from '../../src/protocol/rpc/session';
 import { FirstBindCache } from '../../src/protocol/rpc/first-bind-cache';
 import { validateConfigText } from '../../src/config/load';
 import { until, within } from '../wait';
+import { kmsBindNdr32 } from './kms-bind';
 import { testServerSettings } from './settings';
 import { connectPeer, type Peer } from './peer';
 import { rawConnect, startHarness } from './appliance-harness';
@@ -20,15 +21,7 @@ import { Writable } from 'node:stream';
 import { createLogger, logActivation } from '../../src/logging/logger';
 import { UndecodableLines } from '../../src/logging/undecodable-lines';
 
-const BIND = encodeBind({
-  ptype: PTYPE.BIND,
-  callId: 1,
-  flags: 0x13,
-  maxXmitFrag: 5840,
-  maxRecvFrag: 5840,
-  assocGroupId: 0,
-  contexts: [{ contextId: 0, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR32_SYNTAX] }],
-});
+const BIND = kmsBindNdr32(1);
 
 /** A request on ctx 0 whose KMS body the test handlers refuse: answered with a response, which is progress. */
 function request(callId: number): Buffer {

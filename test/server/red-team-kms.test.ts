@@ -15,19 +15,12 @@ import { RpcSession } from '../../src/protocol/rpc/session';
 import { EXCHANGES, pduBytes } from '../protocol/rpc/exchanges';
 import { product, rawConnect, startHarness, type Harness } from './appliance-harness';
 import { afterPoll, until, within } from '../wait';
+import { kmsBindNdr32 } from './kms-bind';
 
 const WIN = product('Windows 10/11 Enterprise');
 
 /** ctx 0 KMS/NDR32: answered with a 60-byte bind_ack on a 5-digit port. */
-const BIND_NDR32 = encodeBind({
-  ptype: PTYPE.BIND,
-  callId: 2,
-  flags: 0x13,
-  maxXmitFrag: 5840,
-  maxRecvFrag: 5840,
-  assocGroupId: 0,
-  contexts: [{ contextId: 0, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [NDR32_SYNTAX] }],
-});
+const BIND_NDR32 = kmsBindNdr32(2);
 
 /** A captured Windows 10 v6 request on ctx 0 (NDR32): its stub, whatever the host then decides about its KMS body. */
 const capture = EXCHANGES.find((ex) => ex.name === 'vlmcs-vlmcsd-win10-v6-three-requests-one-connection.json')!;
