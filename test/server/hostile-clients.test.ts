@@ -4,13 +4,12 @@ import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { activate } from '../../src/client/kms-client';
-import { encodeBind } from '../../src/protocol/rpc/bind';
 import { encodeRequestPdu, decodeFaultPdu } from '../../src/protocol/rpc/request';
 import { KMS_INTERFACE, NDR32_SYNTAX, PTYPE } from '../../src/protocol/rpc/constants';
 import { RPC_FAULT } from '../../src/errors';
 import { product, rawConnect, startHarness } from './appliance-harness';
 import { settledWithin, until, within } from '../wait';
-import { kmsBindNdr32 } from './kms-bind';
+import { kmsAlterContext, kmsBindNdr32 } from './kms-bind';
 
 const WIN = product('Windows 10/11 Enterprise');
 
@@ -171,19 +170,14 @@ async function goodClientTries(host: string, port: number, tries = 20): Promise<
 }
 
 function alterWithContexts(callId: number, first: number, n: number): Buffer {
-  return encodeBind({
-    ptype: PTYPE.ALTER_CONTEXT,
+  return kmsAlterContext(
     callId,
-    flags: 0x03,
-    maxXmitFrag: 5840,
-    maxRecvFrag: 5840,
-    assocGroupId: 0,
-    contexts: Array.from({ length: n }, (_, i) => ({
+    Array.from({ length: n }, (_, i) => ({
       contextId: (first + i) & 0xffff,
       abstractSyntax: KMS_INTERFACE,
       transferSyntaxes: [NDR32_SYNTAX],
     })),
-  });
+  );
 }
 
 /** Tells the attackers to stop: a flag for their loops and a promise for those holding a connection. */

@@ -6,7 +6,6 @@ import net from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { activate } from '../../src/client/kms-client';
-import { encodeBind } from '../../src/protocol/rpc/bind';
 import { KMS_INTERFACE, NDR32_SYNTAX, NDR64_SYNTAX, PTYPE } from '../../src/protocol/rpc/constants';
 import { FragmentAssembler } from '../../src/protocol/rpc/fragment-assembler';
 import { decodeFaultPdu, encodeRequestPdu } from '../../src/protocol/rpc/request';
@@ -15,7 +14,7 @@ import { RpcSession } from '../../src/protocol/rpc/session';
 import { EXCHANGES, pduBytes } from '../protocol/rpc/exchanges';
 import { product, rawConnect, startHarness, type Harness } from './appliance-harness';
 import { afterPoll, until, within } from '../wait';
-import { kmsBindNdr32 } from './kms-bind';
+import { kmsAlterContext, kmsBindNdr32 } from './kms-bind';
 
 const WIN = product('Windows 10/11 Enterprise');
 
@@ -179,15 +178,7 @@ t.test('valid RPC carrying garbage KMS: each a response with a refusal HRESULT, 
 });
 
 function alterCtx0(callId: number, syntax: typeof NDR32_SYNTAX): Buffer {
-  return encodeBind({
-    ptype: PTYPE.ALTER_CONTEXT,
-    callId,
-    flags: 0x03,
-    maxXmitFrag: 5840,
-    maxRecvFrag: 5840,
-    assocGroupId: 0,
-    contexts: [{ contextId: 0, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [syntax] }],
-  });
+  return kmsAlterContext(callId, [{ contextId: 0, abstractSyntax: KMS_INTERFACE, transferSyntaxes: [syntax] }]);
 }
 
 t.test('flipping a context between NDR32 and NDR64 forever is no progress: closed at the idle timeout', async (t) => {
