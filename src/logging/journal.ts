@@ -5,6 +5,8 @@
 // is the journal only when it is that very stream (a pipe to `| jq` from a unit is not).
 import fs from 'node:fs';
 import pino, { type DestinationStream } from 'pino';
+import type { JsonBytes } from '../json-bytes';
+import { canReserve, type ReservingDestination } from './line-batch';
 
 /** pino's numeric level → syslog priority: fatal crit(2), error err(3), warn warning(4), info(6), debug(7). */
 export function syslogPriority(level: number): number {
@@ -42,7 +44,7 @@ export function withSyslogPrefix(dest: DestinationStream, enabled: boolean): Des
     [pino.symbols.needsMetadataGsym]: true,
     lastLevel: 30,
     write(line: string): void {
-      dest.write(`<${syslogPriority(wrapper.lastLevel)}>${line}`);
+      dest.write(`${PREFIXES[syslogPriority(wrapper.lastLevel)]}${line}`);
     },
     flush(cb?: (err?: Error) => void): void {
       const f = (dest as { flush?: (cb?: (err?: Error) => void) => void }).flush;
@@ -50,5 +52,19 @@ export function withSyslogPrefix(dest: DestinationStream, enabled: boolean): Des
       else cb?.();
     },
   };
-  return wrapper as unknown as DestinationStream;
+  if (!canReserve(dest)) return wrapper as unknown as DestinationStream;
+  // The request line's fast path (logger.ts) through the wrapper: the prefix first, in the batch.
+  const reserving: ReservingDestination = {
+    reserve(bytes: number): JsonBytes | undefined {
+      const w = dest.reserve(bytes + PREFIX_LENGTH);
+      w?.raw(PREFIXES[syslogPriority(wrapper.lastLevel)]!);
+      return w;
+    },
+    commit: (line: JsonBytes) => dest.commit(line),
+  };
+  return Object.assign(wrapper, reserving) as unknown as DestinationStream;
 }
+
+/** "<0>" … "<7>", made once. */
+const PREFIXES = Array.from({ length: 8 }, (_, p) => journalLine(p, ''));
+const PREFIX_LENGTH = 3;

@@ -7,10 +7,18 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { AppConfig } from '../config/defaults';
 import type { ActivationOutcome } from '../host/outcome';
-import { activationFields, activationJsonFields, MSG_REFUSED, MSG_SERVED } from './activation-line';
+import {
+  activationFields,
+  activationFieldsBound,
+  activationJsonFields,
+  MSG_REFUSED,
+  MSG_SERVED,
+  writeActivationFields,
+} from './activation-line';
 import { EVENT_NAMES, eventNameFor } from './events';
 import { withSyslogPrefix } from './journal';
 import { escapeJsonText } from './json-escape';
+import { canReserve } from './line-batch';
 import { isoTime } from '../host/iso-time';
 import { UndecodableLines } from './undecodable-lines';
 
@@ -102,15 +110,37 @@ export function logActivation(log: Logger, outcome: ActivationOutcome): void {
     else log.info(fields, MSG_SERVED);
     return;
   }
-  const more = suppressed > 0 ? `,"suppressedSimilar":${suppressed}` : '';
-  const line = refused
-    ? `{"level":"warn","time":"${isoNow()}"${sink.pid}${activationJsonFields(outcome)}${more},"msg":"${MSG_REFUSED}"}\n`
-    : `{"level":"info","time":"${isoNow()}"${sink.pid}${activationJsonFields(outcome)},"msg":"${MSG_SERVED}"}\n`;
   const stream = sink.stream;
   // As pino does for a stream that asks: the syslog prefix wrapper reads the line's level here.
   if (sink.metadata) (stream as unknown as { lastLevel: number }).lastLevel = level;
+  if (canReserve(stream)) {
+    const w = stream.reserve(ENVELOPE_BOUND + activationFieldsBound(outcome));
+    if (w !== undefined) {
+      w.raw(refused ? '{"level":"warn","time":"' : '{"level":"info","time":"');
+      w.raw(isoNow());
+      w.raw('"');
+      w.raw(sink.pid);
+      writeActivationFields(w, outcome);
+      if (suppressed > 0) {
+        w.raw(',"suppressedSimilar":');
+        w.number(suppressed);
+      }
+      w.raw(refused ? MSG_REFUSED_END : MSG_SERVED_END);
+      stream.commit(w);
+      return;
+    }
+  }
+  const more = suppressed > 0 ? `,"suppressedSimilar":${suppressed}` : '';
+  const line = refused
+    ? `{"level":"warn","time":"${isoNow()}"${sink.pid}${activationJsonFields(outcome)}${more}${MSG_REFUSED_END}`
+    : `{"level":"info","time":"${isoNow()}"${sink.pid}${activationJsonFields(outcome)}${MSG_SERVED_END}`;
   stream.write(line);
 }
+
+const MSG_SERVED_END = `,"msg":"${MSG_SERVED}"}\n`;
+const MSG_REFUSED_END = `,"msg":"${MSG_REFUSED}"}\n`;
+/** The envelope around the fields: level, time, pid, suppressedSimilar, msg, with room to spare. */
+const ENVELOPE_BOUND = 256;
 
 const LEVEL_INFO = 30;
 const LEVEL_WARN = 40;
@@ -129,9 +159,18 @@ const undecodable = new WeakMap<Logger, UndecodableLines>();
 
 /** pino.stdTimeFunctions.isoTime's text (the same as toISOString), without a Date per line. */
 function isoNow(): string {
-  // Date.now() is always within Date's range.
-  return isoTime(Date.now())!;
+  const now = Date.now();
+  // Under load many lines share a millisecond: its text is made once.
+  if (now !== isoNowMs) {
+    isoNowMs = now;
+    // Date.now() is always within Date's range.
+    isoNowText = isoTime(now)!;
+  }
+  return isoNowText;
 }
+
+let isoNowMs = Number.NaN;
+let isoNowText = '';
 
 export interface StartupFacts {
   readonly version: string;

@@ -4,21 +4,36 @@
 import { Writable } from 'node:stream';
 import t from 'tap';
 import type { ActivationOutcome } from '../../src/host/outcome';
-import { activationFields, MSG_REFUSED, MSG_SERVED, text } from '../../src/logging/activation-line';
+import { activationFields, MSG_REFUSED, MSG_SERVED } from '../../src/logging/activation-line';
+import { batchLines, type BufferedDestination } from '../../src/logging/line-batch';
 import { createLogger, logActivation, type LogLevel } from '../../src/logging/logger';
 import { seededRandom } from '../prng';
 import { SERVED_OUTCOME } from './served-outcome';
 
-function capture(level: LogLevel = 'info', syslogPrefix = false) {
+/**
+ * A logger over a plain stream (the line is made as a string), or over serve's line batch (the
+ * line is written into the batch's buffer).
+ */
+function capture(level: LogLevel = 'info', syslogPrefix = false, batched = false) {
   const raw: string[] = [];
-  const destination = new Writable({
+  const take = (chunk: Buffer | string) => raw.push(...chunk.toString().split('\n').filter(Boolean));
+  const stream = new Writable({
     write(chunk: Buffer, _enc, done) {
-      raw.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      take(chunk);
       done();
     },
   });
-  return { log: createLogger({ level, destination, syslogPrefix }), raw };
+  const sink: BufferedDestination = { write: take, flush: (cb) => cb?.(), flushSync: () => {} };
+  // A batch of one byte: every line is handed on as soon as it is written.
+  const batch = batchLines(sink, 1);
+  const log = createLogger({ level, destination: batched ? batch : stream, syslogPrefix });
+  return { log, raw };
 }
+
+const DESTINATIONS = [
+  ['a stream', false],
+  ["serve's line batch", true],
+] as const;
 
 const SERVED = SERVED_OUTCOME;
 
@@ -75,77 +90,85 @@ function pinoLine(log: ReturnType<typeof capture>['log'], o: ActivationOutcome):
   else log.info(activationFields(o), MSG_SERVED);
 }
 
-t.test("every outcome's line is byte for byte pino's line", async (t) => {
-  const cases: [string, ActivationOutcome][] = [
-    ...OUTCOMES,
-    ...HOSTILE_NAMES.map((name, i): [string, ActivationOutcome] => [`hostile name ${i}`, { ...SERVED, workstationName: name }]),
-    ...HOSTILE_NAMES.map((name, i): [string, ActivationOutcome] => [
-      `hostile name ${i} in a refusal`,
-      { result: 'refused', hresult: 0xc004f06c, code: 'KMS_ERR_KMS_TIME_SKEW', clientAddress: '192.0.2.9', workstationName: name },
-    ]),
-  ];
-  for (const [what, o] of cases) {
-    const { log, raw } = capture();
-    logActivation(log, o);
-    pinoLine(log, o);
-    t.equal(raw.length, 2, `${what}: one line each`);
-    t.equal(timeless(raw[0]!), timeless(raw[1]!), what);
-    t.same(JSON.parse(raw[0]!), { ...JSON.parse(raw[1]!), time: JSON.parse(raw[0]!).time }, `${what}: the same JSON value`);
-    t.notMatch(raw[0]!, /[\x00-\x1f\x7f-\x9f\u202e\u2028]/, `${what}: nothing a terminal acts on`);
-  }
-});
-
-t.test('random workstation names: the same line as pino, the exact name back', async (t) => {
-  const seed = 0x5e71a1;
-  const random = seededRandom(seed);
-  // Mostly ASCII, with controls, quotes, backslashes, bidi and other characters mixed in.
-  const alphabet = 'abcXYZ019.-_ "\\\x00\x1f\x7f\x85\u00ad\u200e\u202a\u202e\u2028\u2066\ufeffé日💻';
-  const chars = [...alphabet];
-  for (let n = 0; n < 300; n++) {
-    let name = '';
-    const length = Math.floor(random() * 140);
-    for (let i = 0; i < length; i++) name += chars[Math.floor(random() * chars.length)];
-    const { log, raw } = capture();
-    const o = { ...SERVED, workstationName: name };
-    logActivation(log, o);
-    pinoLine(log, o);
-    if (timeless(raw[0]!) !== timeless(raw[1]!)) {
-      t.fail(`seed ${seed} name ${n}: ${JSON.stringify(name)}\n${raw[0]}\n${raw[1]}`);
-      return;
+for (const [dest, batched] of DESTINATIONS) {
+  t.test(`every outcome's line is byte for byte pino's line (${dest})`, async (t) => {
+    const cases: [string, ActivationOutcome][] = [
+      ...OUTCOMES,
+      ...HOSTILE_NAMES.map((name, i): [string, ActivationOutcome] => [`hostile name ${i}`, { ...SERVED, workstationName: name }]),
+      ...HOSTILE_NAMES.map((name, i): [string, ActivationOutcome] => [
+        `hostile name ${i} in a refusal`,
+        { result: 'refused', hresult: 0xc004f06c, code: 'KMS_ERR_KMS_TIME_SKEW', clientAddress: '192.0.2.9', workstationName: name },
+      ]),
+    ];
+    for (const [what, o] of cases) {
+      const { log, raw } = capture('info', false, batched);
+      logActivation(log, o);
+      pinoLine(log, o);
+      t.equal(raw.length, 2, `${what}: one line each`);
+      t.equal(timeless(raw[0]!), timeless(raw[1]!), what);
+      t.same(JSON.parse(raw[0]!), { ...JSON.parse(raw[1]!), time: JSON.parse(raw[0]!).time }, `${what}: the same JSON value`);
+      t.notMatch(raw[0]!, /[\x00-\x1f\x7f-\x9f\u202e\u2028]/, `${what}: nothing a terminal acts on`);
     }
-    t.equal(JSON.parse(raw[0]!).clientFqdn, name);
-  }
-});
+  });
+}
 
-t.test("the envelope: pino's level, ISO time, pid and message, at the configured level", async (t) => {
-  const { log, raw } = capture('warn');
-  const before = Date.now();
-  logActivation(log, SERVED);
-  logActivation(log, OUTCOMES[3]![1]);
-  const after = Date.now();
-  t.equal(raw.length, 1, 'a served line is below warn');
-  const line = JSON.parse(raw[0]!) as Record<string, unknown>;
-  t.match(line, { level: 'warn', pid: process.pid, msg: MSG_REFUSED, event: 'kms-request-refused', eventId: 12290 });
-  t.match(String(line.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-  const ms = Date.parse(String(line.time));
-  t.ok(ms >= before && ms <= after, 'the time of writing');
-  const silent = capture('silent');
-  logActivation(silent.log, OUTCOMES[3]![1]);
-  t.equal(silent.raw.length, 0, 'silent writes nothing');
-});
+for (const [dest, batched] of DESTINATIONS) {
+  t.test(`random workstation names: the same line as pino, the exact name back (${dest})`, async (t) => {
+    const seed = 0x5e71a1;
+    const random = seededRandom(seed);
+    // Mostly ASCII, with controls, quotes, backslashes, bidi and other characters mixed in.
+    const alphabet = 'abcXYZ019.-_ "\\\x00\x1f\x7f\x85\u00ad\u200e\u202a\u202e\u2028\u2066\ufeffé日💻';
+    const chars = [...alphabet];
+    for (let n = 0; n < 300; n++) {
+      let name = '';
+      const length = Math.floor(random() * 140);
+      for (let i = 0; i < length; i++) name += chars[Math.floor(random() * chars.length)];
+      const { log, raw } = capture('info', false, batched);
+      const o = { ...SERVED, workstationName: name };
+      logActivation(log, o);
+      pinoLine(log, o);
+      if (timeless(raw[0]!) !== timeless(raw[1]!)) {
+        t.fail(`seed ${seed} name ${n}: ${JSON.stringify(name)}\n${raw[0]}\n${raw[1]}`);
+        return;
+      }
+      t.equal(JSON.parse(raw[0]!).clientFqdn, name);
+    }
+  });
+}
 
-t.test('under journald the line carries the priority of its level, as pino writes it', async (t) => {
-  const { log, raw } = capture('info', true);
-  logActivation(log, SERVED);
-  logActivation(log, OUTCOMES[3]![1]);
-  log.info('in between');
-  pinoLine(log, SERVED);
-  t.same(
-    raw.map((l) => l.slice(0, 3)),
-    ['<6>', '<4>', '<6>', '<6>'],
-  );
-  t.equal(timeless(raw[0]!), timeless(raw[3]!));
-});
+for (const [dest, batched] of DESTINATIONS) {
+  t.test(`the envelope: pino's level, ISO time, pid and message, at the configured level (${dest})`, async (t) => {
+    const { log, raw } = capture('warn', false, batched);
+    const before = Date.now();
+    logActivation(log, SERVED);
+    logActivation(log, OUTCOMES[3]![1]);
+    const after = Date.now();
+    t.equal(raw.length, 1, 'a served line is below warn');
+    const line = JSON.parse(raw[0]!) as Record<string, unknown>;
+    t.match(line, { level: 'warn', pid: process.pid, msg: MSG_REFUSED, event: 'kms-request-refused', eventId: 12290 });
+    t.match(String(line.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    const ms = Date.parse(String(line.time));
+    t.ok(ms >= before && ms <= after, 'the time of writing');
+    const silent = capture('silent', false, batched);
+    logActivation(silent.log, OUTCOMES[3]![1]);
+    t.equal(silent.raw.length, 0, 'silent writes nothing');
+  });
+}
+
+for (const [dest, batched] of DESTINATIONS) {
+  t.test(`under journald the line carries the priority of its level, as pino writes it (${dest})`, async (t) => {
+    const { log, raw } = capture('info', true, batched);
+    logActivation(log, SERVED);
+    logActivation(log, OUTCOMES[3]![1]);
+    log.info('in between');
+    pinoLine(log, SERVED);
+    t.same(
+      raw.map((l) => l.slice(0, 3)),
+      ['<6>', '<4>', '<6>', '<6>'],
+    );
+    t.equal(timeless(raw[0]!), timeless(raw[3]!));
+  });
+}
 
 t.test("a child logger's bindings stay in the line (pino writes it)", async (t) => {
   const { log, raw } = capture();
@@ -153,12 +176,12 @@ t.test("a child logger's bindings stay in the line (pino writes it)", async (t) 
   t.match(JSON.parse(raw[0]!), { listener: '127.0.0.1:1688', event: 'kms-request-served', clientFqdn: SERVED.workstationName });
 });
 
-t.test('a lone surrogate keeps its value as an escape (pino wrote it raw, which UTF-8 replaced)', async (t) => {
-  const name = 'half\ud83d-pair\udcbb';
-  const { log, raw } = capture();
-  logActivation(log, { ...SERVED, workstationName: name });
-  t.match(raw[0]!, '\\ud83d');
-  t.equal(JSON.parse(raw[0]!).clientFqdn, name);
-  t.equal(text('plain.name'), '"plain.name"');
-  t.equal(text('a"b'), '"a\\"b"');
-});
+for (const [dest, batched] of DESTINATIONS) {
+  t.test(`a lone surrogate keeps its value as an escape (pino wrote it raw, which UTF-8 replaced) (${dest})`, async (t) => {
+    const name = 'half\ud83d-pair\udcbb';
+    const { log, raw } = capture('info', false, batched);
+    logActivation(log, { ...SERVED, workstationName: name });
+    t.match(raw[0]!, '\\ud83d');
+    t.equal(JSON.parse(raw[0]!).clientFqdn, name);
+  });
+}

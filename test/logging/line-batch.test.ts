@@ -46,6 +46,49 @@ t.test("a flush's callback runs once the destination has written", async (t) => 
   t.same(calls, ['write x\n', 'flush']);
 });
 
+t.test('a line written in place (reserve, commit) keeps its order among string lines', async (t) => {
+  const kept: Buffer[] = [];
+  const dest: BufferedDestination = { write: (b) => void kept.push(b as Buffer), flush: (cb) => cb?.(), flushSync: () => {} };
+  const batch = batchLines(dest, 64);
+  batch.write('one\n');
+  const w = batch.reserve(16);
+  if (w === undefined) throw new Error('room for 16 bytes');
+  w.raw('two ');
+  w.number(2);
+  w.raw('\n');
+  batch.commit(w);
+  batch.write('drei ü\n');
+  batch.flushSync();
+  t.same(
+    kept.map((b) => b.toString()),
+    ['one\ntwo 2\ndrei ü\n'],
+  );
+});
+
+t.test('a batch handed on is never written again; lines too long for a batch still arrive, in order', async (t) => {
+  const kept: Buffer[] = [];
+  const dest: BufferedDestination = { write: (b) => void kept.push(b as Buffer), flush: (cb) => cb?.(), flushSync: () => {} };
+  const batch = batchLines(dest, 32);
+  batch.write(`${'a'.repeat(20)}\n`);
+  batch.write(`${'b'.repeat(12)}\n`); // 34 bytes wait: handed on
+  t.equal(kept.length, 1);
+  const first = kept[0]!;
+  const copy = Buffer.from(first);
+  const w = batch.reserve(40);
+  w!.raw('c'.repeat(30));
+  batch.commit(w!);
+  batch.write('d\n');
+  t.same(first, copy, 'the batch handed on is left alone while the destination may still be writing it');
+  t.equal(batch.reserve(1 << 20), undefined, 'no room is made for a line longer than the batch can hold');
+  batch.write(`${'é'.repeat(6000)}\n`); // 18,003 bytes at most: too long for a batch, passed on by itself
+  batch.write('e\n');
+  batch.flushSync();
+  t.same(
+    kept.map((b) => b.toString()),
+    [`${'a'.repeat(20)}\n${'b'.repeat(12)}\n`, `${'c'.repeat(30)}d\n`, `${'é'.repeat(6000)}\n`, 'e\n'],
+  );
+});
+
 const CHILD = sibling(path.join(__dirname, 'fixtures'), 'batched-exit');
 
 for (const how of ['exit', 'return']) {

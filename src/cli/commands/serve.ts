@@ -1,13 +1,12 @@
 // `kms-appliance serve`: run the appliance until SIGTERM/SIGINT (graceful: answered calls are
 // flushed, then exit 0). SIGHUP re-reads the configuration file: a valid file is applied without
 // dropping connections or counts; an invalid one is logged and the running configuration stays.
-import pino from 'pino';
 import { EXIT, defineCommand, type CommandIo } from '../command';
 import { loadConfig } from '../../config/load';
 import { ConfigError, KmsError } from '../../errors';
 import { createLogger, logShutdown, logStartup } from '../../logging/logger';
 import { isJournalStream, journalLine } from '../../logging/journal';
-import { batchLines } from '../../logging/line-batch';
+import { batchedDestination } from '../../logging/line-batch';
 import { applyOverrides, startAppliance, type Appliance } from '../appliance';
 import { formatListenAddress } from '../../config/listen-address';
 import { VERSION } from '../../version';
@@ -61,7 +60,7 @@ export const command = defineCommand({
     // Buffered, asynchronous stdout: one write(2) per few kilobytes instead of one per request
     // line, gathered into batches first (logging/line-batch.ts). A timer flushes a quiet host's
     // lines within a quarter second; shutdown flushes the rest.
-    const destination = batchLines(pino.destination({ dest: 1, sync: false, minLength: 8192 }));
+    const destination = batchedDestination(1);
     const flushTimer = setInterval(() => destination.flush(), 250);
     flushTimer.unref();
     const flushLog = (): Promise<void> => new Promise((resolve) => destination.flush(() => resolve()));
