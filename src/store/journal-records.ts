@@ -1,9 +1,10 @@
 // The lines of the request journal (request-journal.ts): one JSON array per write the store made
 // inside a group commit, enough to make the same write again after a crash. Flat arrays of
-// primitives, because the line is built on the reply path: JSON.stringify of a flat array costs
-// under a microsecond, of the row objects it stands for more than twice that. A served request's
+// primitives, written as bytes straight into the turn's buffer, because the line is built on the
+// reply path (json-bytes.ts says what strings cost there). A served request's
 // event and a refused request's client row are derived from the rest (request-rows.ts), so the
 // line carries each fact once.
+import { JSON_NUMBER_BOUND, jsonStringBound, JsonBytes } from '../json-bytes';
 import type { ClientRow, EventRow } from './rows';
 import { refusedRowOf, servedEventOf } from './request-rows';
 
@@ -43,58 +44,131 @@ export interface JournalRecord {
 const SERVED = 'a';
 const REFUSED = 'r';
 const SETTING = 's';
+const SERVED_KIND = `,"${SERVED}"`;
+const REFUSED_KIND = `,"${REFUSED}"`;
+const SETTING_KIND = `,"${SETTING}"`;
 
-/** One line, newline included. */
+/**
+ * One line per write, newline included, written straight into a buffer that holds a turn's lines
+ * (the bytes JSON.stringify of the flat array would give: decodeRecord reads them with JSON.parse).
+ */
+export class RecordLines {
+  private buf = Buffer.allocUnsafe(INITIAL_BYTES);
+  private readonly out = new JsonBytes(this.buf, 0);
+
+  get empty(): boolean {
+    return this.out.at === 0;
+  }
+
+  add(seq: number, w: JournaledWrite): void {
+    const bound = recordBound(w);
+    if (this.out.at + bound > this.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * this.buf.length, this.out.at + bound));
+      this.buf.copy(grown, 0, 0, this.out.at);
+      this.buf = grown;
+      this.out.buf = grown;
+    }
+    writeRecord(this.out, seq, w);
+  }
+
+  /** The lines added since the last take(), valid until the next add(). */
+  take(): Buffer {
+    const lines = this.buf.subarray(0, this.out.at);
+    this.out.at = 0;
+    // A flood's turn can leave a large buffer behind: the next turn starts small again.
+    if (this.buf.length > MAX_KEPT_BYTES) {
+      this.buf = Buffer.allocUnsafe(INITIAL_BYTES);
+      this.out.buf = this.buf;
+    }
+    return lines;
+  }
+}
+
+const INITIAL_BYTES = 4096;
+const MAX_KEPT_BYTES = 65536;
+
+/** One line, newline included, as a string (tests, and what RecordLines writes). */
 export function encodeRecord(seq: number, w: JournaledWrite): string {
+  const out = new JsonBytes(Buffer.allocUnsafe(recordBound(w)), 0);
+  writeRecord(out, seq, w);
+  return out.buf.toString('utf8', 0, out.at);
+}
+
+/** The most bytes writeRecord can take: every string escaped in full, every number at its longest. */
+function recordBound(w: JournaledWrite): number {
+  if (w.kind === 'setting') return jsonStringBound(w.key) + jsonStringBound(w.value) + 64;
+  const e = w.event;
+  let n = 20 * JSON_NUMBER_BOUND + 64;
+  n += jsonStringBound(e.application) + jsonStringBound(e.cmid) + jsonStringBound(e.workstation) + jsonStringBound(e.sku);
+  n += jsonStringBound(e.kms_group) + jsonStringBound(e.client_address) + jsonStringBound(e.previous_cmid) + jsonStringBound(e.code);
+  if (w.kind === 'served') {
+    const r = w.row;
+    n += jsonStringBound(r.application) + jsonStringBound(r.cmid) + jsonStringBound(r.workstation) + jsonStringBound(r.sku);
+    n += jsonStringBound(r.kms_group) + jsonStringBound(r.client_address) + jsonStringBound(w.previous ?? '');
+  }
+  return n;
+}
+
+function writeRecord(out: JsonBytes, seq: number, w: JournaledWrite): void {
+  out.raw('[');
+  out.number(seq);
   if (w.kind === 'served') {
     const r = w.row;
     const e = w.event;
-    return `${JSON.stringify([
-      seq,
-      SERVED,
-      r.application,
-      r.cmid,
-      r.now,
-      r.workstation,
-      r.sku,
-      r.kms_group,
-      r.license_status,
-      r.protocol_version,
-      r.client_address,
-      r.vm,
-      r.required_count,
-      w.previous ?? '',
-      e.previous_cmid,
-      e.request_time_ms,
-      e.current_count,
-      w.persistRequired,
-      w.servedMs,
-    ])}\n`;
-  }
-  if (w.kind === 'refused') {
+    out.raw(SERVED_KIND);
+    str(out, r.application);
+    str(out, r.cmid);
+    num(out, r.now);
+    str(out, r.workstation);
+    str(out, r.sku);
+    str(out, r.kms_group);
+    num(out, r.license_status);
+    num(out, r.protocol_version);
+    str(out, r.client_address);
+    num(out, r.vm);
+    num(out, r.required_count);
+    str(out, w.previous ?? '');
+    str(out, e.previous_cmid);
+    num(out, e.request_time_ms);
+    num(out, e.current_count);
+    num(out, w.persistRequired);
+    num(out, w.servedMs);
+  } else if (w.kind === 'refused') {
     const e = w.event;
-    return `${JSON.stringify([
-      seq,
-      REFUSED,
-      w.row === undefined ? 0 : 1,
-      e.time_ms,
-      e.hresult,
-      e.code,
-      e.application,
-      e.kms_group,
-      e.sku,
-      e.cmid,
-      e.previous_cmid,
-      e.workstation,
-      e.required_count,
-      e.license_status,
-      e.vm,
-      e.protocol_version,
-      e.client_address,
-      e.request_time_ms,
-    ])}\n`;
+    out.raw(REFUSED_KIND);
+    num(out, w.row === undefined ? 0 : 1);
+    num(out, e.time_ms);
+    num(out, e.hresult);
+    str(out, e.code);
+    str(out, e.application);
+    str(out, e.kms_group);
+    str(out, e.sku);
+    str(out, e.cmid);
+    str(out, e.previous_cmid);
+    str(out, e.workstation);
+    num(out, e.required_count);
+    num(out, e.license_status);
+    num(out, e.vm);
+    num(out, e.protocol_version);
+    str(out, e.client_address);
+    num(out, e.request_time_ms);
+  } else {
+    out.raw(SETTING_KIND);
+    str(out, w.key);
+    str(out, w.value);
   }
-  return `${JSON.stringify([seq, SETTING, w.key, w.value])}\n`;
+  out.raw(']\n');
+}
+
+/** A member of the array: a comma, then the value. */
+function str(out: JsonBytes, v: string): void {
+  out.raw(',');
+  out.string(v);
+}
+
+function num(out: JsonBytes, v: number): void {
+  out.raw(',');
+  out.number(v);
 }
 
 /** The shape of each kind's line after seq and kind: 's' = string, 'n' = finite number. */

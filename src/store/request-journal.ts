@@ -13,12 +13,12 @@ import type { StoreLog } from './store-log';
 
 /** The file operations the journal makes, so that a test can make them fail as a full disk does. */
 export interface JournalIo {
-  write(fd: number, data: string): number;
+  write(fd: number, data: Buffer): number;
   truncate(fd: number, length: number): void;
 }
 
 export const NODE_JOURNAL_IO: JournalIo = Object.freeze({
-  write: (fd: number, data: string) => fs.writeSync(fd, data),
+  write: (fd: number, data: Buffer) => fs.writeSync(fd, data),
   truncate: (fd: number, length: number) => fs.ftruncateSync(fd, length),
 });
 
@@ -111,9 +111,9 @@ export class RequestJournal {
    * must make the same writes durable another way. A partial write is cut back, so the file
    * never holds a torn line in the middle.
    */
-  append(lines: string): boolean {
+  append(lines: Buffer): boolean {
     if (this.broken) return false;
-    const bytes = Buffer.byteLength(lines);
+    const bytes = lines.length;
     let written = 0;
     try {
       written = this.io.write(this.fd, lines);

@@ -22,7 +22,7 @@ import { Inventory } from './inventory';
 import { FleetOutbox } from './fleet-outbox';
 import { registerConnection } from './testing';
 import { RequestJournal, type JournalIo } from './request-journal';
-import { decodeRecord, encodeRecord, type JournaledWrite } from './journal-records';
+import { decodeRecord, RecordLines, type JournaledWrite } from './journal-records';
 import { effectiveRequiredCount } from '../host/counting';
 import {
   DELETE_CLIENT,
@@ -198,7 +198,7 @@ export class SqliteStore implements ActivationStore {
   private journalSeq = 0;
   private committedSeq = 0;
   /** Lines of this turn's writes, appended by commitBatch before the turn's replies leave. */
-  private turnLines: string[] = [];
+  private readonly turnLines = new RecordLines();
   private batchOpenedAt = 0;
   private commitTimer: NodeJS.Timeout | undefined;
   private commitSoon: NodeJS.Immediate | undefined;
@@ -418,9 +418,8 @@ export class SqliteStore implements ActivationStore {
       this.commitSql();
       return;
     }
-    if (this.turnLines.length > 0) {
-      const appended = this.journal.append(this.turnLines.length === 1 ? this.turnLines[0]! : this.turnLines.join(''));
-      this.turnLines = [];
+    if (!this.turnLines.empty) {
+      const appended = this.journal.append(this.turnLines.take());
       if (!appended) {
         this.commitSql();
         return;
@@ -663,7 +662,7 @@ export class SqliteStore implements ActivationStore {
       if (this.journal?.usable && !this.replaying) {
         this.batch.push(w);
         this.deferred.push(w);
-        this.turnLines.push(encodeRecord(++this.journalSeq, w));
+        this.turnLines.add(++this.journalSeq, w);
         return;
       }
       try {
@@ -742,7 +741,7 @@ export class SqliteStore implements ActivationStore {
     if (this.state !== 'batch') return;
     if (this.checkpoints?.holding) {
       // The journal holds these writes durably already: the commit waits for the cycle's end.
-      if (this.journal?.usable && this.turnLines.length === 0) {
+      if (this.journal?.usable && this.turnLines.empty) {
         this.commitAfterHold = true;
         return;
       }
@@ -763,7 +762,7 @@ export class SqliteStore implements ActivationStore {
       this.abandonBatch(batch, err);
       return;
     }
-    this.turnLines = [];
+    this.turnLines.take(); // committed: the journal need not hold them
     this.committedSeq = this.journalSeq;
     for (const w of batch) this.afterDurable(w);
     if (this.pending.isEmpty) this.journal?.reset();
@@ -915,8 +914,7 @@ export class SqliteStore implements ActivationStore {
   private abandonBatch(batch: JournaledWrite[], err: unknown): void {
     // The batch's lines not yet in the journal go there now, so a crash during the outage that
     // begins here still finds every answered request (the pending writes are only in memory).
-    if (this.turnLines.length > 0) this.journal?.append(this.turnLines.join(''));
-    this.turnLines = [];
+    if (!this.turnLines.empty) this.journal?.append(this.turnLines.take());
     this.deferred = [];
     this.rollback();
     this.enterFailure(err);

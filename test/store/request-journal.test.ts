@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SqliteStore, type SqliteStoreOptions } from '../../src/store/sqlite-store';
 import { connectionOf } from '../../src/store/testing';
-import { decodeRecord, encodeRecord, type JournaledWrite } from '../../src/store/journal-records';
+import { decodeRecord, encodeRecord, RecordLines, type JournaledWrite } from '../../src/store/journal-records';
 import { refusedEvent, refusedRowOf, servedEvent, servedRow } from '../../src/store/request-rows';
 import { NODE_JOURNAL_IO, type JournalIo } from '../../src/store/request-journal';
 import { JOURNAL_FILE_NAME } from '../../src/store/data-dir';
@@ -81,6 +81,28 @@ t.test('every kind of write reads back from its line as the same write', async (
     t.ok(line.endsWith('\n') && line.indexOf('\n') === line.length - 1, `${w.kind} is one line`);
     t.same(decodeRecord(line.slice(0, -1)), { seq: i + 1, write: w }, `${w.kind} ${i} round-trips`);
   });
+  // A turn's lines, written into one growing buffer, are those same lines one after the other.
+  const lines = new RecordLines();
+  const expected: string[] = [];
+  for (let i = 0; i < 200; i++) {
+    // Long, escaped, multi-byte values too.
+    const w: JournaledWrite = i % 7 === 6 ? { kind: 'setting', key: 'k', value: 'é"\u2028'.repeat(i) } : writes[i % writes.length]!;
+    lines.add(1000 + i, w);
+    expected.push(encodeRecord(1000 + i, w));
+    if (i % 70 === 69) t.equal(lines.take().toString(), expected.splice(0).join(''), `a turn of lines up to ${i}`);
+  }
+  t.notOk(lines.empty);
+  const rest = lines.take().toString();
+  t.equal(rest, expected.join(''));
+  t.ok(lines.empty, 'take() leaves nothing behind');
+  t.same(
+    rest
+      .split('\n')
+      .slice(0, -1)
+      .map((l) => decodeRecord(l)?.seq),
+    Array.from({ length: 60 }, (_, k) => 1140 + k),
+    'each line decodes',
+  );
   const served = encodeRecord(3, writes[0]!).slice(0, -1);
   for (const bad of [
     served.slice(0, -5),
@@ -219,11 +241,11 @@ function fillableIo(): JournalIo & { full: boolean; cutFails: boolean; writes: n
     full: false,
     cutFails: false,
     writes: 0,
-    write(fd: number, data: string): number {
+    write(fd: number, data: Buffer): number {
       io.writes++;
       if (!io.full) return NODE_JOURNAL_IO.write(fd, data);
       // Half the bytes fit, as on a disk that fills up mid-write.
-      NODE_JOURNAL_IO.write(fd, data.slice(0, data.length >> 1));
+      NODE_JOURNAL_IO.write(fd, data.subarray(0, data.length >> 1));
       return data.length >> 1;
     },
     truncate(fd: number, length: number): void {
