@@ -21,7 +21,8 @@ export interface ActivationOutcome {
   /** SKU name, or a description naming the group when the SKU is not in the catalogue. */
   readonly skuName?: string;
   readonly requiredClientCount?: number;
-  readonly requestTime?: string; // ISO 8601 of the client's clock
+  /** The client's clock (ms since 1970; logged in ISO 8601 when Date can show it). */
+  readonly requestTimeMs?: number;
   readonly vm?: boolean;
   readonly licenseStatus?: number;
   readonly licenseStatusName?: string;

@@ -9,6 +9,7 @@ import type { ActivationOutcome } from '../host/outcome';
 import { licenseStatusName } from '../protocol/kms/license-status';
 import { jsonStringBound, JsonBytes } from '../json-bytes';
 import { escapeJsonText } from './json-escape';
+import { inDateRange, isoTime, writeIsoTime } from '../host/iso-time';
 
 const EVENT_SERVED = 'kms-request-served';
 const EVENT_REFUSED = 'kms-request-refused';
@@ -35,7 +36,7 @@ export function activationFields(o: ActivationOutcome): Record<string, unknown> 
     clientMachineId: o.clientMachineId,
     previousClientMachineId: o.previousClientMachineId,
     clientFqdn: o.workstationName,
-    clientTimestamp: o.requestTime,
+    clientTimestamp: o.requestTimeMs === undefined ? undefined : isoTime(o.requestTimeMs),
     vm: o.vm,
     licenseState: o.licenseStatus,
     licenseStateName: stateName(o),
@@ -73,7 +74,6 @@ export function activationFieldsBound(o: ActivationOutcome): number {
     bound(o.clientMachineId) +
     bound(o.previousClientMachineId) +
     bound(o.workstationName) +
-    bound(o.requestTime) +
     bound(stateName(o)) +
     bound(o.activationId) +
     bound(o.skuName) +
@@ -112,7 +112,11 @@ export function writeActivationFields(w: JsonBytes, o: ActivationOutcome): void 
   if (o.clientMachineId !== undefined) member(w, ',"clientMachineId":', o.clientMachineId);
   if (o.previousClientMachineId !== undefined) member(w, ',"previousClientMachineId":', o.previousClientMachineId);
   if (o.workstationName !== undefined) member(w, ',"clientFqdn":', o.workstationName);
-  if (o.requestTime !== undefined) member(w, ',"clientTimestamp":', o.requestTime);
+  if (o.requestTimeMs !== undefined && inDateRange(o.requestTimeMs)) {
+    w.raw(',"clientTimestamp":"');
+    writeIsoTime(w, o.requestTimeMs);
+    w.raw('"');
+  }
   if (o.vm !== undefined) w.raw(o.vm ? ',"vm":true' : ',"vm":false');
   if (o.licenseStatus !== undefined) numberMember(w, ',"licenseState":', o.licenseStatus);
   const name = stateName(o);

@@ -19,7 +19,7 @@ import { EVENT_NAMES, eventNameFor } from './events';
 import { withSyslogPrefix } from './journal';
 import { escapeJsonText } from './json-escape';
 import { canReserve } from './line-batch';
-import { isoTime } from '../host/iso-time';
+import { isoTime, writeIsoTime } from '../host/iso-time';
 import { UndecodableLines } from './undecodable-lines';
 
 export type { Logger };
@@ -117,7 +117,7 @@ export function logActivation(log: Logger, outcome: ActivationOutcome): void {
     const w = stream.reserve(ENVELOPE_BOUND + activationFieldsBound(outcome));
     if (w !== undefined) {
       w.raw(refused ? '{"level":"warn","time":"' : '{"level":"info","time":"');
-      w.raw(isoNow());
+      writeIsoTime(w, Date.now());
       w.raw('"');
       w.raw(sink.pid);
       writeActivationFields(w, outcome);

@@ -63,6 +63,8 @@ const OUTCOMES: [string, ActivationOutcome][] = [
     },
   ],
   ['a count that is not a number', { ...SERVED, currentCount: Number.NaN, requiredClientCount: Number.POSITIVE_INFINITY }],
+  ['a client clock before 1970', { ...SERVED, requestTimeMs: -11_644_473_600_000 }],
+  ['a client clock Date cannot show (no clientTimestamp)', { ...SERVED, requestTimeMs: 9e15 }],
 ];
 
 const HOSTILE_NAMES = [

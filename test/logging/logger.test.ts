@@ -32,7 +32,7 @@ const SERVED: ActivationOutcome = {
   kmsCountedId: 'aaaaaaaa-0000-0000-0000-000000000001',
   productGroupName: 'Windows 10/11 Volume',
   skuName: 'Windows 11 Enterprise',
-  requestTime: '2024-03-01T10:00:00.000Z',
+  requestTimeMs: Date.parse('2024-03-01T10:00:00.000Z'),
   vm: false,
   licenseStatusName: undefined,
 };

@@ -18,7 +18,7 @@ export const SERVED_OUTCOME: ActivationOutcome = Object.freeze({
   activationId: WIN10_ENTERPRISE_SKU,
   skuName: 'Windows 10/11 Enterprise',
   requiredClientCount: 25,
-  requestTime: '2026-12-01T10:00:00.000Z',
+  requestTimeMs: Date.parse('2026-12-01T10:00:00.000Z'),
   vm: true,
   licenseStatus: 2,
   licenseStatusName: 'initial grace (OOB)',
