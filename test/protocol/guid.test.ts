@@ -1,7 +1,7 @@
 // writeGuid writes what guidToBytes gives for every form guidToBytes accepts, refuses what it
 // refuses, and reads the canonical form in place.
 import t, { type Test } from 'tap';
-import { bytesToGuid, guidToBytes, writeGuid } from '../../src/protocol/guid';
+import { bytesToGuid, guidToBytes, RepeatedGuids, writeGuid } from '../../src/protocol/guid';
 import { seededRandom } from '../prng';
 
 function written(t: Test, guid: string): Buffer {
@@ -28,6 +28,25 @@ t.test('random GUIDs round-trip through bytesToGuid and agree with guidToBytes',
     if (!out.equals(bytes) || !out.equals(guidToBytes(text))) differing.push(`GUID ${n}: ${text}`);
   }
   t.same(differing, [], `seed ${seed}: 500 GUIDs round-trip`);
+});
+
+t.test('RepeatedGuids gives the text of any bytes, repeated or not, whatever slots they share', async (t) => {
+  const seed = 0x6e1e;
+  const random = seededRandom(seed);
+  const known = Array.from({ length: 300 }, () => Buffer.from(Array.from({ length: 16 }, () => Math.floor(random() * 256))));
+  // Differing in one byte only, and the all-zero GUID: the slots' easy confusions.
+  known.push(Buffer.alloc(16), Buffer.from(known[0]!).fill(1, 15), Buffer.from(known[0]!).fill(0, 0, 1));
+  const repeated = new RepeatedGuids();
+  const wire = Buffer.alloc(40);
+  const differing: string[] = [];
+  for (let n = 0; n < 5000; n++) {
+    // Mostly a few GUIDs again and again (a site's products), sometimes any of them.
+    const g = known[random() < 0.8 ? Math.floor(random() * 4) : Math.floor(random() * known.length)]!;
+    const at = Math.floor(random() * 24);
+    g.copy(wire, at);
+    if (repeated.text(wire, at) !== bytesToGuid(g)) differing.push(`call ${n}: ${bytesToGuid(g)}`);
+  }
+  t.same(differing.slice(0, 5), [], `seed ${seed}: 5000 lookups`);
 });
 
 t.test('the other forms guidToBytes accepts: upper case, braces, spaces', async (t) => {

@@ -1,6 +1,6 @@
 // The 236-byte request base (PROTOCOL.md §4.2), shared by all versions; in v5/v6 it is the
 // decrypted plaintext. Callers guarantee the 236 bytes exist (the version codecs check lengths).
-import { bytesToGuid, writeGuid } from '../guid';
+import { bytesToGuid, RepeatedGuids, writeGuid } from '../guid';
 import { REQUEST_BASE_LENGTH, WORKSTATION_NAME_UNITS } from './constants';
 import type { KmsRequestBase } from './types';
 
@@ -10,9 +10,19 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 /** §4.2: up to the first NUL code unit (all 64 units when there is none); bad UTF-16 → U+FFFD. */
 function decodeWorkstationName(buf: Buffer, at: number): string {
   let units = 0;
-  while (units < WORKSTATION_NAME_UNITS && (buf[at + 2 * units]! | buf[at + 2 * units + 1]!) !== 0) units++;
-  return buf.toString('utf16le', at, at + 2 * units).replace(LONE_SURROGATE, '\uFFFD');
+  let surrogates = false;
+  for (; units < WORKSTATION_NAME_UNITS; units++) {
+    const high = buf[at + 2 * units + 1]!;
+    if ((buf[at + 2 * units]! | high) === 0) break;
+    if ((high & 0xf8) === 0xd8) surrogates = true;
+  }
+  const name = buf.toString('utf16le', at, at + 2 * units);
+  // The replacement's regular expression only for the rare name that has surrogates at all.
+  return surrogates ? name.replace(LONE_SURROGATE, '\uFFFD') : name;
 }
+
+/** The product IDs and the previous CMID (nearly always the nil GUID) repeat across requests. */
+const repeated = new RepeatedGuids();
 
 export function decodeRequestBase(buf: Buffer, at: number): KmsRequestBase {
   if (at < 0 || at + REQUEST_BASE_LENGTH > buf.length) {
@@ -24,13 +34,13 @@ export function decodeRequestBase(buf: Buffer, at: number): KmsRequestBase {
     vmInfo: buf.readUInt32LE(at + 4),
     licenseStatus: buf.readUInt32LE(at + 8),
     bindingExpiration: buf.readUInt32LE(at + 12),
-    applicationId: bytesToGuid(buf, at + 16),
-    activationId: bytesToGuid(buf, at + 32),
-    kmsCountedId: bytesToGuid(buf, at + 48),
+    applicationId: repeated.text(buf, at + 16),
+    activationId: repeated.text(buf, at + 32),
+    kmsCountedId: repeated.text(buf, at + 48),
     clientMachineId: bytesToGuid(buf, at + 64),
     requiredClientCount: buf.readUInt32LE(at + 80),
     requestTime: buf.readBigUInt64LE(at + 84),
-    previousClientMachineId: bytesToGuid(buf, at + 92),
+    previousClientMachineId: repeated.text(buf, at + 92),
     workstationName: decodeWorkstationName(buf, at + WORKSTATION_OFFSET),
   };
 }
