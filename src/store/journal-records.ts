@@ -6,15 +6,18 @@
 // line carries each fact once.
 import { JSON_NUMBER_BOUND, jsonStringBound, JsonBytes } from '../json-bytes';
 import type { ClientRow, EventRow } from './rows';
-import { refusedRowOf, servedEventOf } from './request-rows';
+import { refusedRowOf, type ServedFacts } from './request-rows';
 
-/** A served request: its client row, the machine id it replaced and its event. */
-interface ServedWrite {
+/**
+ * A served request: its client row, the machine id it replaced and what its event adds to the
+ * row (the event itself is made when the statements run: servedEventOf). The write waits for the
+ * next commit, so what it holds outlives young-generation collections: it holds little.
+ */
+interface ServedWrite extends ServedFacts {
   readonly kind: 'served';
   readonly row: ClientRow;
   /** The CMID this request replaced (PROTOCOL.md §7.2), undefined = none. */
   readonly previous: string | undefined;
-  readonly event: EventRow;
   /** The threshold written to the file with this request, 0 = none (thresholds.ts persists them sparsely). */
   readonly persistRequired: number;
   readonly servedMs: number;
@@ -97,15 +100,16 @@ export function encodeRecord(seq: number, w: JournaledWrite): string {
 /** The most bytes writeRecord can take: every string escaped in full, every number at its longest. */
 function recordBound(w: JournaledWrite): number {
   if (w.kind === 'setting') return jsonStringBound(w.key) + jsonStringBound(w.value) + 64;
-  const e = w.event;
   let n = 20 * JSON_NUMBER_BOUND + 64;
-  n += jsonStringBound(e.application) + jsonStringBound(e.cmid) + jsonStringBound(e.workstation) + jsonStringBound(e.sku);
-  n += jsonStringBound(e.kms_group) + jsonStringBound(e.client_address) + jsonStringBound(e.previous_cmid) + jsonStringBound(e.code);
   if (w.kind === 'served') {
     const r = w.row;
     n += jsonStringBound(r.application) + jsonStringBound(r.cmid) + jsonStringBound(r.workstation) + jsonStringBound(r.sku);
     n += jsonStringBound(r.kms_group) + jsonStringBound(r.client_address) + jsonStringBound(w.previous ?? '');
+    return n + jsonStringBound(w.previousCmid);
   }
+  const e = w.event;
+  n += jsonStringBound(e.application) + jsonStringBound(e.cmid) + jsonStringBound(e.workstation) + jsonStringBound(e.sku);
+  n += jsonStringBound(e.kms_group) + jsonStringBound(e.client_address) + jsonStringBound(e.previous_cmid) + jsonStringBound(e.code);
   return n;
 }
 
@@ -114,7 +118,6 @@ function writeRecord(out: JsonBytes, seq: number, w: JournaledWrite): void {
   out.number(seq);
   if (w.kind === 'served') {
     const r = w.row;
-    const e = w.event;
     out.raw(SERVED_KIND);
     str(out, r.application);
     str(out, r.cmid);
@@ -128,9 +131,9 @@ function writeRecord(out: JsonBytes, seq: number, w: JournaledWrite): void {
     num(out, r.vm);
     num(out, r.required_count);
     str(out, w.previous ?? '');
-    str(out, e.previous_cmid);
-    num(out, e.request_time_ms);
-    num(out, e.current_count);
+    str(out, w.previousCmid);
+    num(out, w.requestTimeMs);
+    num(out, w.currentCount);
     num(out, w.persistRequired);
     num(out, w.servedMs);
   } else if (w.kind === 'refused') {
@@ -219,8 +222,8 @@ export function decodeRecord(line: string): JournalRecord | undefined {
       required_count: n(10),
     };
     const previous = s(11) === '' ? undefined : s(11);
-    const event = servedEventOf(row, s(12), n(13), n(14));
-    return { seq, write: { kind: 'served', row, previous, event, persistRequired: n(15), servedMs: n(16) } };
+    const facts = { previousCmid: s(12), requestTimeMs: n(13), currentCount: n(14) };
+    return { seq, write: { kind: 'served', row, previous, ...facts, persistRequired: n(15), servedMs: n(16) } };
   }
   const event: EventRow = {
     time_ms: n(1),

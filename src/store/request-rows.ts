@@ -56,18 +56,26 @@ export function refusedRowOf(event: EventRow): ClientRow {
   };
 }
 
-/** The event of a served request, from its row (the ids are lowercased once). */
-export function servedEvent(row: ClientRow, obs: ClientObservation, snapshot: CountSnapshot): EventRow {
-  return servedEventOf(
-    row,
-    obs.previousClientMachineId.toLowerCase(),
-    Number.isFinite(obs.requestTimeMs) ? Math.trunc(obs.requestTimeMs) : 0,
-    Math.min(snapshot.activeClients, 2 * snapshot.maxRequiredClientCount),
-  );
+/** What a served request's event holds beyond its client row. */
+export interface ServedFacts {
+  /** The previous CMID as sent (lowercased), the nil GUID included. */
+  readonly previousCmid: string;
+  /** The client's clock, whole ms; 0 when it was not a finite time. */
+  readonly requestTimeMs: number;
+  /** The count the client was told. */
+  readonly currentCount: number;
 }
 
-/** What a served request's event holds beyond its row: the previous id as sent, the client's clock, the count. */
-export function servedEventOf(row: ClientRow, previousCmid: string, requestTimeMs: number, currentCount: number): EventRow {
+export function servedFacts(obs: ClientObservation, snapshot: CountSnapshot): ServedFacts {
+  return {
+    previousCmid: obs.previousClientMachineId.toLowerCase(),
+    requestTimeMs: Number.isFinite(obs.requestTimeMs) ? Math.trunc(obs.requestTimeMs) : 0,
+    currentCount: Math.min(snapshot.activeClients, 2 * snapshot.maxRequiredClientCount),
+  };
+}
+
+/** The event of a served request, from its row and facts: made when it is written, so it never outlives that. */
+export function servedEventOf(row: ClientRow, facts: ServedFacts): EventRow {
   return {
     time_ms: row.now,
     served: 1,
@@ -77,15 +85,15 @@ export function servedEventOf(row: ClientRow, previousCmid: string, requestTimeM
     kms_group: row.kms_group,
     sku: row.sku,
     cmid: row.cmid,
-    previous_cmid: previousCmid,
+    previous_cmid: facts.previousCmid,
     workstation: row.workstation,
     required_count: row.required_count,
     license_status: row.license_status,
     vm: row.vm,
     protocol_version: row.protocol_version,
     client_address: row.client_address,
-    request_time_ms: requestTimeMs,
-    current_count: currentCount,
+    request_time_ms: facts.requestTimeMs,
+    current_count: facts.currentCount,
   };
 }
 

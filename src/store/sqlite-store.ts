@@ -35,7 +35,7 @@ import {
   type EventRow,
 } from './rows';
 import { PositionalStatement } from './positional-statement';
-import { previousOf, refusedEvent, refusedRowOf, servedEvent, servedRow, thresholdOf } from './request-rows';
+import { previousOf, refusedEvent, refusedRowOf, servedEventOf, servedFacts, servedRow, thresholdOf } from './request-rows';
 
 const DAY_MS = 86_400_000;
 /** The settings key of the last journal record committed to the file (request-journal.ts). */
@@ -477,8 +477,17 @@ export class SqliteStore implements ActivationStore {
     const cutoff = nowMs - windowMs;
     const max = this.thresholds.maxSince(app, cutoff);
     const snapshot = { activeClients: this.counts.served(app, row.cmid, previous, nowMs, cutoff, 2 * max), maxRequiredClientCount: max };
-    const event = servedEvent(row, obs, snapshot);
-    this.write({ kind: 'served', row, previous, event, persistRequired: persistThreshold ? threshold : 0, servedMs });
+    const facts = servedFacts(obs, snapshot);
+    this.write({
+      kind: 'served',
+      row,
+      previous,
+      previousCmid: facts.previousCmid,
+      requestTimeMs: facts.requestTimeMs,
+      currentCount: facts.currentCount,
+      persistRequired: persistThreshold ? threshold : 0,
+      servedMs,
+    });
     return snapshot;
   }
 
@@ -695,7 +704,7 @@ export class SqliteStore implements ActivationStore {
       }
       this.upsertServed.run(row);
       if (w.persistRequired > 0) this.upsertRequired.run(row.application, w.persistRequired, w.servedMs);
-      this.insertEvent.run(w.event);
+      this.insertEvent.run(servedEventOf(row, w));
     } else if (w.kind === 'refused') {
       if (w.row) this.upsertRefused.run(w.row);
       this.insertEvent.run(w.event);
@@ -708,7 +717,7 @@ export class SqliteStore implements ActivationStore {
     if (w.kind === 'served') {
       // The threshold waits in this.thresholds (unpersisted) and is written by flushPending.
       this.pending.served(w.row, w.previous);
-      this.keepEvent(w.event);
+      this.keepEvent(servedEventOf(w.row, w));
     } else if (w.kind === 'refused') {
       // Past the bound a refused new machine leaves only its event: nothing was acknowledged.
       const row = w.row;

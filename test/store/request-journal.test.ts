@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { SqliteStore, type SqliteStoreOptions } from '../../src/store/sqlite-store';
 import { connectionOf } from '../../src/store/testing';
 import { decodeRecord, encodeRecord, RecordLines, type JournaledWrite } from '../../src/store/journal-records';
-import { refusedEvent, refusedRowOf, servedEvent, servedRow } from '../../src/store/request-rows';
+import { refusedEvent, refusedRowOf, servedFacts, servedRow } from '../../src/store/request-rows';
 import { NODE_JOURNAL_IO, type JournalIo } from '../../src/store/request-journal';
 import { JOURNAL_FILE_NAME } from '../../src/store/data-dir';
 import { cmid, obs, recordingLog, tempDataDir, WINDOW } from './observations';
@@ -56,7 +56,7 @@ t.test('every kind of write reads back from its line as the same write', async (
       kind: 'served',
       row,
       previous: cmid(6),
-      event: servedEvent(row, o, { activeClients: 9, maxRequiredClientCount: 5 }),
+      ...servedFacts(o, { activeClients: 9, maxRequiredClientCount: 5 }),
       persistRequired: 25,
       servedMs: T0,
     },
@@ -64,7 +64,7 @@ t.test('every kind of write reads back from its line as the same write', async (
       kind: 'served',
       row,
       previous: undefined,
-      event: servedEvent(row, o, { activeClients: 3, maxRequiredClientCount: 1 }),
+      ...servedFacts(o, { activeClients: 3, maxRequiredClientCount: 1 }),
       persistRequired: 0,
       servedMs: T0,
     },
@@ -174,8 +174,8 @@ t.test('a restart replays what a crash left in the journal, once', async (t) => 
   const line = ({ i, seq }: { i: number; seq: number }) => {
     const o = obs(i, big);
     const row = servedRow(o, T0 + i);
-    const event = servedEvent(row, o, { activeClients: i, maxRequiredClientCount: 1000 });
-    return encodeRecord(seq, { kind: 'served', row, previous: undefined, event, persistRequired: 0, servedMs: T0 + i });
+    const facts = servedFacts(o, { activeClients: i, maxRequiredClientCount: 1000 });
+    return encodeRecord(seq, { kind: 'served', row, previous: undefined, ...facts, persistRequired: 0, servedMs: T0 + i });
   };
   fs.writeFileSync(journalOf(dir), [...committed, ...crashed].map(line).join(''));
   const log = recordingLog();
@@ -203,7 +203,7 @@ t.test('damaged lines and a cut-short end are skipped, every whole record is rep
       kind: 'served',
       row,
       previous: undefined,
-      event: servedEvent(row, o, { activeClients: i, maxRequiredClientCount: 1000 }),
+      ...servedFacts(o, { activeClients: i, maxRequiredClientCount: 1000 }),
       persistRequired: 0,
       servedMs: T0 + i,
     });
