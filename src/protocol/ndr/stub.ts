@@ -45,8 +45,19 @@ export function decodeRequestStub(stub: Buffer, syntax: TransferSyntax): Buffer 
 
 /** §3.2: responseSize, referent, conformance, the response, zero pad to 4, then HRESULT 0. */
 export function encodeSuccessStub(response: Buffer, syntax: TransferSyntax): Buffer {
+  const w = new Writer(successStubLength(response.length, syntax));
+  writeSuccessStub(w, response, syntax);
+  return w.finish();
+}
+
+/** The length of the success stub of a `responseBytes`-byte KMS response. */
+export function successStubLength(responseBytes: number, syntax: TransferSyntax): number {
+  return (syntax === 'ndr32' ? 12 : 24) + responseBytes + pad4(responseBytes) + 4;
+}
+
+/** The success stub written at the writer's position, which must be 4-aligned (as at PDU offset 24). */
+export function writeSuccessStub(w: Writer, response: Buffer, syntax: TransferSyntax): void {
   const n = response.length;
-  const w = new Writer(28 + n + 3);
   if (syntax === 'ndr32') {
     w.u32(n).u32(RESPONSE_REFERENT_ID).u32(n);
   } else {
@@ -54,7 +65,6 @@ export function encodeSuccessStub(response: Buffer, syntax: TransferSyntax): Buf
   }
   // NDR places the pad before the return value (the C reference pads after it; both give zeros).
   w.bytes(response).align(4).u32(0);
-  return w.finish();
 }
 
 /** §3.4: responseSize 0, a null referent (nothing follows it), then the HRESULT. */

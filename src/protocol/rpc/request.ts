@@ -38,12 +38,12 @@ export interface FaultPdu {
 }
 
 /**
- * Decodes a request (one fragment). A PDU too short for alloc_hint, p_cont_id, opnum and (when
- * flagged) the object UUID fails with KMS_ERR_RPC_REQUEST_TRUNCATED: its header is readable, so
- * the host answers with a fault rather than closing (§2.9).
+ * Decodes a request (one fragment), its header given when the caller decoded it already. A PDU
+ * too short for alloc_hint, p_cont_id, opnum and (when flagged) the object UUID fails with
+ * KMS_ERR_RPC_REQUEST_TRUNCATED: its header is readable, so the host answers with a fault rather
+ * than closing (§2.9).
  */
-export function decodeRequest(pdu: Buffer): RequestPdu {
-  const header = decodeHeader(pdu);
+export function decodeRequest(pdu: Buffer, header: CommonHeader = decodeHeader(pdu)): RequestPdu {
   const r = new Reader(pdu, COMMON_HEADER_LENGTH, pdu.length, 'KMS_ERR_RPC_REQUEST_TRUNCATED');
   const allocHint = r.u32('alloc_hint');
   const contextId = r.u16('p_cont_id');
@@ -58,9 +58,19 @@ export function decodeRequest(pdu: Buffer): RequestPdu {
 /** A single-fragment response: alloc_hint = stub length, cancel_count 0, flags 0x03 (§2.9, C11). */
 export function encodeResponse(callId: number, contextId: number, stub: Buffer): Buffer {
   const w = new Writer(CALL_HEADER_LENGTH + stub.length);
-  const at = writeHeader(w, PTYPE.RESPONSE, REPLY_FLAGS.SINGLE_FRAGMENT, callId);
-  w.u32(stub.length).u16(contextId).u8(0).u8(0).bytes(stub);
+  const at = writeResponseHead(w, callId, contextId, stub.length);
+  w.bytes(stub);
   return finishPdu(w, at);
+}
+
+/**
+ * The 24 bytes of a single-fragment response before its stub, for a caller that writes the stub
+ * into the same writer (one buffer per reply); returns the offset of frag_length for finishPdu.
+ */
+export function writeResponseHead(w: Writer, callId: number, contextId: number, stubLength: number): number {
+  const at = writeHeader(w, PTYPE.RESPONSE, REPLY_FLAGS.SINGLE_FRAGMENT, callId);
+  w.u32(stubLength).u16(contextId).u8(0).u8(0);
+  return at;
 }
 
 /**

@@ -1,9 +1,18 @@
 // The per-connection DCE/RPC state machine of the host (PROTOCOL.md §2.11): whole PDUs in, at most
 // one reply out per PDU, plus whether to close. Pure: the server owns the socket, timers and logs.
 import { KmsError, ProtocolError, specOf, type ErrorCode } from '../../errors';
-import { decodeRequestStub, encodeRefusalStub, encodeSuccessStub, type TransferSyntax } from '../ndr/stub';
+import { Writer } from '../writer';
+import {
+  decodeRequestStub,
+  encodeRefusalStub,
+  encodeSuccessStub,
+  successStubLength,
+  writeSuccessStub,
+  type TransferSyntax,
+} from '../ndr/stub';
 import { decodeBind, encodeBindAck, encodeBindNak, negotiateFragSize, type BindPdu } from './bind';
 import {
+  CALL_HEADER_LENGTH,
   DREP_LITTLE_ENDIAN_ASCII_IEEE,
   OPNUM_REQUEST_ACTIVATION,
   PFC,
@@ -13,9 +22,9 @@ import {
   RPC_VERSION_MINOR,
 } from './constants';
 import { ackFor, type FirstBindAnswer, type FirstBindCache } from './first-bind-cache';
-import { decodeWholePduHeader, type CommonHeader } from './header';
+import { decodeWholePduHeader, finishPdu, type CommonHeader } from './header';
 import { ContextTable, judgePresentationContexts, LIMIT_REJECTION } from './presentation-context';
-import { decodeRequest, encodeFault, encodeResponseFragments, type RequestPdu } from './request';
+import { decodeRequest, encodeFault, encodeResponseFragments, writeResponseHead, type RequestPdu } from './request';
 
 export interface SessionOptions {
   readonly ndr64: boolean;
@@ -215,7 +224,7 @@ export class RpcSession {
     let req: RequestPdu | undefined;
     let truncation: unknown;
     try {
-      req = decodeRequest(pdu);
+      req = decodeRequest(pdu, header);
     } catch (err) {
       truncation = err;
     }
@@ -285,8 +294,10 @@ export class RpcSession {
       outcome = { hresult: err.spec.hresult };
       error = err;
     }
-    const stubOut = 'response' in outcome ? encodeSuccessStub(outcome.response, syntax) : encodeRefusalStub(outcome.hresult, syntax);
-    const reply = encodeResponseFragments(callId, contextId, stubOut, this.maxRecvFrag);
+    const reply =
+      'response' in outcome
+        ? successResponse(callId, contextId, outcome.response, syntax, this.maxRecvFrag)
+        : encodeResponseFragments(callId, contextId, encodeRefusalStub(outcome.hresult, syntax), this.maxRecvFrag);
     return error ? { reply, close: false, error, progress: true } : { reply, close: false, progress: true };
   }
 
@@ -375,4 +386,16 @@ function asKmsError(err: unknown): KmsError {
 
 function messageOf(err: unknown): string | undefined {
   return err instanceof Error ? err.message : undefined;
+}
+
+/** A served call's response: header and stub written into one buffer when it fits the client's max_recv_frag. */
+function successResponse(callId: number, contextId: number, response: Buffer, syntax: TransferSyntax, maxRecvFrag: number): Buffer {
+  const stubLength = successStubLength(response.length, syntax);
+  if (CALL_HEADER_LENGTH + stubLength > maxRecvFrag) {
+    return encodeResponseFragments(callId, contextId, encodeSuccessStub(response, syntax), maxRecvFrag);
+  }
+  const w = new Writer(CALL_HEADER_LENGTH + stubLength);
+  const at = writeResponseHead(w, callId, contextId, stubLength);
+  writeSuccessStub(w, response, syntax);
+  return finishPdu(w, at);
 }

@@ -6,7 +6,12 @@ import {
   encodeRefusalStub,
   encodeRequestStub,
   encodeSuccessStub,
+  successStubLength,
+  writeSuccessStub,
 } from '../../../src/protocol/ndr/stub';
+import { finishPdu } from '../../../src/protocol/rpc/header';
+import { encodeResponse, writeResponseHead } from '../../../src/protocol/rpc/request';
+import { Writer } from '../../../src/protocol/writer';
 import { bytes, hex } from '../../bytes';
 import { EXCHANGES } from '../rpc/exchanges';
 
@@ -138,4 +143,18 @@ t.test('client-side response stub checks of §3.3', async (t) => {
   t.equal(back.warnings.length, 2);
   // A nonzero return value after a response is reported as such.
   t.equal(decodeResponseStub(bytes('02000000 00000200 02000000 0102 0000 0d000780'), 'ndr32').hresult, 0x8007000d);
+});
+
+t.test('a success stub written behind a response head is the response of the stub made on its own', async (t) => {
+  for (const syntax of ['ndr32', 'ndr64'] as const) {
+    for (let n = 0; n <= 20; n++) {
+      const response = Buffer.from(Array.from({ length: n }, (_, i) => 0x40 + i));
+      const stub = encodeSuccessStub(response, syntax);
+      t.equal(successStubLength(n, syntax), stub.length, `${syntax}, ${n} bytes: the length announced`);
+      const w = new Writer(8);
+      const at = writeResponseHead(w, 7, 1, stub.length);
+      writeSuccessStub(w, response, syntax);
+      t.same(finishPdu(w, at), encodeResponse(7, 1, stub), `${syntax}, ${n} bytes: the same PDU`);
+    }
+  }
 });
