@@ -75,6 +75,9 @@ export class KmsConnection implements Slot {
   private shutdownRequested = false;
   /** The outcome of the call just handled, reported (log line, metrics) once its reply is on its way. */
   private unreported: ActivationOutcome | undefined;
+  /** Replies and outcomes waiting at the gate, outbox[0, outboxLength); slots are cleared, never the array. */
+  private readonly outbox: (Buffer | ActivationOutcome | undefined)[] = [];
+  private outboxLength = 0;
 
   constructor(
     readonly socket: net.Socket,
@@ -209,19 +212,15 @@ export class KmsConnection implements Slot {
   }
 
   private send(reply: Buffer): void {
-    const socket = this.socket;
     // Only a response carries something the store must hold first (an answered activation is on
     // disk). bind_ack, alter_context_resp, bind_nak and faults leave at once unless a reply of this
     // connection is still waiting at the gate, which keeps this connection's replies in order.
     if (this.gated === 0 && reply[2] !== PTYPE.RESPONSE) {
-      socket.write(reply);
+      this.socket.write(reply);
       return;
     }
     this.gated += reply.length;
-    this.ctx.gate.run(() => {
-      this.gated -= reply.length;
-      if (!socket.destroyed) socket.write(reply);
-    });
+    this.toOutbox(reply);
   }
 
   /**
@@ -232,9 +231,32 @@ export class KmsConnection implements Slot {
     const outcome = this.unreported;
     if (outcome === undefined) return;
     this.unreported = undefined;
-    const onOutcome = this.ctx.onOutcome;
-    this.ctx.gate.run(() => onOutcome(outcome));
+    this.toOutbox(outcome);
   }
+
+  // Replies and outcomes wait at the gate in this connection's outbox, which the gate releases in
+  // one go: one entry at the gate per connection and turn, not a closure per reply and outcome.
+  private toOutbox(item: Buffer | ActivationOutcome): void {
+    this.outbox[this.outboxLength++] = item;
+    if (this.outboxLength === 1) this.ctx.gate.run(this.releaseOutbox);
+  }
+
+  private readonly releaseOutbox = (): void => {
+    const items = this.outbox;
+    const socket = this.socket;
+    // By index, to the current length: whatever a write's events add meanwhile goes in this pass.
+    for (let i = 0; i < this.outboxLength; i++) {
+      const item = items[i]!;
+      items[i] = undefined;
+      if (item instanceof Uint8Array) {
+        this.gated -= item.length;
+        if (!socket.destroyed) socket.write(item);
+      } else {
+        this.ctx.onOutcome(item);
+      }
+    }
+    this.outboxLength = 0;
+  };
 
   /** A peer that does not read our replies stops being read; past a hard bound it is cut off. */
   private checkBacklog(): void {

@@ -22,7 +22,10 @@ export interface BatchingStore {
 
 export class GroupCommitGate implements ReplyGate {
   private open = false;
-  private queue: (() => void)[] = [];
+  /** queue[0, queued): its slots are cleared after a turn, the array kept (no array per turn). */
+  private readonly queue: ((() => void) | undefined)[] = [];
+  private queued = 0;
+  private readonly flushSoon = (): void => this.flush();
 
   constructor(private readonly store: BatchingStore) {}
 
@@ -30,11 +33,11 @@ export class GroupCommitGate implements ReplyGate {
   enter(): void {
     if (this.open || !this.store.beginBatch()) return;
     this.open = true;
-    setImmediate(() => this.flush());
+    setImmediate(this.flushSoon);
   }
 
   run(send: () => void): void {
-    if (this.open) this.queue.push(send);
+    if (this.open) this.queue[this.queued++] = send;
     else send();
   }
 
@@ -44,10 +47,16 @@ export class GroupCommitGate implements ReplyGate {
     try {
       this.store.commitBatch();
     } finally {
+      // Closed first: a send that calls run() goes at once, behind the ones before it.
       this.open = false;
-      const queued = this.queue;
-      this.queue = [];
-      for (const send of queued) send();
+      const n = this.queued;
+      this.queued = 0;
+      const queue = this.queue;
+      for (let i = 0; i < n; i++) {
+        const send = queue[i]!;
+        queue[i] = undefined;
+        send();
+      }
     }
   }
 }
