@@ -74,26 +74,58 @@ export function servedFacts(obs: ClientObservation, snapshot: CountSnapshot): Se
   };
 }
 
-/** The event of a served request, from its row and facts: made when it is written, so it never outlives that. */
+/** The event of a served request, from its row and facts (the pending path keeps it). */
 export function servedEventOf(row: ClientRow, facts: ServedFacts): EventRow {
+  return fillServedEvent(emptyEvent(), row, facts);
+}
+
+/**
+ * `event` made the event of a served request, for the statement that writes it: the store binds
+ * one such object again and again, so a served request's event is never an object of its own.
+ */
+export function fillServedEvent(event: Mutable<EventRow>, row: ClientRow, facts: ServedFacts): EventRow {
+  event.time_ms = row.now;
+  event.served = 1;
+  event.hresult = 0;
+  event.code = '';
+  event.application = row.application;
+  event.kms_group = row.kms_group;
+  event.sku = row.sku;
+  event.cmid = row.cmid;
+  event.previous_cmid = facts.previousCmid;
+  event.workstation = row.workstation;
+  event.required_count = row.required_count;
+  event.license_status = row.license_status;
+  event.vm = row.vm;
+  event.protocol_version = row.protocol_version;
+  event.client_address = row.client_address;
+  event.request_time_ms = facts.requestTimeMs;
+  event.current_count = facts.currentCount;
+  return event;
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** An event row with every field, to be filled (one shape for all of them). */
+export function emptyEvent(): Mutable<EventRow> {
   return {
-    time_ms: row.now,
-    served: 1,
+    time_ms: 0,
+    served: 0,
     hresult: 0,
     code: '',
-    application: row.application,
-    kms_group: row.kms_group,
-    sku: row.sku,
-    cmid: row.cmid,
-    previous_cmid: facts.previousCmid,
-    workstation: row.workstation,
-    required_count: row.required_count,
-    license_status: row.license_status,
-    vm: row.vm,
-    protocol_version: row.protocol_version,
-    client_address: row.client_address,
-    request_time_ms: facts.requestTimeMs,
-    current_count: facts.currentCount,
+    application: '',
+    kms_group: '',
+    sku: '',
+    cmid: '',
+    previous_cmid: '',
+    workstation: '',
+    required_count: 0,
+    license_status: 0,
+    vm: 0,
+    protocol_version: 0,
+    client_address: '',
+    request_time_ms: 0,
+    current_count: 0,
   };
 }
 

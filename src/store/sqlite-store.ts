@@ -35,7 +35,17 @@ import {
   type EventRow,
 } from './rows';
 import { PositionalStatement } from './positional-statement';
-import { previousOf, refusedEvent, refusedRowOf, servedEventOf, servedFacts, servedRow, thresholdOf } from './request-rows';
+import {
+  emptyEvent,
+  fillServedEvent,
+  previousOf,
+  refusedEvent,
+  refusedRowOf,
+  servedEventOf,
+  servedFacts,
+  servedRow,
+  thresholdOf,
+} from './request-rows';
 
 const DAY_MS = 86_400_000;
 /** The settings key of the last journal record committed to the file (request-journal.ts). */
@@ -176,6 +186,8 @@ export class SqliteStore implements ActivationStore {
   private readonly lastCountedOf: Database.Statement;
   private readonly mostRecentOf: Database.Statement;
   private readonly insertEvent: PositionalStatement<EventRow>;
+  /** Each served request's event, filled and bound in turn (fillServedEvent). */
+  private readonly servedEvent = emptyEvent();
   private readonly selectSetting: Database.Statement;
   private readonly upsertSetting: Database.Statement;
   private readonly pruneByAge: Database.Statement;
@@ -704,7 +716,7 @@ export class SqliteStore implements ActivationStore {
       }
       this.upsertServed.run(row);
       if (w.persistRequired > 0) this.upsertRequired.run(row.application, w.persistRequired, w.servedMs);
-      this.insertEvent.run(servedEventOf(row, w));
+      this.insertEvent.run(fillServedEvent(this.servedEvent, row, w));
     } else if (w.kind === 'refused') {
       if (w.row) this.upsertRefused.run(w.row);
       this.insertEvent.run(w.event);
