@@ -97,3 +97,33 @@ t.test('failed fsyncs are a counter read from the store', async (t) => {
   failures = 3;
   t.equal(await line(), 'kms_appliance_store_sync_failures_total 3');
 });
+
+t.test("the process metrics are prom-client's defaults without the GC histogram, and no GC observer is left running", async (t) => {
+  const { PerformanceObserver } = await import('node:perf_hooks');
+  const observed: string[][] = [];
+  const observe = PerformanceObserver.prototype.observe;
+  // Every observer made while the metrics are built, by the entry types it asks for.
+  PerformanceObserver.prototype.observe = function (this: InstanceType<typeof PerformanceObserver>, options) {
+    const asked = options as { entryTypes?: readonly string[]; type?: string };
+    observed.push([...(asked.entryTypes ?? []), ...(asked.type ? [asked.type] : [])]);
+    return observe.call(this, options);
+  };
+  let ours: string[];
+  try {
+    const m = createApplianceMetrics({
+      kms: () => ({ listening: true, open: 0, refusedByReason: {} }),
+      store: () => ({ pendingWrites: 0, writeFailures: 0, writable: true }),
+      counts: () => undefined,
+    });
+    ours = (await m.registry.getMetricsAsJSON()).map((x) => x.name).filter((n) => /^kms_appliance_(process|nodejs)_/.test(n));
+  } finally {
+    PerformanceObserver.prototype.observe = observe;
+  }
+  t.notOk(observed.flat().includes('gc'), 'no observer of garbage collections');
+  const { collectDefaultMetrics, Registry } = await import('prom-client');
+  const defaults = new Registry();
+  collectDefaultMetrics({ register: defaults, prefix: 'kms_appliance_' });
+  const theirs = (await defaults.getMetricsAsJSON()).map((x) => x.name);
+  t.same(ours.sort(), theirs.filter((n) => n !== 'kms_appliance_nodejs_gc_duration_seconds').sort());
+  t.ok(ours.includes('kms_appliance_process_resident_memory_bytes') && ours.includes('kms_appliance_nodejs_eventloop_lag_p99_seconds'));
+});
