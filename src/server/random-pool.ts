@@ -13,7 +13,8 @@ export function pooledRandomBytes(poolSize = 4096): (n: number) => Buffer {
       pool = randomBytes(poolSize);
       at = 0;
     }
-    const out = Buffer.from(pool.subarray(at, at + n));
+    const out = Buffer.allocUnsafe(n);
+    pool.copy(out, 0, at, at + n);
     pool.fill(0, at, at + n); // handed out once: never reused, never readable again from the pool
     at += n;
     return out;
