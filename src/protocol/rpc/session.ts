@@ -55,7 +55,10 @@ export interface KmsCall {
   readonly contextId: number;
 }
 
-/** Gets exactly the requestSize KMS bytes; answers with a KMS response or a refusal HRESULT. */
+/**
+ * Gets exactly the requestSize KMS bytes, a view of the received PDU that is valid during the call
+ * only (a handler that keeps any of it copies it); answers with a KMS response or a refusal HRESULT.
+ */
 export type KmsCallHandler = (kmsMessage: Buffer, call: KmsCall) => { response: Buffer } | { hresult: number };
 
 export interface SessionResult {
@@ -278,8 +281,7 @@ export class RpcSession {
   private serve(stub: Buffer, callId: number, contextId: number, syntax: TransferSyntax): SessionResult {
     let kmsMessage: Buffer;
     try {
-      // A copy: the handler may keep it, and the stub is a view of a network buffer.
-      kmsMessage = Buffer.from(decodeRequestStub(stub, syntax));
+      kmsMessage = decodeRequestStub(stub, syntax);
     } catch (err) {
       return this.faultFor(callId, contextId, true, 'KMS_ERR_RPC_STUB_MALFORMED', err);
     }
