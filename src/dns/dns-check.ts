@@ -176,15 +176,24 @@ export function legacyClientWarnings(records: readonly SrvRecord[]): string[] {
   if (priorities.size > 1) {
     const lowest = Math.min(...priorities);
     const backups = records.filter((r) => r.priority !== lowest).map((r) => r.target);
+    const named = backups.length > 5 ? `${backups.slice(0, 5).join(', ')} and ${backups.length - 5} more` : backups.join(', ');
     warnings.push(
       'clients older than Windows 7 / Server 2008 R2 ignore SRV priority and pick any record at random, ' +
-        `so ${backups.join(', ')} (meant as backup) also get first requests; every listed host must be able to serve`,
+        `so ${named} (meant as backup) also get first requests; every listed host must be able to serve`,
     );
   } else if (new Set(records.map((r) => r.weight)).size > 1) {
     warnings.push('clients older than Windows 7 / Server 2008 R2 ignore SRV weight: they spread requests evenly over these records');
   }
   return warnings;
 }
+
+/**
+ * What one check probes at most. Each probe can wait for a connect timeout, so a zone listing
+ * hundreds of records (or a target with hundreds of addresses), wrong or hostile, would otherwise
+ * keep `dns check` busy for hours; the rest are named in a warning.
+ */
+const MAX_PROBED_RECORDS = 16;
+const MAX_PROBED_ADDRESSES = 8;
 
 export async function checkDiscovery(
   options: CheckOptions,
@@ -206,9 +215,16 @@ export async function checkDiscovery(
 
   warnings.push(...legacyClientWarnings(srv.value));
 
+  const ordered = orderSrvRecords(srv.value, options.random);
+  if (ordered.length > MAX_PROBED_RECORDS) {
+    warnings.push(
+      `DNS lists ${ordered.length} KMS host records; only the first ${MAX_PROBED_RECORDS} in client order are checked ` +
+        '(a site needs a few; this many points at a wrong or hostile zone)',
+    );
+  }
   const attempts: Attempt[] = [];
   let success: Attempt | undefined;
-  for (const record of orderSrvRecords(srv.value, options.random)) {
+  for (const record of ordered.slice(0, MAX_PROBED_RECORDS)) {
     const addrs = await deps.resolver.addresses(record.target);
     if (!addrs.ok || addrs.value.length === 0) {
       const why = addrs.ok
@@ -230,7 +246,10 @@ export async function checkDiscovery(
     }
     const tries: AddressTry[] = [];
     let attempt: Attempt | undefined;
-    for (const address of addrs.value) {
+    if (addrs.value.length > MAX_PROBED_ADDRESSES) {
+      warnings.push(`${record.target} has ${addrs.value.length} addresses; only the first ${MAX_PROBED_ADDRESSES} are checked`);
+    }
+    for (const address of addrs.value.slice(0, MAX_PROBED_ADDRESSES)) {
       const result = await deps.probe(address, record.port);
       tries.push({ address, result });
       if (result.ok) {

@@ -234,3 +234,29 @@ t.test('default domain: from the host name, else resolv.conf', async (t) => {
   t.equal(defaultDomain('kms01', `${dir}/resolv.conf`), 'branch.example');
   t.equal(defaultDomain('kms01', '/nonexistent'), undefined);
 });
+
+t.test('a zone listing hundreds of records or addresses is checked up to a bound, and says so', async (t) => {
+  const records: SrvRecord[] = Array.from({ length: 300 }, (_, i) => ({ priority: i, weight: 0, port: 1688, target: `kms${i}.big.test` }));
+  const probed: string[] = [];
+  const resolver: DiscoveryResolver = {
+    description: 'stub',
+    srv: async () => ({ ok: true, value: records }),
+    addresses: async (host) => ({
+      ok: true,
+      value: Array.from({ length: host === 'kms0.big.test' ? 50 : 1 }, (_, i) => `192.0.2.${i + 1}`),
+    }),
+  };
+  const probe = async (host: string, port: number): Promise<ProbeResult> => {
+    probed.push(`${host}:${port}`);
+    return { ok: false, code: 'KMS_ERR_CLIENT_CONNECT', hresult: HRESULT.RPC_SERVER_UNAVAILABLE, message: 'ECONNREFUSED' };
+  };
+  const r = await checkDiscovery({ domain: 'big.test' }, { resolver, probe });
+  t.notOk(r.ok);
+  t.equal(r.attempts.length, 16, 'sixteen records tried, in client order');
+  t.equal(r.attempts[0]!.record.target, 'kms0.big.test');
+  t.equal(probed.length, 8 + 15, 'eight addresses of the first target, one of each other');
+  t.match(r.warnings.join('\n'), /DNS lists 300 KMS host records; only the first 16/);
+  t.match(r.warnings.join('\n'), /kms0\.big\.test has 50 addresses; only the first 8/);
+  t.equal(r.records.length, 300, 'the report still names every record DNS gave');
+  t.match(r.warnings.join('\n'), /kms5\.big\.test and 294 more \(meant as backup\)/, 'the backups named, up to five');
+});
