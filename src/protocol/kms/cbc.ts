@@ -16,6 +16,10 @@ function checkRange(iv: Uint8Array, buf: Uint8Array, start: number, end: number)
 /** C_i = E(P_i ⊕ C_{i−1}), C_{−1} = iv; `iv` must not overlap the range. */
 export function cbcEncryptInPlace(cipher: BlockCipher, iv: Uint8Array, buf: Uint8Array, start: number, end: number): void {
   checkRange(iv, buf, start, end);
+  if (cipher.encryptCbc) {
+    cipher.encryptCbc(iv, buf, start, end);
+    return;
+  }
   let prev: Uint8Array = iv;
   let prevOff = 0;
   for (let at = start; at < end; at += B) {
@@ -29,6 +33,10 @@ export function cbcEncryptInPlace(cipher: BlockCipher, iv: Uint8Array, buf: Uint
 /** P_i = D(C_i) ⊕ C_{i−1}, walking backwards so each C_{i−1} is still intact when it is needed. */
 export function cbcDecryptInPlace(cipher: BlockCipher, iv: Uint8Array, buf: Uint8Array, start: number, end: number): void {
   checkRange(iv, buf, start, end);
+  if (cipher.decryptCbc) {
+    cipher.decryptCbc(iv, buf, start, end);
+    return;
+  }
   for (let at = end - B; at >= start; at -= B) {
     cipher.decryptBlock(buf, at, buf, at);
     if (at > start) {

@@ -7,6 +7,9 @@
 export interface BlockCipher {
   encryptBlock(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): void;
   decryptBlock(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): void;
+  /** CBC of whole blocks in place, when the cipher has its own (faster) chaining; cbc.ts checks the range first. */
+  encryptCbc?(iv: Uint8Array, buf: Uint8Array, start: number, end: number): void;
+  decryptCbc?(iv: Uint8Array, buf: Uint8Array, start: number, end: number): void;
 }
 
 // ---- GF(2^8) arithmetic and tables, built once from the field definition (FIPS-197 §4, §5.1.1) ----
@@ -131,6 +134,8 @@ export class RijndaelCipher implements BlockCipher {
   readonly rounds: number;
   private readonly ek: Int32Array;
   private readonly dk: Int32Array;
+  /** A block's result as four words (encryptWords, decryptWords). */
+  private readonly words = new Int32Array(4);
 
   constructor(key: Uint8Array, options: RijndaelOptions = {}) {
     const ek = expandKey(key);
@@ -162,11 +167,77 @@ export class RijndaelCipher implements BlockCipher {
   }
 
   encryptBlock(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): void {
+    this.encryptWords(readWord(src, srcOff), readWord(src, srcOff + 4), readWord(src, srcOff + 8), readWord(src, srcOff + 12));
+    const w = this.words;
+    writeWord(dst, dstOff, w[0]!);
+    writeWord(dst, dstOff + 4, w[1]!);
+    writeWord(dst, dstOff + 8, w[2]!);
+    writeWord(dst, dstOff + 12, w[3]!);
+  }
+
+  decryptBlock(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): void {
+    this.decryptWords(readWord(src, srcOff), readWord(src, srcOff + 4), readWord(src, srcOff + 8), readWord(src, srcOff + 12));
+    const w = this.words;
+    writeWord(dst, dstOff, w[0]!);
+    writeWord(dst, dstOff + 4, w[1]!);
+    writeWord(dst, dstOff + 8, w[2]!);
+    writeWord(dst, dstOff + 12, w[3]!);
+  }
+
+  /**
+   * CBC encryption of buf[start, end) where it lies (cbc.ts checks the range): the chaining value
+   * stays in four words instead of being XORed into the buffer byte by byte before each block.
+   */
+  encryptCbc(iv: Uint8Array, buf: Uint8Array, start: number, end: number): void {
+    const w = this.words;
+    let c0 = readWord(iv, 0);
+    let c1 = readWord(iv, 4);
+    let c2 = readWord(iv, 8);
+    let c3 = readWord(iv, 12);
+    for (let at = start; at < end; at += 16) {
+      this.encryptWords(readWord(buf, at) ^ c0, readWord(buf, at + 4) ^ c1, readWord(buf, at + 8) ^ c2, readWord(buf, at + 12) ^ c3);
+      c0 = w[0]!;
+      c1 = w[1]!;
+      c2 = w[2]!;
+      c3 = w[3]!;
+      writeWord(buf, at, c0);
+      writeWord(buf, at + 4, c1);
+      writeWord(buf, at + 8, c2);
+      writeWord(buf, at + 12, c3);
+    }
+  }
+
+  /** CBC decryption of buf[start, end) where it lies, from the front: each ciphertext block is read before it is overwritten. */
+  decryptCbc(iv: Uint8Array, buf: Uint8Array, start: number, end: number): void {
+    const w = this.words;
+    let c0 = readWord(iv, 0);
+    let c1 = readWord(iv, 4);
+    let c2 = readWord(iv, 8);
+    let c3 = readWord(iv, 12);
+    for (let at = start; at < end; at += 16) {
+      const x0 = readWord(buf, at);
+      const x1 = readWord(buf, at + 4);
+      const x2 = readWord(buf, at + 8);
+      const x3 = readWord(buf, at + 12);
+      this.decryptWords(x0, x1, x2, x3);
+      writeWord(buf, at, w[0]! ^ c0);
+      writeWord(buf, at + 4, w[1]! ^ c1);
+      writeWord(buf, at + 8, w[2]! ^ c2);
+      writeWord(buf, at + 12, w[3]! ^ c3);
+      c0 = x0;
+      c1 = x1;
+      c2 = x2;
+      c3 = x3;
+    }
+  }
+
+  /** The cipher on one block as four big-endian words; the result in this.words. */
+  private encryptWords(w0: number, w1: number, w2: number, w3: number): void {
     const k = this.ek;
-    let s0 = readWord(src, srcOff) ^ k[0]!;
-    let s1 = readWord(src, srcOff + 4) ^ k[1]!;
-    let s2 = readWord(src, srcOff + 8) ^ k[2]!;
-    let s3 = readWord(src, srcOff + 12) ^ k[3]!;
+    let s0 = w0 ^ k[0]!;
+    let s1 = w1 ^ k[1]!;
+    let s2 = w2 ^ k[2]!;
+    let s3 = w3 ^ k[3]!;
     let i = 4;
     // ShiftRows is folded into which column each row's byte is taken from.
     for (let r = 1; r < this.rounds; r++, i += 4) {
@@ -180,34 +251,20 @@ export class RijndaelCipher implements BlockCipher {
       s3 = t3;
     }
     // Last round: no MixColumns.
-    writeWord(
-      dst,
-      dstOff,
-      ((SBOX[s0 >>> 24]! << 24) | (SBOX[(s1 >>> 16) & 0xff]! << 16) | (SBOX[(s2 >>> 8) & 0xff]! << 8) | SBOX[s3 & 0xff]!) ^ k[i]!,
-    );
-    writeWord(
-      dst,
-      dstOff + 4,
-      ((SBOX[s1 >>> 24]! << 24) | (SBOX[(s2 >>> 16) & 0xff]! << 16) | (SBOX[(s3 >>> 8) & 0xff]! << 8) | SBOX[s0 & 0xff]!) ^ k[i + 1]!,
-    );
-    writeWord(
-      dst,
-      dstOff + 8,
-      ((SBOX[s2 >>> 24]! << 24) | (SBOX[(s3 >>> 16) & 0xff]! << 16) | (SBOX[(s0 >>> 8) & 0xff]! << 8) | SBOX[s1 & 0xff]!) ^ k[i + 2]!,
-    );
-    writeWord(
-      dst,
-      dstOff + 12,
-      ((SBOX[s3 >>> 24]! << 24) | (SBOX[(s0 >>> 16) & 0xff]! << 16) | (SBOX[(s1 >>> 8) & 0xff]! << 8) | SBOX[s2 & 0xff]!) ^ k[i + 3]!,
-    );
+    const w = this.words;
+    w[0] = ((SBOX[s0 >>> 24]! << 24) | (SBOX[(s1 >>> 16) & 0xff]! << 16) | (SBOX[(s2 >>> 8) & 0xff]! << 8) | SBOX[s3 & 0xff]!) ^ k[i]!;
+    w[1] = ((SBOX[s1 >>> 24]! << 24) | (SBOX[(s2 >>> 16) & 0xff]! << 16) | (SBOX[(s3 >>> 8) & 0xff]! << 8) | SBOX[s0 & 0xff]!) ^ k[i + 1]!;
+    w[2] = ((SBOX[s2 >>> 24]! << 24) | (SBOX[(s3 >>> 16) & 0xff]! << 16) | (SBOX[(s0 >>> 8) & 0xff]! << 8) | SBOX[s1 & 0xff]!) ^ k[i + 2]!;
+    w[3] = ((SBOX[s3 >>> 24]! << 24) | (SBOX[(s0 >>> 16) & 0xff]! << 16) | (SBOX[(s1 >>> 8) & 0xff]! << 8) | SBOX[s2 & 0xff]!) ^ k[i + 3]!;
   }
 
-  decryptBlock(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): void {
+  /** The inverse cipher on one block (equivalent inverse, FIPS-197 §5.3.5); the result in this.words. */
+  private decryptWords(w0: number, w1: number, w2: number, w3: number): void {
     const k = this.dk;
-    let s0 = readWord(src, srcOff) ^ k[0]!;
-    let s1 = readWord(src, srcOff + 4) ^ k[1]!;
-    let s2 = readWord(src, srcOff + 8) ^ k[2]!;
-    let s3 = readWord(src, srcOff + 12) ^ k[3]!;
+    let s0 = w0 ^ k[0]!;
+    let s1 = w1 ^ k[1]!;
+    let s2 = w2 ^ k[2]!;
+    let s3 = w3 ^ k[3]!;
     let i = 4;
     // InvShiftRows moves row r right by r columns, hence the mirrored column choice.
     for (let r = 1; r < this.rounds; r++, i += 4) {
@@ -220,29 +277,18 @@ export class RijndaelCipher implements BlockCipher {
       s2 = t2;
       s3 = t3;
     }
-    writeWord(
-      dst,
-      dstOff,
+    const w = this.words;
+    w[0] =
       ((INV_SBOX[s0 >>> 24]! << 24) | (INV_SBOX[(s3 >>> 16) & 0xff]! << 16) | (INV_SBOX[(s2 >>> 8) & 0xff]! << 8) | INV_SBOX[s1 & 0xff]!) ^
-        k[i]!,
-    );
-    writeWord(
-      dst,
-      dstOff + 4,
+      k[i]!;
+    w[1] =
       ((INV_SBOX[s1 >>> 24]! << 24) | (INV_SBOX[(s0 >>> 16) & 0xff]! << 16) | (INV_SBOX[(s3 >>> 8) & 0xff]! << 8) | INV_SBOX[s2 & 0xff]!) ^
-        k[i + 1]!,
-    );
-    writeWord(
-      dst,
-      dstOff + 8,
+      k[i + 1]!;
+    w[2] =
       ((INV_SBOX[s2 >>> 24]! << 24) | (INV_SBOX[(s1 >>> 16) & 0xff]! << 16) | (INV_SBOX[(s0 >>> 8) & 0xff]! << 8) | INV_SBOX[s3 & 0xff]!) ^
-        k[i + 2]!,
-    );
-    writeWord(
-      dst,
-      dstOff + 12,
+      k[i + 2]!;
+    w[3] =
       ((INV_SBOX[s3 >>> 24]! << 24) | (INV_SBOX[(s2 >>> 16) & 0xff]! << 16) | (INV_SBOX[(s1 >>> 8) & 0xff]! << 8) | INV_SBOX[s0 & 0xff]!) ^
-        k[i + 3]!,
-    );
+      k[i + 3]!;
   }
 }
