@@ -9,8 +9,8 @@ export function jsonStringBound(s: string): number {
   return 6 * s.length + 2;
 }
 
-/** The most bytes number() writes (JSON.stringify's longest: "-1.2345678901234567e-308"). */
-export const JSON_NUMBER_BOUND = 24;
+/** The most bytes number() writes (JSON.stringify's longest: "-0.0000012345678901234567"). */
+export const JSON_NUMBER_BOUND = 25;
 
 const QUOTE = 0x22;
 

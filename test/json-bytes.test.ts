@@ -63,6 +63,8 @@ t.test('numbers: the text of JSON.stringify (null for what JSON lacks), within t
     0.5,
     1 / 3,
     -1.2345678901234567e-308,
+    -0.0000012345678901234567,
+    -1.0000000000000002e-7,
     Number.MIN_VALUE,
     Number.MAX_VALUE,
     Number.NaN,
