@@ -252,11 +252,28 @@ export class KmsConnection implements Slot {
         this.gated -= item.length;
         if (!socket.destroyed) socket.write(item);
       } else {
-        this.ctx.onOutcome(item);
+        this.report(item);
       }
     }
     this.outboxLength = 0;
   };
+
+  /**
+   * A reporter that throws (a broken log destination, a bug) must not leave the outbox half
+   * released: every later reply of this connection would wait behind it for ever, and the gate's
+   * entries after it (other connections' outboxes) would never run. Said loudly, as a bug.
+   */
+  private report(outcome: ActivationOutcome): void {
+    try {
+      this.ctx.onOutcome(outcome);
+    } catch (err) {
+      try {
+        this.ctx.log.error({ peer: this.peer, err }, 'internal error while reporting a request (log line, metrics); its reply was sent');
+      } catch {
+        // The log is what failed: nothing left to say it with.
+      }
+    }
+  }
 
   /** A peer that does not read our replies stops being read; past a hard bound it is cut off. */
   private checkBacklog(): void {
