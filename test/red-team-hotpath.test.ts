@@ -18,7 +18,7 @@ import { encodeRequestStub } from '../src/protocol/ndr/stub';
 import { PTYPE, OPNUM_REQUEST_ACTIVATION } from '../src/protocol/rpc/constants';
 import { encodeRequestPdu } from '../src/protocol/rpc/request';
 import { KmsServer } from '../src/server/kms-server';
-import type { ReplyGate } from '../src/server/reply-gate';
+import { GroupCommitGate, type ReplyGate } from '../src/server/reply-gate';
 import { SILENT_LOG } from '../src/server/types';
 import { decodeRecord, RecordLines, type JournaledWrite } from '../src/store/journal-records';
 import { seededRandom } from './prng';
@@ -182,6 +182,38 @@ t.test("JsonBytes.number: no number's text is longer than JSON_NUMBER_BOUND, and
     }
   }
   t.equal(bad, 0, `${samples.length} numbers`);
+});
+
+t.test("an undecodable flood's lines, suppressedSimilar included, are pino's lines", async (t) => {
+  const { dest, lines, overruns } = exactRoom();
+  const log = createLogger({ level: 'info', destination: dest });
+  // A child logger's line is pino's (no serializer of its own), with its own flood counter.
+  const child = log.child({});
+  const o: ActivationOutcome = { result: 'refused', hresult: 0x8007000d, code: 'KMS_ERR_KMS_VERSION', clientAddress: '' };
+  for (let i = 0; i < 60; i++) {
+    const each = { ...o, clientAddress: `192.0.2.${i % 30}` };
+    logActivation(log, each);
+    logActivation(child, each);
+  }
+  // A minute later the next line says how many were left out.
+  const realNow = Date.now;
+  const later = realNow() + 61_000;
+  Date.now = () => later;
+  try {
+    logActivation(log, { ...o, clientAddress: '198.51.100.1' });
+    logActivation(child, { ...o, clientAddress: '198.51.100.1' });
+  } finally {
+    Date.now = realNow;
+  }
+  t.ok(lines.length >= 40, `${lines.length} lines written`);
+  const mine = lines.filter((_, i) => i % 2 === 0).map(timeless);
+  const pinos = lines.filter((_, i) => i % 2 === 1).map(timeless);
+  t.same(mine, pinos, 'the same lines');
+  t.ok(
+    mine.some((l) => l.includes('"suppressedSimilar":')),
+    'some carry suppressedSimilar',
+  );
+  t.equal(overruns(), 0);
 });
 
 // ---- the line batch ------------------------------------------------------------------------------
@@ -450,6 +482,56 @@ t.test("an outcome report that throws once does not hold back the connection's l
   t.same(got, [2, 3], 'both calls answered, in order');
   t.same(reported, [2], "the second call's outcome reported");
   t.equal(gate.errors, 0, 'nothing thrown at the gate (the entries after it run)');
+});
+
+t.test('pipelined calls through the group-commit gate: every reply and report once, in order, then the FIN honoured', async (t) => {
+  const store = { batches: 0, beginBatch: () => true, commitBatch: () => void store.batches++ };
+  const gate = new GroupCommitGate(store);
+  const reported: number[] = [];
+  const server = new KmsServer({
+    listen: [{ host: '127.0.0.1', port: 0, family: 4 }],
+    settings: testServerSettings(),
+    handler: (message: Buffer) => {
+      gate.enter();
+      const n = message[0]!;
+      return { response: Buffer.alloc(40, n), hresult: 0, outcome: { n } as never };
+    },
+    log: SILENT_LOG,
+    gate,
+    onOutcome: (o) => reported.push((o as unknown as { n: number }).n),
+  });
+  const [bound] = await server.start();
+  t.teardown(() => server.close(0));
+  const socket = net.connect({ host: '127.0.0.1', port: bound!.port });
+  t.teardown(() => socket.destroy());
+  const chunks: Buffer[] = [];
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  socket.on('error', () => {});
+  const closed = new Promise<void>((r) => socket.once('close', () => r()));
+  await new Promise<void>((r) => socket.once('connect', () => r()));
+  // More PDUs in one write than one turn handles (64): the rest wait a turn; the FIN comes with them.
+  const calls = 150;
+  const pdus = [kmsBindNdr32(1)];
+  for (let i = 0; i < calls; i++) {
+    pdus.push(
+      encodeRequestPdu({
+        callId: 10 + i,
+        contextId: 0,
+        opnum: OPNUM_REQUEST_ACTIVATION,
+        stub: encodeRequestStub(Buffer.alloc(100, i & 0xff), 'ndr32'),
+      }),
+    );
+  }
+  socket.end(Buffer.concat(pdus));
+  await within(closed, 'the close after the last reply');
+  const expected = Array.from({ length: calls }, (_, i) => 10 + i);
+  t.same(responses(chunks), expected, 'every call answered once, in order');
+  t.same(
+    reported,
+    expected.map((c) => (c - 10) & 0xff),
+    'every call reported once, in order',
+  );
+  t.ok(store.batches >= 3, `${store.batches} group commits (64 calls a turn at most)`);
 });
 
 // ---- CBC chaining --------------------------------------------------------------------------------
