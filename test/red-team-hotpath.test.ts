@@ -11,6 +11,7 @@ import { activationFields, MSG_REFUSED, MSG_SERVED } from '../src/logging/activa
 import { batchLines, type BufferedDestination } from '../src/logging/line-batch';
 import { createLogger, logActivation } from '../src/logging/logger';
 import { bytesToGuid, RepeatedGuids } from '../src/protocol/guid';
+import { decodeRequestBase } from '../src/protocol/kms/request-base';
 import { V4_CIPHER, V5_CIPHER, V6_CIPHER } from '../src/protocol/kms/ciphers';
 import { cbcDecryptInPlace, cbcEncryptInPlace } from '../src/protocol/kms/cbc';
 import type { BlockCipher } from '../src/protocol/kms/rijndael';
@@ -611,4 +612,23 @@ t.test('RepeatedGuids: GUIDs that share a slot, any bytes, the nil GUID: always 
     if (got !== bytesToGuid(b) || got !== got.toLowerCase()) bad++;
   }
   t.equal(bad, 0, '5,000 lookups among GUIDs that collide on two slots');
+});
+
+t.test("the workstation name: the surrogate check's shortcut gives the full replacement's text", async (t) => {
+  const random = seededRandom(0x5a5a);
+  const LONE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+  // Units whose low byte looks like a surrogate's high byte, surrogates of both halves, NULs.
+  const UNITS = [0x0041, 0x00d8, 0x00dc, 0xd800, 0xdbff, 0xdc00, 0xdfff, 0xd83d, 0xdcbb, 0xe000, 0xd7ff, 0x0000, 0x2028, 0xfeff];
+  const buf = Buffer.alloc(236);
+  let bad = 0;
+  for (let i = 0; i < 3000; i++) {
+    buf.fill(0);
+    const units = Math.floor(random() * 65);
+    for (let u = 0; u < units; u++) buf.writeUInt16LE(UNITS[Math.floor(random() * UNITS.length)]!, 108 + 2 * u);
+    let end = 0;
+    while (end < 64 && buf.readUInt16LE(108 + 2 * end) !== 0) end++;
+    const expected = buf.toString('utf16le', 108, 108 + 2 * end).replace(LONE, '\ufffd');
+    if (decodeRequestBase(buf, 0).workstationName !== expected) bad++;
+  }
+  t.equal(bad, 0, '3,000 names');
 });
