@@ -535,6 +535,24 @@ t.test('pipelined calls through the group-commit gate: every reply and report on
   t.ok(store.batches >= 3, `${store.batches} group commits (64 calls a turn at most)`);
 });
 
+t.test('a reply released by the gate that opens the next batch and queues two more: each runs once, after that commit', async (t) => {
+  const log: string[] = [];
+  const store = { begin: 0, beginBatch: () => (log.push(`begin ${++store.begin}`), true), commitBatch: () => void log.push('commit') };
+  const gate = new GroupCommitGate(store);
+  gate.enter();
+  gate.run(() => {
+    log.push('a');
+    // What a handler does when a release leads to the next request (the gate is closed by now).
+    gate.enter();
+    gate.run(() => log.push('c'));
+    gate.run(() => log.push('d'));
+  });
+  gate.run(() => log.push('b'));
+  gate.flush();
+  t.doesNotThrow(() => gate.flush(), 'the next batch commits and releases');
+  t.same(log, ['begin 1', 'commit', 'a', 'begin 2', 'b', 'commit', 'c', 'd'], 'b with the first batch; c and d after the second commit');
+});
+
 // ---- CBC chaining --------------------------------------------------------------------------------
 
 /** The same cipher without its own chaining: cbc.ts's block-at-a-time path. */

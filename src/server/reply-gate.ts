@@ -22,8 +22,13 @@ export interface BatchingStore {
 
 export class GroupCommitGate implements ReplyGate {
   private open = false;
-  /** queue[0, queued): its slots are cleared after a turn, the array kept (no array per turn). */
-  private readonly queue: ((() => void) | undefined)[] = [];
+  /**
+   * queue[0, queued). Two arrays swapped at each flush, their slots cleared (no array per turn):
+   * a release that starts the next batch and queues in it must not land on a slot of the turn
+   * still being released.
+   */
+  private queue: ((() => void) | undefined)[] = [];
+  private releasing: ((() => void) | undefined)[] = [];
   private queued = 0;
   private readonly flushSoon = (): void => this.flush();
 
@@ -52,6 +57,8 @@ export class GroupCommitGate implements ReplyGate {
       const n = this.queued;
       this.queued = 0;
       const queue = this.queue;
+      this.queue = this.releasing;
+      this.releasing = queue;
       for (let i = 0; i < n; i++) {
         const send = queue[i]!;
         queue[i] = undefined;
