@@ -3,7 +3,6 @@
 // cipher's own CBC chaining and the repeated-GUID texts. Each part checks the rewrite against an
 // independent reference (pino's line, JSON.stringify, the block-at-a-time CBC, bytesToGuid) with
 // hostile input, or a behaviour the code it replaced had.
-import net from 'node:net';
 import t from 'tap';
 import type { ActivationOutcome } from '../src/host/outcome';
 import { JSON_NUMBER_BOUND, JsonBytes } from '../src/json-bytes';
@@ -25,6 +24,7 @@ import { decodeRecord, RecordLines, type JournaledWrite } from '../src/store/jou
 import { seededRandom } from './prng';
 import { SERVED_OUTCOME } from './logging/served-outcome';
 import { kmsBindNdr32 } from './server/kms-bind';
+import { connectPeer } from './server/peer';
 import { testServerSettings } from './server/settings';
 import { until, within } from './wait';
 
@@ -424,8 +424,8 @@ class HeldGate implements ReplyGate {
 const REQUEST = (callId: number): Buffer =>
   encodeRequestPdu({ callId, contextId: 0, opnum: OPNUM_REQUEST_ACTIVATION, stub: encodeRequestStub(Buffer.alloc(100, 1), 'ndr32') });
 
-function responses(chunks: Buffer[]): number[] {
-  const bytes = Buffer.concat(chunks);
+/** The call ids of the response PDUs in what a peer received. */
+function responses(bytes: Buffer): number[] {
   const out: number[] = [];
   for (let at = 0; at + 16 <= bytes.length; at += bytes.readUInt16LE(at + 8)) {
     if (bytes[at + 2] === PTYPE.RESPONSE) out.push(bytes.readUInt32LE(at + 12));
@@ -452,18 +452,16 @@ t.test("an outcome report that throws once does not hold back the connection's l
   });
   const [bound] = await server.start();
   t.teardown(() => server.close(0));
-  const socket = net.connect({ host: '127.0.0.1', port: bound!.port });
+  const peer = await connectPeer(bound!.port);
+  const socket = peer.socket;
   t.teardown(() => socket.destroy());
-  const chunks: Buffer[] = [];
-  socket.on('data', (c: Buffer) => chunks.push(c));
-  socket.on('error', () => {});
   const onData = { on: [{ emitter: socket, events: ['data'] }] };
   socket.write(kmsBindNdr32(1));
-  await until(() => chunks.length > 0 || undefined, 'the bind_ack', onData);
+  await until(() => peer.data().length > 0 || undefined, 'the bind_ack', onData);
   socket.write(REQUEST(2));
   await until(() => gate.held.length === 1 || undefined, "the first call's outbox at the gate", { everyMs: 5 });
   gate.release();
-  await until(() => responses(chunks).length === 1 || undefined, 'the first response', onData);
+  await until(() => responses(peer.data()).length === 1 || undefined, 'the first response', onData);
   t.equal(reports, 1, 'the report was made (and threw)');
   t.match(errors, [/internal error while reporting a request/], 'said loudly in the log');
   // The next call of the same connection, with the gate holding and then releasing again.
@@ -476,10 +474,10 @@ t.test("an outcome report that throws once does not hold back the connection's l
   ).catch(() => undefined);
   gate.release();
   const got = await within(
-    until(() => (responses(chunks).length === 2 ? responses(chunks) : undefined), 'the second response', onData),
+    until(() => (responses(peer.data()).length === 2 ? responses(peer.data()) : undefined), 'the second response', onData),
     'the second response',
     3000,
-  ).catch(() => responses(chunks));
+  ).catch(() => responses(peer.data()));
   t.same(got, [2, 3], 'both calls answered, in order');
   t.same(reported, [2], "the second call's outcome reported");
   t.equal(gate.errors, 0, 'nothing thrown at the gate (the entries after it run)');
@@ -503,13 +501,9 @@ t.test('pipelined calls through the group-commit gate: every reply and report on
   });
   const [bound] = await server.start();
   t.teardown(() => server.close(0));
-  const socket = net.connect({ host: '127.0.0.1', port: bound!.port });
+  const peer = await connectPeer(bound!.port);
+  const socket = peer.socket;
   t.teardown(() => socket.destroy());
-  const chunks: Buffer[] = [];
-  socket.on('data', (c: Buffer) => chunks.push(c));
-  socket.on('error', () => {});
-  const closed = new Promise<void>((r) => socket.once('close', () => r()));
-  await new Promise<void>((r) => socket.once('connect', () => r()));
   // More PDUs in one write than one turn handles (64): the rest wait a turn; the FIN comes with them.
   const calls = 150;
   const pdus = [kmsBindNdr32(1)];
@@ -524,9 +518,9 @@ t.test('pipelined calls through the group-commit gate: every reply and report on
     );
   }
   socket.end(Buffer.concat(pdus));
-  await within(closed, 'the close after the last reply');
+  await within(peer.closed, 'the close after the last reply');
   const expected = Array.from({ length: calls }, (_, i) => 10 + i);
-  t.same(responses(chunks), expected, 'every call answered once, in order');
+  t.same(responses(peer.data()), expected, 'every call answered once, in order');
   t.same(
     reported,
     expected.map((c) => (c - 10) & 0xff),

@@ -1,6 +1,6 @@
 // A request's client time as the log line and the event log show it (the text of
 // Date.prototype.toISOString), built without a Date per request.
-import type { JsonBytes } from '../json-bytes';
+import { JsonBytes } from '../json-bytes';
 
 /** Date's limit (ECMA-262 §21.4.1.22): ±8.64 × 10^15 ms around 1970. */
 const MAX_DATE_MS = 8.64e15;
@@ -17,18 +17,12 @@ export function inDateRange(time: number): boolean {
 
 /** Date.prototype.toISOString's text for `ms`, or undefined outside Date's range. */
 export function isoTime(time: number): string | undefined {
-  if (!inDateRange(time)) return undefined;
-  const ms = Math.trunc(time); // as Date's TimeClip
-  const day = dayOf(ms);
-  let rest = ms - day * DAY_MS;
-  const millis = rest % 1000;
-  rest = (rest - millis) / 1000;
-  const seconds = rest % 60;
-  rest = (rest - seconds) / 60;
-  const minutes = rest % 60;
-  const hours = (rest - minutes) / 60;
-  return `${isoDayText}${two(hours)}:${two(minutes)}:${two(seconds)}.${millis < 10 ? '00' : millis < 100 ? '0' : ''}${millis}Z`;
+  scratch.at = 0;
+  return writeIsoTime(scratch, time) ? scratch.buf.toString('latin1', 0, scratch.at) : undefined;
 }
+
+/** Room for the longest text, "+275760-09-13T00:00:00.000Z". */
+const scratch = new JsonBytes(Buffer.alloc(32), 0);
 
 /**
  * isoTime(time)'s text written as ASCII into `out` (the log line, no string made); false, and
@@ -69,10 +63,6 @@ function dayOf(ms: number): number {
     isoDayText = new Date(day * DAY_MS).toISOString().slice(0, -'00:00:00.000Z'.length);
   }
   return day;
-}
-
-function two(n: number): string {
-  return n < 10 ? `0${n}` : `${n}`;
 }
 
 function digits2(buf: Buffer, p: number, n: number): number {

@@ -91,6 +91,13 @@ function readWord(b: Uint8Array, at: number): number {
   return (b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!;
 }
 
+function writeWords(b: Uint8Array, at: number, w: Int32Array): void {
+  writeWord(b, at, w[0]!);
+  writeWord(b, at + 4, w[1]!);
+  writeWord(b, at + 8, w[2]!);
+  writeWord(b, at + 12, w[3]!);
+}
+
 function writeWord(b: Uint8Array, at: number, w: number): void {
   b[at] = w >>> 24;
   b[at + 1] = w >>> 16;
@@ -168,20 +175,12 @@ export class RijndaelCipher implements BlockCipher {
 
   encryptBlock(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): void {
     this.encryptWords(readWord(src, srcOff), readWord(src, srcOff + 4), readWord(src, srcOff + 8), readWord(src, srcOff + 12));
-    const w = this.words;
-    writeWord(dst, dstOff, w[0]!);
-    writeWord(dst, dstOff + 4, w[1]!);
-    writeWord(dst, dstOff + 8, w[2]!);
-    writeWord(dst, dstOff + 12, w[3]!);
+    writeWords(dst, dstOff, this.words);
   }
 
   decryptBlock(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number): void {
     this.decryptWords(readWord(src, srcOff), readWord(src, srcOff + 4), readWord(src, srcOff + 8), readWord(src, srcOff + 12));
-    const w = this.words;
-    writeWord(dst, dstOff, w[0]!);
-    writeWord(dst, dstOff + 4, w[1]!);
-    writeWord(dst, dstOff + 8, w[2]!);
-    writeWord(dst, dstOff + 12, w[3]!);
+    writeWords(dst, dstOff, this.words);
   }
 
   /**
@@ -200,10 +199,7 @@ export class RijndaelCipher implements BlockCipher {
       c1 = w[1]!;
       c2 = w[2]!;
       c3 = w[3]!;
-      writeWord(buf, at, c0);
-      writeWord(buf, at + 4, c1);
-      writeWord(buf, at + 8, c2);
-      writeWord(buf, at + 12, c3);
+      writeWords(buf, at, w);
     }
   }
 
