@@ -55,15 +55,28 @@ export function writeIsoTime(out: JsonBytes, time: number): boolean {
   return true;
 }
 
-/** The day of `ms` (UTC), its "YYYY-MM-DDT" made when the day changes. */
+/**
+ * The day of `ms` (UTC), with its "YYYY-MM-DDT" in isoDayText. Two days are kept: a log line
+ * writes its own time and the client's clock, which lie on two days around midnight (or for a
+ * client whose clock is off), and one kept day would be made anew twice per line.
+ */
 function dayOf(ms: number): number {
   const day = Math.floor(ms / DAY_MS);
-  if (day !== isoDay) {
-    isoDay = day;
-    isoDayText = new Date(day * DAY_MS).toISOString().slice(0, -'00:00:00.000Z'.length);
+  if (day === isoDay) return day;
+  if (day === otherDay) {
+    [isoDay, otherDay] = [otherDay, isoDay];
+    [isoDayText, otherDayText] = [otherDayText, isoDayText];
+    return day;
   }
+  otherDay = isoDay;
+  otherDayText = isoDayText;
+  isoDay = day;
+  isoDayText = new Date(day * DAY_MS).toISOString().slice(0, -'00:00:00.000Z'.length);
   return day;
 }
+
+let otherDay = Number.NaN;
+let otherDayText = '';
 
 function digits2(buf: Buffer, p: number, n: number): number {
   const tens = Math.floor(n / 10);

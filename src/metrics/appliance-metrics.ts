@@ -31,6 +31,8 @@ export function createApplianceMetrics(
   // collects: its inc() builds and hashes a label string on every call (measured in
   // bench/outcome-cost.ts). Label sets keep the order they were first seen, as prom-client's do.
   const activationCounts = new Map<string, LabelledCount>();
+  /** The same counts by application label, then by result and version (recordOutcome's shortcut). */
+  const activationSlots = new Map<string, (LabelledCount | undefined)[]>();
   const refusalCounts = new Map<string, LabelledCount>();
   new Counter({
     name: `${p}activations_total`,
@@ -214,9 +216,25 @@ export function createApplianceMetrics(
     recordOutcome(o) {
       const served = o.result !== 'refused';
       const application = applicationLabel(o);
-      const result = served ? 'served' : 'refused';
-      const protocol = o.protocolVersion === undefined ? 'unknown' : `${o.protocolVersion}`;
-      count(activationCounts, `${application}\n${result}\n${protocol}`, () => ({ application, result, protocol }));
+      // The label set's count found without building its key: by application, then by result and
+      // version (a request's only per-call string and hash were these).
+      const version = o.protocolVersion;
+      const slot = (served ? 0 : SLOTS_PER_RESULT) + (version === undefined ? 0 : version);
+      let slots = activationSlots.get(application);
+      if (slots === undefined) {
+        slots = [];
+        activationSlots.set(application, slots);
+      }
+      const known = version === undefined || (Number.isInteger(version) && version > 0 && version < SLOTS_PER_RESULT);
+      const counted = known ? slots[slot] : undefined;
+      if (counted !== undefined) {
+        counted.n++;
+      } else {
+        const result = served ? 'served' : 'refused';
+        const protocol = version === undefined ? 'unknown' : `${version}`;
+        const c = count(activationCounts, `${application}\n${result}\n${protocol}`, () => ({ application, result, protocol }));
+        if (known) slots[slot] = c;
+      }
       if (!served) {
         const code = o.code ?? 'unknown';
         count(refusalCounts, `${o.hresult}\n${code}`, () => ({ hresult: formatHresult(o.hresult), code }));
@@ -237,11 +255,15 @@ interface LabelledCount {
 }
 
 /** One more for a label set, keyed by its values joined with a character no label value holds. */
-function count(counts: Map<string, LabelledCount>, key: string, labels: () => Record<string, string>): void {
-  const c = counts.get(key);
+function count(counts: Map<string, LabelledCount>, key: string, labels: () => Record<string, string>): LabelledCount {
+  let c = counts.get(key);
   if (c !== undefined) c.n++;
-  else counts.set(key, { labels: labels(), n: 1 });
+  else counts.set(key, (c = { labels: labels(), n: 1 }));
+  return c;
 }
+
+/** Protocol versions 1…15 each have a slot (0 = unknown); refusals' slots follow the served ones. */
+const SLOTS_PER_RESULT = 16;
 
 /** A counter that mirrors a monotonic total kept elsewhere. */
 function setCounter(c: Counter, total: number): void {
