@@ -10,6 +10,8 @@
 const PERSIST_GRANULARITY_MS = 60_000;
 
 interface Entry {
+  /** The RequiredClientCount (the map's key, kept here too for maxSince's walk over the values). */
+  readonly required: number;
   /** Exact host time this threshold was last served (never moves backwards). */
   served: number;
   /** The value the file holds. */
@@ -20,7 +22,10 @@ export class Thresholds {
   private readonly apps = new Map<string, Map<number, Entry>>();
 
   load(rows: Iterable<{ application: string; required_count: number; last_served_ms: number }>): void {
-    for (const r of rows) this.entries(r.application).set(r.required_count, { served: r.last_served_ms, persisted: r.last_served_ms });
+    for (const r of rows) {
+      const e = { required: r.required_count, served: r.last_served_ms, persisted: r.last_served_ms };
+      this.entries(r.application).set(r.required_count, e);
+    }
   }
 
   /** Records a serve; true when the file's copy should be rewritten now. */
@@ -28,7 +33,7 @@ export class Thresholds {
     const entries = this.entries(application);
     const e = entries.get(requiredCount);
     if (e === undefined) {
-      entries.set(requiredCount, { served: nowMs, persisted: -Infinity });
+      entries.set(requiredCount, { required: requiredCount, served: nowMs, persisted: -Infinity });
       return true;
     }
     // max(): a clock set back must not shorten how long a threshold stays in the window.
@@ -48,7 +53,10 @@ export class Thresholds {
   /** Largest threshold served at or after `cutoff`; 1 when none (PROTOCOL.md §7.2). */
   maxSince(application: string, cutoff: number): number {
     let max = 1;
-    for (const [required, e] of this.apps.get(application) ?? []) if (e.served >= cutoff && required > max) max = required;
+    const entries = this.apps.get(application);
+    if (entries === undefined) return max;
+    // Over the values, not [key, value] pairs: no pair is made per entry and request.
+    for (const e of entries.values()) if (e.served >= cutoff && e.required > max) max = e.required;
     return max;
   }
 
