@@ -1,7 +1,7 @@
 // The product catalogue as lookups: validates the parsed kms-catalog.json once, then answers the
 // per-request questions (which application, group, SKU, host key) from Maps. Pure: no file I/O.
 import { ConfigError } from '../errors';
-import { isGuid } from '../protocol/guid';
+import { isGuid, lowerId } from '../protocol/guid';
 import type { CatalogApplication, CatalogKmsGroup, CatalogSku, HostBuild, HostKeyGroup, RawCatalog } from './types';
 
 /** A KMS group with the application it belongs to. */
@@ -118,7 +118,7 @@ function indexCatalog(raw: RawCatalog, source: string): Catalog {
   }
 
   const describeKmsGroup = (kmsCountedId: string): string => {
-    const g = groups.get(kmsCountedId.toLowerCase());
+    const g = groups.get(lowerId(kmsCountedId));
     return g ? g.name : `unknown KMS group ${kmsCountedId}`;
   };
 
@@ -142,16 +142,16 @@ function indexCatalog(raw: RawCatalog, source: string): Catalog {
     },
     hostBuild: (build: number) => builds.get(build),
     describeSku: (activationId: string, kmsCountedId: string): string => {
-      const sku = skus.get(activationId.toLowerCase());
+      const sku = skus.get(lowerId(activationId));
       if (sku) return sku.name;
-      const g = groups.get(kmsCountedId.toLowerCase());
+      const g = groups.get(lowerId(kmsCountedId));
       // Hosts activate SKUs they do not know (§4.2), so this is routine for new editions.
       if (g) return `unknown edition of ${g.name} (Activation ID ${activationId})`;
       return `unknown product (Activation ID ${activationId})`;
     },
     describeKmsGroup,
     describeApplication: (applicationId: string): string =>
-      applications.get(applicationId.toLowerCase())?.name ?? `unknown application ${applicationId}`,
+      applications.get(lowerId(applicationId))?.name ?? `unknown application ${applicationId}`,
   });
 }
 

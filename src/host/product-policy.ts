@@ -4,6 +4,7 @@
 import type { Catalog, KmsGroup } from '../catalog/catalog';
 import type { HostKeyGroup } from '../catalog/types';
 import { ConfigError } from '../errors';
+import { lowerId } from '../protocol/guid';
 
 type PolicyRefusalCode =
   | 'KMS_ERR_KMS_UNKNOWN_GROUP'
@@ -88,11 +89,11 @@ export function buildProductPolicy(catalog: Catalog, options: ProductPolicyOptio
 
   return Object.freeze({
     decide(applicationId: string, kmsCountedId: string): PolicyDecision {
-      // GUIDs from the codec are already lowercase; lowering again keeps other callers honest.
-      const key = kmsCountedId.toLowerCase();
+      // GUIDs from the codec are already lowercase; lowering keeps other callers honest.
+      const key = lowerId(kmsCountedId);
       const entry = byGroup.get(key);
       if (entry === undefined) return unknown;
-      if (entry.applicationId !== applicationId.toLowerCase()) return wrongApp.get(key)!;
+      if (entry.applicationId !== lowerId(applicationId)) return wrongApp.get(key)!;
       return entry.decision;
     },
     configuredHostKeyGroups: Object.freeze(configured),

@@ -6,6 +6,19 @@ const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'
 
 export const NIL_GUID = '00000000-0000-0000-0000-000000000000';
 
+/**
+ * An id in the canonical lowercase, for lookups and storage. The codec writes ids lowercase, so a
+ * request's ids come back as they are: toLowerCase makes a new string every time (and the maps
+ * keyed by it hash that string again), about a dozen times per request.
+ */
+export function lowerId(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if ((c >= 0x41 && c <= 0x5a) || c >= 0x80) return s.toLowerCase();
+  }
+  return s;
+}
+
 export function isGuid(s: string): boolean {
   return GUID_SHAPE.test(s.toLowerCase());
 }

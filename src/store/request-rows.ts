@@ -2,7 +2,7 @@
 // event-log row of a served or a refused request.
 import type { ClientObservation, CountSnapshot } from '../host/ports';
 import { effectiveRequiredCount } from '../host/counting';
-import { NIL_GUID } from '../protocol/guid';
+import { lowerId, NIL_GUID } from '../protocol/guid';
 import type { ClientRow, EventRow } from './rows';
 
 /** RequiredClientCount 0 is served as 1 (PROTOCOL.md §7.1 step 4, U8). */
@@ -12,7 +12,7 @@ export function thresholdOf(obs: Partial<ClientObservation>): number {
 
 /** The previous CMID this request replaces, lowercased like every stored id; undefined = none. */
 export function previousOf(obs: ClientObservation, row: ClientRow): string | undefined {
-  const prev = obs.previousClientMachineId.toLowerCase();
+  const prev = lowerId(obs.previousClientMachineId);
   return prev === '' || prev === NIL_GUID || prev === row.cmid ? undefined : prev;
 }
 
@@ -20,13 +20,13 @@ export function previousOf(obs: ClientObservation, row: ClientRow): string | und
 // from a tool or a test is still the same machine.
 export function servedRow(obs: ClientObservation, nowMs: number): ClientRow {
   return {
-    application: obs.applicationId.toLowerCase(),
-    cmid: obs.clientMachineId.toLowerCase(),
+    application: lowerId(obs.applicationId),
+    cmid: lowerId(obs.clientMachineId),
     now: nowMs,
     counted: nowMs,
     workstation: obs.workstationName,
-    sku: obs.activationId.toLowerCase(),
-    kms_group: obs.kmsCountedId.toLowerCase(),
+    sku: lowerId(obs.activationId),
+    kms_group: lowerId(obs.kmsCountedId),
     license_status: obs.licenseStatus,
     protocol_version: obs.protocolVersion,
     client_address: obs.clientAddress,
@@ -68,7 +68,7 @@ export interface ServedFacts {
 
 export function servedFacts(obs: ClientObservation, snapshot: CountSnapshot): ServedFacts {
   return {
-    previousCmid: obs.previousClientMachineId.toLowerCase(),
+    previousCmid: lowerId(obs.previousClientMachineId),
     requestTimeMs: Number.isFinite(obs.requestTimeMs) ? Math.trunc(obs.requestTimeMs) : 0,
     currentCount: Math.min(snapshot.activeClients, 2 * snapshot.maxRequiredClientCount),
   };
@@ -136,11 +136,11 @@ export function refusedEvent(obs: Partial<ClientObservation>, hresult: number, c
 function eventBase(obs: Partial<ClientObservation>, nowMs: number): Omit<EventRow, 'served' | 'hresult' | 'code' | 'current_count'> {
   return {
     time_ms: nowMs,
-    application: obs.applicationId?.toLowerCase() ?? '',
-    kms_group: obs.kmsCountedId?.toLowerCase() ?? '',
-    sku: obs.activationId?.toLowerCase() ?? '',
-    cmid: obs.clientMachineId?.toLowerCase() ?? '',
-    previous_cmid: obs.previousClientMachineId?.toLowerCase() ?? '',
+    application: obs.applicationId === undefined ? '' : lowerId(obs.applicationId),
+    kms_group: obs.kmsCountedId === undefined ? '' : lowerId(obs.kmsCountedId),
+    sku: obs.activationId === undefined ? '' : lowerId(obs.activationId),
+    cmid: obs.clientMachineId === undefined ? '' : lowerId(obs.clientMachineId),
+    previous_cmid: obs.previousClientMachineId === undefined ? '' : lowerId(obs.previousClientMachineId),
     workstation: obs.workstationName ?? '',
     required_count: obs.requiredClientCount ?? 0,
     license_status: obs.licenseStatus ?? 0,

@@ -8,7 +8,7 @@ import Database from 'better-sqlite3';
 import type { ActivationStore, ClientObservation, Clock, CountSnapshot } from '../host/ports';
 import { DEFAULTS, STORE_TUNING } from '../config/defaults';
 import { StoreError } from '../errors';
-import { NIL_GUID } from '../protocol/guid';
+import { lowerId, NIL_GUID } from '../protocol/guid';
 import type { NameResolver } from '../catalog/name-resolver';
 import { databaseFile, journalFile } from './data-dir';
 import { openDatabase, SCHEMA_VERSION } from './schema';
@@ -469,10 +469,10 @@ export class SqliteStore implements ActivationStore {
   acceptsActivation(obs: ClientObservation): boolean {
     this.retryIfDue();
     if (this.state !== 'failing') return true;
-    const cmid = obs.clientMachineId.toLowerCase();
-    const prev = obs.previousClientMachineId.toLowerCase();
+    const cmid = lowerId(obs.clientMachineId);
+    const prev = lowerId(obs.previousClientMachineId);
     const previous = prev === '' || prev === NIL_GUID || prev === cmid ? undefined : prev;
-    if (this.pending.canKeep(obs.applicationId.toLowerCase(), cmid, previous)) return true;
+    if (this.pending.canKeep(lowerId(obs.applicationId), cmid, previous)) return true;
     this.refuseMachine();
     return false;
   }

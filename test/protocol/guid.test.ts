@@ -1,7 +1,7 @@
 // writeGuid writes what guidToBytes gives for every form guidToBytes accepts, refuses what it
 // refuses, and reads the canonical form in place.
 import t, { type Test } from 'tap';
-import { bytesToGuid, guidToBytes, RepeatedGuids, writeGuid } from '../../src/protocol/guid';
+import { bytesToGuid, guidToBytes, lowerId, RepeatedGuids, writeGuid } from '../../src/protocol/guid';
 import { seededRandom } from '../prng';
 
 function written(t: Test, guid: string): Buffer {
@@ -47,6 +47,23 @@ t.test('RepeatedGuids gives the text of any bytes, repeated or not, whatever slo
     if (repeated.text(wire, at) !== bytesToGuid(g)) differing.push(`call ${n}: ${bytesToGuid(g)}`);
   }
   t.same(differing.slice(0, 5), [], `seed ${seed}: 5000 lookups`);
+});
+
+t.test('lowerId is toLowerCase for any text, capitals and letters beyond ASCII included', async (t) => {
+  const seed = 0x10e1;
+  const random = seededRandom(seed);
+  const alphabet = [...'0189abcdefABCDEF-{}ZzÄäİıẞßΣσ💻\u0130'];
+  const samples = ['', '55c92734-d682-4d71-983e-d6ec3f16059f', '55C92734-D682-4D71-983E-D6EC3F16059F', '{İ}', 'ẞ'];
+  for (let n = 0; n < 500; n++) {
+    let s = '';
+    for (let i = Math.floor(random() * 40); i > 0; i--) s += alphabet[Math.floor(random() * alphabet.length)];
+    samples.push(s);
+  }
+  t.same(
+    samples.filter((s) => lowerId(s) !== s.toLowerCase()),
+    [],
+    `seed ${seed}: ${samples.length} texts`,
+  );
 });
 
 t.test('the other forms guidToBytes accepts: upper case, braces, spaces', async (t) => {
