@@ -36,6 +36,11 @@ export class FragmentAssembler {
    */
   push(chunk: Buffer): Buffer[] {
     if (this.failure) throw this.failure;
+    // The usual read: exactly one whole PDU and nothing held. Handed on as it is, not as a view.
+    if (this.size === 0 && chunk.length >= FRAG_LENGTH_KNOWN_AFTER) {
+      const fragLength = chunk.readUInt16LE(FRAG_LENGTH_OFFSET);
+      if (fragLength === chunk.length && fragLength >= COMMON_HEADER_LENGTH && fragLength <= this.maxPduBytes) return [chunk];
+    }
     const out: Buffer[] = [];
     let at = this.size > 0 ? this.continueHeld(chunk, out) : 0;
     if (this.failure) return this.broken(out);
