@@ -70,7 +70,10 @@ export class ConnectionTable<C extends Slot> {
   /** `c` made progress: it moves to the end of its group's order. */
   touch(c: C): void {
     const members = this.groups.get(c.group);
-    if (members?.delete(c)) members.set(c, true);
+    // A group of one (a client machine and its one connection, the usual case) has no order to
+    // change; moving an entry to a Map's end leaves a hole that the Map's rehash collects later.
+    if (members === undefined || (members.size === 1 && members.has(c))) return;
+    if (members.delete(c)) members.set(c, true);
   }
 
   /** The connection of `group` that has gone longest without progress. */
