@@ -7,19 +7,13 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { AppConfig } from '../config/defaults';
 import type { ActivationOutcome } from '../host/outcome';
-import {
-  activationFields,
-  activationFieldsBound,
-  activationJsonFields,
-  MSG_REFUSED,
-  MSG_SERVED,
-  writeActivationFields,
-} from './activation-line';
+import { activationFields, activationFieldsBound, MSG_REFUSED, MSG_SERVED, writeActivationFields } from './activation-line';
 import { EVENT_NAMES, eventNameFor } from './events';
 import { withSyslogPrefix } from './journal';
 import { escapeJsonText } from './json-escape';
 import { canReserve } from './line-batch';
-import { isoTime, writeIsoTime } from '../host/iso-time';
+import { JsonBytes } from '../json-bytes';
+import { writeIsoTime } from '../host/iso-time';
 import { UndecodableLines } from './undecodable-lines';
 
 export type { Logger };
@@ -113,28 +107,25 @@ export function logActivation(log: Logger, outcome: ActivationOutcome): void {
   const stream = sink.stream;
   // As pino does for a stream that asks: the syslog prefix wrapper reads the line's level here.
   if (sink.metadata) (stream as unknown as { lastLevel: number }).lastLevel = level;
-  if (canReserve(stream)) {
-    const w = stream.reserve(ENVELOPE_BOUND + activationFieldsBound(outcome));
-    if (w !== undefined) {
-      w.raw(refused ? '{"level":"warn","time":"' : '{"level":"info","time":"');
-      writeIsoTime(w, Date.now());
-      w.raw('"');
-      w.raw(sink.pid);
-      writeActivationFields(w, outcome);
-      if (suppressed > 0) {
-        w.raw(',"suppressedSimilar":');
-        w.number(suppressed);
-      }
-      w.raw(refused ? MSG_REFUSED_END : MSG_SERVED_END);
-      stream.commit(w);
-      return;
-    }
+  // Written into the batch's buffer where the destination has one (serve's); otherwise into a
+  // buffer of its own, handed over as a string.
+  const bound = ENVELOPE_BOUND + activationFieldsBound(outcome);
+  const reserving = canReserve(stream) ? stream : undefined;
+  const reserved = reserving?.reserve(bound);
+  const w = reserved ?? new JsonBytes(Buffer.allocUnsafe(bound), 0);
+  const start = w.at;
+  w.raw(refused ? '{"level":"warn","time":"' : '{"level":"info","time":"');
+  writeIsoTime(w, Date.now());
+  w.raw('"');
+  w.raw(sink.pid);
+  writeActivationFields(w, outcome);
+  if (suppressed > 0) {
+    w.raw(',"suppressedSimilar":');
+    w.number(suppressed);
   }
-  const more = suppressed > 0 ? `,"suppressedSimilar":${suppressed}` : '';
-  const line = refused
-    ? `{"level":"warn","time":"${isoNow()}"${sink.pid}${activationJsonFields(outcome)}${more}${MSG_REFUSED_END}`
-    : `{"level":"info","time":"${isoNow()}"${sink.pid}${activationJsonFields(outcome)}${MSG_SERVED_END}`;
-  stream.write(line);
+  w.raw(refused ? MSG_REFUSED_END : MSG_SERVED_END);
+  if (reserved !== undefined) reserving!.commit(w);
+  else stream.write(w.buf.toString('utf8', start, w.at));
 }
 
 const MSG_SERVED_END = `,"msg":"${MSG_SERVED}"}\n`;
@@ -156,21 +147,6 @@ interface ActivationSink {
 const activationSinks = new WeakMap<Logger, ActivationSink>();
 /** Per logger, which lines of undecodable messages are written. */
 const undecodable = new WeakMap<Logger, UndecodableLines>();
-
-/** pino.stdTimeFunctions.isoTime's text (the same as toISOString), without a Date per line. */
-function isoNow(): string {
-  const now = Date.now();
-  // Under load many lines share a millisecond: its text is made once.
-  if (now !== isoNowMs) {
-    isoNowMs = now;
-    // Date.now() is always within Date's range.
-    isoNowText = isoTime(now)!;
-  }
-  return isoNowText;
-}
-
-let isoNowMs = Number.NaN;
-let isoNowText = '';
 
 export interface StartupFacts {
   readonly version: string;
