@@ -58,6 +58,9 @@ function describeApplication(a: ApplicationSummary): string {
   return `${line}.`;
 }
 
+/** CMIDs listed per shared workstation name in the table view. */
+const MAX_CMIDS_SHOWN = 8;
+
 function formatSize(bytes: number): string {
   return bytes < 1048576 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1048576).toFixed(1)} MiB`;
 }
@@ -102,8 +105,14 @@ function formatStatus(
   }
   if (dups.sharedWorkstations.length > 0) {
     out.push('Workstation names with several CMIDs (re-imaged, or two machines with one name):');
-    for (const w of dups.sharedWorkstations)
-      out.push(`  ${inert(w.workstation)}${w.application ? ` (${w.application})` : ''}: ${w.cmids.join(', ')}`);
+    for (const w of dups.sharedWorkstations) {
+      // An image cloned to hundreds of machines is one line, not hundreds of GUIDs: --format json lists them all.
+      const shown =
+        w.cmids.length > MAX_CMIDS_SHOWN
+          ? `${w.cmids.slice(0, MAX_CMIDS_SHOWN).join(', ')} and ${w.cmids.length - MAX_CMIDS_SHOWN} more`
+          : w.cmids.join(', ');
+      out.push(`  ${inert(w.workstation)}${w.application ? ` (${w.application})` : ''}: ${w.cmids.length} CMIDs: ${shown}`);
+    }
     out.push('');
   }
   if (dups.sharedCmids.length === 0 && dups.sharedWorkstations.length === 0) out.push('No duplicate CMIDs.');

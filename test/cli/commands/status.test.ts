@@ -204,3 +204,23 @@ t.test('--format csv: one row per product group, named like the JSON fields', as
     status.applications.reduce((n, a) => n + (a as unknown as { groups: unknown[] }).groups.length, 0),
   );
 });
+
+t.test('an image cloned to many machines under one name is one line: eight CMIDs and how many more', async (t) => {
+  const dir = preparedDataDir(t);
+  const store = SqliteStore.open(dir, {});
+  const now = Date.now();
+  for (let i = 0; i < 40; i++) store.recordActivation(obs(300 + i, { workstationName: 'golden-image' }), now - 1000 + i, WINDOW);
+  store.close();
+  const c = captureIo();
+  t.equal(await command.run(['--data-dir', dir], c.io), 0);
+  const line = c
+    .stdout()
+    .split('\n')
+    .find((l) => l.startsWith('  golden-image'));
+  const listed = [...(line ?? '').matchAll(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g)];
+  t.match(line, /^ {2}golden-image \(Windows\): 40 CMIDs: .* and 32 more$/);
+  t.equal(listed.length, 8, 'eight listed');
+  const json = captureIo();
+  t.equal(await command.run(['--data-dir', dir, '--format', 'json'], json.io), 0);
+  t.match(json.stdout(), cmid(339), 'the JSON lists them all');
+});
