@@ -11,9 +11,9 @@ export function thresholdOf(obs: Partial<ClientObservation>): number {
 }
 
 /** The previous CMID this request replaces, lowercased like every stored id; undefined = none. */
-export function previousOf(obs: ClientObservation, row: ClientRow): string | undefined {
+export function previousOf(obs: ClientObservation, cmid: string): string | undefined {
   const prev = lowerId(obs.previousClientMachineId);
-  return prev === '' || prev === NIL_GUID || prev === row.cmid ? undefined : prev;
+  return prev === '' || prev === NIL_GUID || prev === cmid ? undefined : prev;
 }
 
 // GUIDs are stored lowercase, as the protocol layer writes them, so that a differently-cased id

@@ -8,7 +8,7 @@ import Database from 'better-sqlite3';
 import type { ActivationStore, ClientObservation, Clock, CountSnapshot } from '../host/ports';
 import { DEFAULTS, STORE_TUNING } from '../config/defaults';
 import { StoreError } from '../errors';
-import { lowerId, NIL_GUID } from '../protocol/guid';
+import { lowerId } from '../protocol/guid';
 import type { NameResolver } from '../catalog/name-resolver';
 import { databaseFile, journalFile } from './data-dir';
 import { openDatabase, SCHEMA_VERSION } from './schema';
@@ -470,9 +470,7 @@ export class SqliteStore implements ActivationStore {
     this.retryIfDue();
     if (this.state !== 'failing') return true;
     const cmid = lowerId(obs.clientMachineId);
-    const prev = lowerId(obs.previousClientMachineId);
-    const previous = prev === '' || prev === NIL_GUID || prev === cmid ? undefined : prev;
-    if (this.pending.canKeep(lowerId(obs.applicationId), cmid, previous)) return true;
+    if (this.pending.canKeep(lowerId(obs.applicationId), cmid, previousOf(obs, cmid))) return true;
     this.refuseMachine();
     return false;
   }
@@ -482,7 +480,7 @@ export class SqliteStore implements ActivationStore {
     this.retryIfDue();
     const row = servedRow(obs, nowMs);
     const app = row.application;
-    const previous = previousOf(obs, row);
+    const previous = previousOf(obs, row.cmid);
     const threshold = thresholdOf(obs);
     const persistThreshold = this.thresholds.note(app, threshold, nowMs);
     const servedMs = this.thresholds.served(app, threshold);
