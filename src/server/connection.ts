@@ -16,6 +16,7 @@ import type { FirstBindCache } from '../protocol/rpc/first-bind-cache';
 import type { ServerLog, KmsServerSettings, ActivationHandler } from './types';
 import type { ReplyGate } from './reply-gate';
 import type { Slot } from './connection-table';
+import { readIntoSharedBuffer } from './read-buffer';
 
 /**
  * Above this much unsent reply data the connection stops reading until the peer catches up. A
@@ -111,7 +112,8 @@ export class KmsConnection implements Slot {
     // One timer per connection, checking both the idle and the lifetime limit when it fires;
     // progress only records the time, so the hot path never touches a timer.
     this.timer = setTimeout(() => this.onTimer(), Math.min(settings.idleTimeoutMs, settings.maxConnectionLifetimeMs));
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    const onChunk = (chunk: Buffer): void => this.onData(chunk);
+    if (!readIntoSharedBuffer(socket, onChunk)) socket.on('data', onChunk);
     socket.on('drain', () => {
       if (this.paused && !this.closing) {
         this.paused = false;
