@@ -15,6 +15,7 @@ import type { Clock } from '../host/ports';
 import type { FleetOutbox, MachineCursor, OutboxEvent, OutboxMachine } from '../store/fleet-outbox';
 import type { StoreLog } from '../store/store-log';
 import { connectionConfig, describeTarget, explainPostgresError } from './pg-connection';
+import { guardClient } from './pg-guard';
 import { REMOTE_SCHEMA_VERSION, remoteSchemaVersion } from './remote-schema';
 import { writeBatch, type BatchWritten, type SiteReport } from './remote-writes';
 
@@ -322,6 +323,7 @@ export class FleetForwarder {
   private async connected(): Promise<Client> {
     if (this.client) return this.client;
     const client = new Client(connectionConfig(this.options.fleet.postgres));
+    guardClient(client, this.target);
     // An idle connection dropped by the server or the network must not crash the process.
     client.on('error', () => {
       if (this.client === client) this.client = undefined;

@@ -126,19 +126,36 @@ const TLS_TRUST = new Set([
   'CERT_SIGNATURE_FAILURE',
 ]);
 
+/** Longest stretch of the server's own text quoted in a message. */
+const MAX_QUOTED = 300;
+
+/**
+ * The server's words as one inert, short line: its messages go to the log, the health page and
+ * the terminal (`status`), so line breaks, terminal escapes and bidirectional controls become
+ * spaces, and a message of megabytes is cut.
+ */
+function inert(text: string, max = MAX_QUOTED): string {
+  const flat = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, ' ');
+  return flat.length > max ? `${flat.slice(0, max)}… (${flat.length} characters)` : flat;
+}
+
 /** One line for the admin: what failed and what to change. Never includes the password. */
 export function explainPostgresError(err: unknown, p: PostgresSettings, user?: string): string {
-  const e = err as { code?: string; message?: string; reason?: string } | null;
-  const code = e?.code ?? '';
+  const raw = err as { code?: unknown; message?: unknown } | null;
+  const e = {
+    code: typeof raw?.code === 'string' ? inert(raw.code, 64) : undefined,
+    message: typeof raw?.message === 'string' ? inert(raw.message) : undefined,
+  };
+  const code = e.code ?? '';
   const target = describeTarget(p, user);
   const expected = p.serverName || p.host;
-  if (err instanceof KmsError) return err.message;
+  if (err instanceof KmsError) return inert(err.message, 1000);
   if (code === 'ECONNREFUSED') return `PostgreSQL at ${target} refused the connection (server down, or wrong host or port)`;
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `the host name ${p.host} of fleet.postgres.host does not resolve`;
-  if (code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || /timeout/i.test(e?.message ?? '')) {
+  if (code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || /timeout/i.test(e.message ?? '')) {
     return `PostgreSQL at ${target} did not answer in time (network down or a firewall drops the port)`;
   }
-  if (code === 'ECONNRESET' || code === 'EPIPE' || /Connection terminated/i.test(e?.message ?? '')) {
+  if (code === 'ECONNRESET' || code === 'EPIPE' || /Connection terminated/i.test(e.message ?? '')) {
     return `the connection to PostgreSQL at ${target} was cut (server restarted or the network dropped)`;
   }
   if (TLS_TRUST.has(code)) return `the certificate of PostgreSQL at ${target} is not signed by the CA in fleet.postgres.caFile (${code})`;
@@ -146,7 +163,7 @@ export function explainPostgresError(err: unknown, p: PostgresSettings, user?: s
     return `the certificate of PostgreSQL at ${target} does not name ${expected} (set fleet.postgres.serverName to the name it carries)`;
   if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID')
     return `the certificate of PostgreSQL at ${target} is not valid now (${code}); renew it or check the clocks`;
-  if (/does not support SSL/i.test(e?.message ?? '')) return `PostgreSQL at ${target} does not offer TLS; set ssl = on in postgresql.conf`;
+  if (/does not support SSL/i.test(e.message ?? '')) return `PostgreSQL at ${target} does not offer TLS; set ssl = on in postgresql.conf`;
   if (code === '57P01' || code === '57P02' || code === '57P03') return `PostgreSQL at ${target} is shutting down or starting up (${code})`;
   if (code === '28P01') return `PostgreSQL at ${target} refused the password of role ${user ?? p.user} (check the password file)`;
   if (code === '28000')
@@ -157,10 +174,10 @@ export function explainPostgresError(err: unknown, p: PostgresSettings, user?: s
   if (code === '3D000') return `the database ${p.database} does not exist at ${p.host}:${p.port}`;
   if (code === '42501')
     return (
-      `role ${user ?? p.user} lacks a privilege on the fleet tables (${e?.message ?? ''}); ` +
+      `role ${user ?? p.user} lacks a privilege on the fleet tables (${e.message ?? ''}); ` +
       `run kms-appliance fleet init --grant ${user ?? p.user} as the owner`
     );
   if (code === '42P01' || code === '3F000')
     return `the fleet tables do not exist in ${p.database}: run kms-appliance fleet init as the owner role`;
-  return `PostgreSQL at ${target}: ${e?.message ?? String(err)}${code ? ` (${code})` : ''}`;
+  return `PostgreSQL at ${target}: ${e.message ?? inert(String(err))}${code ? ` (${code})` : ''}`;
 }

@@ -19,6 +19,7 @@ import {
   type PostgresSettings,
 } from '../../fleet/pg-connection';
 import { REMOTE_SCHEMA_VERSION, grantReader, grantWriter, migrateRemote } from '../../fleet/remote-schema';
+import { REPORT_LIMITS, guardClient } from '../../fleet/pg-guard';
 import { readFleetReport, type FleetReport } from '../../fleet/fleet-report';
 
 const CONNECTION_OPTIONS = {
@@ -46,6 +47,7 @@ async function connect(command: string, p: PostgresSettings, overrides: Connecti
     // pg is loaded by the fleet commands only, not by every start of the CLI.
     const { Client: PgClient } = require('pg') as typeof import('pg');
     client = new PgClient(connectionConfig(p, overrides));
+    guardClient(client, describeTarget(p, overrides.user), REPORT_LIMITS);
     client.on('error', () => undefined);
     await client.connect();
     return client;

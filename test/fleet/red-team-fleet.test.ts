@@ -1,0 +1,342 @@
+// A hostile or broken "PostgreSQL" on the other end of fleet reporting: a loopback TLS server with
+// a certificate the appliance trusts (so every check the appliance makes passes) that speaks just
+// enough of the PostgreSQL protocol to get past the start and then misbehaves. Whatever it does,
+// the process keeps running, memory and sockets stay bounded, the admin reads what is wrong, the
+// next attempt comes, and the outbox still holds everything PostgreSQL never acknowledged.
+
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tls from 'node:tls';
+import t, { type Test } from 'tap';
+import { DEFAULTS, type FleetConfig } from '../../src/config/defaults';
+import { explainPostgresError } from '../../src/fleet/pg-connection';
+import { BackendFrameWatch } from '../../src/fleet/pg-guard';
+import { WINDOW, obs } from '../store/observations';
+import { appliance } from './fleet-fixture';
+import { makeCertificates } from './postgres-harness';
+import { until } from '../wait';
+import { activate } from '../../src/client/kms-client';
+import { startHarness, product } from '../server/appliance-harness';
+
+const NOW = Date.now();
+const SSL_REQUEST = 80877103;
+
+const u32 = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+};
+/** One backend message: type byte, length (itself included), body. */
+const be = (code: string, body: Buffer = Buffer.alloc(0)): Buffer =>
+  Buffer.concat([Buffer.from(code, 'latin1'), u32(body.length + 4), body]);
+const AUTH_OK = be('R', u32(0));
+const READY = be('Z', Buffer.from('I'));
+const errorResponse = (sqlstate: string, message: string): Buffer =>
+  be('E', Buffer.concat([Buffer.from(`SERROR\0C${sqlstate}\0M${message}\0\0`, 'utf8')]));
+
+/** What the fake server does with one connection once TLS is up and the startup message read. */
+interface Peer {
+  readonly socket: tls.TLSSocket;
+  /** Calls `fn` for each frontend message (type letter, body). */
+  onMessage(fn: (code: string, body: Buffer) => void): void;
+  /** Writes `total` bytes of `fill` with backpressure; resolves with what was written before the peer hung up. */
+  pour(total: number, fill: Buffer): Promise<number>;
+}
+type Conduct = (peer: Peer) => void;
+
+interface FakePostgres {
+  readonly port: number;
+  readonly caFile: string;
+  readonly connections: number;
+  readonly open: number;
+  /** Resolves when the n-th connection closed. */
+  closed(n: number): Promise<void>;
+}
+
+let certs: { ca: string; cert: string; key: string };
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-fleet-redteam-'));
+t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+t.before(() => {
+  certs = makeCertificates(dir);
+});
+const passwordFile = path.join(dir, 'fleet.pw');
+fs.writeFileSync(passwordFile, 'hostile-test-password\n', { mode: 0o600 });
+
+async function fakePostgres(t: Test, conduct: Conduct, options: { refuseTls?: boolean } = {}): Promise<FakePostgres> {
+  const sockets = new Set<net.Socket>();
+  const closedAt: (() => void)[][] = [];
+  const done: boolean[] = [];
+  let connections = 0;
+  const server = net.createServer((raw) => {
+    const n = ++connections;
+    sockets.add(raw);
+    raw.on('error', () => undefined);
+    raw.on('close', () => {
+      sockets.delete(raw);
+      done[n] = true;
+      for (const f of closedAt[n] ?? []) f();
+    });
+    raw.once('data', (first: Buffer) => {
+      if (first.length < 8 || first.readUInt32BE(4) !== SSL_REQUEST) return raw.destroy();
+      if (options.refuseTls) return void raw.write('N');
+      raw.write('S');
+      const socket = new tls.TLSSocket(raw, { isServer: true, cert: fs.readFileSync(certs.cert), key: fs.readFileSync(certs.key) });
+      socket.on('error', () => undefined);
+      let pending = Buffer.alloc(0);
+      let started = false;
+      const handlers: ((code: string, body: Buffer) => void)[] = [];
+      socket.on('data', (d: Buffer) => {
+        pending = Buffer.concat([pending, d]);
+        for (;;) {
+          if (!started) {
+            if (pending.length < 4 || pending.length < pending.readUInt32BE(0)) return;
+            pending = pending.subarray(pending.readUInt32BE(0));
+            started = true;
+            conduct(peer);
+            continue;
+          }
+          if (pending.length < 5 || pending.length < 1 + pending.readUInt32BE(1)) return;
+          const code = String.fromCharCode(pending[0]!);
+          const body = pending.subarray(5, 1 + pending.readUInt32BE(1));
+          pending = pending.subarray(1 + pending.readUInt32BE(1));
+          for (const h of handlers) h(code, body);
+        }
+      });
+      const peer: Peer = {
+        socket,
+        onMessage: (fn) => void handlers.push(fn),
+        pour: async (total, fill) => {
+          let sent = 0;
+          while (sent < total && !socket.destroyed && socket.writable) {
+            const ok = socket.write(fill);
+            sent += fill.length;
+            if (!ok) {
+              await new Promise<void>((resolve) => {
+                socket.once('drain', resolve);
+                socket.once('close', resolve);
+              });
+            }
+          }
+          return sent;
+        },
+      };
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    caFile: certs.ca,
+    get connections() {
+      return connections;
+    },
+    get open() {
+      return sockets.size;
+    },
+    closed: (n) =>
+      done[n]
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            (closedAt[n] ??= []).push(resolve);
+          }),
+  };
+}
+
+function fleetTo(fake: FakePostgres, siteName: string): FleetConfig {
+  return {
+    ...DEFAULTS.fleet,
+    siteName,
+    postgres: {
+      ...DEFAULTS.fleet.postgres,
+      enabled: true,
+      host: '127.0.0.1',
+      port: fake.port,
+      database: 'kms_fleet',
+      user: 'kms_appliance',
+      passwordFile,
+      caFile: fake.caFile,
+      serverName: 'localhost',
+      connectTimeoutSeconds: 5,
+    },
+  };
+}
+
+/** A site with a few activations waiting, reporting to `fake`. */
+function siteWithBacklog(t: Test, fake: FakePostgres, name: string): ReturnType<typeof appliance> {
+  const site = appliance(t, fleetTo(fake, name));
+  for (let n = 1; n <= 3; n++) site.store.recordActivation(obs(n), NOW, WINDOW);
+  return site;
+}
+
+/** After startup, answers each query (simple, or extended at its Sync) with `reply`. */
+const afterStartup =
+  (reply: (peer: Peer, code: string) => void): Conduct =>
+  (peer) => {
+    peer.socket.write(Buffer.concat([AUTH_OK, READY]));
+    peer.onMessage((code) => {
+      if (code === 'Q' || code === 'S') reply(peer, code);
+    });
+  };
+
+async function failsWith(t: Test, site: ReturnType<typeof appliance>, pattern: RegExp, what: string): Promise<string> {
+  let message = '';
+  try {
+    await site.forwarder.syncNow();
+    t.fail(`${what}: the sync should have failed`);
+  } catch (err) {
+    message = explainPostgresError(err, fleetTo({ port: 0 } as FakePostgres, 'x').postgres);
+  }
+  t.match(message, pattern, `${what}: the admin reads why`);
+  t.equal(site.store.fleetOutbox().state().eventsAcked, 0, `${what}: nothing is marked as sent`);
+  t.equal(site.forwarder.health().backlogEvents, 3, `${what}: the activations still wait in the outbox`);
+  t.ok(
+    site.log.lines.some((l) => l.level === 'warn' && l.obj.code === 'KMS_ERR_FLEET_SEND_FAILED'),
+    `${what}: a warning is logged`,
+  );
+  t.notMatch(JSON.stringify(site.log.lines), /hostile-test-password/, `${what}: the password is in no log line`);
+  return message;
+}
+
+t.test('an authentication method the appliance cannot do (pg_hba says gss) is explained, not a crash', async (t) => {
+  for (const [method, name] of [
+    [7, /GSSAPI/],
+    [9, /SSPI/],
+    [2, /Kerberos/],
+    [42, /42/],
+  ] as const) {
+    const fake = await fakePostgres(t, (peer) => peer.socket.write(be('R', u32(method))));
+    const site = siteWithBacklog(t, fake, `auth-${method}`);
+    await failsWith(t, site, name, `method ${method}`);
+    t.match(site.log.lines.map((l) => l.msg).join('\n'), /pg_hba\.conf/, 'and what to change');
+    await failsWith(t, site, name, `method ${method}, again`);
+    t.equal(fake.connections, 2, 'the next attempt connects again');
+    await fake.closed(2);
+    t.equal(fake.open, 0, 'no socket is left open');
+  }
+});
+
+t.test('the running appliance keeps serving while its fleet database asks for GSSAPI', async (t) => {
+  const fake = await fakePostgres(t, (peer) => peer.socket.write(be('R', u32(7))));
+  const h = await startHarness(t, (c) => {
+    c.fleet = fleetTo(fake, 'Kerberos site') as typeof c.fleet;
+  });
+  // The forwarder's first attempt starts one second after start.
+  await until(() => h.logs.some((l) => l.code === 'KMS_ERR_FLEET_SEND_FAILED'), 'the forwarder giving up on the GSSAPI request', {
+    on: [{ emitter: h.logged, events: ['line'] }],
+  });
+  const replies = await activate({
+    host: h.host,
+    port: h.port,
+    product: product('Windows 10/11 Enterprise'),
+    workstation: 'pc-1',
+    timeoutMs: 2000,
+  });
+  t.same(
+    replies.map((r) => r.hresult),
+    [0],
+    'a client is served after the failed attempt',
+  );
+  t.match(h.appliance.fleetHealth()?.lastError ?? '', /GSSAPI.*pg_hba\.conf/, 'health says what to change');
+});
+
+t.test('a reply pg cannot parse (a row description of 32767 fields, none sent) is a failed send, not a crash', async (t) => {
+  const fake = await fakePostgres(
+    t,
+    afterStartup((peer) => peer.socket.write(be('T', Buffer.from([0x7f, 0xff])))),
+  );
+  const site = siteWithBacklog(t, fake, 'garbage');
+  await failsWith(t, site, /cannot be read/, 'a truncated row description');
+  await fake.closed(1);
+  t.equal(fake.open, 0, 'the connection is closed');
+});
+
+t.test('a message announced as 1 GB is refused at its header, not buffered', async (t) => {
+  let poured = -1;
+  const POUR = 24 << 20;
+  const fake = await fakePostgres(
+    t,
+    afterStartup((peer) => {
+      peer.socket.write(Buffer.concat([Buffer.from('D'), u32(1 << 30)]));
+      void peer.pour(POUR, Buffer.alloc(64 << 10)).then((n) => (poured = n));
+    }),
+  );
+  const site = siteWithBacklog(t, fake, 'huge');
+  await failsWith(t, site, /1073741820|announced/, 'a 1 GB data row');
+  await fake.closed(1);
+  await until(() => poured >= 0, 'the server to stop pouring');
+  t.ok(poured < POUR, `the appliance hung up before taking ${POUR} bytes (took ${poured})`);
+});
+
+t.test('an endless reply of small rows is cut off, not collected', async (t) => {
+  let poured = -1;
+  const POUR = 24 << 20;
+  const row = be('D', Buffer.concat([Buffer.from([0, 1]), u32(8), Buffer.from('hostname')]));
+  const fill = Buffer.concat(Array.from({ length: 4096 }, () => row));
+  const fake = await fakePostgres(
+    t,
+    afterStartup((peer) => {
+      const column = Buffer.concat([
+        Buffer.from('t\0'),
+        u32(0),
+        Buffer.from([0, 0]),
+        u32(25),
+        Buffer.from([0xff, 0xff]),
+        u32(0xffffffff),
+        Buffer.from([0, 0]),
+      ]);
+      peer.socket.write(be('T', Buffer.concat([Buffer.from([0, 1]), column])));
+      void peer.pour(POUR, fill).then((n) => (poured = n));
+    }),
+  );
+  const site = siteWithBacklog(t, fake, 'endless');
+  await failsWith(t, site, /too much|endless|more than/, 'endless rows');
+  await fake.closed(1);
+  await until(() => poured >= 0, 'the server to stop pouring');
+  t.ok(poured < POUR, `the appliance hung up before taking ${POUR} bytes (took ${poured})`);
+});
+
+t.test('a server whose error text is huge and full of control characters is quoted inert and short', async (t) => {
+  const nasty = `disk full\n\u001b[31mFAKE LOG LINE level=fatal\u001b[0m\r${'x'.repeat(100_000)}`;
+  const fake = await fakePostgres(
+    t,
+    afterStartup((peer) => peer.socket.write(Buffer.concat([errorResponse('XX000', nasty), READY]))),
+  );
+  const site = siteWithBacklog(t, fake, 'chatty');
+  const message = await failsWith(t, site, /disk full/, 'an error for every statement');
+  t.notMatch(message, /[\u0000-\u001f\u007f-\u009f]/, 'no control character reaches the log or the terminal');
+  t.ok(message.length < 2000, `the message is bounded (${message.length} characters)`);
+  const health = site.forwarder.health();
+  t.ok((health.lastError ?? '').length < 2000, 'and so is what health and status show');
+  t.notMatch(health.lastError ?? '', /[\u0000-\u001f]/, 'inert there too');
+});
+
+t.test('a server that refuses TLS is named as such, with the fix', async (t) => {
+  const fake = await fakePostgres(t, () => undefined, { refuseTls: true });
+  const site = siteWithBacklog(t, fake, 'plain');
+  await failsWith(t, site, /does not offer TLS.*ssl = on/, 'no TLS');
+});
+
+t.test('the frame watch on its own', async (t) => {
+  const limits = { maxMessageBytes: 100, maxReplyBytes: 1000 };
+  const w = new BackendFrameWatch(limits);
+  t.equal(w.feed(Buffer.concat([AUTH_OK, READY])), null, 'a normal start passes');
+  const split = Buffer.concat([be('D', Buffer.alloc(90)), READY]);
+  for (let i = 0; i < split.length; i++) t.equal(w.feed(split.subarray(i, i + 1)), null, `byte ${i} of a row fed alone`);
+  t.match(new BackendFrameWatch(limits).feed(Buffer.from([0x44, 0, 0, 0, 2])), /malformed/, 'a length below 4');
+  t.match(new BackendFrameWatch(limits).feed(Buffer.concat([Buffer.from('D'), u32(105)])), /announced/, 'a message over the bound');
+  t.match(new BackendFrameWatch(limits).feed(be('R', u32(7))), /GSSAPI/, 'an unsupported authentication method');
+  t.match(new BackendFrameWatch(limits).feed(be('R', Buffer.alloc(2))), /malformed/, 'an authentication request cut short');
+  const rows = new BackendFrameWatch(limits);
+  let why: string | null = null;
+  for (let i = 0; i < 20 && why === null; i++) why = rows.feed(be('D', Buffer.alloc(90)));
+  t.match(why ?? '', /more than/, 'rows beyond the reply bound');
+  const reset = new BackendFrameWatch(limits);
+  let resetWhy: string | null = null;
+  for (let i = 0; i < 40 && resetWhy === null; i++) resetWhy = reset.feed(Buffer.concat([be('D', Buffer.alloc(90)), READY]));
+  t.equal(resetWhy, null, 'each ReadyForQuery starts a new reply');
+});
