@@ -4,7 +4,7 @@
 import { Writable } from 'node:stream';
 import t from 'tap';
 import type { ActivationOutcome } from '../../src/host/outcome';
-import { activationFields, MSG_REFUSED, MSG_SERVED } from '../../src/logging/activation-line';
+import { activationFields, activationJsonFields, MSG_REFUSED, MSG_SERVED } from '../../src/logging/activation-line';
 import { batchLines, type BufferedDestination } from '../../src/logging/line-batch';
 import { createLogger, logActivation, type LogLevel } from '../../src/logging/logger';
 import { seededRandom } from '../prng';
@@ -171,6 +171,39 @@ for (const [dest, batched] of DESTINATIONS) {
     t.equal(timeless(raw[0]!), timeless(raw[3]!));
   });
 }
+
+t.test("products seen again: the same line as pino, and a change in any product value is written, not the last one's", async (t) => {
+  // The line reuses the product members' bytes of recent lines (16 slots); 24 products overflow them.
+  const products = Array.from(
+    { length: 24 },
+    (_, p): ActivationOutcome => ({
+      ...SERVED,
+      activationId: `${p.toString(16).padStart(8, '0')}-${SERVED.activationId!.slice(9)}`,
+      skuName: `Product ${p}`,
+      epid: `${SERVED.epid!.slice(0, -1)}${p % 10}`,
+    }),
+  );
+  const fields = ['activationId', 'skuName', 'kmsCountedId', 'productGroupName', 'applicationId', 'applicationName', 'epid'] as const;
+  const seed = 0x51075;
+  const random = seededRandom(seed);
+  for (let n = 0; n < 400; n++) {
+    let o = products[Math.floor(random() * (random() < 0.5 ? 3 : products.length))]!;
+    if (random() < 0.3) {
+      // One value differs from a product seen before: by one character, or absent.
+      const field = fields[Math.floor(random() * fields.length)]!;
+      const value = o[field];
+      o = { ...o, [field]: random() < 0.3 || value === undefined ? undefined : `${value.slice(0, -1)}#` };
+    }
+    const { log, raw } = capture('info', false, true);
+    logActivation(log, o);
+    pinoLine(log, o);
+    if (timeless(raw[0]!) !== timeless(raw[1]!)) {
+      t.fail(`seed ${seed} line ${n}:\n${raw[0]}\n${raw[1]}`);
+      return;
+    }
+  }
+  t.equal(JSON.parse(`{${activationJsonFields(products[5]!).slice(1)}}`).sku, 'Product 5', 'the string form too');
+});
 
 t.test("a child logger's bindings stay in the line (pino writes it)", async (t) => {
   const { log, raw } = capture();
