@@ -361,6 +361,13 @@ export const ERRORS = Object.freeze({
     action: 'none',
     explain: 'The DNS server could not bind its address (port 53 needs CAP_NET_BIND_SERVICE, or another resolver already uses it).',
   },
+  KMS_ERR_MDNS_CONFLICT: {
+    action: 'none',
+    explain:
+      "Another host on the link announces the appliance's mDNS host or service name with other data; the appliance keeps its " +
+      'records and answers (it does not rename itself on one packet). Give one of the two another name (dns.mdns.instanceName or ' +
+      'the host name).',
+  },
 
   // ---- Storage (src/store) ----
   KMS_ERR_STORE_OPEN: { action: 'none', explain: 'The database file cannot be opened; check the data directory and its permissions.' },

@@ -27,7 +27,16 @@ const LEGACY_UNICAST_TTL = 10;
 // for; unicast replies (legacy queriers, QU questions) are rate-limited per source like the DNS
 // responder's, so a flood of queries is not turned into a flood of replies on the link.
 const MULTICAST_MIN_INTERVAL_MS = 1000;
+// RFC 6762 §6: the one exception, a probe for a name we hold, is answered if the record was not
+// multicast in the last 250 ms: a prober takes a name nobody defended within its 750 ms of probes.
+const PROBE_ANSWER_MIN_INTERVAL_MS = 250;
 const UNICAST_RATE = { responsesPerSecond: 10, burst: 20 };
+// Unicast replies in all: every address of a local /16 (spoofed sources on the link) at 10 a second
+// each would still reflect tens of thousands of replies a second; multicast queriers (every real
+// mDNS browser) are answered whatever this says.
+const UNICAST_TOTAL_RATE = { responsesPerSecond: 50, burst: 100 };
+// Another host claiming our names is logged at most this often per name.
+const CONFLICT_LOG_INTERVAL_MS = 10 * 60_000;
 const CLASS_IN_QU = 0x8001; // IN with the unicast-response bit
 // How long the list of directly connected networks is trusted before it is read again.
 const LINK_CHECK_MS = 5000;
@@ -64,6 +73,36 @@ function guardIncoming(socket: dgram.Socket, log: DnsLog): void {
     }
     return emit(event, ...args);
   };
+}
+
+/** What identifies a record's data, for known answers (RFC 6762 §7.1) and conflicts (§9). */
+function recordKey(r: Pick<Answer, 'name' | 'type'> & { data?: unknown }): string {
+  const d = r.data as unknown;
+  let data: string;
+  if (typeof d === 'string') data = r.type === 'PTR' ? d.toLowerCase() : d;
+  else if (Array.isArray(d)) data = d.map((x) => String(x)).join('\u0000');
+  else if (d !== null && typeof d === 'object' && 'target' in d) {
+    const srv = d as { priority?: number; weight?: number; port?: number; target?: string };
+    data = `${srv.priority} ${srv.weight} ${srv.port} ${String(srv.target).toLowerCase()}`;
+  } else data = String(d);
+  return `${r.name.toLowerCase()} ${r.type} ${data}`;
+}
+
+/**
+ * RFC 6762 §7.1: a querier lists the answers it already holds; one of ours held with at least half
+ * its TTL left is not sent again.
+ */
+function knownAnswers(query: makeMdns.QueryPacket): Map<string, number> {
+  const known = new Map<string, number>(); // record → the longest TTL the querier holds it with
+  for (const a of (query as { answers?: Answer[] }).answers ?? []) {
+    const key = recordKey(a);
+    known.set(key, Math.max(known.get(key) ?? 0, (a as { ttl?: number }).ttl ?? 0));
+  }
+  return known;
+}
+
+function isKnown(r: Answer, known: ReadonlyMap<string, number>): boolean {
+  return known.size > 0 && (known.get(recordKey(r)) ?? -1) >= ((r as { ttl?: number }).ttl ?? HOST_TTL) / 2;
 }
 
 /**
@@ -104,6 +143,8 @@ export interface MdnsOptions {
   readonly announceTo?: { readonly address: string; readonly port: number };
   /** Delays of the announcements after start (RFC 6762 §8.3: two, one second apart). */
   readonly announceDelaysMs?: readonly number[];
+  /** The clock of the rate limits (tests freeze it). */
+  readonly now?: () => number;
 }
 
 export interface MdnsHandle {
@@ -196,9 +237,38 @@ export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext
   };
 
   mdns.on('warning', (err: Error) => log.debug({ code: 'KMS_ERR_DNS_MALFORMED', reason: err.message }, 'mDNS packet ignored'));
+  const clock = options.now ?? Date.now;
   const unicastLimiter = createRateLimiter(UNICAST_RATE);
+  const unicastTotal = createRateLimiter(UNICAST_TOTAL_RATE, 1);
   const onLink = onLinkChecker();
-  let lastMulticastAt = -Infinity;
+  // RFC 6762 §6: per record, not per responder: one querier asking for one record every second
+  // must not silence the answers to everyone asking for the others. Keys are our own records only.
+  const lastMulticast = new Map<string, number>();
+  const multicastable = (r: Answer, now: number, minInterval: number): boolean =>
+    now - (lastMulticast.get(recordKey(r)) ?? -Infinity) >= minInterval;
+  const conflictLoggedAt = new Map<string, number>();
+  mdns.on('response', (response: makeMdns.ResponsePacket, rinfo: RemoteInfo) => {
+    if (state !== 'up') return;
+    const ours = recordsForAnswers();
+    const names = new Set(ours.map((r) => r.name.toLowerCase()));
+    const keys = new Set(ours.map(recordKey));
+    for (const r of [...(response.answers ?? []), ...(response.additionals ?? [])]) {
+      const name = r.name.toLowerCase();
+      const unique = r.type === 'SRV' || r.type === 'TXT' || r.type === 'A' || r.type === 'AAAA';
+      if (!unique || !names.has(name) || (r as { ttl?: number }).ttl === 0 || keys.has(recordKey(r))) continue;
+      // RFC 6762 §9 would have us rename; a single spoofed packet could then make the box change its
+      // name at will (and flap). It keeps its records and answers, and the admin reads who else uses it.
+      const now = clock();
+      if (now - (conflictLoggedAt.get(name) ?? -Infinity) < CONFLICT_LOG_INTERVAL_MS) continue;
+      if (conflictLoggedAt.size > 64) conflictLoggedAt.clear();
+      conflictLoggedAt.set(name, now);
+      log.warn(
+        { code: 'KMS_ERR_MDNS_CONFLICT', name: r.name, type: r.type, other: rinfo.address },
+        `mDNS: ${rinfo.address} also announces ${r.name} (${r.type}) with other data; this box keeps answering for it. ` +
+          'If that host is real, give one of the two another name (dns.mdns.instanceName, or the host name)',
+      );
+    }
+  });
   mdns.on('query', (query: makeMdns.QueryPacket, rinfo: RemoteInfo) => {
     if (state !== 'up') return;
     if (rinfo.port === 0) {
@@ -207,6 +277,7 @@ export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext
       return;
     }
     const all = recordsForAnswers();
+    const known = knownAnswers(query);
     const answers: Answer[] = [];
     const additionals: Answer[] = [];
     // The questions answered, once each: the only ones a legacy reply repeats. Echoing all of them
@@ -217,6 +288,7 @@ export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext
       const klass = q.class as unknown;
       if (klass === `UNKNOWN_${CLASS_IN_QU}`) unicast = true; // dns-packet names the QU bit this way
       const r = answerMdnsQuestion(q, all);
+      r.answers = r.answers.filter((a) => !isKnown(a, known));
       if (r.answers.length > 0) answered.set(`${q.name.toLowerCase()} ${q.type} ${String(klass)}`, q);
       for (const a of r.answers) if (!answers.includes(a)) answers.push(a);
       for (const a of r.additionals) if (!additionals.includes(a) && !answers.includes(a)) additionals.push(a);
@@ -229,9 +301,21 @@ export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext
       );
       return;
     }
-    const now = Date.now();
-    if (unicast ? !unicastLimiter.allow(addressGroup(rinfo.address), now) : now - lastMulticastAt < MULTICAST_MIN_INTERVAL_MS) return;
-    if (!unicast) lastMulticastAt = now;
+    const now = clock();
+    if (unicast) {
+      if (!unicastLimiter.allow(addressGroup(rinfo.address), now) || !unicastTotal.allow('all', now)) return;
+    } else {
+      // A probe (proposed records in the authority section, RFC 6762 §8.1) for a name we hold is
+      // answered sooner: silence would hand the name to the prober.
+      const interval = (query.authorities ?? []).length > 0 ? PROBE_ANSWER_MIN_INTERVAL_MS : MULTICAST_MIN_INTERVAL_MS;
+      const fresh = (list: Answer[]): Answer[] => list.filter((a) => multicastable(a, now, interval));
+      const due = fresh(answers);
+      if (due.length === 0) return;
+      answers.splice(0, answers.length, ...due);
+      additionals.splice(0, additionals.length, ...fresh(additionals));
+      for (const a of [...answers, ...additionals]) lastMulticast.set(recordKey(a), now);
+      if (lastMulticast.size > 256) lastMulticast.clear(); // our record set changed many times over
+    }
     if (unicast) {
       const cap = (a: Answer): Answer =>
         ({ ...a, ttl: Math.min((a as { ttl?: number }).ttl ?? HOST_TTL, LEGACY_UNICAST_TTL), flush: false }) as Answer;
