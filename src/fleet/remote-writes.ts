@@ -70,6 +70,15 @@ const INSERT_EVENTS = `
 // and stop the reporting for good. Both become U+FFFD, the replacement character.
 const UNSENDABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
+/**
+ * A request's licence status and required count are unsigned 32-bit fields the client chooses
+ * (logged, not checked); PostgreSQL's integer stops at 2^31 - 1. A value above it would have the
+ * row refused and the machine missing from the fleet inventory: it arrives as the largest integer.
+ */
+function int4(value: number): number {
+  return Math.min(value, 0x7fffffff);
+}
+
 function sendable(_key: string, value: unknown): unknown {
   return typeof value === 'string' ? value.replace(UNSENDABLE, '\ufffd') : value;
 }
@@ -98,7 +107,7 @@ function machineJson(m: OutboxMachine, names: NameResolver): Record<string, unkn
     last_counted_ms: m.lastCountedMs,
     last_hresult: m.lastHresult,
     last_result: resultInWords(m.lastHresult),
-    license_status: m.licenseStatus,
+    license_status: int4(m.licenseStatus),
     protocol_version: m.protocolVersion,
     vm: m.vm,
     requests: m.requests,
@@ -120,9 +129,9 @@ function eventJson(e: OutboxEvent, offset: number, names: NameResolver): Record<
     cmid: e.cmid,
     workstation: e.workstation,
     address: e.address,
-    license_status: e.licenseStatus,
+    license_status: int4(e.licenseStatus),
     protocol_version: e.protocolVersion,
-    required_count: e.requiredCount,
+    required_count: int4(e.requiredCount),
     current_count: e.currentCount,
   };
 }

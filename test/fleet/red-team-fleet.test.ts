@@ -14,7 +14,7 @@ import { DEFAULTS, type FleetConfig } from '../../src/config/defaults';
 import { explainPostgresError } from '../../src/fleet/pg-connection';
 import { BackendFrameWatch } from '../../src/fleet/pg-guard';
 import { WINDOW, obs } from '../store/observations';
-import { appliance } from './fleet-fixture';
+import { appliance, fleetDatabase, postgresForFile, rows } from './fleet-fixture';
 import { makeCertificates } from './postgres-harness';
 import { until } from '../wait';
 import { activate } from '../../src/client/kms-client';
@@ -339,4 +339,39 @@ t.test('the frame watch on its own', async (t) => {
   let resetWhy: string | null = null;
   for (let i = 0; i < 40 && resetWhy === null; i++) resetWhy = reset.feed(Buffer.concat([be('D', Buffer.alloc(90)), READY]));
   t.equal(resetWhy, null, 'each ReadyForQuery starts a new reply');
+});
+
+t.test('a client-chosen licence status or required count beyond PostgreSQL integer does not hide the machine', async (t) => {
+  const pg = await postgresForFile(t);
+  const fleet = await fleetDatabase(pg);
+  const site = appliance(t, fleet.fleetConfig('Out of range'));
+  // Both are unsigned 32-bit fields of the request (PROTOCOL.md: logged, not checked).
+  site.store.recordActivation(obs(1, { licenseStatus: 0xffffffff, requiredClientCount: 0xffffffff }), NOW, WINDOW);
+  site.store.recordRefusal(
+    obs(2, { licenseStatus: 0x80000000, requiredClientCount: 0x80000000 }),
+    0xc004f06c,
+    'KMS_ERR_KMS_TIME_SKEW',
+    NOW,
+  );
+  for (let n = 3; n <= 5; n++) site.store.recordActivation(obs(n), NOW, WINDOW);
+  const r = await site.forwarder.syncNow();
+  t.same([r.machines, r.events], [5, 5], 'the batch was sent');
+  t.notOk(
+    site.log.lines.some((l) => l.obj.skippedMachines !== undefined),
+    'no row was refused',
+  );
+  const db = await fleet.connectAs('superuser');
+  t.teardown(() => db.end());
+  const machines = await rows<{ cmid: string; license_status: number }>(
+    db,
+    'SELECT cmid, license_status FROM kms_fleet.machines ORDER BY cmid',
+  );
+  t.equal(machines.length, 5, 'the machine that sent them is in the fleet inventory');
+  t.equal(machines[0]?.license_status, 2147483647, 'its licence status is the largest PostgreSQL holds');
+  const events = await rows<{ required_count: number }>(db, 'SELECT required_count FROM kms_fleet.events ORDER BY event_id');
+  t.same(
+    events.slice(0, 2).map((e) => e.required_count),
+    [2147483647, 2147483647],
+    'so are the required counts of its requests',
+  );
 });
