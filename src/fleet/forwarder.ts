@@ -324,9 +324,12 @@ export class FleetForwarder {
     if (this.client) return this.client;
     const client = new Client(connectionConfig(this.options.fleet.postgres));
     guardClient(client, this.target);
-    // An idle connection dropped by the server or the network must not crash the process.
+    // An idle connection dropped by the server or the network must not crash the process. pg
+    // leaves the socket open after an error the server reports on an idle connection: it is
+    // closed here, or a server doing that after every batch would cost one socket per cycle.
     client.on('error', () => {
       if (this.client === client) this.client = undefined;
+      client.end().catch(() => undefined);
     });
     try {
       await client.connect();

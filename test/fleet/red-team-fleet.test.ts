@@ -16,7 +16,7 @@ import { BackendFrameWatch } from '../../src/fleet/pg-guard';
 import { WINDOW, obs } from '../store/observations';
 import { appliance, fleetDatabase, postgresForFile, rows } from './fleet-fixture';
 import { makeCertificates } from './postgres-harness';
-import { until } from '../wait';
+import { settledWithin, until } from '../wait';
 import { activate } from '../../src/client/kms-client';
 import { startHarness, product } from '../server/appliance-harness';
 
@@ -374,4 +374,78 @@ t.test('a client-chosen licence status or required count beyond PostgreSQL integ
     [2147483647, 2147483647],
     'so are the required counts of its requests',
   );
+});
+
+const textColumn = (name: string, oid: number): Buffer =>
+  Buffer.concat([
+    Buffer.from(`${name}\0`),
+    u32(0),
+    Buffer.from([0, 0]),
+    u32(oid),
+    Buffer.from([0xff, 0xff]),
+    u32(0xffffffff),
+    Buffer.from([0, 0]),
+  ]);
+const oneValue = (name: string, oid: number, value: string): Buffer =>
+  Buffer.concat([
+    be('T', Buffer.concat([Buffer.from([0, 1]), textColumn(name, oid)])),
+    be('D', Buffer.concat([Buffer.from([0, 1]), u32(Buffer.byteLength(value)), Buffer.from(value)])),
+    be('C', Buffer.from('SELECT 1\0')),
+  ]);
+
+/**
+ * Plays a fleet database that accepts every batch: the schema version, then every statement
+ * succeeds (parameterised ones with no rows). `afterCommit` runs once a COMMIT was answered.
+ */
+const cooperative =
+  (afterCommit: (peer: Peer) => void): Conduct =>
+  (peer) => {
+    peer.socket.write(Buffer.concat([AUTH_OK, READY]));
+    let committing = false;
+    peer.onMessage((code, body) => {
+      if (code === 'Q') {
+        const sql = body.toString('utf8');
+        let reply: Buffer;
+        if (/to_regclass/.test(sql)) reply = oneValue('t', 25, 'kms_fleet.schema_version');
+        else if (/max\(version\)/.test(sql)) reply = oneValue('v', 23, '2');
+        else reply = be('C', Buffer.from(`${sql.trim().split(/\s/)[0]}\0`));
+        peer.socket.write(Buffer.concat([reply, READY]));
+        if (/^COMMIT/.test(sql)) committing = true;
+      } else if (code === 'S') {
+        peer.socket.write(Buffer.concat([be('1'), be('2'), be('n'), be('C', Buffer.from('INSERT 0 1\0')), READY]));
+      }
+      if (committing) {
+        committing = false;
+        afterCommit(peer);
+      }
+    });
+  };
+
+t.test('a server that reports an error on an idle connection but keeps it open does not leak a socket per cycle', async (t) => {
+  const fake = await fakePostgres(
+    t,
+    cooperative((peer) => {
+      // FATAL while idle, and the socket stays open: a half-dead server or a hostile one.
+      setImmediate(() => peer.socket.write(errorResponse('57P01', 'terminating connection due to administrator command')));
+    }),
+  );
+  const site = siteWithBacklog(t, fake, 'idle error');
+  const first = await site.forwarder.syncNow();
+  t.same([first.machines, first.events], [3, 3], 'the fake database accepted the batch');
+  t.equal(site.store.fleetOutbox().state().eventsAcked, 3, 'and it is acknowledged');
+  // "Did it happen at all", bounded: the server never closes this socket, only the appliance can.
+  t.equal(
+    await settledWithin(
+      fake.closed(1).then(() => 'closed'),
+      5000,
+      'open',
+    ),
+    'closed',
+    'the broken connection is closed',
+  );
+  site.store.recordActivation(obs(10), NOW, WINDOW);
+  const second = await site.forwarder.syncNow();
+  t.same([second.machines, second.events], [1, 1], 'the next sync goes through a new connection');
+  t.equal(fake.connections, 2, 'one new connection');
+  t.equal(fake.open, 1, 'and only that one is open');
 });
