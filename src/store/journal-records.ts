@@ -174,32 +174,81 @@ function num(out: JsonBytes, v: number): void {
   out.number(v);
 }
 
-/** The shape of each kind's line after seq and kind: 's' = string, 'n' = finite number. */
+/**
+ * The shape of each kind's line after seq and kind, one letter a field, each what the host itself
+ * writes: g = a lowercase GUID, o = the same or '', t = text a client chose (MAX_TEXT at most), c
+ * = an error code, k / v = a setting's key / value, m = a time (0 to the latest plausible), u = a
+ * u32, b = 0 or 1, n = a count (an integer >= 0), i = any integer (the client's own clock). A line
+ * a crash cannot make and this host cannot write (a damaged disk, a hand edit, another program) is
+ * never replayed: a machine stored with a time in the year 9999 would be counted for ever.
+ */
 const FIELDS: Readonly<Record<string, string>> = {
-  [SERVED]: 'ssnsssnnsnnssnnnn',
-  [REFUSED]: 'nnnsssssssnnnnsn',
-  [SETTING]: 'ss',
+  [SERVED]: 'ggmtgguutbuooinum',
+  [REFUSED]: 'bmucoooootuubuti',
+  [SETTING]: 'kv',
 };
+
+/** Far beyond any real sequence (a century at 100,000 requests/s), far below 2^53, where +1 stops counting. */
+const MAX_SEQ = 2 ** 48;
+/** Workstation names are 64 UTF-16 units on the wire; an address with its scope fits easily. */
+const MAX_TEXT = 256;
+const MAX_SETTING_KEY = 128;
+const MAX_SETTING_VALUE = 1024;
+/** Longer than any record can be with every string escaped in full: not parsed at all. */
+const MAX_LINE_CHARS = 16_384;
+const LOWER_GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const ERROR_CODE = /^[\x21-\x7e]{0,128}$/;
+const U32_MAX = 0xffff_ffff;
+
+function plausible(kind: string, v: unknown, latestMs: number): boolean {
+  switch (kind) {
+    case 'g':
+      return typeof v === 'string' && LOWER_GUID.test(v);
+    case 'o':
+      return typeof v === 'string' && (v === '' || LOWER_GUID.test(v));
+    case 't':
+      return typeof v === 'string' && v.length <= MAX_TEXT;
+    case 'c':
+      return typeof v === 'string' && ERROR_CODE.test(v);
+    case 'k':
+      return typeof v === 'string' && v.length > 0 && v.length <= MAX_SETTING_KEY;
+    case 'v':
+      return typeof v === 'string' && v.length <= MAX_SETTING_VALUE;
+    case 'm':
+      return typeof v === 'number' && v >= 0 && v <= latestMs;
+    case 'u':
+      return Number.isInteger(v) && (v as number) >= 0 && (v as number) <= U32_MAX;
+    case 'b':
+      return v === 0 || v === 1;
+    case 'n':
+      return Number.isSafeInteger(v) && (v as number) >= 0;
+    default:
+      return Number.isSafeInteger(v);
+  }
+}
 
 /**
  * One line back into the write it stands for; undefined for anything that is not a whole, well
- * formed record (the torn end of a write cut short by a crash or a power cut, or damage), so that
- * nothing the statements could refuse ever reaches them.
+ * formed record the host could have written (the torn end of a write cut short by a crash or a
+ * power cut, damage, values out of range, a time later than `latestMs`), so that nothing the
+ * statements could refuse, and nothing that would inflate a count, ever reaches them.
  */
-export function decodeRecord(line: string): JournalRecord | undefined {
+export function decodeRecord(line: string, latestMs: number = Number.MAX_SAFE_INTEGER): JournalRecord | undefined {
+  if (line.length > MAX_LINE_CHARS) return undefined;
   let a: unknown;
   try {
     a = JSON.parse(line);
   } catch {
     return undefined;
   }
-  if (!Array.isArray(a) || typeof a[0] !== 'number' || !Number.isSafeInteger(a[0]) || a[0] < 1) return undefined;
+  if (!Array.isArray(a) || !Number.isSafeInteger(a[0]) || a[0] < 1 || a[0] > MAX_SEQ) return undefined;
   const fields = FIELDS[a[1] as string];
   if (fields === undefined || a.length !== fields.length + 2) return undefined;
   for (let i = 0; i < fields.length; i++) {
-    const v = a[i + 2];
-    if (fields[i] === 's' ? typeof v !== 'string' : typeof v !== 'number' || !Number.isFinite(v)) return undefined;
+    if (!plausible(fields[i]!, a[i + 2], latestMs)) return undefined;
   }
+  // A refused request's client row exists only when it named an application and a machine.
+  if (a[1] === REFUSED && a[2] === 1 && (a[6] === '' || a[9] === '')) return undefined;
   const seq = a[0];
   const v = a.slice(2) as (string | number)[];
   const s = (i: number) => v[i] as string;

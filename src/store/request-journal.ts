@@ -28,6 +28,9 @@ export const NODE_JOURNAL_IO: JournalIo = Object.freeze({
  */
 const MAX_READ_BYTES = 16 * 1024 * 1024;
 
+const { O_APPEND, O_CREAT, O_NOFOLLOW, O_RDWR } = fs.constants;
+const OPEN_FLAGS = O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW;
+
 export interface OpenedJournal {
   readonly journal: RequestJournal;
   /** The lines found at start (every complete line; the store decides what they mean). */
@@ -62,9 +65,19 @@ export class RequestJournal {
     if (lock === undefined) return undefined;
     let fd: number;
     try {
-      fd = fs.openSync(file, 'a+', 0o640);
+      // Not through a symbolic link: the journal is emptied after every commit, and the file a
+      // link names (put there by mistake or by someone else) is not ours to truncate.
+      fd = fs.openSync(file, OPEN_FLAGS, 0o640);
     } catch (err) {
       lock.close();
+      if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
+        log.warn(
+          { code: 'KMS_ERR_STORE_WRITE_FAILED', file },
+          `the request journal ${file} is not a regular file (a symbolic link, not followed): it is not used, and every ` +
+            'group of requests is committed to the database on its own; remove it',
+        );
+        return undefined;
+      }
       log.warn(
         { code: 'KMS_ERR_STORE_WRITE_FAILED', file, err: (err as Error).message },
         `cannot open the request journal ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'}): every group of ` +

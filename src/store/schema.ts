@@ -125,14 +125,16 @@ interface FileHeader {
 function readHeader(file: string): FileHeader | undefined {
   let fd: number;
   try {
-    fd = fs.openSync(file, 'r');
+    // O_NONBLOCK: a FIFO put where the database should be would otherwise hold the process (the
+    // server, or the CLI) until something writes to it; with it, the check below refuses it.
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new StoreError('KMS_ERR_STORE_OPEN', `cannot read the database ${file}: ${(err as Error).message}`, { file }, { cause: err });
   }
   try {
     if (!fs.fstatSync(fd).isFile()) {
-      const message = `${file} is not a regular file (a directory?); move it away or point store.dataDir elsewhere`;
+      const message = `${file} is not a regular file (a directory, a FIFO?); move it away or point store.dataDir elsewhere`;
       throw new StoreError('KMS_ERR_STORE_OPEN', message, { file });
     }
     const header = Buffer.alloc(HEADER_LENGTH);

@@ -851,8 +851,11 @@ export class SqliteStore implements ActivationStore {
     this.journalSeq = this.committedSeq = Number.isSafeInteger(stored) && stored > 0 ? stored : 0;
     const todo: JournaledWrite[] = [];
     let damaged = 0;
+    // A record is at most as new as now: a clock set back since by a day or more loses it, rather
+    // than a damaged time keeping a machine counted for ever.
+    const latestMs = this.clock.now() + DAY_MS;
     for (const line of opened.lines) {
-      const record = decodeRecord(line);
+      const record = decodeRecord(line, latestMs);
       if (record === undefined) {
         damaged++;
         continue;
@@ -863,8 +866,9 @@ export class SqliteStore implements ActivationStore {
     if (damaged > 0 || opened.tornBytes > 0) {
       this.log.warn(
         { code: 'KMS_ERR_STORE_JOURNAL_DAMAGED', file: opened.journal.file, damagedLines: damaged, tornBytes: opened.tornBytes },
-        `the request journal ${opened.journal.file} held ${damaged} damaged lines and ${opened.tornBytes} bytes of a cut-short ` +
-          'write (a power cut or a disk error): they were skipped; every whole record was replayed',
+        `the request journal ${opened.journal.file} held ${damaged} damaged lines (not a record this host writes, or values ` +
+          `out of range) and ${opened.tornBytes} bytes of a cut-short write (a power cut or a disk error): they were skipped; ` +
+          'every valid record was replayed',
       );
     }
     if (todo.length === 0) {

@@ -135,9 +135,11 @@ t.test('client-chosen text of any kind comes back from a journal line unchanged 
   const lines = new RecordLines();
   const writes: JournaledWrite[] = [];
   for (let i = 0; i < 300; i++) {
-    const o = obs(i, { workstationName: text(64), clientAddress: text(20), previousClientMachineId: text(40) });
+    // Ids and codes are the host's own (a GUID the codec formats, a code of the registry): a line
+    // holding anything else is refused at replay (red-team-storage.test.ts).
+    const o = obs(i, { workstationName: text(64), clientAddress: text(20), previousClientMachineId: cmid(i + 1000) });
     const row = servedRow(o, T0 + i);
-    const refusal = refusedEvent(o, 0xc004f042, text(10), T0);
+    const refusal = refusedEvent(o, 0xc004f042, `KMS_"\\/${i}`, T0);
     writes.push(
       i % 3 === 2
         ? { kind: 'refused', row: refusedRowOf(refusal), event: refusal }

@@ -1,0 +1,225 @@
+// Red team against storage and recovery: a hostile or damaged request journal at start, odd files
+// where the database or the journal should be, and stored client text in the CLI's output. Each
+// test names what an attacker (or a broken disk, or a careless admin) does and what must hold.
+import t from 'tap';
+import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { SqliteStore, type SqliteStoreOptions } from '../../src/store/sqlite-store';
+import { connectionOf } from '../../src/store/testing';
+import { decodeRecord, encodeRecord, type JournaledWrite } from '../../src/store/journal-records';
+import { refusedEvent, refusedRowOf, servedFacts, servedRow } from '../../src/store/request-rows';
+import { DATABASE_FILE_NAME, JOURNAL_FILE_NAME } from '../../src/store/data-dir';
+import { obs, recordingLog, tempDataDir, WINDOW } from './observations';
+import { WINDOWS_APP } from '../ids';
+
+const T0 = Date.now() - 86_400_000;
+const big = { requiredClientCount: 1000 };
+/** Long enough that nothing commits by age during a test: what is in the file came from the journal. */
+const NEVER: SqliteStoreOptions = { journalCommitMs: 3_600_000 };
+
+const journalOf = (dir: string) => path.join(dir, JOURNAL_FILE_NAME);
+
+function servedLine(seq: number, i: number, over: Parameters<typeof obs>[1] = {}, at = T0 + i): string {
+  const o = obs(i, { ...big, ...over });
+  const row = servedRow(o, at);
+  const facts = servedFacts(o, { activeClients: i, maxRequiredClientCount: 1000 });
+  return encodeRecord(seq, { kind: 'served', row, previous: undefined, ...facts, persistRequired: 0, servedMs: at });
+}
+
+function rowsIn(dir: string): { clients: number; events: number } {
+  const reader = SqliteStore.open(dir, { readonly: true });
+  try {
+    const db = connectionOf(reader);
+    return {
+      clients: db.prepare('SELECT count(*) FROM clients').pluck().get() as number,
+      events: db.prepare('SELECT count(*) FROM events').pluck().get() as number,
+    };
+  } finally {
+    reader.close();
+  }
+}
+
+function activate(store: SqliteStore, from: number, n: number): void {
+  store.beginBatch();
+  for (let i = from; i < from + n; i++) store.recordActivation(obs(i, big), T0 + i, WINDOW);
+  store.commitBatch();
+}
+
+/** What kill -9 leaves: the files as they are now, the open store never closed, copied to a new directory. */
+function crashCopy(t: Parameters<typeof tempDataDir>[0], dir: string): string {
+  const copy = tempDataDir(t);
+  for (const name of [DATABASE_FILE_NAME, `${DATABASE_FILE_NAME}-wal`, JOURNAL_FILE_NAME]) {
+    if (fs.existsSync(path.join(dir, name))) fs.copyFileSync(path.join(dir, name), path.join(copy, name));
+  }
+  return copy;
+}
+
+t.test('a journal line with a sequence number near 2^53 cannot make later answered requests unreplayable', async (t) => {
+  const dir = tempDataDir(t);
+  SqliteStore.open(dir, NEVER).close();
+  fs.writeFileSync(journalOf(dir), servedLine(Number.MAX_SAFE_INTEGER, 1));
+  const store = SqliteStore.open(dir, { ...NEVER, log: recordingLog() });
+  t.teardown(() => store.close());
+  activate(store, 2, 3); // answered: in the journal, not yet committed
+  const lines = fs.readFileSync(journalOf(dir), 'utf8').split('\n').filter(Boolean);
+  t.equal(lines.length, 3, 'the three answered requests are in the journal');
+  t.ok(
+    lines.every((l) => decodeRecord(l) !== undefined),
+    'and each line reads back (a replay would otherwise skip an answered request)',
+  );
+  const committed = rowsIn(dir).clients;
+  const copy = crashCopy(t, dir);
+  SqliteStore.open(copy, { ...NEVER, log: recordingLog() }).close();
+  t.equal(rowsIn(copy).clients, committed + 3, 'after kill -9, every answered machine is stored');
+});
+
+t.test('a replayed line from the future (year 9999) is not counted for ever: skipped and reported', async (t) => {
+  const dir = tempDataDir(t);
+  SqliteStore.open(dir, NEVER).close();
+  const future = Date.UTC(9999, 0, 1);
+  fs.writeFileSync(journalOf(dir), servedLine(1, 1) + servedLine(2, 2, {}, future) + servedLine(3, 3));
+  const log = recordingLog();
+  const store = SqliteStore.open(dir, { ...NEVER, log });
+  t.teardown(() => store.close());
+  t.equal(store.countSince(WINDOWS_APP, Date.now() - WINDOW, 10_000), 2, 'the two plausible records are counted, not the third');
+  t.equal(rowsIn(dir).clients, 2, 'and only they are stored');
+  t.match(
+    log.lines.find((l) => l.obj['code'] === 'KMS_ERR_STORE_JOURNAL_DAMAGED')?.obj,
+    { damagedLines: 1 },
+    'the skipped line is reported',
+  );
+});
+
+t.test('replayed lines whose values the host could never have written are skipped, the valid ones kept', async (t) => {
+  const dir = tempDataDir(t);
+  SqliteStore.open(dir, NEVER).close();
+  const o = obs(50, big);
+  const good = servedRow(o, T0);
+  const facts = servedFacts(o, { activeClients: 1, maxRequiredClientCount: 1000 });
+  const served = (over: Partial<typeof good>, more: Partial<JournaledWrite> = {}): JournaledWrite =>
+    ({
+      kind: 'served',
+      row: { ...good, ...over },
+      previous: undefined,
+      ...facts,
+      persistRequired: 0,
+      servedMs: T0,
+      ...more,
+    }) as JournaledWrite;
+  const refused = refusedEvent(obs(60), 0xc004f042, 'KMS_ERR_UNKNOWN_SKU', T0);
+  const hostile: JournaledWrite[] = [
+    served({ cmid: 'not-a-guid' }),
+    served({ application: '\x1b]0;pwned\x07' }),
+    served({ kms_group: `${good.kms_group}\x1b[2J` }),
+    served({ workstation: 'w'.repeat(1_000_000) }),
+    served({ client_address: 'a'.repeat(100_000) }),
+    served({ required_count: -5 }),
+    served({ required_count: 2.5 }),
+    served({ license_status: 1e300 }),
+    served({ now: -1 }),
+    served({}, { previous: 'x'.repeat(40) } as Partial<JournaledWrite>),
+    { kind: 'refused', row: refusedRowOf({ ...refused, cmid: 'zz' }), event: { ...refused, cmid: 'zz' } },
+    { kind: 'refused', row: undefined, event: { ...refused, code: 'x'.repeat(100_000) } },
+    { kind: 'refused', row: undefined, event: { ...refused, time_ms: Date.UTC(9999, 0, 1) } },
+    { kind: 'setting', key: 'k'.repeat(100_000), value: '' },
+  ];
+  const text = [encodeRecord(1, served({}))];
+  for (const [i, w] of hostile.entries()) text.push(encodeRecord(i + 2, w));
+  text.push(encodeRecord(hostile.length + 2, { kind: 'refused', row: refusedRowOf(refused), event: refused }));
+  fs.writeFileSync(journalOf(dir), text.join(''));
+  const log = recordingLog();
+  SqliteStore.open(dir, { ...NEVER, log }).close();
+  t.same(rowsIn(dir), { clients: 2, events: 2 }, 'the served and the refused valid records, nothing else');
+  t.match(
+    log.lines.find((l) => l.obj['code'] === 'KMS_ERR_STORE_JOURNAL_DAMAGED')?.obj,
+    { damagedLines: hostile.length },
+    'every skipped line is counted in the report',
+  );
+});
+
+t.test('a journal cut short at every byte offset replays exactly its whole lines, never more, never twice', async (t) => {
+  const whole = servedLine(1, 1) + servedLine(2, 2);
+  const bytes = Buffer.from(whole);
+  const dir = tempDataDir(t);
+  SqliteStore.open(dir, NEVER).close();
+  const pristine = fs.readFileSync(path.join(dir, DATABASE_FILE_NAME));
+  let wrong = 0;
+  for (let cut = 0; cut <= bytes.length; cut++) {
+    fs.writeFileSync(path.join(dir, DATABASE_FILE_NAME), pristine);
+    fs.rmSync(path.join(dir, `${DATABASE_FILE_NAME}-wal`), { force: true });
+    fs.writeFileSync(journalOf(dir), bytes.subarray(0, cut));
+    const store = SqliteStore.open(dir, { ...NEVER, log: recordingLog() });
+    const counted = store.countSince(WINDOWS_APP, T0 - WINDOW, 10);
+    const stored = connectionOf(store).prepare('SELECT count(*) FROM clients').pluck().get() as number;
+    store.close();
+    const expected = bytes.subarray(0, cut).toString('latin1').split('\n').length - 1;
+    if (counted !== expected || stored !== expected || fs.statSync(journalOf(dir)).size !== 0) wrong++;
+  }
+  t.equal(wrong, 0, `every one of ${bytes.length + 1} cuts gives its whole lines, stored and counted once`);
+});
+
+t.test('garbage and a line of megabytes at start: the store opens, keeps the valid lines and reports the rest', async (t) => {
+  const dir = tempDataDir(t);
+  SqliteStore.open(dir, NEVER).close();
+  const deep = '['.repeat(4_000_000);
+  const wide = `[1,"a"${',0'.repeat(2_000_000)}]`;
+  const binary = Buffer.from(Array.from({ length: 65_536 }, (_, i) => (i * 2_654_435_761) >>> 24));
+  fs.writeFileSync(
+    journalOf(dir),
+    Buffer.concat([Buffer.from(servedLine(1, 1) + `${deep}\n${wide}\n`), binary, Buffer.from(`\n${servedLine(2, 2)}`)]),
+  );
+  const log = recordingLog();
+  const store = SqliteStore.open(dir, { ...NEVER, log });
+  store.close();
+  t.equal(rowsIn(dir).clients, 2, 'both valid records, around the garbage');
+  const damaged = log.lines.find((l) => l.obj['code'] === 'KMS_ERR_STORE_JOURNAL_DAMAGED');
+  t.ok(damaged !== undefined && (damaged.obj['damagedLines'] as number) >= 3, 'the garbage is reported');
+});
+
+t.test('the same machine many times in the journal is one machine, its requests all counted', async (t) => {
+  const dir = tempDataDir(t);
+  SqliteStore.open(dir, NEVER).close();
+  fs.writeFileSync(journalOf(dir), [1, 2, 3, 4].map((seq) => servedLine(seq, 7, {}, T0 + seq)).join(''));
+  const store = SqliteStore.open(dir, { ...NEVER, log: recordingLog() });
+  t.equal(store.countSince(WINDOWS_APP, T0 - WINDOW, 10), 1, 'counted once');
+  const db = connectionOf(store);
+  t.equal(db.prepare('SELECT requests FROM clients').pluck().get(), 4, 'its four requests kept');
+  store.close();
+});
+
+t.test('a journal that is a symbolic link is not followed: the file it names is left as it was', async (t) => {
+  const dir = tempDataDir(t);
+  const elsewhere = tempDataDir(t);
+  const precious = path.join(elsewhere, 'precious.txt');
+  fs.writeFileSync(precious, 'the admin data\n');
+  fs.symlinkSync(precious, journalOf(dir));
+  const log = recordingLog();
+  const store = SqliteStore.open(dir, { ...NEVER, log });
+  activate(store, 1, 3);
+  store.close();
+  t.equal(fs.readFileSync(precious, 'utf8'), 'the admin data\n', 'not truncated, not appended to');
+  t.equal(rowsIn(dir).clients, 3, 'the requests are stored all the same');
+  t.ok(
+    log.lines.some((l) => l.level === 'warn' && l.msg.includes(`${JOURNAL_FILE_NAME} is not a regular file (a symbolic link`)),
+    'and the journal that was not used is named in a warning',
+  );
+});
+
+t.test('a FIFO where the database should be is refused at once, not waited on', async (t) => {
+  const dir = tempDataDir(t);
+  const file = path.join(dir, DATABASE_FILE_NAME);
+  execFileSync('mkfifo', [file]);
+  // Without the fix, opening blocks this process until a writer comes; this child is that writer,
+  // 5 s later (twice: serve, then the CLI), so the old code ends the test. It leaves a mark first.
+  const came = path.join(dir, 'writer-came');
+  const writer = spawn('sh', ['-c', `for i in 1 2; do sleep 5; : > '${came}'; head -c 200 /dev/zero > '${file}'; done`], {
+    stdio: 'ignore',
+  });
+  t.teardown(() => {
+    writer.kill();
+  });
+  t.throws(() => SqliteStore.open(dir, NEVER), { code: 'KMS_ERR_STORE_OPEN', message: /not a regular file/ }, 'serve');
+  t.throws(() => SqliteStore.open(dir, { readonly: true }), { code: 'KMS_ERR_STORE_OPEN', message: /not a regular file/ }, 'the CLI');
+  t.notOk(fs.existsSync(came), 'answered before the writer came');
+});
