@@ -9,7 +9,10 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
+import { PassThrough } from 'node:stream';
 import t, { type Test } from 'tap';
+import type { Command } from '../../src/cli/command';
+import { fleetInit, fleetReport } from '../../src/cli/commands/fleet';
 import { DEFAULTS, type FleetConfig } from '../../src/config/defaults';
 import { explainPostgresError } from '../../src/fleet/pg-connection';
 import { BackendFrameWatch } from '../../src/fleet/pg-guard';
@@ -448,4 +451,43 @@ t.test('a server that reports an error on an idle connection but keeps it open d
   t.same([second.machines, second.events], [1, 1], 'the next sync goes through a new connection');
   t.equal(fake.connections, 2, 'one new connection');
   t.equal(fake.open, 1, 'and only that one is open');
+});
+
+t.test('fleet init and fleet report against a broken server: one line and an exit code, not a crash', async (t) => {
+  const run = async (command: Command, fake: FakePostgres): Promise<{ code: number; err: string }> => {
+    const file = path.join(dir, `cli-${fake.port}.yaml`);
+    fs.writeFileSync(
+      file,
+      [
+        'fleet:',
+        '  postgres:',
+        '    host: 127.0.0.1',
+        `    port: ${fake.port}`,
+        '    database: kms_fleet',
+        `    caFile: ${fake.caFile}`,
+        '    serverName: localhost',
+        `    passwordFile: ${passwordFile}`,
+        '',
+      ].join('\n'),
+    );
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    let err = '';
+    stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await command.run(['--config', file], { stdout, stderr, env: {} });
+    return { code, err };
+  };
+  const gss = await fakePostgres(t, (peer) => peer.socket.write(be('R', u32(7))));
+  const init = await run(fleetInit, gss);
+  t.equal(init.code, 1, 'fleet init fails');
+  t.match(init.err, /^kms-appliance fleet init: .*GSSAPI.*pg_hba\.conf/, 'saying why');
+  t.equal(init.err.trim().split('\n').length, 1, 'in one line');
+  const huge = await fakePostgres(
+    t,
+    afterStartup((peer) => peer.socket.write(Buffer.concat([Buffer.from('D'), u32(0x7ffffff0)]))),
+  );
+  const report = await run(fleetReport, huge);
+  t.equal(report.code, 1, 'fleet report fails');
+  t.match(report.err, /announced a message of/, 'saying why');
+  t.equal(report.err.trim().split('\n').length, 1, 'in one line');
 });
