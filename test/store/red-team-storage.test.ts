@@ -4,6 +4,7 @@
 import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { SqliteStore, type SqliteStoreOptions } from '../../src/store/sqlite-store';
 import { connectionOf } from '../../src/store/testing';
@@ -222,4 +223,110 @@ t.test('a FIFO where the database should be is refused at once, not waited on', 
   t.throws(() => SqliteStore.open(dir, NEVER), { code: 'KMS_ERR_STORE_OPEN', message: /not a regular file/ }, 'serve');
   t.throws(() => SqliteStore.open(dir, { readonly: true }), { code: 'KMS_ERR_STORE_OPEN', message: /not a regular file/ }, 'the CLI');
   t.notOk(fs.existsSync(came), 'answered before the writer came');
+});
+
+/** A small tmpfs of its own, so the disk fills for real (ENOSPC on every file); undefined where mounting is not allowed. */
+function smallDisk(t: Parameters<typeof tempDataDir>[0], bytes: number): string | undefined {
+  const dir = tempDataDir(t);
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', dir], { stdio: 'ignore' });
+  } catch {
+    return undefined;
+  }
+  t.teardown(() => execFileSync('umount', ['-l', dir], { stdio: 'ignore' }));
+  return dir;
+}
+
+/** Fills the file system of `dir` to the last byte; returns the filler's path. */
+function fill(dir: string): string {
+  const filler = path.join(dir, 'filler');
+  const fd = fs.openSync(filler, 'w');
+  const chunk = Buffer.alloc(4096, 0x55);
+  try {
+    for (let i = 0; i < 1_000_000; i++) fs.writeSync(fd, chunk);
+  } catch {
+    // ENOSPC: full
+  }
+  for (let i = 0; i < 4096; i++) {
+    try {
+      fs.writeSync(fd, chunk, 0, 1);
+    } catch {
+      break;
+    }
+  }
+  fs.closeSync(fd);
+  return filler;
+}
+
+const MOUNTS = canMount();
+
+/** Whether this process may mount a tmpfs (root in a container or on a CI runner, usually). */
+function canMount(): boolean {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-mount-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=65536', 'tmpfs', dir], { stdio: 'ignore' });
+    execFileSync('umount', [dir], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const fullDiskTest = 'a real full disk (ENOSPC on the journal, the WAL and the database): no answered machine lost, none counted unanswered';
+t.test(fullDiskTest, { skip: MOUNTS ? false : 'cannot mount a tmpfs here' }, async (t) => {
+  const dir = smallDisk(t, 4 * 1024 * 1024);
+  if (dir === undefined) throw new Error('mounting a tmpfs failed');
+  const log = recordingLog();
+  const store = SqliteStore.open(dir, {
+    journalCommitMs: 1,
+    log,
+    retryIntervalMs: 0,
+    retryTimerMs: 3_600_000,
+    pendingLimits: { maxMachines: 40, maxEvents: 60 },
+  });
+  const answered = new Set<string>();
+  const refused = new Set<string>();
+  const serve = (from: number, n: number) => {
+    store.beginBatch();
+    const turn: string[] = [];
+    for (let i = from; i < from + n; i++) {
+      const o = obs(i, big);
+      if (store.acceptsActivation(o)) {
+        store.recordActivation(o, T0 + i, WINDOW);
+        turn.push(o.clientMachineId);
+      } else {
+        store.recordRefusal(o, 0xc004d104, 'KMS_ERR_STORE_BACKLOG_FULL', T0 + i);
+        refused.add(o.clientMachineId);
+      }
+    }
+    store.commitBatch();
+    for (const c of turn) answered.add(c);
+  };
+  for (let i = 1; i <= 30; i += 3) serve(i, 3);
+  const beforeFull = new Set(answered); // in the journal; the batch's commit is still to come
+  const filler = fill(dir);
+  let crashed: string | undefined;
+  for (let i = 31; i <= 400; i += 3) {
+    serve(i, 3);
+    if (i === 91) crashed = crashCopy(t, dir);
+  }
+  t.ok(store.stats().writeFailures > 0 || !store.stats().journalInUse || store.hasPendingWrites, 'the disk was full');
+  t.ok(refused.size > 0, 'past the bound, new machines were refused');
+  fs.rmSync(filler);
+  t.ok(store.flushPending(), 'space is back: everything pending is written');
+  store.close();
+  const reader = SqliteStore.open(dir, { readonly: true });
+  const stored = new Set(connectionOf(reader).prepare('SELECT cmid FROM clients WHERE last_counted_ms IS NOT NULL').pluck().all() as string[]);
+  reader.close();
+  t.same([...answered].filter((c) => !stored.has(c)), [], 'every answered machine is stored');
+  t.same([...refused].filter((c) => stored.has(c)), [], 'no refused machine is counted');
+  // kill -9 during the outage: what the journal held before the disk filled is replayed.
+  const again = SqliteStore.open(crashed!, { log: recordingLog(), journalCommitMs: 1 });
+  again.close();
+  const reread = SqliteStore.open(crashed!, { readonly: true });
+  const kept = new Set(connectionOf(reread).prepare('SELECT cmid FROM clients').pluck().all() as string[]);
+  reread.close();
+  t.same([...beforeFull].filter((c) => !kept.has(c)), [], 'a crash during the outage loses none answered before it');
 });
