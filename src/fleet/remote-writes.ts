@@ -187,7 +187,16 @@ export async function writeBatch(client: ClientBase, batch: Batch, names: NameRe
     await client.query('COMMIT');
     return { previousHostName: before.rows[0]?.host_name ?? null };
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    // Only a statement the server answered with an error leaves a connection that can roll back.
+    // After a timeout or a broken connection the ROLLBACK would wait a second query timeout
+    // behind the statement that hangs; the caller closes that connection, which ends the
+    // transaction on the server all the same.
+    if (answeredWithError(err)) await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
+}
+
+/** An ErrorResponse from the server (pg's DatabaseError carries its severity), not a local failure. */
+function answeredWithError(err: unknown): boolean {
+  return typeof (err as { severity?: unknown } | null)?.severity === 'string';
 }

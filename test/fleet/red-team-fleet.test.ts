@@ -9,14 +9,21 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
+import { randomUUID } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import t, { type Test } from 'tap';
+import type { ClientBase } from 'pg';
+import { loadCatalog } from '../../src/catalog/load';
+import { catalogNames } from '../../src/catalog/names';
+import { writeBatch } from '../../src/fleet/remote-writes';
+import type { OutboxMachine } from '../../src/store/fleet-outbox';
+import { WINDOWS_APP } from '../ids';
 import type { Command } from '../../src/cli/command';
 import { fleetInit, fleetReport } from '../../src/cli/commands/fleet';
 import { DEFAULTS, type FleetConfig } from '../../src/config/defaults';
 import { explainPostgresError } from '../../src/fleet/pg-connection';
 import { BackendFrameWatch } from '../../src/fleet/pg-guard';
-import { WINDOW, obs } from '../store/observations';
+import { WINDOW, cmid, obs } from '../store/observations';
 import { appliance, fleetDatabase, postgresForFile, rows } from './fleet-fixture';
 import { makeCertificates } from './postgres-harness';
 import { settledWithin, until } from '../wait';
@@ -24,6 +31,7 @@ import { activate } from '../../src/client/kms-client';
 import { startHarness, product } from '../server/appliance-harness';
 
 const NOW = Date.now();
+const names = catalogNames(loadCatalog());
 const SSL_REQUEST = 80877103;
 
 const u32 = (n: number): Buffer => {
@@ -490,4 +498,58 @@ t.test('fleet init and fleet report against a broken server: one line and an exi
   t.equal(report.code, 1, 'fleet report fails');
   t.match(report.err, /announced a message of/, 'saying why');
   t.equal(report.err.trim().split('\n').length, 1, 'in one line');
+});
+
+t.test('a statement that timed out is not followed by a ROLLBACK that waits a second timeout', async (t) => {
+  const machine: OutboxMachine = {
+    application: WINDOWS_APP,
+    cmid: cmid(1),
+    workstation: 'pc-1',
+    previousWorkstation: '',
+    address: '192.0.2.1',
+    sku: '',
+    kmsGroup: '',
+    firstSeenMs: NOW,
+    lastSeenMs: NOW,
+    lastCountedMs: NOW,
+    lastHresult: 0,
+    licenseStatus: 1,
+    protocolVersion: 6,
+    vm: false,
+    requests: 1,
+  };
+  const batch = {
+    site: { applianceId: randomUUID(), siteName: 's', hostName: 'h', softwareVersion: 'v', lastEventId: 0, backlogEvents: 0 },
+    machines: [machine],
+    events: [],
+    eventOffset: 0,
+  };
+  /** A client whose machines statement fails with `failure`; ROLLBACK is answered only if `answersRollback`. */
+  const client = (failure: Error, answersRollback: boolean): { c: ClientBase; sent: string[] } => {
+    const sent: string[] = [];
+    const c = {
+      query: (text: string) => {
+        const verb = text.trim().split(/\s/)[0]!;
+        sent.push(verb);
+        if (/kms_fleet\.machines/.test(text) && verb === 'INSERT') return Promise.reject(failure);
+        if (verb === 'ROLLBACK' && !answersRollback) return new Promise(() => undefined);
+        return Promise.resolve({ rows: [] });
+      },
+    } as unknown as ClientBase;
+    return { c, sent };
+  };
+  const hung = client(new Error('Query read timeout'), false);
+  const outcome = await settledWithin(
+    writeBatch(hung.c, batch, names).then(
+      () => 'committed',
+      (err: Error) => err.message,
+    ),
+    5000,
+    'still waiting for the ROLLBACK',
+  );
+  t.equal(outcome, 'Query read timeout', 'the timeout is reported at once');
+  t.notOk(hung.sent.includes('ROLLBACK'), 'no ROLLBACK is queued behind the statement that hangs');
+  const refused = client(Object.assign(new Error('value out of range'), { severity: 'ERROR', code: '22003' }), true);
+  await t.rejects(writeBatch(refused.c, batch, names), /out of range/);
+  t.equal(refused.sent.at(-1), 'ROLLBACK', 'a statement the server refused is rolled back (the connection goes on row by row)');
 });
