@@ -38,6 +38,9 @@ const UNICAST_TOTAL_RATE = { responsesPerSecond: 50, burst: 100 };
 // Another host claiming our names is logged at most this often per name.
 const CONFLICT_LOG_INTERVAL_MS = 10 * 60_000;
 const CLASS_IN_QU = 0x8001; // IN with the unicast-response bit
+const CLASS_ANY_QU = 0x80ff;
+/** Question classes our (IN) records answer, as dns-packet names them. */
+const IN_OR_ANY = new Set(['IN', 'ANY', `UNKNOWN_${CLASS_IN_QU}`, `UNKNOWN_${CLASS_ANY_QU}`]);
 // How long the list of directly connected networks is trusted before it is read again.
 const LINK_CHECK_MS = 5000;
 // RFC 6762 §17: an mDNS packet never exceeds 9000 bytes, IP and UDP headers included.
@@ -286,7 +289,9 @@ export function startMdns(config: AppConfig['dns']['mdns'], context: MdnsContext
     let unicast = rinfo.port !== MDNS_PORT;
     for (const q of query.questions) {
       const klass = q.class as unknown;
-      if (klass === `UNKNOWN_${CLASS_IN_QU}`) unicast = true; // dns-packet names the QU bit this way
+      // Our records are of class IN: a question of another class (CH, HS, …) is not about them.
+      if (!IN_OR_ANY.has(String(klass))) continue;
+      if (String(klass).startsWith('UNKNOWN_')) unicast = true; // dns-packet names the QU bit this way
       const r = answerMdnsQuestion(q, all);
       r.answers = r.answers.filter((a) => !isKnown(a, known));
       if (r.answers.length > 0) answered.set(`${q.name.toLowerCase()} ${q.type} ${String(klass)}`, q);

@@ -266,3 +266,30 @@ t.test('another host claiming our names is logged once; we keep our records', as
   t.equal(warnings[0]?.level, 'warn');
   t.match(warnings[0]?.msg ?? '', /127\.0\.0\.7.*kms01\.local.*instanceName/, 'naming the other host, the name and the fix');
 });
+
+t.test('questions of another class than IN are not answered with IN records, nor echoed', async (t) => {
+  const r = await rig(t);
+  const client = (await listener(t, '127.0.0.8'))!;
+  const CH = 3;
+  const HS = 4;
+  const next = client.next();
+  // A legacy query whose questions repeat our service under every class but IN.
+  const classes = Array.from({ length: 300 }, (_, i) => i + 2).filter((c) => c !== 255);
+  client.socket.send(
+    query(
+      classes.map((klass) => ({ name: MDNS_SERVICE, type: RR_TYPE.PTR, klass })),
+      { id: 1 },
+    ),
+    r.port,
+    '127.0.0.1',
+  );
+  client.socket.send(query([{ name: MDNS_SERVICE, type: RR_TYPE.PTR, klass: CH }], { id: 2 }), r.port, '127.0.0.1');
+  client.socket.send(query([{ name: MDNS_SERVICE, type: RR_TYPE.PTR, klass: HS }], { id: 3 }), r.port, '127.0.0.1');
+  client.socket.send(query([{ name: MDNS_SERVICE, type: RR_TYPE.PTR, klass: RR_CLASS.ANY }], { id: 4 }), r.port, '127.0.0.1');
+  const first = await next;
+  t.equal(first?.header.id, 4, 'the first query answered is the one of class ANY');
+  t.equal(first?.questions.length, 1, 'echoing its one question');
+  const qu = client.next();
+  client.socket.send(query([{ name: MDNS_SERVICE, type: RR_TYPE.PTR, klass: 0x8000 | 255 }], { id: 5 }), r.port, '127.0.0.1');
+  t.equal((await qu)?.header.id, 5, 'ANY with the unicast-response bit is answered too');
+});
