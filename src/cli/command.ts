@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, KmsError, StoreError } from '../errors';
 import { didYouMean } from './suggest';
+import { readFailure } from '../store/write-failure';
 
 export interface CommandIo {
   readonly stdout: NodeJS.WritableStream;
@@ -145,8 +146,9 @@ function failure(err: unknown, command: string, io: CommandIo): number {
     return EXIT.USAGE;
   }
   if (err instanceof KmsError && err.code === 'KMS_ERR_CLI_USAGE') return usageError(io, command, err.message);
-  if (err instanceof StoreError) {
-    io.stderr.write(`kms-appliance ${command}: ${err.message} [${err.code}]\n`);
+  const store = err instanceof StoreError ? err : readFailure(err);
+  if (store !== undefined) {
+    io.stderr.write(`kms-appliance ${command}: ${store.message} [${store.code}]\n`);
     return EXIT.FAILURE;
   }
   throw err;

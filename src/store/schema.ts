@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { StoreError } from '../errors';
 import { STORE_TUNING } from '../config/defaults';
+import { DAMAGED_FILE_ADVICE } from './write-failure';
 
 /** PRAGMA application_id of every kms-appliance database: "KMSA" as a big-endian u32. */
 export const APPLICATION_ID = 0x4b4d5341;
@@ -141,9 +142,13 @@ function readHeader(file: string): FileHeader | undefined {
     const n = fs.readSync(fd, header, 0, HEADER_LENGTH, 0);
     if (n === 0) return undefined;
     if (n < HEADER_LENGTH || !header.subarray(0, SQLITE_MAGIC.length).equals(SQLITE_MAGIC)) {
-      throw new StoreError('KMS_ERR_STORE_CORRUPT', `${file} is not a SQLite database (damaged or overwritten); it was left untouched`, {
-        file,
-      });
+      throw new StoreError(
+        'KMS_ERR_STORE_CORRUPT',
+        `${file} is not a SQLite database (damaged or overwritten); it was left untouched: ${DAMAGED_FILE_ADVICE}`,
+        {
+          file,
+        },
+      );
     }
     return {
       applicationId: header.readUInt32BE(HEADER_APPLICATION_ID_OFFSET),
@@ -172,7 +177,7 @@ function openError(file: string, err: unknown): StoreError {
   if (code !== undefined && CORRUPT_CODES.has(code)) {
     return new StoreError(
       'KMS_ERR_STORE_CORRUPT',
-      `${file} is damaged (${code}); it was left untouched`,
+      `${file} is damaged (${code}); it was left untouched: ${DAMAGED_FILE_ADVICE}`,
       { file, sqliteCode: code },
       { cause: err },
     );
@@ -224,7 +229,11 @@ function inspect(file: string, deep: boolean): Inspection {
     if (deep) {
       const check = db.pragma('quick_check', { simple: true }) as string;
       if (check !== 'ok') {
-        throw new StoreError('KMS_ERR_STORE_CORRUPT', `${file} is damaged (quick_check: ${check}); it was left untouched`, { file, check });
+        throw new StoreError(
+          'KMS_ERR_STORE_CORRUPT',
+          `${file} is damaged (quick_check: ${check}); it was left untouched: ${DAMAGED_FILE_ADVICE}`,
+          { file, check },
+        );
       }
     }
     return { fresh: false, version };

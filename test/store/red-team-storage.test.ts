@@ -13,6 +13,10 @@ import { refusedEvent, refusedRowOf, servedFacts, servedRow } from '../../src/st
 import { DATABASE_FILE_NAME, JOURNAL_FILE_NAME } from '../../src/store/data-dir';
 import { obs, recordingLog, tempDataDir, WINDOW } from './observations';
 import { WINDOWS_APP } from '../ids';
+import { captureIo } from '../cli/commands/inventory-fixture';
+import { command as statusCommand } from '../../src/cli/commands/status';
+import { command as clientsCommand } from '../../src/cli/commands/clients';
+import { command as reportCommand } from '../../src/cli/commands/report';
 
 const T0 = Date.now() - 86_400_000;
 const big = { requiredClientCount: 1000 };
@@ -274,7 +278,8 @@ function canMount(): boolean {
   }
 }
 
-const fullDiskTest = 'a real full disk (ENOSPC on the journal, the WAL and the database): no answered machine lost, none counted unanswered';
+const fullDiskTest =
+  'a real full disk (ENOSPC on the journal, the WAL and the database): no answered machine lost, none counted unanswered';
 t.test(fullDiskTest, { skip: MOUNTS ? false : 'cannot mount a tmpfs here' }, async (t) => {
   const dir = smallDisk(t, 4 * 1024 * 1024);
   if (dir === undefined) throw new Error('mounting a tmpfs failed');
@@ -318,15 +323,53 @@ t.test(fullDiskTest, { skip: MOUNTS ? false : 'cannot mount a tmpfs here' }, asy
   t.ok(store.flushPending(), 'space is back: everything pending is written');
   store.close();
   const reader = SqliteStore.open(dir, { readonly: true });
-  const stored = new Set(connectionOf(reader).prepare('SELECT cmid FROM clients WHERE last_counted_ms IS NOT NULL').pluck().all() as string[]);
+  const stored = new Set(
+    connectionOf(reader).prepare('SELECT cmid FROM clients WHERE last_counted_ms IS NOT NULL').pluck().all() as string[],
+  );
   reader.close();
-  t.same([...answered].filter((c) => !stored.has(c)), [], 'every answered machine is stored');
-  t.same([...refused].filter((c) => stored.has(c)), [], 'no refused machine is counted');
+  t.same(
+    [...answered].filter((c) => !stored.has(c)),
+    [],
+    'every answered machine is stored',
+  );
+  t.same(
+    [...refused].filter((c) => stored.has(c)),
+    [],
+    'no refused machine is counted',
+  );
   // kill -9 during the outage: what the journal held before the disk filled is replayed.
   const again = SqliteStore.open(crashed!, { log: recordingLog(), journalCommitMs: 1 });
   again.close();
   const reread = SqliteStore.open(crashed!, { readonly: true });
   const kept = new Set(connectionOf(reread).prepare('SELECT cmid FROM clients').pluck().all() as string[]);
   reread.close();
-  t.same([...beforeFull].filter((c) => !kept.has(c)), [], 'a crash during the outage loses none answered before it');
+  t.same(
+    [...beforeFull].filter((c) => !kept.has(c)),
+    [],
+    'a crash during the outage loses none answered before it',
+  );
+});
+
+t.test('a database with damaged pages: every command that reads it says so in one line, with what to do', async (t) => {
+  const dir = tempDataDir(t);
+  const store = SqliteStore.open(dir);
+  for (let i = 1; i <= 3000; i++) store.recordActivation(obs(i, { workstationName: `pc-${i}`.padEnd(60, '.') }), T0 + i, WINDOW);
+  store.close();
+  const file = path.join(dir, DATABASE_FILE_NAME);
+  const size = fs.statSync(file).size;
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Buffer.alloc(size / 2), 0, size / 2, size / 4); // the middle half zeroed, header intact
+  fs.closeSync(fd);
+  for (const [name, command] of [
+    ['status', statusCommand],
+    ['clients', clientsCommand],
+    ['report', reportCommand],
+  ] as const) {
+    const c = captureIo();
+    const code = await command.run(['--data-dir', dir], c.io).catch((err: Error) => `threw ${err.message}`);
+    t.equal(code, 1, `${name}: exit 1`);
+    t.match(c.stderr(), /^kms-appliance \w+: .*damaged.*backup.*\[KMS_ERR_STORE_CORRUPT\]\n$/, `${name}: one line saying what to do`);
+  }
+  t.throws(() => SqliteStore.open(dir), { code: 'KMS_ERR_STORE_CORRUPT', message: /backup/ }, 'serve refuses it, saying what to do');
+  t.equal(fs.statSync(file).size, size, 'and leaves it as it was');
 });
