@@ -14,7 +14,7 @@ import { memoizeNames } from '../catalog/name-resolver';
 import type { Clock } from '../host/ports';
 import type { FleetOutbox, MachineCursor, OutboxEvent, OutboxMachine } from '../store/fleet-outbox';
 import type { StoreLog } from '../store/store-log';
-import { connectionConfig, describeTarget, explainPostgresError } from './pg-connection';
+import { connectionConfig, describeTarget, explainPostgresError, quoteServerText } from './pg-connection';
 import { guardClient } from './pg-guard';
 import { REMOTE_SCHEMA_VERSION, remoteSchemaVersion } from './remote-schema';
 import { writeBatch, type BatchWritten, type SiteReport } from './remote-writes';
@@ -363,9 +363,11 @@ export class FleetForwarder {
   private noticeClone(previous: string | null, site: SiteReport): void {
     if (previous === null || previous === '' || previous === site.hostName || this.warnedClone) return;
     this.warnedClone = true;
+    // Any box writing as the appliances' role can put any text there: quoted, not trusted.
+    const other = quoteServerText(previous, 255);
     this.options.log.warn(
-      { code: 'KMS_ERR_FLEET_CONFIG', fleet: this.target, applianceId: site.applianceId, otherHost: previous },
-      `the fleet database knows appliance id ${site.applianceId} from host ${previous}, this is ${site.hostName}: if ${previous} ` +
+      { code: 'KMS_ERR_FLEET_CONFIG', fleet: this.target, applianceId: site.applianceId, otherHost: other },
+      `the fleet database knows appliance id ${site.applianceId} from host ${other}, this is ${site.hostName}: if ${other} ` +
         'still runs, one box was cloned from the other\'s disk and their reports mix; give this one its own id (see "Fleet reporting" ' +
         'in the README)',
     );

@@ -134,7 +134,7 @@ const MAX_QUOTED = 300;
  * the terminal (`status`), so line breaks, terminal escapes and bidirectional controls become
  * spaces, and a message of megabytes is cut.
  */
-function inert(text: string, max = MAX_QUOTED): string {
+export function quoteServerText(text: string, max = MAX_QUOTED): string {
   const flat = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, ' ');
   return flat.length > max ? `${flat.slice(0, max)}… (${flat.length} characters)` : flat;
 }
@@ -143,13 +143,13 @@ function inert(text: string, max = MAX_QUOTED): string {
 export function explainPostgresError(err: unknown, p: PostgresSettings, user?: string): string {
   const raw = err as { code?: unknown; message?: unknown } | null;
   const e = {
-    code: typeof raw?.code === 'string' ? inert(raw.code, 64) : undefined,
-    message: typeof raw?.message === 'string' ? inert(raw.message) : undefined,
+    code: typeof raw?.code === 'string' ? quoteServerText(raw.code, 64) : undefined,
+    message: typeof raw?.message === 'string' ? quoteServerText(raw.message) : undefined,
   };
   const code = e.code ?? '';
   const target = describeTarget(p, user);
   const expected = p.serverName || p.host;
-  if (err instanceof KmsError) return inert(err.message, 1000);
+  if (err instanceof KmsError) return quoteServerText(err.message, 1000);
   if (code === 'ECONNREFUSED') return `PostgreSQL at ${target} refused the connection (server down, or wrong host or port)`;
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `the host name ${p.host} of fleet.postgres.host does not resolve`;
   if (code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || /timeout/i.test(e.message ?? '')) {
@@ -179,5 +179,5 @@ export function explainPostgresError(err: unknown, p: PostgresSettings, user?: s
     );
   if (code === '42P01' || code === '3F000')
     return `the fleet tables do not exist in ${p.database}: run kms-appliance fleet init as the owner role`;
-  return `PostgreSQL at ${target}: ${e.message ?? inert(String(err))}${code ? ` (${code})` : ''}`;
+  return `PostgreSQL at ${target}: ${e.message ?? quoteServerText(String(err))}${code ? ` (${code})` : ''}`;
 }

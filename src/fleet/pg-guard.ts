@@ -22,7 +22,7 @@ export interface ReplyLimits {
  * The forwarder reads a schema version and one host name; its statements' replies are a few
  * hundred bytes. 1 MiB each is far above that and far below what would matter to the ≤ 80 MB box.
  */
-export const FORWARDER_LIMITS: ReplyLimits = { maxMessageBytes: 1 << 20, maxReplyBytes: 1 << 20 };
+const FORWARDER_LIMITS: ReplyLimits = { maxMessageBytes: 1 << 20, maxReplyBytes: 1 << 20 };
 /** `fleet report` reads whole views of an organisation: bounded, but with room for many sites. */
 export const REPORT_LIMITS: ReplyLimits = { maxMessageBytes: 16 << 20, maxReplyBytes: 256 << 20 };
 

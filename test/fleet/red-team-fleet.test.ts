@@ -409,10 +409,11 @@ const oneValue = (name: string, oid: number, value: string): Buffer =>
  * succeeds (parameterised ones with no rows). `afterCommit` runs once a COMMIT was answered.
  */
 const cooperative =
-  (afterCommit: (peer: Peer) => void): Conduct =>
+  (afterCommit: (peer: Peer) => void, hostName?: string): Conduct =>
   (peer) => {
     peer.socket.write(Buffer.concat([AUTH_OK, READY]));
     let committing = false;
+    let parsed = '';
     peer.onMessage((code, body) => {
       if (code === 'Q') {
         const sql = body.toString('utf8');
@@ -422,8 +423,14 @@ const cooperative =
         else reply = be('C', Buffer.from(`${sql.trim().split(/\s/)[0]}\0`));
         peer.socket.write(Buffer.concat([reply, READY]));
         if (/^COMMIT/.test(sql)) committing = true;
+      } else if (code === 'P') {
+        parsed = body.toString('utf8');
       } else if (code === 'S') {
-        peer.socket.write(Buffer.concat([be('1'), be('2'), be('n'), be('C', Buffer.from('INSERT 0 1\0')), READY]));
+        const rows =
+          hostName !== undefined && /SELECT host_name/.test(parsed)
+            ? oneValue('host_name', 25, hostName)
+            : Buffer.concat([be('n'), be('C', Buffer.from('INSERT 0 1\0'))]);
+        peer.socket.write(Buffer.concat([be('1'), be('2'), rows, READY]));
       }
       if (committing) {
         committing = false;
@@ -552,4 +559,20 @@ t.test('a statement that timed out is not followed by a ROLLBACK that waits a se
   const refused = client(Object.assign(new Error('value out of range'), { severity: 'ERROR', code: '22003' }), true);
   await t.rejects(writeBatch(refused.c, batch, names), /out of range/);
   t.equal(refused.sent.at(-1), 'ROLLBACK', 'a statement the server refused is rolled back (the connection goes on row by row)');
+});
+
+t.test('a host name the fleet database returns is quoted inert in the clone warning', async (t) => {
+  const planted = `evil\n\u001b[2J{"level":"fatal"}${'y'.repeat(200_000)}`;
+  const fake = await fakePostgres(
+    t,
+    cooperative(() => undefined, planted),
+  );
+  const site = siteWithBacklog(t, fake, 'planted');
+  await site.forwarder.syncNow();
+  const warning = site.log.lines.find((l) => l.obj.code === 'KMS_ERR_FLEET_CONFIG');
+  t.ok(warning, 'the clone warning is logged');
+  const text = `${warning?.msg ?? ''} ${String(warning?.obj.otherHost ?? '')}`;
+  t.match(text, /evil/, 'naming the other host');
+  t.notMatch(text, /[\u0000-\u001f]/, 'without its control characters');
+  t.ok(text.length < 2000, `and short (${text.length} characters)`);
 });
