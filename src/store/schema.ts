@@ -3,6 +3,7 @@
 // written to it.
 
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreError } from '../errors';
 import { STORE_TUNING } from '../config/defaults';
@@ -184,10 +185,33 @@ function openError(file: string, err: unknown): StoreError {
   }
   return new StoreError(
     'KMS_ERR_STORE_OPEN',
-    `cannot open the database ${file}: ${(err as Error).message}`,
+    `cannot open the database ${file}: ${(err as Error).message}${unwritable(file)}`,
     { file, sqliteCode: code },
     { cause: err },
   );
+}
+
+/**
+ * Why SQLite may not open a file: in WAL mode even a reader creates the -shm file beside it, so a
+ * directory on a read-only file system, or owned by someone else, refuses the server and the CLI
+ * alike with SQLite's bare "unable to open database file". '' when both can be written.
+ */
+function unwritable(file: string): string {
+  for (const p of [path.dirname(file), file]) {
+    try {
+      fs.accessSync(p, fs.constants.W_OK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      if (code === 'ENOENT') continue;
+      const what = code === 'EROFS' ? 'is on a read-only file system (EROFS)' : `is not writable (${code})`;
+      const remedy = code === 'EROFS' ? 'remount it read-write' : 'fix its owner or permissions';
+      return (
+        `; ${p} ${what}, and SQLite writes ${path.basename(file)}-wal and -shm beside the database even to read it: ` +
+        `${remedy} or point store.dataDir elsewhere`
+      );
+    }
+  }
+  return '';
 }
 
 /** What inspection found; `fresh` = an empty file (or none) that may be initialised. */

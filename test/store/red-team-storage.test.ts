@@ -373,3 +373,26 @@ t.test('a database with damaged pages: every command that reads it says so in on
   t.throws(() => SqliteStore.open(dir), { code: 'KMS_ERR_STORE_CORRUPT', message: /backup/ }, 'serve refuses it, saying what to do');
   t.equal(fs.statSync(file).size, size, 'and leaves it as it was');
 });
+
+t.test(
+  'a data directory on a read-only file system: serve and the CLI say why and what to do',
+  { skip: MOUNTS ? false : 'cannot mount a tmpfs here' },
+  async (t) => {
+    const dir = smallDisk(t, 4 * 1024 * 1024);
+    if (dir === undefined) throw new Error('mounting a tmpfs failed');
+    const store = SqliteStore.open(dir, NEVER);
+    activate(store, 1, 3);
+    store.close();
+    const before = fs.readFileSync(path.join(dir, DATABASE_FILE_NAME));
+    execFileSync('mount', ['-o', 'remount,ro', dir], { stdio: 'ignore' });
+    t.throws(
+      () => SqliteStore.open(dir, NEVER),
+      { code: 'KMS_ERR_STORE_OPEN', message: /read-only file system \(EROFS\).*remount it read-write or point store\.dataDir/ },
+      'serve: the directory, the reason and the remedy',
+    );
+    const c = captureIo();
+    t.equal(await statusCommand.run(['--data-dir', dir], c.io), 1, 'status: exit 1');
+    t.match(c.stderr(), /read-only file system \(EROFS\).*\[KMS_ERR_STORE_OPEN\]\n$/, 'status: the same reason, one line');
+    t.same(fs.readFileSync(path.join(dir, DATABASE_FILE_NAME)), before, 'the file is as it was');
+  },
+);
