@@ -576,3 +576,15 @@ t.test('a host name the fleet database returns is quoted inert in the clone warn
   t.notMatch(text, /[\u0000-\u001f]/, 'without its control characters');
   t.ok(text.length < 2000, `and short (${text.length} characters)`);
 });
+
+t.test('a server that authenticates and then never says it is ready is given up at the connect timeout', async (t) => {
+  // Held before this round: pg's connection timeout runs until ReadyForQuery, not only the TCP connect.
+  const fake = await fakePostgres(t, (peer) => peer.socket.write(AUTH_OK));
+  const site = appliance(t, { ...fleetTo(fake, 'mute'), postgres: { ...fleetTo(fake, 'mute').postgres, connectTimeoutSeconds: 1 } });
+  site.store.recordActivation(obs(1), NOW, WINDOW);
+  await t.rejects(site.forwarder.syncNow(), /timeout|terminated/i, 'the attempt ends');
+  t.match(site.forwarder.health().lastError ?? '', /did not answer in time|was cut/, 'and says why in words');
+  await fake.closed(1);
+  t.equal(fake.open, 0, 'the socket is closed');
+  t.equal(site.store.fleetOutbox().state().eventsAcked, 0, 'nothing is marked as sent');
+});
