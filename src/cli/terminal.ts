@@ -3,19 +3,24 @@
 // terminal, reorder text (bidi overrides) or start a new line that looks like another entry.
 import { escapeJsonText } from '../logging/json-escape';
 
-/** C0/C1 controls, DEL, and the Unicode format characters that move or hide text. */
+/**
+ * C0/C1 controls, DEL, line and paragraph separators, and every Unicode format character (\p{Cf}):
+ * those that move or hide text, the invisible tag characters U+E0000–E007F (a workstation name is
+ * UTF-16 on the wire, so a client can send them) among them.
+ */
 // eslint-disable-next-line no-control-regex
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]/g;
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb\p{Cf}]/gu;
 
 function escapeChar(ch: string): string {
-  const code = ch.charCodeAt(0);
+  const code = ch.codePointAt(0)!;
   if (ch === '\n') return '\\n';
   if (ch === '\r') return '\\r';
   if (ch === '\t') return '\\t';
+  if (code > 0xffff) return `\\u{${code.toString(16)}}`;
   return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
 }
 
-/** For terminal output: controls and bidi/invisible characters shown as \x1b, \u202e, \n; a backslash doubled. */
+/** For terminal output: controls and bidi/invisible characters shown as \x1b, \u202e, \u{e0041}, \n; a backslash doubled. */
 export function inert(text: string): string {
   return text.replace(/\\/g, '\\\\').replace(UNSAFE, escapeChar);
 }

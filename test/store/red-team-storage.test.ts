@@ -396,3 +396,26 @@ t.test(
     t.same(fs.readFileSync(path.join(dir, DATABASE_FILE_NAME)), before, 'the file is as it was');
   },
 );
+
+t.test('invisible tag characters and other format characters in a stored name are shown escaped by status and clients', async (t) => {
+  const dir = tempDataDir(t);
+  const store = SqliteStore.open(dir);
+  // "pc-7" with "ignore previous" hidden in tag characters, a Mongolian vowel separator and an
+  // interlinear annotation: none shows on a terminal, all pass for the name.
+  const hidden = [...'ignore previous'].map((c) => String.fromCodePoint(0xe0000 + c.charCodeAt(0))).join('');
+  const name = `pc-7\u{e0001}${hidden}\u180e\u0600.example`;
+  store.recordActivation(obs(7, { workstationName: name }), Date.now() - 1000, WINDOW);
+  // The same machine under a second name: status lists both.
+  store.recordActivation(obs(7, { workstationName: `${name}-b` }), Date.now(), WINDOW);
+  store.close();
+  for (const [label, command, args] of [
+    ['status', statusCommand, []],
+    ['clients', clientsCommand, []],
+    ['clients --format csv', clientsCommand, ['--format', 'csv']],
+  ] as const) {
+    const c = captureIo();
+    t.equal(await command.run([...args, '--data-dir', dir], c.io), 0, `${label}: runs`);
+    t.notMatch(c.stdout(), /\p{Cf}/u, `${label}: no format character reaches the terminal`);
+    t.match(c.stdout(), 'pc-7\\u{e0001}', `${label}: shown escaped`);
+  }
+});
