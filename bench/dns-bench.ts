@@ -35,7 +35,7 @@ export async function benchDns(options: DnsBenchOptions = {}): Promise<DnsBenchR
   const server = await startDnsServer(
     {
       ...DEFAULTS.dns,
-      rateLimit: { responsesPerSecond: 0, burst: 1 },
+      rateLimit: { responsesPerSecond: 0, burst: 1, slip: 0 },
       zones: [
         {
           domain: 'bench.test',

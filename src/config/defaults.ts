@@ -103,7 +103,12 @@ export interface AppConfig {
       /** CIDRs that may use forwarding; never an open resolver. */
       readonly allowNetworks: readonly string[];
     };
-    readonly rateLimit: { readonly responsesPerSecond: number; readonly burst: number };
+    readonly rateLimit: {
+      readonly responsesPerSecond: number;
+      readonly burst: number;
+      /** Every slip-th UDP query over the limit gets an empty truncated reply (TC); 0 never. */
+      readonly slip: number;
+    };
     /** Bounds on DNS over TCP, so one client cannot exhaust memory or connection slots. */
     readonly tcp: {
       readonly maxConnections: number;
@@ -208,7 +213,7 @@ export const DEFAULTS: AppConfig = deepFreeze({
     listen: [],
     zones: [],
     forwarding: { enabled: false, upstream: [], allowNetworks: [] },
-    rateLimit: { responsesPerSecond: 50, burst: 100 },
+    rateLimit: { responsesPerSecond: 50, burst: 100, slip: 2 },
     tcp: {
       maxConnections: 256,
       maxConnectionsPerAddress: 16, // an IPv6 /64 counts as one address

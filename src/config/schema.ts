@@ -440,9 +440,16 @@ export const CONFIG_SCHEMA: Schema = obj(
         },
         forwardingRules,
       ),
-      rateLimit: obj('Responses per client address (an IPv6 /64 counts as one), over UDP and TCP.', {
+      rateLimit: obj('Responses per client address (an IPv6 /64 counts as one), counted for UDP and TCP separately.', {
         responsesPerSecond: int('Sustained responses per second to one address.', 1, 100000, D.dns.rateLimit.responsesPerSecond),
         burst: int('Responses one address may get at once before the limit applies.', 1, 1000000, D.dns.rateLimit.burst),
+        slip: int(
+          'One UDP query in this many over the limit gets an empty reply with TC set, no larger than the query, so a ' +
+            'client whose address a flood spoofs asks again over TCP; 0 = silence for all.',
+          0,
+          10,
+          D.dns.rateLimit.slip,
+        ),
       }),
       tcp: obj('Limits on DNS over TCP (an IPv6 /64 counts as one address); each limit hit is logged once per address.', {
         maxConnections: int(

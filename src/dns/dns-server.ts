@@ -225,6 +225,7 @@ function emptyStats(): DnsStats {
     malformed: 0,
     udpDropped: 0,
     rateLimited: 0,
+    slipped: 0,
     tcpOpen: 0,
     tcpConnectionsRefused: 0,
     tcpConnectionsEvicted: 0,
@@ -266,7 +267,11 @@ export async function startDnsServer(
   const forward =
     config.forwarding.enabled && config.forwarding.upstream.length > 0 ? createForwarder(config.forwarding.upstream, log) : undefined;
   const respond: DnsResponder = createDnsResponder(config, context, { forward, serial: Math.floor(Date.now() / 1000), onEvent });
-  const limiter = createRateLimiter(config.rateLimit);
+  // One limiter per transport: a flood with a spoofed source drains that address's UDP allowance,
+  // and must not also hold back the real client when it asks again over TCP (where spoofing is not
+  // possible). The truncated replies of dns.rateLimit.slip send it there.
+  const udpLimiter = createRateLimiter(config.rateLimit);
+  const tcpLimiter = createRateLimiter(config.rateLimit);
 
   const respondSafely = (data: Buffer, client: DnsClient): Buffer | null | Promise<Buffer | null> => {
     const failed = (err: unknown): null => {
@@ -294,7 +299,7 @@ export async function startDnsServer(
   // The TCP connection caps are shared by all listen addresses, like the rate limit.
   const tcpService = createDnsTcpService({
     limits: tcpLimits,
-    limiter,
+    limiter: tcpLimiter,
     respond: respondSafely,
     onReply: countReply,
     onLimit,
@@ -307,7 +312,14 @@ export async function startDnsServer(
     tcpService.destroyAll();
     await Promise.all([...udpSockets.map(closeUdp), ...tcpServers.map(closeTcp)]);
   };
-  const udpOptions = { limiter, respond: respondSafely, onReply: countReply, onLimit, counters: stats };
+  const udpOptions = {
+    limiter: udpLimiter,
+    slip: config.rateLimit.slip,
+    respond: respondSafely,
+    onReply: countReply,
+    onLimit,
+    counters: stats,
+  };
 
   // In the order configured, port 0 resolved; an address carried by a "[::]" socket gets its port.
   const bound: ListenAddress[] = [];

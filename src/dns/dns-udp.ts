@@ -10,21 +10,31 @@ import { addressGroup } from '../net/address-group';
 import type { DnsClient } from './dns-responder';
 import { unmapIPv4 } from '../net/mapped-ipv4';
 import type { RateLimiter } from './rate-limiter';
+import { truncatedReply } from '../protocol/dns/truncated-reply';
 
 export interface DnsUdpCounters {
   /** UDP replies not sent because the socket's send queue was full. */
   udpDropped: number;
   rateLimited: number;
+  /** Of those, the ones answered with an empty truncated reply (dns.rateLimit.slip). */
+  slipped: number;
 }
 
 export interface DnsUdpOptions {
+  /** UDP's own limiter: a spoofed flood can drain it, so TCP has another (dns-server.ts). */
   readonly limiter: RateLimiter;
+  /** Every slip-th query over the limit gets an empty truncated reply instead of silence; 0 never. */
+  readonly slip: number;
   /** A reply now, silence (null) or a reply later; never throws. */
   respond(data: Buffer, client: DnsClient): Buffer | null | Promise<Buffer | null>;
   onReply(reply: Buffer): void;
   onLimit(code: ErrorCode, client: DnsClient, group: string, reason: string): void;
   readonly counters: DnsUdpCounters;
 }
+
+const LIMITED_WITH_SLIP = (slip: number): string =>
+  `responses dropped: over dns.rateLimit (one in ${slip} answered empty with TC set, ` +
+  'so a client whose address a flood spoofs asks again over TCP)';
 
 // Datagrams waiting in the socket's send queue before replies are dropped (the kernel buffer is
 // full: replying faster only grows memory).
@@ -38,6 +48,8 @@ export class DnsUdpServer extends DNS.UDPServer {
   // datagram, that tick machinery ran once per query (~0.7 µs of a ~10 µs answer), sent together
   // it runs once per turn. A turn reads at most a few dozen datagrams per socket (libuv's batch).
   #answers: Buffer[] = [];
+  /** Queries over the limit since the last truncated reply (dns.rateLimit.slip). */
+  #sinceSlip = 0;
   #peers: dgram.RemoteInfo[] = [];
   readonly #sendBatch = (): void => {
     const answers = this.#answers;
@@ -67,16 +79,31 @@ export class DnsUdpServer extends DNS.UDPServer {
     }
     if (!o.limiter.allow(group, Date.now())) {
       o.counters.rateLimited++;
-      o.onLimit('KMS_ERR_DNS_RATE_LIMITED', client, group, 'responses dropped: over dns.rateLimit');
+      o.onLimit(
+        'KMS_ERR_DNS_RATE_LIMITED',
+        client,
+        group,
+        o.slip > 0 ? LIMITED_WITH_SLIP(o.slip) : 'responses dropped: over dns.rateLimit',
+      );
+      if (o.slip > 0 && ++this.#sinceSlip >= o.slip) {
+        this.#sinceSlip = 0;
+        const reply = truncatedReply(data);
+        if (reply !== null) {
+          o.counters.slipped++;
+          this.#queue(reply, rinfo);
+        }
+      }
       return;
     }
     const answer = o.respond(data, client);
     if (answer instanceof Promise) void answer.then((a) => this.#reply(a, rinfo));
-    else if (answer) {
-      if (this.#answers.length === 0) setImmediate(this.#sendBatch);
-      this.#answers.push(answer);
-      this.#peers.push(rinfo);
-    }
+    else if (answer) this.#queue(answer, rinfo);
+  }
+
+  #queue(answer: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (this.#answers.length === 0) setImmediate(this.#sendBatch);
+    this.#answers.push(answer);
+    this.#peers.push(rinfo);
   }
 
   #reply(answer: Buffer | null, rinfo: dgram.RemoteInfo): void {

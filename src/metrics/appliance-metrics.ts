@@ -172,6 +172,14 @@ export function createApplianceMetrics(
       },
     });
     new Counter({
+      name: `${p}dns_rate_limited_truncated_total`,
+      help: 'Of those, UDP queries answered with an empty truncated reply (dns.rateLimit.slip), so the client asks over TCP.',
+      registers: [registry],
+      collect() {
+        setCounter(this, dns().slipped);
+      },
+    });
+    new Counter({
       name: `${p}dns_refused_total`,
       help: 'DNS queries answered REFUSED (not our zone, forwarding not allowed).',
       registers: [registry],

@@ -31,6 +31,8 @@ export interface StoreFacts {
 export interface DnsFacts {
   readonly responsesByRcode: Readonly<Record<string, number>>;
   readonly rateLimited: number;
+  /** Of the rate-limited UDP queries, those answered with an empty truncated reply (dns.rateLimit.slip). */
+  readonly slipped: number;
   readonly refused: number;
 }
 

@@ -223,6 +223,7 @@ t.test('/metrics and /healthz see the DNS responder and registration', async (t)
   t.match(m, /^kms_appliance_dns_responses_total\{rcode="REFUSED"\} [1-9]\d*$/m);
   t.match(m, /^kms_appliance_dns_refused_total [1-9]\d*$/m);
   t.match(m, /^kms_appliance_dns_rate_limited_total 0$/m);
+  t.match(m, /^kms_appliance_dns_rate_limited_truncated_total 0$/m);
   t.match(m, /^kms_appliance_dns_registration_last_success_timestamp_seconds 0$/m);
   const health = await inject(h, { url: '/healthz' });
   t.equal(health.status, 503);

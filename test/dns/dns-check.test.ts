@@ -49,7 +49,7 @@ async function setup(t: Test): Promise<{ dnsPort: number; kmsPort: number; deadP
   const h = await startDnsServer(
     {
       ...DEFAULTS.dns,
-      rateLimit: { responsesPerSecond: 0, burst: 1 },
+      rateLimit: { responsesPerSecond: 0, burst: 1, slip: 0 },
       zones: [
         { domain: 'works.test', ttlSeconds: 60, hosts: [host('kms.works.test', kmsPort)] },
         { domain: 'down.test', ttlSeconds: 60, hosts: [host('kms.down.test', kmsPort)] },

@@ -15,7 +15,7 @@ import { captureLog, type LogLine } from './capture-log';
 
 const ZONE = 'branch.test';
 const SRV_NAME = `_vlmcs._tcp.${ZONE}`;
-const NO_RATE_LIMIT = { responsesPerSecond: 100000, burst: 1000000 };
+const NO_RATE_LIMIT = { responsesPerSecond: 100000, burst: 1000000, slip: 0 };
 
 function query(id: number, name = SRV_NAME): Buffer {
   return encodeMessage({
@@ -268,7 +268,7 @@ t.test('connections per address are capped; at the total cap the biggest holder 
 
 t.test('the per-client rate limit applies to TCP: queries are slowed, none lost', async (t) => {
   // 400 a second after a burst of 10: the 30 held back are released in about 75 ms.
-  const { h, lines, port } = await start(t, { rateLimit: { responsesPerSecond: 400, burst: 10 } });
+  const { h, lines, port } = await start(t, { rateLimit: { responsesPerSecond: 400, burst: 10, slip: 0 } });
   const N = 40;
   const s = net.connect({ host: '127.0.0.1', port });
   t.teardown(() => s.destroy());
@@ -321,7 +321,7 @@ t.test('IPv6 clients share one budget per /64; IPv4-mapped addresses count as IP
   // Over UDP on ::1 the limiter uses that group: the burst is all one /64 gets. Eight queries from
   // eight sockets (eight ports, one /64); each is either answered or dropped by the limiter, and
   // the server's counters say which, so the wait ends when all eight are accounted for.
-  const { h, port } = await start(t, { rateLimit: { responsesPerSecond: 0.1, burst: 5 } }, ['[::1]:0']);
+  const { h, port } = await start(t, { rateLimit: { responsesPerSecond: 0.1, burst: 5, slip: 0 } }, ['[::1]:0']);
   const answers = new EventEmitter();
   let answered = 0;
   const sockets = await Promise.all(

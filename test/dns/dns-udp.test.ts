@@ -16,12 +16,13 @@ interface Harness {
 }
 
 /** Answers every datagram with its own bytes reversed after the 2-byte ID, so a reply names its query. */
-async function serve(t: Test, type: 'udp4' | 'udp6', host: string, burst = 0): Promise<Harness> {
+async function serve(t: Test, type: 'udp4' | 'udp6', host: string, burst = 0, slip = 0): Promise<Harness> {
   const seen: DnsClient[] = [];
   const limits: string[] = [];
-  const counters = { udpDropped: 0, rateLimited: 0 };
+  const counters = { udpDropped: 0, rateLimited: 0, slipped: 0 };
   const server = new DnsUdpServer(type, {
     limiter: createRateLimiter({ responsesPerSecond: burst === 0 ? 0 : 1, burst: Math.max(1, burst) }),
+    slip,
     respond: (data, client) => {
       seen.push(client);
       return Buffer.concat([data.subarray(0, 2), Buffer.from(data.subarray(2)).reverse()]);

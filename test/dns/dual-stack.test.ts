@@ -12,7 +12,7 @@ const ZONE = 'dual.test';
 const CONFIG: AppConfig['dns'] = {
   ...DEFAULTS.dns,
   zones: [{ domain: ZONE, ttlSeconds: 300, hosts: [] }],
-  rateLimit: { responsesPerSecond: 0, burst: 1 },
+  rateLimit: { responsesPerSecond: 0, burst: 1, slip: 0 },
 };
 
 function start(t: Test, listen: string[], log: DnsLog = silent()): Promise<DnsServerHandle> {

@@ -78,10 +78,11 @@ async function udpResponder(t: Test): Promise<{ server: DnsUdpServer; port: numb
   const respond = createDnsResponder(config, { kmsPort: 1688, hostName: 'kms', addresses: () => ['192.0.2.10'], log }, {});
   const server = new DnsUdpServer('udp4', {
     limiter: createRateLimiter({ responsesPerSecond: 0, burst: 1 }),
+    slip: 0,
     respond,
     onReply: () => undefined,
     onLimit: (code, client, group, reason) => log.warn({ code, client: client.address, port: client.port, group, reason }),
-    counters: { udpDropped: 0, rateLimited: 0 },
+    counters: { udpDropped: 0, rateLimited: 0, slipped: 0 },
   });
   await server.listen(0, '127.0.0.1');
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));

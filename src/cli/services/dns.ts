@@ -42,7 +42,7 @@ export async function dnsService(config: AppConfig, listen: readonly ListenAddre
     addresses: () => dns.addresses,
     facts: () => {
       const s = dns.stats();
-      return { responsesByRcode: s.responsesByRcode, rateLimited: s.rateLimited, refused: s.refused };
+      return { responsesByRcode: s.responsesByRcode, rateLimited: s.rateLimited, slipped: s.slipped, refused: s.refused };
     },
     reload,
     close: () => dns.close(),
