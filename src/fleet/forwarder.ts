@@ -402,9 +402,21 @@ export class FleetForwarder {
     if (!(await one({ machines: [], events: [] }))) throw first;
     for (const m of machines) if (!(await one({ machines: [m], events: [] }))) skippedMachines++;
     for (const e of events) if (!(await one({ machines: [], events: [e] }))) skippedEvents++;
+    const why = quoteServerText((first as Error).message ?? String(first));
+    // Every row of a table refused: a constraint or trigger head office added, not the rows.
+    // Skipping them would mark the whole backlog as sent into a table that kept none of it.
+    const refusedAll = (skipped: number, of: number): boolean => of > 1 && skipped === of;
+    if (refusedAll(skippedMachines, machines.length) || refusedAll(skippedEvents, events.length)) {
+      throw new KmsError(
+        'KMS_ERR_FLEET_SEND_FAILED',
+        `the fleet database refused every row of the batch (${skippedMachines} of ${machines.length} machines, ` +
+          `${skippedEvents} of ${events.length} events: ${why}); that is a constraint or trigger on its tables, not the rows: ` +
+          'nothing is skipped, and the batch is sent again until the table takes it',
+      );
+    }
     this.options.log.warn(
-      { code: 'KMS_ERR_FLEET_SEND_FAILED', fleet: this.target, skippedMachines, skippedEvents, err: (first as Error).message },
-      `the fleet database refused ${skippedMachines} machines and ${skippedEvents} events (${(first as Error).message}); ` +
+      { code: 'KMS_ERR_FLEET_SEND_FAILED', fleet: this.target, skippedMachines, skippedEvents, err: why },
+      `the fleet database refused ${skippedMachines} machines and ${skippedEvents} events (${why}); ` +
         'they are skipped so that the rest keeps arriving (local counting and the local records are unaffected)',
     );
     return written;

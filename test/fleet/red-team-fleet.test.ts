@@ -588,3 +588,24 @@ t.test('a server that authenticates and then never says it is ready is given up 
   t.equal(fake.open, 0, 'the socket is closed');
   t.equal(site.store.fleetOutbox().state().eventsAcked, 0, 'nothing is marked as sent');
 });
+
+t.test('a table that refuses every row (a constraint head office added) is not taken for bad rows', async (t) => {
+  const pg = await postgresForFile(t);
+  const fleet = await fleetDatabase(pg);
+  const site = appliance(t, fleet.fleetConfig('Constrained'));
+  for (let n = 1; n <= 5; n++) site.store.recordActivation(obs(n), NOW, WINDOW);
+  const su = await fleet.connectAs('superuser');
+  t.teardown(() => su.end());
+  await su.query('ALTER TABLE kms_fleet.machines ADD CONSTRAINT refuse_all CHECK (false) NOT VALID');
+  await t.rejects(site.forwarder.syncNow(), /refused every row/, 'the send fails as a whole');
+  t.equal(site.store.fleetOutbox().state().eventsAcked, 0, 'nothing is marked as sent');
+  t.match(site.forwarder.health().lastError ?? '', /constraint or trigger/, 'health says where to look');
+  await su.query('ALTER TABLE kms_fleet.machines DROP CONSTRAINT refuse_all');
+  const r = await site.forwarder.syncNow();
+  t.same([r.machines, r.events], [5, 5], 'once the table takes rows again, the whole batch is sent');
+  const [n] = await rows<{ m: string; e: string }>(
+    su,
+    'SELECT (SELECT count(*) FROM kms_fleet.machines) AS m, (SELECT count(*) FROM kms_fleet.events) AS e',
+  );
+  t.same([Number(n!.m), Number(n!.e)], [5, 5], 'and every machine and event is in the fleet database');
+});
