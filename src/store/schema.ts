@@ -253,9 +253,11 @@ function inspect(file: string, deep: boolean): Inspection {
     if (deep) {
       const check = db.pragma('quick_check', { simple: true }) as string;
       if (check !== 'ok') {
+        // quick_check lists up to a hundred problems, one a line: the message stays one line.
+        const first = check.split('\n').filter((l) => !l.startsWith('***'))[0]?.slice(0, 200) ?? check;
         throw new StoreError(
           'KMS_ERR_STORE_CORRUPT',
-          `${file} is damaged (quick_check: ${check}); it was left untouched: ${DAMAGED_FILE_ADVICE}`,
+          `${file} is damaged (quick_check: ${first}); it was left untouched: ${DAMAGED_FILE_ADVICE}`,
           { file, check },
         );
       }

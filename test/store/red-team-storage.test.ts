@@ -371,6 +371,13 @@ t.test('a database with damaged pages: every command that reads it says so in on
     t.match(c.stderr(), /^kms-appliance \w+: .*damaged.*backup.*\[KMS_ERR_STORE_CORRUPT\]\n$/, `${name}: one line saying what to do`);
   }
   t.throws(() => SqliteStore.open(dir), { code: 'KMS_ERR_STORE_CORRUPT', message: /backup/ }, 'serve refuses it, saying what to do');
+  let message = '';
+  try {
+    SqliteStore.open(dir);
+  } catch (err) {
+    message = (err as Error).message;
+  }
+  t.notMatch(message, /\n/, 'in one line (quick_check lists up to a hundred problems, one a line)');
   t.equal(fs.statSync(file).size, size, 'and leaves it as it was');
 });
 
