@@ -164,6 +164,9 @@ export function explainPostgresError(err: unknown, p: PostgresSettings, user?: s
   if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID')
     return `the certificate of PostgreSQL at ${target} is not valid now (${code}); renew it or check the clocks`;
   if (/does not support SSL/i.test(e.message ?? '')) return `PostgreSQL at ${target} does not offer TLS; set ssl = on in postgresql.conf`;
+  if (/error establishing an SSL connection/i.test(e.message ?? '')) {
+    return `${target} did not answer like a PostgreSQL server (check fleet.postgres.host and fleet.postgres.port)`;
+  }
   if (code === '57P01' || code === '57P02' || code === '57P03') return `PostgreSQL at ${target} is shutting down or starting up (${code})`;
   if (code === '28P01') return `PostgreSQL at ${target} refused the password of role ${user ?? p.user} (check the password file)`;
   if (code === '28000')

@@ -75,7 +75,7 @@ t.before(() => {
 const passwordFile = path.join(dir, 'fleet.pw');
 fs.writeFileSync(passwordFile, 'hostile-test-password\n', { mode: 0o600 });
 
-async function fakePostgres(t: Test, conduct: Conduct, options: { refuseTls?: boolean } = {}): Promise<FakePostgres> {
+async function fakePostgres(t: Test, conduct: Conduct, options: { refuseTls?: boolean; notPostgres?: string } = {}): Promise<FakePostgres> {
   const sockets = new Set<net.Socket>();
   const closedAt: (() => void)[][] = [];
   const done: boolean[] = [];
@@ -92,6 +92,7 @@ async function fakePostgres(t: Test, conduct: Conduct, options: { refuseTls?: bo
     raw.once('data', (first: Buffer) => {
       if (first.length < 8 || first.readUInt32BE(4) !== SSL_REQUEST) return raw.destroy();
       if (options.refuseTls) return void raw.write('N');
+      if (options.notPostgres !== undefined) return void raw.end(options.notPostgres);
       raw.write('S');
       const socket = new tls.TLSSocket(raw, { isServer: true, cert: fs.readFileSync(certs.cert), key: fs.readFileSync(certs.key) });
       socket.on('error', () => undefined);
@@ -608,4 +609,10 @@ t.test('a table that refuses every row (a constraint head office added) is not t
     'SELECT (SELECT count(*) FROM kms_fleet.machines) AS m, (SELECT count(*) FROM kms_fleet.events) AS e',
   );
   t.same([Number(n!.m), Number(n!.e)], [5, 5], 'and every machine and event is in the fleet database');
+});
+
+t.test('a port where something else than PostgreSQL answers is named as such', async (t) => {
+  const fake = await fakePostgres(t, () => undefined, { notPostgres: 'HTTP/1.1 400 Bad Request\r\n\r\n' });
+  const site = siteWithBacklog(t, fake, 'web server');
+  await failsWith(t, site, /not answer like a PostgreSQL server.*fleet\.postgres\.port/, 'an HTTP server on the port');
 });
