@@ -185,10 +185,32 @@ function openError(file: string, err: unknown): StoreError {
   }
   return new StoreError(
     'KMS_ERR_STORE_OPEN',
-    `cannot open the database ${file}: ${(err as Error).message}${unwritable(file)}`,
+    `cannot open the database ${file}: ${(err as Error).message}${unwritable(file) || full(file)}`,
     { file, sqliteCode: code },
     { cause: err },
   );
+}
+
+/** Less free space than this beside a database that failed to open is named as the likely cause. */
+const LOW_SPACE_BYTES = 1024 * 1024;
+
+/**
+ * A full disk at start: SQLite must size the -shm file (32 KiB) before it reads a page, so the
+ * server and the CLI alike fail with a bare "disk I/O error". '' when there is room.
+ */
+function full(file: string): string {
+  try {
+    const dir = path.dirname(file);
+    const s = fs.statfsSync(dir);
+    const free = s.bavail * s.bsize;
+    if (free >= LOW_SPACE_BYTES) return '';
+    return (
+      `; the file system holding ${dir} is full (${free} bytes free), and SQLite needs room for ` +
+      `${path.basename(file)}-shm and -wal beside the database even to read it: free disk space`
+    );
+  } catch {
+    return '';
+  }
 }
 
 /**
@@ -254,7 +276,11 @@ function inspect(file: string, deep: boolean): Inspection {
       const check = db.pragma('quick_check', { simple: true }) as string;
       if (check !== 'ok') {
         // quick_check lists up to a hundred problems, one a line: the message stays one line.
-        const first = check.split('\n').filter((l) => !l.startsWith('***'))[0]?.slice(0, 200) ?? check;
+        const first =
+          check
+            .split('\n')
+            .filter((l) => !l.startsWith('***'))[0]
+            ?.slice(0, 200) ?? check;
         throw new StoreError(
           'KMS_ERR_STORE_CORRUPT',
           `${file} is damaged (quick_check: ${first}); it was left untouched: ${DAMAGED_FILE_ADVICE}`,

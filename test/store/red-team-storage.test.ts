@@ -426,3 +426,33 @@ t.test('invisible tag characters and other format characters in a stored name ar
     t.match(c.stdout(), 'pc-7\\u{e0001}', `${label}: shown escaped`);
   }
 });
+
+t.test(
+  'a disk full at start: serve and the CLI say so and what to do; the journal waits for space, then replays once',
+  { skip: MOUNTS ? false : 'cannot mount a tmpfs here' },
+  async (t) => {
+    const dir = smallDisk(t, 4 * 1024 * 1024);
+    if (dir === undefined) throw new Error('mounting a tmpfs failed');
+    SqliteStore.open(dir, NEVER).close();
+    const journal = [1, 2, 3].map((i) => servedLine(i, i)).join('');
+    fs.writeFileSync(journalOf(dir), journal);
+    const database = fs.readFileSync(path.join(dir, DATABASE_FILE_NAME));
+    const filler = fill(dir);
+    t.throws(
+      () => SqliteStore.open(dir, NEVER),
+      { code: 'KMS_ERR_STORE_OPEN', message: /is full \(\d+ bytes free\).*free disk space$/ },
+      'serve: the cause and the remedy, not a bare "disk I/O error"',
+    );
+    const c = captureIo();
+    t.equal(await statusCommand.run(['--data-dir', dir], c.io), 1, 'status: exit 1');
+    t.match(c.stderr(), /is full \(\d+ bytes free\).*free disk space \[KMS_ERR_STORE_OPEN\]\n$/, 'status: the same, one line');
+    t.equal(fs.readFileSync(journalOf(dir), 'utf8'), journal, 'the journal is kept');
+    t.same(fs.readFileSync(path.join(dir, DATABASE_FILE_NAME)), database, 'the database too');
+    fs.rmSync(filler);
+    const again = SqliteStore.open(dir, { ...NEVER, log: recordingLog() });
+    t.equal(again.countSince(WINDOWS_APP, T0 - WINDOW, 10), 3, 'space is back: the journal is replayed');
+    again.close();
+    t.same(rowsIn(dir), { clients: 3, events: 3 }, 'stored once');
+    t.equal(fs.statSync(journalOf(dir)).size, 0, 'and the journal emptied');
+  },
+);
