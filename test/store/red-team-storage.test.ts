@@ -456,3 +456,18 @@ t.test(
     t.equal(fs.statSync(journalOf(dir)).size, 0, 'and the journal emptied');
   },
 );
+
+t.test('ids in a tampered database reach the terminal inert too (status prints group names made from them)', async (t) => {
+  const dir = tempDataDir(t);
+  const store = SqliteStore.open(dir);
+  store.recordActivation(obs(1), Date.now() - 1000, WINDOW);
+  store.recordRefusal(obs(2), 0xc004f042, 'KMS_ERR_UNKNOWN_SKU', Date.now() - 1000);
+  const db = connectionOf(store);
+  db.prepare("UPDATE clients SET kms_group = '\x1b]0;pwned\x07\x1b[2J'").run();
+  db.prepare("UPDATE events SET kms_group = '\x1b]0;pwned\x07\x1b[2J'").run();
+  store.close();
+  const c = captureIo();
+  t.equal(await statusCommand.run(['--data-dir', dir], c.io), 0);
+  t.notMatch(c.stdout(), /\x1b/, 'no escape sequence reaches the terminal');
+  t.match(c.stdout(), 'unknown KMS group \\x1b]0;pwned', 'shown escaped');
+});

@@ -21,7 +21,7 @@ function formatRefusals(refusals: readonly RefusalSummary[]): string[] {
     const from = [r.lastWorkstation, r.lastAddress].filter(Boolean).map(inert).join(' at ');
     out.push(
       `  ${formatHresult(r.hresult)} ×${r.count} (${r.code}), last ${shortTime(r.lastMs)}` +
-        `${from ? ` from ${from}` : ''}${r.lastGroup ? `, ${r.lastGroup}` : ''}`,
+        `${from ? ` from ${from}` : ''}${r.lastGroup ? `, ${inert(r.lastGroup)}` : ''}`,
     );
     if (isErrorCode(r.code)) out.push(`    ${ERRORS[r.code].explain}`);
   }
@@ -81,12 +81,13 @@ function formatStatus(
   for (const a of apps) {
     out.push(describeApplication(a));
     if (a.lastActivationMs !== null) out.push(`  last activation ${shortTime(a.lastActivationMs)}`);
-    const width = Math.max(0, ...a.groups.map((g) => g.groupName.length));
-    for (const g of a.groups) {
+    const names = a.groups.map((g) => inert(g.groupName));
+    const width = Math.max(0, ...names.map((n) => n.length));
+    for (const [i, g] of a.groups.entries()) {
       const state = g.activates ? 'activating' : `not activating (needs ${g.requiredCount - a.activeMachines} more)`;
       // The group name comes from the catalogue, or describes an unknown id: printed inert all the same.
       out.push(
-        `  ${g.groupName.padEnd(width)}  ${String(g.activeMachines).padStart(6)} machine${g.activeMachines === 1 ? ' ' : 's'}` +
+        `  ${names[i]!.padEnd(width)}  ${String(g.activeMachines).padStart(6)} machine${g.activeMachines === 1 ? ' ' : 's'}` +
           `  need ${String(g.requiredCount).padEnd(3)}  ${state}; last ${shortTime(g.lastActivationMs)}`,
       );
     }
