@@ -33,8 +33,11 @@ const OPEN_FLAGS = O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW;
 
 export interface OpenedJournal {
   readonly journal: RequestJournal;
-  /** The lines found at start (every complete line; the store decides what they mean). */
-  readonly lines: string[];
+  /**
+   * The lines found at start (every complete line; the store decides what they mean), read one
+   * at a time: a file of millions of empty lines must not become an array of millions of strings.
+   */
+  readonly lines: Iterable<string>;
   /** Bytes at the end that were not a complete line: a write cut short. */
   readonly tornBytes: number;
 }
@@ -106,7 +109,7 @@ export class RequestJournal {
     }
     const text = data.subarray(0, read).toString('utf8');
     const end = text.lastIndexOf('\n') + 1;
-    const lines = end === 0 ? [] : text.slice(0, end - 1).split('\n');
+    const lines = linesOf(text, end);
     const whole = Buffer.byteLength(text.slice(0, end));
     const journal = new RequestJournal(fd, file, whole, io, log, lock);
     // A torn end is cut off now: the next append would otherwise join it into one bad line.
@@ -188,6 +191,16 @@ export class RequestJournal {
       `the request journal ${this.file} cannot be truncated (${(err as NodeJS.ErrnoException).code ?? 'error'}): it is ` +
         'no longer used until the service restarts, and every group of requests is committed to the database on its own',
     );
+  }
+}
+
+/** The complete lines of text[0, end), end just past a newline, each without it. */
+function* linesOf(text: string, end: number): Generator<string> {
+  let from = 0;
+  while (from < end) {
+    const nl = text.indexOf('\n', from);
+    yield text.slice(from, nl);
+    from = nl + 1;
   }
 }
 

@@ -471,3 +471,26 @@ t.test('ids in a tampered database reach the terminal inert too (status prints g
   t.notMatch(c.stdout(), /\x1b/, 'no escape sequence reaches the terminal');
   t.match(c.stdout(), 'unknown KMS group \\x1b]0;pwned', 'shown escaped');
 });
+
+t.test('a journal of a million empty or junk lines is skipped cheaply: only lines shaped like records are parsed', async (t) => {
+  const dir = tempDataDir(t);
+  SqliteStore.open(dir, NEVER).close();
+  // 16 MB of newlines took 100 s and 1.4 GB at start: one array entry and one JSON.parse exception a line.
+  const junk = Buffer.concat([Buffer.alloc(1_000_000, 0x0a), Buffer.from('x\n'.repeat(100_000))]);
+  fs.writeFileSync(journalOf(dir), Buffer.concat([Buffer.from(servedLine(1, 1)), junk, Buffer.from(servedLine(2, 2))]));
+  const parse = JSON.parse;
+  let parsed = 0;
+  JSON.parse = ((text: string, reviver?: (this: unknown, key: string, value: unknown) => unknown) => {
+    parsed++;
+    return parse(text, reviver);
+  }) as typeof JSON.parse;
+  const log = recordingLog();
+  try {
+    SqliteStore.open(dir, { ...NEVER, log }).close();
+  } finally {
+    JSON.parse = parse;
+  }
+  t.ok(parsed < 100, `${parsed} lines parsed, not 1,100,002`);
+  t.equal(rowsIn(dir).clients, 2, 'both records replayed');
+  t.match(log.lines.find((l) => l.obj['code'] === 'KMS_ERR_STORE_JOURNAL_DAMAGED')?.obj, { damagedLines: 1_100_000 }, 'the junk reported');
+});
