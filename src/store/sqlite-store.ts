@@ -854,12 +854,16 @@ export class SqliteStore implements ActivationStore {
     // A record is at most as new as now: a clock set back since by a day or more loses it, rather
     // than a damaged time keeping a machine counted for ever.
     const latestMs = this.clock.now() + DAY_MS;
+    // Sequence numbers only increase through a journal (appends, resets and restarts alike): a
+    // line at or below the one before it is a copy, and replaying it would store a request twice.
+    let last = 0;
     for (const line of opened.lines) {
       const record = decodeRecord(line, latestMs);
-      if (record === undefined) {
+      if (record === undefined || record.seq <= last) {
         damaged++;
         continue;
       }
+      last = record.seq;
       if (record.seq > this.committedSeq) todo.push(record.write);
       if (record.seq > this.journalSeq) this.journalSeq = record.seq;
     }

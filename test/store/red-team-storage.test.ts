@@ -494,3 +494,19 @@ t.test('a journal of a million empty or junk lines is skipped cheaply: only line
   t.equal(rowsIn(dir).clients, 2, 'both records replayed');
   t.match(log.lines.find((l) => l.obj['code'] === 'KMS_ERR_STORE_JOURNAL_DAMAGED')?.obj, { damagedLines: 1_100_000 }, 'the junk reported');
 });
+
+t.test('a journal line written twice (a copy, a doubled block) is replayed once: numbers only increase in a journal', async (t) => {
+  const dir = tempDataDir(t);
+  SqliteStore.open(dir, NEVER).close();
+  const a = servedLine(1, 1);
+  const b = servedLine(2, 2);
+  fs.writeFileSync(journalOf(dir), a + b + a + b + servedLine(3, 3));
+  const log = recordingLog();
+  SqliteStore.open(dir, { ...NEVER, log }).close();
+  const reader = SqliteStore.open(dir, { readonly: true });
+  const requests = connectionOf(reader).prepare('SELECT SUM(requests) FROM clients').pluck().get();
+  reader.close();
+  t.same(rowsIn(dir), { clients: 3, events: 3 }, 'one event per request answered');
+  t.equal(requests, 3, 'and one request each');
+  t.match(log.lines.find((l) => l.obj['code'] === 'KMS_ERR_STORE_JOURNAL_DAMAGED')?.obj, { damagedLines: 2 }, 'the copies reported');
+});
