@@ -117,6 +117,11 @@ export class RequestJournal {
     return { journal, lines, tornBytes: stat.size - whole };
   }
 
+  /** Bytes of whole lines in the file. */
+  get bytes(): number {
+    return this.size;
+  }
+
   /** Whether appends can be made (false after a failure that could not be cut back). */
   get usable(): boolean {
     return !this.broken;

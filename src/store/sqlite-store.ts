@@ -68,6 +68,8 @@ const HOLD_MAX_WRITES = 4096;
  * another in the next turns, so lowering store.maxEvents or a flood never holds the loop for long.
  */
 const PRUNE_CHUNK_ROWS = 10_000;
+/** The journal's size past which an outage's writes are kept in memory only (request-journal.ts reads 16 MiB at start). */
+const OUTAGE_JOURNAL_BYTES = 8 * 1024 * 1024;
 /** How soon a prune that came due follows (and is retried while a checkpoint cycle holds commits). */
 const PRUNE_SOON_MS = 5;
 
@@ -610,7 +612,8 @@ export class SqliteStore implements ActivationStore {
       this.log.error(
         { code: 'KMS_ERR_STORE_WRITE_FAILED', file: this.file, lostWrites: machines, lostEvents: events },
         `closing ${this.file} while it is still unwritable: the writes of ${machines} machines and ${events} events ` +
-          'kept in memory are lost',
+          'kept in memory are lost' +
+          (this.journal?.usable ? ', except those the request journal holds: they are replayed at the next start' : ''),
       );
     }
     this.closed = true;
@@ -702,7 +705,20 @@ export class SqliteStore implements ActivationStore {
         else return;
       }
     }
+    if (this.journal !== undefined && !this.replaying && !this.closed) this.journalDuringOutage(w);
     this.toPending(w);
+  }
+
+  /**
+   * While the database refuses writes (damage, a lock held elsewhere, a full file that leaves the
+   * journal room), what is answered from memory goes to the journal too, line by line: a crash
+   * during the outage then loses none of it. Up to OUTAGE_JOURNAL_BYTES, which a replay reads whole.
+   */
+  private journalDuringOutage(w: JournaledWrite): void {
+    const journal = this.journal!;
+    if (!journal.usable || journal.bytes >= OUTAGE_JOURNAL_BYTES) return;
+    this.turnLines.add(++this.journalSeq, w);
+    journal.append(this.turnLines.take());
   }
 
   private toFile(w: JournaledWrite): void {

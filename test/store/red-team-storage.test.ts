@@ -510,3 +510,48 @@ t.test('a journal line written twice (a copy, a doubled block) is replayed once:
   t.equal(requests, 3, 'and one request each');
   t.match(log.lines.find((l) => l.obj['code'] === 'KMS_ERR_STORE_JOURNAL_DAMAGED')?.obj, { damagedLines: 2 }, 'the copies reported');
 });
+
+t.test('the database refuses writes but the journal takes them: kill -9 during the outage loses no answered machine', async (t) => {
+  const dir = tempDataDir(t);
+  const store = SqliteStore.open(dir, { ...NEVER, log: recordingLog(), retryIntervalMs: 3_600_000, retryTimerMs: 3_600_000 });
+  t.teardown(() => store.close());
+  for (let i = 1; i <= 60; i += 3) activate(store, i, 3);
+  store.prune(); // committed
+  // SQLITE_FULL from the database file alone, as when it is damaged or another process holds its lock.
+  const db = connectionOf(store);
+  db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
+  let n = 61;
+  while (!store.hasPendingWrites && n < 3000) {
+    activate(store, n, 25);
+    n += 25;
+    store.prune();
+  }
+  t.ok(store.hasPendingWrites, 'the database refuses writes');
+  const answered: string[] = [];
+  for (let i = n; i < n + 30; i += 3) {
+    store.beginBatch();
+    for (let j = i; j < i + 3; j++) {
+      const o = obs(j, big);
+      if (store.acceptsActivation(o)) {
+        store.recordActivation(o, T0 + j, WINDOW);
+        answered.push(o.clientMachineId);
+      }
+    }
+    store.commitBatch();
+  }
+  t.equal(answered.length, 30, 'answered from memory during the outage');
+  const copy = crashCopy(t, dir);
+  SqliteStore.open(copy, { ...NEVER, log: recordingLog() }).close();
+  const reader = SqliteStore.open(copy, { readonly: true });
+  const stored = new Set(connectionOf(reader).prepare('SELECT cmid FROM clients').pluck().all() as string[]);
+  reader.close();
+  t.same(
+    answered.filter((c) => !stored.has(c)),
+    [],
+    'after kill -9, every machine answered during the outage is stored',
+  );
+  t.equal(stored.size, n + 29, 'and every one before it, once');
+  db.pragma('max_page_count = 1073741823');
+  t.ok(store.flushPending(), 'the outage ends');
+  t.equal(fs.statSync(journalOf(dir)).size, 0, 'and the journal is emptied');
+});
