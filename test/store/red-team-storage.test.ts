@@ -425,6 +425,10 @@ t.test('invisible tag characters and other format characters in a stored name ar
     t.notMatch(c.stdout(), /\p{Cf}/u, `${label}: no format character reaches the terminal`);
     t.match(c.stdout(), 'pc-7\\u{e0001}', `${label}: shown escaped`);
   }
+  const c = captureIo();
+  t.equal(await clientsCommand.run(['--json', '--data-dir', dir], c.io), 0);
+  t.notMatch(c.stdout(), /\p{Cf}/u, 'JSON: escaped as well');
+  t.equal((JSON.parse(c.stdout()) as { workstation: string }[])[0]?.workstation, `${name}-b`, 'JSON: the exact name all the same');
 });
 
 t.test(
