@@ -248,6 +248,7 @@ interface Inspection {
  */
 function inspect(file: string, deep: boolean): Inspection {
   const header = readHeader(file);
+  checkCompanions(file);
   if (header === undefined) return { fresh: true, version: 0 };
   if (header.applicationId !== 0 && header.applicationId !== APPLICATION_ID) {
     throw foreign(file, { applicationId: header.applicationId });
@@ -293,6 +294,27 @@ function inspect(file: string, deep: boolean): Inspection {
     throw openError(file, err);
   } finally {
     db?.close();
+  }
+}
+
+/**
+ * SQLite opens the -wal and -shm files beside the database whatever they are: a FIFO or a
+ * directory there lets the server start and then fails every write as an I/O error ("check the
+ * disk"), or fails the open with a bare "disk I/O error". Refused here by name instead.
+ */
+function checkCompanions(file: string): void {
+  for (const suffix of ['-wal', '-shm']) {
+    let stat: fs.Stats;
+    try {
+      stat = fs.statSync(`${file}${suffix}`);
+    } catch {
+      continue; // none (or unreadable: SQLite says so)
+    }
+    if (!stat.isFile()) {
+      const message =
+        `${file}${suffix} is not a regular file (a directory, a FIFO?); ` + 'move it away (with the service stopped) and start again';
+      throw new StoreError('KMS_ERR_STORE_OPEN', message, { file: `${file}${suffix}` });
+    }
   }
 }
 

@@ -559,3 +559,19 @@ t.test('the database refuses writes but the journal takes them: kill -9 during t
   t.ok(store.flushPending(), 'the outage ends');
   t.equal(fs.statSync(journalOf(dir)).size, 0, 'and the journal is emptied');
 });
+
+t.test('a FIFO or directory where the -wal or -shm file should be is refused at start by name, not met as I/O errors later', async (t) => {
+  for (const [suffix, make] of [
+    ['-wal', (f: string) => execFileSync('mkfifo', [f])],
+    ['-shm', (f: string) => fs.mkdirSync(f)],
+  ] as const) {
+    const dir = tempDataDir(t);
+    SqliteStore.open(dir).close();
+    make(path.join(dir, `${DATABASE_FILE_NAME}${suffix}`));
+    const expected = { code: 'KMS_ERR_STORE_OPEN', message: new RegExp(`${DATABASE_FILE_NAME}${suffix} is not a regular file`) };
+    t.throws(() => SqliteStore.open(dir, NEVER), expected, `serve: ${suffix}`);
+    const c = captureIo();
+    t.equal(await statusCommand.run(['--data-dir', dir], c.io), 1, `status: ${suffix}`);
+    t.match(c.stderr(), `${DATABASE_FILE_NAME}${suffix} is not a regular file`, `status names it: ${suffix}`);
+  }
+});
