@@ -873,10 +873,13 @@ export class SqliteStore implements ActivationStore {
     // Sequence numbers only increase through a journal (appends, resets and restarts alike): a
     // line at or below the one before it is a copy, and replaying it would store a request twice.
     let last = 0;
+    let lineNo = 0;
+    let firstDamagedLine = 0;
     for (const line of opened.lines) {
+      lineNo++;
       const record = decodeRecord(line, latestMs);
       if (record === undefined || record.seq <= last) {
-        damaged++;
+        if (damaged++ === 0) firstDamagedLine = lineNo;
         continue;
       }
       last = record.seq;
@@ -885,10 +888,16 @@ export class SqliteStore implements ActivationStore {
     }
     if (damaged > 0 || opened.tornBytes > 0) {
       this.log.warn(
-        { code: 'KMS_ERR_STORE_JOURNAL_DAMAGED', file: opened.journal.file, damagedLines: damaged, tornBytes: opened.tornBytes },
+        {
+          code: 'KMS_ERR_STORE_JOURNAL_DAMAGED',
+          file: opened.journal.file,
+          damagedLines: damaged,
+          firstDamagedLine,
+          tornBytes: opened.tornBytes,
+        },
         `the request journal ${opened.journal.file} held ${damaged} damaged lines (not a record this host writes, or values ` +
-          `out of range) and ${opened.tornBytes} bytes of a cut-short write (a power cut or a disk error): they were skipped; ` +
-          'every valid record was replayed',
+          `out of range${damaged > 0 ? `; the first is line ${firstDamagedLine}` : ''}) and ${opened.tornBytes} bytes of a ` +
+          'cut-short write (a power cut or a disk error): they were skipped; every valid record was replayed',
       );
     }
     if (todo.length === 0) {

@@ -518,7 +518,9 @@ t.test('a journal line written twice (a copy, a doubled block) is replayed once:
   reader.close();
   t.same(rowsIn(dir), { clients: 3, events: 3 }, 'one event per request answered');
   t.equal(requests, 3, 'and one request each');
-  t.match(log.lines.find((l) => l.obj['code'] === 'KMS_ERR_STORE_JOURNAL_DAMAGED')?.obj, { damagedLines: 2 }, 'the copies reported');
+  const damaged = log.lines.find((l) => l.obj['code'] === 'KMS_ERR_STORE_JOURNAL_DAMAGED');
+  t.match(damaged?.obj, { damagedLines: 2, firstDamagedLine: 3 }, 'the copies reported, with where they start');
+  t.match(damaged?.msg, 'the first is line 3');
 });
 
 t.test('the database refuses writes but the journal takes them: kill -9 during the outage loses no answered machine', async (t) => {
