@@ -26,7 +26,7 @@ export const HRESULT = Object.freeze({
   INVALID_DATA: 0x8007000d, // ERROR_INVALID_DATA "The data is invalid"
   TIME_INVALID: 0xc004f06c, // "The request time is invalid" (client clock > 4 h off)
   PRODUCT_NOT_SERVED: 0xc004f042, // "The specified KMS cannot be used"
-  TOO_MANY_CLIENTS: 0xc004d104, // host refuses to track more machines (only while its disk is full)
+  TOO_MANY_CLIENTS: 0xc004d104, // host refuses to track more machines (its disk full, or store.maxMachines all counted)
   COUNT_INSUFFICIENT: 0xc004f038, // client side: count below its threshold
   NO_KMS_HOST: 0xc004f074, // client side: no KMS host could be contacted
   DNS_NAME_NOT_FOUND: 0x8007232b, // client side: DNS name does not exist
@@ -402,6 +402,14 @@ export const ERRORS = Object.freeze({
     explain:
       'An fsync of the database or its -wal file failed: the disk did not confirm what was written, so a power cut could lose recent ' +
       'activations. The host keeps serving; check the disk (dmesg, SMART) and free space.',
+  },
+  KMS_ERR_STORE_MACHINE_CAP: {
+    action: 'refuse',
+    hresult: E.TOO_MANY_CLIENTS,
+    explain:
+      'store.maxMachines machines are stored and every one was counted in the last 30 days: machines the host has not seen are ' +
+      'refused (known ones renew). Raise store.maxMachines if the site has this many machines; otherwise a client is inventing ' +
+      'machine ids: find its address in the request log.',
   },
   KMS_ERR_STORE_BACKLOG_FULL: {
     action: 'refuse',

@@ -24,6 +24,12 @@ export function checkHealth(sources: Pick<MetricSources, 'kms' | 'store' | 'regi
         'Free disk space or fix the file system.',
     );
   }
+  if (store.machineCapReached) {
+    problems.push(
+      'store.maxMachines machines are stored, all counted in the last 30 days: machines the host has not seen before are refused ' +
+        '(0xC004D104). Raise store.maxMachines if the site has that many; otherwise a client is inventing machine ids.',
+    );
+  }
   if (store.lastSyncError) {
     problems.push(
       `The disk did not confirm what was written (fsync failed: ${store.lastSyncError}): a power cut could lose recent activations. ` +

@@ -82,6 +82,8 @@ export interface AppConfig {
     readonly eventRetentionDays: number;
     /** Event-log rows kept at most, whatever their age. */
     readonly maxEvents: number;
+    /** Machine rows kept at most: a client inventing machine ids must not fill the disk. */
+    readonly maxMachines: number;
     /** Distinct machines whose writes may wait in memory while the disk is full. */
     readonly pendingMachines: number;
     /** Event-log rows that may wait in memory while the disk is full. */
@@ -202,6 +204,7 @@ export const DEFAULTS: AppConfig = deepFreeze({
     dataDir: '',
     eventRetentionDays: 400,
     maxEvents: 2_000_000, // about 600 MB of events at the most
+    maxMachines: 100_000, // about 100 MB with their index entries; a branch office has hundreds to a few thousand
     pendingMachines: 20_000, // about 1 KB each (20 MB) while the disk is full
     pendingEvents: 10_000,
   },

@@ -378,6 +378,13 @@ export const CONFIG_SCHEMA: Schema = obj(
         100000000,
         D.store.maxEvents,
       ),
+      maxMachines: int(
+        'Keep at most this many machines (about 1 KB each): past it, the machines longest unseen that no count includes (not ' +
+          'counted in the last 30 days) are deleted; when every one is counted, new machines are refused (0xC004D104).',
+        100,
+        100000000,
+        D.store.maxMachines,
+      ),
       pendingMachines: int(
         'While the disk is full: machines whose activations are kept in memory until it can be written; beyond it new machines are ' +
           'refused (0xC004D104).',

@@ -113,9 +113,12 @@ export function processKmsMessage(message: Buffer, clientAddress: string, deps: 
   // The ePID first: if it cannot be formed (a configuration fault), nothing has been counted.
   const epid = deps.identity.epidFor(decision.hostKeyGroup.id);
   if (!deps.store.acceptsActivation(obs)) {
+    const cap = deps.store.refusalCode?.() === 'KMS_ERR_STORE_MACHINE_CAP';
     return refuse(
-      'KMS_ERR_STORE_BACKLOG_FULL',
-      'The activation database cannot be written and holds as many waiting machines as it may.',
+      cap ? 'KMS_ERR_STORE_MACHINE_CAP' : 'KMS_ERR_STORE_BACKLOG_FULL',
+      cap
+        ? 'The host stores store.maxMachines machines, all counted in the last 30 days, and takes no new one.'
+        : 'The activation database cannot be written and holds as many waiting machines as it may.',
       obs,
       described,
       deps,

@@ -50,6 +50,11 @@ export interface ActivationStore {
    * an activation it could lose (PROTOCOL.md §7.1 step 7, 0xC004D104). Counting is unchanged.
    */
   acceptsActivation(obs: ClientObservation): boolean;
+  /**
+   * After acceptsActivation said no: which bound it was. Absent = the in-memory bound of an
+   * unwritable store; KMS_ERR_STORE_MACHINE_CAP = store.maxMachines machines, all counted.
+   */
+  refusalCode?(): 'KMS_ERR_STORE_BACKLOG_FULL' | 'KMS_ERR_STORE_MACHINE_CAP';
   /** Record a refused request (event log and the machine's last result); never counted. */
   recordRefusal(obs: Partial<ClientObservation>, hresult: number, code: string, nowMs: number): void;
   /** Small persistent key/value settings: the host identity (ePIDs, HwId). */

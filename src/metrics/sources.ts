@@ -11,6 +11,8 @@ export interface KmsConnectionFacts {
 }
 
 export interface StoreFacts {
+  /** store.maxMachines machines are stored, all counted in the window: new machines are refused. */
+  readonly machineCapReached?: boolean;
   /** Machines whose answered activations are not yet in the database file. */
   readonly pendingWrites: number;
   /** Event-log rows not yet in the file. */

@@ -23,7 +23,7 @@ import { FleetOutbox } from './fleet-outbox';
 import { registerConnection } from './testing';
 import { RequestJournal, type JournalIo } from './request-journal';
 import { decodeRecord, RecordLines, type JournaledWrite } from './journal-records';
-import { effectiveRequiredCount } from '../host/counting';
+import { COUNT_WINDOW_MS, effectiveRequiredCount } from '../host/counting';
 import {
   DELETE_CLIENT,
   FOLD_CLIENT,
@@ -83,6 +83,8 @@ export interface SqliteStoreOptions {
   readonly eventRetentionDays?: number;
   /** Hard cap on event-log rows, whatever their age, so the file cannot grow without bound. */
   readonly maxEvents?: number;
+  /** Cap on machine rows (config store.maxMachines), checked with the event log's prune. */
+  readonly maxMachines?: number;
   readonly readonly?: boolean;
   /**
    * > 0: the store checkpoints the WAL itself, its fsyncs off the event loop (wal-checkpoints.ts),
@@ -123,8 +125,10 @@ export interface StoreStats {
   readonly pendingEvents: number;
   /** Event-log rows dropped since start because the buffer was full during an outage. */
   readonly droppedEvents: number;
-  /** Requests of new machines refused (0xC004D104) since start because the pending bound was reached. */
+  /** Requests of new machines refused (0xC004D104) since start: the pending bound, or store.maxMachines. */
   readonly refusedMachines: number;
+  /** store.maxMachines machines are stored, all counted: new machines are refused now. */
+  readonly machineCapReached: boolean;
   /** Writes (or retries) that failed since start. */
   readonly writeFailures: number;
   /** Whether the file takes writes now. */
@@ -152,6 +156,14 @@ export class SqliteStore implements ActivationStore {
   private readonly clock: Clock;
   private readonly retentionMs: number;
   private readonly maxEvents: number;
+  private readonly maxMachines: number;
+  /**
+   * store.maxMachines rows are stored and every one is counted in the window: machines without a
+   * row are refused until some leave it. Set and cleared by boundMachines, with the prune.
+   */
+  private machineCapReached = false;
+  /** Why acceptsActivation last said no: the port's refusalCode(). */
+  private lastRefusal: 'KMS_ERR_STORE_BACKLOG_FULL' | 'KMS_ERR_STORE_MACHINE_CAP' = 'KMS_ERR_STORE_BACKLOG_FULL';
   private readonly retryIntervalMs: number;
   private readonly retryTimerMs: number;
   private readonly pending: PendingWrites;
@@ -194,6 +206,8 @@ export class SqliteStore implements ActivationStore {
   private readonly upsertSetting: Database.Statement;
   private readonly pruneByAge: Database.Statement;
   private readonly pruneByCount: Database.Statement;
+  private readonly countMachines: Database.Statement;
+  private readonly pruneUncounted: Database.Statement;
   private readonly beginStmt: Database.Statement;
   private readonly commitStmt: Database.Statement;
   private readonly rollbackStmt: Database.Statement;
@@ -255,6 +269,7 @@ export class SqliteStore implements ActivationStore {
     this.clock = options.clock ?? { now: () => Date.now() };
     this.retentionMs = (options.eventRetentionDays ?? DEFAULTS.store.eventRetentionDays) * DAY_MS;
     this.maxEvents = options.maxEvents ?? DEFAULTS.store.maxEvents;
+    this.maxMachines = options.maxMachines ?? DEFAULTS.store.maxMachines;
     this.pruneAfterEvents = Math.max(1000, Math.floor(this.maxEvents / 20));
     this.retryIntervalMs = options.retryIntervalMs ?? STORE_TUNING.retryIntervalMs;
     this.retryTimerMs = options.retryTimerMs ?? STORE_TUNING.retryTimerMs;
@@ -300,6 +315,13 @@ export class SqliteStore implements ActivationStore {
         (SELECT MIN(id) FROM events) + :chunk)`);
     this.pruneByCount = db.prepare(`
       DELETE FROM events WHERE id <= MIN((SELECT MAX(id) FROM events) - :keep, (SELECT MIN(id) FROM events) + :chunk - 1)`);
+    this.countMachines = db.prepare('SELECT count(*) FROM clients').pluck();
+    // Machines no count includes (refused only, or counted before the window), longest unseen
+    // first: deleting them changes no count. A scan and a sort, run only past store.maxMachines.
+    this.pruneUncounted = db.prepare(`
+      DELETE FROM clients WHERE (application, cmid) IN (
+        SELECT application, cmid FROM clients WHERE last_counted_ms IS NULL OR last_counted_ms < :cutoff
+        ORDER BY last_seen_ms LIMIT :chunk)`);
     this.beginStmt = db.prepare('BEGIN');
     this.commitStmt = db.prepare('COMMIT');
     this.rollbackStmt = db.prepare('ROLLBACK');
@@ -386,6 +408,7 @@ export class SqliteStore implements ActivationStore {
       pendingEvents: this.pending.eventCount,
       droppedEvents: this.droppedEvents,
       refusedMachines: this.refusedMachines,
+      machineCapReached: this.machineCapReached,
       writeFailures: this.writeFailures,
       writable: this.state !== 'failing',
       lastWriteError: this.lastWriteError,
@@ -470,11 +493,21 @@ export class SqliteStore implements ActivationStore {
    */
   acceptsActivation(obs: ClientObservation): boolean {
     this.retryIfDue();
+    if (this.machineCapReached && !this.hasMachine(lowerId(obs.applicationId), lowerId(obs.clientMachineId))) {
+      this.lastRefusal = 'KMS_ERR_STORE_MACHINE_CAP';
+      this.refusedMachines++;
+      return false;
+    }
     if (this.state !== 'failing') return true;
     const cmid = lowerId(obs.clientMachineId);
     if (this.pending.canKeep(lowerId(obs.applicationId), cmid, previousOf(obs, cmid))) return true;
+    this.lastRefusal = 'KMS_ERR_STORE_BACKLOG_FULL';
     this.refuseMachine();
     return false;
+  }
+
+  refusalCode(): 'KMS_ERR_STORE_BACKLOG_FULL' | 'KMS_ERR_STORE_MACHINE_CAP' {
+    return this.lastRefusal;
   }
 
   /** Counts a served request and records it (callers ask acceptsActivation first). */
@@ -506,7 +539,10 @@ export class SqliteStore implements ActivationStore {
   recordRefusal(obs: Partial<ClientObservation>, hresult: number, code: string, nowMs: number): void {
     this.retryIfDue();
     const event = refusedEvent(obs, hresult, code, nowMs);
-    const row = event.application !== '' && event.cmid !== '' ? refusedRowOf(event) : undefined;
+    // Past store.maxMachines a refused machine the host does not know leaves only its event.
+    const known =
+      event.application !== '' && event.cmid !== '' && (!this.machineCapReached || this.hasMachine(event.application, event.cmid));
+    const row = known ? refusedRowOf(event) : undefined;
     this.write({ kind: 'refused', row, event });
   }
 
@@ -653,8 +689,60 @@ export class SqliteStore implements ActivationStore {
     this.eventsSincePrune = 0;
     const byAge = this.pruneByAge.run({ cutoff: nowMs - this.retentionMs, chunk: PRUNE_CHUNK_ROWS }).changes;
     const byCount = this.pruneByCount.run({ keep: this.maxEvents, chunk: PRUNE_CHUNK_ROWS }).changes;
-    if (byAge === PRUNE_CHUNK_ROWS || byCount === PRUNE_CHUNK_ROWS) this.schedulePrune();
-    return byAge + byCount;
+    const machines = this.boundMachines(nowMs);
+    if (byAge === PRUNE_CHUNK_ROWS || byCount === PRUNE_CHUNK_ROWS || machines === PRUNE_CHUNK_ROWS) this.schedulePrune();
+    return byAge + byCount + machines;
+  }
+
+  /**
+   * Keeps the machine rows at store.maxMachines: a client that invents a machine id per request
+   * would otherwise add a row each time until the disk is full. Past the cap, machines no count
+   * includes go first (down to 90% of it, so this does not run on every prune); when every row is
+   * counted, new machines are refused until the window lets some go. Returns the rows deleted.
+   */
+  private boundMachines(nowMs: number): number {
+    const rows = this.countMachines.get() as number;
+    if (rows <= this.maxMachines) {
+      if (this.machineCapReached && rows < this.maxMachines) this.leaveMachineCap(rows);
+      return 0;
+    }
+    const excess = rows - Math.floor(this.maxMachines * 0.9);
+    const chunk = Math.min(excess, PRUNE_CHUNK_ROWS);
+    const deleted = this.pruneUncounted.run({ cutoff: nowMs - COUNT_WINDOW_MS, chunk }).changes;
+    if (deleted > 0) {
+      this.log.warn(
+        { code: 'KMS_ERR_STORE_MACHINE_CAP', file: this.file, machines: rows, maxMachines: this.maxMachines, deleted },
+        `${rows} machines are stored, more than store.maxMachines (${this.maxMachines}): the ${deleted} longest unseen ` +
+          'of those no count includes were deleted (their request log stays); raise store.maxMachines if the site has this many',
+      );
+    }
+    if (deleted < chunk && rows - deleted > this.maxMachines) this.enterMachineCap(rows - deleted);
+    else if (this.machineCapReached && rows - deleted < this.maxMachines) this.leaveMachineCap(rows - deleted);
+    return deleted;
+  }
+
+  private enterMachineCap(rows: number): void {
+    if (this.machineCapReached) return;
+    this.machineCapReached = true;
+    this.log.error(
+      { code: 'KMS_ERR_STORE_MACHINE_CAP', file: this.file, machines: rows, maxMachines: this.maxMachines },
+      `${rows} machines are stored, all counted in the last 30 days, and store.maxMachines is ${this.maxMachines}: ` +
+        'machines the host has not seen before are refused (0xC004D104) while known ones renew. If the site really has ' +
+        'this many machines, raise store.maxMachines; if not, a client is inventing machine ids (see the request log by address)',
+    );
+  }
+
+  private leaveMachineCap(rows: number): void {
+    this.machineCapReached = false;
+    this.log.info(
+      { code: 'KMS_ERR_STORE_MACHINE_CAP', file: this.file, machines: rows, maxMachines: this.maxMachines },
+      `${rows} machines are stored, below store.maxMachines (${this.maxMachines}): new machines are served again`,
+    );
+  }
+
+  /** Whether the file or the pending writes hold a row for this machine (a query: only past the cap). */
+  private hasMachine(application: string, cmid: string): boolean {
+    return this.countSource().lastCounted(application, cmid) !== undefined;
   }
 
   /**

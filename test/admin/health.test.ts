@@ -41,6 +41,9 @@ t.test('healthy only when everything holds', async (t) => {
   const full = checkHealth(sources({ store: { pendingWrites: 12, writeFailures: 3, writable: false } }), NOW);
   t.equal(full.problems.length, 2);
   t.match(full.problems.join(' '), /cannot be written.*12 machines' answered activations are not yet written/);
+  const capped = checkHealth(sources({ store: { ...storeOk(), machineCapReached: true } }), NOW);
+  t.equal(capped.ok, false);
+  t.match(capped.problems, [/store\.maxMachines machines are stored.*refused \(0xC004D104\)\. Raise store\.maxMachines/]);
   const unsynced = checkHealth(
     sources({ store: { ...storeOk(), syncFailures: 2, lastSyncError: 'EIO on /var/lib/k/kms-appliance.db' } }),
     NOW,
