@@ -34,16 +34,7 @@ export function csvSafe(text: string): string {
   return /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
 }
 
-/** Format characters escapeJsonText leaves (the tag characters beyond U+FFFF among them). */
-const JSON_FORMAT = /\p{Cf}/gu;
-
-function jsonEscape(ch: string): string {
-  let out = '';
-  for (let i = 0; i < ch.length; i++) out += `\\u${ch.charCodeAt(i).toString(16).padStart(4, '0')}`;
-  return out;
-}
-
-/** JSON.stringify, then escapeJsonText and every other format character: for every JSON the CLI prints. */
+/** JSON.stringify, then escapeJsonText (controls, bidi, every format character): for every JSON the CLI prints. */
 export function toJson(value: unknown, indent?: number): string {
-  return escapeJsonText(JSON.stringify(value, null, indent)).replace(JSON_FORMAT, jsonEscape);
+  return escapeJsonText(JSON.stringify(value, null, indent));
 }
