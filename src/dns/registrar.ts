@@ -130,8 +130,21 @@ function explainRcode(rcode: number, zone: string, key: string): string {
       return 'the DNS server does not accept dynamic updates at all';
     case RCODE.FORMERR:
       return 'the DNS server could not parse the update';
+    case RCODE.NXDOMAIN:
+      return (
+        `the DNS server answered NXDOMAIN: zone ${zone} does not exist there; check the domain in dns.registration.domains ` +
+        'and that dns.registration.server is its primary server'
+      );
+    case RCODE.YXDOMAIN:
+    case RCODE.YXRRSET:
+    case RCODE.NXRRSET:
+      // Our updates carry no prerequisites (RFC 2136 §3.2): nothing could have failed one.
+      return (
+        `the DNS server answered ${RCODE_NAME.get(rcode)}, a failed prerequisite, but the update carries none: it does not ` +
+        'process RFC 2136 updates correctly; check that dns.registration.server is the primary DNS server of the zone'
+      );
     default:
-      return `the DNS server answered ${RCODE_NAME.get(rcode) ?? `rcode ${rcode}`}`;
+      return `the DNS server answered rcode ${rcode}${RCODE_NAME.has(rcode) ? ` (${RCODE_NAME.get(rcode)})` : ''}; its own log says why`;
   }
 }
 
@@ -170,7 +183,13 @@ async function sendSignedUpdate(
     // RFC 8945 §5.3: an unsigned answer to a signed request is not to be trusted; but an
     // unsigned NOTAUTH is how servers without the key (or other software) say no.
     const rcode = decoded.header.rcode;
-    if (rcode === RCODE.NOTAUTH) throw new UpdateFailure('KMS_ERR_DNS_TSIG_BAD', explainTsigError(RCODE.BADKEY, key.name), { rcode });
+    if (rcode === RCODE.NOTAUTH)
+      throw new UpdateFailure(
+        'KMS_ERR_DNS_TSIG_BAD',
+        `${explainTsigError(RCODE.BADKEY, key.name)}, or it is not the primary server of zone ${zone} ` +
+          '(an unsigned NOTAUTH says no more)',
+        { rcode },
+      );
     if (rcode !== RCODE.NOERROR) throw new UpdateFailure('KMS_ERR_DNS_UPDATE_FAILED', explainRcode(rcode, zone, key.name), { rcode });
     throw new UpdateFailure('KMS_ERR_DNS_TSIG_BAD', 'the DNS server answered without a TSIG signature; the answer cannot be trusted');
   }
@@ -332,8 +351,14 @@ export function startRegistrar(
     timer.unref();
   };
 
-  const registerNow = (): Promise<RegistrationResult[]> =>
+  // A round asked for while one waits its turn joins it (it reads the addresses when it starts):
+  // address polls during a round stuck on a silent server queued one round each, which then ran
+  // back to back, past the retry backoff.
+  let waiting: Promise<RegistrationResult[]> | undefined;
+  const registerNow = (): Promise<RegistrationResult[]> => (waiting ??= queueRound());
+  const queueRound = (): Promise<RegistrationResult[]> =>
     serialize(async () => {
+      waiting = undefined;
       if (stopped) return [];
       const addresses = currentAddresses();
       lastAddresses = addresses;
