@@ -3,7 +3,7 @@
 // rejects NDR32 because it took NDR64, an alter_context for NDR32; the first request on NDR32 and
 // later ones on NDR64. Every reply is checked the way such a client checks it (§2.3, §2.6, §3.3).
 import net from 'node:net';
-import { KmsError } from '../errors';
+import { KmsError, ProtocolError } from '../errors';
 import { decodeBindAck, decodeBindNak, encodeBind, type BindAckPdu } from '../protocol/rpc/bind';
 import {
   BTFN_SUPPORTED_FEATURES,
@@ -63,7 +63,13 @@ export class RpcClient {
         this.fail(new KmsError('KMS_ERR_CLIENT_PROTOCOL', `the host sent a broken PDU: ${(err as Error).message}`));
       }
     });
-    socket.on('error', (err) => this.fail(err));
+    // A reset or a failed write (ECONNRESET, EPIPE) is the host breaking the exchange, not a bug
+    // of ours: it ends as one coded line like every other broken exchange, never a stack trace.
+    socket.on('error', (err: NodeJS.ErrnoException) =>
+      this.fail(
+        new KmsError('KMS_ERR_CLIENT_PROTOCOL', `the connection to the host failed: ${err.code ?? err.message}`, { errno: err.code }),
+      ),
+    );
     socket.on('close', () => this.fail(new KmsError('KMS_ERR_CLIENT_PROTOCOL', 'the host closed the connection')));
   }
 
@@ -163,7 +169,7 @@ export class RpcClient {
         contexts,
       }),
     );
-    const ack = this.checkBindReply(reply, PTYPE.BIND_ACK, callId, contexts.length);
+    const ack = fromHost(() => this.checkBindReply(reply, PTYPE.BIND_ACK, callId, contexts.length));
     if ((ack.header.flags & PFC.CONC_MPX) !== (flags & PFC.CONC_MPX)) this.warnings.push('bind_ack does not echo PFC_CONC_MPX');
     if (ack.assocGroupId === 0) this.warnings.push('bind_ack assoc_group_id is 0');
     ack.results.forEach((r, i) => {
@@ -189,7 +195,7 @@ export class RpcClient {
           contexts: [contexts[0]!],
         }),
       );
-      const resp = this.checkBindReply(alter, PTYPE.ALTER_CONTEXT_RESP, alterCallId, 1);
+      const resp = fromHost(() => this.checkBindReply(alter, PTYPE.ALTER_CONTEXT_RESP, alterCallId, 1));
       if (resp.assocGroupId !== ack.assocGroupId) this.warnings.push('alter_context_resp names another association group');
       if (resp.results[0]?.result === CONTEXT_RESULT.ACCEPTANCE) this.ndr32Context = 0;
     }
@@ -224,7 +230,7 @@ export class RpcClient {
     const callId = this.callId;
     const stub = encodeRequestStub(kmsMessage, syntax);
     const pdu = await this.exchange(encodeRequestPdu({ callId, contextId, opnum: OPNUM_REQUEST_ACTIVATION, stub }));
-    return this.checkResponse(pdu, callId, contextId, syntax);
+    return fromHost(() => this.checkResponse(pdu, callId, contextId, syntax));
   }
 
   private checkResponse(pdu: Buffer, callId: number, contextId: number, syntax: TransferSyntax): CallResult {
@@ -257,5 +263,19 @@ export class RpcClient {
     this.fail(new KmsError('KMS_ERR_CLIENT_PROTOCOL', 'closed by the client'));
     this.socket.end();
     this.socket.destroy();
+  }
+}
+
+/**
+ * Runs a decode of the host's reply. The codecs' errors speak from the host's side ("the client
+ * sent a broken packet"); here the broken packet is the host's, so it is said that way, with the
+ * codec's code kept in the details.
+ */
+function fromHost<T>(decode: () => T): T {
+  try {
+    return decode();
+  } catch (err) {
+    if (!(err instanceof ProtocolError)) throw err;
+    throw new KmsError('KMS_ERR_CLIENT_PROTOCOL', `the host sent a broken PDU: ${err.message}`, { ...err.details, pduCode: err.code });
   }
 }

@@ -79,7 +79,9 @@ export const command = defineCommand({
   async run({ values: v, format, io }) {
     const catalog = loadCatalog();
     if (v['list-products']) {
-      for (const p of listProducts(catalog)) io.stdout.write(`${p.name}\t${p.group}\tv${p.protocol}\t${p.activationId}\n`);
+      for (const p of listProducts(catalog)) {
+        io.stdout.write(`${inert(p.name)}\t${inert(p.group)}\tv${inert(p.protocol)}\t${p.activationId}\n`);
+      }
       return EXIT.OK;
     }
     if (!v.host) throw new UsageProblem('--host is required');
@@ -130,7 +132,7 @@ export const command = defineCommand({
         io.stdout.write(formatCsv(replies, FIELDS));
       } else {
         io.stdout.write(
-          `${product.name} → ${hostShown}:${port}, KMS v${protocol ?? product.protocol}, ` +
+          `${inert(product.name)} → ${inert(hostShown)}:${port}, KMS v${protocol ?? product.protocol}, ` +
             `NDR64 ${ndr64 ? 'on' : 'off'}, BTFN ${btfn ? 'on' : 'off'}\n`,
         );
         for (const [i, r] of replies.entries()) {
