@@ -97,9 +97,44 @@ export function orderSrvRecords(records: readonly SrvRecord[], random: () => num
   return out;
 }
 
+/** The root as a target ("" from the resolver) shown as "." rather than as nothing. */
+function targetName(r: SrvRecord): string {
+  return isRootTarget(r) ? '"."' : r.target;
+}
+
+function isRootTarget(r: SrvRecord): boolean {
+  return r.target === '' || r.target === '.';
+}
+
 function hostPort(r: SrvRecord, address?: string): string {
   const a = address && address.includes(':') ? `[${address}]` : address;
-  return a && a !== r.target ? `${r.target} port ${r.port} (${a})` : `${r.target} port ${r.port}`;
+  return a && a !== r.target ? `${targetName(r)} port ${r.port} (${a})` : `${targetName(r)} port ${r.port}`;
+}
+
+/**
+ * Records no client can use, told without resolving or probing them: the root as target (RFC
+ * 2782: the service is decidedly not available), and port 0, which nothing can listen on.
+ */
+function brokenRecord(r: SrvRecord): { code: string; hresult: number; explain: string } | undefined {
+  if (isRootTarget(r)) {
+    return {
+      code: 'KMS_ERR_DNS_NO_RECORDS',
+      hresult: HRESULT.DNS_NO_RECORDS,
+      explain:
+        'the SRV target is ".", which RFC 2782 defines as "the service is decidedly not available in this domain"; ' +
+        'clients find no KMS host through this record. Remove it, or point it at the KMS host.',
+    };
+  }
+  if (r.port === 0) {
+    return {
+      code: 'KMS_ERR_CLIENT_CONNECT',
+      hresult: HRESULT.RPC_SERVER_UNAVAILABLE,
+      explain:
+        `the SRV record for ${r.target} names port 0, on which no host can listen: clients cannot connect. ` +
+        'Fix the port in the record.',
+    };
+  }
+  return undefined;
 }
 
 function explainProbeFailure(
@@ -209,8 +244,14 @@ export async function checkDiscovery(
   if (srv.value.length === 0)
     return { ...base, records: [], attempts: [], ok: false, warnings, ...lookupFailure('nodata', srvName, base.resolver, '') };
   if (options.expectedPort !== undefined) {
-    for (const r of srv.value)
-      if (r.port !== options.expectedPort) warnings.push(`the record for ${r.target} names port ${r.port}, not ${options.expectedPort}`);
+    const other = srv.value.filter((r) => r.port !== options.expectedPort);
+    // One warning, however many records: a zone listing thousands must not flood the terminal.
+    if (other.length > 3) {
+      const some = other.slice(0, 3).map((r) => `${targetName(r)} port ${r.port}`);
+      warnings.push(`${other.length} records name another port than ${options.expectedPort} (${some.join(', ')}, ...)`);
+    } else {
+      for (const r of other) warnings.push(`the record for ${targetName(r)} names port ${r.port}, not ${options.expectedPort}`);
+    }
   }
 
   warnings.push(...legacyClientWarnings(srv.value));
@@ -225,6 +266,11 @@ export async function checkDiscovery(
   const attempts: Attempt[] = [];
   let success: Attempt | undefined;
   for (const record of ordered.slice(0, MAX_PROBED_RECORDS)) {
+    const broken = brokenRecord(record);
+    if (broken) {
+      attempts.push({ record, ok: false, tries: [], ...broken });
+      continue;
+    }
     const addrs = await deps.resolver.addresses(record.target);
     if (!addrs.ok || addrs.value.length === 0) {
       const why = addrs.ok

@@ -5,8 +5,12 @@
 import t, { type Test } from 'tap';
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { PassThrough } from 'node:stream';
 import { DEFAULTS } from '../../src/config/defaults';
 import { startRegistrar } from '../../src/dns/registrar';
+import { command as dnsCheckCommand } from '../../src/cli/commands/dns-check';
+import { HRESULT } from '../../src/errors';
+import { checkDiscovery, createSystemResolver, type ProbeResult } from '../../src/dns/dns-check';
 import { RCODE, RR_TYPE } from '../../src/protocol/dns/message';
 import { until } from '../wait';
 import { captureLog } from './capture-log';
@@ -231,5 +235,161 @@ t.test('registrar: unsigned or badly signed answers to a signed update are never
     t.equal(reg.status().lastSuccessMs, null, `${label}: status never says it succeeded`);
     t.ok((reg.status().retryDelayMs ?? 0) > 0, `${label}: a retry is scheduled`);
     await reg.stop();
+  }
+});
+
+// Held: the update's UDP socket is connected to the server, so a datagram with our message ID
+// sent from another port (an off-path spoofer who guessed it) never reaches the registrar; the
+// server's own answer, sent a moment later, is the one reported.
+t.test("registrar: a spoofed answer from another port is not taken for the server's", async (t) => {
+  const bind = async (): Promise<dgram.Socket> => {
+    const s = dgram.createSocket('udp4');
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+    t.teardown(() => s.close());
+    return s;
+  };
+  const spoofer = await bind();
+  const server = await bind(); // UDP only: nothing listens on its port over TCP
+  let spoofed = 0;
+  server.on('message', (q, from) => {
+    if (opcodeOf(q) !== 5) return void server.send(bareAnswer(q, RCODE.NOERROR), from.port, from.address);
+    // The spoof: the right ID, "truncated, ask again over TCP", from the wrong port.
+    const fake = bareAnswer(q, RCODE.NOERROR);
+    fake[2]! |= 0x02;
+    spoofer.send(fake, from.port, from.address, () => {
+      spoofed++;
+      // Then the real server's answer, from the port the update went to.
+      setTimeout(() => server.send(bareAnswer(q, RCODE.NOTZONE), from.port, from.address), 30);
+    });
+  });
+  const { reg } = registrarAgainst(t, `127.0.0.1:${(server.address() as net.AddressInfo).port}`, { timeoutMs: 2000 });
+  const [result] = await reg.ready;
+  t.equal(spoofed, 1, 'the spoof was sent');
+  t.equal(result?.ok, false, 'not published');
+  t.match(result?.reason, /not inside zone/, `the real server's answer (NOTZONE) is the one reported: ${result?.reason}`);
+});
+
+// ------------------------------------------------------------------------------ dns check
+
+/** The name and type asked in `q`, the name as sent (case kept). */
+function questionOf(q: Buffer): { name: string; type: number } {
+  const labels: string[] = [];
+  let at = 12;
+  while (q[at]! !== 0) {
+    labels.push(q.subarray(at + 1, at + 1 + q[at]!).toString('latin1'));
+    at += q[at]! + 1;
+  }
+  return { name: labels.join('.'), type: q.readUInt16BE(at + 1) };
+}
+
+function rr(name: string, type: number, rdata: Buffer, ttl = 60): Buffer {
+  const h = Buffer.alloc(10);
+  h.writeUInt16BE(type, 0);
+  h.writeUInt16BE(1, 2);
+  h.writeUInt32BE(ttl, 4);
+  h.writeUInt16BE(rdata.length, 8);
+  return Buffer.concat([wireName(name), h, rdata]);
+}
+
+function srvData(priority: number, weight: number, port: number, target: string): Buffer {
+  const b = Buffer.alloc(6);
+  b.writeUInt16BE(priority, 0);
+  b.writeUInt16BE(weight, 2);
+  b.writeUInt16BE(port, 4);
+  return Buffer.concat([b, wireName(target)]);
+}
+
+/** An authoritative answer to `q` with `records` (TC and no records over UDP past 512 bytes). */
+function answerWith(q: Buffer, transport: 'udp' | 'tcp', records: Buffer[]): Buffer {
+  const head = bareAnswer(q, RCODE.NOERROR);
+  head[2]! |= 0x04; // AA
+  head.writeUInt16BE(records.length, 6);
+  const full = Buffer.concat([head, ...records]);
+  if (transport === 'tcp' || full.length <= 512) return full;
+  head[2]! |= 0x02;
+  head.writeUInt16BE(0, 6);
+  return head;
+}
+
+/** A resolver that answers SRV for _vlmcs._tcp.<domain> with `srv` and every A query with 127.0.0.1. */
+async function lyingResolver(t: Test, srv: (asked: string) => Buffer[]): Promise<string> {
+  const server = await fakeDnsServer(t, (q, transport) => {
+    const { name, type } = questionOf(q);
+    if (type === RR_TYPE.SRV) return answerWith(q, transport, srv(name));
+    if (type === RR_TYPE.A) return answerWith(q, transport, [rr(name, RR_TYPE.A, Buffer.from([127, 0, 0, 1]))]);
+    return answerWith(q, transport, []);
+  });
+  return server.address;
+}
+
+async function runCheck(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (d) => (out += d));
+  stderr.on('data', (d) => (err += d));
+  const code = await dnsCheckCommand.run(args, { stdout, stderr, env: {} });
+  return { code, out, err };
+}
+
+const D = 'x.test';
+const S = `_vlmcs._tcp.${D}`;
+
+// A record whose target is "." says the service is decidedly not available in the domain (RFC
+// 2782). The check asked DNS for the addresses of the root, probed whatever a resolver gave
+// back, and told the admin "no TCP connection to  port 1688" with an empty host name.
+t.test('dns check: an SRV target of "." is reported as "no service here", not probed', async (t) => {
+  const addr = await lyingResolver(t, () => [rr(S, RR_TYPE.SRV, srvData(0, 0, 1688, '.'))]);
+  const probed: string[] = [];
+  const probe = async (host: string, port: number): Promise<ProbeResult> => {
+    probed.push(`${host}:${port}`);
+    return { ok: true, epid: 'x', count: 50 };
+  };
+  const resolver = createSystemResolver({ server: { host: '127.0.0.1', port: Number(addr.split(':')[1]) }, timeoutMs: 1000 });
+  const r = await checkDiscovery({ domain: D }, { resolver, probe });
+  t.same(probed, [], 'nothing probed for the root');
+  t.equal(r.ok, false, 'no client activates through that record');
+  t.equal(r.hresult, HRESULT.NO_KMS_HOST, 'the client shows 0xC004F074');
+  t.match(r.attempts[0]?.explain, /"\."/, `the attempt names the target "." (${r.attempts[0]?.explain})`);
+  t.match(r.attempts[0]?.explain, /RFC 2782.*not available/, 'and says what it means');
+});
+
+// Port 0 is no port a host can listen on: the check connected to it, and told the admin that the
+// host was down or that a firewall dropped the connection.
+t.test('dns check: an SRV record naming port 0 is called broken, not probed', async (t) => {
+  const addr = await lyingResolver(t, () => [rr(S, RR_TYPE.SRV, srvData(65535, 65535, 0, 'a.x.test'))]);
+  const out = await runCheck(['--domain', D, '--server', addr, '--timeout', '2', '--json']);
+  const report = JSON.parse(out.out) as { attempts: { explain: string; tries: unknown[]; hresult: number }[]; hresult: number };
+  t.equal(out.code, 1, 'exit 1');
+  t.equal(report.hresult, HRESULT.NO_KMS_HOST, '0xC004F074 overall');
+  t.same(report.attempts[0]?.tries, [], 'not probed');
+  t.match(report.attempts[0]?.explain, /port 0/, String(report.attempts[0]?.explain));
+  t.notMatch(report.attempts[0]?.explain, /firewall|host is down/, 'not blamed on the network');
+});
+
+// A zone (wrong or hostile) listing a thousand records made `dns check` print every one and one
+// port warning per record: 2,400 lines and 130 kB on the admin's terminal.
+t.test('dns check: a thousand records make a report of bounded length that still says how many', async (t) => {
+  const addr = await lyingResolver(t, () =>
+    Array.from({ length: 1200 }, (_, i) => rr(S, RR_TYPE.SRV, srvData(i % 3, 0, 2000 + i, `k${i}.x.test`))),
+  );
+  const table = await runCheck(['--domain', D, '--server', addr, '--timeout', '2', '--port', '1688']);
+  const lines = table.out.split('\n');
+  t.ok(lines.length <= 120, `lines printed: ${lines.length}`);
+  t.match(table.out, /1200 records/, 'the count is given');
+  t.match(table.out, /1200 records name another port than 1688/, 'one warning for the ports, with the count');
+  const json = JSON.parse((await runCheck(['--domain', D, '--server', addr, '--timeout', '2', '--port', '1688', '--json'])).out);
+  t.equal(json.records.length, 1200, 'the JSON report still holds every record');
+  t.ok(json.warnings.length <= 5, `warnings: ${json.warnings.length}`);
+});
+
+// Held: names with terminal escapes reach the terminal inert (c-ares escapes them, inert() too).
+t.test('dns check: a target with terminal escapes and bidi controls is printed inert', async (t) => {
+  const addr = await lyingResolver(t, () => [rr(S, RR_TYPE.SRV, srvData(0, 0, 9, 'a\x1b]0;pwn\x07\x9b2J\u202e.x.test'))]);
+  for (const format of ['table', 'json', 'csv']) {
+    const r = await runCheck(['--domain', D, '--server', addr, '--timeout', '2', '--format', format]);
+    t.notMatch(r.out, /[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e]/, `${format}: no control reaches the terminal`);
+    t.match(r.out, /pwn/, `${format}: the name is still shown`);
   }
 });

@@ -67,17 +67,23 @@ export function defaultDomain(hostName = os.hostname(), resolvConf = '/etc/resol
   }
 }
 
+const MAX_LISTED_RECORDS = 20;
+
 function printReport(io: CommandIo, r: DiscoveryReport): void {
   // Names and text from DNS answers are chosen by whoever runs that DNS server: printed inert.
   const w = (s: string): void => void io.stdout.write(inert(s) + '\n');
   w(`Discovery check for ${r.domain}, asking ${r.resolver}`);
   if (r.records.length > 0) {
     w(`SRV ${r.srvName}: ${r.records.length} record${r.records.length === 1 ? '' : 's'}`);
-    for (const rec of r.records) w(`  priority ${rec.priority}  weight ${rec.weight}  port ${rec.port}  ${rec.target}`);
+    // A zone may list thousands (wrong or hostile): the terminal gets a screenful, JSON gets all.
+    for (const rec of r.records.slice(0, MAX_LISTED_RECORDS))
+      w(`  priority ${rec.priority}  weight ${rec.weight}  port ${rec.port}  ${rec.target === '' ? '.' : rec.target}`);
+    if (r.records.length > MAX_LISTED_RECORDS)
+      w(`  ... and ${r.records.length - MAX_LISTED_RECORDS} more (--format json lists every record)`);
     w('Tried in the order a Windows client would:');
     r.attempts.forEach((a, i) => {
       const code = a.ok ? 'OK' : a.hresult !== undefined ? formatHresult(a.hresult) : (a.code ?? 'failed');
-      w(`  ${i + 1}. ${a.record.target}:${a.record.port}  ${code}`);
+      w(`  ${i + 1}. ${a.record.target === '' ? '.' : a.record.target}:${a.record.port}  ${code}`);
       w(`     ${a.explain}`);
     });
   }
