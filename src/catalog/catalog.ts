@@ -39,6 +39,7 @@ export interface Catalog {
 }
 
 const DATE_SHAPE = /^\d{4}-\d{2}-\d{2}$/;
+const MAX_PROBLEMS_LISTED = 20;
 /** The advice for names that start with "unknown": printed once, below a table, never in a cell. */
 export const CATALOG_UPDATE_HINT = 'update the product catalogue (catalog.file) when Microsoft ships new products';
 
@@ -50,26 +51,38 @@ export function isUnknownName(name: string): boolean {
 /** Validates `raw` (the parsed JSON) and builds the lookups. Throws ConfigError KMS_ERR_CONFIG_INVALID. */
 export function buildCatalog(raw: unknown, source = 'kms-catalog.json'): Catalog {
   const problems: string[] = [];
-  const root = checkShape(raw, source, problems);
+  const root = checkShape(raw, problems);
   if (problems.length > 0 || root === undefined) {
     throw new ConfigError(
       'KMS_ERR_CONFIG_INVALID',
-      `${source}: not a usable product catalogue:\n  ${problems.slice(0, 20).join('\n  ')}` +
-        (problems.length > 20 ? `\n  … and ${problems.length - 20} more` : ''),
-      { file: source, errors: problems },
+      `${source}: not a usable product catalogue:\n  ${problems.slice(0, MAX_PROBLEMS_LISTED).join('\n  ')}` +
+        (problems.length > MAX_PROBLEMS_LISTED ? `\n  … and ${problems.length - MAX_PROBLEMS_LISTED} more` : ''),
+      // Each line names the file, and a file wrong in every entry gives a screenful, not 100,000 lines.
+      {
+        file: source,
+        errors: [
+          ...problems.slice(0, MAX_PROBLEMS_LISTED).map((p) => `${source}: ${p}`),
+          ...(problems.length > MAX_PROBLEMS_LISTED ? [`${source}: … and ${problems.length - MAX_PROBLEMS_LISTED} more problems`] : []),
+        ],
+      },
     );
   }
   return indexCatalog(freezeDeep(root), source);
 }
 
 // The catalogue is shared by every request; freezing it keeps one caller's mistake from
-// changing another's answers.
-function freezeDeep<T>(o: T): T {
-  if (typeof o === 'object' && o !== null && !Object.isFrozen(o)) {
-    Object.freeze(o);
-    for (const v of Object.values(o)) freezeDeep(v);
+// changing another's answers. A loop, not recursion: fields the appliance does not read are not
+// validated, and a hand-edited file nesting one of them 100,000 arrays deep must not overflow the stack.
+function freezeDeep<T>(root: T): T {
+  const pending: unknown[] = [root];
+  while (pending.length > 0) {
+    const o = pending.pop();
+    if (typeof o === 'object' && o !== null && !Object.isFrozen(o)) {
+      Object.freeze(o);
+      for (const v of Object.values(o)) pending.push(v);
+    }
   }
-  return o;
+  return root;
 }
 
 function indexCatalog(raw: RawCatalog, source: string): Catalog {
@@ -80,42 +93,53 @@ function indexCatalog(raw: RawCatalog, source: string): Catalog {
   const hostKeyGroups = new Map<string, HostKeyGroup>();
   const hostKeyGroupsByName = new Map<string, HostKeyGroup>();
   const builds = new Map<number, HostBuild>();
-  const duplicate = (what: string, id: string): never => {
-    throw new ConfigError('KMS_ERR_CONFIG_INVALID', `${source}: ${what} ${id} appears twice`, { file: source, id });
+  const conflict = (problem: string, id: string): ConfigError =>
+    new ConfigError('KMS_ERR_CONFIG_INVALID', `${source}: ${problem}`, { file: source, id });
+  // One id names one thing: a second entry with an application's, group's or SKU's id (in any
+  // letter case) would make the lookups answer for whichever came last, and names ambiguous.
+  const firstSeen = new Map<string, string>();
+  const claim = (id: string, what: string, where: string): string => {
+    const key = id.toLowerCase();
+    const first = firstSeen.get(key);
+    if (first !== undefined) throw conflict(`${where}: ${what} ${key} is already ${first}`, key);
+    firstSeen.set(key, `the ${what} at ${where}`);
+    return key;
   };
 
-  for (const app of raw.applications) {
-    const appId = app.id.toLowerCase();
-    if (applications.has(appId)) duplicate('application', appId);
-    applications.set(appId, app);
-    for (const g of app.kmsGroups) {
-      const gid = g.id.toLowerCase();
-      if (groups.has(gid)) duplicate('KMS group', gid);
+  raw.applications.forEach((app, a) => {
+    const appPath = label(`applications[${a}]`, app as unknown as Obj);
+    applications.set(claim(app.id, 'application', appPath), app);
+    app.kmsGroups.forEach((g, k) => {
+      const groupPath = label(`applications[${a}].kmsGroups[${k}]`, g as unknown as Obj);
       const group: KmsGroup = Object.freeze({ ...g, application: app });
-      groups.set(gid, group);
-      for (const s of g.skus) {
-        const sid = s.id.toLowerCase();
-        // Two groups claiming one SKU would make names ambiguous; the generator never does it.
-        if (skus.has(sid)) duplicate('SKU', sid);
-        skus.set(sid, Object.freeze({ ...s, group }));
-      }
-    }
-  }
-  for (const h of raw.hostKeyGroups) {
+      groups.set(claim(g.id, 'KMS group', groupPath), group);
+      g.skus.forEach((sku, i) => {
+        const skuPath = label(`applications[${a}].kmsGroups[${k}].skus[${i}]`, sku as unknown as Obj);
+        skus.set(claim(sku.id, 'SKU', skuPath), Object.freeze({ ...sku, group }));
+      });
+    });
+  });
+  raw.hostKeyGroups.forEach((h, i) => {
+    const where = label(`hostKeyGroups[${i}]`, h as unknown as Obj);
     const hid = h.id.toLowerCase();
-    if (hostKeyGroups.has(hid)) duplicate('host-key group', hid);
+    const sameId = hostKeyGroups.get(hid);
+    if (sameId) throw conflict(`${where}: host-key group ${hid} is already hostKeyGroups[${raw.hostKeyGroups.indexOf(sameId)}]`, hid);
     hostKeyGroups.set(hid, h);
-    const lname = h.name.toLowerCase();
-    if (!hostKeyGroupsByName.has(lname)) hostKeyGroupsByName.set(lname, h);
+    // host.hostKeyGroups names them: two of one name would leave which one serves to chance.
+    const lname = h.name.trim().toLowerCase();
+    const sameName = hostKeyGroupsByName.get(lname);
+    if (sameName) throw conflict(`${where}: the name is already hostKeyGroups[${raw.hostKeyGroups.indexOf(sameName)}]'s`, hid);
+    hostKeyGroupsByName.set(lname, h);
     for (const k of h.activatesKmsGroups) {
       if (!groups.has(k.toLowerCase()))
-        warnings.push(`host-key group "${h.name}" lists KMS group ${k}, which the catalogue does not define`);
+        warnings.push(`host-key group ${quote(h.name)} lists KMS group ${k}, which the catalogue does not define`);
     }
-  }
-  for (const b of raw.hostBuilds) {
-    if (builds.has(b.build)) duplicate('host build', String(b.build));
+  });
+  raw.hostBuilds.forEach((b, i) => {
+    const same = builds.get(b.build);
+    if (same) throw conflict(`hostBuilds[${i}]: build ${b.build} is already hostBuilds[${raw.hostBuilds.indexOf(same)}]`, String(b.build));
     builds.set(b.build, b);
-  }
+  });
 
   const describeKmsGroup = (kmsCountedId: string): string => {
     const g = groups.get(lowerId(kmsCountedId));
@@ -163,33 +187,90 @@ function isObj(v: unknown): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/**
+ * A name from the file, quoted and made harmless for a terminal or a log: a hand-edited catalogue
+ * is read by serve and printed by the CLI, so its text is shown, never obeyed (controls, bidi and
+ * other format characters as \u escapes) and never longer than a line.
+ */
+function quote(text: string): string {
+  const shown = JSON.stringify(text.length > 60 ? text.slice(0, 60) + '…' : text);
+  return shown.replace(UNSHOWABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 function label(path: string, o: Obj): string {
-  return typeof o.name === 'string' ? `${path} ("${o.name}")` : path;
+  return typeof o.name === 'string' ? `${path} (${quote(o.name)})` : path;
 }
 
+/** A found value for a message: strings and numbers as written, containers by kind (never serialised: they may nest deep). */
 function show(v: unknown): string {
-  const s = JSON.stringify(v);
-  return s === undefined ? String(v) : s.length > 40 ? s.slice(0, 40) + '…' : s;
+  if (typeof v === 'string') return quote(v);
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  if (typeof v === 'object' && v !== null) return 'an object';
+  const s = String(v);
+  return s.length > 40 ? s.slice(0, 40) + '…' : s;
 }
 
-type Kind = 'string' | 'guid' | 'integer' | 'boolean' | 'date' | 'array' | 'integer|null' | 'date|null' | 'date?';
+/**
+ * Field kinds. The integer ranges are what the values become: nCountPolicy is the
+ * RequiredClientCount a client of the group sends, which a host refuses above 1000 (PROTOCOL.md
+ * §7.1 step 4); the rest are ePID fields (§7.4, PPPPP-GGGGG-KKK-KKKKKK-03-LLLL-BBBBB.0000-DDDYYYY),
+ * where a number with more digits, or a negative one, would make every ePID of the host malformed.
+ */
+type Kind =
+  | 'string'
+  | 'name'
+  | 'guid'
+  | 'threshold'
+  | 'platformId'
+  | 'build'
+  | 'boolean'
+  | 'date'
+  | 'array'
+  | 'epidGroupId|null'
+  | 'keyId|null'
+  | 'date|null'
+  | 'date?';
+
+const INTEGER_RANGES = {
+  threshold: [1, 1000],
+  platformId: [0, 99_999],
+  build: [1000, 99_999],
+  'epidGroupId|null': [0, 99_999],
+  'keyId|null': [0, 999_999_999],
+} as const;
+
+/** Names an administrator reads and types: a line of printable text. */
+const MAX_NAME_LENGTH = 200;
+// eslint-disable-next-line no-control-regex
+const UNSHOWABLE = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]|\p{Cf}/gu;
+// eslint-disable-next-line no-control-regex
+const UNSHOWABLE_ONE = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]|\p{Cf}/u;
+
+function inRange(v: unknown, [min, max]: readonly [number, number]): boolean {
+  return Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max;
+}
 
 function fieldOk(v: unknown, kind: Kind): boolean {
   switch (kind) {
     case 'string':
       return typeof v === 'string' && v.length > 0;
+    case 'name':
+      return typeof v === 'string' && v.trim() !== '' && v.length <= MAX_NAME_LENGTH && !UNSHOWABLE_ONE.test(v);
     case 'guid':
       return typeof v === 'string' && isGuid(v);
-    case 'integer':
-      return Number.isSafeInteger(v);
+    case 'threshold':
+    case 'platformId':
+    case 'build':
+      return inRange(v, INTEGER_RANGES[kind]);
     case 'boolean':
       return typeof v === 'boolean';
     case 'date':
       return typeof v === 'string' && DATE_SHAPE.test(v) && !Number.isNaN(Date.parse(v));
     case 'array':
       return Array.isArray(v);
-    case 'integer|null':
-      return v === null || Number.isSafeInteger(v);
+    case 'epidGroupId|null':
+    case 'keyId|null':
+      return v === null || inRange(v, INTEGER_RANGES[kind]);
     case 'date|null':
       return v === null || fieldOk(v, 'date');
     case 'date?':
@@ -197,14 +278,20 @@ function fieldOk(v: unknown, kind: Kind): boolean {
   }
 }
 
+const range = (r: readonly [number, number]): string => `${r[0]} … ${r[1]}`;
+
 const KIND_TEXT: Record<Kind, string> = {
   string: 'a non-empty string',
+  name: `a name of 1 to ${MAX_NAME_LENGTH} printable characters (no control or format characters)`,
   guid: 'a GUID',
-  integer: 'an integer',
+  threshold: `an integer ${range(INTEGER_RANGES.threshold)} (the activation threshold clients send)`,
+  platformId: `an integer ${range(INTEGER_RANGES.platformId)} (the ePID's platform id)`,
+  build: `an integer ${range(INTEGER_RANGES.build)} (the ePID's build)`,
   boolean: 'true or false',
   date: 'a date YYYY-MM-DD',
   array: 'an array',
-  'integer|null': 'an integer or null',
+  'epidGroupId|null': `an integer ${range(INTEGER_RANGES['epidGroupId|null'])} (the ePID's group id) or null`,
+  'keyId|null': `an integer ${range(INTEGER_RANGES['keyId|null'])} (the ePID's key id) or null`,
   'date|null': 'a date YYYY-MM-DD or null',
   'date?': 'a date YYYY-MM-DD',
 };
@@ -223,7 +310,8 @@ function checkFields(o: Obj, path: string, fields: Record<string, Kind>, problem
 function checkList(o: Obj, key: string, path: string, problems: string[], each: (item: Obj, itemPath: string) => void): void {
   const list = o[key];
   if (!Array.isArray(list)) {
-    problems.push(`${label(path, o)}.${key}: expected an array, found ${list === undefined ? 'nothing' : show(list)}`);
+    const where = path === '' ? key : `${label(path, o)}.${key}`;
+    problems.push(`${where}: expected an array, found ${list === undefined ? 'nothing' : show(list)}`);
     return;
   }
   list.forEach((item, i) => {
@@ -233,29 +321,32 @@ function checkList(o: Obj, key: string, path: string, problems: string[], each: 
   });
 }
 
-function checkShape(raw: unknown, source: string, problems: string[]): RawCatalog | undefined {
+function checkShape(raw: unknown, problems: string[]): RawCatalog | undefined {
   if (!isObj(raw)) {
-    problems.push(`${source}: expected a JSON object at the top level, found ${show(raw)}`);
+    problems.push(`expected a JSON object at the top level, found ${show(raw)}`);
     return undefined;
   }
   checkList(raw, 'applications', '', problems, (app, p) => {
-    checkFields(app, p, { id: 'guid', name: 'string' }, problems);
+    checkFields(app, p, { id: 'guid', name: 'name' }, problems);
     checkList(app, 'kmsGroups', p, problems, (g, gp) => {
       checkFields(
         g,
         gp,
         {
           id: 'guid',
-          name: 'string',
-          nCountPolicy: 'integer',
+          name: 'name',
+          nCountPolicy: 'threshold',
           protocol: 'string',
           isRetail: 'boolean',
           isPreview: 'boolean',
-          activatedByHostKeyGroups: 'array',
         },
         problems,
       );
-      checkList(g, 'skus', gp, problems, (s, sp) => checkFields(s, sp, { id: 'guid', name: 'string' }, problems));
+      // Host-key groups named in a refusal's explanation (§7.4): objects like hostKeyGroups' entries.
+      checkList(g, 'activatedByHostKeyGroups', gp, problems, (h, hp) =>
+        checkFields(h, hp, { id: 'guid', name: 'name', groupId: 'epidGroupId|null' }, problems),
+      );
+      checkList(g, 'skus', gp, problems, (s, sp) => checkFields(s, sp, { id: 'guid', name: 'name' }, problems));
     });
   });
   checkList(raw, 'hostKeyGroups', '', problems, (h, p) => {
@@ -265,10 +356,10 @@ function checkShape(raw: unknown, source: string, problems: string[]): RawCatalo
         p,
         {
           id: 'guid',
-          name: 'string',
-          groupId: 'integer|null',
-          minKeyId: 'integer|null',
-          maxKeyId: 'integer|null',
+          name: 'name',
+          groupId: 'epidGroupId|null',
+          minKeyId: 'keyId|null',
+          maxKeyId: 'keyId|null',
           releaseDate: 'date|null',
           isLab: 'boolean',
           isPreview: 'boolean',
@@ -291,9 +382,9 @@ function checkShape(raw: unknown, source: string, problems: string[]): RawCatalo
       b,
       p,
       {
-        build: 'integer',
-        name: 'string',
-        platformId: 'integer',
+        build: 'build',
+        name: 'name',
+        platformId: 'platformId',
         releaseDate: 'date?',
         useForEpid: 'boolean',
         mayBeServer: 'boolean',

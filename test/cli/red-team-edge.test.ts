@@ -2,9 +2,15 @@
 // facing a hostile KMS host, a hand-edited product catalogue, entitlements, the client
 // configuration files and the install script. Each case is an attack that once got through (a
 // stack trace, a silently wrong value, a broken script) or a regression guard for one that held.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import t, { type Test } from 'tap';
+import { buildCatalog } from '../../src/catalog/catalog';
+import { loadCatalog, shippedCatalogPath } from '../../src/catalog/load';
 import { main } from '../../src/cli/main';
+import { ConfigError } from '../../src/errors';
 import { captureIo } from './commands/io';
 
 // ---- the activate client against a hostile host (127.0.0.1, port 0) ----
@@ -82,5 +88,149 @@ t.test('activate against a hostile host: one coded line and exit 1, never a stac
     t.match(r.err, /^kms-appliance activate: .+\n {2}a Windows client would show 0x[0-9A-F]{8} .*\[KMS_ERR_CLIENT_[A-Z_]+\]\n$/, what);
     t.notMatch(r.err, /internal error|\n\s+at /, `${what}: no stack trace`);
     t.equal(r.out, '', `${what}: nothing claimed on stdout`);
+  }
+});
+
+// ---- a product catalogue an administrator supplies (catalog.file) ----
+
+// biome-ignore lint/suspicious/noExplicitAny: the catalogue edits reach anywhere into the parsed JSON
+type Json = any;
+const shipped = (): Json => JSON.parse(fs.readFileSync(shippedCatalogPath(), 'utf8'));
+
+/** The ConfigError a catalogue gets, with the lines the CLI prints (each must name the file). */
+function refusal(t: Test, raw: unknown, what: string): string {
+  try {
+    buildCatalog(raw, '/etc/kms-appliance/new-catalog.json');
+  } catch (err) {
+    t.ok(err instanceof ConfigError, `${what}: a ConfigError, not ${(err as Error).name}`);
+    t.equal((err as ConfigError).code, 'KMS_ERR_CONFIG_INVALID', what);
+    const lines = (err as ConfigError).errors;
+    t.ok(
+      lines.every((l) => l.startsWith('/etc/kms-appliance/new-catalog.json: ')),
+      `${what}: every line names the file`,
+    );
+    t.notMatch(lines.join('\n'), UNSAFE_TEXT, `${what}: nothing in the message a terminal would obey`);
+    return lines.join('\n');
+  }
+  t.fail(`${what}: accepted`);
+  return '';
+}
+
+// eslint-disable-next-line no-control-regex
+const UNSAFE_TEXT = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\p{Cf}]/u;
+
+t.test('catalogue numbers that would become a wrong threshold or a malformed ePID are refused, naming the entry', async (t) => {
+  const cases: [string, (c: Json) => void, RegExp][] = [
+    ['threshold 0', (c) => (c.applications[0].kmsGroups[1].nCountPolicy = 0), /kmsGroups\[1\] \(".+"\)\.nCountPolicy: .*found 0$/m],
+    ['threshold 10^9', (c) => (c.applications[0].kmsGroups[1].nCountPolicy = 1e9), /nCountPolicy: .*1 … 1000.*found 1000000000/],
+    ['threshold -25', (c) => (c.applications[1].kmsGroups[0].nCountPolicy = -25), /applications\[1\]\.kmsGroups\[0\].*found -25/],
+    ['threshold 25.5', (c) => (c.applications[0].kmsGroups[0].nCountPolicy = 25.5), /nCountPolicy: .*found 25\.5/],
+    ['six-digit ePID group id', (c) => (c.hostKeyGroups[2].groupId = 123456), /hostKeyGroups\[2\] \(".+"\)\.groupId: .*found 123456/],
+    ['negative key id', (c) => (c.hostKeyGroups[0].minKeyId = -1), /hostKeyGroups\[0\].*\.minKeyId: .*found -1/],
+    ['ten-digit key id', (c) => (c.hostKeyGroups[0].maxKeyId = 1e10), /\.maxKeyId: .*found 10000000000/],
+    ['six-digit platform id', (c) => (c.hostBuilds[3].platformId = 100000), /hostBuilds\[3\] \(".+"\)\.platformId: .*found 100000/],
+    ['three-digit build', (c) => (c.hostBuilds[0].build = 999), /hostBuilds\[0\].*\.build: .*found 999/],
+  ];
+  for (const [what, edit, expected] of cases) {
+    const c = shipped();
+    edit(c);
+    t.match(refusal(t, c, what), expected, what);
+  }
+});
+
+t.test('catalogue names are printable lines: terminal escapes, bidi overrides, newlines and megabytes are refused', async (t) => {
+  const names = ['Windows\u001b]0;owned\u0007 11', 'Office \u202e1202', 'Visio\n2021 Standard', 'x'.repeat(100_000), '   ', 'tag\u{e0041}'];
+  for (const name of names) {
+    const c = shipped();
+    c.applications[0].kmsGroups[0].skus[0].name = name;
+    const message = refusal(t, c, JSON.stringify(name.slice(0, 20)));
+    t.match(message, /applications\[0\]\.kmsGroups\[0\]\.skus\[0\] \(".*"\)\.name: expected a name/);
+    t.ok(message.length < 1000, 'the message stays a line, whatever the name');
+  }
+  const hk = shipped();
+  hk.hostKeyGroups[1].name = 'Windows\u0085Server';
+  t.match(refusal(t, hk, 'C1 control in a host-key group name'), /hostKeyGroups\[1\]/);
+});
+
+t.test('a hand-edited catalogue nesting 200,000 arrays deep gives a ConfigError or loads, never a stack overflow', async (t) => {
+  const deep = '['.repeat(200_000) + ']'.repeat(200_000);
+  const text = JSON.stringify(shipped());
+  const dir = t.testdir({
+    'unread-field.json': text.replace('"description":', `"notes": ${deep}, "description":`),
+    'read-field.json': text.replace(/"name": ?"Windows Server 2025 Azure Core"/, `"name": ${deep}`),
+  });
+  const c = loadCatalog(path.join(dir, 'unread-field.json'));
+  t.equal(c.applications.length, shipped().applications.length, 'a field the appliance does not read may nest deep');
+  t.ok(Object.isFrozen(c.applications[0]), 'and the catalogue is still frozen');
+  t.throws(() => loadCatalog(path.join(dir, 'read-field.json')), { code: 'KMS_ERR_CONFIG_INVALID' });
+  t.match(refusal(t, JSON.parse(fs.readFileSync(path.join(dir, 'read-field.json'), 'utf8')), 'deep name'), /\.name: .*found an array of 1/);
+});
+
+t.test('conflicting ids and names are refused naming both entries; GUIDs in any letter case still work', async (t) => {
+  const a = shipped();
+  a.applications[1].kmsGroups[0].id = a.applications[0].kmsGroups[0].id.toUpperCase();
+  t.match(
+    refusal(t, a, 'one KMS group id in upper case in another application'),
+    /applications\[1\]\.kmsGroups\[0\] \(".+"\): KMS group [0-9a-f-]{36} is already the KMS group at applications\[0\]\.kmsGroups\[0\]/,
+  );
+  const b = shipped();
+  b.applications[1].kmsGroups[0].skus[0].id = b.applications[0].kmsGroups[0].id;
+  t.match(
+    refusal(t, b, 'a SKU with a KMS group id'),
+    /skus\[0\] \(".+"\): SKU .* is already the KMS group at applications\[0\]\.kmsGroups\[0\]/,
+  );
+  const c = shipped();
+  c.hostKeyGroups[3].name = ` ${c.hostKeyGroups[1].name.toUpperCase()}`;
+  t.match(refusal(t, c, 'two host-key groups of one name'), /hostKeyGroups\[3\] \(".+"\): the name is already hostKeyGroups\[1\]'s/);
+  const d = shipped();
+  d.hostBuilds.push({ ...d.hostBuilds[0], name: 'again' });
+  t.match(refusal(t, d, 'one build twice'), /hostBuilds\[\d+\]: build \d+ is already hostBuilds\[0\]/);
+
+  // Every GUID of the file in upper case: the lookups and the host's policy are case-blind.
+  const upper = JSON.parse(JSON.stringify(shipped()).replace(/"[0-9a-f]{8}-[0-9a-f-]{27}"/g, (g) => g.toUpperCase()));
+  const u = buildCatalog(upper, 'upper.json');
+  const s = loadCatalog();
+  const group = s.applications[0]!.kmsGroups[0]!;
+  t.equal(u.kmsGroupById(group.id)?.name, group.name);
+  t.equal(u.skuById(group.skus[0]!.id)?.name, group.skus[0]!.name);
+  t.equal(u.describeSku(group.skus[0]!.id, group.id), s.describeSku(group.skus[0]!.id, group.id));
+});
+
+t.test('the host-key groups a KMS group names (activatedByHostKeyGroups) are checked like the others', async (t) => {
+  const c = shipped();
+  c.applications[0].kmsGroups[0].activatedByHostKeyGroups.push(null);
+  t.match(refusal(t, c, 'null entry'), /kmsGroups\[0\]\.activatedByHostKeyGroups\[\d+\]: expected an object/);
+  const d = shipped();
+  d.applications[0].kmsGroups[0].activatedByHostKeyGroups[0].name = 42;
+  t.match(refusal(t, d, 'a number for a name'), /activatedByHostKeyGroups\[0\]\.name: expected a name/);
+});
+
+t.test('a catalogue file: too large, not a file, a BOM, a thousand problems', async (t) => {
+  const text = JSON.stringify(shipped());
+  const broken = shipped();
+  for (const g of broken.applications.flatMap((a: Json) => a.kmsGroups)) g.nCountPolicy = 0;
+  const dir = t.testdir({
+    'huge.json': text.replace('"description":', `"padding": "${'x'.repeat(5 * 1024 * 1024)}", "description":`),
+    'bom.json': `\ufeff${text}`,
+    'broken.json': JSON.stringify(broken),
+  });
+  t.throws(() => loadCatalog(path.join(dir, 'huge.json')), { code: 'KMS_ERR_CONFIG_INVALID', message: /huge\.json is larger than 4 MiB/ });
+  t.equal(loadCatalog(path.join(dir, 'bom.json')).applications.length, broken.applications.length, 'a UTF-8 BOM is no error');
+  const fifo = path.join(dir, 'fifo.json');
+  const made = spawnSync('mkfifo', [fifo]);
+  if (made.status === 0) {
+    // Opening a FIFO for reading blocks until a writer comes: this would hang without O_NONBLOCK.
+    t.throws(() => loadCatalog(fifo), {
+      code: 'KMS_ERR_CONFIG_UNREADABLE',
+      message: /fifo\.json cannot be read: it is not a regular file/,
+    });
+  }
+  try {
+    loadCatalog(path.join(dir, 'broken.json'));
+    t.fail('accepted');
+  } catch (err) {
+    const lines = (err as ConfigError).errors;
+    t.equal(lines.length, 21, 'twenty problems and a count of the rest');
+    t.match(lines[20], /broken\.json: … and \d+ more problems$/);
   }
 });
