@@ -2,9 +2,12 @@
 // query for _vlmcs._tcp.<domain>, lowest priority first with a weighted random choice inside a
 // priority (RFC 2782), the target's addresses, the next record on failure — and probes each
 // chosen host with a real activation call. Every failure is explained with the code a client shows.
+import { randomInt } from 'node:crypto';
 import { Resolver } from 'node:dns/promises';
 import { ERRORS, HRESULT, formatHresult, type ErrorCode } from '../errors';
-import type { DnsServerAddress } from './dns-transport';
+import { decodeMessage, encodeMessage, EMPTY_HEADER, RCODE, RCODE_NAME, RR_CLASS, RR_TYPE } from '../protocol/dns/message';
+import { sameName } from '../protocol/dns/names';
+import { exchangeDns, parseServerAddress, type DnsServerAddress } from './dns-transport';
 import { SRV_LABEL } from './srv-answers';
 
 export type ProbeResult =
@@ -21,7 +24,7 @@ export interface SrvRecord {
 }
 
 type Lookup<T> =
-  | { readonly ok: true; readonly value: T }
+  | { readonly ok: true; readonly value: T /** What the answer also held that is worth a warning. */; readonly notes?: readonly string[] }
   | { readonly ok: false; readonly kind: 'nxdomain' | 'nodata' | 'refused' | 'unreachable'; readonly detail: string };
 
 export interface DiscoveryResolver {
@@ -39,6 +42,14 @@ export interface CheckOptions {
   readonly all?: boolean;
   /** [0, 1) source for the weighted choice; Math.random by default. */
   readonly random?: () => number;
+  /**
+   * No further record or address is tried once the check has run this long (ms): a resolver
+   * that answers the SRV query and then times out on every address lookup (c-ares waits about
+   * four times its timeout for each) would otherwise hold the check for many minutes.
+   */
+  readonly budgetMs?: number;
+  /** Milliseconds clock for the budget; Date.now by default. */
+  readonly now?: () => number;
 }
 
 interface AddressTry {
@@ -181,7 +192,9 @@ function lookupFailure(
       return {
         code: 'KMS_ERR_DNS_NO_RECORDS',
         hresult: HRESULT.DNS_NO_RECORDS,
-        explain: `${srvName} exists but holds no SRV records (${resolver}); publish one for the appliance.`,
+        explain: detail
+          ? `${resolver} gives no SRV records for ${srvName}: ${detail}.`
+          : `${srvName} exists but holds no SRV records (${resolver}); publish one for the appliance.`,
       };
     case 'refused':
       return {
@@ -195,7 +208,7 @@ function lookupFailure(
       return {
         code: 'KMS_ERR_DNS_SERVER_UNREACHABLE',
         hresult: HRESULT.DNS_NAME_NOT_FOUND,
-        explain: `the DNS server (${resolver}) did not answer (${detail}); clients using it cannot discover any KMS host.`,
+        explain: `the DNS server (${resolver}) gave no usable answer (${detail}); clients using it cannot discover any KMS host.`,
       };
   }
 }
@@ -241,6 +254,7 @@ export async function checkDiscovery(
   const srv = await deps.resolver.srv(srvName);
   if (!srv.ok)
     return { ...base, records: [], attempts: [], ok: false, warnings, ...lookupFailure(srv.kind, srvName, base.resolver, srv.detail) };
+  warnings.push(...(srv.notes ?? []));
   if (srv.value.length === 0)
     return { ...base, records: [], attempts: [], ok: false, warnings, ...lookupFailure('nodata', srvName, base.resolver, '') };
   if (options.expectedPort !== undefined) {
@@ -265,7 +279,20 @@ export async function checkDiscovery(
   }
   const attempts: Attempt[] = [];
   let success: Attempt | undefined;
-  for (const record of ordered.slice(0, MAX_PROBED_RECORDS)) {
+  const now = options.now ?? Date.now;
+  const started = now();
+  const spent = (): boolean => options.budgetMs !== undefined && now() - started >= options.budgetMs;
+  const toCheck = ordered.slice(0, MAX_PROBED_RECORDS);
+  let unchecked = 0;
+  for (const [index, record] of toCheck.entries()) {
+    if (spent()) {
+      unchecked = toCheck.length - index;
+      warnings.push(
+        `the check stopped after ${Math.round((now() - started) / 1000)} s: ${unchecked} more record${unchecked === 1 ? '' : 's'} ` +
+          'in client order not checked (a slow or silent DNS server; see --timeout)',
+      );
+      break;
+    }
     const broken = brokenRecord(record);
     if (broken) {
       attempts.push({ record, ok: false, tries: [], ...broken });
@@ -296,6 +323,7 @@ export async function checkDiscovery(
       warnings.push(`${record.target} has ${addrs.value.length} addresses; only the first ${MAX_PROBED_ADDRESSES} are checked`);
     }
     for (const address of addrs.value.slice(0, MAX_PROBED_ADDRESSES)) {
+      if (tries.length > 0 && spent()) break;
       const result = await deps.probe(address, record.port);
       tries.push({ address, result });
       if (result.ok) {
@@ -347,8 +375,9 @@ export async function checkDiscovery(
     code: 'KMS_ERR_DNS_NO_HOST_REACHED',
     hresult: HRESULT.NO_KMS_HOST,
     explain:
-      `DNS names ${srv.value.length} KMS host record(s) for ${domain}, but activation failed against every one; ` +
-      `a Windows client reports ${formatHresult(HRESULT.NO_KMS_HOST)} (no KMS host could be contacted).`,
+      `DNS names ${srv.value.length} KMS host record(s) for ${domain}, but activation failed against every one` +
+      `${unchecked > 0 ? ` checked (${attempts.length}; the check ran out of time)` : ''}` +
+      `; a Windows client reports ${formatHresult(HRESULT.NO_KMS_HOST)} (no KMS host could be contacted).`,
   };
 }
 
@@ -363,7 +392,79 @@ function lookupError(err: unknown): Exclude<Lookup<never>, { ok: true }> {
   return { ok: false, kind: 'unreachable', detail };
 }
 
-/** node:dns (c-ares) against the system's resolvers, or one given server. */
+const MAX_CNAME_HOPS = 8;
+
+/**
+ * The SRV query done here rather than by c-ares, which takes SRV records owned by any name as the
+ * answer: only records of the name asked (or of the end of its CNAME chain) count, the others are
+ * pointed out, and a CNAME loop is named.
+ */
+async function querySrv(server: DnsServerAddress, name: string, timeoutMs: number): Promise<Lookup<SrvRecord[]>> {
+  const query = encodeMessage({
+    header: { ...EMPTY_HEADER, id: randomInt(0, 0x10000), rd: true },
+    questions: [{ name, type: RR_TYPE.SRV, class: RR_CLASS.IN }],
+    answers: [],
+    authorities: [],
+    additionals: [],
+  });
+  let m;
+  try {
+    m = decodeMessage((await exchangeDns(server, query, { timeoutMs })).response);
+  } catch (err) {
+    return { ok: false, kind: 'unreachable', detail: (err as Error).message };
+  }
+  const q = m.questions[0];
+  if (m.questions.length !== 1 || !q || !sameName(q.name, name) || q.type !== RR_TYPE.SRV)
+    return { ok: false, kind: 'unreachable', detail: `it answered another question than ${name} SRV` };
+  const rcode = m.header.rcode;
+  if (rcode === RCODE.NXDOMAIN) return { ok: false, kind: 'nxdomain', detail: 'NXDOMAIN' };
+  if (rcode === RCODE.REFUSED) return { ok: false, kind: 'refused', detail: 'REFUSED' };
+  if (rcode !== RCODE.NOERROR)
+    return { ok: false, kind: 'unreachable', detail: `it answered ${RCODE_NAME.get(rcode) ?? `rcode ${rcode}`}` };
+  const chain = [name];
+  for (;;) {
+    const owner = chain[chain.length - 1]!;
+    const alias = m.answers.find((r) => r.type === RR_TYPE.CNAME && sameName(r.name, owner));
+    if (alias?.data.kind !== 'name') break;
+    const next = alias.data.target;
+    if (chain.some((n) => sameName(n, next)))
+      return { ok: false, kind: 'nodata', detail: `the name is a CNAME loop (${[...chain, next].join(' → ')}); fix the aliases` };
+    if (chain.length > MAX_CNAME_HOPS)
+      return { ok: false, kind: 'nodata', detail: `a CNAME chain longer than ${MAX_CNAME_HOPS} (${chain.join(' → ')} → ...)` };
+    chain.push(next);
+  }
+  const owner = chain[chain.length - 1]!;
+  const value: SrvRecord[] = [];
+  const foreign = new Set<string>();
+  let foreignCount = 0;
+  for (const r of m.answers) {
+    if (r.type !== RR_TYPE.SRV || r.data.kind !== 'srv') continue;
+    if (sameName(r.name, owner)) {
+      value.push({ priority: r.data.priority, weight: r.data.weight, port: r.data.port, target: r.data.target });
+    } else {
+      foreignCount++;
+      if (foreign.size < 3) foreign.add(r.name);
+    }
+  }
+  const others = `${foreignCount} SRV record${foreignCount === 1 ? '' : 's'} for another name (${[...foreign].join(', ')})`;
+  if (value.length === 0 && foreignCount > 0)
+    return { ok: false, kind: 'nodata', detail: `the answer holds only ${others}: a broken or spoofing DNS server` };
+  const notes =
+    foreignCount > 0 ? [`the DNS server also sent ${others}; ignored, as they do not answer ${owner} (a broken or spoofing server)`] : [];
+  return { ok: true, value, notes };
+}
+
+/** The system's DNS servers, as c-ares read them from /etc/resolv.conf. */
+function systemServers(): DnsServerAddress[] {
+  const out: DnsServerAddress[] = [];
+  for (const spec of new Resolver().getServers()) {
+    const server = parseServerAddress(spec);
+    if (server) out.push(server);
+  }
+  return out;
+}
+
+/** node:dns (c-ares) against the system's resolvers, or one given server; the SRV query is our own. */
 export function createSystemResolver(options: { readonly server?: DnsServerAddress; readonly timeoutMs: number }): DiscoveryResolver {
   const resolver = new Resolver({ timeout: options.timeoutMs, tries: 2 });
   let description = 'the system resolver';
@@ -376,12 +477,17 @@ export function createSystemResolver(options: { readonly server?: DnsServerAddre
   return {
     description,
     async srv(name) {
-      try {
-        const list = await resolver.resolveSrv(name);
-        return { ok: true, value: list.map((r) => ({ priority: r.priority, weight: r.weight, port: r.port, target: r.name })) };
-      } catch (err) {
-        return lookupError(err);
+      // Each server in turn while they do not answer, as a Windows client tries its alternates;
+      // each twice, as c-ares did (a datagram may be lost).
+      const servers = options.server ? [options.server] : systemServers();
+      let last: Lookup<SrvRecord[]> = { ok: false, kind: 'unreachable', detail: 'no DNS server configured' };
+      for (const server of servers) {
+        for (let attempt = 0; attempt < 2; attempt++) {
+          last = await querySrv(server, name, options.timeoutMs);
+          if (last.ok || last.kind !== 'unreachable') return last;
+        }
       }
+      return last;
     },
     async addresses(host) {
       const [v6, v4] = await Promise.allSettled([resolver.resolve6(host), resolver.resolve4(host)]);

@@ -393,3 +393,153 @@ t.test('dns check: a target with terminal escapes and bidi controls is printed i
     t.match(r.out, /pwn/, `${format}: the name is still shown`);
   }
 });
+
+/** The dns check command's JSON report against `addr`. */
+async function jsonReport(addr: string, extra: string[] = []) {
+  const r = await runCheck(['--domain', D, '--server', addr, '--timeout', '1', '--json', ...extra]);
+  return {
+    code: r.code,
+    report: JSON.parse(r.out) as {
+      ok: boolean;
+      code?: string;
+      hresult?: number;
+      explain: string;
+      warnings: string[];
+      records: { target: string; port: number }[];
+      attempts: { record: { target: string }; explain: string }[];
+    },
+  };
+}
+
+// node's resolver (c-ares) took SRV records owned by any name as the answer: a resolver (or a
+// spoofer) answering the query for _vlmcs._tcp.x.test with a record of _vlmcs._tcp.evil.test
+// had `dns check` probe evil.test and report it as the host clients of x.test would use.
+t.test('dns check: SRV records for another name than asked are not the answer, and are pointed out', async (t) => {
+  const foreign = rr('_vlmcs._tcp.evil.test', RR_TYPE.SRV, srvData(0, 0, 9, 'evil.test'));
+  const only = await jsonReport(await lyingResolver(t, () => [foreign]));
+  t.equal(only.code, 1, 'exit 1');
+  t.same(only.report.records, [], 'no record taken');
+  t.equal(only.report.code, 'KMS_ERR_DNS_NO_RECORDS', `no SRV records for the name asked (${only.report.explain})`);
+  t.match(only.report.explain, /another name/, 'the explanation says what came instead');
+  const mixed = await jsonReport(await lyingResolver(t, () => [foreign, rr(S, RR_TYPE.SRV, srvData(0, 0, 9, 'kms.x.test'))]));
+  t.same(
+    mixed.report.records.map((r) => r.target),
+    ['kms.x.test'],
+    'only the record of the name asked',
+  );
+  t.match(mixed.report.warnings.join('\n'), /1 SRV record for another name .*ignored/, 'a warning names the ignored record');
+});
+
+// A CNAME loop in the answer was reported as "exists but holds no SRV records; publish one":
+// the admin would publish an SRV record next to the loop instead of fixing it.
+t.test('dns check: a CNAME loop is named as such', async (t) => {
+  const addr = await lyingResolver(t, (asked) => [
+    rr(asked, RR_TYPE.CNAME, wireName('b.x.test')),
+    rr('b.x.test', RR_TYPE.CNAME, wireName('c.x.test')),
+    rr('c.x.test', RR_TYPE.CNAME, wireName(asked)),
+  ]);
+  const { report } = await jsonReport(addr);
+  t.equal(report.ok, false, 'no host');
+  t.equal(report.hresult, HRESULT.DNS_NO_RECORDS, 'a client finds no records (0x8007251D)');
+  t.match(report.explain, /CNAME loop/, report.explain);
+});
+
+// Held: DNS names are case-insensitive (and resolvers using 0x20 mix the case of the question):
+// an answer whose question and records come back in another case is the answer.
+t.test('dns check: an answer in another letter case is accepted', async (t) => {
+  const swap = (s: string): string => [...s].map((c) => (c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase())).join('');
+  const server = await fakeDnsServer(t, (q, transport) => {
+    const { name, type } = questionOf(q);
+    const shouted = Buffer.from(q);
+    shouted.write(swap(q.subarray(12, questionEnd(q) - 4).toString('latin1')), 12, 'latin1');
+    if (type === RR_TYPE.SRV) return answerWith(shouted, transport, [rr(swap(name), RR_TYPE.SRV, srvData(0, 0, 9, 'KMS.X.TEST'))]);
+    if (type === RR_TYPE.A) return answerWith(shouted, transport, [rr(swap(name), RR_TYPE.A, Buffer.from([127, 0, 0, 1]))]);
+    return answerWith(shouted, transport, []);
+  });
+  const { report } = await jsonReport(server.address);
+  t.equal(report.records.length, 1, 'the record is found');
+  t.match(report.attempts[0]?.explain, /no TCP connection/, `and probed (${report.attempts[0]?.explain})`);
+});
+
+// An answer to another question (with our message ID) is no answer: said so, with the code a
+// client shows when its DNS server fails it.
+t.test('dns check: an answer to another question, or SERVFAIL, is a DNS server failing the client', async (t) => {
+  const other = await fakeDnsServer(t, (q, transport) => {
+    const swapped = Buffer.concat([q.subarray(0, 12), wireName('_vlmcs._tcp.evil.test'), q.subarray(questionEnd(q) - 4, questionEnd(q))]);
+    return answerWith(swapped, transport, [rr('_vlmcs._tcp.evil.test', RR_TYPE.SRV, srvData(0, 0, 9, 'evil.test'))]);
+  });
+  const a = await jsonReport(other.address);
+  t.equal(a.report.code, 'KMS_ERR_DNS_SERVER_UNREACHABLE', a.report.explain);
+  t.equal(a.report.hresult, HRESULT.DNS_NAME_NOT_FOUND, 'the client shows 0x8007232B');
+  t.match(a.report.explain, /another question/, 'the explanation says what came');
+  const failing = await fakeDnsServer(t, (q) => bareAnswer(q, RCODE.SERVFAIL));
+  const b = await jsonReport(failing.address);
+  t.equal(b.report.code, 'KMS_ERR_DNS_SERVER_UNREACHABLE');
+  t.match(b.report.explain, /SERVFAIL/, b.report.explain);
+});
+
+// Held: a resolver that answers the SRV query and then stays silent for every address lookup
+// bounds the check: each of the (at most 16) records is given up on and explained.
+t.test('dns check: a resolver silent after the SRV answer still gives a report, record by record', async (t) => {
+  const server = await fakeDnsServer(t, (q, transport) => {
+    const { type } = questionOf(q);
+    if (type !== RR_TYPE.SRV) return null;
+    return answerWith(
+      q,
+      transport,
+      Array.from({ length: 2 }, (_, i) => rr(S, RR_TYPE.SRV, srvData(0, 0, 9, `k${i}.x.test`))),
+    );
+  });
+  const resolver = createSystemResolver({ server: { host: '127.0.0.1', port: server.port }, timeoutMs: 100 });
+  const probed: string[] = [];
+  const r = await checkDiscovery(
+    { domain: D },
+    {
+      resolver,
+      probe: async (host) => {
+        probed.push(host);
+        return { ok: true, epid: 'x', count: 1 };
+      },
+    },
+  );
+  t.equal(r.attempts.length, 2, 'each record tried');
+  t.same(probed, [], 'nothing probed: no address came');
+  t.ok(
+    r.attempts.every((a) => /could not be resolved/.test(a.explain)),
+    r.attempts.map((a) => a.explain).join(' | '),
+  );
+  t.equal(r.hresult, HRESULT.NO_KMS_HOST, '0xC004F074 overall');
+});
+
+// A resolver that answered the SRV query and then timed out on every address lookup held
+// `dns check` for minutes: c-ares waits about four times --timeout per lookup (20 s at the
+// default 5 s), times 16 records, before any report. The check now stops trying further
+// records once its budget (12 × --timeout) is spent, and says how many it left. A stub clock
+// stands in for the minutes.
+t.test('dns check: a slow resolver cannot hold the check past its budget; the records left are counted', async (t) => {
+  let clock = 0;
+  const looked: string[] = [];
+  const r = await checkDiscovery(
+    { domain: D, budgetMs: 60_000, now: () => clock },
+    {
+      resolver: {
+        description: 'stub',
+        srv: async () => ({
+          ok: true,
+          value: Array.from({ length: 16 }, (_, i) => ({ priority: i, weight: 0, port: 9, target: `k${i}.x.test` })),
+        }),
+        addresses: async (host) => {
+          looked.push(host);
+          clock += 20_000; // each lookup times out after 20 s
+          return { ok: false, kind: 'unreachable', detail: 'ETIMEOUT' };
+        },
+      },
+      probe: async () => ({ ok: true, epid: 'x', count: 1 }),
+    },
+  );
+  t.equal(looked.length, 3, `lookups made before the budget ran out: ${looked.length}`);
+  t.equal(r.attempts.length, 3, 'one attempt per record tried');
+  t.match(r.warnings.join('\n'), /stopped after 60 s: 13 more records in client order not checked/, r.warnings.join(' | '));
+  t.equal(r.hresult, HRESULT.NO_KMS_HOST);
+  t.match(r.explain, /ran out of time/, r.explain);
+});

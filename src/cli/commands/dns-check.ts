@@ -29,7 +29,8 @@ Options:
   -p, --port P          The port the KMS host listens on: a record naming another port is
                         pointed out as the likely mistake.
       --all             Probe every record, not only until one works.
-      --timeout S       Seconds for each DNS query and each probe (default 5).
+      --timeout S       Seconds for each DNS query and each probe (default 5); no further
+                        record is tried once the check has run 12 times this long.
   -f, --format F        table (default: the report in words), json (the whole report) or csv (one
                         row per SRV record tried); --json = --format json.
   -h, --help            Show this help.
@@ -68,6 +69,8 @@ export function defaultDomain(hostName = os.hostname(), resolvConf = '/etc/resol
 }
 
 const MAX_LISTED_RECORDS = 20;
+/** The whole check's time, in --timeout units: a minute by default. */
+const CHECK_BUDGET_TIMEOUTS = 12;
 
 function printReport(io: CommandIo, r: DiscoveryReport): void {
   // Names and text from DNS answers are chosen by whoever runs that DNS server: printed inert.
@@ -132,7 +135,7 @@ export const command = defineCommand({
     const timeoutMs = Math.round(timeoutSeconds * 1000);
 
     const report = await checkDiscovery(
-      { domain, ...(expectedPort === undefined ? {} : { expectedPort }), all: v.all === true },
+      { domain, ...(expectedPort === undefined ? {} : { expectedPort }), all: v.all === true, budgetMs: CHECK_BUDGET_TIMEOUTS * timeoutMs },
       {
         resolver: createSystemResolver({ ...(server ? { server } : {}), timeoutMs }),
         probe: (host, port): Promise<ProbeResult> => probeKmsHost(host, port, timeoutMs),
