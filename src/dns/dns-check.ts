@@ -5,7 +5,7 @@
 import { randomInt } from 'node:crypto';
 import { Resolver } from 'node:dns/promises';
 import { ERRORS, HRESULT, formatHresult, type ErrorCode } from '../errors';
-import { decodeMessage, encodeMessage, EMPTY_HEADER, RCODE, RCODE_NAME, RR_CLASS, RR_TYPE } from '../protocol/dns/message';
+import { decodeMessage, encodeMessage, EMPTY_HEADER, RCODE, RCODE_NAME, RR_CLASS, RR_TYPE, type RData } from '../protocol/dns/message';
 import { sameName } from '../protocol/dns/names';
 import { exchangeDns, parseServerAddress, type DnsServerAddress } from './dns-transport';
 import { SRV_LABEL } from './srv-answers';
@@ -44,8 +44,8 @@ export interface CheckOptions {
   readonly random?: () => number;
   /**
    * No further record or address is tried once the check has run this long (ms): a resolver
-   * that answers the SRV query and then times out on every address lookup (c-ares waits about
-   * four times its timeout for each) would otherwise hold the check for many minutes.
+   * that answers the SRV query and then times out on every address lookup (each waits twice the
+   * timeout), or hosts that never answer a probe, would otherwise hold the check for minutes.
    */
   readonly budgetMs?: number;
   /** Milliseconds clock for the budget; Date.now by default. */
@@ -305,7 +305,7 @@ export async function checkDiscovery(
         : addrs.kind === 'nxdomain'
           ? 'does not exist in DNS'
           : addrs.kind === 'nodata'
-            ? 'has no A or AAAA record'
+            ? `has no A or AAAA record${addrs.detail ? ` (${addrs.detail})` : ''}`
             : `could not be resolved (${addrs.detail})`;
       attempts.push({
         record,
@@ -383,39 +383,40 @@ export async function checkDiscovery(
 
 // ---------------------------------------------------------------- the real resolver
 
-function lookupError(err: unknown): Exclude<Lookup<never>, { ok: true }> {
-  const code = (err as NodeJS.ErrnoException).code ?? '';
-  const detail = `${code || (err as Error).message}`;
-  if (code === 'ENOTFOUND') return { ok: false, kind: 'nxdomain', detail };
-  if (code === 'ENODATA') return { ok: false, kind: 'nodata', detail };
-  if (code === 'EREFUSED') return { ok: false, kind: 'refused', detail };
-  return { ok: false, kind: 'unreachable', detail };
-}
-
 const MAX_CNAME_HOPS = 8;
 
+type RDataOf<K> = Extract<RData, { kind: K }>;
+
 /**
- * The SRV query done here rather than by c-ares, which takes SRV records owned by any name as the
+ * One query done here rather than by c-ares, which takes SRV records owned by any name as the
  * answer: only records of the name asked (or of the end of its CNAME chain) count, the others are
- * pointed out, and a CNAME loop is named.
+ * pointed out, and a CNAME loop is named. `kind` picks the records wanted from the answer.
  */
-async function querySrv(server: DnsServerAddress, name: string, timeoutMs: number): Promise<Lookup<SrvRecord[]>> {
-  const query = encodeMessage({
-    header: { ...EMPTY_HEADER, id: randomInt(0, 0x10000), rd: true },
-    questions: [{ name, type: RR_TYPE.SRV, class: RR_CLASS.IN }],
-    answers: [],
-    authorities: [],
-    additionals: [],
-  });
+async function queryRecords<K extends RData['kind']>(
+  server: DnsServerAddress,
+  name: string,
+  type: number,
+  kind: K,
+  timeoutMs: number,
+): Promise<Lookup<RDataOf<K>[]>> {
+  const typeName = type === RR_TYPE.SRV ? 'SRV' : type === RR_TYPE.AAAA ? 'AAAA' : 'A';
   let m;
   try {
+    // A target from a hostile answer may be no name we can encode (a TypeError): no answer either.
+    const query = encodeMessage({
+      header: { ...EMPTY_HEADER, id: randomInt(0, 0x10000), rd: true },
+      questions: [{ name, type, class: RR_CLASS.IN }],
+      answers: [],
+      authorities: [],
+      additionals: [],
+    });
     m = decodeMessage((await exchangeDns(server, query, { timeoutMs })).response);
   } catch (err) {
     return { ok: false, kind: 'unreachable', detail: (err as Error).message };
   }
   const q = m.questions[0];
-  if (m.questions.length !== 1 || !q || !sameName(q.name, name) || q.type !== RR_TYPE.SRV)
-    return { ok: false, kind: 'unreachable', detail: `it answered another question than ${name} SRV` };
+  if (m.questions.length !== 1 || !q || !sameName(q.name, name) || q.type !== type)
+    return { ok: false, kind: 'unreachable', detail: `it answered another question than ${name} ${typeName}` };
   const rcode = m.header.rcode;
   if (rcode === RCODE.NXDOMAIN) return { ok: false, kind: 'nxdomain', detail: 'NXDOMAIN' };
   if (rcode === RCODE.REFUSED) return { ok: false, kind: 'refused', detail: 'REFUSED' };
@@ -428,25 +429,25 @@ async function querySrv(server: DnsServerAddress, name: string, timeoutMs: numbe
     if (alias?.data.kind !== 'name') break;
     const next = alias.data.target;
     if (chain.some((n) => sameName(n, next)))
-      return { ok: false, kind: 'nodata', detail: `the name is a CNAME loop (${[...chain, next].join(' → ')}); fix the aliases` };
+      return { ok: false, kind: 'nodata', detail: `${name} is a CNAME loop (${[...chain, next].join(' → ')}); fix the aliases` };
     if (chain.length > MAX_CNAME_HOPS)
-      return { ok: false, kind: 'nodata', detail: `a CNAME chain longer than ${MAX_CNAME_HOPS} (${chain.join(' → ')} → ...)` };
+      return { ok: false, kind: 'nodata', detail: `${name} is a CNAME chain longer than ${MAX_CNAME_HOPS} (${chain.join(' → ')} → ...)` };
     chain.push(next);
   }
   const owner = chain[chain.length - 1]!;
-  const value: SrvRecord[] = [];
+  const value: RDataOf<K>[] = [];
   const foreign = new Set<string>();
   let foreignCount = 0;
   for (const r of m.answers) {
-    if (r.type !== RR_TYPE.SRV || r.data.kind !== 'srv') continue;
+    if (r.type !== type || r.data.kind !== kind) continue;
     if (sameName(r.name, owner)) {
-      value.push({ priority: r.data.priority, weight: r.data.weight, port: r.data.port, target: r.data.target });
+      value.push(r.data as RDataOf<K>);
     } else {
       foreignCount++;
       if (foreign.size < 3) foreign.add(r.name);
     }
   }
-  const others = `${foreignCount} SRV record${foreignCount === 1 ? '' : 's'} for another name (${[...foreign].join(', ')})`;
+  const others = `${foreignCount} ${typeName} record${foreignCount === 1 ? '' : 's'} for another name (${[...foreign].join(', ')})`;
   if (value.length === 0 && foreignCount > 0)
     return { ok: false, kind: 'nodata', detail: `the answer holds only ${others}: a broken or spoofing DNS server` };
   const notes =
@@ -464,40 +465,44 @@ function systemServers(): DnsServerAddress[] {
   return out;
 }
 
-/** node:dns (c-ares) against the system's resolvers, or one given server; the SRV query is our own. */
+/** Queries of our own (UDP, TCP when truncated) to the system's DNS servers, or to one given server. */
 export function createSystemResolver(options: { readonly server?: DnsServerAddress; readonly timeoutMs: number }): DiscoveryResolver {
-  const resolver = new Resolver({ timeout: options.timeoutMs, tries: 2 });
   let description = 'the system resolver';
   if (options.server) {
     const { host, port } = options.server;
-    const spec = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-    resolver.setServers([spec]);
-    description = `DNS server ${spec}`;
+    description = `DNS server ${host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`}`;
   }
+  // Each server in turn while they do not answer, as a Windows client tries its alternates;
+  // each twice (a datagram may be lost).
+  const ask = async <K extends RData['kind']>(name: string, type: number, kind: K): Promise<Lookup<RDataOf<K>[]>> => {
+    const servers = options.server ? [options.server] : systemServers();
+    let last: Lookup<RDataOf<K>[]> = { ok: false, kind: 'unreachable', detail: 'no DNS server configured' };
+    for (const server of servers) {
+      for (let attempt = 0; attempt < 2; attempt++) {
+        last = await queryRecords(server, name, type, kind, options.timeoutMs);
+        if (last.ok || last.kind !== 'unreachable') return last;
+      }
+    }
+    return last;
+  };
   return {
     description,
     async srv(name) {
-      // Each server in turn while they do not answer, as a Windows client tries its alternates;
-      // each twice, as c-ares did (a datagram may be lost).
-      const servers = options.server ? [options.server] : systemServers();
-      let last: Lookup<SrvRecord[]> = { ok: false, kind: 'unreachable', detail: 'no DNS server configured' };
-      for (const server of servers) {
-        for (let attempt = 0; attempt < 2; attempt++) {
-          last = await querySrv(server, name, options.timeoutMs);
-          if (last.ok || last.kind !== 'unreachable') return last;
-        }
-      }
-      return last;
+      const found = await ask(name, RR_TYPE.SRV, 'srv');
+      if (!found.ok) return found;
+      const value = found.value.map((r) => ({ priority: r.priority, weight: r.weight, port: r.port, target: r.target }));
+      return { ok: true, value, ...(found.notes ? { notes: found.notes } : {}) };
     },
     async addresses(host) {
-      const [v6, v4] = await Promise.allSettled([resolver.resolve6(host), resolver.resolve4(host)]);
-      const value = [...(v6.status === 'fulfilled' ? v6.value : []), ...(v4.status === 'fulfilled' ? v4.value : [])];
+      const [v6, v4] = await Promise.all([ask(host, RR_TYPE.AAAA, 'aaaa'), ask(host, RR_TYPE.A, 'a')]);
+      const value = [...(v6.ok ? v6.value : []), ...(v4.ok ? v4.value : [])].map((r) => r.address);
       if (value.length > 0) return { ok: true, value };
       // Both failed or both empty: report the more telling of the two.
-      const errors = [v6, v4].filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => lookupError(r.reason));
+      const errors = [v6, v4].filter((r): r is Exclude<typeof r, { ok: true }> => !r.ok);
       return (
         errors.find((e) => e.kind === 'unreachable' || e.kind === 'refused') ??
-        errors.find((e) => e.kind === 'nxdomain') ?? { ok: false, kind: 'nodata', detail: 'no A or AAAA' }
+        errors.find((e) => e.kind === 'nxdomain') ??
+        errors.find((e) => e.detail !== '') ?? { ok: false, kind: 'nodata', detail: '' }
       );
     },
   };

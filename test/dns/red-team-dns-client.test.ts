@@ -512,7 +512,7 @@ t.test('dns check: a resolver silent after the SRV answer still gives a report, 
 });
 
 // A resolver that answered the SRV query and then timed out on every address lookup held
-// `dns check` for minutes: c-ares waits about four times --timeout per lookup (20 s at the
+// `dns check` for minutes: c-ares waited about four times --timeout per lookup (20 s at the
 // default 5 s), times 16 records, before any report. The check now stops trying further
 // records once its budget (12 × --timeout) is spent, and says how many it left. A stub clock
 // stands in for the minutes.
@@ -542,4 +542,23 @@ t.test('dns check: a slow resolver cannot hold the check past its budget; the re
   t.match(r.warnings.join('\n'), /stopped after 60 s: 13 more records in client order not checked/, r.warnings.join(' | '));
   t.equal(r.hresult, HRESULT.NO_KMS_HOST);
   t.match(r.explain, /ran out of time/, r.explain);
+});
+
+// Two SRV targets that are aliases of each other were reported as "has no A or AAAA record",
+// sending the admin to add addresses next to the loop.
+t.test('dns check: SRV targets that are aliases of each other are named as a CNAME loop', async (t) => {
+  const server = await fakeDnsServer(t, (q, transport) => {
+    const { name, type } = questionOf(q);
+    if (type === RR_TYPE.SRV)
+      return answerWith(q, transport, [rr(S, RR_TYPE.SRV, srvData(0, 0, 9, 'a.x.test')), rr(S, RR_TYPE.SRV, srvData(1, 0, 9, 'b.x.test'))]);
+    const other = name.startsWith('a') ? 'b.x.test' : 'a.x.test';
+    return answerWith(q, transport, [rr(name, RR_TYPE.CNAME, wireName(other)), rr(other, RR_TYPE.CNAME, wireName(name))]);
+  });
+  const { report } = await jsonReport(server.address);
+  t.equal(report.attempts.length, 2, 'both records tried');
+  t.ok(
+    report.attempts.every((a) => /CNAME loop/.test(a.explain)),
+    report.attempts.map((a) => a.explain).join(' | '),
+  );
+  t.equal(report.hresult, HRESULT.NO_KMS_HOST, '0xC004F074 overall');
 });
