@@ -562,3 +562,22 @@ t.test('dns check: SRV targets that are aliases of each other are named as a CNA
   );
   t.equal(report.hresult, HRESULT.NO_KMS_HOST, '0xC004F074 overall');
 });
+
+// Held: rounds against a server that never answers, one after another (retries, refreshes,
+// address changes), leave no socket behind: each exchange closes its socket when it gives up.
+t.test('registrar: many silent rounds leave no sockets behind', async (t) => {
+  const sockets = (): number => process.getActiveResourcesInfo().filter((r) => r === 'UDPWrap' || r === 'TCPSocketWrap').length;
+  const server = await fakeDnsServer(t, (q, transport) => {
+    if (transport === 'tcp') return null; // accepts, never answers
+    const tc = bareAnswer(q, RCODE.NOERROR);
+    tc[2]! |= 0x02; // "ask again over TCP"
+    return opcodeOf(q) === 5 ? tc : null;
+  });
+  const baseline = sockets();
+  const { reg } = registrarAgainst(t, server.address, { timeoutMs: 30, retryMs: 1 });
+  for (let i = 0; i < 10; i++) await reg.registerNow();
+  t.ok(server.updates >= 10, `updates sent: ${server.updates}`);
+  await reg.stop();
+  await until(() => sockets() <= baseline, 'the sockets of every round closed', { everyMs: 20, ms: 5000 });
+  t.pass(`sockets back to ${sockets()} (${baseline} before)`);
+});
