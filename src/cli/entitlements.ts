@@ -1,24 +1,51 @@
 // Entitlement names are compared with the catalogue the way `report` matches them: the exact
 // name or id of an application, KMS group or product (case-insensitive). Anything else would
-// only show as a licence nobody uses, so `config check` refuses it and `report` warns.
+// only show as a licence nobody uses, so `config check` refuses it and `report` warns. So are two
+// entitlements naming one thing: the report compares each with all of that thing's machines, so
+// two purchases written as two entries would both show as over-used.
 import type { AppConfig } from '../config/defaults';
 import type { Catalog } from '../catalog/catalog';
-import { catalogEntries, explainUnresolved, resolveName } from '../catalog/name-match';
+import { catalogEntries, explainUnresolved, resolveName, type NamedEntry } from '../catalog/name-match';
+import { inert } from './terminal';
 
-/** One line per entitlement that names nothing in the catalogue, with the likely meant name. */
+/** The order `report` tries (store/compliance.ts): a KMS group, then an application, then a product. */
+const MATCH_ORDER = ['group', 'application', 'sku'] as const;
+const KIND_WORDS: Readonly<Record<NamedEntry['kind'], string>> = { group: 'product group', application: 'application', sku: 'product' };
+
+/** One line per entitlement that names nothing in the catalogue, with the likely meant name, or repeats an earlier one. */
 export function entitlementProblems(catalog: Catalog, entitlements: AppConfig['entitlements']): string[] {
-  const known = new Set<string>();
-  for (const e of catalogEntries(catalog, ['application', 'group', 'sku'])) known.add(e.id).add(e.name.toLowerCase());
+  const byKey = new Map<string, NamedEntry>();
+  for (const kind of MATCH_ORDER) {
+    for (const e of catalogEntries(catalog, [kind])) {
+      for (const key of [e.id.toLowerCase(), e.name.toLowerCase()]) if (!byKey.has(key)) byKey.set(key, e);
+    }
+  }
   const problems: string[] = [];
+  const firstFor = new Map<NamedEntry, number>();
   entitlements.forEach((e, i) => {
     const wanted = e.product.trim();
-    if (known.has(wanted.toLowerCase())) return;
+    const entry = byKey.get(wanted.toLowerCase());
+    if (entry !== undefined) {
+      const first = firstFor.get(entry);
+      if (first === undefined) firstFor.set(entry, i);
+      else {
+        const earlier = entitlements[first]!;
+        problems.push(
+          `entitlements[${i}].product: "${inert(wanted)}" names the same ${KIND_WORDS[entry.kind]} as entitlements[${first}] ` +
+            `("${inert(earlier.product.trim())}"), and each would be compared with all its machines: ` +
+            `put the licences in one entry (${earlier.licenses} + ${e.licenses} = ${earlier.licenses + e.licenses})`,
+        );
+      }
+      return;
+    }
     const r = resolveName(catalog, wanted, ['application', 'group', 'sku']);
     const hint =
       'found' in r
         ? ` (did you mean "${r.found.name}"? entitlements need the exact catalogue name)`
         : ` — ${explainUnresolved(wanted, r, 'name').replace(/^no name named like "[^"]*"/, 'nothing similar')}`;
-    problems.push(`entitlements[${i}].product: "${wanted}" names no application, product group or product of the catalogue${hint}`);
+    problems.push(
+      `entitlements[${i}].product: "${inert(wanted)}" names no application, product group or product of the catalogue${inert(hint)}`,
+    );
   });
   return problems;
 }

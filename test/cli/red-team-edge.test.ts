@@ -9,9 +9,12 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { buildCatalog } from '../../src/catalog/catalog';
 import { loadCatalog, shippedCatalogPath } from '../../src/catalog/load';
+import { command as reportCommand } from '../../src/cli/commands/report';
 import { main } from '../../src/cli/main';
 import { ConfigError } from '../../src/errors';
 import { captureIo } from './commands/io';
+import { captureIo as captureInventoryIo, preparedDataDir, writeConfig } from './commands/inventory-fixture';
+import { OFFICE_2019_GROUP } from '../store/observations';
 
 // ---- the activate client against a hostile host (127.0.0.1, port 0) ----
 
@@ -233,4 +236,55 @@ t.test('a catalogue file: too large, not a file, a BOM, a thousand problems', as
     t.equal(lines.length, 21, 'twenty problems and a count of the rest');
     t.match(lines[20], /broken\.json: … and \d+ more problems$/);
   }
+});
+
+// ---- entitlements and `report` ----
+
+async function report(t: Test, entitlements: string): Promise<{ code: number; out: string; err: string }> {
+  const c = captureInventoryIo();
+  const code = await reportCommand.run(
+    ['--config', writeConfig(t, `entitlements:\n${entitlements}`), '--data-dir', preparedDataDir(t)],
+    c.io,
+  );
+  return { code, out: c.stdout(), err: c.stderr() };
+}
+
+t.test('entitlements: one product twice is pointed out (report warns, config check refuses), never silently over-used twice', async (t) => {
+  const twice = '  - product: Office 2019\n    licenses: 4\n  - product: " office 2019 "\n    licenses: 3\n';
+  const r = await report(t, twice);
+  t.equal(r.code, 0);
+  t.match(
+    r.err,
+    /^kms-appliance report: entitlements\[1\]\.product: "office 2019" names the same product group as entitlements\[0\] \("Office 2019"\)/,
+  );
+  t.match(r.err, /put the licences in one entry \(4 \+ 3 = 7\)\n$/);
+  t.equal(r.err.split('\n').length, 2, 'one line');
+  const byId = await report(
+    t,
+    `  - product: Office 2019\n    licenses: 4\n  - product: "${OFFICE_2019_GROUP.toUpperCase()}"\n    licenses: 1\n`,
+  );
+  t.match(byId.err, /entitlements\[1\]\.product: .* names the same product group as entitlements\[0\]/, 'by id, in any case');
+  const distinct = await report(t, '  - product: Windows\n    licenses: 100\n  - product: Office 2019\n    licenses: 10\n');
+  t.equal(distinct.err, '', 'different products: nothing to say');
+
+  const io = captureIo();
+  t.equal(await main(['config', 'check', writeConfig(t, `entitlements:\n${twice}`)], io), 2);
+  t.match(io.err(), /config\.yaml: entitlements\[1\]\.product: "office 2019" names the same product group/);
+});
+
+t.test('entitlements: licence counts out of range are configuration errors; names are shown, never obeyed', async (t) => {
+  for (const licenses of ['-1', '1e12', '2.5', '"10"', 'null']) {
+    const r = await report(t, `  - product: Office 2019\n    licenses: ${licenses}\n`);
+    t.equal(r.code, 2, `licenses: ${licenses}`);
+    t.match(r.err, /config\.yaml:3: entitlements\[0\]\.licenses: .*must be/, `licenses: ${licenses}`);
+    t.equal(r.out, '');
+  }
+  const escaped = await report(
+    t,
+    '  - product: "Visio \\e]0;owned\\a 2099"\n    licenses: 1\n  - product: "\\u2029Office 2019"\n    licenses: 1\n',
+  );
+  t.equal(escaped.code, 0);
+  t.notMatch(escaped.err + escaped.out, UNSAFE_TEXT, 'no escape sequence, bidi or line separator reaches the terminal');
+  t.match(escaped.err, 'entitlements[0].product: "Visio \\x1b]0;owned\\x07 2099" names no application');
+  t.match(escaped.out, /Over-used: \\u2029Office 2019 \(6 machines, 1 licence\)\./);
 });

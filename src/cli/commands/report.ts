@@ -5,7 +5,7 @@ import { EXIT, defineCommand } from '../command';
 import { entitlementProblems } from '../entitlements';
 import { COMMON_HELP, COMMON_OPTIONS, openInventory } from '../inventory-access';
 import { formatCsv, formatTable, isoTime, type Column } from '../tabular';
-import { toJson } from '../terminal';
+import { inert, toJson } from '../terminal';
 import { complianceReport, type ComplianceRow } from '../../store/compliance';
 
 const HELP = `Usage: kms-appliance report [--format table|json|csv] [--data-dir DIR] [--config FILE]
@@ -73,7 +73,9 @@ export const command = defineCommand({
         io.stdout.write('No machine activated in the last 30 days and no entitlements are configured.\n');
       } else {
         const over = rows.filter((r) => r.overUse);
-        const overUsed = over.map((r) => `${r.product} (${plural(r.activeMachines, 'machine')}, ${plural(r.licenses ?? 0, 'licence')})`);
+        const overUsed = over.map(
+          (r) => `${inert(r.product)} (${plural(r.activeMachines, 'machine')}, ${plural(r.licenses ?? 0, 'licence')})`,
+        );
         io.stdout.write(`Licence use over the last 30 days (${inventory.file}):\n\n${formatTable(rows, COLUMNS)}\n`);
         if (config.entitlements.length === 0) {
           // Nothing to compare with: saying "nothing is over-used" would reassure falsely.
