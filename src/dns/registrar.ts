@@ -148,9 +148,21 @@ function explainRcode(rcode: number, zone: string, key: string): string {
   }
 }
 
-function explainTsigError(tsigError: number, key: string): string {
+/** RFC 8945 §5.2.3: a BADTIME answer carries the server's clock in its 6-byte other data. */
+function clockGap(other: Buffer | undefined, nowSeconds: number): string {
+  if (!other || other.length !== 6) return '';
+  const serverSeconds = other.readUInt16BE(0) * 2 ** 32 + other.readUInt32BE(2);
+  const gap = Math.round(serverSeconds - nowSeconds);
+  const date = new Date(serverSeconds * 1000);
+  if (Number.isNaN(date.getTime())) return ''; // 48 bits reach past what a Date holds
+  const when = date.toISOString();
+  return `: the DNS server's clock reads ${when}, ${Math.abs(gap)} s ${gap > 0 ? 'ahead of' : 'behind'} ours`;
+}
+
+function explainTsigError(tsigError: number, key: string, other?: Buffer, nowSeconds = Date.now() / 1000): string {
   if (tsigError === RCODE.BADKEY) return `the DNS server does not know the TSIG key "${key}" (or not with HMAC-SHA256)`;
-  if (tsigError === RCODE.BADTIME) return 'the clocks of this appliance and the DNS server are more than 5 minutes apart (check NTP)';
+  if (tsigError === RCODE.BADTIME)
+    return `the clocks of this appliance and the DNS server are more than 5 minutes apart (check NTP)${clockGap(other, nowSeconds)}`;
   return `the TSIG secret of key "${key}" does not match the DNS server's`;
 }
 
@@ -177,7 +189,9 @@ async function sendSignedUpdate(
   }
   const tsig = decoded.additionals.find((r) => r.type === RR_TYPE.TSIG);
   if (tsig && tsig.data.kind === 'tsig' && tsig.data.error !== 0) {
-    throw new UpdateFailure('KMS_ERR_DNS_TSIG_BAD', explainTsigError(tsig.data.error, key.name), { tsigError: tsig.data.error });
+    throw new UpdateFailure('KMS_ERR_DNS_TSIG_BAD', explainTsigError(tsig.data.error, key.name, tsig.data.other, nowSeconds), {
+      tsigError: tsig.data.error,
+    });
   }
   if (!tsig) {
     // RFC 8945 §5.3: an unsigned answer to a signed request is not to be trusted; but an

@@ -88,11 +88,11 @@ const wireName = (name: string): Buffer =>
   ]);
 
 /** An unsigned answer carrying a TSIG RR whose error field is `tsigError` and whose MAC is empty (RFC 8945 §5.3.2). */
-function tsigErrorAnswer(q: Buffer, rcode: number, tsigError: number): Buffer {
+function tsigErrorAnswer(q: Buffer, rcode: number, tsigError: number, other = Buffer.alloc(0)): Buffer {
   const head = bareAnswer(q, rcode);
   head.writeUInt16BE(1, 10);
   const alg = wireName('hmac-sha256');
-  const rdata = Buffer.alloc(alg.length + 16);
+  const rdata = Buffer.alloc(alg.length + 16 + other.length);
   alg.copy(rdata, 0);
   let at = alg.length;
   rdata.writeUInt32BE(Math.floor(Date.now() / 1000), at + 2);
@@ -101,6 +101,8 @@ function tsigErrorAnswer(q: Buffer, rcode: number, tsigError: number): Buffer {
   at += 10;
   rdata.writeUInt16BE(q.readUInt16BE(0), at);
   rdata.writeUInt16BE(tsigError, at + 2);
+  rdata.writeUInt16BE(other.length, at + 4);
+  other.copy(rdata, at + 6);
   const rr = Buffer.alloc(10);
   rr.writeUInt16BE(RR_TYPE.TSIG, 0);
   rr.writeUInt16BE(255, 2);
@@ -580,4 +582,26 @@ t.test('registrar: many silent rounds leave no sockets behind', async (t) => {
   await reg.stop();
   await until(() => sockets() <= baseline, 'the sockets of every round closed', { everyMs: 20, ms: 5000 });
   t.pass(`sockets back to ${sockets()} (${baseline} before)`);
+});
+
+// A BADTIME answer carries the server's clock (RFC 8945 §5.2.3); the admin was only told the
+// clocks were "more than 5 minutes apart", not which one is wrong nor by how much.
+t.test("registrar: BADTIME says how far the DNS server's clock is from ours", async (t) => {
+  const serverNow = Math.floor(Date.now() / 1000) + 3600;
+  const other = Buffer.alloc(6);
+  other.writeUInt32BE(serverNow, 2);
+  const server = await fakeDnsServer(t, (q) =>
+    opcodeOf(q) === 5 ? tsigErrorAnswer(q, RCODE.NOTAUTH, RCODE.BADTIME, other) : bareAnswer(q, RCODE.NOERROR),
+  );
+  const { reg } = registrarAgainst(t, server.address);
+  const [result] = await reg.ready;
+  t.equal(result?.code, 'KMS_ERR_DNS_TSIG_BAD');
+  t.match(result?.reason, new RegExp(`clock reads ${new Date(serverNow * 1000).toISOString().slice(0, 16)}`), String(result?.reason));
+  t.match(result?.reason, /\b3[56]\d\d s ahead of ours/, 'the gap and its direction');
+  // A server time of 2^48 - 1 seconds is past any date: the plain explanation, no crash of the round.
+  const far = await fakeDnsServer(t, (q) =>
+    opcodeOf(q) === 5 ? tsigErrorAnswer(q, RCODE.NOTAUTH, RCODE.BADTIME, Buffer.alloc(6, 0xff)) : bareAnswer(q, RCODE.NOERROR),
+  );
+  const [farResult] = await registrarAgainst(t, far.address).reg.ready;
+  t.match(farResult?.reason, /clocks .* apart \(check NTP\)$/, String(farResult?.reason));
 });
