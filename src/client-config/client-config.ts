@@ -46,8 +46,13 @@ export function checkClientHost(host: string): string | undefined {
   const name = host.endsWith('.') ? host.slice(0, -1) : host;
   if (name.length === 0 || name.length > 253) return `"${host}" is not a host name (1 … 253 characters)`;
   if (!name.split('.').every((l) => LABEL.test(l))) return `"${host}" is not a host name or IP address`;
-  // A dotted all-numeric name would be read as a (wrong) IPv4 address by Windows.
+  // A name ending in a number is no name: Windows reads "0x7f000001", "10.1" or "kms.0x0a" the way
+  // inet_addr does, as a (wrong) IPv4 address in decimal, octal or hex parts, and no top-level
+  // domain is numeric (RFC 3696 §2). Refused rather than written into files that point elsewhere.
   if (/^[0-9.]+$/.test(name)) return `"${host}" is not a valid IPv4 address`;
+  if (/(^|\.)(0x[0-9a-f]*|[0-9]+)$/i.test(name)) {
+    return `"${host}" ends in a number, which no host name does (Windows would take it for an IPv4 address)`;
+  }
   return undefined;
 }
 

@@ -10,6 +10,7 @@ import t, { type Test } from 'tap';
 import { buildCatalog } from '../../src/catalog/catalog';
 import { loadCatalog, shippedCatalogPath } from '../../src/catalog/load';
 import { command as reportCommand } from '../../src/cli/commands/report';
+import { generateClientConfig } from '../../src/client-config/client-config';
 import { main } from '../../src/cli/main';
 import { ConfigError } from '../../src/errors';
 import { captureIo } from './commands/io';
@@ -287,4 +288,74 @@ t.test('entitlements: licence counts out of range are configuration errors; name
   t.notMatch(escaped.err + escaped.out, UNSAFE_TEXT, 'no escape sequence, bidi or line separator reaches the terminal');
   t.match(escaped.err, 'entitlements[0].product: "Visio \\x1b]0;owned\\x07 2099" names no application');
   t.match(escaped.out, /Over-used: \\u2029Office 2019 \(6 machines, 1 licence\)\./);
+});
+
+// ---- the client configuration files (values that reach .cmd, .ps1 and .reg) ----
+
+t.test('client-config: shell, batch, PowerShell and registry syntax in --host is refused in one inert line, nothing written', async (t) => {
+  const dir = t.testdir({});
+  const out = path.join(dir, 'out');
+  const hostile = [
+    'kms"&calc',
+    "kms'; calc; '",
+    'kms`calc`',
+    'kms$(calc)',
+    'kms%COMSPEC%',
+    'kms^&calc',
+    'kms\r\ncalc',
+    'kms\ncalc',
+    'kms|calc',
+    'kms>C:\\x',
+    'kms!x!',
+    'kms"]\r\n[HKEY_LOCAL_MACHINE\\x',
+    'kms\u0000.org',
+    'kmś.example.org',
+    'ｋｍｓ.example.org',
+    'kms\u200b.example.org',
+    'kms\u202e.gro',
+    'fe80::1%eth0&calc',
+    'fe80::1%%PATH%%',
+    '[kms.example.org]',
+    '0x7f000001',
+    '0x7f.1',
+    'kms.branch.1688',
+    '10.1',
+    'x'.repeat(300),
+  ];
+  for (const host of hostile) {
+    const io = captureIo();
+    const what = JSON.stringify(host.slice(0, 40));
+    t.equal(await main(['client-config', '--host', host, '--out', out], io), 2, what);
+    t.match(io.err(), /^kms-appliance client-config: --host: [^\n]+\n$/, `${what}: one line`);
+    t.notMatch(io.err(), UNSAFE_TEXT, `${what}: shown inert`);
+    t.ok(io.err().length < 500, `${what}: a line, not the value`);
+  }
+  t.notOk(fs.existsSync(out), 'nothing written');
+});
+
+t.test('client-config: an accepted host changes only its own places in the files', async (t) => {
+  const baseline = generateClientConfig({ host: 'kms', port: 1688 });
+  const text = (f: { name: string; content: Buffer }): string =>
+    f.name.endsWith('.reg') ? f.content.subarray(2).toString('utf16le') : f.content.toString('latin1');
+  for (const host of ['kms-01.branch.example.org.', `${'a'.repeat(63)}.${'b'.repeat(63)}.example`, 'xn--kms-9na.example', 'localhost']) {
+    const files = generateClientConfig({ host, port: 1688 });
+    files.forEach((f, i) => {
+      t.equal(text(f).split(host).join('kms'), text(baseline[i]!), `${host}: ${f.name}`);
+      t.ok(
+        [...text(f)].every((c) => c === '\r' || c === '\n' || (c >= ' ' && c <= '~')),
+        `${f.name}: printable ASCII and CRLF only`,
+      );
+    });
+  }
+  for (const port of [0, 65536, 1.5, -1, Number.NaN]) {
+    t.throws(() => generateClientConfig({ host: 'kms', port }), { code: 'KMS_ERR_CLI_USAGE' }, `port ${port}`);
+  }
+});
+
+t.test('client-config: an output directory with spaces, quotes and non-ASCII is written as given', async (t) => {
+  const out = path.join(t.testdir({}), 'Client files "KMS" ñ & co');
+  const io = captureIo();
+  t.equal(await main(['client-config', '--host', 'kms.example.org', '--out', out], io), 0);
+  t.equal(fs.readdirSync(out).length, 6);
+  t.match(fs.readFileSync(path.join(out, 'kms-client-set.cmd'), 'latin1'), '/skms kms.example.org:1688\r\n');
 });
