@@ -66,6 +66,18 @@ MIN_NODE="$(sed -n 's/.*"node": *">=\([0-9][0-9]*\).*/\1/p' "$SOURCE/package.jso
 MIN_NODE="${MIN_NODE:-20}"
 NODE_FIX="install Node.js $MIN_NODE or later (https://nodejs.org, or NodeSource: curl -fsSL https://deb.nodesource.com/setup_lts.x | bash - && apt-get install -y nodejs) or set NODE=/path/to/node"
 [ -x "$NODE" ] || die "$NODE not found: $NODE_FIX"
+# The wrapper and the unit run it from / long after this script: an absolute path, the directory
+# resolved now (NODE=./node or node-v20/bin/node would otherwise name another file, or none).
+case "$NODE" in
+  /*) ;;
+  *) NODE="$(cd "$(dirname "$NODE")" && pwd)/$(basename "$NODE")" ;;
+esac
+# Written into the wrapper as one shell word whatever it contains (spaces, quotes, $): a plain
+# path as it is, any other in single quotes, each ' inside as '\''.
+case "$NODE" in
+  *[!A-Za-z0-9/._+-]*) NODE_WORD="'${NODE//\'/\'\\\'\'}'" ;;
+  *) NODE_WORD="$NODE" ;;
+esac
 NODE_VERSION="$("$NODE" -p 'process.versions.node' 2>/dev/null || true)"
 case "$NODE_VERSION" in
   [0-9]*) ;;
@@ -137,9 +149,9 @@ cat > "$STAGE/bin/$NAME" <<EOF
 LIB="\$(dirname "\$(dirname "\$(readlink -f "\$0")")")"
 if [ "\$1" = serve ]; then
   export MALLOC_ARENA_MAX="\${MALLOC_ARENA_MAX:-2}"
-  exec $NODE --max-semi-space-size=1 --max-old-space-size=96 "\$LIB/dist/src/cli/main.js" "\$@"
+  exec $NODE_WORD --max-semi-space-size=1 --max-old-space-size=96 "\$LIB/dist/src/cli/main.js" "\$@"
 fi
-exec $NODE "\$LIB/dist/src/cli/main.js" "\$@"
+exec $NODE_WORD "\$LIB/dist/src/cli/main.js" "\$@"
 EOF
 chmod 0755 "$STAGE/bin/$NAME"
 chmod -R u=rwX,go=rX "$STAGE"

@@ -15,6 +15,8 @@ import { main } from '../../src/cli/main';
 import { ConfigError } from '../../src/errors';
 import { captureIo } from './commands/io';
 import { captureIo as captureInventoryIo, preparedDataDir, writeConfig } from './commands/inventory-fixture';
+import { ROOT } from '../paths';
+import { withoutTapRecorder } from '../plain-child';
 import { OFFICE_2019_GROUP } from '../store/observations';
 
 // ---- the activate client against a hostile host (127.0.0.1, port 0) ----
@@ -358,4 +360,53 @@ t.test('client-config: an output directory with spaces, quotes and non-ASCII is 
   t.equal(await main(['client-config', '--host', 'kms.example.org', '--out', out], io), 0);
   t.equal(fs.readdirSync(out).length, 6);
   t.match(fs.readFileSync(path.join(out, 'kms-client-set.cmd'), 'latin1'), '/skms kms.example.org:1688\r\n');
+});
+
+// ---- scripts/install.sh with paths that have spaces and quotes ----
+
+const FAKE_CLI = `const [cmd, sub] = process.argv.slice(2);
+if (cmd === 'config' && sub === 'defaults') { process.stdout.write('log:\\n  level: info\\n'); process.exit(0); }
+if (cmd === 'config' && sub === 'check') process.exit(0);
+process.stdout.write('ran with ' + JSON.stringify(process.argv.slice(2)) + '\\n');
+`;
+
+t.test('install.sh: node, source and root in paths with spaces and quotes; the installed command runs', async (t) => {
+  const top = path.join(t.testdir({}), "it's a dir");
+  const source = path.join(top, 'built app');
+  const root = path.join(top, 'staging root');
+  const nodeDir = path.join(top, "Node JS 'current'", 'bin');
+  const files: Record<string, string> = {
+    'dist/src/cli/main.js': FAKE_CLI,
+    'data/kms-catalog.json': '{}\n',
+    'package.json': JSON.stringify({ name: 'kms-appliance', version: '0.0.1', engines: { node: '>=20' } }),
+  };
+  for (const [name, content] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(source, name)), { recursive: true });
+    fs.writeFileSync(path.join(source, name), content);
+  }
+  fs.mkdirSync(nodeDir, { recursive: true });
+  fs.symlinkSync(process.execPath, path.join(nodeDir, 'node'));
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', DESTDIR: root, KMS_APPLIANCE_SOURCE: source };
+  const run = (command: string, args: string[], extra: Record<string, string>) => {
+    const [c, a] = withoutTapRecorder(command, args);
+    return spawnSync(c, a, { env: { ...env, ...extra }, encoding: 'utf8', cwd: top });
+  };
+  const installed = path.join(root, 'usr', 'lib', 'kms-appliance', 'bin', 'kms-appliance');
+  for (const [what, node] of [
+    ['absolute, with spaces and a quote', path.join(nodeDir, 'node')],
+    ['relative to the directory install.sh ran in', path.join(`Node JS 'current'`, 'bin', 'node')],
+  ] as const) {
+    const r = run('bash', [path.join(ROOT, 'scripts', 'install.sh'), '--no-start'], { NODE: node });
+    t.equal(r.status, 0, `${what}: installed (${r.stderr.trim()})`);
+    // Run from elsewhere, as systemd and an administrator do.
+    const [c, a] = withoutTapRecorder(installed, ['status', '--json']);
+    const ran = spawnSync(c, a, { env: { PATH: env.PATH }, encoding: 'utf8', cwd: '/' });
+    t.equal(ran.status, 0, `${what}: the installed command starts node (${ran.stderr.trim()})`);
+    t.equal(ran.stdout, 'ran with ["status","--json"]\n', what);
+  }
+  const removed = run('bash', [path.join(ROOT, 'scripts', 'uninstall.sh'), '--purge'], {});
+  t.equal(removed.status, 0, `uninstall.sh below a root with spaces (${removed.stderr.trim()})`);
+  t.notOk(fs.existsSync(installed), 'the program is gone');
+  t.notOk(fs.existsSync(path.join(root, 'etc', 'kms-appliance')), 'and, with --purge, the configuration');
+  t.ok(fs.existsSync(source), 'nothing outside the root touched');
 });
