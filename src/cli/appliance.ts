@@ -125,6 +125,8 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
   const adminListen = parseAll(config.admin.listen, 'admin.listen');
 
   const catalog = loadCatalog(config.catalog.file || undefined);
+  // A hand-edited catalogue's dangling reference leaves a product group unserved: said at start.
+  for (const w of catalog.warnings) log.warn({ event: 'catalog-warning', catalog: catalog.source }, w);
   const dataDir = resolveDataDir(config.store.dataDir, env);
   const services = new ServiceStack(config, log);
   try {

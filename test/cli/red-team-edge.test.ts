@@ -17,6 +17,7 @@ import { captureIo } from './commands/io';
 import { captureIo as captureInventoryIo, preparedDataDir, writeConfig } from './commands/inventory-fixture';
 import { ROOT } from '../paths';
 import { withoutTapRecorder } from '../plain-child';
+import { startHarness } from '../server/appliance-harness';
 import { OFFICE_2019_GROUP } from '../store/observations';
 
 // ---- the activate client against a hostile host (127.0.0.1, port 0) ----
@@ -409,4 +410,27 @@ t.test('install.sh: node, source and root in paths with spaces and quotes; the i
   t.notOk(fs.existsSync(installed), 'the program is gone');
   t.notOk(fs.existsSync(path.join(root, 'etc', 'kms-appliance')), 'and, with --purge, the configuration');
   t.ok(fs.existsSync(source), 'nothing outside the root touched');
+});
+
+t.test('a catalogue reference to an undefined KMS group is said (config check, serve log), not left silent', async (t) => {
+  const raw = shipped();
+  const typo = '00000000-1111-2222-3333-444444444444';
+  raw.hostKeyGroups[0].activatesKmsGroups.push(typo);
+  const dir = t.testdir({ 'catalog.json': JSON.stringify(raw) });
+  const file = path.join(dir, 'catalog.json');
+  fs.writeFileSync(path.join(dir, 'config.yaml'), `catalog:\n  file: ${JSON.stringify(file)}\n`);
+  const io = captureIo();
+  t.equal(await main(['config', 'check', path.join(dir, 'config.yaml')], io), 0, 'a warning, not an error');
+  t.match(
+    io.err(),
+    new RegExp(`catalog\\.json: warning: host-key group ".+" lists KMS group ${typo}, which the catalogue does not define`),
+  );
+
+  const h = await startHarness(t, (c) => {
+    c.catalog.file = file;
+  });
+  const line = h.logs.find((l) => l.event === 'catalog-warning');
+  t.equal(line?.level, 'warn', 'serve logs it as a warning');
+  t.equal(line?.catalog, file);
+  t.match(String(line?.msg), typo);
 });

@@ -64,6 +64,7 @@ export const command = defineCommand({
         const cert = checkConfiguredCertificate(config.admin.tls);
         for (const w of cert.warnings) io.stderr.write(`${inert(file)}: warning: ${w}\n`);
         const catalog = loadCatalog(config.catalog.file === '' ? undefined : config.catalog.file);
+        for (const w of catalog.warnings) io.stderr.write(`${inert(catalog.source)}: warning: ${inert(w)}\n`);
         const problems = [...cert.errors, ...entitlementProblems(catalog, config.entitlements)];
         if (problems.length > 0) {
           for (const p of problems) io.stderr.write(`${inert(file)}: ${p}\n`);
