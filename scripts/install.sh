@@ -202,6 +202,14 @@ done
 install -d -m 0755 "$DESTDIR/usr/bin" "$DESTDIR$UNIT_DIR"
 ln -sfn "$LIB/bin/$NAME" "$DESTDIR/usr/bin/$NAME"
 install -m 0644 "$REPO/systemd/$NAME.service" "$DESTDIR$UNIT_DIR/$NAME.service"
+# A copy in /etc/systemd/system (an administrator's customised unit) wins over the one just
+# installed, so this version's ExecStart and settings would silently not apply: say so. Drop-ins
+# (kms-appliance.service.d/*.conf) are the way to change a setting and keep the rest current.
+for over in /etc/systemd/system /run/systemd/system; do
+  if [ -e "$DESTDIR$over/$NAME.service" ]; then
+    say "warning: $over/$NAME.service overrides the unit just installed in $UNIT_DIR; remove it (or compare the two) and put your changes in a drop-in, $over/$NAME.service.d/override.conf"
+  fi
+done
 
 systemctl_ daemon-reload
 if [ "$START" = 1 ]; then

@@ -434,3 +434,22 @@ t.test('a catalogue reference to an undefined KMS group is said (config check, s
   t.equal(line?.catalog, file);
   t.match(String(line?.msg), typo);
 });
+
+t.test('install.sh: a unit copied to /etc/systemd/system, which would override the new one, is pointed out', async (t) => {
+  const dir = t.testdir({
+    app: {
+      dist: { src: { cli: { 'main.js': FAKE_CLI } } },
+      'package.json': JSON.stringify({ name: 'kms-appliance', version: '0.0.1' }),
+    },
+    root: { etc: { systemd: { system: { 'kms-appliance.service': '[Service]\nExecStart=/opt/old/kms-appliance serve\n' } } } },
+  });
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', DESTDIR: path.join(dir, 'root'), KMS_APPLIANCE_SOURCE: path.join(dir, 'app') };
+  const [c, a] = withoutTapRecorder('bash', [path.join(ROOT, 'scripts', 'install.sh'), '--no-start']);
+  const r = spawnSync(c, a, { env: { ...env, NODE: process.execPath }, encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /warning: \/etc\/systemd\/system\/kms-appliance\.service overrides the unit just installed/);
+  fs.rmSync(path.join(dir, 'root', 'etc', 'systemd'), { recursive: true });
+  const again = spawnSync(c, a, { env: { ...env, NODE: process.execPath }, encoding: 'utf8' });
+  t.equal(again.status, 0, again.stderr);
+  t.notMatch(again.stdout, /overrides/, 'without a copy, nothing to say');
+});
