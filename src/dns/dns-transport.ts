@@ -42,10 +42,18 @@ function notTheAnswer(msg: Buffer, id: number): 'short' | 'id' | 'query' | null 
 }
 
 /**
+ * Judges an answer beyond its ID: null accepts it; an Error discards it. Over UDP the exchange
+ * then waits on for another answer (RFC 8945 §5.4: an unsigned or unverifiable answer to a signed
+ * request may be spoofed) and fails with the last such Error at its timeout; over TCP, where the
+ * one answer of the connection came, it fails with it at once.
+ */
+type AnswerCheck = (answer: Buffer) => Error | null;
+
+/**
  * One UDP exchange; datagrams from other ports, with another ID, or that are not responses are
  * ignored (anyone can send them), and counted so a timeout can say what came instead.
  */
-function exchangeUdp(server: DnsServerAddress, query: Buffer, timeoutMs: number): Promise<Buffer> {
+function exchangeUdp(server: DnsServerAddress, query: Buffer, timeoutMs: number, check?: AnswerCheck): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const socket = dgram.createSocket(net.isIPv6(server.host) ? 'udp6' : 'udp4');
     const id = query.readUInt16BE(0);
@@ -67,12 +75,20 @@ function exchangeUdp(server: DnsServerAddress, query: Buffer, timeoutMs: number)
       if (err) reject(err);
       else resolve(answer!);
     };
-    const timer = setTimeout(() => finish(unreachable(server, `no answer within ${timeoutMs} ms${whatCame()}`)), timeoutMs);
+    let refused: Error | undefined;
+    const timer = setTimeout(() => finish(refused ?? unreachable(server, `no answer within ${timeoutMs} ms${whatCame()}`)), timeoutMs);
     socket.on('error', (err) => finish(unreachable(server, err.message, err)));
     socket.on('message', (msg, rinfo) => {
       if (rinfo.port !== server.port) return;
       const wrong = notTheAnswer(msg, id);
-      if (wrong) ignored[wrong]++;
+      if (wrong) {
+        ignored[wrong]++;
+        return;
+      }
+      // A truncated answer only says "ask over TCP"; the TCP answer is the one judged.
+      const truncated = (msg.readUInt16BE(2) & 0x0200) !== 0;
+      const bad = check && !truncated ? check(msg) : null;
+      if (bad) refused = bad;
       else finish(null, msg);
     });
     socket.connect(server.port, server.host, () => {
@@ -84,7 +100,7 @@ function exchangeUdp(server: DnsServerAddress, query: Buffer, timeoutMs: number)
 }
 
 /** One TCP exchange with the 2-byte length prefix (RFC 1035 §4.2.2). */
-function exchangeTcp(server: DnsServerAddress, query: Buffer, timeoutMs: number): Promise<Buffer> {
+function exchangeTcp(server: DnsServerAddress, query: Buffer, timeoutMs: number, check?: AnswerCheck): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     // The length prefix has 16 bits; writing a longer one would throw in the 'connect' handler.
     if (query.length > 0xffff)
@@ -118,7 +134,7 @@ function exchangeTcp(server: DnsServerAddress, query: Buffer, timeoutMs: number)
       const n = answer.length;
       // One query per connection: whatever comes first on the stream must be its answer.
       const wrong = notTheAnswer(answer, id);
-      if (!wrong) return finish(null, answer);
+      if (!wrong) return finish(check?.(answer) ?? null, answer);
       const what =
         wrong === 'id'
           ? `answered over TCP with message ID ${answer.readUInt16BE(0)}, not ${id} (an answer to another query)`
@@ -135,12 +151,12 @@ function exchangeTcp(server: DnsServerAddress, query: Buffer, timeoutMs: number)
 export async function exchangeDns(
   server: DnsServerAddress,
   query: Buffer,
-  options: { readonly timeoutMs: number; readonly tcpOnly?: boolean },
+  options: { readonly timeoutMs: number; readonly tcpOnly?: boolean; readonly check?: AnswerCheck },
 ): Promise<{ readonly response: Buffer; readonly transport: 'udp' | 'tcp' }> {
   if (!options.tcpOnly) {
-    const response = await exchangeUdp(server, query, options.timeoutMs);
+    const response = await exchangeUdp(server, query, options.timeoutMs, options.check);
     const truncated = (response.readUInt16BE(2) & 0x0200) !== 0;
     if (!truncated) return { response, transport: 'udp' };
   }
-  return { response: await exchangeTcp(server, query, options.timeoutMs), transport: 'tcp' };
+  return { response: await exchangeTcp(server, query, options.timeoutMs, options.check), transport: 'tcp' };
 }

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { randomInt } from 'node:crypto';
 import type { DnsRegistrationConfig } from '../config/defaults';
-import { ConfigError, KmsError, ProtocolError, type ErrorCode } from '../errors';
+import { ConfigError, KmsError, type ErrorCode } from '../errors';
 import { decodeMessage, encodeMessage, EMPTY_HEADER, RCODE, RCODE_NAME, RR_CLASS, RR_TYPE, type DnsMessage } from '../protocol/dns/message';
 import { canonicalName, sameName } from '../protocol/dns/names';
 import type { DnsLog } from './dns-responder';
@@ -168,7 +168,54 @@ function explainTsigError(tsigError: number, key: string, other?: Buffer, nowSec
 
 class UpdateFailure extends KmsError {}
 
-/** Sends a signed update and checks the rcode and the answer's signature. */
+/**
+ * Why an answer to our signed update cannot be trusted (unparseable, unsigned, a TSIG error, a
+ * MAC that does not verify); null for an answer signed with our key. RFC 8945 §5.4: such an
+ * answer may be spoofed, so it is discarded and a signed one awaited; its words are reported
+ * only when none came before the timeout.
+ */
+function untrusted(response: Buffer, key: TsigKey, requestMac: Buffer, zone: string, nowSeconds: number): UpdateFailure | null {
+  let decoded;
+  try {
+    decoded = decodeMessage(response);
+  } catch (err) {
+    return new UpdateFailure('KMS_ERR_DNS_UPDATE_FAILED', `the DNS server's answer does not parse (${(err as Error).message})`);
+  }
+  const tsig = decoded.additionals.find((r) => r.type === RR_TYPE.TSIG);
+  if (tsig && tsig.data.kind === 'tsig' && tsig.data.error !== 0) {
+    return new UpdateFailure('KMS_ERR_DNS_TSIG_BAD', explainTsigError(tsig.data.error, key.name, tsig.data.other, nowSeconds), {
+      tsigError: tsig.data.error,
+    });
+  }
+  if (!tsig) {
+    // Unsigned: how servers without the key (or without TSIG) say no, or a spoofer.
+    const rcode = decoded.header.rcode;
+    if (rcode === RCODE.NOTAUTH)
+      return new UpdateFailure(
+        'KMS_ERR_DNS_TSIG_BAD',
+        `${explainTsigError(RCODE.BADKEY, key.name)}, or it is not the primary server of zone ${zone} ` +
+          '(an unsigned NOTAUTH says no more)',
+        { rcode },
+      );
+    if (rcode !== RCODE.NOERROR) return new UpdateFailure('KMS_ERR_DNS_UPDATE_FAILED', explainRcode(rcode, zone, key.name), { rcode });
+    return new UpdateFailure('KMS_ERR_DNS_TSIG_BAD', 'the DNS server answered without a TSIG signature; the answer cannot be trusted');
+  }
+  let check;
+  try {
+    check = verifyResponse(response, key, requestMac, nowSeconds);
+  } catch (err) {
+    return new UpdateFailure('KMS_ERR_DNS_TSIG_BAD', `the DNS server's TSIG signature cannot be checked (${(err as Error).message})`);
+  }
+  if (check.ok) return null;
+  return new UpdateFailure(
+    'KMS_ERR_DNS_TSIG_BAD',
+    check.problem === 'time'
+      ? explainTsigError(RCODE.BADTIME, key.name)
+      : "the DNS server's answer carries a TSIG signature that does not verify with our key",
+  );
+}
+
+/** Sends a signed update; resolves when the server's signed answer says NOERROR. */
 async function sendSignedUpdate(
   server: DnsServerAddress,
   message: DnsMessage,
@@ -178,47 +225,12 @@ async function sendSignedUpdate(
   timeoutMs: number,
 ): Promise<void> {
   const { signed, mac } = signMessage(encodeMessage(message), key, nowSeconds);
-  const { response } = await exchangeDns(server, signed, { timeoutMs });
-  let decoded;
-  try {
-    decoded = decodeMessage(response);
-  } catch (err) {
-    if (err instanceof ProtocolError)
-      throw new UpdateFailure('KMS_ERR_DNS_UPDATE_FAILED', `the DNS server's answer does not parse (${err.message})`);
-    throw err;
-  }
-  const tsig = decoded.additionals.find((r) => r.type === RR_TYPE.TSIG);
-  if (tsig && tsig.data.kind === 'tsig' && tsig.data.error !== 0) {
-    throw new UpdateFailure('KMS_ERR_DNS_TSIG_BAD', explainTsigError(tsig.data.error, key.name, tsig.data.other, nowSeconds), {
-      tsigError: tsig.data.error,
-    });
-  }
-  if (!tsig) {
-    // RFC 8945 §5.3: an unsigned answer to a signed request is not to be trusted; but an
-    // unsigned NOTAUTH is how servers without the key (or other software) say no.
-    const rcode = decoded.header.rcode;
-    if (rcode === RCODE.NOTAUTH)
-      throw new UpdateFailure(
-        'KMS_ERR_DNS_TSIG_BAD',
-        `${explainTsigError(RCODE.BADKEY, key.name)}, or it is not the primary server of zone ${zone} ` +
-          '(an unsigned NOTAUTH says no more)',
-        { rcode },
-      );
-    if (rcode !== RCODE.NOERROR) throw new UpdateFailure('KMS_ERR_DNS_UPDATE_FAILED', explainRcode(rcode, zone, key.name), { rcode });
-    throw new UpdateFailure('KMS_ERR_DNS_TSIG_BAD', 'the DNS server answered without a TSIG signature; the answer cannot be trusted');
-  }
-  const check = verifyResponse(response, key, mac, nowSeconds);
-  if (!check.ok)
-    throw new UpdateFailure(
-      'KMS_ERR_DNS_TSIG_BAD',
-      check.problem === 'time'
-        ? explainTsigError(RCODE.BADTIME, key.name)
-        : "the DNS server's answer carries a TSIG signature that does not verify with our key",
-    );
-  if (decoded.header.rcode !== RCODE.NOERROR)
-    throw new UpdateFailure('KMS_ERR_DNS_UPDATE_FAILED', explainRcode(decoded.header.rcode, zone, key.name), {
-      rcode: decoded.header.rcode,
-    });
+  const { response } = await exchangeDns(server, signed, {
+    timeoutMs,
+    check: (answer) => untrusted(answer, key, mac, zone, nowSeconds),
+  });
+  const rcode = decodeMessage(response).header.rcode; // signed and verified: it parses
+  if (rcode !== RCODE.NOERROR) throw new UpdateFailure('KMS_ERR_DNS_UPDATE_FAILED', explainRcode(rcode, zone, key.name), { rcode });
 }
 
 /** The SRV records the server holds now, to find our stale ones; [] when it will not say. */

@@ -3,6 +3,7 @@
 // Each test is an attack that once worked (or a line of attack that held, kept so it cannot
 // break). Fake servers on 127.0.0.1, port 0; bounded waits; no timing assertions.
 import t, { type Test } from 'tap';
+import { createHmac } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { PassThrough } from 'node:stream';
@@ -87,6 +88,38 @@ const wireName = (name: string): Buffer =>
     Buffer.from([0]),
   ]);
 
+const SECRET = Buffer.alloc(32, 3);
+
+/** A NOERROR answer to the signed update `q`, signed as the server holding SECRET would (RFC 8945 §4.3.1). */
+function signedAnswer(q: Buffer, rcode: number = RCODE.NOERROR): Buffer {
+  const requestMac = q.subarray(q.length - 6 - 32, q.length - 6);
+  const body = bareAnswer(q, rcode);
+  const now = Math.floor(Date.now() / 1000);
+  const time = Buffer.alloc(8); // time signed (48 bits), fudge
+  time.writeUInt32BE(now, 2);
+  time.writeUInt16BE(300, 6); // fudge
+  const key = wireName('kms-key');
+  const alg = wireName('hmac-sha256');
+  const classTtl = Buffer.from([0, 255, 0, 0, 0, 0]);
+  const errorOther = Buffer.alloc(4);
+  const mac = createHmac('sha256', SECRET)
+    .update(Buffer.from([0, 32]))
+    .update(requestMac)
+    .update(body)
+    .update(Buffer.concat([key, classTtl, alg, time, errorOther]))
+    .digest();
+  const tail = Buffer.alloc(6);
+  tail.writeUInt16BE(q.readUInt16BE(0), 0);
+  const rdata = Buffer.concat([alg, time, Buffer.from([0, 32]), mac, tail]);
+  const head = Buffer.alloc(10);
+  head.writeUInt16BE(RR_TYPE.TSIG, 0);
+  head.writeUInt16BE(255, 2);
+  head.writeUInt16BE(rdata.length, 8);
+  const out = Buffer.concat([body, key, head, rdata]);
+  out.writeUInt16BE(1, 10);
+  return out;
+}
+
 /** An unsigned answer carrying a TSIG RR whose error field is `tsigError` and whose MAC is empty (RFC 8945 §5.3.2). */
 function tsigErrorAnswer(q: Buffer, rcode: number, tsigError: number, other = Buffer.alloc(0)): Buffer {
   const head = bareAnswer(q, rcode);
@@ -124,10 +157,10 @@ function registrarAgainst(
       domains: [{ domain: ZONE, priority: 0, weight: 0 }],
       addresses: options.addresses ? [] : ['192.0.2.10'],
       removeOnShutdown: false,
-      tsig: { keyName: 'kms-key', algorithm: 'hmac-sha256', secretBase64: Buffer.alloc(32, 3).toString('base64'), secretFile: '' },
+      tsig: { keyName: 'kms-key', algorithm: 'hmac-sha256', secretBase64: SECRET.toString('base64'), secretFile: '' },
     },
     { kmsPort: 1688, hostName: 'kms01', addresses: options.addresses ?? (() => []), log },
-    { addressPollMs: options.addressPollMs ?? 0, timeoutMs: options.timeoutMs ?? 300, retryMs: options.retryMs ?? 60_000 },
+    { addressPollMs: options.addressPollMs ?? 0, timeoutMs: options.timeoutMs ?? 150, retryMs: options.retryMs ?? 60_000 },
   );
   t.teardown(() => reg.stop());
   return { reg, lines };
@@ -264,7 +297,7 @@ t.test("registrar: a spoofed answer from another port is not taken for the serve
       setTimeout(() => server.send(bareAnswer(q, RCODE.NOTZONE), from.port, from.address), 30);
     });
   });
-  const { reg } = registrarAgainst(t, `127.0.0.1:${(server.address() as net.AddressInfo).port}`, { timeoutMs: 2000 });
+  const { reg } = registrarAgainst(t, `127.0.0.1:${(server.address() as net.AddressInfo).port}`, { timeoutMs: 500 });
   const [result] = await reg.ready;
   t.equal(spoofed, 1, 'the spoof was sent');
   t.equal(result?.ok, false, 'not published');
@@ -604,4 +637,53 @@ t.test("registrar: BADTIME says how far the DNS server's clock is from ours", as
   );
   const [farResult] = await registrarAgainst(t, far.address).reg.ready;
   t.match(farResult?.reason, /clocks .* apart \(check NTP\)$/, String(farResult?.reason));
+});
+
+// RFC 8945 §5.4: an unsigned (or unverifiable) answer to a signed request may be spoofed; the
+// client discards it and waits for a signed one until its timeout. The registrar took the first
+// answer with the right ID: anyone who could guess it (or see the update go by) made every
+// registration fail with an unsigned REFUSED, BADKEY or "no TSIG", sent ahead of the server's.
+t.test("registrar: unsigned answers sent ahead of the server's signed one are discarded", async (t) => {
+  const fakes: [string, (q: Buffer) => Buffer][] = [
+    ['unsigned REFUSED', (q) => bareAnswer(q, RCODE.REFUSED)],
+    ['unsigned NOERROR', (q) => bareAnswer(q, RCODE.NOERROR)],
+    ['TSIG error BADKEY', (q) => tsigErrorAnswer(q, RCODE.NOTAUTH, RCODE.BADKEY)],
+  ];
+  for (const [label, fake] of fakes) {
+    const bind = async (): Promise<dgram.Socket> => {
+      const s = dgram.createSocket('udp4');
+      await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+      t.teardown(() => s.close());
+      return s;
+    };
+    const server = await bind();
+    server.on('message', (q, from) => {
+      if (opcodeOf(q) !== 5) return void server.send(bareAnswer(q, RCODE.NOERROR), from.port, from.address);
+      // The spoof wins the race (same address and port: an on-path attacker, or one who guessed the ID) ...
+      server.send(fake(q), from.port, from.address, () => {
+        // ... then the server's own signed answer.
+        setTimeout(() => {
+          try {
+            server.send(signedAnswer(q), from.port, from.address);
+          } catch {
+            // the test is over (the registrar took the spoof): the socket is closed
+          }
+        }, 20);
+      });
+    });
+    const { reg } = registrarAgainst(t, `127.0.0.1:${(server.address() as net.AddressInfo).port}`, { timeoutMs: 2000 });
+    const [result] = await reg.ready;
+    t.equal(result?.ok, true, `${label}: published (${result?.reason ?? 'ok'})`);
+    t.equal(reg.status().lastError, null, `${label}: status clean`);
+    await reg.stop();
+  }
+});
+
+// Held: our test signer is right — the server's signed refusal is believed at once.
+t.test('registrar: a signed refusal is reported as the server said it', async (t) => {
+  const server = await fakeDnsServer(t, (q) => (opcodeOf(q) === 5 ? signedAnswer(q, RCODE.REFUSED) : bareAnswer(q, RCODE.NOERROR)));
+  const { reg } = registrarAgainst(t, server.address, { timeoutMs: 5000 });
+  const [result] = await reg.ready;
+  t.equal(result?.code, 'KMS_ERR_DNS_UPDATE_FAILED');
+  t.match(result?.reason, /update policy/, String(result?.reason));
 });
