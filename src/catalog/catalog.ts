@@ -302,9 +302,20 @@ function checkFields(o: Obj, path: string, fields: Record<string, Kind>, problem
     if (!fieldOk(o[key], kind)) {
       ok = false;
       problems.push(`${label(path, o)}.${key}: expected ${KIND_TEXT[kind]}, found ${o[key] === undefined ? 'nothing' : show(o[key])}`);
-    }
+    } else if (kind === 'guid') canonicalGuid(o, key);
   }
   return ok;
+}
+
+/**
+ * GUIDs in the lowercase every lookup, the store and the wire codec use: a hand-edited file may
+ * write them in capitals (as Windows tools print them), and every reader of the catalogue then
+ * sees one spelling. Only a changed value is written, so a catalogue already built stays untouched.
+ */
+function canonicalGuid(o: Obj, key: string): void {
+  const v = o[key] as string;
+  const lower = v.toLowerCase();
+  if (lower !== v) o[key] = lower;
 }
 
 function checkList(o: Obj, key: string, path: string, problems: string[], each: (item: Obj, itemPath: string) => void): void {
@@ -372,6 +383,7 @@ function checkShape(raw: unknown, problems: string[]): RawCatalog | undefined {
     const list = h.activatesKmsGroups as unknown[];
     list.forEach((k, i) => {
       if (typeof k !== 'string' || !isGuid(k)) problems.push(`${label(p, h)}.activatesKmsGroups[${i}]: expected a GUID, found ${show(k)}`);
+      else canonicalGuid(list as unknown as Obj, String(i));
     });
     if (typeof h.minKeyId === 'number' && typeof h.maxKeyId === 'number' && h.minKeyId > h.maxKeyId) {
       problems.push(`${label(p, h)}: minKeyId ${h.minKeyId} is above maxKeyId ${h.maxKeyId}`);

@@ -11,6 +11,8 @@ import { buildCatalog } from '../../src/catalog/catalog';
 import { loadCatalog, shippedCatalogPath } from '../../src/catalog/load';
 import { command as reportCommand } from '../../src/cli/commands/report';
 import { generateClientConfig } from '../../src/client-config/client-config';
+import { entitlementProblems } from '../../src/cli/entitlements';
+import { chooseProduct } from '../../src/client/product-choice';
 import { main } from '../../src/cli/main';
 import { ConfigError } from '../../src/errors';
 import { captureIo } from './commands/io';
@@ -201,6 +203,15 @@ t.test('conflicting ids and names are refused naming both entries; GUIDs in any 
   t.equal(u.kmsGroupById(group.id)?.name, group.name);
   t.equal(u.skuById(group.skus[0]!.id)?.name, group.skus[0]!.name);
   t.equal(u.describeSku(group.skus[0]!.id, group.id), s.describeSku(group.skus[0]!.id, group.id));
+  t.equal(u.applications[0]!.kmsGroups[0]!.id, group.id, 'every reader sees the GUIDs in lowercase');
+  t.equal(u.hostKeyGroups[0]!.activatesKmsGroups[0], s.hostKeyGroups[0]!.activatesKmsGroups[0]);
+  const product = chooseProduct(u, group.skus[0]!.id.toUpperCase());
+  t.same(
+    [product.activationId, product.kmsCountedId, product.applicationId],
+    [group.skus[0]!.id, group.id, s.applications[0]!.id],
+    'activate --product GUID finds the product, and sends its ids',
+  );
+  t.same(entitlementProblems(u, [{ product: group.id.toUpperCase(), licenses: 1 }]), [], 'an entitlement by id matches');
 });
 
 t.test('the host-key groups a KMS group names (activatedByHostKeyGroups) are checked like the others', async (t) => {
