@@ -410,13 +410,20 @@ async function queryRecords<K extends RData['kind']>(
       authorities: [],
       additionals: [],
     });
-    m = decodeMessage((await exchangeDns(server, query, { timeoutMs })).response);
+    // An answer to another question (a late answer, a spoof) is passed over while the right one may still come.
+    const check = (answer: Buffer): Error | null => {
+      try {
+        const q = decodeMessage(answer).questions;
+        const same = q.length === 1 && sameName(q[0]!.name, name) && q[0]!.type === type;
+        return same ? null : new Error(`it answered another question than ${name} ${typeName}`);
+      } catch (err) {
+        return new Error(`its answer does not parse (${(err as Error).message})`);
+      }
+    };
+    m = decodeMessage((await exchangeDns(server, query, { timeoutMs, check })).response);
   } catch (err) {
     return { ok: false, kind: 'unreachable', detail: (err as Error).message };
   }
-  const q = m.questions[0];
-  if (m.questions.length !== 1 || !q || !sameName(q.name, name) || q.type !== type)
-    return { ok: false, kind: 'unreachable', detail: `it answered another question than ${name} ${typeName}` };
   const rcode = m.header.rcode;
   if (rcode === RCODE.NXDOMAIN) return { ok: false, kind: 'nxdomain', detail: 'NXDOMAIN' };
   if (rcode === RCODE.REFUSED) return { ok: false, kind: 'refused', detail: 'REFUSED' };

@@ -687,3 +687,35 @@ t.test('registrar: a signed refusal is reported as the server said it', async (t
   t.equal(result?.code, 'KMS_ERR_DNS_UPDATE_FAILED');
   t.match(result?.reason, /update policy/, String(result?.reason));
 });
+
+// An answer to another question with our ID (a spoof, or a late answer to an earlier query) ended
+// the lookup as a failing server, though the right answer came right after it.
+t.test('dns check: an answer to another question is passed over while the right one comes', async (t) => {
+  const server = dgram.createSocket('udp4');
+  await new Promise<void>((r) => server.bind(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  server.on('message', (q, from) => {
+    const { name, type } = questionOf(q);
+    const right =
+      type === RR_TYPE.SRV
+        ? answerWith(q, 'udp', [rr(S, RR_TYPE.SRV, srvData(0, 0, 9, 'kms.x.test'))])
+        : answerWith(q, 'udp', type === RR_TYPE.A ? [rr(name, RR_TYPE.A, Buffer.from([127, 0, 0, 1]))] : []);
+    const wrongQ = Buffer.concat([q.subarray(0, 12), wireName('_vlmcs._tcp.evil.test'), q.subarray(questionEnd(q) - 4, questionEnd(q))]);
+    const wrong = answerWith(wrongQ, 'udp', [rr('_vlmcs._tcp.evil.test', RR_TYPE.SRV, srvData(0, 0, 9, 'evil.test'))]);
+    server.send(wrong, from.port, from.address, () =>
+      setTimeout(() => {
+        try {
+          server.send(right, from.port, from.address);
+        } catch {
+          // the test is over
+        }
+      }, 20),
+    );
+  });
+  const { report } = await jsonReport(`127.0.0.1:${(server.address() as net.AddressInfo).port}`);
+  t.same(
+    report.records.map((r) => r.target),
+    ['kms.x.test'],
+    `the right answer is taken (${report.explain})`,
+  );
+});
