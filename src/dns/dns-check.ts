@@ -223,7 +223,7 @@ export function legacyClientWarnings(records: readonly SrvRecord[]): string[] {
   const priorities = new Set(records.map((r) => r.priority));
   if (priorities.size > 1) {
     const lowest = Math.min(...priorities);
-    const backups = records.filter((r) => r.priority !== lowest).map((r) => r.target);
+    const backups = records.filter((r) => r.priority !== lowest).map(targetName);
     const named = backups.length > 5 ? `${backups.slice(0, 5).join(', ')} and ${backups.length - 5} more` : backups.join(', ');
     warnings.push(
       'clients older than Windows 7 / Server 2008 R2 ignore SRV priority and pick any record at random, ' +

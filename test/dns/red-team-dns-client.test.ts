@@ -388,6 +388,13 @@ t.test('dns check: an SRV target of "." is reported as "no service here", not pr
   t.equal(r.hresult, HRESULT.NO_KMS_HOST, 'the client shows 0xC004F074');
   t.match(r.attempts[0]?.explain, /"\."/, `the attempt names the target "." (${r.attempts[0]?.explain})`);
   t.match(r.attempts[0]?.explain, /RFC 2782.*not available/, 'and says what it means');
+  const backup = await lyingResolver(t, () => [
+    rr(S, RR_TYPE.SRV, srvData(0, 0, 9, 'kms.x.test')),
+    rr(S, RR_TYPE.SRV, srvData(1, 0, 1688, '.')),
+  ]);
+  const table = await runCheck(['--domain', D, '--server', backup, '--timeout', '1']);
+  t.match(table.out, /so "\." \(meant as backup\)/, 'the warning about backups names the root as "."');
+  t.match(table.out, /priority 1 {2}weight 0 {2}port 1688 {2}\.\n/, 'the listing too');
 });
 
 // Port 0 is no port a host can listen on: the check connected to it, and told the admin that the
