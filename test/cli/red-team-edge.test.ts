@@ -12,13 +12,15 @@ import { loadCatalog, shippedCatalogPath } from '../../src/catalog/load';
 import { command as reportCommand } from '../../src/cli/commands/report';
 import { generateClientConfig } from '../../src/client-config/client-config';
 import { entitlementProblems } from '../../src/cli/entitlements';
+import { activate } from '../../src/client/kms-client';
 import { chooseProduct } from '../../src/client/product-choice';
 import { main } from '../../src/cli/main';
-import { ConfigError } from '../../src/errors';
+import { ConfigError, KmsError } from '../../src/errors';
 import { captureIo } from './commands/io';
 import { captureIo as captureInventoryIo, preparedDataDir, writeConfig } from './commands/inventory-fixture';
 import { ROOT } from '../paths';
 import { withoutTapRecorder } from '../plain-child';
+import { seededRandom } from '../prng';
 import { startHarness } from '../server/appliance-harness';
 import { OFFICE_2019_GROUP } from '../store/observations';
 
@@ -98,6 +100,58 @@ t.test('activate against a hostile host: one coded line and exit 1, never a stac
     t.notMatch(r.err, /internal error|\n\s+at /, `${what}: no stack trace`);
     t.equal(r.out, '', `${what}: nothing claimed on stdout`);
   }
+});
+
+t.test('activate through a host that corrupts one reply at random: every outcome is a reply or a coded KmsError', async (t) => {
+  const seed = Number(process.env.RED_TEAM_SEED ?? 20261205);
+  t.comment(`seed ${seed} (RED_TEAM_SEED replays it)`);
+  const random = seededRandom(seed);
+  const h = await startHarness(t);
+  let corrupt = 0;
+  // Between the client and a real host: forwards everything, corrupts the host's reply number `corrupt`.
+  const port = await fakeHost(t, (client) => {
+    const host = net.connect(h.port, '127.0.0.1');
+    host.on('error', () => client.destroy());
+    client.on('close', () => host.destroy());
+    host.on('close', () => client.destroy());
+    client.on('data', (d) => host.write(d));
+    let replies = 0;
+    host.on('data', (d: Buffer) => {
+      let b = Buffer.from(d);
+      if (replies++ === corrupt && b.length > 16) {
+        const how = Math.floor(random() * 3);
+        if (how === 0) for (let k = 0; k < 1 + random() * 4; k++) b[Math.floor(random() * b.length)] = Math.floor(random() * 256);
+        else if (how === 1) b = b.subarray(0, 16 + Math.floor(random() * (b.length - 16)));
+        else b = Buffer.concat([b, Buffer.alloc(1 + Math.floor(random() * 64), Math.floor(random() * 256))]);
+        // Half the time the length field is made to agree, so the corruption reaches the decoders.
+        if (how !== 0 && random() < 0.5) b.writeUInt16LE(b.length, 8);
+      }
+      client.write(b);
+    });
+  });
+  const seen = new Map<string, number>();
+  for (let i = 0; i < 60; i++) {
+    corrupt = i % 3;
+    // A short bound: a reply cut short leaves the client waiting (a busy machine may time out a good one: allowed too).
+    const options = { protocol: ([4, 5, 6] as const)[i % 3]!, ndr64: i % 2 === 0, timeoutMs: 150 };
+    let outcome: string;
+    try {
+      const [r] = await activate({
+        host: '127.0.0.1',
+        port,
+        product: chooseProduct(loadCatalog(), 'Windows 10/11 Enterprise'),
+        ...options,
+      });
+      outcome = r!.hresult === 0 ? 'served' : 'refused';
+    } catch (err) {
+      t.ok(err instanceof KmsError, `#${i}: ${(err as Error).name}: ${(err as Error).message}`);
+      outcome = (err as KmsError).code;
+    }
+    seen.set(outcome, (seen.get(outcome) ?? 0) + 1);
+  }
+  t.comment(JSON.stringify(Object.fromEntries(seen)));
+  for (const code of seen.keys()) t.match(code, /^(served|refused|KMS_ERR_CLIENT_[A-Z_]+|KMS_ERR_KMS_RESPONSE_INVALID)$/);
+  t.ok((seen.get('KMS_ERR_CLIENT_PROTOCOL') ?? 0) > 0, 'broken PDUs were among them');
 });
 
 // ---- a product catalogue an administrator supplies (catalog.file) ----
