@@ -246,6 +246,17 @@ const UNSHOWABLE = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\
 // eslint-disable-next-line no-control-regex
 const UNSHOWABLE_ONE = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]|\p{Cf}/u;
 
+/**
+ * A real calendar day (Date.parse takes "2024-02-31" for 2 March) no earlier than 1990: release
+ * dates bound the ePID's date, and an ePID dated before 1990 is one the host itself would not
+ * accept as stored (host/epid.ts), so it would be made anew, different, at every start.
+ */
+function isEpidDate(v: string): boolean {
+  if (!DATE_SHAPE.test(v)) return false;
+  const ms = Date.parse(v);
+  return !Number.isNaN(ms) && new Date(ms).toISOString().slice(0, 10) === v && v >= '1990-01-01';
+}
+
 function inRange(v: unknown, [min, max]: readonly [number, number]): boolean {
   return Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max;
 }
@@ -265,7 +276,7 @@ function fieldOk(v: unknown, kind: Kind): boolean {
     case 'boolean':
       return typeof v === 'boolean';
     case 'date':
-      return typeof v === 'string' && DATE_SHAPE.test(v) && !Number.isNaN(Date.parse(v));
+      return typeof v === 'string' && isEpidDate(v);
     case 'array':
       return Array.isArray(v);
     case 'epidGroupId|null':
@@ -288,12 +299,12 @@ const KIND_TEXT: Record<Kind, string> = {
   platformId: `an integer ${range(INTEGER_RANGES.platformId)} (the ePID's platform id)`,
   build: `an integer ${range(INTEGER_RANGES.build)} (the ePID's build)`,
   boolean: 'true or false',
-  date: 'a date YYYY-MM-DD',
+  date: 'a date YYYY-MM-DD from 1990 on',
   array: 'an array',
   'epidGroupId|null': `an integer ${range(INTEGER_RANGES['epidGroupId|null'])} (the ePID's group id) or null`,
   'keyId|null': `an integer ${range(INTEGER_RANGES['keyId|null'])} (the ePID's key id) or null`,
-  'date|null': 'a date YYYY-MM-DD or null',
-  'date?': 'a date YYYY-MM-DD',
+  'date|null': 'a date YYYY-MM-DD from 1990 on, or null',
+  'date?': 'a date YYYY-MM-DD from 1990 on',
 };
 
 function checkFields(o: Obj, path: string, fields: Record<string, Kind>, problems: string[]): boolean {
