@@ -459,12 +459,18 @@ t.test('install.sh: node, source and root in paths with spaces and quotes; the i
     const [c, a] = withoutTapRecorder(command, args);
     return spawnSync(c, a, { env: { ...env, ...extra }, encoding: 'utf8', cwd: top });
   };
+  // The scripts themselves in a checkout whose path has a space and a quote too.
+  const repo = path.join(top, "the repo's copy");
+  for (const f of ['scripts/install.sh', 'scripts/uninstall.sh', 'systemd/kms-appliance.service']) {
+    fs.mkdirSync(path.dirname(path.join(repo, f)), { recursive: true });
+    fs.copyFileSync(path.join(ROOT, f), path.join(repo, f));
+  }
   const installed = path.join(root, 'usr', 'lib', 'kms-appliance', 'bin', 'kms-appliance');
   for (const [what, node] of [
     ['absolute, with spaces and a quote', path.join(nodeDir, 'node')],
     ['relative to the directory install.sh ran in', path.join(`Node JS 'current'`, 'bin', 'node')],
   ] as const) {
-    const r = run('bash', [path.join(ROOT, 'scripts', 'install.sh'), '--no-start'], { NODE: node });
+    const r = run('bash', [path.join(repo, 'scripts', 'install.sh'), '--no-start'], { NODE: node });
     t.equal(r.status, 0, `${what}: installed (${r.stderr.trim()})`);
     // Run from elsewhere, as systemd and an administrator do.
     const [c, a] = withoutTapRecorder(installed, ['status', '--json']);
@@ -472,7 +478,7 @@ t.test('install.sh: node, source and root in paths with spaces and quotes; the i
     t.equal(ran.status, 0, `${what}: the installed command starts node (${ran.stderr.trim()})`);
     t.equal(ran.stdout, 'ran with ["status","--json"]\n', what);
   }
-  const removed = run('bash', [path.join(ROOT, 'scripts', 'uninstall.sh'), '--purge'], {});
+  const removed = run('bash', [path.join(repo, 'scripts', 'uninstall.sh'), '--purge'], {});
   t.equal(removed.status, 0, `uninstall.sh below a root with spaces (${removed.stderr.trim()})`);
   t.notOk(fs.existsSync(installed), 'the program is gone');
   t.notOk(fs.existsSync(path.join(root, 'etc', 'kms-appliance')), 'and, with --purge, the configuration');
