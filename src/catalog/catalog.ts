@@ -135,6 +135,10 @@ function indexCatalog(raw: RawCatalog, source: string): Catalog {
         warnings.push(`host-key group ${quote(h.name)} lists KMS group ${k}, which the catalogue does not define`);
     }
   });
+  // Valid, and useless: every request would be refused with "no host key activates this product".
+  if (raw.hostKeyGroups.length === 0 && groups.size > 0) {
+    warnings.push('the catalogue has no host-key groups (hostKeyGroups is empty), so the host can serve none of its products');
+  }
   raw.hostBuilds.forEach((b, i) => {
     const same = builds.get(b.build);
     if (same) throw conflict(`hostBuilds[${i}]: build ${b.build} is already hostBuilds[${raw.hostBuilds.indexOf(same)}]`, String(b.build));

@@ -508,6 +508,14 @@ t.test('a catalogue reference to an undefined KMS group is said (config check, s
   t.match(String(line?.msg), typo);
 });
 
+t.test('a catalogue without host-key groups loads, and says that nothing can be served', async (t) => {
+  const raw = shipped();
+  raw.hostKeyGroups = [];
+  for (const g of raw.applications.flatMap((a: Json) => a.kmsGroups)) g.activatedByHostKeyGroups = [];
+  t.match(buildCatalog(raw).warnings, [/no host-key groups .* can serve none of its products/]);
+  t.same(buildCatalog(shipped()).warnings, [], 'the shipped catalogue has nothing to warn about');
+});
+
 t.test('install.sh: a unit copied to /etc/systemd/system, which would override the new one, is pointed out', async (t) => {
   const dir = t.testdir({
     app: {
