@@ -244,7 +244,7 @@ const INTEGER_RANGES = {
 } as const;
 
 /** Names an administrator reads and types: a line of printable text. */
-const MAX_NAME_LENGTH = 200;
+export const MAX_NAME_LENGTH = 200;
 // eslint-disable-next-line no-control-regex
 const UNSHOWABLE = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]|\p{Cf}/gu;
 // eslint-disable-next-line no-control-regex

@@ -4,13 +4,18 @@
 // entitlements naming one thing: the report compares each with all of that thing's machines, so
 // two purchases written as two entries would both show as over-used.
 import type { AppConfig } from '../config/defaults';
-import type { Catalog } from '../catalog/catalog';
+import { MAX_NAME_LENGTH, type Catalog } from '../catalog/catalog';
 import { catalogEntries, explainUnresolved, resolveName, type NamedEntry } from '../catalog/name-match';
 import { inert } from './terminal';
 
 /** The order `report` tries (store/compliance.ts): a KMS group, then an application, then a product. */
 const MATCH_ORDER = ['group', 'application', 'sku'] as const;
 const KIND_WORDS: Readonly<Record<NamedEntry['kind'], string>> = { group: 'product group', application: 'application', sku: 'product' };
+
+/** What was typed, inert and at most a line long. */
+function shown(text: string): string {
+  return inert(text.length > 80 ? `${text.slice(0, 80)}…` : text);
+}
 
 /** One line per entitlement that names nothing in the catalogue, with the likely meant name, or repeats an earlier one. */
 export function entitlementProblems(catalog: Catalog, entitlements: AppConfig['entitlements']): string[] {
@@ -31,11 +36,19 @@ export function entitlementProblems(catalog: Catalog, entitlements: AppConfig['e
       else {
         const earlier = entitlements[first]!;
         problems.push(
-          `entitlements[${i}].product: "${inert(wanted)}" names the same ${KIND_WORDS[entry.kind]} as entitlements[${first}] ` +
-            `("${inert(earlier.product.trim())}"), and each would be compared with all its machines: ` +
+          `entitlements[${i}].product: "${shown(wanted)}" names the same ${KIND_WORDS[entry.kind]} as entitlements[${first}] ` +
+            `("${shown(earlier.product.trim())}"), and each would be compared with all its machines: ` +
             `put the licences in one entry (${earlier.licenses} + ${e.licenses} = ${earlier.licenses + e.licenses})`,
         );
       }
+      return;
+    }
+    // Longer than any catalogue name can be: not worth a fuzzy search, whose cost grows with the
+    // words typed (a 1 MiB configuration allows a lot of them).
+    if (wanted.length > MAX_NAME_LENGTH) {
+      problems.push(
+        `entitlements[${i}].product: "${shown(wanted)}" is longer than any name in the catalogue (${wanted.length} characters)`,
+      );
       return;
     }
     const r = resolveName(catalog, wanted, ['application', 'group', 'sku']);
@@ -44,7 +57,7 @@ export function entitlementProblems(catalog: Catalog, entitlements: AppConfig['e
         ? ` (did you mean "${r.found.name}"? entitlements need the exact catalogue name)`
         : ` — ${explainUnresolved(wanted, r, 'name').replace(/^no name named like "[^"]*"/, 'nothing similar')}`;
     problems.push(
-      `entitlements[${i}].product: "${inert(wanted)}" names no application, product group or product of the catalogue${inert(hint)}`,
+      `entitlements[${i}].product: "${shown(wanted)}" names no application, product group or product of the catalogue${inert(hint)}`,
     );
   });
   return problems;

@@ -358,6 +358,15 @@ t.test('entitlements: licence counts out of range are configuration errors; name
   t.notMatch(escaped.err + escaped.out, UNSAFE_TEXT, 'no escape sequence, bidi or line separator reaches the terminal');
   t.match(escaped.err, 'entitlements[0].product: "Visio \\x1b]0;owned\\x07 2099" names no application');
   t.match(escaped.out, /Over-used: \\u2029Office 2019 \(6 machines, 1 licence\)\./);
+
+  // A 1 MiB configuration fits a product "name" of 100,000 words: one short line, no fuzzy search over them.
+  const words = Array.from({ length: 100_000 }, (_, i) => `office${i % 10}`).join(' ');
+  const problems = entitlementProblems(loadCatalog(), [{ product: words, licenses: 1 }]);
+  t.equal(problems.length, 1);
+  t.match(
+    problems[0],
+    /^entitlements\[0\]\.product: "office0 office1 .{50,80}…" is longer than any name in the catalogue \(\d+ characters\)$/,
+  );
 });
 
 // ---- the client configuration files (values that reach .cmd, .ps1 and .reg) ----
