@@ -1,7 +1,7 @@
 // Turns what an administrator types after --product (a SKU name, a product-group name, a part of
 // one, or an Activation ID GUID) into the fields a client of that product sends.
 import { KmsError } from '../errors';
-import type { Catalog, KmsGroup } from '../catalog/catalog';
+import { MAX_NAME_LENGTH, type Catalog, type KmsGroup } from '../catalog/catalog';
 import type { KmsVersion } from '../protocol/kms/types';
 import { explainUnresolved, resolveName } from '../catalog/name-match';
 
@@ -16,6 +16,9 @@ export interface ChosenProduct {
 }
 
 export function chooseProduct(catalog: Catalog, wanted: string): ChosenProduct {
+  // No catalogue name is longer: a fuzzy search over a pasted page would take seconds, for nothing.
+  if (wanted.trim().length > MAX_NAME_LENGTH)
+    throw usage(`--product is longer than any name in the catalogue (${wanted.length} characters)`);
   const r = resolveName(catalog, wanted, ['sku', 'group']);
   if (!('found' in r)) {
     const hint = 'suggestions' in r && r.suggestions.length === 0 ? ' (kms-appliance activate --list-products shows them)' : '';

@@ -154,6 +154,13 @@ t.test('activate through a host that corrupts one reply at random: every outcome
   t.ok((seen.get('KMS_ERR_CLIENT_PROTOCOL') ?? 0) > 0, 'broken PDUs were among them');
 });
 
+t.test('activate --product: a pasted page is one usage line, without a search through it', async (t) => {
+  const io = captureIo();
+  const page = Array.from({ length: 50_000 }, (_, i) => `windows${i % 7}`).join(' ');
+  t.equal(await main(['activate', '--host', '127.0.0.1', '--product', page], io), 2);
+  t.match(io.err(), /^kms-appliance activate: --product is longer than any name in the catalogue \(\d+ characters\) \(see [^\n]+\)\n$/);
+});
+
 // ---- a product catalogue an administrator supplies (catalog.file) ----
 
 // biome-ignore lint/suspicious/noExplicitAny: the catalogue edits reach anywhere into the parsed JSON
