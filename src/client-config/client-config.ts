@@ -29,6 +29,23 @@ const OFFICE_FOLDERS = ['Office14', 'Office15', 'Office16'] as const;
 const LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
 const ZONE_ID = /^[A-Za-z0-9_.-]{1,15}$/;
 
+/** Addresses no client can reach a host at: unspecified, broadcast, multicast. */
+const NO_HOST_ADDRESS = new net.BlockList();
+NO_HOST_ADDRESS.addAddress('0.0.0.0');
+NO_HOST_ADDRESS.addAddress('255.255.255.255');
+NO_HOST_ADDRESS.addSubnet('224.0.0.0', 4);
+NO_HOST_ADDRESS.addAddress('::', 'ipv6');
+NO_HOST_ADDRESS.addSubnet('ff00::', 8, 'ipv6');
+
+const LOOPBACK = new net.BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8);
+LOOPBACK.addAddress('::1', 'ipv6');
+
+/** The host as a message shows it: a line, whatever was given. */
+function clip(host: string): string {
+  return host.length > 80 ? `${host.slice(0, 80)}…` : host;
+}
+
 /** Why `host` cannot be written into the files, or undefined when it can. */
 export function checkClientHost(host: string): string | undefined {
   const bare = stripBrackets(host);
@@ -38,14 +55,14 @@ export function checkClientHost(host: string): string | undefined {
     // characters. Anything longer or stranger is no zone, and "%" sequences would be expanded by
     // cmd.exe (%PATH%) in the .cmd file.
     const id = bare.slice(zone + 1);
-    if (!ZONE_ID.test(id)) return `"${host.slice(0, 80)}": the IPv6 zone id must be 1 to 15 letters, digits, ".", "_" or "-"`;
-    return undefined;
+    if (!ZONE_ID.test(id)) return `"${clip(host)}": the IPv6 zone id must be 1 to 15 letters, digits, ".", "_" or "-"`;
+    return unreachable(host, bare.slice(0, zone));
   }
-  if (net.isIP(bare) !== 0) return undefined;
-  if (bare !== host) return `"${host}" is not an IPv6 address`;
+  if (net.isIP(bare) !== 0) return unreachable(host, bare);
+  if (bare !== host) return `"${clip(host)}" is not an IPv6 address`;
   const name = host.endsWith('.') ? host.slice(0, -1) : host;
-  if (name.length === 0 || name.length > 253) return `"${host}" is not a host name (1 … 253 characters)`;
-  if (!name.split('.').every((l) => LABEL.test(l))) return `"${host}" is not a host name or IP address`;
+  if (name.length === 0 || name.length > 253) return `"${clip(host)}" is not a host name (1 … 253 characters)`;
+  if (!name.split('.').every((l) => LABEL.test(l))) return `"${clip(host)}" is not a host name or IP address`;
   // A name ending in a number is no name: Windows reads "0x7f000001", "10.1" or "kms.0x0a" the way
   // inet_addr does, as a (wrong) IPv4 address in decimal, octal or hex parts, and no top-level
   // domain is numeric (RFC 3696 §2). Refused rather than written into files that point elsewhere.
@@ -54,6 +71,20 @@ export function checkClientHost(host: string): string | undefined {
     return `"${host}" ends in a number, which no host name does (Windows would take it for an IPv4 address)`;
   }
   return undefined;
+}
+
+function unreachable(host: string, address: string): string | undefined {
+  const family = net.isIPv6(address) ? 'ipv6' : 'ipv4';
+  return NO_HOST_ADDRESS.check(address, family)
+    ? `"${host}" is an unspecified, broadcast or multicast address: no client reaches a KMS host there`
+    : undefined;
+}
+
+/** Something to tell the admin about a host the files may name, or undefined. */
+export function clientHostWarning(host: string): string | undefined {
+  const bare = stripBrackets(host).replace(/%.*$/, '');
+  const loopback = net.isIP(bare) !== 0 ? LOOPBACK.check(bare, net.isIPv6(bare) ? 'ipv6' : 'ipv4') : /^localhost\.?$/i.test(host);
+  return loopback ? `${host} is a loopback address: each client would look for the KMS host on itself` : undefined;
 }
 
 export function checkClientPort(port: number): string | undefined {

@@ -419,6 +419,27 @@ t.test('client-config: shell, batch, PowerShell and registry syntax in --host is
   t.notOk(fs.existsSync(out), 'nothing written');
 });
 
+t.test('client-config: addresses no client reaches a host at are refused; a loopback one is warned about', async (t) => {
+  const out = path.join(t.testdir({}), 'out');
+  for (const host of ['0.0.0.0', '255.255.255.255', '224.0.0.251', '239.1.2.3', '::', '[::]', 'ff02::1', 'ff02::fb%eth0']) {
+    const io = captureIo();
+    t.equal(await main(['client-config', '--host', host, '--out', out], io), 2, host);
+    t.match(io.err(), /--host: ".+" is an unspecified, broadcast or multicast address/, host);
+  }
+  t.notOk(fs.existsSync(out));
+  for (const host of ['127.0.0.1', '127.8.9.10', '::1', '[::1]', 'localhost', 'LOCALHOST.']) {
+    const io = captureIo();
+    t.equal(await main(['client-config', '--host', host, '--out', out], io), 0, host);
+    t.match(
+      io.err(),
+      /^kms-appliance client-config: warning: .+ is a loopback address: each client would look for the KMS host on itself\n$/,
+    );
+  }
+  const io = captureIo();
+  t.equal(await main(['client-config', '--host', '192.0.2.10', '--out', out], io), 0);
+  t.equal(io.err(), '', 'an ordinary address: nothing to warn about');
+});
+
 t.test('client-config: an accepted host changes only its own places in the files', async (t) => {
   const baseline = generateClientConfig({ host: 'kms', port: 1688 });
   const text = (f: { name: string; content: Buffer }): string =>

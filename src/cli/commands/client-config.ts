@@ -5,7 +5,7 @@ import path from 'node:path';
 import { EXIT, UsageProblem, defineCommand } from '../command';
 import { inert } from '../terminal';
 import { writeFilesSafely } from '../safe-write';
-import { checkClientHost, checkClientPort, generateClientConfig } from '../../client-config/client-config';
+import { checkClientHost, checkClientPort, clientHostWarning, generateClientConfig } from '../../client-config/client-config';
 
 /** The port Windows clients use when none is given (PROTOCOL.md §8.1). */
 const KMS_DEFAULT_PORT = 1688;
@@ -67,6 +67,9 @@ export const command = defineCommand({
       io.stderr.write(`kms-appliance client-config: cannot write to ${inert(dir)}: ${inert(e.message ?? e.code ?? String(err))}\n`);
       return EXIT.FAILURE;
     }
+    // Written all the same (a lab may want it), but a careless --host is said before the files are copied out.
+    const warning = clientHostWarning(values.host);
+    if (warning) io.stderr.write(`kms-appliance client-config: warning: ${inert(warning)}\n`);
     for (const f of files) io.stdout.write(`${inert(path.join(dir, f.name))}: ${f.purpose}\n`);
     io.stdout.write(
       `On the client, as Administrator: kms-client-set.cmd, or powershell -ExecutionPolicy Bypass -File .\\kms-client-set.ps1\n`,
