@@ -221,7 +221,7 @@ function show(v: unknown): string {
  * where a number with more digits, or a negative one, would make every ePID of the host malformed.
  */
 type Kind =
-  | 'string'
+  | 'version'
   | 'name'
   | 'guid'
   | 'threshold'
@@ -267,8 +267,8 @@ function inRange(v: unknown, [min, max]: readonly [number, number]): boolean {
 
 function fieldOk(v: unknown, kind: Kind): boolean {
   switch (kind) {
-    case 'string':
-      return typeof v === 'string' && v.length > 0;
+    case 'version':
+      return typeof v === 'string' && /^[0-9]{1,2}\.[0-9]{1,2}$/.test(v);
     case 'name':
       return typeof v === 'string' && v.trim() !== '' && v.length <= MAX_NAME_LENGTH && !UNSHOWABLE_ONE.test(v);
     case 'guid':
@@ -296,7 +296,7 @@ function fieldOk(v: unknown, kind: Kind): boolean {
 const range = (r: readonly [number, number]): string => `${r[0]} … ${r[1]}`;
 
 const KIND_TEXT: Record<Kind, string> = {
-  string: 'a non-empty string',
+  version: 'a protocol version like "6.0"',
   name: `a name of 1 to ${MAX_NAME_LENGTH} printable characters (no control or format characters)`,
   guid: 'a GUID',
   threshold: `an integer ${range(INTEGER_RANGES.threshold)} (the activation threshold clients send)`,
@@ -362,7 +362,7 @@ function checkShape(raw: unknown, problems: string[]): RawCatalog | undefined {
           id: 'guid',
           name: 'name',
           nCountPolicy: 'threshold',
-          protocol: 'string',
+          protocol: 'version',
           isRetail: 'boolean',
           isPreview: 'boolean',
         },

@@ -200,6 +200,11 @@ t.test('catalogue numbers that would become a wrong threshold or a malformed ePI
     ['ten-digit key id', (c) => (c.hostKeyGroups[0].maxKeyId = 1e10), /\.maxKeyId: .*found 10000000000/],
     ['six-digit platform id', (c) => (c.hostBuilds[3].platformId = 100000), /hostBuilds\[3\] \(".+"\)\.platformId: .*found 100000/],
     ['three-digit build', (c) => (c.hostBuilds[0].build = 999), /hostBuilds\[0\].*\.build: .*found 999/],
+    [
+      'a protocol that is no version',
+      (c) => (c.applications[2].kmsGroups[0].protocol = 'banana'),
+      /applications\[2\]\.kmsGroups\[0\].*\.protocol: .*found "banana"/,
+    ],
     ['31 February', (c) => (c.hostKeyGroups[0].releaseDate = '2024-02-31'), /hostKeyGroups\[0\].*\.releaseDate: .*found "2024-02-31"/],
     ['an ePID date before 1990', (c) => (c.hostBuilds[5].releaseDate = '1985-06-01'), /hostBuilds\[5\].*\.releaseDate: .*from 1990/],
   ];
