@@ -321,6 +321,24 @@ t.test('a catalogue file: too large, not a file, a BOM, a thousand problems', as
   }
 });
 
+t.test('activate --catalog: a product added to an updated catalogue can be tried; a broken one is refused naming it', async (t) => {
+  const raw = shipped();
+  const group = structuredClone(raw.applications[0].kmsGroups.find((g: Json) => !g.isRetail && !g.isPreview));
+  group.id = 'aaaaaaaa-0000-4000-8000-000000000001';
+  group.name = 'Windows Server 2028';
+  group.skus = [{ id: 'aaaaaaaa-0000-4000-8000-000000000002', name: 'Windows Server 2028 Standard' }];
+  raw.applications[0].kmsGroups.push(group);
+  const broken = shipped();
+  broken.applications[0].kmsGroups[0].nCountPolicy = 0;
+  const dir = t.testdir({ 'updated.json': JSON.stringify(raw), 'broken.json': JSON.stringify(broken) });
+  const io = captureIo();
+  t.equal(await main(['activate', '--list-products', '--catalog', path.join(dir, 'updated.json')], io), 0);
+  t.match(io.out(), /^Windows Server 2028 Standard\tWindows Server 2028\tv6\.0\taaaaaaaa-0000-4000-8000-000000000002$/m);
+  const bad = captureIo();
+  t.equal(await main(['activate', '--list-products', '--catalog', path.join(dir, 'broken.json')], bad), 2);
+  t.match(bad.err(), /^kms-appliance activate: .*broken\.json: applications\[0\]\.kmsGroups\[0\] .*nCountPolicy/m);
+});
+
 // ---- entitlements and `report` ----
 
 async function report(t: Test, entitlements: string): Promise<{ code: number; out: string; err: string }> {

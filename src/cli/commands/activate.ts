@@ -15,7 +15,8 @@ import type { ActivationReply as KmsReply } from '../../client/kms-client';
 const HELP = `Usage: kms-appliance activate --host H [--port P] --product NAME|SKU-GUID [--protocol 4|5|6]
                               [--ndr64 on|off] [--btfn on|off] [--requests N] [--cmid GUID]
                               [--workstation NAME] [--timeout SECONDS] [--format table|json|csv]
-       kms-appliance activate --list-products
+                              [--catalog FILE]
+       kms-appliance activate --list-products [--catalog FILE]
 
 Send activation requests to a KMS host like a Windows or Office client and verify every response
 (decryption, MAC/HMAC, echoed fields, ePID form). Each request comes from a new machine id unless
@@ -35,6 +36,8 @@ Options:
       --timeout S       Seconds to wait for connect and each answer (default 5).
   -f, --format F        table (default: one line per request), json or csv; --json = --format json.
       --list-products   List the volume products of the catalogue.
+      --catalog FILE    Product catalogue to take products from (default: the shipped one; give
+                        the file of catalog.file to try a product added there).
   -h, --help            Show this help.
 
 Exit codes: 0 every request served and verified, 1 refused / unreachable / response failed a
@@ -74,10 +77,11 @@ export const command = defineCommand({
     workstation: { type: 'string' },
     timeout: { type: 'string' },
     'list-products': { type: 'boolean' },
+    catalog: { type: 'string' },
   },
   formats: true,
   async run({ values: v, format, io }) {
-    const catalog = loadCatalog();
+    const catalog = loadCatalog(v.catalog);
     if (v['list-products']) {
       for (const p of listProducts(catalog)) {
         io.stdout.write(`${inert(p.name)}\t${inert(p.group)}\tv${inert(p.protocol)}\t${p.activationId}\n`);
