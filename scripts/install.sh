@@ -216,7 +216,13 @@ if [ "$START" = 1 ]; then
   systemctl_ enable "$NAME.service"
   # restart: starts a new install, and runs an upgraded program (and its store migrations).
   systemctl_ restart "$NAME.service"
-  if [ "$RUN_SYSTEMCTL" = 1 ]; then say "enabled and started $NAME.service (journalctl -u $NAME)"; fi
+  if [ "$RUN_SYSTEMCTL" = 1 ]; then
+    say "enabled and started $NAME.service (journalctl -u $NAME)"
+  elif [ -z "$DESTDIR" ]; then
+    # A container or a box without systemd: installed, and nothing runs it. Say how to.
+    say "not started: systemd is not running here; start it with your service manager as user $NAME:"
+    say "  /usr/bin/$NAME serve --config $ETC/config.yaml"
+  fi
 else
   say "not started (--no-start): systemctl enable --now $NAME.service"
 fi
