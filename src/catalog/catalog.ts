@@ -198,7 +198,10 @@ function isObj(v: unknown): v is Obj {
  */
 function quote(text: string): string {
   const shown = JSON.stringify(text.length > 60 ? text.slice(0, 60) + '…' : text);
-  return shown.replace(UNSHOWABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return shown.replace(UNSHOWABLE, (c) => {
+    const code = c.codePointAt(0)!;
+    return code > 0xffff ? `\\u{${code.toString(16)}}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
 }
 
 function label(path: string, o: Obj): string {

@@ -223,6 +223,7 @@ t.test('catalogue names are printable lines: terminal escapes, bidi overrides, n
     const message = refusal(t, c, JSON.stringify(name.slice(0, 20)));
     t.match(message, /applications\[0\]\.kmsGroups\[0\]\.skus\[0\] \(".*"\)\.name: expected a name/);
     t.ok(message.length < 1000, 'the message stays a line, whatever the name');
+    if (name.startsWith('tag')) t.match(message, '("tag\\u{e0041}")', 'an invisible tag character is shown by its code point');
   }
   const hk = shipped();
   hk.hostKeyGroups[1].name = 'Windows\u0085Server';
