@@ -289,63 +289,68 @@ for (const syslogPrefix of [false, true]) {
 
 // ---- the request journal's lines -----------------------------------------------------------------
 
-function hostileWrite(random: () => number, big: boolean): JournaledWrite {
+/**
+ * A write with hostile text wherever a client chooses text (workstation, address: up to the 256
+ * UTF-16 units a line may hold, quotes, controls, bidi, lone surrogates), and everything else as
+ * the host writes it (lowercase GUIDs, codes, numbers in range): a line this host could write.
+ */
+function hostileWrite(random: () => number): JournaledWrite {
   const alphabet = random() < 0.5 ? MIXED : WORST;
-  const s = () => text(random, alphabet, big ? 5000 : 40);
-  const n = () => {
-    const v = NUMBERS[Math.floor(random() * NUMBERS.length)]!;
-    return Number.isFinite(v) ? v : -1;
-  };
+  const s = () => text(random, alphabet, 100).slice(0, 256);
+  const hex = (n: number) => Array.from({ length: n }, () => Math.floor(random() * 16).toString(16)).join('');
+  const guid = () => `${hex(8)}-${hex(4)}-${hex(4)}-${hex(4)}-${hex(12)}`;
+  const u32 = () => Math.floor(random() * 0x1_0000_0000);
+  const time = () => Math.floor(random() * 2e12);
   const kind = random();
   if (kind < 0.4) {
     return {
       kind: 'served',
       row: {
-        application: s(),
-        cmid: s(),
-        now: n(),
+        application: guid(),
+        cmid: guid(),
+        now: time(),
         counted: null,
         workstation: s(),
-        sku: s(),
-        kms_group: s(),
-        license_status: n(),
-        protocol_version: n(),
+        sku: guid(),
+        kms_group: guid(),
+        license_status: u32(),
+        protocol_version: u32(),
         client_address: s(),
-        vm: n(),
+        vm: random() < 0.5 ? 0 : 1,
         last_hresult: 0,
-        required_count: n(),
+        required_count: u32(),
       },
-      previous: random() < 0.5 ? undefined : `${s()}x`,
-      previousCmid: s(),
-      requestTimeMs: n(),
-      currentCount: n(),
-      persistRequired: n(),
-      servedMs: n(),
+      previous: random() < 0.5 ? undefined : guid(),
+      previousCmid: random() < 0.5 ? '' : guid(),
+      requestTimeMs: Math.floor((random() - 0.5) * 1e15),
+      currentCount: u32(),
+      persistRequired: u32(),
+      servedMs: time(),
     };
   }
   if (kind < 0.8) {
     const event = {
-      time_ms: n(),
+      time_ms: time(),
       served: 0,
-      hresult: n(),
-      code: s(),
-      application: s(),
-      kms_group: s(),
-      sku: s(),
-      cmid: s(),
-      previous_cmid: s(),
+      hresult: u32(),
+      code: 'KMS_ERR_KMS_TIME_SKEW',
+      application: random() < 0.2 ? '' : guid(),
+      kms_group: random() < 0.2 ? '' : guid(),
+      sku: random() < 0.2 ? '' : guid(),
+      cmid: random() < 0.2 ? '' : guid(),
+      previous_cmid: random() < 0.5 ? '' : guid(),
       workstation: s(),
-      required_count: n(),
-      license_status: n(),
-      vm: n(),
-      protocol_version: n(),
+      required_count: u32(),
+      license_status: u32(),
+      vm: random() < 0.5 ? 0 : 1,
+      protocol_version: u32(),
       client_address: s(),
-      request_time_ms: n(),
+      request_time_ms: Math.floor((random() - 0.5) * 1e15),
       current_count: 0,
     };
     return { kind: 'refused', row: undefined, event };
   }
-  return { kind: 'setting', key: s(), value: s() };
+  return { kind: 'setting', key: `epid:${u32()}`, value: s() };
 }
 
 /** What a replay compares: the write's JSON value (undefined members left out, as a line cannot hold them). */
@@ -362,11 +367,11 @@ t.test("RecordLines over turns that grow and shrink its buffer: each line is JSO
   let checked = 0;
   for (let turn = 0; turn < 60; turn++) {
     const writes: [number, JournaledWrite][] = [];
-    // Some turns are floods of huge writes (the buffer grows past what it keeps), most are small.
+    // Some turns are floods (the buffer grows past what it keeps), most are small.
     const big = turn % 7 === 3;
-    const count = 1 + Math.floor(random() * (big ? 40 : 12));
+    const count = 1 + Math.floor(random() * (big ? 400 : 12));
     for (let i = 0; i < count; i++) {
-      const w = hostileWrite(random, big);
+      const w = hostileWrite(random);
       writes.push([++seq, w]);
       lines.add(seq, w);
     }

@@ -16,6 +16,6 @@ t.test('npm start and the installed wrapper use SERVER_NODE_FLAGS and SERVER_ENV
   t.equal(pkg.scripts['start'], `${env.map(([k, v]) => `${k}=${v}`).join(' ')} node ${flags} dist/src/cli/main.js serve`);
   const install = fs.readFileSync(path.join(root, 'scripts', 'install.sh'), 'utf8');
   const exports = env.map(([k, v]) => `  export ${k}="\\\${${k}:-${v}}"\n`).join('');
-  t.match(install, `if [ "\\$1" = serve ]; then\n${exports}  exec $NODE ${flags} "\\$LIB/dist/src/cli/main.js"`);
+  t.match(install, `if [ "\\$1" = serve ]; then\n${exports}  exec $NODE_WORD ${flags} "\\$LIB/dist/src/cli/main.js"`);
   for (const f of SERVER_NODE_FLAGS) t.match(f, /^--max-(semi|old)-space-size=\d+$/);
 });
