@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap';
 import { createHmac } from 'node:crypto';
 import dgram from 'node:dgram';
-import net from 'node:net';
+import type net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { DEFAULTS } from '../../src/config/defaults';
 import { startRegistrar } from '../../src/dns/registrar';
@@ -14,49 +14,10 @@ import { HRESULT } from '../../src/errors';
 import { checkDiscovery, createSystemResolver, type ProbeResult } from '../../src/dns/dns-check';
 import { RCODE, RR_TYPE } from '../../src/protocol/dns/message';
 import { until } from '../wait';
+import { fakeDnsServer, type Behave } from './fake-dns-server';
 import { captureLog } from './capture-log';
 
 const ZONE = 'branch.test';
-
-type Behave = (query: Buffer, transport: 'udp' | 'tcp') => Buffer | null;
-
-/** A site DNS server on one loopback port, UDP and TCP, each message answered by `behave` (null: silence). */
-async function fakeDnsServer(t: Test, behave: Behave): Promise<{ address: string; port: number; readonly updates: number }> {
-  let updates = 0;
-  const isUpdate = (q: Buffer): boolean => q.length >= 4 && ((q[2]! >> 3) & 0xf) === 5;
-  const tcp = net.createServer((s) => {
-    let got = Buffer.alloc(0);
-    s.on('error', () => undefined);
-    s.on('data', (d) => {
-      got = Buffer.concat([got, d]);
-      if (got.length < 2 || got.length < 2 + got.readUInt16BE(0)) return;
-      const q = got.subarray(2, 2 + got.readUInt16BE(0));
-      if (isUpdate(q)) updates++;
-      const a = behave(Buffer.from(q), 'tcp');
-      if (a) s.end(Buffer.concat([Buffer.from([a.length >> 8, a.length & 0xff]), a]));
-    });
-  });
-  await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', () => r()));
-  const port = (tcp.address() as net.AddressInfo).port;
-  const udp = dgram.createSocket('udp4');
-  udp.on('message', (q, from) => {
-    if (isUpdate(q)) updates++;
-    const a = behave(Buffer.from(q), 'udp');
-    if (a) udp.send(a, from.port, from.address);
-  });
-  await new Promise<void>((r) => udp.bind(port, '127.0.0.1', () => r()));
-  t.teardown(() => {
-    udp.close();
-    return new Promise<void>((r) => tcp.close(() => r()));
-  });
-  return {
-    address: `127.0.0.1:${port}`,
-    port,
-    get updates() {
-      return updates;
-    },
-  };
-}
 
 const opcodeOf = (q: Buffer): number => (q[2]! >> 3) & 0xf;
 

@@ -26,6 +26,7 @@ import {
 import { decodeName } from '../../src/protocol/dns/names';
 import { freePort } from './named';
 import { settledWithin, until } from '../wait';
+import { fakeDnsServer } from './fake-dns-server';
 import { captureLog, type LogLine } from './capture-log';
 
 const ZONE = 'branch.test';
@@ -278,48 +279,6 @@ t.test('EDNS options whose lengths do not fill the OPT RDATA get FORMERR', async
   t.equal(unknown && decodeMessage(unknown).answers.length, 1, 'an unknown option is ignored (RFC 6891 §6.1.2)');
 });
 
-type Hostile = (query: Buffer, transport: 'udp' | 'tcp') => Buffer | null;
-
-/**
- * The site's DNS server turned hostile: UDP and TCP on one loopback port, each message answered
- * by `behave` (null: silence). Counts the UPDATEs it was sent.
- */
-async function hostileServer(t: Test, behave: Hostile): Promise<{ address: string; readonly updates: number }> {
-  let updates = 0;
-  const isUpdate = (q: Buffer): boolean => q.length >= 4 && ((q[2]! >> 3) & 0xf) === 5;
-  const tcp = net.createServer((s) => {
-    let got = Buffer.alloc(0);
-    s.on('error', () => undefined);
-    s.on('data', (d) => {
-      got = Buffer.concat([got, d]);
-      if (got.length < 2 || got.length < 2 + got.readUInt16BE(0)) return;
-      const q = got.subarray(2, 2 + got.readUInt16BE(0));
-      if (isUpdate(q)) updates++;
-      const a = behave(Buffer.from(q), 'tcp');
-      if (a) s.end(Buffer.concat([Buffer.from([a.length >> 8, a.length & 0xff]), a]));
-    });
-  });
-  await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', () => r()));
-  const port = (tcp.address() as net.AddressInfo).port;
-  const udp = dgram.createSocket('udp4');
-  udp.on('message', (q, from) => {
-    if (isUpdate(q)) updates++;
-    const a = behave(Buffer.from(q), 'udp');
-    if (a) udp.send(a, from.port, from.address);
-  });
-  await new Promise<void>((r) => udp.bind(port, '127.0.0.1', () => r()));
-  t.teardown(() => {
-    udp.close();
-    return new Promise<void>((r) => tcp.close(() => r()));
-  });
-  return {
-    address: `127.0.0.1:${port}`,
-    get updates() {
-      return updates;
-    },
-  };
-}
-
 /** A registrar publishing ZONE through `server` (no address polling, short timeouts). */
 function registrarFor(
   t: Test,
@@ -362,7 +321,7 @@ const asResponse = (q: Buffer): Buffer => {
 // reported as "a TSIG signature that does not verify with our key", sending the admin to check
 // a key that is fine.
 t.test('registrar: our own update echoed back is not an answer, and is not blamed on the key', async (t) => {
-  const server = await hostileServer(t, (q) => q);
+  const server = await fakeDnsServer(t, (q) => q);
   const { result, lines } = await registerAgainst(t, server.address);
   t.equal(result.ok, false, 'not published');
   t.not(result.code, 'KMS_ERR_DNS_TSIG_BAD', `not a key problem (${result.code}: ${result.reason})`);
@@ -376,7 +335,7 @@ t.test('registrar: our own update echoed back is not an answer, and is not blame
 // Over TCP the answer's message ID was never compared with the query's: any message on the
 // stream was taken as the answer.
 t.test('registrar: an answer over TCP with another message ID is refused as such', async (t) => {
-  const server = await hostileServer(t, (q, transport) => {
+  const server = await fakeDnsServer(t, (q, transport) => {
     const a = asResponse(q);
     if (transport === 'udp') {
       // Truncated: "ask again over TCP" (RFC 7766 §5), with nothing but the header.
@@ -395,7 +354,7 @@ t.test('registrar: an answer over TCP with another message ID is refused as such
 // Answers with another ID over UDP are ignored (they may be spoofed), but the admin only read
 // "did not answer" while the server was answering every time.
 t.test('registrar: answers over UDP that never carry our message ID are reported as such', async (t) => {
-  const server = await hostileServer(t, (q, transport) => {
+  const server = await fakeDnsServer(t, (q, transport) => {
     if (transport === 'tcp') return null;
     const a = asResponse(q);
     a.writeUInt16BE(a.readUInt16BE(0) ^ 0x0101, 0);
@@ -410,7 +369,7 @@ t.test('registrar: answers over UDP that never carry our message ID are reported
 // failed at boot (network not up yet, the DNS server restarting) left clients without the SRV
 // record for 15 minutes, and a server down for days was asked at the same pace throughout.
 t.test('registrar: a failed registration is retried by itself, soon at first, then less and less often', async (t) => {
-  const server = await hostileServer(t, () => null); // never answers
+  const server = await fakeDnsServer(t, () => null); // never answers
   const { reg, lines } = registrarFor(t, server.address, { timeoutMs: 100, retryMs: 200 });
   await reg.ready;
   const delays: (number | null)[] = [reg.status().retryDelayMs];
@@ -456,7 +415,7 @@ t.test('mDNS: a legacy query from an address on no local network is not answered
 // 20 s and more per domain, past systemd's stop timeout (90 s) with a few domains, and the
 // services after it (the store) were killed rather than closed.
 t.test('registrar: stop() against a server that never answers ends at its deadline and says what was left', async (t) => {
-  const server = await hostileServer(t, () => null);
+  const server = await fakeDnsServer(t, () => null);
   const { reg, lines } = registrarFor(t, server.address, { timeoutMs: 1000, stopDeadlineMs: 200, domains: 3, removeOnShutdown: true });
   // Stopped while the first round waits on the silent server.
   const results = await reg.stop();
@@ -694,7 +653,7 @@ function manyStaleSrv(query: Buffer, count: number, target: string): Buffer {
 // update, however many the server listed: 3,000 made an update too large for any datagram, and
 // registration failed at every round with "did not answer (send EMSGSIZE)".
 t.test('registrar: a server listing thousands of stale SRV records still gets a sendable update, and the admin is told', async (t) => {
-  const server = await hostileServer(t, (q, transport) => {
+  const server = await fakeDnsServer(t, (q, transport) => {
     const opcode = (q[2]! >> 3) & 0xf;
     if (opcode === 0 && transport === 'udp') {
       const tc = asResponse(q);
