@@ -581,8 +581,11 @@ t.test('registrar: many silent rounds leave no sockets behind', async (t) => {
   for (let i = 0; i < 10; i++) await reg.registerNow();
   t.ok(server.updates >= 10, `updates sent: ${server.updates}`);
   await reg.stop();
-  await until(() => sockets() <= baseline, 'the sockets of every round closed', { everyMs: 20, ms: 5000 });
-  t.pass(`sockets back to ${sockets()} (${baseline} before)`);
+  const after = await until(() => (sockets() <= baseline ? sockets() + 1 : 0), 'the sockets of every round closed', {
+    everyMs: 20,
+    ms: 5000,
+  });
+  t.ok(after - 1 <= baseline, `sockets back to ${after - 1} (${baseline} before)`);
 });
 
 // A BADTIME answer carries the server's clock (RFC 8945 §5.2.3); the admin was only told the
