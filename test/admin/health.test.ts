@@ -37,6 +37,8 @@ t.test('healthy only when everything holds', async (t) => {
   t.notOk(late.ok);
   t.match(late.problems[0], /DNS registration of _vlmcs\._tcp last succeeded 2026-12-04T10:00:00\.000Z \(REFUSED by 192\.0\.2\.53\)/);
   t.match(checkHealth(sources({ registration: reg(null) }), NOW).problems[0], /has not succeeded since start/);
+  const starting = checkHealth(sources({ registration: { ...reg(null), failures: 0 } }), NOW);
+  t.same(starting, { ok: true, problems: [] }, 'the first round still running is not a failure');
   t.match(checkHealth(sources({ kms: false }), NOW).problems[0], /KMS listener is not accepting/);
   const full = checkHealth(sources({ store: { pendingWrites: 12, writeFailures: 3, writable: false } }), NOW);
   t.equal(full.problems.length, 2);
