@@ -108,6 +108,16 @@ export function createApplianceMetrics(
     },
   });
   new Gauge({
+    name: `${p}store_machine_cap_reached`,
+    help:
+      'Whether store.maxMachines machines are stored, every one counted in the last 30 days (1): machines the host has ' +
+      'not seen before are refused (0xC004D104) until some leave the window or the cap is raised.',
+    registers: [registry],
+    collect() {
+      this.set(sources.store().machineCapReached === true ? 1 : 0);
+    },
+  });
+  new Gauge({
     name: `${p}store_journal_in_use`,
     help:
       'Whether answered requests are made durable by the request journal (1) or by a database commit each ' +

@@ -82,6 +82,22 @@ t.test('whether the request journal is in use is a gauge', async (t) => {
   t.equal(await line(false), 'kms_appliance_store_journal_in_use 0');
 });
 
+t.test('the machine cap is a gauge read from the store', async (t) => {
+  let reached: boolean | undefined;
+  const m = createApplianceMetrics(
+    {
+      kms: () => ({ listening: true, open: 0, refusedByReason: {} }),
+      store: () => ({ pendingWrites: 0, writeFailures: 0, writable: true, machineCapReached: reached }),
+      counts: () => undefined,
+    },
+    { processMetrics: false },
+  );
+  const line = async () => (await m.scrape()).body.split('\n').find((l) => l.startsWith('kms_appliance_store_machine_cap_reached'));
+  t.equal(await line(), 'kms_appliance_store_machine_cap_reached 0', 'absent: 0');
+  reached = true;
+  t.equal(await line(), 'kms_appliance_store_machine_cap_reached 1');
+});
+
 t.test('failed fsyncs are a counter read from the store', async (t) => {
   let failures = 0;
   const m = createApplianceMetrics(
