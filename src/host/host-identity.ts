@@ -115,7 +115,13 @@ function epidBuilds(catalog: Catalog): string {
 function checkBuild(catalog: Catalog, settings: HostIdentitySettings, problems: string[]): HostBuild | undefined {
   const hostBuild = Number.isSafeInteger(settings.build) ? catalog.hostBuild(settings.build) : undefined;
   if (hostBuild === undefined || !hostBuild.useForEpid) {
-    problems.push(`host.build ${settings.build} is not a host build the catalogue uses in ePIDs; choose one of: ${epidBuilds(catalog)}`);
+    const builds = epidBuilds(catalog);
+    problems.push(
+      builds === ''
+        ? `host.build ${settings.build} cannot be used: the catalogue lists no host build for ePIDs (hostBuilds with useForEpid); ` +
+            'fix catalog.file or remove it to use the shipped catalogue'
+        : `host.build ${settings.build} is not a host build the catalogue uses in ePIDs; choose one of: ${builds}`,
+    );
     return undefined;
   }
   // §7.4: builds ≥ 9200 ↔ NDR64 accepted; a mismatch tells a client it is talking to an emulator.

@@ -149,3 +149,13 @@ t.test('a group without key id range cannot generate an ePID', async (t) => {
   t.throws(() => id.epidFor(azure2019.id), { code: 'KMS_ERR_CONFIG_INVALID' });
   t.throws(() => id.epidFor(UNKNOWN_GUID), { code: 'KMS_ERR_CONFIG_INVALID' });
 });
+
+t.test('a catalogue without any host build for ePIDs is named as the problem, not an empty list to choose from', async (t) => {
+  // A hand-edited catalog.file whose hostBuilds lost every useForEpid entry.
+  const noBuilds = Object.create(catalog, { hostBuilds: { value: [] }, hostBuild: { value: () => undefined } }) as typeof catalog;
+  const errors = configErrors(() =>
+    loadHostIdentity({ store: new MemoryActivationStore(), catalog: noBuilds, randomBytes, clock }, SETTINGS),
+  );
+  t.match(errors, [/the catalogue lists no host build for ePIDs.*fix catalog\.file/]);
+  t.notMatch(errors.join(' '), /choose one of: $/m);
+});
