@@ -3,12 +3,12 @@
 // what to change, and the machine list (searchable, sortable, a page at a time). No script; the
 // one style block is allowed by its hash in the CSP.
 import { createHash } from 'node:crypto';
-import type { AdminSnapshot } from './snapshot';
-import type { ApplicationSummary, Duplicates, HostIdentityInfo, RefusalSummary, ClientRecord } from '../store/inventory';
+import type { AdminSnapshot, InventoryView } from './snapshot';
+import type { ApplicationSummary, HostIdentityInfo, RefusalSummary, ClientRecord } from '../store/inventory';
 import type { ComplianceRow } from '../store/compliance';
 import type { MachinePage, MachineQuery } from './inventory-reads';
 import { ERRORS, describeHresult, formatHresult, isErrorCode } from '../errors';
-import { escapeHtml } from './html';
+import { escapeAttribute, escapeHtml } from './html';
 import { activityChart, thresholdBar } from './chart';
 
 const CSS = `
@@ -27,6 +27,7 @@ h1{font-size:1.3rem;margin:0}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}
 .muted{color:#555;font-size:.9rem}.warn{color:#b71c1c;font-weight:600}
 .scroll{overflow-x:auto;background:#fff;border:1px solid #ddd;border-radius:.4rem}
 table{border-collapse:collapse;width:100%}td,th{padding:.35rem .6rem;text-align:left;border-bottom:1px solid #eee;vertical-align:top}
+td,li,h3{overflow-wrap:anywhere}
 th{background:#f0f0ee;font-weight:600}td.n{text-align:right}
 form.search{display:flex;flex-wrap:wrap;gap:.5rem;margin:.5rem 0}
 input,select,button{font:inherit;padding:.35rem .5rem}input[type=search]{flex:1 1 12rem;min-width:0}
@@ -133,6 +134,17 @@ function complianceTable(rows: readonly ComplianceRow[]): string {
   );
 }
 
+/** The last refused client: its name as text, its address apart, so a name cannot end in a fake " at <address>". */
+function lastClient(r: RefusalSummary): string {
+  const name = r.lastWorkstation ? `<br><strong>${escapeHtml(r.lastWorkstation)}</strong>` : '';
+  return r.lastAddress ? `${name}<br>from <code>${escapeHtml(r.lastAddress)}</code>` : name;
+}
+
+/** One entry a line: a name that contains ", " cannot pass for two names. */
+function lines(items: readonly string[]): string {
+  return items.map(escapeHtml).join('<br>');
+}
+
 function refusalTable(refusals: readonly RefusalSummary[]): string {
   if (refusals.length === 0) return '<p>No request refused in the last 7 days.</p>';
   return (
@@ -141,7 +153,7 @@ function refusalTable(refusals: readonly RefusalSummary[]): string {
       .map(
         (r) =>
           `<tr><td><strong>${formatHresult(r.hresult)}</strong></td><td class="n" data-label="Times">${r.count}</td>` +
-          `<td data-label="Last">${when(r.lastMs)}<br>${escapeHtml([r.lastWorkstation, r.lastAddress].filter(Boolean).join(' at '))}</td>` +
+          `<td data-label="Last">${when(r.lastMs)}${lastClient(r)}</td>` +
           `<td data-label="What to change">${escapeHtml(isErrorCode(r.code) ? ERRORS[r.code].explain : r.code)}</td></tr>`,
       )
       .join('') +
@@ -149,19 +161,20 @@ function refusalTable(refusals: readonly RefusalSummary[]): string {
   );
 }
 
-function duplicateSection(d: Duplicates & { sharedCmidsTotal: number; sharedWorkstationsTotal: number }): string {
+function duplicateSection(d: InventoryView['duplicates']): string {
   if (d.sharedCmidsTotal === 0 && d.sharedWorkstationsTotal === 0) return '<p>No duplicate machine ids seen.</p>';
   const more = (shown: number, total: number): string =>
     total > shown ? `<p class="muted">${total - shown} more: <code>kms-appliance status</code> lists all.</p>` : '';
   const cm = d.sharedCmids
-    .map(
-      (c) =>
-        `<tr><td><code>${escapeHtml(c.cmid)}</code></td><td>${escapeHtml(c.workstations.join(', '))}</td>` +
-        `<td>${escapeHtml(c.addresses.join(', '))}</td></tr>`,
-    )
+    .map((c) => `<tr><td><code>${escapeHtml(c.cmid)}</code></td><td>${lines(c.workstations)}</td>` + `<td>${lines(c.addresses)}</td></tr>`)
     .join('');
   const ws = d.sharedWorkstations
-    .map((w) => `<tr><td>${escapeHtml(w.workstation)}</td><td><code>${escapeHtml(w.cmids.join(', '))}</code></td></tr>`)
+    .map(
+      (w) =>
+        `<tr><td>${escapeHtml(w.workstation)}</td><td><code>${lines(w.cmids)}</code>` +
+        (w.cmidsTotal > w.cmids.length ? `<br><span class="muted">${w.cmidsTotal} machine ids in all</span>` : '') +
+        '</td></tr>',
+    )
     .join('');
   return (
     (cm
@@ -187,7 +200,7 @@ function machineSection(v: PageView, known: number): string {
   const q = v.query;
   const form =
     '<form class="search" method="get" action="/#machines" role="search">' +
-    `<input type="search" name="q" value="${escapeHtml(q.q)}" ` +
+    `<input type="search" name="q" value="${escapeAttribute(q.q)}" ` +
     'placeholder="Name, address or CMID" aria-label="Search machines" maxlength="100">' +
     `<select name="sort" aria-label="Sort by">${(
       [

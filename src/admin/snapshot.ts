@@ -13,11 +13,19 @@ import { COUNT_WINDOW_MS } from '../host/counting';
 const REFUSAL_DAYS = 7;
 /** Duplicate lists on the page stop here; `kms-appliance status` lists them all. */
 const DUPLICATES_SHOWN = 50;
+/** Machine ids shown under one shared name: a client that draws a new CMID per request could list thousands. */
+const CMIDS_SHOWN_PER_NAME = 10;
 
 export interface InventoryView {
   readonly summary: readonly ApplicationSummary[];
   readonly compliance: readonly ComplianceRow[];
-  readonly duplicates: Duplicates & { readonly sharedCmidsTotal: number; readonly sharedWorkstationsTotal: number };
+  readonly duplicates: {
+    readonly sharedCmids: Duplicates['sharedCmids'];
+    /** Each with at most CMIDS_SHOWN_PER_NAME of its machine ids, and how many it has. */
+    readonly sharedWorkstations: readonly (Duplicates['sharedWorkstations'][number] & { readonly cmidsTotal: number })[];
+    readonly sharedCmidsTotal: number;
+    readonly sharedWorkstationsTotal: number;
+  };
   readonly identity: HostIdentityInfo;
   /** Refusals of the last week by reason. */
   readonly refusals: readonly RefusalSummary[];
@@ -49,7 +57,9 @@ export function buildInventoryView(
     compliance: complianceReport(inventory.groupCounts(nowMs), entitlements, inventory.nameResolver),
     duplicates: {
       sharedCmids: dups.sharedCmids.slice(0, DUPLICATES_SHOWN),
-      sharedWorkstations: dups.sharedWorkstations.slice(0, DUPLICATES_SHOWN),
+      sharedWorkstations: dups.sharedWorkstations
+        .slice(0, DUPLICATES_SHOWN)
+        .map((w) => ({ ...w, cmids: w.cmids.slice(0, CMIDS_SHOWN_PER_NAME), cmidsTotal: w.cmids.length })),
       sharedCmidsTotal: dups.sharedCmids.length,
       sharedWorkstationsTotal: dups.sharedWorkstations.length,
     },
