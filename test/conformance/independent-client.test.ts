@@ -1391,3 +1391,118 @@ t.test('C3 C4 C6 C10 C12 C13 C14 the captured client PDUs replayed byte for byte
     conn?.destroy();
   }
 });
+
+t.test('§2.4 item parsing: an item without transfer syntaxes, NDR64 listed first, call_id extremes', async (t) => {
+  const h = await startHarness(t);
+  const c = await Client.open(h.port);
+  const items: Item[] = [{ ctx: 0, syntaxes: [] }, ndr64(1), ndr32(2), btfn(3)];
+  c.send(bindPdu(items, { callId: 0xffffffff }));
+  const ack = await c.expect();
+  const results = ackResults(t, ack, { callId: 0xffffffff, flags: 0x13, port: h.port, items: 4, what: 'zero-syntax item' });
+  t.same(results, [REJ(2), ACC64, REJ(2), BTFN_ACK(3)], 'an empty item is rejected (2, 2); the items after it are read at their offsets');
+  const sent = kmsRequest(6);
+  c.send(requestPdu({ callId: 0, ctx: 1, stub: stub64(sent.message) }));
+  const r = readResponse(t, await c.next(), { callId: 0, ctx: 1, ndr: 64, what: 'call_id 0' });
+  if (r.kms) verifyKms(t, sent, r.kms, 'call_id 0');
+  // §2.8 check order: the context first, then the opnum, then the stub.
+  c.send(requestPdu({ callId: 7, ctx: 9, opnum: 3, stub: Buffer.alloc(2) }));
+  checkFault(t, await c.next(), 7, NCA_UNK_IF, 'unknown context and bad opnum: nca_unk_if first');
+  c.send(requestPdu({ callId: 8, ctx: 1, opnum: 3, stub: Buffer.alloc(2) }));
+  checkFault(t, await c.next(), 8, NCA_OP_RNG_ERROR, 'bad opnum and bad stub: nca_op_rng_error first');
+  c.destroy();
+});
+
+t.test('§2.5 NDR64 or BTFN turned off: the pre-Windows-8 answers', async (t) => {
+  const h = await startHarness(t, (cfg) => {
+    cfg.kms.ndr64 = false;
+    cfg.kms.btfn = false;
+    cfg.host.build = 7601;
+  });
+  const c = await Client.open(h.port);
+  c.send(bindPdu([ndr32(0), ndr64(1), btfn(2), ndr64(3, FOREIGN_IF)]));
+  const results = ackResults(t, await c.expect(), { callId: 2, flags: 0x13, port: h.port, items: 4, what: 'NDR64 off' });
+  t.same(results, [ACC32, REJ(2), REJ(2), REJ(1)], 'NDR32 accepted, NDR64 (2, 2), BTFN (2, 2), foreign (2, 1)');
+  c.send(requestPdu({ callId: 3, ctx: 1, stub: stub64(kmsRequest(6).message) }));
+  checkFault(t, await c.next(), 3, NCA_UNK_IF, 'the rejected NDR64 context');
+  const sent = kmsRequest(4);
+  c.send(requestPdu({ callId: 4, ctx: 0, stub: stub32(sent.message) }));
+  const r = readResponse(t, await c.next(), { callId: 4, ctx: 0, ndr: 32, what: 'NDR64 off, NDR32 served' });
+  const v = r.kms ? verifyKms(t, sent, r.kms, 'NDR64 off') : undefined;
+  t.match(v?.epid, /-7601\.0000-/, 'C26 the ePID names build 7601 when NDR64 is off');
+  c.destroy();
+});
+
+t.test('§2.1 C39 bad versions, drep and short PDUs with a readable header', async (t) => {
+  const h = await startHarness(t);
+  // rpc_vers 4 on a bind: bind_nak reason 4.
+  const a = await Client.open(h.port);
+  const bind4 = bindPdu([ndr32(0)], { callId: 5 });
+  bind4[0] = 4;
+  a.send(bind4);
+  const nak = await a.next();
+  t.same([nak?.[2], nak?.readUInt16LE(16), nak?.readUInt32LE(12)], [13, 4, 5], 'rpc_vers 4: bind_nak reason 4, call_id echoed');
+  a.destroy();
+
+  const c = await ndr32Session(h.port);
+  const stub = stub32(kmsRequest(6).message);
+  const req4 = requestPdu({ callId: 6, ctx: 0, stub });
+  req4[0] = 4;
+  c.send(req4);
+  checkFault(t, await c.next(), 6, NCA_PROTO_ERROR, 'request with rpc_vers 4');
+  const be = requestPdu({ callId: 7, ctx: 0, stub });
+  be[4] = 0x00;
+  c.send(be);
+  checkFault(t, await c.next(), 7, NCA_PROTO_ERROR, 'request with big-endian drep (SHOULD)');
+  // PFC_OBJECT_UUID with no room for the UUID: a readable header, a malformed request.
+  c.send(pdu({ ptype: 0, flags: 0x83, callId: 8 }, Buffer.concat([u32(0), u16(0), u16(0), Buffer.alloc(4)])));
+  const f = await c.next(1500);
+  if (f) checkFault(t, f, 8, NCA_PROTO_ERROR, 'object flag without the object UUID');
+  else t.ok(c.closed, 'object flag without the object UUID: closed');
+  c.destroy();
+
+  // A request PDU shorter than its 24-byte header part.
+  const d = await ndr32Session(h.port);
+  d.send(pdu({ ptype: 0, callId: 9 }, Buffer.from([0, 0])));
+  const g = await d.next(1500);
+  if (g) checkFault(t, g, 9, NCA_PROTO_ERROR, 'an 18-byte request');
+  else t.ok(d.closed, 'an 18-byte request: closed');
+  d.destroy();
+
+  const e = await ndr32Session(h.port);
+  const sent = kmsRequest(5);
+  const { v } = await ask(t, e, 10, sent, 'the host still serves');
+  t.ok(v, 'served after the malformed PDUs');
+  e.destroy();
+});
+
+t.test('§4.1 C22 KMS messages too short to hold a version, invalid UTF-16 names, U11 long v4', async (t) => {
+  const h = await startHarness(t);
+  const c = await ndr32Session(h.port);
+  let callId = 3;
+  for (const [what, msg] of [
+    ['requestSize 0', Buffer.alloc(0)],
+    ['requestSize 2', Buffer.from([0, 0])],
+    ['requestSize 4 (version 6.0 alone)', Buffer.from([0, 0, 6, 0])],
+  ] as const) {
+    c.send(requestPdu({ callId, ctx: 0, stub: stub32(msg) }));
+    const r = readResponse(t, await c.next(), { callId, ctx: 0, ndr: 32, what });
+    t.equal(r.hresult >>> 0, E_INVALID_DATA, `${what}: a KMS refusal 0x8007000D, not a fault`);
+    callId++;
+  }
+  const lone = Buffer.alloc(128);
+  lone.writeUInt16LE(0xd800, 0);
+  lone.writeUInt16LE(0x0041, 2);
+  const odd = kmsRequest(6, { workstation: lone });
+  const served = await ask(t, c, callId++, odd, 'a lone surrogate in WorkstationName');
+  t.equal(served.hresult, 0, 'invalid UTF-16 in the name is served');
+  const long = kmsRequest(4);
+  c.send(requestPdu({ callId, ctx: 0, stub: stub32(Buffer.concat([long.message, Buffer.alloc(8)])) }));
+  const r = await c.next();
+  const s = r!.subarray(24);
+  if (s.readUInt32LE(4) === 0) t.equal(s.readUInt32LE(8), E_INVALID_DATA, 'U11 long v4 refused 0x8007000D');
+  else {
+    const got = readResponse(t, r, { callId, ctx: 0, ndr: 32, what: 'U11 long v4' });
+    if (got.kms) verifyKms(t, long, got.kms, 'U11 long v4 served, MAC over the base only');
+  }
+  c.destroy();
+});
