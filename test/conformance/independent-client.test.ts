@@ -1506,3 +1506,37 @@ t.test('§4.1 C22 KMS messages too short to hold a version, invalid UTF-16 names
   }
   c.destroy();
 });
+
+t.test('§2.1 §2.10 C9 C38 limits at their edges: a 4096-byte PDU, 4096 stub bytes reassembled, alloc_hint not trusted', async (t) => {
+  const h = await startHarness(t);
+  const c = await ndr32Session(h.port);
+  const sent = kmsRequest(6);
+  // One PDU of exactly 4096 bytes: 24 header bytes + 4072 stub bytes (request + trailing zeros).
+  const big = stub32(sent.message, Buffer.alloc(4072 - 8 - sent.message.length));
+  const whole = requestPdu({ callId: 3, ctx: 0, stub: big, allocHint: 0xffffffff });
+  t.equal(whole.length, 4096);
+  c.send(whole);
+  const r = readResponse(t, await c.next(), { callId: 3, ctx: 0, ndr: 32, what: 'frag_length 4096, alloc_hint 0xFFFFFFFF' });
+  if (r.kms) verifyKms(t, sent, r.kms, 'frag_length 4096');
+  // 4096 stub bytes in three fragments: at the reassembly limit, served.
+  const s2 = kmsRequest(4);
+  const stub = stub32(s2.message, Buffer.alloc(4096 - 8 - s2.message.length));
+  const parts = [stub.subarray(0, 1500), stub.subarray(1500, 3000), stub.subarray(3000)];
+  parts.forEach((part, i) => {
+    const flags = (i === 0 ? 1 : 0) | (i === 2 ? 2 : 0);
+    c.send(requestPdu({ callId: 4, ctx: 0, flags, stub: part, allocHint: 0xffffffff }));
+  });
+  const r2 = readResponse(t, await c.next(), { callId: 4, ctx: 0, ndr: 32, what: '4096 stub bytes in 3 fragments' });
+  if (r2.kms) verifyKms(t, s2, r2.kms, '4096 stub bytes in 3 fragments');
+  // One byte more: a fault nca_proto_error or a close, never a response.
+  const over = Buffer.concat([stub, Buffer.alloc(1)]);
+  c.send(requestPdu({ callId: 5, ctx: 0, flags: 1, stub: over.subarray(0, 2100) }));
+  c.send(requestPdu({ callId: 5, ctx: 0, flags: 2, stub: over.subarray(2100) }));
+  const f = await c.next(1500);
+  if (f) checkFaultOr(t, f, 'C38 4097 stub bytes');
+  else t.ok(c.closed, 'C38 4097 stub bytes: closed');
+  c.destroy();
+  const d = await ndr32Session(h.port);
+  t.ok((await ask(t, d, 6, kmsRequest(6), 'after the limits')).v, 'the host still serves');
+  d.destroy();
+});
