@@ -484,9 +484,9 @@ class Client {
     });
   }
 
-  static open(port: number): Promise<Client> {
+  static open(port: number, host = '127.0.0.1'): Promise<Client> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ host: '127.0.0.1', port });
+      const s = net.connect({ host, port });
       s.once('connect', () => resolve(new Client(s)));
       s.once('error', reject);
     });
@@ -1539,4 +1539,36 @@ t.test('§2.1 §2.10 C9 C38 limits at their edges: a 4096-byte PDU, 4096 stub by
   const d = await ndr32Session(h.port);
   t.ok((await ask(t, d, 6, kmsRequest(6), 'after the limits')).v, 'the host still serves');
   d.destroy();
+});
+
+t.test('C32 C35 C36 one 12290 line per request, IPv6 secondary address, idle close but not after a response', async (t) => {
+  const h = await startHarness(
+    t,
+    (cfg) => {
+      cfg.kms.idleTimeoutSeconds = 1;
+    },
+    { host: '::1' },
+  );
+  const c = await Client.open(h.port, '::1');
+  c.send(bindPdu([ndr32(0)]));
+  ackResults(t, await c.expect(), { callId: 2, flags: 0x13, port: h.port, items: 1, what: 'IPv6 bind_ack' });
+  const cmids: string[] = [];
+  const wants = [0, E_INVALID_DATA, 0];
+  for (let i = 0; i < 3; i++) {
+    const sent = kmsRequest(6, { required: i === 1 ? 5000 : 25 });
+    cmids.push(sent.cmid.toString('hex'));
+    const { hresult } = await ask(t, c, 3 + i, sent, `IPv6 request ${i}`);
+    t.equal(hresult >>> 0, wants[i], `request ${i}: HRESULT`);
+    t.notOk(c.closed, `C36 still open right after response ${i}`);
+  }
+  const lines = h.logs.filter((l) => l.eventId === 12290);
+  t.equal(lines.length, 3, 'C32 exactly one 12290 line per request');
+  t.same(
+    lines.map((l) => l.errorCode),
+    ['0x00000000', '0x8007000D', '0x00000000'],
+    'C32 each with its outcome',
+  );
+  t.equal(await c.next(5000), undefined, 'C36 nothing more is sent');
+  t.ok(c.closed, 'C36 the idle connection is closed by the host');
+  c.destroy();
 });
