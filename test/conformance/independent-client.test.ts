@@ -1572,3 +1572,48 @@ t.test('C32 C35 C36 one 12290 line per request, IPv6 secondary address, idle clo
   t.ok(c.closed, 'C36 the idle connection is closed by the host');
   c.destroy();
 });
+
+t.test('C18 C40 §6.5 the HMAC key for any echoed time, 64-bit wrap-around included (time check off)', async (t) => {
+  const h = await startHarness(t, (cfg) => {
+    cfg.kms.checkRequestTime = false;
+  });
+  const c = await ndr32Session(h.port);
+  let callId = 3;
+  for (const time of [0n, 1n, 0x22816889bdn - 1n, 1n << 63n, (1n << 64n) - 1n, filetimeNow(-400 * 24 * 3600)]) {
+    const sent = kmsRequest(6, { time });
+    const { hresult, v } = await ask(t, c, callId++, sent, `v6 time 0x${time.toString(16)}`);
+    t.equal(hresult, 0, `time 0x${time.toString(16)}: served`);
+    t.ok(v, `time 0x${time.toString(16)}: verified with Khmac of that time`);
+  }
+  c.send(bindPdu([ndr64(1)], { ptype: 14, callId: 20 }));
+  await c.expect();
+  const sent = kmsRequest(5, { time: (1n << 64n) - 1n });
+  c.send(requestPdu({ callId: 21, ctx: 1, stub: stub64(sent.message) }));
+  const r = readResponse(t, await c.next(), { callId: 21, ctx: 1, ndr: 64, what: 'v5 max time' });
+  if (r.kms) verifyKms(t, sent, r.kms, 'v5 max time');
+  c.destroy();
+});
+
+t.test('§2.5 an alter_context offering NDR32 and NDR64 together; earlier contexts stay', async (t) => {
+  const h = await startHarness(t);
+  const c = await ndr32Session(h.port);
+  c.send(bindPdu([ndr32(5), ndr64(6), btfn(7, 2)], { ptype: 14, callId: 3 }));
+  const alt = await c.expect();
+  t.same(ackResults(t, alt, { callId: 3, flags: 0x03, port: undefined, items: 3, what: 'alter 32+64' }), [REJ(2), ACC64, BTFN_ACK(2)]);
+  let callId = 4;
+  for (const [ctx, ndr, want] of [
+    [0, 32, 'served'],
+    [6, 64, 'served'],
+    [5, 32, 'fault'],
+  ] as const) {
+    const sent = kmsRequest(6);
+    c.send(requestPdu({ callId, ctx, stub: ndr === 32 ? stub32(sent.message) : stub64(sent.message) }));
+    if (want === 'fault') checkFault(t, await c.next(), callId, NCA_UNK_IF, `ctx ${ctx} rejected in the alter`);
+    else {
+      const r = readResponse(t, await c.next(), { callId, ctx, ndr, what: `ctx ${ctx}` });
+      if (r.kms) verifyKms(t, sent, r.kms, `ctx ${ctx}`);
+    }
+    callId++;
+  }
+  c.destroy();
+});
