@@ -1617,3 +1617,45 @@ t.test('§2.5 an alter_context offering NDR32 and NDR64 together; earlier contex
   }
   c.destroy();
 });
+
+t.test('C3 C6 the bind_ack and alter_context_resp byte for byte (the §2.6 example with this port and group)', async (t) => {
+  const h = await startHarness(t);
+  const c = await Client.open(h.port);
+  c.send(bindPdu([ndr32(0), ndr64(1), btfn(2)]));
+  const ack = await c.expect();
+  const group = ack.subarray(20, 24);
+  // 5840 may be echoed or lowered to the host's limit (never below 1432): the other tests judge that.
+  const frags = ack.subarray(16, 20);
+  const port = Buffer.from(`${h.port}\0`, 'latin1');
+  const pad = Buffer.alloc((4 - ((26 + port.length) % 4)) % 4);
+  const tail = Buffer.concat([
+    Buffer.from('03000000', 'hex'),
+    Buffer.from('02000200', 'hex'),
+    ZERO16,
+    u32(0),
+    Buffer.from('00000000', 'hex'),
+    NDR64,
+    u32(1),
+    Buffer.from('03000300', 'hex'),
+    ZERO16,
+    u32(0),
+  ]);
+  const body = Buffer.concat([frags, group, u16(port.length), port, pad, tail]);
+  const expected = Buffer.concat([Buffer.from('05000c1310000000', 'hex'), u16(16 + body.length), u16(0), u32(2), body]);
+  t.equal(ack.toString('hex'), expected.toString('hex'), 'bind_ack as the spec example');
+  c.send(bindPdu([ndr32(0)], { ptype: 14 }));
+  const alt = await c.expect();
+  const altExpected = Buffer.concat([
+    Buffer.from('05000f0310000000', 'hex'),
+    u16(56),
+    u16(0),
+    u32(2),
+    alt.subarray(16, 20),
+    group,
+    Buffer.from('0000' + '0000' + '01000000' + '00000000', 'hex'),
+    NDR32,
+    u32(2),
+  ]);
+  t.equal(alt.toString('hex'), altExpected.toString('hex'), 'alter_context_resp: empty address, two zero pad bytes, (0, 0, NDR32 v2)');
+  c.destroy();
+});
