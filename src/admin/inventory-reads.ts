@@ -10,7 +10,7 @@ import type { NameResolver } from '../catalog/name-resolver';
 export const MACHINE_SORTS = ['name', 'seen', 'application'] as const;
 export type MachineSort = (typeof MACHINE_SORTS)[number];
 export const MAX_PAGE_SIZE = 200;
-export const MAX_SEARCH_LENGTH = 100;
+const MAX_SEARCH_LENGTH = 100;
 
 export interface MachineQuery {
   /** Part of a workstation name, or the start of an address or CMID; empty = every machine. */
@@ -51,6 +51,11 @@ const ORDER: Record<MachineSort, { columns: readonly string[]; orderBy: string; 
   },
 };
 
+/** The search text cut to MAX_SEARCH_LENGTH units without leaving half a surrogate pair (which no URL can encode). */
+export function clipSearch(q: string): string {
+  return q.slice(0, MAX_SEARCH_LENGTH).replace(/[\uD800-\uDBFF]$/, '');
+}
+
 function likeEscape(s: string): string {
   return s.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
@@ -74,7 +79,7 @@ export function machinePage(db: Database.Database, names: NameResolver, query: M
   const order = ORDER[query.sort];
   const where: string[] = [];
   const params: unknown[] = [];
-  const q = query.q.trim().slice(0, MAX_SEARCH_LENGTH);
+  const q = clipSearch(query.q.trim());
   if (q !== '') {
     const e = likeEscape(q);
     where.push("(workstation LIKE ? ESCAPE '\\' OR client_address LIKE ? ESCAPE '\\' OR cmid LIKE ? ESCAPE '\\')");

@@ -8,7 +8,7 @@ import { ADMIN_USER } from './password';
 import { hostOf, type HostCheck } from './host-check';
 import type { HealthReport } from './health';
 import type { AdminSnapshot } from './snapshot';
-import { MACHINE_SORTS, MAX_PAGE_SIZE, MAX_SEARCH_LENGTH, type MachinePage, type MachineQuery, type MachineSort } from './inventory-reads';
+import { clipSearch, MACHINE_SORTS, MAX_PAGE_SIZE, type MachinePage, type MachineQuery, type MachineSort } from './inventory-reads';
 import { AdminBusyError } from './snapshot-service';
 import { PAGE_STYLE_HASH, renderAdminPage, renderLoginPage } from './page';
 
@@ -229,7 +229,7 @@ function machineQuery(p: URLSearchParams): MachineQuery {
   const limit = Number(p.get('limit') ?? PAGE_SIZE);
   const after = p.get('after');
   return {
-    q: (p.get('q') ?? '').slice(0, MAX_SEARCH_LENGTH),
+    q: clipSearch(p.get('q') ?? ''),
     sort: (MACHINE_SORTS as readonly string[]).includes(sort ?? '') ? (sort as MachineSort) : 'name',
     ...(after ? { after: after.slice(0, 2000) } : {}),
     limit: Number.isFinite(limit) ? Math.max(1, Math.min(MAX_PAGE_SIZE, Math.floor(limit))) : PAGE_SIZE,

@@ -222,3 +222,16 @@ t.test('a name cannot pose as an address, or as two machines in the duplicate li
   const names = (await page.locator('tr', { hasText: cloned }).locator('td').nth(1).innerText()).split('\n');
   t.same(names, ['clone-a', 'clone-b, boss-pc'], 'one name a line: two names, not three');
 });
+
+t.test('a search cut at its length limit in the middle of an emoji is still a page, not a 500', async (t) => {
+  const { h } = await adminHarness(t);
+  await activate({ host: h.host, port: h.port, product: win, workstation: 'PC-😀' });
+  const long = `${'a'.repeat(99)}%F0%9F%98%80`;
+  for (const url of [`/?q=${long}&after=x`, `/?q=${long}`, `/api/machines?q=${long}`]) {
+    const r = await inject(h, url);
+    t.equal(r.status, 200, url.slice(0, 40));
+    t.notMatch(r.body, /[\ud800-\udfff]/u, 'no half character in the answer');
+  }
+  const found = await inject(h, `/api/machines?q=${'%F0%9F%98%80'}`);
+  t.match(found.body, /PC-😀/, 'a whole emoji still searches');
+});
