@@ -51,8 +51,7 @@ export function checkHealth(sources: Pick<MetricSources, 'kms' | 'store' | 'regi
     // Before the first round has an outcome (the seconds after start) nothing has failed yet: a
     // monitor polling a box that just started must not page anyone. A round always ends (each
     // exchange has a timeout), and its failure counts.
-    const late =
-      reg.lastSuccessMs === null ? reg.failures > 0 : nowMs - reg.lastSuccessMs > reg.refreshMs + REGISTRATION_GRACE_MS;
+    const late = reg.lastSuccessMs === null ? reg.failures > 0 : nowMs - reg.lastSuccessMs > reg.refreshMs + REGISTRATION_GRACE_MS;
     if (late) {
       const since =
         reg.lastSuccessMs === null ? 'has not succeeded since start' : `last succeeded ${new Date(reg.lastSuccessMs).toISOString()}`;
