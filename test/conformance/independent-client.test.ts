@@ -1659,3 +1659,41 @@ t.test('C3 C6 the bind_ack and alter_context_resp byte for byte (the §2.6 examp
   t.equal(alt.toString('hex'), altExpected.toString('hex'), 'alter_context_resp: empty address, two zero pad bytes, (0, 0, NDR32 v2)');
   c.destroy();
 });
+
+t.test('C35 C39 a repeated first bind: header faults still win, and each listener names its own port', async (t) => {
+  const h = await startHarness(t, (cfg) => {
+    cfg.kms.listen = ['127.0.0.1:0', '[::1]:0', '127.0.0.1:0'];
+  });
+  const listeners = h.appliance.kmsAddresses;
+  t.equal(listeners.length, 3, 'three listeners');
+  const offer = [ndr32(0), ndr64(1), btfn(2)];
+  for (let round = 0; round < 2; round++) {
+    for (const a of listeners) {
+      const c = await Client.open(a.port, a.host);
+      c.send(bindPdu(offer, { callId: 10 + round }));
+      const results = ackResults(t, await c.expect(), {
+        callId: 10 + round,
+        flags: 0x13,
+        port: a.port,
+        items: 3,
+        what: `${a.host}:${a.port} round ${round}`,
+      });
+      t.same(results, [REJ(2), ACC64, BTFN_ACK(3)]);
+      c.destroy();
+    }
+  }
+  // The same offer again, now with a header fault and no trailer: a bind_nak, not a remembered bind_ack.
+  const faults: [string, Partial<Hdr>, number][] = [
+    ['rpc_vers_minor 1', { minor: 1 }, 4],
+    ['auth_length 8 (no trailer)', { authLength: 8 }, 8],
+    ['drep 00 00 00 00', { drep: Buffer.alloc(4) }, 0],
+  ];
+  for (const [what, hdr, reason] of faults) {
+    const c = await Client.open(h.port);
+    c.send(pdu({ ptype: 11, flags: 0x13, callId: 20, ...hdr }, contextBody(offer)));
+    const r = await c.next(1500);
+    if (r) t.same([r[2], r.readUInt16LE(16)], [13, reason], `${what}: bind_nak reason ${reason}`);
+    else t.ok(c.closed, `${what}: closed`);
+    c.destroy();
+  }
+});
