@@ -287,6 +287,9 @@ function bindPdu(
   );
 }
 
+/** call_id → the p_cont_id last sent with it, for judging a fault's p_cont_id. */
+const sentCtx = new Map<number, number>();
+
 function requestPdu(o: {
   callId: number;
   ctx: number;
@@ -296,6 +299,7 @@ function requestPdu(o: {
   allocHint?: number;
   object?: Buffer;
 }): Buffer {
+  sentCtx.set(o.callId, o.ctx);
   const flags = (o.flags ?? 0x03) | (o.object ? 0x80 : 0);
   return pdu(
     { ptype: 0, flags, callId: o.callId },
@@ -604,6 +608,9 @@ function checkFault(t: Test, f: Buffer | undefined, callId: number, status: numb
   t.equal(f.length, 32, `${what}: frag_length 32`);
   t.equal(f.readUInt16LE(8), 32);
   t.equal(f.readUInt32LE(12), callId, `${what}: call_id echoed`);
+  // U2: alloc_hint 32 (the C reference) or 0; p_cont_id 0 or the request's, never stray bytes.
+  t.ok([0, 32].includes(f.readUInt32LE(16)), `${what}: U2 alloc_hint 32 or 0`);
+  t.ok(f.readUInt16LE(20) === 0 || f.readUInt16LE(20) === sentCtx.get(callId), `${what}: U2 p_cont_id 0 or the request's`);
   t.same([f[22], f[23]], [0, 0], `${what}: cancel_count and reserved 0`);
   t.equal(f.readUInt32LE(24), status, `${what}: status 0x${status.toString(16)}`);
   t.equal(f.readUInt32LE(28), 0, `${what}: final reserved 0`);
