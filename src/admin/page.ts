@@ -234,7 +234,9 @@ function machineRow(c: ClientRecord): string {
   const result =
     c.lastHresult === 0 ? 'served' : `refused ${formatHresult(c.lastHresult)}: ${escapeHtml(describeHresult(c.lastHresult) ?? '')}`;
   return (
-    `<tr><td><strong>${escapeHtml(c.workstation || '—')}</strong></td><td data-label="Address">${escapeHtml(c.address)}</td>` +
+    // The CMID under the name: two machines may send one name from behind one address.
+    `<tr><td><strong>${escapeHtml(c.workstation || '—')}</strong><br><code class="muted">${escapeHtml(c.cmid)}</code></td>` +
+    `<td data-label="Address">${escapeHtml(c.address)}</td>` +
     `<td data-label="Product">${escapeHtml(c.skuName)}</td><td data-label="Last seen">${when(c.lastSeenMs)}</td>` +
     `<td data-label="Counted">${c.active ? 'yes' : 'no'}</td><td data-label="Last result">${result}</td></tr>`
   );

@@ -100,7 +100,7 @@ t.test('markup, template syntax, URLs and CSS in workstation names stay text', {
 
 /** Text of the first column of each machine row, as the browser shows it. */
 function shownNames(page: Page): Promise<string[]> {
-  return page.locator('#machine-list tr td:first-child').allInnerTexts();
+  return page.locator('#machine-list tr td:first-child strong').allInnerTexts();
 }
 
 t.test('invisible, bidi and tag characters cannot make one machine read as another', { skip }, async (t) => {
@@ -219,7 +219,7 @@ t.test('a name cannot pose as an address, or as two machines in the duplicate li
   const last = page.locator('td[data-label=Last]');
   t.equal(await last.locator('code').textContent(), '127.0.0.1', 'the address the request came from, apart from the name');
   t.equal(await last.locator('strong').textContent(), 'BOSS-PC at 10.9.9.9', 'the name, as a name');
-  const names = (await page.locator('tr', { hasText: cloned }).locator('td').nth(1).innerText()).split('\n');
+  const names = (await page.locator('table:not(#machine-list) tr', { hasText: cloned }).locator('td').nth(1).innerText()).split('\n');
   t.same(names, ['clone-a', 'clone-b, boss-pc'], 'one name a line: two names, not three');
 });
 
@@ -234,4 +234,18 @@ t.test('a search cut at its length limit in the middle of an emoji is still a pa
   }
   const found = await inject(h, `/api/machines?q=${'%F0%9F%98%80'}`);
   t.match(found.body, /PC-😀/, 'a whole emoji still searches');
+});
+
+t.test('two machines with one name behind one address can be told apart in the list', { skip }, async (t) => {
+  const { h, base } = await adminHarness(t);
+  const real = '0b0b0b0b-1111-4111-8111-000000000001';
+  const impostor = '0b0b0b0b-1111-4111-8111-000000000002';
+  await activate({ host: h.host, port: h.port, product: win, cmid: real, workstation: 'BOSS-PC' });
+  await activate({ host: h.host, port: h.port, product: win, cmid: impostor, workstation: 'BOSS-PC' });
+  const { page } = await openPage(t);
+  await page.goto(`${base}/`);
+  const rows = await page.locator('#machine-list tr').filter({ hasText: 'BOSS-PC' }).allInnerTexts();
+  t.equal(rows.length, 2);
+  t.not(rows[0], rows[1], 'the rows differ');
+  t.ok(rows.some((r) => r.includes(real)) && rows.some((r) => r.includes(impostor)), 'each shows its machine id');
 });
