@@ -353,6 +353,7 @@ function kmsRequest(
     group?: string;
     sku?: string;
     workstation?: Buffer;
+    previous?: Buffer;
   } = {},
 ): Sent {
   const cmid = o.cmid ?? guid(randomUUID());
@@ -369,6 +370,7 @@ function kmsRequest(
   cmid.copy(base, 64);
   base.writeUInt32LE((o.required ?? 25) >>> 0, 80);
   base.writeBigUInt64LE(time, 84);
+  o.previous?.copy(base, 92);
   (o.workstation ?? Buffer.from('indep.example.org', 'utf16le')).copy(base, 108);
   if (version === 4) {
     const mac = v4Mac(base);
@@ -959,6 +961,7 @@ t.test('C13 C16 C22 C23 C37 refusal stubs (NDR32 and NDR64) and malformed stubs'
     ['C23 RequiredClientCount 1001', kmsRequest(6, { required: 1001 }).message],
     ['C23 RequiredClientCount 0x80000000', kmsRequest(6, { required: 0x80000000 }).message],
     ['C23 RequiredClientCount 0xFFFFFFFF', kmsRequest(4, { required: 0xffffffff }).message],
+    ['C23 RequiredClientCount 0x800003E8 (doubles to 2000 in 32 bits)', kmsRequest(5, { required: 0x800003e8 }).message],
   ];
   let callId = 3;
   for (const [what, msg] of refusals) {
@@ -1703,4 +1706,17 @@ t.test('C35 C39 a repeated first bind: header faults still win, and each listene
     else t.ok(c.closed, `${what}: closed`);
     c.destroy();
   }
+});
+
+t.test('§7.2 C27 a re-imaged machine (PreviousClientMachineID = a known CMID) is counted once', async (t) => {
+  const h = await startHarness(t);
+  const c = await ndr32Session(h.port);
+  const a = guid(randomUUID());
+  const b = guid(randomUUID());
+  const counts: (number | undefined)[] = [];
+  counts.push((await ask(t, c, 3, kmsRequest(6, { cmid: a }), 'machine A')).v?.count);
+  counts.push((await ask(t, c, 4, kmsRequest(6, { cmid: b, previous: a }), 'A re-imaged as B')).v?.count);
+  counts.push((await ask(t, c, 5, kmsRequest(6), 'machine C')).v?.count);
+  t.same(counts, [1, 1, 2], 'A then B-replacing-A then C: 1, 1, 2');
+  c.destroy();
 });
