@@ -1720,3 +1720,32 @@ t.test('§7.2 C27 a re-imaged machine (PreviousClientMachineID = a known CMID) i
   t.same(counts, [1, 1, 2], 'A then B-replacing-A then C: 1, 1, 2');
   c.destroy();
 });
+
+t.test('§2.6 §2.10 one reply per call: a fragmented call on an unknown context or with a bad opnum', async (t) => {
+  const h = await startHarness(t);
+  const c = await ndr32Session(h.port);
+  const stub = stub32(kmsRequest(6).message);
+  const cases: [string, number, number, number][] = [
+    ['unknown context', 9, 0, NCA_UNK_IF],
+    ['opnum 2', 0, 2, NCA_OP_RNG_ERROR],
+  ];
+  let callId = 5;
+  for (const [what, ctx, opnum, status] of cases) {
+    c.send(requestPdu({ callId, ctx, opnum, flags: 1, stub: stub.subarray(0, 100) }));
+    c.send(requestPdu({ callId, ctx, opnum, flags: 0, stub: stub.subarray(100, 200) }));
+    c.send(requestPdu({ callId, ctx, opnum, flags: 2, stub: stub.subarray(200) }));
+    const sent = kmsRequest(4);
+    c.send(requestPdu({ callId: callId + 1, ctx: 0, stub: stub32(sent.message) }));
+    const first = await c.next();
+    if (first && first.readUInt32LE(12) === callId) {
+      checkFault(t, first, callId, status, `fragmented call, ${what}`);
+      const next = await c.next();
+      t.equal(next?.readUInt32LE(12), callId + 1, `${what}: the next reply answers the next call (one reply per call)`);
+      const r = readResponse(t, next, { callId: callId + 1, ctx: 0, ndr: 32, what: `after ${what}` });
+      if (r.kms) verifyKms(t, sent, r.kms, `after ${what}`);
+    } else t.fail(`${what}: the first reply is not the fault for call ${callId}`);
+    t.equal(c.pending, 0, `${what}: nothing more`);
+    callId += 2;
+  }
+  c.destroy();
+});
