@@ -1749,3 +1749,72 @@ t.test('§2.6 §2.10 one reply per call: a fragmented call on an unknown context
   }
   c.destroy();
 });
+
+interface CatalogData {
+  applications: { id: string; kmsGroups: { id: string; name: string; isRetail: boolean; isPreview: boolean }[] }[];
+  hostKeyGroups: {
+    name: string;
+    groupId: number | null;
+    minKeyId: number | null;
+    maxKeyId: number | null;
+    releaseDate: string | null;
+    isLab: boolean;
+    isPreview: boolean;
+    activatesKmsGroups: string[];
+  }[];
+  hostBuilds: { build: number; platformId: number; releaseDate: string }[];
+}
+
+/** §7.4 "Choosing the host-key group", from the catalogue's data alone. */
+function chosenHostKeyGroup(cat: CatalogData, kmsGroup: string): CatalogData['hostKeyGroups'][number] | undefined {
+  let best: CatalogData['hostKeyGroups'][number] | undefined;
+  for (const g of cat.hostKeyGroups) {
+    if (g.isLab || g.isPreview || g.groupId === null || g.minKeyId === null || g.maxKeyId === null) continue;
+    if (!g.activatesKmsGroups.map((x) => x.toLowerCase()).includes(kmsGroup.toLowerCase())) continue;
+    if (!best || (g.releaseDate ?? '') > (best.releaseDate ?? '')) best = g;
+  }
+  return best;
+}
+
+t.test('C14 C26 §7.4 every activatable KMS group: served, with the ePID its host-key group gives', async (t) => {
+  const cat = JSON.parse(fs.readFileSync(path.join(ROOT, 'data/kms-catalog.json'), 'utf8')) as CatalogData;
+  const h = await startHarness(t);
+  const c = await ndr32Session(h.port);
+  let callId = 3;
+  const shared = new Set<string>();
+  const today = new Date();
+  for (const app of cat.applications) {
+    for (const g of app.kmsGroups) {
+      if (g.isRetail || g.isPreview) continue;
+      const hk = chosenHostKeyGroup(cat, g.id);
+      const sent = kmsRequest(callId % 3 === 0 ? 4 : callId % 3 === 1 ? 5 : 6, { app: app.id, group: g.id, required: 5 });
+      const { hresult, v } = await ask(t, c, callId++, sent, g.name);
+      if (!hk) {
+        t.equal(hresult >>> 0, 0xc004f042, `${g.name}: no host-key group activates it: refused`);
+        continue;
+      }
+      t.equal(hresult, 0, `${g.name}: served`);
+      if (!v) continue;
+      const m = /^(\d{5})-(\d{5})-(\d{3})-(\d{6})-03-(\d{4,5})-(\d{4,5})\.0000-(\d{3})(\d{4})$/.exec(v.epid);
+      t.ok(m, `${g.name}: ePID shape`);
+      if (!m) continue;
+      const [, platform, group, k1, k2, lcid, build, day, year] = m;
+      t.equal(Number(group), hk.groupId, `${g.name}: group id ${hk.groupId} of "${hk.name}"`);
+      const keyId = Number(k1) * 1000000 + Number(k2);
+      t.ok(keyId >= hk.minKeyId! && keyId <= hk.maxKeyId!, `${g.name}: key id within ${hk.minKeyId}…${hk.maxKeyId}`);
+      const hb = cat.hostBuilds.find((b) => b.build === Number(build));
+      t.ok(hb, `${g.name}: build ${build} is a catalogue host build`);
+      t.equal(Number(platform), hb?.platformId, `${g.name}: platform id of build ${build}`);
+      t.ok(Number(build) >= 9200, 'C26 build ≥ 9200 with NDR64 on');
+      const dayN = Number(day);
+      const activated = new Date(Date.UTC(Number(year), 0, dayN));
+      t.ok(dayN >= 1 && dayN <= 366 && activated.getUTCFullYear() === Number(year), `${g.name}: day of year ${day} exists in ${year}`);
+      t.ok(activated <= today, `${g.name}: activation date not in the future`);
+      if (hb) t.ok(activated >= new Date(`${hb.releaseDate}T00:00:00Z`), `${g.name}: not before the build's release`);
+      if (hk.releaseDate) t.ok(activated >= new Date(`${hk.releaseDate}T00:00:00Z`), `${g.name}: not before the host key's release`);
+      shared.add(`${platform}/${lcid}/${build}`);
+    }
+  }
+  t.equal(shared.size, 1, 'C26 every ePID shares platform id, LCID and build');
+  c.destroy();
+});
