@@ -1818,3 +1818,24 @@ t.test('C14 C26 §7.4 every activatable KMS group: served, with the ePID its hos
   t.equal(shared.size, 1, 'C26 every ePID shares platform id, LCID and build');
   c.destroy();
 });
+
+t.test('§1.6 C1 C10 twenty pipelined calls in one segment are answered in order, each verified', async (t) => {
+  const h = await startHarness(t);
+  const c = await windowsSession(t, h.port);
+  const calls = Array.from({ length: 20 }, (_, i) => {
+    const sent = kmsRequest(([4, 5, 6] as const)[i % 3]!);
+    const ctx = i % 2;
+    return { sent, ctx, ndr: (ctx === 0 ? 32 : 64) as 32 | 64, callId: 100 + i };
+  });
+  c.send(
+    Buffer.concat(
+      calls.map((k) => requestPdu({ callId: k.callId, ctx: k.ctx, stub: k.ndr === 32 ? stub32(k.sent.message) : stub64(k.sent.message) })),
+    ),
+  );
+  for (const k of calls) {
+    const r = readResponse(t, await c.next(), { callId: k.callId, ctx: k.ctx, ndr: k.ndr, what: `pipelined ${k.callId}` });
+    if (r.kms) verifyKms(t, k.sent, r.kms, `pipelined ${k.callId}`);
+  }
+  t.notOk(c.closed, 'still open');
+  c.destroy();
+});
