@@ -3,8 +3,8 @@
 // what to change, and the machine list (searchable, sortable, a page at a time). No script; the
 // one style block is allowed by its hash in the CSP.
 import { createHash } from 'node:crypto';
-import type { AdminSnapshot, InventoryView } from './snapshot';
-import type { ApplicationSummary, HostIdentityInfo, RefusalSummary, ClientRecord } from '../store/inventory';
+import type { AdminSnapshot, ApplicationView, InventoryView } from './snapshot';
+import type { HostIdentityInfo, RefusalSummary, ClientRecord } from '../store/inventory';
 import type { ComplianceRow } from '../store/compliance';
 import type { MachinePage, MachineQuery } from './inventory-reads';
 import { ERRORS, describeHresult, formatHresult, isErrorCode } from '../errors';
@@ -72,7 +72,7 @@ function healthBanner(s: AdminSnapshot): string {
   );
 }
 
-function applicationCards(summary: readonly ApplicationSummary[]): string {
+function applicationCards(summary: readonly ApplicationView[]): string {
   if (summary.length === 0) {
     return (
       '<p>No client has asked this host yet. Clients find it through DNS (<code>_vlmcs._tcp</code>) ' +
@@ -83,21 +83,29 @@ function applicationCards(summary: readonly ApplicationSummary[]): string {
     '<div class="cards">' +
     summary
       .map((a) => {
+        // A forged RequiredClientCount must not set what the page says is missing.
+        const threshold = a.usualThreshold ?? a.threshold;
+        const missing = Math.max(0, threshold - a.activeMachines);
         const need =
-          a.threshold === 0
+          threshold === 0
             ? 'No client asked in the last 30 days.'
-            : a.activates
-              ? `Clients activate (they need ${a.threshold}).`
-              : `<span class="warn">${plural(a.missing, 'more machine')} needed</span> before clients activate (they need ${a.threshold}).`;
+            : missing === 0
+              ? `Clients activate (they need ${threshold}).`
+              : `<span class="warn">${plural(missing, 'more machine')} needed</span> before clients activate (they need ${threshold}).`;
+        const odd =
+          a.usualThreshold === undefined
+            ? ''
+            : `<div class="warn">A request asked for ${a.threshold} machines; these products' clients ask for ${a.usualThreshold}: ` +
+              'a misconfigured or forged client.</div>';
         const capped = a.activeMachines > a.reportedCount ? ` Clients are told ${a.reportedCount}, twice the threshold.` : '';
         const groups = a.groups
           .map((g) => `<li>${escapeHtml(g.groupName)}: ${g.activeMachines}${g.activates ? '' : ` (needs ${g.requiredCount})`}</li>`)
           .join('');
         return (
           `<section class="card app"><h3>${escapeHtml(a.applicationName)}</h3>` +
-          `<div><span class="big">${a.activeMachines}</span> / ${a.threshold} machines</div>` +
-          thresholdBar(a.activeMachines, a.threshold) +
-          `<div>${need}${capped}</div>` +
+          `<div><span class="big">${a.activeMachines}</span> / ${threshold} machines</div>` +
+          thresholdBar(a.activeMachines, threshold) +
+          `<div>${need}${capped}</div>${odd}` +
           `<div class="muted">Last activation ${when(a.lastActivationMs)}</div>` +
           (groups
             ? `<details><summary class="muted">${plural(a.groups.length, 'product group')}</summary><ul>${groups}</ul></details>`

@@ -17,7 +17,9 @@ export function runSnapshotWorker(): void {
   const data = workerData as SnapshotWorkerData;
   const file = databaseFile(data.dataDir);
   const db = openDatabase(file, { readonly: true, busyTimeoutMs: 5000 });
-  const names = memoizeNames(catalogNames(loadCatalog(data.catalogFile || undefined)));
+  const catalog = loadCatalog(data.catalogFile || undefined);
+  const names = memoizeNames(catalogNames(catalog));
+  const policy = (groupId: string): number | undefined => catalog.kmsGroupById(groupId)?.nCountPolicy;
   const inventory = new Inventory(db, file, names);
   port.on('message', (m: WorkerRequest | 'stop') => {
     if (m === 'stop') {
@@ -29,7 +31,7 @@ export function runSnapshotWorker(): void {
     try {
       switch (m.op) {
         case 'status':
-          reply = { id: m.id, ok: true, value: buildInventoryView(db, inventory, m.nowMs, m.entitlements) };
+          reply = { id: m.id, ok: true, value: buildInventoryView(db, inventory, m.nowMs, m.entitlements, policy) };
           break;
         case 'counts':
           reply = { id: m.id, ok: true, value: buildCountFacts(db, inventory, m.nowMs) };

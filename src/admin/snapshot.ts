@@ -16,8 +16,18 @@ const DUPLICATES_SHOWN = 50;
 /** Machine ids shown under one shared name: a client that draws a new CMID per request could list thousands. */
 const CMIDS_SHOWN_PER_NAME = 10;
 
+/** The RequiredClientCount the catalogue's clients of a KMS group send (nCountPolicy); undefined for a group it does not know. */
+export type GroupPolicy = (groupId: string) => number | undefined;
+
+/**
+ * An application's summary, with `usualThreshold` when a request of the window asked for more
+ * machines than any of its counted products' clients do: one client may send any RequiredClientCount
+ * up to 1000, and the page must not then tell the administrator that 975 machines are missing.
+ */
+export type ApplicationView = ApplicationSummary & { readonly usualThreshold?: number };
+
 export interface InventoryView {
-  readonly summary: readonly ApplicationSummary[];
+  readonly summary: readonly ApplicationView[];
   readonly compliance: readonly ComplianceRow[];
   readonly duplicates: {
     readonly sharedCmids: Duplicates['sharedCmids'];
@@ -50,10 +60,11 @@ export function buildInventoryView(
   inventory: Inventory,
   nowMs: number,
   entitlements: readonly Entitlement[],
+  policy: GroupPolicy = () => undefined,
 ): InventoryView {
   const dups = inventory.duplicates(nowMs);
   return {
-    summary: inventory.summary(nowMs),
+    summary: inventory.summary(nowMs).map((a) => withUsualThreshold(a, policy)),
     compliance: complianceReport(inventory.groupCounts(nowMs), entitlements, inventory.nameResolver),
     duplicates: {
       sharedCmids: dups.sharedCmids.slice(0, DUPLICATES_SHOWN),
@@ -68,6 +79,13 @@ export function buildInventoryView(
     activity: activationsPerDay(db, nowMs),
     machinesKnown: db.prepare('SELECT count(*) FROM clients').pluck().get() as number,
   };
+}
+
+function withUsualThreshold(a: ApplicationSummary, policy: GroupPolicy): ApplicationView {
+  const known = a.groups.map((g) => policy(g.groupId)).filter((n): n is number => n !== undefined);
+  if (known.length === 0) return a;
+  const usual = Math.max(...known);
+  return a.threshold > usual ? { ...a, usualThreshold: usual } : a;
 }
 
 export function buildCountFacts(db: Database.Database, inventory: Inventory, nowMs: number): CountFacts {
