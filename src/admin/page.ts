@@ -99,7 +99,10 @@ function applicationCards(summary: readonly ApplicationView[]): string {
               'a misconfigured or forged client.</div>';
         const capped = a.activeMachines > a.reportedCount ? ` Clients are told ${a.reportedCount}, twice the threshold.` : '';
         const groups = a.groups
-          .map((g) => `<li>${escapeHtml(g.groupName)}: ${g.activeMachines}${g.activates ? '' : ` (needs ${g.requiredCount})`}</li>`)
+          .map((g) => {
+            const needs = g.usualRequiredCount ?? g.requiredCount;
+            return `<li>${escapeHtml(g.groupName)}: ${g.activeMachines}${a.activeMachines >= needs ? '' : ` (needs ${needs})`}</li>`;
+          })
           .join('');
         return (
           `<section class="card app"><h3>${escapeHtml(a.applicationName)}</h3>` +

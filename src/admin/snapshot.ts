@@ -24,7 +24,11 @@ export type GroupPolicy = (groupId: string) => number | undefined;
  * machines than any of its counted products' clients do: one client may send any RequiredClientCount
  * up to 1000, and the page must not then tell the administrator that 975 machines are missing.
  */
-export type ApplicationView = ApplicationSummary & { readonly usualThreshold?: number };
+export type ApplicationView = Omit<ApplicationSummary, 'groups'> & {
+  readonly usualThreshold?: number;
+  /** Each with `usualRequiredCount` when a request asked it for more than its clients do. */
+  readonly groups: readonly (ApplicationSummary['groups'][number] & { readonly usualRequiredCount?: number })[];
+};
 
 export interface InventoryView {
   readonly summary: readonly ApplicationView[];
@@ -82,10 +86,14 @@ export function buildInventoryView(
 }
 
 function withUsualThreshold(a: ApplicationSummary, policy: GroupPolicy): ApplicationView {
+  const groups = a.groups.map((g) => {
+    const usual = policy(g.groupId);
+    return usual !== undefined && g.requiredCount > usual ? { ...g, usualRequiredCount: usual } : g;
+  });
   const known = a.groups.map((g) => policy(g.groupId)).filter((n): n is number => n !== undefined);
-  if (known.length === 0) return a;
+  if (known.length === 0) return { ...a, groups };
   const usual = Math.max(...known);
-  return a.threshold > usual ? { ...a, usualThreshold: usual } : a;
+  return a.threshold > usual ? { ...a, groups, usualThreshold: usual } : { ...a, groups };
 }
 
 export function buildCountFacts(db: Database.Database, inventory: Inventory, nowMs: number): CountFacts {

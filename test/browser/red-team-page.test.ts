@@ -261,4 +261,7 @@ t.test('one client asking for 1000 machines does not make the page say 999 are m
   t.match(card, /22 more machines needed before clients activate \(they need 25\)/);
   t.notMatch(card, /997 more/, 'not against the forged threshold');
   t.match(card, /A request asked for 1000 machines/, 'the odd request is named');
+  await page.locator('section.app', { hasText: 'Windows' }).locator('summary').click();
+  const groups = await page.locator('section.app', { hasText: 'Windows' }).locator('li').allInnerTexts();
+  t.same(groups, ['Windows 10/11 2015 (Volume): 3 (needs 25)'], 'the product group too');
 });
