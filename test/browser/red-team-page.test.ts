@@ -13,6 +13,7 @@ import { SqliteStore } from '../../src/store/sqlite-store';
 import { product, startHarness, type Harness } from '../server/appliance-harness';
 import { cmid, obs, WINDOW } from '../store/observations';
 import type { AdminRequest, AdminResponse } from '../../src/admin/router';
+import { SPARE_V4_GUID } from '../ids';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-sync'];
@@ -72,10 +73,13 @@ t.test('markup, template syntax, URLs and CSS in workstation names stay text', {
     '&lt;b&gt;entity&#x3c;',
   ];
   for (const workstation of hostile) await activate({ host: h.host, port: h.port, product: win, workstation });
+  // A SKU the catalogue does not know is served and shown by its id, which the host formats itself.
+  await activate({ host: h.host, port: h.port, product: { ...win, activationId: SPARE_V4_GUID }, workstation: 'NEW-EDITION' });
   const { page, csp, dialogs } = await openPage(t);
   await page.goto(`${base}/`);
   const body = (await page.textContent('body')) ?? '';
   for (const name of hostile) t.ok(body.includes(name), `shown literally: ${name}`);
+  t.match(body, `unknown edition of Windows 10/11 2015 (Volume) (Activation ID ${SPARE_V4_GUID})`, 'an unknown SKU by its id');
   t.same(dialogs, [], 'no script ran');
   t.same(csp, [], 'nothing injected tried to load');
   t.equal(await page.locator('img, iframe, script, textarea, form[action*="evil"]').count(), 0, 'no element a client chose');
@@ -90,7 +94,7 @@ t.test('markup, template syntax, URLs and CSS in workstation names stay text', {
   t.match(api.headers()['content-type'], /^application\/json/);
   t.equal(api.headers()['x-content-type-options'], 'nosniff');
   const names = ((await api.json()) as { rows: { workstation: string }[] }).rows.map((r) => r.workstation).sort();
-  t.same(names, [...hostile].sort(), 'the API returns each name as sent');
+  t.same(names, [...hostile, 'NEW-EDITION'].sort(), 'the API returns each name as sent');
   const headers = (await page.request.get(`${base}/`)).headers();
   t.match(headers['content-security-policy'], /default-src 'none'/);
   t.notMatch(headers['content-security-policy'], /unsafe-inline|script-src/, 'no script source at all');
