@@ -27,7 +27,7 @@ h1{font-size:1.3rem;margin:0}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}
 .muted{color:#555;font-size:.9rem}.warn{color:#b71c1c;font-weight:600}
 .scroll{overflow-x:auto;background:#fff;border:1px solid #ddd;border-radius:.4rem}
 table{border-collapse:collapse;width:100%}td,th{padding:.35rem .6rem;text-align:left;border-bottom:1px solid #eee;vertical-align:top}
-td,li,h3{overflow-wrap:anywhere}
+li,h3,.name{overflow-wrap:anywhere}
 th{background:#f0f0ee;font-weight:600}td.n{text-align:right}
 form.search{display:flex;flex-wrap:wrap;gap:.5rem;margin:.5rem 0}
 input,select,button{font:inherit;padding:.35rem .5rem}input[type=search]{flex:1 1 12rem;min-width:0}
@@ -147,13 +147,13 @@ function complianceTable(rows: readonly ComplianceRow[]): string {
 
 /** The last refused client: its name as text, its address apart, so a name cannot end in a fake " at <address>". */
 function lastClient(r: RefusalSummary): string {
-  const name = r.lastWorkstation ? `<br><strong>${escapeHtml(r.lastWorkstation)}</strong>` : '';
+  const name = r.lastWorkstation ? `<br><strong class="name">${escapeHtml(r.lastWorkstation)}</strong>` : '';
   return r.lastAddress ? `${name}<br>from <code>${escapeHtml(r.lastAddress)}</code>` : name;
 }
 
 /** One entry a line: a name that contains ", " cannot pass for two names. */
 function lines(items: readonly string[]): string {
-  return items.map(escapeHtml).join('<br>');
+  return `<span class="name">${items.map(escapeHtml).join('<br>')}</span>`;
 }
 
 function refusalTable(refusals: readonly RefusalSummary[]): string {
@@ -182,7 +182,7 @@ function duplicateSection(d: InventoryView['duplicates']): string {
   const ws = d.sharedWorkstations
     .map(
       (w) =>
-        `<tr><td>${escapeHtml(w.workstation)}</td><td><code>${lines(w.cmids)}</code>` +
+        `<tr><td>${lines([w.workstation])}</td><td><code>${lines(w.cmids)}</code>` +
         (w.cmidsTotal > w.cmids.length ? `<br><span class="muted">${w.cmidsTotal} machine ids in all</span>` : '') +
         '</td></tr>',
     )
@@ -246,7 +246,7 @@ function machineRow(c: ClientRecord): string {
     c.lastHresult === 0 ? 'served' : `refused ${formatHresult(c.lastHresult)}: ${escapeHtml(describeHresult(c.lastHresult) ?? '')}`;
   return (
     // The CMID under the name: two machines may send one name from behind one address.
-    `<tr><td><strong>${escapeHtml(c.workstation || '—')}</strong><br><code class="muted">${escapeHtml(c.cmid)}</code></td>` +
+    `<tr><td><strong class="name">${escapeHtml(c.workstation || '—')}</strong><br><code class="muted">${escapeHtml(c.cmid)}</code></td>` +
     `<td data-label="Address">${escapeHtml(c.address)}</td>` +
     `<td data-label="Product">${escapeHtml(c.skuName)}</td><td data-label="Last seen">${when(c.lastSeenMs)}</td>` +
     `<td data-label="Counted">${c.active ? 'yes' : 'no'}</td><td data-label="Last result">${result}</td></tr>`
