@@ -193,7 +193,7 @@ t.test('machine list: keyset pages cover every machine once in each order; searc
   t.equal(bad.status, 200, 'a bad cursor or sort falls back to the first page by name');
   const page = await inject(h, { url: '/?q=PC-0&sort=name' });
   t.match(page.body, /<input type="search" name="q" value="PC-0"/);
-  t.match(page.body, /<strong>PC-00<\/strong>/);
+  t.match(page.body, /<strong class="name">PC-00<\/strong>/);
 });
 
 t.test('/metrics and /healthz see the DNS responder and registration', async (t) => {
