@@ -32,9 +32,13 @@ export interface DnsUdpOptions {
   readonly counters: DnsUdpCounters;
 }
 
-const LIMITED_WITH_SLIP = (slip: number): string =>
-  `responses dropped: over dns.rateLimit (one in ${slip} answered empty with TC set, ` +
-  'so a client whose address a flood spoofs asks again over TCP)';
+function limitedReason(slip: number): string {
+  if (slip <= 0) return 'responses dropped: over dns.rateLimit';
+  return (
+    `responses dropped: over dns.rateLimit (one in ${slip} answered empty with TC set, ` +
+    'so a client whose address a flood spoofs asks again over TCP)'
+  );
+}
 
 // Datagrams waiting in the socket's send queue before replies are dropped (the kernel buffer is
 // full: replying faster only grows memory).
@@ -50,6 +54,8 @@ export class DnsUdpServer extends DNS.UDPServer {
   #answers: Buffer[] = [];
   /** Queries over the limit since the last truncated reply (dns.rateLimit.slip). */
   #sinceSlip = 0;
+  /** Made once: a flood's every limited datagram passes it to onLimit. */
+  readonly #limitedReason: string;
   #peers: dgram.RemoteInfo[] = [];
   readonly #sendBatch = (): void => {
     const answers = this.#answers;
@@ -62,6 +68,7 @@ export class DnsUdpServer extends DNS.UDPServer {
   constructor(type: 'udp4' | 'udp6', options: DnsUdpOptions) {
     super({ type });
     this.#options = options;
+    this.#limitedReason = limitedReason(options.slip);
     this.once('close', () => {
       this.#open = false;
     });
@@ -79,12 +86,7 @@ export class DnsUdpServer extends DNS.UDPServer {
     }
     if (!o.limiter.allow(group, Date.now())) {
       o.counters.rateLimited++;
-      o.onLimit(
-        'KMS_ERR_DNS_RATE_LIMITED',
-        client,
-        group,
-        o.slip > 0 ? LIMITED_WITH_SLIP(o.slip) : 'responses dropped: over dns.rateLimit',
-      );
+      o.onLimit('KMS_ERR_DNS_RATE_LIMITED', client, group, this.#limitedReason);
       if (o.slip > 0 && ++this.#sinceSlip >= o.slip) {
         this.#sinceSlip = 0;
         const reply = truncatedReply(data);

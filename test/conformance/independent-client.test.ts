@@ -568,17 +568,7 @@ function ackResults(
   t.equal(ack[A], o.items, `${what}: n_results = n_context_elem`);
   t.same(ack.subarray(A + 1, A + 4), Buffer.alloc(3), `${what}: reserved 0`);
   t.equal(ack.length, A + 4 + 24 * o.items, `${what}: frag_length = A + 4 + 24·n`);
-  const out: Result[] = [];
-  for (let i = 0; i < o.items; i++) {
-    const e = A + 4 + 24 * i;
-    out.push({
-      result: ack.readUInt16LE(e),
-      reason: ack.readUInt16LE(e + 2),
-      syntax: ack.subarray(e + 4, e + 20),
-      version: ack.readUInt32LE(e + 20),
-    });
-  }
-  return out;
+  return resultsOf(ack);
 }
 
 /** The results of a bind_ack / alter_context_resp, read at the §2.6 offsets without judging them. */
