@@ -1,3 +1,4 @@
+// Needs a process of its own: it checks which modules a fresh process has loaded.
 // `serve` runs for years: main loads the serve command's module alone, not every command's (their
 // imports add TLS, DNS and PostgreSQL client code to the server's memory); other commands still
 // find their module.

@@ -2,7 +2,7 @@
 // and every activation a client got an answer for is in the database file, closed cleanly (no
 // -wal file left, the request journal empty). The store's batch is open across turns and a
 // checkpoint cycle may be holding commits when the signal comes; shutdown must end both. (Which of
-// them is in progress is up to timing here; test/store/wal-checkpoints.test.ts forces each.)
+// them is in progress is up to timing here; test/store/wal-checkpoints.quick.test.ts forces each.)
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -1,7 +1,7 @@
 // The folders of src/ and what each may import: dependencies point inward (STYLE P1), so the
 // folders form no cycle. A new import across folders either fits this table or changes it on
 // purpose, in review. Modules at the top of src/ (errors.ts, package-root.ts, version.ts) are
-// shared by all; test/protocol/purity.test.ts adds protocol/'s stricter rules (no I/O modules).
+// shared by all; test/protocol/purity.quick.test.ts adds protocol/'s stricter rules (no I/O modules).
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
