@@ -275,12 +275,12 @@ export const STORE_TUNING = deepFreeze({
   pruneIntervalMs: 3_600_000, // event-log pruning, hourly
   // WAL checkpoints (store/wal-checkpoints.ts): at least every second while anything was written,
   // and every this many writes, which bounds what one copy holds the event loop for (its fsyncs run
-  // off the loop): about 1 ms per copy at 12,000 activations/s (1.0–1.5 ms; 1.3–1.9 ms at 512,
-  // 2.7–3.6 ms at 2048). Measured (npm run bench, alternated): the p99 of 16 paced connections
-  // 4.0–4.8 ms at 256 against 5.2–5.6 ms at 512 and 7 ms at 2048, the CPU per lone activation the
-  // same within the noise.
+  // off the loop). With 1 KiB pages a copy of 256 writes took 1.0–1.5 ms at 12,000 activations/s
+  // (1.3–1.9 ms at 512, 2.7–3.6 ms at 2048; the p99 of 16 paced connections 4.0–4.8 ms at 256
+  // against 5.2–5.6 ms at 512). With 2 KiB pages, at 15,000/s: 0.6–0.8 ms at 256, 0.8–0.9 ms at
+  // 512, 1.2–1.4 ms at 1024. Fewer copies copy a page rewritten often once, and make fewer fsyncs.
   checkpointIntervalMs: 1000,
-  checkpointWrites: 256,
+  checkpointWrites: 512,
   walTruncateBytes: 8 * 1024 * 1024, // a -wal file this large is truncated once a checkpoint has all of it on disk
   // SQLite's page cache per writing connection (better-sqlite3 builds SQLite with 16 MB; the server
   // checkpoints on its own connection, so nothing else empties it).
