@@ -43,6 +43,23 @@ const MAX_PROBLEMS_LISTED = 20;
 /** The advice for names that start with "unknown": printed once, below a table, never in a cell. */
 export const CATALOG_UPDATE_HINT = 'update the product catalogue (catalog.file) when Microsoft ships new products';
 
+/** The KMS versions this host answers (PROTOCOL.md §4.1: MinorVer must be 0). */
+const KNOWN_PROTOCOLS = ['4.0', '5.0', '6.0'] as const;
+
+/**
+ * The version a group's clients speak by default, or undefined for one this host does not know
+ * (a catalogue newer than the appliance): never rounded to the nearest known one.
+ */
+export function clientProtocol(group: Pick<CatalogKmsGroup, 'protocol'>): 4 | 5 | 6 | undefined {
+  const i = (KNOWN_PROTOCOLS as readonly string[]).indexOf(group.protocol);
+  return i < 0 ? undefined : ((i + 4) as 4 | 5 | 6);
+}
+
+/** For messages: the versions known, as "4.0, 5.0, 6.0". */
+export function describeKnownProtocols(): string {
+  return KNOWN_PROTOCOLS.join(', ');
+}
+
 /** True for the names describe*() gives ids the catalogue does not know. */
 export function isUnknownName(name: string): boolean {
   return name.startsWith('unknown ');
@@ -113,6 +130,14 @@ function indexCatalog(raw: RawCatalog, source: string): Catalog {
       const groupPath = label(`applications[${a}].kmsGroups[${k}]`, g as unknown as Obj);
       const group: KmsGroup = Object.freeze({ ...g, application: app });
       groups.set(claim(g.id, 'KMS group', groupPath), group);
+      // A newer catalogue may describe clients of a KMS version newer than this host: their
+      // requests are refused (0x8007000D, PROTOCOL.md §4.1) and `activate` will not guess one.
+      if (clientProtocol(g) === undefined) {
+        warnings.push(
+          `${groupPath}: its clients speak KMS ${quote(g.protocol)}, which this host does not know ` +
+            `(it answers ${describeKnownProtocols()}); they are refused until the appliance is updated`,
+        );
+      }
       g.skus.forEach((sku, i) => {
         const skuPath = label(`applications[${a}].kmsGroups[${k}].skus[${i}]`, sku as unknown as Obj);
         skus.set(claim(sku.id, 'SKU', skuPath), Object.freeze({ ...sku, group }));

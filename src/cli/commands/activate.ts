@@ -6,6 +6,7 @@ import { formatCsv, type Column } from '../tabular';
 import { inert, toJson } from '../terminal';
 import { KmsError, describeHresult, formatHresult } from '../../errors';
 import { loadCatalog } from '../../catalog/load';
+import { clientProtocol, describeKnownProtocols } from '../../catalog/catalog';
 import { activate } from '../../client/kms-client';
 import { chooseProduct, listProducts } from '../../client/product-choice';
 import type { KmsVersion } from '../../protocol/kms/types';
@@ -110,6 +111,14 @@ export const command = defineCommand({
       throw new UsageProblem('--workstation must be 1 to 63 printable ASCII characters, not starting with a space');
     }
     const product = chooseProduct(catalog, v.product);
+    const group = catalog.kmsGroupById(product.kmsCountedId);
+    if (protocol === undefined && group !== undefined && clientProtocol(group) === undefined) {
+      // Speaking 6.0 for a product whose clients speak a newer version would check something no client sends.
+      throw new UsageProblem(
+        `${inert(product.name)}: the catalogue says its clients speak KMS ${inert(group.protocol)}, which this client ` +
+          `does not know (it speaks ${describeKnownProtocols()}); pass --protocol 4, 5 or 6 to send an older version`,
+      );
+    }
     const hostShown = v.host.includes(':') ? `[${v.host}]` : v.host;
     try {
       const replies = await activate({
