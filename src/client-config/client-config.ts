@@ -27,7 +27,6 @@ const REGISTRY_KEYS = Object.freeze({
 const OFFICE_FOLDERS = ['Office14', 'Office15', 'Office16'] as const;
 
 const LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
-const ZONE_ID = /^[A-Za-z0-9_.-]{1,15}$/;
 
 /** Addresses no client can reach a host at: unspecified, broadcast, multicast. */
 const NO_HOST_ADDRESS = new net.BlockList();
@@ -41,6 +40,10 @@ const LOOPBACK = new net.BlockList();
 LOOPBACK.addSubnet('127.0.0.0', 8);
 LOOPBACK.addAddress('::1', 'ipv6');
 
+/** IPv6 link-local (RFC 4291 §2.5.6): reachable only on one link, and by a client only through its own zone id. */
+const LINK_LOCAL = new net.BlockList();
+LINK_LOCAL.addSubnet('fe80::', 10, 'ipv6');
+
 /** The host as a message shows it: a line, whatever was given. */
 function clip(host: string): string {
   return host.length > 80 ? `${host.slice(0, 80)}…` : host;
@@ -51,12 +54,13 @@ export function checkClientHost(host: string): string | undefined {
   const bare = stripBrackets(host);
   const zone = bare.indexOf('%');
   if (zone >= 0 && net.isIPv6(bare)) {
-    // A zone (scope) id names an interface: Windows numbers them, Linux names them in at most 15
-    // characters. Anything longer or stranger is no zone, and "%" sequences would be expanded by
-    // cmd.exe (%PATH%) in the .cmd file.
-    const id = bare.slice(zone + 1);
-    if (!ZONE_ID.test(id)) return `"${clip(host)}": the IPv6 zone id must be 1 to 15 letters, digits, ".", "_" or "-"`;
-    return unreachable(host, bare.slice(0, zone));
+    // A zone (scope) id names an interface of one machine ("eth0" here, an interface number on
+    // each Windows client, different from one client to the next): written into every client's
+    // KeyManagementServiceName or slmgr /skms it names the appliance's interface, which no client has.
+    return (
+      `"${clip(host)}": an IPv6 zone id (%${clip(bare.slice(zone + 1))}) names a network interface of one machine, ` +
+      'and each client numbers its own; give the host name, an IPv4 address or a global (or unique-local) IPv6 address instead'
+    );
   }
   if (net.isIP(bare) !== 0) return unreachable(host, bare);
   if (bare !== host) return `"${clip(host)}" is not an IPv6 address`;
@@ -84,7 +88,14 @@ function unreachable(host: string, address: string): string | undefined {
 export function clientHostWarning(host: string): string | undefined {
   const bare = stripBrackets(host).replace(/%.*$/, '');
   const loopback = net.isIP(bare) !== 0 ? LOOPBACK.check(bare, net.isIPv6(bare) ? 'ipv6' : 'ipv4') : /^localhost\.?$/i.test(host);
-  return loopback ? `${host} is a loopback address: each client would look for the KMS host on itself` : undefined;
+  if (loopback) return `${host} is a loopback address: each client would look for the KMS host on itself`;
+  if (net.isIPv6(bare) && LINK_LOCAL.check(bare, 'ipv6')) {
+    return (
+      `${host} is a link-local address: only clients on the appliance's own link reach it, and only those that pick ` +
+      'the right interface for it; the host name or a global IPv6 address works for every client'
+    );
+  }
+  return undefined;
 }
 
 export function checkClientPort(port: number): string | undefined {
@@ -109,7 +120,8 @@ export function generateClientConfig(options: ClientConfigOptions): ClientConfig
   // take the name alone, the port separately.
   const target = net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
   const v = { host, port, target };
-  // In a batch file "%" starts a variable or parameter (%1): an IPv6 zone's % is written %%.
+  // In a batch file "%" starts a variable or parameter (%1). checkClientHost lets none through (zone
+  // ids are refused); doubled all the same, so a later change to it cannot turn one into a variable.
   const cmd = { host: host.replace(/%/g, '%%'), port, target: target.replace(/%/g, '%%') };
   return [
     {

@@ -1,6 +1,6 @@
 // The manual client configuration files (PROTOCOL.md §8.2), checked byte by byte.
 import t from 'tap';
-import { checkClientHost, checkClientPort, generateClientConfig } from '../../src/client-config/client-config';
+import { checkClientHost, checkClientPort, clientHostWarning, generateClientConfig } from '../../src/client-config/client-config';
 
 function files(host: string, port: number): Map<string, Buffer> {
   return new Map(generateClientConfig({ host, port }).map((f) => [f.name, f.content]));
@@ -152,16 +152,26 @@ t.test('invalid input is refused with a usage code, never written into a script'
   t.throws(() => generateClientConfig({ host: 'kms', port: 0 }), { name: 'KmsError', code: 'KMS_ERR_CLI_USAGE' });
 });
 
-t.test('IPv6 zone ids are bounded and never expanded by cmd.exe', async (t) => {
-  t.equal(checkClientHost('fe80::1%12'), undefined);
-  t.equal(checkClientHost('fe80::1%eth0'), undefined);
-  t.match(checkClientHost(`fe80::1%${'a'.repeat(16)}`), /zone id must be 1 to 15/);
-  t.match(checkClientHost('fe80::1%PATH%'), /zone id|not a host name/);
-  t.match(checkClientHost('fe80::1%'), /zone id|not a host name/);
-  const files = generateClientConfig({ host: 'fe80::1%12', port: 1688 });
-  const cmd = files.find((f) => f.name === 'kms-client-set.cmd')!.content.toString('ascii');
-  t.match(cmd, '/skms [fe80::1%%12]:1688', 'the % is doubled in the batch file');
-  t.notMatch(cmd.replace(/%%/g, ''), /fe80::1%12/, 'no single % before the zone');
-  const ps1 = files.find((f) => f.name === 'kms-client-set.ps1')!.content.toString('ascii');
-  t.match(ps1, 'fe80::1%12', 'PowerShell takes it as written');
+t.test('an IPv6 zone id is refused with what to use instead; a link-local address is written with a warning', async (t) => {
+  // The zone names an interface of one machine (here the appliance's eth0; on Windows a number
+  // that differs per client): no client can use it as its KMS host.
+  for (const zoned of [
+    'fe80::1%12',
+    'fe80::1%eth0',
+    '[fe80::1%eth0]',
+    'fd00::1%2',
+    `fe80::1%${'a'.repeat(16)}`,
+    'fe80::1%PATH%',
+    'fe80::1%',
+  ]) {
+    const problem = checkClientHost(zoned);
+    t.type(problem, 'string', zoned);
+    t.throws(() => generateClientConfig({ host: zoned, port: 1688 }), { code: 'KMS_ERR_CLI_USAGE' }, zoned);
+  }
+  t.match(checkClientHost('fe80::1%eth0'), /zone id \(%eth0\).*host name, an IPv4 address or a global/);
+  t.equal(checkClientHost('fe80::1'), undefined, 'without a zone it is an address');
+  t.match(clientHostWarning('fe80::1'), /link-local/);
+  t.match(clientHostWarning('[FE80::abcd]'), /link-local/);
+  t.equal(clientHostWarning('2001:db8::1'), undefined);
+  t.equal(clientHostWarning('fd00::1'), undefined, 'unique-local reaches across links');
 });
