@@ -2,7 +2,7 @@
 // licences configured in `entitlements`, with over-use flagged.
 
 import { EXIT, defineCommand } from '../command';
-import { entitlementProblems } from '../entitlements';
+import { describeOverlap, entitlementOverlaps, entitlementProblems } from '../entitlements';
 import { COMMON_HELP, COMMON_OPTIONS, openInventory } from '../inventory-access';
 import { formatCsv, formatTable, isoTime, type Column } from '../tabular';
 import { inert, toJson } from '../terminal';
@@ -58,6 +58,11 @@ export const command = defineCommand({
       for (const problem of entitlementProblems(catalog, config.entitlements)) io.stderr.write(`kms-appliance report: ${problem}\n`);
       const now = Date.now();
       const rows = complianceReport(inventory.groupCounts(now), config.entitlements, inventory.nameResolver);
+      // complianceReport gives one row per entitlement first, in order: row i is entitlements[i].
+      const overlaps = entitlementOverlaps(catalog, config.entitlements).map((o) => {
+        const machines = rows[o.narrower]?.activeMachines ?? 0;
+        return { ...o, machines, note: describeOverlap(config.entitlements, o, machines) };
+      });
       if (format === 'json') {
         const report = {
           generatedAt: isoTime(now),
@@ -65,10 +70,12 @@ export const command = defineCommand({
           database: inventory.file,
           entitlementsConfigured: config.entitlements.length,
           rows,
+          overlaps,
         };
         io.stdout.write(`${toJson(report, 2)}\n`);
       } else if (format === 'csv') {
         io.stdout.write(formatCsv(rows, CSV_COLUMNS));
+        for (const o of overlaps) io.stderr.write(`kms-appliance report: note: ${o.note}\n`);
       } else if (rows.length === 0) {
         io.stdout.write('No machine activated in the last 30 days and no entitlements are configured.\n');
       } else {
@@ -85,6 +92,7 @@ export const command = defineCommand({
           );
         } else {
           io.stdout.write(over.length === 0 ? 'No product is used beyond its licences.\n' : `Over-used: ${overUsed.join(', ')}.\n`);
+          for (const o of overlaps) io.stdout.write(`Counted twice: ${o.note}.\n`);
         }
       }
       return EXIT.OK;

@@ -107,3 +107,53 @@ t.test('usage and configuration errors exit 2', async (t) => {
   t.equal(await command.run(['--help'], c.io), 0);
   t.equal(c.stdout(), command.help);
 });
+
+t.test('an entitlement within another (a group of an application, a product of a group) is reported as counted twice', async (t) => {
+  const dir = preparedDataDir(t);
+  // 20 Windows 10/11 Education clients, 3 Windows Server 2022, 6 Office 2019 (the fixture).
+  const config = writeConfig(
+    t,
+    'entitlements:\n' +
+      '  - product: Windows\n    licenses: 30\n' +
+      '  - product: Windows Server 2022\n    licenses: 5\n' +
+      '  - product: Windows 10/11 Education\n    licenses: 20\n' +
+      '  - product: windows 10/11 2015 (volume)\n    licenses: 25\n' +
+      '  - product: Office 2019\n    licenses: 10\n',
+  );
+  const table = await run(['--config', config], dir);
+  t.equal(table.code, 0);
+  t.equal(table.err, '', 'no problem: overlapping entries are allowed');
+  const twice = table.out.split('\n').filter((l) => l.startsWith('Counted twice: '));
+  t.same(
+    twice.map((l) =>
+      l.match(/entitlements\[(\d)\] \("[^"]+"\) lies within entitlements\[(\d)\] \("[^"]+"\): its (\d+) machines/)?.slice(1),
+    ),
+    [
+      ['1', '0', '3'], // Server 2022 within Windows
+      ['2', '0', '20'], // Education within Windows
+      ['2', '3', '20'], // Education within its group
+      ['3', '0', '20'], // the group within Windows
+    ],
+  );
+  t.notMatch(table.out, /entitlements\[4\]/, 'Office 2019 overlaps nothing');
+  const json = JSON.parse((await run(['--config', config, '--format', 'json'], dir)).out) as {
+    overlaps: { wider: number; narrower: number; machines: number; note: string }[];
+  };
+  t.same(
+    json.overlaps.map((o) => [o.narrower, o.wider, o.machines]),
+    [
+      [1, 0, 3],
+      [2, 0, 20],
+      [2, 3, 20],
+      [3, 0, 20],
+    ],
+  );
+  const csv = await run(['--config', config, '--format', 'csv'], dir);
+  t.equal(csv.err.split('\n').filter((l) => l.includes('note: entitlements[')).length, 4, 'CSV keeps its rows; the notes go to stderr');
+
+  const apart = writeConfig(
+    t,
+    'entitlements:\n  - product: Windows Server 2022\n    licenses: 5\n  - product: Office 2019\n    licenses: 10\n',
+  );
+  t.notMatch((await run(['--config', apart], dir)).out, /Counted twice/, 'disjoint entries: no note');
+});
