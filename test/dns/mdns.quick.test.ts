@@ -3,54 +3,19 @@
 import t, { type Test } from 'tap';
 import dgram from 'node:dgram';
 import { startMdns, MDNS_SERVICE, buildMdnsRecords, mdnsNames, answerMdnsQuestion } from '../../src/dns/mdns';
-import { decodeMessage, encodeMessage, EMPTY_HEADER, RR_TYPE, RR_CLASS, type DecodedMessage } from '../../src/protocol/dns/message';
-import type { DnsLog } from '../../src/dns/dns-responder';
+import { encodeMessage, EMPTY_HEADER, RR_TYPE, RR_CLASS } from '../../src/protocol/dns/message';
 import { freePort } from './named';
-import { afterPoll, settledWithin } from '../wait';
+import { afterPoll } from '../wait';
+import { captureLog, listener, type Listener } from './mdns-listener';
 
-function captureLog(): { log: DnsLog; lines: { level: string; obj: Record<string, unknown>; msg?: string }[] } {
-  const lines: { level: string; obj: Record<string, unknown>; msg?: string }[] = [];
-  const at = (level: string) => (obj: object, msg?: string) => lines.push({ level, obj: obj as Record<string, unknown>, msg });
-  return { lines, log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } };
-}
-
-/** A loopback socket that collects every datagram it receives, decoded with our own codec. */
-async function listener(
-  t: Test,
-  address = '127.0.0.1',
-): Promise<{ port: number; socket: dgram.Socket; got: DecodedMessage[]; next(ms?: number): Promise<DecodedMessage | undefined> }> {
-  const socket = dgram.createSocket('udp4');
-  const got: DecodedMessage[] = [];
-  const waiters: ((m: DecodedMessage) => void)[] = [];
-  socket.on('message', (m) => {
-    const d = decodeMessage(m);
-    got.push(d);
-    waiters.shift()?.(d);
-  });
-  await new Promise<void>((r) => socket.bind(0, address, () => r()));
-  t.teardown(() => socket.close());
-  return {
-    port: socket.address().port,
-    socket,
-    got,
-    next: (ms = 2000) => {
-      let waiter: ((m: DecodedMessage) => void) | undefined;
-      const seen = new Promise<DecodedMessage>((resolve) => {
-        waiter = resolve;
-        waiters.push(resolve);
-      });
-      // A wait that ended unanswered must not take the next datagram from a later wait.
-      return settledWithin(seen, ms, undefined).finally(() => {
-        const i = waiters.indexOf(waiter!);
-        if (i >= 0) waiters.splice(i, 1);
-      });
-    },
-  };
+/** These tests bind 127.0.0.x, which loopback always has. */
+async function listenOn(t: Test, address?: string): Promise<Listener> {
+  return (await listener(t, address))!;
 }
 
 t.test('answers a PTR query for _vlmcs._tcp.local with SRV, TXT and A/AAAA; announces and says goodbye', async (t) => {
   const port = await freePort();
-  const announcements = await listener(t);
+  const announcements = await listenOn(t);
   const { log, lines } = captureLog();
   const firstAnnouncement = announcements.next();
   const h = startMdns(
@@ -76,7 +41,7 @@ t.test('answers a PTR query for _vlmcs._tcp.local with SRV, TXT and A/AAAA; anno
     'announcement carries the PTR',
   );
 
-  const client = await listener(t);
+  const client = await listenOn(t);
   const query = encodeMessage({
     header: { ...EMPTY_HEADER, id: 0x4d44 },
     questions: [{ name: MDNS_SERVICE, type: RR_TYPE.PTR, class: RR_CLASS.IN }],
@@ -173,7 +138,7 @@ t.test('record set and question matching', async (t) => {
 
 t.test('a flood of legacy queries is not turned into a flood of replies', async (t) => {
   const port = await freePort();
-  const announcements = await listener(t);
+  const announcements = await listenOn(t);
   const { log } = captureLog();
   const h = startMdns(
     { enabled: true, instanceName: 'Branch KMS' },
@@ -186,7 +151,7 @@ t.test('a flood of legacy queries is not turned into a flood of replies', async 
   );
   t.teardown(() => h.stop());
   t.equal(await h.ready, true);
-  const client = await listener(t);
+  const client = await listenOn(t);
   const query = encodeMessage({
     header: { ...EMPTY_HEADER, id: 1 },
     questions: [{ name: MDNS_SERVICE, type: RR_TYPE.PTR, class: RR_CLASS.IN }],
@@ -199,7 +164,7 @@ t.test('a flood of legacy queries is not turned into a flood of replies', async 
   // The responder reads its socket in order and sends its replies in order, so once the other
   // address is answered, every reply to the flood has been sent, and one more poll of the event
   // loop reads them (a UDP socket is read 32 datagrams a poll, more than the 30 allowed).
-  const other = await listener(t, '127.0.0.2');
+  const other = await listenOn(t, '127.0.0.2');
   const probe = other.next();
   other.socket.send(query, port, '127.0.0.1');
   t.ok(await probe, 'another address is answered after the flood');

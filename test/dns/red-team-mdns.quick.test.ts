@@ -3,10 +3,8 @@
 // port 5353 of other loopback addresses. The responder's clock is frozen, so rate limits are
 // counted exactly and no test depends on how fast the machine is.
 import t, { type Test } from 'tap';
-import dgram from 'node:dgram';
 import { startMdns, MDNS_SERVICE } from '../../src/dns/mdns';
 import {
-  decodeMessage,
   encodeMessage,
   EMPTY_HEADER,
   RR_TYPE,
@@ -14,62 +12,16 @@ import {
   type DecodedMessage,
   type DnsRecord as ResourceRecord,
 } from '../../src/protocol/dns/message';
-import type { DnsLog } from '../../src/dns/dns-responder';
 import { freePort } from './named';
-import { afterPoll, settledWithin } from '../wait';
+import { afterPoll } from '../wait';
+import { captureLog, listener, type Listener } from './mdns-listener';
 
 const HOST = 'kms01.local';
 const INSTANCE = 'Branch\\032KMS._vlmcs._tcp.local';
 const QU = 0x8001;
 
-function captureLog(): { log: DnsLog; lines: { level: string; obj: Record<string, unknown>; msg?: string }[] } {
-  const lines: { level: string; obj: Record<string, unknown>; msg?: string }[] = [];
-  const at = (level: string) => (obj: object, msg?: string) => lines.push({ level, obj: obj as Record<string, unknown>, msg });
-  return { lines, log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } };
-}
-
-interface Listener {
-  readonly port: number;
-  readonly socket: dgram.Socket;
-  readonly got: DecodedMessage[];
-  next(ms?: number): Promise<DecodedMessage | undefined>;
-}
-
-async function listener(t: Test, address = '127.0.0.1', port = 0): Promise<Listener | undefined> {
-  const socket = dgram.createSocket({ type: 'udp4', reuseAddr: port !== 0 });
-  const got: DecodedMessage[] = [];
-  const waiters: ((m: DecodedMessage) => void)[] = [];
-  socket.on('message', (m) => {
-    const d = decodeMessage(m);
-    got.push(d);
-    waiters.shift()?.(d);
-  });
-  const bound = await new Promise<boolean>((resolve) => {
-    socket.once('error', () => resolve(false));
-    socket.bind(port, address, () => resolve(true));
-  });
-  if (!bound) {
-    socket.close();
-    return undefined;
-  }
-  t.teardown(() => socket.close());
-  return {
-    port: socket.address().port,
-    socket,
-    got,
-    next: (ms = 3000) => {
-      let waiter: ((m: DecodedMessage) => void) | undefined;
-      const seen = new Promise<DecodedMessage>((resolve) => {
-        waiter = resolve;
-        waiters.push(resolve);
-      });
-      return settledWithin(seen, ms, undefined).finally(() => {
-        const i = waiters.indexOf(waiter!);
-        if (i >= 0) waiters.splice(i, 1);
-      });
-    },
-  };
-}
+// Hostile peers may answer late: a wait for a datagram lasts 3 s here.
+const listenerOf = (t: Test, address?: string, port?: number) => listener(t, address, port, 3000);
 
 function query(
   questions: { name: string; type: number; klass?: number }[],
@@ -102,7 +54,7 @@ interface Rig {
 
 async function rig(t: Test): Promise<Rig> {
   const port = await freePort();
-  const link = (await listener(t))!;
+  const link = (await listenerOf(t))!;
   const { log, lines } = captureLog();
   const r: Rig = { port, link, lines, clock: 1_000_000 };
   const h = startMdns(
@@ -122,7 +74,7 @@ async function rig(t: Test): Promise<Rig> {
 
 /** A full mDNS querier: source port 5353, on its own loopback address. */
 async function mdnsPeer(t: Test, address: string): Promise<Listener | undefined> {
-  const peer = await listener(t, address, 5353);
+  const peer = await listenerOf(t, address, 5353);
   if (!peer) t.comment(`cannot bind ${address}:5353 here: skipped`);
   return peer;
 }
@@ -209,7 +161,7 @@ t.test('QU queries from many spoofed local addresses are not reflected without b
   const r = await rig(t);
   const sources: Listener[] = [];
   for (let i = 10; i < 50; i++) {
-    const s = await listener(t, `127.0.0.${i}`);
+    const s = await listenerOf(t, `127.0.0.${i}`);
     if (s) sources.push(s);
   }
   t.ok(sources.length >= 30, `${sources.length} source addresses`);
@@ -269,7 +221,7 @@ t.test('another host claiming our names is logged once; we keep our records', as
 
 t.test('questions of another class than IN are not answered with IN records, nor echoed', async (t) => {
   const r = await rig(t);
-  const client = (await listener(t, '127.0.0.8'))!;
+  const client = (await listenerOf(t, '127.0.0.8'))!;
   const CH = 3;
   const HS = 4;
   const next = client.next();
