@@ -6,7 +6,8 @@ import { loadConfig } from '../../config/load';
 import { ConfigError, KmsError } from '../../errors';
 import { createLogger, logShutdown, logStartup } from '../../logging/logger';
 import { isJournalStream, journalLine } from '../../logging/journal';
-import { batchedDestination } from '../../logging/line-batch';
+import { serveLogOutput } from '../../logging/serve-output';
+import { sayOnStderr } from '../../logging/stream-destination';
 import { applyOverrides, startAppliance, type Appliance } from '../appliance';
 import { formatListenAddress } from '../../config/listen-address';
 import { VERSION } from '../../version';
@@ -60,10 +61,22 @@ export const command = defineCommand({
     // Buffered, asynchronous stdout: one write(2) per few kilobytes instead of one per request
     // line, gathered into batches first (logging/line-batch.ts). A timer flushes a quiet host's
     // lines within a quarter second; shutdown flushes the rest.
-    const destination = batchedDestination(1);
+    // A pipe or socket that stops being read costs at most a bounded queue: later lines are
+    // dropped and counted, and one line says so when the reader is back (logging/serve-output.ts).
+    const output = serveLogOutput(1, {
+      onResumed: (dropped) =>
+        log.warn(
+          { event: 'log-lines-dropped', dropped: dropped.lines, since: new Date(dropped.sinceMs).toISOString() },
+          'log lines dropped while stdout was not read',
+        ),
+      onClosed: (err) =>
+        sayOnStderr(`kms-appliance serve: stdout closed (${err.code ?? err.message}); serving on without a log`, journalPriority(3)),
+    });
+    const destination = output.destination;
     const flushTimer = setInterval(() => destination.flush(), 250);
     flushTimer.unref();
-    const flushLog = (): Promise<void> => new Promise((resolve) => destination.flush(() => resolve()));
+    const flushLog = (): Promise<number> => output.close(SHUTDOWN_FLUSH_MS);
+    const journalPriority = (p: number): number | undefined => (isJournalStream(2, io.env) ? p : undefined);
     // Under systemd each line carries its syslog priority, so journalctl -p warning works.
     const log = createLogger({ level: config.log.level, destination, syslogPrefix: isJournalStream(1, io.env) });
     let appliance: Appliance;
@@ -90,7 +103,10 @@ export const command = defineCommand({
           logShutdown(log, { reason: signal });
           process.off('SIGHUP', reload);
           clearInterval(flushTimer);
-          void flushLog().then(() => resolve(EXIT.OK));
+          void flushLog().then((lost) => {
+            if (lost > 0) sayOnStderr(`kms-appliance serve: ${lost} bytes of log not taken by stdout's reader at exit`, journalPriority(4));
+            resolve(EXIT.OK);
+          });
         });
       };
       const reload = (): void => {
@@ -122,6 +138,9 @@ export const command = defineCommand({
     });
   },
 });
+
+/** How long a stopping appliance waits for stdout's reader to take the last lines. */
+const SHUTDOWN_FLUSH_MS = 2000;
 
 /**
  * One line (or one per config error) on stderr, never a stack trace for an expected problem.

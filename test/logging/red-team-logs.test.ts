@@ -1,0 +1,131 @@
+// Red team on the log: what a broken log reader or a hostile client can make the appliance's log
+// output spend. A `serve` process whose stdout pipe stops being read keeps answering clients,
+// drops lines beyond a bound instead of holding them all, says how many when the reader is back,
+// and still stops on SIGTERM; one whose stdout reader closes (EPIPE) keeps serving.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import t, { type Test } from 'tap';
+import { activate } from '../../src/client/kms-client';
+import { product } from '../server/appliance-harness';
+import { loaderFlags } from '../paths';
+import { lineMatching, settledWithin, until } from '../wait';
+
+/** The CLI in the form this test runs in: dist/src from dist/test, src/ (with the loader) from test/. */
+const MAIN = path.join(__dirname, '..', '..', 'src', 'cli', `main${path.extname(__filename)}`);
+const WIN = product('Windows 10/11 Enterprise');
+
+interface Served {
+  readonly child: ChildProcess;
+  readonly port: number;
+  readonly exited: Promise<number | null>;
+  readonly stderr: () => string;
+}
+
+async function serve(t: Test): Promise<Served> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-logs-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const config = path.join(dir, 'config.yaml');
+  fs.writeFileSync(config, 'kms:\n  listen: ["127.0.0.1:0"]\nadmin:\n  listen: []\n');
+  const child = spawn(process.execPath, [...loaderFlags(), MAIN, 'serve', '--config', config, '--data-dir', dir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => void (stderr += c.toString('utf8')));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  const listening = await lineMatching(child.stdout!, /"event":"listening"/, 'the listening line', 60_000);
+  const port = Number((JSON.parse(listening.input!) as { kms: string[] }).kms[0]!.split(':').pop());
+  return { child, port, exited, stderr: () => stderr };
+}
+
+/** `connections` keep-alive clients of `requests` activations each; the replies' HRESULTs. */
+async function drive(port: number, connections: number, requests: number): Promise<number[]> {
+  const replies = await Promise.all(
+    Array.from({ length: connections }, () => activate({ host: '127.0.0.1', port, product: WIN, requests, timeoutMs: 10_000 })),
+  );
+  return replies.flat().map((r) => r.hresult);
+}
+
+/** About 1 KiB per request line: 4 × 1500 lines are several times the 1 MiB queue and the pipe's buffer. */
+const CONNECTIONS = 4;
+const REQUESTS = 1500;
+
+/** Every log line the reader gets from now on, parsed. */
+function collect(stdout: Readable): Record<string, unknown>[] {
+  const lines: Record<string, unknown>[] = [];
+  let partial = '';
+  stdout.on('data', (c: Buffer) => {
+    partial += c.toString('utf8');
+    let nl;
+    while ((nl = partial.indexOf('\n')) >= 0) {
+      const line = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
+    }
+  });
+  return lines;
+}
+
+t.test('stdout not read: clients are answered, lines beyond a bound are dropped and counted, SIGTERM still stops', async (t) => {
+  const s = await serve(t);
+  const stdout = s.child.stdout!;
+  stdout.pause();
+  const hresults = await drive(s.port, CONNECTIONS, REQUESTS);
+  t.equal(hresults.length, CONNECTIONS * REQUESTS, 'every request answered while nobody read the log');
+  t.ok(
+    hresults.every((h) => h === 0),
+    'and activated',
+  );
+
+  const lines = collect(stdout);
+  stdout.resume();
+  const onData = { on: [{ emitter: stdout, events: ['data'] }], ms: 20_000 };
+  const dropped = await until(() => lines.find((l) => l['event'] === 'log-lines-dropped'), 'the dropped-lines line', onData);
+  t.equal(dropped['level'], 'warn');
+  t.type(dropped['since'], 'string');
+  t.ok(Number.isFinite(Date.parse(dropped['since'] as string)), 'since is a time');
+  const droppedLines = dropped['dropped'] as number;
+  t.ok(droppedLines > 0, `lines were dropped (${droppedLines})`);
+  const served = lines.filter((l) => l['event'] === 'kms-request-served').length;
+  t.ok(served < CONNECTIONS * REQUESTS, `only some request lines were kept (${served})`);
+  t.ok(served + droppedLines <= CONNECTIONS * REQUESTS, 'no line is both kept and counted as dropped');
+
+  // Read again: nothing is dropped while the reader keeps up.
+  const before = lines.length;
+  t.same(await drive(s.port, 1, 50), Array(50).fill(0));
+  await until(() => lines.slice(before).filter((l) => l['event'] === 'kms-request-served').length === 50, '50 more request lines', onData);
+  t.notOk(
+    lines.slice(before).some((l) => l['event'] === 'log-lines-dropped'),
+    'no drop while the reader reads',
+  );
+
+  // Stop reading again, fill the queue, then stop the appliance: it gives up the rest and exits.
+  stdout.pause();
+  await drive(s.port, CONNECTIONS, REQUESTS);
+  s.child.kill('SIGTERM');
+  const code = await settledWithin(s.exited, 30_000, 'still running 30 s after SIGTERM');
+  t.equal(code, 0, 'SIGTERM stops the appliance though its stdout is not read');
+  t.match(s.stderr(), /bytes of log not taken by stdout's reader at exit/, 'and says what it gave up');
+});
+
+t.test('stdout closed (EPIPE): clients are answered, one line on stderr, SIGTERM stops', async (t) => {
+  const s = await serve(t);
+  s.child.stdout!.destroy();
+  const hresults = await drive(s.port, 2, 500);
+  t.equal(hresults.length, 1000, 'every request answered after the reader went away');
+  t.ok(
+    hresults.every((h) => h === 0),
+    'and activated',
+  );
+  t.equal(s.child.exitCode, null, 'still running');
+  await until(() => /stdout closed/.test(s.stderr()), 'the stderr line', { on: [{ emitter: s.child.stderr!, events: ['data'] }] });
+  t.equal(s.stderr().match(/stdout closed/g)?.length, 1, 'said once');
+  t.same(await drive(s.port, 1, 20), Array(20).fill(0), 'served after the line too');
+  s.child.kill('SIGTERM');
+  t.equal(await settledWithin(s.exited, 30_000, 'still running 30 s after SIGTERM'), 0);
+});
