@@ -164,7 +164,7 @@ export interface FleetConfig {
     readonly serverName: string;
     readonly connectTimeoutSeconds: number;
     readonly sendIntervalSeconds: number;
-    /** Machines or events per transaction. */
+    /** Machines or events per transaction; each table's rows also stop at about 1 MiB (fleet/forwarder.ts). */
     readonly batchSize: number;
     /** Unsent events kept at most; older ones are not sent (machines and counting are unaffected). */
     readonly maxBacklogEvents: number;

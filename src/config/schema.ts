@@ -605,7 +605,7 @@ export const CONFIG_SCHEMA: Schema = obj(
             86400,
             FP.sendIntervalSeconds,
           ),
-          batchSize: int('Machines or events per transaction.', 10, 100000, FP.batchSize),
+          batchSize: int('Machines or events per transaction; each also stops at about 1 MiB of data.', 10, 100000, FP.batchSize),
           maxBacklogEvents: int(
             'Unsent events kept at most while the database is unreachable; beyond that the oldest are not sent (machines and local ' +
               'counting are unaffected).',

@@ -17,10 +17,17 @@ import type { StoreLog } from '../store/store-log';
 import { connectionConfig, describeTarget, explainPostgresError, quoteServerText } from './pg-connection';
 import { guardClient } from './pg-guard';
 import { REMOTE_SCHEMA_VERSION, remoteSchemaVersion } from './remote-schema';
-import { writeBatch, type BatchWritten, type SiteReport } from './remote-writes';
+import { eventRowBytes, machineRowBytes, MIN_ROW_BYTES, writeBatch, type BatchWritten, type SiteReport } from './remote-writes';
 
 /** Rows of `clients` read per slice when looking for changed machines (a few ms each). */
 const SLICE_ROWS = 2000;
+/**
+ * The JSON of one table's rows in one batch stops at about this size, whatever fleet.batchSize
+ * says: pg copies the parameter into its message and the rows exist as objects meanwhile (3–4
+ * times the JSON in heap), and batchSize 100,000 meant about 50 MB against serve's 80 MB peak-RSS
+ * target (README "Memory"). 1 MiB holds about 1,500 typical rows: the default 1,000 fits whole.
+ */
+export const MAX_TABLE_BATCH_BYTES = 1024 * 1024;
 const FIRST_RETRY_MS = 5_000;
 const MAX_BACKOFF_MS = 10 * 60_000; // a database back after an outage is found within 10 minutes
 const STOP_WAIT_MS = 2000;
@@ -467,23 +474,58 @@ export class FleetForwarder {
     return { acked, offset, backlog: backlog.count };
   }
 
-  /** Collects up to batchSize changed machines slice by slice, yielding between slices. */
+  /** Rows to read next: what batchSize and the byte budget leave, at least one. */
+  private rowsLeft(rows: number, bytes: number): number {
+    return Math.max(1, Math.min(this.batchSize - rows, Math.floor((MAX_TABLE_BATCH_BYTES - bytes) / MIN_ROW_BYTES)));
+  }
+
+  /** Collects up to batchSize changed machines (and about MAX_TABLE_BATCH_BYTES) slice by slice, yielding between slices. */
   private async changedMachines(): Promise<{ machines: OutboxMachine[]; passDone: boolean }> {
     const machines: OutboxMachine[] = [];
+    let bytes = 0;
     for (;;) {
-      const slice = this.outbox.machineSlice(this.cursor, SLICE_ROWS, this.batchSize - machines.length);
-      for (const m of slice.changed) machines.push(m);
+      const slice = this.outbox.machineSlice(this.cursor, SLICE_ROWS, this.rowsLeft(machines.length, bytes));
+      for (const m of slice.changed) {
+        const size = machineRowBytes(m);
+        if (machines.length > 0 && bytes + size > MAX_TABLE_BATCH_BYTES) {
+          // The pass goes on after the last machine taken: the rest of the slice is read again.
+          this.cursor = [machines[machines.length - 1]!.application, machines[machines.length - 1]!.cmid];
+          return { machines, passDone: false };
+        }
+        machines.push(m);
+        bytes += size;
+      }
       this.cursor = slice.next;
       if (slice.next === undefined) return { machines, passDone: true };
-      if (machines.length >= this.batchSize) return { machines, passDone: false };
+      if (machines.length >= this.batchSize || bytes >= MAX_TABLE_BATCH_BYTES) return { machines, passDone: false };
       await yieldToRequests();
     }
   }
 
-  /** One transaction: the site heartbeat, up to batchSize machines and up to batchSize events. */
+  /** Events after `afterId`, up to batchSize and about MAX_TABLE_BATCH_BYTES; `full` when more may wait. */
+  private eventsToSend(afterId: number): { events: OutboxEvent[]; full: boolean } {
+    const events: OutboxEvent[] = [];
+    let bytes = 0;
+    let after = afterId;
+    while (events.length < this.batchSize && bytes < MAX_TABLE_BATCH_BYTES) {
+      const want = Math.min(SLICE_ROWS, this.rowsLeft(events.length, bytes));
+      const chunk = this.outbox.eventsAfterMark(after, want);
+      for (const e of chunk) {
+        const size = eventRowBytes(e);
+        if (events.length > 0 && bytes + size > MAX_TABLE_BATCH_BYTES) return { events, full: true };
+        events.push(e);
+        bytes += size;
+      }
+      if (chunk.length < want) return { events, full: false };
+      after = chunk[chunk.length - 1]!.id;
+    }
+    return { events, full: true };
+  }
+
+  /** One transaction: the site heartbeat, up to batchSize machines and up to batchSize events (each within the byte budget). */
   private async sendBatch(): Promise<{ machines: number; events: number; more: boolean }> {
     const mark = this.eventMark();
-    const events = this.outbox.eventsAfterMark(mark.acked, this.batchSize);
+    const { events, full: moreEvents } = this.eventsToSend(mark.acked);
     const startCursor = this.cursor;
     const { machines, passDone } = await this.changedMachines();
     this.pendingMachines = machines.length;
@@ -515,6 +557,6 @@ export class FleetForwarder {
     // Only now, after PostgreSQL committed: a crash before this line resends the batch, harmlessly.
     this.outbox.acknowledge(machines, acked, this.clock.now());
     this.pendingMachines = 0;
-    return { machines: machines.length, events: events.length, more: events.length === this.batchSize || !passDone };
+    return { machines: machines.length, events: events.length, more: moreEvents || !passDone };
   }
 }

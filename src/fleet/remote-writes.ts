@@ -90,6 +90,28 @@ function resultInWords(hresult: number): string {
   return meaning ? `${formatHresult(hresult)} ${meaning}` : formatHresult(hresult);
 }
 
+/**
+ * JSON bytes of a row apart from its free text: the keys, four GUIDs, the times and numbers, three
+ * catalogue names and the result in words (a machine row of the generated stores measures 560–700).
+ */
+const MACHINE_FIXED_BYTES = 700;
+const EVENT_FIXED_BYTES = 650;
+/** A character of a client-chosen name: up to 3 bytes of UTF-8 (a control character, 6 as \uXXXX, is rare). */
+const TEXT_BYTES = 3;
+
+/** About how much of a batch's JSON a machine row takes (its workstation twice: as itself and among the names). */
+export function machineRowBytes(m: OutboxMachine): number {
+  return MACHINE_FIXED_BYTES + TEXT_BYTES * (2 * m.workstation.length + m.previousWorkstation.length + m.address.length);
+}
+
+/** About how much of a batch's JSON an event row takes. */
+export function eventRowBytes(e: OutboxEvent): number {
+  return EVENT_FIXED_BYTES + TEXT_BYTES * (e.workstation.length + e.address.length + e.code.length);
+}
+
+/** The least a row can take: divides what is left of a budget into a number of rows to read. */
+export const MIN_ROW_BYTES = Math.min(MACHINE_FIXED_BYTES, EVENT_FIXED_BYTES);
+
 function machineJson(m: OutboxMachine, names: NameResolver): Record<string, unknown> {
   return {
     application: m.application,
