@@ -4,7 +4,7 @@
 // one style block is allowed by its hash in the CSP.
 import { createHash } from 'node:crypto';
 import type { AdminSnapshot, ApplicationView, InventoryView } from './snapshot';
-import type { HostIdentityInfo, RefusalSummary, ClientRecord } from '../store/inventory';
+import { thresholdNotes, type HostIdentityInfo, type RefusalSummary, type ClientRecord } from '../store/inventory';
 import type { ComplianceRow } from '../store/compliance';
 import type { MachinePage, MachineQuery } from './inventory-reads';
 import { ERRORS, describeHresult, formatHresult, isErrorCode } from '../errors';
@@ -83,24 +83,25 @@ function applicationCards(summary: readonly ApplicationView[]): string {
     '<div class="cards">' +
     summary
       .map((a) => {
-        // A forged RequiredClientCount must not set what the page says is missing.
-        const threshold = a.usualThreshold ?? a.threshold;
-        const missing = Math.max(0, threshold - a.activeMachines);
+        // The threshold is the catalogue's (Inventory.summary): a forged RequiredClientCount does
+        // not set what the page says is missing; it is named instead (thresholdNotes).
+        const threshold = a.threshold;
         const need =
           threshold === 0
             ? 'No client asked in the last 30 days.'
-            : missing === 0
+            : a.missing === 0
               ? `Clients activate (they need ${threshold}).`
-              : `<span class="warn">${plural(missing, 'more machine')} needed</span> before clients activate (they need ${threshold}).`;
-        const odd =
-          a.usualThreshold === undefined
-            ? ''
-            : `<div class="warn">A request asked for ${a.threshold} machines; these products' clients ask for ${a.usualThreshold}: ` +
-              'a misconfigured or forged client.</div>';
-        const capped = a.activeMachines > a.reportedCount ? ` Clients are told ${a.reportedCount}, twice the threshold.` : '';
+              : `<span class="warn">${plural(a.missing, 'more machine')} needed</span> before clients activate (they need ${threshold}).`;
+        const odd = thresholdNotes(a)
+          .map((n) => `<div class="warn">${escapeHtml(n)}</div>`)
+          .join('');
+        const capped =
+          a.activeMachines > a.reportedCount && a.largestRequested === threshold
+            ? ` Clients are told ${a.reportedCount}, twice the threshold.`
+            : '';
         const groups = a.groups
           .map((g) => {
-            const needs = g.usualRequiredCount ?? g.requiredCount;
+            const needs = g.requiredCount;
             return `<li>${escapeHtml(g.groupName)}: ${g.activeMachines}${a.activeMachines >= needs ? '' : ` (needs ${needs})`}</li>`;
           })
           .join('');

@@ -34,7 +34,7 @@ export function runSnapshotWorker(): void {
           reply = { id: m.id, ok: true, value: buildInventoryView(db, inventory, m.nowMs, m.entitlements, policy) };
           break;
         case 'counts':
-          reply = { id: m.id, ok: true, value: buildCountFacts(db, inventory, m.nowMs) };
+          reply = { id: m.id, ok: true, value: buildCountFacts(db, inventory, m.nowMs, policy) };
           break;
         case 'machines':
           reply = { id: m.id, ok: true, value: machinePage(db, names, m.query, m.nowMs) };

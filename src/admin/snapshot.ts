@@ -20,15 +20,11 @@ const CMIDS_SHOWN_PER_NAME = 10;
 export type GroupPolicy = (groupId: string) => number | undefined;
 
 /**
- * An application's summary, with `usualThreshold` when a request of the window asked for more
- * machines than any of its counted products' clients do: one client may send any RequiredClientCount
- * up to 1000, and the page must not then tell the administrator that 975 machines are missing.
+ * An application's summary, counted against what its products' clients ask for in the catalogue
+ * (Inventory.summary with the GroupPolicy): one client may send any RequiredClientCount up to
+ * 1000, and the page must not then tell the administrator that 975 machines are missing.
  */
-export type ApplicationView = Omit<ApplicationSummary, 'groups'> & {
-  readonly usualThreshold?: number;
-  /** Each with `usualRequiredCount` when a request asked it for more than its clients do. */
-  readonly groups: readonly (ApplicationSummary['groups'][number] & { readonly usualRequiredCount?: number })[];
-};
+export type ApplicationView = ApplicationSummary;
 
 export interface InventoryView {
   readonly summary: readonly ApplicationView[];
@@ -68,7 +64,7 @@ export function buildInventoryView(
 ): InventoryView {
   const dups = inventory.duplicates(nowMs);
   return {
-    summary: inventory.summary(nowMs).map((a) => withUsualThreshold(a, policy)),
+    summary: inventory.summary(nowMs, policy),
     compliance: complianceReport(inventory.groupCounts(nowMs), entitlements, inventory.nameResolver),
     duplicates: {
       sharedCmids: dups.sharedCmids.slice(0, DUPLICATES_SHOWN),
@@ -85,20 +81,16 @@ export function buildInventoryView(
   };
 }
 
-function withUsualThreshold(a: ApplicationSummary, policy: GroupPolicy): ApplicationView {
-  const groups = a.groups.map((g) => {
-    const usual = policy(g.groupId);
-    return usual !== undefined && g.requiredCount > usual ? { ...g, usualRequiredCount: usual } : g;
-  });
-  const known = a.groups.map((g) => policy(g.groupId)).filter((n): n is number => n !== undefined);
-  if (known.length === 0) return { ...a, groups };
-  const usual = Math.max(...known);
-  return a.threshold > usual ? { ...a, groups, usualThreshold: usual } : { ...a, groups };
-}
-
-export function buildCountFacts(db: Database.Database, inventory: Inventory, nowMs: number): CountFacts {
+export function buildCountFacts(
+  db: Database.Database,
+  inventory: Inventory,
+  nowMs: number,
+  policy: GroupPolicy = () => undefined,
+): CountFacts {
   return {
-    applications: inventory.summary(nowMs).map((a) => ({ name: a.applicationName, count: a.activeMachines, threshold: a.threshold })),
+    applications: inventory
+      .summary(nowMs, policy)
+      .map((a) => ({ name: a.applicationName, count: a.activeMachines, threshold: a.threshold })),
     distinctMachines: distinctMachines(db, nowMs - COUNT_WINDOW_MS),
     asOfMs: nowMs,
   };

@@ -28,6 +28,12 @@ export interface ActivationDeps {
   readonly clock: Clock;
   readonly randomBytes: RandomBytes;
   readonly settings: HostSettings;
+  /**
+   * Told of a served request whose RequiredClientCount differs from what the catalogue says its
+   * KMS group's clients send (`usual`): a misconfigured or forged client. The count it is told
+   * still follows §7.2; the hook only lets the appliance log it (once per group and value).
+   */
+  readonly onUnusualThreshold?: (outcome: ActivationOutcome, usual: number) => void;
 }
 
 export interface ActivationResult {
@@ -151,6 +157,8 @@ export function processKmsMessage(message: Buffer, clientAddress: string, deps: 
   outcome.currentCount = currentCount;
   outcome.epid = epid;
   if (below) outcome.explanation = belowThresholdText(currentCount, threshold, decision.group, deps.settings.activationIntervalMinutes);
+  // One integer comparison per request; the hook runs only for the odd ones.
+  if (threshold !== decision.group.nCountPolicy) deps.onUnusualThreshold?.(outcome, decision.group.nCountPolicy);
   return { response, hresult: 0, outcome };
 }
 

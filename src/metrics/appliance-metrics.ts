@@ -72,7 +72,9 @@ export function createApplianceMetrics(
   });
   new Gauge({
     name: `${p}application_threshold`,
-    help: 'Largest threshold (RequiredClientCount) clients of each application asked for in the last 30 days.',
+    help:
+      "Machines each application's counted products need to activate (the catalogue's threshold; a client asking " +
+      'for another RequiredClientCount does not move it).',
     labelNames: ['application'] as const,
     registers: [registry],
     collect() {

@@ -17,7 +17,7 @@ interface GroupSummary {
   readonly groupName: string;
   /** Distinct machines of this group counted inside the window. */
   readonly activeMachines: number;
-  /** Largest RequiredClientCount its machines sent: what they need to activate. */
+  /** What its clients need: the catalogue's threshold, or (group unknown to it) the largest they sent. */
   readonly requiredCount: number;
   /** Whether the application's count reaches what this group's clients need. */
   readonly activates: boolean;
@@ -29,17 +29,40 @@ export interface ApplicationSummary {
   readonly applicationName: string;
   /** Distinct machines counted inside the window (PROTOCOL.md §7.2). */
   readonly activeMachines: number;
-  /** Largest RequiredClientCount served inside the window; 0 when nothing was served in it. */
+  /**
+   * What the application's counted products need: the largest catalogue threshold (nCountPolicy) of
+   * its groups in the window; for groups the catalogue does not know, what their clients asked.
+   * 0 when nothing was served in the window.
+   */
   readonly threshold: number;
-  /** What a client is told now: activeMachines capped at 2 × threshold. */
+  /** Largest RequiredClientCount served inside the window: the wire's cap follows it (§7.2); 0 when none. */
+  readonly largestRequested: number;
+  /** What a client is told now: activeMachines capped at 2 × largestRequested. */
   readonly reportedCount: number;
-  /** Machines still missing before clients with the largest threshold activate. */
+  /** Machines still missing before the application's products activate (against `threshold`). */
   readonly missing: number;
   readonly activates: boolean;
   /** Host time of the latest served request; null when none is in the window. */
   readonly lastActivationMs: number | null;
   readonly groups: readonly GroupSummary[];
+  /**
+   * Counted machines whose latest request asked for another threshold than their group's clients
+   * do (a misconfigured or forged client): shown, never used as what is needed. Largest first.
+   */
+  readonly unusualRequests: readonly UnusualRequest[];
 }
+
+export interface UnusualRequest {
+  readonly groupName: string;
+  /** What the machines asked for (RequiredClientCount, 0 read as 1). */
+  readonly requiredCount: number;
+  /** What the catalogue says the group's clients ask for. */
+  readonly usual: number;
+  readonly machines: number;
+}
+
+/** The RequiredClientCount the catalogue's clients of a KMS group send (nCountPolicy); undefined when unknown. */
+export type CatalogThreshold = (groupId: string) => number | undefined;
 
 export interface ClientRecord {
   readonly applicationId: string;
@@ -231,8 +254,13 @@ export class Inventory {
     });
   }
 
-  /** Per application, then per KMS group: counts in the window ending at nowMs. */
-  summary(nowMs: number, windowMs: number = COUNT_WINDOW_MS): ApplicationSummary[] {
+  /**
+   * Per application, then per KMS group: counts in the window ending at nowMs. With the catalogue's
+   * thresholds, what is needed and missing follows them: a client may send any RequiredClientCount
+   * up to 1000 (or 1), and one request must not tell the administrator that 975 machines are
+   * missing, or none. Without them (no catalogue), what the clients asked.
+   */
+  summary(nowMs: number, catalogThreshold: CatalogThreshold = () => undefined, windowMs: number = COUNT_WINDOW_MS): ApplicationSummary[] {
     const cutoff = nowMs - windowMs;
     // One read transaction: the numbers of all applications come from the same moment.
     return this.db.transaction(() => {
@@ -246,36 +274,67 @@ export class Inventory {
         'SELECT count(*) AS n, MAX(last_counted_ms) AS last FROM clients WHERE application = ? AND last_counted_ms >= ?',
       );
       const groupsOf = this.db.prepare(`
-        SELECT kms_group, count(*) AS n, MAX(required_count) AS required, MAX(last_counted_ms) AS last
-        FROM clients WHERE application = ? AND last_counted_ms >= ? GROUP BY kms_group ORDER BY n DESC, kms_group`);
+        SELECT kms_group, MAX(1, required_count) AS required, count(*) AS n, MAX(last_counted_ms) AS last
+        FROM clients WHERE application = ? AND last_counted_ms >= ? GROUP BY kms_group, MAX(1, required_count)`);
       return apps
-        .map(({ application, threshold }) => {
+        .map(({ application, threshold: largestRequested }) => {
           const { n, last } = countApp.get(application, cutoff) as { n: number; last: number | null };
-          const groups = (groupsOf.all(application, cutoff) as { kms_group: string; n: number; required: number; last: number }[]).map(
-            (g): GroupSummary => ({
-              groupId: g.kms_group,
-              groupName: this.names.groupName(g.kms_group),
-              activeMachines: g.n,
-              requiredCount: Math.max(1, g.required),
-              activates: n >= Math.max(1, g.required),
-              lastActivationMs: g.last,
-            }),
-          );
+          const rows = groupsOf.all(application, cutoff) as { kms_group: string; required: number; n: number; last: number }[];
+          const { groups, unusualRequests } = this.groupsOf(rows, n, catalogThreshold);
+          const known = groups.length > 0 && groups.some((g) => catalogThreshold(g.groupId) !== undefined);
+          const threshold = largestRequested === 0 ? 0 : known ? Math.max(...groups.map((g) => g.requiredCount)) : largestRequested;
           return {
             applicationId: application,
             applicationName: this.names.applicationName(application),
             activeMachines: n,
             threshold,
-            // Threshold 0: nothing was served in the window, so nothing is reported.
-            reportedCount: threshold > 0 ? reportedCount({ activeClients: n, maxRequiredClientCount: threshold }) : 0,
+            largestRequested,
+            // Nothing served in the window: nothing is reported. Otherwise the wire's figure (§7.2).
+            reportedCount: largestRequested > 0 ? reportedCount({ activeClients: n, maxRequiredClientCount: largestRequested }) : 0,
             missing: Math.max(0, threshold - n),
             activates: threshold > 0 && n >= threshold,
             lastActivationMs: last,
             groups,
+            unusualRequests,
           };
         })
         .sort((a, b) => b.activeMachines - a.activeMachines || a.applicationName.localeCompare(b.applicationName));
     })();
+  }
+
+  /** Folds the (group, asked threshold) rows of one application into its groups and its odd requests. */
+  private groupsOf(
+    rows: readonly { kms_group: string; required: number; n: number; last: number }[],
+    appMachines: number,
+    catalogThreshold: CatalogThreshold,
+  ): { groups: GroupSummary[]; unusualRequests: UnusualRequest[] } {
+    const byGroup = new Map<string, { n: number; asked: number; last: number }>();
+    const unusualRequests: UnusualRequest[] = [];
+    for (const r of rows) {
+      const g = byGroup.get(r.kms_group) ?? { n: 0, asked: 1, last: r.last };
+      g.n += r.n;
+      g.asked = Math.max(g.asked, r.required);
+      g.last = Math.max(g.last, r.last);
+      byGroup.set(r.kms_group, g);
+      const usual = catalogThreshold(r.kms_group);
+      if (usual !== undefined && r.required !== usual)
+        unusualRequests.push({ groupName: this.names.groupName(r.kms_group), requiredCount: r.required, usual, machines: r.n });
+    }
+    const groups = [...byGroup]
+      .map(([groupId, g]): GroupSummary => {
+        const requiredCount = catalogThreshold(groupId) ?? g.asked;
+        return {
+          groupId,
+          groupName: this.names.groupName(groupId),
+          activeMachines: g.n,
+          requiredCount,
+          activates: appMachines >= requiredCount,
+          lastActivationMs: g.last,
+        };
+      })
+      .sort((a, b) => b.activeMachines - a.activeMachines || (a.groupId < b.groupId ? -1 : a.groupId > b.groupId ? 1 : 0));
+    unusualRequests.sort((a, b) => b.requiredCount - a.requiredCount || b.machines - a.machines);
+    return { groups, unusualRequests };
   }
 
   /** Machines matching the filter, by application, group and name. Streams: a site may have many. */
@@ -468,4 +527,38 @@ export function clientRecord(r: StoredClientRow, names: NameResolver, cutoff: nu
     lastHresult: r.last_hresult,
     requiredCount: r.required_count,
   };
+}
+
+/** Odd requests listed per application; a client cycling through values would list a thousand. */
+const UNUSUAL_REQUESTS_SHOWN = 5;
+
+/**
+ * What the administrator should know about the threshold beyond "N more machines": requests that
+ * asked for another threshold than their products' clients do, and a count cap (PROTOCOL.md §7.2,
+ * twice the largest RequiredClientCount served in 30 days) that such a request moved. Plain text,
+ * the same words for `kms-appliance status` and the admin page.
+ */
+export function thresholdNotes(a: ApplicationSummary): string[] {
+  const notes: string[] = [];
+  const machines = (n: number): string => `${n} machine${n === 1 ? '' : 's'}`;
+  for (const u of a.unusualRequests.slice(0, UNUSUAL_REQUESTS_SHOWN)) {
+    notes.push(
+      `${u.machines === 1 ? 'A request' : 'Requests'} asked for ${machines(u.requiredCount)}: ${machines(u.machines)} of ` +
+        `${u.groupName}, whose clients ask for ${u.usual}; a misconfigured or forged client, not what is counted against.`,
+    );
+  }
+  const more = a.unusualRequests.length - UNUSUAL_REQUESTS_SHOWN;
+  if (more > 0) notes.push(`${more} more odd thresholds were asked for (kms-appliance clients lists each machine's).`);
+  if (a.largestRequested > a.threshold && !a.unusualRequests.some((u) => u.requiredCount === a.largestRequested)) {
+    // The machine has asked again since, as its product does: the request is gone, its cap is not.
+    notes.push(`A request asked for ${a.largestRequested} machines in the last 30 days; these products' clients ask for ${a.threshold}.`);
+  }
+  const capAtThreshold = 2 * a.threshold;
+  if (a.threshold > 0 && a.largestRequested !== a.threshold && a.reportedCount !== Math.min(a.activeMachines, capAtThreshold)) {
+    notes.push(
+      `Clients are told ${a.reportedCount}, not ${Math.min(a.activeMachines, capAtThreshold)}: a host caps the count at twice the ` +
+        `largest threshold asked in 30 days (${a.largestRequested}), not at twice what the products need.`,
+    );
+  }
+  return notes;
 }

@@ -7,7 +7,14 @@ import { COMMON_HELP, COMMON_OPTIONS, openInventory } from '../inventory-access'
 import { fleetStatusLines } from './fleet';
 import { formatCsv, isoTime, shortTime, type Column } from '../tabular';
 import { inert, toJson } from '../terminal';
-import type { ApplicationSummary, DatabaseInfo, Duplicates, HostIdentityInfo, RefusalSummary } from '../../store/inventory';
+import {
+  thresholdNotes,
+  type ApplicationSummary,
+  type DatabaseInfo,
+  type Duplicates,
+  type HostIdentityInfo,
+  type RefusalSummary,
+} from '../../store/inventory';
 import { ERRORS, formatHresult, isErrorCode } from '../../errors';
 
 /** Refusals are summarised over the last week: long enough to catch a weekly renewal cycle. */
@@ -54,7 +61,8 @@ function describeApplication(a: ApplicationSummary): string {
     line += `${more} must contact this host before ${a.applicationName} clients activate`;
   }
   // PROTOCOL.md §7.2: a host never reports more than twice the threshold.
-  if (a.activeMachines > a.reportedCount) line += ` (clients are told ${a.reportedCount}, twice the threshold)`;
+  const capped = a.activeMachines > a.reportedCount && a.largestRequested === a.threshold;
+  if (capped) line += ` (clients are told ${a.reportedCount}, twice the threshold)`;
   return `${line}.`;
 }
 
@@ -81,6 +89,8 @@ function formatStatus(
   for (const a of apps) {
     out.push(describeApplication(a));
     if (a.lastActivationMs !== null) out.push(`  last activation ${shortTime(a.lastActivationMs)}`);
+    // A request that asked for another threshold is named, never used as what is needed.
+    for (const note of thresholdNotes(a)) out.push(`  ${inert(note)}`);
     const names = a.groups.map((g) => inert(g.groupName));
     const width = Math.max(0, ...names.map((n) => n.length));
     for (const [i, g] of a.groups.entries()) {
@@ -152,6 +162,7 @@ function statusJson(
     applications: apps.map((a) => ({
       ...a,
       summary: describeApplication(a),
+      notes: thresholdNotes(a),
       lastActivation: isoTime(a.lastActivationMs),
       groups: a.groups.map((g) => ({ ...g, lastActivation: isoTime(g.lastActivationMs) })),
     })),
@@ -187,11 +198,12 @@ export const command = defineCommand({
   options: COMMON_OPTIONS,
   formats: true,
   run({ values, format, io }) {
-    const { inventory, config } = openInventory(values, io);
+    const { inventory, config, catalog } = openInventory(values, io);
     try {
       const now = Date.now();
       const info = inventory.info();
-      const apps = inventory.summary(now);
+      // What each product group's clients need comes from the catalogue, not from what a client asked.
+      const apps = inventory.summary(now, (groupId) => catalog.kmsGroupById(groupId)?.nCountPolicy);
       if (format === 'csv') {
         io.stdout.write(
           formatCsv(

@@ -9,6 +9,7 @@ import { loadHostIdentity } from '../../host/host-identity';
 import type { ActivationOutcome } from '../../host/outcome';
 import type { Clock } from '../../host/ports';
 import { buildProductPolicy } from '../../host/product-policy';
+import { unusualThresholdLogger } from '../../host/unusual-thresholds';
 import { logActivation, type Logger } from '../../logging/logger';
 import type { ApplianceMetrics } from '../../metrics/appliance-metrics';
 import type { KmsConnectionFacts } from '../../metrics/sources';
@@ -72,6 +73,8 @@ const APPLIED = ['kms (intervals, checks, limits, allowlist, NDR64/BTFN for new 
 export async function kmsService(config: AppConfig, listen: readonly ListenAddress[], deps: KmsServiceDeps): Promise<KmsService> {
   const { catalog, store, clock, log, metrics, onOutcome } = deps;
   const requestRandom = pooledRandomBytes();
+  // One for the process: a reload does not log the same odd threshold again.
+  const onUnusualThreshold = unusualThresholdLogger(log);
   const buildDeps = (cfg: AppConfig): ActivationDeps => {
     const { hostKeyGroups } = cfg.host;
     const policy = buildProductPolicy(catalog, { hostKeyGroups, allowRetail: cfg.kms.allowRetail, allowPreview: cfg.kms.allowPreview });
@@ -81,7 +84,7 @@ export async function kmsService(config: AppConfig, listen: readonly ListenAddre
     );
     // Generate (or check) every ePID now, so a host-key group that cannot form one fails at start.
     for (const h of policy.hostKeyGroupsInUse) identity.epidFor(h.id);
-    return { catalog, policy, identity, store, clock, randomBytes: requestRandom, settings: hostSettings(cfg) };
+    return { catalog, policy, identity, store, clock, randomBytes: requestRandom, settings: hostSettings(cfg), onUnusualThreshold };
   };
   const initial = buildDeps(config);
   const gate = new GroupCommitGate(store);

@@ -1,0 +1,180 @@
+// Red team: the numbers an administrator reads (the count, the threshold, "machines still
+// missing") against a client that sends any RequiredClientCount, a host clock set far ahead and
+// then corrected, and a re-imaged machine at the machine cap. The wire behaviour (PROTOCOL.md §7.2:
+// the count is capped at twice the largest RequiredClientCount seen) is not changed; what the
+// admin is shown must not be steered by one request.
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadCatalog } from '../../src/catalog/load';
+import { catalogNames } from '../../src/catalog/names';
+import { command as statusCommand } from '../../src/cli/commands/status';
+import { Inventory, type ApplicationSummary } from '../../src/store/inventory';
+import { SqliteStore } from '../../src/store/sqlite-store';
+import { buildCountFacts, buildInventoryView, type AdminSnapshot } from '../../src/admin/snapshot';
+import { renderAdminPage } from '../../src/admin/page';
+import { createApplianceMetrics } from '../../src/metrics/appliance-metrics';
+import { captureIo } from '../cli/commands/inventory-fixture';
+import { obs, WINDOW } from '../store/observations';
+import { unusualThresholdLogger } from '../../src/host/unusual-thresholds';
+import { cmid, makeHost } from './host-harness';
+
+const catalog = loadCatalog();
+const names = catalogNames(catalog);
+const policy = (groupId: string): number | undefined => catalog.kmsGroupById(groupId)?.nCountPolicy;
+
+interface Scenario {
+  readonly name: string;
+  /** Requests as (machine number, RequiredClientCount). */
+  readonly requests: readonly (readonly [number, number])[];
+  readonly active: number;
+  /** What the catalogue's Windows 10/11 clients ask for: the truth for "missing". */
+  readonly missing: number;
+  readonly odd: RegExp;
+}
+
+const genuine = (from: number, to: number): [number, number][] => Array.from({ length: to - from + 1 }, (_, i) => [from + i, 25]);
+
+const SCENARIOS: readonly Scenario[] = [
+  // A test tool (or forger) that asks for 1: the page said "Clients activate (they need 1)".
+  {
+    name: 'forged low',
+    requests: [
+      [1, 1],
+      [2, 1],
+      [3, 1],
+    ],
+    active: 3,
+    missing: 22,
+    odd: /Requests asked for 1 machine: 3 machines of .*whose clients ask for 25/,
+  },
+  // One machine asks for 1000 among 24 genuine ones: status said "976 more machines".
+  { name: 'forged high', requests: [...genuine(1, 24), [25, 1000]], active: 25, missing: 0, odd: /asked for 1000 machines/ },
+  // 60 genuine machines and one asking for 1000: clients are told 61 (the wire cap is 2000 now).
+  { name: 'forged high over the cap', requests: [...genuine(1, 60), [61, 1000]], active: 61, missing: 0, odd: /asked for 1000/ },
+];
+
+interface Tap {
+  teardown(fn: () => void): void;
+}
+
+function prepared(t: Tap, s: Scenario, nowMs: number): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-red-counts-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const store = SqliteStore.open(dir, { clock: { now: () => nowMs } });
+  for (const [n, required] of s.requests) store.recordActivation(obs(n, { requiredClientCount: required }), nowMs - 60_000, WINDOW);
+  store.close();
+  return dir;
+}
+
+function windowsOf(summary: readonly ApplicationSummary[]): ApplicationSummary {
+  const w = summary.find((a) => a.applicationName === 'Windows');
+  if (w === undefined) throw new Error('no Windows summary');
+  return w;
+}
+
+for (const s of SCENARIOS) {
+  t.test(`${s.name}: the inventory counts against the catalogue's threshold and names the request`, async (t) => {
+    const now = Date.now();
+    const dir = prepared(t, s, now);
+    const inventory = Inventory.open(dir, { names });
+    t.teardown(() => inventory.close());
+    const w = windowsOf(inventory.summary(now, policy));
+    t.match(w, { activeMachines: s.active, threshold: 25, missing: s.missing, activates: s.missing === 0 });
+    t.same(
+      w.groups.map((g) => [g.requiredCount, g.activates]),
+      [[25, s.missing === 0]],
+      'the product group needs what its clients ask for',
+    );
+    const largest = Math.max(...s.requests.map(([, r]) => r));
+    t.equal(w.largestRequested, largest, 'what the wire cap follows is still reported');
+    t.equal(w.reportedCount, Math.min(s.active, 2 * largest), 'and what clients are told is the wire truth');
+  });
+
+  t.test(`${s.name}: kms-appliance status`, async (t) => {
+    const dir = prepared(t, s, Date.now());
+    const c = captureIo();
+    t.equal(await statusCommand.run(['--data-dir', dir], c.io), 0);
+    const out = c.stdout();
+    const line = out.split('\n').find((l) => l.startsWith('Windows:')) ?? '';
+    t.match(line, /clients need 25: /, 'the catalogue threshold');
+    if (s.missing > 0) t.match(line, new RegExp(`${s.missing} more machines must contact`));
+    else t.match(line, /Windows clients activate/);
+    t.notMatch(out, /need (1|1000)\b/, 'no forged threshold as what is needed');
+    t.match(out, s.odd, 'the odd request is named');
+    const json = JSON.parse((await runJson(dir)) || '{}') as { applications: { threshold: number; missing: number }[] };
+    t.match(json.applications[0], { threshold: 25, missing: s.missing });
+  });
+
+  t.test(`${s.name}: the metrics threshold and the admin page`, async (t) => {
+    const now = Date.now();
+    const dir = prepared(t, s, now);
+    const inventory = Inventory.open(dir, { names });
+    t.teardown(() => inventory.close());
+    const db = inventory['db'];
+    const facts = buildCountFacts(db, inventory, now, policy);
+    const metrics = createApplianceMetrics(
+      {
+        kms: () => ({ listening: true, open: 0, refusedByReason: {} }),
+        store: () => ({ pendingWrites: 0, writeFailures: 0, writable: true }),
+        counts: () => facts,
+      },
+      { processMetrics: false },
+    );
+    const body = (await metrics.scrape()).body;
+    t.match(body, /kms_appliance_application_threshold\{application="Windows"\} 25\n/);
+
+    const view = buildInventoryView(db, inventory, now, [], policy);
+    const snapshot: AdminSnapshot = {
+      generatedAt: new Date(now).toISOString(),
+      version: 'test',
+      databaseFile: dir,
+      catalog: 'built-in',
+      kmsListen: [],
+      dnsListen: [],
+      health: { ok: true, problems: [] },
+      inventory: view,
+    };
+    const html = renderAdminPage({ snapshot, machines: { rows: [] }, query: { q: '', sort: 'name', limit: 50 }, session: false });
+    const card = /<section class="card app"><h3>Windows<\/h3>(.*?)<\/section>/s.exec(html)?.[1] ?? '';
+    t.match(card, new RegExp(`${s.active}</span> / 25 machines`), 'the bar is against the catalogue threshold');
+    if (s.missing > 0) t.match(card, new RegExp(`${s.missing} more machines`));
+    else t.match(card, /Clients activate \(they need 25\)/);
+    t.match(card.replace(/<[^>]+>/g, ''), s.odd, 'the odd request is named on the card');
+    if (s.active > 50) t.match(card, /Clients are told 61, not 50/, 'the lifted cap is explained');
+  });
+}
+
+async function runJson(dir: string): Promise<string> {
+  const c = captureIo();
+  await statusCommand.run(['--json', '--data-dir', dir], c.io);
+  return c.stdout();
+}
+
+t.test('an odd RequiredClientCount is served as PROTOCOL.md §7.2 says and logged once per group and value', async (t) => {
+  const h = makeHost();
+  const warnings: { obj: Record<string, unknown>; msg: string }[] = [];
+  const hook = unusualThresholdLogger({ warn: (obj, msg) => warnings.push({ obj: obj as Record<string, unknown>, msg }) });
+  Object.assign(h.deps, { onUnusualThreshold: hook });
+  for (let i = 1; i <= 60; i++) h.request({ clientMachineId: cmid(i) });
+  t.same(warnings, [], 'what the catalogue says Windows 10/11 clients send is not odd');
+  // Forged high: the wire cap follows the largest threshold seen (2 × 1000), as the spec prescribes.
+  t.equal(h.request({ clientMachineId: cmid(61), requiredClientCount: 1000 }).verified?.base.currentCount, 61);
+  t.equal(h.request({ clientMachineId: cmid(61), requiredClientCount: 1000 }).verified?.base.currentCount, 61);
+  // Forged low: 0 is read as 1 (§7.1 step 4, U8), and 1 and 0 are the same odd value.
+  h.request({ clientMachineId: cmid(62), requiredClientCount: 1 });
+  h.request({ clientMachineId: cmid(63), requiredClientCount: 0 });
+  t.equal(warnings.length, 2, 'one line per group and value, not per request');
+  t.match(warnings[0], { obj: { requiredClientCount: 1000, usual: 25, cmid: cmid(61) }, msg: /asked for 1000 machines .* ask for 25/ });
+  t.match(warnings[1], { obj: { requiredClientCount: 1, usual: 25 }, msg: /asked for 1 machine for / });
+});
+
+t.test('a client cycling through every threshold cannot flood the log', async (t) => {
+  const h = makeHost();
+  const warnings: string[] = [];
+  Object.assign(h.deps, { onUnusualThreshold: unusualThresholdLogger({ warn: (_obj, msg) => warnings.push(msg) }, 8) });
+  for (let r = 1; r <= 40; r++) h.request({ clientMachineId: cmid(r), requiredClientCount: r });
+  t.equal(warnings.length, 9, 'eight values, then one line saying the rest are not logged');
+  t.match(warnings[8], /further ones are not/);
+});
