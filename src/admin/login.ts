@@ -3,6 +3,7 @@
 // client per /64, which one machine can fill) and logged with the address.
 import { createHmac, randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { LineBudget } from '../logging/line-budget';
 import { unmapIPv4 } from '../net/mapped-ipv4';
 import { verifyPassword, type PasswordRecord } from './password';
 
@@ -66,6 +67,8 @@ export class LoginGuard {
   private hashing: Promise<unknown> = Promise.resolve();
   /** Keys the Basic cache, so the map never holds anything a memory dump could replay. */
   private readonly cacheKey = randomBytes(32);
+  /** Failed-login lines from all addresses together: 20 per 10 s. */
+  private readonly failureLines = new LineBudget();
 
   constructor(
     private readonly password: () => PasswordRecord | undefined,
@@ -159,6 +162,9 @@ export class LoginGuard {
       return true;
     }
     const s = this.trackFailure(key);
+    // Each address is slowed, but many addresses are many lines: those beyond the budget are counted.
+    const suppressed = this.failureLines.admit(this.now());
+    if (suppressed < 0) return { ok: false, reason: 'wrong' };
     this.log.warn(
       {
         event: 'admin-login-failed',
@@ -168,6 +174,7 @@ export class LoginGuard {
         user: user.slice(0, 64),
         failures: s.failures,
         lockedSeconds: Math.ceil(Math.max(0, s.lockedUntil - this.now()) / 1000),
+        ...(suppressed > 0 ? { suppressedSimilar: suppressed } : {}),
       },
       `admin login failed from ${address}`,
     );

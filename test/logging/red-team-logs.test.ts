@@ -1,13 +1,15 @@
 // Red team on the log: what a broken log reader or a hostile client can make the appliance's log
 // output spend. A `serve` process whose stdout pipe stops being read keeps answering clients,
 // drops lines beyond a bound instead of holding them all, says how many when the reader is back,
-// and still stops on SIGTERM; one whose stdout reader closes (EPIPE) keeps serving.
+// and still stops on SIGTERM; one whose stdout reader closes (EPIPE) keeps serving. Failed admin
+// logins from many addresses are a bounded number of lines per window.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
+import { LoginGuard } from '../../src/admin/login';
 import { activate } from '../../src/client/kms-client';
 import { product } from '../server/appliance-harness';
 import { loaderFlags } from '../paths';
@@ -128,4 +130,46 @@ t.test('stdout closed (EPIPE): clients are answered, one line on stderr, SIGTERM
   t.same(await drive(s.port, 1, 20), Array(20).fill(0), 'served after the line too');
   s.child.kill('SIGTERM');
   t.equal(await settledWithin(s.exited, 30_000, 'still running 30 s after SIGTERM'), 0);
+});
+
+t.test('failed admin logins from thousands of addresses are a bounded number of lines, the rest counted', async (t) => {
+  const lines: Record<string, unknown>[] = [];
+  const log = { warn: (o: object) => void lines.push(o as Record<string, unknown>), info: () => {} };
+  let now = 1_800_000_000_000;
+  const record = { user: 'admin', scheme: 'scrypt', N: 2, r: 1, p: 1, salt: '', hash: 'AAAA' } as const;
+  const guard = new LoginGuard(
+    () => record,
+    log,
+    () => now,
+  );
+  // An over-long password fails before any scrypt: a guess costs the attacker one request. Each
+  // /64 makes its free failures, and beyond the 10,000 addresses remembered the oldest are
+  // forgotten and may fail again: the per-address lockout alone bounds nothing.
+  const tooLong = 'x'.repeat(2000);
+  const addresses = 12_000;
+  let failures = 0;
+  for (let round = 0; round < 2; round++) {
+    for (let a = 0; a < addresses; a++) {
+      const address = `2001:db8:${(a >> 8).toString(16)}:${(a & 0xff).toString(16)}::1`;
+      for (let i = 0; i < 5; i++) {
+        const r = await guard.login('admin', tooLong, address);
+        if (!r.ok && r.reason === 'wrong') failures++;
+      }
+    }
+    now += 5_000;
+  }
+  t.ok(failures > 2 * addresses, `${failures} failed logins checked`);
+  t.ok(lines.length <= 40, `${lines.length} lines for them (at most 20 per 10 s window)`);
+  t.ok(
+    lines.every((l) => l['code'] === 'KMS_ERR_ADMIN_LOGIN_FAILED'),
+    'each one the failed-login line',
+  );
+
+  // The next window: one line says how many were left out.
+  now += 10_000;
+  await guard.login('admin', tooLong, '192.0.2.1');
+  const last = lines.at(-1)!;
+  t.equal(last['clientAddress'], '192.0.2.1');
+  const suppressed = lines.reduce((n, l) => n + ((l['suppressedSimilar'] as number | undefined) ?? 0), 0);
+  t.equal(suppressed + lines.length, failures + 1, 'every failure is a line or counted in suppressedSimilar');
 });
