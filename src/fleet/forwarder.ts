@@ -14,7 +14,7 @@ import { memoizeNames } from '../catalog/name-resolver';
 import type { Clock } from '../host/ports';
 import type { FleetOutbox, MachineCursor, OutboxEvent, OutboxMachine } from '../store/fleet-outbox';
 import type { StoreLog } from '../store/store-log';
-import { connectionConfig, describeTarget, explainPostgresError, quoteServerText } from './pg-connection';
+import { connectionConfig, describeTarget, explainPostgresError, forwarderSessionLimits, quoteServerText } from './pg-connection';
 import { guardClient } from './pg-guard';
 import { REMOTE_SCHEMA_VERSION, remoteSchemaVersion } from './remote-schema';
 import { eventRowBytes, machineRowBytes, MIN_ROW_BYTES, writeBatch, type BatchWritten, type SiteReport } from './remote-writes';
@@ -329,7 +329,8 @@ export class FleetForwarder {
 
   private async connected(): Promise<Client> {
     if (this.client) return this.client;
-    const client = new Client(connectionConfig(this.options.fleet.postgres));
+    const p = this.options.fleet.postgres;
+    const client = new Client({ ...connectionConfig(p), ...forwarderSessionLimits(p) });
     guardClient(client, this.target);
     // An idle connection dropped by the server or the network must not crash the process. pg
     // leaves the socket open after an error the server reports on an idle connection: it is

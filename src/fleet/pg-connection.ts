@@ -111,10 +111,37 @@ export function connectionConfig(p: PostgresSettings, overrides: ConnectionOverr
     connectionTimeoutMillis: p.connectTimeoutSeconds * 1000,
     // A statement that hangs (a locked table, a dead link without RST) must not hold the
     // forwarder forever: it gives up, backs off and sends the same batch again.
-    query_timeout: Math.max(30_000, p.connectTimeoutSeconds * 3000),
+    query_timeout: queryTimeoutMs(p),
     application_name: 'kms-appliance',
     keepAlive: true,
   };
+}
+
+/**
+ * How long the client waits for a statement's reply: it counts the time to send the batch (1 MiB
+ * at most, forwarder.ts) over a slow branch link too, so it is not shortened below 30 s.
+ */
+function queryTimeoutMs(p: PostgresSettings): number {
+  return Math.max(30_000, p.connectTimeoutSeconds * 3000);
+}
+
+/** A batch's statements take no lock another box holds: a wait this long is DDL or maintenance at head office. */
+const LOCK_WAIT_MS = 5000;
+
+type SessionLimits = Pick<ClientConfig, 'lock_timeout' | 'statement_timeout' | 'idle_in_transaction_session_timeout'>;
+
+/**
+ * Server-side limits for the forwarder's session (not for `fleet init`, whose migrations may
+ * rightly take long). A statement waiting on a lock (fleet init, ALTER TABLE, VACUUM FULL at head
+ * office) is the usual "hang" of a live server: it ends after 5 s with SQLSTATE 55P03 instead of
+ * the client's 30 s, and the batch is retried later. The statement limit ends on the server, 5 s
+ * before the client gives up, what nobody waits for any more, so it never holds locks meanwhile;
+ * a transaction left open by a box whose link died is ended after twice the client's wait, so its
+ * row locks do not make the next attempt wait.
+ */
+export function forwarderSessionLimits(p: PostgresSettings): SessionLimits {
+  const query = queryTimeoutMs(p);
+  return { lock_timeout: LOCK_WAIT_MS, statement_timeout: query - 5000, idle_in_transaction_session_timeout: 2 * query };
 }
 
 const TLS_TRUST = new Set([
@@ -152,6 +179,16 @@ export function explainPostgresError(err: unknown, p: PostgresSettings, user?: s
   if (err instanceof KmsError) return quoteServerText(err.message, 1000);
   if (code === 'ECONNREFUSED') return `PostgreSQL at ${target} refused the connection (server down, or wrong host or port)`;
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `the host name ${p.host} of fleet.postgres.host does not resolve`;
+  // Before the generic "timeout" below: these are the server's own limits, with the server up.
+  if (code === '55P03') {
+    return (
+      `a fleet table at ${target} stayed locked by another session for ${LOCK_WAIT_MS / 1000} s (fleet init, ALTER TABLE, ` +
+      'VACUUM FULL or a long transaction at head office); the batch is sent again later'
+    );
+  }
+  if (code === '57014') {
+    return `PostgreSQL at ${target} cancelled a statement that ran too long (${e.message ?? code}); it is sent again later`;
+  }
   if (code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || /timeout/i.test(e.message ?? '')) {
     return `PostgreSQL at ${target} did not answer in time (network down or a firewall drops the port)`;
   }
