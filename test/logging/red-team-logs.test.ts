@@ -2,8 +2,10 @@
 // output spend. A `serve` process whose stdout pipe stops being read keeps answering clients,
 // drops lines beyond a bound instead of holding them all, says how many when the reader is back,
 // and still stops on SIGTERM; one whose stdout reader closes (EPIPE) keeps serving. Failed admin
-// logins from many addresses are a bounded number of lines per window.
+// logins from many addresses are a bounded number of lines per window. Thousands of forged
+// products, names and versions add no series to /metrics.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,13 +13,16 @@ import type { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
 import { LoginGuard } from '../../src/admin/login';
 import { activate } from '../../src/client/kms-client';
-import { product } from '../server/appliance-harness';
+import { product, startHarness } from '../server/appliance-harness';
 import { loaderFlags } from '../paths';
 import { lineMatching, settledWithin, until } from '../wait';
 
 /** The CLI in the form this test runs in: dist/src from dist/test, src/ (with the loader) from test/. */
 const MAIN = path.join(__dirname, '..', '..', 'src', 'cli', `main${path.extname(__filename)}`);
 const WIN = product('Windows 10/11 Enterprise');
+
+// Two serve processes started from source (npm run test:one) take longer than tap's default 30 s.
+t.setTimeout(120_000);
 
 interface Served {
   readonly child: ChildProcess;
@@ -53,9 +58,9 @@ async function drive(port: number, connections: number, requests: number): Promi
   return replies.flat().map((r) => r.hresult);
 }
 
-/** About 1 KiB per request line: 4 × 1500 lines are several times the 1 MiB queue and the pipe's buffer. */
+/** About 1.1 KiB per request line: 4 × 1000 lines are several times the 1 MiB queue and the pipe's buffer. */
 const CONNECTIONS = 4;
-const REQUESTS = 1500;
+const REQUESTS = 1000;
 
 /** Every log line the reader gets from now on, parsed. */
 function collect(stdout: Readable): Record<string, unknown>[] {
@@ -172,4 +177,49 @@ t.test('failed admin logins from thousands of addresses are a bounded number of 
   t.equal(last['clientAddress'], '192.0.2.1');
   const suppressed = lines.reduce((n, l) => n + ((l['suppressedSimilar'] as number | undefined) ?? 0), 0);
   t.equal(suppressed + lines.length, failures + 1, 'every failure is a line or counted in suppressedSimilar');
+});
+
+/** The labelled series of the request counters in a scrape (the process metrics aside). */
+function requestSeries(body: string): string[] {
+  return body
+    .split('\n')
+    .filter((l) => /^kms_appliance_(activations|refusals)_total\{/.test(l))
+    .map((l) => l.slice(0, l.lastIndexOf(' ')));
+}
+
+t.test('thousands of forged products, workstation names and versions add no series to /metrics', async (t) => {
+  const h = await startHarness(t);
+  const win = product('Windows 10/11 Enterprise');
+  // Each kind of forgery once, so every label set it can produce exists: an unknown application,
+  // an unknown SKU of a known group, an unknown group of a known application.
+  const forge = (i: number) => {
+    const protocol = ([4, 5, 6] as const)[i % 3]!;
+    const ids = [
+      { applicationId: randomUUID(), kmsCountedId: randomUUID(), activationId: randomUUID() },
+      { activationId: randomUUID() },
+      { kmsCountedId: randomUUID(), activationId: randomUUID() },
+    ][Math.floor(i / 3) % 3]!;
+    return { host: '127.0.0.1', port: h.port, product: { ...win, ...ids }, protocol, workstation: `ws-${randomUUID()}`, requests: 1 };
+  };
+  for (let i = 0; i < 9; i++) await activate(forge(i));
+  const first = await h.appliance.metrics.scrape();
+  const baseline = requestSeries(first.body);
+  t.ok(baseline.length > 0, `${baseline.length} request series after one of each`);
+
+  let next = 9;
+  const forged = 1800;
+  await Promise.all(
+    Array.from({ length: 6 }, async () => {
+      while (next < forged) await activate(forge(next++));
+    }),
+  );
+  t.equal(h.outcomes.length, forged, 'every forged request was handled');
+  const after = await h.appliance.metrics.scrape();
+  t.same(requestSeries(after.body).sort(), baseline.sort(), 'the same series, only their counts grew');
+  // Per-application gauges (machines counted, threshold) appear once the counts are read: only
+  // for the application served, never for a forged one.
+  const applications = new Set([...after.body.matchAll(/application="([^"]*)"/g)].map((m) => m[1]));
+  const served = new Set([...first.body.matchAll(/application="([^"]*)",result="served"/g)].map((m) => m[1]));
+  t.same([...applications].sort(), [...served, 'unknown'].sort(), 'application labels: the one served, and "unknown"');
+  t.ok(after.body.length < 2 * first.body.length, `/metrics is ${after.body.length} bytes (${first.body.length} before)`);
 });
