@@ -61,6 +61,18 @@ export interface UnusualRequest {
   readonly machines: number;
 }
 
+/** The settings key of the last ClockCorrection (written by SqliteStore, read by status). */
+export const CLOCK_CORRECTION_SETTING = 'store.clockCorrection';
+
+/** Counting times found more than a day ahead of the host clock, and moved to the moment they were found. */
+export interface ClockCorrection {
+  /** Host time of the correction: the machines moved count as seen then. */
+  readonly correctedAtMs: number;
+  /** The latest time found: about what the clock had been set to. */
+  readonly aheadUntilMs: number;
+  readonly machines: number;
+}
+
 /** The RequiredClientCount the catalogue's clients of a KMS group send (nCountPolicy); undefined when unknown. */
 export type CatalogThreshold = (groupId: string) => number | undefined;
 
@@ -222,6 +234,19 @@ export class Inventory {
     }
     epids.sort((a, b) => a.hostKeyGroup.localeCompare(b.hostKeyGroup));
     return { hwid, epids };
+  }
+
+  /** The last correction of counting times a host clock set ahead left behind; undefined when none. */
+  clockCorrection(): ClockCorrection | undefined {
+    const raw = this.db.prepare('SELECT value FROM settings WHERE key = ?').pluck().get(CLOCK_CORRECTION_SETTING) as string | undefined;
+    if (raw === undefined) return undefined;
+    try {
+      const c = JSON.parse(raw) as Partial<ClockCorrection>;
+      const ok = [c.correctedAtMs, c.aheadUntilMs, c.machines].every((n) => typeof n === 'number' && Number.isFinite(n));
+      return ok ? (c as ClockCorrection) : undefined;
+    } catch {
+      return undefined; // written by this program only; a damaged value is not worth a failed status
+    }
   }
 
   /**

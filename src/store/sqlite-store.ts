@@ -18,7 +18,7 @@ import { Thresholds } from './thresholds';
 import { WalCheckpoints, type SyncIo } from './wal-checkpoints';
 import { WindowCounts, type CountSource } from './window-counts';
 import { describeWriteFailure, failureSummary, sqliteCodeOf } from './write-failure';
-import { Inventory } from './inventory';
+import { CLOCK_CORRECTION_SETTING, Inventory, type ClockCorrection } from './inventory';
 import { FleetOutbox } from './fleet-outbox';
 import { registerConnection } from './testing';
 import { RequestJournal, type JournalIo } from './request-journal';
@@ -48,6 +48,11 @@ import {
 } from './request-rows';
 
 const DAY_MS = 86_400_000;
+/**
+ * A stored counting time this far ahead of the host clock means the clock was set ahead and has
+ * been corrected since (a step of hours is an ordinary NTP correction or a time zone mistake).
+ */
+const CLOCK_AHEAD_TOLERANCE_MS = DAY_MS;
 /** The settings key of the last journal record committed to the file (request-journal.ts). */
 const JOURNAL_SEQ_KEY = 'store.journalSeq';
 /** Journaled writes after which the open transaction is committed whatever its age. */
@@ -208,6 +213,11 @@ export class SqliteStore implements ActivationStore {
   private readonly pruneByCount: Database.Statement;
   private readonly countMachines: Database.Statement;
   private readonly pruneUncounted: Database.Statement;
+  /** Applications with a machine row: a skip-scan of the clients_window index, one step each. */
+  private readonly applicationsOf: Database.Statement;
+  private readonly newestCountedOf: Database.Statement;
+  private readonly clampClientsAhead: Database.Statement;
+  private readonly clampRequiredAhead: Database.Statement;
   private readonly beginStmt: Database.Statement;
   private readonly commitStmt: Database.Statement;
   private readonly rollbackStmt: Database.Statement;
@@ -329,18 +339,23 @@ export class SqliteStore implements ActivationStore {
     this.journalCommitMs = db.readonly ? 0 : (options.journalCommitMs ?? 0);
     if (this.journalCommitMs > 0) this.openJournal(options.journalIo);
 
-    this.counts = new WindowCounts(this.countSource());
-    // Every application with a counted machine: a skip-scan of the index, one step per application.
-    this.counts.load(
-      db
-        .prepare(`
+    // Every application with a machine row: a skip-scan of the index, one step per application.
+    this.applicationsOf = db
+      .prepare(`
         WITH RECURSIVE a(app) AS (
           SELECT MIN(application) FROM clients
           UNION ALL SELECT (SELECT MIN(application) FROM clients WHERE application > a.app) FROM a WHERE a.app IS NOT NULL)
         SELECT app FROM a WHERE app IS NOT NULL`)
-        .pluck()
-        .all() as string[],
-    );
+      .pluck();
+    this.newestCountedOf = db.prepare('SELECT MAX(last_counted_ms) FROM clients WHERE application = ?').pluck();
+    this.clampClientsAhead = db.prepare(`
+      UPDATE clients SET last_counted_ms = :now,
+        last_seen_ms = CASE WHEN last_seen_ms > :limit THEN :now ELSE last_seen_ms END,
+        first_seen_ms = CASE WHEN first_seen_ms > :limit THEN :now ELSE first_seen_ms END
+      WHERE application = :application AND last_counted_ms > :limit`);
+    this.clampRequiredAhead = db.prepare('UPDATE app_required SET last_served_ms = :now WHERE last_served_ms > :limit');
+    this.counts = new WindowCounts(this.countSource());
+    this.counts.load(this.applicationsOf.all() as string[]);
 
     // A second server on this data directory (the journal's lock is taken: it warned) keeps
     // SQLite's own checkpoints: the cycles order their fsyncs against this connection's commits,
@@ -687,6 +702,7 @@ export class SqliteStore implements ActivationStore {
   private deleteOldEvents(nowMs: number): number {
     this.pruneDue = false;
     this.eventsSincePrune = 0;
+    this.correctTimesAhead(nowMs);
     const byAge = this.pruneByAge.run({ cutoff: nowMs - this.retentionMs, chunk: PRUNE_CHUNK_ROWS }).changes;
     const byCount = this.pruneByCount.run({ keep: this.maxEvents, chunk: PRUNE_CHUNK_ROWS }).changes;
     const machines = this.boundMachines(nowMs);
@@ -719,6 +735,44 @@ export class SqliteStore implements ActivationStore {
     if (deleted < chunk && rows - deleted > this.maxMachines) this.enterMachineCap(rows - deleted);
     else if (this.machineCapReached && rows - deleted < this.maxMachines) this.leaveMachineCap(rows - deleted);
     return deleted;
+  }
+
+  /**
+   * A host clock set far ahead and corrected since left counting times in the future, and
+   * last_counted only moves forward (rows.ts): those machines would count until that future date
+   * plus 30 days, and a threshold served then would cap the count as long. Such times count as
+   * seen now, the moment the clock is known to be right again: the machines did ask recently,
+   * and now leave the window 30 days from now unless they ask again. Runs with the prune (at
+   * open, hourly), after the batch's writes are in the file, so the in-memory counts read back
+   * what the file holds. A few index lookups when nothing is ahead. Returns the machines moved.
+   */
+  private correctTimesAhead(nowMs: number): number {
+    const limit = nowMs + CLOCK_AHEAD_TOLERANCE_MS;
+    const ahead: { application: string; newest: number }[] = [];
+    for (const application of this.applicationsOf.all() as string[]) {
+      const newest = this.newestCountedOf.get(application) as number | null;
+      if (newest !== null && newest > limit) ahead.push({ application, newest });
+    }
+    const thresholdNewest = this.thresholds.newestServed();
+    if (ahead.length === 0 && thresholdNewest <= limit) return 0;
+    const aheadUntilMs = Math.max(thresholdNewest, ...ahead.map((a) => a.newest));
+    let machines = 0;
+    this.db.transaction(() => {
+      for (const a of ahead) machines += this.clampClientsAhead.run({ application: a.application, limit, now: nowMs }).changes;
+      this.clampRequiredAhead.run({ limit, now: nowMs });
+      const correction: ClockCorrection = { correctedAtMs: nowMs, aheadUntilMs, machines };
+      this.upsertSetting.run(CLOCK_CORRECTION_SETTING, JSON.stringify(correction));
+    })();
+    this.thresholds.clampAhead(limit, nowMs);
+    for (const a of ahead) this.counts.reload(a.application);
+    this.log.warn(
+      { file: this.file, machines, aheadUntil: new Date(aheadUntilMs).toISOString(), now: new Date(nowMs).toISOString() },
+      `the activation database holds counting times up to ${new Date(aheadUntilMs).toISOString()}, more than a day ahead of ` +
+        `the host clock (${new Date(nowMs).toISOString()}): the clock was set ahead and has been corrected. The ${machines} ` +
+        'machines seen meanwhile count as seen now and leave the 30-day window 30 days from now unless they ask again ' +
+        '(kms-appliance status names this for 30 days); check the time source (timedatectl, chrony)',
+    );
+    return machines;
   }
 
   private enterMachineCap(rows: number): void {

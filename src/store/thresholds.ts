@@ -60,6 +60,27 @@ export class Thresholds {
     return max;
   }
 
+  /** The latest time any threshold was served (-Infinity when none). */
+  newestServed(): number {
+    let newest = -Infinity;
+    for (const entries of this.apps.values()) for (const e of entries.values()) if (e.served > newest) newest = e.served;
+    return newest;
+  }
+
+  /**
+   * A host clock that was set ahead and corrected since: a serve after `limitMs` counts as served
+   * at `nowMs`, in memory and (the caller updates app_required alongside) in the file.
+   */
+  clampAhead(limitMs: number, nowMs: number): void {
+    for (const entries of this.apps.values()) {
+      for (const e of entries.values()) {
+        if (e.served <= limitMs) continue;
+        e.served = nowMs;
+        if (e.persisted > limitMs) e.persisted = nowMs;
+      }
+    }
+  }
+
   /** Entries whose file copy is behind, for close(). */
   *unpersisted(): Generator<[string, number, number]> {
     for (const [app, entries] of this.apps) {

@@ -151,7 +151,8 @@ export class WindowCounts {
     return nowMs < w.leftOutMax ? this.source.lastCounted(application, cmid) : undefined;
   }
 
-  private reload(application: string): void {
+  /** Takes the newest machines of an application from the source again (after the file's times were corrected). */
+  reload(application: string): void {
     let w = this.apps.get(application);
     if (w === undefined) this.apps.set(application, (w = new ApplicationWindow(this.tracked)));
     const limit = 2 * this.tracked;

@@ -16,7 +16,7 @@ import { buildCountFacts, buildInventoryView, type AdminSnapshot } from '../../s
 import { renderAdminPage } from '../../src/admin/page';
 import { createApplianceMetrics } from '../../src/metrics/appliance-metrics';
 import { captureIo } from '../cli/commands/inventory-fixture';
-import { obs, WINDOW } from '../store/observations';
+import { DAY, obs, recordingLog, tempDataDir, WINDOW } from '../store/observations';
 import { unusualThresholdLogger } from '../../src/host/unusual-thresholds';
 import { cmid, makeHost } from './host-harness';
 
@@ -177,4 +177,66 @@ t.test('a client cycling through every threshold cannot flood the log', async (t
   for (let r = 1; r <= 40; r++) h.request({ clientMachineId: cmid(r), requiredClientCount: r });
   t.equal(warnings.length, 9, 'eight values, then one line saying the rest are not logged');
   t.match(warnings[8], /further ones are not/);
+});
+
+t.test('host clock set a year ahead, then corrected: machines seen meanwhile count 30 days from the correction', async (t) => {
+  const dir = tempDataDir(t);
+  const T0 = Date.UTC(2026, 10, 20, 12, 0, 0);
+  const AHEAD = T0 + 365 * DAY;
+  let now = AHEAD;
+  const clock = { now: () => now };
+  const log = recordingLog();
+  let store = SqliteStore.open(dir, { clock, log });
+  // Five machines ask while the clock is a year ahead; one forged threshold lifts the cap then.
+  for (let i = 1; i <= 5; i++) store.recordActivation(obs(i, { requiredClientCount: i === 5 ? 1000 : 25 }), now, WINDOW);
+  store.close();
+  now = T0; // NTP (or the administrator) corrects the clock; the service restarts
+  store = SqliteStore.open(dir, { clock, log });
+  t.teardown(() => store.close());
+  const warned = log.lines.find((l) => l.level === 'warn' && /ahead/.test(l.msg));
+  t.match(warned, { obj: { machines: 5 } }, 'the correction is logged, naming how many machines it moved');
+  for (let i = 6; i <= 7; i++) store.recordActivation(obs(i), T0 + 10 * DAY, WINDOW);
+  // 35 days after the correction: the five are 35 days old, machines 6 and 7 25 days.
+  const later = T0 + 35 * DAY;
+  const served = store.recordActivation(obs(8), later, WINDOW);
+  t.equal(served.activeClients, 3, 'the in-memory count: 6, 7 and 8');
+  t.equal(served.maxRequiredClientCount, 25, 'the forged threshold of the wrong year left the window with its request');
+  const inventory = Inventory.open(dir, { names });
+  t.teardown(() => inventory.close());
+  const w = windowsOf(inventory.summary(later, policy));
+  t.equal(w.activeMachines, served.activeClients, 'the SQL count agrees with the in-memory one');
+  t.equal(w.largestRequested, 25);
+  t.match(inventory.clockCorrection(), { correctedAtMs: T0, aheadUntilMs: AHEAD, machines: 5 }, 'status can name it');
+});
+
+t.test('a clock corrected while the server runs is caught by the periodic prune; a few hours ahead is left alone', async (t) => {
+  const dir = tempDataDir(t);
+  const T0 = Date.UTC(2026, 10, 20, 12, 0, 0);
+  let now = T0 + 90 * DAY;
+  const store = SqliteStore.open(dir, { clock: { now: () => now }, log: recordingLog() });
+  t.teardown(() => store.close());
+  store.recordActivation(obs(1), now, WINDOW);
+  now = T0;
+  store.recordActivation(obs(2), T0 + 20 * 3600_000, WINDOW); // 20 h ahead: an ordinary clock step
+  store.prune(T0);
+  t.equal(store.recordActivation(obs(3), T0 + 30 * DAY + 10 * 3600_000, WINDOW).activeClients, 2, 'machines 2 and 3');
+  const inventory = Inventory.open(dir, { names });
+  t.teardown(() => inventory.close());
+  t.equal(windowsOf(inventory.summary(T0 + 30 * DAY + 10 * 3600_000, policy)).activeMachines, 2);
+});
+
+t.test('kms-appliance status names a clock correction for the 30 days it matters', async (t) => {
+  const dir = tempDataDir(t);
+  const real = Date.now();
+  let now = real + 200 * DAY;
+  const clock = { now: () => now };
+  const store = SqliteStore.open(dir, { clock, log: recordingLog() });
+  store.recordActivation(obs(1), now, WINDOW);
+  now = real;
+  store.prune();
+  store.close();
+  const c = captureIo();
+  t.equal(await statusCommand.run(['--data-dir', dir], c.io), 0);
+  t.match(c.stdout(), /Host clock: it had been set ahead .* the 1 machine seen meanwhile counts as seen then/);
+  t.match(c.stdout(), /Windows: 1 machine in the last 30 days/);
 });

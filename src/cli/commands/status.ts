@@ -10,6 +10,7 @@ import { inert, toJson } from '../terminal';
 import {
   thresholdNotes,
   type ApplicationSummary,
+  type ClockCorrection,
   type DatabaseInfo,
   type Duplicates,
   type HostIdentityInfo,
@@ -73,17 +74,33 @@ function formatSize(bytes: number): string {
   return bytes < 1048576 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1048576).toFixed(1)} MiB`;
 }
 
+/**
+ * A clock correction matters while the machines it moved are in the window: 30 days. Before that
+ * the counts of those days included machines the wrong clock kept counting.
+ */
+function clockLine(c: ClockCorrection | undefined, nowMs: number): string | undefined {
+  if (c === undefined || nowMs - c.correctedAtMs > WINDOW_DAYS * 86_400_000) return undefined;
+  return (
+    `Host clock: it had been set ahead (to about ${shortTime(c.aheadUntilMs)}) and was found corrected at ` +
+    `${shortTime(c.correctedAtMs)}; the ${plural(c.machines, 'machine')} seen meanwhile ` +
+    `${c.machines === 1 ? 'counts' : 'count'} as seen then. ` +
+    'Check the time source (timedatectl, chrony).'
+  );
+}
+
 function formatStatus(
   info: DatabaseInfo,
   apps: readonly ApplicationSummary[],
   dups: Duplicates,
   identity?: HostIdentityInfo,
   refusals?: readonly RefusalSummary[],
+  clock?: string,
 ): string {
   const out: string[] = [];
   out.push(
     `Database: ${info.file} (${plural(info.clients, 'machine')} known, ${plural(info.events, 'event')}, ${formatSize(info.sizeBytes)})`,
   );
+  if (clock !== undefined) out.push(clock);
   out.push('');
   if (apps.length === 0) out.push('No machine has asked this host for activation yet.');
   for (const a of apps) {
@@ -145,8 +162,10 @@ function statusJson(
   nowMs: number,
   identity?: HostIdentityInfo,
   refusals?: readonly RefusalSummary[],
+  clock?: string,
 ): unknown {
   return {
+    ...(clock !== undefined ? { clock } : {}),
     ...(refusals
       ? {
           refusals: {
@@ -216,10 +235,11 @@ export const command = defineCommand({
       const dups = inventory.duplicates(now);
       const identity = inventory.hostIdentity();
       const refusals = inventory.refusalsSince(now - REFUSAL_DAYS * 86_400_000);
+      const clock = clockLine(inventory.clockCorrection(), now);
       io.stdout.write(
         format === 'json'
-          ? `${toJson(statusJson(info, apps, dups, now, identity, refusals), 2)}\n`
-          : formatStatus(info, apps, dups, identity, refusals),
+          ? `${toJson(statusJson(info, apps, dups, now, identity, refusals, clock), 2)}\n`
+          : formatStatus(info, apps, dups, identity, refusals, clock),
       );
       if (format === 'table') for (const line of fleetStatusLines(inventory.file, config.fleet.postgres)) io.stdout.write(`${line}\n`);
       return EXIT.OK;
