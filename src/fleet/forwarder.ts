@@ -17,7 +17,16 @@ import type { StoreLog } from '../store/store-log';
 import { connectionConfig, describeTarget, explainPostgresError, forwarderSessionLimits, quoteServerText } from './pg-connection';
 import { guardClient } from './pg-guard';
 import { REMOTE_SCHEMA_VERSION, remoteSchemaVersion } from './remote-schema';
-import { eventRowBytes, machineRowBytes, MIN_ROW_BYTES, writeBatch, type BatchWritten, type SiteReport } from './remote-writes';
+import {
+  eventRowBytes,
+  isRowRejection,
+  machineRowBytes,
+  MIN_ROW_BYTES,
+  tablesTakeRows,
+  writeBatch,
+  type BatchWritten,
+  type SiteReport,
+} from './remote-writes';
 
 /** Rows of `clients` read per slice when looking for changed machines (a few ms each). */
 const SLICE_ROWS = 2000;
@@ -31,6 +40,14 @@ export const MAX_TABLE_BATCH_BYTES = 1024 * 1024;
 const FIRST_RETRY_MS = 5_000;
 const MAX_BACKOFF_MS = 10 * 60_000; // a database back after an outage is found within 10 minutes
 const STOP_WAIT_MS = 2000;
+/**
+ * When rows the fleet database refused are tried again, after the refusal: a constraint head
+ * office added and then dropped, or a trigger fixed, lets them in at one of these; after the last
+ * they are given up. Their own schedule: it does not wait for other changes to make a batch.
+ */
+const REFUSED_RETRY_AFTER_MS = [60_000, 10 * 60_000, 60 * 60_000, 6 * 60 * 60_000] as const;
+/** Refused rows kept for those retries (about 1 KB each); beyond that a refused row is given up at once. */
+const MAX_REFUSED_KEPT = 1000;
 /** The schema version this release writes; a database at an older one needs `fleet init`. */
 const REQUIRED_SCHEMA_VERSION = REMOTE_SCHEMA_VERSION;
 
@@ -70,19 +87,22 @@ export interface FleetHealth {
   readonly problems: readonly string[];
 }
 
+/** A refused row waiting for its next try; `tries` counts the retries made so far. */
+interface RefusedRow {
+  readonly machine?: OutboxMachine;
+  readonly event?: OutboxEvent;
+  readonly eventOffset: number;
+  readonly tries: number;
+  readonly dueMs: number;
+}
+
+const machineKey = (m: OutboxMachine): string => `m ${m.application} ${m.cmid}`;
+const eventKey = (e: OutboxEvent, offset: number): string => `e ${e.id + offset}`;
+
 export interface SyncResult {
   readonly machines: number;
   readonly events: number;
   readonly batches: number;
-}
-
-/**
- * SQLSTATE class 22 (data exception: a value out of range, text PostgreSQL cannot store) and 23
- * (a constraint): the rows themselves are refused, not the connection or the privileges.
- */
-function isRowRejection(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code);
 }
 
 /** Exponential backoff with jitter: retries from many sites do not arrive in step. */
@@ -111,6 +131,8 @@ export class FleetForwarder {
   private warnedFull = false;
   private queue: Promise<unknown> = Promise.resolve();
   private warnedClone = false;
+  /** Rows the fleet database refused, by machine key or event id, with when they are tried next. */
+  private readonly refused = new Map<string, RefusedRow>();
   /** Why start() refused to run; reported by health(). */
   private refusal: string | undefined;
 
@@ -382,9 +404,12 @@ export class FleetForwarder {
   }
 
   /**
-   * PostgreSQL refused a value of the batch (out of range, invalid text): sending it again would
-   * fail forever and stop the reporting. Each row goes alone instead; the rows it refuses are
-   * skipped with one warning, and every other row arrives.
+   * PostgreSQL refused a value of the batch (out of range, invalid text, a constraint): sending
+   * it again would fail forever and stop the reporting. Each row goes alone instead, every other
+   * row arrives, and the refused rows are set aside to be tried again on their own schedule
+   * (REFUSED_RETRY_AFTER_MS). When every row of a table is refused and so is a made-up ordinary
+   * row, the table is to blame (a constraint or trigger head office added), not the rows: nothing
+   * is set aside, and the batch is sent again until the table takes it.
    */
   private async sendRowByRow(
     client: Client,
@@ -395,8 +420,6 @@ export class FleetForwarder {
     first: unknown,
   ): Promise<BatchWritten> {
     let written: BatchWritten = { previousHostName: null };
-    let skippedMachines = 0;
-    let skippedEvents = 0;
     const one = async (batch: { machines: readonly OutboxMachine[]; events: readonly OutboxEvent[] }): Promise<boolean> => {
       try {
         written = await writeBatch(client, { site, ...batch, eventOffset: offset }, this.names);
@@ -406,28 +429,103 @@ export class FleetForwarder {
         return false;
       }
     };
-    // The site's own row alone first: if that is refused, no row is to blame and none is skipped.
+    // The site's own row alone first: if that is refused, no row is to blame and none is set aside.
     if (!(await one({ machines: [], events: [] }))) throw first;
-    for (const m of machines) if (!(await one({ machines: [m], events: [] }))) skippedMachines++;
-    for (const e of events) if (!(await one({ machines: [], events: [e] }))) skippedEvents++;
+    const refusedMachines: OutboxMachine[] = [];
+    const refusedEvents: OutboxEvent[] = [];
+    for (const m of machines) if (!(await one({ machines: [m], events: [] }))) refusedMachines.push(m);
+    for (const e of events) if (!(await one({ machines: [], events: [e] }))) refusedEvents.push(e);
     const why = quoteServerText((first as Error).message ?? String(first));
-    // Every row of a table refused: a constraint or trigger head office added, not the rows.
-    // Skipping them would mark the whole backlog as sent into a table that kept none of it.
-    const refusedAll = (skipped: number, of: number): boolean => of > 1 && skipped === of;
-    if (refusedAll(skippedMachines, machines.length) || refusedAll(skippedEvents, events.length)) {
+    const refusedAll = (refused: number, of: number): boolean => of > 0 && refused === of;
+    if (
+      (refusedAll(refusedMachines.length, machines.length) || refusedAll(refusedEvents.length, events.length)) &&
+      !(await tablesTakeRows(client, site, this.clock.now(), this.names))
+    ) {
+      // Setting them aside would mark the whole backlog as sent into a table that keeps none of it.
       throw new KmsError(
         'KMS_ERR_FLEET_SEND_FAILED',
-        `the fleet database refused every row of the batch (${skippedMachines} of ${machines.length} machines, ` +
-          `${skippedEvents} of ${events.length} events: ${why}); that is a constraint or trigger on its tables, not the rows: ` +
-          'nothing is skipped, and the batch is sent again until the table takes it',
+        `the fleet database refused every row of the batch (${refusedMachines.length} of ${machines.length} machines, ` +
+          `${refusedEvents.length} of ${events.length} events: ${why}) and an ordinary test row too; that is a constraint or ` +
+          'trigger on its tables, not the rows: nothing is skipped, and the batch is sent again until the table takes it',
       );
     }
+    const kept = this.setAside(refusedMachines, refusedEvents, offset);
     this.options.log.warn(
-      { code: 'KMS_ERR_FLEET_SEND_FAILED', fleet: this.target, skippedMachines, skippedEvents, err: why },
-      `the fleet database refused ${skippedMachines} machines and ${skippedEvents} events (${why}); ` +
-        'they are skipped so that the rest keeps arriving (local counting and the local records are unaffected)',
+      {
+        code: 'KMS_ERR_FLEET_SEND_FAILED',
+        fleet: this.target,
+        skippedMachines: refusedMachines.length,
+        skippedEvents: refusedEvents.length,
+        retried: kept,
+        err: why,
+      },
+      `the fleet database refused ${refusedMachines.length} machines and ${refusedEvents.length} events (${why}); ` +
+        'the rest keeps arriving, and ' +
+        (kept > 0 ? `${kept} of them are tried again after 1 min, 10 min, 1 h and 6 h, then given up` : 'they are given up') +
+        ' (local counting and the local records are unaffected)',
     );
     return written;
+  }
+
+  /** Keeps refused rows for their retries, as far as MAX_REFUSED_KEPT allows; returns how many were kept. */
+  private setAside(machines: readonly OutboxMachine[], events: readonly OutboxEvent[], offset: number): number {
+    const dueMs = this.clock.now() + REFUSED_RETRY_AFTER_MS[0];
+    let kept = 0;
+    const keep = (key: string, row: RefusedRow): void => {
+      if (!this.refused.has(key) && this.refused.size >= MAX_REFUSED_KEPT) return;
+      this.refused.set(key, row);
+      kept++;
+    };
+    for (const m of machines) keep(machineKey(m), { machine: m, eventOffset: offset, tries: 0, dueMs });
+    for (const e of events) keep(eventKey(e, offset), { event: e, eventOffset: offset, tries: 0, dueMs });
+    return kept;
+  }
+
+  /**
+   * Tries the refused rows that are due, each alone: one that is taken leaves the list, one that
+   * is refused again waits for its next time, or is given up after the last. Connection failures
+   * throw like any send, and the rows keep their place.
+   */
+  private async retryRefused(client: Client, site: SiteReport): Promise<void> {
+    const now = this.clock.now();
+    let gaveUp = 0;
+    let arrived = 0;
+    for (const [key, row] of [...this.refused]) {
+      if (row.dueMs > now) continue;
+      // lastEventId 0: the site row keeps its mark (the database keeps the greatest); the batch after this sets it.
+      const batch = {
+        site: { ...site, lastEventId: 0 },
+        machines: row.machine ? [row.machine] : [],
+        events: row.event ? [row.event] : [],
+        eventOffset: row.eventOffset,
+      };
+      try {
+        await writeBatch(client, batch, this.names);
+        this.refused.delete(key);
+        arrived++;
+        continue;
+      } catch (err) {
+        if (!isRowRejection(err)) throw err;
+      }
+      const wait = REFUSED_RETRY_AFTER_MS[row.tries + 1];
+      if (wait === undefined) {
+        this.refused.delete(key);
+        gaveUp++;
+      } else this.refused.set(key, { ...row, tries: row.tries + 1, dueMs: now + wait });
+    }
+    if (arrived > 0) {
+      this.options.log.info(
+        { event: 'fleet-refused-arrived', fleet: this.target, rows: arrived },
+        `${arrived} rows the fleet database had refused were taken on a later try`,
+      );
+    }
+    if (gaveUp > 0) {
+      this.options.log.warn(
+        { code: 'KMS_ERR_FLEET_SEND_FAILED', fleet: this.target, gaveUp },
+        `${gaveUp} rows the fleet database refused on every try over 7 hours are given up ` +
+          '(a machine is sent again when it next changes; local counting and the local records are unaffected)',
+      );
+    }
   }
 
   /** Applies the outbox bound and repairs the event mark; returns where sending continues. */
@@ -541,6 +639,7 @@ export class FleetForwarder {
       backlogEvents: Math.max(0, mark.backlog - events.length),
     };
     const client = await this.connected();
+    if (this.refused.size > 0) await this.retryRefused(client, site);
     let written: BatchWritten;
     try {
       written = await writeBatch(client, { site, machines, events, eventOffset: mark.offset }, this.names);
@@ -557,6 +656,12 @@ export class FleetForwarder {
     this.noticeClone(written.previousHostName, site);
     // Only now, after PostgreSQL committed: a crash before this line resends the batch, harmlessly.
     this.outbox.acknowledge(machines, acked, this.clock.now());
+    // A machine sent whole since it was refused needs no retry of its older state (that would
+    // overwrite the newer row); one refused again was set aside anew with its newer state.
+    for (const m of machines) {
+      const key = machineKey(m);
+      if (this.refused.get(key)?.machine !== m) this.refused.delete(key);
+    }
     this.pendingMachines = 0;
     return { machines: machines.length, events: events.length, more: moreEvents || !passDone };
   }

@@ -173,41 +173,80 @@ export interface BatchWritten {
 
 /** Writes one batch in one transaction; resolves only once PostgreSQL committed it. */
 export async function writeBatch(client: ClientBase, batch: Batch, names: NameResolver): Promise<BatchWritten> {
-  const s = batch.site;
+  return inTransaction(client, 'COMMIT', () => writeStatements(client, batch, names));
+}
+
+const PROBE_NAME = 'kms-appliance-probe';
+const NIL = '00000000-0000-0000-0000-000000000000';
+
+/**
+ * Whether the tables take an ordinary row at all: one made-up machine and one made-up event (nil
+ * ids, event id -1, which no box sends) written and rolled back, so the fleet database never
+ * holds them. Tells rows PostgreSQL refuses for their values from a table that refuses every row
+ * (a constraint or trigger head office added). False when the probe is refused as a row; other
+ * failures (connection, privileges) throw like any send.
+ */
+export async function tablesTakeRows(client: ClientBase, site: SiteReport, nowMs: number, names: NameResolver): Promise<boolean> {
+  const machine: OutboxMachine = {
+    application: NIL,
+    cmid: NIL,
+    workstation: PROBE_NAME,
+    previousWorkstation: '',
+    address: '127.0.0.1',
+    sku: '',
+    kmsGroup: '',
+    firstSeenMs: nowMs,
+    lastSeenMs: nowMs,
+    lastCountedMs: nowMs,
+    lastHresult: 0,
+    licenseStatus: 1,
+    protocolVersion: 6,
+    vm: false,
+    requests: 1,
+  };
+  const event: OutboxEvent = {
+    id: -1,
+    timeMs: nowMs,
+    served: true,
+    hresult: 0,
+    code: '',
+    application: NIL,
+    kmsGroup: '',
+    sku: '',
+    cmid: NIL,
+    workstation: PROBE_NAME,
+    address: '127.0.0.1',
+    licenseStatus: 1,
+    protocolVersion: 6,
+    requiredCount: 1,
+    currentCount: 1,
+  };
+  try {
+    await inTransaction(client, 'ROLLBACK', () =>
+      writeStatements(client, { site, machines: [machine], events: [event], eventOffset: 0 }, names),
+    );
+    return true;
+  } catch (err) {
+    if (isRowRejection(err)) return false;
+    throw err;
+  }
+}
+
+/**
+ * SQLSTATE class 22 (data exception: a value out of range, text PostgreSQL cannot store) and 23
+ * (a constraint): the rows themselves are refused, not the connection or the privileges.
+ */
+export function isRowRejection(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code);
+}
+
+async function inTransaction<T>(client: ClientBase, end: 'COMMIT' | 'ROLLBACK', body: () => Promise<T>): Promise<T> {
   await client.query('BEGIN');
   try {
-    const before = await client.query<{ host_name: string }>('SELECT host_name FROM kms_fleet.appliances WHERE appliance_id = $1', [
-      s.applianceId,
-    ]);
-    const clean = (v: string): string => sendable('', v) as string;
-    await client.query(UPSERT_APPLIANCE, [
-      s.applianceId,
-      clean(s.siteName),
-      clean(s.hostName),
-      clean(s.softwareVersion),
-      s.lastEventId,
-      s.backlogEvents,
-    ]);
-    if (batch.machines.length > 0) {
-      await client.query(UPSERT_MACHINES, [
-        s.applianceId,
-        JSON.stringify(
-          batch.machines.map((m) => machineJson(m, names)),
-          sendable,
-        ),
-      ]);
-    }
-    if (batch.events.length > 0) {
-      await client.query(INSERT_EVENTS, [
-        s.applianceId,
-        JSON.stringify(
-          batch.events.map((e) => eventJson(e, batch.eventOffset, names)),
-          sendable,
-        ),
-      ]);
-    }
-    await client.query('COMMIT');
-    return { previousHostName: before.rows[0]?.host_name ?? null };
+    const result = await body();
+    await client.query(end);
+    return result;
   } catch (err) {
     // Only a statement the server answered with an error leaves a connection that can roll back.
     // After a timeout or a broken connection the ROLLBACK would wait a second query timeout
@@ -216,6 +255,41 @@ export async function writeBatch(client: ClientBase, batch: Batch, names: NameRe
     if (answeredWithError(err)) await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
+}
+
+async function writeStatements(client: ClientBase, batch: Batch, names: NameResolver): Promise<BatchWritten> {
+  const s = batch.site;
+  const before = await client.query<{ host_name: string }>('SELECT host_name FROM kms_fleet.appliances WHERE appliance_id = $1', [
+    s.applianceId,
+  ]);
+  const clean = (v: string): string => sendable('', v) as string;
+  await client.query(UPSERT_APPLIANCE, [
+    s.applianceId,
+    clean(s.siteName),
+    clean(s.hostName),
+    clean(s.softwareVersion),
+    s.lastEventId,
+    s.backlogEvents,
+  ]);
+  if (batch.machines.length > 0) {
+    await client.query(UPSERT_MACHINES, [
+      s.applianceId,
+      JSON.stringify(
+        batch.machines.map((m) => machineJson(m, names)),
+        sendable,
+      ),
+    ]);
+  }
+  if (batch.events.length > 0) {
+    await client.query(INSERT_EVENTS, [
+      s.applianceId,
+      JSON.stringify(
+        batch.events.map((e) => eventJson(e, batch.eventOffset, names)),
+        sendable,
+      ),
+    ]);
+  }
+  return { previousHostName: before.rows[0]?.host_name ?? null };
 }
 
 /** An ErrorResponse from the server (pg's DatabaseError carries its severity), not a local failure. */

@@ -88,3 +88,70 @@ t.test('a table locked at head office ends the statement on the server after sec
   const r = await site.forwarder.syncNow();
   t.same([r.machines, r.events], [3, 3], 'once the lock is gone the batch goes through');
 });
+
+/** A clock the test moves: the retries of refused rows are due by it. */
+function manualClock(): { now(): number; advance(ms: number): void } {
+  let ms = NOW;
+  return { now: () => ms, advance: (d) => void (ms += d) };
+}
+
+const MINUTE = 60_000;
+
+t.test('two rows a constraint refuses do not stop the batch, and are tried again on their own schedule', async (t) => {
+  const fleet = await fleetDatabase(pg);
+  const clock = manualClock();
+  const site = appliance(t, fleet.fleetConfig('Picky'), { clock });
+  const su = await fleet.connectAs('superuser');
+  t.teardown(() => su.end());
+  // Head office refuses long names for a while; the site's only two machines have them.
+  await su.query('ALTER TABLE kms_fleet.machines ADD CONSTRAINT short_names CHECK (length(workstation) < 20)');
+  for (let n = 1; n <= 2; n++) site.store.recordActivation(obs(n, { workstationName: `a-rather-long-name-${n}.example` }), NOW, WINDOW);
+  const count = async (): Promise<[number, number]> => {
+    const [r] = await rows<{ m: string; e: string }>(
+      su,
+      'SELECT (SELECT count(*) FROM kms_fleet.machines) AS m, (SELECT count(*) FROM kms_fleet.events) AS e',
+    );
+    return [Number(r!.m), Number(r!.e)];
+  };
+
+  await site.forwarder.syncNow();
+  t.same(await count(), [0, 2], 'the events arrive; the two refused machines wait');
+  t.equal(site.forwarder.health().failingSinceMs, null, 'reporting is not failing');
+  const warning = site.log.lines.find((l) => l.obj.skippedMachines !== undefined);
+  t.same([warning?.obj.skippedMachines, warning?.obj.retried], [2, 2], 'the warning says two rows are tried again');
+
+  await su.query('ALTER TABLE kms_fleet.machines DROP CONSTRAINT short_names');
+  await site.forwarder.syncNow();
+  t.same(await count(), [0, 2], 'not before their time');
+  clock.advance(MINUTE + 1);
+  // Nothing else changed at the site: the retry comes on its own.
+  const r = await site.forwarder.syncNow();
+  t.equal(r.machines, 0, 'no machine changed');
+  t.same(await count(), [2, 2], 'the two machines arrive at their retry');
+  t.ok(
+    site.log.lines.some((l) => l.obj.event === 'fleet-refused-arrived' && l.obj.rows === 2),
+    'said once they arrived',
+  );
+});
+
+t.test('rows refused on every try are given up after the last one, said once', async (t) => {
+  const fleet = await fleetDatabase(pg);
+  const clock = manualClock();
+  const site = appliance(t, fleet.fleetConfig('Stubborn'), { clock });
+  const su = await fleet.connectAs('superuser');
+  t.teardown(() => su.end());
+  await su.query('ALTER TABLE kms_fleet.machines ADD CONSTRAINT short_names CHECK (length(workstation) < 20)');
+  site.store.recordActivation(obs(1), NOW, WINDOW);
+  site.store.recordActivation(obs(2, { workstationName: 'a-rather-long-name-2.example' }), NOW, WINDOW);
+  await site.forwarder.syncNow();
+  const tries = (): number => site.log.lines.filter((l) => l.obj.gaveUp !== undefined).reduce((n, l) => n + (l.obj.gaveUp as number), 0);
+  // Well past every retry (1 min, 10 min, 1 h, 6 h), one cycle after each.
+  for (let i = 0; i < 8; i++) {
+    clock.advance(6 * 60 * MINUTE + 1);
+    await site.forwarder.syncNow();
+  }
+  t.equal(tries(), 1, 'the refused machine is given up once, with one warning');
+  const [r] = await rows<{ m: string }>(su, 'SELECT count(*) AS m FROM kms_fleet.machines');
+  t.equal(Number(r!.m), 1, 'the other machine arrived at once');
+  t.equal(site.forwarder.health().failingSinceMs, null, 'and reporting stayed healthy');
+});
