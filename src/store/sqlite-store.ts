@@ -508,7 +508,7 @@ export class SqliteStore implements ActivationStore {
    */
   acceptsActivation(obs: ClientObservation): boolean {
     this.retryIfDue();
-    if (this.machineCapReached && !this.hasMachine(lowerId(obs.applicationId), lowerId(obs.clientMachineId))) {
+    if (this.machineCapReached && !this.knownOrReimaged(obs)) {
       this.lastRefusal = 'KMS_ERR_STORE_MACHINE_CAP';
       this.refusedMachines++;
       return false;
@@ -792,6 +792,18 @@ export class SqliteStore implements ActivationStore {
       { code: 'KMS_ERR_STORE_MACHINE_CAP', file: this.file, machines: rows, maxMachines: this.maxMachines },
       `${rows} machines are stored, below store.maxMachines (${this.maxMachines}): new machines are served again`,
     );
+  }
+
+  /**
+   * At the machine cap: whether the machine has a row, or is a re-imaged one naming a stored
+   * previous id, whose row it takes over (PROTOCOL.md §7.2) without adding one.
+   */
+  private knownOrReimaged(obs: ClientObservation): boolean {
+    const application = lowerId(obs.applicationId);
+    const cmid = lowerId(obs.clientMachineId);
+    if (this.hasMachine(application, cmid)) return true;
+    const previous = previousOf(obs, cmid);
+    return previous !== undefined && this.hasMachine(application, previous);
   }
 
   /** Whether the file or the pending writes hold a row for this machine (a query: only past the cap). */

@@ -16,7 +16,8 @@ import { buildCountFacts, buildInventoryView, type AdminSnapshot } from '../../s
 import { renderAdminPage } from '../../src/admin/page';
 import { createApplianceMetrics } from '../../src/metrics/appliance-metrics';
 import { captureIo } from '../cli/commands/inventory-fixture';
-import { DAY, obs, recordingLog, tempDataDir, WINDOW } from '../store/observations';
+import { cmid as storeCmid, DAY, obs, recordingLog, tempDataDir, WINDOW } from '../store/observations';
+import { connectionOf } from '../../src/store/testing';
 import { unusualThresholdLogger } from '../../src/host/unusual-thresholds';
 import { cmid, makeHost } from './host-harness';
 
@@ -239,4 +240,28 @@ t.test('kms-appliance status names a clock correction for the 30 days it matters
   t.equal(await statusCommand.run(['--data-dir', dir], c.io), 0);
   t.match(c.stdout(), /Host clock: it had been set ahead .* the 1 machine seen meanwhile counts as seen then/);
   t.match(c.stdout(), /Windows: 1 machine in the last 30 days/);
+});
+
+t.test('at the machine cap, a re-imaged machine naming its stored previous CMID takes over its row', async (t) => {
+  const now = Date.now() - DAY;
+  const store = SqliteStore.open(tempDataDir(t), { log: recordingLog(), maxMachines: 20 });
+  t.teardown(() => store.close());
+  for (let n = 1; n <= 25; n++) store.recordActivation(obs(n), now + n, WINDOW);
+  store.prune(now + 100);
+  t.equal(store.stats().machineCapReached, true, 'every stored machine is counted: the cap holds');
+  const rowsNow = (): number => connectionOf(store).prepare('SELECT count(*) FROM clients').pluck().get() as number;
+  const before = rowsNow();
+
+  // PROTOCOL.md §7.2: the re-imaged machine replaces its old entry, so the table does not grow.
+  const reimaged = obs(1000, { previousClientMachineId: storeCmid(3), workstationName: 'pc-3.branch.example' });
+  t.equal(store.acceptsActivation(reimaged), true, 'served: it adds no row');
+  const snap = store.recordActivation(reimaged, now + 200, WINDOW);
+  t.equal(snap.activeClients, 25, 'counted once, in place of its old id');
+  t.equal(rowsNow(), before, 'no row added');
+  t.notOk(connectionOf(store).prepare('SELECT 1 FROM clients WHERE cmid = ?').get(storeCmid(3)), 'the old id is gone');
+
+  // A machine naming an unknown previous id, or itself, is still a new machine.
+  t.equal(store.acceptsActivation(obs(1001, { previousClientMachineId: storeCmid(9999) })), false, 'unknown previous: refused');
+  t.equal(store.acceptsActivation(obs(1002, { previousClientMachineId: storeCmid(1002) })), false, 'itself as previous: refused');
+  t.equal(store.refusalCode(), 'KMS_ERR_STORE_MACHINE_CAP');
 });
