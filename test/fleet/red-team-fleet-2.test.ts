@@ -155,3 +155,19 @@ t.test('rows refused on every try are given up after the last one, said once', a
   t.equal(Number(r!.m), 1, 'the other machine arrived at once');
   t.equal(site.forwarder.health().failingSinceMs, null, 'and reporting stayed healthy');
 });
+
+t.test('a table refusing every row is found out even when a batch holds a single row', async (t) => {
+  const fleet = await fleetDatabase(pg);
+  const site = appliance(t, fleet.fleetConfig('Single'));
+  const su = await fleet.connectAs('superuser');
+  t.teardown(() => su.end());
+  await su.query('ALTER TABLE kms_fleet.machines ADD CONSTRAINT refuse_all CHECK (false) NOT VALID');
+  // One activation per cycle, as a quiet site has: a lone refused row was once taken for a bad one and skipped.
+  site.store.recordActivation(obs(1), NOW, WINDOW);
+  await t.rejects(site.forwarder.syncNow(), /refused every row/, 'the send fails as a whole');
+  await su.query('ALTER TABLE kms_fleet.machines DROP CONSTRAINT refuse_all');
+  const r = await site.forwarder.syncNow();
+  t.same([r.machines, r.events], [1, 1], 'the machine was kept and arrives once the table takes rows');
+  const [n] = await rows<{ m: string }>(su, 'SELECT count(*) AS m FROM kms_fleet.machines');
+  t.equal(Number(n!.m), 1);
+});
