@@ -297,6 +297,7 @@ export function renderAdminPage(v: PageView): string {
 ${healthBanner(s)}
 <h2>Counts</h2>
 <p class="muted">${countsNote}</p>
+${inv.clock === undefined ? '' : `<p class="warn" id="clock">${escapeHtml(inv.clock)}</p>`}
 ${applicationCards(inv.summary)}
 <h2>Licences against use</h2>
 ${complianceTable(inv.compliance)}

@@ -2,7 +2,14 @@
 // machines, refusals and the 30-day activity. Built in the snapshot worker from the store's read
 // side (it takes seconds with a million clients), then completed with live facts on the main thread.
 import type Database from 'better-sqlite3';
-import type { ApplicationSummary, Duplicates, HostIdentityInfo, Inventory, RefusalSummary } from '../store/inventory';
+import {
+  clockCorrectionNote,
+  type ApplicationSummary,
+  type Duplicates,
+  type HostIdentityInfo,
+  type Inventory,
+  type RefusalSummary,
+} from '../store/inventory';
 import { complianceReport, type ComplianceRow, type Entitlement } from '../store/compliance';
 import { activationsPerDay, distinctMachines, type DayActivity } from './inventory-reads';
 import type { CountFacts } from '../metrics/sources';
@@ -37,6 +44,8 @@ export interface InventoryView {
     readonly sharedWorkstationsTotal: number;
   };
   readonly identity: HostIdentityInfo;
+  /** The host clock was set ahead and corrected in the last 30 days (Inventory.clockCorrection), in words. */
+  readonly clock?: string;
   /** Refusals of the last week by reason. */
   readonly refusals: readonly RefusalSummary[];
   readonly activity: readonly DayActivity[];
@@ -75,10 +84,16 @@ export function buildInventoryView(
       sharedWorkstationsTotal: dups.sharedWorkstations.length,
     },
     identity: inventory.hostIdentity(),
+    ...clockOf(inventory, nowMs),
     refusals: inventory.refusalsSince(nowMs - REFUSAL_DAYS * 86_400_000),
     activity: activationsPerDay(db, nowMs),
     machinesKnown: db.prepare('SELECT count(*) FROM clients').pluck().get() as number,
   };
+}
+
+function clockOf(inventory: Inventory, nowMs: number): { clock?: string } {
+  const note = clockCorrectionNote(inventory.clockCorrection(), nowMs);
+  return note === undefined ? {} : { clock: note };
 }
 
 export function buildCountFacts(

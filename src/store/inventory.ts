@@ -554,6 +554,20 @@ export function clientRecord(r: StoredClientRow, names: NameResolver, cutoff: nu
   };
 }
 
+/**
+ * The words for a clock correction while it matters: the 30 days the machines it moved stay in
+ * the window. Before it, the counts included machines the wrong clock kept counting.
+ */
+export function clockCorrectionNote(c: ClockCorrection | undefined, nowMs: number): string | undefined {
+  if (c === undefined || nowMs - c.correctedAtMs > COUNT_WINDOW_MS) return undefined;
+  const at = (ms: number): string => `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+  return (
+    `Host clock: it had been set ahead (to about ${at(c.aheadUntilMs)}) and was found corrected at ` +
+    `${at(c.correctedAtMs)}; the ${c.machines} machine${c.machines === 1 ? '' : 's'} seen meanwhile ` +
+    `${c.machines === 1 ? 'counts' : 'count'} as seen then. Check the time source (timedatectl, chrony).`
+  );
+}
+
 /** Odd requests listed per application; a client cycling through values would list a thousand. */
 const UNUSUAL_REQUESTS_SHOWN = 5;
 

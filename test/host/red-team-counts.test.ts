@@ -12,7 +12,7 @@ import { catalogNames } from '../../src/catalog/names';
 import { command as statusCommand } from '../../src/cli/commands/status';
 import { Inventory, type ApplicationSummary } from '../../src/store/inventory';
 import { SqliteStore } from '../../src/store/sqlite-store';
-import { buildCountFacts, buildInventoryView, type AdminSnapshot } from '../../src/admin/snapshot';
+import { buildCountFacts, buildInventoryView, type AdminSnapshot, type InventoryView } from '../../src/admin/snapshot';
 import { renderAdminPage } from '../../src/admin/page';
 import { createApplianceMetrics } from '../../src/metrics/appliance-metrics';
 import { captureIo } from '../cli/commands/inventory-fixture';
@@ -126,17 +126,7 @@ for (const s of SCENARIOS) {
     const body = (await metrics.scrape()).body;
     t.match(body, /kms_appliance_application_threshold\{application="Windows"\} 25\n/);
 
-    const view = buildInventoryView(db, inventory, now, [], policy);
-    const snapshot: AdminSnapshot = {
-      generatedAt: new Date(now).toISOString(),
-      version: 'test',
-      databaseFile: dir,
-      catalog: 'built-in',
-      kmsListen: [],
-      dnsListen: [],
-      health: { ok: true, problems: [] },
-      inventory: view,
-    };
+    const snapshot = snapshotOf(buildInventoryView(db, inventory, now, [], policy), dir, now);
     const html = renderAdminPage({ snapshot, machines: { rows: [] }, query: { q: '', sort: 'name', limit: 50 }, session: false });
     const card = /<section class="card app"><h3>Windows<\/h3>(.*?)<\/section>/s.exec(html)?.[1] ?? '';
     t.match(card, new RegExp(`${s.active}</span> / 25 machines`), 'the bar is against the catalogue threshold');
@@ -145,6 +135,19 @@ for (const s of SCENARIOS) {
     t.match(card.replace(/<[^>]+>/g, ''), s.odd, 'the odd request is named on the card');
     if (s.active > 50) t.match(card, /Clients are told 61, not 50/, 'the lifted cap is explained');
   });
+}
+
+function snapshotOf(inventory: InventoryView, dir: string, now: number): AdminSnapshot {
+  return {
+    generatedAt: new Date(now).toISOString(),
+    version: 'test',
+    databaseFile: dir,
+    catalog: 'built-in',
+    kmsListen: [],
+    dnsListen: [],
+    health: { ok: true, problems: [] },
+    inventory,
+  };
 }
 
 async function runJson(dir: string): Promise<string> {
@@ -240,6 +243,17 @@ t.test('kms-appliance status names a clock correction for the 30 days it matters
   t.equal(await statusCommand.run(['--data-dir', dir], c.io), 0);
   t.match(c.stdout(), /Host clock: it had been set ahead .* the 1 machine seen meanwhile counts as seen then/);
   t.match(c.stdout(), /Windows: 1 machine in the last 30 days/);
+  const inventory = Inventory.open(dir, { names });
+  t.teardown(() => inventory.close());
+  const html = renderAdminPage({
+    snapshot: snapshotOf(buildInventoryView(inventory['db'], inventory, real, [], policy), dir, real),
+    machines: { rows: [] },
+    query: { q: '', sort: 'name', limit: 50 },
+    session: false,
+  });
+  t.match(html, /<p class="warn" id="clock">Host clock: it had been set ahead/, 'the admin page names it too');
+  const aMonthOn = buildInventoryView(inventory['db'], inventory, real + 31 * DAY, [], policy);
+  t.equal(aMonthOn.clock, undefined, 'and stops once the machines it moved have left the window');
 });
 
 t.test('at the machine cap, a re-imaged machine naming its stored previous CMID takes over its row', async (t) => {

@@ -8,9 +8,9 @@ import { fleetStatusLines } from './fleet';
 import { formatCsv, isoTime, shortTime, type Column } from '../tabular';
 import { inert, toJson } from '../terminal';
 import {
+  clockCorrectionNote,
   thresholdNotes,
   type ApplicationSummary,
-  type ClockCorrection,
   type DatabaseInfo,
   type Duplicates,
   type HostIdentityInfo,
@@ -72,20 +72,6 @@ const MAX_CMIDS_SHOWN = 8;
 
 function formatSize(bytes: number): string {
   return bytes < 1048576 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1048576).toFixed(1)} MiB`;
-}
-
-/**
- * A clock correction matters while the machines it moved are in the window: 30 days. Before that
- * the counts of those days included machines the wrong clock kept counting.
- */
-function clockLine(c: ClockCorrection | undefined, nowMs: number): string | undefined {
-  if (c === undefined || nowMs - c.correctedAtMs > WINDOW_DAYS * 86_400_000) return undefined;
-  return (
-    `Host clock: it had been set ahead (to about ${shortTime(c.aheadUntilMs)}) and was found corrected at ` +
-    `${shortTime(c.correctedAtMs)}; the ${plural(c.machines, 'machine')} seen meanwhile ` +
-    `${c.machines === 1 ? 'counts' : 'count'} as seen then. ` +
-    'Check the time source (timedatectl, chrony).'
-  );
 }
 
 function formatStatus(
@@ -235,7 +221,7 @@ export const command = defineCommand({
       const dups = inventory.duplicates(now);
       const identity = inventory.hostIdentity();
       const refusals = inventory.refusalsSince(now - REFUSAL_DAYS * 86_400_000);
-      const clock = clockLine(inventory.clockCorrection(), now);
+      const clock = clockCorrectionNote(inventory.clockCorrection(), now);
       io.stdout.write(
         format === 'json'
           ? `${toJson(statusJson(info, apps, dups, now, identity, refusals, clock), 2)}\n`
