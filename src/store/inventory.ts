@@ -50,6 +50,8 @@ export interface ApplicationSummary {
    * do (a misconfigured or forged client): shown, never used as what is needed. Largest first.
    */
   readonly unusualRequests: readonly UnusualRequest[];
+  /** How many (group, value) kinds there are; unusualRequests keeps the UNUSUAL_REQUESTS_KEPT largest. */
+  readonly unusualRequestKinds: number;
 }
 
 export interface UnusualRequest {
@@ -153,6 +155,8 @@ export interface GroupCount {
 
 // A single DHCP renumbering changes the address once; two machines sharing a CMID keep switching.
 const ADDRESS_SWITCHES_FOR_DUPLICATE = 2;
+/** Odd thresholds kept per application summary: a client cycling through values makes thousands. */
+const UNUSUAL_REQUESTS_KEPT = 20;
 /** Names (and addresses) listed per duplicate CMID: enough to find the clones, bounded for a flood. */
 export const MAX_NAMES_KEPT = 16;
 
@@ -306,6 +310,7 @@ export class Inventory {
           const { n, last } = countApp.get(application, cutoff) as { n: number; last: number | null };
           const rows = groupsOf.all(application, cutoff) as { kms_group: string; required: number; n: number; last: number }[];
           const { groups, unusualRequests } = this.groupsOf(rows, n, catalogThreshold);
+          const unusualRequestKinds = unusualRequests.length;
           const known = groups.length > 0 && groups.some((g) => catalogThreshold(g.groupId) !== undefined);
           const threshold = largestRequested === 0 ? 0 : known ? Math.max(...groups.map((g) => g.requiredCount)) : largestRequested;
           return {
@@ -320,7 +325,9 @@ export class Inventory {
             activates: threshold > 0 && n >= threshold,
             lastActivationMs: last,
             groups,
-            unusualRequests,
+            // A client cycling through every value of every group would list thousands (/api/status).
+            unusualRequests: unusualRequests.slice(0, UNUSUAL_REQUESTS_KEPT),
+            unusualRequestKinds,
           };
         })
         .sort((a, b) => b.activeMachines - a.activeMachines || a.applicationName.localeCompare(b.applicationName));
@@ -586,7 +593,7 @@ export function thresholdNotes(a: ApplicationSummary): string[] {
         `${u.groupName}, whose clients ask for ${u.usual}; a misconfigured or forged client, not what is counted against.`,
     );
   }
-  const more = a.unusualRequests.length - UNUSUAL_REQUESTS_SHOWN;
+  const more = a.unusualRequestKinds - Math.min(a.unusualRequests.length, UNUSUAL_REQUESTS_SHOWN);
   if (more > 0) notes.push(`${more} more odd thresholds were asked for (kms-appliance clients lists each machine's).`);
   if (a.largestRequested > a.threshold && !a.unusualRequests.some((u) => u.requiredCount === a.largestRequested)) {
     // The machine has asked again since, as its product does: the request is gone, its cap is not.

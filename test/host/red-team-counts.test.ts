@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { loadCatalog } from '../../src/catalog/load';
 import { catalogNames } from '../../src/catalog/names';
 import { command as statusCommand } from '../../src/cli/commands/status';
-import { Inventory, type ApplicationSummary } from '../../src/store/inventory';
+import { Inventory, thresholdNotes, type ApplicationSummary } from '../../src/store/inventory';
 import { SqliteStore } from '../../src/store/sqlite-store';
 import { buildCountFacts, buildInventoryView, type AdminSnapshot, type InventoryView } from '../../src/admin/snapshot';
 import { renderAdminPage } from '../../src/admin/page';
@@ -278,4 +278,22 @@ t.test('at the machine cap, a re-imaged machine naming its stored previous CMID 
   t.equal(store.acceptsActivation(obs(1001, { previousClientMachineId: storeCmid(9999) })), false, 'unknown previous: refused');
   t.equal(store.acceptsActivation(obs(1002, { previousClientMachineId: storeCmid(1002) })), false, 'itself as previous: refused');
   t.equal(store.refusalCode(), 'KMS_ERR_STORE_MACHINE_CAP');
+});
+
+t.test('a client asking for every threshold from 1 to 60 leaves a bounded summary and five lines', async (t) => {
+  const now = Date.now();
+  const dir = prepared(
+    t,
+    { name: 'cycle', requests: Array.from({ length: 60 }, (_, i) => [i + 1, i + 1] as const), active: 60, missing: 0, odd: /x/ },
+    now,
+  );
+  const inventory = Inventory.open(dir, { names });
+  t.teardown(() => inventory.close());
+  const w = windowsOf(inventory.summary(now, policy));
+  t.match(w, { threshold: 25, activates: true, unusualRequestKinds: 59 }, '25 is what the group asks: not odd');
+  t.equal(w.unusualRequests.length, 20, 'the largest 20 kept');
+  t.equal(w.unusualRequests[0]?.requiredCount, 60);
+  const notes = thresholdNotes(w);
+  t.equal(notes.filter((n) => /^A request asked/.test(n)).length, 5);
+  t.match(notes, [/./, /./, /./, /./, /./, /^54 more odd thresholds/]);
 });
