@@ -219,14 +219,29 @@ t.test('a clock corrected while the server runs is caught by the periodic prune;
   let now = T0 + 90 * DAY;
   const store = SqliteStore.open(dir, { clock: { now: () => now }, log: recordingLog() });
   t.teardown(() => store.close());
-  store.recordActivation(obs(1), now, WINDOW);
+  store.recordActivation(obs(1, { requiredClientCount: 1000 }), now, WINDOW);
   now = T0;
   store.recordActivation(obs(2), T0 + 20 * 3600_000, WINDOW); // 20 h ahead: an ordinary clock step
   store.prune(T0);
-  t.equal(store.recordActivation(obs(3), T0 + 30 * DAY + 10 * 3600_000, WINDOW).activeClients, 2, 'machines 2 and 3');
+  const later = T0 + 30 * DAY + 10 * 3600_000;
+  const snap = store.recordActivation(obs(3), later, WINDOW);
+  t.equal(snap.activeClients, 2, 'machines 2 and 3');
+  t.equal(snap.maxRequiredClientCount, 25, 'the threshold served while the clock was ahead left with it');
   const inventory = Inventory.open(dir, { names });
   t.teardown(() => inventory.close());
-  t.equal(windowsOf(inventory.summary(T0 + 30 * DAY + 10 * 3600_000, policy)).activeMachines, 2);
+  t.match(windowsOf(inventory.summary(later, policy)), { activeMachines: 2, largestRequested: 25 }, 'the file agrees');
+});
+
+t.test('a refused request asking for 1000 machines moves no admin figure', async (t) => {
+  const now = Date.now();
+  const dir = prepared(t, SCENARIOS[0]!, now);
+  const store = SqliteStore.open(dir, { clock: { now: () => now } });
+  store.recordRefusal(obs(50, { requiredClientCount: 1000 }), 0xc004f06c, 'KMS_ERR_KMS_TIME_SKEW', now);
+  store.recordRefusal(obs(1, { requiredClientCount: 1000 }), 0xc004f06c, 'KMS_ERR_KMS_TIME_SKEW', now);
+  store.close();
+  const inventory = Inventory.open(dir, { names });
+  t.teardown(() => inventory.close());
+  t.match(windowsOf(inventory.summary(now, policy)), { activeMachines: 3, largestRequested: 1, threshold: 25, missing: 22 });
 });
 
 t.test('kms-appliance status names a clock correction for the 30 days it matters', async (t) => {
