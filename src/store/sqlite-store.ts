@@ -4,7 +4,7 @@
 
 import * as fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import type { ActivationStore, ClientObservation, Clock, CountSnapshot } from '../host/ports';
 import { DEFAULTS, STORE_TUNING } from '../config/defaults';
 import { StoreError } from '../errors';
@@ -18,12 +18,13 @@ import { Thresholds } from './thresholds';
 import { WalCheckpoints, type SyncIo } from './wal-checkpoints';
 import { WindowCounts, type CountSource } from './window-counts';
 import { describeWriteFailure, failureSummary, sqliteCodeOf } from './write-failure';
-import { CLOCK_CORRECTION_SETTING, Inventory, type ClockCorrection } from './inventory';
+import { Inventory } from './inventory';
+import { Housekeeping } from './housekeeping';
 import { FleetOutbox } from './fleet-outbox';
 import { registerConnection } from './testing';
 import { RequestJournal, type JournalIo } from './request-journal';
 import { decodeRecord, RecordLines, type JournaledWrite } from './journal-records';
-import { COUNT_WINDOW_MS, effectiveRequiredCount } from '../host/counting';
+import { effectiveRequiredCount } from '../host/counting';
 import {
   DELETE_CLIENT,
   FOLD_CLIENT,
@@ -48,11 +49,6 @@ import {
 } from './request-rows';
 
 const DAY_MS = 86_400_000;
-/**
- * A stored counting time this far ahead of the host clock means the clock was set ahead and has
- * been corrected since (a step of hours is an ordinary NTP correction or a time zone mistake).
- */
-const CLOCK_AHEAD_TOLERANCE_MS = DAY_MS;
 /** The settings key of the last journal record committed to the file (request-journal.ts). */
 const JOURNAL_SEQ_KEY = 'store.journalSeq';
 /** Journaled writes after which the open transaction is committed whatever its age. */
@@ -68,11 +64,6 @@ const DEFERRED_CHUNK = 64;
  * settled on the loop: a disk whose fsync stalls cannot make the held writes grow without bound.
  */
 const HOLD_MAX_WRITES = 4096;
-/**
- * Rows one prune statement deletes at most (a few ms); a prune that filled it is followed by
- * another in the next turns, so lowering store.maxEvents or a flood never holds the loop for long.
- */
-const PRUNE_CHUNK_ROWS = 10_000;
 /** The journal's size past which an outage's writes are kept in memory only (request-journal.ts reads 16 MiB at start). */
 const OUTAGE_JOURNAL_BYTES = 8 * 1024 * 1024;
 /** How soon a prune that came due follows (and is retried while a checkpoint cycle holds commits). */
@@ -159,14 +150,8 @@ type WriteState = 'direct' | 'batch' | 'failing';
 export class SqliteStore implements ActivationStore {
   private readonly log: StoreLog;
   private readonly clock: Clock;
-  private readonly retentionMs: number;
   private readonly maxEvents: number;
-  private readonly maxMachines: number;
-  /**
-   * store.maxMachines rows are stored and every one is counted in the window: machines without a
-   * row are refused until some leave it. Set and cleared by boundMachines, with the prune.
-   */
-  private machineCapReached = false;
+  private readonly housekeeping: Housekeeping;
   /** Why acceptsActivation last said no: the port's refusalCode(). */
   private lastRefusal: 'KMS_ERR_STORE_BACKLOG_FULL' | 'KMS_ERR_STORE_MACHINE_CAP' = 'KMS_ERR_STORE_BACKLOG_FULL';
   private readonly retryIntervalMs: number;
@@ -209,15 +194,7 @@ export class SqliteStore implements ActivationStore {
   private readonly servedEvent = emptyEvent();
   private readonly selectSetting: Database.Statement;
   private readonly upsertSetting: Database.Statement;
-  private readonly pruneByAge: Database.Statement;
-  private readonly pruneByCount: Database.Statement;
-  private readonly countMachines: Database.Statement;
-  private readonly pruneUncounted: Database.Statement;
   /** Applications with a machine row: a skip-scan of the clients_window index, one step each. */
-  private readonly applicationsOf: Database.Statement;
-  private readonly newestCountedOf: Database.Statement;
-  private readonly clampClientsAhead: Database.Statement;
-  private readonly clampRequiredAhead: Database.Statement;
   private readonly beginStmt: Database.Statement;
   private readonly commitStmt: Database.Statement;
   private readonly rollbackStmt: Database.Statement;
@@ -277,9 +254,7 @@ export class SqliteStore implements ActivationStore {
     registerConnection(this, db);
     this.log = options.log ?? SILENT_LOG;
     this.clock = options.clock ?? { now: () => Date.now() };
-    this.retentionMs = (options.eventRetentionDays ?? DEFAULTS.store.eventRetentionDays) * DAY_MS;
     this.maxEvents = options.maxEvents ?? DEFAULTS.store.maxEvents;
-    this.maxMachines = options.maxMachines ?? DEFAULTS.store.maxMachines;
     this.pruneAfterEvents = Math.max(1000, Math.floor(this.maxEvents / 20));
     this.retryIntervalMs = options.retryIntervalMs ?? STORE_TUNING.retryIntervalMs;
     this.retryTimerMs = options.retryTimerMs ?? STORE_TUNING.retryTimerMs;
@@ -314,24 +289,16 @@ export class SqliteStore implements ActivationStore {
     this.upsertSetting = db.prepare(
       'INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
     );
-    // Events are appended in time order, so the rows to prune are a prefix of the rowid order:
-    // this walks only the rows it deletes and needs no index on time (one less write per request).
-    // The newest event always stays, however old: with the table emptied, SQLite would hand out
-    // ids from 1 again, and readers that follow the log by increasing id (fleet reporting) would
-    // skip what comes next.
-    this.pruneByAge = db.prepare(`
-      DELETE FROM events WHERE id < MIN(
-        COALESCE((SELECT id FROM events WHERE time_ms >= :cutoff ORDER BY id LIMIT 1), (SELECT MAX(id) FROM events)),
-        (SELECT MIN(id) FROM events) + :chunk)`);
-    this.pruneByCount = db.prepare(`
-      DELETE FROM events WHERE id <= MIN((SELECT MAX(id) FROM events) - :keep, (SELECT MIN(id) FROM events) + :chunk - 1)`);
-    this.countMachines = db.prepare('SELECT count(*) FROM clients').pluck();
-    // Machines no count includes (refused only, or counted before the window), longest unseen
-    // first: deleting them changes no count. A scan and a sort, run only past store.maxMachines.
-    this.pruneUncounted = db.prepare(`
-      DELETE FROM clients WHERE (application, cmid) IN (
-        SELECT application, cmid FROM clients WHERE last_counted_ms IS NULL OR last_counted_ms < :cutoff
-        ORDER BY last_seen_ms LIMIT :chunk)`);
+    const limits = {
+      retentionMs: (options.eventRetentionDays ?? DEFAULTS.store.eventRetentionDays) * DAY_MS,
+      maxEvents: this.maxEvents,
+      maxMachines: options.maxMachines ?? DEFAULTS.store.maxMachines,
+    };
+    // A prune during the journal's replay comes before the in-memory counts exist; they load
+    // every application from the file once it is done.
+    this.housekeeping = new Housekeeping(db, this.file, this.log, limits, this.thresholds, (application) =>
+      this.counts?.reload(application),
+    );
     this.beginStmt = db.prepare('BEGIN');
     this.commitStmt = db.prepare('COMMIT');
     this.rollbackStmt = db.prepare('ROLLBACK');
@@ -339,23 +306,8 @@ export class SqliteStore implements ActivationStore {
     this.journalCommitMs = db.readonly ? 0 : (options.journalCommitMs ?? 0);
     if (this.journalCommitMs > 0) this.openJournal(options.journalIo);
 
-    // Every application with a machine row: a skip-scan of the index, one step per application.
-    this.applicationsOf = db
-      .prepare(`
-        WITH RECURSIVE a(app) AS (
-          SELECT MIN(application) FROM clients
-          UNION ALL SELECT (SELECT MIN(application) FROM clients WHERE application > a.app) FROM a WHERE a.app IS NOT NULL)
-        SELECT app FROM a WHERE app IS NOT NULL`)
-      .pluck();
-    this.newestCountedOf = db.prepare('SELECT MAX(last_counted_ms) FROM clients WHERE application = ?').pluck();
-    this.clampClientsAhead = db.prepare(`
-      UPDATE clients SET last_counted_ms = :now,
-        last_seen_ms = CASE WHEN last_seen_ms > :limit THEN :now ELSE last_seen_ms END,
-        first_seen_ms = CASE WHEN first_seen_ms > :limit THEN :now ELSE first_seen_ms END
-      WHERE application = :application AND last_counted_ms > :limit`);
-    this.clampRequiredAhead = db.prepare('UPDATE app_required SET last_served_ms = :now WHERE last_served_ms > :limit');
     this.counts = new WindowCounts(this.countSource());
-    this.counts.load(this.applicationsOf.all() as string[]);
+    this.counts.load(this.housekeeping.applications());
 
     // A second server on this data directory (the journal's lock is taken: it warned) keeps
     // SQLite's own checkpoints: the cycles order their fsyncs against this connection's commits,
@@ -423,7 +375,7 @@ export class SqliteStore implements ActivationStore {
       pendingEvents: this.pending.eventCount,
       droppedEvents: this.droppedEvents,
       refusedMachines: this.refusedMachines,
-      machineCapReached: this.machineCapReached,
+      machineCapReached: this.housekeeping.machineCapReached,
       writeFailures: this.writeFailures,
       writable: this.state !== 'failing',
       lastWriteError: this.lastWriteError,
@@ -508,7 +460,7 @@ export class SqliteStore implements ActivationStore {
    */
   acceptsActivation(obs: ClientObservation): boolean {
     this.retryIfDue();
-    if (this.machineCapReached && !this.knownOrReimaged(obs)) {
+    if (this.housekeeping.machineCapReached && !this.knownOrReimaged(obs)) {
       this.lastRefusal = 'KMS_ERR_STORE_MACHINE_CAP';
       this.refusedMachines++;
       return false;
@@ -556,7 +508,9 @@ export class SqliteStore implements ActivationStore {
     const event = refusedEvent(obs, hresult, code, nowMs);
     // Past store.maxMachines a refused machine the host does not know leaves only its event.
     const known =
-      event.application !== '' && event.cmid !== '' && (!this.machineCapReached || this.hasMachine(event.application, event.cmid));
+      event.application !== '' &&
+      event.cmid !== '' &&
+      (!this.housekeeping.machineCapReached || this.hasMachine(event.application, event.cmid));
     const row = known ? refusedRowOf(event) : undefined;
     this.write({ kind: 'refused', row, event });
   }
@@ -622,8 +576,9 @@ export class SqliteStore implements ActivationStore {
   }
 
   /**
-   * Deletes events past the retention period or beyond the row cap, at most PRUNE_CHUNK_ROWS of
-   * each (more in the next turns). Runs at open, hourly, and after every pruneAfterEvents events.
+   * Deletes events past the retention period or beyond the row cap, and machines past the
+   * machine cap, a bounded number of each (more in the next turns; housekeeping.ts). Runs at
+   * open, hourly, and after every pruneAfterEvents events.
    */
   prune(nowMs: number = this.clock.now()): number {
     // A batch the journal keeps open across turns is committed first (a few ms at most), and a
@@ -702,96 +657,9 @@ export class SqliteStore implements ActivationStore {
   private deleteOldEvents(nowMs: number): number {
     this.pruneDue = false;
     this.eventsSincePrune = 0;
-    this.correctTimesAhead(nowMs);
-    const byAge = this.pruneByAge.run({ cutoff: nowMs - this.retentionMs, chunk: PRUNE_CHUNK_ROWS }).changes;
-    const byCount = this.pruneByCount.run({ keep: this.maxEvents, chunk: PRUNE_CHUNK_ROWS }).changes;
-    const machines = this.boundMachines(nowMs);
-    if (byAge === PRUNE_CHUNK_ROWS || byCount === PRUNE_CHUNK_ROWS || machines === PRUNE_CHUNK_ROWS) this.schedulePrune();
-    return byAge + byCount + machines;
-  }
-
-  /**
-   * Keeps the machine rows at store.maxMachines: a client that invents a machine id per request
-   * would otherwise add a row each time until the disk is full. Past the cap, machines no count
-   * includes go first (down to 90% of it, so this does not run on every prune); when every row is
-   * counted, new machines are refused until the window lets some go. Returns the rows deleted.
-   */
-  private boundMachines(nowMs: number): number {
-    const rows = this.countMachines.get() as number;
-    if (rows <= this.maxMachines) {
-      if (this.machineCapReached && rows < this.maxMachines) this.leaveMachineCap(rows);
-      return 0;
-    }
-    const excess = rows - Math.floor(this.maxMachines * 0.9);
-    const chunk = Math.min(excess, PRUNE_CHUNK_ROWS);
-    const deleted = this.pruneUncounted.run({ cutoff: nowMs - COUNT_WINDOW_MS, chunk }).changes;
-    if (deleted > 0) {
-      this.log.warn(
-        { code: 'KMS_ERR_STORE_MACHINE_CAP', file: this.file, machines: rows, maxMachines: this.maxMachines, deleted },
-        `${rows} machines are stored, more than store.maxMachines (${this.maxMachines}): the ${deleted} longest unseen ` +
-          'of those no count includes were deleted (their request log stays); raise store.maxMachines if the site has this many',
-      );
-    }
-    if (deleted < chunk && rows - deleted > this.maxMachines) this.enterMachineCap(rows - deleted);
-    else if (this.machineCapReached && rows - deleted < this.maxMachines) this.leaveMachineCap(rows - deleted);
+    const { deleted, more } = this.housekeeping.prune(nowMs);
+    if (more) this.schedulePrune();
     return deleted;
-  }
-
-  /**
-   * A host clock set far ahead and corrected since left counting times in the future, and
-   * last_counted only moves forward (rows.ts): those machines would count until that future date
-   * plus 30 days, and a threshold served then would cap the count as long. Such times count as
-   * seen now, the moment the clock is known to be right again: the machines did ask recently,
-   * and now leave the window 30 days from now unless they ask again. Runs with the prune (at
-   * open, hourly), after the batch's writes are in the file, so the in-memory counts read back
-   * what the file holds. A few index lookups when nothing is ahead. Returns the machines moved.
-   */
-  private correctTimesAhead(nowMs: number): number {
-    const limit = nowMs + CLOCK_AHEAD_TOLERANCE_MS;
-    const ahead: { application: string; newest: number }[] = [];
-    for (const application of this.applicationsOf.all() as string[]) {
-      const newest = this.newestCountedOf.get(application) as number | null;
-      if (newest !== null && newest > limit) ahead.push({ application, newest });
-    }
-    const thresholdNewest = this.thresholds.newestServed();
-    if (ahead.length === 0 && thresholdNewest <= limit) return 0;
-    const aheadUntilMs = Math.max(thresholdNewest, ...ahead.map((a) => a.newest));
-    let machines = 0;
-    this.db.transaction(() => {
-      for (const a of ahead) machines += this.clampClientsAhead.run({ application: a.application, limit, now: nowMs }).changes;
-      this.clampRequiredAhead.run({ limit, now: nowMs });
-      const correction: ClockCorrection = { correctedAtMs: nowMs, aheadUntilMs, machines };
-      this.upsertSetting.run(CLOCK_CORRECTION_SETTING, JSON.stringify(correction));
-    })();
-    this.thresholds.clampAhead(limit, nowMs);
-    for (const a of ahead) this.counts.reload(a.application);
-    this.log.warn(
-      { file: this.file, machines, aheadUntil: new Date(aheadUntilMs).toISOString(), now: new Date(nowMs).toISOString() },
-      `the activation database holds counting times up to ${new Date(aheadUntilMs).toISOString()}, more than a day ahead of ` +
-        `the host clock (${new Date(nowMs).toISOString()}): the clock was set ahead and has been corrected. The ${machines} ` +
-        'machines seen meanwhile count as seen now and leave the 30-day window 30 days from now unless they ask again ' +
-        '(kms-appliance status names this for 30 days); check the time source (timedatectl, chrony)',
-    );
-    return machines;
-  }
-
-  private enterMachineCap(rows: number): void {
-    if (this.machineCapReached) return;
-    this.machineCapReached = true;
-    this.log.error(
-      { code: 'KMS_ERR_STORE_MACHINE_CAP', file: this.file, machines: rows, maxMachines: this.maxMachines },
-      `${rows} machines are stored, all counted in the last 30 days, and store.maxMachines is ${this.maxMachines}: ` +
-        'machines the host has not seen before are refused (0xC004D104) while known ones renew. If the site really has ' +
-        'this many machines, raise store.maxMachines; if not, a client is inventing machine ids (see the request log by address)',
-    );
-  }
-
-  private leaveMachineCap(rows: number): void {
-    this.machineCapReached = false;
-    this.log.info(
-      { code: 'KMS_ERR_STORE_MACHINE_CAP', file: this.file, machines: rows, maxMachines: this.maxMachines },
-      `${rows} machines are stored, below store.maxMachines (${this.maxMachines}): new machines are served again`,
-    );
   }
 
   /**
