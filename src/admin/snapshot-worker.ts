@@ -6,7 +6,7 @@ import { catalogNames } from '../catalog/names';
 import { memoizeNames } from '../catalog/name-resolver';
 import { databaseFile } from '../store/data-dir';
 import { openDatabase } from '../store/schema';
-import { Inventory } from '../store/inventory';
+import { boundReadCache, Inventory } from '../store/inventory';
 import { buildCountFacts, buildInventoryView } from './snapshot';
 import { machinePage } from './inventory-reads';
 import type { WorkerRequest, WorkerResponse, SnapshotWorkerData } from './snapshot-protocol';
@@ -17,6 +17,8 @@ export function runSnapshotWorker(): void {
   const data = workerData as SnapshotWorkerData;
   const file = databaseFile(data.dataDir);
   const db = openDatabase(file, { readonly: true, busyTimeoutMs: 5000 });
+  // The worker lives in the server's process: its cache counts against the server's memory.
+  boundReadCache(db);
   const catalog = loadCatalog(data.catalogFile || undefined);
   const names = memoizeNames(catalogNames(catalog));
   const policy = (groupId: string): number | undefined => catalog.kmsGroupById(groupId)?.nCountPolicy;

@@ -11,8 +11,13 @@ import { explainUnresolved, resolveName, type NameKind } from '../../catalog/nam
 import { licenseStatusName } from '../../protocol/kms/license-status';
 import type { ClientFilter, ClientRecord } from '../../store/inventory';
 
+/** Rows a table shows unless --limit says otherwise: a store may hold a million machines. */
+export const TABLE_ROWS_DEFAULT = 1000;
+/** A table is laid out in memory (column widths need every row); more is what CSV and JSON are for. */
+export const TABLE_ROWS_MAX = 10_000;
+
 const HELP = `Usage: kms-appliance clients [--group G] [--product P] [--application A]
-                             [--not-seen-since DATE|DAYS] [--format table|json|csv]
+                             [--not-seen-since DATE|DAYS] [--limit N] [--format table|json|csv]
                              [--data-dir DIR] [--config FILE]
 
 List the machines that asked this host for activation (served or refused).
@@ -24,6 +29,8 @@ Options:
                              A name that fits several is refused with the candidates (exit 2).
   -n, --not-seen-since WHEN  Only machines silent since WHEN: a date (2026-01-31, or an ISO 8601
                              time) or a number of days (30 = silent for 30 days or more).
+  -l, --limit N              At most N machines (the table shows ${TABLE_ROWS_DEFAULT} unless told, at most
+                             ${TABLE_ROWS_MAX}; JSON and CSV list every one unless told).
 ${COMMON_HELP}
 
 Times are UTC; in JSON and CSV ISO 8601, with the same field names in both.
@@ -127,6 +134,7 @@ export const command = defineCommand({
     product: { type: 'string', short: 'p' },
     application: { type: 'string', short: 'a' },
     'not-seen-since': { type: 'string', short: 'n' },
+    limit: { type: 'string', short: 'l' },
   },
   formats: true,
   run({ values, format, io }) {
@@ -145,9 +153,15 @@ export const command = defineCommand({
       if (v !== undefined) filter[key] = resolveFilter(catalog, key, v);
     }
 
+    const limit = parseLimit(values.limit, format === 'table');
     const { inventory } = openInventory(values, io, settings);
     try {
-      const rows = inventory.clients(filter, now);
+      if (format === 'table') {
+        const shown = limit ?? TABLE_ROWS_DEFAULT;
+        printTable(io, [...inventory.clients(filter, now, undefined, shown)], shown, () => inventory.countClients(filter));
+        return EXIT.OK;
+      }
+      const rows = inventory.clients(filter, now, undefined, limit);
       if (format === 'csv') {
         writeChunked(
           io,
@@ -169,8 +183,6 @@ export const command = defineCommand({
             yield first ? ']\n' : '\n]\n';
           })(),
         );
-      } else {
-        printTable(io, [...rows]);
       }
       return EXIT.OK;
     } finally {
@@ -179,12 +191,30 @@ export const command = defineCommand({
   },
 });
 
-function printTable(io: CommandIo, rows: readonly ClientRecord[]): void {
+/** --limit as a number of rows; undefined = every row (JSON, CSV). */
+function parseLimit(value: string | undefined, table: boolean): number | undefined {
+  if (value === undefined) return table ? TABLE_ROWS_DEFAULT : undefined;
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw new UsageProblem(`--limit needs a number of machines (1 or more), not "${value}"`);
+  const n = Number(value);
+  if (table && n > TABLE_ROWS_MAX)
+    throw new UsageProblem(`--limit: a table shows at most ${TABLE_ROWS_MAX} machines; --format csv or json lists every one`);
+  return n;
+}
+
+function printTable(io: CommandIo, rows: readonly ClientRecord[], limit: number, countAll: () => number): void {
   if (rows.length === 0) {
     io.stdout.write('No machines match.\n');
     return;
   }
-  io.stdout.write(formatTable(rows, TABLE_COLUMNS) + `${rows.length} machine${rows.length === 1 ? '' : 's'}\n`);
+  // Only a full page needs the total; counting is one more pass over the table, without records.
+  const total = rows.length < limit ? rows.length : countAll();
+  const more = total - rows.length;
+  io.stdout.write(
+    formatTable(rows, TABLE_COLUMNS) +
+      (more > 0
+        ? `${rows.length} of ${total} machines shown; ${more} more: --limit N shows more, --format csv lists every one\n`
+        : `${rows.length} machine${rows.length === 1 ? '' : 's'}\n`),
+  );
   // Advice goes below the table, once, not into every cell of the GROUP column.
   if (rows.some((r) => isUnknownName(r.groupName) || isUnknownName(r.skuName))) {
     io.stdout.write(`Some products are not in the catalogue: ${CATALOG_UPDATE_HINT}.\n`);
