@@ -30,7 +30,7 @@ export function canReserve(dest: unknown): dest is ReservingDestination {
 }
 
 /** Lines are passed on once at least this many bytes wait (sonic-boom's minLength is bytes too). */
-const DEFAULT_BATCH_BYTES = 8192;
+export const DEFAULT_BATCH_BYTES = 8192;
 const MIN_CAPACITY = 16384;
 
 /** Batches not yet passed on when the process exits: passed on first, so the destination's own exit flush writes them. */

@@ -25,7 +25,7 @@ export interface StreamDestinationOptions {
 }
 
 /** About a thousand request lines: a reader that pauses a moment loses nothing. */
-const DEFAULT_MAX_QUEUED_BYTES = 1024 * 1024;
+export const DEFAULT_MAX_QUEUED_BYTES = 1024 * 1024;
 
 /** The part of a net.Socket the destination uses (a test gives its own). */
 export interface WritableSocket {
@@ -106,7 +106,7 @@ class BoundedStreamDestination implements StreamDestination {
   }
 }
 
-function countLines(chunk: Buffer): number {
+export function countLines(chunk: Buffer): number {
   let n = 0;
   for (let at = chunk.indexOf(0x0a); at >= 0; at = chunk.indexOf(0x0a, at + 1)) n++;
   return n;

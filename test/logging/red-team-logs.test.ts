@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -31,13 +32,15 @@ interface Served {
   readonly stderr: () => string;
 }
 
-async function serve(t: Test): Promise<Served> {
+async function serve(t: Test, stdout: 'pipe' | number = 'pipe'): Promise<Served> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kms-logs-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const config = path.join(dir, 'config.yaml');
   fs.writeFileSync(config, 'kms:\n  listen: ["127.0.0.1:0"]\nadmin:\n  listen: []\n');
-  const child = spawn(process.execPath, [...loaderFlags(), MAIN, 'serve', '--config', config, '--data-dir', dir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  // Without a stdout to read the port from, a free port from a throwaway bind.
+  const fixed = stdout === 'pipe' ? [] : ['--listen', `127.0.0.1:${await freePort()}`];
+  const child = spawn(process.execPath, [...loaderFlags(), MAIN, 'serve', '--config', config, '--data-dir', dir, ...fixed], {
+    stdio: ['ignore', stdout, 'pipe'],
   });
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => void (stderr += c.toString('utf8')));
@@ -45,9 +48,34 @@ async function serve(t: Test): Promise<Served> {
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
-  const listening = await lineMatching(child.stdout!, /"event":"listening"/, 'the listening line', 60_000);
+  if (child.stdout === null) {
+    const port = Number(fixed[1]!.split(':')[1]);
+    await until(() => connects(port), 'the KMS port open', { everyMs: 250, ms: 60_000 });
+    return { child, port, exited, stderr: () => stderr };
+  }
+  const listening = await lineMatching(child.stdout, /"event":"listening"/, 'the listening line', 60_000);
   const port = Number((JSON.parse(listening.input!) as { kms: string[] }).kms[0]!.split(':').pop());
   return { child, port, exited, stderr: () => stderr };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+function connects(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(port, '127.0.0.1', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.on('error', () => resolve(false));
+  });
 }
 
 /** `connections` keep-alive clients of `requests` activations each; the replies' HRESULTs. */
@@ -222,4 +250,23 @@ t.test('thousands of forged products, workstation names and versions add no seri
   const served = new Set([...first.body.matchAll(/application="([^"]*)",result="served"/g)].map((m) => m[1]));
   t.same([...applications].sort(), [...served, 'unknown'].sort(), 'application labels: the one served, and "unknown"');
   t.ok(after.body.length < 2 * first.body.length, `/metrics is ${after.body.length} bytes (${first.body.length} before)`);
+});
+
+t.test('stdout on a full disk (/dev/full: ENOSPC): clients are answered, one line on stderr, SIGTERM stops', async (t) => {
+  const full = fs.openSync('/dev/full', 'w');
+  const s = await serve(t, full);
+  fs.closeSync(full);
+  const hresults = await drive(s.port, 2, 500);
+  t.equal(hresults.length, 1000, 'every request answered though no log line can be written');
+  t.ok(
+    hresults.every((h) => h === 0),
+    'and activated',
+  );
+  await until(() => /stdout failed \(ENOSPC\)/.test(s.stderr()), 'the stderr line', {
+    on: [{ emitter: s.child.stderr!, events: ['data'] }],
+  });
+  t.equal(s.child.exitCode, null, 'still running');
+  s.child.kill('SIGTERM');
+  t.equal(await settledWithin(s.exited, 30_000, 'still running 30 s after SIGTERM'), 0, 'SIGTERM stops it');
+  t.equal(s.stderr().match(/stdout failed/g)?.length, 1, 'said once');
 });

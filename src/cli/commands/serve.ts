@@ -61,8 +61,9 @@ export const command = defineCommand({
     // Buffered, asynchronous stdout: one write(2) per few kilobytes instead of one per request
     // line, gathered into batches first (logging/line-batch.ts). A timer flushes a quiet host's
     // lines within a quarter second; shutdown flushes the rest.
-    // A pipe or socket that stops being read costs at most a bounded queue: later lines are
-    // dropped and counted, and one line says so when the reader is back (logging/serve-output.ts).
+    // A reader that stops reading costs at most a bounded queue: later lines are dropped and
+    // counted, and one line says so when it reads again; a failed write (EPIPE, ENOSPC) ends the
+    // log, not the appliance (logging/serve-output.ts).
     const output = serveLogOutput(1, {
       onResumed: (dropped) =>
         log.warn(
@@ -70,7 +71,11 @@ export const command = defineCommand({
           'log lines dropped while stdout was not read',
         ),
       onClosed: (err) =>
-        sayOnStderr(`kms-appliance serve: stdout closed (${err.code ?? err.message}); serving on without a log`, journalPriority(3)),
+        sayOnStderr(
+          `kms-appliance serve: stdout ${err.code === 'EPIPE' ? 'closed' : 'failed'} (${err.code ?? err.message}); ` +
+            'serving on without a log',
+          journalPriority(3),
+        ),
     });
     const destination = output.destination;
     const flushTimer = setInterval(() => destination.flush(), 250);
