@@ -21,11 +21,12 @@ export interface ServeLogOutput {
 }
 
 export function serveLogOutput(fd: number, options: StreamDestinationOptions): ServeLogOutput {
-  if (!isStreamDescriptor(fd)) {
+  const socket = isStreamDescriptor(fd) ? openOrUndefined(fd) : undefined;
+  if (socket === undefined) {
     const destination = batchLines(guardedFileDestination(fd, options), DEFAULT_BATCH_BYTES);
     return { destination, close: (ms) => flushWithin(destination, ms).then(() => 0) };
   }
-  const stream = boundedStreamDestination(openStreamDescriptor(fd), options);
+  const stream = boundedStreamDestination(socket, options);
   const destination = batchLines(stream, DEFAULT_BATCH_BYTES);
   return {
     destination,
@@ -33,6 +34,15 @@ export function serveLogOutput(fd: number, options: StreamDestinationOptions): S
       return (await flushWithin(destination, ms)) ? 0 : stream.abandon();
     },
   };
+}
+
+/** A socket on `fd`, or undefined when Node cannot make one (a datagram socket): written as a file then. */
+function openOrUndefined(fd: number): ReturnType<typeof openStreamDescriptor> | undefined {
+  try {
+    return openStreamDescriptor(fd);
+  } catch {
+    return undefined;
+  }
 }
 
 type SonicBoom = ReturnType<typeof pino.destination>;
