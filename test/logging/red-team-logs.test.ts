@@ -14,6 +14,7 @@ import type { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
 import { LoginGuard } from '../../src/admin/login';
 import { activate } from '../../src/client/kms-client';
+import { boundedStreamDestination, type WritableSocket } from '../../src/logging/stream-destination';
 import { product, startHarness } from '../server/appliance-harness';
 import { loaderFlags } from '../paths';
 import { lineMatching, settledWithin, until } from '../wait';
@@ -269,4 +270,83 @@ t.test('stdout on a full disk (/dev/full: ENOSPC): clients are answered, one lin
   s.child.kill('SIGTERM');
   t.equal(await settledWithin(s.exited, 30_000, 'still running 30 s after SIGTERM'), 0, 'SIGTERM stops it');
   t.equal(s.stderr().match(/stdout failed/g)?.length, 1, 'said once');
+});
+
+/** A socket whose reader takes one chunk when told: what waits is `writableLength`. */
+function slowReader() {
+  const waiting: [Buffer, () => void][] = [];
+  let onError: ((err: NodeJS.ErrnoException) => void) | undefined;
+  const socket = {
+    writableLength: 0,
+    destroyed: false,
+    write(chunk: Buffer, written: () => void): boolean {
+      waiting.push([chunk, written]);
+      socket.writableLength += chunk.length;
+      return true;
+    },
+    on(_event: string, listener: (err: NodeJS.ErrnoException) => void) {
+      onError = listener;
+      return socket;
+    },
+    destroy() {
+      socket.destroyed = true;
+      return socket;
+    },
+  };
+  const read = (): Buffer | undefined => {
+    const next = waiting.shift();
+    if (next === undefined) return undefined;
+    socket.writableLength -= next[0].length;
+    next[1]();
+    return next[0];
+  };
+  return { socket: socket as WritableSocket & { destroyed: boolean }, read, fail: (err: NodeJS.ErrnoException) => onError?.(err) };
+}
+
+t.test('the bounded stream destination: what waits stays under the bound, drops are counted once, flush and abandon end', async (t) => {
+  const r = slowReader();
+  const resumed: { lines: number; sinceMs: number }[] = [];
+  const closed: string[] = [];
+  const dest = boundedStreamDestination(r.socket, {
+    maxQueuedBytes: 100,
+    onResumed: (d) => void resumed.push(d),
+    onClosed: (e) => void closed.push(e.code ?? ''),
+  });
+  const batch = (n: number) => `${'x'.repeat(9)}\n`.repeat(n); // n lines of 10 bytes
+  dest.write(batch(6));
+  dest.write(batch(4));
+  t.equal(r.socket.writableLength, 100, 'up to the bound waits');
+  dest.write(batch(3));
+  dest.write(batch(1));
+  t.equal(r.socket.writableLength, 100, 'beyond it nothing more waits');
+  t.equal(dest.droppedLines, 4, 'the lines left out are counted');
+  let flushed = false;
+  dest.flush(() => (flushed = true));
+  r.read();
+  t.same(resumed, [], 'no report while some still waits');
+  t.notOk(flushed, 'nor is a flush over');
+  r.read();
+  t.equal(resumed.length, 1, 'once all was read: one report');
+  t.equal(resumed[0]!.lines, 4);
+  t.ok(flushed, 'and the flush is over');
+  r.read();
+  t.equal(resumed.length, 1, 'reported once');
+
+  dest.write(batch(5));
+  t.equal(dest.abandon(), 50, 'abandon gives up what waits');
+  t.ok(r.socket.destroyed);
+  dest.write(batch(1));
+  t.equal(r.socket.writableLength, 50, 'nothing is written after');
+
+  const r2 = slowReader();
+  const dest2 = boundedStreamDestination(r2.socket, { onClosed: (e) => void closed.push(e.code ?? '') });
+  dest2.write(batch(1));
+  let over = false;
+  dest2.flush(() => (over = true));
+  r2.fail(Object.assign(new Error('broken pipe'), { code: 'EPIPE' }));
+  r2.fail(Object.assign(new Error('broken pipe'), { code: 'EPIPE' }));
+  t.same(closed, ['EPIPE'], 'an error is reported once');
+  t.ok(over, 'a flush waiting on a closed reader is over');
+  dest2.write(batch(1));
+  t.equal(r2.socket.writableLength, 10, 'nothing is written after an error');
 });
