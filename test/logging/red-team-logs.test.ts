@@ -1,9 +1,10 @@
 // Red team on the log: what a broken log reader or a hostile client can make the appliance's log
 // output spend. A `serve` process whose stdout pipe stops being read keeps answering clients,
 // drops lines beyond a bound instead of holding them all, says how many when the reader is back,
-// and still stops on SIGTERM; one whose stdout reader closes (EPIPE) keeps serving. Failed admin
-// logins from many addresses are a bounded number of lines per window. Thousands of forged
-// products, names and versions add no series to /metrics.
+// and still stops on SIGTERM; one whose stdout reader closes (EPIPE) or whose stdout is on a full
+// disk (ENOSPC) keeps serving and stops on SIGTERM. Failed admin logins from many addresses are
+// a bounded number of lines per window. Thousands of forged products, names and versions add no
+// series to /metrics.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
