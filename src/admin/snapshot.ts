@@ -79,9 +79,9 @@ export function buildInventoryView(
       sharedCmids: dups.sharedCmids.slice(0, DUPLICATES_SHOWN),
       sharedWorkstations: dups.sharedWorkstations
         .slice(0, DUPLICATES_SHOWN)
-        .map((w) => ({ ...w, cmids: w.cmids.slice(0, CMIDS_SHOWN_PER_NAME), cmidsTotal: w.cmids.length })),
-      sharedCmidsTotal: dups.sharedCmids.length,
-      sharedWorkstationsTotal: dups.sharedWorkstations.length,
+        .map(({ machines, ...w }) => ({ ...w, cmids: w.cmids.slice(0, CMIDS_SHOWN_PER_NAME), cmidsTotal: machines ?? w.cmids.length })),
+      sharedCmidsTotal: dups.sharedCmidsTotal,
+      sharedWorkstationsTotal: dups.sharedWorkstationsTotal,
     },
     identity: inventory.hostIdentity(),
     ...clockOf(inventory, nowMs),

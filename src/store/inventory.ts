@@ -125,7 +125,10 @@ interface SharedCmid {
 
 interface SharedWorkstation {
   readonly workstation: string;
+  /** At most CMIDS_PER_NAME_KEPT, the first by CMID. */
   readonly cmids: readonly string[];
+  /** Present when cmids was cut to CMIDS_PER_NAME_KEPT: how many CMIDs the name has. */
+  readonly machines?: number;
   /** The product line (application) whose CMIDs these are. */
   readonly application?: string;
 }
@@ -135,6 +138,13 @@ export interface Duplicates {
   readonly sharedCmids: readonly SharedCmid[];
   /** One name with several CMIDs: re-imaged without PreviousClientMachineID, or clashing names. */
   readonly sharedWorkstations: readonly SharedWorkstation[];
+  /**
+   * Both lists stop at DUPLICATES_LISTED (a client inventing ids can make a million); these say
+   * how many there are. Beyond the listed ones, a CMID is counted from its row (its switches), not
+   * checked against the events.
+   */
+  readonly sharedCmidsTotal: number;
+  readonly sharedWorkstationsTotal: number;
 }
 
 export interface DatabaseInfo {
@@ -155,10 +165,20 @@ export interface GroupCount {
 
 // A single DHCP renumbering changes the address once; two machines sharing a CMID keep switching.
 const ADDRESS_SWITCHES_FOR_DUPLICATE = 2;
+/** A clients row that may be a clone: served in the window, its name or address switching (cutoff, switches). */
+const CANDIDATE = 'last_seen_ms >= ? AND last_counted_ms IS NOT NULL AND (workstation_changes > 0 OR address_changes >= ?)';
 /** Odd thresholds kept per application summary: a client cycling through values makes thousands. */
 const UNUSUAL_REQUESTS_KEPT = 20;
 /** Names (and addresses) listed per duplicate CMID: enough to find the clones, bounded for a flood. */
 export const MAX_NAMES_KEPT = 16;
+/**
+ * Duplicate CMIDs, and shared names, examined and listed: a site's clones are a handful, but a
+ * client that invents machine ids and names can make a million, and listing every one took 850 MB
+ * (in the admin page's worker, inside the server) and printed a million lines.
+ */
+export const DUPLICATES_LISTED = 1000;
+/** CMIDs listed per shared name: a lab's golden image, not the million a client can invent under one name. */
+export const CMIDS_PER_NAME_KEPT = 100;
 
 /** What the host presents to clients (kept in the settings table by src/host/host-identity.ts). */
 export interface HostIdentityInfo {
@@ -429,9 +449,8 @@ export class Inventory {
       .prepare(`
         SELECT application, cmid, workstation, previous_workstation, client_address, previous_address,
           workstation_changes, address_changes
-        FROM clients WHERE last_seen_ms >= ? AND last_counted_ms IS NOT NULL AND (workstation_changes > 0 OR address_changes >= ?)
-        ORDER BY cmid, application`)
-      .all(cutoff, ADDRESS_SWITCHES_FOR_DUPLICATE) as {
+        FROM clients WHERE ${CANDIDATE} ORDER BY cmid, application LIMIT ?`)
+      .all(cutoff, ADDRESS_SWITCHES_FOR_DUPLICATE, DUPLICATES_LISTED) as {
       application: string;
       cmid: string;
       workstation: string;
@@ -492,19 +511,55 @@ export class Inventory {
         applications: [this.names.applicationName(c.application)],
       });
     }
-    const sharedWorkstations = (
-      this.db
-        .prepare(`
-          SELECT application, lower(workstation) AS workstation, group_concat(DISTINCT cmid) AS cmids
+    // Candidates beyond those examined: counted from their rows (the events scan above is what a
+    // million of them would make too costly).
+    const unexamined =
+      candidates.length < DUPLICATES_LISTED
+        ? 0
+        : Math.max(
+            0,
+            (this.db
+              .prepare(`SELECT count(*) FROM clients WHERE ${CANDIDATE}`)
+              .pluck()
+              .get(cutoff, ADDRESS_SWITCHES_FOR_DUPLICATE) as number) - candidates.length,
+          );
+    return { sharedCmids, sharedCmidsTotal: sharedCmids.length + unexamined, ...this.sharedWorkstations(cutoff) };
+  }
+
+  /**
+   * Names served under several CMIDs in the window, per application: the first DUPLICATES_LISTED
+   * names with their first CMIDS_PER_NAME_KEPT CMIDs each, and how many names there are. Streamed: a
+   * name a client gave a million invented ids is a million rows, never one string or array.
+   */
+  private sharedWorkstations(cutoff: number): Pick<Duplicates, 'sharedWorkstations' | 'sharedWorkstationsTotal'> {
+    const rows = this.db
+      .prepare(`
+        SELECT application, workstation, cmid, n FROM (
+          SELECT application, lower(workstation) AS workstation, cmid,
+            row_number() OVER byName AS k, count(*) OVER (PARTITION BY application, lower(workstation)) AS n
           FROM clients WHERE workstation <> '' AND last_seen_ms >= ? AND last_counted_ms IS NOT NULL
-          GROUP BY application, lower(workstation) HAVING count(DISTINCT cmid) > 1 ORDER BY 2, 1`)
-        .all(cutoff) as { application: string; workstation: string; cmids: string }[]
-    ).map((r) => ({
-      workstation: r.workstation,
-      cmids: r.cmids.split(',').sort(),
-      application: this.names.applicationName(r.application),
-    }));
-    return { sharedCmids, sharedWorkstations };
+          WINDOW byName AS (PARTITION BY application, lower(workstation) ORDER BY cmid))
+        WHERE n > 1 AND k <= ? ORDER BY workstation, application, cmid`)
+      .iterate(cutoff, CMIDS_PER_NAME_KEPT) as IterableIterator<{ application: string; workstation: string; cmid: string; n: number }>;
+    const listed: { workstation: string; cmids: string[]; machines?: number; application: string }[] = [];
+    let total = 0;
+    let last: { application: string; workstation: string } | undefined;
+    for (const r of rows) {
+      if (last === undefined || last.application !== r.application || last.workstation !== r.workstation) {
+        last = r;
+        total++;
+        if (listed.length < DUPLICATES_LISTED)
+          listed.push({
+            workstation: r.workstation,
+            cmids: [],
+            ...(r.n > CMIDS_PER_NAME_KEPT ? { machines: r.n } : {}),
+            application: this.names.applicationName(r.application),
+          });
+        else continue;
+      } else if (total > DUPLICATES_LISTED) continue;
+      listed[listed.length - 1]!.cmids.push(r.cmid);
+    }
+    return { sharedWorkstations: listed, sharedWorkstationsTotal: total };
   }
 
   /** The id of the first event at or after `ms` (events are appended in time order). */

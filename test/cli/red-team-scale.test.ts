@@ -6,7 +6,10 @@ import { generateStore } from '../../scripts/generate-store';
 import { command as clients, TABLE_ROWS_DEFAULT, TABLE_ROWS_MAX } from '../../src/cli/commands/clients';
 import { captureIo } from './commands/io';
 import { tempDataDir } from '../store/observations';
-import { Inventory } from '../../src/store/inventory';
+import Database from 'better-sqlite3';
+import { CMIDS_PER_NAME_KEPT, DUPLICATES_LISTED, Inventory } from '../../src/store/inventory';
+import { databaseFile } from '../../src/store/data-dir';
+import { command as status } from '../../src/cli/commands/status';
 import { STORE_TUNING } from '../../src/config/defaults';
 
 const MACHINES = 30_000;
@@ -72,9 +75,12 @@ t.test('clients: a table beyond what it can lay out is refused with what to use 
     t.equal(r.code, 2, `--limit ${bad}`);
     t.equal(r.out, '');
   }
-  const small = await run(['--limit', String(MACHINES + 5)], dir);
+  const most = await run(['--limit', String(TABLE_ROWS_MAX)], dir);
+  t.equal(most.out.trimEnd().split('\n').at(-1)?.startsWith(`${TABLE_ROWS_MAX} of ${MACHINES} machines shown`), true);
+  const office2010 = (await run(['--application', 'Office 2010', '--format', 'csv'], dir)).out.trimEnd().split('\r\n').length - 1;
+  const small = await run(['--application', 'Office 2010', '--limit', String(office2010 + 1)], dir);
   t.equal(small.code, 0);
-  t.equal(small.out.trimEnd().split('\n').at(-1), `${MACHINES} machines`, 'everything fits: no "more" line');
+  t.equal(small.out.trimEnd().split('\n').at(-1), `${office2010} machines`, 'everything fits: no "more" line');
 });
 
 t.test('the read-only connections of the commands keep the server-sized page cache, not 16 MB', async (t) => {
@@ -88,4 +94,60 @@ t.test('the read-only connections of the commands keep the server-sized page cac
   t.ok(STORE_TUNING.cacheKiB <= 4096);
   const apps = inventory.summary(Date.now());
   t.equal(apps.length, 3, 'the summary still reads the whole window');
+});
+
+/** Every machine of the window switched names once, then all took one name: a client inventing ids and names. */
+function inventedIdentities(dir: string, rename: string): void {
+  const db = new Database(databaseFile(dir));
+  db.exec(`UPDATE clients SET workstation_changes = 1, previous_workstation = 'was-' || workstation, workstation = ${rename}`);
+  db.close();
+}
+
+t.test('duplicates: a client inventing ids under one name is listed in bounds, with totals', async (t) => {
+  const now = Date.now();
+  const dir = tempDataDir(t);
+  generateStore(dir, { clients: MACHINES, nowMs: now });
+  inventedIdentities(dir, "'golden'");
+  const inventory = Inventory.open(dir);
+  t.teardown(() => inventory.close());
+  const inWindow = [...inventory.clients({}, now)].filter((c) => c.lastSeenMs >= now - 30 * 86_400_000).length;
+  t.ok(inWindow > DUPLICATES_LISTED, `${inWindow} machines in the window`);
+
+  const d = inventory.duplicates(now);
+  t.equal(d.sharedCmids.length, DUPLICATES_LISTED, 'the CMIDs listed stop at the bound');
+  t.equal(d.sharedCmidsTotal, inWindow, 'and the total says how many there are');
+  t.equal(d.sharedCmids[0]?.workstations[0], 'golden');
+  t.match(d.sharedCmids[0]?.workstations[1], /^was-ws-/);
+  const perApp = d.sharedWorkstations;
+  t.equal(d.sharedWorkstationsTotal, 3, 'one shared name per application');
+  t.equal(
+    perApp.reduce((n, w) => n + (w.machines ?? w.cmids.length), 0),
+    inWindow,
+    'every machine counted under its name',
+  );
+  for (const w of perApp) t.ok(w.cmids.length <= CMIDS_PER_NAME_KEPT, `${w.application}: ${w.cmids.length} CMIDs listed`);
+
+  const c = captureIo();
+  t.equal(await status.run(['--data-dir', dir], c), 0, c.err());
+  const lines = c.out().split('\n');
+  t.ok(lines.length < DUPLICATES_LISTED + 100, `status printed ${lines.length} lines`);
+  // status reads its own clock, a moment later: a machine may have left the window meanwhile.
+  const more = lines.filter((l) => l.startsWith('  and ')).map((l) => /^ {2}and (\d+) more \(machine ids invented/.exec(l)?.[1]);
+  t.equal(more.length, 1, 'one line says how many more');
+  t.ok(Math.abs(Number(more[0]) - (inWindow - DUPLICATES_LISTED)) <= 5, `${more[0]} more`);
+  t.match(c.out(), new RegExp(`golden \\(Windows\\): \\d+ CMIDs: (\\S+, ){7}\\S+ and \\d+ more`));
+});
+
+t.test('duplicates: a name per pair of invented ids lists the first names and counts the rest', async (t) => {
+  const now = Date.now();
+  const dir = tempDataDir(t);
+  generateStore(dir, { clients: MACHINES, nowMs: now });
+  // Sixteen CMIDs per name (spread over the applications): thousands of shared names.
+  inventedIdentities(dir, "'group-' || substr(cmid, 25, 11)");
+  const inventory = Inventory.open(dir);
+  t.teardown(() => inventory.close());
+  const d = inventory.duplicates(now);
+  t.equal(d.sharedWorkstations.length, DUPLICATES_LISTED);
+  t.ok(d.sharedWorkstationsTotal > DUPLICATES_LISTED, `${d.sharedWorkstationsTotal} names in all`);
+  for (const w of d.sharedWorkstations) t.equal(w.machines, undefined, 'few CMIDs: every one listed');
 });

@@ -106,7 +106,7 @@ function formatStatus(
     }
     out.push('');
   }
-  if (dups.sharedCmids.length > 0) {
+  if (dups.sharedCmidsTotal > 0) {
     out.push(`Duplicate CMIDs (one machine ID under several names or addresses: an image deployed without sysprep /generalize?):`);
     for (const d of dups.sharedCmids) {
       const parts = [`names ${d.workstations.map(inert).join(', ')}`];
@@ -115,21 +115,28 @@ function formatStatus(
       parts.push(`switched ${switches} time${switches === 1 ? '' : 's'}`);
       out.push(`  ${d.cmid}${d.applications.length > 0 ? ` (${d.applications.join(', ')})` : ''}: ${parts.join('; ')}`);
     }
+    if (dups.sharedCmidsTotal > dups.sharedCmids.length)
+      out.push(
+        `  and ${dups.sharedCmidsTotal - dups.sharedCmids.length} more (machine ids invented by a client? see the refusals and the log)`,
+      );
     out.push('');
   }
-  if (dups.sharedWorkstations.length > 0) {
+  if (dups.sharedWorkstationsTotal > 0) {
     out.push('Workstation names with several CMIDs (re-imaged, or two machines with one name):');
     for (const w of dups.sharedWorkstations) {
-      // An image cloned to hundreds of machines is one line, not hundreds of GUIDs: --format json lists them all.
+      // An image cloned to hundreds of machines is one line, not hundreds of GUIDs: --format json lists 100 of them.
+      const total = w.machines ?? w.cmids.length;
       const shown =
-        w.cmids.length > MAX_CMIDS_SHOWN
-          ? `${w.cmids.slice(0, MAX_CMIDS_SHOWN).join(', ')} and ${w.cmids.length - MAX_CMIDS_SHOWN} more`
+        total > MAX_CMIDS_SHOWN
+          ? `${w.cmids.slice(0, MAX_CMIDS_SHOWN).join(', ')} and ${total - MAX_CMIDS_SHOWN} more`
           : w.cmids.join(', ');
-      out.push(`  ${inert(w.workstation)}${w.application ? ` (${w.application})` : ''}: ${w.cmids.length} CMIDs: ${shown}`);
+      out.push(`  ${inert(w.workstation)}${w.application ? ` (${w.application})` : ''}: ${total} CMIDs: ${shown}`);
     }
+    if (dups.sharedWorkstationsTotal > dups.sharedWorkstations.length)
+      out.push(`  and ${dups.sharedWorkstationsTotal - dups.sharedWorkstations.length} more names`);
     out.push('');
   }
-  if (dups.sharedCmids.length === 0 && dups.sharedWorkstations.length === 0) out.push('No duplicate CMIDs.');
+  if (dups.sharedCmidsTotal === 0 && dups.sharedWorkstationsTotal === 0) out.push('No duplicate CMIDs.');
   if (refusals) out.push('', ...formatRefusals(refusals));
   if (identity && (identity.hwid || identity.epids.length > 0)) {
     // What `slmgr /dlv` on a client shows as "KMS machine extended PID", and the HwId it records.
