@@ -130,7 +130,7 @@ export async function startAppliance(config: AppConfig, options: StartOptions): 
   const dataDir = resolveDataDir(config.store.dataDir, env);
   const services = new ServiceStack(config, log);
   try {
-    const { store, facts: storeFacts } = await services.start(() => storeService(config, dataDir, log));
+    const { store, facts: storeFacts } = await services.start(() => storeService(config, dataDir, log, clock));
     // Filled in once the servers exist; /metrics and /healthz read them through these getters.
     let sources: MetricSources | undefined;
     const metrics = createApplianceMetrics(

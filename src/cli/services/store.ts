@@ -1,5 +1,6 @@
 // The database: opened first and closed last, so every other service can write to it until it stops.
 import { STORE_TUNING, type AppConfig } from '../../config/defaults';
+import type { Clock } from '../../host/ports';
 import type { Logger } from '../../logging/logger';
 import type { StoreFacts } from '../../metrics/sources';
 import { SqliteStore } from '../../store/sqlite-store';
@@ -11,9 +12,12 @@ export interface StoreService extends Service {
   facts(): StoreFacts;
 }
 
-export function storeService(config: AppConfig, dataDir: string, log: Logger): StoreService {
+// The appliance's clock: the prune and the clock correction must judge stored times by the same
+// clock the requests were counted with.
+export function storeService(config: AppConfig, dataDir: string, log: Logger, clock: Clock): StoreService {
   const store = SqliteStore.open(dataDir, {
     log,
+    clock,
     eventRetentionDays: config.store.eventRetentionDays,
     maxEvents: config.store.maxEvents,
     maxMachines: config.store.maxMachines,
