@@ -54,6 +54,9 @@ export function checkClientHost(host: string): string | undefined {
   const bare = stripBrackets(host);
   const zone = bare.indexOf('%');
   if (zone >= 0 && net.isIPv6(bare)) {
+    // No address at all (multicast, unspecified) is the first thing to say, with or without a zone.
+    const nowhere = unreachable(host, bare.slice(0, zone));
+    if (nowhere !== undefined) return nowhere;
     // A zone (scope) id names an interface of one machine ("eth0" here, an interface number on
     // each Windows client, different from one client to the next): written into every client's
     // KeyManagementServiceName or slmgr /skms it names the appliance's interface, which no client has.
