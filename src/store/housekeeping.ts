@@ -16,6 +16,12 @@ const DAY_MS = 86_400_000;
  */
 const CLOCK_AHEAD_TOLERANCE_MS = DAY_MS;
 /**
+ * A clock reading earlier than this is wrong now, not corrected: this code did not exist before
+ * it (a box without a real-time clock starts in 1970 until NTP sets it). Moving every stored
+ * time back to such a "now" would lose every count once the clock is set.
+ */
+const CLOCK_FLOOR_MS = Date.UTC(2026, 0, 1);
+/**
  * Rows one prune statement deletes at most (a few ms); a prune that filled it is followed by
  * another in the next turns, so lowering store.maxEvents or a flood never holds the loop for long.
  */
@@ -39,6 +45,7 @@ export class Housekeeping {
    * row are refused until some leave it. Set and cleared with the prune.
    */
   private capReached = false;
+  private warnedClockFloor = false;
   private readonly pruneByAge: Database.Statement;
   private readonly pruneByCount: Database.Statement;
   private readonly countMachines: Database.Statement;
@@ -105,9 +112,13 @@ export class Housekeeping {
     return this.applicationsOf.all() as string[];
   }
 
-  /** One pass; the caller commits (each statement commits on its own outside a transaction). */
-  prune(nowMs: number): PruneResult {
-    this.correctTimesAhead(nowMs);
+  /**
+   * One pass; the caller commits (each statement commits on its own outside a transaction).
+   * `clockSettled`: false for the pass at start, when NTP may not have set the clock yet; times
+   * ahead of it are corrected from the next pass on (hourly, or after store.maxEvents/20 requests).
+   */
+  prune(nowMs: number, clockSettled: boolean): PruneResult {
+    if (clockSettled) this.correctTimesAhead(nowMs);
     const byAge = this.pruneByAge.run({ cutoff: nowMs - this.limits.retentionMs, chunk: PRUNE_CHUNK_ROWS }).changes;
     const byCount = this.pruneByCount.run({ keep: this.limits.maxEvents, chunk: PRUNE_CHUNK_ROWS }).changes;
     const machines = this.boundMachines(nowMs);
@@ -150,11 +161,22 @@ export class Housekeeping {
    * last_counted only moves forward (rows.ts): those machines would count until that future date
    * plus 30 days, and a threshold served then would cap the count as long. Such times count as
    * seen now, the moment the clock is known to be right again: the machines did ask recently,
-   * and now leave the window 30 days from now unless they ask again. Runs with the prune (at
-   * open, hourly), after the batch's writes are in the file, so the in-memory counts read back
+   * and now leave the window 30 days from now unless they ask again. Runs with the prune (not the
+   * one at start), after the batch's writes are in the file, so the in-memory counts read back
    * what the file holds. A few index lookups when nothing is ahead. Returns the machines moved.
    */
   private correctTimesAhead(nowMs: number): number {
+    if (nowMs < CLOCK_FLOOR_MS) {
+      if (!this.warnedClockFloor) {
+        this.warnedClockFloor = true;
+        this.log.warn(
+          { file: this.file, now: new Date(nowMs).toISOString() },
+          `the host clock reads ${new Date(nowMs).toISOString()}, before this version of kms-appliance was made: it is wrong; ` +
+            'stored counting times are left as they are until it is set (timedatectl, chrony)',
+        );
+      }
+      return 0;
+    }
     const limit = nowMs + CLOCK_AHEAD_TOLERANCE_MS;
     const ahead: { application: string; newest: number }[] = [];
     for (const application of this.applications()) {

@@ -161,6 +161,8 @@ export class SqliteStore implements ActivationStore {
   private lastRetryAt = -Infinity;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly pruneTimer: NodeJS.Timeout | undefined;
+  /** After the prune at start: the clock had time to be set (housekeeping.ts corrects times ahead of it). */
+  private clockSettled = false;
   /** Events written since the last prune after which the next one is due (a twentieth of maxEvents). */
   private readonly pruneAfterEvents: number;
   private eventsSincePrune = 0;
@@ -330,6 +332,7 @@ export class SqliteStore implements ActivationStore {
     }
     if (!db.readonly) {
       this.prune();
+      this.clockSettled = true;
       const every = options.pruneIntervalMs ?? STORE_TUNING.pruneIntervalMs;
       this.pruneTimer = setInterval(() => this.prune(), every);
       this.pruneTimer.unref();
@@ -657,7 +660,7 @@ export class SqliteStore implements ActivationStore {
   private deleteOldEvents(nowMs: number): number {
     this.pruneDue = false;
     this.eventsSincePrune = 0;
-    const { deleted, more } = this.housekeeping.prune(nowMs);
+    const { deleted, more } = this.housekeeping.prune(nowMs, this.clockSettled);
     if (more) this.schedulePrune();
     return deleted;
   }

@@ -197,6 +197,11 @@ t.test('host clock set a year ahead, then corrected: machines seen meanwhile cou
   now = T0; // NTP (or the administrator) corrects the clock; the service restarts
   store = SqliteStore.open(dir, { clock, log });
   t.teardown(() => store.close());
+  t.notOk(
+    log.lines.find((l) => l.level === 'warn' && /ahead/.test(l.msg)),
+    'nothing is moved at start: the clock may not be set yet (a box without a real-time clock, NTP not yet synced)',
+  );
+  store.prune(); // the next prune: hourly, or after store.maxEvents/20 requests
   const warned = log.lines.find((l) => l.level === 'warn' && /ahead/.test(l.msg));
   t.match(warned, { obj: { machines: 5 } }, 'the correction is logged, naming how many machines it moved');
   for (let i = 6; i <= 7; i++) store.recordActivation(obs(i), T0 + 10 * DAY, WINDOW);
@@ -211,6 +216,23 @@ t.test('host clock set a year ahead, then corrected: machines seen meanwhile cou
   t.equal(w.activeMachines, served.activeClients, 'the SQL count agrees with the in-memory one');
   t.equal(w.largestRequested, 25);
   t.match(inventory.clockCorrection(), { correctedAtMs: T0, aheadUntilMs: AHEAD, machines: 5 }, 'status can name it');
+});
+
+t.test('a clock that reads before this version existed (no real-time clock, no NTP yet) is wrong now: nothing is moved', async (t) => {
+  const dir = tempDataDir(t);
+  const T0 = Date.UTC(2026, 11, 4, 12, 0, 0);
+  let now = T0;
+  const log = recordingLog();
+  const store = SqliteStore.open(dir, { clock: { now: () => now }, log });
+  t.teardown(() => store.close());
+  for (let i = 1; i <= 3; i++) store.recordActivation(obs(i), T0, WINDOW);
+  now = 0; // the box restarted without its clock: 1970 until NTP answers
+  store.prune();
+  store.prune();
+  t.equal(log.lines.filter((l) => /before this version of kms-appliance was made/.test(l.msg)).length, 1, 'said once');
+  now = T0 + DAY; // NTP set it
+  store.prune();
+  t.equal(store.recordActivation(obs(4), now, WINDOW).activeClients, 4, 'the three machines still count, with the fourth');
 });
 
 t.test('a clock corrected while the server runs is caught by the periodic prune; a few hours ahead is left alone', async (t) => {
