@@ -473,7 +473,8 @@ export const ERRORS = Object.freeze({
     action: 'none',
     explain:
       'Someone tried to log in to the admin page with a wrong user or password; after 5 failures the address waits (30 s, doubling up ' +
-      'to 15 min). Check the address in the log if you did not do it.',
+      'to 15 min), and after 20 failed checks in 5 minutes from any addresses every address waits (admin-login-paused). Check the ' +
+      'addresses in the log if you did not do it.',
   },
   KMS_ERR_CLI_USAGE: { action: 'none', explain: 'The command line is wrong; run the command with --help.' },
   KMS_ERR_CONFIG_LIMIT: {

@@ -18,7 +18,16 @@ const LOCKOUT_MAX_MS = 15 * 60_000;
 /** Forget an address's failures after this long without one. */
 const FAILURE_MEMORY_MS = 60 * 60_000;
 const MAX_TRACKED_ADDRESSES = 10_000;
-/** A verified Basic header is remembered this long, so a scraper does not cost a scrypt per scrape. */
+/**
+ * Failed password checks from all addresses together after which every address waits until the
+ * oldest of them is GLOBAL_WINDOW_MS old. Each address has its free failures and its lockout, but
+ * an attacker with many addresses (an IPv6 prefix holds millions of /64s, and beyond
+ * MAX_TRACKED_ADDRESSES the oldest are forgotten) would multiply them: this bounds the guesses to
+ * 20 per 5 minutes whatever the addresses. Sessions and remembered Basic credentials still work.
+ */
+const GLOBAL_FAILURES = 20;
+const GLOBAL_WINDOW_MS = 5 * 60_000;
+/** Verified credentials are remembered this long for their address, so a scraper does not cost a scrypt per scrape. */
 const BASIC_CACHE_MS = 5 * 60_000;
 
 export interface LoginLog {
@@ -28,7 +37,13 @@ export interface LoginLog {
 
 export type AuthResult =
   | { readonly ok: true; readonly via: 'none' | 'basic' | 'session' }
-  | { readonly ok: false; readonly reason: 'missing' | 'wrong' | 'throttled'; readonly retryAfterSeconds?: number };
+  | {
+      readonly ok: false;
+      readonly reason: 'missing' | 'wrong' | 'throttled';
+      readonly retryAfterSeconds?: number;
+      /** A throttle for every address (GLOBAL_FAILURES), not this one's lockout. */
+      readonly everyone?: boolean;
+    };
 
 interface FailureState {
   failures: number;
@@ -69,6 +84,9 @@ export class LoginGuard {
   private readonly cacheKey = randomBytes(32);
   /** Failed-login lines from all addresses together: 20 per 10 s. */
   private readonly failureLines = new LineBudget();
+  /** When the last GLOBAL_FAILURES failed password checks were made, oldest first. */
+  private readonly recentFailures: number[] = [];
+  private pausedForEveryone = false;
 
   constructor(
     private readonly password: () => PasswordRecord | undefined,
@@ -125,12 +143,15 @@ export class LoginGuard {
     via: string,
   ): Promise<true | Extract<AuthResult, { ok: false }>> {
     const key = throttleKey(address);
-    const cacheId = createHmac('sha256', this.cacheKey).update(`${record.hash}\0${user}\0${password}`).digest('base64');
+    // Per address (its /64): a guess from elsewhere must not learn from the cache that it was right,
+    // least of all while checks are paused for every address.
+    const cacheId = createHmac('sha256', this.cacheKey).update(`${record.hash}\0${key}\0${user}\0${password}`).digest('base64');
     for (;;) {
       const wait = this.lockedFor(address);
       if (wait > 0) return { ok: false, reason: 'throttled', retryAfterSeconds: wait };
       const cached = this.basicCache.get(cacheId);
       if (cached !== undefined && cached > this.now()) return true;
+      if (this.everyoneWaits() > 0) return this.pausedResult(address);
       const running = this.checking.get(key);
       if (running === undefined) break;
       await running;
@@ -154,7 +175,15 @@ export class LoginGuard {
     cacheId: string,
     via: string,
   ): Promise<true | Extract<AuthResult, { ok: false }>> {
-    const ok = user.length <= 256 && password.length <= 1024 && (await this.oneAtATime(() => verifyPassword(record, user, password)));
+    let ok = false;
+    // Too long to be the password: refused without a check, and not a guess the global bound counts.
+    if (user.length <= 256 && password.length <= 1024) {
+      // Decided in the queue: checks that waited behind others see the failures made meanwhile.
+      const verdict = await this.oneAtATime(async () => (this.everyoneWaits() > 0 ? undefined : verifyPassword(record, user, password)));
+      if (verdict === undefined) return this.pausedResult(address);
+      ok = verdict;
+      if (!ok) this.noteFailedCheck();
+    }
     if (ok) {
       this.failures.delete(key);
       if (this.basicCache.size >= MAX_SESSIONS) this.basicCache.clear();
@@ -179,6 +208,41 @@ export class LoginGuard {
       `admin login failed from ${address}`,
     );
     return { ok: false, reason: 'wrong' };
+  }
+
+  /** Seconds every address must still wait (GLOBAL_FAILURES), or 0. */
+  private everyoneWaits(): number {
+    if (this.recentFailures.length < GLOBAL_FAILURES) return 0;
+    const left = this.recentFailures[0]! + GLOBAL_WINDOW_MS - this.now();
+    if (left > 0) return Math.ceil(left / 1000);
+    this.pausedForEveryone = false;
+    return 0;
+  }
+
+  private noteFailedCheck(): void {
+    this.recentFailures.push(this.now());
+    if (this.recentFailures.length > GLOBAL_FAILURES) this.recentFailures.shift();
+  }
+
+  private pausedResult(address: string): Extract<AuthResult, { ok: false }> {
+    const wait = this.everyoneWaits();
+    if (!this.pausedForEveryone) {
+      this.pausedForEveryone = true;
+      this.log.warn(
+        {
+          event: 'admin-login-paused',
+          code: 'KMS_ERR_ADMIN_LOGIN_FAILED',
+          clientAddress: address,
+          failures: GLOBAL_FAILURES,
+          waitSeconds: wait,
+        },
+        `${GLOBAL_FAILURES} admin password checks failed within ${GLOBAL_WINDOW_MS / 60_000} minutes, from any addresses: ` +
+          `password checks are paused for every address for ${wait} s (open sessions and the scraper's remembered ` +
+          'credentials still work; on the box itself the CLI needs no login). Many addresses guessing is an attack: ' +
+          'keep the admin port off the internet (admin.listen on the office network only, a firewall)',
+      );
+    }
+    return { ok: false, reason: 'throttled', retryAfterSeconds: wait, everyone: true };
   }
 
   /** Runs scrypt checks one after another, whichever addresses they come from. */

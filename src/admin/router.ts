@@ -138,7 +138,7 @@ export class AdminRouter {
     if (!auth.ok) {
       if (auth.reason === 'wrong') this.ctx.onLoginFailure?.();
       if (auth.reason === 'throttled')
-        return reply(429, TEXT, 'too many failed logins from your address; wait and try again\n', {
+        return reply(429, TEXT, `${throttledText(auth)}; wait and try again\n`, {
           'retry-after': String(auth.retryAfterSeconds ?? 60),
         });
       // Browsers get the form; programs get a Basic challenge (curl -u admin, Prometheus basic_auth).
@@ -174,7 +174,7 @@ export class AdminRouter {
     const status = result.reason === 'throttled' ? 429 : 401;
     const message =
       result.reason === 'throttled'
-        ? `Too many failed logins from your address; wait ${result.retryAfterSeconds ?? 60} seconds.`
+        ? `${throttledText(result)}; wait ${result.retryAfterSeconds ?? 60} seconds.`
         : 'Wrong user or password.';
     return reply(
       status,
@@ -183,6 +183,12 @@ export class AdminRouter {
       result.reason === 'throttled' ? { 'retry-after': String(result.retryAfterSeconds ?? 60) } : {},
     );
   }
+}
+
+function throttledText(result: { readonly everyone?: boolean }): string {
+  return result.everyone
+    ? 'Too many failed logins from many addresses: password checks are paused for everyone'
+    : 'Too many failed logins from your address';
 }
 
 function methodNotAllowed(allow: string): AdminResponse {
