@@ -150,7 +150,12 @@ export class LoginGuard {
       const wait = this.lockedFor(address);
       if (wait > 0) return { ok: false, reason: 'throttled', retryAfterSeconds: wait };
       const cached = this.basicCache.get(cacheId);
-      if (cached !== undefined && cached > this.now()) return true;
+      if (cached !== undefined && cached > this.now()) {
+        // Kept while in use: a scraper every few seconds is never checked again, not even while an
+        // attack from other addresses has paused every new check.
+        this.basicCache.set(cacheId, this.now() + BASIC_CACHE_MS);
+        return true;
+      }
       if (this.everyoneWaits() > 0) return this.pausedResult(address);
       const running = this.checking.get(key);
       if (running === undefined) break;

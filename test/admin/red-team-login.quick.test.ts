@@ -73,6 +73,17 @@ t.test('credentials verified before the pause (a Prometheus scraper) are still l
   }
   t.match(await guard.authenticate(basic('another guess'), addressOf(99)), { ok: false, reason: 'throttled', everyone: true });
   t.ok((await guard.authenticate(basic('right horse battery'), '192.0.2.20')).ok, 'its next scrape is let in');
+  // The attacker keeps the checks paused for an hour; the scraper scrapes every 15 s throughout.
+  let scrapes = 0;
+  for (let s = 0; s < 240; s++) {
+    clock.now += 15_000;
+    for (let g = 0; g < 20; g++) {
+      const r = await guard.authenticate(basic(`guess ${s}.${g}`), addressOf(1000 + s * 20 + g));
+      if (!r.ok && r.reason === 'throttled') break; // paused again: the attacker waits for the next slot
+    }
+    if ((await guard.authenticate(basic('right horse battery'), '192.0.2.20')).ok) scrapes++;
+  }
+  t.equal(scrapes, 240, 'every scrape of the hour let in');
 });
 
 t.test('passwords too long to be right are refused without a check and spend nothing of the shared bound', async (t) => {
