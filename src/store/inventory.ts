@@ -532,34 +532,45 @@ export class Inventory {
    * name a client gave a million invented ids is a million rows, never one string or array.
    */
   private sharedWorkstations(cutoff: number): Pick<Duplicates, 'sharedWorkstations' | 'sharedWorkstationsTotal'> {
-    const rows = this.db
+    const served = "workstation <> '' AND last_seen_ms >= ? AND last_counted_ms IS NOT NULL";
+    // (application, cmid) is the key, so count(*) counts distinct CMIDs. A GROUP BY sorts within the
+    // connection's cache; a window function over one name's million rows kept a 16 MB buffer of its own.
+    const names = this.db
       .prepare(`
-        SELECT application, workstation, cmid, n FROM (
-          SELECT application, lower(workstation) AS workstation, cmid,
-            row_number() OVER byName AS k, count(*) OVER (PARTITION BY application, lower(workstation)) AS n
-          FROM clients WHERE workstation <> '' AND last_seen_ms >= ? AND last_counted_ms IS NOT NULL
-          WINDOW byName AS (PARTITION BY application, lower(workstation) ORDER BY cmid))
-        WHERE n > 1 AND k <= ? ORDER BY workstation, application, cmid`)
-      .iterate(cutoff, CMIDS_PER_NAME_KEPT) as IterableIterator<{ application: string; workstation: string; cmid: string; n: number }>;
-    const listed: { workstation: string; cmids: string[]; machines?: number; application: string }[] = [];
+        SELECT application, lower(workstation) AS workstation, count(*) AS n FROM clients WHERE ${served}
+        GROUP BY application, lower(workstation) HAVING n > 1 ORDER BY 2, 1`)
+      .iterate(cutoff) as IterableIterator<{ application: string; workstation: string; n: number }>;
+    const listed = new Map<string, { workstation: string; cmids: string[]; machines?: number; application: string }>();
     let total = 0;
-    let last: { application: string; workstation: string } | undefined;
-    for (const r of rows) {
-      if (last === undefined || last.application !== r.application || last.workstation !== r.workstation) {
-        last = r;
-        total++;
-        if (listed.length < DUPLICATES_LISTED)
-          listed.push({
-            workstation: r.workstation,
-            cmids: [],
-            ...(r.n > CMIDS_PER_NAME_KEPT ? { machines: r.n } : {}),
-            application: this.names.applicationName(r.application),
-          });
-        else continue;
-      } else if (total > DUPLICATES_LISTED) continue;
-      listed[listed.length - 1]!.cmids.push(r.cmid);
+    for (const r of names) {
+      total++;
+      if (listed.size >= DUPLICATES_LISTED) continue;
+      listed.set(`${r.application}\0${r.workstation}`, {
+        workstation: r.workstation,
+        cmids: [],
+        ...(r.n > CMIDS_PER_NAME_KEPT ? { machines: r.n } : {}),
+        application: r.application,
+      });
     }
-    return { sharedWorkstations: listed, sharedWorkstationsTotal: total };
+    if (listed.size > 0) {
+      // The table is stored in (application, cmid) order: one pass gives each name its first CMIDs.
+      const rows = this.db
+        .prepare(`
+          SELECT application, lower(workstation) AS workstation, cmid FROM clients
+          WHERE ${served} AND application || char(0) || lower(workstation) IN (SELECT value FROM json_each(?))
+          ORDER BY application, cmid`)
+        .iterate(cutoff, JSON.stringify([...listed.keys()])) as IterableIterator<{
+        application: string;
+        workstation: string;
+        cmid: string;
+      }>;
+      for (const r of rows) {
+        const w = listed.get(`${r.application}\0${r.workstation}`);
+        if (w !== undefined && w.cmids.length < CMIDS_PER_NAME_KEPT) w.cmids.push(r.cmid);
+      }
+    }
+    const sharedWorkstations = [...listed.values()].map((w) => ({ ...w, application: this.names.applicationName(w.application) }));
+    return { sharedWorkstations, sharedWorkstationsTotal: total };
   }
 
   /** The id of the first event at or after `ms` (events are appended in time order). */
