@@ -17,6 +17,13 @@ export const ID_NAMES: NameResolver = Object.freeze({
   skuName: (activationId: string) => activationId,
 });
 
+/**
+ * Ids remembered per kind. The catalogue holds a few hundred, but hosts serve Activation IDs they
+ * do not know (PROTOCOL.md §4.2): the ids read back are whatever clients sent, and the snapshot
+ * worker and the fleet forwarder keep their memo as long as the process runs.
+ */
+const MAX_MEMO_ENTRIES = 4096;
+
 /** Resolves each id once: the client list asks for the same few names a million times. */
 export function memoizeNames(names: NameResolver): NameResolver {
   const apps = new Map<string, string>();
@@ -24,7 +31,11 @@ export function memoizeNames(names: NameResolver): NameResolver {
   const skus = new Map<string, string>();
   const cached = (map: Map<string, string>, key: string, make: () => string): string => {
     let v = map.get(key);
-    if (v === undefined) map.set(key, (v = make()));
+    if (v !== undefined) return v;
+    // The oldest first: a client cycling invented ids cannot grow the memo, and the catalogue's
+    // own names, asked for again and again, come back at once.
+    if (map.size >= MAX_MEMO_ENTRIES) map.delete(map.keys().next().value!);
+    map.set(key, (v = make()));
     return v;
   };
   return {
