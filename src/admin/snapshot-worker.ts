@@ -22,6 +22,7 @@ export function runSnapshotWorker(): void {
   const catalog = loadCatalog(data.catalogFile || undefined);
   const names = memoizeNames(catalogNames(catalog));
   const policy = (groupId: string): number | undefined => catalog.kmsGroupById(groupId)?.nCountPolicy;
+  const knownSku = (skuId: string): boolean => catalog.skuById(skuId) !== undefined;
   const inventory = new Inventory(db, file, names);
   port.on('message', (m: WorkerRequest | 'stop') => {
     if (m === 'stop') {
@@ -33,7 +34,7 @@ export function runSnapshotWorker(): void {
     try {
       switch (m.op) {
         case 'status':
-          reply = { id: m.id, ok: true, value: buildInventoryView(db, inventory, m.nowMs, m.entitlements, policy) };
+          reply = { id: m.id, ok: true, value: buildInventoryView(db, inventory, m.nowMs, m.entitlements, policy, knownSku) };
           break;
         case 'counts':
           reply = { id: m.id, ok: true, value: buildCountFacts(db, inventory, m.nowMs, policy) };

@@ -10,7 +10,7 @@ import {
   type Inventory,
   type RefusalSummary,
 } from '../store/inventory';
-import { complianceReport, type ComplianceRow, type Entitlement } from '../store/compliance';
+import { complianceReport, skusToKeep, type ComplianceRow, type Entitlement } from '../store/compliance';
 import { activationsPerDay, distinctMachines, type DayActivity } from './inventory-reads';
 import type { CountFacts } from '../metrics/sources';
 import type { HealthReport } from './health';
@@ -70,11 +70,17 @@ export function buildInventoryView(
   nowMs: number,
   entitlements: readonly Entitlement[],
   policy: GroupPolicy = () => undefined,
+  /** Whether the catalogue knows an Activation ID; the report keeps a row per SKU only for those. */
+  knownSku: (skuId: string) => boolean = () => true,
 ): InventoryView {
   const dups = inventory.duplicates(nowMs);
   return {
     summary: inventory.summary(nowMs, policy),
-    compliance: complianceReport(inventory.groupCounts(nowMs), entitlements, inventory.nameResolver),
+    compliance: complianceReport(
+      inventory.groupCounts(nowMs, undefined, skusToKeep(entitlements, knownSku)),
+      entitlements,
+      inventory.nameResolver,
+    ),
     duplicates: {
       sharedCmids: dups.sharedCmids.slice(0, DUPLICATES_SHOWN),
       sharedWorkstations: dups.sharedWorkstations

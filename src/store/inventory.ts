@@ -179,6 +179,8 @@ export const MAX_NAMES_KEPT = 16;
 export const DUPLICATES_LISTED = 1000;
 /** CMIDs listed per shared name: a lab's golden image, not the million a client can invent under one name. */
 export const CMIDS_PER_NAME_KEPT = 100;
+/** The skuId of GroupCount rows that sum the SKUs nobody needs one by one (see groupCounts). */
+const OTHER_SKUS = '';
 
 /** What the host presents to clients (kept in the settings table by src/host/host-identity.ts). */
 export interface HostIdentityInfo {
@@ -589,15 +591,38 @@ export class Inventory {
     return lo;
   }
 
-  /** Active machines per (application, group, SKU) in the window. */
-  groupCounts(nowMs: number, windowMs: number = COUNT_WINDOW_MS): GroupCount[] {
-    return (
-      this.db
-        .prepare(`
-          SELECT application, kms_group, sku, count(*) AS n FROM clients
-          WHERE last_counted_ms >= ? GROUP BY application, kms_group, sku ORDER BY application, kms_group, sku`)
-        .all(nowMs - windowMs) as { application: string; kms_group: string; sku: string; n: number }[]
-    ).map((r) => ({ applicationId: r.application, groupId: r.kms_group, skuId: r.sku, activeMachines: r.n }));
+  /**
+   * Active machines per (application, group, SKU) in the window. Hosts serve Activation IDs they do
+   * not know, so a client inventing them makes a SKU per machine (half a million rows took 220 MB):
+   * SKUs `keepSku` turns down are summed per group in one row whose skuId is OTHER_SKUS.
+   */
+  groupCounts(
+    nowMs: number,
+    windowMs: number = COUNT_WINDOW_MS,
+    keepSku: (skuId: string, groupId: string) => boolean = () => true,
+  ): GroupCount[] {
+    const rows = this.db
+      .prepare(`
+        SELECT application, kms_group, sku, count(*) AS n FROM clients
+        WHERE last_counted_ms >= ? GROUP BY application, kms_group, sku ORDER BY application, kms_group, sku`)
+      .iterate(nowMs - windowMs) as IterableIterator<{ application: string; kms_group: string; sku: string; n: number }>;
+    const out: GroupCount[] = [];
+    let other: { applicationId: string; groupId: string; skuId: string; activeMachines: number } | undefined;
+    const flush = (): void => {
+      if (other !== undefined) out.push(other);
+      other = undefined;
+    };
+    for (const r of rows) {
+      if (other !== undefined && (other.applicationId !== r.application || other.groupId !== r.kms_group)) flush();
+      if (keepSku(r.sku, r.kms_group)) {
+        out.push({ applicationId: r.application, groupId: r.kms_group, skuId: r.sku, activeMachines: r.n });
+        continue;
+      }
+      other ??= { applicationId: r.application, groupId: r.kms_group, skuId: OTHER_SKUS, activeMachines: 0 };
+      other.activeMachines += r.n;
+    }
+    flush();
+    return out;
   }
 
   get nameResolver(): NameResolver {

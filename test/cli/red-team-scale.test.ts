@@ -2,12 +2,15 @@
 // client inventing machine ids with store.maxMachines raised). Every reader must stay bounded in
 // what it prints and holds; shown here at 30,000 machines, with the bounds the commands apply.
 import t from 'tap';
-import { generateStore } from '../../scripts/generate-store';
+import { generateStore, syntheticCmid } from '../../scripts/generate-store';
+import { loadCatalog } from '../../src/catalog/load';
+import { catalogNames } from '../../src/catalog/names';
+import { complianceReport, skusToKeep } from '../../src/store/compliance';
 import { command as clients, TABLE_ROWS_DEFAULT, TABLE_ROWS_MAX } from '../../src/cli/commands/clients';
 import { captureIo } from './commands/io';
 import { tempDataDir } from '../store/observations';
 import Database from 'better-sqlite3';
-import { CMIDS_PER_NAME_KEPT, DUPLICATES_LISTED, Inventory } from '../../src/store/inventory';
+import { CMIDS_PER_NAME_KEPT, DUPLICATES_LISTED, Inventory, type GroupCount } from '../../src/store/inventory';
 import { databaseFile } from '../../src/store/data-dir';
 import { command as status } from '../../src/cli/commands/status';
 import { STORE_TUNING } from '../../src/config/defaults';
@@ -150,4 +153,36 @@ t.test('duplicates: a name per pair of invented ids lists the first names and co
   t.equal(d.sharedWorkstations.length, DUPLICATES_LISTED);
   t.ok(d.sharedWorkstationsTotal > DUPLICATES_LISTED, `${d.sharedWorkstationsTotal} names in all`);
   for (const w of d.sharedWorkstations) t.equal(w.machines, undefined, 'few CMIDs: every one listed');
+});
+
+t.test('report: a client inventing Activation IDs does not make a row per machine', async (t) => {
+  const now = Date.now();
+  const dir = tempDataDir(t);
+  generateStore(dir, { clients: MACHINES, nowMs: now });
+  const db = new Database(databaseFile(dir));
+  // Hosts serve Activation IDs they do not know: every machine of the store under its own.
+  db.exec("UPDATE clients SET sku = 'a' || substr(cmid, 2)");
+  db.close();
+  const catalog = loadCatalog();
+  const inventory = Inventory.open(dir, { names: catalogNames(catalog) });
+  t.teardown(() => inventory.close());
+  const entitlements = [
+    { product: 'Office 2021', licenses: 10 },
+    { product: 'a' + syntheticCmid(3).slice(1), licenses: 1 },
+  ];
+  const all = inventory.groupCounts(now);
+  const kept = inventory.groupCounts(
+    now,
+    undefined,
+    skusToKeep(entitlements, (id) => catalog.skuById(id) !== undefined),
+  );
+  t.ok(all.length > 10_000, `${all.length} (group, SKU) rows in all`);
+  t.ok(kept.length < 100, `${kept.length} rows held: one per group, and the SKU an entitlement names`);
+  const sum = (rows: readonly GroupCount[]): number => rows.reduce((n, r) => n + r.activeMachines, 0);
+  t.equal(sum(kept), sum(all), 'every machine still counted');
+  t.same(
+    complianceReport(kept, entitlements, inventory.nameResolver),
+    complianceReport(all, entitlements, inventory.nameResolver),
+    'the report is the same',
+  );
 });

@@ -6,7 +6,7 @@ import { describeOverlap, entitlementOverlaps, entitlementProblems } from '../en
 import { COMMON_HELP, COMMON_OPTIONS, openInventory } from '../inventory-access';
 import { formatCsv, formatTable, isoTime, type Column } from '../tabular';
 import { inert, toJson } from '../terminal';
-import { complianceReport, type ComplianceRow } from '../../store/compliance';
+import { complianceReport, skusToKeep, type ComplianceRow } from '../../store/compliance';
 
 const HELP = `Usage: kms-appliance report [--format table|json|csv] [--data-dir DIR] [--config FILE]
 
@@ -57,7 +57,15 @@ export const command = defineCommand({
     try {
       for (const problem of entitlementProblems(catalog, config.entitlements)) io.stderr.write(`kms-appliance report: ${problem}\n`);
       const now = Date.now();
-      const rows = complianceReport(inventory.groupCounts(now), config.entitlements, inventory.nameResolver);
+      const rows = complianceReport(
+        inventory.groupCounts(
+          now,
+          undefined,
+          skusToKeep(config.entitlements, (id) => catalog.skuById(id) !== undefined),
+        ),
+        config.entitlements,
+        inventory.nameResolver,
+      );
       // complianceReport gives one row per entitlement first, in order: row i is entitlements[i].
       const overlaps = entitlementOverlaps(catalog, config.entitlements).map((o) => {
         const machines = rows[o.narrower]?.activeMachines ?? 0;
