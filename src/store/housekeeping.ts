@@ -26,6 +26,13 @@ const CLOCK_FLOOR_MS = Date.UTC(2026, 0, 1);
  * another in the next turns, so lowering store.maxEvents or a flood never holds the loop for long.
  */
 const PRUNE_CHUNK_ROWS = 10_000;
+/**
+ * Machine rows one step deletes at most: a machine row costs about 28 µs to delete (the row, its
+ * window index entry), an event a fraction of that, so a step of these holds the loop about 30 ms.
+ * A store of a million machines cut back to the default cap takes some 900 steps, each followed by
+ * the next a few ms later, while requests are still answered in between.
+ */
+const MACHINE_CHUNK_ROWS = 1_000;
 
 export interface HousekeepingLimits {
   readonly retentionMs: number;
@@ -45,11 +52,18 @@ export class Housekeeping {
    * row are refused until some leave it. Set and cleared with the prune.
    */
   private capReached = false;
+  /**
+   * A cut back to the machine cap that takes several steps: the rows counted at its start, deleted
+   * since, and the key the last step in key order stopped at.
+   */
+  private cut: { readonly rows: number; deleted: number; after: [string, string] } | undefined;
   private warnedClockFloor = false;
   private readonly pruneByAge: Database.Statement;
   private readonly pruneByCount: Database.Statement;
   private readonly countMachines: Database.Statement;
   private readonly pruneUncounted: Database.Statement;
+  private readonly uncountedAfter: Database.Statement;
+  private readonly deleteMachine: Database.Statement;
   private readonly applicationsOf: Database.Statement;
   private readonly newestCountedOf: Database.Statement;
   private readonly clampClientsAhead: Database.Statement;
@@ -83,6 +97,16 @@ export class Housekeeping {
       DELETE FROM clients WHERE (application, cmid) IN (
         SELECT application, cmid FROM clients WHERE last_counted_ms IS NULL OR last_counted_ms < :cutoff
         ORDER BY last_seen_ms LIMIT :chunk)`);
+    // Far past the cap (a store from before the cap existed, or a cap lowered), the same rows in
+    // key order from where the last step stopped: no sort of the table, and no step reads again
+    // the counted rows an earlier one passed.
+    this.uncountedAfter = db
+      .prepare(`
+        SELECT application, cmid FROM clients
+        WHERE (application, cmid) > (:application, :cmid) AND (last_counted_ms IS NULL OR last_counted_ms < :cutoff)
+        ORDER BY application, cmid LIMIT :chunk`)
+      .raw();
+    this.deleteMachine = db.prepare('DELETE FROM clients WHERE application = ? AND cmid = ?');
     // Every application with a machine row: a skip-scan of the index, one step per application.
     this.applicationsOf = db
       .prepare(`
@@ -124,7 +148,7 @@ export class Housekeeping {
     const machines = this.boundMachines(nowMs);
     return {
       deleted: byAge + byCount + machines,
-      more: byAge === PRUNE_CHUNK_ROWS || byCount === PRUNE_CHUNK_ROWS || machines === PRUNE_CHUNK_ROWS,
+      more: byAge === PRUNE_CHUNK_ROWS || byCount === PRUNE_CHUNK_ROWS || machines === MACHINE_CHUNK_ROWS,
     };
   }
 
@@ -136,24 +160,59 @@ export class Housekeeping {
    */
   private boundMachines(nowMs: number): number {
     const { maxMachines } = this.limits;
-    const rows = this.countMachines.get() as number;
-    if (rows <= maxMachines) {
+    const floor = Math.floor(maxMachines * 0.9);
+    // A cut in progress carries its count: counting a million rows before every step of a thousand
+    // would cost more than the step (machines added meanwhile are a few; the next cut counts them).
+    const rows = this.cut ? this.cut.rows - this.cut.deleted : (this.countMachines.get() as number);
+    if (rows <= maxMachines && this.cut === undefined) {
       if (this.capReached && rows < maxMachines) this.leaveMachineCap(rows);
       return 0;
     }
-    const excess = rows - Math.floor(maxMachines * 0.9);
-    const chunk = Math.min(excess, PRUNE_CHUNK_ROWS);
-    const deleted = this.pruneUncounted.run({ cutoff: nowMs - COUNT_WINDOW_MS, chunk }).changes;
-    if (deleted > 0) {
+    const chunk = Math.max(0, Math.min(rows - floor, MACHINE_CHUNK_ROWS));
+    const cut = (this.cut ??= { rows, deleted: 0, after: ['', ''] });
+    const cutoff = nowMs - COUNT_WINDOW_MS;
+    // Far past the cap, uncounted rows in key order (a sort of the whole table per step would hold
+    // the loop half a second at a million rows); near it, the longest unseen first.
+    const deleted =
+      chunk === 0
+        ? 0
+        : rows > 2 * maxMachines
+          ? this.deleteInKeyOrder(cut, cutoff, chunk)
+          : this.pruneUncounted.run({ cutoff, chunk }).changes;
+    cut.deleted += deleted;
+    const left = cut.rows - cut.deleted;
+    if (deleted === chunk && left > floor) {
+      if (cut.deleted === deleted) {
+        this.log.info(
+          { code: 'KMS_ERR_STORE_MACHINE_CAP', file: this.file, machines: rows, maxMachines },
+          `${rows} machines are stored, more than store.maxMachines (${maxMachines}): deleting those no count includes, ` +
+            `${MACHINE_CHUNK_ROWS} at a time, down to ${floor}`,
+        );
+      }
+      return deleted;
+    }
+    this.cut = undefined;
+    if (cut.deleted > 0) {
       this.log.warn(
-        { code: 'KMS_ERR_STORE_MACHINE_CAP', file: this.file, machines: rows, maxMachines, deleted },
-        `${rows} machines are stored, more than store.maxMachines (${maxMachines}): the ${deleted} longest unseen ` +
+        { code: 'KMS_ERR_STORE_MACHINE_CAP', file: this.file, machines: cut.rows, maxMachines, deleted: cut.deleted },
+        `${cut.rows} machines were stored, more than store.maxMachines (${maxMachines}): the ${cut.deleted} longest unseen ` +
           'of those no count includes were deleted (their request log stays); raise store.maxMachines if the site has this many',
       );
     }
-    if (deleted < chunk && rows - deleted > maxMachines) this.enterMachineCap(rows - deleted);
-    else if (this.capReached && rows - deleted < maxMachines) this.leaveMachineCap(rows - deleted);
+    if (left > maxMachines) this.enterMachineCap(left);
+    else if (this.capReached && left < maxMachines) this.leaveMachineCap(left);
     return deleted;
+  }
+
+  private deleteInKeyOrder(cut: { after: [string, string] }, cutoff: number, chunk: number): number {
+    const [application, cmid] = cut.after;
+    const keys = this.uncountedAfter.all({ application, cmid, cutoff, chunk }) as [string, string][];
+    this.db.transaction(() => {
+      for (const [a, c] of keys) this.deleteMachine.run(a, c);
+    })();
+    const last = keys.at(-1);
+    if (last !== undefined) cut.after = last;
+    return keys.length;
   }
 
   /**

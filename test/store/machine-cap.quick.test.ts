@@ -57,6 +57,32 @@ t.test('past the cap, the machines no count includes go, longest unseen first; c
   t.equal(store.acceptsActivation(obs(999, big)), true, 'new machines are still taken');
 });
 
+t.test('far past the cap (a store from before it): cut back in steps of a thousand, counted machines kept, one line each way', async (t) => {
+  const log = recordingLog();
+  const dir = tempDataDir(t);
+  const cap = 500;
+  // Written with the cap out of the way, as a store of an older version would be.
+  const before = SqliteStore.open(dir, { maxMachines: 1_000_000 });
+  for (let n = 1; n <= 3000; n++) before.recordRefusal(obs(n), 0xc004f042, 'KMS_ERR_KMS_RETAIL_GROUP', NOW - 10 * DAY + n);
+  for (let n = 3001; n <= 3100; n++) before.recordActivation(obs(n), NOW + n, WINDOW);
+  before.close();
+  const store = SqliteStore.open(dir, { log, maxMachines: cap }); // its first prune is the first step
+  t.teardown(() => store.close());
+  let steps = 1;
+  while (store.prune(NOW + 5000) > 0 && steps < 100) steps++;
+  t.equal(rows(store), Math.floor(cap * 0.9), 'down to 90% of the cap');
+  t.ok(steps >= 3, `in ${steps} steps, none of more than a thousand machines`);
+  t.ok(
+    Array.from({ length: 100 }, (_, i) => 3001 + i).every((n) => stored(store, n)),
+    'every machine counted in the window stays',
+  );
+  const lines = log.lines.filter((l) => l.obj.code === 'KMS_ERR_STORE_MACHINE_CAP');
+  t.equal(lines.length, 2, 'one line when the cut starts, one when it ends');
+  t.match(lines[0], { level: 'info', obj: { machines: 3100 }, msg: /1000 at a time, down to 450/ });
+  t.match(lines[1], { level: 'warn', obj: { machines: 3100, deleted: 3100 - 450 } });
+  t.equal(store.stats().machineCapReached, false);
+});
+
 t.test('every stored machine counted: new machines refused, known ones renew, until the window lets some go', async (t) => {
   const log = recordingLog();
   const store = SqliteStore.open(tempDataDir(t), { log, maxMachines: CAP });
