@@ -57,7 +57,7 @@ t.test('past the cap, the machines no count includes go, longest unseen first; c
   t.equal(store.acceptsActivation(obs(999, big)), true, 'new machines are still taken');
 });
 
-t.test('far past the cap (a store from before it): cut back in steps of a thousand, counted machines kept, one line each way', async (t) => {
+t.test('far past the cap (a store from before it): cut back in steps of a thousand, counted ones kept, one line each way', async (t) => {
   const log = recordingLog();
   const dir = tempDataDir(t);
   const cap = 500;
