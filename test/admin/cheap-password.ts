@@ -1,6 +1,6 @@
 // The admin password for tests: the real file format and verification, hashed at a small scrypt
 // cost so a test pays about a millisecond per login instead of tens of milliseconds (the tests that
-// log in a dozen times spent seconds in scrypt). test/admin/password.test.ts checks the real cost.
+// log in a dozen times spent seconds in scrypt). test/admin/password.quick.test.ts checks the real cost.
 import { randomBytes, scryptSync } from 'node:crypto';
 import { ADMIN_USER, writePasswordRecord } from '../../src/admin/password';
 

@@ -17,10 +17,15 @@ import { STORE_TUNING } from '../../src/config/defaults';
 
 const MACHINES = 30_000;
 
-function bigStore(t: { teardown(fn: () => void): void }): string {
-  const dir = tempDataDir(t);
-  generateStore(dir, { clients: MACHINES });
-  return dir;
+let shared: string | undefined;
+
+/** One store for the tests that only read it: building 30,000 machines is most of this file's time. */
+function bigStore(): string {
+  if (shared === undefined) {
+    shared = tempDataDir(t);
+    generateStore(shared, { clients: MACHINES });
+  }
+  return shared;
 }
 
 async function run(args: string[], dir: string): Promise<{ code: number; out: string; err: string }> {
@@ -30,7 +35,7 @@ async function run(args: string[], dir: string): Promise<{ code: number; out: st
 }
 
 t.test('clients: the table shows a page and says how many more there are, instead of every machine', async (t) => {
-  const dir = bigStore(t);
+  const dir = bigStore();
   const table = await run([], dir);
   t.equal(table.code, 0, table.err);
   const lines = table.out.trimEnd().split('\n');
@@ -72,7 +77,7 @@ t.test('clients: the table shows a page and says how many more there are, instea
 });
 
 t.test('clients: a table beyond what it can lay out is refused with what to use instead', async (t) => {
-  const dir = bigStore(t);
+  const dir = bigStore();
   for (const bad of ['0', '-3', 'many', String(TABLE_ROWS_MAX + 1)]) {
     const r = await run(['--limit', bad], dir);
     t.equal(r.code, 2, `--limit ${bad}`);
@@ -87,7 +92,7 @@ t.test('clients: a table beyond what it can lay out is refused with what to use 
 });
 
 t.test('the read-only connections of the commands keep the server-sized page cache, not 16 MB', async (t) => {
-  const dir = bigStore(t);
+  const dir = bigStore();
   const inventory = Inventory.open(dir);
   t.teardown(() => inventory.close());
   // SQLite sizes its sorter by the cache: with better-sqlite3's default (-16000 KiB) a summary of a

@@ -1,14 +1,15 @@
-// Quick test files (`*.quick.test.ts`) share a test process, four processes for all of them.
-// Starting a test process (Node, tap, coverage) costs about half a second of CPU on the 2-core
-// build machine, more than most of these files take: run one process each, they cost npm test
-// about 30 s. A file may be quick when it finishes well within a second, starts no child process
-// and leaves the process as it found it (working directory, environment, listeners, loaded
-// modules); anything else stays a `*.test.ts` of its own. Each file still runs alone:
+// Quick test files (`*.quick.test.ts`) share test processes, six for all of them. Starting a test
+// process (Node, tap, coverage) costs about half a second of CPU on the 2-core build machine, more
+// than most of these files take: run one process each, they cost npm test about 30 s. A file may
+// be quick when it takes seconds, not tens of seconds, starts no child process (no second
+// appliance, PostgreSQL, named or Chromium), does not measure the process (memory, active handles)
+// and leaves it as it found it (working directory, environment, listeners, loaded modules);
+// anything else stays a `*.test.ts` of its own. Each file still runs alone:
 // npm run test:one -- test/x/y.quick.test.ts.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-const QUICK_SHARDS = 4;
+const QUICK_SHARDS = 6;
 
 /** Every quick test file under `root`, sorted, with the extension this module was loaded as. */
 function quickTestFiles(root: string, ext: string = path.extname(__filename)): string[] {

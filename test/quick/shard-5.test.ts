@@ -1,0 +1,3 @@
+import { runQuickShard } from './shards';
+
+runQuickShard(5);
