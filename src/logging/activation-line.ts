@@ -22,7 +22,7 @@ export const MSG_REFUSED = '12290 refused';
  * Activation ID") and event 12289's "Current count", plus what Windows does not log: the client
  * address, protocol version, product names and, for refusals, the registered code and what to do.
  * This object is the definition; activationJsonFields below must write exactly what pino makes of it
- * (test/logging/activation-line.test.ts holds them together).
+ * (test/logging/activation-line.quick.test.ts holds them together).
  */
 export function activationFields(o: ActivationOutcome): Record<string, unknown> {
   return {
