@@ -1,5 +1,5 @@
 // Writes the README's error table from the registry (src/errors.ts), between the markers
-// <!-- errors:begin --> and <!-- errors:end -->. test/errors.test.ts fails when they disagree.
+// <!-- errors:begin --> and <!-- errors:end -->. test/readme.quick.test.ts fails when they disagree.
 // Run: npm run build && node dist/scripts/readme-errors.js
 import fs from 'node:fs';
 import path from 'node:path';
