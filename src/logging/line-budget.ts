@@ -13,6 +13,11 @@ export class LineBudget {
     private readonly windowMs = 10_000,
   ) {}
 
+  /** A similar line left out for another reason (a per-address limit): the next line counts it too. */
+  skip(): void {
+    this.suppressed++;
+  }
+
   /** -1: leave this line out; otherwise write it, with this many similar lines left out before it. */
   admit(nowMs: number): number {
     if (nowMs - this.windowStart >= this.windowMs) {

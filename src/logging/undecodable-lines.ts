@@ -4,41 +4,34 @@
 // window from all addresses together; the next line written counts those left out. The request
 // itself still has its row in the event log and its count in the metrics.
 
+import { LineBudget } from './line-budget';
+
 export class UndecodableLines {
   /** Client address → when its last line was written; insertion order = least recent first. */
   private readonly lastLine = new Map<string, number>();
-  private windowStart = Number.NEGATIVE_INFINITY;
-  private inWindow = 0;
-  private suppressed = 0;
+  private readonly budget: LineBudget;
 
   constructor(
     private readonly windowMs = 60_000,
-    private readonly perWindow = 20,
+    perWindow = 20,
     /** Addresses remembered; beyond it the least recent is forgotten, so cycling addresses cannot grow the map. */
     private readonly maxAddresses = 4096,
-  ) {}
+  ) {
+    this.budget = new LineBudget(perWindow, windowMs);
+  }
 
   /** -1: leave this line out; otherwise write it, saying this many similar lines were left out before it. */
   admit(address: string, nowMs: number): number {
     const last = this.lastLine.get(address);
     if (last !== undefined && nowMs - last < this.windowMs) {
-      this.suppressed++;
+      this.budget.skip();
       return -1;
     }
-    if (nowMs - this.windowStart >= this.windowMs) {
-      this.windowStart = nowMs;
-      this.inWindow = 0;
-    }
-    if (this.inWindow >= this.perWindow) {
-      this.suppressed++;
-      return -1;
-    }
-    this.inWindow++;
+    const suppressed = this.budget.admit(nowMs);
+    if (suppressed < 0) return -1;
     this.lastLine.delete(address);
     this.lastLine.set(address, nowMs);
     if (this.lastLine.size > this.maxAddresses) this.lastLine.delete(this.lastLine.keys().next().value!);
-    const n = this.suppressed;
-    this.suppressed = 0;
-    return n;
+    return suppressed;
   }
 }
