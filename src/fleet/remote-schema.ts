@@ -162,9 +162,7 @@ export interface MigrationResult {
  * runs cannot race. Running it again at the current version changes nothing.
  */
 export async function migrateRemote(client: ClientBase, target: number = REMOTE_SCHEMA_VERSION): Promise<MigrationResult> {
-  await client.query('BEGIN');
-  try {
-    await client.query("SELECT pg_advisory_xact_lock(hashtext('kms_fleet.migrate'))");
+  return underInitLock(client, async () => {
     await client.query('CREATE SCHEMA IF NOT EXISTS kms_fleet');
     await client.query(`CREATE TABLE IF NOT EXISTS kms_fleet.schema_version (
       version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
@@ -173,8 +171,22 @@ export async function migrateRemote(client: ClientBase, target: number = REMOTE_
       await client.query(REMOTE_MIGRATIONS[v]!);
       await client.query('INSERT INTO kms_fleet.schema_version (version) VALUES ($1)', [v + 1]);
     }
-    await client.query('COMMIT');
     return { from, to: Math.max(from, target) };
+  });
+}
+
+/**
+ * `run` in one transaction holding the advisory lock of `fleet init`: two runs at once wait for
+ * each other, for the migrations and for the grants alike (PostgreSQL fails a GRANT on an object
+ * another session is granting on at the same time: "tuple concurrently updated").
+ */
+async function underInitLock<T>(client: ClientBase, run: () => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    await client.query("SELECT pg_advisory_xact_lock(hashtext('kms_fleet.migrate'))");
+    const result = await run();
+    await client.query('COMMIT');
+    return result;
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
@@ -188,9 +200,11 @@ function quoteIdent(name: string): string {
 /** What an appliance's role may do: write its rows, read the schema version. Nothing else. */
 export async function grantWriter(client: ClientBase, role: string): Promise<void> {
   const r = quoteIdent(role);
-  await client.query(`GRANT USAGE ON SCHEMA kms_fleet TO ${r}`);
-  await client.query(`GRANT SELECT ON kms_fleet.schema_version TO ${r}`);
-  for (const t of WRITTEN_TABLES) await client.query(`GRANT SELECT, INSERT, UPDATE ON kms_fleet.${t} TO ${r}`);
+  await underInitLock(client, async () => {
+    await client.query(`GRANT USAGE ON SCHEMA kms_fleet TO ${r}`);
+    await client.query(`GRANT SELECT ON kms_fleet.schema_version TO ${r}`);
+    for (const t of WRITTEN_TABLES) await client.query(`GRANT SELECT, INSERT, UPDATE ON kms_fleet.${t} TO ${r}`);
+  });
 }
 
 /**
@@ -199,7 +213,9 @@ export async function grantWriter(client: ClientBase, role: string): Promise<voi
  */
 export async function grantReader(client: ClientBase, role: string): Promise<void> {
   const r = quoteIdent(role);
-  await client.query(`GRANT USAGE ON SCHEMA kms_fleet TO ${r}`);
-  await client.query(`GRANT SELECT ON ALL TABLES IN SCHEMA kms_fleet TO ${r}`);
-  await client.query(`ALTER DEFAULT PRIVILEGES IN SCHEMA kms_fleet GRANT SELECT ON TABLES TO ${r}`);
+  await underInitLock(client, async () => {
+    await client.query(`GRANT USAGE ON SCHEMA kms_fleet TO ${r}`);
+    await client.query(`GRANT SELECT ON ALL TABLES IN SCHEMA kms_fleet TO ${r}`);
+    await client.query(`ALTER DEFAULT PRIVILEGES IN SCHEMA kms_fleet GRANT SELECT ON TABLES TO ${r}`);
+  });
 }

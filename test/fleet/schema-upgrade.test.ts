@@ -7,10 +7,11 @@ import * as path from 'node:path';
 import t from 'tap';
 import { PassThrough } from 'node:stream';
 import { fleetInit } from '../../src/cli/commands/fleet';
-import { REMOTE_SCHEMA_VERSION, migrateRemote, remoteSchemaVersion } from '../../src/fleet/remote-schema';
+import { REMOTE_SCHEMA_VERSION, grantWriter, migrateRemote, remoteSchemaVersion } from '../../src/fleet/remote-schema';
 import { WINDOW, obs } from '../store/observations';
 import { appliance, fleetDatabase, postgresForFile, rows, OWNER, WRITER, type FleetDb, type PgServer } from './fleet-fixture';
 import { WINDOWS_APP } from '../ids';
+import { until } from '../wait';
 
 let pg: PgServer;
 t.before(async () => {
@@ -112,6 +113,29 @@ t.test('fleet init on an empty database, twice at once', async (t) => {
   const owner = await fleet.connectAs('owner');
   t.teardown(() => owner.end());
   t.equal(await remoteSchemaVersion(owner), REMOTE_SCHEMA_VERSION);
+});
+
+t.test('a grant while another fleet init holds its lock waits its turn instead of failing', async (t) => {
+  const fleet = await fleetDatabase(pg);
+  const first = await fleet.connectAs('owner');
+  const second = await fleet.connectAs('owner');
+  t.teardown(() => Promise.all([first.end(), second.end()]));
+  // The first run is granting: it holds the init lock and the catalogue row of the schema's grants.
+  await first.query('BEGIN');
+  await first.query("SELECT pg_advisory_xact_lock(hashtext('kms_fleet.migrate'))");
+  await first.query(`GRANT USAGE ON SCHEMA kms_fleet TO ${WRITER}`);
+  const secondRun = grantWriter(second, WRITER).then(
+    () => 'granted',
+    (err: Error) => err.message,
+  );
+  const watcher = await fleet.connectAs('owner');
+  t.teardown(() => watcher.end());
+  const waiting = async () =>
+    Number((await watcher.query("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'")).rows[0].n) > 0;
+  await until(waiting, 'the second run waiting on a lock', { everyMs: 20, ms: 10_000 });
+  await first.query('COMMIT');
+  // Without the lock PostgreSQL fails the second GRANT on that row: "tuple concurrently updated".
+  t.equal(await secondRun, 'granted');
 });
 
 t.test('fleet init explains a connection problem in one line', async (t) => {
