@@ -17,7 +17,7 @@ import { encodeKmsRequest } from '../src/protocol/kms';
 import { pooledRandomBytes } from '../src/server/random-pool';
 import type { ActivationOutcome } from '../src/host/outcome';
 import { activationFields, activationJsonFields, MSG_SERVED } from '../src/logging/activation-line';
-import { batchedDestination } from '../src/logging/line-batch';
+import { serveLogOutput } from '../src/logging/serve-output';
 import { createLogger, logActivation } from '../src/logging/logger';
 import { createApplianceMetrics } from '../src/metrics/appliance-metrics';
 import { SERVED_OUTCOME } from '../test/logging/served-outcome';
@@ -49,7 +49,7 @@ async function timePerCall(f: () => void, calls: number): Promise<number> {
 
 /** The destination serve writes to (asynchronous, 8 KiB), here on /dev/null, with or without the line batch. */
 function serveDestination(batched: boolean) {
-  if (batched) return batchedDestination(fs.openSync('/dev/null', 'w'));
+  if (batched) return serveLogOutput(fs.openSync('/dev/null', 'w'), {}).destination;
   return pino.destination({ dest: '/dev/null', sync: false, minLength: 8192 });
 }
 

@@ -4,7 +4,7 @@
 // per request line for an 8 KiB buffer. Here a line is encoded once into the batch, and the request
 // line is written into it directly (reserve/commit, no string at all); the destination sees one
 // write per batch.
-import pino, { type DestinationStream } from 'pino';
+import type { DestinationStream } from 'pino';
 import { JsonBytes } from '../json-bytes';
 
 /** What serve's log output needs from a destination: lines in, a timed flush, a flush at exit. */
@@ -122,9 +122,4 @@ export function batchLines(
     process.prependListener('exit', passAll);
   }
   return batch;
-}
-
-/** serve's log output: a batch in front of an asynchronous sonic-boom on `fd` that takes Buffers. */
-export function batchedDestination(fd: number): BufferedDestination & ReservingDestination {
-  return batchLines(pino.destination({ dest: fd, sync: false, minLength: DEFAULT_BATCH_BYTES, contentMode: 'buffer' }));
 }
